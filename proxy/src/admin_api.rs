@@ -1,0 +1,356 @@
+//! The configurable-http-proxy REST API (chp-spec §3), served on the API listener.
+//!
+//! Dispatch runs in CHP's order: path (404), method (405), path decoding (400, where CHP hangs),
+//! POST body parsing (400, before auth, as CHP), token (403), handler. Bodies are accepted
+//! whatever their Content-Type, since JupyterHub 6 sends `text/plain`.
+//!
+//! One extension for hubs that change many routes at once: `POST /api/batch` with
+//! `{"replace": bool, "remove": [key, ...], "add": {key: data, ...}}` validates everything first
+//! and then applies it as one table swap (a proxy never serves half a batch).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde_json::{Map, Value};
+
+use crate::Proxy;
+use crate::body::ResponseBody;
+use crate::request_path::{normalize_route_key, percent_decode, segments};
+use crate::route_table::RouteTable;
+use crate::timestamp::{format_iso, parse_iso};
+
+/// Largest request body the API reads (a batch of 100,000 routes is about 10 MB).
+const MAX_BODY: usize = 64 * 1024 * 1024;
+
+enum Endpoint<'a> {
+    /// `/api/routes` followed by this suffix (`""` or starting with `/`).
+    Routes(&'a str),
+    Batch,
+}
+
+pub async fn handle(proxy: Arc<Proxy>, req: Request<Incoming>) -> Result<Response<ResponseBody>, Infallible> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let resp = dispatch(&proxy, req).await;
+    let status = resp.status().as_u16();
+    proxy.metrics.api_status(status);
+    match status {
+        0..400 => tracing::info!("{status} {method} {path}"),
+        400..500 => tracing::warn!("{status} {method} {path}"),
+        _ => tracing::error!("{status} {method} {path}"),
+    }
+    Ok(resp)
+}
+
+async fn dispatch(proxy: &Proxy, req: Request<Incoming>) -> Response<ResponseBody> {
+    let path = req.uri().path().to_owned();
+    let endpoint = match path.strip_prefix("/api/routes") {
+        Some(suffix) if suffix.is_empty() || suffix.starts_with('/') => Endpoint::Routes(suffix),
+        _ if path == "/api/batch" => Endpoint::Batch,
+        _ => return text(StatusCode::NOT_FOUND, "Not Found"),
+    };
+    let method = req.method().clone();
+    if !matches!(method, Method::GET | Method::POST | Method::DELETE) || (matches!(endpoint, Endpoint::Batch) && method != Method::POST) {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "Method not supported");
+    }
+    let key = match endpoint {
+        Endpoint::Routes("") => None,
+        Endpoint::Routes(suffix) => match percent_decode(suffix) {
+            Ok(decoded) => Some(normalize_route_key(&decoded)),
+            Err(e) => return text(StatusCode::BAD_REQUEST, &format!("Invalid route path: {e}")),
+        },
+        Endpoint::Batch => None,
+    };
+    let authorized = is_authorized(proxy.auth_token.as_deref(), req.headers().get(AUTHORIZATION));
+    let query = req.uri().query().map(str::to_owned);
+
+    if method == Method::POST {
+        let body = match read_json(req.into_body()).await {
+            Ok(v) => v,
+            Err(resp) => return resp,
+        };
+        if !authorized {
+            return forbidden();
+        }
+        return match endpoint {
+            Endpoint::Batch => apply_batch(proxy, body),
+            Endpoint::Routes(_) => add_route(proxy, key.as_deref().unwrap_or("/"), body),
+        };
+    }
+    if !authorized {
+        return forbidden();
+    }
+    match (method, key) {
+        (Method::GET, None) => list_routes(proxy, query.as_deref()),
+        (Method::GET, Some(key)) if key == "/" && path.ends_with("/api/routes/") => list_routes(proxy, query.as_deref()),
+        (Method::GET, Some(key)) => match proxy.routes.load().get(&key) {
+            Some(route) => json(StatusCode::OK, route.to_json().to_string()),
+            None => empty(StatusCode::NOT_FOUND),
+        },
+        (Method::DELETE, Some(key)) => delete_route(proxy, &key),
+        // CHP's handler crashes here and never answers (spec §12).
+        (Method::DELETE, None) => text(StatusCode::BAD_REQUEST, "DELETE needs a route path, e.g. /api/routes/user/alice (use /api/routes/ for the root route)"),
+        _ => text(StatusCode::METHOD_NOT_ALLOWED, "Method not supported"),
+    }
+}
+
+/// CHP's rule: the header must contain a match of `token\s+(\S+)` (unanchored, case-sensitive)
+/// whose capture equals the token. Compared in constant time.
+pub fn is_authorized(token: Option<&str>, header: Option<&HeaderValue>) -> bool {
+    let Some(token) = token else {
+        return true;
+    };
+    let Some(value) = header.and_then(|h| h.to_str().ok()) else {
+        return false;
+    };
+    first_token_capture(value).is_some_and(|given| constant_time_eq(given.as_bytes(), token.as_bytes()))
+}
+
+/// The capture of the leftmost match of `token\s+(\S+)`.
+fn first_token_capture(value: &str) -> Option<&str> {
+    let mut from = 0;
+    while let Some(i) = value[from..].find("token") {
+        let after = &value[from + i + "token".len()..];
+        let rest = after.trim_start();
+        if rest.len() < after.len() && !rest.is_empty() {
+            let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+            return Some(&rest[..end]);
+        }
+        from += i + 1;
+    }
+    None
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn read_json(body: Incoming) -> Result<Value, Response<ResponseBody>> {
+    let bytes: Bytes = match Limited::new(body, MAX_BODY).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return Err(text(StatusCode::PAYLOAD_TOO_LARGE, &format!("Body larger than {MAX_BODY} bytes")));
+        }
+        Err(e) => return Err(text(StatusCode::BAD_REQUEST, &format!("Body could not be read: {e}"))),
+    };
+    serde_json::from_slice(&bytes).map_err(|e| text(StatusCode::BAD_REQUEST, &format!("Body not valid JSON: {e}")))
+}
+
+/// Validates a POSTed route body: a JSON object whose `target` is a string. CHP turns falsy
+/// bodies (`null`, `false`, `0`, `""`) into `{}`, which then fails the same check.
+fn route_data(body: Value) -> Result<Map<String, Value>, &'static str> {
+    match body {
+        Value::Object(map) if matches!(map.get("target"), Some(Value::String(_))) => Ok(map),
+        _ => Err("Must specify 'target' as string"),
+    }
+}
+
+fn add_route(proxy: &Proxy, key: &str, body: Value) -> Response<ResponseBody> {
+    let data = match route_data(body) {
+        Ok(d) => d,
+        Err(msg) => return text(StatusCode::BAD_REQUEST, msg),
+    };
+    let target = data.get("target").and_then(Value::as_str).unwrap_or_default().to_owned();
+    tracing::info!("Adding route {key} -> {target}");
+    let host_routing = proxy.settings.host_routing;
+    let len = proxy.routes.update(|table| {
+        insert_route(table, key, data, host_routing);
+        table.len()
+    });
+    proxy.metrics.routes.set(len as f64);
+    proxy.metrics.api_route_add.increment(1);
+    tracing::info!("Route added {key} -> {target}");
+    empty(StatusCode::CREATED)
+}
+
+/// Stores `data` at `key`: any client-supplied `last_activity` is dropped (the route's own
+/// clock replaces it), and under host routing the key's first segment is recorded as `host`.
+fn insert_route(table: &mut RouteTable, key: &str, mut data: Map<String, Value>, host_routing: bool) {
+    data.remove("last_activity");
+    if host_routing && key != "/" {
+        if let Some(host) = segments(key).next() {
+            data.insert("host".to_owned(), Value::String(host.to_owned()));
+        }
+    }
+    table.insert(key, data);
+}
+
+fn delete_route(proxy: &Proxy, key: &str) -> Response<ResponseBody> {
+    proxy.metrics.api_route_delete.increment(1);
+    let (removed, len) = proxy.routes.update(|table| (table.remove(key), table.len()));
+    proxy.metrics.routes.set(len as f64);
+    if removed {
+        tracing::info!("Removing route {key}");
+        empty(StatusCode::NO_CONTENT)
+    } else {
+        empty(StatusCode::NOT_FOUND)
+    }
+}
+
+fn list_routes(proxy: &Proxy, query: Option<&str>) -> Response<ResponseBody> {
+    let since = match inactive_since(query) {
+        Ok(since) => since,
+        Err(raw) => return text(StatusCode::BAD_REQUEST, &format!("Invalid datestamp '{raw}' must be ISO8601.")),
+    };
+    let table = proxy.routes.load_full();
+    let routes = table.routes();
+    let mut out = Vec::with_capacity(routes.len() * 160 + 2);
+    out.push(b'{');
+    let mut first = true;
+    for route in &routes {
+        let last_activity = route.last_activity_ms();
+        if since.is_some_and(|since| last_activity as i64 >= since) {
+            continue;
+        }
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        // Keys and data are strings and JSON values: serialising them cannot fail.
+        let _ = serde_json::to_writer(&mut out, &*route.key);
+        out.push(b':');
+        let _ = serde_json::to_writer(&mut out, &route.data);
+        out.pop(); // the data object's closing brace
+        if !route.data.is_empty() {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"\"last_activity\":\"");
+        out.extend_from_slice(format_iso(last_activity).as_bytes());
+        out.extend_from_slice(b"\"}");
+    }
+    out.push(b'}');
+    proxy.metrics.api_route_get.increment(1);
+    json(StatusCode::OK, out)
+}
+
+/// `inactiveSince` (checked first) or `inactive_since`, form-decoded; empty means no filter.
+fn inactive_since(query: Option<&str>) -> Result<Option<i64>, String> {
+    let Some(query) = query else {
+        return Ok(None);
+    };
+    let param = |name: &str| {
+        query.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (form_decode(k) == name).then(|| form_decode(v))
+        })
+    };
+    match param("inactiveSince").or_else(|| param("inactive_since")) {
+        None => Ok(None),
+        Some(v) if v.is_empty() => Ok(None),
+        Some(v) => parse_iso(&v).map(Some).ok_or(v),
+    }
+}
+
+fn form_decode(s: &str) -> String {
+    let spaced = s.replace('+', " ");
+    percent_decode(&spaced).map(|c| c.into_owned()).unwrap_or(spaced)
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Batch {
+    #[serde(default)]
+    replace: bool,
+    #[serde(default)]
+    remove: Vec<String>,
+    #[serde(default)]
+    add: Map<String, Value>,
+}
+
+fn apply_batch(proxy: &Proxy, body: Value) -> Response<ResponseBody> {
+    let batch: Batch = match serde_json::from_value(body) {
+        Ok(b) => b,
+        Err(e) => return text(StatusCode::BAD_REQUEST, &format!("Batch must be {{\"replace\": bool, \"remove\": [keys], \"add\": {{key: data}}}}: {e}")),
+    };
+    let mut adds = Vec::with_capacity(batch.add.len());
+    for (key, data) in batch.add {
+        match route_data(data) {
+            Ok(data) => adds.push((normalize_route_key(&key), data)),
+            Err(msg) => return text(StatusCode::BAD_REQUEST, &format!("Route {key:?}: {msg}")),
+        }
+    }
+    let removes: Vec<String> = batch.remove.iter().map(|k| normalize_route_key(k)).collect();
+    let host_routing = proxy.settings.host_routing;
+    let (removed, added, len) = proxy.routes.update(|table| {
+        if batch.replace {
+            *table = RouteTable::default();
+        }
+        let removed = removes.iter().filter(|k| table.remove(k)).count();
+        let added = adds.len();
+        for (key, data) in adds {
+            insert_route(table, &key, data, host_routing);
+        }
+        (removed, added, table.len())
+    });
+    proxy.metrics.routes.set(len as f64);
+    tracing::info!("Batch applied: {added} added, {removed} removed, {len} routes");
+    json(StatusCode::OK, serde_json::json!({ "added": added, "removed": removed, "routes": len }).to_string())
+}
+
+fn text(status: StatusCode, body: &str) -> Response<ResponseBody> {
+    let mut resp = Response::new(ResponseBody::full(body.to_owned()));
+    *resp.status_mut() = status;
+    resp
+}
+
+fn empty(status: StatusCode) -> Response<ResponseBody> {
+    let mut resp = Response::new(ResponseBody::empty());
+    *resp.status_mut() = status;
+    resp
+}
+
+fn forbidden() -> Response<ResponseBody> {
+    empty(StatusCode::FORBIDDEN)
+}
+
+fn json(status: StatusCode, body: impl Into<Bytes>) -> Response<ResponseBody> {
+    let mut resp = Response::new(ResponseBody::full(body.into()));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_rule_matches_chps_regex() {
+        let h = |s: &str| HeaderValue::from_str(s).unwrap();
+        let cases = [
+            ("token secret", true),
+            ("token \t secret", true),
+            ("token secret extra", true),
+            ("xtoken secret", true),
+            ("Basic x, token secret", true),
+            ("Token secret", false),
+            ("Bearer secret", false),
+            ("token secretX", false),
+            ("token", false),
+            ("token ", false),
+            ("tokensecret", false),
+            ("token  token secret", false),
+        ];
+        for (header, want) in cases {
+            assert_eq!(is_authorized(Some("secret"), Some(&h(header))), want, "{header:?}");
+        }
+        assert!(!is_authorized(Some("secret"), None));
+        assert!(is_authorized(None, None), "no token configured: open API");
+    }
+
+    #[test]
+    fn inactive_since_reads_either_spelling() {
+        assert_eq!(inactive_since(None), Ok(None));
+        assert_eq!(inactive_since(Some("inactive_since=")), Ok(None));
+        assert_eq!(inactive_since(Some("inactive_since=1970-01-01T00:00:00.001Z")), Ok(Some(1)));
+        assert_eq!(inactive_since(Some("inactiveSince=1970-01-01T00:00:00.002Z&inactive_since=garbage")), Ok(Some(2)));
+        assert_eq!(inactive_since(Some("inactive_since=garbage")), Err("garbage".to_owned()));
+        assert_eq!(inactive_since(Some("inactive_since=1970-01-01T00%3A00%3A00Z")), Ok(Some(0)));
+        assert_eq!(inactive_since(Some("other=1")), Ok(None));
+    }
+}

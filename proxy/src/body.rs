@@ -1,0 +1,192 @@
+//! The body types that cross the proxy, as enums rather than boxed trait objects so the hot path
+//! allocates nothing for them.
+//!
+//! - `RequestBody` goes upstream: the client's body (streamed, each data chunk counted as route
+//!   activity, chp-spec §6) or nothing.
+//! - `ResponseBody` goes to the client: a body we generated, or the upstream's body streamed
+//!   through with its bookkeeping (activity on success, connection back to the pool at the end,
+//!   the upstream inactivity limit).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use tokio::time::{Instant, Sleep};
+
+use crate::route_table::Route;
+use crate::upstream::PooledConnection;
+
+/// The one error type our bodies yield; hyper turns it into an aborted connection.
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
+pub enum RequestBody {
+    Empty,
+    Client { body: Incoming, route: Option<Arc<Route>> },
+}
+
+impl Body for RequestBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            RequestBody::Empty => Poll::Ready(None),
+            RequestBody::Client { body, route } => {
+                let frame = ready!(Pin::new(body).poll_frame(cx));
+                if let (Some(Ok(f)), Some(route)) = (&frame, route) {
+                    if f.is_data() {
+                        route.mark_active();
+                    }
+                }
+                Poll::Ready(frame)
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RequestBody::Empty => true,
+            RequestBody::Client { body, .. } => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            RequestBody::Empty => SizeHint::with_exact(0),
+            RequestBody::Client { body, .. } => body.size_hint(),
+        }
+    }
+}
+
+pub enum ResponseBody {
+    Full(Option<Bytes>),
+    Upstream(Box<UpstreamBody>),
+}
+
+impl ResponseBody {
+    pub fn empty() -> Self {
+        ResponseBody::Full(None)
+    }
+
+    pub fn full(bytes: impl Into<Bytes>) -> Self {
+        let bytes = bytes.into();
+        ResponseBody::Full((!bytes.is_empty()).then_some(bytes))
+    }
+}
+
+impl Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match self.get_mut() {
+            ResponseBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            ResponseBody::Upstream(up) => Pin::new(up.as_mut()).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ResponseBody::Full(bytes) => bytes.is_none(),
+            ResponseBody::Upstream(up) => up.body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ResponseBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            ResponseBody::Full(None) => SizeHint::with_exact(0),
+            ResponseBody::Upstream(up) => up.body.size_hint(),
+        }
+    }
+}
+
+/// An upstream response body on its way to the client.
+pub struct UpstreamBody {
+    body: Incoming,
+    /// Returned to the pool once the body has been read to its end.
+    connection: Option<PooledConnection>,
+    /// Marked active when the body completes (a response with status < 300, chp-spec §6).
+    activity: Option<Arc<Route>>,
+    idle: Option<IdleLimit>,
+}
+
+struct IdleLimit {
+    limit: Duration,
+    sleep: Pin<Box<Sleep>>,
+}
+
+impl UpstreamBody {
+    pub fn new(body: Incoming, connection: PooledConnection, activity: Option<Arc<Route>>, idle_limit: Option<Duration>) -> Self {
+        UpstreamBody {
+            body,
+            connection: Some(connection),
+            activity,
+            idle: idle_limit.map(|limit| IdleLimit { limit, sleep: Box::pin(tokio::time::sleep(limit)) }),
+        }
+    }
+
+    /// A body whose connection is not reusable (it is closed once the body is done).
+    pub fn without_pool(body: Incoming) -> Self {
+        UpstreamBody { body, connection: None, activity: None, idle: None }
+    }
+
+    fn finish(&mut self) {
+        if let Some(route) = self.activity.take() {
+            route.mark_active();
+        }
+        if let Some(conn) = self.connection.take() {
+            conn.release();
+        }
+    }
+}
+
+impl Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        let this = &mut *self;
+        match Pin::new(&mut this.body).poll_frame(cx) {
+            Poll::Ready(None) => {
+                this.finish();
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(idle) = &mut this.idle {
+                    idle.sleep.as_mut().reset(Instant::now() + idle.limit);
+                }
+                if this.body.is_end_stream() {
+                    this.finish();
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                // The connection is broken; dropping it (not releasing it) closes it.
+                this.connection = None;
+                Poll::Ready(Some(Err(e.into())))
+            }
+            Poll::Pending => {
+                if let Some(idle) = &mut this.idle {
+                    if idle.sleep.as_mut().poll(cx).is_ready() {
+                        this.connection = None;
+                        return Poll::Ready(Some(Err("upstream inactive for longer than --proxy-timeout".into())));
+                    }
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}

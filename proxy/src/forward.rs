@@ -1,0 +1,139 @@
+//! Forwarding a routed HTTP request to its target and relaying the response (chp-spec §5).
+
+use std::sync::Arc;
+
+use http::header::{HOST, HeaderValue, LOCATION};
+use http::request::Parts;
+use http::{Request, Response, StatusCode, Uri, Version};
+use http_body::Body as _;
+use hyper::body::Incoming;
+
+use crate::Proxy;
+use crate::body::{RequestBody, ResponseBody, UpstreamBody};
+use crate::headers::forwarded::{ClientInfo, add_forwarded, request_host};
+use crate::headers::hop_by_hop::remove_hop_by_hop;
+use crate::headers::location::rewrite_location;
+use crate::request_path::{join_paths, strip_segments};
+use crate::route_table::Route;
+use crate::target::Target;
+
+/// Why a request could not be forwarded; the pipeline turns it into an error page.
+#[derive(Debug, thiserror::Error)]
+pub enum ForwardError {
+    /// The upstream could not be reached or did not answer in time: 503.
+    #[error(transparent)]
+    Unavailable(#[from] crate::upstream::UpstreamError),
+    /// The forwarded path could not be formed: 500.
+    #[error("cannot form the upstream path {0:?}")]
+    BadPath(String),
+}
+
+impl ForwardError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ForwardError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ForwardError::BadPath(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+/// Sends `req` to `target` and streams the response back.
+pub async fn forward_http(
+    proxy: &Proxy,
+    req: Request<Incoming>,
+    route: Arc<Route>,
+    target: &Target,
+    wire_path: &str,
+    client: &ClientInfo,
+) -> Result<Response<ResponseBody>, ForwardError> {
+    let (parts, body) = req.into_parts();
+    let request_host = request_host(&parts.headers, &parts.uri).map(str::to_owned);
+    let parts = upstream_parts(proxy, parts, &route, target, wire_path, client, false)?;
+    let upstream_req = Request::from_parts(parts, RequestBody::Client { body, route: Some(route.clone()) });
+
+    let sending = proxy.upstream.send(target, upstream_req);
+    let (resp, conn) = match proxy.settings.proxy_timeout {
+        Some(limit) => tokio::time::timeout(limit, sending)
+            .await
+            .map_err(|_| crate::upstream::UpstreamError::ResponseTimeout(target.authority.clone()))??,
+        None => sending.await?,
+    };
+
+    let (mut parts, body) = resp.into_parts();
+    remove_hop_by_hop(&mut parts.headers);
+    if let Some(location) = parts.headers.get(LOCATION).and_then(|v| v.to_str().ok()) {
+        let s = &proxy.settings;
+        if let Some(new) = rewrite_location(parts.status, location, target, request_host.as_deref(), s.auto_rewrite, s.protocol_rewrite.as_deref()) {
+            if let Ok(v) = HeaderValue::from_str(&new) {
+                parts.headers.insert(LOCATION, v);
+            }
+        }
+    }
+    // Activity counts only for successful responses, once they have been delivered whole.
+    let activity = (parts.status.as_u16() < 300).then_some(route);
+    let body = if body.is_end_stream() {
+        // hyper never polls an empty body, so finish the bookkeeping now.
+        if let Some(route) = activity {
+            route.mark_active();
+        }
+        conn.release();
+        ResponseBody::empty()
+    } else {
+        ResponseBody::Upstream(Box::new(UpstreamBody::new(body, conn, activity, proxy.settings.proxy_timeout)))
+    };
+    Ok(Response::from_parts(parts, body))
+}
+
+/// Turns the client's request head into the upstream's: path per prepend-path/include-prefix,
+/// hop-by-hop headers removed, `X-Forwarded-*`, `Host`, custom headers, HTTP/1.1.
+pub fn upstream_parts(
+    proxy: &Proxy,
+    mut parts: Parts,
+    route: &Route,
+    target: &Target,
+    wire_path: &str,
+    client: &ClientInfo,
+    websocket: bool,
+) -> Result<Parts, ForwardError> {
+    let s = &proxy.settings;
+    let query = parts.uri.query().filter(|q| !q.is_empty());
+    let path = if s.include_prefix {
+        wire_path
+    } else {
+        // Under host routing the key's first segment is the host, which is not in the path.
+        let host_segment = usize::from(s.host_routing && route.key_segments > 0);
+        strip_segments(wire_path, route.key_segments - host_segment)
+    };
+    let path_and_query = if s.prepend_path {
+        join_paths(&target.path, target.query.as_deref(), path, query)
+    } else {
+        join_paths("", None, path, query)
+    };
+    let uri: Uri = path_and_query.parse().map_err(|_| ForwardError::BadPath(path_and_query.clone()))?;
+
+    let host = request_host(&parts.headers, &parts.uri).map(str::to_owned);
+    remove_hop_by_hop(&mut parts.headers);
+    if websocket {
+        parts.headers.insert(http::header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        parts.headers.insert(http::header::UPGRADE, HeaderValue::from_static("websocket"));
+    }
+    if s.x_forward {
+        add_forwarded(&mut parts.headers, client, host.as_deref(), websocket);
+    }
+    if s.change_origin {
+        if let Ok(v) = HeaderValue::from_str(&target.authority) {
+            parts.headers.insert(HOST, v);
+        }
+    } else if !parts.headers.contains_key(HOST) {
+        // HTTP/2 clients name the host in :authority; HTTP/1.1 upstreams need it as Host.
+        if let Some(v) = host.as_deref().and_then(|h| HeaderValue::from_str(h).ok()) {
+            parts.headers.insert(HOST, v);
+        }
+    }
+    for (name, value) in &s.custom_headers {
+        parts.headers.insert(name.clone(), value.clone());
+    }
+    parts.uri = uri;
+    parts.version = Version::HTTP_11;
+    Ok(parts)
+}

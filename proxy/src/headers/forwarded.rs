@@ -1,0 +1,130 @@
+//! `X-Forwarded-*` headers, as configurable-http-proxy writes them (chp-spec §5.3):
+//! `For`, `Port` and `Proto` are appended to what the client sent, joined with `,` and no space;
+//! `Host` is set only when absent, and never on WebSocket upgrades.
+//!
+//! One deliberate difference: an IPv4 client reaching a dual-stack listener is written as
+//! `127.0.0.1`, not CHP's `::ffff:127.0.0.1`.
+
+use std::net::IpAddr;
+
+use http::header::{HOST, HeaderName, HeaderValue};
+use http::HeaderMap;
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// What the proxy knows about the client connection.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientInfo {
+    /// `None` for clients on a UNIX socket.
+    pub addr: Option<IpAddr>,
+    /// Whether the client connection is TLS.
+    pub tls: bool,
+}
+
+/// Adds the `X-Forwarded-*` headers for a request whose `Host` (or `:authority`) is `host`.
+pub fn add_forwarded(headers: &mut HeaderMap, client: &ClientInfo, host: Option<&str>, websocket: bool) {
+    if let Some(addr) = client.addr {
+        append(headers, X_FORWARDED_FOR, &addr.to_canonical().to_string());
+    }
+    let port = host
+        .and_then(host_port)
+        .map(str::to_owned)
+        .unwrap_or_else(|| if client.tls { "443" } else { "80" }.to_owned());
+    append(headers, X_FORWARDED_PORT, &port);
+    let proto = match (websocket, client.tls) {
+        (false, false) => "http",
+        (false, true) => "https",
+        (true, false) => "ws",
+        (true, true) => "wss",
+    };
+    append(headers, X_FORWARDED_PROTO, proto);
+    if !websocket && !headers.contains_key(X_FORWARDED_HOST) {
+        let value = host.and_then(|h| HeaderValue::from_str(h).ok()).unwrap_or(HeaderValue::from_static(""));
+        headers.insert(X_FORWARDED_HOST, value);
+    }
+}
+
+/// The request's host as the client named it: `Host`, else the URI authority (HTTP/2).
+pub fn request_host<'a>(headers: &'a HeaderMap, uri: &'a http::Uri) -> Option<&'a str> {
+    headers
+        .get(HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()))
+}
+
+/// The port part of a `Host` value, if any (`example.com:8443` → `8443`, `[::1]:80` → `80`).
+fn host_port(host: &str) -> Option<&str> {
+    let after_bracket = host.rfind(']').map_or(host, |i| &host[i..]);
+    after_bracket
+        .rsplit_once(':')
+        .map(|(_, p)| p)
+        .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn append(headers: &mut HeaderMap, name: HeaderName, value: &str) {
+    let existing: Vec<&str> = headers.get_all(&name).iter().filter_map(|v| v.to_str().ok()).collect();
+    let joined = if existing.is_empty() { value.to_owned() } else { format!("{},{value}", existing.join(",")) };
+    if let Ok(v) = HeaderValue::from_str(&joined) {
+        headers.insert(name, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(addr: &str, tls: bool) -> ClientInfo {
+        ClientInfo { addr: Some(addr.parse().unwrap()), tls }
+    }
+
+    fn get<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+        h.get(name).map(|v| v.to_str().unwrap())
+    }
+
+    #[test]
+    fn fresh_request_gets_all_four() {
+        let mut h = HeaderMap::new();
+        add_forwarded(&mut h, &client("127.0.0.1", false), Some("hub.example:18000"), false);
+        assert_eq!(get(&h, "x-forwarded-for"), Some("127.0.0.1"));
+        assert_eq!(get(&h, "x-forwarded-port"), Some("18000"));
+        assert_eq!(get(&h, "x-forwarded-proto"), Some("http"));
+        assert_eq!(get(&h, "x-forwarded-host"), Some("hub.example:18000"));
+    }
+
+    #[test]
+    fn existing_values_are_appended_without_space_and_host_kept() {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", "1.2.3.4".parse().unwrap());
+        h.insert("x-forwarded-port", "443".parse().unwrap());
+        h.insert("x-forwarded-proto", "https".parse().unwrap());
+        h.insert("x-forwarded-host", "orig.example".parse().unwrap());
+        add_forwarded(&mut h, &client("::ffff:127.0.0.1", false), Some("127.0.0.1:18000"), false);
+        assert_eq!(get(&h, "x-forwarded-for"), Some("1.2.3.4,127.0.0.1"));
+        assert_eq!(get(&h, "x-forwarded-port"), Some("443,18000"));
+        assert_eq!(get(&h, "x-forwarded-proto"), Some("https,http"));
+        assert_eq!(get(&h, "x-forwarded-host"), Some("orig.example"));
+    }
+
+    #[test]
+    fn port_defaults_by_tls_and_websockets_get_ws_and_no_host() {
+        let cases = [
+            (Some("example.com"), false, false, "80", "http"),
+            (Some("example.com"), true, false, "443", "https"),
+            (Some("example.com:8443"), true, false, "8443", "https"),
+            (Some("[::1]:9000"), false, false, "9000", "http"),
+            (Some("[::1]"), false, false, "80", "http"),
+            (None, false, true, "80", "ws"),
+            (Some("example.com"), true, true, "443", "wss"),
+        ];
+        for (host, tls, ws, port, proto) in cases {
+            let mut h = HeaderMap::new();
+            add_forwarded(&mut h, &client("10.0.0.1", tls), host, ws);
+            assert_eq!(get(&h, "x-forwarded-port"), Some(port), "{host:?}");
+            assert_eq!(get(&h, "x-forwarded-proto"), Some(proto), "{host:?}");
+            assert_eq!(h.contains_key("x-forwarded-host"), !ws, "{host:?}");
+        }
+    }
+}

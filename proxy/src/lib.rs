@@ -1,0 +1,150 @@
+//! edgeproxy: the data plane of edgehub, and a drop-in replacement for configurable-http-proxy.
+//!
+//! The request path is [`pipeline`]; the routing table is [`route_table`]; the admin API is
+//! [`admin_api`]; [`server`] binds and serves the listeners. [`Proxy`] holds what they share and
+//! is what an embedding program (the hub's `edgehub up`) creates and runs.
+
+pub mod admin_api;
+pub mod body;
+pub mod cli;
+pub mod error_page;
+pub mod forward;
+pub mod headers;
+pub mod metrics;
+pub mod pipeline;
+pub mod redirect;
+pub mod request_path;
+pub mod route_table;
+pub mod server;
+pub mod target;
+pub mod timestamp;
+pub mod tls;
+pub mod upstream;
+pub mod ws_tunnel;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use config::ProxyConfig;
+use http::{HeaderName, HeaderValue};
+use serde_json::{Map, Value};
+
+use crate::error_page::ErrorPages;
+use crate::metrics::Metrics;
+use crate::route_table::Routes;
+use crate::upstream::Upstream;
+
+/// Why the proxy could not start. The binary prints it and exits 1.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error("cannot bind the {role:?} listener on {listen}: {source}")]
+    Bind { role: server::Role, listen: String, source: std::io::Error },
+    #[error("cannot read --error-path: {0}")]
+    ErrorPath(std::io::Error),
+    #[error("--error-target: {0}")]
+    ErrorTarget(target::TargetError),
+    #[error("custom header {0:?} is not a valid HTTP header")]
+    CustomHeader(String),
+    #[error("cannot write the pid file {0}: {1}")]
+    PidFile(String, std::io::Error),
+}
+
+/// Request-path settings, derived once from the configuration.
+pub struct Settings {
+    pub x_forward: bool,
+    pub prepend_path: bool,
+    pub include_prefix: bool,
+    pub host_routing: bool,
+    pub change_origin: bool,
+    pub auto_rewrite: bool,
+    pub protocol_rewrite: Option<String>,
+    pub custom_headers: Vec<(HeaderName, HeaderValue)>,
+    pub timeout: Option<Duration>,
+    pub proxy_timeout: Option<Duration>,
+    pub keep_alive_timeout: Duration,
+    pub redirect: Option<RedirectSettings>,
+}
+
+pub struct RedirectSettings {
+    pub listen_port: u16,
+    pub https_port: u16,
+    pub to: Option<u16>,
+}
+
+/// Everything the listeners share: settings, the routing table, the upstream pool, error pages,
+/// metrics and the admin token.
+pub struct Proxy {
+    pub settings: Settings,
+    pub routes: Routes,
+    pub upstream: Upstream,
+    pub errors: ErrorPages,
+    pub metrics: Metrics,
+    pub auth_token: Option<String>,
+}
+
+impl Proxy {
+    /// Validates `config` and prepares everything but the listeners (see [`server::run`]).
+    pub fn new(config: &ProxyConfig) -> Result<Arc<Proxy>, StartError> {
+        config.validate()?;
+        let custom_headers = config
+            .custom_headers
+            .iter()
+            .map(|(k, v)| {
+                let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| StartError::CustomHeader(format!("{k}: {v}")))?;
+                let value = HeaderValue::from_str(v).map_err(|_| StartError::CustomHeader(format!("{k}: {v}")))?;
+                Ok((name, value))
+            })
+            .collect::<Result<Vec<_>, StartError>>()?;
+        let errors = match (&config.error_target, &config.error_path) {
+            (Some(url), _) => ErrorPages::from_target(url).map_err(StartError::ErrorTarget)?,
+            (None, Some(dir)) => ErrorPages::from_dir(dir).map_err(StartError::ErrorPath)?,
+            (None, None) => ErrorPages::builtin(),
+        };
+        let public_port = match &config.public {
+            config::Listen::Tcp { port, .. } => *port,
+            config::Listen::Unix(_) => 443,
+        };
+        let proxy = Proxy {
+            settings: Settings {
+                x_forward: config.x_forward,
+                prepend_path: config.prepend_path,
+                include_prefix: config.include_prefix,
+                host_routing: config.host_routing,
+                change_origin: config.change_origin,
+                auto_rewrite: config.auto_rewrite,
+                protocol_rewrite: config.protocol_rewrite.clone(),
+                custom_headers,
+                timeout: config.timeout,
+                proxy_timeout: config.proxy_timeout,
+                keep_alive_timeout: config.keep_alive_timeout,
+                redirect: config.redirect_port.map(|listen_port| RedirectSettings {
+                    listen_port,
+                    https_port: public_port,
+                    to: config.redirect_to,
+                }),
+            },
+            routes: Routes::default(),
+            upstream: Upstream::new(
+                tls::client_config(&config.client_tls, config.tls_versions)?,
+                config.connect_timeout,
+                config.upstream_idle_per_host,
+                config.upstream_idle_timeout,
+            ),
+            errors,
+            metrics: if config.metrics.is_some() { Metrics::enabled() } else { Metrics::disabled() },
+            auth_token: config.auth_token.clone().filter(|t| !t.is_empty()),
+        };
+        if let Some(target) = &config.default_target {
+            let mut data = Map::new();
+            data.insert("target".to_owned(), Value::String(target.clone()));
+            proxy.routes.update(|t| t.insert("/", data));
+            proxy.metrics.routes.set(1.0);
+            tracing::info!("Route added / -> {target}");
+        }
+        Ok(Arc::new(proxy))
+    }
+}

@@ -1,0 +1,135 @@
+//! The public request path, in the order it runs:
+//!
+//! 1. health check (`/_chp_healthz`, before routing, never counted);
+//! 2. path: WHATWG clean-up, percent-decoding, host prefix under host routing;
+//! 3. route lookup in the current table snapshot (no lock);
+//! 4. edge authorization (the hook where issue 4's JWT/session checks go);
+//! 5. forward: a plain request, or a WebSocket upgrade and tunnel;
+//! 6. error page when any step fails; metrics for the finished exchange.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::{CONTENT_TYPE, HeaderValue};
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use crate::Proxy;
+use crate::body::ResponseBody;
+use crate::error_page;
+use crate::forward::forward_http;
+use crate::headers::forwarded::{ClientInfo, request_host};
+use crate::request_path::{clean_wire_path, percent_decode};
+use crate::ws_tunnel::{forward_upgrade, is_upgrade, is_websocket};
+
+pub const HEALTH_PATH: &str = "/_chp_healthz";
+
+/// Ends the client connection without a response (what CHP does for unsupported upgrades and
+/// for `--timeout`).
+#[derive(Debug, thiserror::Error)]
+#[error("connection closed without response: {0}")]
+pub struct Abort(pub &'static str);
+
+pub async fn handle(proxy: Arc<Proxy>, client: ClientInfo, req: Request<Incoming>) -> Result<Response<ResponseBody>, Abort> {
+    match proxy.settings.timeout {
+        Some(limit) => tokio::time::timeout(limit, handle_request(&proxy, client, req))
+            .await
+            .map_err(|_| Abort("client inactive for longer than --timeout"))?,
+        None => handle_request(&proxy, client, req).await,
+    }
+}
+
+async fn handle_request(proxy: &Arc<Proxy>, client: ClientInfo, req: Request<Incoming>) -> Result<Response<ResponseBody>, Abort> {
+    let started = Instant::now();
+    let upgrade = is_upgrade(&req);
+
+    // 1. Health check: exact request-target, any method, not for upgrades.
+    if !upgrade && req.uri().path_and_query().map(|pq| pq.as_str()) == Some(HEALTH_PATH) {
+        return Ok(health());
+    }
+    if upgrade && !is_websocket(&req) {
+        return Err(Abort("only GET + Upgrade: websocket is proxied"));
+    }
+    if upgrade {
+        proxy.metrics.requests_ws.increment(1);
+    } else {
+        proxy.metrics.requests_web.increment(1);
+    }
+    let original_url = req.uri().path_and_query().map_or_else(|| req.uri().to_string(), |pq| pq.as_str().to_owned());
+
+    // 2. Path.
+    let wire_path = clean_wire_path(req.uri().path()).into_owned();
+    let lookup_path = match lookup_path(proxy, &req, &wire_path) {
+        Some(p) => p,
+        None => return Ok(error(proxy, StatusCode::INTERNAL_SERVER_ERROR, upgrade, &original_url, "malformed percent-encoding in path").await),
+    };
+
+    // 3. Route lookup.
+    let find_started = proxy.metrics.is_enabled().then(Instant::now);
+    let route = proxy.routes.load().lookup(&lookup_path).cloned();
+    if let Some(t) = find_started {
+        proxy.metrics.find_target_for_req.record(t.elapsed().as_secs_f64());
+    }
+    let Some(route) = route else {
+        return Ok(error(proxy, StatusCode::NOT_FOUND, upgrade, &original_url, "no route").await);
+    };
+
+    // 4. Edge authorization: every route is public until edge auth lands (issue 4).
+
+    // 5. Forward.
+    let target = match &route.target {
+        Ok(t) => t,
+        Err(e) => {
+            let why = e.to_string();
+            return Ok(error(proxy, StatusCode::INTERNAL_SERVER_ERROR, upgrade, &original_url, &why).await);
+        }
+    };
+    let result = if upgrade {
+        forward_upgrade(proxy, req, route.clone(), target, &wire_path, &client).await
+    } else {
+        forward_http(proxy, req, route.clone(), target, &wire_path, &client).await
+    };
+    let resp = match result {
+        Ok(resp) => resp,
+        Err(e) => return Ok(error(proxy, e.status(), upgrade, &original_url, &e.to_string()).await),
+    };
+
+    // 6. Metrics.
+    proxy.metrics.proxy_status(resp.status().as_u16());
+    if proxy.metrics.is_enabled() {
+        proxy.metrics.request_duration.record(started.elapsed().as_secs_f64());
+    }
+    Ok(resp)
+}
+
+/// The decoded path the route table is searched with; `None` for malformed percent-encoding.
+fn lookup_path<'a>(proxy: &Proxy, req: &Request<Incoming>, wire_path: &'a str) -> Option<Cow<'a, str>> {
+    let decoded = percent_decode(wire_path).ok()?;
+    if !proxy.settings.host_routing {
+        return Some(decoded);
+    }
+    // CHP uses the Host up to its first `:`, case preserved, and `undefined` when absent.
+    let host = request_host(req.headers(), req.uri()).map_or("undefined", |h| h.split(':').next().unwrap_or(h));
+    Some(Cow::Owned(format!("/{host}{decoded}")))
+}
+
+fn health() -> Response<ResponseBody> {
+    let mut resp = Response::new(ResponseBody::full(&b"{\"status\":\"OK\"}"[..]));
+    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+async fn error(proxy: &Proxy, code: StatusCode, upgrade: bool, original_url: &str, why: &str) -> Response<ResponseBody> {
+    if code.is_server_error() {
+        tracing::error!("{} {original_url} {why}", code.as_u16());
+    } else {
+        tracing::debug!("{} {original_url} {why}", code.as_u16());
+    }
+    proxy.metrics.proxy_status(code.as_u16());
+    if upgrade {
+        error_page::websocket(code)
+    } else {
+        proxy.errors.respond(&proxy.upstream, code, original_url).await
+    }
+}

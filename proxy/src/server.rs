@@ -1,0 +1,376 @@
+//! Listeners and connection serving: binding (TCP, dual-stack, or UNIX socket), TLS, HTTP/1.1 and
+//! HTTP/2 (ALPN and h2c), the connection cap, header/keep-alive timeouts, and graceful shutdown.
+//! Every listener is bound before anything is served, so a port that cannot be bound stops the
+//! process with an error instead of running without it (spec §12).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use config::{Listen, ProxyConfig};
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpSocket, UnixListener};
+use tokio::sync::{Notify, Semaphore, watch};
+
+use crate::body::ResponseBody;
+use crate::headers::forwarded::ClientInfo;
+use crate::{Proxy, StartError, admin_api, pipeline, redirect};
+
+/// How long a client may take to complete a TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a listener serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Public,
+    Api,
+    Metrics,
+    Redirect,
+}
+
+pub enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener, std::path::PathBuf),
+}
+
+impl Listener {
+    pub async fn bind(listen: &Listen) -> io::Result<Listener> {
+        match listen {
+            Listen::Tcp { host, port } => {
+                let addr = resolve(host, *port).await?;
+                let socket = if addr.is_ipv6() { TcpSocket::new_v6()? } else { TcpSocket::new_v4()? };
+                socket.set_reuseaddr(true)?;
+                socket.bind(addr)?;
+                Ok(Listener::Tcp(socket.listen(1024)?))
+            }
+            Listen::Unix(path) => {
+                remove_stale_socket(path);
+                Ok(Listener::Unix(UnixListener::bind(path)?, path.clone()))
+            }
+        }
+    }
+
+    /// The bound TCP address (with the real port when 0 was asked for).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Listener::Tcp(l) => l.local_addr().ok(),
+            Listener::Unix(..) => None,
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Listener::Unix(_, path) = self {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// `''`, `*` and `::` are every interface (one dual-stack socket); `localhost` is 127.0.0.1.
+async fn resolve(host: &str, port: u16) -> io::Result<SocketAddr> {
+    let host = host.trim_matches(['[', ']']);
+    let ip = match host {
+        "" | "*" | "::" => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        "localhost" => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        _ => match host.parse::<IpAddr>() {
+            Ok(ip) => ip,
+            Err(_) => {
+                return tokio::net::lookup_host((host, port))
+                    .await?
+                    .next()
+                    .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{host} does not resolve")));
+            }
+        },
+    };
+    Ok(SocketAddr::new(ip, port))
+}
+
+/// A socket file left by a process that died is removed; a live one is left alone (and the bind
+/// then fails with "address in use").
+fn remove_stale_socket(path: &Path) {
+    use std::os::unix::fs::FileTypeExt;
+    let is_socket = std::fs::metadata(path).map(|m| m.file_type().is_socket()).unwrap_or(false);
+    if is_socket && std::os::unix::net::UnixStream::connect(path).is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// Shared by every accept loop: the stop signal, the open-connection count, and the cap.
+pub struct Lifecycle {
+    stop: watch::Sender<bool>,
+    open: AtomicUsize,
+    drained: Notify,
+    cap: Arc<Semaphore>,
+}
+
+impl Lifecycle {
+    pub fn new(max_connections: usize) -> Arc<Lifecycle> {
+        Arc::new(Lifecycle {
+            stop: watch::channel(false).0,
+            open: AtomicUsize::new(0),
+            drained: Notify::new(),
+            cap: Arc::new(Semaphore::new(max_connections)),
+        })
+    }
+
+    /// Stops accepting, asks open connections to finish their current exchange, and waits up to
+    /// `grace` for them.
+    pub async fn shutdown(&self, grace: Duration) {
+        let _ = self.stop.send(true);
+        let drained = async {
+            while self.open.load(Ordering::Acquire) > 0 {
+                let notified = self.drained.notified();
+                if self.open.load(Ordering::Acquire) == 0 {
+                    break;
+                }
+                notified.await;
+            }
+        };
+        if tokio::time::timeout(grace, drained).await.is_err() {
+            tracing::warn!("{} connections still open after {grace:?}; closing them", self.open.load(Ordering::Acquire));
+        }
+    }
+}
+
+struct OpenGuard<'a>(&'a Lifecycle);
+
+impl Drop for OpenGuard<'_> {
+    fn drop(&mut self) {
+        if self.0.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.drained.notify_waiters();
+        }
+    }
+}
+
+/// Accepts connections on `listener` until shutdown and serves each as `role`.
+pub async fn accept_loop(listener: Listener, role: Role, tls: Option<tokio_rustls::TlsAcceptor>, proxy: Arc<Proxy>, life: Arc<Lifecycle>) {
+    let mut stop = life.stop.subscribe();
+    loop {
+        // Only the public listener is capped: the admin API must stay reachable under load.
+        let permit = if role == Role::Public {
+            tokio::select! {
+                p = life.cap.clone().acquire_owned() => match p { Ok(p) => Some(p), Err(_) => return },
+                _ = stop.changed() => return,
+            }
+        } else {
+            None
+        };
+        let accepted = tokio::select! {
+            a = accept(&listener) => a,
+            _ = stop.changed() => return,
+        };
+        let (io, addr) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                tracing::error!("accept on {role:?} listener failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let proxy = proxy.clone();
+        let life = life.clone();
+        let tls = tls.clone();
+        tokio::spawn(async move {
+            life.open.fetch_add(1, Ordering::AcqRel);
+            let _open = OpenGuard(&life);
+            proxy.metrics.open_connections.increment(1.0);
+            match (io, tls) {
+                (Accepted::Tcp(s), None) => serve(s, addr, false, role, &proxy, &life).await,
+                (Accepted::Unix(s), None) => serve(s, addr, false, role, &proxy, &life).await,
+                (Accepted::Tcp(s), Some(tls)) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(s)).await {
+                    Ok(Ok(s)) => serve(s, addr, true, role, &proxy, &life).await,
+                    Ok(Err(e)) => tracing::debug!("TLS handshake failed: {e}"),
+                    Err(_) => tracing::debug!("TLS handshake timed out"),
+                },
+                (Accepted::Unix(s), Some(tls)) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(s)).await {
+                    Ok(Ok(s)) => serve(s, addr, true, role, &proxy, &life).await,
+                    Ok(Err(e)) => tracing::debug!("TLS handshake failed: {e}"),
+                    Err(_) => tracing::debug!("TLS handshake timed out"),
+                },
+            }
+            proxy.metrics.open_connections.decrement(1.0);
+            drop(permit);
+        });
+    }
+}
+
+enum Accepted {
+    Tcp(tokio::net::TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+async fn accept(listener: &Listener) -> io::Result<(Accepted, Option<IpAddr>)> {
+    match listener {
+        Listener::Tcp(l) => {
+            let (s, addr) = l.accept().await?;
+            let _ = s.set_nodelay(true);
+            Ok((Accepted::Tcp(s), Some(addr.ip())))
+        }
+        Listener::Unix(l, _) => Ok((Accepted::Unix(l.accept().await?.0), None)),
+    }
+}
+
+async fn serve<IO>(io: IO, addr: Option<IpAddr>, tls: bool, role: Role, proxy: &Arc<Proxy>, life: &Lifecycle)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let client = ClientInfo { addr, tls };
+    let keep_alive = proxy.settings.keep_alive_timeout;
+    let proxy = proxy.clone();
+    let service = service_fn(move |req: Request<Incoming>| {
+        let proxy = proxy.clone();
+        async move { route_to_role(role, proxy, client, req).await }
+    });
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        // hyper's header timer also runs while a keep-alive connection waits for its next
+        // request, so one setting bounds both idle time and slow headers.
+        .header_read_timeout(keep_alive);
+    builder.http2().timer(TokioTimer::new());
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let mut stop = life.stop.subscribe();
+    let stopping = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        () = stopping => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!("connection ended: {e}");
+    }
+}
+
+type ServiceResult = Result<Response<ResponseBody>, pipeline::Abort>;
+
+async fn route_to_role(role: Role, proxy: Arc<Proxy>, client: ClientInfo, req: Request<Incoming>) -> ServiceResult {
+    match role {
+        Role::Public => pipeline::handle(proxy, client, req).await,
+        Role::Api => Ok(unwrap_infallible(admin_api::handle(proxy, req).await)),
+        Role::Metrics => Ok(metrics_response(&proxy, &req)),
+        Role::Redirect => Ok(redirect::respond(&proxy.settings, &req)),
+    }
+}
+
+fn unwrap_infallible<T>(r: Result<T, Infallible>) -> T {
+    match r {
+        Ok(v) => v,
+        Err(never) => match never {},
+    }
+}
+
+/// `GET /metrics` exactly (any method, no query) → Prometheus text; anything else → 404.
+fn metrics_response(proxy: &Proxy, req: &Request<Incoming>) -> Response<ResponseBody> {
+    if req.uri().path_and_query().map(|pq| pq.as_str()) != Some("/metrics") {
+        let mut resp = Response::new(ResponseBody::full("Not Found"));
+        *resp.status_mut() = http::StatusCode::NOT_FOUND;
+        return resp;
+    }
+    let mut resp = Response::new(ResponseBody::full(proxy.metrics.render()));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    resp
+}
+
+/// Binds every listener of `config`, then serves until `shutdown` resolves, then drains.
+pub async fn run(proxy: Arc<Proxy>, config: &ProxyConfig, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+    let bind = |listen: Listen, role: Role| async move {
+        Listener::bind(&listen).await.map_err(|e| StartError::Bind { role, listen: listen.to_string(), source: e })
+    };
+    let public = bind(config.public.clone(), Role::Public).await?;
+    let api = bind(config.api.clone(), Role::Api).await?;
+    let metrics = match &config.metrics {
+        Some(l) => Some(bind(l.clone(), Role::Metrics).await?),
+        None => None,
+    };
+    let redirect = match config.redirect_port {
+        Some(port) => Some(bind(Listen::Tcp { host: listen_host(&config.public), port }, Role::Redirect).await?),
+        None => None,
+    };
+    let public_tls = match config.public_tls.enabled() {
+        true => Some(tokio_rustls::TlsAcceptor::from(crate::tls::server_config(&config.public_tls, config.tls_versions, &[b"h2", b"http/1.1"])?)),
+        false => None,
+    };
+    let api_tls = match config.api_tls.enabled() {
+        true => Some(tokio_rustls::TlsAcceptor::from(crate::tls::server_config(&config.api_tls, config.tls_versions, &[b"http/1.1"])?)),
+        false => None,
+    };
+    if let Some(pid_file) = &config.pid_file {
+        std::fs::write(pid_file, std::process::id().to_string()).map_err(|e| StartError::PidFile(pid_file.display().to_string(), e))?;
+    }
+
+    let scheme = if public_tls.is_some() { "https" } else { "http" };
+    tracing::info!(
+        "Proxying {scheme}://{} to {}",
+        listener_name(&public, &config.public),
+        config.default_target.as_deref().unwrap_or("(no default)")
+    );
+    tracing::info!("Proxy API at {}://{}/api/routes", if api_tls.is_some() { "https" } else { "http" }, listener_name(&api, &config.api));
+    if let Some(m) = &metrics {
+        tracing::info!("Serve metrics at http://{}/metrics", listener_name(m, config.metrics.as_ref().unwrap_or(&config.public)));
+    }
+    if let Some(r) = &redirect {
+        tracing::info!("Added HTTP to HTTPS redirection from {}", r.local_addr().map_or_else(String::new, |a| a.to_string()));
+    }
+
+    let life = Lifecycle::new(config.max_connections);
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(accept_loop(public, Role::Public, public_tls, proxy.clone(), life.clone())));
+    tasks.push(tokio::spawn(accept_loop(api, Role::Api, api_tls, proxy.clone(), life.clone())));
+    if let Some(m) = metrics {
+        tasks.push(tokio::spawn(accept_loop(m, Role::Metrics, None, proxy.clone(), life.clone())));
+        let proxy = proxy.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(crate::metrics::Metrics::UPKEEP_INTERVAL);
+            loop {
+                tick.tick().await;
+                proxy.metrics.run_upkeep();
+            }
+        }));
+    }
+    if let Some(r) = redirect {
+        tasks.push(tokio::spawn(accept_loop(r, Role::Redirect, None, proxy.clone(), life.clone())));
+    }
+
+    shutdown.await;
+    life.shutdown(config.shutdown_grace).await;
+    for t in tasks {
+        t.abort();
+    }
+    if let Some(pid_file) = &config.pid_file {
+        let _ = std::fs::remove_file(pid_file);
+    }
+    Ok(())
+}
+
+fn listen_host(listen: &Listen) -> String {
+    match listen {
+        Listen::Tcp { host, .. } => host.clone(),
+        Listen::Unix(_) => String::new(),
+    }
+}
+
+fn listener_name(listener: &Listener, listen: &Listen) -> String {
+    listener.local_addr().map_or_else(|| listen.to_string(), |a| a.to_string())
+}
