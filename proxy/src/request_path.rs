@@ -80,10 +80,12 @@ pub fn normalize_route_key(decoded: &str) -> String {
     key
 }
 
-/// Splits a decoded path or route key into trie segments: leading and trailing `/` are removed,
-/// the rest is split on `/` (empty inner segments are kept, so `/a//b` does not match `/a/b`).
+/// Splits a decoded path or route key into trie segments: one leading `/` and every trailing `/`
+/// are removed, the rest is split on `/`. Empty segments are kept, so `/a//b` does not match
+/// `/a/b`, and `//user/foo` (which CHP read as an authority and routed as `/foo`) has an empty
+/// first segment and falls through to the root route.
 pub fn segments(path: &str) -> impl Iterator<Item = &str> {
-    let trimmed = path.trim_matches('/');
+    let trimmed = path.strip_prefix('/').unwrap_or(path).trim_end_matches('/');
     let mut it = trimmed.split('/');
     if trimmed.is_empty() {
         // `""` and `/` have no segments at all.
@@ -240,7 +242,7 @@ mod tests {
             ("/user/foo", &["user", "foo"]),
             ("/user/foo/", &["user", "foo"]),
             ("/user//foo/x", &["user", "", "foo", "x"]),
-            ("//user/foo", &["user", "foo"]),
+            ("//user/foo", &["", "user", "foo"]),
         ];
         for (input, want) in cases {
             assert_eq!(segments(input).collect::<Vec<_>>(), want, "segments of {input:?}");
