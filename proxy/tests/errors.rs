@@ -1,0 +1,135 @@
+//! Error responses, black-box (chp-spec §7, §13.2 cases 28–32 and 37, §13.6 X12, X16–X17, X28–X29).
+
+mod support;
+
+use std::io::Write;
+
+use support::*;
+
+/// A route to a port where nothing listens.
+fn dead_target() -> String {
+    format!("http://127.0.0.1:{}", free_port())
+}
+
+#[test]
+fn built_in_pages_for_404_503_and_500() {
+    let p = Edgeproxy::start(&[]);
+    let r = p.get("/nope");
+    assert_eq!((r.status, r.header("content-type")), (404, Some("text/html")));
+    assert!(r.text().contains("404:"), "{}", r.text());
+
+    p.add_route("/missing", &dead_target());
+    let before = p.last_activity("/missing");
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let r = p.get("/missing/prefix");
+    assert_eq!((r.status, r.header("content-type")), (503, Some("text/html")));
+    assert!(r.text().contains("503:"));
+    assert_eq!(p.last_activity("/missing"), before, "a failed request is no activity");
+
+    for path in ["/%", "/%E0%A4%A"] {
+        let r = p.get(path);
+        assert_eq!(r.status, 500, "{path}");
+        assert!(r.text().contains("Proxy Error"));
+    }
+    for target in ["ftp://127.0.0.1/x", "not a url"] {
+        p.add_route("/odd", target);
+        assert_eq!(p.get("/odd/x").status, 500, "{target}");
+    }
+    assert!(p.log_text().contains("503 /missing/prefix"), "proxy errors are logged");
+}
+
+#[test]
+fn https_target_on_a_plain_server_is_503() {
+    let up = Upstream::echo("/");
+    let p = Edgeproxy::start(&[]);
+    p.add_route("/tls", &up.target.replace("http://", "https://"));
+    assert_eq!(p.get("/tls/x").status, 503);
+}
+
+#[test]
+fn error_target_renders_pages_with_our_status() {
+    let errors = Upstream::with(|seen| {
+        let url = seen.url.split_once("url=").map(|(_, u)| u.to_owned()).unwrap_or_default();
+        let decoded = proxy::request_path::percent_decode(&url).unwrap().into_owned();
+        Reply::new(418, decoded).header("content-type", "text/plain").header("x-not-copied", "1")
+    });
+    let p = Edgeproxy::start(&["--error-target", &format!("{}/hub/error", errors.target)]);
+    let r = p.get("/foo/bar");
+    assert_eq!((r.status, r.header("content-type"), r.text().as_str()), (404, Some("text/plain"), "/foo/bar"));
+    assert!(r.header("x-not-copied").is_none());
+    let r = p.get("/nope/x?a=1&b=%2F");
+    assert_eq!(r.status, 404);
+    let seen = errors.requests();
+    assert_eq!(seen.last().unwrap().url, "/hub/error/404?url=%2Fnope%2Fx%3Fa%3D1%26b%3D%252F");
+    let r = p.get("/%");
+    assert_eq!((r.status, r.text().as_str()), (500, "/%"));
+    assert_eq!(errors.requests().last().unwrap().url, "/hub/error/500?url=%2F%25");
+
+    p.add_route("/missing", &dead_target());
+    assert_eq!(p.get("/missing/x").status, 503);
+    assert!(errors.requests().last().unwrap().url.starts_with("/hub/error/503?url="));
+}
+
+#[test]
+fn dead_error_target_falls_back_to_plain_text() {
+    let p = Edgeproxy::start(&["--error-target", &dead_target()]);
+    let r = p.get("/nope");
+    assert_eq!((r.status, r.text().as_str(), r.header("content-type")), (404, "Not Found", None));
+    p.add_route("/missing", &dead_target());
+    let r = p.get("/missing/x");
+    assert_eq!((r.status, r.text().as_str()), (503, "Service Unavailable"));
+}
+
+#[test]
+fn error_target_on_a_unix_socket() {
+    let dir = scratch_dir("errsock");
+    let errors = Upstream::echo_unix("/", &dir.join("err.sock"));
+    let p = Edgeproxy::start(&["--error-target", &errors.target]);
+    let r = p.get("/foo/bar");
+    assert_eq!(r.status, 404);
+    assert!(r.json()["url"].as_str().unwrap().starts_with("/404?url=%2Ffoo%2Fbar"));
+}
+
+#[test]
+fn error_path_pages_with_fallbacks() {
+    let dir = scratch_dir("errpath");
+    std::fs::File::create(dir.join("404.html")).unwrap().write_all(b"<b>404'D!</b>").unwrap();
+    std::fs::File::create(dir.join("error.html")).unwrap().write_all(b"<i>UNKNOWN ERROR</i>").unwrap();
+    let p = Edgeproxy::start(&["--error-path", dir.to_str().unwrap()]);
+    let r = p.get("/nope");
+    assert_eq!((r.status, r.header("content-type")), (404, Some("text/html")));
+    assert!(r.text().contains("404'D"));
+    p.add_route("/missing", &dead_target());
+    let r = p.get("/missing/prefix");
+    assert_eq!(r.status, 503);
+    assert!(r.text().contains("UNKNOWN"));
+
+    let only_404 = scratch_dir("errpath404");
+    std::fs::File::create(only_404.join("404.html")).unwrap().write_all(b"just 404").unwrap();
+    let p = Edgeproxy::start(&["--error-path", only_404.to_str().unwrap()]);
+    p.add_route("/missing", &dead_target());
+    let r = p.get("/missing/x");
+    assert_eq!((r.status, r.text().as_str()), (503, "Service Unavailable"));
+}
+
+#[test]
+fn malformed_requests_get_400_and_the_proxy_survives() {
+    let up = Upstream::echo("/");
+    let p = Edgeproxy::start(&["--default-target", &up.target]);
+    let bad: [&[u8]; 4] = [
+        b"GET /a b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        b"GET /\xff HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        b"NONSENSE\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\nConnection: close\r\n\r\n",
+    ];
+    for req in bad {
+        if let Some(r) = raw(p.public(), req) {
+            assert_eq!(r.status, 400, "{:?}", String::from_utf8_lossy(req));
+        }
+    }
+    let huge = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nConnection: close\r\n\r\n", "a".repeat(1 << 20));
+    if let Some(r) = raw(p.public(), huge.as_bytes()) {
+        assert_eq!(r.status, 431, "oversized headers");
+    }
+    assert_eq!(p.get("/still/alive").status, 200);
+}
