@@ -295,6 +295,15 @@ fn metrics_response(proxy: &Proxy, req: &Request<Incoming>) -> Response<Response
 
 /// Binds every listener of `config`, then serves until `shutdown` resolves, then drains.
 pub async fn run(proxy: Arc<Proxy>, config: &ProxyConfig, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+    // Certificates first: a bad file is a configuration error, reported before any port is taken.
+    let public_tls = match config.public_tls.enabled() {
+        true => Some(tokio_rustls::TlsAcceptor::from(crate::tls::server_config(&config.public_tls, config.tls_versions, &[b"h2", b"http/1.1"])?)),
+        false => None,
+    };
+    let api_tls = match config.api_tls.enabled() {
+        true => Some(tokio_rustls::TlsAcceptor::from(crate::tls::server_config(&config.api_tls, config.tls_versions, &[b"http/1.1"])?)),
+        false => None,
+    };
     let bind = |listen: Listen, role: Role| async move {
         Listener::bind(&listen).await.map_err(|e| StartError::Bind { role, listen: listen.to_string(), source: e })
     };
@@ -307,14 +316,6 @@ pub async fn run(proxy: Arc<Proxy>, config: &ProxyConfig, shutdown: impl Future<
     let redirect = match config.redirect_port {
         Some(port) => Some(bind(Listen::Tcp { host: listen_host(&config.public), port }, Role::Redirect).await?),
         None => None,
-    };
-    let public_tls = match config.public_tls.enabled() {
-        true => Some(tokio_rustls::TlsAcceptor::from(crate::tls::server_config(&config.public_tls, config.tls_versions, &[b"h2", b"http/1.1"])?)),
-        false => None,
-    };
-    let api_tls = match config.api_tls.enabled() {
-        true => Some(tokio_rustls::TlsAcceptor::from(crate::tls::server_config(&config.api_tls, config.tls_versions, &[b"http/1.1"])?)),
-        false => None,
     };
     if let Some(pid_file) = &config.pid_file {
         std::fs::write(pid_file, std::process::id().to_string()).map_err(|e| StartError::PidFile(pid_file.display().to_string(), e))?;

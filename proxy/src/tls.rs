@@ -95,7 +95,8 @@ pub fn server_config(tls: &ServerTls, v: TlsVersions, alpn: &[&[u8]]) -> Result<
         (None, true) => return Err(TlsError::Verifier("requesting client certificates needs a CA file to check them against".to_owned())),
         (_, false) => builder.with_no_client_auth(),
     };
-    let mut config = builder.with_single_cert(certs(cert_path, "certificate chain")?, key(key_path)?)?;
+    let key = key(key_path)?;
+    let mut config = builder.with_single_cert(certs(cert_path, "certificate chain")?, key)?;
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
 }

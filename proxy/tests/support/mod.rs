@@ -19,6 +19,8 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+pub mod pki;
+
 pub const TOKEN: &str = "secret";
 
 pub fn free_port() -> u16 {
