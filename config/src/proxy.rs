@@ -75,8 +75,14 @@ pub struct ProxyConfig {
 impl Default for ProxyConfig {
     fn default() -> Self {
         ProxyConfig {
-            public: Listen::Tcp { host: String::new(), port: 8000 },
-            api: Listen::Tcp { host: "localhost".to_owned(), port: 8001 },
+            public: Listen::Tcp {
+                host: String::new(),
+                port: 8000,
+            },
+            api: Listen::Tcp {
+                host: "localhost".to_owned(),
+                port: 8001,
+            },
             metrics: None,
             redirect_port: None,
             redirect_to: None,
@@ -115,10 +121,14 @@ impl ProxyConfig {
     /// Checks the combinations configurable-http-proxy refuses, with its messages.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.error_target.is_some() && self.error_path.is_some() {
-            return Err(ConfigError::Conflict("Cannot specify both error-target and error-path. Pick one."));
+            return Err(ConfigError::Conflict(
+                "Cannot specify both error-target and error-path. Pick one.",
+            ));
         }
         if self.redirect_port.is_some() && !self.public_tls.enabled() {
-            return Err(ConfigError::Conflict("HTTPS redirection specified but certificates not provided."));
+            return Err(ConfigError::Conflict(
+                "HTTPS redirection specified but certificates not provided.",
+            ));
         }
         for (setting, tls) in [("ssl", &self.public_tls), ("api-ssl", &self.api_tls)] {
             if tls.enabled() && (tls.key.is_none() || tls.cert.is_none()) {
@@ -137,7 +147,11 @@ impl ProxyConfig {
             });
         }
         if self.workers == Some(0) {
-            return Err(ConfigError::Invalid { setting: "workers", value: "0".to_owned(), expected: "at least 1" });
+            return Err(ConfigError::Invalid {
+                setting: "workers",
+                value: "0".to_owned(),
+                expected: "at least 1",
+            });
         }
         if self.max_connections == 0 {
             return Err(ConfigError::Invalid {
@@ -157,8 +171,20 @@ mod tests {
     #[test]
     fn defaults_are_chps() {
         let c = ProxyConfig::default();
-        assert_eq!(c.public, Listen::Tcp { host: String::new(), port: 8000 });
-        assert_eq!(c.api, Listen::Tcp { host: "localhost".into(), port: 8001 });
+        assert_eq!(
+            c.public,
+            Listen::Tcp {
+                host: String::new(),
+                port: 8000
+            }
+        );
+        assert_eq!(
+            c.api,
+            Listen::Tcp {
+                host: "localhost".into(),
+                port: 8001
+            }
+        );
         assert!(c.x_forward && c.prepend_path && c.include_prefix);
         assert_eq!(c.keep_alive_timeout, Duration::from_secs(5));
         assert!(c.validate().is_ok());
@@ -166,16 +192,32 @@ mod tests {
 
     #[test]
     fn refuses_chps_conflicts_with_its_messages() {
-        let c = ProxyConfig { error_target: Some("http://x".into()), error_path: Some("/tmp".into()), ..Default::default() };
-        assert_eq!(c.validate().unwrap_err().to_string(), "Cannot specify both error-target and error-path. Pick one.");
-        let c = ProxyConfig { redirect_port: Some(80), ..Default::default() };
-        assert_eq!(c.validate().unwrap_err().to_string(), "HTTPS redirection specified but certificates not provided.");
+        let c = ProxyConfig {
+            error_target: Some("http://x".into()),
+            error_path: Some("/tmp".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "Cannot specify both error-target and error-path. Pick one."
+        );
+        let c = ProxyConfig {
+            redirect_port: Some(80),
+            ..Default::default()
+        };
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "HTTPS redirection specified but certificates not provided."
+        );
     }
 
     #[test]
     fn log_levels_parse_case_insensitively() {
         assert_eq!("WARN".parse::<LogLevel>().unwrap(), LogLevel::Warn);
         let err = "loud".parse::<LogLevel>().unwrap_err().to_string();
-        assert!(err.contains("log-level") && err.contains("loud") && err.contains("debug, info"), "{err}");
+        assert!(
+            err.contains("log-level") && err.contains("loud") && err.contains("debug, info"),
+            "{err}"
+        );
     }
 }

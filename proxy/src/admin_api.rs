@@ -55,7 +55,9 @@ async fn dispatch(proxy: &Proxy, req: Request<Incoming>) -> Response<ResponseBod
         _ => return text(StatusCode::NOT_FOUND, "Not Found"),
     };
     let method = req.method().clone();
-    if !matches!(method, Method::GET | Method::POST | Method::DELETE) || (matches!(endpoint, Endpoint::Batch) && method != Method::POST) {
+    if !matches!(method, Method::GET | Method::POST | Method::DELETE)
+        || (matches!(endpoint, Endpoint::Batch) && method != Method::POST)
+    {
         return text(StatusCode::METHOD_NOT_ALLOWED, "Method not supported");
     }
     let key = match endpoint {
@@ -87,14 +89,19 @@ async fn dispatch(proxy: &Proxy, req: Request<Incoming>) -> Response<ResponseBod
     }
     match (method, key) {
         (Method::GET, None) => list_routes(proxy, query.as_deref()),
-        (Method::GET, Some(key)) if key == "/" && path.ends_with("/api/routes/") => list_routes(proxy, query.as_deref()),
+        (Method::GET, Some(key)) if key == "/" && path.ends_with("/api/routes/") => {
+            list_routes(proxy, query.as_deref())
+        }
         (Method::GET, Some(key)) => match proxy.routes.load().get(&key) {
             Some(route) => json(StatusCode::OK, route.to_json().to_string()),
             None => empty(StatusCode::NOT_FOUND),
         },
         (Method::DELETE, Some(key)) => delete_route(proxy, &key),
         // CHP's handler crashes here and never answers (spec §12).
-        (Method::DELETE, None) => text(StatusCode::BAD_REQUEST, "DELETE needs a route path, e.g. /api/routes/user/alice (use /api/routes/ for the root route)"),
+        (Method::DELETE, None) => text(
+            StatusCode::BAD_REQUEST,
+            "DELETE needs a route path, e.g. /api/routes/user/alice (use /api/routes/ for the root route)",
+        ),
         _ => text(StatusCode::METHOD_NOT_ALLOWED, "Method not supported"),
     }
 }
@@ -134,7 +141,10 @@ async fn read_json(body: Incoming) -> Result<Value, Response<ResponseBody>> {
     let bytes: Bytes = match Limited::new(body, MAX_BODY).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            return Err(text(StatusCode::PAYLOAD_TOO_LARGE, &format!("Body larger than {MAX_BODY} bytes")));
+            return Err(text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("Body larger than {MAX_BODY} bytes"),
+            ));
         }
         Err(e) => return Err(text(StatusCode::BAD_REQUEST, &format!("Body could not be read: {e}"))),
     };
@@ -155,7 +165,11 @@ fn add_route(proxy: &Proxy, key: &str, body: Value) -> Response<ResponseBody> {
         Ok(d) => d,
         Err(msg) => return text(StatusCode::BAD_REQUEST, msg),
     };
-    let target = data.get("target").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let target = data
+        .get("target")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
     tracing::info!("Adding route {key} -> {target}");
     let host_routing = proxy.settings.host_routing;
     let len = proxy.routes.update(|table| {
@@ -172,10 +186,11 @@ fn add_route(proxy: &Proxy, key: &str, body: Value) -> Response<ResponseBody> {
 /// clock replaces it), and under host routing the key's first segment is recorded as `host`.
 fn insert_route(table: &mut RouteTable, key: &str, mut data: Map<String, Value>, host_routing: bool) {
     data.remove("last_activity");
-    if host_routing && key != "/" {
-        if let Some(host) = segments(key).next() {
-            data.insert("host".to_owned(), Value::String(host.to_owned()));
-        }
+    if host_routing
+        && key != "/"
+        && let Some(host) = segments(key).next()
+    {
+        data.insert("host".to_owned(), Value::String(host.to_owned()));
     }
     table.insert(key, data);
 }
@@ -195,7 +210,12 @@ fn delete_route(proxy: &Proxy, key: &str) -> Response<ResponseBody> {
 fn list_routes(proxy: &Proxy, query: Option<&str>) -> Response<ResponseBody> {
     let since = match inactive_since(query) {
         Ok(since) => since,
-        Err(raw) => return text(StatusCode::BAD_REQUEST, &format!("Invalid datestamp '{raw}' must be ISO8601.")),
+        Err(raw) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                &format!("Invalid datestamp '{raw}' must be ISO8601."),
+            );
+        }
     };
     let table = proxy.routes.load_full();
     let routes = table.routes();
@@ -265,7 +285,12 @@ struct Batch {
 fn apply_batch(proxy: &Proxy, body: Value) -> Response<ResponseBody> {
     let batch: Batch = match serde_json::from_value(body) {
         Ok(b) => b,
-        Err(e) => return text(StatusCode::BAD_REQUEST, &format!("Batch must be {{\"replace\": bool, \"remove\": [keys], \"add\": {{key: data}}}}: {e}")),
+        Err(e) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                &format!("Batch must be {{\"replace\": bool, \"remove\": [keys], \"add\": {{key: data}}}}: {e}"),
+            );
+        }
     };
     let mut adds = Vec::with_capacity(batch.add.len());
     for (key, data) in batch.add {
@@ -289,7 +314,10 @@ fn apply_batch(proxy: &Proxy, body: Value) -> Response<ResponseBody> {
     });
     proxy.metrics.routes.set(len as f64);
     tracing::info!("Batch applied: {added} added, {removed} removed, {len} routes");
-    json(StatusCode::OK, serde_json::json!({ "added": added, "removed": removed, "routes": len }).to_string())
+    json(
+        StatusCode::OK,
+        serde_json::json!({ "added": added, "removed": removed, "routes": len }).to_string(),
+    )
 }
 
 fn text(status: StatusCode, body: &str) -> Response<ResponseBody> {
@@ -311,7 +339,8 @@ fn forbidden() -> Response<ResponseBody> {
 fn json(status: StatusCode, body: impl Into<Bytes>) -> Response<ResponseBody> {
     let mut resp = Response::new(ResponseBody::full(body.into()));
     *resp.status_mut() = status;
-    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
 }
 
@@ -347,10 +376,22 @@ mod tests {
     fn inactive_since_reads_either_spelling() {
         assert_eq!(inactive_since(None), Ok(None));
         assert_eq!(inactive_since(Some("inactive_since=")), Ok(None));
-        assert_eq!(inactive_since(Some("inactive_since=1970-01-01T00:00:00.001Z")), Ok(Some(1)));
-        assert_eq!(inactive_since(Some("inactiveSince=1970-01-01T00:00:00.002Z&inactive_since=garbage")), Ok(Some(2)));
-        assert_eq!(inactive_since(Some("inactive_since=garbage")), Err("garbage".to_owned()));
-        assert_eq!(inactive_since(Some("inactive_since=1970-01-01T00%3A00%3A00Z")), Ok(Some(0)));
+        assert_eq!(
+            inactive_since(Some("inactive_since=1970-01-01T00:00:00.001Z")),
+            Ok(Some(1))
+        );
+        assert_eq!(
+            inactive_since(Some("inactiveSince=1970-01-01T00:00:00.002Z&inactive_since=garbage")),
+            Ok(Some(2))
+        );
+        assert_eq!(
+            inactive_since(Some("inactive_since=garbage")),
+            Err("garbage".to_owned())
+        );
+        assert_eq!(
+            inactive_since(Some("inactive_since=1970-01-01T00%3A00%3A00Z")),
+            Ok(Some(0))
+        );
         assert_eq!(inactive_since(Some("other=1")), Ok(None));
     }
 }

@@ -37,10 +37,10 @@ impl Body for RequestBody {
             RequestBody::Empty => Poll::Ready(None),
             RequestBody::Client { body, route } => {
                 let frame = ready!(Pin::new(body).poll_frame(cx));
-                if let (Some(Ok(f)), Some(route)) = (&frame, route) {
-                    if f.is_data() {
-                        route.mark_active();
-                    }
+                if let (Some(Ok(f)), Some(route)) = (&frame, route)
+                    && f.is_data()
+                {
+                    route.mark_active();
                 }
                 Poll::Ready(frame)
             }
@@ -121,18 +121,31 @@ struct IdleLimit {
 }
 
 impl UpstreamBody {
-    pub fn new(body: Incoming, connection: PooledConnection, activity: Option<Arc<Route>>, idle_limit: Option<Duration>) -> Self {
+    pub fn new(
+        body: Incoming,
+        connection: PooledConnection,
+        activity: Option<Arc<Route>>,
+        idle_limit: Option<Duration>,
+    ) -> Self {
         UpstreamBody {
             body,
             connection: Some(connection),
             activity,
-            idle: idle_limit.map(|limit| IdleLimit { limit, sleep: Box::pin(tokio::time::sleep(limit)) }),
+            idle: idle_limit.map(|limit| IdleLimit {
+                limit,
+                sleep: Box::pin(tokio::time::sleep(limit)),
+            }),
         }
     }
 
     /// A body whose connection is not reusable (it is closed once the body is done).
     pub fn without_pool(body: Incoming) -> Self {
-        UpstreamBody { body, connection: None, activity: None, idle: None }
+        UpstreamBody {
+            body,
+            connection: None,
+            activity: None,
+            idle: None,
+        }
     }
 
     fn finish(&mut self) {
@@ -171,11 +184,11 @@ impl Body for UpstreamBody {
                 Poll::Ready(Some(Err(e.into())))
             }
             Poll::Pending => {
-                if let Some(idle) = &mut this.idle {
-                    if idle.sleep.as_mut().poll(cx).is_ready() {
-                        this.connection = None;
-                        return Poll::Ready(Some(Err("upstream inactive for longer than --proxy-timeout".into())));
-                    }
+                if let Some(idle) = &mut this.idle
+                    && idle.sleep.as_mut().poll(cx).is_ready()
+                {
+                    this.connection = None;
+                    return Poll::Ready(Some(Err("upstream inactive for longer than --proxy-timeout".into())));
                 }
                 Poll::Pending
             }

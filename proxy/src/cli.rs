@@ -183,7 +183,10 @@ pub struct Parsed {
 
 /// CHP's `parseInt(port) || default`: anything unparseable or zero means the default.
 fn port_or(value: Option<&str>, default: u16) -> u16 {
-    value.and_then(|v| v.trim().parse::<u16>().ok()).filter(|p| *p != 0).unwrap_or(default)
+    value
+        .and_then(|v| v.trim().parse::<u16>().ok())
+        .filter(|p| *p != 0)
+        .unwrap_or(default)
 }
 
 fn ip(value: Option<String>, default: &str, warnings: &mut Vec<String>) -> String {
@@ -232,19 +235,36 @@ impl Cli {
         let port = port_or(self.port.as_deref(), 8000);
         let public = match self.socket {
             Some(path) => Listen::Unix(path),
-            None => Listen::Tcp { host: ip(self.ip, "", &mut warnings), port },
+            None => Listen::Tcp {
+                host: ip(self.ip, "", &mut warnings),
+                port,
+            },
         };
-        let api_default_port = if matches!(public, Listen::Unix(_)) { 8001 } else { port.wrapping_add(1) };
+        let api_default_port = if matches!(public, Listen::Unix(_)) {
+            8001
+        } else {
+            port.wrapping_add(1)
+        };
         let api = match self.api_socket {
             Some(path) => Listen::Unix(path),
-            None => Listen::Tcp { host: ip(self.api_ip, "localhost", &mut warnings), port: port_or(self.api_port.as_deref(), api_default_port) },
+            None => Listen::Tcp {
+                host: ip(self.api_ip, "localhost", &mut warnings),
+                port: port_or(self.api_port.as_deref(), api_default_port),
+            },
         };
         let metrics = match (self.metrics_socket, self.metrics_port) {
             (Some(path), _) => Some(Listen::Unix(path)),
-            (None, Some(port)) => Some(Listen::Tcp { host: ip(self.metrics_ip, "", &mut warnings), port }),
+            (None, Some(port)) => Some(Listen::Tcp {
+                host: ip(self.metrics_ip, "", &mut warnings),
+                port,
+            }),
             (None, None) => None,
         };
-        let custom_headers = self.custom_header.iter().map(|h| custom_header(h)).collect::<Result<Vec<_>, _>>()?;
+        let custom_headers = self
+            .custom_header
+            .iter()
+            .map(|h| custom_header(h))
+            .collect::<Result<Vec<_>, _>>()?;
         let millis = |setting, v: Option<String>| v.map(|v| parse_millis(setting, &v)).transpose().map_err(err);
         let defaults = ProxyConfig::default();
         let config = ProxyConfig {
@@ -267,7 +287,12 @@ impl Cli {
                 request_cert: self.api_ssl_request_cert,
                 reject_unauthorized: self.api_ssl_reject_unauthorized,
             },
-            client_tls: ClientTls { key: self.client_ssl_key, cert: self.client_ssl_cert, ca: self.client_ssl_ca, insecure: self.insecure },
+            client_tls: ClientTls {
+                key: self.client_ssl_key,
+                cert: self.client_ssl_cert,
+                ca: self.client_ssl_ca,
+                insecure: self.insecure,
+            },
             tls_versions,
             default_target: self.default_target,
             error_target: self.error_target,
@@ -284,7 +309,8 @@ impl Cli {
             log_level: self.log_level.parse::<LogLevel>().map_err(err)?,
             timeout: millis("--timeout", self.timeout)?,
             proxy_timeout: millis("--proxy-timeout", self.proxy_timeout)?,
-            keep_alive_timeout: millis("--keep-alive-timeout", self.keep_alive_timeout)?.unwrap_or(defaults.keep_alive_timeout),
+            keep_alive_timeout: millis("--keep-alive-timeout", self.keep_alive_timeout)?
+                .unwrap_or(defaults.keep_alive_timeout),
             auth_token,
             workers: self.workers,
             max_connections: self.max_connections.unwrap_or(defaults.max_connections),
@@ -305,7 +331,8 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Result<Parsed, String> {
-        let cli = Cli::try_parse_from(std::iter::once("edgeproxy").chain(args.iter().copied())).map_err(|e| e.to_string())?;
+        let cli =
+            Cli::try_parse_from(std::iter::once("edgeproxy").chain(args.iter().copied())).map_err(|e| e.to_string())?;
         cli.into_config(Some("t".into()))
     }
 
@@ -320,34 +347,94 @@ mod tests {
     #[test]
     fn ports_default_like_chp() {
         let c = parse(&[]).unwrap().config;
-        assert_eq!(c.public, Listen::Tcp { host: "".into(), port: 8000 });
-        assert_eq!(c.api, Listen::Tcp { host: "localhost".into(), port: 8001 });
+        assert_eq!(
+            c.public,
+            Listen::Tcp {
+                host: "".into(),
+                port: 8000
+            }
+        );
+        assert_eq!(
+            c.api,
+            Listen::Tcp {
+                host: "localhost".into(),
+                port: 8001
+            }
+        );
         let c = parse(&["--port", "9000", "--ip", "*"]).unwrap();
-        assert_eq!(c.config.public, Listen::Tcp { host: "".into(), port: 9000 });
-        assert_eq!(c.config.api, Listen::Tcp { host: "localhost".into(), port: 9001 });
+        assert_eq!(
+            c.config.public,
+            Listen::Tcp {
+                host: "".into(),
+                port: 9000
+            }
+        );
+        assert_eq!(
+            c.config.api,
+            Listen::Tcp {
+                host: "localhost".into(),
+                port: 9001
+            }
+        );
         assert!(c.warnings.iter().any(|w| w.contains("all-interfaces")));
         let c = parse(&["--port", "abc"]).unwrap().config;
-        assert_eq!(c.public, Listen::Tcp { host: "".into(), port: 8000 });
+        assert_eq!(
+            c.public,
+            Listen::Tcp {
+                host: "".into(),
+                port: 8000
+            }
+        );
         let c = parse(&["--socket", "/tmp/p.sock"]).unwrap().config;
-        assert_eq!(c.api, Listen::Tcp { host: "localhost".into(), port: 8001 });
+        assert_eq!(
+            c.api,
+            Listen::Tcp {
+                host: "localhost".into(),
+                port: 8001
+            }
+        );
     }
 
     #[test]
     fn jupyterhubs_arguments_parse() {
         let args = [
-            "--ip", "", "--port", "8000", "--api-ip", "127.0.0.1", "--api-port", "8001",
-            "--error-target", "http://127.0.0.1:8081/hub/error", "--log-level", "info",
+            "--ip",
+            "",
+            "--port",
+            "8000",
+            "--api-ip",
+            "127.0.0.1",
+            "--api-port",
+            "8001",
+            "--error-target",
+            "http://127.0.0.1:8081/hub/error",
+            "--log-level",
+            "info",
         ];
         let c = parse(&args).unwrap().config;
-        assert_eq!(c.api, Listen::Tcp { host: "127.0.0.1".into(), port: 8001 });
+        assert_eq!(
+            c.api,
+            Listen::Tcp {
+                host: "127.0.0.1".into(),
+                port: 8001
+            }
+        );
         assert_eq!(c.error_target.as_deref(), Some("http://127.0.0.1:8081/hub/error"));
     }
 
     #[test]
     fn refuses_what_cannot_work() {
-        assert!(parse(&["--storage-backend", "x"]).unwrap_err().contains("not supported"));
+        assert!(
+            parse(&["--storage-backend", "x"])
+                .unwrap_err()
+                .contains("not supported")
+        );
         assert!(parse(&["--ssl-protocol", "SSLv3"]).unwrap_err().contains("TLSv1_2"));
-        assert!(parse(&["--redirect-port", "9"]).unwrap_err().contains("HTTPS redirection"));
+        assert!(
+            parse(&["--redirect-port", "9"])
+                .unwrap_err()
+                .contains("HTTPS redirection")
+        );
         assert!(parse(&["--socket", "/x", "--port", "1"]).is_err());
         assert!(parse(&["--log-level", "loud"]).unwrap_err().contains("log-level"));
         assert!(parse(&["--timeout", "soon"]).unwrap_err().contains("--timeout"));

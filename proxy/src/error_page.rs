@@ -25,13 +25,19 @@ pub enum ErrorPages {
     /// `--error-target`: a server that renders pages, e.g. JupyterHub's `/hub/error`.
     Target(Box<Target>),
     /// `--error-path` files, or the built-in pages: `<code>.html` by code, then `error.html`.
-    Pages { by_code: HashMap<u16, Bytes>, fallback: Option<Bytes> },
+    Pages {
+        by_code: HashMap<u16, Bytes>,
+        fallback: Option<Bytes>,
+    },
 }
 
 impl ErrorPages {
     pub fn builtin() -> Self {
         ErrorPages::Pages {
-            by_code: HashMap::from([(404, Bytes::from_static(BUILTIN_404.as_bytes())), (503, Bytes::from_static(BUILTIN_503.as_bytes()))]),
+            by_code: HashMap::from([
+                (404, Bytes::from_static(BUILTIN_404.as_bytes())),
+                (503, Bytes::from_static(BUILTIN_503.as_bytes())),
+            ]),
             fallback: Some(Bytes::from_static(BUILTIN_ERROR.as_bytes())),
         }
     }
@@ -40,16 +46,29 @@ impl ErrorPages {
     /// at start-up (missing files are fine: they fall through to the bare reason phrase).
     pub fn from_dir(dir: &Path) -> std::io::Result<Self> {
         if !dir.is_dir() {
-            return Err(std::io::Error::new(std::io::ErrorKind::NotFound, format!("error path {} is not a directory", dir.display())));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("error path {} is not a directory", dir.display()),
+            ));
         }
         let read = |name: &str| std::fs::read(dir.join(name)).ok().map(Bytes::from);
-        let by_code = [404, 500, 503].into_iter().filter_map(|code| Some((code, read(&format!("{code}.html"))?))).collect();
-        Ok(ErrorPages::Pages { by_code, fallback: read("error.html") })
+        let by_code = [404, 500, 503]
+            .into_iter()
+            .filter_map(|code| Some((code, read(&format!("{code}.html"))?)))
+            .collect();
+        Ok(ErrorPages::Pages {
+            by_code,
+            fallback: read("error.html"),
+        })
     }
 
     /// `--error-target` with CHP's rule that a trailing `/` is added when missing.
     pub fn from_target(url: &str) -> Result<Self, crate::target::TargetError> {
-        let url = if url.ends_with('/') { url.to_owned() } else { format!("{url}/") };
+        let url = if url.ends_with('/') {
+            url.to_owned()
+        } else {
+            format!("{url}/")
+        };
         Ok(ErrorPages::Target(Box::new(Target::parse(&url)?)))
     }
 
@@ -64,7 +83,8 @@ impl ErrorPages {
                 Some(page) => {
                     let mut resp = Response::new(ResponseBody::full(page.clone()));
                     *resp.status_mut() = code;
-                    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/html"));
+                    resp.headers_mut()
+                        .insert(CONTENT_TYPE, HeaderValue::from_static("text/html"));
                     resp
                 }
                 None => plain(code),
@@ -91,8 +111,18 @@ pub fn websocket(code: StatusCode) -> Response<ResponseBody> {
 
 /// Asks the error target for `<path><code>?url=<original>`; the client gets our status code with
 /// the page's Content-Type and Content-Encoding (chp-spec §7.2).
-async fn fetch(upstream: &Upstream, target: &Target, code: StatusCode, original_url: &str) -> Option<Response<ResponseBody>> {
-    let mut path = format!("{}{}?url={}", target.path, code.as_u16(), encode_uri_component(original_url));
+async fn fetch(
+    upstream: &Upstream,
+    target: &Target,
+    code: StatusCode,
+    original_url: &str,
+) -> Option<Response<ResponseBody>> {
+    let mut path = format!(
+        "{}{}?url={}",
+        target.path,
+        code.as_u16(),
+        encode_uri_component(original_url)
+    );
     if let Some(q) = &target.query {
         path.push('&');
         path.push_str(q);
@@ -111,7 +141,9 @@ async fn fetch(upstream: &Upstream, target: &Target, code: StatusCode, original_
         }
     };
     let (parts, body) = resp.into_parts();
-    let mut out = Response::new(ResponseBody::Upstream(Box::new(UpstreamBody::new(body, conn, None, None))));
+    let mut out = Response::new(ResponseBody::Upstream(Box::new(UpstreamBody::new(
+        body, conn, None, None,
+    ))));
     *out.status_mut() = code;
     for name in [CONTENT_TYPE, CONTENT_ENCODING] {
         if let Some(v) = parts.headers.get(&name) {

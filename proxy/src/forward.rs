@@ -49,7 +49,13 @@ pub async fn forward_http(
     let (parts, body) = req.into_parts();
     let request_host = request_host(&parts.headers, &parts.uri).map(str::to_owned);
     let parts = upstream_parts(proxy, parts, &route, target, wire_path, client, false)?;
-    let upstream_req = Request::from_parts(parts, RequestBody::Client { body, route: Some(route.clone()) });
+    let upstream_req = Request::from_parts(
+        parts,
+        RequestBody::Client {
+            body,
+            route: Some(route.clone()),
+        },
+    );
 
     let sending = proxy.upstream.send(target, upstream_req);
     let (resp, conn) = match proxy.settings.proxy_timeout {
@@ -61,13 +67,19 @@ pub async fn forward_http(
 
     let (mut parts, body) = resp.into_parts();
     remove_hop_by_hop(&mut parts.headers);
-    if let Some(location) = parts.headers.get(LOCATION).and_then(|v| v.to_str().ok()) {
-        let s = &proxy.settings;
-        if let Some(new) = rewrite_location(parts.status, location, target, request_host.as_deref(), s.auto_rewrite, s.protocol_rewrite.as_deref()) {
-            if let Ok(v) = HeaderValue::from_str(&new) {
-                parts.headers.insert(LOCATION, v);
-            }
-        }
+    let s = &proxy.settings;
+    if let Some(location) = parts.headers.get(LOCATION).and_then(|v| v.to_str().ok())
+        && let Some(new) = rewrite_location(
+            parts.status,
+            location,
+            target,
+            request_host.as_deref(),
+            s.auto_rewrite,
+            s.protocol_rewrite.as_deref(),
+        )
+        && let Ok(v) = HeaderValue::from_str(&new)
+    {
+        parts.headers.insert(LOCATION, v);
     }
     // Activity counts only for successful responses, once they have been delivered whole.
     let activity = (parts.status.as_u16() < 300).then_some(route);
@@ -79,7 +91,12 @@ pub async fn forward_http(
         conn.release();
         ResponseBody::empty()
     } else {
-        ResponseBody::Upstream(Box::new(UpstreamBody::new(body, conn, activity, proxy.settings.proxy_timeout)))
+        ResponseBody::Upstream(Box::new(UpstreamBody::new(
+            body,
+            conn,
+            activity,
+            proxy.settings.proxy_timeout,
+        )))
     };
     Ok(Response::from_parts(parts, body))
 }
@@ -109,13 +126,19 @@ pub fn upstream_parts(
     } else {
         join_paths("", None, path, query)
     };
-    let uri: Uri = path_and_query.parse().map_err(|_| ForwardError::BadPath(path_and_query.clone()))?;
+    let uri: Uri = path_and_query
+        .parse()
+        .map_err(|_| ForwardError::BadPath(path_and_query.clone()))?;
 
     let host = request_host(&parts.headers, &parts.uri).map(str::to_owned);
     remove_hop_by_hop(&mut parts.headers);
     if websocket {
-        parts.headers.insert(http::header::CONNECTION, HeaderValue::from_static("Upgrade"));
-        parts.headers.insert(http::header::UPGRADE, HeaderValue::from_static("websocket"));
+        parts
+            .headers
+            .insert(http::header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        parts
+            .headers
+            .insert(http::header::UPGRADE, HeaderValue::from_static("websocket"));
     }
     if s.x_forward {
         add_forwarded(&mut parts.headers, client, host.as_deref(), websocket);

@@ -42,7 +42,11 @@ pub enum StartError {
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
     #[error("cannot bind the {role:?} listener on {listen}: {source}")]
-    Bind { role: server::Role, listen: String, source: std::io::Error },
+    Bind {
+        role: server::Role,
+        listen: String,
+        source: std::io::Error,
+    },
     #[error("cannot read --error-path: {0}")]
     ErrorPath(std::io::Error),
     #[error("--error-target: {0}")]
@@ -94,7 +98,8 @@ impl Proxy {
             .custom_headers
             .iter()
             .map(|(k, v)| {
-                let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| StartError::CustomHeader(format!("{k}: {v}")))?;
+                let name =
+                    HeaderName::from_bytes(k.as_bytes()).map_err(|_| StartError::CustomHeader(format!("{k}: {v}")))?;
                 let value = HeaderValue::from_str(v).map_err(|_| StartError::CustomHeader(format!("{k}: {v}")))?;
                 Ok((name, value))
             })
@@ -135,7 +140,11 @@ impl Proxy {
                 config.upstream_idle_timeout,
             ),
             errors,
-            metrics: if config.metrics.is_some() { Metrics::enabled() } else { Metrics::disabled() },
+            metrics: if config.metrics.is_some() {
+                Metrics::enabled()
+            } else {
+                Metrics::disabled()
+            },
             auth_token: config.auth_token.clone().filter(|t| !t.is_empty()),
         };
         if let Some(target) = &config.default_target {

@@ -48,7 +48,9 @@ impl Metrics {
             .and_then(|b| {
                 b.set_buckets_for_metric(
                     Matcher::Full("edgeproxy_request_duration_seconds".to_owned()),
-                    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
+                    &[
+                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+                    ],
                 )
             })
             .map(|b| b.build_recorder())
@@ -68,11 +70,31 @@ impl Metrics {
         describe("requests_ws", None, "WebSocket upgrade requests proxied");
         describe("requests_proxy", None, "Responses on the public listener, by status");
         describe("requests_api", None, "Responses on the admin API, by status");
-        describe("find_target_for_req", Some(Unit::Seconds), "Time to find the route of a request");
-        describe("edgeproxy_request_duration_seconds", Some(Unit::Seconds), "Time from request to response head");
-        let counter = |name: &'static str| recorder.as_ref().map_or(Counter::noop(), |r| r.register_counter(&Key::from_static_name(name), &META));
-        let gauge = |name: &'static str| recorder.as_ref().map_or(Gauge::noop(), |r| r.register_gauge(&Key::from_static_name(name), &META));
-        let histogram = |name: &'static str| recorder.as_ref().map_or(Histogram::noop(), |r| r.register_histogram(&Key::from_static_name(name), &META));
+        describe(
+            "find_target_for_req",
+            Some(Unit::Seconds),
+            "Time to find the route of a request",
+        );
+        describe(
+            "edgeproxy_request_duration_seconds",
+            Some(Unit::Seconds),
+            "Time from request to response head",
+        );
+        let counter = |name: &'static str| {
+            recorder.as_ref().map_or(Counter::noop(), |r| {
+                r.register_counter(&Key::from_static_name(name), &META)
+            })
+        };
+        let gauge = |name: &'static str| {
+            recorder
+                .as_ref()
+                .map_or(Gauge::noop(), |r| r.register_gauge(&Key::from_static_name(name), &META))
+        };
+        let histogram = |name: &'static str| {
+            recorder.as_ref().map_or(Histogram::noop(), |r| {
+                r.register_histogram(&Key::from_static_name(name), &META)
+            })
+        };
         Metrics {
             handle: recorder.as_ref().map(|r| r.handle()),
             requests_web: counter("requests_web"),
@@ -123,7 +145,10 @@ impl Metrics {
 
 impl StatusCounters {
     fn new(name: &'static str) -> Self {
-        StatusCounters { name, by_code: (0..600).map(|_| OnceLock::new()).collect() }
+        StatusCounters {
+            name,
+            by_code: (0..600).map(|_| OnceLock::new()).collect(),
+        }
     }
 
     fn increment(&self, recorder: Option<&PrometheusRecorder>, status: u16) {
@@ -145,29 +170,50 @@ fn process_metrics() -> String {
         return out;
     };
     // Fields after the parenthesised command name, which may itself contain spaces.
-    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
     let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<f64>().ok());
     let ticks = 100.0; // USER_HZ on every Linux we run on.
     let page = 4096.0;
     if let (Some(utime), Some(stime)) = (field(14), field(15)) {
-        out.push_str(&format!("# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {}\n", (utime + stime) / ticks));
+        out.push_str(&format!(
+            "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total {}\n",
+            (utime + stime) / ticks
+        ));
     }
     if let Some(vsize) = field(23) {
-        out.push_str(&format!("# TYPE process_virtual_memory_bytes gauge\nprocess_virtual_memory_bytes {vsize}\n"));
+        out.push_str(&format!(
+            "# TYPE process_virtual_memory_bytes gauge\nprocess_virtual_memory_bytes {vsize}\n"
+        ));
     }
     if let Some(rss) = field(24) {
-        out.push_str(&format!("# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {}\n", rss * page));
+        out.push_str(&format!(
+            "# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {}\n",
+            rss * page
+        ));
     }
     if let (Some(start), Ok(uptime)) = (field(22), std::fs::read_to_string("/proc/uptime")) {
         let boot = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs_f64())
             .unwrap_or(0.0)
-            - uptime.split_whitespace().next().and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0);
-        out.push_str(&format!("# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds {:.0}\n", boot + start / ticks));
+            - uptime
+                .split_whitespace()
+                .next()
+                .and_then(|u| u.parse::<f64>().ok())
+                .unwrap_or(0.0);
+        out.push_str(&format!(
+            "# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds {:.0}\n",
+            boot + start / ticks
+        ));
     }
     if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
-        out.push_str(&format!("# TYPE process_open_fds gauge\nprocess_open_fds {}\n", fds.count()));
+        out.push_str(&format!(
+            "# TYPE process_open_fds gauge\nprocess_open_fds {}\n",
+            fds.count()
+        ));
     }
     out
 }

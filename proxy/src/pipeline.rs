@@ -31,7 +31,11 @@ pub const HEALTH_PATH: &str = "/_chp_healthz";
 #[error("connection closed without response: {0}")]
 pub struct Abort(pub &'static str);
 
-pub async fn handle(proxy: Arc<Proxy>, client: ClientInfo, req: Request<Incoming>) -> Result<Response<ResponseBody>, Abort> {
+pub async fn handle(
+    proxy: Arc<Proxy>,
+    client: ClientInfo,
+    req: Request<Incoming>,
+) -> Result<Response<ResponseBody>, Abort> {
     match proxy.settings.timeout {
         Some(limit) => tokio::time::timeout(limit, handle_request(&proxy, client, req))
             .await
@@ -40,7 +44,11 @@ pub async fn handle(proxy: Arc<Proxy>, client: ClientInfo, req: Request<Incoming
     }
 }
 
-async fn handle_request(proxy: &Arc<Proxy>, client: ClientInfo, req: Request<Incoming>) -> Result<Response<ResponseBody>, Abort> {
+async fn handle_request(
+    proxy: &Arc<Proxy>,
+    client: ClientInfo,
+    req: Request<Incoming>,
+) -> Result<Response<ResponseBody>, Abort> {
     let started = Instant::now();
     let upgrade = is_upgrade(&req);
 
@@ -56,13 +64,25 @@ async fn handle_request(proxy: &Arc<Proxy>, client: ClientInfo, req: Request<Inc
     } else {
         proxy.metrics.requests_web.increment(1);
     }
-    let original_url = req.uri().path_and_query().map_or_else(|| req.uri().to_string(), |pq| pq.as_str().to_owned());
+    let original_url = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| req.uri().to_string(), |pq| pq.as_str().to_owned());
 
     // 2. Path.
     let wire_path = clean_wire_path(req.uri().path()).into_owned();
     let lookup_path = match lookup_path(proxy, &req, &wire_path) {
         Some(p) => p,
-        None => return Ok(error(proxy, StatusCode::INTERNAL_SERVER_ERROR, upgrade, &original_url, "malformed percent-encoding in path").await),
+        None => {
+            return Ok(error(
+                proxy,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                upgrade,
+                &original_url,
+                "malformed percent-encoding in path",
+            )
+            .await);
+        }
     };
 
     // 3. Route lookup.
@@ -116,11 +136,18 @@ fn lookup_path<'a>(proxy: &Proxy, req: &Request<Incoming>, wire_path: &'a str) -
 
 fn health() -> Response<ResponseBody> {
     let mut resp = Response::new(ResponseBody::full(&b"{\"status\":\"OK\"}"[..]));
-    resp.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
 }
 
-async fn error(proxy: &Proxy, code: StatusCode, upgrade: bool, original_url: &str, why: &str) -> Response<ResponseBody> {
+async fn error(
+    proxy: &Proxy,
+    code: StatusCode,
+    upgrade: bool,
+    original_url: &str,
+    why: &str,
+) -> Response<ResponseBody> {
     if code.is_server_error() {
         tracing::error!("{} {original_url} {why}", code.as_u16());
     } else {

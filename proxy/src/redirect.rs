@@ -9,7 +9,11 @@ use crate::body::ResponseBody;
 
 pub fn respond(settings: &Settings, req: &Request<Incoming>) -> Response<ResponseBody> {
     let redirect = settings.redirect.as_ref();
-    let host = req.headers().get(HOST).and_then(|h| h.to_str().ok()).or_else(|| req.uri().host());
+    let host = req
+        .headers()
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().host());
     let Some(host) = host.filter(|h| !h.is_empty()) else {
         let port = redirect.map_or(0, |r| r.listen_port);
         let mut resp = Response::new(ResponseBody::full(format!(

@@ -169,7 +169,11 @@ pub fn join_paths(target_path: &str, target_query: Option<&str>, path: &str, que
     if out.is_empty() {
         out.push('/');
     }
-    let queries: Vec<&str> = [target_query, query].into_iter().flatten().filter(|q| !q.is_empty()).collect();
+    let queries: Vec<&str> = [target_query, query]
+        .into_iter()
+        .flatten()
+        .filter(|q| !q.is_empty())
+        .collect();
     if !queries.is_empty() {
         out.push('?');
         out.push_str(&queries.join("&"));
@@ -280,7 +284,13 @@ mod tests {
             ("/foo", None, "", None, "/foo"),
             ("/foo", None, "/", None, "/foo/"),
             ("/foo", None, "", Some("x=1"), "/foo?x=1"),
-            ("/sub/path", Some("tq=1"), "/user/foo/lab/tree", Some("q=2"), "/sub/path/user/foo/lab/tree?tq=1&q=2"),
+            (
+                "/sub/path",
+                Some("tq=1"),
+                "/user/foo/lab/tree",
+                Some("q=2"),
+                "/sub/path/user/foo/lab/tree?tq=1&q=2",
+            ),
             ("", None, "", None, "/"),
         ];
         for (tp, tq, p, q, want) in cases {
@@ -306,7 +316,10 @@ mod tests {
 
     #[test]
     fn encodes_error_target_urls_like_encode_uri_component() {
-        assert_eq!(encode_uri_component("/nope/x?a=1&b=%2F"), "%2Fnope%2Fx%3Fa%3D1%26b%3D%252F");
+        assert_eq!(
+            encode_uri_component("/nope/x?a=1&b=%2F"),
+            "%2Fnope%2Fx%3Fa%3D1%26b%3D%252F"
+        );
         assert_eq!(encode_uri_component("/%"), "%2F%25");
     }
 }

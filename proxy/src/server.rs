@@ -48,7 +48,11 @@ impl Listener {
         match listen {
             Listen::Tcp { host, port } => {
                 let addr = resolve(host, *port).await?;
-                let socket = if addr.is_ipv6() { TcpSocket::new_v6()? } else { TcpSocket::new_v4()? };
+                let socket = if addr.is_ipv6() {
+                    TcpSocket::new_v6()?
+                } else {
+                    TcpSocket::new_v4()?
+                };
                 socket.set_reuseaddr(true)?;
                 socket.bind(addr)?;
                 Ok(Listener::Tcp(socket.listen(1024)?))
@@ -100,7 +104,9 @@ async fn resolve(host: &str, port: u16) -> io::Result<SocketAddr> {
 /// then fails with "address in use").
 fn remove_stale_socket(path: &Path) {
     use std::os::unix::fs::FileTypeExt;
-    let is_socket = std::fs::metadata(path).map(|m| m.file_type().is_socket()).unwrap_or(false);
+    let is_socket = std::fs::metadata(path)
+        .map(|m| m.file_type().is_socket())
+        .unwrap_or(false);
     if is_socket && std::os::unix::net::UnixStream::connect(path).is_err() {
         let _ = std::fs::remove_file(path);
     }
@@ -138,7 +144,10 @@ impl Lifecycle {
             }
         };
         if tokio::time::timeout(grace, drained).await.is_err() {
-            tracing::warn!("{} connections still open after {grace:?}; closing them", self.open.load(Ordering::Acquire));
+            tracing::warn!(
+                "{} connections still open after {grace:?}; closing them",
+                self.open.load(Ordering::Acquire)
+            );
         }
     }
 }
@@ -154,7 +163,13 @@ impl Drop for OpenGuard<'_> {
 }
 
 /// Accepts connections on `listener` until shutdown and serves each as `role`.
-pub async fn accept_loop(listener: Listener, role: Role, tls: Option<tokio_rustls::TlsAcceptor>, proxy: Arc<Proxy>, life: Arc<Lifecycle>) {
+pub async fn accept_loop(
+    listener: Listener,
+    role: Role,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    proxy: Arc<Proxy>,
+    life: Arc<Lifecycle>,
+) {
     let mut stop = life.stop.subscribe();
     loop {
         // Only the public listener is capped: the admin API must stay reachable under load.
@@ -189,16 +204,19 @@ pub async fn accept_loop(listener: Listener, role: Role, tls: Option<tokio_rustl
             match (io, tls) {
                 (Accepted::Tcp(s), None) => serve(s, addr, false, role, &proxy, &life).await,
                 (Accepted::Unix(s), None) => serve(s, addr, false, role, &proxy, &life).await,
-                (Accepted::Tcp(s), Some(tls)) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(s)).await {
+                (Accepted::Tcp(s), Some(tls)) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(s)).await
+                {
                     Ok(Ok(s)) => serve(s, addr, true, role, &proxy, &life).await,
                     Ok(Err(e)) => tracing::debug!("TLS handshake failed: {e}"),
                     Err(_) => tracing::debug!("TLS handshake timed out"),
                 },
-                (Accepted::Unix(s), Some(tls)) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(s)).await {
-                    Ok(Ok(s)) => serve(s, addr, true, role, &proxy, &life).await,
-                    Ok(Err(e)) => tracing::debug!("TLS handshake failed: {e}"),
-                    Err(_) => tracing::debug!("TLS handshake timed out"),
-                },
+                (Accepted::Unix(s), Some(tls)) => {
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(s)).await {
+                        Ok(Ok(s)) => serve(s, addr, true, role, &proxy, &life).await,
+                        Ok(Err(e)) => tracing::debug!("TLS handshake failed: {e}"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                    }
+                }
             }
             proxy.metrics.open_connections.decrement(1.0);
             drop(permit);
@@ -294,18 +312,34 @@ fn metrics_response(proxy: &Proxy, req: &Request<Incoming>) -> Response<Response
 }
 
 /// Binds every listener of `config`, then serves until `shutdown` resolves, then drains.
-pub async fn run(proxy: Arc<Proxy>, config: &ProxyConfig, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+pub async fn run(
+    proxy: Arc<Proxy>,
+    config: &ProxyConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
     // Certificates first: a bad file is a configuration error, reported before any port is taken.
     let public_tls = match config.public_tls.enabled() {
-        true => Some(tokio_rustls::TlsAcceptor::from(crate::tls::server_config(&config.public_tls, config.tls_versions, &[b"h2", b"http/1.1"])?)),
+        true => Some(tokio_rustls::TlsAcceptor::from(crate::tls::server_config(
+            &config.public_tls,
+            config.tls_versions,
+            &[b"h2", b"http/1.1"],
+        )?)),
         false => None,
     };
     let api_tls = match config.api_tls.enabled() {
-        true => Some(tokio_rustls::TlsAcceptor::from(crate::tls::server_config(&config.api_tls, config.tls_versions, &[b"http/1.1"])?)),
+        true => Some(tokio_rustls::TlsAcceptor::from(crate::tls::server_config(
+            &config.api_tls,
+            config.tls_versions,
+            &[b"http/1.1"],
+        )?)),
         false => None,
     };
     let bind = |listen: Listen, role: Role| async move {
-        Listener::bind(&listen).await.map_err(|e| StartError::Bind { role, listen: listen.to_string(), source: e })
+        Listener::bind(&listen).await.map_err(|e| StartError::Bind {
+            role,
+            listen: listen.to_string(),
+            source: e,
+        })
     };
     let public = bind(config.public.clone(), Role::Public).await?;
     let api = bind(config.api.clone(), Role::Api).await?;
@@ -314,11 +348,21 @@ pub async fn run(proxy: Arc<Proxy>, config: &ProxyConfig, shutdown: impl Future<
         None => None,
     };
     let redirect = match config.redirect_port {
-        Some(port) => Some(bind(Listen::Tcp { host: listen_host(&config.public), port }, Role::Redirect).await?),
+        Some(port) => Some(
+            bind(
+                Listen::Tcp {
+                    host: listen_host(&config.public),
+                    port,
+                },
+                Role::Redirect,
+            )
+            .await?,
+        ),
         None => None,
     };
     if let Some(pid_file) = &config.pid_file {
-        std::fs::write(pid_file, std::process::id().to_string()).map_err(|e| StartError::PidFile(pid_file.display().to_string(), e))?;
+        std::fs::write(pid_file, std::process::id().to_string())
+            .map_err(|e| StartError::PidFile(pid_file.display().to_string(), e))?;
     }
 
     let scheme = if public_tls.is_some() { "https" } else { "http" };
@@ -327,20 +371,48 @@ pub async fn run(proxy: Arc<Proxy>, config: &ProxyConfig, shutdown: impl Future<
         listener_name(&public, &config.public),
         config.default_target.as_deref().unwrap_or("(no default)")
     );
-    tracing::info!("Proxy API at {}://{}/api/routes", if api_tls.is_some() { "https" } else { "http" }, listener_name(&api, &config.api));
+    tracing::info!(
+        "Proxy API at {}://{}/api/routes",
+        if api_tls.is_some() { "https" } else { "http" },
+        listener_name(&api, &config.api)
+    );
     if let Some(m) = &metrics {
-        tracing::info!("Serve metrics at http://{}/metrics", listener_name(m, config.metrics.as_ref().unwrap_or(&config.public)));
+        tracing::info!(
+            "Serve metrics at http://{}/metrics",
+            listener_name(m, config.metrics.as_ref().unwrap_or(&config.public))
+        );
     }
     if let Some(r) = &redirect {
-        tracing::info!("Added HTTP to HTTPS redirection from {}", r.local_addr().map_or_else(String::new, |a| a.to_string()));
+        tracing::info!(
+            "Added HTTP to HTTPS redirection from {}",
+            r.local_addr().map_or_else(String::new, |a| a.to_string())
+        );
     }
 
     let life = Lifecycle::new(config.max_connections);
     let mut tasks = Vec::new();
-    tasks.push(tokio::spawn(accept_loop(public, Role::Public, public_tls, proxy.clone(), life.clone())));
-    tasks.push(tokio::spawn(accept_loop(api, Role::Api, api_tls, proxy.clone(), life.clone())));
+    tasks.push(tokio::spawn(accept_loop(
+        public,
+        Role::Public,
+        public_tls,
+        proxy.clone(),
+        life.clone(),
+    )));
+    tasks.push(tokio::spawn(accept_loop(
+        api,
+        Role::Api,
+        api_tls,
+        proxy.clone(),
+        life.clone(),
+    )));
     if let Some(m) = metrics {
-        tasks.push(tokio::spawn(accept_loop(m, Role::Metrics, None, proxy.clone(), life.clone())));
+        tasks.push(tokio::spawn(accept_loop(
+            m,
+            Role::Metrics,
+            None,
+            proxy.clone(),
+            life.clone(),
+        )));
         let proxy = proxy.clone();
         tasks.push(tokio::spawn(async move {
             let mut tick = tokio::time::interval(crate::metrics::Metrics::UPKEEP_INTERVAL);
@@ -351,7 +423,13 @@ pub async fn run(proxy: Arc<Proxy>, config: &ProxyConfig, shutdown: impl Future<
         }));
     }
     if let Some(r) = redirect {
-        tasks.push(tokio::spawn(accept_loop(r, Role::Redirect, None, proxy.clone(), life.clone())));
+        tasks.push(tokio::spawn(accept_loop(
+            r,
+            Role::Redirect,
+            None,
+            proxy.clone(),
+            life.clone(),
+        )));
     }
 
     shutdown.await;
@@ -373,5 +451,7 @@ fn listen_host(listen: &Listen) -> String {
 }
 
 fn listener_name(listener: &Listener, listen: &Listen) -> String {
-    listener.local_addr().map_or_else(|| listen.to_string(), |a| a.to_string())
+    listener
+        .local_addr()
+        .map_or_else(|| listen.to_string(), |a| a.to_string())
 }

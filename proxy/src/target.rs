@@ -61,7 +61,11 @@ impl Target {
             Some((p, q)) => (p, Some(q.to_owned())),
             None => (tail, None),
         };
-        let path = if path.is_empty() { "/".to_owned() } else { path.to_owned() };
+        let path = if path.is_empty() {
+            "/".to_owned()
+        } else {
+            path.to_owned()
+        };
         // Credentials in a target URL are not forwarded; drop them like a browser would.
         let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
         if host_port.is_empty() {
@@ -82,8 +86,16 @@ impl Target {
         let default_port = if scheme == Scheme::Https { 443 } else { 80 };
         let (host, port) = split_host_port(host_port).ok_or_else(not_a_url)?;
         let port = port.unwrap_or(default_port);
-        let bracketed = if host.contains(':') { format!("[{host}]") } else { host.to_owned() };
-        let authority = if port == default_port { bracketed } else { format!("{bracketed}:{port}") };
+        let bracketed = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.to_owned()
+        };
+        let authority = if port == default_port {
+            bracketed
+        } else {
+            format!("{bracketed}:{port}")
+        };
         Ok(Target {
             scheme,
             pool_key: format!("{scheme:?}://{host}:{port}"),
@@ -109,7 +121,11 @@ fn split_host_port(s: &str) -> Option<(&str, Option<u16>)> {
     }
     match s.rsplit_once(':') {
         Some((host, port)) if !host.contains(':') => {
-            let port = if port.is_empty() { None } else { Some(port.parse().ok()?) };
+            let port = if port.is_empty() {
+                None
+            } else {
+                Some(port.parse().ok()?)
+            };
             (!host.is_empty()).then_some((host, port))
         }
         Some(_) => None,
@@ -124,15 +140,27 @@ mod tests {
     #[test]
     fn parses_supported_targets() {
         let t = Target::parse("http://127.0.0.1:8912/foo").unwrap();
-        assert_eq!((t.scheme, t.host.as_str(), t.port, t.authority.as_str(), t.path.as_str()), (Scheme::Http, "127.0.0.1", 8912, "127.0.0.1:8912", "/foo"));
+        assert_eq!(
+            (t.scheme, t.host.as_str(), t.port, t.authority.as_str(), t.path.as_str()),
+            (Scheme::Http, "127.0.0.1", 8912, "127.0.0.1:8912", "/foo")
+        );
         let t = Target::parse("https://hub.example").unwrap();
-        assert_eq!((t.port, t.authority.as_str(), t.path.as_str()), (443, "hub.example", "/"));
+        assert_eq!(
+            (t.port, t.authority.as_str(), t.path.as_str()),
+            (443, "hub.example", "/")
+        );
         let t = Target::parse("http://up/sub/path?tq=1").unwrap();
         assert_eq!((t.path.as_str(), t.query.as_deref()), ("/sub/path", Some("tq=1")));
         let t = Target::parse("http://[::1]:9000").unwrap();
-        assert_eq!((t.host.as_str(), t.port, t.authority.as_str()), ("::1", 9000, "[::1]:9000"));
+        assert_eq!(
+            (t.host.as_str(), t.port, t.authority.as_str()),
+            ("::1", 9000, "[::1]:9000")
+        );
         let t = Target::parse("http+unix://%2Ftmp%2Fx.sock/base").unwrap();
-        assert_eq!((t.scheme, t.host.as_str(), t.path.as_str()), (Scheme::Unix, "/tmp/x.sock", "/base"));
+        assert_eq!(
+            (t.scheme, t.host.as_str(), t.path.as_str()),
+            (Scheme::Unix, "/tmp/x.sock", "/base")
+        );
         let t = Target::parse("unix+http://%2Ftmp%2Fy.sock").unwrap();
         assert_eq!(t.host, "/tmp/y.sock");
     }
@@ -140,8 +168,14 @@ mod tests {
     #[test]
     fn rejects_what_chp_fails_on() {
         assert!(matches!(Target::parse("not a url"), Err(TargetError::NotAUrl(_))));
-        assert!(matches!(Target::parse("ftp://x/y"), Err(TargetError::UnsupportedScheme(_))));
+        assert!(matches!(
+            Target::parse("ftp://x/y"),
+            Err(TargetError::UnsupportedScheme(_))
+        ));
         assert!(matches!(Target::parse("http://"), Err(TargetError::NotAUrl(_))));
-        assert!(matches!(Target::parse("http://host:notaport/"), Err(TargetError::NotAUrl(_))));
+        assert!(matches!(
+            Target::parse("http://host:notaport/"),
+            Err(TargetError::NotAUrl(_))
+        ));
     }
 }

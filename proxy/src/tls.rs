@@ -20,8 +20,14 @@ use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("cannot read {what} from {path}: {why}")]
-    File { what: &'static str, path: String, why: String },
-    #[error("{path} holds an encrypted private key; edgeproxy reads only unencrypted PEM keys (decrypt it with `openssl pkey -in KEY -out PLAIN`)")]
+    File {
+        what: &'static str,
+        path: String,
+        why: String,
+    },
+    #[error(
+        "{path} holds an encrypted private key; edgeproxy reads only unencrypted PEM keys (decrypt it with `openssl pkey -in KEY -out PLAIN`)"
+    )]
     EncryptedKey { path: String },
     #[error("invalid TLS settings: {0}")]
     Rustls(#[from] rustls::Error),
@@ -45,7 +51,11 @@ fn versions(v: TlsVersions) -> &'static [&'static rustls::SupportedProtocolVersi
 }
 
 fn certs(path: &Path, what: &'static str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let err = |why: String| TlsError::File { what, path: path.display().to_string(), why };
+    let err = |why: String| TlsError::File {
+        what,
+        path: path.display().to_string(),
+        why,
+    };
     let certs = CertificateDer::pem_file_iter(path)
         .map_err(|e| err(e.to_string()))?
         .collect::<Result<Vec<_>, _>>()
@@ -63,7 +73,9 @@ fn key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
         why: e.to_string(),
     })?;
     if text.contains("ENCRYPTED") {
-        return Err(TlsError::EncryptedKey { path: path.display().to_string() });
+        return Err(TlsError::EncryptedKey {
+            path: path.display().to_string(),
+        });
     }
     PrivateKeyDer::from_pem_slice(text.as_bytes()).map_err(|e| TlsError::File {
         what: "private key",
@@ -83,16 +95,26 @@ fn roots(path: &Path) -> Result<RootCertStore, TlsError> {
 /// A server configuration for a listener, advertising `alpn` (e.g. `h2`, `http/1.1`).
 pub fn server_config(tls: &ServerTls, v: TlsVersions, alpn: &[&[u8]]) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let (Some(key_path), Some(cert_path)) = (&tls.key, &tls.cert) else {
-        return Err(TlsError::Verifier("a TLS listener needs both a key and a certificate".to_owned()));
+        return Err(TlsError::Verifier(
+            "a TLS listener needs both a key and a certificate".to_owned(),
+        ));
     };
     let builder = rustls::ServerConfig::builder_with_provider(provider()).with_protocol_versions(versions(v))?;
     let builder = match (&tls.ca, tls.request_cert) {
         (Some(ca), true) => {
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca)?), provider());
-            let verifier = if tls.reject_unauthorized { verifier } else { verifier.allow_unauthenticated() };
+            let verifier = if tls.reject_unauthorized {
+                verifier
+            } else {
+                verifier.allow_unauthenticated()
+            };
             builder.with_client_cert_verifier(verifier.build().map_err(|e| TlsError::Verifier(e.to_string()))?)
         }
-        (None, true) => return Err(TlsError::Verifier("requesting client certificates needs a CA file to check them against".to_owned())),
+        (None, true) => {
+            return Err(TlsError::Verifier(
+                "requesting client certificates needs a CA file to check them against".to_owned(),
+            ));
+        }
         (_, false) => builder.with_no_client_auth(),
     };
     let key = key(key_path)?;
@@ -105,7 +127,9 @@ pub fn server_config(tls: &ServerTls, v: TlsVersions, alpn: &[&[u8]]) -> Result<
 pub fn client_config(tls: &ClientTls, v: TlsVersions) -> Result<Arc<rustls::ClientConfig>, TlsError> {
     let builder = rustls::ClientConfig::builder_with_provider(provider()).with_protocol_versions(versions(v))?;
     let builder = if tls.insecure {
-        builder.dangerous().with_custom_certificate_verifier(Arc::new(NoVerification(provider())))
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerification(provider())))
     } else {
         let store = match &tls.ca {
             Some(ca) => roots(ca)?,
@@ -121,7 +145,9 @@ pub fn client_config(tls: &ClientTls, v: TlsVersions) -> Result<Arc<rustls::Clie
         builder.with_root_certificates(store)
     };
     let config = match (&tls.key, &tls.cert) {
-        (Some(key_path), Some(cert_path)) => builder.with_client_auth_cert(certs(cert_path, "client certificate chain")?, key(key_path)?)?,
+        (Some(key_path), Some(cert_path)) => {
+            builder.with_client_auth_cert(certs(cert_path, "client certificate chain")?, key(key_path)?)?
+        }
         _ => builder.with_no_client_auth(),
     };
     Ok(Arc::new(config))
@@ -143,11 +169,21 @@ impl ServerCertVerifier for NoVerification {
         Ok(ServerCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
     }
 
-    fn verify_tls13_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
         rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
     }
 

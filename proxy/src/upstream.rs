@@ -69,7 +69,10 @@ impl PooledConnection {
             idle.sweep(self.limits.idle_timeout);
             let slot = idle.by_key.entry(self.key).or_default();
             if slot.len() < self.limits.idle_per_host {
-                slot.push(IdleConnection { sender: self.sender, since: Instant::now() });
+                slot.push(IdleConnection {
+                    sender: self.sender,
+                    since: Instant::now(),
+                });
             }
         });
     }
@@ -90,7 +93,10 @@ impl IdlePool {
     /// Drops expired and closed connections, at most once a second.
     fn sweep(&mut self, idle_timeout: Duration) {
         let now = Instant::now();
-        if self.last_sweep.is_some_and(|t| now.duration_since(t) < Duration::from_secs(1)) {
+        if self
+            .last_sweep
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
+        {
             return;
         }
         self.last_sweep = Some(now);
@@ -117,11 +123,19 @@ thread_local! {
 }
 
 impl Upstream {
-    pub fn new(tls: Arc<rustls::ClientConfig>, connect_timeout: Duration, idle_per_host: usize, idle_timeout: Duration) -> Self {
+    pub fn new(
+        tls: Arc<rustls::ClientConfig>,
+        connect_timeout: Duration,
+        idle_per_host: usize,
+        idle_timeout: Duration,
+    ) -> Self {
         Upstream {
             tls: tokio_rustls::TlsConnector::from(tls),
             connect_timeout,
-            limits: PoolLimits { idle_per_host, idle_timeout },
+            limits: PoolLimits {
+                idle_per_host,
+                idle_timeout,
+            },
         }
     }
 
@@ -130,18 +144,22 @@ impl Upstream {
     ///
     /// A pooled connection that the upstream closed while it sat idle fails before anything was
     /// written; that request is retried once on a fresh connection.
-    pub async fn send(&self, target: &Target, mut req: Request<RequestBody>) -> Result<(Response<Incoming>, PooledConnection), UpstreamError> {
+    pub async fn send(
+        &self,
+        target: &Target,
+        mut req: Request<RequestBody>,
+    ) -> Result<(Response<Incoming>, PooledConnection), UpstreamError> {
         let key = target.pool_key();
         let pooled = IDLE.with(|idle| idle.borrow_mut().take(key, self.limits.idle_timeout));
-        if let Some(mut sender) = pooled {
-            if sender.ready().await.is_ok() {
-                match sender.try_send_request(req).await {
-                    Ok(resp) => return Ok((resp, self.wrap(sender, key))),
-                    Err(mut e) => match e.take_message() {
-                        Some(unsent) => req = unsent,
-                        None => return Err(UpstreamError::Http(target.authority.clone(), e.into_error())),
-                    },
-                }
+        if let Some(mut sender) = pooled
+            && sender.ready().await.is_ok()
+        {
+            match sender.try_send_request(req).await {
+                Ok(resp) => return Ok((resp, self.wrap(sender, key))),
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) => req = unsent,
+                    None => return Err(UpstreamError::Http(target.authority.clone(), e.into_error())),
+                },
             }
         }
         let mut sender = self.connect(target).await?;
@@ -153,7 +171,11 @@ impl Upstream {
     }
 
     fn wrap(&self, sender: SendRequest<RequestBody>, key: &str) -> PooledConnection {
-        PooledConnection { sender, key: Arc::from(key), limits: self.limits }
+        PooledConnection {
+            sender,
+            key: Arc::from(key),
+            limits: self.limits,
+        }
     }
 
     /// Opens a new connection to `target` and performs the HTTP/1.1 handshake.
@@ -166,7 +188,11 @@ impl Upstream {
                     let tcp = self.tcp(target).await?;
                     let server_name = rustls::pki_types::ServerName::try_from(target.host.clone())
                         .map_err(|e| UpstreamError::Tls(name(), io::Error::new(io::ErrorKind::InvalidInput, e)))?;
-                    let tls = self.tls.connect(server_name, tcp).await.map_err(|e| UpstreamError::Tls(name(), e))?;
+                    let tls = self
+                        .tls
+                        .connect(server_name, tcp)
+                        .await
+                        .map_err(|e| UpstreamError::Tls(name(), e))?;
                     handshake(tls).await
                 }
                 Scheme::Unix => {

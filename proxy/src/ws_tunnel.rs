@@ -120,7 +120,13 @@ struct Direction {
 }
 
 impl Direction {
-    fn poll_copy<R, W>(&mut self, cx: &mut Context<'_>, mut src: Pin<&mut R>, mut dst: Pin<&mut W>, on_data: &dyn Fn()) -> Poll<io::Result<()>>
+    fn poll_copy<R, W>(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut src: Pin<&mut R>,
+        mut dst: Pin<&mut W>,
+        on_data: &dyn Fn(),
+    ) -> Poll<io::Result<()>>
     where
         R: AsyncRead + ?Sized,
         W: AsyncWrite + ?Sized,
@@ -190,7 +196,13 @@ pub struct Tunnel<C, U> {
 
 impl<C, U> Tunnel<C, U> {
     pub fn new(client: C, upstream: U, route: Arc<Route>) -> Self {
-        Tunnel { client, upstream, to_upstream: Direction::default(), to_client: Direction::default(), route }
+        Tunnel {
+            client,
+            upstream,
+            to_upstream: Direction::default(),
+            to_client: Direction::default(),
+            route,
+        }
     }
 }
 
@@ -204,8 +216,14 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let route = &this.route;
-        let up = this.to_upstream.poll_copy(cx, Pin::new(&mut this.client), Pin::new(&mut this.upstream), &|| route.mark_active())?;
-        let down = this.to_client.poll_copy(cx, Pin::new(&mut this.upstream), Pin::new(&mut this.client), &|| {})?;
+        let up = this
+            .to_upstream
+            .poll_copy(cx, Pin::new(&mut this.client), Pin::new(&mut this.upstream), &|| {
+                route.mark_active()
+            })?;
+        let down = this
+            .to_client
+            .poll_copy(cx, Pin::new(&mut this.upstream), Pin::new(&mut this.client), &|| {})?;
         match (up, down) {
             (Poll::Ready(()), Poll::Ready(())) => Poll::Ready(Ok(())),
             _ => Poll::Pending,

@@ -15,7 +15,14 @@ fn successful_responses_and_request_bodies_are_activity() {
     let p = Edgeproxy::start(&[]);
     p.add_route("/user/a", &up.target);
     let step = || std::thread::sleep(Duration::from_millis(15));
-    let cases = [("GET", "/user/a/200", None, true), ("GET", "/user/a/204", None, true), ("GET", "/user/a/301", None, false), ("GET", "/user/a/404", None, false), ("GET", "/user/a/500", None, false), ("POST", "/user/a/404", Some(&b"payload"[..]), true)];
+    let cases = [
+        ("GET", "/user/a/200", None, true),
+        ("GET", "/user/a/204", None, true),
+        ("GET", "/user/a/301", None, false),
+        ("GET", "/user/a/404", None, false),
+        ("GET", "/user/a/500", None, false),
+        ("POST", "/user/a/404", Some(&b"payload"[..]), true),
+    ];
     for (method, path, body, counts) in cases {
         let before = p.last_activity("/user/a");
         step();

@@ -73,17 +73,28 @@ fn dispatch_order_paths_methods_and_bodies() {
     }
     for body in ["null", "[1,2]", "{\"foo\":1}", "{\"target\":5}", "false", "\"\""] {
         let r = p.api("POST", "/api/routes/x", Some(body));
-        assert_eq!((r.status, r.text().as_str()), (400, "Must specify 'target' as string"), "{body:?}");
+        assert_eq!(
+            (r.status, r.text().as_str()),
+            (400, "Must specify 'target' as string"),
+            "{body:?}"
+        );
     }
     // The body is parsed before the token is checked, as in CHP.
     assert_eq!(p.api_with("POST", "/api/routes/x", Some("{bad"), &[]).status, 400);
-    assert_eq!(p.api_with("POST", "/api/routes/x", Some("{\"target\":\"http://x\"}"), &[]).status, 403);
+    assert_eq!(
+        p.api_with("POST", "/api/routes/x", Some("{\"target\":\"http://x\"}"), &[])
+            .status,
+        403
+    );
     // Any Content-Type is fine (JupyterHub 6 sends text/plain).
     let r = p.api_with(
         "POST",
         "/api/routes/typed",
         Some("{\"target\":\"http://127.0.0.1:1\"}"),
-        &[("Authorization", "token secret"), ("Content-Type", "text/plain; charset=utf-8")],
+        &[
+            ("Authorization", "token secret"),
+            ("Content-Type", "text/plain; charset=utf-8"),
+        ],
     );
     assert_eq!(r.status, 201);
 }
@@ -91,7 +102,14 @@ fn dispatch_order_paths_methods_and_bodies() {
 #[test]
 fn add_get_replace_delete_round_trip() {
     let p = Edgeproxy::start(&[]);
-    let r = p.api("POST", "/api/routes/user/foo", Some(&json!({"target": "http://127.0.0.1:8998", "jupyterhub": true, "user": "foo", "server_name": ""}).to_string()));
+    let r = p.api(
+        "POST",
+        "/api/routes/user/foo",
+        Some(
+            &json!({"target": "http://127.0.0.1:8998", "jupyterhub": true, "user": "foo", "server_name": ""})
+                .to_string(),
+        ),
+    );
     assert_eq!(r.status, 201);
     assert!(r.body.is_empty());
 
@@ -100,9 +118,19 @@ fn add_get_replace_delete_round_trip() {
     assert_eq!(one.header("content-type"), Some("application/json"));
     let data = one.json();
     assert_eq!(data["target"], "http://127.0.0.1:8998");
-    assert_eq!((data["jupyterhub"].clone(), data["user"].clone(), data["server_name"].clone()), (json!(true), json!("foo"), json!("")));
+    assert_eq!(
+        (
+            data["jupyterhub"].clone(),
+            data["user"].clone(),
+            data["server_name"].clone()
+        ),
+        (json!(true), json!("foo"), json!(""))
+    );
     let stamp = data["last_activity"].as_str().unwrap();
-    assert!(stamp.len() == 24 && stamp.ends_with('Z') && stamp.as_bytes()[19] == b'.', "format with ms and Z: {stamp}");
+    assert!(
+        stamp.len() == 24 && stamp.ends_with('Z') && stamp.as_bytes()[19] == b'.',
+        "format with ms and Z: {stamp}"
+    );
 
     // Trailing slashes are normalised; GET-one is exact, not a prefix match.
     assert_eq!(p.api("GET", "/api/routes/user/foo/", None).json(), data);
@@ -111,7 +139,11 @@ fn add_get_replace_delete_round_trip() {
 
     // Re-POST replaces the data whole and resets last_activity (a client value is ignored).
     std::thread::sleep(std::time::Duration::from_millis(5));
-    let r = p.api("POST", "/api/routes/user/foo/", Some(&json!({"target": "http://127.0.0.1:8999", "last_activity": "garbage"}).to_string()));
+    let r = p.api(
+        "POST",
+        "/api/routes/user/foo/",
+        Some(&json!({"target": "http://127.0.0.1:8999", "last_activity": "garbage"}).to_string()),
+    );
     assert_eq!(r.status, 201);
     let replaced = p.api("GET", "/api/routes/user/foo", None).json();
     assert_eq!(replaced["target"], "http://127.0.0.1:8999");
@@ -134,7 +166,11 @@ fn keys_are_percent_decoded_and_returned_decoded() {
     p.add_route("/user/a+b", "http://127.0.0.1:1");
     let routes = p.routes();
     let keys: Vec<&String> = routes.as_object().unwrap().keys().collect();
-    assert_eq!(keys, ["/user/foo@bar", "/user/a@b/c d", "/has/üñ", "/user/a+b"], "decoded, in insertion order");
+    assert_eq!(
+        keys,
+        ["/user/foo@bar", "/user/a@b/c d", "/has/üñ", "/user/a+b"],
+        "decoded, in insertion order"
+    );
     let raw = p.api("GET", "/api/routes", None).text();
     assert!(raw.contains("/has/üñ"), "UTF-8 in JSON, not \\u escapes: {raw}");
     assert_eq!(p.get("/user/foo@bar/path").json()["path"], "/user/foo@bar");
@@ -146,8 +182,16 @@ fn root_route_via_empty_and_slash_paths() {
     let r = p.api("POST", "/api/routes", Some("{\"target\":\"http://127.0.0.1:1\"}"));
     assert_eq!(r.status, 201);
     assert!(p.routes()["/"]["last_activity"].is_string());
-    assert_eq!(p.api("GET", "/api/routes/", None).json().as_object().unwrap().len(), 1, "/api/routes/ lists");
-    assert_eq!(p.api("DELETE", "/api/routes/", None).status, 204, "DELETE /api/routes/ removes /");
+    assert_eq!(
+        p.api("GET", "/api/routes/", None).json().as_object().unwrap().len(),
+        1,
+        "/api/routes/ lists"
+    );
+    assert_eq!(
+        p.api("DELETE", "/api/routes/", None).status,
+        204,
+        "DELETE /api/routes/ removes /"
+    );
     assert_eq!(p.routes(), json!({}));
 }
 
@@ -184,14 +228,27 @@ fn inactive_since_filters_strictly_older_routes() {
     };
     assert_eq!(keys(&format!("inactive_since={}", iso(t_ms))), ["/old"]);
     assert_eq!(keys(&format!("inactiveSince={}", iso(t_ms))), ["/old"]);
-    assert_eq!(keys(&format!("inactive_since={}", iso(t_ms - 3_600_000))), Vec::<String>::new());
+    assert_eq!(
+        keys(&format!("inactive_since={}", iso(t_ms - 3_600_000))),
+        Vec::<String>::new()
+    );
     assert_eq!(keys("inactive_since=1970-01-01T00:00:00.001Z"), Vec::<String>::new());
-    assert_eq!(keys(&format!("inactive_since={}", iso(t_ms + 3_600_000))), ["/old", "/new"]);
+    assert_eq!(
+        keys(&format!("inactive_since={}", iso(t_ms + 3_600_000))),
+        ["/old", "/new"]
+    );
     assert_eq!(keys("inactive_since="), ["/old", "/new"]);
-    assert_eq!(keys(&format!("inactive_since={t}")), Vec::<String>::new(), "equal timestamp is excluded");
+    assert_eq!(
+        keys(&format!("inactive_since={t}")),
+        Vec::<String>::new(),
+        "equal timestamp is excluded"
+    );
     for bad in ["garbage", "endoftheuniverse"] {
         let r = p.api("GET", &format!("/api/routes?inactive_since={bad}"), None);
-        assert_eq!((r.status, r.text()), (400, format!("Invalid datestamp '{bad}' must be ISO8601.")));
+        assert_eq!(
+            (r.status, r.text()),
+            (400, format!("Invalid datestamp '{bad}' must be ISO8601."))
+        );
     }
 }
 

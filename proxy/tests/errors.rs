@@ -49,18 +49,30 @@ fn https_target_on_a_plain_server_is_503() {
 #[test]
 fn error_target_renders_pages_with_our_status() {
     let errors = Upstream::with(|seen| {
-        let url = seen.url.split_once("url=").map(|(_, u)| u.to_owned()).unwrap_or_default();
+        let url = seen
+            .url
+            .split_once("url=")
+            .map(|(_, u)| u.to_owned())
+            .unwrap_or_default();
         let decoded = proxy::request_path::percent_decode(&url).unwrap().into_owned();
-        Reply::new(418, decoded).header("content-type", "text/plain").header("x-not-copied", "1")
+        Reply::new(418, decoded)
+            .header("content-type", "text/plain")
+            .header("x-not-copied", "1")
     });
     let p = Edgeproxy::start(&["--error-target", &format!("{}/hub/error", errors.target)]);
     let r = p.get("/foo/bar");
-    assert_eq!((r.status, r.header("content-type"), r.text().as_str()), (404, Some("text/plain"), "/foo/bar"));
+    assert_eq!(
+        (r.status, r.header("content-type"), r.text().as_str()),
+        (404, Some("text/plain"), "/foo/bar")
+    );
     assert!(r.header("x-not-copied").is_none());
     let r = p.get("/nope/x?a=1&b=%2F");
     assert_eq!(r.status, 404);
     let seen = errors.requests();
-    assert_eq!(seen.last().unwrap().url, "/hub/error/404?url=%2Fnope%2Fx%3Fa%3D1%26b%3D%252F");
+    assert_eq!(
+        seen.last().unwrap().url,
+        "/hub/error/404?url=%2Fnope%2Fx%3Fa%3D1%26b%3D%252F"
+    );
     let r = p.get("/%");
     assert_eq!((r.status, r.text().as_str()), (500, "/%"));
     assert_eq!(errors.requests().last().unwrap().url, "/hub/error/500?url=%2F%25");
@@ -74,7 +86,10 @@ fn error_target_renders_pages_with_our_status() {
 fn dead_error_target_falls_back_to_plain_text() {
     let p = Edgeproxy::start(&["--error-target", &dead_target()]);
     let r = p.get("/nope");
-    assert_eq!((r.status, r.text().as_str(), r.header("content-type")), (404, "Not Found", None));
+    assert_eq!(
+        (r.status, r.text().as_str(), r.header("content-type")),
+        (404, "Not Found", None)
+    );
     p.add_route("/missing", &dead_target());
     let r = p.get("/missing/x");
     assert_eq!((r.status, r.text().as_str()), (503, "Service Unavailable"));
@@ -93,8 +108,14 @@ fn error_target_on_a_unix_socket() {
 #[test]
 fn error_path_pages_with_fallbacks() {
     let dir = scratch_dir("errpath");
-    std::fs::File::create(dir.join("404.html")).unwrap().write_all(b"<b>404'D!</b>").unwrap();
-    std::fs::File::create(dir.join("error.html")).unwrap().write_all(b"<i>UNKNOWN ERROR</i>").unwrap();
+    std::fs::File::create(dir.join("404.html"))
+        .unwrap()
+        .write_all(b"<b>404'D!</b>")
+        .unwrap();
+    std::fs::File::create(dir.join("error.html"))
+        .unwrap()
+        .write_all(b"<i>UNKNOWN ERROR</i>")
+        .unwrap();
     let p = Edgeproxy::start(&["--error-path", dir.to_str().unwrap()]);
     let r = p.get("/nope");
     assert_eq!((r.status, r.header("content-type")), (404, Some("text/html")));
@@ -105,7 +126,10 @@ fn error_path_pages_with_fallbacks() {
     assert!(r.text().contains("UNKNOWN"));
 
     let only_404 = scratch_dir("errpath404");
-    std::fs::File::create(only_404.join("404.html")).unwrap().write_all(b"just 404").unwrap();
+    std::fs::File::create(only_404.join("404.html"))
+        .unwrap()
+        .write_all(b"just 404")
+        .unwrap();
     let p = Edgeproxy::start(&["--error-path", only_404.to_str().unwrap()]);
     p.add_route("/missing", &dead_target());
     let r = p.get("/missing/x");
@@ -127,7 +151,10 @@ fn malformed_requests_get_400_and_the_proxy_survives() {
             assert_eq!(r.status, 400, "{:?}", String::from_utf8_lossy(req));
         }
     }
-    let huge = format!("GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nConnection: close\r\n\r\n", "a".repeat(1 << 20));
+    let huge = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+        "a".repeat(1 << 20)
+    );
     if let Some(r) = raw(p.public(), huge.as_bytes()) {
         assert_eq!(r.status, 431, "oversized headers");
     }

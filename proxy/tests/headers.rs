@@ -33,7 +33,12 @@ fn x_forwarded_headers_are_set_and_appended() {
 
     let off = Edgeproxy::start(&["--default-target", &up.target, "--no-x-forward"]);
     let h = off.get("/x").json()["headers"].clone();
-    for name in ["x-forwarded-for", "x-forwarded-port", "x-forwarded-proto", "x-forwarded-host"] {
+    for name in [
+        "x-forwarded-for",
+        "x-forwarded-port",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+    ] {
         assert!(h.get(name).is_none(), "{name} with --no-x-forward");
     }
 }
@@ -42,7 +47,12 @@ fn x_forwarded_headers_are_set_and_appended() {
 fn hop_by_hop_headers_stay_on_their_hop() {
     let up = Upstream::echo("/");
     let p = Edgeproxy::start(&["--default-target", &up.target]);
-    let sent = [("Connection", "close, X-Private"), ("X-Private", "1"), ("Keep-Alive", "timeout=5"), ("X-Public", "2")];
+    let sent = [
+        ("Connection", "close, X-Private"),
+        ("X-Private", "1"),
+        ("Keep-Alive", "timeout=5"),
+        ("X-Public", "2"),
+    ];
     let h = request(p.public(), "GET", "/x", &sent, None).json()["headers"].clone();
     assert!(h.get("x-private").is_none() && h.get("keep-alive").is_none(), "{h}");
     assert_eq!(h["x-public"], "2");
@@ -60,7 +70,14 @@ fn change_origin_sets_the_target_host() {
 #[test]
 fn custom_headers_override_the_clients() {
     let up = Upstream::echo("/");
-    let p = Edgeproxy::start(&["--default-target", &up.target, "--custom-header", "k1: v1", "--custom-header", " k2 : host:123 "]);
+    let p = Edgeproxy::start(&[
+        "--default-target",
+        &up.target,
+        "--custom-header",
+        "k1: v1",
+        "--custom-header",
+        " k2 : host:123 ",
+    ]);
     let h = request(p.public(), "GET", "/x", &[("k1", "from-client")], None).json()["headers"].clone();
     assert_eq!(h["k1"], "v1");
     assert_eq!(h["k2"], "host:123");
@@ -72,7 +89,14 @@ fn redirect_locations_are_rewritten_only_when_asked() {
     let port_for_handler = upstream_port.clone();
     let up = Upstream::with(move |seen| {
         let port = port_for_handler.get().copied().unwrap_or(0);
-        let status: u16 = seen.url.trim_start_matches('/').split('/').next().unwrap_or("301").parse().unwrap_or(301);
+        let status: u16 = seen
+            .url
+            .trim_start_matches('/')
+            .split('/')
+            .next()
+            .unwrap_or("301")
+            .parse()
+            .unwrap_or(301);
         let location = match seen.url.as_str() {
             u if u.ends_with("/foreign") => "http://foo.com:12345/whatever".to_owned(),
             u if u.ends_with("/relative") => "/relative/place".to_owned(),
@@ -81,18 +105,45 @@ fn redirect_locations_are_rewritten_only_when_asked() {
         Reply::new(status, "").header("location", &location)
     });
     upstream_port.set(up.port()).unwrap();
-    let both = Edgeproxy::start(&["--default-target", &up.target, "--auto-rewrite", "--protocol-rewrite", "https"]);
-    let loc = |p: &Edgeproxy, path: &str| request(p.public(), "GET", path, &[("Host", "public.example:9999")], None).header("location").map(str::to_owned);
+    let both = Edgeproxy::start(&[
+        "--default-target",
+        &up.target,
+        "--auto-rewrite",
+        "--protocol-rewrite",
+        "https",
+    ]);
+    let loc = |p: &Edgeproxy, path: &str| {
+        request(p.public(), "GET", path, &[("Host", "public.example:9999")], None)
+            .header("location")
+            .map(str::to_owned)
+    };
     for status in [301, 302, 307, 308, 201] {
-        assert_eq!(loc(&both, &format!("/{status}")).as_deref(), Some("https://public.example:9999/elsewhere"), "{status}");
+        assert_eq!(
+            loc(&both, &format!("/{status}")).as_deref(),
+            Some("https://public.example:9999/elsewhere"),
+            "{status}"
+        );
     }
-    assert_eq!(loc(&both, "/303").as_deref(), Some(format!("http://127.0.0.1:{}/elsewhere", up.port()).as_str()), "303 untouched");
-    assert_eq!(loc(&both, "/301/foreign").as_deref(), Some("http://foo.com:12345/whatever"));
+    assert_eq!(
+        loc(&both, "/303").as_deref(),
+        Some(format!("http://127.0.0.1:{}/elsewhere", up.port()).as_str()),
+        "303 untouched"
+    );
+    assert_eq!(
+        loc(&both, "/301/foreign").as_deref(),
+        Some("http://foo.com:12345/whatever")
+    );
     assert_eq!(loc(&both, "/301/relative").as_deref(), Some("/relative/place"));
 
     let proto_only = Edgeproxy::start(&["--default-target", &up.target, "--protocol-rewrite", "https"]);
-    assert_eq!(loc(&proto_only, "/302").as_deref(), Some(format!("https://127.0.0.1:{}/elsewhere", up.port()).as_str()));
+    assert_eq!(
+        loc(&proto_only, "/302").as_deref(),
+        Some(format!("https://127.0.0.1:{}/elsewhere", up.port()).as_str())
+    );
 
     let neither = Edgeproxy::start(&["--default-target", &up.target]);
-    assert_eq!(loc(&neither, "/302").as_deref(), Some(format!("http://127.0.0.1:{}/elsewhere", up.port()).as_str()));
+    assert_eq!(
+        loc(&neither, "/302").as_deref(),
+        Some(format!("http://127.0.0.1:{}/elsewhere", up.port()).as_str())
+    );
 }

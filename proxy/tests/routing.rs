@@ -117,7 +117,10 @@ fn target_paths_and_queries_join() {
     p.add_route("/pre", &format!("{}/base/", up.target));
     p.add_route("/user/foo", &format!("{}/sub/path?tq=1", up.target));
     assert_eq!(url_seen(&p, "/pre/fix/rest?q=1"), "/base/pre/fix/rest?q=1");
-    assert_eq!(url_seen(&p, "/user/foo/lab/tree?q=2"), "/sub/path/user/foo/lab/tree?tq=1&q=2");
+    assert_eq!(
+        url_seen(&p, "/user/foo/lab/tree?q=2"),
+        "/sub/path/user/foo/lab/tree?tq=1&q=2"
+    );
     assert_eq!(url_seen(&p, "/user/foo/?"), "/sub/path/user/foo/?tq=1");
     assert_eq!(url_seen(&p, "/user/foo/./x/../y"), "/sub/path/user/foo/y?tq=1");
 }
@@ -130,9 +133,19 @@ fn host_routing_uses_the_host_as_first_segment() {
     p.add_route("/test.localhost.jovyan.org", &up.target);
     let host = |h: &str, path: &str| request(p.public(), "GET", path, &[("Host", h)], None).json();
     let r = host(&format!("test.localhost.jovyan.org:{}", p.port), "/some/path");
-    assert_eq!((r["path"].as_str(), r["url"].as_str()), (Some("/test.localhost.jovyan.org"), Some("/some/path")));
-    assert_eq!(host("test.localhost.jovyan.org", "/x")["path"], "/test.localhost.jovyan.org");
-    assert_eq!(host("TEST.localhost.jovyan.org", "/x")["path"], "/", "host is case-sensitive, as CHP");
+    assert_eq!(
+        (r["path"].as_str(), r["url"].as_str()),
+        (Some("/test.localhost.jovyan.org"), Some("/some/path"))
+    );
+    assert_eq!(
+        host("test.localhost.jovyan.org", "/x")["path"],
+        "/test.localhost.jovyan.org"
+    );
+    assert_eq!(
+        host("TEST.localhost.jovyan.org", "/x")["path"],
+        "/",
+        "host is case-sensitive, as CHP"
+    );
     assert_eq!(host("other.org", "/x")["path"], "/");
 }
 
@@ -159,10 +172,20 @@ fn request_bodies_and_methods_pass_through() {
     let p = Edgeproxy::start(&["--default-target", &up.target]);
     let big = "x".repeat(300_000);
     for method in ["POST", "PUT", "PATCH", "DELETE"] {
-        let r = request(p.public(), method, "/upload", &[("Content-Type", "text/plain")], Some(big.as_bytes()));
+        let r = request(
+            p.public(),
+            method,
+            "/upload",
+            &[("Content-Type", "text/plain")],
+            Some(big.as_bytes()),
+        );
         let echoed = r.json();
         assert_eq!(echoed["method"], method);
-        assert_eq!(echoed["body"].as_str().map(str::len), Some(big.len()), "{method} body intact");
+        assert_eq!(
+            echoed["body"].as_str().map(str::len),
+            Some(big.len()),
+            "{method} body intact"
+        );
     }
     // Chunked request bodies are streamed through.
     let raw_req = format!(
@@ -182,11 +205,17 @@ fn upstream_statuses_and_redirects_pass_through_untouched() {
     });
     let p = Edgeproxy::start(&["--default-target", &up.target]);
     let r = p.get("/404");
-    assert_eq!((r.status, r.text().as_str(), r.header("x-from")), (404, "upstream says no", Some("upstream")));
+    assert_eq!(
+        (r.status, r.text().as_str(), r.header("x-from")),
+        (404, "upstream says no", Some("upstream"))
+    );
     let r = p.get("/500");
     assert_eq!((r.status, r.text().as_str()), (500, "upstream broke"));
     let r = p.get("/external/urlpath/rest/of/it");
-    assert_eq!((r.status, r.header("location")), (301, Some("http://foo.com:12345/whatever")));
+    assert_eq!(
+        (r.status, r.header("location")),
+        (301, Some("http://foo.com:12345/whatever"))
+    );
 }
 
 #[test]

@@ -16,9 +16,12 @@ fn public_listener_speaks_tls_and_offers_h2() {
     let pki = Pki::new(&scratch_dir("tls-public"));
     let up = Upstream::echo("/");
     let p = Edgeproxy::start(&[
-        "--default-target", &up.target,
-        "--ssl-key", pki.server_key.to_str().unwrap(),
-        "--ssl-cert", pki.server_cert.to_str().unwrap(),
+        "--default-target",
+        &up.target,
+        "--ssl-key",
+        pki.server_key.to_str().unwrap(),
+        "--ssl-cert",
+        pki.server_cert.to_str().unwrap(),
     ]);
     let r = get_over_tls(&pki, p.public(), "/x");
     assert_eq!(r.status, 200);
@@ -33,18 +36,32 @@ fn redirect_listener_sends_plain_http_to_https() {
     let pki = Pki::new(&scratch_dir("tls-redirect"));
     let up = Upstream::echo("/");
     let redirect_port = free_port();
-    let tls_args = ["--ssl-key", pki.server_key.to_str().unwrap(), "--ssl-cert", pki.server_cert.to_str().unwrap()];
+    let tls_args = [
+        "--ssl-key",
+        pki.server_key.to_str().unwrap(),
+        "--ssl-cert",
+        pki.server_cert.to_str().unwrap(),
+    ];
     let rp = redirect_port.to_string();
     let mut args = vec!["--default-target", up.target.as_str(), "--redirect-port", rp.as_str()];
     args.extend(tls_args);
     let p = Edgeproxy::start(&args);
     let plain = std::net::SocketAddr::from(([127, 0, 0, 1], redirect_port));
-    let r = request(plain, "GET", "/some/path?q=1", &[("Host", &format!("127.0.0.1:{redirect_port}"))], None);
+    let r = request(
+        plain,
+        "GET",
+        "/some/path?q=1",
+        &[("Host", &format!("127.0.0.1:{redirect_port}"))],
+        None,
+    );
     assert_eq!(r.status, 301);
     let location = r.header("location").unwrap().to_owned();
     assert_eq!(location, format!("https://127.0.0.1:{}/some/path?q=1", p.port));
     // Following it lands on the default target over TLS.
-    assert_eq!(get_over_tls(&pki, p.public(), "/some/path?q=1").json()["url"], "/some/path?q=1");
+    assert_eq!(
+        get_over_tls(&pki, p.public(), "/some/path?q=1").json()["url"],
+        "/some/path?q=1"
+    );
     let r = raw(plain, b"GET /x HTTP/1.0\r\n\r\n").unwrap();
     assert_eq!(r.status, 400);
     assert!(r.text().contains("HTTPS-only"), "{}", r.text());
@@ -55,8 +72,17 @@ fn redirect_listener_sends_plain_http_to_https() {
     let mut args = vec!["--redirect-port", op.as_str(), "--redirect-to", to_port.as_str()];
     args.extend(tls_args);
     let _p2 = Edgeproxy::start(&args);
-    let r = request(std::net::SocketAddr::from(([127, 0, 0, 1], other)), "GET", "/p", &[("Host", "hub.example:80")], None);
-    assert_eq!(r.header("location"), Some(format!("https://hub.example:{to_port}/p").as_str()));
+    let r = request(
+        std::net::SocketAddr::from(([127, 0, 0, 1], other)),
+        "GET",
+        "/p",
+        &[("Host", "hub.example:80")],
+        None,
+    );
+    assert_eq!(
+        r.header("location"),
+        Some(format!("https://hub.example:{to_port}/p").as_str())
+    );
 }
 
 #[test]
@@ -64,9 +90,12 @@ fn https_targets_with_client_certificates() {
     let pki = Pki::new(&scratch_dir("tls-client"));
     let up = Upstream::echo_tls("/backend", pki.upstream_acceptor(true), "127.0.0.1");
     let with_cert = Edgeproxy::start(&[
-        "--client-ssl-key", pki.client_key.to_str().unwrap(),
-        "--client-ssl-cert", pki.client_cert.to_str().unwrap(),
-        "--client-ssl-ca", pki.ca.to_str().unwrap(),
+        "--client-ssl-key",
+        pki.client_key.to_str().unwrap(),
+        "--client-ssl-cert",
+        pki.client_cert.to_str().unwrap(),
+        "--client-ssl-ca",
+        pki.ca.to_str().unwrap(),
     ]);
     with_cert.add_route("/backend", &up.target);
     let r = with_cert.get("/backend/urlpath/");
@@ -88,14 +117,24 @@ fn upstream_certificates_are_verified_unless_insecure() {
     assert_eq!(strict.get("/x").status, 503, "unknown CA is refused");
     let insecure = Edgeproxy::start(&["--insecure"]);
     insecure.add_route("/", &up.target);
-    assert_eq!(insecure.get("/x").status, 200, "--insecure skips verification (CHP ignores the flag)");
+    assert_eq!(
+        insecure.get("/x").status,
+        200,
+        "--insecure skips verification (CHP ignores the flag)"
+    );
 }
 
 #[test]
 fn api_listener_over_tls() {
     let pki = Pki::new(&scratch_dir("tls-api"));
-    let p = Edgeproxy::start(&["--api-ssl-key", pki.server_key.to_str().unwrap(), "--api-ssl-cert", pki.server_cert.to_str().unwrap()]);
-    let req = format!("GET /api/routes HTTP/1.1\r\nHost: x\r\nAuthorization: token {TOKEN}\r\nConnection: close\r\n\r\n");
+    let p = Edgeproxy::start(&[
+        "--api-ssl-key",
+        pki.server_key.to_str().unwrap(),
+        "--api-ssl-cert",
+        pki.server_cert.to_str().unwrap(),
+    ]);
+    let req =
+        format!("GET /api/routes HTTP/1.1\r\nHost: x\r\nAuthorization: token {TOKEN}\r\nConnection: close\r\n\r\n");
     let (_, r) = pki.https_raw(p.api_addr(), &req, &[]);
     let r = r.expect("an HTTPS response");
     assert_eq!((r.status, r.text().as_str()), (200, "{}"));
@@ -106,12 +145,34 @@ fn broken_tls_files_stop_startup_with_a_clear_error() {
     let dir = scratch_dir("tls-bad");
     let bad = dir.join("bad.pem");
     std::fs::write(&bad, "not a certificate").unwrap();
-    let (code, out) = run_to_exit(&["--port", &free_port().to_string(), "--api-port", &free_port().to_string(), "--ssl-key", bad.to_str().unwrap(), "--ssl-cert", bad.to_str().unwrap()]);
+    let (code, out) = run_to_exit(&[
+        "--port",
+        &free_port().to_string(),
+        "--api-port",
+        &free_port().to_string(),
+        "--ssl-key",
+        bad.to_str().unwrap(),
+        "--ssl-cert",
+        bad.to_str().unwrap(),
+    ]);
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("bad.pem"), "names the file: {out}");
     let enc = dir.join("enc.key");
-    std::fs::write(&enc, "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n").unwrap();
-    let (code, out) = run_to_exit(&["--port", &free_port().to_string(), "--api-port", &free_port().to_string(), "--ssl-key", enc.to_str().unwrap(), "--ssl-cert", bad.to_str().unwrap()]);
+    std::fs::write(
+        &enc,
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let (code, out) = run_to_exit(&[
+        "--port",
+        &free_port().to_string(),
+        "--api-port",
+        &free_port().to_string(),
+        "--ssl-key",
+        enc.to_str().unwrap(),
+        "--ssl-cert",
+        bad.to_str().unwrap(),
+    ]);
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("encrypted"), "{out}");
 }

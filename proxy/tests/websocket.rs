@@ -14,11 +14,18 @@ fn tunnel_relays_both_ways_with_upstream_headers() {
     let p = Edgeproxy::start(&["--default-target", &up.target, "--custom-header", "x-custom: yes"]);
     let (mut ws, resp) = ws_connect(p.public(), "/").expect("handshake");
     assert_eq!(resp.status(), 101);
-    assert_eq!(resp.headers().get("x-upstream").map(|v| v.to_str().unwrap()), Some("yes"), "101 carries the upstream's headers");
+    assert_eq!(
+        resp.headers().get("x-upstream").map(|v| v.to_str().unwrap()),
+        Some("yes"),
+        "101 carries the upstream's headers"
+    );
     assert_eq!(ws_read_text(&mut ws), "connected");
     ws.send(Message::text("hi")).unwrap();
     let reply: serde_json::Value = serde_json::from_str(&ws_read_text(&mut ws)).unwrap();
-    assert_eq!((reply["path"].as_str(), reply["message"].as_str()), (Some("/"), Some("hi")));
+    assert_eq!(
+        (reply["path"].as_str(), reply["message"].as_str()),
+        (Some("/"), Some("hi"))
+    );
 
     // Large binary messages pass through whole (the tunnel copies bytes, not frames).
     let big: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
@@ -30,10 +37,16 @@ fn tunnel_relays_both_ways_with_upstream_headers() {
     ws.close(None).unwrap();
 
     let seen = up.requests();
-    let upgrade = seen.iter().find(|s| s.header("upgrade").is_some()).expect("upstream saw the upgrade");
+    let upgrade = seen
+        .iter()
+        .find(|s| s.header("upgrade").is_some())
+        .expect("upstream saw the upgrade");
     assert_eq!(upgrade.header("x-forwarded-proto"), Some("ws"));
     assert_eq!(upgrade.header("x-custom"), Some("yes"));
-    assert!(upgrade.header("x-forwarded-host").is_none(), "no X-Forwarded-Host on upgrades");
+    assert!(
+        upgrade.header("x-forwarded-host").is_none(),
+        "no X-Forwarded-Host on upgrades"
+    );
 }
 
 #[test]
@@ -46,22 +59,34 @@ fn activity_counts_client_frames_only() {
     let (mut ws, _) = ws_connect(p.public(), "/user/a/api/kernels/1/channels").unwrap();
     assert_eq!(ws_read_text(&mut ws), "connected");
     std::thread::sleep(Duration::from_millis(20));
-    assert_eq!(p.last_activity("/user/a"), added, "handshake and server frames are not activity");
+    assert_eq!(
+        p.last_activity("/user/a"),
+        added,
+        "handshake and server frames are not activity"
+    );
     ws.send(Message::text("hi")).unwrap();
     ws_read_text(&mut ws);
     std::thread::sleep(Duration::from_millis(20));
-    assert!(ms(&p.last_activity("/user/a")) > ms(&added), "a client frame is activity");
+    assert!(
+        ms(&p.last_activity("/user/a")) > ms(&added),
+        "a client frame is activity"
+    );
 }
 
 #[test]
 fn upgrade_errors_are_bare_status_lines() {
     let p = Edgeproxy::start(&[]);
     let upgrade = |path: &str| {
-        format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        )
     };
     // No route: 404 with an empty body, and the socket is closed (CHP leaves it open).
     let r = raw(p.public(), upgrade("/nope").as_bytes()).expect("a response, then EOF");
-    assert_eq!((r.status, r.body.len(), r.header("content-length")), (404, 0, Some("0")));
+    assert_eq!(
+        (r.status, r.body.len(), r.header("content-length")),
+        (404, 0, Some("0"))
+    );
 
     p.add_route("/missing", &format!("http://127.0.0.1:{}", free_port()));
     let r = raw(p.public(), upgrade("/missing/ws").as_bytes()).expect("a response, then EOF");
@@ -81,7 +106,11 @@ fn non_websocket_upgrades_are_dropped_without_an_answer() {
         s.write_all(req.as_bytes()).unwrap();
         let mut buf = Vec::new();
         let _ = s.read_to_end(&mut buf);
-        assert!(buf.is_empty(), "no response to {req:?}: {}", String::from_utf8_lossy(&buf));
+        assert!(
+            buf.is_empty(),
+            "no response to {req:?}: {}",
+            String::from_utf8_lossy(&buf)
+        );
     }
 }
 
@@ -91,7 +120,10 @@ fn refused_upgrade_is_relayed_then_closed() {
     let p = Edgeproxy::start(&["--default-target", &up.target]);
     let req = "GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
     let r = raw(p.public(), req.as_bytes()).expect("relayed response, then EOF");
-    assert_eq!((r.status, r.text().as_str(), r.header("x-reason")), (403, "no websockets for you", Some("policy")));
+    assert_eq!(
+        (r.status, r.text().as_str(), r.header("x-reason")),
+        (403, "no websockets for you", Some("policy"))
+    );
 }
 
 #[test]

@@ -7,8 +7,8 @@
 
 use std::net::IpAddr;
 
-use http::header::{HOST, HeaderName, HeaderValue};
 use http::HeaderMap;
+use http::header::{HOST, HeaderName, HeaderValue};
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
@@ -42,7 +42,9 @@ pub fn add_forwarded(headers: &mut HeaderMap, client: &ClientInfo, host: Option<
     };
     append(headers, X_FORWARDED_PROTO, proto);
     if !websocket && !headers.contains_key(X_FORWARDED_HOST) {
-        let value = host.and_then(|h| HeaderValue::from_str(h).ok()).unwrap_or(HeaderValue::from_static(""));
+        let value = host
+            .and_then(|h| HeaderValue::from_str(h).ok())
+            .unwrap_or(HeaderValue::from_static(""));
         headers.insert(X_FORWARDED_HOST, value);
     }
 }
@@ -66,7 +68,11 @@ fn host_port(host: &str) -> Option<&str> {
 
 fn append(headers: &mut HeaderMap, name: HeaderName, value: &str) {
     let existing: Vec<&str> = headers.get_all(&name).iter().filter_map(|v| v.to_str().ok()).collect();
-    let joined = if existing.is_empty() { value.to_owned() } else { format!("{},{value}", existing.join(",")) };
+    let joined = if existing.is_empty() {
+        value.to_owned()
+    } else {
+        format!("{},{value}", existing.join(","))
+    };
     if let Ok(v) = HeaderValue::from_str(&joined) {
         headers.insert(name, v);
     }
@@ -77,7 +83,10 @@ mod tests {
     use super::*;
 
     fn client(addr: &str, tls: bool) -> ClientInfo {
-        ClientInfo { addr: Some(addr.parse().unwrap()), tls }
+        ClientInfo {
+            addr: Some(addr.parse().unwrap()),
+            tls,
+        }
     }
 
     fn get<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -101,7 +110,12 @@ mod tests {
         h.insert("x-forwarded-port", "443".parse().unwrap());
         h.insert("x-forwarded-proto", "https".parse().unwrap());
         h.insert("x-forwarded-host", "orig.example".parse().unwrap());
-        add_forwarded(&mut h, &client("::ffff:127.0.0.1", false), Some("127.0.0.1:18000"), false);
+        add_forwarded(
+            &mut h,
+            &client("::ffff:127.0.0.1", false),
+            Some("127.0.0.1:18000"),
+            false,
+        );
         assert_eq!(get(&h, "x-forwarded-for"), Some("1.2.3.4,127.0.0.1"));
         assert_eq!(get(&h, "x-forwarded-port"), Some("443,18000"));
         assert_eq!(get(&h, "x-forwarded-proto"), Some("https,http"));

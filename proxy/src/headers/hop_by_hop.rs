@@ -35,7 +35,15 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name);
     }
-    for name in [CONNECTION, KEEP_ALIVE, PROXY_CONNECTION, TE, TRAILER, TRANSFER_ENCODING, UPGRADE] {
+    for name in [
+        CONNECTION,
+        KEEP_ALIVE,
+        PROXY_CONNECTION,
+        TE,
+        TRAILER,
+        TRANSFER_ENCODING,
+        UPGRADE,
+    ] {
         headers.remove(name);
     }
 }
@@ -54,15 +62,28 @@ mod tests {
 
     #[test]
     fn removes_hop_by_hop_and_connection_named_headers() {
-        let cases: [(&[(&str, &str)], &[&str]); 4] = [
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str]);
+        let cases: [Case; 4] = [
             (&[("host", "a"), ("accept", "*/*")], &["host", "accept"]),
             (&[("host", "a"), ("connection", "close")], &["host"]),
             (
-                &[("connection", "keep-alive, x-secret"), ("x-secret", "1"), ("keep-alive", "timeout=5"), ("cookie", "c")],
+                &[
+                    ("connection", "keep-alive, x-secret"),
+                    ("x-secret", "1"),
+                    ("keep-alive", "timeout=5"),
+                    ("cookie", "c"),
+                ],
                 &["cookie"],
             ),
             (
-                &[("te", "trailers"), ("trailer", "x"), ("transfer-encoding", "chunked"), ("upgrade", "websocket"), ("proxy-connection", "keep-alive"), ("x-ok", "1")],
+                &[
+                    ("te", "trailers"),
+                    ("trailer", "x"),
+                    ("transfer-encoding", "chunked"),
+                    ("upgrade", "websocket"),
+                    ("proxy-connection", "keep-alive"),
+                    ("x-ok", "1"),
+                ],
                 &["x-ok"],
             ),
         ];

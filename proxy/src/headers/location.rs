@@ -50,10 +50,34 @@ mod tests {
         let s = |c| StatusCode::from_u16(c).unwrap();
         let host = Some("public.example:9999");
         let cases = [
-            (301, "http://127.0.0.1:8912/elsewhere", true, Some("https"), Some("https://public.example:9999/elsewhere")),
-            (302, "http://127.0.0.1:8912/x?y", true, None, Some("http://public.example:9999/x?y")),
-            (308, "http://127.0.0.1:8912/e", false, Some("https"), Some("https://127.0.0.1:8912/e")),
-            (201, "https://127.0.0.1:8912/whatever", true, Some("https"), Some("https://public.example:9999/whatever")),
+            (
+                301,
+                "http://127.0.0.1:8912/elsewhere",
+                true,
+                Some("https"),
+                Some("https://public.example:9999/elsewhere"),
+            ),
+            (
+                302,
+                "http://127.0.0.1:8912/x?y",
+                true,
+                None,
+                Some("http://public.example:9999/x?y"),
+            ),
+            (
+                308,
+                "http://127.0.0.1:8912/e",
+                false,
+                Some("https"),
+                Some("https://127.0.0.1:8912/e"),
+            ),
+            (
+                201,
+                "https://127.0.0.1:8912/whatever",
+                true,
+                Some("https"),
+                Some("https://public.example:9999/whatever"),
+            ),
             (200, "http://127.0.0.1:8912/e", true, Some("https"), None),
             (303, "http://127.0.0.1:8912/e", true, Some("https"), None),
             (301, "http://foo.com:12345/whatever", true, Some("https"), None),
@@ -61,7 +85,11 @@ mod tests {
             (301, "http://127.0.0.1:8912/e", false, None, None),
         ];
         for (code, loc, auto, proto, want) in cases {
-            assert_eq!(rewrite_location(s(code), loc, &t, host, auto, proto).as_deref(), want, "{code} {loc}");
+            assert_eq!(
+                rewrite_location(s(code), loc, &t, host, auto, proto).as_deref(),
+                want,
+                "{code} {loc}"
+            );
         }
     }
 }

@@ -24,7 +24,11 @@ pub mod pki;
 pub const TOKEN: &str = "secret";
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub fn scratch_dir(name: &str) -> PathBuf {
@@ -37,7 +41,13 @@ pub fn scratch_dir(name: &str) -> PathBuf {
 /// A shared runtime on a background thread for the in-process upstream servers.
 fn runtime() -> &'static tokio::runtime::Runtime {
     static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap())
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -63,16 +73,30 @@ impl Edgeproxy {
             let api_port = free_port();
             let log = std::env::temp_dir().join(format!("edgeproxy-{}-{port}.log", std::process::id()));
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_edgeproxy"));
-            cmd.args(["--ip", "127.0.0.1", "--port", &port.to_string(), "--api-ip", "127.0.0.1", "--api-port", &api_port.to_string()])
-                .args(extra)
-                .env_remove("CONFIGPROXY_AUTH_TOKEN")
-                .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
-                .stderr(Stdio::from(std::fs::File::options().append(true).open(&log).unwrap()));
+            cmd.args([
+                "--ip",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--api-ip",
+                "127.0.0.1",
+                "--api-port",
+                &api_port.to_string(),
+            ])
+            .args(extra)
+            .env_remove("CONFIGPROXY_AUTH_TOKEN")
+            .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
+            .stderr(Stdio::from(std::fs::File::options().append(true).open(&log).unwrap()));
             if let Some(t) = token {
                 cmd.env("CONFIGPROXY_AUTH_TOKEN", t);
             }
             let child = cmd.spawn().expect("spawn edgeproxy");
-            let mut proxy = Edgeproxy { port, api_port, child, log };
+            let mut proxy = Edgeproxy {
+                port,
+                api_port,
+                child,
+                log,
+            };
             match proxy.wait_ready() {
                 Ok(()) => return proxy,
                 Err(why) if attempt < 2 && why.contains("bind") => continue,
@@ -115,7 +139,10 @@ impl Edgeproxy {
 
     /// Sends a signal and waits for the exit status.
     pub fn stop(&mut self, signal: &str) -> std::process::ExitStatus {
-        Command::new("kill").args([&format!("-{signal}"), &self.child.id().to_string()]).status().unwrap();
+        Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
         wait_exit(&mut self.child, Duration::from_secs(15)).expect("edgeproxy did not exit after the signal")
     }
 
@@ -129,7 +156,11 @@ impl Edgeproxy {
     }
 
     pub fn add_route(&self, key: &str, target: &str) {
-        let r = self.api("POST", &format!("/api/routes{key}"), Some(&json!({ "target": target }).to_string()));
+        let r = self.api(
+            "POST",
+            &format!("/api/routes{key}"),
+            Some(&json!({ "target": target }).to_string()),
+        );
         assert_eq!(r.status, 201, "adding {key}: {}", r.text());
     }
 
@@ -140,7 +171,10 @@ impl Edgeproxy {
     }
 
     pub fn last_activity(&self, key: &str) -> String {
-        self.routes()[key]["last_activity"].as_str().unwrap_or_else(|| panic!("no route {key}")).to_owned()
+        self.routes()[key]["last_activity"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no route {key}"))
+            .to_owned()
     }
 
     pub fn get(&self, path: &str) -> Response {
@@ -180,7 +214,11 @@ pub fn run_to_exit(args: &[&str]) -> (Option<i32>, String) {
         let _ = child.kill();
     }
     let out = child.wait_with_output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (status.and_then(|s| s.code()), text)
 }
 
@@ -229,7 +267,10 @@ pub fn parse_response(buf: &[u8]) -> Option<Response> {
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
         .collect();
     let mut body = buf[end + 4..].to_vec();
-    if headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked")) {
+    if headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"))
+    {
         body = dechunk(&body);
     }
     Some(Response { status, headers, body })
@@ -238,7 +279,16 @@ pub fn parse_response(buf: &[u8]) -> Option<Response> {
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     while let Some(i) = data.windows(2).position(|w| w == b"\r\n") {
-        let size = usize::from_str_radix(std::str::from_utf8(&data[..i]).unwrap_or("0").split(';').next().unwrap().trim(), 16).unwrap_or(0);
+        let size = usize::from_str_radix(
+            std::str::from_utf8(&data[..i])
+                .unwrap_or("0")
+                .split(';')
+                .next()
+                .unwrap()
+                .trim(),
+            16,
+        )
+        .unwrap_or(0);
         if size == 0 {
             break;
         }
@@ -248,7 +298,13 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
     out
 }
 
-pub fn request(addr: SocketAddr, method: &str, target: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Response {
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Response {
     let mut req = format!("{method} {target} HTTP/1.1\r\n");
     if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
         req.push_str(&format!("Host: {addr}\r\n"));
@@ -297,7 +353,12 @@ pub struct Reply {
 
 impl Reply {
     pub fn new(status: u16, body: impl Into<Vec<u8>>) -> Reply {
-        Reply { status, headers: Vec::new(), body: body.into(), delay: None }
+        Reply {
+            status,
+            headers: Vec::new(),
+            body: body.into(),
+            delay: None,
+        }
     }
 
     pub fn header(mut self, k: &str, v: &str) -> Reply {
@@ -338,10 +399,17 @@ impl Upstream {
     }
 
     fn with_handler(route_key: &str, handler: Option<Handler>) -> Upstream {
-        let listener = runtime().block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let listener = runtime()
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
         let target = format!("http://{}", listener.local_addr().unwrap());
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let state = Arc::new(UpstreamState { target: target.clone(), key: route_key.to_owned(), handler, seen: seen.clone() });
+        let state = Arc::new(UpstreamState {
+            target: target.clone(),
+            key: route_key.to_owned(),
+            handler,
+            seen: seen.clone(),
+        });
         let task = runtime().spawn(async move {
             loop {
                 let Ok((s, _)) = listener.accept().await else { continue };
@@ -354,11 +422,18 @@ impl Upstream {
     /// An echo upstream on a UNIX socket; `target` is its `http+unix://` URL.
     pub fn echo_unix(route_key: &str, path: &Path) -> Upstream {
         let _ = std::fs::remove_file(path);
-        let listener = runtime().block_on(async { tokio::net::UnixListener::bind(path) }).unwrap();
+        let listener = runtime()
+            .block_on(async { tokio::net::UnixListener::bind(path) })
+            .unwrap();
         let encoded: String = path.to_str().unwrap().replace('/', "%2F");
         let target = format!("http+unix://{encoded}");
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let state = Arc::new(UpstreamState { target: target.clone(), key: route_key.to_owned(), handler: None, seen: seen.clone() });
+        let state = Arc::new(UpstreamState {
+            target: target.clone(),
+            key: route_key.to_owned(),
+            handler: None,
+            seen: seen.clone(),
+        });
         let task = runtime().spawn(async move {
             loop {
                 let Ok((s, _)) = listener.accept().await else { continue };
@@ -370,10 +445,17 @@ impl Upstream {
 
     /// An echo upstream behind TLS (the acceptor decides about client certificates).
     pub fn echo_tls(route_key: &str, acceptor: tokio_rustls::TlsAcceptor, host: &str) -> Upstream {
-        let listener = runtime().block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let listener = runtime()
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
         let target = format!("https://{host}:{}", listener.local_addr().unwrap().port());
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let state = Arc::new(UpstreamState { target: target.clone(), key: route_key.to_owned(), handler: None, seen: seen.clone() });
+        let state = Arc::new(UpstreamState {
+            target: target.clone(),
+            key: route_key.to_owned(),
+            handler: None,
+            seen: seen.clone(),
+        });
         let task = runtime().spawn(async move {
             loop {
                 let Ok((s, _)) = listener.accept().await else { continue };
@@ -390,7 +472,13 @@ impl Upstream {
     }
 
     pub fn port(&self) -> u16 {
-        self.target.rsplit(':').next().unwrap().trim_end_matches('/').parse().unwrap()
+        self.target
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .trim_end_matches('/')
+            .parse()
+            .unwrap()
     }
 
     pub fn requests(&self) -> Vec<Seen> {
@@ -410,18 +498,41 @@ async fn serve_upstream<IO: AsyncRead + AsyncWrite + Unpin + Send + 'static>(io:
         let state = state.clone();
         async move { Ok::<_, hyper::Error>(answer(state, req).await) }
     });
-    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(io), service).with_upgrades().await;
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades()
+        .await;
 }
 
 async fn answer(state: Arc<UpstreamState>, mut req: hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
-    let headers: Vec<(String, String)> =
-        req.headers().iter().map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned())).collect();
+    let headers: Vec<(String, String)> = req
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_owned(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
     let url = req.uri().to_string();
     let method = req.method().to_string();
-    let is_ws = req.headers().get("upgrade").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    let is_ws = req
+        .headers()
+        .get("upgrade")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
     if is_ws && state.handler.is_none() {
-        state.seen.lock().unwrap().push(Seen { method, url, headers, body: Vec::new() });
-        let key = req.headers().get("sec-websocket-key").map(|k| k.as_bytes().to_vec()).unwrap_or_default();
+        state.seen.lock().unwrap().push(Seen {
+            method,
+            url,
+            headers,
+            body: Vec::new(),
+        });
+        let key = req
+            .headers()
+            .get("sec-websocket-key")
+            .map(|k| k.as_bytes().to_vec())
+            .unwrap_or_default();
         let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(&key);
         let on_upgrade = hyper::upgrade::on(&mut req);
         let path = state.key.clone();
@@ -437,20 +548,14 @@ async fn answer(state: Arc<UpstreamState>, mut req: hyper::Request<Incoming>) ->
             .await;
             let _ = ws.send(Message::text("connected")).await;
             while let Some(Ok(msg)) = ws.next().await {
-                match msg {
-                    Message::Text(t) => {
-                        let reply = json!({ "path": path, "message": t.as_str() }).to_string();
-                        if ws.send(Message::text(reply)).await.is_err() {
-                            break;
-                        }
-                    }
-                    Message::Binary(b) => {
-                        if ws.send(Message::binary(b)).await.is_err() {
-                            break;
-                        }
-                    }
+                let reply = match msg {
+                    Message::Text(t) => Message::text(json!({ "path": path, "message": t.as_str() }).to_string()),
+                    Message::Binary(b) => Message::binary(b),
                     Message::Close(_) => break,
-                    _ => {}
+                    _ => continue,
+                };
+                if ws.send(reply).await.is_err() {
+                    break;
                 }
             }
         });
@@ -463,8 +568,18 @@ async fn answer(state: Arc<UpstreamState>, mut req: hyper::Request<Incoming>) ->
             .body(Full::new(Bytes::new()))
             .unwrap();
     }
-    let body = req.into_body().collect().await.map(|c| c.to_bytes().to_vec()).unwrap_or_default();
-    let seen = Seen { method, url, headers, body };
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|c| c.to_bytes().to_vec())
+        .unwrap_or_default();
+    let seen = Seen {
+        method,
+        url,
+        headers,
+        body,
+    };
     state.seen.lock().unwrap().push(seen.clone());
     let reply = match &state.handler {
         Some(h) => h(&seen),
@@ -492,13 +607,18 @@ async fn answer(state: Arc<UpstreamState>, mut req: hyper::Request<Incoming>) ->
 
 pub type Ws = tokio_tungstenite::tungstenite::WebSocket<TcpStream>;
 
-pub fn ws_connect(addr: SocketAddr, path: &str) -> Result<(Ws, tokio_tungstenite::tungstenite::handshake::client::Response), tokio_tungstenite::tungstenite::Error> {
+pub fn ws_connect(
+    addr: SocketAddr,
+    path: &str,
+) -> Result<(Ws, tokio_tungstenite::tungstenite::handshake::client::Response), tokio_tungstenite::tungstenite::Error> {
     let stream = TcpStream::connect(addr).unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let url = format!("ws://{addr}{path}");
     tokio_tungstenite::tungstenite::client::client(url.as_str(), stream).map_err(|e| match e {
         tokio_tungstenite::tungstenite::HandshakeError::Failure(e) => e,
-        tokio_tungstenite::tungstenite::HandshakeError::Interrupted(_) => tokio_tungstenite::tungstenite::Error::ConnectionClosed,
+        tokio_tungstenite::tungstenite::HandshakeError::Interrupted(_) => {
+            tokio_tungstenite::tungstenite::Error::ConnectionClosed
+        }
     })
 }
 
@@ -506,7 +626,9 @@ pub fn ws_read_text(ws: &mut Ws) -> String {
     loop {
         match ws.read().expect("WebSocket read") {
             tokio_tungstenite::tungstenite::Message::Text(t) => return t.as_str().to_owned(),
-            tokio_tungstenite::tungstenite::Message::Ping(_) | tokio_tungstenite::tungstenite::Message::Pong(_) => continue,
+            tokio_tungstenite::tungstenite::Message::Ping(_) | tokio_tungstenite::tungstenite::Message::Pong(_) => {
+                continue;
+            }
             other => panic!("unexpected message {other:?}"),
         }
     }
@@ -515,4 +637,40 @@ pub fn ws_read_text(ws: &mut Ws) -> String {
 /// Parses an ISO timestamp from the API into comparable milliseconds.
 pub fn ms(iso: &str) -> i64 {
     proxy::timestamp::parse_iso(iso).unwrap_or_else(|| panic!("bad timestamp {iso}"))
+}
+
+/// Spawns edgeproxy with exactly `args` (no defaults added) and the token; the caller decides
+/// when it is ready.
+pub fn spawn_raw(args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_edgeproxy"))
+        .args(args)
+        .env("CONFIGPROXY_AUTH_TOKEN", TOKEN)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until `connect` succeeds, up to 10 s.
+pub fn wait_until(mut connect: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !connect() {
+        assert!(Instant::now() < deadline, "timed out waiting for edgeproxy");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Like `raw`, over a UNIX socket.
+pub fn raw_unix(path: &Path, request: &[u8]) -> Option<Response> {
+    let mut s = std::os::unix::net::UnixStream::connect(path).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request).unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    parse_response(&buf)
+}
+
+/// Runs a future on the harness runtime (for async clients such as hyper's HTTP/2).
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    runtime().block_on(f)
 }

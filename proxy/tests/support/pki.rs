@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
@@ -29,8 +31,14 @@ impl Pki {
     pub fn new(dir: &Path) -> Pki {
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.distinguished_name.push(DnType::CommonName, "edgeproxy test CA");
-        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "edgeproxy test CA");
+        ca_params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         let ca_key = KeyPair::generate().unwrap();
         let ca_cert = ca_params.self_signed(&ca_key).unwrap();
         let issuer = Issuer::new(ca_params, ca_key);
@@ -45,7 +53,10 @@ impl Pki {
             let cert = params.signed_by(&key, &issuer).unwrap();
             (cert.pem(), key.serialize_pem())
         };
-        let (server_cert, server_key) = leaf(vec!["localhost".into(), "127.0.0.1".into()], ExtendedKeyUsagePurpose::ServerAuth);
+        let (server_cert, server_key) = leaf(
+            vec!["localhost".into(), "127.0.0.1".into()],
+            ExtendedKeyUsagePurpose::ServerAuth,
+        );
         let (client_cert, client_key) = leaf(vec!["client".into()], ExtendedKeyUsagePurpose::ClientAuth);
         let write = |name: &str, pem: &str| {
             let path = dir.join(name);
@@ -63,7 +74,10 @@ impl Pki {
     }
 
     fn certs(path: &Path) -> Vec<CertificateDer<'static>> {
-        CertificateDer::pem_file_iter(path).unwrap().map(Result::unwrap).collect()
+        CertificateDer::pem_file_iter(path)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
     }
 
     fn key(path: &Path) -> PrivateKeyDer<'static> {
@@ -80,14 +94,21 @@ impl Pki {
 
     /// A TLS acceptor for a test upstream; with `require_client_cert`, only our client cert works.
     pub fn upstream_acceptor(&self, require_client_cert: bool) -> tokio_rustls::TlsAcceptor {
-        let builder = rustls::ServerConfig::builder_with_provider(provider()).with_safe_default_protocol_versions().unwrap();
+        let builder = rustls::ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap();
         let builder = if require_client_cert {
-            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(self.roots()), provider()).build().unwrap();
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(self.roots()), provider())
+                    .build()
+                    .unwrap();
             builder.with_client_cert_verifier(verifier)
         } else {
             builder.with_no_client_auth()
         };
-        let config = builder.with_single_cert(Self::certs(&self.server_cert), Self::key(&self.server_key)).unwrap();
+        let config = builder
+            .with_single_cert(Self::certs(&self.server_cert), Self::key(&self.server_key))
+            .unwrap();
         tokio_rustls::TlsAcceptor::from(Arc::new(config))
     }
 
@@ -104,7 +125,9 @@ impl Pki {
 
     /// Completes a TLS handshake only, returning the negotiated ALPN protocol.
     pub fn negotiated_alpn(&self, addr: SocketAddr, alpn: &[&[u8]]) -> Option<Vec<u8>> {
-        let mut conn = rustls::ClientConnection::new(self.client_config(alpn), ServerName::try_from("localhost").unwrap()).unwrap();
+        let mut conn =
+            rustls::ClientConnection::new(self.client_config(alpn), ServerName::try_from("localhost").unwrap())
+                .unwrap();
         let mut sock = TcpStream::connect(addr).unwrap();
         sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         while conn.is_handshaking() {
@@ -114,8 +137,14 @@ impl Pki {
     }
 
     /// Sends a raw HTTP/1.1 request over TLS and returns the negotiated ALPN and the response.
-    pub fn https_raw(&self, addr: SocketAddr, request: &str, alpn: &[&[u8]]) -> (Option<Vec<u8>>, Option<super::Response>) {
-        let conn = rustls::ClientConnection::new(self.client_config(alpn), ServerName::try_from("localhost").unwrap()).unwrap();
+    pub fn https_raw(
+        &self,
+        addr: SocketAddr,
+        request: &str,
+        alpn: &[&[u8]],
+    ) -> (Option<Vec<u8>>, Option<super::Response>) {
+        let conn = rustls::ClientConnection::new(self.client_config(alpn), ServerName::try_from("localhost").unwrap())
+            .unwrap();
         let sock = TcpStream::connect(addr).unwrap();
         sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let mut tls = rustls::StreamOwned::new(conn, sock);

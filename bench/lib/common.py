@@ -1,0 +1,311 @@
+"""Shared helpers for the edgehub proxy benchmark (Python 3.11 stdlib only).
+
+/proc readers (CPU ticks, RSS, fds, per-core busy time), a tiny blocking
+HTTP/1.1 client that keeps one connection alive, and a wrk runner that
+measures the CPU time of the processes under test around one wrk run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import resource
+import socket
+import subprocess
+import sys
+import time
+
+CLK_TCK = int(os.environ.get("BENCH_CLK_TCK") or os.sysconf("SC_CLK_TCK"))
+
+
+# --------------------------------------------------------------------------- /proc
+
+
+def _ppid_map() -> dict[int, int]:
+    out = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                data = f.read()
+        except OSError:
+            continue
+        rest = data[data.rfind(b")") + 2:].split()
+        out[int(name)] = int(rest[1])
+    return out
+
+
+def descendants(root: int) -> list[int]:
+    """root and all of its descendants (processes only; threads are folded in)."""
+    ppids = _ppid_map()
+    children: dict[int, list[int]] = {}
+    for pid, ppid in ppids.items():
+        children.setdefault(ppid, []).append(pid)
+    result, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        if pid in ppids or pid == root:
+            result.append(pid)
+        todo.extend(children.get(pid, []))
+    return sorted(set(result))
+
+
+def cpu_ticks(pids) -> int:
+    """utime+stime of the given processes (all their threads), in clock ticks.
+
+    Raises if a process vanished: a measurement window with a dead process is
+    not valid.
+    """
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+        rest = data[data.rfind(b")") + 2:].split()
+        # rest[0] is field 3 (state); utime is field 14, stime field 15.
+        total += int(rest[11]) + int(rest[12])
+    return total
+
+
+def _status_kib(pid: int, key: str) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def rss_kib(pids) -> int:
+    return sum(_status_kib(p, "VmRSS") for p in pids)
+
+
+def hwm_kib(pids) -> int:
+    return sum(_status_kib(p, "VmHWM") for p in pids)
+
+
+def fd_count(pids) -> int:
+    n = 0
+    for pid in pids:
+        try:
+            n += len(os.listdir(f"/proc/{pid}/fd"))
+        except OSError:
+            pass
+    return n
+
+
+def core_ticks() -> dict[str, tuple[int, int]]:
+    """{'cpu0': (busy, total), ...} from /proc/stat (busy = total - idle - iowait)."""
+    out = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            if not line.startswith("cpu"):
+                break
+            parts = line.split()
+            vals = [int(x) for x in parts[1:9]]  # user nice system idle iowait irq softirq steal
+            total = sum(vals)
+            out[parts[0]] = (total - vals[3] - vals[4], total)
+    return out
+
+
+def parse_pids(text: str | None) -> list[int]:
+    if not text:
+        return []
+    return [int(x) for x in text.replace(",", " ").split()]
+
+
+# --------------------------------------------------------------------------- stats
+
+
+def percentile(sorted_vals: list[float], p: float) -> float:
+    """Nearest-rank percentile of an already sorted list."""
+    if not sorted_vals:
+        return float("nan")
+    k = max(0, min(len(sorted_vals) - 1, math.ceil(p / 100.0 * len(sorted_vals)) - 1))
+    return sorted_vals[k]
+
+
+# --------------------------------------------------------------------------- HTTP
+
+
+class HTTPError(Exception):
+    pass
+
+
+class Conn:
+    """Minimal blocking HTTP/1.1 client on one keep-alive connection.
+
+    Cheaper per request than http.client, so that the client's own cost
+    distorts API latency figures as little as possible.
+    """
+
+    def __init__(self, host: str, port: int, timeout: float = 60.0):
+        self.host, self.port = host, port
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = bytearray()
+        self.hosthdr = f"{host}:{port}"
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def _fill(self):
+        chunk = self.sock.recv(1 << 20)
+        if not chunk:
+            raise HTTPError("connection closed by peer")
+        self.buf += chunk
+
+    def _read_until(self, sep: bytes) -> bytes:
+        start = 0
+        while True:
+            i = self.buf.find(sep, start)
+            if i >= 0:
+                out = bytes(self.buf[:i])
+                del self.buf[: i + len(sep)]
+                return out
+            start = max(0, len(self.buf) - len(sep) + 1)
+            self._fill()
+
+    def _read_exact(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            self._fill()
+        out = bytes(self.buf[:n])
+        del self.buf[:n]
+        return out
+
+    @staticmethod
+    def build(method: str, path: str, hosthdr: str, headers: dict | None, body: bytes) -> bytes:
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {hosthdr}"]
+        for k, v in (headers or {}).items():
+            lines.append(f"{k}: {v}")
+        if body or method in ("POST", "PUT", "PATCH"):
+            lines.append(f"Content-Length: {len(body)}")
+        return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+    def request(self, method: str, path: str, headers: dict | None = None, body: bytes = b""):
+        self.sock.sendall(self.build(method, path, self.hosthdr, headers, body))
+        return self.read_response(method)
+
+    def read_response(self, method: str = "GET"):
+        head = self._read_until(b"\r\n\r\n").decode("latin-1")
+        lines = head.split("\r\n")
+        status = int(lines[0].split()[1])
+        hdrs = {}
+        for line in lines[1:]:
+            k, _, v = line.partition(":")
+            hdrs[k.strip().lower()] = v.strip()
+        if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+            body = b""
+        elif "chunked" in hdrs.get("transfer-encoding", "").lower():
+            parts = []
+            while True:
+                size = int(self._read_until(b"\r\n").split(b";")[0], 16)
+                if size == 0:
+                    # trailers until empty line
+                    while self._read_until(b"\r\n"):
+                        pass
+                    break
+                parts.append(self._read_exact(size))
+                self._read_until(b"\r\n")
+            body = b"".join(parts)
+        elif "content-length" in hdrs:
+            body = self._read_exact(int(hdrs["content-length"]))
+        else:  # read until close
+            try:
+                while True:
+                    self._fill()
+            except HTTPError:
+                pass
+            body = bytes(self.buf)
+            self.buf.clear()
+        return status, hdrs, body
+
+
+# --------------------------------------------------------------------------- wrk
+
+_DUR = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
+
+
+def _ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text.strip())
+    if not m:
+        raise ValueError(f"cannot parse wrk duration {text!r}")
+    return float(m.group(1)) * _DUR[m.group(2)]
+
+
+def parse_wrk(out: str) -> dict:
+    res: dict = {}
+    m = re.search(r"(\d+) requests in ([\d.]+\w+),", out)
+    if not m:
+        raise ValueError("wrk output has no 'requests in' line:\n" + out)
+    res["requests"] = int(m.group(1))
+    res["wrk_seconds"] = _ms(m.group(2)) / 1000.0
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    res["rps"] = float(m.group(1)) if m else res["requests"] / res["wrk_seconds"]
+    for pct in ("50", "75", "90", "99"):
+        m = re.search(rf"^\s+{pct}%\s+(\S+)", out, re.M)
+        if m:
+            res[f"p{pct}_ms"] = _ms(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    res["socket_errors"] = sum(int(x) for x in m.groups()) if m else 0
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    res["non2xx"] = int(m.group(1)) if m else 0
+    return res
+
+
+def run_wrk(url: str, *, duration: float, connections: int, threads: int, core: str,
+            proxy_pids=(), backend_pids=(), extra_timeout: float = 30.0) -> dict:
+    """Run one pinned wrk, measuring CPU of proxy/backend/wrk and per-core busy time."""
+    cmd = ["taskset", "-c", core, "wrk", "-t", str(threads), "-c", str(connections),
+           "-d", f"{int(duration)}s", "--latency", "--timeout", "5s", url]
+    c0 = core_ticks()
+    p0 = cpu_ticks(proxy_pids)
+    b0 = cpu_ticks(backend_pids)
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + extra_timeout)
+    t1 = time.monotonic()
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    p1 = cpu_ticks(proxy_pids)
+    b1 = cpu_ticks(backend_pids)
+    c1 = core_ticks()
+    if proc.returncode != 0:
+        raise RuntimeError(f"wrk failed ({proc.returncode}): {proc.stderr}\n{proc.stdout}")
+    res = parse_wrk(proc.stdout)
+    wall = t1 - t0
+    n = max(res["requests"], 1)
+    proxy_s = (p1 - p0) / CLK_TCK
+    backend_s = (b1 - b0) / CLK_TCK
+    wrk_s = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    res.update({
+        "url": url,
+        "wall_seconds": wall,
+        "proxy_cpu_s": proxy_s,
+        "proxy_cpu_us_per_req": proxy_s * 1e6 / n if proxy_pids else None,
+        "proxy_cpu_pct": 100.0 * proxy_s / wall if proxy_pids else None,
+        "backend_cpu_s": backend_s,
+        "backend_cpu_us_per_req": backend_s * 1e6 / n if backend_pids else None,
+        "wrk_cpu_pct": 100.0 * wrk_s / wall,
+        "proxy_pids": list(proxy_pids),
+        "clk_tck": CLK_TCK,
+    })
+    for name, (busy1, tot1) in c1.items():
+        if name == "cpu":
+            continue
+        busy0, tot0 = c0.get(name, (busy1, tot1))
+        res[f"{name}_busy_pct"] = 100.0 * (busy1 - busy0) / max(tot1 - tot0, 1)
+    res["wrk_output"] = proc.stdout
+    return res
+
+
+def emit(obj: dict, path: str | None = None):
+    line = json.dumps(obj, sort_keys=True)
+    if path:
+        with open(path, "a") as f:
+            f.write(line + "\n")
+    print(line)
+    sys.stdout.flush()

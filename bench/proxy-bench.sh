@@ -1,0 +1,554 @@
+#!/usr/bin/env bash
+# edgehub proxy benchmark: backend direct vs edgeproxy vs nginx vs HAProxy vs CHP,
+# in one run on one machine, loopback only. See bench/README.md.
+#
+#   bench/proxy-bench.sh                       # everything (~6-7 min on 2 cores)
+#   bench/proxy-bench.sh --quick               # short durations, 10k routes, 1k tunnels
+#   bench/proxy-bench.sh --only direct,nginx,haproxy,chp
+#   bench/proxy-bench.sh --scenarios throughput --only edgeproxy,nginx
+#
+# Report (Markdown) on stdout and in bench/results/<timestamp>.md; progress on stderr.
+set -euo pipefail
+
+BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_ROOT=$(cd "$BENCH_DIR/.." && pwd)
+LIB=$BENCH_DIR/lib
+PY=${PYTHON:-python3}
+export PYTHONDONTWRITEBYTECODE=1   # leave no __pycache__ in bench/lib
+CACHE=${EDGEHUB_CACHE:-$HOME/.cache/edgehub}
+CHP_VERSION=5.3.0
+CHP_DIR=$CACHE/chp
+CHP_BIN=$CHP_DIR/node_modules/.bin/configurable-http-proxy
+EDGEPROXY_BIN=${EDGEPROXY_BIN:-target/release/edgeproxy}
+[[ $EDGEPROXY_BIN = /* ]] || EDGEPROXY_BIN=$REPO_ROOT/$EDGEPROXY_BIN
+
+ALL_PEERS=(direct nginx haproxy chp edgeproxy)   # canonical order in the report
+ONLY=direct,edgeproxy,nginx,haproxy,chp
+SCENARIOS=throughput,routes,ws
+DURATION=10 WARMUP=2 CONNS=50 THREADS=1 ROUNDS=3
+ROUTES=100000 ADDS=1000 GETALL_REPS=5 LOAD_CONC=16
+WS_N=10000
+LOAD_CORE=${BENCH_LOAD_CORE:-0}
+PROXY_CORE=${BENCH_PROXY_CORE:-1}
+RESULTS_DIR=$BENCH_DIR/results
+KEEP_WORKDIR=0
+CMDLINE="$0 $*"
+
+usage() {
+  cat <<EOF
+usage: $0 [options]
+  --only LIST         peers to run, comma-separated subset of: direct,edgeproxy,nginx,haproxy,chp
+                      (default: all). Route-scale runs for edgeproxy/chp, WebSocket for all proxies.
+  --scenarios LIST    subset of throughput,routes,ws (default: all)
+  --quick             short run: 3s wrk, warm-up 1s, 1 round, 10k routes, 200 adds, 1000 tunnels
+  --duration S        wrk duration per measurement (default $DURATION)
+  --rounds N          throughput rounds; peers are interleaved, the report shows medians (default $ROUNDS)
+  --warmup S          wrk warm-up before each measurement (default $WARMUP, 0 = none)
+  --connections N     wrk -c (default $CONNS)
+  --threads N         wrk -t (default $THREADS)
+  --routes N          routes loaded in the route-scale scenario (default $ROUTES)
+  --adds N            sequential POSTs timed at N routes (default $ADDS)
+  --ws-tunnels N      idle WebSocket tunnels (default $WS_N; clamped to the fd limit)
+  --results-dir DIR   where <timestamp>.md/.jsonl go (default bench/results)
+  --keep-workdir      keep the temp dir (configs, logs) for inspection
+env: EDGEPROXY_BIN (default target/release/edgeproxy), EDGEHUB_CACHE (CHP install),
+     BENCH_LOAD_CORE (0), BENCH_PROXY_CORE (1), PYTHON (python3)
+EOF
+}
+
+# --quick first, so that explicit flags override it wherever they stand
+for arg in "$@"; do
+  if [[ $arg == --quick ]]; then
+    DURATION=3 WARMUP=1 ROUNDS=1 ROUTES=10000 ADDS=200 GETALL_REPS=3 WS_N=1000
+  fi
+done
+while (($#)); do
+  case $1 in
+    --only) ONLY=$2; shift ;;
+    --scenarios) SCENARIOS=$2; shift ;;
+    --quick) ;;
+    --duration) DURATION=$2; shift ;;
+    --rounds) ROUNDS=$2; shift ;;
+    --warmup) WARMUP=$2; shift ;;
+    --connections) CONNS=$2; shift ;;
+    --threads) THREADS=$2; shift ;;
+    --routes) ROUTES=$2; shift ;;
+    --adds) ADDS=$2; shift ;;
+    --ws-tunnels) WS_N=$2; shift ;;
+    --results-dir) RESULTS_DIR=$2; shift ;;
+    --keep-workdir) KEEP_WORKDIR=1 ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "unknown option: $1" >&2; usage >&2; exit 2 ;;
+  esac
+  shift
+done
+
+log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+die() { printf '\n[bench] ERROR: %s\n\n' "$*" >&2; exit 1; }
+
+has() { [[ ",$1," == *",$2,"* ]]; }
+for p in ${ONLY//,/ }; do
+  [[ " ${ALL_PEERS[*]} " == *" $p "* ]] || die "--only: unknown peer '$p' (known: ${ALL_PEERS[*]})"
+done
+for s in ${SCENARIOS//,/ }; do
+  [[ $s =~ ^(throughput|routes|ws)$ ]] || die "--scenarios: unknown scenario '$s'"
+done
+PEERS=()
+for p in "${ALL_PEERS[@]}"; do has "$ONLY" "$p" && PEERS+=("$p"); done
+((${#PEERS[@]})) || die "--only selects no peer"
+
+# ------------------------------------------------------------------------------------------
+# prerequisites
+
+APT_UPDATED=0
+apt_install() {
+  if ((APT_UPDATED == 0)); then
+    log "apt-get update"
+    apt-get update -qq >&2 || die "apt-get update failed"
+    APT_UPDATED=1
+  fi
+  log "apt-get install $*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2 || die "apt-get install $* failed"
+}
+
+ensure_tools() {
+  local pkgs=()
+  command -v taskset >/dev/null || pkgs+=(util-linux)
+  command -v wrk >/dev/null || pkgs+=(wrk)
+  command -v nginx >/dev/null || pkgs+=(nginx-light)   # the backend is always nginx
+  if has "$ONLY" haproxy && ! command -v haproxy >/dev/null; then pkgs+=(haproxy); fi
+  if has "$ONLY" chp && ! command -v node >/dev/null; then pkgs+=(nodejs npm); fi
+  ((${#pkgs[@]} == 0)) || apt_install "${pkgs[@]}"
+  for t in taskset wrk nginx "$PY"; do command -v "$t" >/dev/null || die "$t still missing after install"; done
+  "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || die "$PY must be Python >= 3.11"
+  if has "$ONLY" haproxy; then command -v haproxy >/dev/null || die "haproxy missing after install"; fi
+
+  if has "$ONLY" chp; then
+    if [[ ! -x $CHP_BIN ]] || [[ $("$CHP_BIN" --version 2>/dev/null) != "$CHP_VERSION" ]]; then
+      command -v npm >/dev/null || apt_install npm
+      log "npm install configurable-http-proxy@$CHP_VERSION into $CHP_DIR"
+      mkdir -p "$CHP_DIR"
+      npm install --prefix "$CHP_DIR" --no-audit --no-fund "configurable-http-proxy@$CHP_VERSION" >&2 \
+        || die "npm install configurable-http-proxy@$CHP_VERSION failed"
+      [[ $("$CHP_BIN" --version 2>/dev/null) == "$CHP_VERSION" ]] || die "CHP $CHP_VERSION not runnable at $CHP_BIN"
+    fi
+  fi
+
+  if has "$ONLY" edgeproxy && [[ ! -x $EDGEPROXY_BIN ]]; then
+    die "edgeproxy binary not found at $EDGEPROXY_BIN.
+  Build it first:   (cd $REPO_ROOT && cargo build --release -p proxy)
+  or point EDGEPROXY_BIN at a binary, or leave it out: --only direct,nginx,haproxy,chp"
+  fi
+}
+
+# ------------------------------------------------------------------------------------------
+# process bookkeeping: everything we start is recorded and killed on exit, even on error
+
+STARTED=()
+WORKDIR=""
+LAST_PID=""
+
+kill_tree() {  # TERM the process and its descendants, KILL what is left after 5 s
+  local root=$1 pids
+  [[ -e /proc/$root ]] || { wait "$root" 2>/dev/null || true; return 0; }
+  pids=$("$PY" "$LIB/benchctl.py" pids "$root" 2>/dev/null || echo "$root")
+  pids=${pids//,/ }
+  # shellcheck disable=SC2086
+  kill -TERM $pids 2>/dev/null || true
+  local i alive
+  for ((i = 0; i < 50; i++)); do
+    alive=0
+    for p in $pids; do
+      if [[ -e /proc/$p ]] && ! grep -q '^State:.*Z' "/proc/$p/status" 2>/dev/null; then alive=1; fi
+    done
+    ((alive)) || break
+    sleep 0.1
+  done
+  # shellcheck disable=SC2086
+  ((alive == 0)) || kill -KILL $pids 2>/dev/null || true
+  wait "$root" 2>/dev/null || true
+}
+
+cleanup() {
+  local rc=$?
+  set +e
+  trap - EXIT INT TERM
+  local i
+  for ((i = ${#STARTED[@]} - 1; i >= 0; i--)); do
+    [[ -n ${STARTED[i]} ]] && kill_tree "${STARTED[i]}"
+  done
+  if [[ -n $WORKDIR && -d $WORKDIR ]]; then
+    if ((KEEP_WORKDIR)) || ((rc != 0 && rc != 130 && rc != 143)); then
+      log "work dir kept: $WORKDIR"
+    else
+      rm -rf "$WORKDIR"
+    fi
+  fi
+  ((rc == 0)) || log "FAILED (exit $rc); all started processes were stopped"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+start_bg() {  # start_bg NAME CORE CMD...   -> LAST_PID
+  local name=$1 core=$2
+  shift 2
+  taskset -c "$core" "$@" >"$WORKDIR/$name.log" 2>&1 &
+  LAST_PID=$!
+  STARTED+=("$LAST_PID")
+}
+
+run_fg() {  # run a foreground step as a tracked child, so that a signal interrupts it at once
+  "$@" &
+  local pid=$! rc=0 i
+  STARTED+=("$pid")
+  wait "$pid" || rc=$?
+  for i in "${!STARTED[@]}"; do [[ ${STARTED[i]} == "$pid" ]] && STARTED[i]=""; done
+  return "$rc"
+}
+
+stop_bg() {
+  local pid=$1 i
+  kill_tree "$pid"
+  for i in "${!STARTED[@]}"; do [[ ${STARTED[i]} == "$pid" ]] && STARTED[i]=""; done
+  return 0
+}
+
+freeports() { "$PY" "$LIB/benchctl.py" freeports "$1" --state "$WORKDIR/ports"; }
+
+log_tail() { [[ -f $WORKDIR/$1.log ]] && tail -n 30 "$WORKDIR/$1.log" | sed 's/^/    | /' >&2 || true; }
+
+wait_ready() {  # wait_ready NAME PID PORT...
+  local name=$1 pid=$2
+  shift 2
+  "$PY" "$LIB/benchctl.py" waitport "$@" --pid "$pid" --timeout 30 || { log_tail "$name"; die "$name did not start"; }
+}
+
+# ------------------------------------------------------------------------------------------
+# configs
+
+nginx_common() {  # nginx_common DIR -> common http-level lines
+  local d=$1
+  cat <<EOF
+    access_log off;
+    client_body_temp_path $d/tmp/body;
+    proxy_temp_path $d/tmp/proxy;
+    fastcgi_temp_path $d/tmp/fastcgi;
+    uwsgi_temp_path $d/tmp/uwsgi;
+    scgi_temp_path $d/tmp/scgi;
+    keepalive_timeout 75s;
+    keepalive_requests 1000000;
+EOF
+}
+
+write_backend_conf() {  # DIR PORT
+  local d=$1 port=$2
+  mkdir -p "$d/tmp"
+  cat >"$d/nginx.conf" <<EOF
+worker_processes 1;
+pid $d/nginx.pid;
+error_log $d/error.log warn;
+worker_rlimit_nofile $NOFILE;
+events { worker_connections 8192; }
+http {
+$(nginx_common "$d")
+    server {
+        listen 127.0.0.1:$port backlog=4096;
+        location / { default_type text/plain; return 200 "ok"; }
+    }
+}
+EOF
+}
+
+write_nginx_proxy_conf() {  # DIR PORT UPSTREAM(host:port)
+  local d=$1 port=$2 up=$3
+  mkdir -p "$d/tmp"
+  cat >"$d/nginx.conf" <<EOF
+worker_processes 1;
+pid $d/nginx.pid;
+error_log $d/error.log warn;
+worker_rlimit_nofile $NOFILE;
+# nginx starts closing idle/reusable connections once fewer than 1/16 of worker_connections
+# are free, so allow more connection slots than fds (the fd limit still applies)
+events { worker_connections $((NOFILE * 2)); }
+http {
+$(nginx_common "$d")
+    upstream backend {
+        server $up;
+        keepalive 64;
+        keepalive_requests 1000000;
+    }
+    map \$http_upgrade \$connection_upgrade { default upgrade; '' ''; }
+    server {
+        listen 127.0.0.1:$port backlog=4096;
+        location / {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            # "" for plain requests (upstream keep-alive), "upgrade" for WebSocket
+            proxy_set_header Connection \$connection_upgrade;
+            proxy_set_header Upgrade \$http_upgrade;
+            proxy_set_header Host \$http_host;
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto \$scheme;
+            proxy_set_header X-Forwarded-Host \$http_host;
+            proxy_set_header X-Forwarded-Port \$server_port;
+            proxy_read_timeout 3600s;
+            proxy_send_timeout 3600s;
+        }
+    }
+}
+EOF
+}
+
+write_haproxy_conf() {  # FILE PORT UPSTREAM(host:port)
+  local f=$1 port=$2 up=$3
+  cat >"$f" <<EOF
+global
+    nbthread 1
+    maxconn $(((NOFILE - 200) / 2))
+defaults
+    mode http
+    option http-keep-alive
+    http-reuse always
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    timeout http-keep-alive 75s
+    timeout tunnel 1h
+frontend fe
+    bind 127.0.0.1:$port
+    option forwardfor
+    http-request set-header X-Forwarded-Proto http
+    http-request set-header X-Forwarded-Host %[req.hdr(host)]
+    http-request set-header X-Forwarded-Port %[dst_port]
+    default_backend be
+backend be
+    server s1 $up
+EOF
+}
+
+# ------------------------------------------------------------------------------------------
+# peers
+
+BACKEND_PID="" BACKEND_PIDS="" BACKEND_PORT=""
+start_backend() {
+  BACKEND_PORT=$(freeports 1)
+  local d=$WORKDIR/backend
+  write_backend_conf "$d" "$BACKEND_PORT"
+  start_bg backend "$LOAD_CORE" nginx -e "$d/error.log" -p "$d" -c "$d/nginx.conf" -g 'daemon off;'
+  BACKEND_PID=$LAST_PID
+  wait_ready backend "$BACKEND_PID" "$BACKEND_PORT"
+  "$PY" "$LIB/benchctl.py" httpcheck "http://127.0.0.1:$BACKEND_PORT/" || die "backend does not answer 200 ok"
+  BACKEND_PIDS=$("$PY" "$LIB/benchctl.py" pids "$BACKEND_PID")
+  log "backend nginx on 127.0.0.1:$BACKEND_PORT (pids $BACKEND_PIDS, core $LOAD_CORE)"
+}
+
+PROXY_PID="" PROXY_PIDS="" PROXY_PORT="" API_PORT=""
+start_proxy() {  # start_proxy PEER TAG TARGET_URL
+  local peer=$1 tag=$2 target=$3 name="$1-$2" ports
+  local up=${target#http://}
+  up=${up%%/*}
+  ports=$(freeports 2)
+  PROXY_PORT=${ports% *}
+  API_PORT=${ports#* }
+  case $peer in
+    nginx)
+      local d=$WORKDIR/$name
+      write_nginx_proxy_conf "$d" "$PROXY_PORT" "$up"
+      start_bg "$name" "$PROXY_CORE" nginx -e "$d/error.log" -p "$d" -c "$d/nginx.conf" -g 'daemon off;'
+      API_PORT=""
+      ;;
+    haproxy)
+      write_haproxy_conf "$WORKDIR/$name.cfg" "$PROXY_PORT" "$up"
+      haproxy -c -q -f "$WORKDIR/$name.cfg" >&2 || die "haproxy config check failed"
+      start_bg "$name" "$PROXY_CORE" haproxy -db -f "$WORKDIR/$name.cfg"
+      API_PORT=""
+      ;;
+    chp)
+      CONFIGPROXY_AUTH_TOKEN=$TOKEN start_bg "$name" "$PROXY_CORE" "$CHP_BIN" \
+        --ip 127.0.0.1 --port "$PROXY_PORT" --api-ip 127.0.0.1 --api-port "$API_PORT" \
+        --default-target "$target" --log-level warn
+      ;;
+    edgeproxy)
+      CONFIGPROXY_AUTH_TOKEN=$TOKEN start_bg "$name" "$PROXY_CORE" "$EDGEPROXY_BIN" \
+        --ip 127.0.0.1 --port "$PROXY_PORT" --api-ip 127.0.0.1 --api-port "$API_PORT" \
+        --default-target "$target" --workers 1 --log-level warn
+      ;;
+    *) die "start_proxy: unknown peer $peer" ;;
+  esac
+  PROXY_PID=$LAST_PID
+  # shellcheck disable=SC2086
+  wait_ready "$name" "$PROXY_PID" "$PROXY_PORT" $API_PORT
+  "$PY" "$LIB/benchctl.py" httpcheck "http://127.0.0.1:$PROXY_PORT/" \
+    || { log_tail "$name"; die "$peer does not proxy GET / to $target"; }
+  PROXY_PIDS=$("$PY" "$LIB/benchctl.py" pids "$PROXY_PID")
+  log "$peer ($tag) on 127.0.0.1:$PROXY_PORT${API_PORT:+ api :$API_PORT} -> $target (pids $PROXY_PIDS, core $PROXY_CORE)"
+}
+
+stop_proxy() {
+  [[ -n $PROXY_PID ]] && stop_bg "$PROXY_PID"
+  PROXY_PID="" PROXY_PIDS=""
+}
+
+# ------------------------------------------------------------------------------------------
+# scenarios
+
+wrk_warmup() {  # URL
+  ((WARMUP > 0)) || return 0
+  run_fg taskset -c "$LOAD_CORE" wrk -t"$THREADS" -c"$CONNS" -d"${WARMUP}s" "$1" >/dev/null \
+    || die "wrk warm-up against $1 failed"
+}
+
+scenario_throughput() {
+  log "== throughput: wrk -t$THREADS -c$CONNS -d${DURATION}s --latency (warm-up ${WARMUP}s), GET /, $ROUNDS round(s)"
+  local peer url round
+  for ((round = 1; round <= ROUNDS; round++)); do
+    ((ROUNDS == 1)) || log "-- round $round/$ROUNDS"
+    for peer in "${PEERS[@]}"; do
+      if [[ $peer == direct ]]; then
+        url="http://127.0.0.1:$BACKEND_PORT/"
+        wrk_warmup "$url"
+        run_fg "$PY" "$LIB/benchctl.py" wrk --url "$url" --peer direct --scenario throughput \
+          --round "$round" --out "$RESULTS" --duration "$DURATION" --connections "$CONNS" \
+          --threads "$THREADS" --core "$LOAD_CORE" --backend-pids "$BACKEND_PIDS" >/dev/null \
+          || die "wrk run against the backend failed"
+      else
+        start_proxy "$peer" "tp$round" "http://127.0.0.1:$BACKEND_PORT"
+        url="http://127.0.0.1:$PROXY_PORT/"
+        wrk_warmup "$url"
+        run_fg "$PY" "$LIB/benchctl.py" wrk --url "$url" --peer "$peer" --scenario throughput \
+          --round "$round" --out "$RESULTS" --duration "$DURATION" --connections "$CONNS" \
+          --threads "$THREADS" --core "$LOAD_CORE" --proxy-pids "$PROXY_PIDS" \
+          --backend-pids "$BACKEND_PIDS" >/dev/null || { log_tail "$peer-tp$round"; die "wrk run through $peer failed"; }
+        stop_proxy
+      fi
+    done
+  done
+}
+
+scenario_routes() {
+  local peer any=0
+  for peer in "${PEERS[@]}"; do [[ $peer == chp || $peer == edgeproxy ]] && any=1; done
+  ((any)) || { log "== route scale: skipped (needs chp or edgeproxy in --only)"; return 0; }
+  log "== route scale: $ROUTES routes, $ADDS sequential adds, GET all x$GETALL_REPS"
+  run_fg taskset -c "$LOAD_CORE" timeout 120 "$PY" "$LIB/route_bench.py" floor --port "$BACKEND_PORT" \
+    --count "$ADDS" --out "$RESULTS" >/dev/null || die "harness floor measurement failed"
+  for peer in "${PEERS[@]}"; do
+    [[ $peer == chp || $peer == edgeproxy ]] || continue
+    start_proxy "$peer" routes "http://127.0.0.1:$BACKEND_PORT"
+    run_fg taskset -c "$LOAD_CORE" timeout 900 "$PY" "$LIB/route_bench.py" scale --peer "$peer" \
+      --port "$PROXY_PORT" --api-port "$API_PORT" --token "$TOKEN" \
+      --backend-url "http://127.0.0.1:$BACKEND_PORT" --proxy-pids "$PROXY_PIDS" \
+      --backend-pids "$BACKEND_PIDS" --routes "$ROUTES" --adds "$ADDS" \
+      --getall-reps "$GETALL_REPS" --load-concurrency "$LOAD_CONC" --duration "$DURATION" \
+      --warmup "$WARMUP" --connections "$CONNS" --threads "$THREADS" --core "$LOAD_CORE" \
+      --out "$RESULTS" >/dev/null || { log_tail "$peer-routes"; die "route-scale scenario failed for $peer"; }
+    stop_proxy
+  done
+}
+
+scenario_ws() {
+  local peer any=0 wsport wspid n=$WS_N
+  local max=$(((NOFILE - 300) / 2))
+  if ((n > max)); then
+    WS_CLAMPED="requested $WS_N tunnels, but RLIMIT_NOFILE is $NOFILE (hard limit, not raisable here) and a proxy needs 2 fds per tunnel: ran $max"
+    log "WARNING: $WS_CLAMPED"
+    n=$max
+  fi
+  for peer in "${PEERS[@]}"; do [[ $peer != direct ]] && any=1; done
+  ((any)) || { log "== websocket: skipped (no proxy in --only)"; return 0; }
+  log "== websocket: $n idle tunnels per proxy"
+  for peer in "${PEERS[@]}"; do
+    [[ $peer == direct ]] && continue
+    wsport=$(freeports 1)
+    start_bg "ws-backend-$peer" "$LOAD_CORE" "$PY" "$LIB/ws_backend.py" --port "$wsport"
+    wspid=$LAST_PID
+    wait_ready "ws-backend-$peer" "$wspid" "$wsport"
+    start_proxy "$peer" ws "http://127.0.0.1:$wsport"
+    run_fg taskset -c "$LOAD_CORE" timeout 600 "$PY" "$LIB/ws_client.py" --port "$PROXY_PORT" --n "$n" \
+      --pids "$PROXY_PIDS" --peer "$peer" --out "$RESULTS" >/dev/null \
+      || { log_tail "$peer-ws"; die "WebSocket scenario failed for $peer"; }
+    stop_proxy
+    stop_bg "$wspid"
+  done
+}
+
+# ------------------------------------------------------------------------------------------
+# main
+
+ensure_tools
+
+# fds: raise the soft limit to the hard one; everything started below inherits it
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+NOFILE=$(ulimit -n)
+[[ $NOFILE == unlimited ]] && NOFILE=1048576
+((NOFILE > 65536)) && NOFILE=65536
+ulimit -n "$NOFILE"
+WS_CLAMPED=""
+
+NCPU=$(nproc)
+if ((NCPU < 2)); then
+  log "WARNING: only $NCPU CPU; load and proxy share core 0"
+  LOAD_CORE=0 PROXY_CORE=0
+fi
+
+WORKDIR=$(mktemp -d /tmp/edgehub-bench.XXXXXX)
+chmod 755 "$WORKDIR"   # nginx workers run as nobody
+mkdir -p "$RESULTS_DIR"
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+RESULTS=$WORKDIR/results.jsonl   # copied to $RESULTS_DIR only when the run succeeds
+REPORT=$RESULTS_DIR/$STAMP.md
+: >"$RESULTS"
+TOKEN=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+export BENCH_CLK_TCK
+BENCH_CLK_TCK=$(getconf CLK_TCK)
+
+META=$WORKDIR/meta.tsv
+meta() { printf '%s\t%s\n' "$1" "$2" >>"$META"; }
+ver() { "$@" 2>&1 | head -n 1 || true; }
+meta date "$(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+meta command "$CMDLINE"
+meta host_nproc "$NCPU"
+meta host_cpu "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+meta host_kernel "$(uname -srm)"
+meta host_mem "$(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
+meta host_os "$(. /etc/os-release 2>/dev/null && echo "$PRETTY_NAME")"
+meta loadavg_start "$(cut -d' ' -f1-3 /proc/loadavg)"
+meta clk_tck "$BENCH_CLK_TCK"
+meta nofile "$NOFILE"
+meta v_nginx "$(ver nginx -v)"
+meta v_wrk "$(ver wrk -v)"
+meta v_python "$("$PY" --version 2>&1)"
+if has "$ONLY" haproxy; then meta v_haproxy "$(ver haproxy -v)"; fi
+if has "$ONLY" chp; then meta v_node "$(node --version)"; meta v_chp "$("$CHP_BIN" --version)"; fi
+if has "$ONLY" edgeproxy; then
+  meta v_edgeproxy "$(timeout 5 "$EDGEPROXY_BIN" --version 2>&1 | head -n 1 || true) ($EDGEPROXY_BIN)"
+fi
+meta git "$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo 'no commit')$(git -C "$REPO_ROOT" status --porcelain 2>/dev/null | grep -q . && echo ' (dirty)')"
+meta peers "${PEERS[*]}"
+meta scenarios "$SCENARIOS"
+meta wrk_args "-t$THREADS -c$CONNS -d${DURATION}s --latency (warm-up ${WARMUP}s)"
+meta rounds "$ROUNDS"
+meta load_core "$LOAD_CORE"
+meta proxy_core "$PROXY_CORE"
+meta cores "load (wrk, backend nginx, Python clients) on core $LOAD_CORE; proxy under test on core $PROXY_CORE"
+meta routes "$ROUTES"
+meta adds "$ADDS"
+meta getall_reps "$GETALL_REPS"
+
+log "edgehub proxy bench: peers ${PEERS[*]}; scenarios $SCENARIOS; work dir $WORKDIR"
+T0=$SECONDS
+start_backend
+has "$SCENARIOS" throughput && scenario_throughput
+has "$SCENARIOS" routes && scenario_routes
+has "$SCENARIOS" ws && scenario_ws
+stop_bg "$BACKEND_PID"
+
+meta loadavg_end "$(cut -d' ' -f1-3 /proc/loadavg)"
+meta elapsed "$((SECONDS - T0)) s"
+[[ -n $WS_CLAMPED ]] && meta ws_clamped "$WS_CLAMPED"
+
+cp "$RESULTS" "$RESULTS_DIR/$STAMP.jsonl"
+"$PY" "$LIB/render_report.py" --meta "$META" --results "$RESULTS" --out "$REPORT"
+log "report: $REPORT (raw data: $RESULTS_DIR/$STAMP.jsonl); took $((SECONDS - T0)) s"

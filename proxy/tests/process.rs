@@ -1,0 +1,230 @@
+//! The process contract with JupyterHub and operators (chp-spec §1, §13.3, X31): flags, exit
+//! codes, signals, pid file, listeners, graceful shutdown, timeouts, the connection cap.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+#[test]
+fn version_and_help() {
+    let (code, out) = run_to_exit(&["--version"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains(env!("CARGO_PKG_VERSION")), "{out}");
+    let (code, out) = run_to_exit(&["--help"]);
+    assert_eq!(code, Some(0));
+    for flag in [
+        "--default-target",
+        "--error-target",
+        "--api-port",
+        "--host-routing",
+        "--keep-alive-timeout",
+        "--custom-header",
+        "--metrics-port",
+        "CONFIGPROXY_AUTH_TOKEN",
+    ] {
+        assert!(out.contains(flag), "help mentions {flag}");
+    }
+}
+
+#[test]
+fn configuration_errors_exit_1_with_a_message() {
+    let port = free_port().to_string();
+    let api = free_port().to_string();
+    let base = ["--port", port.as_str(), "--api-port", api.as_str()];
+    let cases: [(&[&str], &str); 7] = [
+        (&["--custom-header", "invalid"], "colon was expected"),
+        (
+            &["--redirect-port", "1234"],
+            "HTTPS redirection specified but certificates not provided.",
+        ),
+        (
+            &["--error-target", "http://x", "--error-path", "/tmp"],
+            "Cannot specify both error-target and error-path. Pick one.",
+        ),
+        (&["--storage-backend", "mybackend"], "not supported"),
+        (&["--no-such-flag"], "--no-such-flag"),
+        (&["--log-level", "loud"], "log-level"),
+        (&["--error-path", "/definitely/not/here"], "error-path"),
+    ];
+    for (args, message) in cases {
+        let all: Vec<&str> = base.iter().chain(args.iter()).copied().collect();
+        let (code, out) = run_to_exit(&all);
+        assert_eq!(code, Some(1), "{args:?}: {out}");
+        assert!(out.contains(message), "{args:?} says {message:?}: {out}");
+    }
+}
+
+#[test]
+fn a_port_in_use_is_an_error_not_a_silent_gap() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let (code, out) = run_to_exit(&[
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--api-port",
+        &free_port().to_string(),
+    ]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("cannot bind") && out.contains(&port), "{out}");
+}
+
+#[test]
+fn sigterm_and_sigint_exit_2_and_remove_the_pid_file() {
+    for signal in ["TERM", "INT"] {
+        let dir = scratch_dir(&format!("pid-{signal}"));
+        let pid_file = dir.join("proxy.pid");
+        let mut p = Edgeproxy::start(&["--pid-file", pid_file.to_str().unwrap()]);
+        assert_eq!(
+            std::fs::read_to_string(&pid_file).unwrap(),
+            p.pid().to_string(),
+            "pid, no newline"
+        );
+        let status = p.stop(signal);
+        assert_eq!(status.code(), Some(2), "SIG{signal}");
+        assert!(!pid_file.exists(), "pid file removed after SIG{signal}");
+        let log = p.log_text();
+        assert!(
+            log.contains(if signal == "TERM" { "Terminated" } else { "Interrupted" }),
+            "{log}"
+        );
+    }
+}
+
+#[test]
+fn graceful_shutdown_lets_in_flight_requests_finish() {
+    let up = Upstream::with(|_| Reply::new(200, "slow but complete").after(Duration::from_millis(800)));
+    let mut p = Edgeproxy::start(&["--default-target", &up.target]);
+    let addr = p.public();
+    let in_flight = std::thread::spawn(move || get(addr, "/slow"));
+    std::thread::sleep(Duration::from_millis(200));
+    let status = p.stop("TERM");
+    let r = in_flight.join().unwrap();
+    assert_eq!((r.status, r.text().as_str()), (200, "slow but complete"));
+    assert_eq!(status.code(), Some(2));
+    assert!(TcpStream::connect(addr).is_err(), "no longer accepting");
+}
+
+#[test]
+fn an_empty_ip_listens_on_every_interface() {
+    let port = free_port();
+    let up = Upstream::echo("/");
+    let mut child = spawn_raw(&[
+        "--ip",
+        "",
+        "--port",
+        &port.to_string(),
+        "--api-port",
+        &free_port().to_string(),
+        "--default-target",
+        &up.target,
+    ]);
+    wait_until(|| TcpStream::connect(("127.0.0.1", port)).is_ok());
+    let v4 = get(SocketAddr::from(([127, 0, 0, 1], port)), "/x");
+    assert_eq!(
+        v4.json()["headers"]["x-forwarded-for"],
+        "127.0.0.1",
+        "IPv4 clients are written as IPv4"
+    );
+    if TcpStream::connect(("::1", port)).is_ok() {
+        assert_eq!(
+            get(SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port)), "/x").status,
+            200,
+            "dual-stack"
+        );
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn proxy_timeout_is_503_and_client_timeout_closes() {
+    let up = Upstream::with(|_| Reply::new(200, "too late").after(Duration::from_secs(2)));
+    let p = Edgeproxy::start(&["--default-target", &up.target, "--proxy-timeout", "500"]);
+    let started = Instant::now();
+    let r = p.get("/slow");
+    assert_eq!(r.status, 503);
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let p = Edgeproxy::start(&["--default-target", &up.target, "--timeout", "500"]);
+    let started = Instant::now();
+    let r = raw(
+        p.public(),
+        b"GET /slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(r.is_none(), "closed without a response");
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn idle_keep_alive_connections_are_closed_after_the_timeout() {
+    let up = Upstream::echo("/");
+    let p = Edgeproxy::start(&["--default-target", &up.target, "--keep-alive-timeout", "300"]);
+    let mut s = TcpStream::connect(p.public()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    assert!(String::from_utf8_lossy(&buf).starts_with("HTTP/1.1 200"));
+    let idle = started.elapsed();
+    assert!(
+        idle >= Duration::from_millis(250) && idle < Duration::from_secs(3),
+        "closed after {idle:?}"
+    );
+}
+
+#[test]
+fn connection_cap_queues_the_excess() {
+    let up = Upstream::echo("/");
+    let p = Edgeproxy::start(&["--default-target", &up.target, "--max-connections", "2"]);
+    let held: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut s = TcpStream::connect(p.public()).unwrap();
+            s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            let mut first = [0u8; 12];
+            s.read_exact(&mut first).unwrap();
+            s
+        })
+        .collect();
+    let addr = p.public();
+    let waiting = std::thread::spawn(move || {
+        let started = Instant::now();
+        let r = get(addr, "/third");
+        (r.status, started.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    drop(held);
+    let (status, waited) = waiting.join().unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        waited >= Duration::from_millis(400),
+        "the third connection waited for a slot: {waited:?}"
+    );
+}
+
+#[test]
+fn api_clients_that_connect_and_leave_are_harmless() {
+    let up = Upstream::echo("/");
+    let p = Edgeproxy::start(&["--default-target", &up.target]);
+    // JupyterHub's readiness check: bare TCP connections, closed without a byte.
+    for _ in 0..50 {
+        drop(TcpStream::connect(p.api_addr()).unwrap());
+        drop(TcpStream::connect(p.public()).unwrap());
+    }
+    assert_eq!(p.api("GET", "/api/routes", None).status, 200);
+    assert_eq!(p.get("/").status, 200);
+}
