@@ -38,7 +38,9 @@ async fn demo_upstream(api_port: u16) -> std::io::Result<String> {
     let page: Arc<str> = Arc::from(PAGE.replace("API", &api_port.to_string()));
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             let page = page.clone();
             let service = service_fn(move |req| answer(req, page.clone()));
             tokio::spawn(async move {
@@ -50,7 +52,10 @@ async fn demo_upstream(api_port: u16) -> std::io::Result<String> {
     Ok(target)
 }
 
-async fn answer(mut req: hyper::Request<Incoming>, page: Arc<str>) -> Result<hyper::Response<Full<Bytes>>, http::Error> {
+async fn answer(
+    mut req: hyper::Request<Incoming>,
+    page: Arc<str>,
+) -> Result<hyper::Response<Full<Bytes>>, http::Error> {
     let key = req.headers().get("sec-websocket-key").map(|k| k.as_bytes().to_vec());
     let Some(key) = key else {
         return hyper::Response::builder()
@@ -72,24 +77,39 @@ async fn answer(mut req: hyper::Request<Incoming>, page: Arc<str>) -> Result<hyp
         .status(101)
         .header("upgrade", "websocket")
         .header("connection", "Upgrade")
-        .header("sec-websocket-accept", tokio_tungstenite::tungstenite::handshake::derive_accept_key(&key))
+        .header(
+            "sec-websocket-accept",
+            tokio_tungstenite::tungstenite::handshake::derive_accept_key(&key),
+        )
         .body(Full::new(Bytes::new()))
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_target(false).init();
-    let port: u16 = std::env::var("EDGEPROXY_DEMO_PORT").ok().and_then(|p| p.parse().ok()).unwrap_or(8000);
+    let port: u16 = std::env::var("EDGEPROXY_DEMO_PORT")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(8000);
     let upstream = demo_upstream(port + 1).await?;
     let config = ProxyConfig {
-        public: Listen::Tcp { host: "127.0.0.1".into(), port },
-        api: Listen::Tcp { host: "127.0.0.1".into(), port: port + 1 },
+        public: Listen::Tcp {
+            host: "127.0.0.1".into(),
+            port,
+        },
+        api: Listen::Tcp {
+            host: "127.0.0.1".into(),
+            port: port + 1,
+        },
         default_target: Some(upstream),
         auth_token: std::env::var("CONFIGPROXY_AUTH_TOKEN").ok().filter(|t| !t.is_empty()),
         ..ProxyConfig::default()
     };
     let proxy = proxy::Proxy::new(&config)?;
-    println!("\n  edgeproxy demo: open http://127.0.0.1:{port}/  (admin API: http://127.0.0.1:{}/api/routes)\n  Ctrl-C stops it.\n", port + 1);
+    println!(
+        "\n  edgeproxy demo: open http://127.0.0.1:{port}/  (admin API: http://127.0.0.1:{}/api/routes)\n  Ctrl-C stops it.\n",
+        port + 1
+    );
     proxy::server::run(proxy, &config, async {
         let _ = tokio::signal::ctrl_c().await;
     })

@@ -22,7 +22,7 @@ use crate::Proxy;
 use crate::body::ResponseBody;
 use crate::request_path::{normalize_route_key, percent_decode, segments};
 use crate::route_table::RouteTable;
-use crate::timestamp::{format_iso, parse_iso};
+use crate::timestamp::parse_iso;
 
 /// Largest request body the API reads (a batch of 100,000 routes is about 10 MB).
 const MAX_BODY: usize = 64 * 1024 * 1024;
@@ -93,7 +93,11 @@ async fn dispatch(proxy: &Proxy, req: Request<Incoming>) -> Response<ResponseBod
             list_routes(proxy, query.as_deref())
         }
         (Method::GET, Some(key)) => match proxy.routes.load().get(&key) {
-            Some(route) => json(StatusCode::OK, route.to_json().to_string()),
+            Some(route) => {
+                let mut out = Vec::with_capacity(route.data().len() + 48);
+                route.write_json(&mut out);
+                json(StatusCode::OK, out)
+            }
             None => empty(StatusCode::NOT_FOUND),
         },
         (Method::DELETE, Some(key)) => delete_route(proxy, &key),
@@ -222,26 +226,18 @@ fn list_routes(proxy: &Proxy, query: Option<&str>) -> Response<ResponseBody> {
     let mut out = Vec::with_capacity(routes.len() * 160 + 2);
     out.push(b'{');
     let mut first = true;
-    for route in &routes {
-        let last_activity = route.last_activity_ms();
-        if since.is_some_and(|since| last_activity as i64 >= since) {
+    for (key, route) in &routes {
+        if since.is_some_and(|since| route.last_activity_ms() as i64 >= since) {
             continue;
         }
         if !first {
             out.push(b',');
         }
         first = false;
-        // Keys and data are strings and JSON values: serialising them cannot fail.
-        let _ = serde_json::to_writer(&mut out, &*route.key);
+        // A string always serialises.
+        let _ = serde_json::to_writer(&mut out, key);
         out.push(b':');
-        let _ = serde_json::to_writer(&mut out, &route.data);
-        out.pop(); // the data object's closing brace
-        if !route.data.is_empty() {
-            out.push(b',');
-        }
-        out.extend_from_slice(b"\"last_activity\":\"");
-        out.extend_from_slice(format_iso(last_activity).as_bytes());
-        out.extend_from_slice(b"\"}");
+        route.write_json(&mut out);
     }
     out.push(b'}');
     proxy.metrics.api_route_get.increment(1);

@@ -119,18 +119,18 @@ async fn fetch(
 ) -> Option<Response<ResponseBody>> {
     let mut path = format!(
         "{}{}?url={}",
-        target.path,
+        target.path(),
         code.as_u16(),
         encode_uri_component(original_url)
     );
-    if let Some(q) = &target.query {
+    if let Some(q) = target.query() {
         path.push('&');
         path.push_str(q);
     }
     let req = Request::builder()
         .method(Method::GET)
         .uri(path)
-        .header(HOST, target.authority.as_str())
+        .header(HOST, target.authority())
         .body(RequestBody::Empty)
         .ok()?;
     let (resp, conn) = match upstream.send(target, req).await {

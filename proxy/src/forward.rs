@@ -47,8 +47,8 @@ pub async fn forward_http(
     client: &ClientInfo,
 ) -> Result<Response<ResponseBody>, ForwardError> {
     let (parts, body) = req.into_parts();
-    let request_host = request_host(&parts.headers, &parts.uri).map(str::to_owned);
-    let parts = upstream_parts(proxy, parts, &route, target, wire_path, client, false)?;
+    let host = request_host(&parts.headers, &parts.uri);
+    let parts = upstream_parts(proxy, parts, &route, target, wire_path, host.as_ref(), client, false)?;
     let upstream_req = Request::from_parts(
         parts,
         RequestBody::Client {
@@ -61,7 +61,7 @@ pub async fn forward_http(
     let (resp, conn) = match proxy.settings.proxy_timeout {
         Some(limit) => tokio::time::timeout(limit, sending)
             .await
-            .map_err(|_| crate::upstream::UpstreamError::ResponseTimeout(target.authority.clone()))??,
+            .map_err(|_| crate::upstream::UpstreamError::ResponseTimeout(target.authority().to_owned()))??,
         None => sending.await?,
     };
 
@@ -73,7 +73,7 @@ pub async fn forward_http(
             parts.status,
             location,
             target,
-            request_host.as_deref(),
+            host.as_ref().and_then(|h| h.to_str().ok()),
             s.auto_rewrite,
             s.protocol_rewrite.as_deref(),
         )
@@ -103,34 +103,18 @@ pub async fn forward_http(
 
 /// Turns the client's request head into the upstream's: path per prepend-path/include-prefix,
 /// hop-by-hop headers removed, `X-Forwarded-*`, `Host`, custom headers, HTTP/1.1.
+#[allow(clippy::too_many_arguments)]
 pub fn upstream_parts(
     proxy: &Proxy,
     mut parts: Parts,
     route: &Route,
     target: &Target,
     wire_path: &str,
+    host: Option<&HeaderValue>,
     client: &ClientInfo,
     websocket: bool,
 ) -> Result<Parts, ForwardError> {
     let s = &proxy.settings;
-    let query = parts.uri.query().filter(|q| !q.is_empty());
-    let path = if s.include_prefix {
-        wire_path
-    } else {
-        // Under host routing the key's first segment is the host, which is not in the path.
-        let host_segment = usize::from(s.host_routing && route.key_segments > 0);
-        strip_segments(wire_path, route.key_segments - host_segment)
-    };
-    let path_and_query = if s.prepend_path {
-        join_paths(&target.path, target.query.as_deref(), path, query)
-    } else {
-        join_paths("", None, path, query)
-    };
-    let uri: Uri = path_and_query
-        .parse()
-        .map_err(|_| ForwardError::BadPath(path_and_query.clone()))?;
-
-    let host = request_host(&parts.headers, &parts.uri).map(str::to_owned);
     remove_hop_by_hop(&mut parts.headers);
     if websocket {
         parts
@@ -141,22 +125,58 @@ pub fn upstream_parts(
             .insert(http::header::UPGRADE, HeaderValue::from_static("websocket"));
     }
     if s.x_forward {
-        add_forwarded(&mut parts.headers, client, host.as_deref(), websocket);
+        add_forwarded(&mut parts.headers, client, host, websocket);
     }
     if s.change_origin {
-        if let Ok(v) = HeaderValue::from_str(&target.authority) {
+        if let Ok(v) = HeaderValue::from_str(target.authority()) {
             parts.headers.insert(HOST, v);
         }
-    } else if !parts.headers.contains_key(HOST) {
+    } else if !parts.headers.contains_key(HOST)
+        && let Some(h) = host
+    {
         // HTTP/2 clients name the host in :authority; HTTP/1.1 upstreams need it as Host.
-        if let Some(v) = host.as_deref().and_then(|h| HeaderValue::from_str(h).ok()) {
-            parts.headers.insert(HOST, v);
-        }
+        parts.headers.insert(HOST, h.clone());
     }
     for (name, value) in &s.custom_headers {
         parts.headers.insert(name.clone(), value.clone());
     }
-    parts.uri = uri;
     parts.version = Version::HTTP_11;
+    parts.uri = upstream_uri(s, &parts.uri, route, target, wire_path)?;
     Ok(parts)
+}
+
+/// The origin-form request-target sent upstream (chp-spec §5.2).
+fn upstream_uri(
+    s: &crate::Settings,
+    uri: &Uri,
+    route: &Route,
+    target: &Target,
+    wire_path: &str,
+) -> Result<Uri, ForwardError> {
+    // The common case: a target without a path of its own, the prefix kept, and a path that
+    // needed no cleaning. The client's origin-form target is then forwarded as it is.
+    let unchanged = s.include_prefix
+        && (!s.prepend_path || (target.path() == "/" && target.query().is_none()))
+        && uri.scheme().is_none()
+        && uri.path() == wire_path
+        && uri.query() != Some("");
+    if unchanged {
+        return Ok(uri.clone());
+    }
+    let query = uri.query().filter(|q| !q.is_empty());
+    let path = if s.include_prefix {
+        wire_path
+    } else {
+        // Under host routing the key's first segment is the host, which is not in the path.
+        let host_segment = usize::from(s.host_routing && route.key_segments > 0);
+        strip_segments(wire_path, route.key_segments - host_segment)
+    };
+    let path_and_query = if s.prepend_path {
+        join_paths(&target.path(), target.query(), path, query)
+    } else {
+        join_paths("", None, path, query)
+    };
+    path_and_query
+        .parse()
+        .map_err(|_| ForwardError::BadPath(path_and_query))
 }

@@ -33,23 +33,23 @@ pub struct Abort(pub &'static str);
 
 pub async fn handle(
     proxy: Arc<Proxy>,
-    client: ClientInfo,
+    client: Arc<ClientInfo>,
     req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Abort> {
     match proxy.settings.timeout {
-        Some(limit) => tokio::time::timeout(limit, handle_request(&proxy, client, req))
+        Some(limit) => tokio::time::timeout(limit, handle_request(&proxy, &client, req))
             .await
             .map_err(|_| Abort("client inactive for longer than --timeout"))?,
-        None => handle_request(&proxy, client, req).await,
+        None => handle_request(&proxy, &client, req).await,
     }
 }
 
 async fn handle_request(
     proxy: &Arc<Proxy>,
-    client: ClientInfo,
+    client: &ClientInfo,
     req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Abort> {
-    let started = Instant::now();
+    let started = proxy.metrics.is_enabled().then(Instant::now);
     let upgrade = is_upgrade(&req);
 
     // 1. Health check: exact request-target, any method, not for upgrades.
@@ -64,35 +64,24 @@ async fn handle_request(
     } else {
         proxy.metrics.requests_web.increment(1);
     }
-    let original_url = req
-        .uri()
-        .path_and_query()
-        .map_or_else(|| req.uri().to_string(), |pq| pq.as_str().to_owned());
+    // The request is moved into the forwarder; keep its target (a cheap, shared clone) for
+    // routing and for error pages.
+    let uri = req.uri().clone();
 
     // 2. Path.
-    let wire_path = clean_wire_path(req.uri().path()).into_owned();
-    let lookup_path = match lookup_path(proxy, &req, &wire_path) {
-        Some(p) => p,
-        None => {
-            return Ok(error(
-                proxy,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                upgrade,
-                &original_url,
-                "malformed percent-encoding in path",
-            )
-            .await);
-        }
+    let wire_path = clean_wire_path(uri.path());
+    let Some(lookup_path) = lookup_path(proxy, &req, &wire_path) else {
+        let why = "malformed percent-encoding in path";
+        return Ok(Box::pin(error(proxy, StatusCode::INTERNAL_SERVER_ERROR, upgrade, &uri, why)).await);
     };
 
     // 3. Route lookup.
-    let find_started = proxy.metrics.is_enabled().then(Instant::now);
     let route = proxy.routes.load().lookup(&lookup_path).cloned();
-    if let Some(t) = find_started {
+    if let Some(t) = started {
         proxy.metrics.find_target_for_req.record(t.elapsed().as_secs_f64());
     }
     let Some(route) = route else {
-        return Ok(error(proxy, StatusCode::NOT_FOUND, upgrade, &original_url, "no route").await);
+        return Ok(Box::pin(error(proxy, StatusCode::NOT_FOUND, upgrade, &uri, "no route")).await);
     };
 
     // 4. Edge authorization: every route is public until edge auth lands (issue 4).
@@ -102,23 +91,23 @@ async fn handle_request(
         Ok(t) => t,
         Err(e) => {
             let why = e.to_string();
-            return Ok(error(proxy, StatusCode::INTERNAL_SERVER_ERROR, upgrade, &original_url, &why).await);
+            return Ok(Box::pin(error(proxy, StatusCode::INTERNAL_SERVER_ERROR, upgrade, &uri, &why)).await);
         }
     };
     let result = if upgrade {
-        forward_upgrade(proxy, req, route.clone(), target, &wire_path, &client).await
+        Box::pin(forward_upgrade(proxy, req, route.clone(), target, &wire_path, client)).await
     } else {
-        forward_http(proxy, req, route.clone(), target, &wire_path, &client).await
+        forward_http(proxy, req, route.clone(), target, &wire_path, client).await
     };
     let resp = match result {
         Ok(resp) => resp,
-        Err(e) => return Ok(error(proxy, e.status(), upgrade, &original_url, &e.to_string()).await),
+        Err(e) => return Ok(Box::pin(error(proxy, e.status(), upgrade, &uri, &e.to_string())).await),
     };
 
     // 6. Metrics.
     proxy.metrics.proxy_status(resp.status().as_u16());
-    if proxy.metrics.is_enabled() {
-        proxy.metrics.request_duration.record(started.elapsed().as_secs_f64());
+    if let Some(t) = started {
+        proxy.metrics.request_duration.record(t.elapsed().as_secs_f64());
     }
     Ok(resp)
 }
@@ -130,7 +119,11 @@ fn lookup_path<'a>(proxy: &Proxy, req: &Request<Incoming>, wire_path: &'a str) -
         return Some(decoded);
     }
     // CHP uses the Host up to its first `:`, case preserved, and `undefined` when absent.
-    let host = request_host(req.headers(), req.uri()).map_or("undefined", |h| h.split(':').next().unwrap_or(h));
+    let host = request_host(req.headers(), req.uri());
+    let host = host
+        .as_ref()
+        .and_then(|h| h.to_str().ok())
+        .map_or("undefined", |h| h.split(':').next().unwrap_or(h));
     Some(Cow::Owned(format!("/{host}{decoded}")))
 }
 
@@ -141,13 +134,10 @@ fn health() -> Response<ResponseBody> {
     resp
 }
 
-async fn error(
-    proxy: &Proxy,
-    code: StatusCode,
-    upgrade: bool,
-    original_url: &str,
-    why: &str,
-) -> Response<ResponseBody> {
+async fn error(proxy: &Proxy, code: StatusCode, upgrade: bool, uri: &http::Uri, why: &str) -> Response<ResponseBody> {
+    let original_url = uri
+        .path_and_query()
+        .map_or_else(|| uri.to_string(), |pq| pq.as_str().to_owned());
     if code.is_server_error() {
         tracing::error!("{} {original_url} {why}", code.as_u16());
     } else {
@@ -157,6 +147,6 @@ async fn error(
     if upgrade {
         error_page::websocket(code)
     } else {
-        proxy.errors.respond(&proxy.upstream, code, original_url).await
+        proxy.errors.respond(&proxy.upstream, code, &original_url).await
     }
 }

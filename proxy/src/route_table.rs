@@ -22,13 +22,13 @@ use crate::request_path::segments;
 use crate::target::{Target, TargetError};
 use crate::timestamp::now_ms;
 
-/// One route: a key (the decoded prefix) and what the admin API stored for it.
+/// One route: what the admin API stored for a key (the key itself is the route's place in the
+/// trie, so it is not stored again).
 #[derive(Debug)]
 pub struct Route {
-    /// The normalised, percent-decoded key, e.g. `/user/alice`.
-    pub key: Arc<str>,
-    /// The data object as POSTed (target included), plus `host` under host routing.
-    pub data: Map<String, Value>,
+    /// The data object as stored (target included, `last_activity` excluded), as compact JSON
+    /// text: the form it is served in, and a fraction of the memory of a parsed map.
+    data: Box<str>,
     /// `data.target`, parsed once; an error is answered with 500 at request time.
     pub target: Result<Target, TargetError>,
     /// How many path segments the key has (for `--no-include-prefix`).
@@ -52,14 +52,23 @@ impl Route {
         }
     }
 
-    /// The data object as the admin API returns it: stored data plus `last_activity`.
-    pub fn to_json(&self) -> Value {
-        let mut data = self.data.clone();
-        data.insert(
-            "last_activity".to_owned(),
-            Value::String(crate::timestamp::format_iso(self.last_activity_ms())),
-        );
-        Value::Object(data)
+    /// The stored data object, as JSON text.
+    pub fn data(&self) -> &str {
+        &self.data
+    }
+
+    /// Appends the data object as the admin API returns it: the stored fields plus
+    /// `last_activity`.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        // `data` is a JSON object: its text ends with `}`.
+        let body = &self.data.as_bytes()[..self.data.len() - 1];
+        out.extend_from_slice(body);
+        if body.len() > 1 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"\"last_activity\":\"");
+        crate::timestamp::write_iso(out, self.last_activity_ms());
+        out.extend_from_slice(b"\"}");
     }
 }
 
@@ -119,15 +128,20 @@ impl RouteTable {
         node.route.as_ref()
     }
 
-    /// Every route, in insertion order.
-    pub fn routes(&self) -> Vec<Arc<Route>> {
+    /// Every route with its key, in insertion order.
+    pub fn routes(&self) -> Vec<(String, Arc<Route>)> {
         let mut out = Vec::with_capacity(self.len);
-        let mut stack = vec![&self.root];
-        while let Some(node) = stack.pop() {
-            out.extend(node.route.iter().cloned());
-            stack.extend(node.children.values());
+        let mut stack: Vec<(String, &Node)> = vec![(String::new(), &self.root)];
+        while let Some((key, node)) = stack.pop() {
+            for (segment, child) in node.children.iter() {
+                stack.push((format!("{key}/{segment}"), child));
+            }
+            if let Some(route) = &node.route {
+                let key = if key.is_empty() { "/".to_owned() } else { key };
+                out.push((key, route.clone()));
+            }
         }
-        out.sort_unstable_by_key(|r| r.seq);
+        out.sort_unstable_by_key(|(_, r)| r.seq);
         out
     }
 
@@ -147,9 +161,8 @@ impl RouteTable {
             _ => Err(TargetError::NotAUrl(String::new())),
         };
         let route = Arc::new(Route {
-            key: Arc::from(key),
             key_segments: segments(key).count(),
-            data,
+            data: Value::Object(data).to_string().into_boxed_str(),
             target,
             last_activity_ms: AtomicU64::new(now_ms()),
             seq,
@@ -240,7 +253,11 @@ mod tests {
     }
 
     fn matched(t: &RouteTable, path: &str) -> Option<String> {
-        t.lookup(path).map(|r| r.key.to_string())
+        let route = t.lookup(path)?;
+        t.routes()
+            .into_iter()
+            .find(|(_, r)| Arc::ptr_eq(r, route))
+            .map(|(k, _)| k)
     }
 
     #[test]
@@ -309,9 +326,9 @@ mod tests {
     fn listing_keeps_insertion_order_across_replacement() {
         let mut t = table(&["/z", "/a", "/m/n"]);
         t.insert("/a", data("http://replaced"));
-        let keys: Vec<String> = t.routes().iter().map(|r| r.key.to_string()).collect();
+        let keys: Vec<String> = t.routes().into_iter().map(|(k, _)| k).collect();
         assert_eq!(keys, ["/z", "/a", "/m/n"]);
-        assert_eq!(t.get("/a").unwrap().data["target"], "http://replaced");
+        assert_eq!(t.get("/a").unwrap().data(), r#"{"target":"http://replaced"}"#);
         assert_eq!(t.len(), 3);
     }
 
@@ -327,6 +344,28 @@ mod tests {
         assert!(before.get("/user/a").is_some() && before.get("/user/b").is_none());
         let after = routes.load();
         assert!(after.get("/user/a").is_none() && after.get("/user/b").is_some());
+    }
+
+    #[test]
+    fn json_splices_last_activity_into_the_stored_object() {
+        let mut t = RouteTable::default();
+        t.insert(
+            "/x",
+            json!({"target": "http://a", "user": "ü"}).as_object().unwrap().clone(),
+        );
+        let mut out = Vec::new();
+        t.get("/x").unwrap().write_json(&mut out);
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            (v["target"].as_str(), v["user"].as_str()),
+            (Some("http://a"), Some("ü"))
+        );
+        assert!(v["last_activity"].as_str().unwrap().ends_with('Z'));
+        let mut empty = RouteTable::default();
+        empty.insert("/e", Map::new());
+        let mut out = Vec::new();
+        empty.get("/e").unwrap().write_json(&mut out);
+        assert!(serde_json::from_slice::<Value>(&out).unwrap()["last_activity"].is_string());
     }
 
     #[test]

@@ -244,12 +244,12 @@ async fn serve<IO>(io: IO, addr: Option<IpAddr>, tls: bool, role: Role, proxy: &
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let client = ClientInfo { addr, tls };
+    let client = Arc::new(ClientInfo::new(addr, tls));
     let keep_alive = proxy.settings.keep_alive_timeout;
     let proxy = proxy.clone();
     let service = service_fn(move |req: Request<Incoming>| {
         let proxy = proxy.clone();
-        async move { route_to_role(role, proxy, client, req).await }
+        route_to_role(role, proxy, client.clone(), req)
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -280,7 +280,12 @@ where
 
 type ServiceResult = Result<Response<ResponseBody>, pipeline::Abort>;
 
-async fn route_to_role(role: Role, proxy: Arc<Proxy>, client: ClientInfo, req: Request<Incoming>) -> ServiceResult {
+async fn route_to_role(
+    role: Role,
+    proxy: Arc<Proxy>,
+    client: Arc<ClientInfo>,
+    req: Request<Incoming>,
+) -> ServiceResult {
     match role {
         Role::Public => pipeline::handle(proxy, client, req).await,
         Role::Api => Ok(unwrap_infallible(admin_api::handle(proxy, req).await)),

@@ -4,6 +4,8 @@
 //! or an unparseable URL, chp-spec §5.1); we keep that contract by storing the parse error and
 //! answering 500 when a request is routed to it.
 
+use std::sync::Arc;
+
 use crate::request_path::percent_decode;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -14,26 +16,19 @@ pub enum Scheme {
     Unix,
 }
 
-/// Where a route's traffic goes.
+/// Where a route's traffic goes. Kept compact (two or three allocations) because there is one
+/// per route and a hub may hold 100,000 routes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     pub scheme: Scheme,
-    /// Host name or IP (IPv6 without brackets); for `Unix`, the decoded socket path.
-    pub host: String,
     pub port: u16,
-    /// `host[:port]` as a `Host` header would carry it: the port only when not the default.
-    pub authority: String,
-    /// The target's own path (at least `/`), prepended to forwarded paths.
-    pub path: String,
-    pub query: Option<String>,
-    /// Identifies the upstream for connection pooling: scheme, host and port.
-    pool_key: String,
-}
-
-impl Target {
-    pub fn pool_key(&self) -> &str {
-        &self.pool_key
-    }
+    /// Identifies the upstream for connection pooling: `http://`, `https://` or `unix:` followed
+    /// by the authority (or socket path). Shared with the pool, which clones the `Arc`.
+    pool_key: Arc<str>,
+    /// Host name or IP (IPv6 without brackets); for `Unix`, the decoded socket path.
+    host: Box<str>,
+    /// The target's own path and query, when it has more than `/`.
+    path_and_query: Option<Box<str>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -45,6 +40,38 @@ pub enum TargetError {
 }
 
 impl Target {
+    pub fn pool_key(&self) -> &Arc<str> {
+        &self.pool_key
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// `host[:port]` as a `Host` header carries it: the port only when not the default.
+    pub fn authority(&self) -> &str {
+        match self.scheme {
+            Scheme::Unix => "localhost",
+            Scheme::Http => &self.pool_key["http://".len()..],
+            Scheme::Https => &self.pool_key["https://".len()..],
+        }
+    }
+
+    /// The target's own path (at least `/`), prepended to forwarded paths.
+    pub fn path(&self) -> &str {
+        match &self.path_and_query {
+            Some(pq) => pq.split_once('?').map_or(pq, |(p, _)| p),
+            None => "/",
+        }
+    }
+
+    pub fn query(&self) -> Option<&str> {
+        self.path_and_query
+            .as_deref()
+            .and_then(|pq| pq.split_once('?'))
+            .map(|(_, q)| q)
+    }
+
     pub fn parse(raw: &str) -> Result<Target, TargetError> {
         let not_a_url = || TargetError::NotAUrl(raw.to_owned());
         let (scheme, rest) = raw.split_once("://").ok_or_else(not_a_url)?;
@@ -57,14 +84,10 @@ impl Target {
         let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
         let (authority, tail) = rest.split_at(authority_end);
         let tail = tail.split('#').next().unwrap_or("");
-        let (path, query) = match tail.split_once('?') {
-            Some((p, q)) => (p, Some(q.to_owned())),
-            None => (tail, None),
-        };
-        let path = if path.is_empty() {
-            "/".to_owned()
-        } else {
-            path.to_owned()
+        let path_and_query = match tail {
+            "" | "/" => None,
+            t if t.starts_with('?') => Some(format!("/{t}").into_boxed_str()),
+            t => Some(t.to_owned().into_boxed_str()),
         };
         // Credentials in a target URL are not forwarded; drop them like a browser would.
         let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
@@ -75,12 +98,10 @@ impl Target {
             let socket = percent_decode(host_port).map_err(|_| not_a_url())?.into_owned();
             return Ok(Target {
                 scheme,
-                pool_key: format!("unix:{socket}"),
-                authority: "localhost".to_owned(),
-                host: socket,
                 port: 0,
-                path,
-                query,
+                pool_key: format!("unix:{socket}").into(),
+                host: socket.into_boxed_str(),
+                path_and_query,
             });
         }
         let default_port = if scheme == Scheme::Https { 443 } else { 80 };
@@ -96,14 +117,13 @@ impl Target {
         } else {
             format!("{bracketed}:{port}")
         };
+        let prefix = if scheme == Scheme::Https { "https://" } else { "http://" };
         Ok(Target {
             scheme,
-            pool_key: format!("{scheme:?}://{host}:{port}"),
-            host: host.to_owned(),
             port,
-            authority,
-            path,
-            query,
+            pool_key: format!("{prefix}{authority}").into(),
+            host: host.into(),
+            path_and_query,
         })
     }
 }
@@ -141,28 +161,36 @@ mod tests {
     fn parses_supported_targets() {
         let t = Target::parse("http://127.0.0.1:8912/foo").unwrap();
         assert_eq!(
-            (t.scheme, t.host.as_str(), t.port, t.authority.as_str(), t.path.as_str()),
+            (t.scheme, t.host(), t.port, t.authority(), t.path()),
             (Scheme::Http, "127.0.0.1", 8912, "127.0.0.1:8912", "/foo")
         );
         let t = Target::parse("https://hub.example").unwrap();
         assert_eq!(
-            (t.port, t.authority.as_str(), t.path.as_str()),
-            (443, "hub.example", "/")
+            (t.port, t.authority(), t.path(), t.query()),
+            (443, "hub.example", "/", None)
         );
         let t = Target::parse("http://up/sub/path?tq=1").unwrap();
-        assert_eq!((t.path.as_str(), t.query.as_deref()), ("/sub/path", Some("tq=1")));
+        assert_eq!((t.path(), t.query()), ("/sub/path", Some("tq=1")));
+        let t = Target::parse("http://up?tq=1").unwrap();
+        assert_eq!((t.path(), t.query()), ("/", Some("tq=1")));
         let t = Target::parse("http://[::1]:9000").unwrap();
-        assert_eq!(
-            (t.host.as_str(), t.port, t.authority.as_str()),
-            ("::1", 9000, "[::1]:9000")
-        );
+        assert_eq!((t.host(), t.port, t.authority()), ("::1", 9000, "[::1]:9000"));
         let t = Target::parse("http+unix://%2Ftmp%2Fx.sock/base").unwrap();
         assert_eq!(
-            (t.scheme, t.host.as_str(), t.path.as_str()),
-            (Scheme::Unix, "/tmp/x.sock", "/base")
+            (t.scheme, t.host(), t.path(), t.authority()),
+            (Scheme::Unix, "/tmp/x.sock", "/base", "localhost")
         );
         let t = Target::parse("unix+http://%2Ftmp%2Fy.sock").unwrap();
-        assert_eq!(t.host, "/tmp/y.sock");
+        assert_eq!(t.host(), "/tmp/y.sock");
+        let (a, b) = (
+            Target::parse("http://h:1").unwrap(),
+            Target::parse("https://h:1").unwrap(),
+        );
+        assert_ne!(
+            a.pool_key(),
+            b.pool_key(),
+            "plain and TLS connections never share a pool"
+        );
     }
 
     #[test]

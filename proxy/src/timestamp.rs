@@ -14,16 +14,36 @@ pub fn now_ms() -> u64 {
 
 /// Formats epoch milliseconds as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 pub fn format_iso(ms: u64) -> String {
+    let mut out = Vec::with_capacity(24);
+    write_iso(&mut out, ms);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Appends the `format_iso` text to `out` without allocating (the route listing writes one per
+/// route).
+pub fn write_iso(out: &mut Vec<u8>, ms: u64) {
     let secs = (ms / 1000) as i64;
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms % 1000
-    )
+    let digits = |out: &mut Vec<u8>, v: i64, width: u32| {
+        for i in (0..width).rev() {
+            out.push(b'0' + ((v / 10_i64.pow(i)) % 10) as u8);
+        }
+    };
+    digits(out, y, 4);
+    out.push(b'-');
+    digits(out, m, 2);
+    out.push(b'-');
+    digits(out, d, 2);
+    out.push(b'T');
+    digits(out, rem / 3600, 2);
+    out.push(b':');
+    digits(out, rem % 3600 / 60, 2);
+    out.push(b':');
+    digits(out, rem % 60, 2);
+    out.push(b'.');
+    digits(out, (ms % 1000) as i64, 3);
+    out.push(b'Z');
 }
 
 /// Parses the ISO-8601 forms clients send for `inactive_since`: a date (`2026-11-21`), or a date

@@ -158,7 +158,7 @@ impl Upstream {
                 Ok(resp) => return Ok((resp, self.wrap(sender, key))),
                 Err(mut e) => match e.take_message() {
                     Some(unsent) => req = unsent,
-                    None => return Err(UpstreamError::Http(target.authority.clone(), e.into_error())),
+                    None => return Err(UpstreamError::Http(target.authority().to_owned(), e.into_error())),
                 },
             }
         }
@@ -166,27 +166,27 @@ impl Upstream {
         let resp = sender
             .send_request(req)
             .await
-            .map_err(|e| UpstreamError::Http(target.authority.clone(), e))?;
+            .map_err(|e| UpstreamError::Http(target.authority().to_owned(), e))?;
         Ok((resp, self.wrap(sender, key)))
     }
 
-    fn wrap(&self, sender: SendRequest<RequestBody>, key: &str) -> PooledConnection {
+    fn wrap(&self, sender: SendRequest<RequestBody>, key: &Arc<str>) -> PooledConnection {
         PooledConnection {
             sender,
-            key: Arc::from(key),
+            key: key.clone(),
             limits: self.limits,
         }
     }
 
     /// Opens a new connection to `target` and performs the HTTP/1.1 handshake.
     pub async fn connect(&self, target: &Target) -> Result<SendRequest<RequestBody>, UpstreamError> {
-        let name = || target.authority.clone();
+        let name = || target.authority().to_owned();
         let connecting = async {
             match target.scheme {
                 Scheme::Http => handshake(self.tcp(target).await?).await,
                 Scheme::Https => {
                     let tcp = self.tcp(target).await?;
-                    let server_name = rustls::pki_types::ServerName::try_from(target.host.clone())
+                    let server_name = rustls::pki_types::ServerName::try_from(target.host().to_owned())
                         .map_err(|e| UpstreamError::Tls(name(), io::Error::new(io::ErrorKind::InvalidInput, e)))?;
                     let tls = self
                         .tls
@@ -196,9 +196,9 @@ impl Upstream {
                     handshake(tls).await
                 }
                 Scheme::Unix => {
-                    let stream = UnixStream::connect(&target.host)
+                    let stream = UnixStream::connect(target.host())
                         .await
-                        .map_err(|e| UpstreamError::Connect(target.host.clone(), e))?;
+                        .map_err(|e| UpstreamError::Connect(target.host().to_owned(), e))?;
                     handshake(stream).await
                 }
             }
@@ -213,9 +213,9 @@ impl Upstream {
     }
 
     async fn tcp(&self, target: &Target) -> Result<TcpStream, HandshakeError> {
-        let stream = TcpStream::connect((target.host.as_str(), target.port))
+        let stream = TcpStream::connect((target.host(), target.port))
             .await
-            .map_err(|e| UpstreamError::Connect(target.authority.clone(), e))?;
+            .map_err(|e| UpstreamError::Connect(target.authority().to_owned(), e))?;
         // Requests are written whole; Nagle would only add latency.
         let _ = stream.set_nodelay(true);
         Ok(stream)

@@ -59,7 +59,8 @@ pub async fn forward_upgrade(
 ) -> Result<Response<ResponseBody>, ForwardError> {
     let client_upgrade = hyper::upgrade::on(&mut req);
     let (parts, _empty_body) = req.into_parts();
-    let parts = upstream_parts(proxy, parts, &route, target, wire_path, client, true)?;
+    let host = crate::headers::forwarded::request_host(&parts.headers, &parts.uri);
+    let parts = upstream_parts(proxy, parts, &route, target, wire_path, host.as_ref(), client, true)?;
 
     // A tunnel holds its upstream connection for good, so it never comes from the pool.
     let mut sender = proxy.upstream.connect(target).await?;
@@ -67,10 +68,10 @@ pub async fn forward_upgrade(
     let mut resp = match proxy.settings.proxy_timeout {
         Some(limit) => tokio::time::timeout(limit, sending)
             .await
-            .map_err(|_| crate::upstream::UpstreamError::ResponseTimeout(target.authority.clone()))?,
+            .map_err(|_| crate::upstream::UpstreamError::ResponseTimeout(target.authority().to_owned()))?,
         None => sending.await,
     }
-    .map_err(|e| crate::upstream::UpstreamError::Http(target.authority.clone(), e))?;
+    .map_err(|e| crate::upstream::UpstreamError::Http(target.authority().to_owned(), e))?;
 
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         // The upstream refused the upgrade: relay its answer, then close (chp-spec §8).

@@ -15,46 +15,59 @@ const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port")
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-/// What the proxy knows about the client connection.
-#[derive(Debug, Clone, Copy)]
+/// What the proxy knows about the client connection, prepared once per connection.
+#[derive(Debug, Clone)]
 pub struct ClientInfo {
     /// `None` for clients on a UNIX socket.
     pub addr: Option<IpAddr>,
     /// Whether the client connection is TLS.
     pub tls: bool,
+    /// `addr` as an `X-Forwarded-For` value, formatted once rather than per request.
+    forwarded_for: Option<HeaderValue>,
+}
+
+impl ClientInfo {
+    pub fn new(addr: Option<IpAddr>, tls: bool) -> Self {
+        let forwarded_for = addr.and_then(|a| HeaderValue::from_str(&a.to_canonical().to_string()).ok());
+        ClientInfo {
+            addr,
+            tls,
+            forwarded_for,
+        }
+    }
 }
 
 /// Adds the `X-Forwarded-*` headers for a request whose `Host` (or `:authority`) is `host`.
-pub fn add_forwarded(headers: &mut HeaderMap, client: &ClientInfo, host: Option<&str>, websocket: bool) {
-    if let Some(addr) = client.addr {
-        append(headers, X_FORWARDED_FOR, &addr.to_canonical().to_string());
-    }
+pub fn add_forwarded(headers: &mut HeaderMap, client: &ClientInfo, host: Option<&HeaderValue>, websocket: bool) {
     let port = host
+        .and_then(|h| h.to_str().ok())
         .and_then(host_port)
-        .map(str::to_owned)
-        .unwrap_or_else(|| if client.tls { "443" } else { "80" }.to_owned());
-    append(headers, X_FORWARDED_PORT, &port);
-    let proto = match (websocket, client.tls) {
+        .map(|p| HeaderValue::from_str(p).unwrap_or(HeaderValue::from_static("80")))
+        .unwrap_or_else(|| HeaderValue::from_static(if client.tls { "443" } else { "80" }));
+    let proto = HeaderValue::from_static(match (websocket, client.tls) {
         (false, false) => "http",
         (false, true) => "https",
         (true, false) => "ws",
         (true, true) => "wss",
-    };
-    append(headers, X_FORWARDED_PROTO, proto);
-    if !websocket && !headers.contains_key(X_FORWARDED_HOST) {
-        let value = host
-            .and_then(|h| HeaderValue::from_str(h).ok())
-            .unwrap_or(HeaderValue::from_static(""));
-        headers.insert(X_FORWARDED_HOST, value);
+    });
+    // The common request carries none of these: then each is one insert, with no joining.
+    let present = headers.keys().any(|k| k.as_str().starts_with("x-forwarded-"));
+    if let Some(value) = &client.forwarded_for {
+        append(headers, X_FORWARDED_FOR, value.clone(), present);
+    }
+    append(headers, X_FORWARDED_PORT, port, present);
+    append(headers, X_FORWARDED_PROTO, proto, present);
+    if !websocket && !(present && headers.contains_key(X_FORWARDED_HOST)) {
+        headers.insert(X_FORWARDED_HOST, host.cloned().unwrap_or(HeaderValue::from_static("")));
     }
 }
 
 /// The request's host as the client named it: `Host`, else the URI authority (HTTP/2).
-pub fn request_host<'a>(headers: &'a HeaderMap, uri: &'a http::Uri) -> Option<&'a str> {
-    headers
-        .get(HOST)
-        .and_then(|v| v.to_str().ok())
-        .or_else(|| uri.authority().map(|a| a.as_str()))
+pub fn request_host(headers: &HeaderMap, uri: &http::Uri) -> Option<HeaderValue> {
+    match headers.get(HOST) {
+        Some(h) => Some(h.clone()),
+        None => uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+    }
 }
 
 /// The port part of a `Host` value, if any (`example.com:8443` → `8443`, `[::1]:80` → `80`).
@@ -66,14 +79,18 @@ fn host_port(host: &str) -> Option<&str> {
         .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
-fn append(headers: &mut HeaderMap, name: HeaderName, value: &str) {
-    let existing: Vec<&str> = headers.get_all(&name).iter().filter_map(|v| v.to_str().ok()).collect();
-    let joined = if existing.is_empty() {
-        value.to_owned()
-    } else {
-        format!("{},{value}", existing.join(","))
-    };
-    if let Ok(v) = HeaderValue::from_str(&joined) {
+fn append(headers: &mut HeaderMap, name: HeaderName, value: HeaderValue, maybe_present: bool) {
+    if !maybe_present || !headers.contains_key(&name) {
+        headers.insert(name, value);
+        return;
+    }
+    let mut joined: Vec<u8> = Vec::new();
+    for existing in headers.get_all(&name) {
+        joined.extend_from_slice(existing.as_bytes());
+        joined.push(b',');
+    }
+    joined.extend_from_slice(value.as_bytes());
+    if let Ok(v) = HeaderValue::from_bytes(&joined) {
         headers.insert(name, v);
     }
 }
@@ -83,10 +100,11 @@ mod tests {
     use super::*;
 
     fn client(addr: &str, tls: bool) -> ClientInfo {
-        ClientInfo {
-            addr: Some(addr.parse().unwrap()),
-            tls,
-        }
+        ClientInfo::new(Some(addr.parse().unwrap()), tls)
+    }
+
+    fn hv(s: &str) -> HeaderValue {
+        HeaderValue::from_str(s).unwrap()
     }
 
     fn get<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -96,7 +114,12 @@ mod tests {
     #[test]
     fn fresh_request_gets_all_four() {
         let mut h = HeaderMap::new();
-        add_forwarded(&mut h, &client("127.0.0.1", false), Some("hub.example:18000"), false);
+        add_forwarded(
+            &mut h,
+            &client("127.0.0.1", false),
+            Some(&hv("hub.example:18000")),
+            false,
+        );
         assert_eq!(get(&h, "x-forwarded-for"), Some("127.0.0.1"));
         assert_eq!(get(&h, "x-forwarded-port"), Some("18000"));
         assert_eq!(get(&h, "x-forwarded-proto"), Some("http"));
@@ -113,7 +136,7 @@ mod tests {
         add_forwarded(
             &mut h,
             &client("::ffff:127.0.0.1", false),
-            Some("127.0.0.1:18000"),
+            Some(&hv("127.0.0.1:18000")),
             false,
         );
         assert_eq!(get(&h, "x-forwarded-for"), Some("1.2.3.4,127.0.0.1"));
@@ -135,7 +158,7 @@ mod tests {
         ];
         for (host, tls, ws, port, proto) in cases {
             let mut h = HeaderMap::new();
-            add_forwarded(&mut h, &client("10.0.0.1", tls), host, ws);
+            add_forwarded(&mut h, &client("10.0.0.1", tls), host.map(hv).as_ref(), ws);
             assert_eq!(get(&h, "x-forwarded-port"), Some(port), "{host:?}");
             assert_eq!(get(&h, "x-forwarded-proto"), Some(proto), "{host:?}");
             assert_eq!(h.contains_key("x-forwarded-host"), !ws, "{host:?}");

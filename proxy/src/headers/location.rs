@@ -37,7 +37,7 @@ fn same_host_port(authority: &str, scheme: &str, target: &Target) -> bool {
         Some((h, p)) if !p.contains(']') => (h, p.parse().unwrap_or(0)),
         _ => (authority, default_port),
     };
-    host.trim_matches(['[', ']']).eq_ignore_ascii_case(&target.host) && port == target.port
+    host.trim_matches(['[', ']']).eq_ignore_ascii_case(target.host()) && port == target.port
 }
 
 #[cfg(test)]
