@@ -172,7 +172,7 @@ fn upstream_uri(
         strip_segments(wire_path, route.key_segments - host_segment)
     };
     let path_and_query = if s.prepend_path {
-        join_paths(&target.path(), target.query(), path, query)
+        join_paths(target.path(), target.query(), path, query)
     } else {
         join_paths("", None, path, query)
     };

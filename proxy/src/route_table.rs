@@ -75,13 +75,144 @@ impl Route {
 #[derive(Clone, Default)]
 struct Node {
     route: Option<Arc<Route>>,
-    children: imbl::HashMap<Arc<str>, Arc<Node>>,
+    children: Children,
 }
 
 impl Node {
     fn is_empty(&self) -> bool {
         self.route.is_none() && self.children.is_empty()
     }
+}
+
+/// A node's children: a persistent map from segment to child, copied on write.
+///
+/// Most nodes have a handful of children, kept in a short vector. A node that fans out to
+/// thousands (`/user`) spreads them over hash-map shards: a change copies the shard it touches
+/// and the shard list (pointers), not every child. Leaves allocate nothing.
+#[derive(Clone, Default)]
+struct Children(Option<Arc<ChildSet>>);
+
+type Shard = std::collections::HashMap<Arc<str>, Arc<Node>, foldhash::fast::FixedState>;
+
+#[derive(Clone)]
+enum ChildSet {
+    Few(Vec<(Arc<str>, Arc<Node>)>),
+    Many { len: usize, shards: Vec<Arc<Shard>> },
+}
+
+/// Up to this many children are scanned linearly.
+const FEW: usize = 16;
+/// Children per shard before the shard count doubles.
+const PER_SHARD: usize = 512;
+
+fn shard_of(segment: &str, shards: usize) -> usize {
+    use std::hash::BuildHasher;
+    // The high bits, so the choice is independent of the bucket bits hashbrown uses inside.
+    (foldhash::fast::FixedState::with_seed(0x5eed).hash_one(segment) >> 40) as usize & (shards - 1)
+}
+
+impl Children {
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn len(&self) -> usize {
+        match self.0.as_deref() {
+            None => 0,
+            Some(ChildSet::Few(v)) => v.len(),
+            Some(ChildSet::Many { len, .. }) => *len,
+        }
+    }
+
+    fn get(&self, segment: &str) -> Option<&Arc<Node>> {
+        match self.0.as_deref()? {
+            ChildSet::Few(v) => v.iter().find(|(k, _)| &**k == segment).map(|(_, n)| n),
+            ChildSet::Many { shards, .. } => shards[shard_of(segment, shards.len())].get(segment),
+        }
+    }
+
+    fn for_each<'a>(&'a self, mut f: impl FnMut(&'a str, &'a Arc<Node>)) {
+        match self.0.as_deref() {
+            None => {}
+            Some(ChildSet::Few(v)) => v.iter().for_each(|(k, n)| f(k, n)),
+            Some(ChildSet::Many { shards, .. }) => shards.iter().flat_map(|s| s.iter()).for_each(|(k, n)| f(k, n)),
+        }
+    }
+
+    /// The child at `segment`, created empty if absent, ready to be changed in place: the set
+    /// and its shard are copied first if an older snapshot still shares them.
+    fn entry(&mut self, segment: &str) -> &mut Arc<Node> {
+        let set = Arc::make_mut(self.0.get_or_insert_with(|| Arc::new(ChildSet::Few(Vec::new()))));
+        let absent = match &*set {
+            ChildSet::Few(v) => !v.iter().any(|(k, _)| &**k == segment),
+            ChildSet::Many { shards, .. } => !shards[shard_of(segment, shards.len())].contains_key(segment),
+        };
+        if absent {
+            match set {
+                ChildSet::Few(v) if v.len() >= FEW => {
+                    let entries = std::mem::take(v);
+                    *set = ChildSet::Many {
+                        len: entries.len(),
+                        shards: reshard(entries.into_iter(), 1),
+                    };
+                }
+                ChildSet::Many { len, shards } if *len >= shards.len() * PER_SHARD => {
+                    let all: Vec<_> = shards
+                        .iter()
+                        .flat_map(|s| s.iter().map(|(k, n)| (k.clone(), n.clone())))
+                        .collect();
+                    *shards = reshard(all.into_iter(), shards.len() * 2);
+                }
+                _ => {}
+            }
+        }
+        match set {
+            ChildSet::Few(v) => {
+                let i = match v.iter().position(|(k, _)| &**k == segment) {
+                    Some(i) => i,
+                    None => {
+                        v.push((Arc::from(segment), Arc::default()));
+                        v.len() - 1
+                    }
+                };
+                &mut v[i].1
+            }
+            ChildSet::Many { len, shards } => {
+                let i = shard_of(segment, shards.len());
+                let shard = Arc::make_mut(&mut shards[i]);
+                if absent {
+                    shard.insert(Arc::from(segment), Arc::default());
+                    *len += 1;
+                }
+                shard.get_mut(segment).expect("the entry was just ensured")
+            }
+        }
+    }
+
+    fn remove(&mut self, segment: &str) {
+        let Some(set) = self.0.as_mut() else { return };
+        match Arc::make_mut(set) {
+            ChildSet::Few(v) => v.retain(|(k, _)| &**k != segment),
+            ChildSet::Many { len, shards } => {
+                let i = shard_of(segment, shards.len());
+                if Arc::make_mut(&mut shards[i]).remove(segment).is_some() {
+                    *len -= 1;
+                }
+            }
+        }
+        if self.is_empty() {
+            self.0 = None;
+        }
+    }
+}
+
+fn reshard(entries: impl ExactSizeIterator<Item = (Arc<str>, Arc<Node>)>, at_least: usize) -> Vec<Arc<Shard>> {
+    let count = (entries.len() / PER_SHARD + 1).next_power_of_two().max(at_least).max(1);
+    let mut shards: Vec<Shard> = (0..count).map(|_| Shard::default()).collect();
+    for (k, n) in entries {
+        shards[shard_of(&k, count)].insert(k, n);
+    }
+    shards.into_iter().map(Arc::new).collect()
 }
 
 /// One immutable snapshot of the routing table. Cloning is O(1).
@@ -133,9 +264,8 @@ impl RouteTable {
         let mut out = Vec::with_capacity(self.len);
         let mut stack: Vec<(String, &Node)> = vec![(String::new(), &self.root)];
         while let Some((key, node)) = stack.pop() {
-            for (segment, child) in node.children.iter() {
-                stack.push((format!("{key}/{segment}"), child));
-            }
+            node.children
+                .for_each(|segment, child| stack.push((format!("{key}/{segment}"), child)));
             if let Some(route) = &node.route {
                 let key = if key.is_empty() { "/".to_owned() } else { key };
                 out.push((key, route.clone()));
@@ -168,7 +298,7 @@ impl RouteTable {
             seq,
         });
         let path: Vec<&str> = segments(key).collect();
-        self.root = Arc::new(with_route(&self.root, &path, Some(route)));
+        set_route(&mut self.root, &path, Some(route));
     }
 
     /// Removes the route at `key`; children stay routable. Returns whether it existed.
@@ -177,31 +307,29 @@ impl RouteTable {
             return false;
         }
         let path: Vec<&str> = segments(key).collect();
-        self.root = Arc::new(with_route(&self.root, &path, None));
+        set_route(&mut self.root, &path, None);
         self.len -= 1;
         true
     }
 }
 
-/// Returns a copy of `node` with the route at `path` set (or cleared), copying only the nodes on
-/// the path and pruning branches left empty.
-fn with_route(node: &Node, path: &[&str], route: Option<Arc<Route>>) -> Node {
-    let mut copy = node.clone();
-    match path.split_first() {
-        None => copy.route = route,
-        Some((first, rest)) => {
-            let child = match copy.children.get(*first) {
-                Some(child) => with_route(child, rest, route),
-                None => with_route(&Node::default(), rest, route),
-            };
-            if child.is_empty() {
-                copy.children.remove(*first);
-            } else {
-                copy.children.insert(Arc::from(*first), Arc::new(child));
-            }
-        }
+/// Sets (or clears) the route at `path` below `node`, pruning branches left empty. Nodes still
+/// shared with a published snapshot are copied on the way down (`Arc::make_mut`); nodes this
+/// table already owns, such as those a batch has touched before, are changed in place.
+fn set_route(node: &mut Arc<Node>, path: &[&str], route: Option<Arc<Route>>) {
+    let node = Arc::make_mut(node);
+    let Some((first, rest)) = path.split_first() else {
+        node.route = route;
+        return;
+    };
+    let emptied = {
+        let child = node.children.entry(first);
+        set_route(child, rest, route);
+        child.is_empty()
+    };
+    if emptied {
+        node.children.remove(first);
     }
-    copy
 }
 
 /// The live table: lock-free reads, serialised writes, atomic publication.
@@ -366,6 +494,31 @@ mod tests {
         let mut out = Vec::new();
         empty.get("/e").unwrap().write_json(&mut out);
         assert!(serde_json::from_slice::<Value>(&out).unwrap()["last_activity"].is_string());
+    }
+
+    #[test]
+    fn wide_nodes_shard_and_stay_correct_across_snapshots() {
+        let mut t = RouteTable::default();
+        for i in 0..5_000 {
+            t.insert(&format!("/user/u{i}"), data("http://x"));
+        }
+        let before = t.clone();
+        for i in (0..5_000).step_by(2) {
+            assert!(t.remove(&format!("/user/u{i}")));
+        }
+        t.insert("/user/u1/sub", data("http://y"));
+        for i in 0..5_000 {
+            let path = format!("/user/u{i}/lab");
+            assert!(before.lookup(&path).is_some(), "old snapshot keeps {path}");
+            assert_eq!(t.lookup(&path).is_some(), i % 2 == 1, "new snapshot at {path}");
+        }
+        assert_eq!((before.len(), t.len()), (5_000, 2_501));
+        assert_eq!(t.routes().len(), 2_501);
+        for i in (1..5_000).step_by(2) {
+            assert!(t.remove(&format!("/user/u{i}")));
+        }
+        assert!(t.remove("/user/u1/sub"));
+        assert!(t.root.children.is_empty(), "everything pruned");
     }
 
     #[test]

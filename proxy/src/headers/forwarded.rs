@@ -57,7 +57,8 @@ pub fn add_forwarded(headers: &mut HeaderMap, client: &ClientInfo, host: Option<
     }
     append(headers, X_FORWARDED_PORT, port, present);
     append(headers, X_FORWARDED_PROTO, proto, present);
-    if !websocket && !(present && headers.contains_key(X_FORWARDED_HOST)) {
+    let host_already_set = present && headers.contains_key(X_FORWARDED_HOST);
+    if !websocket && !host_already_set {
         headers.insert(X_FORWARDED_HOST, host.cloned().unwrap_or(HeaderValue::from_static("")));
     }
 }
