@@ -2,10 +2,11 @@
 # edgehub proxy benchmark: backend direct vs edgeproxy vs nginx vs HAProxy vs CHP,
 # in one run on one machine, loopback only. See bench/README.md.
 #
-#   bench/proxy-bench.sh                       # everything (~6-7 min on 2 cores)
-#   bench/proxy-bench.sh --quick               # short durations, 10k routes, 1k tunnels
+#   bench/proxy-bench.sh                       # everything (~17 min on 2 cores)
+#   bench/proxy-bench.sh --quick               # short durations, 1 round, 10k routes, 1k tunnels
 #   bench/proxy-bench.sh --only direct,nginx,haproxy,chp
 #   bench/proxy-bench.sh --scenarios throughput --only edgeproxy,nginx
+#   bench/proxy-bench.sh --scenarios fixedrate --only nginx,edgeproxy --rates 5000,10000
 #
 # Report (Markdown) on stdout and in bench/results/<timestamp>.md; progress on stderr.
 set -euo pipefail
@@ -24,8 +25,9 @@ EDGEPROXY_BIN=${EDGEPROXY_BIN:-target/release/edgeproxy}
 
 ALL_PEERS=(direct nginx haproxy chp edgeproxy)   # canonical order in the report
 ONLY=direct,edgeproxy,nginx,haproxy,chp
-SCENARIOS=throughput,routes,ws
+SCENARIOS=throughput,fixedrate,routes,ws
 DURATION=10 WARMUP=2 CONNS=50 THREADS=1 ROUNDS=3
+RATES=2000,10000,20000 HEY_CONNS=50
 ROUTES=100000 ADDS=1000 GETALL_REPS=5 LOAD_CONC=16
 WS_N=10000
 LOAD_CORE=${BENCH_LOAD_CORE:-0}
@@ -39,11 +41,16 @@ usage() {
 usage: $0 [options]
   --only LIST         peers to run, comma-separated subset of: direct,edgeproxy,nginx,haproxy,chp
                       (default: all). Route-scale runs for edgeproxy/chp, WebSocket for all proxies.
-  --scenarios LIST    subset of throughput,routes,ws (default: all)
-  --quick             short run: 3s wrk, warm-up 1s, 1 round, 10k routes, 200 adds, 1000 tunnels
-  --duration S        wrk duration per measurement (default $DURATION)
-  --rounds N          throughput rounds; peers are interleaved, the report shows medians (default $ROUNDS)
-  --warmup S          wrk warm-up before each measurement (default $WARMUP, 0 = none)
+  --scenarios LIST    subset of throughput,fixedrate,routes,ws (default: all)
+  --quick             short run: 3s runs, warm-up 1s, 1 round, 10k routes, 200 adds, 1000 tunnels
+  --duration S        wrk/hey duration per measurement (default $DURATION)
+  --rounds N          rounds of the throughput and fixed-rate scenarios (peers interleaved) and of
+                      the route-scale 1-route/N-route wrk pair; the report shows medians (default $ROUNDS)
+  --warmup S          wrk/hey warm-up before each measurement (default $WARMUP, 0 = none)
+  --rates LIST        fixed request rates in req/s for the fixedrate scenario (default $RATES);
+                      hey -c $HEY_CONNS -q <rate/$HEY_CONNS>; CHP runs at the lowest rate only
+  --hey-connections N hey -c, its number of workers (default $HEY_CONNS); fewer workers mean smaller
+                      bursts but a lower rate hey can sustain (see bench/README.md)
   --connections N     wrk -c (default $CONNS)
   --threads N         wrk -t (default $THREADS)
   --routes N          routes loaded in the route-scale scenario (default $ROUTES)
@@ -69,6 +76,8 @@ while (($#)); do
     --quick) ;;
     --duration) DURATION=$2; shift ;;
     --rounds) ROUNDS=$2; shift ;;
+    --rates) RATES=$2; shift ;;
+    --hey-connections) HEY_CONNS=$2; shift ;;
     --warmup) WARMUP=$2; shift ;;
     --connections) CONNS=$2; shift ;;
     --threads) THREADS=$2; shift ;;
@@ -91,8 +100,12 @@ for p in ${ONLY//,/ }; do
   [[ " ${ALL_PEERS[*]} " == *" $p "* ]] || die "--only: unknown peer '$p' (known: ${ALL_PEERS[*]})"
 done
 for s in ${SCENARIOS//,/ }; do
-  [[ $s =~ ^(throughput|routes|ws)$ ]] || die "--scenarios: unknown scenario '$s'"
+  [[ $s =~ ^(throughput|fixedrate|routes|ws)$ ]] || die "--scenarios: unknown scenario '$s'"
 done
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "--rounds must be a positive integer"
+[[ $RATES =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]] || die "--rates: comma-separated positive integers (req/s), got '$RATES'"
+RATES=$(tr ',' '\n' <<<"$RATES" | sort -n -u | paste -sd, -)   # ascending, no duplicates
+[[ $HEY_CONNS =~ ^[1-9][0-9]*$ ]] || die "--hey-connections must be a positive integer"
 PEERS=()
 for p in "${ALL_PEERS[@]}"; do has "$ONLY" "$p" && PEERS+=("$p"); done
 ((${#PEERS[@]})) || die "--only selects no peer"
@@ -116,12 +129,14 @@ ensure_tools() {
   command -v taskset >/dev/null || pkgs+=(util-linux)
   command -v wrk >/dev/null || pkgs+=(wrk)
   command -v nginx >/dev/null || pkgs+=(nginx-light)   # the backend is always nginx
+  if has "$SCENARIOS" fixedrate && ! command -v hey >/dev/null; then pkgs+=(hey); fi
   if has "$ONLY" haproxy && ! command -v haproxy >/dev/null; then pkgs+=(haproxy); fi
   if has "$ONLY" chp && ! command -v node >/dev/null; then pkgs+=(nodejs npm); fi
   ((${#pkgs[@]} == 0)) || apt_install "${pkgs[@]}"
   for t in taskset wrk nginx "$PY"; do command -v "$t" >/dev/null || die "$t still missing after install"; done
   "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || die "$PY must be Python >= 3.11"
   if has "$ONLY" haproxy; then command -v haproxy >/dev/null || die "haproxy missing after install"; fi
+  if has "$SCENARIOS" fixedrate; then command -v hey >/dev/null || die "hey missing after install"; fi
 
   if has "$ONLY" chp; then
     if [[ ! -x $CHP_BIN ]] || [[ $("$CHP_BIN" --version 2>/dev/null) != "$CHP_VERSION" ]]; then
@@ -427,24 +442,62 @@ scenario_throughput() {
   done
 }
 
+scenario_fixedrate() {
+  local rates=${RATES//,/ } lowest=${RATES%%,*} rate peer url round
+  log "== fixed rate: hey -z ${DURATION}s -c $HEY_CONNS -q <rate/$HEY_CONNS> (warm-up ${WARMUP}s at the same rate), GET /, rates $RATES req/s, $ROUNDS round(s)"
+  if has "$ONLY" chp; then log "   chp at $lowest req/s only (it saturates at about 3-4k req/s)"; fi
+  for ((round = 1; round <= ROUNDS; round++)); do
+    ((ROUNDS == 1)) || log "-- round $round/$ROUNDS"
+    for rate in $rates; do
+      for peer in "${PEERS[@]}"; do
+        [[ $peer == chp && $rate != "$lowest" ]] && continue
+        if [[ $peer == direct ]]; then
+          url="http://127.0.0.1:$BACKEND_PORT/"
+          run_fg "$PY" "$LIB/benchctl.py" hey --url "$url" --peer direct --rate "$rate" \
+            --round "$round" --out "$RESULTS" --duration "$DURATION" --warmup "$WARMUP" \
+            --connections "$HEY_CONNS" --core "$LOAD_CORE" --backend-pids "$BACKEND_PIDS" \
+            || die "hey run against the backend failed"
+        else
+          start_proxy "$peer" "fr$round-$rate" "http://127.0.0.1:$BACKEND_PORT"
+          url="http://127.0.0.1:$PROXY_PORT/"
+          run_fg "$PY" "$LIB/benchctl.py" hey --url "$url" --peer "$peer" --rate "$rate" \
+            --round "$round" --out "$RESULTS" --duration "$DURATION" --warmup "$WARMUP" \
+            --connections "$HEY_CONNS" --core "$LOAD_CORE" --proxy-pids "$PROXY_PIDS" \
+            --backend-pids "$BACKEND_PIDS" || { log_tail "$peer-fr$round-$rate"; die "hey run through $peer failed"; }
+          stop_proxy
+        fi
+      done
+    done
+  done
+}
+
 scenario_routes() {
   local peer any=0
   for peer in "${PEERS[@]}"; do [[ $peer == chp || $peer == edgeproxy ]] && any=1; done
   ((any)) || { log "== route scale: skipped (needs chp or edgeproxy in --only)"; return 0; }
-  log "== route scale: $ROUTES routes, $ADDS sequential adds, GET all x$GETALL_REPS"
+  log "== route scale: $ROUTES routes, $ADDS sequential adds, GET all x$GETALL_REPS;" \
+    "req/s at 1 vs $((ROUTES + 1)) routes: $ROUNDS round(s) alternating between two instances"
   run_fg taskset -c "$LOAD_CORE" timeout 120 "$PY" "$LIB/route_bench.py" floor --port "$BACKEND_PORT" \
     --count "$ADDS" --out "$RESULTS" >/dev/null || die "harness floor measurement failed"
   for peer in "${PEERS[@]}"; do
     [[ $peer == chp || $peer == edgeproxy ]] || continue
+    # two instances started the same way, both on the proxy core: "routes" gets the N routes,
+    # "routes1" keeps only its default route; wrk alternates between them (only one is busy)
     start_proxy "$peer" routes "http://127.0.0.1:$BACKEND_PORT"
-    run_fg taskset -c "$LOAD_CORE" timeout 900 "$PY" "$LIB/route_bench.py" scale --peer "$peer" \
-      --port "$PROXY_PORT" --api-port "$API_PORT" --token "$TOKEN" \
-      --backend-url "http://127.0.0.1:$BACKEND_PORT" --proxy-pids "$PROXY_PIDS" \
+    local main_pid=$PROXY_PID main_pids=$PROXY_PIDS main_port=$PROXY_PORT main_api=$API_PORT
+    start_proxy "$peer" routes1 "http://127.0.0.1:$BACKEND_PORT"
+    run_fg taskset -c "$LOAD_CORE" timeout $((900 + 2 * ROUNDS * (WARMUP + DURATION + 5))) \
+      "$PY" "$LIB/route_bench.py" scale --peer "$peer" \
+      --port "$main_port" --api-port "$main_api" --token "$TOKEN" \
+      --backend-url "http://127.0.0.1:$BACKEND_PORT" --proxy-pids "$main_pids" \
+      --one-port "$PROXY_PORT" --one-proxy-pids "$PROXY_PIDS" --rounds "$ROUNDS" \
       --backend-pids "$BACKEND_PIDS" --routes "$ROUTES" --adds "$ADDS" \
       --getall-reps "$GETALL_REPS" --load-concurrency "$LOAD_CONC" --duration "$DURATION" \
       --warmup "$WARMUP" --connections "$CONNS" --threads "$THREADS" --core "$LOAD_CORE" \
-      --out "$RESULTS" >/dev/null || { log_tail "$peer-routes"; die "route-scale scenario failed for $peer"; }
+      --out "$RESULTS" >/dev/null \
+      || { log_tail "$peer-routes"; log_tail "$peer-routes1"; die "route-scale scenario failed for $peer"; }
     stop_proxy
+    stop_bg "$main_pid"
   done
 }
 
@@ -519,6 +572,9 @@ meta clk_tck "$BENCH_CLK_TCK"
 meta nofile "$NOFILE"
 meta v_nginx "$(ver nginx -v)"
 meta v_wrk "$(ver wrk -v)"
+if has "$SCENARIOS" fixedrate; then
+  meta v_hey "hey $(dpkg-query -W -f='${Version}' hey 2>/dev/null || echo '(version unknown)')"
+fi
 meta v_python "$("$PY" --version 2>&1)"
 if has "$ONLY" haproxy; then meta v_haproxy "$(ver haproxy -v)"; fi
 if has "$ONLY" chp; then meta v_node "$(node --version)"; meta v_chp "$("$CHP_BIN" --version)"; fi
@@ -530,9 +586,12 @@ meta peers "${PEERS[*]}"
 meta scenarios "$SCENARIOS"
 meta wrk_args "-t$THREADS -c$CONNS -d${DURATION}s --latency (warm-up ${WARMUP}s)"
 meta rounds "$ROUNDS"
+meta rates "$RATES"
+meta hey_conns "$HEY_CONNS"
+meta hey_args "-z ${DURATION}s -c $HEY_CONNS -q <rate/$HEY_CONNS> -t 5 -cpus 1 -disable-compression (warm-up ${WARMUP}s at the same rate)"
 meta load_core "$LOAD_CORE"
 meta proxy_core "$PROXY_CORE"
-meta cores "load (wrk, backend nginx, Python clients) on core $LOAD_CORE; proxy under test on core $PROXY_CORE"
+meta cores "load (wrk, hey, backend nginx, Python clients) on core $LOAD_CORE; proxy under test on core $PROXY_CORE"
 meta routes "$ROUTES"
 meta adds "$ADDS"
 meta getall_reps "$GETALL_REPS"
@@ -541,6 +600,7 @@ log "edgehub proxy bench: peers ${PEERS[*]}; scenarios $SCENARIOS; work dir $WOR
 T0=$SECONDS
 start_backend
 has "$SCENARIOS" throughput && scenario_throughput
+has "$SCENARIOS" fixedrate && scenario_fixedrate
 has "$SCENARIOS" routes && scenario_routes
 has "$SCENARIOS" ws && scenario_ws
 stop_bg "$BACKEND_PID"

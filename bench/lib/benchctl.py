@@ -6,6 +6,7 @@
   benchctl.py pids ROOTPID                 root + descendants, comma-separated
   benchctl.py httpcheck URL [--expect TEXT]
   benchctl.py wrk --url U --peer NAME --scenario S --out FILE [...]
+  benchctl.py hey --url U --peer NAME --rate R --out FILE [...]   warm-up + one fixed-rate run
   benchctl.py rss PIDS
 """
 
@@ -112,8 +113,54 @@ def cmd_wrk(a):
           f"p99 {res.get('p99_ms', 0):.2f} ms  "
           + (f"proxy {pc:.1f} us/req ({res['proxy_cpu_pct']:.0f}% cpu)" if pc is not None else
              f"backend {res['backend_cpu_us_per_req']:.1f} us/req")
+          + (f"  STEAL {steal:.0f}%" if (steal := max_steal(res)) >= 5 else "")
           + (f"  ERRORS socket={res['socket_errors']} non2xx={res['non2xx']}"
              if res["socket_errors"] or res["non2xx"] else ""),
+          file=sys.stderr)
+
+
+def max_steal(res: dict) -> float:
+    """Largest per-core steal % of one measured run (time the hypervisor ran someone else)."""
+    return max((v for k, v in res.items() if k.endswith("_steal_pct") and k != "cpu_steal_pct"),
+               default=0.0)
+
+
+def cmd_hey(a):
+    proxy = common.parse_pids(a.proxy_pids)
+    backend = common.parse_pids(a.backend_pids)
+    qps = a.rate / a.connections   # hey -q is per worker
+    if a.warmup > 0:
+        w = common.run_hey(a.url, duration=a.warmup, connections=a.connections,
+                           qps_per_worker=qps, core=a.core)
+        if w["responses"] == 0:
+            raise SystemExit(f"hey warm-up against {a.url} got no response:\n{w['hey_output']}")
+    res = common.run_hey(a.url, duration=a.duration, connections=a.connections,
+                         qps_per_worker=qps, core=a.core, proxy_pids=proxy, backend_pids=backend)
+    if a.proxy_pids:
+        res["proxy_rss_kib"] = common.rss_kib(proxy)
+    res.update({"scenario": "fixedrate", "peer": a.peer, "round": a.round, "duration": a.duration,
+                "warmup": a.warmup, "connections": a.connections, "target_rps": a.rate,
+                "qps_per_worker": qps, "achieved_ratio": res["rps"] / a.rate})
+    if a.out:
+        with open(a.out, "a") as f:
+            import json
+            f.write(json.dumps(res, sort_keys=True) + "\n")
+
+    def ms(k):
+        v = res.get(k)
+        return "—" if v is None else f"{v:.2f}"
+
+    pc = res.get("proxy_cpu_us_per_req")
+    print(f"  {a.peer:<10} r{a.round} @{a.rate:>6}/s {res['rps']:>8.0f} req/s  p50 {ms('p50_ms')}  "
+          f"p90 {ms('p90_ms')}  p99 {ms('p99_ms')}  max {ms('slowest_ms')} ms  "
+          + (f"proxy {pc:.1f} us/req ({res['proxy_cpu_pct']:.0f}% cpu)" if pc is not None else
+             f"backend {res['backend_cpu_us_per_req']:.1f} us/req")
+          + f"  load core {res.get(f'cpu{a.core}_busy_pct', 0):.0f}%"
+          + (f"  STEAL {steal:.0f}%" if (steal := max_steal(res)) >= 5 else "")
+          + (f"  SHORT: {100 * res['achieved_ratio']:.0f}% of the target rate"
+             if res["achieved_ratio"] < 0.95 else "")
+          + (f"  ERRORS non200={res['non200']} transport={res['transport_errors']}"
+             if res["error_count"] else ""),
           file=sys.stderr)
 
 
@@ -137,6 +184,14 @@ def main():
     p.add_argument("--threads", type=int, default=1); p.add_argument("--core", default="0")
     p.add_argument("--proxy-pids", default=""); p.add_argument("--backend-pids", default="")
     p.set_defaults(f=cmd_wrk)
+    p = sub.add_parser("hey")
+    p.add_argument("--url", required=True); p.add_argument("--peer", required=True)
+    p.add_argument("--rate", type=int, required=True); p.add_argument("--out")
+    p.add_argument("--round", type=int, default=1)
+    p.add_argument("--duration", type=int, default=10); p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--connections", type=int, default=50); p.add_argument("--core", default="0")
+    p.add_argument("--proxy-pids", default=""); p.add_argument("--backend-pids", default="")
+    p.set_defaults(f=cmd_hey)
     a = ap.parse_args()
     a.f(a)
 

@@ -1,8 +1,8 @@
 """Shared helpers for the edgehub proxy benchmark (Python 3.11 stdlib only).
 
 /proc readers (CPU ticks, RSS, fds, per-core busy time), a tiny blocking
-HTTP/1.1 client that keeps one connection alive, and a wrk runner that
-measures the CPU time of the processes under test around one wrk run.
+HTTP/1.1 client that keeps one connection alive, and wrk and hey runners that
+measure the CPU time of the processes under test around one load run.
 """
 
 from __future__ import annotations
@@ -95,8 +95,9 @@ def fd_count(pids) -> int:
     return n
 
 
-def core_ticks() -> dict[str, tuple[int, int]]:
-    """{'cpu0': (busy, total), ...} from /proc/stat (busy = total - idle - iowait)."""
+def core_ticks() -> dict[str, tuple[int, int, int]]:
+    """{'cpu0': (busy, total, steal), ...} from /proc/stat (busy = total - idle - iowait, which
+    includes steal: time the hypervisor gave to someone else while this vCPU wanted to run)."""
     out = {}
     with open("/proc/stat") as f:
         for line in f:
@@ -105,7 +106,7 @@ def core_ticks() -> dict[str, tuple[int, int]]:
             parts = line.split()
             vals = [int(x) for x in parts[1:9]]  # user nice system idle iowait irq softirq steal
             total = sum(vals)
-            out[parts[0]] = (total - vals[3] - vals[4], total)
+            out[parts[0]] = (total - vals[3] - vals[4], total, vals[7])
     return out
 
 
@@ -257,48 +258,147 @@ def parse_wrk(out: str) -> dict:
     return res
 
 
-def run_wrk(url: str, *, duration: float, connections: int, threads: int, core: str,
-            proxy_pids=(), backend_pids=(), extra_timeout: float = 30.0) -> dict:
-    """Run one pinned wrk, measuring CPU of proxy/backend/wrk and per-core busy time."""
-    cmd = ["taskset", "-c", core, "wrk", "-t", str(threads), "-c", str(connections),
-           "-d", f"{int(duration)}s", "--latency", "--timeout", "5s", url]
+def _measured(cmd: list[str], *, timeout: float, proxy_pids=(), backend_pids=()):
+    """Run one load-generator command, accounting the CPU time of the processes under test.
+
+    Returns (CompletedProcess, accounting dict); the caller divides by its own request count.
+    """
     c0 = core_ticks()
     p0 = cpu_ticks(proxy_pids)
     b0 = cpu_ticks(backend_pids)
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + extra_timeout)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     t1 = time.monotonic()
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     p1 = cpu_ticks(proxy_pids)
     b1 = cpu_ticks(backend_pids)
     c1 = core_ticks()
-    if proc.returncode != 0:
-        raise RuntimeError(f"wrk failed ({proc.returncode}): {proc.stderr}\n{proc.stdout}")
-    res = parse_wrk(proc.stdout)
-    wall = t1 - t0
-    n = max(res["requests"], 1)
-    proxy_s = (p1 - p0) / CLK_TCK
-    backend_s = (b1 - b0) / CLK_TCK
-    wrk_s = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    acc = {
+        "wall_seconds": t1 - t0,
+        "proxy_cpu_s": (p1 - p0) / CLK_TCK,
+        "backend_cpu_s": (b1 - b0) / CLK_TCK,
+        "client_cpu_s": (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime),
+    }
+    for name, (busy1, tot1, steal1) in c1.items():
+        if name == "cpu":
+            continue
+        busy0, tot0, steal0 = c0.get(name, (busy1, tot1, steal1))
+        acc[f"{name}_busy_pct"] = 100.0 * (busy1 - busy0) / max(tot1 - tot0, 1)
+        acc[f"{name}_steal_pct"] = 100.0 * (steal1 - steal0) / max(tot1 - tot0, 1)
+    return proc, acc
+
+
+def _per_request(res: dict, acc: dict, n: int, proxy_pids, backend_pids):
+    """Fill the per-request CPU figures of one measured run into res."""
+    wall = acc["wall_seconds"]
+    n = max(n, 1)
     res.update({
-        "url": url,
         "wall_seconds": wall,
-        "proxy_cpu_s": proxy_s,
-        "proxy_cpu_us_per_req": proxy_s * 1e6 / n if proxy_pids else None,
-        "proxy_cpu_pct": 100.0 * proxy_s / wall if proxy_pids else None,
-        "backend_cpu_s": backend_s,
-        "backend_cpu_us_per_req": backend_s * 1e6 / n if backend_pids else None,
-        "wrk_cpu_pct": 100.0 * wrk_s / wall,
+        "proxy_cpu_s": acc["proxy_cpu_s"],
+        "proxy_cpu_us_per_req": acc["proxy_cpu_s"] * 1e6 / n if proxy_pids else None,
+        "proxy_cpu_pct": 100.0 * acc["proxy_cpu_s"] / wall if proxy_pids else None,
+        "backend_cpu_s": acc["backend_cpu_s"],
+        "backend_cpu_us_per_req": acc["backend_cpu_s"] * 1e6 / n if backend_pids else None,
         "proxy_pids": list(proxy_pids),
         "clk_tck": CLK_TCK,
     })
-    for name, (busy1, tot1) in c1.items():
-        if name == "cpu":
-            continue
-        busy0, tot0 = c0.get(name, (busy1, tot1))
-        res[f"{name}_busy_pct"] = 100.0 * (busy1 - busy0) / max(tot1 - tot0, 1)
+    res.update({k: v for k, v in acc.items() if k.endswith(("_busy_pct", "_steal_pct"))})
+
+
+def run_wrk(url: str, *, duration: float, connections: int, threads: int, core: str,
+            proxy_pids=(), backend_pids=(), extra_timeout: float = 30.0) -> dict:
+    """Run one pinned wrk, measuring CPU of proxy/backend/wrk and per-core busy time."""
+    cmd = ["taskset", "-c", core, "wrk", "-t", str(threads), "-c", str(connections),
+           "-d", f"{int(duration)}s", "--latency", "--timeout", "5s", url]
+    proc, acc = _measured(cmd, timeout=duration + extra_timeout, proxy_pids=proxy_pids,
+                          backend_pids=backend_pids)
+    if proc.returncode != 0:
+        raise RuntimeError(f"wrk failed ({proc.returncode}): {proc.stderr}\n{proc.stdout}")
+    res = parse_wrk(proc.stdout)
+    res["url"] = url
+    _per_request(res, acc, res["requests"], proxy_pids, backend_pids)
+    res["wrk_cpu_pct"] = 100.0 * acc["client_cpu_s"] / acc["wall_seconds"]
     res["wrk_output"] = proc.stdout
+    return res
+
+
+# --------------------------------------------------------------------------- hey
+
+HEY_PCTS = (10, 25, 50, 75, 90, 95, 99)
+
+
+def parse_hey(out: str) -> dict:
+    """Parse hey's text summary.
+
+    hey prints every latency in seconds with 4 decimals (0.1 ms resolution). In hey 0.1.4 (Debian
+    12) Requests/sec counts every finished request, errors included, over the whole run; the
+    latencies cover the successful ones (any HTTP status), the first 1,000,000 only, silently.
+    With no success the percentiles are absent and Average is NaN.
+    """
+    res: dict = {}
+
+    def secs(label):
+        m = re.search(rf"^\s+{label}:\s+([\d.]+) secs", out, re.M)
+        return float(m.group(1)) * 1e3 if m else None
+
+    res["hey_total_s"] = (secs("Total") or 0.0) / 1e3
+    res["slowest_ms"] = secs("Slowest")
+    res["fastest_ms"] = secs("Fastest")
+    res["mean_ms"] = secs("Average")
+    m = re.search(r"^\s+Requests/sec:\s+([\d.]+)", out, re.M)
+    res["rps"] = float(m.group(1)) if m else 0.0
+    for pct in HEY_PCTS:
+        m = re.search(rf"^\s+{pct}% in ([\d.]+) secs", out, re.M)
+        res[f"p{pct}_ms"] = float(m.group(1)) * 1e3 if m else None
+    statuses: dict[str, int] = {}
+    errors: dict[str, int] = {}
+    section = None
+    for line in out.splitlines():
+        if line.startswith("Status code distribution:"):
+            section = statuses
+        elif line.startswith("Error distribution:"):
+            section = errors
+        elif line.strip() and not line[0].isspace():
+            section = None
+        elif section is statuses and (m := re.match(r"\s+\[(\d+)\]\s+(\d+) responses", line)):
+            statuses[m.group(1)] = statuses.get(m.group(1), 0) + int(m.group(2))
+        elif section is errors and (m := re.match(r"\s+\[(\d+)\]\s+(.*)$", line)):
+            msg = m.group(2).strip()
+            errors[msg] = errors.get(msg, 0) + int(m.group(1))
+    res["statuses"] = statuses
+    res["errors"] = errors
+    res["responses"] = sum(statuses.values())
+    res["non200"] = sum(v for k, v in statuses.items() if k != "200")
+    res["transport_errors"] = sum(errors.values())
+    res["error_count"] = res["non200"] + res["transport_errors"]
+    res["requests"] = res["responses"] + res["transport_errors"]
+    res["truncated"] = res["responses"] > 1_000_000 or "Distributions are for first" in out
+    return res
+
+
+def hey_cmd(url: str, *, duration: float, connections: int, qps_per_worker: float, core: str,
+            timeout_s: int = 5) -> list[str]:
+    return ["taskset", "-c", core, "hey", "-z", f"{int(duration)}s", "-c", str(connections),
+            "-q", f"{qps_per_worker:g}", "-t", str(timeout_s), "-cpus", "1",
+            "-disable-compression", url]
+
+
+def run_hey(url: str, *, duration: float, connections: int, qps_per_worker: float, core: str,
+            proxy_pids=(), backend_pids=(), extra_timeout: float = 30.0) -> dict:
+    """Run one pinned, rate-limited hey, with the same CPU accounting as run_wrk."""
+    cmd = hey_cmd(url, duration=duration, connections=connections,
+                  qps_per_worker=qps_per_worker, core=core)
+    proc, acc = _measured(cmd, timeout=duration + extra_timeout, proxy_pids=proxy_pids,
+                          backend_pids=backend_pids)
+    if proc.returncode != 0:
+        raise RuntimeError(f"hey failed ({proc.returncode}): {proc.stderr}\n{proc.stdout}")
+    res = parse_hey(proc.stdout)
+    res["url"] = url
+    res["hey_args"] = " ".join(cmd[3:-1])
+    _per_request(res, acc, res["requests"], proxy_pids, backend_pids)
+    res["hey_cpu_pct"] = 100.0 * acc["client_cpu_s"] / acc["wall_seconds"]
+    res["hey_output"] = proc.stdout
     return res
 
 

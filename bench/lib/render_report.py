@@ -65,6 +65,67 @@ def throughput_medians(results):
     return out
 
 
+FR_SUMMED = ("error_count", "non200", "transport_errors", "requests", "responses")
+FR_RANGES = ("rps", "p99_ms", "proxy_cpu_us_per_req", "backend_cpu_us_per_req")
+SHORT = 0.95   # achieved < 95 % of the target rate: the peer did not sustain it
+
+
+def fixedrate_medians(results):
+    """{rate: [(peer, row)]}: per rate and peer, the median of each numeric figure over the rounds
+    (error and request counts summed), min/max of the main ones, and how many rounds fell short."""
+    groups: dict[int, dict[str, list[dict]]] = {}
+    for r in results:
+        if r.get("scenario") == "fixedrate":
+            groups.setdefault(r["target_rps"], {}).setdefault(r["peer"], []).append(r)
+    out = {}
+    for rate in sorted(groups):
+        rows = []
+        for p in ORDER:
+            runs = groups[rate].get(p)
+            if not runs:
+                continue
+            m = {"peer": p, "target_rps": rate, "rounds": len(runs)}
+            keys = {k for x in runs for k, v in x.items()
+                    if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            for k in keys:
+                vals = [x[k] for x in runs if isinstance(x.get(k), (int, float))
+                        and not isinstance(x.get(k), bool)]
+                if not vals:
+                    continue
+                m[k] = sum(vals) if k in FR_SUMMED else statistics.median(vals)
+                if k in FR_RANGES:
+                    m[f"{k}_range"] = (min(vals), max(vals))
+            m["short_rounds"] = sum(1 for x in runs if x["rps"] < SHORT * rate)
+            m["truncated"] = any(x.get("truncated") for x in runs)
+            errs: dict[str, int] = {}
+            for x in runs:
+                for k, v in (x.get("errors") or {}).items():
+                    errs[k] = errs.get(k, 0) + v
+                for k, v in (x.get("statuses") or {}).items():
+                    if k != "200":
+                        errs[f"HTTP {k}"] = errs.get(f"HTTP {k}", 0) + v
+            m["error_kinds"] = errs
+            rows.append((p, m))
+        out[rate] = rows
+    return out
+
+
+def span(r, k, nd):
+    """' (min–max)' when there was more than one round."""
+    v = r.get(f"{k}_range")
+    if not v or r.get("rounds", 1) < 2:
+        return ""
+    return f" ({f(v[0], nd)}–{f(v[1], nd)})"
+
+
+def rng_keys(r, k, nd):
+    """' (min–max)' from r[k_min], r[k_max] (route-scale rounds)."""
+    lo, hi = r.get(f"{k}_min"), r.get(f"{k}_max")
+    if lo is None or hi is None or r.get("rounds", 1) < 2:
+        return ""
+    return f" ({f(lo, nd)}–{f(hi, nd)})"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--meta", required=True)
@@ -95,8 +156,10 @@ def main():
         ["CLK_TCK / RLIMIT_NOFILE", f"{meta.get('clk_tck', '')} / {meta.get('nofile', '')}"],
     ]))
     md.append("")
-    vers = [["nginx (backend, peer)", meta.get("v_nginx", "")], ["wrk", meta.get("v_wrk", "")],
-            ["Python (clients)", meta.get("v_python", "")]]
+    vers = [["nginx (backend, peer)", meta.get("v_nginx", "")], ["wrk", meta.get("v_wrk", "")]]
+    if "v_hey" in meta:
+        vers.append(["hey", meta["v_hey"]])
+    vers.append(["Python (clients)", meta.get("v_python", "")])
     for k, label in (("v_haproxy", "HAProxy"), ("v_node", "node"), ("v_chp", "CHP"),
                      ("v_edgeproxy", "edgeproxy")):
         if k in meta:
@@ -108,6 +171,8 @@ def main():
         ["command", f"`{meta.get('command', '')}`"],
         ["pinning", meta.get("cores", "")],
         ["load", f"wrk {meta.get('wrk_args', '')}"],
+        *([["fixed-rate load", f"hey {meta.get('hey_args', '')} at {meta.get('rates', '')} req/s"]]
+          if "fixedrate" in meta.get("scenarios", "") else []),
         ["peers / scenarios", f"{meta.get('peers', '')} / {meta.get('scenarios', '')}"],
         ["elapsed", meta.get("elapsed", "")],
     ]))
@@ -116,6 +181,7 @@ def main():
     # ---------------------------------------------------------------- throughput
     tp = throughput_medians(results)
     key_rows: dict[str, dict] = {}
+    sec = 1   # section number
     if tp:
         d = dict(tp)
         ng = d.get("nginx", {}).get("proxy_cpu_us_per_req")
@@ -154,7 +220,8 @@ def main():
                 f(r.get(f"cpu{load_core}_busy_pct"), 0), f(r.get(f"cpu{proxy_core}_busy_pct"), 0),
                 f(errs, 0) if errs else "0",
             ])
-        md.append("## 1. Throughput and proxy CPU per request\n")
+        md.append(f"## {sec}. Throughput and proxy CPU per request\n")
+        sec += 1
         nr = tp[0][1]["rounds"]
         md.append(f"`GET /` → nginx `return 200 \"ok\"`, wrk {meta.get('wrk_args', '')} on core {load_core} "
                   f"(with the backend); the proxy under test alone on core {proxy_core}, one worker. "
@@ -170,19 +237,110 @@ def main():
                   f"load core: when *proxy CPU % core* is well below 100, core {load_core} (wrk + backend) "
                   "limited req/s, not the proxy. For *backend direct* the backend's own cost is shown.\n")
 
+    # ---------------------------------------------------------------- fixed rate
+    fr = fixedrate_medians(results)
+    if fr:
+        nr = max(m["rounds"] for rows in fr.values() for _, m in rows)
+        hc = meta.get("hey_conns", "50")
+        md.append(f"## {sec}. Latency at fixed request rates (hey)\n")
+        sec += 1
+        md.append(f"`GET /` at a fixed offered rate: hey {meta.get('hey_args', '')} on core {load_core} "
+                  f"(with the backend); the proxy alone on core {proxy_core}, one worker, a fresh proxy for "
+                  "every run. "
+                  + (f"{nr} rounds, at each rate the peers run one after another; every figure is the "
+                     "median over the rounds, (min–max) in brackets. " if nr > 1 else "One round. ")
+                  + "CHP runs at the lowest rate only (it saturates at about 3–4k req/s). Latencies are "
+                  f"hey's, printed with 0.1 ms resolution. **hey is not open-loop**: each of its {hc} workers "
+                  "waits for its response before its next tick, so requests that would have been sent "
+                  "during a stall are never sent, and never measured (no coordinated-omission "
+                  "correction). **Its workers' tickers start together**, so requests leave in bursts of "
+                  f"up to {hc}, and the single-core client works through each burst serially: that "
+                  "queueing is in every latency here, for every peer; *backend direct* shows how much "
+                  "of it is the load side's. See the caveats.\n")
+        for rate, rows in fr.items():
+            d = dict(rows)
+            ng_p99 = d.get("nginx", {}).get("p99_ms")
+            ng_short = "nginx" in d and d["nginx"]["rps"] < SHORT * rate
+            trows = []
+            for p, r in rows:
+                achieved = r["rps"] / rate
+                mark = ""
+                if achieved < SHORT:
+                    mark = f" **⚠ {100 * achieved:.0f}% of target**"
+                    busy = r.get(f"cpu{load_core}_busy_pct") or 0
+                    warnings.append(f"fixedrate/{p} @{rate:,}/s: achieved {r['rps']:,.0f} req/s "
+                                    f"({100 * achieved:.0f}% of the target, median): not sustained"
+                                    + (f"; core {load_core} was {busy:.0f}% busy, so hey and the backend "
+                                       "may be the limit rather than the peer" if busy >= 95 else ""))
+                elif r["short_rounds"]:
+                    mark = f" (⚠ {r['short_rounds']}/{r['rounds']} rounds < 95%)"
+                    warnings.append(f"fixedrate/{p} @{rate:,}/s: {r['short_rounds']} of {r['rounds']} "
+                                    "rounds fell more than 5% short of the target rate")
+                if r.get("error_count"):
+                    warnings.append(f"fixedrate/{p} @{rate:,}/s: {r['error_count']} errors: "
+                                    + "; ".join(f"{k} ×{v}" for k, v in r["error_kinds"].items()))
+                if r.get("truncated"):
+                    warnings.append(f"fixedrate/{p} @{rate:,}/s: hey kept only the first 1,000,000 "
+                                    "latencies (shorten --duration)")
+                cpu = r.get("proxy_cpu_us_per_req")
+                if cpu is not None:
+                    cpu_cell = f"**{f(cpu, 1)}**{span(r, 'proxy_cpu_us_per_req', 1)}"
+                elif r.get("backend_cpu_us_per_req") is not None:
+                    cpu_cell = (f"*backend {f(r['backend_cpu_us_per_req'], 1)}*"
+                                f"{span(r, 'backend_cpu_us_per_req', 1)}")
+                else:
+                    cpu_cell = "—"
+                p99 = r.get("p99_ms")
+                trows.append([
+                    NAMES[p], f(r["rps"], 0) + span(r, "rps", 0) + mark,
+                    f(r.get("p50_ms"), 2), f(r.get("p90_ms"), 2),
+                    f"**{f(p99, 2)}**{span(r, 'p99_ms', 2)}",
+                    f(p99 / ng_p99, 2) + (" ⚠" if ng_short else "") if p99 and ng_p99 else "—",
+                    f(r.get("slowest_ms"), 1), cpu_cell, f(r.get("proxy_cpu_pct"), 0),
+                    f(r.get(f"cpu{load_core}_busy_pct"), 0),
+                    f(r.get("error_count", 0), 0) if r.get("error_count") else "0",
+                ])
+                if p99 and ng_p99:
+                    key_rows.setdefault(p, {}).setdefault("fr_p99", {})[rate] = (
+                        f(p99 / ng_p99, 2) + (" ⚠" if achieved < SHORT or ng_short else ""))
+            md.append(f"### {rate:,} req/s\n")
+            if "direct" in d and d["direct"]["rps"] < SHORT * rate:
+                md.append(f"**hey and the backend alone (*backend direct*) did not reach {rate:,} req/s "
+                          f"on core {load_core}: every row at this rate is limited by the load side, not "
+                          "only by the peer.**\n")
+            md.append(table(["peer", "achieved req/s", "p50 ms", "p90 ms", "p99 ms", "p99 ÷ nginx",
+                             "max ms", "CPU µs/req", "proxy CPU % core", f"core {load_core} busy %",
+                             "errors"], trows))
+            md.append("")
+        md.append(f"*achieved req/s* is hey's Requests/sec (finished requests ÷ run time; errors, if "
+                  "any, count too and are flagged); "
+                  f"**⚠** marks a peer that fell more than 5% short of the target rate: it could not "
+                  "sustain it, and its latencies are those of an overloaded, closed-loop run. *max ms* is "
+                  "hey's slowest request. *errors* = transport errors + non-200 responses, summed over the "
+                  f"rounds. *CPU µs/req* as in the throughput table (for *backend direct*: the backend's). "
+                  f"When *core {load_core} busy %* nears 100, the client side (hey + backend) adds latency "
+                  "for every peer alike.\n")
+
     # ---------------------------------------------------------------- routes
     rs = by_peer(results, "routes")
     floor = next((r for r in results if r.get("scenario") == "floor"), None)
     if rs:
         n = rs[0][1]["routes"]
+        nr = rs[0][1].get("rounds", 1)
         rows = []
         for p, r in rs:
             key_rows.setdefault(p, {}).update({
                 "ratio": r["rps_ratio"], "add_p99": r["add_p99_ms"], "getall": r["getall_median_ms"],
                 "rss_n": r["rss_kib_n_after_load"] / 1024})
+            rr = r.get("rps_ratio_rounds") or []
             rows.append([
-                NAMES[p], f(r["wrk1_rps"], 0), f(r["wrkn_rps"], 0), f"**{f(r['rps_ratio'], 2)}**",
-                f"{f(r['wrk1_proxy_cpu_us_per_req'], 1)} → {f(r['wrkn_proxy_cpu_us_per_req'], 1)}",
+                NAMES[p],
+                f(r["wrk1_rps"], 0) + rng_keys(r, "wrk1_rps", 0),
+                f(r["wrkn_rps"], 0) + rng_keys(r, "wrkn_rps", 0),
+                f"**{f(r['rps_ratio'], 2)}**" + (f" ({f(min(rr), 2)}–{f(max(rr), 2)})" if len(rr) > 1 else ""),
+                f(r["wrk1_proxy_cpu_us_per_req"], 1) + rng_keys(r, "wrk1_proxy_cpu_us_per_req", 1),
+                f(r["wrkn_proxy_cpu_us_per_req"], 1) + rng_keys(r, "wrkn_proxy_cpu_us_per_req", 1),
+                f(r.get("cpu_ratio"), 2),
                 f"{f(r['wrk1_p99_ms'], 2)} → {f(r['wrkn_p99_ms'], 2)}",
                 f"{f(r['load_seconds'], 1)} ({f(r['load_routes_per_s'], 0)}/s)",
                 f"**{f(r['add_p50_ms'], 3)}**", f"**{f(r['add_p99_ms'], 3)}**",
@@ -191,19 +349,26 @@ def main():
                 f(r["rss_kib_1"] / 1024, 1), f"**{f(r['rss_kib_n_after_load'] / 1024, 1)}**",
                 f(r["rss_kib_after_getall"] / 1024, 1),
             ])
-            for tag in ("1", "n"):
+            for tag, label in (("1", "1-route"), ("n", "N-route")):
                 e = (r.get(f"wrk{tag}_socket_errors") or 0) + (r.get(f"wrk{tag}_non2xx") or 0)
                 if e:
-                    warnings.append(f"routes/{p}: {e} wrk errors in the {tag}-route run")
-        md.append(f"## 2. Route scale ({n:,} routes)\n")
+                    warnings.append(f"routes/{p}: {e} wrk errors in the {label} runs")
+        md.append(f"## {sec}. Route scale ({n:,} routes)\n")
+        sec += 1
         md.append(f"Routes `/user/u<i>` → backend, loaded through the REST API "
                   f"({rs[0][1]['load_concurrency']} parallel keep-alive connections). wrk hits "
-                  f"`/user/u{n // 2}/x`: first with only the default route `/`, then with {n + 1:,} routes. "
-                  f"Then {rs[0][1]['add_count']:,} sequential `POST /api/routes/user/add<i>` on one "
+                  f"`/user/u{n // 2}/x` on two instances of the proxy started the same way, both on core "
+                  f"{proxy_core}: one keeps only its default route `/`, the other holds {n + 1:,} routes. "
+                  + (f"{nr} rounds alternate between them (1, N / N, 1 / …), each run after its own "
+                     "warm-up; req/s and CPU/req are medians, (min–max) in brackets, and *ratio* = median "
+                     "req/s at N routes ÷ median req/s at 1 route, with the per-round ratios in brackets. "
+                     if nr > 1 else "One round (one run each). ")
+                  + f"Then {rs[0][1]['add_count']:,} sequential `POST /api/routes/user/add<i>` on one "
                   f"keep-alive connection, then `GET /api/routes` ×{rs[0][1]['getall_reps']} (median).\n")
         md.append(table([
-            "peer", "req/s 1 route", f"req/s {n:,} routes", "ratio", "CPU µs/req 1 → N",
-            "p99 ms 1 → N", "load s (routes/s)", "add p50 ms", "add p99 ms", "GET all ms (median)",
+            "peer", "req/s 1 route", f"req/s {n:,} routes", "ratio", "CPU µs/req 1 route",
+            f"CPU µs/req {n:,} routes", "CPU/req ratio", "p99 ms 1 → N", "load s (routes/s)",
+            "add p50 ms", "add p99 ms", "GET all ms (median)",
             "RSS MiB 1 route", f"RSS MiB {n:,} routes", "RSS MiB after GET all"], rows))
         md.append("")
         if floor:
@@ -229,7 +394,8 @@ def main():
                 warnings.append(f"ws/{p}: only {r['established']} of {r['requested']} tunnels opened")
             if r["echo_ok"] < r["echo_sample"]:
                 warnings.append(f"ws/{p}: echo check {r['echo_ok']}/{r['echo_sample']}")
-        md.append("## 3. Idle WebSocket tunnels: proxy memory\n")
+        md.append(f"## {sec}. Idle WebSocket tunnels: proxy memory\n")
+        sec += 1
         md.append("Python asyncio client → proxy → Python asyncio RFC 6455 backend (101 with computed "
                   "Sec-WebSocket-Accept, then idle). VmRSS of the proxy (all processes) after a warm-up, "
                   "then after all tunnels are open and idle for 2 s; *KiB/tunnel* = ΔRSS ÷ tunnels. "
@@ -244,20 +410,50 @@ def main():
 
     if key_rows:
         n_routes = rs[0][1]["routes"] if rs else 0
-        rows = []
-        for p in ORDER:
-            k = key_rows.get(p)
-            if not k:
-                continue
-            rows.append([NAMES[p], f(k.get("cpu"), 1), f(k.get("cpu_best"), 2), f(k.get("rps"), 0),
-                         f(k.get("ratio"), 2), f(k.get("add_p99"), 3), f(k.get("getall"), 1),
-                         f(k.get("rss_n"), 1), f(k.get("kib_tunnel"), 2)])
-        summary = ["## Key figures\n", table([
-            "peer", "proxy CPU µs/req", "÷ best(nginx,HAProxy)", "req/s",
-            f"req/s ratio {n_routes:,} routes ÷ 1", f"add p99 ms @{n_routes:,}",
-            f"GET all ms @{n_routes:,}", f"RSS MiB @{n_routes:,} routes", "KiB / idle WS tunnel"], rows), ""]
+        rates = list(fr)
+        rate_label = " / ".join(f"{x // 1000}k" if x % 1000 == 0 else f"{x:,}" for x in rates)
+        # (header, cell) per column; only the columns of the scenarios that ran
+        cols = [("peer", lambda p, k: NAMES[p])]
+        if tp:
+            cols += [("proxy CPU µs/req", lambda p, k: f(k.get("cpu"), 1)),
+                     ("÷ best(nginx,HAProxy)", lambda p, k: f(k.get("cpu_best"), 2)),
+                     ("req/s", lambda p, k: f(k.get("rps"), 0))]
+        if rates:
+            cols += [(f"fixed-rate p99 ÷ nginx @ {rate_label} req/s",
+                      lambda p, k: " / ".join(k.get("fr_p99", {}).get(x, "—") for x in rates))]
+        if rs:
+            cols += [(f"req/s ratio {n_routes:,} routes ÷ 1", lambda p, k: f(k.get("ratio"), 2)),
+                     (f"add p99 ms @{n_routes:,}", lambda p, k: f(k.get("add_p99"), 3)),
+                     (f"GET all ms @{n_routes:,}", lambda p, k: f(k.get("getall"), 1)),
+                     (f"RSS MiB @{n_routes:,} routes", lambda p, k: f(k.get("rss_n"), 1))]
+        if ws:
+            cols += [("KiB / idle WS tunnel", lambda p, k: f(k.get("kib_tunnel"), 2))]
+        rows = [[cell(p, key_rows[p]) for _, cell in cols] for p in ORDER if key_rows.get(p)]
+        summary = ["## Key figures\n", table([h for h, _ in cols], rows), ""]
         at = md.index(next(x for x in md if x.startswith("## ")))
         md[at:at] = summary
+
+    # hypervisor steal: time a vCPU wanted to run but the host ran something else
+    steal_runs = []
+    for r in results:
+        sc = r.get("scenario")
+        runs = []
+        if sc in ("throughput", "fixedrate"):
+            tag = f"{sc}/{r['peer']}" + (f" @{r['target_rps']:,}/s" if sc == "fixedrate" else "")
+            runs = [(f"{tag} r{r.get('round', 1)}", r)]
+        elif sc == "routes":
+            for t, label in (("1", "1 route"), ("n", "N routes")):
+                runs += [(f"routes/{r['peer']} {label} r{i + 1}", x)
+                         for i, x in enumerate(r.get(f"wrk{t}_rounds") or [])]
+        for name, x in runs:
+            st = {k[3:-10]: v for k, v in x.items()
+                  if k.startswith("cpu") and k.endswith("_steal_pct") and v is not None}
+            worst = max(st.items(), key=lambda kv: kv[1], default=None)
+            if worst and worst[1] >= 5:
+                steal_runs.append(f"{name}: core {worst[0]} {worst[1]:.0f}%")
+    if steal_runs:
+        warnings.append(f"hypervisor steal ≥ 5% during {len(steal_runs)} measured run(s), whose figures "
+                        "are less trustworthy: " + "; ".join(steal_runs))
 
     md.append("## Warnings\n")
     md.append("\n".join(f"- {w}" for w in warnings) if warnings else "- none")
@@ -266,8 +462,16 @@ def main():
     md.append("- Loopback only, 2 cores, client and backend share one core: figures are for comparing "
               "the peers *with each other in this run*, not absolute capacity.\n"
               "- wrk is closed-loop (each connection waits for its response), so p99 under saturation "
-              "mostly reflects queueing; a fixed-rate p99 comparison needs an open-loop generator "
-              "(edgeload).\n"
+              "mostly reflects queueing.\n"
+              "- The fixed-rate runs use hey, which is rate-limited but still closed-loop: each of its "
+              "workers waits for its response, and of the ticks it misses meanwhile only one is sent "
+              "(late), the rest are dropped. Requests an open-loop client would have sent into a stall "
+              "are therefore never sent, and never measured: tail latency is not corrected for "
+              "coordinated omission. Well below saturation this "
+              "matters little; near saturation (and for ⚠ rows) it flatters p99. The workers' tickers "
+              "start together, so requests arrive in bursts (one per worker), which hey's single core "
+              "then works through serially: on this box that alone puts p50 near 2 ms at 2,000 req/s "
+              "even without a proxy (bench/README.md). Latencies are printed with 0.1 ms resolution. The open-loop edgeload tool (HdrHistogram) will replace hey.\n"
               "- Any other load on the machine shows up in the *core busy* columns and in the load "
               "averages above.")
     text = "\n".join(md) + "\n"

@@ -5,14 +5,17 @@
       --backend-url http://127.0.0.1:B --proxy-pids PID [--routes 100000] ...
   route_bench.py floor --port B [--count 1000]
 
-`scale`, against one freshly started proxy that has only its default route `/`:
-  1. wrk against /user/u<N/2>/x with 1 route (served by `/`)         -> req/s, CPU/req
-  2. load N routes /user/u<i> -> backend through the API, using
+`scale`, against two instances of the proxy started the same way, both with only their
+default route `/`: the main one (--port/--api-port) and a reference one (--one-port):
+  1. warm the main instance with wrk at 1 route (--warmup s), read its RSS
+  2. load N routes /user/u<i> -> backend into the main instance through the API, using
      several keep-alive connections in parallel (asyncio, raw HTTP/1.1)
-  3. wrk against /user/u<N/2>/x with N+1 routes                      -> req/s, ratio to 1.
+  3. --rounds rounds of wrk against /user/u<N/2>/x, alternating the reference instance
+     (1 route, served by `/`) and the main one (N+1 routes): 1,N / N,1 / 1,N ...
+     -> req/s and CPU/req, median and min-max each, ratio of the medians
   4. 1,000 sequential POSTs of new routes on one keep-alive connection -> p50/p99 ms
   5. GET /api/routes, 5 times                                         -> median ms, size
-  6. VmRSS of the proxy after 1 route, after N routes, after the GETs
+  6. VmRSS of the main instance at 1 route, after N routes and the wrk runs, after the GETs
 `floor` times the same sequential-POST loop against the plain backend
 (nginx `return 200`), i.e. the cost of the client and loopback alone.
 """
@@ -162,25 +165,61 @@ def get_all(port: int, token: str, reps: int) -> dict:
 # --------------------------------------------------------------------------- commands
 
 
+WRK_KEYS = ("rps", "p50_ms", "p99_ms", "proxy_cpu_us_per_req", "proxy_cpu_pct", "requests",
+            "socket_errors", "non2xx", "cpu0_busy_pct", "cpu1_busy_pct", "cpu0_steal_pct",
+            "cpu1_steal_pct")
+SUMMED = ("requests", "socket_errors", "non2xx")
+
+
+def summarize_rounds(runs: list[dict], tag: str) -> dict:
+    """wrk<tag>_<key>: median over the rounds (errors and requests summed), plus _min/_max for
+    req/s and CPU/req, and the per-round figures and outputs."""
+    out: dict = {}
+    for k in WRK_KEYS:
+        vals = [w[k] for w in runs if isinstance(w.get(k), (int, float))]
+        if not vals:
+            out[f"wrk{tag}_{k}"] = None
+            continue
+        out[f"wrk{tag}_{k}"] = sum(vals) if k in SUMMED else statistics.median(vals)
+        if k in ("rps", "proxy_cpu_us_per_req", "p99_ms"):
+            out[f"wrk{tag}_{k}_min"] = min(vals)
+            out[f"wrk{tag}_{k}_max"] = max(vals)
+    out[f"wrk{tag}_rounds"] = [{k: w.get(k) for k in WRK_KEYS} for w in runs]
+    out[f"wrk{tag}_outputs"] = [w["wrk_output"] for w in runs]
+    return out
+
+
 def cmd_scale(a):
     pids = common.parse_pids(a.proxy_pids)
+    one_pids = common.parse_pids(a.one_proxy_pids)
     backend = common.parse_pids(a.backend_pids)
-    res: dict = {"scenario": "routes", "peer": a.peer, "routes": a.routes}
+    res: dict = {"scenario": "routes", "peer": a.peer, "routes": a.routes, "rounds": a.rounds,
+                 "method": "two instances started the same way: 1 route vs N+1 routes, "
+                           "wrk alternating between them"}
     mid = a.routes // 2
-    url = f"http://127.0.0.1:{a.port}/user/u{mid}/x"
+    path = f"/user/u{mid}/x"
+    inst = {"1": (f"http://127.0.0.1:{a.one_port}{path}", one_pids),
+            "n": (f"http://127.0.0.1:{a.port}{path}", pids)}
 
-    def wrk(tag):
+    def wrk(tag, rnd):
+        url, ppids = inst[tag]
         if a.warmup > 0:
             common.run_wrk(url, duration=a.warmup, connections=a.connections, threads=a.threads,
                            core=a.core)
         w = common.run_wrk(url, duration=a.duration, connections=a.connections, threads=a.threads,
-                           core=a.core, proxy_pids=pids, backend_pids=backend)
-        log(f"{a.peer} {tag}: {w['rps']:.0f} req/s, p99 {w.get('p99_ms', 0):.2f} ms, "
-            f"{w['proxy_cpu_us_per_req']:.1f} us CPU/req")
+                           core=a.core, proxy_pids=ppids, backend_pids=backend)
+        label = "1 route" if tag == "1" else f"{a.routes + 1} routes"
+        errs = w["socket_errors"] + w["non2xx"]
+        steal = max(w.get("cpu0_steal_pct") or 0, w.get("cpu1_steal_pct") or 0)
+        log(f"{a.peer} r{rnd} {label:>14}: {w['rps']:.0f} req/s, p99 {w.get('p99_ms', 0):.2f} ms, "
+            f"{w['proxy_cpu_us_per_req']:.1f} us CPU/req" + (f", STEAL {steal:.0f}%" if steal >= 5 else "")
+            + (f", {errs} ERRORS" if errs else ""))
         return w
 
     res["rss_kib_1"] = common.rss_kib(pids)
-    w1 = wrk("1 route")
+    if a.warmup > 0:   # the main instance serves traffic at 1 route before loading, as it used to
+        common.run_wrk(inst["n"][0], duration=a.warmup, connections=a.connections,
+                       threads=a.threads, core=a.core)
     res["rss_kib_1_after_load"] = common.rss_kib(pids)
 
     log(f"{a.peer}: loading {a.routes} routes over {a.load_concurrency} connections ...")
@@ -193,8 +232,23 @@ def cmd_scale(a):
         raise SystemExit(f"{bad} route POSTs failed: {res['load_statuses']}")
     res["rss_kib_n"] = common.rss_kib(pids)
 
-    wn = wrk(f"{a.routes + 1} routes")
+    runs: dict[str, list[dict]] = {"1": [], "n": []}
+    for rnd in range(1, a.rounds + 1):
+        for tag in (("1", "n") if rnd % 2 else ("n", "1")):
+            runs[tag].append(wrk(tag, rnd))
     res["rss_kib_n_after_load"] = common.rss_kib(pids)
+    res["rss_kib_1_instance"] = common.rss_kib(one_pids)
+    for tag in ("1", "n"):
+        res.update(summarize_rounds(runs[tag], tag))
+    res["rps_ratio"] = res["wrkn_rps"] / res["wrk1_rps"]
+    res["cpu_ratio"] = res["wrkn_proxy_cpu_us_per_req"] / res["wrk1_proxy_cpu_us_per_req"]
+    # per-round paired ratios (N-route run / 1-route run of the same round): their spread
+    res["rps_ratio_rounds"] = [n["rps"] / o["rps"] for o, n in zip(runs["1"], runs["n"])]
+    res["cpu_ratio_rounds"] = [n["proxy_cpu_us_per_req"] / o["proxy_cpu_us_per_req"]
+                               for o, n in zip(runs["1"], runs["n"])]
+    log(f"{a.peer}: req/s N/1 = {res['rps_ratio']:.3f} (ratio of medians over {a.rounds} round(s); "
+        f"per round {min(res['rps_ratio_rounds']):.3f}-{max(res['rps_ratio_rounds']):.3f}), "
+        f"CPU/req N/1 = {res['cpu_ratio']:.3f}")
 
     adds = sequential_posts(a.api_port, a.token, a.adds, a.backend_url, "/api/routes/user/add")
     res.update({f"add_{k}": v for k, v in adds.items()})
@@ -207,14 +261,6 @@ def cmd_scale(a):
         f" median {res['getall_median_ms']:.1f} ms")
     res["rss_kib_after_getall"] = common.rss_kib(pids)
     res["hwm_kib"] = common.hwm_kib(pids)
-
-    for tag, w in (("1", w1), ("n", wn)):
-        for k in ("rps", "p50_ms", "p99_ms", "proxy_cpu_us_per_req", "proxy_cpu_pct", "requests",
-                  "socket_errors", "non2xx", "cpu0_busy_pct", "cpu1_busy_pct"):
-            res[f"wrk{tag}_{k}"] = w.get(k)
-        res[f"wrk{tag}_output"] = w["wrk_output"]
-    res["rps_ratio"] = wn["rps"] / w1["rps"]
-    res["cpu_ratio"] = wn["proxy_cpu_us_per_req"] / w1["proxy_cpu_us_per_req"]
     common.emit(res, a.out)
 
 
@@ -237,6 +283,10 @@ def main():
     p.add_argument("--token", required=True)
     p.add_argument("--backend-url", required=True)
     p.add_argument("--proxy-pids", required=True)
+    p.add_argument("--one-port", type=int, required=True,
+                   help="proxy port of the reference instance that keeps only its default route")
+    p.add_argument("--one-proxy-pids", required=True)
+    p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--backend-pids", default="")
     p.add_argument("--routes", type=int, default=100_000)
     p.add_argument("--adds", type=int, default=1000)
