@@ -201,22 +201,9 @@ pub async fn accept_loop(
             life.open.fetch_add(1, Ordering::AcqRel);
             let _open = OpenGuard(&life);
             proxy.metrics.open_connections.increment(1.0);
-            match (io, tls) {
-                (Accepted::Tcp(s), None) => serve(s, addr, false, role, &proxy, &life).await,
-                (Accepted::Unix(s), None) => serve(s, addr, false, role, &proxy, &life).await,
-                (Accepted::Tcp(s), Some(tls)) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(s)).await
-                {
-                    Ok(Ok(s)) => serve(s, addr, true, role, &proxy, &life).await,
-                    Ok(Err(e)) => tracing::debug!("TLS handshake failed: {e}"),
-                    Err(_) => tracing::debug!("TLS handshake timed out"),
-                },
-                (Accepted::Unix(s), Some(tls)) => {
-                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(s)).await {
-                        Ok(Ok(s)) => serve(s, addr, true, role, &proxy, &life).await,
-                        Ok(Err(e)) => tracing::debug!("TLS handshake failed: {e}"),
-                        Err(_) => tracing::debug!("TLS handshake timed out"),
-                    }
-                }
+            match io {
+                Accepted::Tcp(s) => serve_maybe_tls(s, tls, addr, role, &proxy, &life).await,
+                Accepted::Unix(s) => serve_maybe_tls(s, tls, addr, role, &proxy, &life).await,
             }
             proxy.metrics.open_connections.decrement(1.0);
             drop(permit);
@@ -237,6 +224,27 @@ async fn accept(listener: &Listener) -> io::Result<(Accepted, Option<IpAddr>)> {
             Ok((Accepted::Tcp(s), Some(addr.ip())))
         }
         Listener::Unix(l, _) => Ok((Accepted::Unix(l.accept().await?.0), None)),
+    }
+}
+
+/// Completes the TLS handshake first, within a bounded time, when the listener has TLS.
+async fn serve_maybe_tls<IO>(
+    io: IO,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    addr: Option<IpAddr>,
+    role: Role,
+    proxy: &Arc<Proxy>,
+    life: &Lifecycle,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Some(tls) = tls else {
+        return serve(io, addr, false, role, proxy, life).await;
+    };
+    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(io)).await {
+        Ok(Ok(s)) => serve(s, addr, true, role, proxy, life).await,
+        Ok(Err(e)) => tracing::debug!("TLS handshake failed: {e}"),
+        Err(_) => tracing::debug!("TLS handshake timed out"),
     }
 }
 

@@ -145,34 +145,27 @@ fn broken_tls_files_stop_startup_with_a_clear_error() {
     let dir = scratch_dir("tls-bad");
     let bad = dir.join("bad.pem");
     std::fs::write(&bad, "not a certificate").unwrap();
-    let (code, out) = run_to_exit(&[
-        "--port",
-        &free_port().to_string(),
-        "--api-port",
-        &free_port().to_string(),
-        "--ssl-key",
-        bad.to_str().unwrap(),
-        "--ssl-cert",
-        bad.to_str().unwrap(),
-    ]);
+    let enc = dir.join("enc.key");
+    let encrypted = "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n";
+    std::fs::write(&enc, encrypted).unwrap();
+    let start = |key: &std::path::Path, cert: &std::path::Path| {
+        let (port, api) = (free_port().to_string(), free_port().to_string());
+        let (key, cert) = (key.to_str().unwrap(), cert.to_str().unwrap());
+        run_to_exit(&[
+            "--port",
+            &port,
+            "--api-port",
+            &api,
+            "--ssl-key",
+            key,
+            "--ssl-cert",
+            cert,
+        ])
+    };
+    let (code, out) = start(&bad, &bad);
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("bad.pem"), "names the file: {out}");
-    let enc = dir.join("enc.key");
-    std::fs::write(
-        &enc,
-        "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n",
-    )
-    .unwrap();
-    let (code, out) = run_to_exit(&[
-        "--port",
-        &free_port().to_string(),
-        "--api-port",
-        &free_port().to_string(),
-        "--ssl-key",
-        enc.to_str().unwrap(),
-        "--ssl-cert",
-        bad.to_str().unwrap(),
-    ]);
+    let (code, out) = start(&enc, &bad);
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("encrypted"), "{out}");
 }

@@ -403,6 +403,36 @@ impl Upstream {
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .unwrap();
         let target = format!("http://{}", listener.local_addr().unwrap());
+        Self::serve(TestListener::Tcp(listener), None, target, route_key, handler)
+    }
+
+    /// An echo upstream on a UNIX socket; `target` is its `http+unix://` URL.
+    pub fn echo_unix(route_key: &str, path: &Path) -> Upstream {
+        let _ = std::fs::remove_file(path);
+        let listener = runtime()
+            .block_on(async { tokio::net::UnixListener::bind(path) })
+            .unwrap();
+        let target = format!("http+unix://{}", path.to_str().unwrap().replace('/', "%2F"));
+        Self::serve(TestListener::Unix(listener), None, target, route_key, None)
+    }
+
+    /// An echo upstream behind TLS (the acceptor decides about client certificates).
+    pub fn echo_tls(route_key: &str, acceptor: tokio_rustls::TlsAcceptor, host: &str) -> Upstream {
+        let listener = runtime()
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let target = format!("https://{host}:{}", listener.local_addr().unwrap().port());
+        Self::serve(TestListener::Tcp(listener), Some(acceptor), target, route_key, None)
+    }
+
+    /// Accepts on `listener` in the background and answers every connection.
+    fn serve(
+        listener: TestListener,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        target: String,
+        route_key: &str,
+        handler: Option<Handler>,
+    ) -> Upstream {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let state = Arc::new(UpstreamState {
             target: target.clone(),
@@ -412,60 +442,26 @@ impl Upstream {
         });
         let task = runtime().spawn(async move {
             loop {
-                let Ok((s, _)) = listener.accept().await else { continue };
-                tokio::spawn(serve_upstream(s, state.clone()));
-            }
-        });
-        Upstream { target, seen, task }
-    }
-
-    /// An echo upstream on a UNIX socket; `target` is its `http+unix://` URL.
-    pub fn echo_unix(route_key: &str, path: &Path) -> Upstream {
-        let _ = std::fs::remove_file(path);
-        let listener = runtime()
-            .block_on(async { tokio::net::UnixListener::bind(path) })
-            .unwrap();
-        let encoded: String = path.to_str().unwrap().replace('/', "%2F");
-        let target = format!("http+unix://{encoded}");
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let state = Arc::new(UpstreamState {
-            target: target.clone(),
-            key: route_key.to_owned(),
-            handler: None,
-            seen: seen.clone(),
-        });
-        let task = runtime().spawn(async move {
-            loop {
-                let Ok((s, _)) = listener.accept().await else { continue };
-                tokio::spawn(serve_upstream(s, state.clone()));
-            }
-        });
-        Upstream { target, seen, task }
-    }
-
-    /// An echo upstream behind TLS (the acceptor decides about client certificates).
-    pub fn echo_tls(route_key: &str, acceptor: tokio_rustls::TlsAcceptor, host: &str) -> Upstream {
-        let listener = runtime()
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let target = format!("https://{host}:{}", listener.local_addr().unwrap().port());
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let state = Arc::new(UpstreamState {
-            target: target.clone(),
-            key: route_key.to_owned(),
-            handler: None,
-            seen: seen.clone(),
-        });
-        let task = runtime().spawn(async move {
-            loop {
-                let Ok((s, _)) = listener.accept().await else { continue };
-                let acceptor = acceptor.clone();
-                let state = state.clone();
-                tokio::spawn(async move {
-                    if let Ok(tls) = acceptor.accept(s).await {
-                        serve_upstream(tls, state).await;
+                let (state, tls) = (state.clone(), tls.clone());
+                match &listener {
+                    TestListener::Tcp(l) => {
+                        let Ok((s, _)) = l.accept().await else { continue };
+                        tokio::spawn(async move {
+                            match tls {
+                                Some(acceptor) => {
+                                    if let Ok(s) = acceptor.accept(s).await {
+                                        serve_upstream(s, state).await;
+                                    }
+                                }
+                                None => serve_upstream(s, state).await,
+                            }
+                        });
                     }
-                });
+                    TestListener::Unix(l) => {
+                        let Ok((s, _)) = l.accept().await else { continue };
+                        tokio::spawn(serve_upstream(s, state));
+                    }
+                }
             }
         });
         Upstream { target, seen, task }
@@ -484,6 +480,11 @@ impl Upstream {
     pub fn requests(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
+}
+
+enum TestListener {
+    Tcp(tokio::net::TcpListener),
+    Unix(tokio::net::UnixListener),
 }
 
 struct UpstreamState {
