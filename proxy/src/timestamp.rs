@@ -101,7 +101,8 @@ fn split_offset(time: &str) -> Option<(&str, i64)> {
         Some(i) => {
             let sign = if &time[i..=i] == "-" { -1 } else { 1 };
             let off = time[i + 1..].replace(':', "");
-            if off.len() != 4 {
+            // Checked before slicing: a non-ASCII offset must not split a character.
+            if off.len() != 4 || !off.is_ascii() {
                 return None;
             }
             let hours: i64 = parse_digits(&off[..2], 2)?;
@@ -186,6 +187,9 @@ mod tests {
             ("2026-02-30", None),
             ("2026-11-21T25:00Z", None),
             ("2026-11-21T10:29:55.Z", None),
+            ("2026-11-21T10:29+aé1", None),
+            ("2026-11-21T10:29:55+é:é", None),
+            ("é", None),
         ];
         for (input, want) in cases {
             assert_eq!(parse_iso(input), want, "parsing {input:?}");

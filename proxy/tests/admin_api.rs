@@ -243,6 +243,10 @@ fn inactive_since_filters_strictly_older_routes() {
         Vec::<String>::new(),
         "equal timestamp is excluded"
     );
+    // A non-ASCII offset once split a character while being sliced: 400, and the API lives on.
+    let r = p.api("GET", "/api/routes?inactive_since=2026-11-21T10:29%2Ba%C3%A91", None);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(p.api("GET", "/api/routes", None).status, 200);
     for bad in ["garbage", "endoftheuniverse"] {
         let r = p.api("GET", &format!("/api/routes?inactive_since={bad}"), None);
         assert_eq!(
