@@ -11,8 +11,8 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::header::{CONTENT_TYPE, HeaderValue};
-use http::{Request, Response, StatusCode};
+use http::header::{CONNECTION, CONTENT_TYPE, HeaderValue};
+use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 
 use crate::Proxy;
@@ -36,12 +36,32 @@ pub async fn handle(
     client: Arc<ClientInfo>,
     req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Abort> {
-    match proxy.settings.timeout {
+    let keep_alive = asks_for_keep_alive(&req);
+    let mut resp = match proxy.settings.timeout {
         Some(limit) => tokio::time::timeout(limit, handle_request(&proxy, &client, req))
             .await
-            .map_err(|_| Abort("client inactive for longer than --timeout"))?,
-        None => handle_request(&proxy, &client, req).await,
+            .map_err(|_| Abort("client inactive for longer than --timeout"))??,
+        None => handle_request(&proxy, &client, req).await?,
+    };
+    // CHP states keep-alive explicitly (chp-spec §5.4, §13.2 case 15); HTTP/1.1 implies it, but
+    // clients and tests written against CHP look for the header.
+    if keep_alive && !resp.headers().contains_key(CONNECTION) {
+        resp.headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("keep-alive"));
     }
+    Ok(resp)
+}
+
+/// An HTTP/1.1 request that neither upgrades nor asks to close. (HTTP/2 forbids the header, and
+/// hyper already answers HTTP/1.0 keep-alive itself.)
+fn asks_for_keep_alive(req: &Request<Incoming>) -> bool {
+    req.version() == Version::HTTP_11
+        && !is_upgrade(req)
+        && !req
+            .headers()
+            .get_all(CONNECTION)
+            .iter()
+            .any(|v| v.as_bytes().windows(5).any(|w| w.eq_ignore_ascii_case(b"close")))
 }
 
 async fn handle_request(

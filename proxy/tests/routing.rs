@@ -219,6 +219,27 @@ fn upstream_statuses_and_redirects_pass_through_untouched() {
 }
 
 #[test]
+fn error_pages_keep_the_connection_alive_and_close_when_asked() {
+    let p = Edgeproxy::start(&[]);
+    let r = request(p.public(), "GET", "/nope", &[], None);
+    assert_eq!(
+        (r.status, r.header("connection")),
+        (404, Some("close")),
+        "the client asked to close"
+    );
+    let mut s = std::net::TcpStream::connect(p.public()).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    std::io::Write::write_all(&mut s, b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut buf = [0u8; 4096];
+    let n = std::io::Read::read(&mut s, &mut buf).unwrap();
+    let head = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+    assert!(
+        head.starts_with("http/1.1 404") && head.contains("connection: keep-alive"),
+        "{head}"
+    );
+}
+
+#[test]
 fn keep_alive_connection_serves_many_requests() {
     use std::io::{BufRead, BufReader, Read, Write};
     let up = Upstream::echo("/");
@@ -247,7 +268,7 @@ fn keep_alive_connection_serves_many_requests() {
                 connection = Some(v.trim().to_owned());
             }
         }
-        assert_ne!(connection.as_deref(), Some("close"));
+        assert_eq!(connection.as_deref(), Some("keep-alive"), "stated, as CHP does");
         let mut body = vec![0; len];
         reader.read_exact(&mut body).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
