@@ -16,6 +16,7 @@ use crate::headers::location::rewrite_location;
 use crate::request_path::{join_paths, strip_segments};
 use crate::route_table::Route;
 use crate::target::Target;
+use crate::upstream::UpstreamError;
 
 /// Why a request could not be forwarded; the pipeline turns it into an error page.
 #[derive(Debug, thiserror::Error)]
@@ -57,13 +58,7 @@ pub async fn forward_http(
         },
     );
 
-    let sending = proxy.upstream.send(target, upstream_req);
-    let (resp, conn) = match proxy.settings.proxy_timeout {
-        Some(limit) => tokio::time::timeout(limit, sending)
-            .await
-            .map_err(|_| crate::upstream::UpstreamError::ResponseTimeout(target.authority().to_owned()))??,
-        None => sending.await?,
-    };
+    let (resp, conn) = within_proxy_timeout(proxy, target, proxy.upstream.send(target, upstream_req)).await?;
 
     let (mut parts, body) = resp.into_parts();
     remove_hop_by_hop(&mut parts.headers);
@@ -103,6 +98,20 @@ pub async fn forward_http(
 
 /// Turns the client's request head into the upstream's: path per prepend-path/include-prefix,
 /// hop-by-hop headers removed, `X-Forwarded-*`, `Host`, custom headers, HTTP/1.1.
+/// Waits for an upstream's response head, at most `--proxy-timeout` when one is set.
+pub async fn within_proxy_timeout<T>(
+    proxy: &Proxy,
+    target: &Target,
+    waiting: impl Future<Output = Result<T, UpstreamError>>,
+) -> Result<T, UpstreamError> {
+    match proxy.settings.proxy_timeout {
+        Some(limit) => tokio::time::timeout(limit, waiting)
+            .await
+            .map_err(|_| UpstreamError::ResponseTimeout(target.authority().to_owned()))?,
+        None => waiting.await,
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 pub fn upstream_parts(
     proxy: &Proxy,

@@ -36,12 +36,13 @@ pub async fn handle(
     client: Arc<ClientInfo>,
     req: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Abort> {
-    let keep_alive = asks_for_keep_alive(&req);
+    let upgrade = is_upgrade(&req);
+    let keep_alive = !upgrade && asks_for_keep_alive(&req);
     let mut resp = match proxy.settings.timeout {
-        Some(limit) => tokio::time::timeout(limit, handle_request(&proxy, &client, req))
+        Some(limit) => tokio::time::timeout(limit, handle_request(&proxy, &client, req, upgrade))
             .await
             .map_err(|_| Abort("client inactive for longer than --timeout"))??,
-        None => handle_request(&proxy, &client, req).await?,
+        None => handle_request(&proxy, &client, req, upgrade).await?,
     };
     // CHP states keep-alive explicitly (chp-spec §5.4, §13.2 case 15); HTTP/1.1 implies it, but
     // clients and tests written against CHP look for the header.
@@ -52,11 +53,10 @@ pub async fn handle(
     Ok(resp)
 }
 
-/// An HTTP/1.1 request that neither upgrades nor asks to close. (HTTP/2 forbids the header, and
+/// An HTTP/1.1 request that does not ask to close (upgrades are excluded by the caller). (HTTP/2 forbids the header, and
 /// hyper already answers HTTP/1.0 keep-alive itself.)
 fn asks_for_keep_alive(req: &Request<Incoming>) -> bool {
     req.version() == Version::HTTP_11
-        && !is_upgrade(req)
         && !req
             .headers()
             .get_all(CONNECTION)
@@ -68,9 +68,9 @@ async fn handle_request(
     proxy: &Arc<Proxy>,
     client: &ClientInfo,
     req: Request<Incoming>,
+    upgrade: bool,
 ) -> Result<Response<ResponseBody>, Abort> {
     let started = proxy.metrics.is_enabled().then(Instant::now);
-    let upgrade = is_upgrade(&req);
 
     // 1. Health check: exact request-target, any method, not for upgrades.
     if !upgrade && req.uri().path_and_query().map(|pq| pq.as_str()) == Some(HEALTH_PATH) {

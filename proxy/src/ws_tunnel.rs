@@ -29,10 +29,11 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::Proxy;
 use crate::body::{RequestBody, ResponseBody, UpstreamBody};
-use crate::forward::{ForwardError, upstream_parts};
+use crate::forward::{ForwardError, upstream_parts, within_proxy_timeout};
 use crate::headers::forwarded::ClientInfo;
 use crate::route_table::Route;
 use crate::target::Target;
+use crate::upstream::UpstreamError;
 
 /// Whether a request asks for a protocol upgrade at all (any `Upgrade` header).
 pub fn is_upgrade(req: &Request<Incoming>) -> bool {
@@ -65,13 +66,12 @@ pub async fn forward_upgrade(
     // A tunnel holds its upstream connection for good, so it never comes from the pool.
     let mut sender = proxy.upstream.connect(target).await?;
     let sending = sender.send_request(Request::from_parts(parts, RequestBody::Empty));
-    let mut resp = match proxy.settings.proxy_timeout {
-        Some(limit) => tokio::time::timeout(limit, sending)
+    let answered = async {
+        sending
             .await
-            .map_err(|_| crate::upstream::UpstreamError::ResponseTimeout(target.authority().to_owned()))?,
-        None => sending.await,
-    }
-    .map_err(|e| crate::upstream::UpstreamError::Http(target.authority().to_owned(), e))?;
+            .map_err(|e| UpstreamError::Http(target.authority().to_owned(), e))
+    };
+    let mut resp = within_proxy_timeout(proxy, target, answered).await?;
 
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         // The upstream refused the upgrade: relay its answer, then close (chp-spec §8).
