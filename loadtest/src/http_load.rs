@@ -1,0 +1,302 @@
+//! An HTTP load run: worker threads (one single-threaded tokio runtime each, so a request never
+//! crosses threads), each with its own [`Recorder`]; a collector on the calling thread that merges
+//! intervals into the [`Timeline`] and prints progress; totals merged at the end into a
+//! [`Report`].
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value, json};
+use tokio::time::error::Elapsed;
+
+use crate::error_kind::ErrorKind;
+use crate::process_stats::CpuMeter;
+use crate::progress::Progress;
+use crate::recorder::{CounterId, Layout, Recorder, RunClock, Series, SeriesId, Totals};
+use crate::report::{LoadModelKind, Report};
+use crate::request_plan::{PreparedRequest, RequestPlan};
+use crate::schedule::{ArrivalRate, Schedule};
+use crate::timeline::Timeline;
+use crate::{closed_loop, open_loop};
+
+/// Latency from the intended send time to the end of the response (open mode only).
+pub const CORRECTED: Series = Series {
+    name: "corrected",
+    description: "from the intended send time to the last byte of the response (corrected for coordinated omission)",
+};
+/// Latency from the actual send time to the end of the response.
+pub const SERVICE_TIME: Series = Series {
+    name: "service_time",
+    description: "from the actual send time to the last byte of the response (uncorrected)",
+};
+
+/// Closed mode: one series, and the count of requests sent.
+pub const CLOSED_LAYOUT: Layout = Layout {
+    series: &[SERVICE_TIME],
+    counters: &["sent"],
+};
+/// Open mode: corrected latency first (the one to quote), service time beside it.
+pub const OPEN_LAYOUT: Layout = Layout {
+    series: &[CORRECTED, SERVICE_TIME],
+    counters: &["sent", "late", "missed"],
+};
+/// Requests sent (a response or a transport error followed).
+pub const SENT: CounterId = CounterId(0);
+/// Open mode: slots sent more than `late_after` after their intended time.
+pub const LATE: CounterId = CounterId(1);
+/// Open mode: slots intended before the end of the run but never sent.
+pub const MISSED: CounterId = CounterId(2);
+
+/// How load is applied.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LoadModel {
+    /// `connections` connections send back to back.
+    Closed { connections: usize },
+    /// Requests follow `rate`; at most `max_connections` connections (all workers together).
+    Open {
+        rate: ArrivalRate,
+        max_connections: usize,
+        /// A slot sent later than this after its intended time counts as late.
+        late_after: Duration,
+    },
+}
+
+/// Everything an HTTP run needs, validated.
+#[derive(Debug, Clone)]
+pub struct LoadPlan {
+    pub requests: Arc<RequestPlan>,
+    pub model: LoadModel,
+    /// Worker threads, each with its own runtime.
+    pub threads: usize,
+    /// Discarded from the totals (still shown in the time series).
+    pub warmup: Duration,
+    /// The measured window.
+    pub duration: Duration,
+    /// Per request, connect included.
+    pub timeout: Duration,
+}
+
+impl LoadPlan {
+    pub fn layout(&self) -> Layout {
+        match self.model {
+            LoadModel::Closed { .. } => CLOSED_LAYOUT,
+            LoadModel::Open { .. } => OPEN_LAYOUT,
+        }
+    }
+
+    /// The load parameters, for reports.
+    pub fn parameters(&self) -> Map<String, Value> {
+        let mut p = Map::new();
+        match self.model {
+            LoadModel::Closed { connections } => {
+                p.insert("connections".into(), connections.into());
+            }
+            LoadModel::Open {
+                rate,
+                max_connections,
+                late_after,
+            } => {
+                let (from, to) = match rate {
+                    ArrivalRate::Constant(r) => (r, r),
+                    ArrivalRate::Ramp { from, to } => (from, to),
+                };
+                p.insert("rate_from".into(), json!(from));
+                p.insert("rate_to".into(), json!(to));
+                p.insert("max_connections".into(), max_connections.into());
+                p.insert("late_after_ms".into(), json!(late_after.as_secs_f64() * 1e3));
+            }
+        }
+        p.insert("threads".into(), self.threads.into());
+        p.insert("timeout_ms".into(), json!(self.timeout.as_secs_f64() * 1e3));
+        p.insert("method".into(), self.requests.method.clone().into());
+        p.insert("keep_alive".into(), self.requests.keep_alive.into());
+        p.insert("http_version".into(), self.requests.version.label().into());
+        p
+    }
+}
+
+/// Why a run could not take place.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot start worker thread {index}: {error}")]
+    Worker { index: usize, error: std::io::Error },
+    #[error("worker thread {index} panicked")]
+    WorkerPanicked { index: usize },
+}
+
+/// What a worker thread shares with its connection tasks.
+pub struct Worker {
+    pub index: usize,
+    pub plan: Arc<RequestPlan>,
+    pub clock: RunClock,
+    pub timeout: Duration,
+    recorder: RefCell<Recorder>,
+    service_series: SeriesId,
+    next: Cell<usize>,
+}
+
+impl Worker {
+    /// The next request of the URL list (round-robin; workers start at different offsets).
+    pub fn next_request(&self) -> &PreparedRequest {
+        &self.plan.requests[self.next_request_index()]
+    }
+
+    pub fn next_request_index(&self) -> usize {
+        let i = self.next.get();
+        self.next.set((i + 1) % self.plan.requests.len());
+        i
+    }
+
+    pub fn count(&self, counter: CounterId, started: Instant, at: Instant) {
+        self.recorder.borrow_mut().count(counter, 1, started, at);
+    }
+
+    /// Records one exchange. `intended` is the scheduled send time (open mode), `started` the
+    /// actual one. Responses of any status have their latency recorded; 4xx/5xx also count as
+    /// errors. Transport errors and timeouts are errors only.
+    pub fn record_exchange(
+        &self,
+        intended: Option<Instant>,
+        started: Instant,
+        done: Instant,
+        result: Result<Result<u16, ErrorKind>, Elapsed>,
+    ) {
+        let mut rec = self.recorder.borrow_mut();
+        let origin = intended.unwrap_or(started);
+        rec.count(SENT, 1, origin, done);
+        match result {
+            Ok(Ok(status)) => {
+                if let Some(intended) = intended {
+                    rec.record(SeriesId(0), done - intended, intended, done);
+                }
+                rec.record(self.service_series, done - started, origin, done);
+                if let Some(kind) = ErrorKind::from_status(status) {
+                    rec.record_error(kind, origin, done);
+                }
+            }
+            Ok(Err(kind)) => rec.record_error(kind, origin, done),
+            Err(_) => rec.record_error(ErrorKind::Timeout, origin, done),
+        }
+    }
+}
+
+/// How often workers hand over their interval even when idle.
+const TICK: Duration = Duration::from_millis(200);
+
+/// Runs the load and returns its report. Blocks the calling thread (the collector) until the
+/// run is over: warm-up + duration + at most one `timeout` for requests in flight.
+pub fn run(plan: &LoadPlan, mut progress: Progress) -> Result<Report, RunError> {
+    let layout = plan.layout();
+    let threads = plan.threads.max(1);
+    let cpu = CpuMeter::start();
+    let clock = RunClock::starting_now(plan.warmup, plan.duration);
+    let (tx, rx) = mpsc::channel();
+    let mut handles = Vec::with_capacity(threads);
+    for index in 0..threads {
+        let plan = plan.clone();
+        let tx = tx.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("edgeload-{index}"))
+            .spawn(move || worker_thread(index, threads, &plan, clock, tx))
+            .map_err(|error| RunError::Worker { index, error })?;
+        handles.push(handle);
+    }
+    drop(tx);
+    let mut timeline = Timeline::new(layout, clock, threads);
+    progress.start(layout, clock);
+    // The channel closes when every worker has finished and dropped its recorder.
+    for snap in rx {
+        let n = timeline.absorb(snap);
+        progress.show(&timeline.rows()[timeline.rows().len() - n..]);
+    }
+    let n = timeline.finish();
+    progress.show(&timeline.rows()[timeline.rows().len() - n..]);
+    progress.finish();
+    let mut totals = Totals::empty(layout);
+    for (index, h) in handles.into_iter().enumerate() {
+        let worker_totals = h
+            .join()
+            .map_err(|_| RunError::WorkerPanicked { index })?
+            .map_err(|error| RunError::Worker { index, error })?;
+        totals.merge(&worker_totals);
+    }
+    let generator = cpu.finish(threads);
+    let model = match plan.model {
+        LoadModel::Closed { .. } => LoadModelKind::Closed,
+        LoadModel::Open { .. } => LoadModelKind::Open,
+    };
+    let mut report = Report::new("http", model, layout, &clock, totals, timeline.into_rows(), generator);
+    report.parameters = plan.parameters();
+    report.targets = plan.requests.requests.iter().map(|r| r.url.clone()).collect();
+    report.targets.dedup();
+    report
+        .environment_extra
+        .insert("keep_alive".into(), plan.requests.keep_alive.into());
+    report
+        .environment_extra
+        .insert("http_version".into(), plan.requests.version.label().into());
+    report.environment_extra.insert("tls".into(), false.into());
+    if let LoadModel::Open { .. } = plan.model {
+        let missed = report.totals.counters[MISSED.0];
+        if missed > 0 {
+            report.warnings.push(format!(
+                "{missed} scheduled requests were never sent: the connection limit (--max-connections) or the \
+                 generator could not keep up, so the requested rate was not offered"
+            ));
+        }
+    }
+    Ok(report)
+}
+
+fn worker_thread(
+    index: usize,
+    threads: usize,
+    plan: &LoadPlan,
+    clock: RunClock,
+    tx: mpsc::Sender<crate::recorder::IntervalSnapshot>,
+) -> std::io::Result<Totals> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let layout = plan.layout();
+    let worker = Rc::new(Worker {
+        index,
+        plan: plan.requests.clone(),
+        clock,
+        timeout: plan.timeout,
+        recorder: RefCell::new(Recorder::new(index, layout, clock, Some(tx))),
+        service_series: SeriesId(layout.series.len() - 1),
+        next: Cell::new(index % plan.requests.requests.len()),
+    });
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async {
+        let ticker = {
+            let worker = worker.clone();
+            tokio::task::spawn_local(async move {
+                loop {
+                    tokio::time::sleep(TICK).await;
+                    worker.recorder.borrow_mut().tick(Instant::now());
+                }
+            })
+        };
+        match plan.model {
+            LoadModel::Closed { connections } => {
+                let share = connections / threads + usize::from(index < connections % threads);
+                closed_loop::run(worker.clone(), share).await;
+            }
+            LoadModel::Open {
+                rate,
+                max_connections,
+                late_after,
+            } => {
+                let schedule = Schedule::new(rate, plan.warmup, plan.duration);
+                let share = (max_connections / threads + usize::from(index < max_connections % threads)).max(1);
+                open_loop::run(worker.clone(), schedule, threads, share, late_after).await;
+            }
+        }
+        ticker.abort();
+    });
+    drop(local);
+    Ok(worker.recorder.borrow_mut().finish())
+}

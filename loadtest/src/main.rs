@@ -1,0 +1,117 @@
+//! `edgeload`: parse the command line, run the subcommand, print and write reports.
+//!
+//! Exit codes: 0 after a run (whatever the server answered: read the report), 1 when the run
+//! could not take place or a report could not be written, 2 for bad usage.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use loadtest::cli::{Cli, Command, CompareArgs, HttpArgs, ServeArgs, parse_target};
+use loadtest::compare::{self, Target};
+use loadtest::http_load::{self, LoadModel};
+use loadtest::progress::Progress;
+use loadtest::report::{LoadModelKind, text};
+use loadtest::serve;
+
+// The generator allocates per request (hyper's request and response objects); mimalloc's
+// thread-local free lists keep that cheap, as in edgeproxy.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let result = match cli.command {
+        Command::Http(args) => http(args),
+        Command::Compare(args) => compare(args),
+        Command::Serve(args) => serve(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("edgeload: {e:#}");
+            ExitCode::from(if e.is::<loadtest::cli::ConfigError>() { 2 } else { 1 })
+        }
+    }
+}
+
+fn model_kind(model: &LoadModel) -> LoadModelKind {
+    match model {
+        LoadModel::Closed { .. } => LoadModelKind::Closed,
+        LoadModel::Open { .. } => LoadModelKind::Open,
+    }
+}
+
+fn http(args: HttpArgs) -> anyhow::Result<()> {
+    let urls = args.all_urls()?;
+    let plan = args.load.to_plan(urls)?;
+    let progress = Progress::new(!args.load.quiet, model_kind(&plan.model));
+    let report = http_load::run(&plan, progress).context("load run failed")?;
+    print!("{}", text::render(&report));
+    args.output.files().write(&report)?;
+    Ok(())
+}
+
+fn compare(args: CompareArgs) -> anyhow::Result<()> {
+    let mut targets = Vec::new();
+    for t in &args.targets {
+        let (name, url) = parse_target(t)?;
+        let plan = args.load.to_plan(vec![url.clone()])?;
+        targets.push(Target { name, url, plan });
+    }
+    if args.rounds == 0 {
+        return Err(loadtest::cli::ConfigError::Invalid {
+            flag: "--rounds",
+            value: "0".into(),
+            expected: "expected at least 1",
+        }
+        .into());
+    }
+    let comparison = compare::run(&targets, args.rounds, !args.load.quiet).context("comparison failed")?;
+    print!("{}", comparison.render_text());
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&comparison.to_json())?;
+        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = std::sync::Arc::new(args.config()?);
+    let runtime = if args.threads == 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(args.threads)
+            .enable_all()
+            .build()
+    }
+    .context("cannot start the runtime")?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
+            .await
+            .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
+        println!("edgeload serve: listening on http://{}", listener.local_addr()?);
+        let counters = std::sync::Arc::new(serve::ServerCounters::default());
+        serve::serve(listener, config, counters.clone(), async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await;
+        println!(
+            "edgeload serve: {} requests on {} connections",
+            counters.requests(),
+            counters.connections()
+        );
+        anyhow::Ok(())
+    })
+}

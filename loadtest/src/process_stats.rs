@@ -1,0 +1,168 @@
+//! CPU time and memory of a process, read from `/proc` (Linux).
+//!
+//! The generator reports its own CPU use so that a reader can tell when the client, not the
+//! server, was the bottleneck; tests read a child's RSS to check that memory stays flat.
+
+use std::io;
+use std::time::Duration;
+
+/// `/proc/<pid>/stat` counts CPU time in clock ticks of `USER_HZ`, which Linux fixes at 100 for
+/// user space on every architecture, hence a 10 ms resolution.
+const USER_HZ: u64 = 100;
+
+/// User plus system CPU time consumed so far by process `pid` ("self" for this one).
+pub fn cpu_time(pid: &str) -> io::Result<Duration> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    parse_cpu_ticks(&text)
+        .map(|ticks| Duration::from_millis(ticks * 1000 / USER_HZ))
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("unexpected /proc/{pid}/stat format"),
+            )
+        })
+}
+
+/// utime + stime (fields 14 and 15) from a `/proc/<pid>/stat` line. The command name (field 2)
+/// may contain spaces and parentheses, so fields are counted from its closing parenthesis.
+pub fn parse_cpu_ticks(stat: &str) -> Option<u64> {
+    let after_comm = &stat[stat.rfind(')')? + 1..];
+    let mut fields = after_comm.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some(utime + stime)
+}
+
+/// Resident set size and its peak, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Memory {
+    pub rss_bytes: u64,
+    pub peak_rss_bytes: u64,
+}
+
+/// Memory of process `pid` ("self" for this one).
+pub fn memory(pid: &str) -> io::Result<Memory> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    parse_memory(&text)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, format!("no VmRSS in /proc/{pid}/status")))
+}
+
+/// `VmRSS` and `VmHWM` from `/proc/<pid>/status` (values in kB).
+pub fn parse_memory(status: &str) -> Option<Memory> {
+    let kb = |key: &str| -> Option<u64> {
+        let line = status.lines().find(|l| l.starts_with(key))?;
+        line[key.len()..]
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse::<u64>()
+            .ok()
+    };
+    let rss = kb("VmRSS:")?;
+    Some(Memory {
+        rss_bytes: rss * 1024,
+        peak_rss_bytes: kb("VmHWM:").unwrap_or(rss) * 1024,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_ticks_survive_odd_command_names() {
+        let stat = "4242 (my (weird) prog) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 30 0 0 20 0 3 0 1 2 3";
+        assert_eq!(parse_cpu_ticks(stat), Some(280));
+        assert_eq!(parse_cpu_ticks("garbage"), None);
+    }
+
+    #[test]
+    fn memory_fields_are_read_in_kib() {
+        let status = "Name:\tedgeload\nVmHWM:\t   20480 kB\nVmRSS:\t   10240 kB\n";
+        assert_eq!(
+            parse_memory(status),
+            Some(Memory {
+                rss_bytes: 10 << 20,
+                peak_rss_bytes: 20 << 20
+            })
+        );
+        assert_eq!(parse_memory("Name: x\n"), None);
+    }
+
+    #[test]
+    fn this_process_can_be_measured() {
+        assert!(memory("self").unwrap().rss_bytes > 0);
+        cpu_time("self").unwrap();
+    }
+}
+
+/// The generator's own CPU use over a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GeneratorUsage {
+    /// User + system CPU time of the whole process, in seconds.
+    pub cpu_seconds: f64,
+    pub wall_seconds: f64,
+    /// Worker threads (the cores the load can use at most).
+    pub threads: usize,
+    /// CPUs this process may run on.
+    pub cpus_usable: usize,
+    /// `cpu_seconds / wall_seconds / min(threads, cpus_usable)`: 1.0 means every core the
+    /// generator could use was busy.
+    pub busy_fraction: f64,
+    pub peak_rss_bytes: u64,
+}
+
+/// Above this busy fraction the generator may be what limits the measured throughput.
+pub const BUSY_WARNING: f64 = 0.70;
+
+impl GeneratorUsage {
+    /// A warning when the generator's cores were busy enough to be the bottleneck.
+    pub fn warning(&self) -> Option<String> {
+        (self.busy_fraction > BUSY_WARNING).then(|| {
+            format!(
+                "the load generator used {:.0}% of the {} core(s) it can use (above {:.0}%): it may be the \
+                 bottleneck; add --threads, or run it on other cores than the server",
+                self.busy_fraction * 100.0,
+                self.threads.min(self.cpus_usable),
+                BUSY_WARNING * 100.0
+            )
+        })
+    }
+}
+
+/// Measures this process's CPU time from `start` to `finish`.
+pub struct CpuMeter {
+    cpu: Option<Duration>,
+    wall: std::time::Instant,
+}
+
+impl CpuMeter {
+    pub fn start() -> CpuMeter {
+        CpuMeter {
+            cpu: cpu_time("self").ok(),
+            wall: std::time::Instant::now(),
+        }
+    }
+
+    pub fn finish(self, threads: usize) -> GeneratorUsage {
+        let wall_seconds = self.wall.elapsed().as_secs_f64();
+        let cpu_seconds = match (self.cpu, cpu_time("self").ok()) {
+            (Some(a), Some(b)) => b.saturating_sub(a).as_secs_f64(),
+            _ => 0.0,
+        };
+        let cpus_usable = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let cores = threads.min(cpus_usable).max(1) as f64;
+        GeneratorUsage {
+            cpu_seconds,
+            wall_seconds,
+            threads,
+            cpus_usable,
+            busy_fraction: if wall_seconds > 0.0 {
+                cpu_seconds / wall_seconds / cores
+            } else {
+                0.0
+            },
+            peak_rss_bytes: memory("self").map_or(0, |m| m.peak_rss_bytes),
+        }
+    }
+}

@@ -1,0 +1,303 @@
+//! The requests a load sends, prepared once: URLs parsed, host names resolved, header maps and
+//! bodies built, so that issuing a request costs a few reference-count increments.
+//!
+//! Several URLs are sent round-robin. Each distinct `host:port` is an [`Origin`] with its own
+//! connections. Names are resolved once, before the run, so DNS is never part of a latency.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+
+use bytes::Bytes;
+use http::header::{CONNECTION, HOST, USER_AGENT};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri};
+use http_body_util::Full;
+
+/// HTTP version spoken on every connection of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpVersion {
+    Http1,
+    /// HTTP/2 with prior knowledge (h2c) over plain TCP.
+    Http2,
+}
+
+impl HttpVersion {
+    pub fn label(self) -> &'static str {
+        match self {
+            HttpVersion::Http1 => "HTTP/1.1",
+            HttpVersion::Http2 => "HTTP/2",
+        }
+    }
+}
+
+/// What to send, as given on the command line.
+#[derive(Debug, Clone)]
+pub struct RequestSpec {
+    pub urls: Vec<String>,
+    pub method: String,
+    /// `Name: value` lines.
+    pub headers: Vec<String>,
+    pub body: Bytes,
+    pub version: HttpVersion,
+    /// Reuse connections (default); without it every request opens a new connection and asks
+    /// the server to close it (`Connection: close` on HTTP/1.1).
+    pub keep_alive: bool,
+}
+
+/// Why the requests could not be prepared. Each message names the offending input.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("no URL given: pass one or more URLs, or --urls-file FILE")]
+    NoUrls,
+    #[error("invalid URL {url:?}: {reason}")]
+    BadUrl { url: String, reason: String },
+    #[error("URL {url:?}: only http:// is supported (TLS is not implemented yet)")]
+    UnsupportedScheme { url: String },
+    #[error("cannot resolve {host:?} (from URL {url:?}): {reason}")]
+    Resolve { url: String, host: String, reason: String },
+    #[error("invalid header {header:?}: {reason}; expected \"Name: value\"")]
+    BadHeader { header: String, reason: String },
+    #[error("invalid method {method:?}: {reason}")]
+    BadMethod { method: String, reason: String },
+}
+
+/// A server address that connections are opened to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// `host:port` as written in the URL.
+    pub authority: String,
+    pub addr: SocketAddr,
+}
+
+/// One request, ready to send.
+#[derive(Debug, Clone)]
+pub struct PreparedRequest {
+    /// Index into [`RequestPlan::origins`].
+    pub origin: usize,
+    pub url: String,
+    method: Method,
+    /// Origin-form (`/path?q`) for HTTP/1.1, absolute form for HTTP/2 (`:authority`).
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl PreparedRequest {
+    /// A request to send; clones share the prepared URI, header values and body.
+    pub fn build(&self) -> Request<Full<Bytes>> {
+        let mut req = Request::new(Full::new(self.body.clone()));
+        *req.method_mut() = self.method.clone();
+        *req.uri_mut() = self.uri.clone();
+        *req.headers_mut() = self.headers.clone();
+        if self.uri.scheme().is_some() {
+            *req.version_mut() = http::Version::HTTP_2;
+        }
+        req
+    }
+}
+
+/// Everything a run sends.
+#[derive(Debug, Clone)]
+pub struct RequestPlan {
+    pub origins: Vec<Origin>,
+    pub requests: Vec<PreparedRequest>,
+    pub version: HttpVersion,
+    pub keep_alive: bool,
+    pub method: String,
+}
+
+impl RequestPlan {
+    pub fn new(spec: &RequestSpec) -> Result<RequestPlan, PlanError> {
+        if spec.urls.is_empty() {
+            return Err(PlanError::NoUrls);
+        }
+        let method = Method::from_bytes(spec.method.as_bytes()).map_err(|e| PlanError::BadMethod {
+            method: spec.method.clone(),
+            reason: e.to_string(),
+        })?;
+        let mut common = HeaderMap::new();
+        for line in &spec.headers {
+            let (name, value) = parse_header(line)?;
+            common.append(name, value);
+        }
+        if !common.contains_key(USER_AGENT) {
+            common.insert(
+                USER_AGENT,
+                HeaderValue::from_static(concat!("edgeload/", env!("CARGO_PKG_VERSION"))),
+            );
+        }
+        if !spec.keep_alive && spec.version == HttpVersion::Http1 {
+            common.insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        let mut origins: Vec<Origin> = Vec::new();
+        let mut requests = Vec::with_capacity(spec.urls.len());
+        for url in &spec.urls {
+            let (uri, authority) = parse_url(url)?;
+            let origin = match origins.iter().position(|o| o.authority == authority) {
+                Some(i) => i,
+                None => {
+                    origins.push(Origin {
+                        addr: resolve(url, &authority)?,
+                        authority: authority.clone(),
+                    });
+                    origins.len() - 1
+                }
+            };
+            let mut headers = common.clone();
+            let uri = match spec.version {
+                HttpVersion::Http2 => uri,
+                HttpVersion::Http1 => {
+                    if !headers.contains_key(HOST) {
+                        let host = HeaderValue::from_str(&authority).map_err(|e| PlanError::BadUrl {
+                            url: url.clone(),
+                            reason: e.to_string(),
+                        })?;
+                        headers.insert(HOST, host);
+                    }
+                    let pq = uri.path_and_query().map_or("/", |p| p.as_str());
+                    pq.parse().map_err(|e: http::uri::InvalidUri| PlanError::BadUrl {
+                        url: url.clone(),
+                        reason: e.to_string(),
+                    })?
+                }
+            };
+            requests.push(PreparedRequest {
+                origin,
+                url: url.clone(),
+                method: method.clone(),
+                uri,
+                headers,
+                body: spec.body.clone(),
+            });
+        }
+        Ok(RequestPlan {
+            origins,
+            requests,
+            version: spec.version,
+            keep_alive: spec.keep_alive,
+            method: method.to_string(),
+        })
+    }
+}
+
+/// Parses an absolute `http://` URL; returns it and its `host:port` (port 80 when absent).
+fn parse_url(url: &str) -> Result<(Uri, String), PlanError> {
+    let bad = |reason: &str| PlanError::BadUrl {
+        url: url.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let uri: Uri = url.parse().map_err(|e: http::uri::InvalidUri| bad(&e.to_string()))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some(_) => return Err(PlanError::UnsupportedScheme { url: url.to_owned() }),
+        None => return Err(bad("expected an absolute URL such as http://127.0.0.1:8080/")),
+    }
+    let auth = uri.authority().ok_or_else(|| bad("no host"))?;
+    if auth.host().is_empty() {
+        return Err(bad("no host"));
+    }
+    let authority = format!("{}:{}", auth.host(), auth.port_u16().unwrap_or(80));
+    // Make sure the path is at least "/" so every request line is well formed.
+    let uri = if uri.path_and_query().is_none_or(|p| p.as_str().is_empty()) {
+        format!("http://{authority}/")
+            .parse()
+            .map_err(|e: http::uri::InvalidUri| bad(&e.to_string()))?
+    } else {
+        uri
+    };
+    Ok((uri, authority))
+}
+
+fn resolve(url: &str, authority: &str) -> Result<SocketAddr, PlanError> {
+    let err = |reason: String| PlanError::Resolve {
+        url: url.to_owned(),
+        host: authority.to_owned(),
+        reason,
+    };
+    // IPv6 literals come bracketed from the URL, which ToSocketAddrs does not accept.
+    let lookup = authority.replace(['[', ']'], "");
+    let (host, port) = lookup.rsplit_once(':').ok_or_else(|| err("no port".into()))?;
+    let port: u16 = port.parse().map_err(|_| err("bad port".into()))?;
+    (host, port)
+        .to_socket_addrs()
+        .map_err(|e| err(e.to_string()))?
+        .next()
+        .ok_or_else(|| err("no address".into()))
+}
+
+fn parse_header(line: &str) -> Result<(HeaderName, HeaderValue), PlanError> {
+    let bad = |reason: String| PlanError::BadHeader {
+        header: line.to_owned(),
+        reason,
+    };
+    let (name, value) = line.split_once(':').ok_or_else(|| bad("no ':'".into()))?;
+    let name = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|e| bad(e.to_string()))?;
+    let value = HeaderValue::from_str(value.trim()).map_err(|e| bad(e.to_string()))?;
+    Ok((name, value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(urls: &[&str]) -> RequestSpec {
+        RequestSpec {
+            urls: urls.iter().map(|u| u.to_string()).collect(),
+            method: "GET".into(),
+            headers: vec!["X-Test: 1".into()],
+            body: Bytes::new(),
+            version: HttpVersion::Http1,
+            keep_alive: true,
+        }
+    }
+
+    #[test]
+    fn urls_group_by_origin_and_keep_their_paths() {
+        let plan = RequestPlan::new(&spec(&[
+            "http://127.0.0.1:9000/a?x=1",
+            "http://127.0.0.1:9000",
+            "http://127.0.0.1:9001/b",
+        ]))
+        .unwrap();
+        assert_eq!(plan.origins.len(), 2);
+        let origins: Vec<_> = plan.requests.iter().map(|r| r.origin).collect();
+        assert_eq!(origins, vec![0, 0, 1]);
+        let req = plan.requests[0].build();
+        assert_eq!(req.uri(), "/a?x=1");
+        assert_eq!(req.headers()["host"], "127.0.0.1:9000");
+        assert_eq!(req.headers()["x-test"], "1");
+        assert_eq!(plan.requests[1].build().uri(), "/");
+    }
+
+    #[test]
+    fn http2_keeps_the_absolute_form_and_no_keepalive_asks_to_close() {
+        let mut s = spec(&["http://127.0.0.1:9000/p"]);
+        s.version = HttpVersion::Http2;
+        let req = RequestPlan::new(&s).unwrap().requests[0].build();
+        assert_eq!(req.uri(), "http://127.0.0.1:9000/p");
+        let mut s = spec(&["http://127.0.0.1:9000/p"]);
+        s.keep_alive = false;
+        let req = RequestPlan::new(&s).unwrap().requests[0].build();
+        assert_eq!(req.headers()["connection"], "close");
+    }
+
+    #[test]
+    fn bad_input_is_named_in_the_error() {
+        let cases: &[(&[&str], &str, &str)] = &[
+            (&[], "", "no URL"),
+            (&["https://example.com/"], "", "only http://"),
+            (&["/relative"], "", "\"/relative\""),
+            (&["http://127.0.0.1:1/"], "Bad Header", "\"Bad Header\""),
+            (&["http://127.0.0.1:1/"], "Name: \u{7}", "invalid header"),
+        ];
+        for (urls, header, want) in cases {
+            let mut s = spec(urls);
+            if !header.is_empty() {
+                s.headers = vec![header.to_string()];
+            }
+            let e = RequestPlan::new(&s).unwrap_err().to_string();
+            assert!(e.contains(want), "{urls:?} {header:?}: {e}");
+        }
+        let mut s = spec(&["http://127.0.0.1:1/"]);
+        s.method = "GE T".into();
+        assert!(RequestPlan::new(&s).unwrap_err().to_string().contains("\"GE T\""));
+    }
+}

@@ -1,0 +1,104 @@
+//! The closed model against the test server: counts agree with the server's own, keep-alive and
+//! HTTP/2 behave as asked.
+
+mod support;
+
+use support::*;
+
+#[test]
+fn closed_mode_counts_match_the_servers_count() {
+    let srv = server(ServeConfig::default());
+    let r = run_http("closed", &[&srv.url("/"), "-c", "4", "-t", "2", "-d", "1s", "-w", "0s"]);
+    assert_eq!(r["load_model"], "closed");
+    let sent = counter(&r, "sent");
+    assert!(sent > 100, "{r:#}");
+    assert_eq!(sent, srv.counters.requests(), "edgeload's count vs the server's");
+    assert_eq!(r["latency"]["service_time"]["count"].as_u64(), Some(sent));
+    assert_eq!(
+        srv.counters.connections(),
+        4,
+        "keep-alive: one connection per client connection"
+    );
+    assert_eq!(r["errors"]["total"], 0);
+}
+
+#[test]
+fn no_keepalive_opens_a_connection_per_request() {
+    let srv = server(ServeConfig::default());
+    let r = run_http(
+        "nokeepalive",
+        &[
+            &srv.url("/"),
+            "-c",
+            "2",
+            "-t",
+            "1",
+            "-d",
+            "0.5s",
+            "-w",
+            "0s",
+            "--no-keepalive",
+        ],
+    );
+    let sent = counter(&r, "sent");
+    assert!(sent > 20, "{r:#}");
+    assert_eq!(srv.counters.requests(), sent);
+    assert_eq!(srv.counters.connections(), sent);
+    assert_eq!(r["environment"]["keep_alive"], false);
+    assert_eq!(r["errors"]["total"], 0, "{r:#}");
+}
+
+#[test]
+fn http2_runs_and_is_recorded() {
+    let srv = server(ServeConfig::default());
+    let r = run_http(
+        "h2",
+        &[&srv.url("/"), "-c", "3", "-t", "1", "-d", "0.5s", "-w", "0s", "--http2"],
+    );
+    let sent = counter(&r, "sent");
+    assert!(sent > 20, "{r:#}");
+    assert_eq!(srv.counters.requests(), sent);
+    assert_eq!(srv.counters.connections(), 3);
+    assert_eq!(r["environment"]["http_version"], "HTTP/2");
+    assert_eq!(r["errors"]["total"], 0, "{r:#}");
+}
+
+#[test]
+fn methods_headers_bodies_and_url_lists_are_sent() {
+    let srv = server(ServeConfig::default());
+    let dir = scratch_dir("url-list");
+    let list = dir.join("urls.txt");
+    std::fs::write(
+        &list,
+        format!("# two paths\n{}\n\n{}\n", srv.url("/a"), srv.url("/status/404")),
+    )
+    .unwrap();
+    let r = run_http(
+        "urls",
+        &[
+            "--urls-file",
+            list.to_str().unwrap(),
+            "-c",
+            "1",
+            "-d",
+            "0.5s",
+            "-w",
+            "0s",
+            "-m",
+            "POST",
+            "-H",
+            "X-Test: yes",
+            "--body",
+            "hello",
+        ],
+    );
+    let sent = counter(&r, "sent");
+    let not_found = error_count(&r, "status_404");
+    // One connection, strict round-robin over the two URLs.
+    assert!(
+        sent > 10 && not_found.abs_diff(sent / 2) <= 1,
+        "{sent} sent, {not_found} 404s"
+    );
+    assert_eq!(r["parameters"]["method"], "POST");
+    assert_eq!(r["targets"].as_array().unwrap().len(), 2);
+}
