@@ -10,6 +10,7 @@ use hyper::body::Incoming;
 
 use crate::Proxy;
 use crate::body::{RequestBody, ResponseBody, UpstreamBody};
+use crate::deadline::{Deadline, Elapsed};
 use crate::headers::forwarded::{ClientInfo, add_forwarded, request_host};
 use crate::headers::hop_by_hop::remove_hop_by_hop;
 use crate::headers::location::rewrite_location;
@@ -58,7 +59,9 @@ pub async fn forward_http(
         },
     );
 
-    let (resp, conn) = within_proxy_timeout(proxy, target, proxy.upstream.send(target, upstream_req)).await?;
+    let (resp, conn) = within_proxy_timeout(proxy, proxy.upstream.send(target, upstream_req))
+        .await
+        .map_err(|Elapsed| UpstreamError::ResponseTimeout(target.authority().to_owned()))??;
 
     let (mut parts, body) = resp.into_parts();
     remove_hop_by_hop(&mut parts.headers);
@@ -96,22 +99,15 @@ pub async fn forward_http(
     Ok(Response::from_parts(parts, body))
 }
 
-/// Turns the client's request head into the upstream's: path per prepend-path/include-prefix,
-/// hop-by-hop headers removed, `X-Forwarded-*`, `Host`, custom headers, HTTP/1.1.
 /// Waits for an upstream's response head, at most `--proxy-timeout` when one is set.
-pub async fn within_proxy_timeout<T>(
-    proxy: &Proxy,
-    target: &Target,
-    waiting: impl Future<Output = Result<T, UpstreamError>>,
-) -> Result<T, UpstreamError> {
-    match proxy.settings.proxy_timeout {
-        Some(limit) => tokio::time::timeout(limit, waiting)
-            .await
-            .map_err(|_| UpstreamError::ResponseTimeout(target.authority().to_owned()))?,
-        None => waiting.await,
-    }
+///
+/// A plain function returning the combinator, not an `async fn`: that would hold `waiting` twice.
+pub fn within_proxy_timeout<F: Future>(proxy: &Proxy, waiting: F) -> Deadline<F> {
+    Deadline::new(proxy.settings.proxy_timeout, waiting)
 }
 
+/// Turns the client's request head into the upstream's: path per prepend-path/include-prefix,
+/// hop-by-hop headers removed, `X-Forwarded-*`, `Host`, custom headers, HTTP/1.1.
 #[allow(clippy::too_many_arguments)]
 pub fn upstream_parts(
     proxy: &Proxy,

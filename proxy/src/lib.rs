@@ -7,6 +7,7 @@
 pub mod admin_api;
 pub mod body;
 pub mod cli;
+pub mod deadline;
 pub mod error_page;
 pub mod forward;
 pub mod headers;

@@ -85,7 +85,9 @@ struct IdleConnection {
 
 #[derive(Default)]
 struct IdlePool {
-    by_key: HashMap<Arc<str>, Vec<IdleConnection>>,
+    // Keyed by targets the admin API set, not by client input, so a fixed-seed fast hash is safe;
+    // SipHash showed up in profiles at two lookups per request.
+    by_key: HashMap<Arc<str>, Vec<IdleConnection>, foldhash::fast::FixedState>,
     last_sweep: Option<Instant>,
 }
 
@@ -162,7 +164,10 @@ impl Upstream {
                 },
             }
         }
-        let mut sender = self.connect(target).await?;
+        // Boxed: the connect future (TCP, TLS, handshake) is ten times the size of the rest, and
+        // inline it would be moved around with every request's future although pooled requests
+        // never run it.
+        let mut sender = Box::pin(self.connect(target)).await?;
         let resp = sender
             .send_request(req)
             .await

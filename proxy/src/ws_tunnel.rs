@@ -29,6 +29,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::Proxy;
 use crate::body::{RequestBody, ResponseBody, UpstreamBody};
+use crate::deadline::Elapsed;
 use crate::forward::{ForwardError, upstream_parts, within_proxy_timeout};
 use crate::headers::forwarded::ClientInfo;
 use crate::route_table::Route;
@@ -71,7 +72,9 @@ pub async fn forward_upgrade(
             .await
             .map_err(|e| UpstreamError::Http(target.authority().to_owned(), e))
     };
-    let mut resp = within_proxy_timeout(proxy, target, answered).await?;
+    let mut resp = within_proxy_timeout(proxy, answered)
+        .await
+        .map_err(|Elapsed| UpstreamError::ResponseTimeout(target.authority().to_owned()))??;
 
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         // The upstream refused the upgrade: relay its answer, then close (chp-spec §8).
