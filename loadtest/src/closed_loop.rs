@@ -5,7 +5,8 @@
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use crate::http_conn::exchange;
+use crate::error_kind::ErrorKind;
+use crate::http_conn::{Connection, exchange};
 use crate::http_load::Worker;
 
 /// After a failed connect a connection waits this long before trying again, so a refused port
@@ -25,7 +26,11 @@ pub async fn run(worker: Rc<Worker>, connections: usize) {
 async fn connection_loop(worker: Rc<Worker>) {
     let plan = &worker.plan;
     let end = worker.clock.end;
-    let mut slots: Vec<Option<crate::http_conn::Connection>> = plan.origins.iter().map(|_| None).collect();
+    let mut slots: Vec<Option<Connection>> = plan.origins.iter().map(|_| None).collect();
+    // One timer for the connection's whole life, re-armed only when it fires early (see below),
+    // instead of a timer registered and cancelled for every request.
+    let timer = tokio::time::sleep(worker.timeout);
+    tokio::pin!(timer);
     loop {
         let started = Instant::now();
         if started >= end {
@@ -33,21 +38,31 @@ async fn connection_loop(worker: Rc<Worker>) {
         }
         let req = worker.next_request();
         let slot = &mut slots[req.origin];
-        let result = tokio::time::timeout(
-            worker.timeout,
-            exchange(slot, &plan.origins[req.origin], plan.version, plan.keep_alive, req),
-        )
-        .await;
-        if result.is_err() {
+        let deadline = started + worker.timeout;
+        let result = {
+            let work = exchange(slot, &plan.origins[req.origin], plan.version, plan.keep_alive, req);
+            tokio::pin!(work);
+            loop {
+                tokio::select! {
+                    biased;
+                    r = &mut work => break r,
+                    // The timer is never later than this request's deadline (it was armed for an
+                    // earlier request's), so when it fires the request may still have time left:
+                    // then re-arm it for this request's deadline and keep waiting.
+                    () = &mut timer => {
+                        if Instant::now() >= deadline {
+                            break Err(ErrorKind::Timeout);
+                        }
+                        timer.as_mut().reset(deadline.into());
+                    }
+                }
+            }
+        };
+        if result == Err(ErrorKind::Timeout) {
             *slot = None;
         }
         let done = Instant::now();
-        let connect_failed = matches!(
-            result,
-            Ok(Err(
-                crate::error_kind::ErrorKind::ConnectRefused | crate::error_kind::ErrorKind::ConnectFailed
-            ))
-        );
+        let connect_failed = matches!(result, Err(ErrorKind::ConnectRefused | ErrorKind::ConnectFailed));
         worker.record_exchange(None, started, done, result);
         if connect_failed {
             tokio::time::sleep(CONNECT_RETRY_PAUSE).await;

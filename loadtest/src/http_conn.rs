@@ -1,93 +1,175 @@
-//! One client connection (hyper 1, HTTP/1.1 or HTTP/2 prior knowledge) and one request/response
-//! exchange on a connection slot, with the outcome reduced to a status code or an [`ErrorKind`].
+//! One client connection and one request/response exchange on a connection slot, with the
+//! outcome reduced to a status code or an [`ErrorKind`].
 //!
-//! Connections are driven on the worker's own single-threaded runtime; the response body is read
-//! to the end and discarded frame by frame, never collected.
+//! HTTP/1.1 takes a lean path: the request was serialized once ([`PreparedRequest::head`]), so
+//! sending is one `write` of shared bytes; the response head is parsed in place with `httparse`
+//! and its body is delimited and skipped ([`crate::h1_wire`]), never collected. No allocation per
+//! request, one task per connection. This is what lets one core out-run wrk. HTTP/2 (prior
+//! knowledge) goes through hyper's client connection, whose driver runs in a task of its own.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::{http1, http2};
+use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::error_kind::ErrorKind;
+use crate::h1_wire::{ChunkedDecoder, Framing, parse_head};
 use crate::request_plan::{HttpVersion, Origin, PreparedRequest};
+
+/// Initial read buffer of an HTTP/1.1 connection, and the free space kept before each read.
+const READ_CHUNK: usize = 8 * 1024;
 
 /// An open connection to one origin.
 pub struct Connection {
-    sender: Sender,
-    /// Whether a request has completed on it: a failure before the first byte of a reused
-    /// connection is the server's idle close, not an error of the request.
+    protocol: Protocol,
+    /// Whether a request has completed on it: a failure before the first response byte on a
+    /// reused connection is the server's idle close, not an error of the request.
     reused: bool,
 }
 
-enum Sender {
-    H1(http1::SendRequest<Full<Bytes>>),
+enum Protocol {
+    H1 { stream: TcpStream, buf: Vec<u8> },
     H2(http2::SendRequest<Full<Bytes>>),
 }
 
+/// Why an exchange failed, and whether any response byte had arrived.
+enum SendError {
+    /// Nothing came back (the request may not even have been written): on a reused connection,
+    /// the server had closed it while idle.
+    NoResponse(ErrorKind),
+    Failed(ErrorKind),
+}
+
 impl Connection {
-    /// Connects (TCP_NODELAY on) and performs the HTTP handshake.
+    /// Connects (TCP_NODELAY on) and, for HTTP/2, performs the handshake.
     pub async fn open(origin: &Origin, version: HttpVersion) -> Result<Connection, ErrorKind> {
         let stream = TcpStream::connect(origin.addr)
             .await
             .map_err(|e| ErrorKind::from_connect(&e))?;
         let _ = stream.set_nodelay(true);
-        let io = TokioIo::new(stream);
-        let sender = match version {
-            HttpVersion::Http1 => {
-                let (sender, conn) = http1::handshake(io).await.map_err(|e| ErrorKind::from_hyper(&e))?;
-                tokio::task::spawn_local(async move {
-                    let _ = conn.await;
-                });
-                Sender::H1(sender)
-            }
+        let protocol = match version {
+            HttpVersion::Http1 => Protocol::H1 {
+                stream,
+                buf: Vec::with_capacity(READ_CHUNK),
+            },
             HttpVersion::Http2 => {
-                let (sender, conn) = http2::handshake(TokioExecutor::new(), io)
+                let (sender, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
                     .await
                     .map_err(|e| ErrorKind::from_hyper(&e))?;
                 tokio::task::spawn_local(async move {
                     let _ = conn.await;
                 });
-                Sender::H2(sender)
+                Protocol::H2(sender)
             }
         };
-        Ok(Connection { sender, reused: false })
+        Ok(Connection {
+            protocol,
+            reused: false,
+        })
     }
 
-    /// Sends `req`, reads the whole response body, returns the status code.
-    async fn send(&mut self, req: &PreparedRequest) -> Result<u16, SendError> {
-        let response = match &mut self.sender {
-            Sender::H1(s) => {
-                s.ready().await.map_err(SendError::NotReady)?;
-                s.send_request(req.build()).await
-            }
-            Sender::H2(s) => {
-                s.ready().await.map_err(SendError::NotReady)?;
-                s.send_request(req.build()).await
-            }
-        }
-        .map_err(|e| SendError::Failed(ErrorKind::from_hyper(&e)))?;
-        let status = response.status().as_u16();
-        let mut body = response.into_body();
-        while let Some(frame) = body.frame().await {
-            frame.map_err(|e| SendError::Failed(ErrorKind::from_hyper(&e)))?;
-        }
+    /// Sends `req` and reads the whole response; returns the status and whether the connection
+    /// can carry another request.
+    async fn send(&mut self, req: &PreparedRequest) -> Result<(u16, bool), SendError> {
+        let result = match &mut self.protocol {
+            Protocol::H1 { stream, buf } => send_h1(stream, buf, req).await,
+            Protocol::H2(sender) => send_h2(sender, req).await,
+        };
         self.reused = true;
-        Ok(status)
+        result
     }
 }
 
-enum SendError {
-    /// The connection was closed before the request could be written.
-    NotReady(hyper::Error),
-    Failed(ErrorKind),
+async fn send_h1(stream: &mut TcpStream, buf: &mut Vec<u8>, req: &PreparedRequest) -> Result<(u16, bool), SendError> {
+    let no_response = |e: std::io::Error| SendError::NoResponse(ErrorKind::from_io(&e));
+    stream.write_all(req.head()).await.map_err(no_response)?;
+    buf.clear();
+    let head = loop {
+        if let Some(head) = parse_head(buf, req.is_head()).map_err(SendError::Failed)? {
+            break head;
+        }
+        let got_nothing = buf.is_empty();
+        match read_more(stream, buf).await {
+            Ok(0) if got_nothing => return Err(SendError::NoResponse(ErrorKind::Closed)),
+            Ok(0) => return Err(SendError::Failed(ErrorKind::Closed)),
+            Ok(_) => {}
+            Err(e) if got_nothing => return Err(no_response(e)),
+            Err(e) => return Err(SendError::Failed(ErrorKind::from_io(&e))),
+        }
+    };
+    buf.drain(..head.len);
+    let failed = |e: std::io::Error| SendError::Failed(ErrorKind::from_io(&e));
+    match head.framing {
+        Framing::Empty => {}
+        Framing::Length(mut left) => loop {
+            let have = left.min(buf.len() as u64);
+            left -= have;
+            buf.drain(..have as usize);
+            if left == 0 {
+                break;
+            }
+            if read_more(stream, buf).await.map_err(failed)? == 0 {
+                return Err(SendError::Failed(ErrorKind::Closed));
+            }
+        },
+        Framing::Chunked => {
+            let mut decoder = ChunkedDecoder::default();
+            loop {
+                let used = decoder.advance(buf).map_err(SendError::Failed)?;
+                buf.drain(..used);
+                if decoder.is_done() {
+                    break;
+                }
+                if read_more(stream, buf).await.map_err(failed)? == 0 {
+                    return Err(SendError::Failed(ErrorKind::Closed));
+                }
+            }
+        }
+        Framing::UntilClose => loop {
+            buf.clear();
+            if read_more(stream, buf).await.map_err(failed)? == 0 {
+                break;
+            }
+        },
+    }
+    Ok((head.status, !head.close))
+}
+
+/// Reads once into the free space of `buf`, keeping at least [`READ_CHUNK`] bytes free so that a
+/// large body is read in few calls.
+async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    if buf.capacity() - buf.len() < READ_CHUNK {
+        buf.reserve(READ_CHUNK);
+    }
+    stream.read_buf(buf).await
+}
+
+async fn send_h2(
+    sender: &mut http2::SendRequest<Full<Bytes>>,
+    req: &PreparedRequest,
+) -> Result<(u16, bool), SendError> {
+    sender
+        .ready()
+        .await
+        .map_err(|e| SendError::NoResponse(ErrorKind::from_hyper(&e)))?;
+    let response = sender
+        .send_request(req.build())
+        .await
+        .map_err(|e| SendError::Failed(ErrorKind::from_hyper(&e)))?;
+    let status = response.status().as_u16();
+    let mut body = response.into_body();
+    while let Some(frame) = body.frame().await {
+        frame.map_err(|e| SendError::Failed(ErrorKind::from_hyper(&e)))?;
+    }
+    Ok((status, true))
 }
 
 /// One request on a connection slot: opens a connection when the slot is empty, sends, reads
-/// the response. On success the slot keeps the connection when `keep_alive`; on failure it is
-/// emptied. A reused connection that turns out to be closed before the request is written is
-/// replaced once, silently (servers close idle keep-alive connections).
+/// the response. On success the slot keeps the connection when `keep_alive` and the server
+/// allows it; on failure it is emptied. A reused connection that yields no response byte at all
+/// is replaced once, silently: servers close idle keep-alive connections.
 pub async fn exchange(
     slot: &mut Option<Connection>,
     origin: &Origin,
@@ -102,20 +184,16 @@ pub async fn exchange(
         };
         let reused = conn.reused;
         match conn.send(req).await {
-            Ok(status) => {
-                if !keep_alive {
+            Ok((status, reusable)) => {
+                if !(keep_alive && reusable) {
                     *slot = None;
                 }
                 return Ok(status);
             }
-            Err(SendError::NotReady(_)) if reused => {
+            Err(SendError::NoResponse(_)) if reused => {
                 *slot = None;
             }
-            Err(SendError::NotReady(e)) => {
-                *slot = None;
-                return Err(ErrorKind::from_hyper(&e));
-            }
-            Err(SendError::Failed(kind)) => {
+            Err(SendError::NoResponse(kind) | SendError::Failed(kind)) => {
                 *slot = None;
                 return Err(kind);
             }

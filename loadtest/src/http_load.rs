@@ -10,7 +10,6 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
-use tokio::time::error::Elapsed;
 
 use crate::error_kind::ErrorKind;
 use crate::process_stats::CpuMeter;
@@ -162,13 +161,13 @@ impl Worker {
         intended: Option<Instant>,
         started: Instant,
         done: Instant,
-        result: Result<Result<u16, ErrorKind>, Elapsed>,
+        result: Result<u16, ErrorKind>,
     ) {
         let mut rec = self.recorder.borrow_mut();
         let origin = intended.unwrap_or(started);
         rec.count(SENT, 1, origin, done);
         match result {
-            Ok(Ok(status)) => {
+            Ok(status) => {
                 if let Some(intended) = intended {
                     rec.record(SeriesId(0), done - intended, intended, done);
                 }
@@ -177,8 +176,7 @@ impl Worker {
                     rec.record_error(kind, origin, done);
                 }
             }
-            Ok(Err(kind)) => rec.record_error(kind, origin, done),
-            Err(_) => rec.record_error(ErrorKind::Timeout, origin, done),
+            Err(kind) => rec.record_error(kind, origin, done),
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod compare;
 pub mod duration_arg;
 pub mod environment;
 pub mod error_kind;
+pub mod h1_wire;
 pub mod http_conn;
 pub mod http_load;
 pub mod open_loop;

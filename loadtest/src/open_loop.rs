@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
+use crate::error_kind::ErrorKind;
 use crate::http_conn::{Connection, exchange};
 use crate::http_load::{LATE, MISSED, Worker};
 use crate::schedule::Schedule;
@@ -121,8 +122,9 @@ async fn request(worker: Rc<Worker>, pool: Rc<Pool>, req_index: usize, intended:
         worker.timeout,
         exchange(&mut slot, &plan.origins[req.origin], plan.version, plan.keep_alive, req),
     )
-    .await;
-    if result.is_err() {
+    .await
+    .unwrap_or(Err(ErrorKind::Timeout));
+    if result == Err(ErrorKind::Timeout) {
         slot = None;
     }
     let done = Instant::now();

@@ -78,9 +78,21 @@ pub struct PreparedRequest {
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
+    /// The whole HTTP/1.1 request (request line, headers, body), serialized once.
+    head: Bytes,
 }
 
 impl PreparedRequest {
+    /// The serialized HTTP/1.1 request, sent as is on every exchange.
+    pub fn head(&self) -> &[u8] {
+        &self.head
+    }
+
+    /// Whether this is a HEAD request (its response has no body).
+    pub fn is_head(&self) -> bool {
+        self.method == Method::HEAD
+    }
+
     /// A request to send; clones share the prepared URI, header values and body.
     pub fn build(&self) -> Request<Full<Bytes>> {
         let mut req = Request::new(Full::new(self.body.clone()));
@@ -159,6 +171,7 @@ impl RequestPlan {
                     })?
                 }
             };
+            let head = serialize_h1(&method, &uri, &headers, &spec.body);
             requests.push(PreparedRequest {
                 origin,
                 url: url.clone(),
@@ -166,6 +179,7 @@ impl RequestPlan {
                 uri,
                 headers,
                 body: spec.body.clone(),
+                head,
             });
         }
         Ok(RequestPlan {
@@ -176,6 +190,29 @@ impl RequestPlan {
             method: method.to_string(),
         })
     }
+}
+
+/// The HTTP/1.1 request bytes (RFC 9112 §3): request line, headers, a `Content-Length` when
+/// there is a body or the method expects one, the empty line, the body.
+fn serialize_h1(method: &Method, uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Bytes {
+    let mut out = Vec::with_capacity(256 + body.len());
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(uri.path_and_query().map_or("/", |p| p.as_str()).as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let expects_body = matches!(*method, Method::POST | Method::PUT | Method::PATCH);
+    if !headers.contains_key(http::header::CONTENT_LENGTH) && (!body.is_empty() || expects_body) {
+        out.extend_from_slice(format!("content-length: {}\r\n", body.len()).as_bytes());
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+    Bytes::from(out)
 }
 
 /// Parses an absolute `http://` URL; returns it and its `host:port` (port 80 when absent).
@@ -265,6 +302,22 @@ mod tests {
         assert_eq!(req.headers()["host"], "127.0.0.1:9000");
         assert_eq!(req.headers()["x-test"], "1");
         assert_eq!(plan.requests[1].build().uri(), "/");
+        let head = String::from_utf8(plan.requests[0].head().to_vec()).unwrap();
+        assert_eq!(
+            head,
+            "GET /a?x=1 HTTP/1.1\r\nx-test: 1\r\nuser-agent: edgeload/0.1.0\r\nhost: 127.0.0.1:9000\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn bodies_get_a_content_length() {
+        let mut s = spec(&["http://127.0.0.1:9000/p"]);
+        s.method = "POST".into();
+        s.body = Bytes::from_static(b"hello");
+        let plan = RequestPlan::new(&s).unwrap();
+        let head = String::from_utf8(plan.requests[0].head().to_vec()).unwrap();
+        assert!(head.starts_with("POST /p HTTP/1.1\r\n"), "{head}");
+        assert!(head.ends_with("content-length: 5\r\n\r\nhello"), "{head}");
     }
 
     #[test]
