@@ -10,6 +10,19 @@ step "Python environment for the JupyterHub compatibility test"
 EDGEHUB_PYENV="$(bash scripts/ensure-pyenv.sh | tail -n1)"
 export EDGEHUB_PYENV
 
+if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+    step "Installing redis-server (the edge-auth tests start real ones)"
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "redis-server is missing and installing it needs root: apt-get install redis-server" >&2
+        exit 1
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+    command -v redis-server >/dev/null || { echo "redis-server install failed" >&2; exit 1; }
+    # The tests start their own servers on free ports; the packaged service is not needed.
+    (service redis-server stop || systemctl stop redis-server) >/dev/null 2>&1 || true
+fi
+
 if ! cargo nextest --version >/dev/null 2>&1; then
     step "Installing cargo-nextest"
     cargo install --locked cargo-nextest

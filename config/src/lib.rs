@@ -7,7 +7,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+mod auth;
 mod proxy;
+pub use auth::*;
 pub use proxy::*;
 
 /// A configuration mistake, reported before anything starts listening.
@@ -21,6 +23,8 @@ pub enum ConfigError {
     },
     #[error("{0}")]
     Conflict(&'static str),
+    #[error("{path}: {message}")]
+    File { path: String, message: String },
     #[error("{setting} is not supported by edgeproxy: {why}")]
     Unsupported { setting: &'static str, why: &'static str },
 }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::{ClientTls, ConfigError, Listen, LogLevel, ServerTls, TlsVersions};
+use crate::{AuthConfig, ClientTls, ConfigError, Listen, LogLevel, ServerTls, TlsVersions};
 
 /// Everything `edgeproxy` needs to run. `Default` gives configurable-http-proxy's defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +70,8 @@ pub struct ProxyConfig {
     pub upstream_idle_timeout: Duration,
     /// On SIGTERM/SIGINT, how long in-flight requests may finish. Default: 10 s.
     pub shutdown_grace: Duration,
+    /// Edge authentication (`--auth-config`). Default: none, every route public as in CHP.
+    pub auth: Option<AuthConfig>,
 }
 
 impl Default for ProxyConfig {
@@ -113,6 +115,7 @@ impl Default for ProxyConfig {
             upstream_idle_per_host: 64,
             upstream_idle_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(10),
+            auth: None,
         }
     }
 }

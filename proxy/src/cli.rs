@@ -172,6 +172,9 @@ pub struct Cli {
     /// How long (in millis) in-flight requests may finish after SIGTERM [default: 10000]
     #[arg(long, value_name = "n")]
     shutdown_timeout: Option<String>,
+    /// Edge authentication: TOML file of issuers, token sources, sessions (docs/auth.md) [default: off]
+    #[arg(long, value_name = "file", env = "EDGEPROXY_AUTH_CONFIG")]
+    auth_config: Option<PathBuf>,
 }
 
 /// Warnings to log once logging is up (flags accepted but meaningless here).
@@ -316,6 +319,10 @@ impl Cli {
             max_connections: self.max_connections.unwrap_or(defaults.max_connections),
             connect_timeout: millis("--connect-timeout", self.connect_timeout)?.unwrap_or(defaults.connect_timeout),
             shutdown_grace: millis("--shutdown-timeout", self.shutdown_timeout)?.unwrap_or(defaults.shutdown_grace),
+            auth: match &self.auth_config {
+                Some(path) => Some(config::AuthConfig::from_file(path).map_err(|e| format!("--auth-config: {e}"))?),
+                None => None,
+            },
             ..defaults
         };
         config.validate().map_err(err)?;

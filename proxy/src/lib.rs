@@ -5,6 +5,7 @@
 //! is what an embedding program (the hub's `edgehub up`) creates and runs.
 
 pub mod admin_api;
+pub mod auth;
 pub mod body;
 pub mod cli;
 pub mod deadline;
@@ -30,6 +31,7 @@ use config::ProxyConfig;
 use http::{HeaderName, HeaderValue};
 use serde_json::{Map, Value};
 
+use crate::auth::{AuthSetupError, EdgeAuth};
 use crate::error_page::ErrorPages;
 use crate::metrics::Metrics;
 use crate::route_table::Routes;
@@ -54,6 +56,8 @@ pub enum StartError {
     ErrorTarget(target::TargetError),
     #[error("custom header {0:?} is not a valid HTTP header")]
     CustomHeader(String),
+    #[error(transparent)]
+    Auth(#[from] AuthSetupError),
     #[error("cannot write the pid file {0}: {1}")]
     PidFile(String, std::io::Error),
 }
@@ -89,6 +93,8 @@ pub struct Proxy {
     pub errors: ErrorPages,
     pub metrics: Metrics,
     pub auth_token: Option<String>,
+    /// Edge authentication, when `--auth-config` is given; every route is public otherwise.
+    pub auth: Option<Arc<EdgeAuth>>,
 }
 
 impl Proxy {
@@ -114,6 +120,20 @@ impl Proxy {
             config::Listen::Tcp { port, .. } => *port,
             config::Listen::Unix(_) => 443,
         };
+        let metrics = if config.metrics.is_some() {
+            Metrics::enabled()
+        } else {
+            Metrics::disabled()
+        };
+        let client_tls = tls::client_config(&config.client_tls, config.tls_versions)?;
+        let auth = match &config.auth {
+            Some(auth) => {
+                auth.validate()?;
+                let fetcher = Upstream::new(client_tls.clone(), config.connect_timeout, 1, Duration::from_secs(60));
+                Some(Arc::new(EdgeAuth::new(auth, &metrics, fetcher)?))
+            }
+            None => None,
+        };
         let proxy = Proxy {
             settings: Settings {
                 x_forward: config.x_forward,
@@ -135,18 +155,15 @@ impl Proxy {
             },
             routes: Routes::default(),
             upstream: Upstream::new(
-                tls::client_config(&config.client_tls, config.tls_versions)?,
+                client_tls,
                 config.connect_timeout,
                 config.upstream_idle_per_host,
                 config.upstream_idle_timeout,
             ),
             errors,
-            metrics: if config.metrics.is_some() {
-                Metrics::enabled()
-            } else {
-                Metrics::disabled()
-            },
+            metrics,
             auth_token: config.auth_token.clone().filter(|t| !t.is_empty()),
+            auth,
         };
         if let Some(target) = &config.default_target {
             let mut data = Map::new();

@@ -112,6 +112,24 @@ impl Metrics {
         }
     }
 
+    /// A counter with one label, for metrics owned by other modules (edge auth).
+    pub fn labeled_counter(&self, name: &'static str, label: &'static str, value: &'static str) -> Counter {
+        self.recorder.as_ref().map_or(Counter::noop(), |r| {
+            r.register_counter(&Key::from_parts(name, vec![Label::new(label, value)]), &META)
+        })
+    }
+
+    pub fn histogram(&self, name: &'static str, help: &'static str) -> Histogram {
+        self.recorder.as_ref().map_or(Histogram::noop(), |r| {
+            r.describe_histogram(
+                KeyName::from_const_str(name),
+                Some(Unit::Seconds),
+                SharedString::const_str(help),
+            );
+            r.register_histogram(&Key::from_static_name(name), &META)
+        })
+    }
+
     pub fn is_enabled(&self) -> bool {
         self.recorder.is_some()
     }

@@ -104,7 +104,18 @@ async fn handle_request(
         return Ok(Box::pin(error(proxy, StatusCode::NOT_FOUND, upgrade, &uri, "no route")).await);
     };
 
-    // 4. Edge authorization: every route is public until edge auth lands (issue 4).
+    // 4. Edge authentication and authorization (when configured).
+    let req = match &proxy.auth {
+        Some(auth) => {
+            let (mut parts, body) = req.into_parts();
+            if let Err(refusal) = auth.check(&mut parts, &route, upgrade).await {
+                proxy.metrics.proxy_status(refusal.status().as_u16());
+                return Ok(refusal);
+            }
+            Request::from_parts(parts, body)
+        }
+        None => req,
+    };
 
     // 5. Forward.
     let target = match &route.target {

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::{ArcSwap, Guard};
 use serde_json::{Map, Value};
 
+use crate::auth::policy::RoutePolicy;
 use crate::request_path::segments;
 use crate::target::{Target, TargetError};
 use crate::timestamp::now_ms;
@@ -33,12 +34,18 @@ pub struct Route {
     pub target: Result<Target, TargetError>,
     /// How many path segments the key has (for `--no-include-prefix`).
     pub key_segments: usize,
+    /// Access policy from the data (`auth`, `user`, …); `None` for routes that say nothing.
+    policy: Option<Box<RoutePolicy>>,
     last_activity_ms: AtomicU64,
     /// Insertion order for `GET /api/routes`; a replaced route keeps its place.
     seq: u64,
 }
 
 impl Route {
+    pub fn policy(&self) -> Option<&RoutePolicy> {
+        self.policy.as_deref()
+    }
+
     pub fn last_activity_ms(&self) -> u64 {
         self.last_activity_ms.load(Ordering::Relaxed)
     }
@@ -292,6 +299,7 @@ impl RouteTable {
         };
         let route = Arc::new(Route {
             key_segments: segments(key).count(),
+            policy: RoutePolicy::from_data(&data),
             data: Value::Object(data).to_string().into_boxed_str(),
             target,
             last_activity_ms: AtomicU64::new(now_ms()),

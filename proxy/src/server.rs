@@ -405,6 +405,9 @@ pub async fn run(
         );
     }
 
+    if let Some(auth) = &proxy.auth {
+        auth.start();
+    }
     let life = Lifecycle::new(config.max_connections);
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(accept_loop(

@@ -57,6 +57,11 @@ impl Target {
         }
     }
 
+    /// The target's own path and query as a request-target (at least `/`).
+    pub fn path_and_query(&self) -> &str {
+        self.path_and_query.as_deref().unwrap_or("/")
+    }
+
     /// The target's own path (at least `/`), prepended to forwarded paths.
     pub fn path(&self) -> &str {
         match &self.path_and_query {

@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 pub mod pki;
+pub mod redis;
 
 pub const TOKEN: &str = "secret";
 

@@ -1,0 +1,67 @@
+//! The verified identity, passed to upstreams as headers. Client-sent copies are always removed
+//! first, so an upstream that trusts `X-Forwarded-User` can trust it only because of us.
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use super::jwt::Identity;
+
+pub struct IdentityHeaders {
+    user: HeaderName,
+    groups: HeaderName,
+    also_strip: Vec<HeaderName>,
+}
+
+impl IdentityHeaders {
+    /// Names that are not valid header names are skipped (the config default is valid).
+    pub fn new(config: &config::IdentityHeaders) -> Self {
+        let name = |n: &str| HeaderName::from_bytes(n.as_bytes()).ok();
+        IdentityHeaders {
+            user: name(&config.user).unwrap_or(HeaderName::from_static("x-forwarded-user")),
+            groups: name(&config.groups).unwrap_or(HeaderName::from_static("x-forwarded-groups")),
+            also_strip: config.also_strip.iter().filter_map(|n| name(n)).collect(),
+        }
+    }
+
+    pub fn strip_client_copies(&self, headers: &mut HeaderMap) {
+        for name in [&self.user, &self.groups].into_iter().chain(&self.also_strip) {
+            if headers.contains_key(name) {
+                headers.remove(name);
+            }
+        }
+    }
+
+    pub fn set(&self, headers: &mut HeaderMap, who: &Identity) {
+        if let Ok(v) = HeaderValue::from_str(&who.user) {
+            headers.insert(self.user.clone(), v);
+        }
+        if !who.groups.is_empty()
+            && let Ok(v) = HeaderValue::from_str(&who.groups.join(","))
+        {
+            headers.insert(self.groups.clone(), v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forged_identity_is_replaced() {
+        let h = IdentityHeaders::new(&config::IdentityHeaders::default());
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-user", HeaderValue::from_static("admin"));
+        headers.insert("x-auth-request-user", HeaderValue::from_static("admin"));
+        h.strip_client_copies(&mut headers);
+        assert!(headers.is_empty());
+        let who = Identity {
+            user: "alice".into(),
+            groups: vec!["a".into(), "b".into()],
+            admin: false,
+            claims: Default::default(),
+        };
+        h.set(&mut headers, &who);
+        assert_eq!(headers["x-forwarded-user"], "alice");
+        assert_eq!(headers["x-forwarded-groups"], "a,b");
+    }
+}

@@ -1,0 +1,464 @@
+//! Token verification: signature against the issuer's keys, then `exp`, `nbf`, `iss`, `aud` and
+//! the user claim. Purely local: keys live in memory (a JWKS is swapped in whole by its refresher).
+//!
+//! Pitfalls handled here (perf-auth-loadtest-anchors §3.3): `alg: none` cannot be expressed;
+//! each issuer accepts algorithms of one family only, so an HMAC-signed token can never be checked
+//! against an RSA public key used as a secret; `kid` is only ever a key into the in-memory map;
+//! `jku`/`x5u` are ignored.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::{Map, Value};
+
+use config::{AuthConfig, IssuerConfig};
+
+use super::token_source::MAX_TOKEN_LEN;
+
+/// Why a token was refused; `reason` is the metrics label and the text of the 401.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenError {
+    Malformed,
+    TooLarge,
+    Algorithm,
+    UnknownKey,
+    BadSignature,
+    Expired,
+    NotYetValid,
+    WrongIssuer,
+    WrongAudience,
+    MissingClaim,
+}
+
+impl TokenError {
+    pub fn reason(self) -> &'static str {
+        match self {
+            TokenError::Malformed => "malformed_token",
+            TokenError::TooLarge => "oversized_token",
+            TokenError::Algorithm => "algorithm_not_allowed",
+            TokenError::UnknownKey => "unknown_key",
+            TokenError::BadSignature => "bad_signature",
+            TokenError::Expired => "expired",
+            TokenError::NotYetValid => "not_yet_valid",
+            TokenError::WrongIssuer => "wrong_issuer",
+            TokenError::WrongAudience => "wrong_audience",
+            TokenError::MissingClaim => "missing_claim",
+        }
+    }
+
+    fn from_kind(kind: &ErrorKind) -> TokenError {
+        match kind {
+            ErrorKind::InvalidSignature => TokenError::BadSignature,
+            ErrorKind::ExpiredSignature => TokenError::Expired,
+            ErrorKind::ImmatureSignature => TokenError::NotYetValid,
+            ErrorKind::InvalidIssuer => TokenError::WrongIssuer,
+            ErrorKind::InvalidAudience => TokenError::WrongAudience,
+            ErrorKind::MissingRequiredClaim(_) | ErrorKind::InvalidClaimFormat(_) => TokenError::MissingClaim,
+            ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName | ErrorKind::UnsupportedAlgorithm => {
+                TokenError::Algorithm
+            }
+            _ => TokenError::Malformed,
+        }
+    }
+
+    /// Errors that say nothing about whether another issuer would accept the token.
+    fn rank(self) -> u8 {
+        match self {
+            TokenError::Algorithm | TokenError::UnknownKey => 0,
+            TokenError::BadSignature => 1,
+            _ => 2,
+        }
+    }
+}
+
+/// A verified token's identity.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub user: String,
+    pub groups: Vec<String>,
+    pub admin: bool,
+    pub claims: Map<String, Value>,
+}
+
+/// Why the key configuration could not be loaded at start-up.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("cannot read {0}: {1}")]
+    Read(String, std::io::Error),
+    #[error("environment variable {0} (auth secret_env) is not set")]
+    Env(String),
+    #[error("{0}: not a usable key: {1}")]
+    Key(String, jsonwebtoken::errors::Error),
+    #[error("JWKS {0}: {1}")]
+    Jwks(String, String),
+}
+
+/// Keys of one issuer: fixed, or a JWKS that is refreshed.
+enum Keys {
+    Fixed(DecodingKey),
+    Jwks(Arc<JwksKeys>),
+}
+
+/// A JWKS held in memory, keys by `kid`, swapped whole on refresh.
+pub struct JwksKeys {
+    pub source: JwksSource,
+    keys: ArcSwap<KeyMap>,
+    last_fetch: std::sync::Mutex<Instant>,
+    min_refetch: Duration,
+    pub refresh_every: Duration,
+}
+
+#[derive(Default)]
+struct KeyMap {
+    by_kid: HashMap<String, (Option<Algorithm>, DecodingKey)>,
+    without_kid: Vec<(Option<Algorithm>, DecodingKey)>,
+}
+
+#[derive(Debug, Clone)]
+pub enum JwksSource {
+    File(std::path::PathBuf),
+    Url(String),
+}
+
+impl std::fmt::Display for JwksSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JwksSource::File(p) => write!(f, "{}", p.display()),
+            JwksSource::Url(u) => f.write_str(u),
+        }
+    }
+}
+
+impl JwksKeys {
+    /// Parses a JWKS document and swaps it in. Keys of types we cannot use are skipped.
+    pub fn install(&self, document: &[u8]) -> Result<usize, KeyError> {
+        let set: JwkSet =
+            serde_json::from_slice(document).map_err(|e| KeyError::Jwks(self.source.to_string(), e.to_string()))?;
+        let mut map = KeyMap::default();
+        for jwk in &set.keys {
+            let Ok(key) = DecodingKey::from_jwk(jwk) else { continue };
+            let alg = jwk.common.key_algorithm.and_then(|a| Algorithm::try_from(a).ok());
+            match &jwk.common.key_id {
+                Some(kid) => {
+                    map.by_kid.insert(kid.clone(), (alg, key));
+                }
+                None => map.without_kid.push((alg, key)),
+            }
+        }
+        let n = map.by_kid.len() + map.without_kid.len();
+        self.keys.store(Arc::new(map));
+        Ok(n)
+    }
+
+    /// Whether an unknown-`kid` refresh may run now (at most one per `min_refetch`).
+    pub fn may_refetch(&self) -> bool {
+        let Ok(mut last) = self.last_fetch.lock() else {
+            return false;
+        };
+        if last.elapsed() < self.min_refetch {
+            return false;
+        }
+        *last = Instant::now();
+        true
+    }
+}
+
+struct Issuer {
+    validation: Validation,
+    keys: Keys,
+}
+
+/// Every configured issuer, and the claims that name the user, groups and admins.
+pub struct Verifier {
+    issuers: Vec<Issuer>,
+    user_claim: String,
+    groups_claim: String,
+    admin_claim: Option<String>,
+}
+
+impl Verifier {
+    pub fn new(config: &AuthConfig) -> Result<Verifier, KeyError> {
+        let issuers = config
+            .issuers
+            .iter()
+            .map(|i| {
+                Ok(Issuer {
+                    validation: validation(i, config),
+                    keys: load_keys(i)?,
+                })
+            })
+            .collect::<Result<_, KeyError>>()?;
+        Ok(Verifier {
+            issuers,
+            user_claim: config.user_claim.clone(),
+            groups_claim: config.groups_claim.clone(),
+            admin_claim: config.admin_claim.clone(),
+        })
+    }
+
+    /// The JWKS documents that need fetching and refreshing.
+    pub fn jwks(&self) -> impl Iterator<Item = &Arc<JwksKeys>> {
+        self.issuers.iter().filter_map(|i| match &i.keys {
+            Keys::Jwks(j) => Some(j),
+            Keys::Fixed(_) => None,
+        })
+    }
+
+    /// Verifies `token`. `Err(UnknownKey)` with a JWKS issuer means a refresh may help.
+    pub fn verify(&self, token: &str) -> Result<Identity, TokenError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(TokenError::TooLarge);
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|e| TokenError::from_kind(e.kind()))?;
+        let mut best = TokenError::Algorithm;
+        for issuer in &self.issuers {
+            if !issuer.validation.algorithms.contains(&header.alg) {
+                continue;
+            }
+            let result = match &issuer.keys {
+                Keys::Fixed(key) => decode(token, key, &issuer.validation),
+                Keys::Jwks(jwks) => {
+                    let keys = jwks.keys.load();
+                    let usable = |(alg, _): &&(Option<Algorithm>, DecodingKey)| alg.is_none_or(|a| a == header.alg);
+                    let candidates: Vec<&(Option<Algorithm>, DecodingKey)> = match &header.kid {
+                        Some(kid) => keys.by_kid.get(kid).into_iter().filter(usable).collect(),
+                        None => keys
+                            .without_kid
+                            .iter()
+                            .chain(keys.by_kid.values())
+                            .filter(usable)
+                            .collect(),
+                    };
+                    candidates
+                        .iter()
+                        .map(|(_, key)| decode(token, key, &issuer.validation))
+                        .find(|r| !matches!(r, Err(TokenError::BadSignature)))
+                        .unwrap_or(Err(if candidates.is_empty() {
+                            TokenError::UnknownKey
+                        } else {
+                            TokenError::BadSignature
+                        }))
+                }
+            };
+            match result {
+                Ok(claims) => return self.identity(claims),
+                Err(e) if e.rank() >= best.rank() => best = e,
+                Err(_) => {}
+            }
+        }
+        Err(best)
+    }
+
+    fn identity(&self, claims: Map<String, Value>) -> Result<Identity, TokenError> {
+        let user = match claims.get(&self.user_claim) {
+            Some(Value::String(u)) if !u.is_empty() => u.clone(),
+            _ => return Err(TokenError::MissingClaim),
+        };
+        let groups = match claims.get(&self.groups_claim) {
+            Some(Value::Array(items)) => items.iter().filter_map(|g| g.as_str().map(str::to_owned)).collect(),
+            _ => Vec::new(),
+        };
+        let admin = self
+            .admin_claim
+            .as_ref()
+            .is_some_and(|c| claims.get(c) == Some(&Value::Bool(true)));
+        Ok(Identity {
+            user,
+            groups,
+            admin,
+            claims,
+        })
+    }
+}
+
+fn decode(token: &str, key: &DecodingKey, validation: &Validation) -> Result<Map<String, Value>, TokenError> {
+    jsonwebtoken::decode::<Map<String, Value>>(token, key, validation)
+        .map(|data| data.claims)
+        .map_err(|e| TokenError::from_kind(e.kind()))
+}
+
+fn validation(issuer: &IssuerConfig, config: &AuthConfig) -> Validation {
+    // The config crate has checked the names and that they share one family.
+    let algorithms: Vec<Algorithm> = issuer.algorithms.iter().filter_map(|a| a.parse().ok()).collect();
+    let mut v = Validation::new(algorithms.first().copied().unwrap_or(Algorithm::HS256));
+    v.algorithms = algorithms;
+    v.leeway = config.leeway_secs;
+    v.validate_exp = true;
+    v.validate_nbf = true;
+    let mut required = vec!["exp", "sub"];
+    if let Some(iss) = &issuer.issuer {
+        v.set_issuer(&[iss]);
+        required.push("iss");
+    }
+    if issuer.audiences.is_empty() {
+        v.validate_aud = false;
+    } else {
+        v.set_audience(&issuer.audiences);
+        required.push("aud");
+    }
+    v.set_required_spec_claims(&required);
+    v
+}
+
+fn load_keys(issuer: &IssuerConfig) -> Result<Keys, KeyError> {
+    let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| KeyError::Read(p.display().to_string(), e));
+    if let Some(secret) = &issuer.secret {
+        return Ok(Keys::Fixed(DecodingKey::from_secret(secret.as_bytes())));
+    }
+    if let Some(var) = &issuer.secret_env {
+        let secret = std::env::var(var).map_err(|_| KeyError::Env(var.clone()))?;
+        return Ok(Keys::Fixed(DecodingKey::from_secret(secret.as_bytes())));
+    }
+    if let Some(path) = &issuer.secret_file {
+        let mut secret = read(path)?;
+        while secret.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+            secret.pop();
+        }
+        return Ok(Keys::Fixed(DecodingKey::from_secret(&secret)));
+    }
+    if let Some(path) = &issuer.public_key_file {
+        let pem = read(path)?;
+        let name = path.display().to_string();
+        let family = issuer.algorithms.first().map(String::as_str).unwrap_or("");
+        let key = match &family[..2.min(family.len())] {
+            "RS" | "PS" => DecodingKey::from_rsa_pem(&pem),
+            "ES" => DecodingKey::from_ec_pem(&pem),
+            _ => DecodingKey::from_ed_pem(&pem),
+        }
+        .map_err(|e| KeyError::Key(name, e))?;
+        return Ok(Keys::Fixed(key));
+    }
+    let source = match (&issuer.jwks_file, &issuer.jwks_url) {
+        (Some(p), _) => JwksSource::File(p.clone()),
+        (None, Some(u)) => JwksSource::Url(u.clone()),
+        (None, None) => return Err(KeyError::Jwks("issuer".into(), "no key source configured".into())),
+    };
+    let jwks = Arc::new(JwksKeys {
+        source,
+        keys: ArcSwap::from_pointee(KeyMap::default()),
+        last_fetch: std::sync::Mutex::new(Instant::now() - Duration::from_secs(3600)),
+        min_refetch: Duration::from_secs(issuer.jwks_min_refetch_secs.max(1)),
+        refresh_every: Duration::from_secs(issuer.jwks_refresh_secs.max(1)),
+    });
+    if let JwksSource::File(path) = &jwks.source {
+        jwks.install(&read(path)?)?;
+    }
+    Ok(Keys::Jwks(jwks))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{EncodingKey, Header, encode};
+    use serde_json::json;
+
+    fn config(algs: &[&str], secret: &str) -> AuthConfig {
+        AuthConfig {
+            issuers: vec![IssuerConfig {
+                algorithms: algs.iter().map(|a| a.to_string()).collect(),
+                secret: Some(secret.into()),
+                issuer: Some("https://login.example".into()),
+                audiences: vec!["edgehub".into()],
+                ..Default::default()
+            }],
+            admin_claim: Some("admin".into()),
+            ..Default::default()
+        }
+    }
+
+    fn now() -> i64 {
+        jsonwebtoken::get_current_timestamp() as i64
+    }
+
+    fn token(alg: Algorithm, secret: &str, claims: Value) -> String {
+        encode(&Header::new(alg), &claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
+    }
+
+    fn good_claims() -> Value {
+        json!({"sub": "alice", "exp": now() + 600, "iss": "https://login.example", "aud": "edgehub",
+               "groups": ["proj-42"], "admin": false})
+    }
+
+    #[test]
+    fn a_good_token_gives_its_identity() {
+        let v = Verifier::new(&config(&["HS384"], "k")).unwrap();
+        let id = v.verify(&token(Algorithm::HS384, "k", good_claims())).unwrap();
+        assert_eq!(id.user, "alice");
+        assert_eq!(id.groups, vec!["proj-42".to_owned()]);
+        assert!(!id.admin);
+    }
+
+    #[test]
+    fn each_refusal_has_its_reason() {
+        let v = Verifier::new(&config(&["HS384"], "k")).unwrap();
+        let with = |f: &dyn Fn(&mut Map<String, Value>)| {
+            let mut c = good_claims().as_object().unwrap().clone();
+            f(&mut c);
+            token(Algorithm::HS384, "k", Value::Object(c))
+        };
+        let cases: Vec<(String, TokenError)> = vec![
+            (
+                token(Algorithm::HS384, "other", good_claims()),
+                TokenError::BadSignature,
+            ),
+            (token(Algorithm::HS256, "k", good_claims()), TokenError::Algorithm),
+            (
+                with(&|c| drop(c.insert("exp".into(), json!(now() - 120)))),
+                TokenError::Expired,
+            ),
+            (
+                with(&|c| drop(c.insert("nbf".into(), json!(now() + 120)))),
+                TokenError::NotYetValid,
+            ),
+            (
+                with(&|c| drop(c.insert("iss".into(), json!("https://evil")))),
+                TokenError::WrongIssuer,
+            ),
+            (
+                with(&|c| drop(c.insert("aud".into(), json!("other")))),
+                TokenError::WrongAudience,
+            ),
+            (with(&|c| drop(c.remove("sub"))), TokenError::MissingClaim),
+            (with(&|c| drop(c.remove("exp"))), TokenError::MissingClaim),
+            ("not.a.jwt".into(), TokenError::Malformed),
+            ("a".repeat(MAX_TOKEN_LEN + 1), TokenError::TooLarge),
+        ];
+        for (t, want) in cases {
+            assert_eq!(v.verify(&t).unwrap_err(), want, "{t}");
+        }
+    }
+
+    #[test]
+    fn alg_none_is_refused() {
+        let v = Verifier::new(&config(&["HS256"], "k")).unwrap();
+        // {"alg":"none","typ":"JWT"} . {"sub":"alice","exp":9999999999} . (no signature)
+        let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJhbGljZSIsImV4cCI6OTk5OTk5OTk5OX0.";
+        assert!(v.verify(none).is_err());
+    }
+
+    #[test]
+    fn leeway_forgives_small_skew_only() {
+        let v = Verifier::new(&config(&["HS256"], "k")).unwrap();
+        let mut c = good_claims();
+        c["exp"] = json!(now() - 10);
+        assert!(
+            v.verify(&token(Algorithm::HS256, "k", c)).is_ok(),
+            "10 s late is within 30 s leeway"
+        );
+    }
+
+    #[test]
+    fn admin_claim_must_be_true() {
+        let v = Verifier::new(&config(&["HS256"], "k")).unwrap();
+        let mut c = good_claims();
+        c["admin"] = json!("true");
+        assert!(!v.verify(&token(Algorithm::HS256, "k", c.clone())).unwrap().admin);
+        c["admin"] = json!(true);
+        assert!(v.verify(&token(Algorithm::HS256, "k", c)).unwrap().admin);
+    }
+}

@@ -1,0 +1,269 @@
+//! Edge authentication and authorization: step 4 of the request path.
+//!
+//! For each request to a route that is not public: find the token ([`token_source`]), verify it
+//! locally ([`jwt`]), check its session ([`session`], cached; Redis only on a miss), check that
+//! the user may reach this route ([`policy`]) and, for WebSocket handshakes, that the `Origin` is
+//! allowed. Then pass the verified identity upstream ([`identity`]) and take the token out.
+//! Every refusal is a clear status: 302 to the login page for a browser, 401, 403 or 503, never a
+//! request let through because something could not be checked.
+
+pub mod identity;
+pub mod jwks_fetch;
+pub mod jwt;
+pub mod login_redirect;
+pub mod policy;
+pub mod session;
+pub mod token_source;
+
+use std::sync::Arc;
+
+use http::header::{ACCEPT, CONTENT_TYPE, HOST, HeaderValue, LOCATION, ORIGIN, WWW_AUTHENTICATE};
+use http::request::Parts;
+use http::{Method, Response, StatusCode};
+
+use config::{AuthConfig, Policy};
+
+use crate::body::ResponseBody;
+use crate::metrics::Metrics;
+use crate::route_table::Route;
+use crate::upstream::Upstream;
+
+use self::jwt::{Identity, TokenError, Verifier};
+use self::session::{SessionMetrics, SessionVerdict, Sessions};
+
+/// Why edge auth could not be set up; the binary prints it and exits 1.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthSetupError {
+    #[error("edge auth keys: {0}")]
+    Keys(#[from] jwt::KeyError),
+    #[error("edge auth session store: {0}")]
+    Redis(#[from] redis::RedisError),
+}
+
+/// Every outcome label of `edgeproxy_auth_requests_total`.
+const OUTCOMES: &[&str] = &[
+    "allowed",
+    "public",
+    "no_token",
+    "forbidden",
+    "origin_refused",
+    "policy_invalid",
+    "session_revoked",
+    "session_missing_claim",
+    "session_unavailable",
+    "malformed_token",
+    "oversized_token",
+    "algorithm_not_allowed",
+    "unknown_key",
+    "bad_signature",
+    "expired",
+    "not_yet_valid",
+    "wrong_issuer",
+    "wrong_audience",
+    "missing_claim",
+];
+
+pub struct EdgeAuth {
+    config: AuthConfig,
+    verifier: Verifier,
+    sessions: Option<Arc<Sessions>>,
+    identity: identity::IdentityHeaders,
+    outcomes: Vec<(&'static str, metrics::Counter)>,
+    /// Fetches JWKS URLs (its own pool, so key refreshes never queue behind user traffic).
+    fetcher: Upstream,
+}
+
+impl EdgeAuth {
+    pub fn new(config: &AuthConfig, metrics: &Metrics, fetcher: Upstream) -> Result<EdgeAuth, AuthSetupError> {
+        let sessions = match &config.session {
+            Some(s) => Some(Sessions::new(
+                s.clone(),
+                SessionMetrics {
+                    cache_hit: metrics.labeled_counter("edgeproxy_auth_session_cache_total", "result", "hit"),
+                    cache_miss: metrics.labeled_counter("edgeproxy_auth_session_cache_total", "result", "miss"),
+                    lookup_seconds: metrics.histogram(
+                        "edgeproxy_auth_redis_lookup_seconds",
+                        "Time of one session lookup in Redis",
+                    ),
+                },
+            )?),
+            None => None,
+        };
+        Ok(EdgeAuth {
+            verifier: Verifier::new(config)?,
+            sessions,
+            identity: identity::IdentityHeaders::new(&config.identity),
+            outcomes: OUTCOMES
+                .iter()
+                .map(|o| {
+                    (
+                        *o,
+                        metrics.labeled_counter("edgeproxy_auth_requests_total", "outcome", o),
+                    )
+                })
+                .collect(),
+            config: config.clone(),
+            fetcher,
+        })
+    }
+
+    /// Starts the background work: session connection and revocations, JWKS fetch and refresh.
+    pub fn start(self: &Arc<Self>) {
+        if let Some(s) = &self.sessions {
+            s.start();
+        }
+        for jwks in self.verifier.jwks() {
+            tokio::spawn(jwks_fetch::keep_fresh(jwks.clone(), self.clone()));
+        }
+    }
+
+    pub fn fetcher(&self) -> &Upstream {
+        &self.fetcher
+    }
+
+    fn count(&self, outcome: &str) {
+        if let Some((_, c)) = self.outcomes.iter().find(|(o, _)| *o == outcome) {
+            c.increment(1);
+        }
+    }
+
+    /// Decides whether the request may reach `route`, editing its head for the upstream when it
+    /// may (identity headers in, token out). `Err` is the answer to send instead.
+    pub async fn check(&self, parts: &mut Parts, route: &Route, websocket: bool) -> Result<(), Response<ResponseBody>> {
+        // Identity headers are ours to set: whatever the client sent goes, on every route.
+        self.identity.strip_client_copies(&mut parts.headers);
+        let policy = route.policy();
+        let effective = match policy.and_then(|p| p.auth.clone()) {
+            Some(Ok(p)) => p,
+            Some(Err(bad)) => {
+                self.count("policy_invalid");
+                tracing::error!("route has an invalid auth policy {bad}; refusing everyone");
+                return Err(json(StatusCode::FORBIDDEN, "this route's access policy is invalid"));
+            }
+            None if policy.is_some_and(|p| p.names_owner()) => self.config.owned_route_policy,
+            None => self.config.default_policy,
+        };
+        if effective == Policy::Public {
+            token_source::strip_query_token(parts, &self.config.token, websocket);
+            self.count("public");
+            return Ok(());
+        }
+        let Some((token, _)) = token_source::find(parts, &self.config.token, websocket) else {
+            self.count("no_token");
+            return Err(self.unauthenticated(parts, websocket, "no token"));
+        };
+        let who = match self.verify(&token).await {
+            Ok(who) => who,
+            Err(e) => {
+                self.count(e.reason());
+                tracing::debug!("token refused: {}", e.reason());
+                return Err(self.unauthenticated(parts, websocket, e.reason()));
+            }
+        };
+        if let Some(sessions) = &self.sessions {
+            match sessions.check(&who.claims).await {
+                SessionVerdict::Live => {}
+                SessionVerdict::Revoked => {
+                    self.count("session_revoked");
+                    return Err(self.unauthenticated(parts, websocket, "session ended"));
+                }
+                SessionVerdict::MissingClaim => {
+                    self.count("session_missing_claim");
+                    return Err(self.unauthenticated(parts, websocket, "token lacks the session claim"));
+                }
+                SessionVerdict::Unavailable => {
+                    self.count("session_unavailable");
+                    return Err(json(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "session store unreachable; try again shortly",
+                    ));
+                }
+            }
+        }
+        if effective == Policy::Owner && !policy.is_some_and(|p| p.owned_by(&who)) {
+            self.count("forbidden");
+            return Err(json(StatusCode::FORBIDDEN, "this server belongs to someone else"));
+        }
+        if websocket && !self.origin_allowed(parts) {
+            self.count("origin_refused");
+            return Err(json(StatusCode::FORBIDDEN, "WebSocket origin not allowed"));
+        }
+        self.count("allowed");
+        token_source::strip(parts, &self.config.token, websocket);
+        self.identity.set(&mut parts.headers, &who);
+        if let Some(credential) = policy.and_then(|p| p.upstream_token.clone()) {
+            parts.headers.insert(http::header::AUTHORIZATION, credential);
+        }
+        Ok(())
+    }
+
+    async fn verify(&self, token: &str) -> Result<Identity, TokenError> {
+        match self.verifier.verify(token) {
+            Err(TokenError::UnknownKey) => {
+                // A rotated key: refresh the JWKS documents (rate-limited) and try once more.
+                let mut refreshed = false;
+                for jwks in self.verifier.jwks() {
+                    if jwks.may_refetch() {
+                        refreshed |= jwks_fetch::refresh(jwks, self).await.is_ok();
+                    }
+                }
+                if refreshed {
+                    self.verifier.verify(token)
+                } else {
+                    Err(TokenError::UnknownKey)
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// Browsers are sent to log in; everything else gets 401 with a JSON body.
+    fn unauthenticated(&self, parts: &Parts, websocket: bool, why: &str) -> Response<ResponseBody> {
+        let browser = !websocket
+            && parts.method == Method::GET
+            && parts
+                .headers
+                .get(ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|a| a.contains("text/html"));
+        if browser && let Some(login) = &self.config.login_url {
+            let location = login_redirect::location(login, parts.uri.path_and_query().map(|pq| pq.as_str()));
+            if let Ok(v) = HeaderValue::from_str(&location) {
+                let mut resp = Response::new(ResponseBody::empty());
+                *resp.status_mut() = StatusCode::FOUND;
+                resp.headers_mut().insert(LOCATION, v);
+                return resp;
+            }
+        }
+        let mut resp = json(StatusCode::UNAUTHORIZED, &format!("authentication required: {why}"));
+        resp.headers_mut()
+            .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        resp
+    }
+
+    /// Without a configured list, the origin's host must be the request's host (same origin).
+    fn origin_allowed(&self, parts: &Parts) -> bool {
+        let Some(origin) = parts.headers.get(ORIGIN).and_then(|v| v.to_str().ok()) else {
+            return true;
+        };
+        if !self.config.websocket_origins.is_empty() {
+            return self.config.websocket_origins.iter().any(|o| o == origin);
+        }
+        let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+        let host = parts
+            .headers
+            .get(HOST)
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| parts.uri.authority().map(|a| a.as_str()));
+        host.is_some_and(|h| h.eq_ignore_ascii_case(origin_host))
+    }
+}
+
+fn json(status: StatusCode, message: &str) -> Response<ResponseBody> {
+    let body = serde_json::json!({"status": status.as_u16(), "message": message}).to_string();
+    let mut resp = Response::new(ResponseBody::full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}

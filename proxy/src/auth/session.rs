@@ -1,0 +1,306 @@
+//! The session check: a Redis key built from the token's claims must exist (and may have to hold
+//! a value). Answers are cached in process so a warm request asks Redis nothing.
+//!
+//! - L1: a `DashMap` from key to the last answer, trusted for `cache_ttl_ms` (live) or
+//!   `negative_cache_ttl_ms` (missing). Concurrent misses on one key share one Redis lookup.
+//! - Revocation is pushed: a subscriber evicts keys named on the revocation channel and keys that
+//!   Redis reports deleted or expired (keyspace events), so a revoked session is refused on every
+//!   replica within a round trip, not after the TTL. If the subscription drops, the whole cache
+//!   is cleared on reconnect, since revocations may have been missed.
+//! - Redis unreachable: fail closed (503) for sessions not verified recently; ones verified within
+//!   `grace_secs` keep working. The connection is re-established in the background.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use dashmap::DashMap;
+use futures_util::StreamExt;
+use redis::aio::MultiplexedConnection;
+use serde_json::{Map, Value};
+use tokio::sync::{Notify, OnceCell};
+
+use config::SessionConfig;
+
+/// The outcome of a session check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionVerdict {
+    Live,
+    /// The key is missing or holds another value.
+    Revoked,
+    /// The template names a claim the token does not have.
+    MissingClaim,
+    /// Redis cannot be asked and the session was not verified within the grace period.
+    Unavailable,
+}
+
+#[derive(Clone, Copy)]
+struct Cached {
+    live: bool,
+    checked: Instant,
+    /// When the session was last seen live; for the grace period.
+    last_live: Option<Instant>,
+}
+
+/// Counters the session check reports into.
+pub struct SessionMetrics {
+    pub cache_hit: metrics::Counter,
+    pub cache_miss: metrics::Counter,
+    pub lookup_seconds: metrics::Histogram,
+}
+
+pub struct Sessions {
+    config: SessionConfig,
+    client: redis::Client,
+    conn: ArcSwapOption<MultiplexedConnection>,
+    /// Woken when a lookup finds the connection broken.
+    broken: Notify,
+    // Keys come from verified tokens only, so a fixed-seed fast hash cannot be flooded.
+    cache: DashMap<String, Cached, foldhash::fast::FixedState>,
+    loading: DashMap<String, Arc<OnceCell<Result<bool, ()>>>, foldhash::fast::FixedState>,
+    metrics: SessionMetrics,
+}
+
+impl Sessions {
+    pub fn new(config: SessionConfig, metrics: SessionMetrics) -> Result<Arc<Sessions>, redis::RedisError> {
+        let client = redis::Client::open(config.redis_url.as_str())?;
+        Ok(Arc::new(Sessions {
+            config,
+            client,
+            conn: ArcSwapOption::empty(),
+            broken: Notify::new(),
+            cache: DashMap::default(),
+            loading: DashMap::default(),
+            metrics,
+        }))
+    }
+
+    /// Starts the connection keeper, the revocation subscriber and the cache sweeper. Must be
+    /// called inside a Tokio runtime.
+    pub fn start(self: &Arc<Self>) {
+        tokio::spawn(self.clone().keep_connected());
+        tokio::spawn(self.clone().follow_revocations());
+        tokio::spawn(self.clone().sweep());
+    }
+
+    /// Checks the session of a verified token. Returns without awaiting when the cache answers.
+    pub async fn check(&self, claims: &Map<String, Value>) -> SessionVerdict {
+        let Some(key) = render(&self.config.key, claims) else {
+            return SessionVerdict::MissingClaim;
+        };
+        let now = Instant::now();
+        if let Some(c) = self.cache.get(&key).map(|c| *c) {
+            let ttl = if c.live {
+                self.config.cache_ttl_ms
+            } else {
+                self.config.negative_cache_ttl_ms
+            };
+            if now.duration_since(c.checked) < Duration::from_millis(ttl) {
+                self.metrics.cache_hit.increment(1);
+                return if c.live {
+                    SessionVerdict::Live
+                } else {
+                    SessionVerdict::Revoked
+                };
+            }
+        }
+        self.metrics.cache_miss.increment(1);
+        let expected = match &self.config.value {
+            Some(t) => match render(t, claims) {
+                Some(v) => Some(v),
+                None => return SessionVerdict::MissingClaim,
+            },
+            None => None,
+        };
+        // One lookup per key at a time: later callers wait for the first one's answer.
+        let cell = self.loading.entry(key.clone()).or_default().clone();
+        let answer = *cell.get_or_init(|| self.lookup(&key, expected.as_deref())).await;
+        self.loading.remove_if(&key, |_, c| Arc::ptr_eq(c, &cell));
+        match answer {
+            Ok(live) => SessionVerdict::from_live(live),
+            Err(()) => {
+                let grace = Duration::from_secs(self.config.grace_secs);
+                let recent = self
+                    .cache
+                    .get(&key)
+                    .and_then(|c| c.last_live)
+                    .is_some_and(|t| t.elapsed() < grace);
+                if recent {
+                    SessionVerdict::Live
+                } else {
+                    SessionVerdict::Unavailable
+                }
+            }
+        }
+    }
+
+    /// Asks Redis, records the answer in the cache; `Err` when Redis could not be asked.
+    async fn lookup(&self, key: &str, expected: Option<&str>) -> Result<bool, ()> {
+        let Some(conn) = self.conn.load_full() else {
+            return Err(());
+        };
+        let mut conn = (*conn).clone();
+        let started = Instant::now();
+        let limit = Duration::from_millis(self.config.lookup_timeout_ms);
+        let result = match expected {
+            Some(want) => tokio::time::timeout(limit, redis::cmd("GET").arg(key).query_async(&mut conn))
+                .await
+                .map(|r: redis::RedisResult<Option<Vec<u8>>>| r.map(|v| v.is_some_and(|v| v == want.as_bytes()))),
+            None => tokio::time::timeout(limit, redis::cmd("EXISTS").arg(key).query_async(&mut conn))
+                .await
+                .map(|r: redis::RedisResult<i64>| r.map(|n| n > 0)),
+        };
+        self.metrics.lookup_seconds.record(started.elapsed().as_secs_f64());
+        let live = match result {
+            Ok(Ok(live)) => live,
+            Ok(Err(e)) => {
+                tracing::warn!("session lookup of {key} failed: {e}");
+                self.broken.notify_one();
+                return Err(());
+            }
+            Err(_) => {
+                tracing::warn!("session lookup of {key} timed out after {limit:?}");
+                self.broken.notify_one();
+                return Err(());
+            }
+        };
+        let now = Instant::now();
+        let last_live = if live { Some(now) } else { None };
+        self.cache.insert(
+            key.to_owned(),
+            Cached {
+                live,
+                checked: now,
+                last_live,
+            },
+        );
+        Ok(live)
+    }
+
+    /// Holds one multiplexed connection; replaces it when a lookup reports it broken.
+    async fn keep_connected(self: Arc<Self>) {
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_millis(self.config.lookup_timeout_ms)));
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.client.get_multiplexed_async_connection_with_config(&config).await {
+                Ok(conn) => {
+                    tracing::info!("session store connected: {}", self.config.redis_url);
+                    self.conn.store(Some(Arc::new(conn)));
+                    backoff = Duration::from_millis(100);
+                    self.broken.notified().await;
+                    self.conn.store(None);
+                }
+                Err(e) => {
+                    tracing::warn!("session store {} unreachable: {e}", self.config.redis_url);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+
+    /// Evicts revoked keys as Redis announces them.
+    async fn follow_revocations(self: Arc<Self>) {
+        let mut first = true;
+        loop {
+            let subscribed = async {
+                let mut pubsub = self.client.get_async_pubsub().await?;
+                if let Some(channel) = &self.config.revocation_channel {
+                    pubsub.subscribe(channel).await?;
+                }
+                if self.config.keyspace_events {
+                    for event in ["del", "unlink", "expired", "evicted"] {
+                        pubsub.psubscribe(format!("__keyevent@*__:{event}")).await?;
+                    }
+                }
+                Ok::<_, redis::RedisError>(pubsub)
+            }
+            .await;
+            match subscribed {
+                Ok(mut pubsub) => {
+                    if !first {
+                        // Revocations sent while we were away are lost: forget everything.
+                        self.cache.clear();
+                    }
+                    first = false;
+                    let mut messages = pubsub.on_message();
+                    while let Some(msg) = messages.next().await {
+                        let key = String::from_utf8_lossy(msg.get_payload_bytes());
+                        if key == "*" {
+                            self.cache.clear();
+                        } else {
+                            self.cache.remove(key.as_ref());
+                        }
+                    }
+                    tracing::warn!("session revocation subscription lost; reconnecting");
+                }
+                Err(e) => tracing::debug!("session revocation subscription failed: {e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Drops entries too old to answer or to grant grace, so the cache stays bounded by the
+    /// number of sessions active recently.
+    async fn sweep(self: Arc<Self>) {
+        let keep = Duration::from_millis(self.config.cache_ttl_ms.max(self.config.negative_cache_ttl_ms))
+            .max(Duration::from_secs(self.config.grace_secs));
+        loop {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            self.cache
+                .retain(|_, c| c.checked.elapsed() < keep || c.last_live.is_some_and(|t| t.elapsed() < keep));
+        }
+    }
+}
+
+impl SessionVerdict {
+    fn from_live(live: bool) -> Self {
+        if live {
+            SessionVerdict::Live
+        } else {
+            SessionVerdict::Revoked
+        }
+    }
+}
+
+/// Fills `{claim}` placeholders from the claims: strings as they are, numbers in decimal.
+/// `None` when a claim is absent or not a string or number.
+pub fn render(template: &str, claims: &Map<String, Value>) -> Option<String> {
+    let mut out = String::with_capacity(template.len() + 16);
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let close = after.find('}')?;
+        match claims.get(&after[..close])? {
+            Value::String(s) => out.push_str(s),
+            Value::Number(n) => out.push_str(&n.to_string()),
+            _ => return None,
+        }
+        rest = &after[close + 1..];
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn templates_fill_from_claims() {
+        let claims = json!({"sub": "alice", "jti": "abc", "uid": 42, "groups": ["a"]});
+        let claims = claims.as_object().unwrap();
+        assert_eq!(
+            render("auth_token_key:{sub}", claims).as_deref(),
+            Some("auth_token_key:alice")
+        );
+        assert_eq!(render("s:{uid}:{jti}", claims).as_deref(), Some("s:42:abc"));
+        assert_eq!(render("plain", claims).as_deref(), Some("plain"));
+        assert_eq!(render("x:{missing}", claims), None);
+        assert_eq!(render("x:{groups}", claims), None);
+    }
+}

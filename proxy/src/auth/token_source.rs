@@ -1,0 +1,194 @@
+//! Finding the token in a request (bearer header, cookie, or a query parameter on WebSocket
+//! handshakes) and removing it before the request goes upstream.
+
+use http::header::{AUTHORIZATION, COOKIE, HeaderValue};
+use http::request::Parts;
+use http::uri::{PathAndQuery, Uri};
+
+use config::TokenSources;
+
+/// Tokens longer than this are refused before any parsing (a JWT with a few claims is < 1 KiB).
+pub const MAX_TOKEN_LEN: usize = 8 * 1024;
+
+/// Where a token was found, so it can be stripped from exactly there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Found {
+    Bearer,
+    Cookie,
+    Query,
+}
+
+/// The first token present, in the order bearer, cookie, query (handshakes only).
+pub fn find(parts: &Parts, sources: &TokenSources, websocket: bool) -> Option<(String, Found)> {
+    if sources.bearer
+        && let Some(token) = parts.headers.get(AUTHORIZATION).and_then(|v| bearer(v.as_bytes()))
+    {
+        return Some((token.to_owned(), Found::Bearer));
+    }
+    if let Some(name) = &sources.cookie
+        && let Some(token) = parts
+            .headers
+            .get_all(COOKIE)
+            .iter()
+            .find_map(|v| cookie(v.to_str().ok()?, name))
+    {
+        return Some((token.to_owned(), Found::Cookie));
+    }
+    if websocket
+        && let Some(name) = &sources.query_param
+        && let Some(token) = parts.uri.query().and_then(|q| query_param(q, name))
+    {
+        return Some((token, Found::Query));
+    }
+    None
+}
+
+fn bearer(value: &[u8]) -> Option<&str> {
+    let (scheme, rest) = value.split_at_checked(7)?;
+    if !scheme.eq_ignore_ascii_case(b"bearer ") {
+        return None;
+    }
+    std::str::from_utf8(rest).ok().map(str::trim).filter(|t| !t.is_empty())
+}
+
+fn cookie<'a>(header: &'a str, name: &str) -> Option<&'a str> {
+    header.split(';').find_map(|pair| {
+        let (k, v) = pair.trim().split_once('=')?;
+        (k == name).then(|| v.trim_matches('"')).filter(|v| !v.is_empty())
+    })
+}
+
+fn query_param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k == name && !v.is_empty()).then(|| percent_decode_query(v))
+    })
+}
+
+fn percent_decode_query(v: &str) -> String {
+    crate::request_path::percent_decode(&v.replace('+', " "))
+        .map(|c| c.into_owned())
+        .unwrap_or_else(|_| v.to_owned())
+}
+
+/// Removes the token from the request: the query parameter always (URLs are logged), the header
+/// or cookie when `strip` is set.
+pub fn strip(parts: &mut Parts, sources: &TokenSources, websocket: bool) {
+    strip_query_token(parts, sources, websocket);
+    if !sources.strip {
+        return;
+    }
+    if sources.bearer
+        && parts
+            .headers
+            .get(AUTHORIZATION)
+            .is_some_and(|v| bearer(v.as_bytes()).is_some())
+    {
+        parts.headers.remove(AUTHORIZATION);
+    }
+    if let Some(name) = &sources.cookie {
+        strip_cookie(&mut parts.headers, name);
+    }
+}
+
+/// Removes the query-parameter token of a handshake, whatever the route's policy.
+pub fn strip_query_token(parts: &mut Parts, sources: &TokenSources, websocket: bool) {
+    if websocket
+        && let Some(name) = &sources.query_param
+        && let Some(query) = parts.uri.query()
+        && query.split('&').any(|p| p.split('=').next() == Some(name))
+    {
+        let kept: Vec<&str> = query
+            .split('&')
+            .filter(|p| p.split('=').next() != Some(name.as_str()))
+            .collect();
+        let path_and_query = if kept.is_empty() {
+            parts.uri.path().to_owned()
+        } else {
+            format!("{}?{}", parts.uri.path(), kept.join("&"))
+        };
+        if let Ok(pq) = path_and_query.parse::<PathAndQuery>() {
+            let mut uri_parts = parts.uri.clone().into_parts();
+            uri_parts.path_and_query = Some(pq);
+            if let Ok(uri) = Uri::from_parts(uri_parts) {
+                parts.uri = uri;
+            }
+        }
+    }
+}
+
+fn strip_cookie(headers: &mut http::HeaderMap, name: &str) {
+    if !headers
+        .get_all(COOKIE)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|s| cookie(s, name).is_some()))
+    {
+        return;
+    }
+    let kept: Vec<String> = headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|s| s.split(';'))
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty() && pair.split('=').next() != Some(name))
+        .map(str::to_owned)
+        .collect();
+    headers.remove(COOKIE);
+    if !kept.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&kept.join("; "))
+    {
+        headers.insert(COOKIE, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(uri: &str, headers: &[(&str, &str)]) -> Parts {
+        let mut b = http::Request::builder().uri(uri);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn sources_in_order() {
+        let s = TokenSources::default();
+        let p = parts(
+            "/x?access_token=q",
+            &[("authorization", "Bearer h"), ("cookie", "edgehub-token=c")],
+        );
+        assert_eq!(find(&p, &s, true), Some(("h".into(), Found::Bearer)));
+        let p = parts("/x?access_token=q", &[("cookie", "a=1; edgehub-token=c")]);
+        assert_eq!(find(&p, &s, true), Some(("c".into(), Found::Cookie)));
+        let p = parts("/x?a=1&access_token=q%2Bx", &[]);
+        assert_eq!(find(&p, &s, true), Some(("q+x".into(), Found::Query)));
+        assert_eq!(find(&p, &s, false), None, "query tokens only on handshakes");
+        let p = parts("/x", &[("authorization", "token jupyter-api-token")]);
+        assert_eq!(find(&p, &s, false), None, "Jupyter's own tokens are not ours");
+    }
+
+    #[test]
+    fn stripping_removes_only_the_token() {
+        let s = TokenSources::default();
+        let mut p = parts(
+            "/user/a/api/kernels/1/channels?session_id=9&access_token=t",
+            &[
+                ("authorization", "Bearer h"),
+                ("cookie", "_xsrf=1; edgehub-token=c; other=2"),
+            ],
+        );
+        strip(&mut p, &s, true);
+        assert_eq!(p.uri.to_string(), "/user/a/api/kernels/1/channels?session_id=9");
+        assert!(p.headers.get(AUTHORIZATION).is_none());
+        assert_eq!(p.headers.get(COOKIE).unwrap(), "_xsrf=1; other=2");
+
+        let mut p = parts("/x?access_token=t", &[("authorization", "token keep-me")]);
+        strip(&mut p, &s, true);
+        assert_eq!(p.uri.to_string(), "/x");
+        assert_eq!(p.headers.get(AUTHORIZATION).unwrap(), "token keep-me");
+    }
+}

@@ -1,0 +1,513 @@
+//! Edge authentication and authorization, black-box: the real binary with `--auth-config`, a real
+//! `redis-server`, tokens signed here. Each test states the behaviour a user or attacker sees.
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use serde_json::{Value, json};
+use support::redis::RedisServer;
+use support::*;
+
+const SECRET: &str = "test-hs384-secret";
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/auth");
+
+fn now() -> i64 {
+    jsonwebtoken::get_current_timestamp() as i64
+}
+
+fn claims(sub: &str) -> Value {
+    json!({"sub": sub, "exp": now() + 600, "iss": "https://login.test", "aud": "notebooks", "groups": []})
+}
+
+fn hs(claims: &Value) -> String {
+    encode(
+        &Header::new(Algorithm::HS384),
+        claims,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+fn rs(kid: &str, key_file: &str, claims: &Value) -> String {
+    let pem = std::fs::read(Path::new(FIXTURES).join(key_file)).unwrap();
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = Some(kid.to_owned());
+    encode(&header, claims, &EncodingKey::from_rsa_pem(&pem).unwrap()).unwrap()
+}
+
+/// Writes an auth config and returns the flag pair for it.
+fn auth_config(name: &str, toml: &str) -> String {
+    let dir = scratch_dir(&format!("auth-{name}"));
+    let path = dir.join("auth.toml");
+    std::fs::write(&path, toml).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+fn hs_config(redis: Option<&RedisServer>, extra: &str) -> String {
+    let mut toml = format!(
+        r#"
+login_url = "/hub/login"
+admin_claim = "admin"
+{extra}
+
+[[issuers]]
+issuer = "https://login.test"
+audiences = ["notebooks"]
+algorithms = ["HS384"]
+secret = "{SECRET}"
+"#
+    );
+    if let Some(r) = redis {
+        toml.push_str(&format!(
+            "\n[session]\nredis_url = \"{}\"\nkey = \"auth_token_key:{{sub}}\"\ncache_ttl_ms = 300\nnegative_cache_ttl_ms = 100\ngrace_secs = 30\n",
+            r.url()
+        ));
+    }
+    toml
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+fn add_route(p: &Edgeproxy, key: &str, data: Value) {
+    let r = p.api("POST", &format!("/api/routes{key}"), Some(&data.to_string()));
+    assert_eq!(r.status, 201, "{}", r.text());
+}
+
+/// A proxy with the hub at `/` (public), alice's and bob's servers, and a project server.
+struct Site {
+    proxy: Edgeproxy,
+    hub: Upstream,
+    alice: Upstream,
+    bob: Upstream,
+    project: Upstream,
+}
+
+fn site(config_path: &str) -> Site {
+    let hub = Upstream::echo("/");
+    let alice = Upstream::echo("/user/alice");
+    let bob = Upstream::echo("/user/bob");
+    let project = Upstream::echo("/user/proj");
+    let proxy = Edgeproxy::start(&["--default-target", &hub.target, "--auth-config", config_path]);
+    add_route(
+        &proxy,
+        "/user/alice",
+        json!({"target": alice.target, "user": "alice", "server_name": ""}),
+    );
+    add_route(&proxy, "/user/bob", json!({"target": bob.target, "user": "bob"}));
+    add_route(
+        &proxy,
+        "/user/proj",
+        json!({"target": project.target, "auth": "owner", "users": ["carol"], "group": "proj-42", "upstream_token": "srv-secret"}),
+    );
+    Site {
+        proxy,
+        hub,
+        alice,
+        bob,
+        project,
+    }
+}
+
+fn send(p: &Edgeproxy, path: &str, headers: &[(&str, &str)]) -> Response {
+    request(p.public(), "GET", path, headers, None)
+}
+
+#[test]
+fn each_user_reaches_only_their_own_server() {
+    let mut redis = RedisServer::start();
+    redis.cli(&["SET", "auth_token_key:alice", "1"]);
+    redis.cli(&["SET", "auth_token_key:bob", "1"]);
+    let s = site(&auth_config("owner", &hs_config(Some(&redis), "")));
+    let alice = bearer(&hs(&claims("alice")));
+
+    // Alice reaches her server; the upstream sees who she is and not her token.
+    let r = send(
+        &s.proxy,
+        "/user/alice/api/contents",
+        &[
+            ("Authorization", &alice),
+            ("X-Forwarded-User", "bob"),
+            ("X-Auth-Request-User", "bob"),
+        ],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = s.alice.requests().pop().unwrap();
+    assert_eq!(
+        seen.header("x-forwarded-user"),
+        Some("alice"),
+        "forged identity replaced"
+    );
+    assert_eq!(seen.header("x-auth-request-user"), None);
+    assert_eq!(seen.header("authorization"), None, "the token is stripped");
+
+    // Her token on bob's server, directly or through path tricks, never reaches bob.
+    for path in [
+        "/user/bob/",
+        "/user/alice/../bob/",
+        "/user/alice/%2e%2e/bob/",
+        "/user/alice/%2E%2E/bob/",
+        "/user/alice%2F..%2Fbob/",
+        "//user/bob/",
+        "/USER/BOB/",
+        "/user/alice/..%2Fbob/",
+    ] {
+        let r = send(&s.proxy, path, &[("Authorization", &alice)]);
+        assert_ne!(r.status, 502, "{path}");
+        if r.status == 200 {
+            let where_ = r.json()["path"].as_str().unwrap_or_default().to_owned();
+            assert!(!where_.is_empty(), "{path}: {}", r.text());
+            assert_ne!(where_, "/user/bob", "{path} reached bob");
+        }
+    }
+    assert!(s.bob.requests().is_empty(), "bob's server saw alice's requests");
+    assert_eq!(send(&s.proxy, "/user/bob/", &[("Authorization", &alice)]).status, 403);
+
+    // The cookie works too, and only the token cookie is removed.
+    let cookie = format!("_xsrf=x; edgehub-token={}", hs(&claims("alice")));
+    let r = send(&s.proxy, "/user/alice/tree", &[("Cookie", &cookie)]);
+    assert_eq!(r.status, 200);
+    assert_eq!(s.alice.requests().pop().unwrap().header("cookie"), Some("_xsrf=x"));
+
+    // Admins reach every server; the hub route stays public.
+    let mut admin = claims("root");
+    admin["admin"] = json!(true);
+    redis.cli(&["SET", "auth_token_key:root", "1"]);
+    assert_eq!(
+        send(&s.proxy, "/user/bob/", &[("Authorization", &bearer(&hs(&admin)))]).status,
+        200
+    );
+    assert_eq!(send(&s.proxy, "/hub/login", &[]).status, 200);
+    assert!(!s.hub.requests().is_empty());
+
+    // A shared project server: listed users and group members, with the server's credential.
+    redis.cli(&["SET", "auth_token_key:carol", "1"]);
+    redis.cli(&["SET", "auth_token_key:dave", "1"]);
+    redis.cli(&["SET", "auth_token_key:erin", "1"]);
+    let carol = bearer(&hs(&claims("carol")));
+    assert_eq!(send(&s.proxy, "/user/proj/", &[("Authorization", &carol)]).status, 200);
+    assert_eq!(
+        s.project.requests().pop().unwrap().header("authorization"),
+        Some("token srv-secret")
+    );
+    let mut dave = claims("dave");
+    dave["groups"] = json!(["proj-42"]);
+    assert_eq!(
+        send(&s.proxy, "/user/proj/", &[("Authorization", &bearer(&hs(&dave)))]).status,
+        200
+    );
+    assert_eq!(
+        send(
+            &s.proxy,
+            "/user/proj/",
+            &[("Authorization", &bearer(&hs(&claims("erin"))))]
+        )
+        .status,
+        403
+    );
+    redis.kill();
+}
+
+#[test]
+fn bad_tokens_get_401_with_the_reason() {
+    let s = site(&auth_config("badtokens", &hs_config(None, "")));
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut c = claims("alice");
+        f(&mut c);
+        c
+    };
+    let rsa_pub = std::fs::read(Path::new(FIXTURES).join("rsa1.pub")).unwrap();
+    let cases: Vec<(String, &str)> = vec![
+        (
+            encode(
+                &Header::new(Algorithm::HS384),
+                &claims("alice"),
+                &EncodingKey::from_secret(b"wrong"),
+            )
+            .unwrap(),
+            "bad_signature",
+        ),
+        (hs(&with(&|c| c["exp"] = json!(now() - 120))), "expired"),
+        (hs(&with(&|c| c["nbf"] = json!(now() + 120))), "not_yet_valid"),
+        (hs(&with(&|c| c["iss"] = json!("https://evil.test"))), "wrong_issuer"),
+        (hs(&with(&|c| c["aud"] = json!("other"))), "wrong_audience"),
+        (
+            hs(&with(&|c| drop(c.as_object_mut().unwrap().remove("sub")))),
+            "missing_claim",
+        ),
+        // alg none, hand-made: {"alg":"none"} . {"sub":"alice","exp":9999999999}
+        (
+            "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhbGljZSIsImV4cCI6OTk5OTk5OTk5OX0.".into(),
+            "malformed_token",
+        ),
+        // Key confusion: HS256 signed with an RSA public key as the secret.
+        (
+            encode(
+                &Header::new(Algorithm::HS256),
+                &claims("alice"),
+                &EncodingKey::from_secret(&rsa_pub),
+            )
+            .unwrap(),
+            "algorithm_not_allowed",
+        ),
+        (rs("k1", "rsa1.key", &claims("alice")), "algorithm_not_allowed"),
+        ("garbage".into(), "malformed_token"),
+        ("x".repeat(9000), "oversized_token"),
+    ];
+    for (token, reason) in cases {
+        let r = send(
+            &s.proxy,
+            "/user/alice/",
+            &[("Authorization", &bearer(&token)), ("Accept", "application/json")],
+        );
+        assert_eq!(r.status, 401, "{reason}: {}", r.text());
+        assert!(r.text().contains(reason), "wanted {reason}, got {}", r.text());
+        assert_eq!(r.header("www-authenticate"), Some("Bearer"));
+    }
+    assert!(s.alice.requests().is_empty(), "no bad token reached the server");
+}
+
+#[test]
+fn browsers_are_sent_to_log_in_with_a_safe_next() {
+    let s = site(&auth_config("browser", &hs_config(None, "")));
+    let html = ("Accept", "text/html,application/xhtml+xml");
+    let r = send(&s.proxy, "/user/alice/lab?path=a.ipynb", &[html]);
+    assert_eq!(r.status, 302);
+    assert_eq!(
+        r.header("location"),
+        Some("/hub/login?next=/user/alice/lab%3Fpath%3Da.ipynb")
+    );
+    // Paths that a browser would read as another host lose their `next`.
+    for evil in ["/user/alice/%2F%2Fevil.example", "/user/alice/x\\y"] {
+        let r = send(&s.proxy, evil, &[html]);
+        assert_eq!(r.status, 302, "{evil}");
+        let location = r.header("location").unwrap();
+        assert!(
+            !location.contains("//evil") && !location.contains('\\'),
+            "{evil} -> {location}"
+        );
+    }
+    // API clients get 401 JSON instead.
+    let r = send(&s.proxy, "/user/alice/api/status", &[]);
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["status"], 401);
+}
+
+#[test]
+fn a_revoked_session_is_refused_within_a_second() {
+    let redis = RedisServer::start();
+    redis.cli(&["SET", "auth_token_key:alice", "1"]);
+    // A long positive TTL: only the pushed revocation can explain a quick refusal.
+    let config = hs_config(Some(&redis), "").replace("cache_ttl_ms = 300", "cache_ttl_ms = 60000");
+    let s = site(&auth_config("revoke", &config));
+    let alice = bearer(&hs(&claims("alice")));
+    assert_eq!(send(&s.proxy, "/user/alice/", &[("Authorization", &alice)]).status, 200);
+    std::thread::sleep(Duration::from_millis(300)); // the subscriber is up by now
+    assert_eq!(redis.cli(&["DEL", "auth_token_key:alice"]), "1");
+    let revoked = Instant::now();
+    loop {
+        let status = send(&s.proxy, "/user/alice/", &[("Authorization", &alice)]).status;
+        if status == 401 {
+            break;
+        }
+        assert_eq!(status, 200);
+        assert!(
+            revoked.elapsed() < Duration::from_secs(1),
+            "still accepted 1 s after revocation"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A session that never existed is refused too, and the refusal is cached briefly.
+    let r = send(
+        &s.proxy,
+        "/user/bob/",
+        &[("Authorization", &bearer(&hs(&claims("bob"))))],
+    );
+    assert_eq!(r.status, 401, "{}", r.text());
+}
+
+#[test]
+fn redis_down_fails_closed_then_recovers() {
+    let mut redis = RedisServer::start();
+    redis.cli(&["SET", "auth_token_key:alice", "1"]);
+    redis.cli(&["SET", "auth_token_key:bob", "1"]);
+    let s = site(&auth_config("redisdown", &hs_config(Some(&redis), "")));
+    let alice = bearer(&hs(&claims("alice")));
+    let bob = bearer(&hs(&claims("bob")));
+    assert_eq!(send(&s.proxy, "/user/alice/", &[("Authorization", &alice)]).status, 200);
+
+    redis.kill();
+    std::thread::sleep(Duration::from_millis(400)); // past the 300 ms cache TTL
+    // Alice was verified moments ago: the grace period carries her.
+    assert_eq!(send(&s.proxy, "/user/alice/", &[("Authorization", &alice)]).status, 200);
+    // Bob was never verified: refused with 503 and a clear message, never let through.
+    let r = send(&s.proxy, "/user/bob/", &[("Authorization", &bob)]);
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(r.text().contains("session store unreachable"));
+    assert!(s.bob.requests().is_empty());
+
+    redis.restart();
+    redis.cli(&["SET", "auth_token_key:bob", "1"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while send(&s.proxy, "/user/bob/", &[("Authorization", &bob)]).status != 200 {
+        assert!(Instant::now() < deadline, "did not reconnect to Redis");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn websocket_handshakes_are_checked_and_lose_their_query_token() {
+    let s = site(&auth_config("ws", &hs_config(None, "")));
+    let token = hs(&claims("alice"));
+    let addr = s.proxy.public();
+    let path = format!("/user/alice/api/kernels/1/channels?session_id=s1&access_token={token}");
+    let (mut ws, resp) = ws_connect(addr, &path).expect("alice's own kernel");
+    assert_eq!(resp.status(), 101);
+    let _ = ws_read_text(&mut ws);
+    let seen = s.alice.requests().pop().unwrap();
+    assert_eq!(
+        seen.url, "/user/alice/api/kernels/1/channels?session_id=s1",
+        "query token stripped"
+    );
+    assert_eq!(seen.header("x-forwarded-user"), Some("alice"));
+
+    // Reads only the response head: an accepted upgrade keeps the connection open.
+    let upgrade = |path: &str, extra: &str| {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let head = format!(
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{extra}\r\n"
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        let mut buf = Vec::new();
+        let mut byte = [0u8; 1];
+        while !buf.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+            buf.push(byte[0]);
+        }
+        parse_response(&buf).map(|r| r.status)
+    };
+    let q = format!("?access_token={token}");
+    assert_eq!(upgrade(&format!("/user/bob/api/kernels/1/channels{q}"), ""), Some(403));
+    assert_eq!(upgrade("/user/alice/api/kernels/1/channels", ""), Some(401));
+    // Cross-site WebSocket hijacking: another origin is refused, the same host is fine.
+    let evil = "Origin: https://evil.example\r\n";
+    assert_eq!(
+        upgrade(&format!("/user/alice/api/kernels/1/channels{q}"), evil),
+        Some(403)
+    );
+    let same = format!("Origin: http://{addr}\r\n");
+    assert_eq!(
+        upgrade(&format!("/user/alice/api/kernels/1/channels{q}"), &same),
+        Some(101)
+    );
+}
+
+#[test]
+fn jwks_keys_rotate_on_an_unknown_kid() {
+    let dir = scratch_dir("jwks-rotate");
+    let jwks = dir.join("jwks.json");
+    std::fs::copy(Path::new(FIXTURES).join("jwks1.json"), &jwks).unwrap();
+    let toml = format!(
+        r#"
+[[issuers]]
+algorithms = ["RS256"]
+jwks_file = "{}"
+jwks_min_refetch_secs = 1
+"#,
+        jwks.display()
+    );
+    let s = site(&auth_config("jwks", &toml));
+    let mut c = claims("alice");
+    c.as_object_mut().unwrap().remove("aud");
+    let k1 = bearer(&rs("k1", "rsa1.key", &c));
+    let k2 = bearer(&rs("k2", "rsa2.key", &c));
+    assert_eq!(send(&s.proxy, "/user/alice/", &[("Authorization", &k1)]).status, 200);
+    let r = send(&s.proxy, "/user/alice/", &[("Authorization", &k2)]);
+    assert_eq!(r.status, 401);
+    assert!(r.text().contains("unknown_key"), "{}", r.text());
+    // The issuer publishes k2; the next unknown-kid refresh (at most once a second) picks it up.
+    std::fs::copy(Path::new(FIXTURES).join("jwks12.json"), &jwks).unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(send(&s.proxy, "/user/alice/", &[("Authorization", &k2)]).status, 200);
+    // A kid pointing at another key's slot does not verify.
+    assert_eq!(
+        send(
+            &s.proxy,
+            "/user/alice/",
+            &[("Authorization", &bearer(&rs("k1", "rsa2.key", &c)))]
+        )
+        .status,
+        401
+    );
+}
+
+#[test]
+fn auth_outcomes_and_cache_hits_are_metrics() {
+    let redis = RedisServer::start();
+    redis.cli(&["SET", "auth_token_key:alice", "1"]);
+    let path = auth_config("metrics", &hs_config(Some(&redis), ""));
+    let hub = Upstream::echo("/");
+    let alice = Upstream::echo("/user/alice");
+    let metrics_port = free_port().to_string();
+    let p = Edgeproxy::start(&[
+        "--default-target",
+        &hub.target,
+        "--auth-config",
+        &path,
+        "--metrics-port",
+        &metrics_port,
+    ]);
+    add_route(&p, "/user/alice", json!({"target": alice.target, "user": "alice"}));
+    let token = bearer(&hs(&claims("alice")));
+    for _ in 0..5 {
+        assert_eq!(send(&p, "/user/alice/", &[("Authorization", &token)]).status, 200);
+    }
+    assert_eq!(send(&p, "/user/alice/", &[]).status, 401);
+    let text = get(format!("127.0.0.1:{metrics_port}").parse().unwrap(), "/metrics").text();
+    let value = |needle: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(needle))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{needle} missing from\n{text}"))
+    };
+    assert_eq!(value("edgeproxy_auth_requests_total{outcome=\"allowed\"}"), 5.0);
+    assert_eq!(value("edgeproxy_auth_requests_total{outcome=\"no_token\"}"), 1.0);
+    assert!(value("edgeproxy_auth_session_cache_total{result=\"hit\"}") >= 3.0);
+    assert!(value("edgeproxy_auth_session_cache_total{result=\"miss\"}") >= 1.0);
+    assert!(text.contains("edgeproxy_auth_redis_lookup_seconds"));
+}
+
+#[test]
+fn bad_auth_configs_stop_the_start_with_a_clear_message() {
+    let cases = [
+        (
+            "[[issuers]]\nalgorithms=[\"HS256\",\"RS256\"]\nsecret=\"x\"",
+            "one family",
+        ),
+        (
+            "[[issuers]]\nalgorithms=[\"RS256\"]\npublic_key_file=\"/nonexistent.pem\"",
+            "/nonexistent.pem",
+        ),
+        ("colour = \"blue\"", "colour"),
+    ];
+    for (toml, needle) in cases {
+        let path = auth_config("badcfg", toml);
+        let port = free_port().to_string();
+        let (code, out) = run_to_exit(&[
+            "--port",
+            &port,
+            "--api-port",
+            &free_port().to_string(),
+            "--auth-config",
+            &path,
+        ]);
+        assert_eq!(code, Some(1), "{toml}: {out}");
+        assert!(out.contains(needle), "{toml}: wanted {needle:?} in {out}");
+    }
+}
