@@ -511,3 +511,32 @@ fn bad_auth_configs_stop_the_start_with_a_clear_message() {
         assert!(out.contains(needle), "{toml}: wanted {needle:?} in {out}");
     }
 }
+
+#[test]
+fn jwks_from_a_url_is_fetched_at_start_and_refreshed_on_an_unknown_kid() {
+    let served = std::sync::Arc::new(std::sync::Mutex::new(
+        std::fs::read(Path::new(FIXTURES).join("jwks1.json")).unwrap(),
+    ));
+    let document = served.clone();
+    let issuer = Upstream::with(move |_| {
+        Reply::new(200, document.lock().unwrap().clone()).header("Content-Type", "application/json")
+    });
+    let toml = format!(
+        "[[issuers]]\nalgorithms = [\"RS256\"]\njwks_url = \"{}/.well-known/jwks.json\"\njwks_min_refetch_secs = 1\n",
+        issuer.target
+    );
+    let s = site(&auth_config("jwks-url", &toml));
+    let mut c = claims("alice");
+    c.as_object_mut().unwrap().remove("aud");
+    let k1 = bearer(&rs("k1", "rsa1.key", &c));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while send(&s.proxy, "/user/alice/", &[("Authorization", &k1)]).status != 200 {
+        assert!(Instant::now() < deadline, "JWKS URL never fetched");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(issuer.requests()[0].url, "/.well-known/jwks.json");
+    let k2 = bearer(&rs("k2", "rsa2.key", &c));
+    *served.lock().unwrap() = std::fs::read(Path::new(FIXTURES).join("jwks12.json")).unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(send(&s.proxy, "/user/alice/", &[("Authorization", &k2)]).status, 200);
+}

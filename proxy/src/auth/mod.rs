@@ -14,6 +14,7 @@ pub mod login_redirect;
 pub mod policy;
 pub mod session;
 pub mod token_source;
+pub mod verified_tokens;
 
 use std::sync::Arc;
 
@@ -71,6 +72,7 @@ pub struct EdgeAuth {
     outcomes: Vec<(&'static str, metrics::Counter)>,
     /// Fetches JWKS URLs (its own pool, so key refreshes never queue behind user traffic).
     fetcher: Upstream,
+    verified: verified_tokens::VerifiedTokens,
 }
 
 impl EdgeAuth {
@@ -104,6 +106,7 @@ impl EdgeAuth {
                 .collect(),
             config: config.clone(),
             fetcher,
+            verified: Default::default(),
         })
     }
 
@@ -197,8 +200,11 @@ impl EdgeAuth {
         Ok(())
     }
 
-    async fn verify(&self, token: &str) -> Result<Identity, TokenError> {
-        match self.verifier.verify(token) {
+    async fn verify(&self, token: &str) -> Result<Arc<Identity>, TokenError> {
+        if let Some(who) = self.verified.get(token) {
+            return Ok(who);
+        }
+        let who = match self.verifier.verify(token) {
             Err(TokenError::UnknownKey) => {
                 // A rotated key: refresh the JWKS documents (rate-limited) and try once more.
                 let mut refreshed = false;
@@ -214,7 +220,10 @@ impl EdgeAuth {
                 }
             }
             other => other,
-        }
+        }?;
+        let who = Arc::new(who);
+        self.verified.insert(token, who.clone(), self.config.leeway_secs);
+        Ok(who)
     }
 
     /// Browsers are sent to log in; everything else gets 401 with a JSON body.
