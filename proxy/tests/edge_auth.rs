@@ -540,3 +540,42 @@ fn jwks_from_a_url_is_fetched_at_start_and_refreshed_on_an_unknown_kid() {
     std::thread::sleep(Duration::from_millis(1100));
     assert_eq!(send(&s.proxy, "/user/alice/", &[("Authorization", &k2)]).status, 200);
 }
+
+#[test]
+fn the_session_value_must_match_and_a_published_revocation_evicts_at_once() {
+    let redis = RedisServer::start();
+    redis.cli(&["SET", "session:alice", "jti-1"]);
+    // No keyspace events: only the revocation channel can evict before the 60 s TTL.
+    let extra = format!(
+        "\n[session]\nredis_url = \"{}\"\nkey = \"session:{{sub}}\"\nvalue = \"{{jti}}\"\ncache_ttl_ms = 60000\nkeyspace_events = false\n",
+        redis.url()
+    );
+    let s = site(&auth_config("session-value", &(hs_config(None, "") + &extra)));
+    let mut c = claims("alice");
+    c["jti"] = json!("jti-1");
+    let current = bearer(&hs(&c));
+    c["jti"] = json!("jti-0");
+    let older = bearer(&hs(&c));
+    assert_eq!(
+        send(&s.proxy, "/user/alice/", &[("Authorization", &current)]).status,
+        200
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    // The session was replaced by a newer login: the old token's value no longer matches.
+    redis.cli(&["SET", "session:alice", "jti-2"]);
+    assert_eq!(send(&s.proxy, "/user/alice/", &[("Authorization", &older)]).status, 401);
+    // The current token is still cached as live until the platform publishes the revocation.
+    assert_eq!(
+        send(&s.proxy, "/user/alice/", &[("Authorization", &current)]).status,
+        200
+    );
+    assert_eq!(redis.cli(&["PUBLISH", "edgehub:revocations", "session:alice"]), "1");
+    let published = Instant::now();
+    while send(&s.proxy, "/user/alice/", &[("Authorization", &current)]).status != 401 {
+        assert!(
+            published.elapsed() < Duration::from_secs(1),
+            "published revocation not applied within 1 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

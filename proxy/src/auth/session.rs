@@ -22,6 +22,8 @@ use tokio::sync::{Notify, OnceCell};
 
 use config::SessionConfig;
 
+use crate::admin_api::constant_time_eq;
+
 /// The outcome of a session check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionVerdict {
@@ -34,12 +36,25 @@ pub enum SessionVerdict {
     Unavailable,
 }
 
-#[derive(Clone, Copy)]
+/// What Redis held under a key when last asked. The value itself is kept (not a verdict), so
+/// tokens that expect different values (`value = "{jti}"`) are each judged against it.
+#[derive(Clone)]
 struct Cached {
-    live: bool,
+    /// `None`: the key was missing. With no value template, a present key is `Some(empty)`.
+    value: Option<Arc<[u8]>>,
     checked: Instant,
-    /// When the session was last seen live; for the grace period.
-    last_live: Option<Instant>,
+    /// When the key was last seen present; for the grace period.
+    last_present: Option<Instant>,
+}
+
+impl Cached {
+    fn satisfies(&self, expected: Option<&str>) -> bool {
+        match (&self.value, expected) {
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some(v), Some(want)) => constant_time_eq(v, want.as_bytes()),
+        }
+    }
 }
 
 /// Counters the session check reports into.
@@ -57,7 +72,7 @@ pub struct Sessions {
     broken: Notify,
     // Keys come from verified tokens only, so a fixed-seed fast hash cannot be flooded.
     cache: DashMap<String, Cached, foldhash::fast::FixedState>,
-    loading: DashMap<String, Arc<OnceCell<Result<bool, ()>>>, foldhash::fast::FixedState>,
+    loading: DashMap<String, Arc<OnceCell<Result<Cached, ()>>>, foldhash::fast::FixedState>,
     metrics: SessionMetrics,
 }
 
@@ -88,23 +103,6 @@ impl Sessions {
         let Some(key) = render(&self.config.key, claims) else {
             return SessionVerdict::MissingClaim;
         };
-        let now = Instant::now();
-        if let Some(c) = self.cache.get(&key).map(|c| *c) {
-            let ttl = if c.live {
-                self.config.cache_ttl_ms
-            } else {
-                self.config.negative_cache_ttl_ms
-            };
-            if now.duration_since(c.checked) < Duration::from_millis(ttl) {
-                self.metrics.cache_hit.increment(1);
-                return if c.live {
-                    SessionVerdict::Live
-                } else {
-                    SessionVerdict::Revoked
-                };
-            }
-        }
-        self.metrics.cache_miss.increment(1);
         let expected = match &self.config.value {
             Some(t) => match render(t, claims) {
                 Some(v) => Some(v),
@@ -112,19 +110,33 @@ impl Sessions {
             },
             None => None,
         };
+        let expected = expected.as_deref();
+        if let Some(c) = self.cache.get(&key).map(|c| c.clone()) {
+            let ttl = if c.value.is_some() {
+                self.config.cache_ttl_ms
+            } else {
+                self.config.negative_cache_ttl_ms
+            };
+            if c.checked.elapsed() < Duration::from_millis(ttl) {
+                self.metrics.cache_hit.increment(1);
+                return SessionVerdict::from_live(c.satisfies(expected));
+            }
+        }
+        self.metrics.cache_miss.increment(1);
         // One lookup per key at a time: later callers wait for the first one's answer.
         let cell = self.loading.entry(key.clone()).or_default().clone();
-        let answer = *cell.get_or_init(|| self.lookup(&key, expected.as_deref())).await;
+        let answer = cell.get_or_init(|| self.lookup(&key)).await.clone();
         self.loading.remove_if(&key, |_, c| Arc::ptr_eq(c, &cell));
         match answer {
-            Ok(live) => SessionVerdict::from_live(live),
+            Ok(c) => SessionVerdict::from_live(c.satisfies(expected)),
             Err(()) => {
+                // Redis cannot be asked: a session seen live within the grace period, with the
+                // value this token expects, keeps working; anything else is refused.
                 let grace = Duration::from_secs(self.config.grace_secs);
                 let recent = self
                     .cache
                     .get(&key)
-                    .and_then(|c| c.last_live)
-                    .is_some_and(|t| t.elapsed() < grace);
+                    .is_some_and(|c| c.last_present.is_some_and(|t| t.elapsed() < grace) && c.satisfies(expected));
                 if recent {
                     SessionVerdict::Live
                 } else {
@@ -135,24 +147,25 @@ impl Sessions {
     }
 
     /// Asks Redis, records the answer in the cache; `Err` when Redis could not be asked.
-    async fn lookup(&self, key: &str, expected: Option<&str>) -> Result<bool, ()> {
+    async fn lookup(&self, key: &str) -> Result<Cached, ()> {
         let Some(conn) = self.conn.load_full() else {
             return Err(());
         };
         let mut conn = (*conn).clone();
         let started = Instant::now();
         let limit = Duration::from_millis(self.config.lookup_timeout_ms);
-        let result = match expected {
-            Some(want) => tokio::time::timeout(limit, redis::cmd("GET").arg(key).query_async(&mut conn))
+        let result: Result<redis::RedisResult<Option<Arc<[u8]>>>, _> = if self.config.value.is_some() {
+            tokio::time::timeout(limit, redis::cmd("GET").arg(key).query_async(&mut conn))
                 .await
-                .map(|r: redis::RedisResult<Option<Vec<u8>>>| r.map(|v| v.is_some_and(|v| v == want.as_bytes()))),
-            None => tokio::time::timeout(limit, redis::cmd("EXISTS").arg(key).query_async(&mut conn))
+                .map(|r: redis::RedisResult<Option<Vec<u8>>>| r.map(|v| v.map(Arc::from)))
+        } else {
+            tokio::time::timeout(limit, redis::cmd("EXISTS").arg(key).query_async(&mut conn))
                 .await
-                .map(|r: redis::RedisResult<i64>| r.map(|n| n > 0)),
+                .map(|r: redis::RedisResult<i64>| r.map(|n| (n > 0).then(|| Arc::from(&[][..]))))
         };
         self.metrics.lookup_seconds.record(started.elapsed().as_secs_f64());
-        let live = match result {
-            Ok(Ok(live)) => live,
+        let value = match result {
+            Ok(Ok(value)) => value,
             Ok(Err(e)) => {
                 tracing::warn!("session lookup of {key} failed: {e}");
                 self.broken.notify_one();
@@ -165,16 +178,13 @@ impl Sessions {
             }
         };
         let now = Instant::now();
-        let last_live = if live { Some(now) } else { None };
-        self.cache.insert(
-            key.to_owned(),
-            Cached {
-                live,
-                checked: now,
-                last_live,
-            },
-        );
-        Ok(live)
+        let cached = Cached {
+            last_present: value.is_some().then_some(now),
+            value,
+            checked: now,
+        };
+        self.cache.insert(key.to_owned(), cached.clone());
+        Ok(cached)
     }
 
     /// Holds one multiplexed connection; replaces it when a lookup reports it broken.
@@ -250,7 +260,7 @@ impl Sessions {
         loop {
             tokio::time::sleep(Duration::from_secs(10)).await;
             self.cache
-                .retain(|_, c| c.checked.elapsed() < keep || c.last_live.is_some_and(|t| t.elapsed() < keep));
+                .retain(|_, c| c.checked.elapsed() < keep || c.last_present.is_some_and(|t| t.elapsed() < keep));
         }
     }
 }
