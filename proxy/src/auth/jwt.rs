@@ -461,4 +461,44 @@ mod tests {
         c["admin"] = json!(true);
         assert!(v.verify(&token(Algorithm::HS256, "k", c)).unwrap().admin);
     }
+
+    #[test]
+    fn public_key_families_verify_their_own_tokens_only() {
+        let cases = [
+            (&rcgen::PKCS_ECDSA_P256_SHA256, "ES256", Algorithm::ES256),
+            (&rcgen::PKCS_ED25519, "EdDSA", Algorithm::EdDSA),
+        ];
+        for (i, (alg, name, jwt_alg)) in cases.into_iter().enumerate() {
+            let pair = rcgen::KeyPair::generate_for(alg).unwrap();
+            let dir = std::env::temp_dir().join(format!("edgeproxy-jwt-{}-{i}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let public = dir.join("key.pub");
+            std::fs::write(&public, pair.public_key_pem()).unwrap();
+            let config = AuthConfig {
+                issuers: vec![IssuerConfig {
+                    algorithms: vec![name.to_string()],
+                    public_key_file: Some(public),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            };
+            let v = Verifier::new(&config).unwrap();
+            let private = pair.serialize_pem();
+            let key = match jwt_alg {
+                Algorithm::ES256 => EncodingKey::from_ec_pem(private.as_bytes()).unwrap(),
+                _ => EncodingKey::from_ed_pem(private.as_bytes()).unwrap(),
+            };
+            let claims = json!({"sub": "alice", "exp": now() + 600});
+            let good = encode(&Header::new(jwt_alg), &claims, &key).unwrap();
+            assert_eq!(v.verify(&good).unwrap().user, "alice", "{name}");
+            let other = rcgen::KeyPair::generate_for(alg).unwrap().serialize_pem();
+            let other = match jwt_alg {
+                Algorithm::ES256 => EncodingKey::from_ec_pem(other.as_bytes()).unwrap(),
+                _ => EncodingKey::from_ed_pem(other.as_bytes()).unwrap(),
+            };
+            let forged = encode(&Header::new(jwt_alg), &claims, &other).unwrap();
+            assert_eq!(v.verify(&forged).unwrap_err(), TokenError::BadSignature, "{name}");
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
 }
