@@ -35,6 +35,8 @@ pub enum Command {
     Compare(CompareArgs),
     /// A test server with injected delays and stalls, for tests and benchmarks
     Serve(ServeArgs),
+    /// Notebook users through JupyterHub's REST API: login, spawn, kernel, executes, stop
+    Journey(crate::journey::JourneyArgs),
 }
 
 #[derive(Args, Debug)]

@@ -20,6 +20,7 @@ pub mod error_kind;
 pub mod h1_wire;
 pub mod http_conn;
 pub mod http_load;
+pub mod journey;
 pub mod open_loop;
 pub mod process_stats;
 pub mod progress;

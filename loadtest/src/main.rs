@@ -35,6 +35,7 @@ fn main() -> ExitCode {
         Command::Http(args) => http(args),
         Command::Compare(args) => compare(args),
         Command::Serve(args) => serve(args),
+        Command::Journey(args) => loadtest::journey::command(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,139 @@
+#!/usr/bin/env python3
+"""A stock JupyterHub for loadtest/tests/journey.rs, on free loopback ports.
+
+DummyAuthenticator (with a password, so that a wrong one is refused) and
+SimpleLocalProcessSpawner; the proxy is the CHP-compatible binary given with
+--proxy-command (edgeproxy), launched by JupyterHub exactly as it launches CHP.
+The configuration and the process clean-up come from the proxy's compatibility
+test (proxy/tests/jupyterhub/run_hub_test.py), imported rather than repeated.
+
+Prints `ready <public URL> <admin token> <password>` once GET /hub/api answers
+through the proxy, then waits until stdin closes (or SIGTERM), stops the hub
+and kills whatever it left behind. Run it with the venv's python
+(scripts/ensure-pyenv.sh).
+"""
+
+import argparse
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent.parent / "proxy" / "tests" / "jupyterhub"))
+import run_hub_test as compat  # noqa: E402
+
+PASSWORD = "journey-password"
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--proxy-command", required=True)
+    p.add_argument("--timeout", type=float, default=60, help="seconds for the hub to come up")
+    args = p.parse_args()
+
+    compat.set_child_subreaper()
+    stop = {"now": False}
+
+    def on_term(signum, frame):
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, on_term)
+
+    workdir = Path(tempfile.mkdtemp(prefix="edgeload-journey-"))
+    public_port, api_port, hub_port = compat.free_ports(3)
+    token = secrets.token_hex(16)
+    venv_bin = Path(sys.prefix) / "bin"
+    config = workdir / "jupyterhub_config.py"
+    compat.write_config(
+        config,
+        workdir=workdir,
+        public_port=public_port,
+        api_port=api_port,
+        hub_port=hub_port,
+        proxy_cmd=compat.resolve_proxy_command(args.proxy_command),
+        singleuser=str(venv_bin / "jupyterhub-singleuser"),
+        admin_token=token,
+        debug=False,
+    )
+    with config.open("a") as f:
+        f.write(
+            f"\nc.DummyAuthenticator.password = {PASSWORD!r}\n"
+            # the journey's users are made up: let the token create them
+            "c.Authenticator.allow_all = True\n"
+            "c.JupyterHub.concurrent_spawn_limit = 20\n"
+            # as zero-to-jupyterhub does: the spawn request answers at once, progress tells the rest
+            "c.JupyterHub.slow_spawn_timeout = 0\n"
+            "c.JupyterHub.log_level = 'WARN'\n"
+            # the compatibility test's default_url points at a file it writes; use the stock one
+            "c.Spawner.default_url = ''\n"
+        )
+    env = dict(os.environ)
+    env["PATH"] = f"{venv_bin}{os.pathsep}{env.get('PATH', '')}"
+    env["CONFIGPROXY_AUTH_TOKEN"] = secrets.token_hex(16)
+    log_path = workdir / "jupyterhub.log"
+    log = open(log_path, "wb")
+    hub = subprocess.Popen(
+        [str(venv_bin / "jupyterhub"), "-f", str(config)],
+        cwd=workdir,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://{compat.LOOPBACK}:{public_port}"
+    deadline = time.monotonic() + args.timeout
+    up = False
+    while time.monotonic() < deadline and hub.poll() is None and not stop["now"]:
+        try:
+            with urllib.request.urlopen(f"{url}/hub/api", timeout=2) as r:
+                up = r.status == 200
+        except Exception:
+            pass
+        if up:
+            break
+        time.sleep(0.2)
+    rc = 0
+    if up:
+        print(f"ready {url} {token} {PASSWORD}", flush=True)
+        # Block until the test closes our stdin (or dies: then stdin closes too).
+        while not stop["now"]:
+            if not sys.stdin.buffer.read(1):
+                break
+    else:
+        why = (f"exited with code {hub.returncode}" if hub.poll() is not None
+               else f"did not answer GET /hub/api within {args.timeout}s")
+        print(f"FAIL: the hub {why}", flush=True)
+        print(compat.tail(log_path), flush=True)
+        rc = 1
+
+    if hub.poll() is None:
+        hub.send_signal(signal.SIGTERM)
+        try:
+            hub.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            pass
+    leftovers = set(compat.descendants())
+    if hub.poll() is None:
+        leftovers.add(hub.pid)
+    if leftovers:
+        compat.kill_tree(leftovers)
+    compat.reap_zombies()
+    log.close()
+    if rc == 0:
+        import shutil
+
+        shutil.rmtree(workdir, ignore_errors=True)
+    else:
+        print(f"(workdir kept: {workdir})", flush=True)
+    sys.exit(rc)
+
+
+if __name__ == "__main__":
+    main()
