@@ -4,6 +4,7 @@
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use super::jwt::Identity;
+use super::verified_tokens::Verified;
 
 pub struct IdentityHeaders {
     user: HeaderName,
@@ -30,14 +31,21 @@ impl IdentityHeaders {
         }
     }
 
-    pub fn set(&self, headers: &mut HeaderMap, who: &Identity) {
-        if let Ok(v) = HeaderValue::from_str(&who.user) {
-            headers.insert(self.user.clone(), v);
+    /// The header values for `who`, made once per token (see `verified_tokens`).
+    pub fn values(&self, who: &Identity) -> (Option<HeaderValue>, Option<HeaderValue>) {
+        let user = HeaderValue::from_str(&who.user).ok();
+        let groups = (!who.groups.is_empty())
+            .then(|| HeaderValue::from_str(&who.groups.join(",")).ok())
+            .flatten();
+        (user, groups)
+    }
+
+    pub fn set(&self, headers: &mut HeaderMap, verified: &Verified) {
+        if let Some(v) = &verified.user_header {
+            headers.insert(self.user.clone(), v.clone());
         }
-        if !who.groups.is_empty()
-            && let Ok(v) = HeaderValue::from_str(&who.groups.join(","))
-        {
-            headers.insert(self.groups.clone(), v);
+        if let Some(v) = &verified.groups_header {
+            headers.insert(self.groups.clone(), v.clone());
         }
     }
 }
@@ -60,7 +68,14 @@ mod tests {
             admin: false,
             claims: Default::default(),
         };
-        h.set(&mut headers, &who);
+        let (user_header, groups_header) = h.values(&who);
+        let verified = Verified {
+            who,
+            session: None,
+            user_header,
+            groups_header,
+        };
+        h.set(&mut headers, &verified);
         assert_eq!(headers["x-forwarded-user"], "alice");
         assert_eq!(headers["x-forwarded-groups"], "a,b");
     }

@@ -29,8 +29,9 @@ use crate::metrics::Metrics;
 use crate::route_table::Route;
 use crate::upstream::Upstream;
 
-use self::jwt::{Identity, TokenError, Verifier};
+use self::jwt::{TokenError, Verifier};
 use self::session::{SessionMetrics, SessionVerdict, Sessions};
+use self::verified_tokens::Verified;
 
 /// Why edge auth could not be set up; the binary prints it and exits 1.
 #[derive(Debug, thiserror::Error)]
@@ -155,24 +156,26 @@ impl EdgeAuth {
             self.count("no_token");
             return Err(self.unauthenticated(parts, websocket, "no token"));
         };
-        let who = match self.verify(&token).await {
-            Ok(who) => who,
+        let verified = match self.verify(&token).await {
+            Ok(v) => v,
             Err(e) => {
                 self.count(e.reason());
                 tracing::debug!("token refused: {}", e.reason());
                 return Err(self.unauthenticated(parts, websocket, e.reason()));
             }
         };
-        if let Some(sessions) = &self.sessions {
-            match sessions.check(&who.claims).await {
+        drop(token);
+        let who = &verified.who;
+        if let (Some(sessions), Some(key)) = (&self.sessions, &verified.session) {
+            let Ok(key) = key else {
+                self.count("session_missing_claim");
+                return Err(self.unauthenticated(parts, websocket, "token lacks the session claim"));
+            };
+            match sessions.check(key).await {
                 SessionVerdict::Live => {}
                 SessionVerdict::Revoked => {
                     self.count("session_revoked");
                     return Err(self.unauthenticated(parts, websocket, "session ended"));
-                }
-                SessionVerdict::MissingClaim => {
-                    self.count("session_missing_claim");
-                    return Err(self.unauthenticated(parts, websocket, "token lacks the session claim"));
                 }
                 SessionVerdict::Unavailable => {
                     self.count("session_unavailable");
@@ -183,7 +186,7 @@ impl EdgeAuth {
                 }
             }
         }
-        if effective == Policy::Owner && !policy.is_some_and(|p| p.owned_by(&who)) {
+        if effective == Policy::Owner && !policy.is_some_and(|p| p.owned_by(who)) {
             self.count("forbidden");
             return Err(json(StatusCode::FORBIDDEN, "this server belongs to someone else"));
         }
@@ -193,16 +196,16 @@ impl EdgeAuth {
         }
         self.count("allowed");
         token_source::strip(parts, &self.config.token, websocket);
-        self.identity.set(&mut parts.headers, &who);
+        self.identity.set(&mut parts.headers, &verified);
         if let Some(credential) = policy.and_then(|p| p.upstream_token.clone()) {
             parts.headers.insert(http::header::AUTHORIZATION, credential);
         }
         Ok(())
     }
 
-    async fn verify(&self, token: &str) -> Result<Arc<Identity>, TokenError> {
-        if let Some(who) = self.verified.get(token) {
-            return Ok(who);
+    async fn verify(&self, token: &str) -> Result<Arc<Verified>, TokenError> {
+        if let Some(verified) = self.verified.get(token) {
+            return Ok(verified);
         }
         let who = match self.verifier.verify(token) {
             Err(TokenError::UnknownKey) => {
@@ -221,9 +224,15 @@ impl EdgeAuth {
             }
             other => other,
         }?;
-        let who = Arc::new(who);
-        self.verified.insert(token, who.clone(), self.config.leeway_secs);
-        Ok(who)
+        let (user_header, groups_header) = self.identity.values(&who);
+        let verified = Arc::new(Verified {
+            session: self.sessions.as_ref().map(|s| s.key_for(&who.claims).ok_or(())),
+            user_header,
+            groups_header,
+            who,
+        });
+        self.verified.insert(token, verified.clone(), self.config.leeway_secs);
+        Ok(verified)
     }
 
     /// Browsers are sent to log in; everything else gets 401 with a JSON body.

@@ -30,8 +30,6 @@ pub enum SessionVerdict {
     Live,
     /// The key is missing or holds another value.
     Revoked,
-    /// The template names a claim the token does not have.
-    MissingClaim,
     /// Redis cannot be asked and the session was not verified within the grace period.
     Unavailable,
 }
@@ -55,6 +53,13 @@ impl Cached {
             (Some(v), Some(want)) => constant_time_eq(v, want.as_bytes()),
         }
     }
+}
+
+/// The Redis key of a token's session and the value it must hold, rendered once per token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionKey {
+    key: String,
+    expected: Option<String>,
 }
 
 /// Counters the session check reports into.
@@ -99,34 +104,37 @@ impl Sessions {
     }
 
     /// Checks the session of a verified token. Returns without awaiting when the cache answers.
-    pub async fn check(&self, claims: &Map<String, Value>) -> SessionVerdict {
-        let Some(key) = render(&self.config.key, claims) else {
-            return SessionVerdict::MissingClaim;
-        };
-        let expected = match &self.config.value {
-            Some(t) => match render(t, claims) {
-                Some(v) => Some(v),
-                None => return SessionVerdict::MissingClaim,
+    /// The session key of a token's claims; `None` when they lack a claim the templates name.
+    pub fn key_for(&self, claims: &Map<String, Value>) -> Option<SessionKey> {
+        Some(SessionKey {
+            key: render(&self.config.key, claims)?,
+            expected: match &self.config.value {
+                Some(t) => Some(render(t, claims)?),
+                None => None,
             },
-            None => None,
-        };
-        let expected = expected.as_deref();
-        if let Some(c) = self.cache.get(&key).map(|c| c.clone()) {
+        })
+    }
+
+    pub async fn check(&self, session: &SessionKey) -> SessionVerdict {
+        let key = &session.key;
+        let expected = session.expected.as_deref();
+        let fresh = self.cache.get(key).and_then(|c| {
             let ttl = if c.value.is_some() {
                 self.config.cache_ttl_ms
             } else {
                 self.config.negative_cache_ttl_ms
             };
-            if c.checked.elapsed() < Duration::from_millis(ttl) {
-                self.metrics.cache_hit.increment(1);
-                return SessionVerdict::from_live(c.satisfies(expected));
-            }
+            (c.checked.elapsed() < Duration::from_millis(ttl)).then(|| c.satisfies(expected))
+        });
+        if let Some(live) = fresh {
+            self.metrics.cache_hit.increment(1);
+            return SessionVerdict::from_live(live);
         }
         self.metrics.cache_miss.increment(1);
         // One lookup per key at a time: later callers wait for the first one's answer.
         let cell = self.loading.entry(key.clone()).or_default().clone();
-        let answer = cell.get_or_init(|| self.lookup(&key)).await.clone();
-        self.loading.remove_if(&key, |_, c| Arc::ptr_eq(c, &cell));
+        let answer = cell.get_or_init(|| self.lookup(key)).await.clone();
+        self.loading.remove_if(key, |_, c| Arc::ptr_eq(c, &cell));
         match answer {
             Ok(c) => SessionVerdict::from_live(c.satisfies(expected)),
             Err(()) => {
@@ -135,7 +143,7 @@ impl Sessions {
                 let grace = Duration::from_secs(self.config.grace_secs);
                 let recent = self
                     .cache
-                    .get(&key)
+                    .get(key.as_str())
                     .is_some_and(|c| c.last_present.is_some_and(|t| t.elapsed() < grace) && c.satisfies(expected));
                 if recent {
                     SessionVerdict::Live

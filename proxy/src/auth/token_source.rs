@@ -1,6 +1,8 @@
 //! Finding the token in a request (bearer header, cookie, or a query parameter on WebSocket
 //! handshakes) and removing it before the request goes upstream.
 
+use std::borrow::Cow;
+
 use http::header::{AUTHORIZATION, COOKIE, HeaderValue};
 use http::request::Parts;
 use http::uri::{PathAndQuery, Uri};
@@ -19,11 +21,11 @@ pub enum Found {
 }
 
 /// The first token present, in the order bearer, cookie, query (handshakes only).
-pub fn find(parts: &Parts, sources: &TokenSources, websocket: bool) -> Option<(String, Found)> {
+pub fn find<'a>(parts: &'a Parts, sources: &TokenSources, websocket: bool) -> Option<(Cow<'a, str>, Found)> {
     if sources.bearer
         && let Some(token) = parts.headers.get(AUTHORIZATION).and_then(|v| bearer(v.as_bytes()))
     {
-        return Some((token.to_owned(), Found::Bearer));
+        return Some((Cow::Borrowed(token), Found::Bearer));
     }
     if let Some(name) = &sources.cookie
         && let Some(token) = parts
@@ -32,13 +34,13 @@ pub fn find(parts: &Parts, sources: &TokenSources, websocket: bool) -> Option<(S
             .iter()
             .find_map(|v| cookie(v.to_str().ok()?, name))
     {
-        return Some((token.to_owned(), Found::Cookie));
+        return Some((Cow::Borrowed(token), Found::Cookie));
     }
     if websocket
         && let Some(name) = &sources.query_param
         && let Some(token) = parts.uri.query().and_then(|q| query_param(q, name))
     {
-        return Some((token, Found::Query));
+        return Some((Cow::Owned(token), Found::Query));
     }
     None
 }

@@ -6,13 +6,27 @@
 //! `MAX_AGE`, whichever comes first: a key withdrawn from a JWKS stops being honoured within
 //! `MAX_AGE`. Session revocation is not cached here; it is checked on every request.
 
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
+use foldhash::fast::FixedState;
+use http::HeaderValue;
 use serde_json::Value;
 
 use super::jwt::Identity;
+use super::session::SessionKey;
+
+/// A verified token with everything the request path derives from it, computed once.
+pub struct Verified {
+    pub who: Identity,
+    /// The session key and expected value; `None` without sessions, `Some(Err)` when the token
+    /// lacks a claim the key template names.
+    pub session: Option<Result<SessionKey, ()>>,
+    pub user_header: Option<HeaderValue>,
+    pub groups_header: Option<HeaderValue>,
+}
 
 const MAX_AGE: Duration = Duration::from_secs(60);
 /// Past this many live entries new tokens are verified every time (memory stays bounded even
@@ -20,27 +34,37 @@ const MAX_AGE: Duration = Duration::from_secs(60);
 const MAX_ENTRIES: usize = 100_000;
 
 struct Entry {
-    who: Arc<Identity>,
+    verified: Arc<Verified>,
     until: Instant,
 }
 
-#[derive(Default)]
 pub struct VerifiedTokens {
-    map: DashMap<Box<str>, Entry>,
+    /// A fast hash with a per-process random seed: tokens are attacker-chosen, and the seed keeps
+    /// collisions unplannable (a collision would only cost time: keys are compared in full).
+    map: DashMap<Box<str>, Entry, FixedState>,
+}
+
+impl Default for VerifiedTokens {
+    fn default() -> Self {
+        let seed = std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64);
+        VerifiedTokens {
+            map: DashMap::with_hasher(FixedState::with_seed(seed)),
+        }
+    }
 }
 
 impl VerifiedTokens {
-    pub fn get(&self, token: &str) -> Option<Arc<Identity>> {
+    pub fn get(&self, token: &str) -> Option<Arc<Verified>> {
         let entry = self.map.get(token)?;
         if entry.until > Instant::now() {
-            return Some(entry.who.clone());
+            return Some(entry.verified.clone());
         }
         drop(entry);
         self.map.remove(token);
         None
     }
 
-    pub fn insert(&self, token: &str, who: Arc<Identity>, leeway_secs: u64) {
+    pub fn insert(&self, token: &str, verified: Arc<Verified>, leeway_secs: u64) {
         if self.map.len() >= MAX_ENTRIES {
             let now = Instant::now();
             self.map.retain(|_, e| e.until > now);
@@ -48,13 +72,13 @@ impl VerifiedTokens {
                 return;
             }
         }
-        let Some(exp) = who.claims.get("exp").and_then(Value::as_u64) else {
+        let Some(exp) = verified.who.claims.get("exp").and_then(Value::as_u64) else {
             return;
         };
         let now_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let left = Duration::from_secs((exp + leeway_secs).saturating_sub(now_unix));
         let until = Instant::now() + left.min(MAX_AGE);
-        self.map.insert(token.into(), Entry { who, until });
+        self.map.insert(token.into(), Entry { verified, until });
     }
 }
 
@@ -63,12 +87,17 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn who(exp: u64) -> Arc<Identity> {
-        Arc::new(Identity {
-            user: "alice".into(),
-            groups: vec![],
-            admin: false,
-            claims: json!({"sub": "alice", "exp": exp}).as_object().unwrap().clone(),
+    fn who(exp: u64) -> Arc<Verified> {
+        Arc::new(Verified {
+            who: Identity {
+                user: "alice".into(),
+                groups: vec![],
+                admin: false,
+                claims: json!({"sub": "alice", "exp": exp}).as_object().unwrap().clone(),
+            },
+            session: None,
+            user_header: None,
+            groups_header: None,
         })
     }
 
@@ -80,7 +109,7 @@ mod tests {
     fn a_token_answers_only_for_itself_and_only_until_it_expires() {
         let cache = VerifiedTokens::default();
         cache.insert("tok-a", who(unix_now() + 600), 0);
-        assert_eq!(cache.get("tok-a").unwrap().user, "alice");
+        assert_eq!(cache.get("tok-a").unwrap().who.user, "alice");
         assert!(cache.get("tok-b").is_none());
         assert!(cache.get("tok-").is_none());
         cache.insert("tok-old", who(unix_now() - 1), 0);
