@@ -37,6 +37,10 @@ pub enum Command {
     Serve(ServeArgs),
     /// Notebook users through JupyterHub's REST API: login, spawn, kernel, executes, stop
     Journey(crate::journey::JourneyArgs),
+    /// WebSocket scenarios: handshake storm, idle tunnels (memory per tunnel), echo, large, churn
+    Ws(crate::ws::args::WsArgs),
+    /// Load on the configurable-http-proxy REST API: route add/get-all/delete latency, churn
+    Admin(crate::admin::AdminArgs),
 }
 
 #[derive(Args, Debug)]

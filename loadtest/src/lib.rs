@@ -11,6 +11,7 @@
 //! [`cli`]; [`compare`] runs it against several targets in turn; [`serve`] is the test server
 //! with injected delays and stalls that the tests and benchmarks load.
 
+pub mod admin;
 pub mod cli;
 pub mod closed_loop;
 pub mod compare;
@@ -30,3 +31,4 @@ pub mod request_plan;
 pub mod schedule;
 pub mod serve;
 pub mod timeline;
+pub mod ws;

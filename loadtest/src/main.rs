@@ -31,11 +31,15 @@ fn main() -> ExitCode {
             };
         }
     };
+    // Thousands of sockets need thousands of descriptors; the soft limit is often 1024.
+    let _ = loadtest::ws::fd_limit::raise_open_file_limit();
     let result = match cli.command {
         Command::Http(args) => http(args),
         Command::Compare(args) => compare(args),
         Command::Serve(args) => serve(args),
         Command::Journey(args) => loadtest::journey::command(args),
+        Command::Ws(args) => loadtest::ws::command(args),
+        Command::Admin(args) => loadtest::admin::command(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -109,9 +113,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         })
         .await;
         println!(
-            "edgeload serve: {} requests on {} connections",
+            "edgeload serve: {} requests on {} connections, {} WebSockets ({} messages echoed)",
             counters.requests(),
-            counters.connections()
+            counters.connections(),
+            counters.websockets(),
+            counters.ws_messages()
         );
         anyhow::Ok(())
     })

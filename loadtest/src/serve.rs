@@ -6,6 +6,10 @@
 //! the server started, for `stall_for`, no response leaves; requests arriving inside a stall are
 //! answered when it ends. `GET /status/<code>` answers with that status, to provoke errors.
 //! HTTP/1.1 and HTTP/2 (prior knowledge) are both served on the same port.
+//!
+//! Any HTTP/1.1 request with `Upgrade: websocket` (on any path, `/ws` by convention) becomes a
+//! WebSocket that echoes every text and binary message back unchanged, for `edgeload ws`. Its
+//! buffers are small ([`ws_config`]), so that tens of thousands of idle tunnels stay cheap.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -14,13 +18,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
+use futures_util::{SinkExt, StreamExt};
+use http::header::{CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, UPGRADE};
+use http::{HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
 /// Periodic stalls: every `every`, for `length`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +75,10 @@ impl Stall {
 pub struct ServerCounters {
     pub requests: AtomicU64,
     pub connections: AtomicU64,
+    /// WebSocket upgrades completed.
+    pub websockets: AtomicU64,
+    /// WebSocket messages echoed.
+    pub ws_messages: AtomicU64,
 }
 
 impl ServerCounters {
@@ -76,6 +89,21 @@ impl ServerCounters {
     pub fn connections(&self) -> u64 {
         self.connections.load(Ordering::Relaxed)
     }
+
+    pub fn websockets(&self) -> u64 {
+        self.websockets.load(Ordering::Relaxed)
+    }
+
+    pub fn ws_messages(&self) -> u64 {
+        self.ws_messages.load(Ordering::Relaxed)
+    }
+}
+
+/// The echo endpoint's WebSocket settings: a 4 KiB read buffer (tungstenite allocates it eagerly,
+/// 128 KiB by default), frames written as soon as they are sent, and tungstenite's default limits
+/// (64 MiB messages, 16 MiB frames).
+pub fn ws_config() -> WebSocketConfig {
+    WebSocketConfig::default().read_buffer_size(4096).write_buffer_size(0)
 }
 
 /// Serves `listener` until `shutdown` completes.
@@ -106,14 +134,14 @@ pub async fn serve(
         tokio::spawn(async move {
             let service = service_fn(move |req| respond(req, config.clone(), counters.clone(), started));
             let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
                 .await;
         });
     }
 }
 
 async fn respond(
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     config: Arc<ServeConfig>,
     counters: Arc<ServerCounters>,
     started: Instant,
@@ -123,6 +151,9 @@ async fn respond(
     let wait = stall + config.delay;
     if !wait.is_zero() {
         tokio::time::sleep(wait).await;
+    }
+    if is_websocket_upgrade(&req) {
+        return Ok(upgrade_to_echo(&mut req, counters));
     }
     let status = req
         .uri()
@@ -139,6 +170,54 @@ async fn respond(
     let mut response = Response::new(Full::new(body));
     *response.status_mut() = status;
     Ok(response)
+}
+
+fn is_websocket_upgrade<B>(req: &Request<B>) -> bool {
+    req.headers()
+        .get(UPGRADE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"))
+}
+
+/// Answers `101 Switching Protocols` (RFC 6455 §4.2.2) and echoes on the upgraded connection.
+fn upgrade_to_echo(req: &mut Request<Incoming>, counters: Arc<ServerCounters>) -> Response<Full<Bytes>> {
+    let Some(key) = req.headers().get(SEC_WEBSOCKET_KEY) else {
+        let mut response = Response::new(Full::new(Bytes::from_static(b"missing Sec-WebSocket-Key")));
+        *response.status_mut() = StatusCode::BAD_REQUEST;
+        return response;
+    };
+    let accept = derive_accept_key(key.as_bytes());
+    let on_upgrade = hyper::upgrade::on(req);
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else { return };
+        counters.websockets.fetch_add(1, Ordering::Relaxed);
+        let ws = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config())).await;
+        echo(ws, &counters).await;
+    });
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+    if let Ok(v) = HeaderValue::from_str(&accept) {
+        headers.insert(SEC_WEBSOCKET_ACCEPT, v);
+    }
+    response
+}
+
+/// Sends every data message back until the peer closes. Pings are answered and the closing
+/// handshake completed by tungstenite itself.
+async fn echo<S>(mut ws: WebSocketStream<S>, counters: &ServerCounters)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    while let Some(Ok(msg)) = ws.next().await {
+        if msg.is_text() || msg.is_binary() {
+            counters.ws_messages.fetch_add(1, Ordering::Relaxed);
+            if ws.send(msg).await.is_err() {
+                break;
+            }
+        }
+    }
 }
 
 /// A test server on its own thread and runtime, for tests in the same process; stopped on drop.

@@ -1,0 +1,169 @@
+//! Worker threads for a scenario, the same shape as [`crate::http_load::run`]: one
+//! single-threaded tokio runtime per thread (tasks never cross threads, recording takes no lock),
+//! each with its own [`Recorder`]; the calling thread collects the per-second intervals into the
+//! [`Timeline`] and shows progress; the workers' totals are merged at the end.
+//!
+//! The WebSocket and admin-API scenarios run through [`run_workers`]; only the body of a worker
+//! differs. (It belongs beside `http_load` in a neutral module; it sits here because the HTTP
+//! runner predates it.)
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::rc::Rc;
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
+use crate::error_kind::ErrorKind;
+use crate::http_load::RunError;
+use crate::process_stats::{CpuMeter, GeneratorUsage};
+use crate::progress::Progress;
+use crate::recorder::{CounterId, IntervalSnapshot, Layout, Recorder, RunClock, SeriesId, Totals};
+use crate::timeline::{IntervalRow, Timeline};
+
+/// How often workers hand over their interval even when idle.
+const TICK: Duration = Duration::from_millis(200);
+
+/// What a worker's body gets: its place among the workers, the run's clock and its recorder.
+#[derive(Clone)]
+pub struct WorkerCtx {
+    pub index: usize,
+    pub threads: usize,
+    pub clock: RunClock,
+    recorder: Rc<RefCell<Recorder>>,
+}
+
+impl WorkerCtx {
+    /// Records a latency of `series` for an event that started (or was intended to) at
+    /// `started` and ended at `done`.
+    pub fn record(&self, series: SeriesId, started: Instant, done: Instant) {
+        self.recorder
+            .borrow_mut()
+            .record(series, done.saturating_duration_since(started), started, done);
+    }
+
+    /// Records a latency measured from `from` (which may differ from the event's start, e.g. the
+    /// actual send time when the event is dated by its intended time `started`).
+    pub fn record_from(&self, series: SeriesId, from: Instant, started: Instant, done: Instant) {
+        self.recorder
+            .borrow_mut()
+            .record(series, done.saturating_duration_since(from), started, done);
+    }
+
+    pub fn error(&self, kind: ErrorKind, started: Instant, at: Instant) {
+        self.recorder.borrow_mut().record_error(kind, started, at);
+    }
+
+    pub fn count(&self, counter: CounterId, n: u64, started: Instant, at: Instant) {
+        self.recorder.borrow_mut().count(counter, n, started, at);
+    }
+
+    /// This worker's share of `total` items split over all workers (the first ones get one more).
+    pub fn share_of(&self, total: usize) -> usize {
+        total / self.threads + usize::from(self.index < total % self.threads)
+    }
+}
+
+/// The merged result of all workers.
+pub struct Finished<T> {
+    pub totals: Totals,
+    pub rows: Vec<IntervalRow>,
+    pub generator: GeneratorUsage,
+    /// Each worker's own result, in worker order.
+    pub outputs: Vec<T>,
+}
+
+/// Runs `body` on `threads` worker threads and blocks until all have finished. The clock is
+/// fixed beforehand; bodies decide themselves when to stop (normally at `clock.end`).
+pub fn run_workers<T, F, Fut>(
+    layout: Layout,
+    clock: RunClock,
+    threads: usize,
+    progress: &mut Progress,
+    body: F,
+) -> Result<Finished<T>, RunError>
+where
+    F: Fn(WorkerCtx) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = T> + 'static,
+    T: Send + 'static,
+{
+    let threads = threads.max(1);
+    let cpu = CpuMeter::start();
+    let body = Arc::new(body);
+    let (tx, rx) = mpsc::channel();
+    let mut handles = Vec::with_capacity(threads);
+    for index in 0..threads {
+        let body = body.clone();
+        let tx = tx.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("edgeload-{index}"))
+            .spawn(move || worker_thread(index, threads, layout, clock, tx, &*body))
+            .map_err(|error| RunError::Worker { index, error })?;
+        handles.push(handle);
+    }
+    drop(tx);
+    let mut timeline = Timeline::new(layout, clock, threads);
+    progress.start(layout, clock);
+    for snap in rx {
+        let n = timeline.absorb(snap);
+        progress.show(&timeline.rows()[timeline.rows().len() - n..]);
+    }
+    let n = timeline.finish();
+    progress.show(&timeline.rows()[timeline.rows().len() - n..]);
+    progress.finish();
+    let mut totals = Totals::empty(layout);
+    let mut outputs = Vec::with_capacity(threads);
+    for (index, h) in handles.into_iter().enumerate() {
+        let (worker_totals, output) = h
+            .join()
+            .map_err(|_| RunError::WorkerPanicked { index })?
+            .map_err(|error| RunError::Worker { index, error })?;
+        totals.merge(&worker_totals);
+        outputs.push(output);
+    }
+    Ok(Finished {
+        totals,
+        rows: timeline.into_rows(),
+        generator: cpu.finish(threads),
+        outputs,
+    })
+}
+
+fn worker_thread<T, F, Fut>(
+    index: usize,
+    threads: usize,
+    layout: Layout,
+    clock: RunClock,
+    tx: mpsc::Sender<IntervalSnapshot>,
+    body: &F,
+) -> std::io::Result<(Totals, T)>
+where
+    F: Fn(WorkerCtx) -> Fut,
+    Fut: Future<Output = T>,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let recorder = Rc::new(RefCell::new(Recorder::new(index, layout, clock, Some(tx))));
+    let ctx = WorkerCtx {
+        index,
+        threads,
+        clock,
+        recorder: recorder.clone(),
+    };
+    let local = tokio::task::LocalSet::new();
+    let output = local.block_on(&runtime, async {
+        let ticker = {
+            let recorder = recorder.clone();
+            tokio::task::spawn_local(async move {
+                loop {
+                    tokio::time::sleep(TICK).await;
+                    recorder.borrow_mut().tick(Instant::now());
+                }
+            })
+        };
+        let output = body(ctx).await;
+        ticker.abort();
+        output
+    });
+    drop(local);
+    let totals = recorder.borrow_mut().finish();
+    Ok((totals, output))
+}
