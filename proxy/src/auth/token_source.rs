@@ -81,10 +81,11 @@ pub fn strip(parts: &mut Parts, sources: &TokenSources, websocket: bool) {
         return;
     }
     if sources.bearer
-        && parts
-            .headers
-            .get(AUTHORIZATION)
-            .is_some_and(|v| bearer(v.as_bytes()).is_some())
+        && parts.headers.get(AUTHORIZATION).is_some_and(|v| {
+            v.as_bytes()
+                .get(..7)
+                .is_some_and(|s| s.eq_ignore_ascii_case(b"bearer "))
+        })
     {
         parts.headers.remove(AUTHORIZATION);
     }
