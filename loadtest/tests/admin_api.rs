@@ -39,7 +39,10 @@ fn edgeproxy_binary() -> &'static PathBuf {
         // binary from an earlier build is at hand; say so, and use it.
         if !status.success() {
             assert!(binary.exists(), "cargo build -p proxy --bin edgeproxy failed");
-            eprintln!("warning: cargo build -p proxy failed; using the existing {}", binary.display());
+            eprintln!(
+                "warning: cargo build -p proxy failed; using the existing {}",
+                binary.display()
+            );
         }
         binary
     })
