@@ -7,6 +7,7 @@
 #   bench/proxy-bench.sh --only direct,nginx,haproxy,chp
 #   bench/proxy-bench.sh --scenarios throughput --only edgeproxy,nginx
 #   bench/proxy-bench.sh --scenarios fixedrate --only nginx,edgeproxy --rates 5000,10000
+#   bench/proxy-bench.sh --scenarios fixedrate-edgeload --only nginx,haproxy,edgeproxy --rates 2000,10000
 #
 # Report (Markdown) on stdout and in bench/results/<timestamp>.md; progress on stderr.
 set -euo pipefail
@@ -22,6 +23,9 @@ CHP_DIR=$CACHE/chp
 CHP_BIN=$CHP_DIR/node_modules/.bin/configurable-http-proxy
 EDGEPROXY_BIN=${EDGEPROXY_BIN:-target/release/edgeproxy}
 [[ $EDGEPROXY_BIN = /* ]] || EDGEPROXY_BIN=$REPO_ROOT/$EDGEPROXY_BIN
+EDGELOAD_BIN=${EDGELOAD_BIN:-target/release/edgeload}
+[[ $EDGELOAD_BIN = /* ]] || EDGELOAD_BIN=$REPO_ROOT/$EDGELOAD_BIN
+EL_MAXCONN=1000
 
 ALL_PEERS=(direct nginx haproxy chp edgeproxy)   # canonical order in the report
 ONLY=direct,edgeproxy,nginx,haproxy,chp
@@ -41,7 +45,8 @@ usage() {
 usage: $0 [options]
   --only LIST         peers to run, comma-separated subset of: direct,edgeproxy,nginx,haproxy,chp
                       (default: all). Route-scale runs for edgeproxy/chp, WebSocket for all proxies.
-  --scenarios LIST    subset of throughput,fixedrate,routes,ws (default: all)
+  --scenarios LIST    subset of throughput,fixedrate,fixedrate-edgeload,routes,ws (default: all but
+                      fixedrate-edgeload, which needs target/release/edgeload: cargo build --release -p loadtest)
   --quick             short run: 3s runs, warm-up 1s, 1 round, 10k routes, 200 adds, 1000 tunnels
   --duration S        wrk/hey duration per measurement (default $DURATION)
   --rounds N          rounds of the throughput and fixed-rate scenarios (peers interleaved) and of
@@ -49,6 +54,9 @@ usage: $0 [options]
   --warmup S          wrk/hey warm-up before each measurement (default $WARMUP, 0 = none)
   --rates LIST        fixed request rates in req/s for the fixedrate scenario (default $RATES);
                       hey -c $HEY_CONNS -q <rate/$HEY_CONNS>; CHP runs at the lowest rate only
+  --edgeload-connections N
+                      fixedrate-edgeload: edgeload --max-connections (default $EL_MAXCONN); a slot that finds
+                      them all busy waits, and the wait counts in its corrected latency
   --hey-connections N hey -c, its number of workers (default $HEY_CONNS); fewer workers mean smaller
                       bursts but a lower rate hey can sustain (see bench/README.md)
   --connections N     wrk -c (default $CONNS)
@@ -58,7 +66,8 @@ usage: $0 [options]
   --ws-tunnels N      idle WebSocket tunnels (default $WS_N; clamped to the fd limit)
   --results-dir DIR   where <timestamp>.md/.jsonl go (default bench/results)
   --keep-workdir      keep the temp dir (configs, logs) for inspection
-env: EDGEPROXY_BIN (default target/release/edgeproxy), EDGEHUB_CACHE (CHP install),
+env: EDGEPROXY_BIN (default target/release/edgeproxy), EDGELOAD_BIN (default
+     target/release/edgeload), EDGEHUB_CACHE (CHP install),
      BENCH_LOAD_CORE (0), BENCH_PROXY_CORE (1), PYTHON (python3)
 EOF
 }
@@ -78,6 +87,7 @@ while (($#)); do
     --rounds) ROUNDS=$2; shift ;;
     --rates) RATES=$2; shift ;;
     --hey-connections) HEY_CONNS=$2; shift ;;
+    --edgeload-connections) EL_MAXCONN=$2; shift ;;
     --warmup) WARMUP=$2; shift ;;
     --connections) CONNS=$2; shift ;;
     --threads) THREADS=$2; shift ;;
@@ -100,12 +110,13 @@ for p in ${ONLY//,/ }; do
   [[ " ${ALL_PEERS[*]} " == *" $p "* ]] || die "--only: unknown peer '$p' (known: ${ALL_PEERS[*]})"
 done
 for s in ${SCENARIOS//,/ }; do
-  [[ $s =~ ^(throughput|fixedrate|routes|ws)$ ]] || die "--scenarios: unknown scenario '$s'"
+  [[ $s =~ ^(throughput|fixedrate|fixedrate-edgeload|routes|ws)$ ]] || die "--scenarios: unknown scenario '$s'"
 done
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "--rounds must be a positive integer"
 [[ $RATES =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]] || die "--rates: comma-separated positive integers (req/s), got '$RATES'"
 RATES=$(tr ',' '\n' <<<"$RATES" | sort -n -u | paste -sd, -)   # ascending, no duplicates
 [[ $HEY_CONNS =~ ^[1-9][0-9]*$ ]] || die "--hey-connections must be a positive integer"
+[[ $EL_MAXCONN =~ ^[1-9][0-9]*$ ]] || die "--edgeload-connections must be a positive integer"
 PEERS=()
 for p in "${ALL_PEERS[@]}"; do has "$ONLY" "$p" && PEERS+=("$p"); done
 ((${#PEERS[@]})) || die "--only selects no peer"
@@ -147,6 +158,12 @@ ensure_tools() {
         || die "npm install configurable-http-proxy@$CHP_VERSION failed"
       [[ $("$CHP_BIN" --version 2>/dev/null) == "$CHP_VERSION" ]] || die "CHP $CHP_VERSION not runnable at $CHP_BIN"
     fi
+  fi
+
+  if has "$SCENARIOS" fixedrate-edgeload && [[ ! -x $EDGELOAD_BIN ]]; then
+    die "edgeload binary not found at $EDGELOAD_BIN.
+  Build it first:   (cd $REPO_ROOT && cargo build --release -p loadtest)
+  or point EDGELOAD_BIN at a binary"
   fi
 
   if has "$ONLY" edgeproxy && [[ ! -x $EDGEPROXY_BIN ]]; then
@@ -471,6 +488,35 @@ scenario_fixedrate() {
   done
 }
 
+scenario_fixedrate_edgeload() {
+  local rates=${RATES//,/ } lowest=${RATES%%,*} rate peer url round
+  log "== fixed rate, open loop: edgeload http --rate <rate> -d ${DURATION}s -w ${WARMUP}s -t 1 --max-connections $EL_MAXCONN, GET /, rates $RATES req/s, $ROUNDS round(s)"
+  if has "$ONLY" chp; then log "   chp at $lowest req/s only (it saturates at about 3-4k req/s)"; fi
+  for ((round = 1; round <= ROUNDS; round++)); do
+    ((ROUNDS == 1)) || log "-- round $round/$ROUNDS"
+    for rate in $rates; do
+      for peer in "${PEERS[@]}"; do
+        [[ $peer == chp && $rate != "$lowest" ]] && continue
+        if [[ $peer == direct ]]; then
+          url="http://127.0.0.1:$BACKEND_PORT/"
+          run_fg "$PY" "$LIB/benchctl.py" edgeload --edgeload "$EDGELOAD_BIN" --url "$url" --peer direct \
+            --rate "$rate" --round "$round" --out "$RESULTS" --duration "$DURATION" --warmup "$WARMUP" \
+            --max-connections "$EL_MAXCONN" --core "$LOAD_CORE" --backend-pids "$BACKEND_PIDS" \
+            || die "edgeload run against the backend failed"
+        else
+          start_proxy "$peer" "fe$round-$rate" "http://127.0.0.1:$BACKEND_PORT"
+          url="http://127.0.0.1:$PROXY_PORT/"
+          run_fg "$PY" "$LIB/benchctl.py" edgeload --edgeload "$EDGELOAD_BIN" --url "$url" --peer "$peer" \
+            --rate "$rate" --round "$round" --out "$RESULTS" --duration "$DURATION" --warmup "$WARMUP" \
+            --max-connections "$EL_MAXCONN" --core "$LOAD_CORE" --proxy-pids "$PROXY_PIDS" \
+            --backend-pids "$BACKEND_PIDS" || { log_tail "$peer-fe$round-$rate"; die "edgeload run through $peer failed"; }
+          stop_proxy
+        fi
+      done
+    done
+  done
+}
+
 scenario_routes() {
   local peer any=0
   for peer in "${PEERS[@]}"; do [[ $peer == chp || $peer == edgeproxy ]] && any=1; done
@@ -578,6 +624,10 @@ fi
 meta v_python "$("$PY" --version 2>&1)"
 if has "$ONLY" haproxy; then meta v_haproxy "$(ver haproxy -v)"; fi
 if has "$ONLY" chp; then meta v_node "$(node --version)"; meta v_chp "$("$CHP_BIN" --version)"; fi
+if has "$SCENARIOS" fixedrate-edgeload; then
+  meta v_edgeload "$(timeout 5 "$EDGELOAD_BIN" --version 2>&1 | head -n 1 || true) ($EDGELOAD_BIN)"
+  meta edgeload_args "http --rate <rate> -d ${DURATION}s -w ${WARMUP}s -t 1 --max-connections $EL_MAXCONN --timeout 5s"
+fi
 if has "$ONLY" edgeproxy; then
   meta v_edgeproxy "$(timeout 5 "$EDGEPROXY_BIN" --version 2>&1 | head -n 1 || true) ($EDGEPROXY_BIN)"
 fi
@@ -601,6 +651,7 @@ T0=$SECONDS
 start_backend
 has "$SCENARIOS" throughput && scenario_throughput
 has "$SCENARIOS" fixedrate && scenario_fixedrate
+has "$SCENARIOS" fixedrate-edgeload && scenario_fixedrate_edgeload
 has "$SCENARIOS" routes && scenario_routes
 has "$SCENARIOS" ws && scenario_ws
 stop_bg "$BACKEND_PID"

@@ -7,6 +7,8 @@
   benchctl.py httpcheck URL [--expect TEXT]
   benchctl.py wrk --url U --peer NAME --scenario S --out FILE [...]
   benchctl.py hey --url U --peer NAME --rate R --out FILE [...]   warm-up + one fixed-rate run
+  benchctl.py edgeload --edgeload BIN --url U --peer NAME --rate R --out FILE [...]
+                                           one open-loop fixed-rate run (its own warm-up)
   benchctl.py rss PIDS
 """
 
@@ -164,6 +166,36 @@ def cmd_hey(a):
           file=sys.stderr)
 
 
+def cmd_edgeload(a):
+    import json
+    import tempfile
+    proxy = common.parse_pids(a.proxy_pids)
+    backend = common.parse_pids(a.backend_pids)
+    with tempfile.NamedTemporaryFile(prefix="edgeload-", suffix=".json") as tmp:
+        res = common.run_edgeload(a.edgeload, a.url, rate=a.rate, duration=a.duration,
+                                  warmup=a.warmup, max_connections=a.max_connections, core=a.core,
+                                  json_path=tmp.name, proxy_pids=proxy, backend_pids=backend)
+    if a.proxy_pids:
+        res["proxy_rss_kib"] = common.rss_kib(proxy)
+    res.update({"scenario": "fixedrate-edgeload", "peer": a.peer, "round": a.round,
+                "duration": a.duration, "warmup": a.warmup, "max_connections": a.max_connections,
+                "target_rps": a.rate, "achieved_ratio": res["rps"] / a.rate})
+    if a.out:
+        with open(a.out, "a") as f:
+            f.write(json.dumps(res, sort_keys=True) + "\n")
+    pc = res.get("proxy_cpu_us_per_req")
+    print(f"  {a.peer:<10} r{a.round} @{a.rate:>6}/s {res['rps']:>8.0f} req/s  corrected p50 "
+          f"{res['corrected_p50_ms']:.3f}  p99 {res['corrected_p99_ms']:.3f}  p99.9 "
+          f"{res['corrected_p99_9_ms']:.3f} ms (service p99 {res['service_time_p99_ms']:.3f})  "
+          f"missed {res['missed']}  late {res['late']}  "
+          + (f"proxy {pc:.1f} us/req ({res['proxy_cpu_pct']:.0f}% cpu)" if pc is not None else
+             f"backend {res['backend_cpu_us_per_req']:.1f} us/req")
+          + f"  load core {res.get(f'cpu{a.core}_busy_pct', 0):.0f}%"
+          + (f"  STEAL {steal:.0f}%" if (steal := max_steal(res)) >= 5 else "")
+          + (f"  ERRORS {res['errors']}" if res["error_count"] else ""),
+          file=sys.stderr)
+
+
 def main():
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -192,6 +224,15 @@ def main():
     p.add_argument("--connections", type=int, default=50); p.add_argument("--core", default="0")
     p.add_argument("--proxy-pids", default=""); p.add_argument("--backend-pids", default="")
     p.set_defaults(f=cmd_hey)
+    p = sub.add_parser("edgeload")
+    p.add_argument("--edgeload", required=True)
+    p.add_argument("--url", required=True); p.add_argument("--peer", required=True)
+    p.add_argument("--rate", type=int, required=True); p.add_argument("--out")
+    p.add_argument("--round", type=int, default=1)
+    p.add_argument("--duration", type=int, default=10); p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--max-connections", type=int, default=1000); p.add_argument("--core", default="0")
+    p.add_argument("--proxy-pids", default=""); p.add_argument("--backend-pids", default="")
+    p.set_defaults(f=cmd_edgeload)
     a = ap.parse_args()
     a.f(a)
 

@@ -409,3 +409,54 @@ def emit(obj: dict, path: str | None = None):
             f.write(line + "\n")
     print(line)
     sys.stdout.flush()
+
+
+# --------------------------------------------------------------------------- edgeload
+
+
+def edgeload_cmd(edgeload: str, url: str, *, rate: float, duration: float, warmup: float,
+                 max_connections: int, core: str, json_path: str, timeout_s: int = 5) -> list[str]:
+    return ["taskset", "-c", core, edgeload, "http", url, "--rate", f"{rate:g}",
+            "-d", f"{duration:g}s", "-w", f"{warmup:g}s", "-t", "1",
+            "--max-connections", str(max_connections), "--timeout", f"{timeout_s}s",
+            "--quiet", "--json", json_path]
+
+
+def run_edgeload(edgeload: str, url: str, *, rate: float, duration: float, warmup: float,
+                 max_connections: int, core: str, json_path: str, proxy_pids=(), backend_pids=(),
+                 extra_timeout: float = 30.0) -> dict:
+    """Run one pinned open-loop edgeload (`edgeload http --rate`), with the same CPU accounting as
+    run_wrk. Latencies come from its JSON report (schema edgeload-report/1, docs/edgeload.md):
+    `corrected` counts from each request's intended send time, `service_time` from the actual one.
+
+    CPU per request divides by every request sent during the process's life, its own warm-up
+    included (the per-second `intervals`), because the CPU window spans the whole process."""
+    cmd = edgeload_cmd(edgeload, url, rate=rate, duration=duration, warmup=warmup,
+                       max_connections=max_connections, core=core, json_path=json_path)
+    proc, acc = _measured(cmd, timeout=warmup + duration + extra_timeout, proxy_pids=proxy_pids,
+                          backend_pids=backend_pids)
+    if proc.returncode != 0:
+        raise RuntimeError(f"edgeload failed ({proc.returncode}): {proc.stderr}\n{proc.stdout}")
+    with open(json_path) as f:
+        rep = json.load(f)
+    lat = rep["latency"]
+    res: dict = {"url": url, "edgeload_args": " ".join(cmd[3:-1])}
+    for series in ("corrected", "service_time"):
+        for k in ("p50", "p90", "p99", "p99_9"):
+            res[f"{series}_{k}_ms"] = lat[series][f"{k}_us"] / 1e3
+        res[f"{series}_max_ms"] = lat[series]["max_us"] / 1e3
+        res[f"{series}_count"] = lat[series]["count"]
+    res["rps"] = rep["throughput_rps"]
+    res["sent_rps"] = rep["sent_rps"]
+    for k in ("sent", "late", "missed"):
+        res[k] = rep["counters"][k]
+    res["error_count"] = rep["errors"]["total"]
+    res["errors"] = rep["errors"]["by_kind"]
+    res["generator_busy_fraction"] = rep["generator"]["busy_fraction"]
+    res["generator_warning"] = rep["generator"]["warning"]
+    res["warnings"] = rep["warnings"]
+    all_sent = sum(i["counters"].get("sent", 0) for i in rep["intervals"])
+    _per_request(res, acc, all_sent, proxy_pids, backend_pids)
+    res["requests_all"] = all_sent
+    res["edgeload_cpu_pct"] = 100.0 * acc["client_cpu_s"] / acc["wall_seconds"]
+    return res

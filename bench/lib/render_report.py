@@ -70,12 +70,18 @@ FR_RANGES = ("rps", "p99_ms", "proxy_cpu_us_per_req", "backend_cpu_us_per_req")
 SHORT = 0.95   # achieved < 95 % of the target rate: the peer did not sustain it
 
 
-def fixedrate_medians(results):
+EL_RANGES = ("rps", "corrected_p50_ms", "corrected_p99_ms", "corrected_p99_9_ms", "proxy_cpu_us_per_req",
+             "backend_cpu_us_per_req")
+EL_SUMMED = ("error_count", "missed", "late", "sent", "requests_all")
+
+
+def fixedrate_medians(results, scenario="fixedrate"):
     """{rate: [(peer, row)]}: per rate and peer, the median of each numeric figure over the rounds
     (error and request counts summed), min/max of the main ones, and how many rounds fell short."""
+    summed, ranges = (FR_SUMMED, FR_RANGES) if scenario == "fixedrate" else (EL_SUMMED, EL_RANGES)
     groups: dict[int, dict[str, list[dict]]] = {}
     for r in results:
-        if r.get("scenario") == "fixedrate":
+        if r.get("scenario") == scenario:
             groups.setdefault(r["target_rps"], {}).setdefault(r["peer"], []).append(r)
     out = {}
     for rate in sorted(groups):
@@ -92,8 +98,8 @@ def fixedrate_medians(results):
                         and not isinstance(x.get(k), bool)]
                 if not vals:
                     continue
-                m[k] = sum(vals) if k in FR_SUMMED else statistics.median(vals)
-                if k in FR_RANGES:
+                m[k] = sum(vals) if k in summed else statistics.median(vals)
+                if k in ranges:
                     m[f"{k}_range"] = (min(vals), max(vals))
             m["short_rounds"] = sum(1 for x in runs if x["rps"] < SHORT * rate)
             m["truncated"] = any(x.get("truncated") for x in runs)
@@ -159,6 +165,8 @@ def main():
     vers = [["nginx (backend, peer)", meta.get("v_nginx", "")], ["wrk", meta.get("v_wrk", "")]]
     if "v_hey" in meta:
         vers.append(["hey", meta["v_hey"]])
+    if "v_edgeload" in meta:
+        vers.append(["edgeload", meta["v_edgeload"]])
     vers.append(["Python (clients)", meta.get("v_python", "")])
     for k, label in (("v_haproxy", "HAProxy"), ("v_node", "node"), ("v_chp", "CHP"),
                      ("v_edgeproxy", "edgeproxy")):
@@ -172,7 +180,9 @@ def main():
         ["pinning", meta.get("cores", "")],
         ["load", f"wrk {meta.get('wrk_args', '')}"],
         *([["fixed-rate load", f"hey {meta.get('hey_args', '')} at {meta.get('rates', '')} req/s"]]
-          if "fixedrate" in meta.get("scenarios", "") else []),
+          if "fixedrate" in meta.get("scenarios", "").split(",") else []),
+        *([["open-loop fixed-rate load", f"edgeload {meta.get('edgeload_args', '')} at {meta.get('rates', '')} req/s"]]
+          if "fixedrate-edgeload" in meta.get("scenarios", "").split(",") else []),
         ["peers / scenarios", f"{meta.get('peers', '')} / {meta.get('scenarios', '')}"],
         ["elapsed", meta.get("elapsed", "")],
     ]))
@@ -321,6 +331,68 @@ def main():
                   f"When *core {load_core} busy %* nears 100, the client side (hey + backend) adds latency "
                   "for every peer alike.\n")
 
+    # ---------------------------------------------------------------- fixed rate, open loop
+    el = fixedrate_medians(results, "fixedrate-edgeload")
+    if el:
+        nr = max(m["rounds"] for rows in el.values() for _, m in rows)
+        md.append(f"## {sec}. Latency at fixed request rates, open loop (edgeload)\n")
+        sec += 1
+        md.append(f"`GET /` at a fixed arrival rate: edgeload {meta.get('edgeload_args', '')} on core "
+                  f"{load_core} (with the backend); the proxy alone on core {proxy_core}, one worker, a fresh "
+                  "proxy for every run. "
+                  + (f"{nr} rounds, at each rate the peers run one after another; every figure is the "
+                     "median over the rounds, (min–max) in brackets. " if nr > 1 else "One round. ")
+                  + "edgeload is **open-loop**: requests follow a schedule of evenly spaced intended send "
+                  "times whatever the server does, and *corrected* latency counts from the intended time "
+                  "(coordinated omission corrected); *service* p99 counts from the actual send. Latencies "
+                  "come from HdrHistograms (3 significant figures). *missed* = scheduled requests never "
+                  "sent; *late* = sent more than 2 ms after their intended time.\n")
+        for rate, rows in el.items():
+            d = dict(rows)
+            ng_p99 = d.get("nginx", {}).get("corrected_p99_ms")
+            trows = []
+            for p, r in rows:
+                achieved = r["rps"] / rate
+                mark = ""
+                if achieved < SHORT:
+                    mark = f" **⚠ {100 * achieved:.0f}% of target**"
+                    warnings.append(f"fixedrate-edgeload/{p} @{rate:,}/s: achieved {r['rps']:,.0f} req/s "
+                                    f"({100 * achieved:.0f}% of the target, median)")
+                if r.get("error_count"):
+                    warnings.append(f"fixedrate-edgeload/{p} @{rate:,}/s: {r['error_count']} errors")
+                if r.get("missed"):
+                    warnings.append(f"fixedrate-edgeload/{p} @{rate:,}/s: {r['missed']:,} scheduled "
+                                    "requests never sent (summed over the rounds)")
+                if (r.get("generator_busy_fraction") or 0) > 0.7:
+                    warnings.append(f"fixedrate-edgeload/{p} @{rate:,}/s: edgeload used "
+                                    f"{100 * r['generator_busy_fraction']:.0f}% of its core")
+                p99 = r.get("corrected_p99_ms")
+                cpu = r.get("proxy_cpu_us_per_req")
+                trows.append([
+                    NAMES[p], f(r["rps"], 0) + span(r, "rps", 0) + mark,
+                    f(r.get("corrected_p50_ms"), 3), f(r.get("corrected_p90_ms"), 3),
+                    f"**{f(p99, 3)}**{span(r, 'corrected_p99_ms', 3)}",
+                    f(r.get("corrected_p99_9_ms"), 3),
+                    f(p99 / ng_p99, 2) if p99 and ng_p99 else "—",
+                    f(r.get("service_time_p99_ms"), 3),
+                    f(r.get("missed", 0), 0), f(r.get("late", 0), 0),
+                    f(cpu, 1) if cpu is not None else "—",
+                    f(r.get(f"cpu{load_core}_busy_pct"), 0),
+                    f(r.get("error_count", 0), 0),
+                ])
+                if p99 and ng_p99:
+                    key_rows.setdefault(p, {}).setdefault("el_p99", {})[rate] = (
+                        f(p99 / ng_p99, 2) + (" ⚠" if achieved < SHORT else ""))
+            md.append(f"### {rate:,} req/s (open loop)\n")
+            md.append(table(["peer", "achieved req/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms",
+                             "p99 ÷ nginx", "service p99 ms", "missed", "late", "CPU µs/req",
+                             f"core {load_core} busy %", "errors"], trows))
+            md.append("")
+        md.append("*p50/p90/p99/p99.9* are edgeload's *corrected* latencies. *achieved req/s* is "
+                  "responses ÷ measured window. *missed* and *late* are summed over the rounds. "
+                  "*CPU µs/req* divides the proxy's CPU time over the edgeload process's life by every "
+                  "request it sent, its warm-up included.\n")
+
     # ---------------------------------------------------------------- routes
     rs = by_peer(results, "routes")
     floor = next((r for r in results if r.get("scenario") == "floor"), None)
@@ -421,6 +493,11 @@ def main():
         if rates:
             cols += [(f"fixed-rate p99 ÷ nginx @ {rate_label} req/s",
                       lambda p, k: " / ".join(k.get("fr_p99", {}).get(x, "—") for x in rates))]
+        el_rates = list(el)
+        if el_rates:
+            el_label = " / ".join(f"{x // 1000}k" if x % 1000 == 0 else f"{x:,}" for x in el_rates)
+            cols += [(f"open-loop p99 ÷ nginx @ {el_label} req/s",
+                      lambda p, k: " / ".join(k.get("el_p99", {}).get(x, "—") for x in el_rates))]
         if rs:
             cols += [(f"req/s ratio {n_routes:,} routes ÷ 1", lambda p, k: f(k.get("ratio"), 2)),
                      (f"add p99 ms @{n_routes:,}", lambda p, k: f(k.get("add_p99"), 3)),
@@ -438,8 +515,8 @@ def main():
     for r in results:
         sc = r.get("scenario")
         runs = []
-        if sc in ("throughput", "fixedrate"):
-            tag = f"{sc}/{r['peer']}" + (f" @{r['target_rps']:,}/s" if sc == "fixedrate" else "")
+        if sc in ("throughput", "fixedrate", "fixedrate-edgeload"):
+            tag = f"{sc}/{r['peer']}" + (f" @{r['target_rps']:,}/s" if sc != "throughput" else "")
             runs = [(f"{tag} r{r.get('round', 1)}", r)]
         elif sc == "routes":
             for t, label in (("1", "1 route"), ("n", "N routes")):
