@@ -42,6 +42,9 @@ pub struct VerifiedTokens {
     /// A fast hash with a per-process random seed: tokens are attacker-chosen, and the seed keeps
     /// collisions unplannable (a collision would only cost time: keys are compared in full).
     map: DashMap<Box<str>, Entry, FixedState>,
+    /// When a full cache was last swept; a full sweep runs at most once a second, so a cache
+    /// full of live tokens does not turn every new token into a scan of all of them.
+    last_sweep: std::sync::Mutex<Option<Instant>>,
 }
 
 impl Default for VerifiedTokens {
@@ -49,6 +52,7 @@ impl Default for VerifiedTokens {
         let seed = std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64);
         VerifiedTokens {
             map: DashMap::with_hasher(FixedState::with_seed(seed)),
+            last_sweep: std::sync::Mutex::new(None),
         }
     }
 }
@@ -67,7 +71,16 @@ impl VerifiedTokens {
     pub fn insert(&self, token: &str, verified: Arc<Verified>, leeway_secs: u64) {
         if self.map.len() >= MAX_ENTRIES {
             let now = Instant::now();
-            self.map.retain(|_, e| e.until > now);
+            let due = self.last_sweep.lock().is_ok_and(|mut last| {
+                let due = last.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1));
+                if due {
+                    *last = Some(now);
+                }
+                due
+            });
+            if due {
+                self.map.retain(|_, e| e.until > now);
+            }
             if self.map.len() >= MAX_ENTRIES {
                 return;
             }
