@@ -31,4 +31,5 @@ pub mod request_plan;
 pub mod schedule;
 pub mod serve;
 pub mod timeline;
+pub mod workers;
 pub mod ws;

@@ -18,7 +18,7 @@ use crate::admin::client::{ApiConn, ApiTarget, expect_status};
 use crate::error_kind::ErrorKind;
 use crate::recorder::{CounterId, Layout, Series, SeriesId};
 use crate::schedule::Schedule;
-use crate::ws::workers::WorkerCtx;
+use crate::workers::WorkerCtx;
 
 pub const LAYOUT: Layout = Layout {
     series: &[

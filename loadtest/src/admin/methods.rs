@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crate::admin::client::{ApiConn, ApiResponse, ApiTarget, count_routes, expect_status};
 use crate::error_kind::ErrorKind;
 use crate::recorder::{Layout, Series, SeriesId};
-use crate::ws::workers::WorkerCtx;
+use crate::workers::WorkerCtx;
 
 /// The three API operations measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -23,7 +23,7 @@ mod user;
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::sync::{Arc, mpsc};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -32,11 +32,11 @@ use serde_json::{Map, Value, json};
 
 use crate::cli::{ConfigError, OutputArgs};
 use crate::duration_arg::parse_duration;
-use crate::process_stats::CpuMeter;
+use crate::http_load::RunError;
 use crate::progress::Progress;
-use crate::recorder::{IntervalSnapshot, Recorder, RunClock, Totals};
+use crate::recorder::RunClock;
 use crate::report::{LoadModelKind, OutputFiles, Report, text};
-use crate::timeline::Timeline;
+use crate::workers::{WorkerCtx, run_workers};
 
 pub use client::Hub;
 pub use phase::{Failure, FailureTable, LAYOUT, Phase};
@@ -292,65 +292,28 @@ impl JourneyReport {
     }
 }
 
-/// Why a run could not take place.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error("cannot start worker thread {index}: {error}")]
-    Worker { index: usize, error: std::io::Error },
-    #[error("worker thread {index} panicked")]
-    WorkerPanicked { index: usize },
-}
-
-/// How often workers hand over their interval even when idle.
-const TICK: Duration = Duration::from_millis(200);
-
 /// Runs the journey for every user and returns the report. Blocks until the last user is done.
 pub fn run(plan: &JourneyPlan, mut progress: Progress) -> Result<JourneyReport, RunError> {
     let threads = plan.threads;
     let plan = Arc::new(plan.clone());
-    let cpu = CpuMeter::start();
     let clock = RunClock::starting_now(Duration::ZERO, plan.arrival_window() + plan.longest_journey());
-    let (tx, rx) = mpsc::channel();
-    let mut handles = Vec::with_capacity(threads);
-    for index in 0..threads {
-        let plan = plan.clone();
-        let tx = tx.clone();
-        let handle = std::thread::Builder::new()
-            .name(format!("edgeload-journey-{index}"))
-            .spawn(move || worker_thread(index, threads, plan, clock, tx))
-            .map_err(|error| RunError::Worker { index, error })?;
-        handles.push(handle);
-    }
-    drop(tx);
-    let mut timeline = Timeline::new(LAYOUT, clock, threads);
-    progress.start(LAYOUT, clock);
-    for snap in rx {
-        let n = timeline.absorb(snap);
-        progress.show(&timeline.rows()[timeline.rows().len() - n..]);
-    }
-    let n = timeline.finish();
-    progress.show(&timeline.rows()[timeline.rows().len() - n..]);
-    progress.finish();
+    let body_plan = plan.clone();
+    let finished = run_workers(LAYOUT, clock, threads, &mut progress, move |ctx| {
+        run_users(body_plan.clone(), ctx)
+    })?;
     let ended = Instant::now();
-    let mut totals = Totals::empty(LAYOUT);
     let mut failures = FailureTable::default();
-    for (index, h) in handles.into_iter().enumerate() {
-        let (t, f) = h
-            .join()
-            .map_err(|_| RunError::WorkerPanicked { index })?
-            .map_err(|error| RunError::Worker { index, error })?;
-        totals.merge(&t);
-        failures.merge(&f);
+    for f in &finished.outputs {
+        failures.merge(f);
     }
-    let generator = cpu.finish(threads);
     let mut report = Report::new(
         "journey",
         LoadModelKind::Open,
         LAYOUT,
         &clock,
-        totals,
-        timeline.into_rows(),
-        generator,
+        finished.totals,
+        finished.rows,
+        finished.generator,
     );
     // The clock's end was an upper bound; the run lasted until the last user finished.
     report.duration = ended - clock.measure_from;
@@ -371,45 +334,25 @@ pub fn run(plan: &JourneyPlan, mut progress: Progress) -> Result<JourneyReport, 
     Ok(JourneyReport { report, failures })
 }
 
-fn worker_thread(
-    index: usize,
-    threads: usize,
-    plan: Arc<JourneyPlan>,
-    clock: RunClock,
-    tx: mpsc::Sender<IntervalSnapshot>,
-) -> std::io::Result<(Totals, FailureTable)> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+/// One worker's share of the users: user *k* goes to worker *k* mod threads and arrives at its
+/// due time. Returns the failures its users met.
+async fn run_users(plan: Arc<JourneyPlan>, ctx: WorkerCtx) -> FailureTable {
+    let (index, threads, clock) = (ctx.index, ctx.threads, ctx.clock);
     let worker = Rc::new(user::Worker {
         plan: plan.clone(),
-        recorder: RefCell::new(Recorder::new(index, LAYOUT, clock, Some(tx))),
+        ctx,
         failures: RefCell::new(FailureTable::default()),
     });
-    let local = tokio::task::LocalSet::new();
-    local.block_on(&runtime, async {
-        let ticker = {
-            let worker = worker.clone();
-            tokio::task::spawn_local(async move {
-                loop {
-                    tokio::time::sleep(TICK).await;
-                    worker.recorder.borrow_mut().tick(Instant::now());
-                }
-            })
-        };
-        let mut users = Vec::new();
-        for k in (index as u64..plan.users).step_by(threads) {
-            let due = clock.start + Duration::from_secs_f64(k as f64 / plan.users_per_second);
-            tokio::time::sleep_until(due.into()).await;
-            users.push(tokio::task::spawn_local(user::run(worker.clone(), k, due)));
-        }
-        for u in users {
-            let _ = u.await;
-        }
-        ticker.abort();
-    });
-    drop(local);
-    let totals = worker.recorder.borrow_mut().finish();
-    let failures = worker.failures.borrow().clone();
-    Ok((totals, failures))
+    let mut users = Vec::new();
+    for k in (index as u64..plan.users).step_by(threads) {
+        let due = clock.start + Duration::from_secs_f64(k as f64 / plan.users_per_second);
+        tokio::time::sleep_until(due.into()).await;
+        users.push(tokio::task::spawn_local(user::run(worker.clone(), k, due)));
+    }
+    for u in users {
+        let _ = u.await;
+    }
+    worker.failures.borrow().clone()
 }
 
 /// `edgeload journey`: run, print, write the report files.

@@ -26,7 +26,8 @@ use super::phase::{Counters, Failure, FailureTable, Phase};
 use super::sse::EventStream;
 use super::{Auth, client};
 use crate::error_kind::ErrorKind;
-use crate::recorder::{CounterId, Recorder};
+use crate::recorder::CounterId;
+use crate::workers::WorkerCtx;
 
 /// Redirects followed before calling it a loop.
 const MAX_REDIRECTS: usize = 10;
@@ -38,30 +39,26 @@ const STOP_POLL: Duration = Duration::from_millis(250);
 /// What a worker thread shares with its users.
 pub struct Worker {
     pub plan: Arc<JourneyPlan>,
-    pub recorder: RefCell<Recorder>,
+    pub ctx: WorkerCtx,
     pub failures: RefCell<FailureTable>,
 }
 
 impl Worker {
     fn succeeded(&self, phase: Phase, started: Instant) {
-        let done = Instant::now();
-        self.recorder
-            .borrow_mut()
-            .record(phase.series(), done - started, started, done);
+        self.ctx.record(phase.series(), started, Instant::now());
     }
 
     fn failed(&self, phase: Phase, failure: Failure, started: Instant) {
         let at = Instant::now();
-        let mut rec = self.recorder.borrow_mut();
-        rec.count(phase.failed_counter(), 1, started, at);
-        rec.record_error(failure.error_kind(), started, at);
-        if rec.clock().is_measured(started) {
+        self.ctx.count(phase.failed_counter(), 1, started, at);
+        self.ctx.error(failure.error_kind(), started, at);
+        if self.ctx.clock.is_measured(started) {
             self.failures.borrow_mut().add(phase, failure);
         }
     }
 
     pub fn count(&self, counter: CounterId, started: Instant) {
-        self.recorder.borrow_mut().count(counter, 1, started, Instant::now());
+        self.ctx.count(counter, 1, started, Instant::now());
     }
 }
 

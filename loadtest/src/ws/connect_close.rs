@@ -19,8 +19,8 @@ use tokio::sync::Notify;
 use crate::error_kind::ErrorKind;
 use crate::recorder::{CounterId, Layout, Series, SeriesId};
 use crate::schedule::Schedule;
+use crate::workers::WorkerCtx;
 use crate::ws::connect::{WsStream, WsTarget, classify};
-use crate::ws::workers::WorkerCtx;
 
 pub const HANDSHAKE: Series = Series {
     name: "handshake",

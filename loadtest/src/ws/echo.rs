@@ -26,9 +26,9 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::error_kind::ErrorKind;
 use crate::recorder::{CounterId, Layout, Series, SeriesId};
+use crate::workers::WorkerCtx;
 use crate::ws::connect::{WsStream, WsTarget, classify};
 use crate::ws::connect_close::{RETRY_PAUSE, close_politely, connect};
-use crate::ws::workers::WorkerCtx;
 
 pub const CORRECTED: Series = Series {
     name: "corrected",

@@ -18,10 +18,10 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::recorder::{CounterId, Layout, RunClock, SeriesId};
+use crate::workers::WorkerCtx;
 use crate::ws::connect::WsTarget;
 use crate::ws::connect_close::{HANDSHAKE, RETRY_PAUSE, close_politely, connect, hold_open};
 use crate::ws::process_sample::{ProcessSample, median, per_unit, sample};
-use crate::ws::workers::WorkerCtx;
 
 pub const LAYOUT: Layout = Layout {
     series: &[HANDSHAKE],

@@ -13,7 +13,6 @@ pub mod fd_limit;
 pub mod idle;
 pub mod outcome;
 pub mod process_sample;
-pub mod workers;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -25,11 +24,11 @@ use crate::progress::Progress;
 use crate::recorder::{Layout, RunClock};
 use crate::report::{LoadModelKind, Report, per_second};
 use crate::schedule::{ArrivalRate, Schedule};
+use crate::workers::{Finished, run_workers};
 use args::{WsPlan, WsScenario};
 use connect_close::Lifecycle;
 use echo::EchoPlan;
 use outcome::Outcome;
-use workers::{Finished, run_workers};
 
 /// The load model of a plan: a rate of new connections or messages is open, the rest closed.
 pub fn model(plan: &WsPlan) -> LoadModelKind {

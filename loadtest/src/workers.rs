@@ -1,11 +1,11 @@
-//! Worker threads for a scenario, the same shape as [`crate::http_load::run`]: one
-//! single-threaded tokio runtime per thread (tasks never cross threads, recording takes no lock),
-//! each with its own [`Recorder`]; the calling thread collects the per-second intervals into the
-//! [`Timeline`] and shows progress; the workers' totals are merged at the end.
+//! Worker threads for a scenario: one single-threaded tokio runtime per thread (tasks never
+//! cross threads, recording takes no lock), each with its own [`Recorder`]; the calling thread
+//! collects the per-second intervals into the [`Timeline`] and shows progress; the workers'
+//! totals are merged at the end.
 //!
-//! The WebSocket and admin-API scenarios run through [`run_workers`]; only the body of a worker
-//! differs. (It belongs beside `http_load` in a neutral module; it sits here because the HTTP
-//! runner predates it.)
+//! The WebSocket, admin-API and journey scenarios run through [`run_workers`]; only the body of
+//! a worker differs. [`crate::http_load::run`] still has its own copy of this shape, with the
+//! recorder inside its `Worker` on the hot path.
 
 use std::cell::RefCell;
 use std::future::Future;
