@@ -114,6 +114,10 @@ fn memory_stays_flat_over_a_long_run() {
             &srv.url("/"),
             "--rate",
             "3000",
+            // A fixed connection budget: on a busy machine a slow stretch would otherwise open
+            // more connections, and their buffers would pass for growth per request.
+            "--max-connections",
+            "64",
             "-d",
             "20s",
             "-w",
