@@ -18,7 +18,7 @@ use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
 use crate::route_table::Route;
-use crate::upstream::PooledConnection;
+use crate::upstream::ResponseStream;
 
 /// The one error type our bodies yield; hyper turns it into an aborted connection.
 pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
@@ -107,9 +107,8 @@ impl Body for ResponseBody {
 
 /// An upstream response body on its way to the client.
 pub struct UpstreamBody {
-    body: Incoming,
-    /// Returned to the pool once the body has been read to its end.
-    connection: Option<PooledConnection>,
+    /// Returns its connection to the pool once it has been read to its end.
+    body: ResponseStream,
     /// Marked active when the body completes (a response with status < 300, chp-spec §6).
     activity: Option<Arc<Route>>,
     idle: Option<IdleLimit>,
@@ -121,15 +120,9 @@ struct IdleLimit {
 }
 
 impl UpstreamBody {
-    pub fn new(
-        body: Incoming,
-        connection: PooledConnection,
-        activity: Option<Arc<Route>>,
-        idle_limit: Option<Duration>,
-    ) -> Self {
+    pub fn new(body: ResponseStream, activity: Option<Arc<Route>>, idle_limit: Option<Duration>) -> Self {
         UpstreamBody {
             body,
-            connection: Some(connection),
             activity,
             idle: idle_limit.map(|limit| IdleLimit {
                 limit,
@@ -139,10 +132,10 @@ impl UpstreamBody {
     }
 
     /// A body whose connection is not reusable (it is closed once the body is done).
-    pub fn without_pool(body: Incoming) -> Self {
+    pub fn without_pool(mut body: ResponseStream) -> Self {
+        body.forbid_reuse();
         UpstreamBody {
             body,
-            connection: None,
             activity: None,
             idle: None,
         }
@@ -151,9 +144,6 @@ impl UpstreamBody {
     fn finish(&mut self) {
         if let Some(route) = self.activity.take() {
             route.mark_active();
-        }
-        if let Some(conn) = self.connection.take() {
-            conn.release();
         }
     }
 }
@@ -178,16 +168,14 @@ impl Body for UpstreamBody {
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => {
-                // The connection is broken; dropping it (not releasing it) closes it.
-                this.connection = None;
-                Poll::Ready(Some(Err(e.into())))
-            }
+            // The stream has dropped (closed) its connection.
+            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
             Poll::Pending => {
                 if let Some(idle) = &mut this.idle
                     && idle.sleep.as_mut().poll(cx).is_ready()
                 {
-                    this.connection = None;
+                    // Dropping the body (which hyper does after this error) closes the connection.
+                    this.body.forbid_reuse();
                     return Poll::Ready(Some(Err("upstream inactive for longer than --proxy-timeout".into())));
                 }
                 Poll::Pending

@@ -133,7 +133,7 @@ async fn fetch(
         .header(HOST, target.authority())
         .body(RequestBody::Empty)
         .ok()?;
-    let (resp, conn) = match upstream.send(target, req).await {
+    let resp = match upstream.send(target, req, &[]).await {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!("error target unavailable, answering {code} plainly: {e}");
@@ -141,9 +141,7 @@ async fn fetch(
         }
     };
     let (parts, body) = resp.into_parts();
-    let mut out = Response::new(ResponseBody::Upstream(Box::new(UpstreamBody::new(
-        body, conn, None, None,
-    ))));
+    let mut out = Response::new(ResponseBody::Upstream(Box::new(UpstreamBody::new(body, None, None))));
     *out.status_mut() = code;
     for name in [CONTENT_TYPE, CONTENT_ENCODING] {
         if let Some(v) = parts.headers.get(&name) {

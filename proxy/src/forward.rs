@@ -5,7 +5,6 @@ use std::sync::Arc;
 use http::header::{HOST, HeaderValue, LOCATION};
 use http::request::Parts;
 use http::{Request, Response, StatusCode, Uri, Version};
-use http_body::Body as _;
 use hyper::body::Incoming;
 
 use crate::Proxy;
@@ -50,7 +49,7 @@ pub async fn forward_http(
 ) -> Result<Response<ResponseBody>, ForwardError> {
     let (parts, body) = req.into_parts();
     let host = request_host(&parts.headers, &parts.uri);
-    let parts = upstream_parts(proxy, parts, &route, target, wire_path, host.as_ref(), client, false)?;
+    let (parts, forwarded) = upstream_parts(proxy, parts, &route, target, wire_path, host.as_ref(), client, false)?;
     let upstream_req = Request::from_parts(
         parts,
         RequestBody::Client {
@@ -59,11 +58,11 @@ pub async fn forward_http(
         },
     );
 
-    let (resp, conn) = within_proxy_timeout(proxy, proxy.upstream.send(target, upstream_req))
+    let resp = within_proxy_timeout(proxy, proxy.upstream.send(target, upstream_req, &forwarded))
         .await
         .map_err(|Elapsed| UpstreamError::ResponseTimeout(target.authority().to_owned()))??;
 
-    let (mut parts, body) = resp.into_parts();
+    let (mut parts, mut body) = resp.into_parts();
     remove_hop_by_hop(&mut parts.headers);
     let s = &proxy.settings;
     if let Some(location) = parts.headers.get(LOCATION).and_then(|v| v.to_str().ok())
@@ -81,23 +80,25 @@ pub async fn forward_http(
     }
     // Activity counts only for successful responses, once they have been delivered whole.
     let activity = (parts.status.as_u16() < 300).then_some(route);
-    let body = if body.is_end_stream() {
-        // hyper never polls an empty body, so finish the bookkeeping now.
+    let body = if let Some(whole) = body.take_complete() {
+        // The whole body came with the head (and the connection is back in the pool): send it
+        // as it is, and finish the bookkeeping now.
         if let Some(route) = activity {
             route.mark_active();
         }
-        conn.release();
-        ResponseBody::empty()
+        ResponseBody::full(whole)
     } else {
         ResponseBody::Upstream(Box::new(UpstreamBody::new(
             body,
-            conn,
             activity,
             proxy.settings.proxy_timeout,
         )))
     };
     Ok(Response::from_parts(parts, body))
 }
+
+/// Room for the four `X-Forwarded-*` lines with a typical host, so rendering them allocates once.
+const FORWARDED_LINES_CAPACITY: usize = 160;
 
 /// Waits for an upstream's response head, at most `--proxy-timeout` when one is set.
 ///
@@ -107,7 +108,8 @@ pub fn within_proxy_timeout<F: Future>(proxy: &Proxy, waiting: F) -> Deadline<F>
 }
 
 /// Turns the client's request head into the upstream's: path per prepend-path/include-prefix,
-/// hop-by-hop headers removed, `X-Forwarded-*`, `Host`, custom headers, HTTP/1.1.
+/// hop-by-hop headers removed, `X-Forwarded-*`, `Host`, custom headers, HTTP/1.1. The second
+/// value holds header lines to write after the map's (see `add_forwarded`).
 #[allow(clippy::too_many_arguments)]
 pub fn upstream_parts(
     proxy: &Proxy,
@@ -118,7 +120,7 @@ pub fn upstream_parts(
     host: Option<&HeaderValue>,
     client: &ClientInfo,
     websocket: bool,
-) -> Result<Parts, ForwardError> {
+) -> Result<(Parts, Vec<u8>), ForwardError> {
     let s = &proxy.settings;
     remove_hop_by_hop(&mut parts.headers);
     if websocket {
@@ -129,8 +131,10 @@ pub fn upstream_parts(
             .headers
             .insert(http::header::UPGRADE, HeaderValue::from_static("websocket"));
     }
+    let mut lines = Vec::new();
     if s.x_forward {
-        add_forwarded(&mut parts.headers, client, host, websocket);
+        lines.reserve(FORWARDED_LINES_CAPACITY);
+        add_forwarded(&mut parts.headers, client, host, websocket, &mut lines);
     }
     if s.change_origin {
         if let Ok(v) = HeaderValue::from_str(target.authority()) {
@@ -147,7 +151,7 @@ pub fn upstream_parts(
     }
     parts.version = Version::HTTP_11;
     parts.uri = upstream_uri(s, &parts.uri, route, target, wire_path)?;
-    Ok(parts)
+    Ok((parts, lines))
 }
 
 /// The origin-form request-target sent upstream (chp-spec §5.2).

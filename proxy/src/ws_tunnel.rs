@@ -34,7 +34,7 @@ use crate::forward::{ForwardError, upstream_parts, within_proxy_timeout};
 use crate::headers::forwarded::ClientInfo;
 use crate::route_table::Route;
 use crate::target::Target;
-use crate::upstream::UpstreamError;
+use crate::upstream::{H1Error, UpstreamError};
 
 /// Whether a request asks for a protocol upgrade at all (any `Upgrade` header).
 pub fn is_upgrade(req: &Request<Incoming>) -> bool {
@@ -62,47 +62,46 @@ pub async fn forward_upgrade(
     let client_upgrade = hyper::upgrade::on(&mut req);
     let (parts, _empty_body) = req.into_parts();
     let host = crate::headers::forwarded::request_host(&parts.headers, &parts.uri);
-    let parts = upstream_parts(proxy, parts, &route, target, wire_path, host.as_ref(), client, true)?;
+    let (parts, forwarded) = upstream_parts(proxy, parts, &route, target, wire_path, host.as_ref(), client, true)?;
 
     // A tunnel holds its upstream connection for good, so it never comes from the pool.
-    let mut sender = proxy.upstream.connect(target).await?;
-    let sending = sender.send_request(Request::from_parts(parts, RequestBody::Empty));
+    let conn = proxy.upstream.connect(target).await?;
     let answered = async {
-        sending
+        conn.send(Request::from_parts(parts, RequestBody::Empty), &forwarded)
             .await
             .map_err(|e| UpstreamError::Http(target.authority().to_owned(), e))
     };
-    let mut resp = within_proxy_timeout(proxy, answered)
+    let resp = within_proxy_timeout(proxy, answered)
         .await
         .map_err(|Elapsed| UpstreamError::ResponseTimeout(target.authority().to_owned()))??;
 
-    if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+    let (mut parts, body) = resp.into_parts();
+    if parts.status != StatusCode::SWITCHING_PROTOCOLS {
         // The upstream refused the upgrade: relay its answer, then close (chp-spec §8).
-        let (mut parts, body) = resp.into_parts();
         parts.headers.insert(CONNECTION, HeaderValue::from_static("close"));
         let body = ResponseBody::Upstream(Box::new(UpstreamBody::without_pool(body)));
         return Ok(Response::from_parts(parts, body));
     }
+    let Some(upstream_io) = body.into_upgraded() else {
+        return Err(UpstreamError::Http(target.authority().to_owned(), H1Error::ClosedBeforeResponse).into());
+    };
 
-    let upstream_upgrade = hyper::upgrade::on(&mut resp);
     let proxy = proxy.clone();
     tokio::spawn(async move {
-        let (client_io, upstream_io) = match tokio::try_join!(client_upgrade, upstream_upgrade) {
-            Ok(pair) => pair,
+        let client_io = match client_upgrade.await {
+            Ok(io) => io,
             Err(e) => {
                 tracing::debug!("WebSocket upgrade did not complete: {e}");
                 return;
             }
         };
-        drop(sender);
         proxy.metrics.open_tunnels.increment(1.0);
-        let tunnel = Tunnel::new(TokioIo::new(client_io), TokioIo::new(upstream_io), route);
+        let tunnel = Tunnel::new(TokioIo::new(client_io), upstream_io, route);
         if let Err(e) = tunnel.await {
             tracing::debug!("WebSocket tunnel closed: {e}");
         }
         proxy.metrics.open_tunnels.decrement(1.0);
     });
-    let (parts, _) = resp.into_parts();
     Ok(Response::from_parts(parts, ResponseBody::empty()))
 }
 

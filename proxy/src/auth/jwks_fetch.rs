@@ -41,7 +41,7 @@ pub async fn refresh(jwks: &JwksKeys, auth: &EdgeAuth) -> Result<usize, KeyError
 async fn fetch(url: &str, auth: &EdgeAuth) -> Result<Vec<u8>, KeyError> {
     let err = |m: String| KeyError::Jwks(url.to_owned(), m);
     let target = Target::parse(url).map_err(|e| err(e.to_string()))?;
-    let mut sender = auth.fetcher().connect(&target).await.map_err(|e| err(e.to_string()))?;
+    let conn = auth.fetcher().connect(&target).await.map_err(|e| err(e.to_string()))?;
     let req = Request::builder()
         .method(Method::GET)
         .uri(target.path_and_query())
@@ -49,7 +49,7 @@ async fn fetch(url: &str, auth: &EdgeAuth) -> Result<Vec<u8>, KeyError> {
         .header(http::header::ACCEPT, "application/json")
         .body(RequestBody::Empty)
         .map_err(|e| err(e.to_string()))?;
-    let resp = sender.send_request(req).await.map_err(|e| err(e.to_string()))?;
+    let resp = conn.send(req, &[]).await.map_err(|e| err(e.to_string()))?;
     if !resp.status().is_success() {
         return Err(err(format!("answered {}", resp.status())));
     }

@@ -38,27 +38,55 @@ impl ClientInfo {
 }
 
 /// Adds the `X-Forwarded-*` headers for a request whose `Host` (or `:authority`) is `host`.
-pub fn add_forwarded(headers: &mut HeaderMap, client: &ClientInfo, host: Option<&HeaderValue>, websocket: bool) {
+///
+/// When the client sent none of them (the common case) they are rendered as header lines
+/// (`name: value\r\n`) into `lines`, which the upstream connection writes after the request's
+/// other headers: inserting four custom names into the map grew and re-hashed it on every
+/// request. Otherwise they are merged into `headers`, joined with what the client sent.
+pub fn add_forwarded(
+    headers: &mut HeaderMap,
+    client: &ClientInfo,
+    host: Option<&HeaderValue>,
+    websocket: bool,
+    lines: &mut Vec<u8>,
+) {
+    let default_port = if client.tls { "443" } else { "80" };
     let port = host
         .and_then(|h| h.to_str().ok())
         .and_then(host_port)
-        .map(|p| HeaderValue::from_str(p).unwrap_or(HeaderValue::from_static("80")))
-        .unwrap_or_else(|| HeaderValue::from_static(if client.tls { "443" } else { "80" }));
-    let proto = HeaderValue::from_static(match (websocket, client.tls) {
+        .unwrap_or(default_port);
+    let proto = match (websocket, client.tls) {
         (false, false) => "http",
         (false, true) => "https",
         (true, false) => "ws",
         (true, true) => "wss",
-    });
-    // The common request carries none of these: then each is one insert, with no joining.
+    };
     let present = headers.keys().any(|k| k.as_str().starts_with("x-forwarded-"));
-    if let Some(value) = &client.forwarded_for {
-        append(headers, X_FORWARDED_FOR, value.clone(), present);
+    if !present {
+        let mut line = |name: &HeaderName, value: &[u8]| {
+            lines.extend_from_slice(name.as_str().as_bytes());
+            lines.extend_from_slice(b": ");
+            lines.extend_from_slice(value);
+            lines.extend_from_slice(b"\r\n");
+        };
+        if let Some(value) = &client.forwarded_for {
+            line(&X_FORWARDED_FOR, value.as_bytes());
+        }
+        line(&X_FORWARDED_PORT, port.as_bytes());
+        line(&X_FORWARDED_PROTO, proto.as_bytes());
+        if !websocket {
+            line(&X_FORWARDED_HOST, host.map_or(&b""[..], |h| h.as_bytes()));
+        }
+        return;
     }
-    append(headers, X_FORWARDED_PORT, port, present);
-    append(headers, X_FORWARDED_PROTO, proto, present);
-    let host_already_set = present && headers.contains_key(X_FORWARDED_HOST);
-    if !websocket && !host_already_set {
+    if let Some(value) = &client.forwarded_for {
+        append(headers, X_FORWARDED_FOR, value.clone());
+    }
+    if let Ok(port) = HeaderValue::from_str(port) {
+        append(headers, X_FORWARDED_PORT, port);
+    }
+    append(headers, X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+    if !websocket && !headers.contains_key(X_FORWARDED_HOST) {
         headers.insert(X_FORWARDED_HOST, host.cloned().unwrap_or(HeaderValue::from_static("")));
     }
 }
@@ -80,8 +108,8 @@ fn host_port(host: &str) -> Option<&str> {
         .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
-fn append(headers: &mut HeaderMap, name: HeaderName, value: HeaderValue, maybe_present: bool) {
-    if !maybe_present || !headers.contains_key(&name) {
+fn append(headers: &mut HeaderMap, name: HeaderName, value: HeaderValue) {
+    if !headers.contains_key(&name) {
         headers.insert(name, value);
         return;
     }
@@ -112,10 +140,21 @@ mod tests {
         h.get(name).map(|v| v.to_str().unwrap())
     }
 
+    /// `add_forwarded`, with the rendered lines parsed back into the map: what the upstream sees.
+    fn forwarded(h: &mut HeaderMap, client: &ClientInfo, host: Option<&HeaderValue>, websocket: bool) {
+        let mut lines = Vec::new();
+        add_forwarded(h, client, host, websocket, &mut lines);
+        for line in std::str::from_utf8(&lines).unwrap().split_terminator("\r\n") {
+            let (name, value) = line.split_once(": ").unwrap();
+            assert!(!h.contains_key(name), "{name} rendered although present");
+            h.append(HeaderName::from_bytes(name.as_bytes()).unwrap(), hv(value));
+        }
+    }
+
     #[test]
     fn fresh_request_gets_all_four() {
         let mut h = HeaderMap::new();
-        add_forwarded(
+        forwarded(
             &mut h,
             &client("127.0.0.1", false),
             Some(&hv("hub.example:18000")),
@@ -134,7 +173,7 @@ mod tests {
         h.insert("x-forwarded-port", "443".parse().unwrap());
         h.insert("x-forwarded-proto", "https".parse().unwrap());
         h.insert("x-forwarded-host", "orig.example".parse().unwrap());
-        add_forwarded(
+        forwarded(
             &mut h,
             &client("::ffff:127.0.0.1", false),
             Some(&hv("127.0.0.1:18000")),
@@ -159,7 +198,7 @@ mod tests {
         ];
         for (host, tls, ws, port, proto) in cases {
             let mut h = HeaderMap::new();
-            add_forwarded(&mut h, &client("10.0.0.1", tls), host.map(hv).as_ref(), ws);
+            forwarded(&mut h, &client("10.0.0.1", tls), host.map(hv).as_ref(), ws);
             assert_eq!(get(&h, "x-forwarded-port"), Some(port), "{host:?}");
             assert_eq!(get(&h, "x-forwarded-proto"), Some(proto), "{host:?}");
             assert_eq!(h.contains_key("x-forwarded-host"), !ws, "{host:?}");

@@ -1,0 +1,400 @@
+//! HTTP/1.1 towards upstreams (RFC 9112), as pure functions over buffers: writing a request head
+//! and reading a response head with the framing of the body behind it.
+//!
+//! The proxy already holds the request as `http::request::Parts`, and hyper's server wants the
+//! response as `http::Response`; in between, a general client (a connection task, channels, a
+//! dispatcher) cost a third of all the instructions per proxied request. This module is the little
+//! that is needed instead: the head is serialized once into a reused buffer, and the response
+//! head is parsed in place, its header values sharing the read buffer's memory.
+
+use std::ops::Range;
+
+use bytes::{Bytes, BytesMut};
+use http::header::{CONNECTION, CONTENT_LENGTH, HeaderMap, HeaderName, HeaderValue, TRANSFER_ENCODING};
+use http::request::Parts;
+use http::response;
+use http::{Response, StatusCode, Version};
+
+/// Response heads larger than this are refused (hyper's default read buffer limit is of the
+/// same order; real upstreams send a few hundred bytes).
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Headers parsed on the stack; more fall back to a larger array (up to `MAX_HEADERS`).
+const FAST_HEADERS: usize = 32;
+const MAX_HEADERS: usize = 128;
+
+#[derive(Debug, thiserror::Error)]
+pub enum H1Error {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// Reading the client's request body failed (the client went away mid-upload).
+    #[error("reading the request body failed: {0}")]
+    ClientBody(hyper::Error),
+    #[error("connection closed before a response")]
+    ClosedBeforeResponse,
+    #[error("connection closed in the middle of the response body")]
+    ClosedInBody,
+    #[error("malformed response head: {0}")]
+    Malformed(httparse::Error),
+    #[error("response head larger than {MAX_HEAD_BYTES} bytes")]
+    HeadTooLarge,
+    #[error("invalid Content-Length")]
+    BadContentLength,
+    #[error("malformed chunked body")]
+    BadChunk,
+    #[error("invalid header in response: {0}")]
+    BadHeader(&'static str),
+}
+
+/// How the response body is delimited (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body: a response to HEAD, 1xx, 204, 304, or a `101` whose connection is taken over.
+    Empty,
+    Length(u64),
+    Chunked,
+    /// Read until the upstream closes; the connection cannot be reused.
+    UntilClose,
+}
+
+/// A parsed response head.
+pub struct ResponseHead {
+    pub parts: response::Parts,
+    pub framing: Framing,
+    /// Whether the connection may carry another request once this body is read.
+    pub reusable: bool,
+}
+
+/// Appends the request line and headers for `parts`, which must be in origin form (the forwarder
+/// rewrites the target). `extra` holds header lines already rendered (`name: value\r\n`).
+/// `chunked` adds `Transfer-Encoding: chunked` for a body of unknown length.
+pub fn encode_request_head(parts: &Parts, extra: &[u8], chunked: bool, out: &mut Vec<u8>) {
+    let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
+    out.extend_from_slice(parts.method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in &parts.headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(extra);
+    if chunked {
+        out.extend_from_slice(b"transfer-encoding: chunked\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Parses a response head from the front of `buf`. On success the head's bytes are split off
+/// `buf` (the header values keep pointing into them), leaving whatever followed. `Ok(None)`:
+/// the head is not complete yet.
+pub fn parse_response_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<ResponseHead>, H1Error> {
+    match parse_with::<FAST_HEADERS>(buf, head_request) {
+        Err(H1Error::Malformed(httparse::Error::TooManyHeaders)) => parse_with::<MAX_HEADERS>(buf, head_request),
+        other => other,
+    }
+}
+
+/// Where a header's name and value sit in the head.
+type HeaderSpan = (Range<u32>, Range<u32>);
+
+fn parse_with<const N: usize>(buf: &mut BytesMut, head_request: bool) -> Result<Option<ResponseHead>, H1Error> {
+    let mut headers = [httparse::EMPTY_HEADER; N];
+    let mut spans: [HeaderSpan; N] = std::array::from_fn(|_| (0..0, 0..0));
+    let (len, code, version, custom_reason, count) = {
+        let mut resp = httparse::Response::new(&mut headers);
+        let len = match resp.parse(buf) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD_BYTES => return Err(H1Error::HeadTooLarge),
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(e) => return Err(H1Error::Malformed(e)),
+        };
+        let code = resp.code.unwrap_or_default();
+        let version = if resp.version == Some(0) {
+            Version::HTTP_10
+        } else {
+            Version::HTTP_11
+        };
+        let status = StatusCode::from_u16(code).map_err(|_| H1Error::Malformed(httparse::Error::Status))?;
+        // Only a reason that differs from the standard one is worth keeping (hyper's server
+        // writes it back); the check costs a comparison, the copy only when it differs.
+        let custom_reason = resp
+            .reason
+            .filter(|r| Some(*r) != status.canonical_reason())
+            .map(|r| Bytes::copy_from_slice(r.as_bytes()));
+        let base = buf.as_ptr() as usize;
+        let offset = |s: &[u8]| {
+            let start = (s.as_ptr() as usize - base) as u32;
+            start..start + s.len() as u32
+        };
+        let count = resp.headers.len();
+        for (span, h) in spans.iter_mut().zip(resp.headers.iter()) {
+            *span = (offset(h.name.as_bytes()), offset(h.value));
+        }
+        (len, status, version, custom_reason, count)
+    };
+    let head = buf.split_to(len).freeze();
+    let slice = |r: &Range<u32>| head.slice(r.start as usize..r.end as usize);
+
+    let mut map = HeaderMap::with_capacity(count);
+    let mut framing = FramingHeaders::default();
+    for (name_span, value_span) in &spans[..count] {
+        let name = HeaderName::from_bytes(&head[name_span.start as usize..name_span.end as usize])
+            .map_err(|_| H1Error::BadHeader("invalid header name"))?;
+        let value = HeaderValue::from_maybe_shared(slice(value_span))
+            .map_err(|_| H1Error::BadHeader("invalid header value"))?;
+        framing.note(&name, &value)?;
+        map.append(name, value);
+    }
+
+    let (framing, reusable) = framing.decide(code, version, head_request);
+    let mut resp = Response::new(());
+    *resp.status_mut() = code;
+    *resp.version_mut() = version;
+    *resp.headers_mut() = map;
+    if let Some(reason) = custom_reason
+        && let Ok(reason) = hyper::ext::ReasonPhrase::try_from(reason)
+    {
+        resp.extensions_mut().insert(reason);
+    }
+    let (parts, ()) = resp.into_parts();
+    Ok(Some(ResponseHead {
+        parts,
+        framing,
+        reusable,
+    }))
+}
+
+/// What the headers say about framing and persistence, gathered while the map is built.
+#[derive(Default)]
+struct FramingHeaders {
+    content_length: Option<u64>,
+    transfer_encoding: bool,
+    /// The last transfer coding seen is `chunked`.
+    chunked_last: bool,
+    close: bool,
+    keep_alive: bool,
+}
+
+impl FramingHeaders {
+    fn note(&mut self, name: &HeaderName, value: &HeaderValue) -> Result<(), H1Error> {
+        if *name == CONTENT_LENGTH {
+            // Repeated or comma-joined values must agree (RFC 9110 §8.6).
+            for part in value.as_bytes().split(|b| *b == b',') {
+                let n = parse_decimal(part.trim_ascii()).ok_or(H1Error::BadContentLength)?;
+                if self.content_length.is_some_and(|m| m != n) {
+                    return Err(H1Error::BadContentLength);
+                }
+                self.content_length = Some(n);
+            }
+        } else if *name == TRANSFER_ENCODING {
+            self.transfer_encoding = true;
+            if let Some(last) = value.as_bytes().rsplit(|b| *b == b',').next() {
+                self.chunked_last = last.trim_ascii().eq_ignore_ascii_case(b"chunked");
+            }
+        } else if *name == CONNECTION {
+            for token in value.as_bytes().split(|b| *b == b',') {
+                let token = token.trim_ascii();
+                self.close |= token.eq_ignore_ascii_case(b"close");
+                self.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+            }
+        }
+        Ok(())
+    }
+
+    fn decide(self, status: StatusCode, version: Version, head_request: bool) -> (Framing, bool) {
+        let persistent = if version == Version::HTTP_10 {
+            self.keep_alive && !self.close
+        } else {
+            !self.close
+        };
+        if head_request
+            || status.is_informational()
+            || status == StatusCode::NO_CONTENT
+            || status == StatusCode::NOT_MODIFIED
+        {
+            return (Framing::Empty, persistent && status != StatusCode::SWITCHING_PROTOCOLS);
+        }
+        if self.transfer_encoding {
+            // Both Transfer-Encoding and Content-Length: the length is ignored, and the
+            // connection is not trusted with another request (RFC 9112 §6.3, smuggling).
+            let persistent = persistent && self.content_length.is_none();
+            return if self.chunked_last {
+                (Framing::Chunked, persistent)
+            } else {
+                (Framing::UntilClose, false)
+            };
+        }
+        match self.content_length {
+            Some(0) => (Framing::Empty, persistent),
+            Some(n) => (Framing::Length(n), persistent),
+            None => (Framing::UntilClose, false),
+        }
+    }
+}
+
+fn parse_decimal(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 19 {
+        return None;
+    }
+    s.iter()
+        .try_fold(0u64, |n, b| b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0')))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(raw: &str, head_request: bool) -> Result<Option<(ResponseHead, BytesMut)>, H1Error> {
+        let mut buf = BytesMut::from(raw.as_bytes());
+        Ok(parse_response_head(&mut buf, head_request)?.map(|h| (h, buf)))
+    }
+
+    #[test]
+    fn request_head_is_origin_form_with_headers_in_order() {
+        let (mut parts, ()) = http::Request::builder()
+            .method("POST")
+            .uri("/user/a/api?x=1")
+            .header("host", "h:80")
+            .header("x-forwarded-for", "127.0.0.1")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let mut out = Vec::new();
+        encode_request_head(&parts, b"x-extra: 1\r\n", false, &mut out);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "POST /user/a/api?x=1 HTTP/1.1\r\nhost: h:80\r\nx-forwarded-for: 127.0.0.1\r\nx-extra: 1\r\n\r\n"
+        );
+        parts.uri = "*".parse().unwrap();
+        let mut out = Vec::new();
+        encode_request_head(&parts, b"", true, &mut out);
+        assert!(
+            String::from_utf8(out)
+                .unwrap()
+                .ends_with("transfer-encoding: chunked\r\n\r\n")
+        );
+    }
+
+    #[test]
+    fn framing_follows_rfc_9112_section_6_3() {
+        let cases: &[(&str, bool, Framing, bool)] = &[
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n",
+                false,
+                Framing::Length(2),
+                true,
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+                false,
+                Framing::Empty,
+                true,
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n",
+                true,
+                Framing::Empty,
+                true,
+            ),
+            ("HTTP/1.1 204 No Content\r\n\r\n", false, Framing::Empty, true),
+            (
+                "HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n",
+                false,
+                Framing::Empty,
+                true,
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                false,
+                Framing::Chunked,
+                true,
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+                false,
+                Framing::Chunked,
+                true,
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+                false,
+                Framing::UntilClose,
+                false,
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+                false,
+                Framing::Chunked,
+                false,
+            ),
+            ("HTTP/1.1 200 OK\r\n\r\n", false, Framing::UntilClose, false),
+            (
+                "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\n",
+                false,
+                Framing::Length(1),
+                false,
+            ),
+            (
+                "HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n",
+                false,
+                Framing::Length(1),
+                false,
+            ),
+            (
+                "HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 1\r\n\r\n",
+                false,
+                Framing::Length(1),
+                true,
+            ),
+            (
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
+                false,
+                Framing::Empty,
+                false,
+            ),
+            (
+                "HTTP/1.1 200 OK\r\nContent-Length: 3, 3\r\n\r\n",
+                false,
+                Framing::Length(3),
+                true,
+            ),
+        ];
+        for (raw, head, framing, reusable) in cases {
+            let (h, _) = parse(raw, *head).unwrap().unwrap();
+            assert_eq!((h.framing, h.reusable), (*framing, *reusable), "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn bad_heads_are_errors_and_partial_heads_wait() {
+        for raw in [
+            "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n",
+            "HTTP/1.1 2000 OK\r\n\r\n",
+            "HTTPS/1.1 200 OK\r\n\r\n",
+        ] {
+            assert!(parse(raw, false).is_err(), "{raw:?}");
+        }
+        assert!(parse("HTTP/1.1 200 OK\r\nContent-Le", false).unwrap().is_none());
+        let huge = format!("HTTP/1.1 200 OK\r\nx: {}", "a".repeat(MAX_HEAD_BYTES));
+        assert!(matches!(parse(&huge, false), Err(H1Error::HeadTooLarge)));
+    }
+
+    #[test]
+    fn head_is_split_off_and_values_are_kept_with_reason() {
+        let many: String = (0..60).map(|i| format!("x-h{i}: v{i}\r\n")).collect();
+        let raw = format!("HTTP/1.1 299 Fine Thanks\r\n{many}Content-Length: 2\r\n\r\nokNEXT");
+        let (h, rest) = parse(&raw, false).unwrap().unwrap();
+        assert_eq!(&rest[..], b"okNEXT");
+        assert_eq!(h.parts.status.as_u16(), 299);
+        assert_eq!(h.parts.headers.len(), 61);
+        assert_eq!(h.parts.headers["x-h59"], "v59");
+        let reason = h.parts.extensions.get::<hyper::ext::ReasonPhrase>().unwrap();
+        assert_eq!(reason.as_bytes(), b"Fine Thanks");
+        let (h, _) = parse("HTTP/1.1 404 Not Found\r\n\r\n", false).unwrap().unwrap();
+        assert!(h.parts.extensions.get::<hyper::ext::ReasonPhrase>().is_none());
+    }
+}

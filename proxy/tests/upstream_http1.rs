@@ -1,0 +1,363 @@
+//! HTTP/1.1 towards upstreams, black-box: edgeproxy in front of a scripted raw upstream that
+//! answers with exact bytes, so every framing (RFC 9112 §6.3) and connection-reuse case is seen
+//! the way a client sees it.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use support::*;
+
+/// What the scripted upstream does after answering.
+#[derive(Clone, Copy, PartialEq)]
+enum Then {
+    KeepOpen,
+    Close,
+}
+
+/// Given (connection number, request number on it, request head): the bytes to answer with.
+type Script = dyn Fn(usize, usize, &str) -> (Vec<u8>, Then) + Send + Sync;
+
+/// A raw upstream: for each request it reads the head (and a Content-Length body), calls
+/// `script(connection number, request number on that connection, request head)` and writes the
+/// bytes it returns.
+struct Scripted {
+    port: u16,
+    connections: Arc<AtomicUsize>,
+    heads: Arc<Mutex<Vec<String>>>,
+}
+
+impl Scripted {
+    fn start(script: impl Fn(usize, usize, &str) -> (Vec<u8>, Then) + Send + Sync + 'static) -> Scripted {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let heads = Arc::new(Mutex::new(Vec::new()));
+        let script = Arc::new(script);
+        let (count, seen) = (connections.clone(), heads.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let n = count.fetch_add(1, Ordering::SeqCst);
+                let (script, seen) = (script.clone(), seen.clone());
+                std::thread::spawn(move || serve(stream, n, &*script, &seen));
+            }
+        });
+        Scripted {
+            port,
+            connections,
+            heads,
+        }
+    }
+
+    fn target(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    fn heads(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
+    }
+}
+
+fn serve(mut stream: TcpStream, conn: usize, script: &Script, seen: &Mutex<Vec<String>>) {
+    let mut buf = Vec::new();
+    for request in 0.. {
+        let end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+        let body_len = head
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("content-length: ")
+                    .map(|v| v.trim().parse::<usize>().unwrap())
+            })
+            .unwrap_or(0);
+        while buf.len() < end + body_len {
+            let mut chunk = [0u8; 4096];
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        buf.drain(..end + body_len);
+        seen.lock().unwrap().push(head.clone());
+        let (reply, then) = script(conn, request, &head);
+        if stream.write_all(&reply).is_err() || then == Then::Close {
+            return;
+        }
+    }
+}
+
+/// A keep-alive client connection to the proxy: requests one after another, each response read
+/// by its framing.
+struct Client {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    fn new(p: &Edgeproxy) -> Client {
+        let stream = TcpStream::connect(p.public()).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Client {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Sends a request and reads one response; the body is read by Content-Length or chunked
+    /// framing (`head_request`: no body).
+    fn send(&mut self, method: &str, path: &str, head_request: bool) -> Response {
+        let req = format!("{method} {path} HTTP/1.1\r\nHost: proxy\r\n\r\n");
+        self.stream.write_all(req.as_bytes()).unwrap();
+        let end = self.fill_until(|b| b.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4));
+        let head = parse_response(&self.buf[..end]).unwrap();
+        self.buf.drain(..end);
+        let body = if head_request || head.status == 204 || head.status == 304 {
+            Vec::new()
+        } else if let Some(n) = head.header("content-length") {
+            let n: usize = n.parse().unwrap();
+            self.fill_until(|b| (b.len() >= n).then_some(n));
+            self.buf.drain(..n).collect()
+        } else {
+            // Scan only what arrived since the last look: bodies here are megabytes.
+            let mut from = 0;
+            let end = self.fill_until(|b| {
+                let found = b[from..]
+                    .windows(5)
+                    .position(|w| w == b"0\r\n\r\n")
+                    .map(|i| from + i + 5);
+                from = b.len().saturating_sub(4);
+                found
+            });
+            let mut raw = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+            raw.extend(self.buf.drain(..end));
+            parse_response(&raw).unwrap().body
+        };
+        Response { body, ..head }
+    }
+
+    fn fill_until(&mut self, mut done: impl FnMut(&[u8]) -> Option<usize>) -> usize {
+        loop {
+            if let Some(n) = done(&self.buf) {
+                return n;
+            }
+            let mut chunk = [0u8; 16384];
+            let n = self.stream.read(&mut chunk).expect("response");
+            assert!(n > 0, "proxy closed the connection");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+/// One worker thread: the idle pool is per thread, so connection counts are then exact.
+fn proxy_to(up: &Scripted) -> Edgeproxy {
+    let p = Edgeproxy::start(&["--workers", "1"]);
+    p.add_route("/", &up.target());
+    p
+}
+
+#[test]
+fn chunked_responses_are_decoded_relayed_and_reuse_the_connection() {
+    let up = Scripted::start(|_, _, _| {
+        let body = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Up: 1\r\n\r\n\
+                    5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: dropped\r\n\r\n";
+        (body.as_bytes().to_vec(), Then::KeepOpen)
+    });
+    let p = proxy_to(&up);
+    let mut c = Client::new(&p);
+    for _ in 0..3 {
+        let r = c.send("GET", "/x", false);
+        assert_eq!(
+            (r.status, r.text().as_str(), r.header("x-up")),
+            (200, "hello world", Some("1"))
+        );
+    }
+    assert_eq!(
+        up.connections(),
+        1,
+        "one upstream connection carries all three requests"
+    );
+}
+
+#[test]
+fn a_body_delimited_by_close_is_relayed_whole_and_its_connection_not_reused() {
+    let up = Scripted::start(|conn, _, _| {
+        (
+            format!("HTTP/1.1 200 OK\r\n\r\nbody of {conn}").into_bytes(),
+            Then::Close,
+        )
+    });
+    let p = proxy_to(&up);
+    let mut c = Client::new(&p);
+    assert_eq!(c.send("GET", "/a", false).text(), "body of 0");
+    assert_eq!(c.send("GET", "/b", false).text(), "body of 1");
+    assert_eq!(up.connections(), 2);
+}
+
+#[test]
+fn head_204_304_and_interim_responses_have_no_body_and_keep_the_connection() {
+    let up = Scripted::start(|_, _, head| {
+        let reply = if head.starts_with("HEAD") {
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
+        } else if head.contains("/204") {
+            "HTTP/1.1 204 No Content\r\n\r\n"
+        } else if head.contains("/304") {
+            "HTTP/1.1 304 Not Modified\r\nETag: \"e\"\r\n\r\n"
+        } else {
+            "HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nbody"
+        };
+        (reply.as_bytes().to_vec(), Then::KeepOpen)
+    });
+    let p = proxy_to(&up);
+    let mut c = Client::new(&p);
+    let r = c.send("HEAD", "/h", true);
+    assert_eq!((r.status, r.header("content-length")), (200, Some("5")));
+    assert_eq!(c.send("GET", "/204", true).status, 204);
+    let r = c.send("GET", "/304", true);
+    assert_eq!((r.status, r.header("etag")), (304, Some("\"e\"")));
+    let r = c.send("GET", "/hints", false);
+    assert_eq!((r.status, r.text().as_str()), (200, "body"));
+    assert_eq!(up.connections(), 1);
+}
+
+#[test]
+fn a_pooled_connection_the_upstream_closed_is_not_used_again() {
+    // The upstream answers keep-alive but closes every connection right after its first
+    // response, the way a server with a short keep-alive timeout does.
+    let up = Scripted::start(|conn, _, _| {
+        (
+            format!("HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n{}", conn % 10).into_bytes(),
+            Then::Close,
+        )
+    });
+    let p = proxy_to(&up);
+    for i in 0..5 {
+        let r = get(p.public(), &format!("/{i}"));
+        assert_eq!(r.status, 200, "request {i}: {}", r.text());
+        // Let the close reach the proxy's idle connection, as it would between real requests.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(up.connections(), 5);
+    // And when the close races the next request, that request is sent again on a new one.
+    let mut c = Client::new(&p);
+    for i in 0..20 {
+        let r = c.send("GET", &format!("/race/{i}"), false);
+        assert_eq!(r.status, 200, "request {i}: {}", r.text());
+    }
+    assert_eq!(up.connections(), 25);
+}
+
+#[test]
+fn malformed_or_ambiguous_responses_become_503_and_are_never_reused() {
+    let up = Scripted::start(|_, _, head| {
+        let reply = if head.contains("/garbage") {
+            "HTTP/1.1 two hundred\r\n\r\n"
+        } else if head.contains("/lengths") {
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nabc"
+        } else if head.contains("/closed") {
+            ""
+        } else {
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+        };
+        let then = if reply.is_empty() { Then::Close } else { Then::KeepOpen };
+        (reply.as_bytes().to_vec(), then)
+    });
+    let p = proxy_to(&up);
+    for path in ["/garbage", "/lengths", "/closed"] {
+        let r = get(p.public(), path);
+        assert_eq!(r.status, 503, "{path}: {}", r.text());
+    }
+    assert_eq!(get(p.public(), "/fine").text(), "ok");
+    assert!(p.log_text().contains("malformed response head"), "{}", p.log_text());
+}
+
+#[test]
+fn large_bodies_stream_through_intact_both_ways_of_framing() {
+    let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let expected = big.clone();
+    let up = Scripted::start(move |_, _, head| {
+        let mut reply = Vec::new();
+        if head.contains("/chunked") {
+            reply.extend_from_slice(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+            for part in big.chunks(70_000) {
+                reply.extend_from_slice(format!("{:x}\r\n", part.len()).as_bytes());
+                reply.extend_from_slice(part);
+                reply.extend_from_slice(b"\r\n");
+            }
+            reply.extend_from_slice(b"0\r\n\r\n");
+        } else {
+            reply.extend_from_slice(format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", big.len()).as_bytes());
+            reply.extend_from_slice(&big);
+        }
+        (reply, Then::KeepOpen)
+    });
+    let p = proxy_to(&up);
+    let mut c = Client::new(&p);
+    for path in ["/length", "/chunked", "/chunked", "/length"] {
+        let r = c.send("GET", path, false);
+        assert!(r.body == expected, "{path}: {} bytes differ", r.body.len());
+    }
+    assert_eq!(up.connections(), 1);
+}
+
+#[test]
+fn an_upstream_that_dies_mid_body_aborts_the_client_response() {
+    let up = Scripted::start(|_, _, _| {
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten..".to_vec(),
+            Then::Close,
+        )
+    });
+    let p = proxy_to(&up);
+    // The client sees the connection end without a complete response (hyper may not even have
+    // sent the head yet).
+    let r = raw(p.public(), b"GET /x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
+    assert!(
+        r.as_ref().is_none_or(|r| r.status == 200 && r.body.len() < 100),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn reason_phrases_and_request_heads_are_kept() {
+    let up = Scripted::start(|_, _, _| {
+        (
+            b"HTTP/1.1 299 Quite Fine\r\nContent-Length: 0\r\n\r\n".to_vec(),
+            Then::KeepOpen,
+        )
+    });
+    let p = proxy_to(&up);
+    let mut s = TcpStream::connect(p.public()).unwrap();
+    s.write_all(b"GET /r?q=1 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 299 Quite Fine\r\n"), "{out}");
+    let head = &up.heads()[0];
+    assert!(head.starts_with("GET /r?q=1 HTTP/1.1\r\n"), "{head}");
+    assert!(
+        head.contains("\r\nhost: h\r\n") && head.contains("\r\nx-forwarded-for: 127.0.0.1\r\n"),
+        "{head}"
+    );
+    assert!(
+        !head.to_ascii_lowercase().contains("connection: close"),
+        "hop-by-hop: {head}"
+    );
+}
