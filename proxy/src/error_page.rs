@@ -131,9 +131,11 @@ async fn fetch(
         .method(Method::GET)
         .uri(path)
         .header(HOST, target.authority())
-        .body(RequestBody::Empty)
-        .ok()?;
-    let resp = match upstream.send(target, req, &[]).await {
+        .body(())
+        .ok()?
+        .into_parts()
+        .0;
+    let resp = match upstream.send(target, &req, RequestBody::Empty, &[]).await {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!("error target unavailable, answering {code} plainly: {e}");

@@ -47,18 +47,23 @@ pub async fn forward_http(
     wire_path: &str,
     client: &ClientInfo,
 ) -> Result<Response<ResponseBody>, ForwardError> {
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
     let host = request_host(&parts.headers, &parts.uri);
-    let (parts, forwarded) = upstream_parts(proxy, parts, &route, target, wire_path, host.as_ref(), client, false)?;
-    let upstream_req = Request::from_parts(
-        parts,
-        RequestBody::Client {
-            body,
-            route: Some(route.clone()),
-        },
-    );
-
-    let resp = within_proxy_timeout(proxy, proxy.upstream.send(target, upstream_req, &forwarded))
+    let forwarded = upstream_parts(
+        proxy,
+        &mut parts,
+        &route,
+        target,
+        wire_path,
+        host.as_ref(),
+        client,
+        false,
+    )?;
+    let body = RequestBody::Client {
+        body,
+        route: Some(route.clone()),
+    };
+    let resp = within_proxy_timeout(proxy, proxy.upstream.send(target, &parts, body, &forwarded))
         .await
         .map_err(|Elapsed| UpstreamError::ResponseTimeout(target.authority().to_owned()))??;
 
@@ -108,19 +113,19 @@ pub fn within_proxy_timeout<F: Future>(proxy: &Proxy, waiting: F) -> Deadline<F>
 }
 
 /// Turns the client's request head into the upstream's: path per prepend-path/include-prefix,
-/// hop-by-hop headers removed, `X-Forwarded-*`, `Host`, custom headers, HTTP/1.1. The second
-/// value holds header lines to write after the map's (see `add_forwarded`).
+/// hop-by-hop headers removed, `X-Forwarded-*`, `Host`, custom headers, HTTP/1.1. Returns header
+/// lines to write after the map's (see `add_forwarded`).
 #[allow(clippy::too_many_arguments)]
 pub fn upstream_parts(
     proxy: &Proxy,
-    mut parts: Parts,
+    parts: &mut Parts,
     route: &Route,
     target: &Target,
     wire_path: &str,
     host: Option<&HeaderValue>,
     client: &ClientInfo,
     websocket: bool,
-) -> Result<(Parts, Vec<u8>), ForwardError> {
+) -> Result<Vec<u8>, ForwardError> {
     let s = &proxy.settings;
     remove_hop_by_hop(&mut parts.headers);
     if websocket {
@@ -151,7 +156,7 @@ pub fn upstream_parts(
     }
     parts.version = Version::HTTP_11;
     parts.uri = upstream_uri(s, &parts.uri, route, target, wire_path)?;
-    Ok((parts, lines))
+    Ok(lines)
 }
 
 /// The origin-form request-target sent upstream (chp-spec §5.2).

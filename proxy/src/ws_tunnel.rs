@@ -60,14 +60,23 @@ pub async fn forward_upgrade(
     client: &ClientInfo,
 ) -> Result<Response<ResponseBody>, ForwardError> {
     let client_upgrade = hyper::upgrade::on(&mut req);
-    let (parts, _empty_body) = req.into_parts();
+    let (mut parts, _empty_body) = req.into_parts();
     let host = crate::headers::forwarded::request_host(&parts.headers, &parts.uri);
-    let (parts, forwarded) = upstream_parts(proxy, parts, &route, target, wire_path, host.as_ref(), client, true)?;
+    let forwarded = upstream_parts(
+        proxy,
+        &mut parts,
+        &route,
+        target,
+        wire_path,
+        host.as_ref(),
+        client,
+        true,
+    )?;
 
     // A tunnel holds its upstream connection for good, so it never comes from the pool.
     let conn = proxy.upstream.connect(target).await?;
     let answered = async {
-        conn.send(Request::from_parts(parts, RequestBody::Empty), &forwarded)
+        conn.send(&parts, RequestBody::Empty, &forwarded)
             .await
             .map_err(|e| UpstreamError::Http(target.authority().to_owned(), e))
     };
@@ -75,12 +84,12 @@ pub async fn forward_upgrade(
         .await
         .map_err(|Elapsed| UpstreamError::ResponseTimeout(target.authority().to_owned()))??;
 
-    let (mut parts, body) = resp.into_parts();
-    if parts.status != StatusCode::SWITCHING_PROTOCOLS {
+    let (mut resp_parts, body) = resp.into_parts();
+    if resp_parts.status != StatusCode::SWITCHING_PROTOCOLS {
         // The upstream refused the upgrade: relay its answer, then close (chp-spec §8).
-        parts.headers.insert(CONNECTION, HeaderValue::from_static("close"));
+        resp_parts.headers.insert(CONNECTION, HeaderValue::from_static("close"));
         let body = ResponseBody::Upstream(Box::new(UpstreamBody::without_pool(body)));
-        return Ok(Response::from_parts(parts, body));
+        return Ok(Response::from_parts(resp_parts, body));
     }
     let Some(upstream_io) = body.into_upgraded() else {
         return Err(UpstreamError::Http(target.authority().to_owned(), H1Error::ClosedBeforeResponse).into());
@@ -102,7 +111,7 @@ pub async fn forward_upgrade(
         }
         proxy.metrics.open_tunnels.decrement(1.0);
     });
-    Ok(Response::from_parts(parts, ResponseBody::empty()))
+    Ok(Response::from_parts(resp_parts, ResponseBody::empty()))
 }
 
 const SCRATCH_SIZE: usize = 16 * 1024;

@@ -47,9 +47,14 @@ async fn fetch(url: &str, auth: &EdgeAuth) -> Result<Vec<u8>, KeyError> {
         .uri(target.path_and_query())
         .header(http::header::HOST, target.authority())
         .header(http::header::ACCEPT, "application/json")
-        .body(RequestBody::Empty)
+        .body(())
+        .map_err(|e| err(e.to_string()))?
+        .into_parts()
+        .0;
+    let resp = conn
+        .send(&req, RequestBody::Empty, &[])
+        .await
         .map_err(|e| err(e.to_string()))?;
-    let resp = conn.send(req, &[]).await.map_err(|e| err(e.to_string()))?;
     if !resp.status().is_success() {
         return Err(err(format!("answered {}", resp.status())));
     }

@@ -39,21 +39,12 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
         return;
     }
     if present & 1 != 0 {
-        let mut named: Vec<HeaderName> = Vec::new();
-        for value in headers.get_all(CONNECTION) {
-            for token in value.as_bytes().split(|b| *b == b',') {
-                let token = token.trim_ascii();
-                // `close` and `keep-alive` are options; the listed hop-by-hop names go anyway.
-                let known = token.is_empty()
-                    || token.eq_ignore_ascii_case(b"close")
-                    || HOP_BY_HOP
-                        .iter()
-                        .any(|h| token.eq_ignore_ascii_case(h.as_str().as_bytes()));
-                if !known && let Ok(name) = HeaderName::from_bytes(token) {
-                    named.push(name);
-                }
-            }
-        }
+        let named: Vec<HeaderName> = headers
+            .get_all(CONNECTION)
+            .iter()
+            .flat_map(|value| connection_tokens(value.as_bytes()))
+            .filter_map(named_by_connection)
+            .collect();
         for name in named {
             headers.remove(name);
         }
@@ -62,6 +53,36 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
         if present & (1 << i) != 0 {
             headers.remove(name);
         }
+    }
+}
+
+/// Whether `name` is one of the fixed hop-by-hop headers.
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name)
+}
+
+/// Whether a `Connection` value names headers besides the fixed hop-by-hop ones (which must then
+/// be removed too).
+pub fn connection_names_others(value: &[u8]) -> bool {
+    connection_tokens(value).any(|t| named_by_connection(t).is_some())
+}
+
+fn connection_tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value.split(|b| *b == b',').map(<[u8]>::trim_ascii)
+}
+
+/// The header a `Connection` token names, unless it is an option (`close`, `keep-alive`) or a
+/// fixed hop-by-hop name, which goes anyway.
+fn named_by_connection(token: &[u8]) -> Option<HeaderName> {
+    let known = token.is_empty()
+        || token.eq_ignore_ascii_case(b"close")
+        || HOP_BY_HOP
+            .iter()
+            .any(|h| token.eq_ignore_ascii_case(h.as_str().as_bytes()));
+    if known {
+        None
+    } else {
+        HeaderName::from_bytes(token).ok()
     }
 }
 
@@ -113,5 +134,7 @@ mod tests {
             want.sort();
             assert_eq!(names, want, "from {input:?}");
         }
+        assert!(connection_names_others(b"keep-alive, x-secret"));
+        assert!(!connection_names_others(b"Keep-Alive, close,Upgrade"));
     }
 }

@@ -15,6 +15,8 @@ use http::request::Parts;
 use http::response;
 use http::{Response, StatusCode, Version};
 
+use crate::headers::hop_by_hop::{connection_names_others, is_hop_by_hop};
+
 /// Response heads larger than this are refused (hyper's default read buffer limit is of the
 /// same order; real upstreams send a few hundred bytes).
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -139,13 +141,22 @@ fn parse_with<const N: usize>(buf: &mut BytesMut, head_request: bool) -> Result<
 
     let mut map = HeaderMap::with_capacity(count);
     let mut framing = FramingHeaders::default();
+    // Hop-by-hop headers (RFC 9110 §7.6.1) stay out of the map, so the proxy does not insert
+    // them only to remove them again; except on a `101`, which relays `Upgrade`, and a
+    // `Connection` that names further headers: it stays for the forwarder's `remove_hop_by_hop`,
+    // which takes those out with it.
+    let upgrade = code == StatusCode::SWITCHING_PROTOCOLS;
     for (name_span, value_span) in &spans[..count] {
         let name = HeaderName::from_bytes(&head[name_span.start as usize..name_span.end as usize])
             .map_err(|_| H1Error::BadHeader("invalid header name"))?;
         let value = HeaderValue::from_maybe_shared(slice(value_span))
             .map_err(|_| H1Error::BadHeader("invalid header value"))?;
         framing.note(&name, &value)?;
-        map.append(name, value);
+        let dropped =
+            !upgrade && is_hop_by_hop(&name) && !(name == CONNECTION && connection_names_others(value.as_bytes()));
+        if !dropped {
+            map.append(name, value);
+        }
     }
 
     let (framing, reusable) = framing.decide(code, version, head_request);
@@ -381,6 +392,28 @@ mod tests {
         assert!(parse("HTTP/1.1 200 OK\r\nContent-Le", false).unwrap().is_none());
         let huge = format!("HTTP/1.1 200 OK\r\nx: {}", "a".repeat(MAX_HEAD_BYTES));
         assert!(matches!(parse(&huge, false), Err(H1Error::HeadTooLarge)));
+    }
+
+    #[test]
+    fn hop_by_hop_headers_stay_out_of_the_map_except_where_needed() {
+        let names = |raw: &str| -> Vec<String> {
+            let (h, _) = parse(raw, false).unwrap().unwrap();
+            h.parts.headers.keys().map(|k| k.to_string()).collect()
+        };
+        assert_eq!(
+            names(
+                "HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nTransfer-Encoding: chunked\r\nX-A: 1\r\n\r\n"
+            ),
+            ["x-a"]
+        );
+        assert_eq!(
+            names("HTTP/1.1 200 OK\r\nConnection: close, x-secret\r\nX-Secret: 1\r\nContent-Length: 0\r\n\r\n"),
+            ["connection", "x-secret", "content-length"]
+        );
+        assert_eq!(
+            names("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"),
+            ["connection", "upgrade"]
+        );
     }
 
     #[test]

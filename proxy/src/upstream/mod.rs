@@ -17,7 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::CONTENT_LENGTH;
-use http::{Method, Request, Response};
+use http::request::Parts;
+use http::{Method, Response};
 use http_body::Body as _;
 use tokio::net::{TcpStream, UnixStream};
 
@@ -74,19 +75,19 @@ impl Upstream {
         }
     }
 
-    /// Sends `req` to `target` over a pooled connection (or a new one) and returns the response;
+    /// Sends a request (`parts` in origin form, `body`) to `target` over a pooled connection (or a new one) and returns the response;
     /// its body gives the connection back to the pool when it has been read to the end.
-    /// `extra_head` holds header lines (`name: value\r\n`) written after `req`'s headers.
+    /// `extra_head` holds header lines (`name: value\r\n`) written after `parts`' headers.
     ///
     /// A pooled connection that the upstream closed while it sat idle fails before any answer;
     /// a request without a body is then sent once more on a fresh connection.
     pub async fn send(
         &self,
         target: &Target,
-        req: Request<RequestBody>,
+        parts: &Parts,
+        body: RequestBody,
         extra_head: &[u8],
     ) -> Result<Response<ResponseStream>, UpstreamError> {
-        let (parts, body) = req.into_parts();
         let head_request = parts.method == Method::HEAD;
         let bodiless = body.is_end_stream();
         let chunked = !bodiless && !parts.headers.contains_key(CONTENT_LENGTH);
@@ -98,11 +99,11 @@ impl Upstream {
             // it would be moved around with every request's future although pooled requests
             // never run it.
             let mut conn = Box::pin(self.connect(target)).await?;
-            conn.encode_head(&parts, extra_head, chunked);
+            conn.encode_head(parts, extra_head, chunked);
             let head = conn.exchange(body, chunked, head_request).await.map_err(http_err)?;
             return Ok(respond(conn, head));
         };
-        pooled.encode_head(&parts, extra_head, chunked);
+        pooled.encode_head(parts, extra_head, chunked);
         match pooled.exchange(body, chunked, head_request).await {
             Ok(head) => return Ok(respond(pooled, head)),
             Err(H1Error::ClosedBeforeResponse) if bodiless => {}
@@ -164,13 +165,13 @@ impl Connection {
     /// one-off fetches) and returns the response.
     pub async fn send(
         mut self,
-        req: Request<RequestBody>,
+        parts: &Parts,
+        body: RequestBody,
         extra_head: &[u8],
     ) -> Result<Response<ResponseStream>, H1Error> {
-        let (parts, body) = req.into_parts();
         let head_request = parts.method == Method::HEAD;
         let chunked = !body.is_end_stream() && !parts.headers.contains_key(CONTENT_LENGTH);
-        self.encode_head(&parts, extra_head, chunked);
+        self.encode_head(parts, extra_head, chunked);
         let head = self.exchange(body, chunked, head_request).await?;
         Ok(respond(self, head))
     }
