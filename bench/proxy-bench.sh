@@ -29,9 +29,9 @@ EL_MAXCONN=1000
 
 ALL_PEERS=(direct nginx haproxy chp edgeproxy)   # canonical order in the report
 ONLY=direct,edgeproxy,nginx,haproxy,chp
-SCENARIOS=throughput,fixedrate,routes,ws
+SCENARIOS=throughput,fixedrate-edgeload,routes,ws
 DURATION=10 WARMUP=2 CONNS=50 THREADS=1 ROUNDS=3
-RATES=2000,10000,20000 HEY_CONNS=50
+RATES=2000,10000 HEY_CONNS=50
 ROUTES=100000 ADDS=1000 GETALL_REPS=5 LOAD_CONC=16
 WS_N=10000
 LOAD_CORE=${BENCH_LOAD_CORE:-0}
@@ -46,7 +46,8 @@ usage: $0 [options]
   --only LIST         peers to run, comma-separated subset of: direct,edgeproxy,nginx,haproxy,chp
                       (default: all). Route-scale runs for edgeproxy/chp, WebSocket for all proxies.
   --scenarios LIST    subset of throughput,fixedrate,fixedrate-edgeload,routes,ws (default: all but
-                      fixedrate-edgeload, which needs target/release/edgeload: cargo build --release -p loadtest)
+                      fixedrate, the older hey-based fixed-rate runs; fixedrate-edgeload needs
+                      target/release/edgeload: cargo build --release -p loadtest)
   --quick             short run: 3s runs, warm-up 1s, 1 round, 10k routes, 200 adds, 1000 tunnels
   --duration S        wrk/hey duration per measurement (default $DURATION)
   --rounds N          rounds of the throughput and fixed-rate scenarios (peers interleaved) and of
