@@ -29,6 +29,12 @@ use crate::{Proxy, StartError, admin_api, pipeline, redirect};
 /// How long a client may take to complete a TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Connections the kernel may hold completed but not yet accepted. A burst of new clients (a
+/// lecture's worth of browsers, a load generator opening its pool) beyond this has its handshakes
+/// dropped and retried a second later; Linux caps the value at `net.core.somaxconn` (4096 by
+/// default since 5.4), as it does for nginx's `backlog=`.
+const LISTEN_BACKLOG: u32 = 4096;
+
 /// What a listener serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
@@ -55,7 +61,7 @@ impl Listener {
                 };
                 socket.set_reuseaddr(true)?;
                 socket.bind(addr)?;
-                Ok(Listener::Tcp(socket.listen(1024)?))
+                Ok(Listener::Tcp(socket.listen(LISTEN_BACKLOG)?))
             }
             Listen::Unix(path) => {
                 remove_stale_socket(path);
