@@ -85,7 +85,10 @@ impl ResponseStream {
     /// After a `101`, the connection itself, with any bytes the upstream sent behind the head.
     pub fn into_upgraded(mut self) -> Option<Upgraded> {
         let conn = self.conn.take()?;
-        Some(Upgraded::new(conn.io, conn.buf.freeze()))
+        // Copied, not frozen: a frozen read buffer would keep its whole 8 KiB allocation alive
+        // for the life of the tunnel, and idle tunnels must stay small (docs/websockets.md).
+        let leftover = Bytes::copy_from_slice(&conn.buf);
+        Some(Upgraded::new(conn.io, leftover))
     }
 
     fn finish(&mut self) {
