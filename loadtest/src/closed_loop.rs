@@ -31,8 +31,12 @@ async fn connection_loop(worker: Rc<Worker>) {
     // instead of a timer registered and cancelled for every request.
     let timer = tokio::time::sleep(worker.timeout);
     tokio::pin!(timer);
+    // The clock is read once per request: the end of one response is the start of the next
+    // request, which follows it in the same poll with only the recording in between (a few
+    // hundred nanoseconds, and a few microseconds once a second when the interval is handed over).
+    let mut now = Instant::now();
     loop {
-        let started = Instant::now();
+        let started = now;
         if started >= end {
             break;
         }
@@ -64,8 +68,10 @@ async fn connection_loop(worker: Rc<Worker>) {
         let done = Instant::now();
         let connect_failed = matches!(result, Err(ErrorKind::ConnectRefused | ErrorKind::ConnectFailed));
         worker.record_exchange(None, started, done, result);
+        now = done;
         if connect_failed {
             tokio::time::sleep(CONNECT_RETRY_PAUSE).await;
+            now = Instant::now();
         }
     }
 }
