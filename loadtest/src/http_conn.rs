@@ -84,7 +84,14 @@ impl Connection {
 
 async fn send_h1(stream: &mut TcpStream, buf: &mut Vec<u8>, req: &PreparedRequest) -> Result<(u16, bool), SendError> {
     let no_response = |e: std::io::Error| SendError::NoResponse(ErrorKind::from_io(&e));
-    stream.write_all(req.head()).await.map_err(no_response)?;
+    // The send buffer nearly always has room: one non-blocking write, without a future.
+    let head = req.head();
+    match stream.try_write(head) {
+        Ok(n) if n == head.len() => {}
+        Ok(n) => stream.write_all(&head[n..]).await.map_err(no_response)?,
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => stream.write_all(head).await.map_err(no_response)?,
+        Err(e) => return Err(no_response(e)),
+    }
     buf.clear();
     let head = loop {
         let got_nothing = buf.is_empty();
