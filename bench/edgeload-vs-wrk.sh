@@ -11,8 +11,11 @@
 #            so the generator is the bottleneck and the backend has spare capacity. Requests/s
 #            then measure how much load each generator drives with the same CPU: this is the
 #            figure that answers "the generator is not the bottleneck".
-# Each run also reports the generator's CPU time per request (user + system, getrusage) and
-# the backend's CPU utilisation during the run (/proc/<pid>/stat).
+# Each run also reports the generator's CPU time per request (user + system, getrusage), how
+# much of its core (free) or of its quota (capped) the generator used, and the backend's CPU
+# utilisation during the run (/proc/<pid>/stat). As root, the backend and the generators run at
+# nice -10 (--nice) and the capped cgroup gets ten times the default CPU weight, so that other
+# jobs on the machine disturb the measurement less; both generators are treated alike.
 #
 #   bench/edgeload-vs-wrk.sh                       # 5 rounds of 10 s, -c 50 -t 1, cap 50%
 #   bench/edgeload-vs-wrk.sh --duration 5 --rounds 7 --cpu-limit 25
@@ -26,20 +29,22 @@ set -euo pipefail
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 EDGELOAD_BIN=${EDGELOAD_BIN:-${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/edgeload}
-DURATION=10 ROUNDS=5 CONNS=50 THREADS=1 BACKEND=nginx CPU_LIMIT=50
+DURATION=10 ROUNDS=5 CONNS=50 THREADS=1 BACKEND=nginx CPU_LIMIT=50 NICE=
+((EUID == 0)) && NICE=-10 || NICE=0
 LOAD_CORE=${BENCH_LOAD_CORE:-0}
 BACKEND_CORE=${BENCH_BACKEND_CORE:-1}
 
 usage() {
   cat <<EOF
 usage: $0 [--duration S] [--rounds N] [--connections N] [--threads N] [--cpu-limit PCT]
-          [--backend nginx|edgeload]
+          [--nice N] [--backend nginx|edgeload]
   --duration S      seconds per measurement (default $DURATION)
   --rounds N        rounds; each runs wrk then edgeload, free then capped (default $ROUNDS)
   --connections N   wrk -c / edgeload -c (default $CONNS)
   --threads N       wrk -t / edgeload -t (default $THREADS)
   --cpu-limit PCT   capped mode: the generator gets PCT% of one core (default $CPU_LIMIT;
                     0 = free runs only)
+  --nice N          niceness of the backend and the generators (default $NICE: -10 as root, else 0)
   --backend NAME    nginx (default) or edgeload (edgeload serve)
 env: EDGELOAD_BIN (default \$CARGO_TARGET_DIR or target/, then release/edgeload),
      BENCH_LOAD_CORE (default 0), BENCH_BACKEND_CORE (default 1)
@@ -53,6 +58,7 @@ while (($#)); do
     --connections) CONNS=$2; shift ;;
     --threads) THREADS=$2; shift ;;
     --cpu-limit) CPU_LIMIT=$2; shift ;;
+    --nice) NICE=$2; shift ;;
     --backend) BACKEND=$2; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown option: $1" >&2; usage >&2; exit 2 ;;
@@ -66,8 +72,9 @@ for v in DURATION ROUNDS CONNS THREADS; do
   [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer, got '${!v}'"
 done
 [[ $CPU_LIMIT =~ ^[0-9]+$ ]] && ((CPU_LIMIT <= 100)) || die "--cpu-limit must be 0-100, got '$CPU_LIMIT'"
+[[ $NICE =~ ^-?[0-9]+$ ]] || die "--nice must be an integer, got '$NICE'"
 [[ $BACKEND =~ ^(nginx|edgeload)$ ]] || die "--backend must be nginx or edgeload, got '$BACKEND'"
-for t in wrk taskset python3; do command -v "$t" >/dev/null || die "$t is not installed"; done
+for t in wrk taskset nice python3; do command -v "$t" >/dev/null || die "$t is not installed"; done
 [[ $BACKEND == edgeload ]] || command -v nginx >/dev/null || die "nginx is not installed (or use --backend edgeload)"
 [[ -x $EDGELOAD_BIN ]] || die "no edgeload binary at $EDGELOAD_BIN: run cargo build --release -p loadtest"
 
@@ -87,7 +94,8 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # The capped mode's cgroup: a quota of CPU_LIMIT% of one core per 10 ms period (a short period
-# keeps the throttling smooth for a closed loop).
+# keeps the throttling smooth for a closed loop), and ten times the default weight, the
+# counterpart of --nice for a group.
 if ((CPU_LIMIT > 0)); then
   ((EUID == 0)) || die "--cpu-limit needs root (cgroup); use --cpu-limit 0 for free runs only"
   PERIOD_US=10000 QUOTA_US=$((CPU_LIMIT * 100))
@@ -95,11 +103,12 @@ if ((CPU_LIMIT > 0)); then
     grep -qw cpu /sys/fs/cgroup/cgroup.subtree_control || echo +cpu >/sys/fs/cgroup/cgroup.subtree_control ||
       die "cannot enable the cpu controller in /sys/fs/cgroup"
     CGROUP=/sys/fs/cgroup/edgeload-vs-wrk-$$
-    mkdir "$CGROUP" && echo "$QUOTA_US $PERIOD_US" >"$CGROUP/cpu.max" || die "cannot set up $CGROUP"
+    mkdir "$CGROUP" && echo "$QUOTA_US $PERIOD_US" >"$CGROUP/cpu.max" && echo 1000 >"$CGROUP/cpu.weight" ||
+      die "cannot set up $CGROUP"
   elif [[ -d /sys/fs/cgroup/cpu ]]; then # cgroup v1
     CGROUP=/sys/fs/cgroup/cpu/edgeload-vs-wrk-$$
-    mkdir "$CGROUP" && echo "$PERIOD_US" >"$CGROUP/cpu.cfs_period_us" && echo "$QUOTA_US" >"$CGROUP/cpu.cfs_quota_us" ||
-      die "cannot set up $CGROUP"
+    mkdir "$CGROUP" && echo "$PERIOD_US" >"$CGROUP/cpu.cfs_period_us" && echo "$QUOTA_US" >"$CGROUP/cpu.cfs_quota_us" &&
+      echo 10240 >"$CGROUP/cpu.shares" || die "cannot set up $CGROUP"
   else
     die "no cgroup CPU controller found; use --cpu-limit 0"
   fi
@@ -125,10 +134,10 @@ http {
     }
 }
 CONF
-  taskset -c "$BACKEND_CORE" nginx -e "$WORKDIR/error.log" -p "$WORKDIR" -c "$WORKDIR/nginx.conf" -g 'daemon off;' \
+  nice -n "$NICE" taskset -c "$BACKEND_CORE" nginx -e "$WORKDIR/error.log" -p "$WORKDIR" -c "$WORKDIR/nginx.conf" -g 'daemon off;' \
     >"$WORKDIR/backend.log" 2>&1 &
 else
-  taskset -c "$BACKEND_CORE" "$EDGELOAD_BIN" serve --port "$PORT" >"$WORKDIR/backend.log" 2>&1 &
+  nice -n "$NICE" taskset -c "$BACKEND_CORE" "$EDGELOAD_BIN" serve --port "$PORT" >"$WORKDIR/backend.log" 2>&1 &
 fi
 BACKEND_PID=$!
 for _ in $(seq 100); do
@@ -137,16 +146,16 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 log "backend $BACKEND on $URL (core $BACKEND_CORE); load on core $LOAD_CORE; -c $CONNS -t $THREADS;" \
-  "${DURATION}s x $ROUNDS rounds; cap ${CPU_LIMIT}% of a core${CGROUP:+ ($CGROUP)}"
+  "${DURATION}s x $ROUNDS rounds; cap ${CPU_LIMIT}% of a core${CGROUP:+ ($CGROUP)}; nice $NICE"
 
 # The rounds. Per run: the generator's requests/s and requests (from its own report), its CPU
 # time (getrusage of the child), and the backend's CPU time over the same interval (utime +
 # stime of the backend process and its children, from /proc).
 python3 - "$DURATION" "$ROUNDS" "$CONNS" "$THREADS" "$LOAD_CORE" "$URL" "$EDGELOAD_BIN" "$BACKEND_PID" \
-  "$CGROUP" "$CPU_LIMIT" "$WORKDIR" <<'PY'
+  "$CGROUP" "$CPU_LIMIT" "$WORKDIR" "$NICE" <<'PY'
 import json, os, resource, statistics, subprocess, sys, time
 
-duration, rounds, conns, threads, core, url, edgeload, backend_pid, cgroup, cap, workdir = sys.argv[1:]
+duration, rounds, conns, threads, core, url, edgeload, backend_pid, cgroup, cap, workdir, nice = sys.argv[1:]
 rounds, cap = int(rounds), int(cap)
 limit = int(duration) + 30
 tick = os.sysconf("SC_CLK_TCK")
@@ -177,14 +186,15 @@ def enter_cgroup():
 
 
 def run(generator, capped):
-    """-> requests/s, requests, generator CPU s, backend busy fraction"""
+    """-> requests/s, requests, generator CPU s, generator busy fraction (of its core or quota),
+    backend busy fraction"""
     out = os.path.join(workdir, "out")
     if generator == "wrk":
         cmd = ["wrk", "-t", threads, "-c", conns, "-d", f"{duration}s", url]
     else:
         cmd = [edgeload, "http", url, "-c", conns, "-t", threads, "-d", f"{duration}s", "-w", "0s",
                "--quiet", "--json", out + ".json"]
-    cmd = ["timeout", str(limit), "taskset", "-c", core] + cmd
+    cmd = ["timeout", str(limit), "nice", "-n", nice, "taskset", "-c", core] + cmd
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     b0, t0 = backend_cpu(), time.monotonic()
     with open(out, "w") as f:
@@ -201,23 +211,24 @@ def run(generator, capped):
     else:
         r = json.load(open(out + ".json"))
         n, rps = r["counters"]["sent"], r["throughput_rps"]
-    return rps, n, cpu, (b1 - b0) / (t1 - t0)
+    share = cap / 100 if capped else 1
+    return rps, n, cpu, cpu / (t1 - t0) / share, (b1 - b0) / (t1 - t0)
 
 
 modes = ["free"] + (["capped"] if cap else [])
 rows = {m: [] for m in modes}
 print("| round | mode | wrk req/s | edgeload req/s | req/s ratio | wrk CPU µs/req | edgeload CPU µs/req "
-      "| CPU ratio wrk/edgeload | backend busy (wrk, edgeload) |")
-print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+      "| CPU ratio wrk/edgeload | generator busy (wrk, edgeload) | backend busy (wrk, edgeload) |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 for rnd in range(1, rounds + 1):
     for mode in modes:
         w = run("wrk", mode == "capped")
         e = run("edgeload", mode == "capped")
         w_us, e_us = w[2] / w[1] * 1e6, e[2] / e[1] * 1e6
-        row = (e[0] / w[0], w_us / e_us, w[3], e[3])
+        row = (e[0] / w[0], w_us / e_us, w[3], e[3], w[4], e[4])
         rows[mode].append(row)
         print(f"| {rnd} | {mode} | {w[0]:.0f} | {e[0]:.0f} | {row[0]:.3f} | {w_us:.2f} | {e_us:.2f} "
-              f"| {row[1]:.3f} | {w[3]:.0%}, {e[3]:.0%} |", flush=True)
+              f"| {row[1]:.3f} | {w[3]:.0%}, {e[3]:.0%} | {w[4]:.0%}, {e[4]:.0%} |", flush=True)
 
 print()
 for mode in modes:
@@ -228,5 +239,6 @@ for mode in modes:
           f"(min {min(col(0)):.3f}, max {max(col(0)):.3f}); "
           f"median CPU per request wrk/edgeload {statistics.median(col(1)):.3f} "
           f"(min {min(col(1)):.3f}, max {max(col(1)):.3f}); "
-          f"backend busy median {statistics.median(col(2)):.0%} (wrk runs), {statistics.median(col(3)):.0%} (edgeload runs)")
+          f"generator busy median {statistics.median(col(2)):.0%} (wrk), {statistics.median(col(3)):.0%} (edgeload); "
+          f"backend busy median {statistics.median(col(4)):.0%} (wrk runs), {statistics.median(col(5)):.0%} (edgeload runs)")
 PY
