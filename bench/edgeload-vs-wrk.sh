@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # edgeload vs wrk: closed-model requests/s against the same backend, with the same connections
-# and threads, interleaved (wrk, edgeload, wrk, edgeload, …), on loopback. The backend (nginx
+# and threads, interleaved (wrk, edgeload, edgeload, wrk, …), on loopback. The backend (nginx
 # `return 200 "ok"`, one worker) runs alone on one core, the load generator on the other.
 #
 # Two modes per round:
@@ -12,13 +12,14 @@
 #            then measure how much load each generator drives with the same CPU: this is the
 #            figure that answers "the generator is not the bottleneck".
 # Each run also reports the generator's CPU time per request (user + system, getrusage), how
-# much of its core (free) or of its quota (capped) the generator used, and the backend's CPU
-# utilisation during the run (/proc/<pid>/stat). As root, the backend and the generators run at
+# much of its core (free) or of its quota (capped) the generator used, the backend's CPU
+# utilisation during the run (/proc/<pid>/stat), and the share of the run the hypervisor stole
+# from the load or the backend core (/proc/stat; on a VM, rounds with steal are disturbed). As root, the backend and the generators run at
 # nice -10 (--nice) and the capped cgroup gets ten times the default CPU weight, so that other
 # jobs on the machine disturb the measurement less; both generators are treated alike.
 #
 #   bench/edgeload-vs-wrk.sh                       # 5 rounds of 10 s, -c 50 -t 1, cap 50%
-#   bench/edgeload-vs-wrk.sh --duration 5 --rounds 7 --cpu-limit 25
+#   bench/edgeload-vs-wrk.sh --duration 5 --rounds 7 --connections 10,50,200 --cpu-limit 25
 #   bench/edgeload-vs-wrk.sh --cpu-limit 0         # free runs only
 #   EDGELOAD_BIN=/path/to/edgeload bench/edgeload-vs-wrk.sh --backend edgeload
 #
@@ -40,7 +41,8 @@ usage: $0 [--duration S] [--rounds N] [--connections N] [--threads N] [--cpu-lim
           [--nice N] [--backend nginx|edgeload]
   --duration S      seconds per measurement (default $DURATION)
   --rounds N        rounds; each runs wrk then edgeload, free then capped (default $ROUNDS)
-  --connections N   wrk -c / edgeload -c (default $CONNS)
+  --connections N   wrk -c / edgeload -c (default $CONNS); a comma-separated list runs each
+                    count in every round
   --threads N       wrk -t / edgeload -t (default $THREADS)
   --cpu-limit PCT   capped mode: the generator gets PCT% of one core (default $CPU_LIMIT;
                     0 = free runs only)
@@ -68,9 +70,10 @@ done
 
 die() { printf '[edgeload-vs-wrk] ERROR: %s\n' "$*" >&2; exit 1; }
 log() { printf '[edgeload-vs-wrk %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-for v in DURATION ROUNDS CONNS THREADS; do
+for v in DURATION ROUNDS THREADS; do
   [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer, got '${!v}'"
 done
+[[ $CONNS =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]] || die "--connections must be N or N,M,..., got '$CONNS'"
 [[ $CPU_LIMIT =~ ^[0-9]+$ ]] && ((CPU_LIMIT <= 100)) || die "--cpu-limit must be 0-100, got '$CPU_LIMIT'"
 [[ $NICE =~ ^-?[0-9]+$ ]] || die "--nice must be an integer, got '$NICE'"
 [[ $BACKEND =~ ^(nginx|edgeload)$ ]] || die "--backend must be nginx or edgeload, got '$BACKEND'"
@@ -152,11 +155,13 @@ log "backend $BACKEND on $URL (core $BACKEND_CORE); load on core $LOAD_CORE; -c 
 # time (getrusage of the child), and the backend's CPU time over the same interval (utime +
 # stime of the backend process and its children, from /proc).
 python3 - "$DURATION" "$ROUNDS" "$CONNS" "$THREADS" "$LOAD_CORE" "$URL" "$EDGELOAD_BIN" "$BACKEND_PID" \
-  "$CGROUP" "$CPU_LIMIT" "$WORKDIR" "$NICE" <<'PY'
+  "$CGROUP" "$CPU_LIMIT" "$WORKDIR" "$NICE" "$BACKEND_CORE" <<'PY'
 import json, os, resource, statistics, subprocess, sys, time
 
-duration, rounds, conns, threads, core, url, edgeload, backend_pid, cgroup, cap, workdir, nice = sys.argv[1:]
+(duration, rounds, conns_list, threads, core, url, edgeload, backend_pid, cgroup, cap, workdir, nice,
+ backend_core) = sys.argv[1:]
 rounds, cap = int(rounds), int(cap)
+conns_list = conns_list.split(",")
 limit = int(duration) + 30
 tick = os.sysconf("SC_CLK_TCK")
 
@@ -180,14 +185,25 @@ def backend_cpu():
     return total / tick
 
 
+def steal():
+    """Ticks the hypervisor took from the load core and from the backend core so far."""
+    ticks = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            name, *fields = line.split()
+            if name in (f"cpu{core}", f"cpu{backend_core}"):
+                ticks[name] = int(fields[7])
+    return ticks.get(f"cpu{core}", 0), ticks.get(f"cpu{backend_core}", 0)
+
+
 def enter_cgroup():
     with open(os.path.join(cgroup, "cgroup.procs"), "w") as f:
         f.write(str(os.getpid()))
 
 
-def run(generator, capped):
+def run(generator, capped, conns):
     """-> requests/s, requests, generator CPU s, generator busy fraction (of its core or quota),
-    backend busy fraction"""
+    backend busy fraction, largest share of the run stolen by the hypervisor from either core"""
     out = os.path.join(workdir, "out")
     if generator == "wrk":
         cmd = ["wrk", "-t", threads, "-c", conns, "-d", f"{duration}s", url]
@@ -196,10 +212,10 @@ def run(generator, capped):
                "--quiet", "--json", out + ".json"]
     cmd = ["timeout", str(limit), "nice", "-n", nice, "taskset", "-c", core] + cmd
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    b0, t0 = backend_cpu(), time.monotonic()
+    s0, b0, t0 = steal(), backend_cpu(), time.monotonic()
     with open(out, "w") as f:
         rc = subprocess.run(cmd, stdout=f, preexec_fn=enter_cgroup if capped else None).returncode
-    b1, t1 = backend_cpu(), time.monotonic()
+    s1, b1, t1 = steal(), backend_cpu(), time.monotonic()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if rc != 0:
         sys.exit(f"{generator} exited with {rc}")
@@ -212,29 +228,35 @@ def run(generator, capped):
         r = json.load(open(out + ".json"))
         n, rps = r["counters"]["sent"], r["throughput_rps"]
     share = cap / 100 if capped else 1
-    return rps, n, cpu, cpu / (t1 - t0) / share, (b1 - b0) / (t1 - t0)
+    stolen = max(b - a for a, b in zip(s0, s1)) / tick / (t1 - t0)
+    return rps, n, cpu, cpu / (t1 - t0) / share, (b1 - b0) / (t1 - t0), stolen
 
 
 modes = ["free"] + (["capped"] if cap else [])
-rows = {m: [] for m in modes}
-print("| round | mode | wrk req/s | edgeload req/s | req/s ratio | wrk CPU µs/req | edgeload CPU µs/req "
-      "| CPU ratio wrk/edgeload | generator busy (wrk, edgeload) | backend busy (wrk, edgeload) |")
-print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+rows = {(c, m): [] for c in conns_list for m in modes}
+print("| round | -c | mode | wrk req/s | edgeload req/s | req/s ratio | wrk CPU µs/req | edgeload CPU µs/req "
+      "| CPU ratio wrk/edgeload | generator busy (wrk, edgeload) | backend busy (wrk, edgeload) | steal (wrk, edgeload) |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 for rnd in range(1, rounds + 1):
-    for mode in modes:
-        w = run("wrk", mode == "capped")
-        e = run("edgeload", mode == "capped")
+    for conns, mode in rows:
+        # wrk first in odd rounds, edgeload first in even ones, so that neither always runs
+        # on the heels of the other.
+        if rnd % 2:
+            w = run("wrk", mode == "capped", conns)
+            e = run("edgeload", mode == "capped", conns)
+        else:
+            e = run("edgeload", mode == "capped", conns)
+            w = run("wrk", mode == "capped", conns)
         w_us, e_us = w[2] / w[1] * 1e6, e[2] / e[1] * 1e6
         row = (e[0] / w[0], w_us / e_us, w[3], e[3], w[4], e[4])
-        rows[mode].append(row)
-        print(f"| {rnd} | {mode} | {w[0]:.0f} | {e[0]:.0f} | {row[0]:.3f} | {w_us:.2f} | {e_us:.2f} "
-              f"| {row[1]:.3f} | {w[3]:.0%}, {e[3]:.0%} | {w[4]:.0%}, {e[4]:.0%} |", flush=True)
+        rows[conns, mode].append(row)
+        print(f"| {rnd} | {conns} | {mode} | {w[0]:.0f} | {e[0]:.0f} | {row[0]:.3f} | {w_us:.2f} | {e_us:.2f} "
+              f"| {row[1]:.3f} | {w[3]:.0%}, {e[3]:.0%} | {w[4]:.0%}, {e[4]:.0%} | {w[5]:.0%}, {e[5]:.0%} |", flush=True)
 
 print()
-for mode in modes:
-    r = rows[mode]
+for (conns, mode), r in rows.items():
     col = lambda i: [x[i] for x in r]
-    label = f"capped at {cap}% of a core" if mode == "capped" else "free"
+    label = f"-c {conns}, " + (f"capped at {cap}% of a core" if mode == "capped" else "free")
     print(f"{label}: median edgeload/wrk requests/s {statistics.median(col(0)):.3f} "
           f"(min {min(col(0)):.3f}, max {max(col(0)):.3f}); "
           f"median CPU per request wrk/edgeload {statistics.median(col(1)):.3f} "
