@@ -1,6 +1,14 @@
 //! Closed-loop load: each connection sends its next request as soon as the previous response
 //! has been read, until the end of the run. This finds capacity; its latencies are queueing at
 //! saturation and hide server stalls (coordinated omission), which every report says.
+//!
+//! "As soon as" means after the responses that arrived together have all been read: a
+//! connection yields once before each request, so the worker reads every ready response first
+//! and then sends the next requests back to back, as wrk does (it writes in the next turn of its
+//! event loop). Sent one by one, each request would find a one-core server idle and wake it;
+//! sent together, the server takes them in one batch. In paired runs against nginx on one core
+//! this gave 1–8% more requests/s when the server was the bottleneck, for 1–2% more client CPU
+//! per request. Service time is measured from the actual send.
 
 use std::future::Future;
 use std::rc::Rc;
@@ -36,12 +44,10 @@ async fn connection_loop(worker: Rc<Worker>) {
     let timer = tokio::time::sleep(worker.timeout);
     tokio::pin!(timer);
     let mut timer_registered = false;
-    // The clock is read once per request: the end of one response is the start of the next
-    // request, which follows it in the same poll with only the recording in between (a few
-    // hundred nanoseconds, and a few microseconds once a second when the interval is handed over).
-    let mut now = Instant::now();
     loop {
-        let started = now;
+        // Let the other connections read their responses first (see the module documentation).
+        tokio::task::yield_now().await;
+        let started = Instant::now();
         if started >= end {
             break;
         }
@@ -80,10 +86,8 @@ async fn connection_loop(worker: Rc<Worker>) {
         let done = Instant::now();
         let connect_failed = matches!(result, Err(ErrorKind::ConnectRefused | ErrorKind::ConnectFailed));
         worker.record_exchange(None, started, done, result);
-        now = done;
         if connect_failed {
             tokio::time::sleep(CONNECT_RETRY_PAUSE).await;
-            now = Instant::now();
         }
     }
 }
