@@ -14,7 +14,8 @@
 # Each run also reports the generator's CPU time per request (user + system, getrusage), how
 # much of its core (free) or of its quota (capped) the generator used, the backend's CPU
 # utilisation during the run (/proc/<pid>/stat), and the share of the run the hypervisor stole
-# from the load or the backend core (/proc/stat; on a VM, rounds with steal are disturbed). As root, the backend and the generators run at
+# from the load or the backend core (/proc/stat). On a VM, steal slows either run of a pair at
+# random, so pairs with more than --max-steal percent are shown but left out of the medians. As root, the backend and the generators run at
 # nice -10 (--nice) and the capped cgroup gets ten times the default CPU weight, so that other
 # jobs on the machine disturb the measurement less; both generators are treated alike.
 #
@@ -30,7 +31,7 @@ set -euo pipefail
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 EDGELOAD_BIN=${EDGELOAD_BIN:-${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/edgeload}
-DURATION=10 ROUNDS=5 CONNS=50 THREADS=1 BACKEND=nginx CPU_LIMIT=50 NICE=
+DURATION=10 ROUNDS=5 CONNS=50 THREADS=1 BACKEND=nginx CPU_LIMIT=50 MAX_STEAL=5 NICE=
 ((EUID == 0)) && NICE=-10 || NICE=0
 LOAD_CORE=${BENCH_LOAD_CORE:-0}
 BACKEND_CORE=${BENCH_BACKEND_CORE:-1}
@@ -47,6 +48,9 @@ usage: $0 [--duration S] [--rounds N] [--connections N] [--threads N] [--cpu-lim
   --cpu-limit PCT   capped mode: the generator gets PCT% of one core (default $CPU_LIMIT;
                     0 = free runs only)
   --nice N          niceness of the backend and the generators (default $NICE: -10 as root, else 0)
+  --max-steal PCT   leave a pair of runs out of the medians when the hypervisor stole more than
+                    PCT% of either run from the load or the backend core (default $MAX_STEAL;
+                    100 keeps every pair); such pairs stay in the table, marked
   --backend NAME    nginx (default) or edgeload (edgeload serve)
 env: EDGELOAD_BIN (default \$CARGO_TARGET_DIR or target/, then release/edgeload),
      BENCH_LOAD_CORE (default 0), BENCH_BACKEND_CORE (default 1)
@@ -61,6 +65,7 @@ while (($#)); do
     --threads) THREADS=$2; shift ;;
     --cpu-limit) CPU_LIMIT=$2; shift ;;
     --nice) NICE=$2; shift ;;
+    --max-steal) MAX_STEAL=$2; shift ;;
     --backend) BACKEND=$2; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown option: $1" >&2; usage >&2; exit 2 ;;
@@ -76,6 +81,7 @@ done
 [[ $CONNS =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]] || die "--connections must be N or N,M,..., got '$CONNS'"
 [[ $CPU_LIMIT =~ ^[0-9]+$ ]] && ((CPU_LIMIT <= 100)) || die "--cpu-limit must be 0-100, got '$CPU_LIMIT'"
 [[ $NICE =~ ^-?[0-9]+$ ]] || die "--nice must be an integer, got '$NICE'"
+[[ $MAX_STEAL =~ ^[0-9]+$ ]] || die "--max-steal must be a percentage, got '$MAX_STEAL'"
 [[ $BACKEND =~ ^(nginx|edgeload)$ ]] || die "--backend must be nginx or edgeload, got '$BACKEND'"
 for t in wrk taskset nice python3; do command -v "$t" >/dev/null || die "$t is not installed"; done
 [[ $BACKEND == edgeload ]] || command -v nginx >/dev/null || die "nginx is not installed (or use --backend edgeload)"
@@ -155,11 +161,12 @@ log "backend $BACKEND on $URL (core $BACKEND_CORE); load on core $LOAD_CORE; -c 
 # time (getrusage of the child), and the backend's CPU time over the same interval (utime +
 # stime of the backend process and its children, from /proc).
 python3 - "$DURATION" "$ROUNDS" "$CONNS" "$THREADS" "$LOAD_CORE" "$URL" "$EDGELOAD_BIN" "$BACKEND_PID" \
-  "$CGROUP" "$CPU_LIMIT" "$WORKDIR" "$NICE" "$BACKEND_CORE" <<'PY'
+  "$CGROUP" "$CPU_LIMIT" "$WORKDIR" "$NICE" "$BACKEND_CORE" "$MAX_STEAL" <<'PY'
 import json, os, resource, statistics, subprocess, sys, time
 
 (duration, rounds, conns_list, threads, core, url, edgeload, backend_pid, cgroup, cap, workdir, nice,
- backend_core) = sys.argv[1:]
+ backend_core, max_steal) = sys.argv[1:]
+max_steal = int(max_steal) / 100
 rounds, cap = int(rounds), int(cap)
 conns_list = conns_list.split(",")
 limit = int(duration) + 30
@@ -234,6 +241,7 @@ def run(generator, capped, conns):
 
 modes = ["free"] + (["capped"] if cap else [])
 rows = {(c, m): [] for c in conns_list for m in modes}
+excluded = {key: 0 for key in rows}
 print("| round | -c | mode | wrk req/s | edgeload req/s | req/s ratio | wrk CPU µs/req | edgeload CPU µs/req "
       "| CPU ratio wrk/edgeload | generator busy (wrk, edgeload) | backend busy (wrk, edgeload) | steal (wrk, edgeload) |")
 print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -249,18 +257,33 @@ for rnd in range(1, rounds + 1):
             w = run("wrk", mode == "capped", conns)
         w_us, e_us = w[2] / w[1] * 1e6, e[2] / e[1] * 1e6
         row = (e[0] / w[0], w_us / e_us, w[3], e[3], w[4], e[4])
-        rows[conns, mode].append(row)
-        print(f"| {rnd} | {conns} | {mode} | {w[0]:.0f} | {e[0]:.0f} | {row[0]:.3f} | {w_us:.2f} | {e_us:.2f} "
+        disturbed = max(w[5], e[5]) > max_steal
+        if disturbed:
+            excluded[conns, mode] += 1
+        else:
+            rows[conns, mode].append(row)
+        print(f"| {rnd}{' (left out: steal)' if disturbed else ''} | {conns} | {mode} | {w[0]:.0f} | {e[0]:.0f} | {row[0]:.3f} | {w_us:.2f} | {e_us:.2f} "
               f"| {row[1]:.3f} | {w[3]:.0%}, {e[3]:.0%} | {w[4]:.0%}, {e[4]:.0%} | {w[5]:.0%}, {e[5]:.0%} |", flush=True)
 
 print()
 for (conns, mode), r in rows.items():
     col = lambda i: [x[i] for x in r]
     label = f"-c {conns}, " + (f"capped at {cap}% of a core" if mode == "capped" else "free")
+    label += f", {len(r)} rounds" + (f" ({excluded[conns, mode]} left out for steal)" if excluded[conns, mode] else "")
+    if not r:
+        print(f"{label}: no undisturbed round")
+        continue
+    ahead = sum(x > 1 for x in col(0))
     print(f"{label}: median edgeload/wrk requests/s {statistics.median(col(0)):.3f} "
-          f"(min {min(col(0)):.3f}, max {max(col(0)):.3f}); "
+          f"(min {min(col(0)):.3f}, max {max(col(0)):.3f}; edgeload ahead in {ahead} of {len(r)}); "
           f"median CPU per request wrk/edgeload {statistics.median(col(1)):.3f} "
           f"(min {min(col(1)):.3f}, max {max(col(1)):.3f}); "
           f"generator busy median {statistics.median(col(2)):.0%} (wrk), {statistics.median(col(3)):.0%} (edgeload); "
           f"backend busy median {statistics.median(col(4)):.0%} (wrk runs), {statistics.median(col(5)):.0%} (edgeload runs)")
+if len(conns_list) > 1:
+    for mode in modes:
+        r = [x[0] for (c, m), v in rows.items() if m == mode for x in v]
+        if r:
+            print(f"all counts, {mode}: median edgeload/wrk requests/s {statistics.median(r):.3f} over {len(r)} pairs "
+                  f"(min {min(r):.3f}, max {max(r):.3f}; edgeload ahead in {sum(x > 1 for x in r)})")
 PY
