@@ -3,6 +3,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use support::*;
 
 #[test]
@@ -101,4 +103,35 @@ fn methods_headers_bodies_and_url_lists_are_sent() {
     );
     assert_eq!(r["parameters"]["method"], "POST");
     assert_eq!(r["targets"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn closed_mode_times_out_slow_responses_and_only_those() {
+    // Each connection has one timer, armed for its first request and re-armed when it fires
+    // while a later request still has time left.
+    let fast = server(ServeConfig {
+        delay: Duration::from_millis(40),
+        ..ServeConfig::default()
+    });
+    let r = run_http(
+        "closed_in_time",
+        &[&fast.url("/"), "-c", "2", "-d", "1s", "-w", "0s", "--timeout", "100ms"],
+    );
+    assert_eq!(r["errors"]["total"], 0, "{r:#}");
+    assert!(counter(&r, "sent") >= 30, "about 50 requests expected: {r:#}");
+
+    // Every request takes longer than the time-out: each is counted once, has no latency, and
+    // the next one goes out on a new connection.
+    let slow = server(ServeConfig {
+        delay: Duration::from_millis(150),
+        ..ServeConfig::default()
+    });
+    let r = run_http(
+        "closed_timeout",
+        &[&slow.url("/"), "-c", "2", "-d", "1s", "-w", "0s", "--timeout", "60ms"],
+    );
+    let timeouts = error_count(&r, "timeout");
+    assert!((20..=36).contains(&timeouts), "about 32 timeouts expected: {r:#}");
+    assert_eq!(r["latency"]["service_time"]["count"], 0);
+    assert_eq!(counter(&r, "sent"), timeouts);
 }
