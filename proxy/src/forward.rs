@@ -48,17 +48,7 @@ pub async fn forward_http(
     client: &ClientInfo,
 ) -> Result<Response<ResponseBody>, ForwardError> {
     let (mut parts, body) = req.into_parts();
-    let host = request_host(&parts.headers, &parts.uri);
-    let forwarded = upstream_parts(
-        proxy,
-        &mut parts,
-        &route,
-        target,
-        wire_path,
-        host.as_ref(),
-        client,
-        false,
-    )?;
+    let UpstreamHead { host, forwarded } = upstream_parts(proxy, &mut parts, &route, target, wire_path, client, false)?;
     let body = RequestBody::Client {
         body,
         route: Some(route.clone()),
@@ -112,21 +102,27 @@ pub fn within_proxy_timeout<F: Future>(proxy: &Proxy, waiting: F) -> Deadline<F>
     Deadline::new(proxy.settings.proxy_timeout, waiting)
 }
 
+/// What `upstream_parts` leaves beside the edited head.
+pub struct UpstreamHead {
+    /// The host the client named (`Host`, or `:authority` on HTTP/2).
+    pub host: Option<HeaderValue>,
+    /// Header lines to write after the head's own (see `add_forwarded`).
+    pub forwarded: Vec<u8>,
+}
+
 /// Turns the client's request head into the upstream's: path per prepend-path/include-prefix,
-/// hop-by-hop headers removed, `X-Forwarded-*`, `Host`, custom headers, HTTP/1.1. Returns header
-/// lines to write after the map's (see `add_forwarded`).
-#[allow(clippy::too_many_arguments)]
+/// hop-by-hop headers removed, `X-Forwarded-*`, `Host`, custom headers, HTTP/1.1.
 pub fn upstream_parts(
     proxy: &Proxy,
     parts: &mut Parts,
     route: &Route,
     target: &Target,
     wire_path: &str,
-    host: Option<&HeaderValue>,
     client: &ClientInfo,
     websocket: bool,
-) -> Result<Vec<u8>, ForwardError> {
+) -> Result<UpstreamHead, ForwardError> {
     let s = &proxy.settings;
+    let host = request_host(&parts.headers, &parts.uri);
     remove_hop_by_hop(&mut parts.headers);
     if websocket {
         parts
@@ -139,14 +135,14 @@ pub fn upstream_parts(
     let mut lines = Vec::new();
     if s.x_forward {
         lines.reserve(FORWARDED_LINES_CAPACITY);
-        add_forwarded(&mut parts.headers, client, host, websocket, &mut lines);
+        add_forwarded(&mut parts.headers, client, host.as_ref(), websocket, &mut lines);
     }
     if s.change_origin {
         if let Ok(v) = HeaderValue::from_str(target.authority()) {
             parts.headers.insert(HOST, v);
         }
     } else if !parts.headers.contains_key(HOST)
-        && let Some(h) = host
+        && let Some(h) = &host
     {
         // HTTP/2 clients name the host in :authority; HTTP/1.1 upstreams need it as Host.
         parts.headers.insert(HOST, h.clone());
@@ -156,7 +152,7 @@ pub fn upstream_parts(
     }
     parts.version = Version::HTTP_11;
     parts.uri = upstream_uri(s, &parts.uri, route, target, wire_path)?;
-    Ok(lines)
+    Ok(UpstreamHead { host, forwarded: lines })
 }
 
 /// The origin-form request-target sent upstream (chp-spec §5.2).

@@ -61,17 +61,7 @@ pub async fn forward_upgrade(
 ) -> Result<Response<ResponseBody>, ForwardError> {
     let client_upgrade = hyper::upgrade::on(&mut req);
     let (mut parts, _empty_body) = req.into_parts();
-    let host = crate::headers::forwarded::request_host(&parts.headers, &parts.uri);
-    let forwarded = upstream_parts(
-        proxy,
-        &mut parts,
-        &route,
-        target,
-        wire_path,
-        host.as_ref(),
-        client,
-        true,
-    )?;
+    let forwarded = upstream_parts(proxy, &mut parts, &route, target, wire_path, client, true)?.forwarded;
 
     // A tunnel holds its upstream connection for good, so it never comes from the pool.
     let conn = proxy.upstream.connect(target).await?;
