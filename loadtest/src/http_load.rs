@@ -1,24 +1,21 @@
-//! An HTTP load run: worker threads (one single-threaded tokio runtime each, so a request never
-//! crosses threads), each with its own [`Recorder`]; a collector on the calling thread that merges
-//! intervals into the [`Timeline`] and prints progress; totals merged at the end into a
-//! [`Report`].
+//! An HTTP load run: the worker threads of [`run_workers`] (one single-threaded tokio runtime
+//! each, so a request never crosses threads, each with its own [`Recorder`]) drive the closed or
+//! open loop; their totals and intervals become a [`Report`].
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
 
 use crate::error_kind::ErrorKind;
-use crate::process_stats::CpuMeter;
 use crate::progress::Progress;
-use crate::recorder::{CounterId, Layout, Recorder, RunClock, Series, SeriesId, Totals};
+use crate::recorder::{CounterId, Layout, Recorder, RunClock, Series, SeriesId};
 use crate::report::{LoadModelKind, Report};
 use crate::request_plan::{PreparedRequest, RequestPlan};
 use crate::schedule::{ArrivalRate, Schedule};
-use crate::timeline::Timeline;
+use crate::workers::{Finished, WorkerCtx, run_workers};
 use crate::{closed_loop, open_loop};
 
 /// Latency from the intended send time to the end of the response (open mode only).
@@ -132,7 +129,7 @@ pub struct Worker {
     pub plan: Arc<RequestPlan>,
     pub clock: RunClock,
     pub timeout: Duration,
-    recorder: RefCell<Recorder>,
+    recorder: Rc<RefCell<Recorder>>,
     service_series: SeriesId,
     next: Cell<usize>,
 }
@@ -181,52 +178,25 @@ impl Worker {
     }
 }
 
-/// How often workers hand over their interval even when idle.
-const TICK: Duration = Duration::from_millis(200);
-
 /// Runs the load and returns its report. Blocks the calling thread (the collector) until the
 /// run is over: warm-up + duration + at most one `timeout` for requests in flight.
 pub fn run(plan: &LoadPlan, mut progress: Progress) -> Result<Report, RunError> {
     let layout = plan.layout();
-    let threads = plan.threads.max(1);
-    let cpu = CpuMeter::start();
     let clock = RunClock::starting_now(plan.warmup, plan.duration);
-    let (tx, rx) = mpsc::channel();
-    let mut handles = Vec::with_capacity(threads);
-    for index in 0..threads {
-        let plan = plan.clone();
-        let tx = tx.clone();
-        let handle = std::thread::Builder::new()
-            .name(format!("edgeload-{index}"))
-            .spawn(move || worker_thread(index, threads, &plan, clock, tx))
-            .map_err(|error| RunError::Worker { index, error })?;
-        handles.push(handle);
-    }
-    drop(tx);
-    let mut timeline = Timeline::new(layout, clock, threads);
-    progress.start(layout, clock);
-    // The channel closes when every worker has finished and dropped its recorder.
-    for snap in rx {
-        let n = timeline.absorb(snap);
-        progress.show(&timeline.rows()[timeline.rows().len() - n..]);
-    }
-    let n = timeline.finish();
-    progress.show(&timeline.rows()[timeline.rows().len() - n..]);
-    progress.finish();
-    let mut totals = Totals::empty(layout);
-    for (index, h) in handles.into_iter().enumerate() {
-        let worker_totals = h
-            .join()
-            .map_err(|_| RunError::WorkerPanicked { index })?
-            .map_err(|error| RunError::Worker { index, error })?;
-        totals.merge(&worker_totals);
-    }
-    let generator = cpu.finish(threads);
+    let shared = Arc::new(plan.clone());
+    let Finished {
+        totals,
+        rows,
+        generator,
+        ..
+    } = run_workers(layout, clock, plan.threads, &mut progress, move |ctx| {
+        drive(ctx, shared.clone())
+    })?;
     let model = match plan.model {
         LoadModel::Closed { .. } => LoadModelKind::Closed,
         LoadModel::Open { .. } => LoadModelKind::Open,
     };
-    let mut report = Report::new("http", model, layout, &clock, totals, timeline.into_rows(), generator);
+    let mut report = Report::new("http", model, layout, &clock, totals, rows, generator);
     report.parameters = plan.parameters();
     report.targets = plan.requests.requests.iter().map(|r| r.url.clone()).collect();
     report.targets.dedup();
@@ -249,52 +219,27 @@ pub fn run(plan: &LoadPlan, mut progress: Progress) -> Result<Report, RunError> 
     Ok(report)
 }
 
-fn worker_thread(
-    index: usize,
-    threads: usize,
-    plan: &LoadPlan,
-    clock: RunClock,
-    tx: mpsc::Sender<crate::recorder::IntervalSnapshot>,
-) -> std::io::Result<Totals> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    let layout = plan.layout();
+/// One worker's part of the run: its share of the connections, closed or open model.
+async fn drive(ctx: WorkerCtx, plan: Arc<LoadPlan>) {
     let worker = Rc::new(Worker {
-        index,
+        index: ctx.index,
         plan: plan.requests.clone(),
-        clock,
+        clock: ctx.clock,
         timeout: plan.timeout,
-        recorder: RefCell::new(Recorder::new(index, layout, clock, Some(tx))),
-        service_series: SeriesId(layout.series.len() - 1),
-        next: Cell::new(index % plan.requests.requests.len()),
+        recorder: ctx.recorder(),
+        service_series: SeriesId(plan.layout().series.len() - 1),
+        next: Cell::new(ctx.index % plan.requests.requests.len()),
     });
-    let local = tokio::task::LocalSet::new();
-    local.block_on(&runtime, async {
-        let ticker = {
-            let worker = worker.clone();
-            tokio::task::spawn_local(async move {
-                loop {
-                    tokio::time::sleep(TICK).await;
-                    worker.recorder.borrow_mut().tick(Instant::now());
-                }
-            })
-        };
-        match plan.model {
-            LoadModel::Closed { connections } => {
-                let share = connections / threads + usize::from(index < connections % threads);
-                closed_loop::run(worker.clone(), share).await;
-            }
-            LoadModel::Open {
-                rate,
-                max_connections,
-                late_after,
-            } => {
-                let schedule = Schedule::new(rate, plan.warmup, plan.duration);
-                let share = (max_connections / threads + usize::from(index < max_connections % threads)).max(1);
-                open_loop::run(worker.clone(), schedule, threads, share, late_after).await;
-            }
+    match plan.model {
+        LoadModel::Closed { connections } => closed_loop::run(worker, ctx.share_of(connections)).await,
+        LoadModel::Open {
+            rate,
+            max_connections,
+            late_after,
+        } => {
+            let schedule = Schedule::new(rate, plan.warmup, plan.duration);
+            let share = ctx.share_of(max_connections).max(1);
+            open_loop::run(worker, schedule, ctx.threads, share, late_after).await;
         }
-        ticker.abort();
-    });
-    drop(local);
-    Ok(worker.recorder.borrow_mut().finish())
+    }
 }

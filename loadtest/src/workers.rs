@@ -3,9 +3,8 @@
 //! collects the per-second intervals into the [`Timeline`] and shows progress; the workers'
 //! totals are merged at the end.
 //!
-//! The WebSocket, admin-API and journey scenarios run through [`run_workers`]; only the body of
-//! a worker differs. [`crate::http_load::run`] still has its own copy of this shape, with the
-//! recorder inside its `Worker` on the hot path.
+//! Every scenario (HTTP, WebSocket, admin API, journey) runs through [`run_workers`]; only the
+//! body of a worker differs.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -55,6 +54,12 @@ impl WorkerCtx {
 
     pub fn count(&self, counter: CounterId, n: u64, started: Instant, at: Instant) {
         self.recorder.borrow_mut().count(counter, n, started, at);
+    }
+
+    /// The worker's recorder, for a body that records on its hot path without going through
+    /// this context.
+    pub(crate) fn recorder(&self) -> Rc<RefCell<Recorder>> {
+        self.recorder.clone()
     }
 
     /// This worker's share of `total` items split over all workers (the first ones get one more).
