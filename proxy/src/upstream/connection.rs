@@ -81,11 +81,8 @@ impl Connection {
 
     async fn write_request(&mut self, mut body: RequestBody, chunked: bool) -> Result<(), H1Error> {
         if body.is_end_stream() {
-            return self
-                .io
-                .write_all(&self.write_buf)
-                .await
-                .map_err(|e| stale_as_closed(e.into()));
+            // A failed write is mapped by `exchange`, like every other.
+            return Ok(self.io.write_all(&self.write_buf).await?);
         }
         // `write_buf` holds the head until the first data frame goes out with it.
         while let Some(frame) = body.frame().await {
@@ -136,7 +133,7 @@ impl Connection {
             let nothing_yet = self.buf.is_empty();
             match std::future::poll_fn(|cx| self.poll_fill(cx)).await {
                 Ok(0) if nothing_yet => return Err(H1Error::ClosedBeforeResponse),
-                Ok(0) => return Err(H1Error::Malformed(httparse::Error::Status)),
+                Ok(0) => return Err(H1Error::ClosedInHead),
                 Ok(_) => {}
                 Err(e) if nothing_yet => return Err(stale_as_closed(e.into())),
                 Err(e) => return Err(e.into()),

@@ -33,6 +33,8 @@ pub enum H1Error {
     ClientBody(hyper::Error),
     #[error("connection closed before a response")]
     ClosedBeforeResponse,
+    #[error("connection closed in the middle of the response head")]
+    ClosedInHead,
     #[error("connection closed in the middle of the response body")]
     ClosedInBody,
     #[error("malformed response head: {0}")]
@@ -205,6 +207,8 @@ impl FramingHeaders {
                 self.chunked_last = last.trim_ascii().eq_ignore_ascii_case(b"chunked");
             }
         } else if *name == CONNECTION {
+            // Split here rather than through `hop_by_hop::connection_tokens`, which measured
+            // about 220 more instructions per response (it is not inlined into this loop).
             for token in value.as_bytes().split(|b| *b == b',') {
                 let token = token.trim_ascii();
                 self.close |= token.eq_ignore_ascii_case(b"close");

@@ -91,6 +91,12 @@ impl ResponseStream {
         Some(Upgraded::new(conn.io, leftover))
     }
 
+    /// Ends the body without pooling its connection, which is dropped, so closed.
+    fn close(&mut self) {
+        self.conn = None;
+        self.state = State::Done;
+    }
+
     fn finish(&mut self) {
         self.state = State::Done;
         if let Some(conn) = self.conn.take()
@@ -211,32 +217,21 @@ impl http_body::Body for ResponseStream {
                 Ok(None) if this.state == State::Done => return Poll::Ready(None),
                 Ok(None) => {}
                 Err(e) => {
-                    this.conn = None;
-                    this.state = State::Done;
+                    this.close();
                     return Poll::Ready(Some(Err(e)));
                 }
             }
             let Some(conn) = this.conn.as_mut() else {
                 return Poll::Ready(None);
             };
-            match ready!(conn.poll_fill(cx)) {
-                Ok(0) if this.state == State::UntilClose => {
-                    this.conn = None;
-                    this.state = State::Done;
-                    return Poll::Ready(None);
-                }
-                Ok(0) => {
-                    this.conn = None;
-                    this.state = State::Done;
-                    return Poll::Ready(Some(Err(H1Error::ClosedInBody)));
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    this.conn = None;
-                    this.state = State::Done;
-                    return Poll::Ready(Some(Err(e.into())));
-                }
-            }
+            let error = match ready!(conn.poll_fill(cx)) {
+                Ok(0) => (this.state != State::UntilClose).then_some(H1Error::ClosedInBody),
+                Ok(_) => continue,
+                Err(e) => Some(e.into()),
+            };
+            // End of stream ends a body delimited by close; any other is cut short.
+            this.close();
+            return Poll::Ready(error.map(Err));
         }
     }
 
