@@ -460,28 +460,28 @@ scenario_throughput() {
   done
 }
 
-scenario_fixedrate() {
-  local rates=${RATES//,/ } lowest=${RATES%%,*} rate peer url round
-  log "== fixed rate: hey -z ${DURATION}s -c $HEY_CONNS -q <rate/$HEY_CONNS> (warm-up ${WARMUP}s at the same rate), GET /, rates $RATES req/s, $ROUNDS round(s)"
+# Fixed-rate measurements, ROUNDS × RATES × PEERS, with one benchctl.py subcommand: $1 is the
+# subcommand (hey or edgeload), $2 tags the proxy logs, the rest are that tool's own options.
+fixed_rate_rounds() {
+  local tool=$1 tag=$2
+  shift 2
+  local rates=${RATES//,/ } lowest=${RATES%%,*} rate peer round
   if has "$ONLY" chp; then log "   chp at $lowest req/s only (it saturates at about 3-4k req/s)"; fi
   for ((round = 1; round <= ROUNDS; round++)); do
     ((ROUNDS == 1)) || log "-- round $round/$ROUNDS"
     for rate in $rates; do
       for peer in "${PEERS[@]}"; do
         [[ $peer == chp && $rate != "$lowest" ]] && continue
+        local common=(--rate "$rate" --round "$round" --out "$RESULTS" --duration "$DURATION"
+          --warmup "$WARMUP" --core "$LOAD_CORE" --backend-pids "$BACKEND_PIDS" "$@")
         if [[ $peer == direct ]]; then
-          url="http://127.0.0.1:$BACKEND_PORT/"
-          run_fg "$PY" "$LIB/benchctl.py" hey --url "$url" --peer direct --rate "$rate" \
-            --round "$round" --out "$RESULTS" --duration "$DURATION" --warmup "$WARMUP" \
-            --connections "$HEY_CONNS" --core "$LOAD_CORE" --backend-pids "$BACKEND_PIDS" \
-            || die "hey run against the backend failed"
+          run_fg "$PY" "$LIB/benchctl.py" "$tool" --url "http://127.0.0.1:$BACKEND_PORT/" --peer direct \
+            "${common[@]}" || die "$tool run against the backend failed"
         else
-          start_proxy "$peer" "fr$round-$rate" "http://127.0.0.1:$BACKEND_PORT"
-          url="http://127.0.0.1:$PROXY_PORT/"
-          run_fg "$PY" "$LIB/benchctl.py" hey --url "$url" --peer "$peer" --rate "$rate" \
-            --round "$round" --out "$RESULTS" --duration "$DURATION" --warmup "$WARMUP" \
-            --connections "$HEY_CONNS" --core "$LOAD_CORE" --proxy-pids "$PROXY_PIDS" \
-            --backend-pids "$BACKEND_PIDS" || { log_tail "$peer-fr$round-$rate"; die "hey run through $peer failed"; }
+          start_proxy "$peer" "$tag$round-$rate" "http://127.0.0.1:$BACKEND_PORT"
+          run_fg "$PY" "$LIB/benchctl.py" "$tool" --url "http://127.0.0.1:$PROXY_PORT/" --peer "$peer" \
+            "${common[@]}" --proxy-pids "$PROXY_PIDS" \
+            || { log_tail "$peer-$tag$round-$rate"; die "$tool run through $peer failed"; }
           stop_proxy
         fi
       done
@@ -489,33 +489,14 @@ scenario_fixedrate() {
   done
 }
 
+scenario_fixedrate() {
+  log "== fixed rate: hey -z ${DURATION}s -c $HEY_CONNS -q <rate/$HEY_CONNS> (warm-up ${WARMUP}s at the same rate), GET /, rates $RATES req/s, $ROUNDS round(s)"
+  fixed_rate_rounds hey fr --connections "$HEY_CONNS"
+}
+
 scenario_fixedrate_edgeload() {
-  local rates=${RATES//,/ } lowest=${RATES%%,*} rate peer url round
   log "== fixed rate, open loop: edgeload http --rate <rate> -d ${DURATION}s -w ${WARMUP}s -t 1 --max-connections $EL_MAXCONN, GET /, rates $RATES req/s, $ROUNDS round(s)"
-  if has "$ONLY" chp; then log "   chp at $lowest req/s only (it saturates at about 3-4k req/s)"; fi
-  for ((round = 1; round <= ROUNDS; round++)); do
-    ((ROUNDS == 1)) || log "-- round $round/$ROUNDS"
-    for rate in $rates; do
-      for peer in "${PEERS[@]}"; do
-        [[ $peer == chp && $rate != "$lowest" ]] && continue
-        if [[ $peer == direct ]]; then
-          url="http://127.0.0.1:$BACKEND_PORT/"
-          run_fg "$PY" "$LIB/benchctl.py" edgeload --edgeload "$EDGELOAD_BIN" --url "$url" --peer direct \
-            --rate "$rate" --round "$round" --out "$RESULTS" --duration "$DURATION" --warmup "$WARMUP" \
-            --max-connections "$EL_MAXCONN" --core "$LOAD_CORE" --backend-pids "$BACKEND_PIDS" \
-            || die "edgeload run against the backend failed"
-        else
-          start_proxy "$peer" "fe$round-$rate" "http://127.0.0.1:$BACKEND_PORT"
-          url="http://127.0.0.1:$PROXY_PORT/"
-          run_fg "$PY" "$LIB/benchctl.py" edgeload --edgeload "$EDGELOAD_BIN" --url "$url" --peer "$peer" \
-            --rate "$rate" --round "$round" --out "$RESULTS" --duration "$DURATION" --warmup "$WARMUP" \
-            --max-connections "$EL_MAXCONN" --core "$LOAD_CORE" --proxy-pids "$PROXY_PIDS" \
-            --backend-pids "$BACKEND_PIDS" || { log_tail "$peer-fe$round-$rate"; die "edgeload run through $peer failed"; }
-          stop_proxy
-        fi
-      done
-    done
-  done
+  fixed_rate_rounds edgeload fe --edgeload "$EDGELOAD_BIN" --max-connections "$EL_MAXCONN"
 }
 
 scenario_routes() {
