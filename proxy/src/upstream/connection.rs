@@ -4,7 +4,6 @@
 //! read to its end.
 
 use std::io::{self, Write as _};
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
@@ -13,7 +12,6 @@ use http::request::Parts;
 use http_body::Body as _;
 use http_body_util::BodyExt as _;
 use tokio::io::AsyncWriteExt as _;
-use tokio_util::io::poll_read_buf;
 
 use super::PoolLimits;
 use super::h1::{self, H1Error, ResponseHead};
@@ -21,7 +19,7 @@ use super::io::UpstreamIo;
 use crate::body::RequestBody;
 
 /// Space kept free in the read buffer before each read.
-const READ_RESERVE: usize = 8 * 1024;
+use crate::http1::READ_RESERVE;
 
 pub struct Connection {
     pub(super) io: UpstreamIo,
@@ -143,10 +141,7 @@ impl Connection {
 
     /// Reads whatever the upstream has sent into the buffer; `Ok(0)` is end of stream.
     pub(super) fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
-        if self.buf.capacity() - self.buf.len() < READ_RESERVE / 4 {
-            self.buf.reserve(READ_RESERVE);
-        }
-        poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf)
+        crate::http1::poll_fill(&mut self.io, &mut self.buf, cx)
     }
 
     /// Whether an idle connection can still carry a request: the upstream has neither closed

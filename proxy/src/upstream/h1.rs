@@ -10,7 +10,7 @@
 use std::ops::Range;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{CONNECTION, CONTENT_LENGTH, HeaderMap, HeaderName, HeaderValue, TRANSFER_ENCODING};
+use http::header::{CONNECTION, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::response;
 use http::{Response, StatusCode, Version};
@@ -30,7 +30,7 @@ pub enum H1Error {
     Io(#[from] std::io::Error),
     /// Reading the client's request body failed (the client went away mid-upload).
     #[error("reading the request body failed: {0}")]
-    ClientBody(hyper::Error),
+    ClientBody(crate::body::BodyError),
     #[error("connection closed before a response")]
     ClosedBeforeResponse,
     #[error("connection closed in the middle of the response head")]
@@ -49,15 +49,13 @@ pub enum H1Error {
     BadHeader(&'static str),
 }
 
-/// How the response body is delimited (RFC 9112 §6.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Framing {
-    /// No body: a response to HEAD, 1xx, 204, 304, or a `101` whose connection is taken over.
-    Empty,
-    Length(u64),
-    Chunked,
-    /// Read until the upstream closes; the connection cannot be reused.
-    UntilClose,
+pub use crate::http1::Framing;
+use crate::http1::FramingHeaders;
+
+impl From<crate::http1::BadChunk> for H1Error {
+    fn from(_: crate::http1::BadChunk) -> Self {
+        H1Error::BadChunk
+    }
 }
 
 /// A parsed response head.
@@ -153,7 +151,7 @@ fn parse_with<const N: usize>(buf: &mut BytesMut, head_request: bool) -> Result<
             .map_err(|_| H1Error::BadHeader("invalid header name"))?;
         let value = HeaderValue::from_maybe_shared(slice(value_span))
             .map_err(|_| H1Error::BadHeader("invalid header value"))?;
-        framing.note(&name, &value)?;
+        framing.note(&name, &value).map_err(|_| H1Error::BadContentLength)?;
         let dropped =
             !upgrade && is_hop_by_hop(&name) && !(name == CONNECTION && connection_names_others(value.as_bytes()));
         if !dropped {
@@ -179,45 +177,7 @@ fn parse_with<const N: usize>(buf: &mut BytesMut, head_request: bool) -> Result<
     }))
 }
 
-/// What the headers say about framing and persistence, gathered while the map is built.
-#[derive(Default)]
-struct FramingHeaders {
-    content_length: Option<u64>,
-    transfer_encoding: bool,
-    /// The last transfer coding seen is `chunked`.
-    chunked_last: bool,
-    close: bool,
-    keep_alive: bool,
-}
-
 impl FramingHeaders {
-    fn note(&mut self, name: &HeaderName, value: &HeaderValue) -> Result<(), H1Error> {
-        if *name == CONTENT_LENGTH {
-            // Repeated or comma-joined values must agree (RFC 9110 §8.6).
-            for part in value.as_bytes().split(|b| *b == b',') {
-                let n = parse_decimal(part.trim_ascii()).ok_or(H1Error::BadContentLength)?;
-                if self.content_length.is_some_and(|m| m != n) {
-                    return Err(H1Error::BadContentLength);
-                }
-                self.content_length = Some(n);
-            }
-        } else if *name == TRANSFER_ENCODING {
-            self.transfer_encoding = true;
-            if let Some(last) = value.as_bytes().rsplit(|b| *b == b',').next() {
-                self.chunked_last = last.trim_ascii().eq_ignore_ascii_case(b"chunked");
-            }
-        } else if *name == CONNECTION {
-            // Split here rather than through `hop_by_hop::connection_tokens`, which measured
-            // about 220 more instructions per response (it is not inlined into this loop).
-            for token in value.as_bytes().split(|b| *b == b',') {
-                let token = token.trim_ascii();
-                self.close |= token.eq_ignore_ascii_case(b"close");
-                self.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
-            }
-        }
-        Ok(())
-    }
-
     fn decide(self, status: StatusCode, version: Version, head_request: bool) -> (Framing, bool) {
         let persistent = if version == Version::HTTP_10 {
             self.keep_alive && !self.close
@@ -247,14 +207,6 @@ impl FramingHeaders {
             None => (Framing::UntilClose, false),
         }
     }
-}
-
-fn parse_decimal(s: &[u8]) -> Option<u64> {
-    if s.is_empty() || s.len() > 19 {
-        return None;
-    }
-    s.iter()
-        .try_fold(0u64, |n, b| b.is_ascii_digit().then(|| n * 10 + u64::from(b - b'0')))
 }
 
 #[cfg(test)]

@@ -1,0 +1,294 @@
+//! The public listener's HTTP/1.x server.
+//!
+//! One loop per connection, with no task, channel or header map between the socket and the
+//! request path: read a head, hand the request to [`pipeline::handle`], write the response, and
+//! go round again while both sides keep the connection alive. hyper still serves HTTP/2 (ALPN
+//! `h2`, or the h2c preface, which this loop spots and hands back) and the other listeners.
+//!
+//! - Heads are parsed straight off the read buffer (`request`); pipelined requests are served
+//!   in order from what is already buffered.
+//! - A request body owns the connection while it is forwarded and sends it back when dropped
+//!   (`request_body`); a body not read to its end closes the connection after the response.
+//! - The keep-alive timeout bounds both the wait for a next request and a slow head, as it did
+//!   with hyper (`--keep-alive-timeout`); one timer per connection, reset only when waiting.
+//! - On shutdown, idle connections close at once and busy ones after their current response.
+//! - A `101` hands the socket, and whatever the client sent behind its head, to the WebSocket
+//!   tunnel through [`PendingUpgrade`].
+
+mod date;
+mod io;
+mod request;
+mod request_body;
+mod response;
+
+use std::future::Future;
+use std::pin::{Pin, pin};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::header::UPGRADE;
+use http::{Method, Request, StatusCode, Version};
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{oneshot, watch};
+use tokio::time::{Instant, Sleep};
+
+pub use io::ClientIo;
+pub use request_body::H1Body;
+
+use crate::Proxy;
+use crate::body::ClientBody;
+use crate::headers::forwarded::ClientInfo;
+use crate::http1::{Framing, READ_RESERVE, Rewind};
+use crate::pipeline;
+use request::{HeadError, RequestHead, parse_request_head};
+use response::{ResponseContext, write_response};
+
+/// What an HTTP/2 client with prior knowledge sends first (RFC 9113 §3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// A client connection: its stream and what has been read from it but not yet used.
+pub struct Conn {
+    io: ClientIo,
+    buf: BytesMut,
+}
+
+impl Conn {
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+        crate::http1::poll_fill(&mut self.io, &mut self.buf, cx)
+    }
+}
+
+/// The client side of an upgrade, put in the request's extensions by this server: it resolves to
+/// the client connection once the `101` has been written.
+#[derive(Clone)]
+pub struct PendingUpgrade(Arc<Mutex<Option<oneshot::Receiver<Rewind<ClientIo>>>>>);
+
+impl PendingUpgrade {
+    /// The connection, when the `101` has gone out (`None`: the exchange ended otherwise).
+    pub async fn connection(&self) -> Option<Rewind<ClientIo>> {
+        let rx = self.0.lock().ok()?.take()?;
+        rx.await.ok()
+    }
+}
+
+/// How a connection ended, when it is not simply closed.
+pub enum Handover {
+    /// The client opened with the HTTP/2 preface: serve it with HTTP/2 (the preface included).
+    H2c(Rewind<ClientIo>),
+}
+
+/// Serves HTTP/1.x requests on `io` until either side ends the connection.
+pub async fn serve(
+    io: ClientIo,
+    proxy: Arc<Proxy>,
+    client: Arc<ClientInfo>,
+    stop: watch::Receiver<bool>,
+) -> Option<Handover> {
+    let mut stop_wait = stop.clone();
+    let stopping = pin!(async move {
+        let _ = stop_wait.wait_for(|s| *s).await;
+    });
+    let mut reader = HeadReader {
+        idle: IdleTimer::new(proxy.settings.keep_alive_timeout),
+        stopping,
+        first: true,
+    };
+    let mut out = Vec::with_capacity(512);
+    let mut slot = Some(Conn {
+        io,
+        buf: BytesMut::with_capacity(READ_RESERVE),
+    });
+    while let Some(mut conn) = slot.take() {
+        let head = match reader.read(&mut conn).await {
+            Ok(Read::Head(head)) => head,
+            Ok(Read::H2c) => return Some(Handover::H2c(Rewind::new(conn.io, conn.buf.freeze()))),
+            Ok(Read::Closed) => return None,
+            Err(e) => {
+                tracing::debug!("{e}");
+                refuse(conn, e.status()).await;
+                return None;
+            }
+        };
+        slot = exchange(conn, head, &proxy, &client, &stop, &mut out).await;
+    }
+    None
+}
+
+/// One request and its response; the connection back when it may carry another.
+async fn exchange(
+    conn: Conn,
+    head: RequestHead,
+    proxy: &Arc<Proxy>,
+    client: &Arc<ClientInfo>,
+    stop: &watch::Receiver<bool>,
+    out: &mut Vec<u8>,
+) -> Option<Conn> {
+    let RequestHead {
+        mut parts,
+        framing,
+        keep_alive,
+        expect_continue,
+    } = head;
+    let version = parts.version;
+    let head_request = parts.method == Method::HEAD;
+    let upgrade = (version == Version::HTTP_11 && parts.headers.contains_key(UPGRADE)).then(|| {
+        let (tx, rx) = oneshot::channel();
+        parts.extensions.insert(PendingUpgrade(Arc::new(Mutex::new(Some(rx)))));
+        tx
+    });
+    let (body, returned, kept) = if framing == Framing::Empty {
+        (ClientBody::Empty, None, Some(conn))
+    } else {
+        let (body, returned) = H1Body::new(conn, framing, expect_continue);
+        (ClientBody::H1(body), Some(returned), None)
+    };
+
+    let result = pipeline::handle(proxy.clone(), client.clone(), Request::from_parts(parts, body)).await;
+
+    // The body is gone by now (forwarded or dropped), and with it went the connection home.
+    let (conn, body_complete) = match (kept, returned) {
+        (Some(conn), _) => (conn, true),
+        (None, Some(mut returned)) => match returned.try_recv() {
+            Ok(r) => (r.conn, r.complete),
+            Err(_) => return None,
+        },
+        (None, None) => return None,
+    };
+    let mut conn = conn;
+    let resp = match result {
+        Ok(resp) => resp,
+        Err(abort) => {
+            tracing::debug!("{abort}");
+            return None;
+        }
+    };
+    let (parts, body) = resp.into_parts();
+    let cx = ResponseContext {
+        version,
+        head_request,
+        keep_alive: keep_alive && body_complete && !*stop.borrow(),
+    };
+    let keep = match write_response(&mut conn.io, out, &parts, body, &cx).await {
+        Ok(keep) => keep,
+        Err(e) => {
+            tracing::debug!("writing the response failed: {e}");
+            return None;
+        }
+    };
+    if parts.status == StatusCode::SWITCHING_PROTOCOLS {
+        if let Some(tx) = upgrade {
+            // Copied, not frozen: the tunnel must not keep the whole read buffer alive.
+            let leftover = Bytes::copy_from_slice(&conn.buf);
+            let _ = tx.send(Rewind::new(conn.io, leftover));
+        }
+        return None;
+    }
+    if !keep {
+        let _ = conn.io.shutdown().await;
+        return None;
+    }
+    Some(conn)
+}
+
+/// Answers a head that cannot be served, then closes.
+async fn refuse(mut conn: Conn, status: StatusCode) {
+    let mut out = Vec::with_capacity(128);
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    date::write_date_line(&mut out);
+    out.extend_from_slice(b"content-length: 0\r\nconnection: close\r\n\r\n");
+    if conn.io.write_all(&out).await.is_ok() {
+        let _ = conn.io.shutdown().await;
+    }
+}
+
+// Made once per request and taken apart at once: boxing the head would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
+enum Read {
+    Head(RequestHead),
+    H2c,
+    Closed,
+}
+
+struct HeadReader<S> {
+    idle: IdleTimer,
+    stopping: Pin<S>,
+    /// Nothing has been read yet: the h2c preface may come.
+    first: bool,
+}
+
+impl<S: std::ops::DerefMut<Target: Future<Output = ()>>> HeadReader<S> {
+    /// The next request head; `Closed` when the client leaves, goes quiet for the keep-alive
+    /// timeout, or the server is stopping.
+    async fn read(&mut self, conn: &mut Conn) -> Result<Read, HeadError> {
+        let mut waiting = false;
+        loop {
+            if !conn.buf.is_empty() {
+                if self.first {
+                    let n = conn.buf.len().min(H2_PREFACE.len());
+                    if conn.buf[..n] == H2_PREFACE[..n] {
+                        if n == H2_PREFACE.len() {
+                            return Ok(Read::H2c);
+                        }
+                    } else {
+                        self.first = false;
+                    }
+                }
+                if !self.first
+                    && let Some(head) = parse_request_head(&mut conn.buf)?
+                {
+                    return Ok(Read::Head(head));
+                }
+            }
+            let filled = std::future::poll_fn(|cx| {
+                if let Poll::Ready(r) = conn.poll_fill(cx) {
+                    return Poll::Ready(Some(r));
+                }
+                if !waiting {
+                    self.idle.arm();
+                    waiting = true;
+                }
+                if self.idle.poll_expired(cx) || self.stopping.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(None);
+                }
+                Poll::Pending
+            })
+            .await;
+            match filled {
+                Some(Ok(n)) if n > 0 => {}
+                // The client left (mid-head or between requests), timed out, or we stop.
+                _ => return Ok(Read::Closed),
+            }
+        }
+    }
+}
+
+/// The keep-alive / header-read limit. One sleep per connection, made on first use; arming it
+/// again later is an atomic store in tokio's timer when the deadline moves forward.
+struct IdleTimer {
+    limit: Duration,
+    sleep: Option<Pin<Box<Sleep>>>,
+}
+
+impl IdleTimer {
+    fn new(limit: Duration) -> Self {
+        IdleTimer { limit, sleep: None }
+    }
+
+    fn arm(&mut self) {
+        let deadline = Instant::now() + self.limit;
+        match &mut self.sleep {
+            Some(sleep) => sleep.as_mut().reset(deadline),
+            None => self.sleep = Some(Box::pin(tokio::time::sleep_until(deadline))),
+        }
+    }
+
+    fn poll_expired(&mut self, cx: &mut Context<'_>) -> bool {
+        self.sleep.as_mut().is_some_and(|s| s.as_mut().poll(cx).is_ready())
+    }
+}

@@ -1,0 +1,243 @@
+//! Parsing a client's request head (RFC 9112 §2–§3, §6.3 for requests).
+
+use std::mem::MaybeUninit;
+
+use bytes::BytesMut;
+use http::header::{EXPECT, HeaderMap, HeaderName, HeaderValue};
+use http::request::Parts;
+use http::{Method, Request, StatusCode, Uri, Version};
+
+use crate::http1::{Framing, FramingHeaders};
+
+/// Request heads larger than this get `431` (Node, so CHP, allows 16 KiB; nginx 8–32 KiB).
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// More header fields than this get `431`, as with hyper's default.
+const MAX_HEADERS: usize = 100;
+/// Header fields parsed on the stack at first; a head with more is parsed again with room for
+/// `MAX_HEADERS`.
+const FAST_HEADERS: usize = 32;
+
+pub struct RequestHead {
+    pub parts: Parts,
+    pub framing: Framing,
+    /// The client lets the connection carry another request after this one.
+    pub keep_alive: bool,
+    /// `Expect: 100-continue` on a request with a body.
+    pub expect_continue: bool,
+}
+
+/// A head that cannot be served; answered with its status, then the connection is closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HeadError {
+    #[error("bad request: {0}")]
+    Bad(&'static str),
+    #[error("request header fields too large")]
+    TooLarge,
+}
+
+impl HeadError {
+    pub fn status(self) -> StatusCode {
+        match self {
+            HeadError::Bad(_) => StatusCode::BAD_REQUEST,
+            HeadError::TooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        }
+    }
+}
+
+/// Parses a request head from the front of `buf`; its bytes are split off (header values and
+/// the target keep pointing into them). `Ok(None)`: not complete yet.
+pub fn parse_request_head(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadError> {
+    match parse_with::<FAST_HEADERS>(buf) {
+        Err(HeadError::TooLarge) if buf.len() < MAX_HEAD_BYTES => parse_with::<MAX_HEADERS>(buf),
+        other => other,
+    }
+}
+
+fn parse_with<const N: usize>(buf: &mut BytesMut) -> Result<Option<RequestHead>, HeadError> {
+    let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; N];
+    // Where each header's name and value sit in the head, as plain integers (name start and
+    // end, value start and end), so the array is zeroed rather than built element by element.
+    let mut spans = [[0u32; 4]; N];
+    let (len, method, target, version, count) = {
+        let mut req = httparse::Request::new(&mut []);
+        let len = match req.parse_with_uninit_headers(buf, &mut headers) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD_BYTES => return Err(HeadError::TooLarge),
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+            Err(_) => return Err(HeadError::Bad("malformed request head")),
+        };
+        if len > MAX_HEAD_BYTES {
+            return Err(HeadError::TooLarge);
+        }
+        let base = buf.as_ptr() as usize;
+        let offset = |s: &[u8]| {
+            let start = s.as_ptr() as usize - base;
+            start..start + s.len()
+        };
+        let span = |s: &[u8]| {
+            let r = offset(s);
+            (r.start as u32, r.end as u32)
+        };
+        let method = Method::from_bytes(req.method.unwrap_or_default().as_bytes())
+            .map_err(|_| HeadError::Bad("invalid method"))?;
+        let target = offset(req.path.unwrap_or_default().as_bytes());
+        let version = match req.version {
+            Some(0) => Version::HTTP_10,
+            _ => Version::HTTP_11,
+        };
+        let count = req.headers.len();
+        for (at, h) in spans.iter_mut().zip(req.headers.iter()) {
+            let (name, value) = (span(h.name.as_bytes()), span(h.value));
+            *at = [name.0, name.1, value.0, value.1];
+        }
+        (len, method, target, version, count)
+    };
+    let head = buf.split_to(len).freeze();
+    let uri = Uri::from_maybe_shared(head.slice(target)).map_err(|_| HeadError::Bad("invalid request-target"))?;
+
+    let mut map = HeaderMap::with_capacity(count);
+    let mut framing = FramingHeaders::default();
+    let mut expect_continue = false;
+    for &[name_start, name_end, value_start, value_end] in &spans[..count] {
+        let name = HeaderName::from_bytes(&head[name_start as usize..name_end as usize])
+            .map_err(|_| HeadError::Bad("invalid header name"))?;
+        let value = HeaderValue::from_maybe_shared(head.slice(value_start as usize..value_end as usize))
+            .map_err(|_| HeadError::Bad("invalid header value"))?;
+        framing
+            .note(&name, &value)
+            .map_err(|_| HeadError::Bad("invalid Content-Length"))?;
+        if name == EXPECT {
+            expect_continue = value.as_bytes().eq_ignore_ascii_case(b"100-continue");
+        }
+        map.append(name, value);
+    }
+    let body = request_framing(&framing)?;
+
+    let keep_alive = match version {
+        Version::HTTP_10 => framing.keep_alive && !framing.close,
+        _ => !framing.close,
+    };
+    let (mut parts, ()) = Request::new(()).into_parts();
+    parts.method = method;
+    parts.uri = uri;
+    parts.version = version;
+    parts.headers = map;
+    Ok(Some(RequestHead {
+        parts,
+        framing: body,
+        keep_alive,
+        expect_continue: expect_continue && version == Version::HTTP_11 && body != Framing::Empty,
+    }))
+}
+
+/// A request body is chunked or has a length; anything else is refused (RFC 9112 §6.3): a
+/// transfer coding other than a final `chunked`, or `Transfer-Encoding` beside
+/// `Content-Length`, which is how requests are smuggled past a proxy.
+fn request_framing(f: &FramingHeaders) -> Result<Framing, HeadError> {
+    if f.transfer_encoding {
+        if f.content_length.is_some() {
+            return Err(HeadError::Bad("both Transfer-Encoding and Content-Length"));
+        }
+        if !f.chunked_last {
+            return Err(HeadError::Bad("unsupported Transfer-Encoding"));
+        }
+        return Ok(Framing::Chunked);
+    }
+    Ok(match f.content_length {
+        None | Some(0) => Framing::Empty,
+        Some(n) => Framing::Length(n),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(raw: &[u8]) -> Result<Option<(RequestHead, BytesMut)>, HeadError> {
+        let mut buf = BytesMut::from(raw);
+        Ok(parse_request_head(&mut buf)?.map(|h| (h, buf)))
+    }
+
+    #[test]
+    fn a_head_is_split_off_and_what_follows_stays() {
+        let (head, rest) = parse(b"POST /a?b=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabcGET")
+            .unwrap()
+            .unwrap();
+        assert_eq!(head.parts.method, Method::POST);
+        assert_eq!(head.parts.uri.path_and_query().unwrap().as_str(), "/a?b=1");
+        assert_eq!(head.parts.headers["host"], "x");
+        assert_eq!(head.framing, Framing::Length(3));
+        assert!(head.keep_alive && !head.expect_continue);
+        assert_eq!(&rest[..], b"abcGET");
+    }
+
+    #[test]
+    fn partial_heads_wait_and_oversized_ones_are_refused() {
+        assert!(parse(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap().is_none());
+        let big = [b"GET / HTTP/1.1\r\nX: ".as_slice(), &vec![b'a'; MAX_HEAD_BYTES]].concat();
+        assert_eq!(parse(&big).err(), Some(HeadError::TooLarge));
+        let many: String = (0..=MAX_HEADERS).map(|i| format!("X-{i}: 1\r\n")).collect();
+        let many = format!("GET / HTTP/1.1\r\n{many}\r\n");
+        assert_eq!(parse(many.as_bytes()).err(), Some(HeadError::TooLarge));
+    }
+
+    #[test]
+    fn framing_and_persistence_follow_rfc_9112() {
+        let cases: &[(&[u8], Framing, bool)] = &[
+            (b"GET / HTTP/1.1\r\n\r\n", Framing::Empty, true),
+            (b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n", Framing::Empty, false),
+            (b"GET / HTTP/1.0\r\n\r\n", Framing::Empty, false),
+            (
+                b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+                Framing::Empty,
+                true,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+                Framing::Chunked,
+                true,
+            ),
+            (b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n", Framing::Empty, true),
+        ];
+        for (raw, framing, keep_alive) in cases {
+            let (head, _) = parse(raw).unwrap().unwrap();
+            assert_eq!(
+                (head.framing, head.keep_alive),
+                (*framing, *keep_alive),
+                "{}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+    }
+
+    #[test]
+    fn smuggling_shapes_and_junk_are_bad_requests() {
+        for raw in [
+            &b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"[..],
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+            b"GET /a b HTTP/1.1\r\n\r\n",
+            b"NONSENSE\r\n\r\n",
+        ] {
+            assert!(
+                matches!(parse(raw), Err(HeadError::Bad(_))),
+                "{}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+    }
+
+    #[test]
+    fn expect_continue_only_matters_with_a_body() {
+        let (head, _) = parse(b"PUT / HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 5\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(head.expect_continue);
+        let (head, _) = parse(b"GET / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(!head.expect_continue);
+    }
+}

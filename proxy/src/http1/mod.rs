@@ -1,0 +1,40 @@
+//! HTTP/1.1 wire pieces shared by both sides of the proxy: the client side (`h1_server`) and the
+//! upstream side (`upstream`) read bodies with the same decoder and hand over upgraded
+//! connections with the same rewinding stream.
+
+pub mod decoder;
+pub mod framing;
+mod io_enum;
+pub mod rewind;
+
+pub use decoder::{BadChunk, BodyDecoder, Decoded};
+pub use framing::{BadContentLength, FramingHeaders};
+pub use rewind::Rewind;
+
+/// How a message body is delimited (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body: a request without one; a response to HEAD, 1xx, 204, 304, or a `101` whose
+    /// connection is taken over.
+    Empty,
+    Length(u64),
+    Chunked,
+    /// Delimited by the end of the connection (responses only).
+    UntilClose,
+}
+
+/// Read buffers grow by this much when they run low.
+pub const READ_RESERVE: usize = 8 * 1024;
+
+/// Reads what the socket has into `buf`, first making room when less than a quarter of
+/// `READ_RESERVE` is left. `Ok(0)`: end of stream.
+pub fn poll_fill<IO: tokio::io::AsyncRead + Unpin>(
+    io: &mut IO,
+    buf: &mut bytes::BytesMut,
+    cx: &mut std::task::Context<'_>,
+) -> std::task::Poll<std::io::Result<usize>> {
+    if buf.capacity() - buf.len() < READ_RESERVE / 4 {
+        buf.reserve(READ_RESERVE);
+    }
+    tokio_util::io::poll_read_buf(std::pin::Pin::new(io), cx, buf)
+}
