@@ -15,7 +15,7 @@ use http::{Method, Request, Response, StatusCode};
 use crate::body::{RequestBody, ResponseBody, UpstreamBody};
 use crate::request_path::encode_uri_component;
 use crate::target::Target;
-use crate::upstream::Upstream;
+use crate::upstream::{HeaderForm, Upstream};
 
 const BUILTIN_404: &str = include_str!("error_pages/404.html");
 const BUILTIN_503: &str = include_str!("error_pages/503.html");
@@ -135,7 +135,10 @@ async fn fetch(
         .ok()?
         .into_parts()
         .0;
-    let resp = match upstream.send(target, &req, RequestBody::Empty, &[]).await {
+    let resp = match upstream
+        .send(target, &req, RequestBody::Empty, &[], HeaderForm::Map)
+        .await
+    {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!("error target unavailable, answering {code} plainly: {e}");

@@ -15,7 +15,7 @@ use crate::headers::location::rewrite_location;
 use crate::request_path::{join_paths, strip_segments};
 use crate::route_table::Route;
 use crate::target::Target;
-use crate::upstream::UpstreamError;
+use crate::upstream::{HeaderForm, UpstreamError};
 
 /// Why a request could not be forwarded; the pipeline turns it into an error page.
 #[derive(Debug, thiserror::Error)]
@@ -52,9 +52,12 @@ pub async fn forward_http(
         body,
         route: Some(route.clone()),
     };
-    let resp = within_proxy_timeout(proxy, proxy.upstream.send(target, &parts, body, &forwarded))
-        .await
-        .map_err(|Elapsed| UpstreamError::ResponseTimeout(target.authority().to_owned()))??;
+    let resp = within_proxy_timeout(
+        proxy,
+        proxy.upstream.send(target, &parts, body, &forwarded, HeaderForm::Raw),
+    )
+    .await
+    .map_err(|Elapsed| UpstreamError::ResponseTimeout(target.authority().to_owned()))??;
 
     let (mut parts, mut body) = resp.into_parts();
     remove_hop_by_hop(&mut parts.headers);

@@ -25,6 +25,7 @@ use tokio::sync::{Notify, Semaphore, watch};
 use crate::body::{ClientBody, ResponseBody};
 use crate::h1_server::{self, ClientIo, Handover};
 use crate::headers::forwarded::ClientInfo;
+use crate::upstream::RawHeaders;
 use crate::{Proxy, StartError, admin_api, pipeline, redirect};
 
 /// How long a client may take to complete a TLS handshake.
@@ -356,11 +357,21 @@ async fn route_to_role(
     req: Request<Incoming>,
 ) -> ServiceResult {
     match role {
-        Role::Public => pipeline::handle(proxy, client, req.map(ClientBody::Hyper)).await,
+        Role::Public => pipeline::handle(proxy, client, req.map(ClientBody::Hyper))
+            .await
+            .map(with_header_map),
         Role::Api => Ok(unwrap_infallible(admin_api::handle(proxy, req).await)),
         Role::Metrics => Ok(metrics_response(&proxy, &req)),
         Role::Redirect => Ok(redirect::respond(&proxy.settings, &req)),
     }
+}
+
+/// hyper writes headers from the map only: relayed raw header lines go into it.
+fn with_header_map(mut resp: Response<ResponseBody>) -> Response<ResponseBody> {
+    if let Some(raw) = resp.extensions_mut().remove::<RawHeaders>() {
+        raw.fill_map(resp.headers_mut());
+    }
+    resp
 }
 
 fn unwrap_infallible<T>(r: Result<T, Infallible>) -> T {

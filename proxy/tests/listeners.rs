@@ -102,9 +102,19 @@ fn http2_with_prior_knowledge() {
             .unwrap();
         let resp = send.send_request(req).await.unwrap();
         let status = resp.status();
-        (status, resp.into_body().collect().await.unwrap().to_bytes())
+        let content_type = resp.headers().get("content-type").cloned();
+        (
+            (status, content_type),
+            resp.into_body().collect().await.unwrap().to_bytes(),
+        )
     });
+    let (status, content_type) = status;
     assert_eq!(status, 200);
+    assert_eq!(
+        content_type.as_ref().and_then(|v| v.to_str().ok()),
+        Some("application/json"),
+        "the upstream's headers reach an HTTP/2 client"
+    );
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["url"], "/h2/path?q=1", "forwarded to the HTTP/1.1 upstream");
     assert_eq!(v["headers"]["host"], addr.to_string(), ":authority becomes Host");

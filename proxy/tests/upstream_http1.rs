@@ -361,3 +361,138 @@ fn reason_phrases_and_request_heads_are_kept() {
         "hop-by-hop: {head}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// The client side: edgeproxy's own HTTP/1.x server (proxy/src/h1_server) in front of the same
+// scripted upstream.
+
+/// Reads from `s` until `want` bytes have come or the peer closes.
+fn read_until(s: &mut TcpStream, mut done: impl FnMut(&[u8]) -> bool) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !done(&buf) {
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    buf
+}
+
+#[test]
+fn response_heads_are_relayed_as_the_upstream_spelled_them_without_hop_by_hop_lines() {
+    let up = Scripted::start(|_, _, head| {
+        let reply = if head.contains("/names-others") {
+            // `Connection` naming a header: that header goes too.
+            "HTTP/1.1 200 OK\r\nX-Mixed-Case: a\r\nConnection: keep-alive, X-Private\r\nX-Private: secret\r\nContent-Length: 2\r\n\r\nok"
+        } else {
+            "HTTP/1.1 200 OK\r\nX-Mixed-Case: a\r\nKeep-Alive: timeout=5\r\nConnection: keep-alive\r\nTrailer: X-T\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Length: 2\r\n\r\nok"
+        };
+        (reply.as_bytes().to_vec(), Then::KeepOpen)
+    });
+    let p = proxy_to(&up);
+    let mut s = TcpStream::connect(p.public()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET /plain HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let text = String::from_utf8(read_until(&mut s, |_| false)).unwrap();
+    assert!(text.contains("\r\nX-Mixed-Case: a\r\n"), "spelling kept: {text}");
+    assert!(text.contains("\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n"), "{text}");
+    assert_eq!(
+        text.matches("ate: ").count(),
+        1,
+        "the upstream's Date, and no second one: {text}"
+    );
+    for gone in ["Keep-Alive", "Trailer", "keep-alive\r\n\r\n"] {
+        assert!(!text.contains(gone), "{gone} relayed: {text}");
+    }
+    assert!(
+        text.contains("\r\nconnection: close\r\n") && text.ends_with("\r\n\r\nok"),
+        "{text}"
+    );
+
+    let r = raw(
+        p.public(),
+        b"GET /names-others HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(
+        (r.status, r.header("x-mixed-case"), r.text().as_str()),
+        (200, Some("a"), "ok")
+    );
+    assert_eq!(r.header("x-private"), None, "named by Connection, so hop-by-hop");
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order_on_one_connection() {
+    let up = Scripted::start(|_, _, head| {
+        let path = head.split(' ').nth(1).unwrap_or("?").to_owned();
+        let reply = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{path}", path.len());
+        (reply.into_bytes(), Then::KeepOpen)
+    });
+    let p = proxy_to(&up);
+    let mut s = TcpStream::connect(p.public()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(
+        b"GET /one HTTP/1.1\r\nHost: x\r\n\r\nPOST /two HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabcGET /three HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let text = String::from_utf8(read_until(&mut s, |_| false)).unwrap();
+    let bodies: Vec<&str> = text
+        .split("\r\n\r\n")
+        .skip(1)
+        .map(|b| b.split("HTTP/1.1").next().unwrap())
+        .collect();
+    assert_eq!(bodies, ["/one", "/two", "/three"], "{text}");
+    assert_eq!(text.matches("connection: keep-alive").count(), 2, "{text}");
+}
+
+#[test]
+fn expect_100_continue_is_answered_when_the_body_is_wanted() {
+    let up = Scripted::start(|_, _, _| {
+        (
+            b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n".to_vec(),
+            Then::KeepOpen,
+        )
+    });
+    let p = proxy_to(&up);
+    let mut s = TcpStream::connect(p.public()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"PUT /upload HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+        .unwrap();
+    let interim = read_until(&mut s, |b| b.ends_with(b"\r\n\r\n"));
+    assert!(
+        interim.starts_with(b"HTTP/1.1 100 Continue\r\n\r\n"),
+        "{}",
+        String::from_utf8_lossy(&interim)
+    );
+    s.write_all(b"hello").unwrap();
+    let rest = read_until(&mut s, |b| b.windows(4).any(|w| w == b"\r\n\r\n"));
+    assert!(
+        rest.starts_with(b"HTTP/1.1 201 Created\r\n"),
+        "{}",
+        String::from_utf8_lossy(&rest)
+    );
+    let forwarded = up.heads();
+    assert_eq!(forwarded.len(), 1);
+    assert!(
+        !forwarded[0].to_ascii_lowercase().contains("expect"),
+        "Expect is answered here, not forwarded"
+    );
+}
+
+#[test]
+fn requests_that_could_smuggle_are_refused_and_never_forwarded() {
+    let up = Scripted::start(|_, _, _| (b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".to_vec(), Then::KeepOpen));
+    let p = proxy_to(&up);
+    for req in [
+        &b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n"[..],
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\nxx",
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nxx",
+    ] {
+        let r = raw(p.public(), req).expect("an answer");
+        assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(req));
+        assert_eq!(r.header("connection"), Some("close"));
+    }
+    assert!(up.heads().is_empty(), "nothing reached the upstream: {:?}", up.heads());
+}

@@ -28,7 +28,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::header::UPGRADE;
+use http::header::{EXPECT, UPGRADE};
 use http::{Method, Request, StatusCode, Version};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{oneshot, watch};
@@ -133,6 +133,10 @@ async fn exchange(
     } = head;
     let version = parts.version;
     let head_request = parts.method == Method::HEAD;
+    if expect_continue {
+        // Answered here when the body is first read; the upstream gets the body at once.
+        parts.headers.remove(EXPECT);
+    }
     let upgrade = (version == Version::HTTP_11 && parts.headers.contains_key(UPGRADE)).then(|| {
         let (tx, rx) = oneshot::channel();
         parts.extensions.insert(PendingUpgrade(Arc::new(Mutex::new(Some(rx)))));

@@ -16,6 +16,7 @@ use tokio::io::AsyncWriteExt;
 use super::date::write_date_line;
 use super::io::ClientIo;
 use crate::body::ResponseBody;
+use crate::upstream::RawHeaders;
 
 /// Data frames up to this size are copied behind their framing to go out in one write; larger
 /// ones are written where they are.
@@ -81,6 +82,10 @@ pub async fn write_response(
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
+    }
+    if let Some(raw) = parts.extensions.get::<RawHeaders>() {
+        out.extend_from_slice(&raw.lines);
+        has_date |= raw.has_date;
     }
     if !has_date {
         write_date_line(out);

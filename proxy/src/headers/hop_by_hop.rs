@@ -62,6 +62,37 @@ pub fn is_hop_by_hop(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(name)
 }
 
+/// A response header name, as the relay of a raw response head needs to know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RawName {
+    ContentLength,
+    TransferEncoding,
+    Connection,
+    /// Another of `HOP_BY_HOP`.
+    HopByHop,
+    Date,
+    Location,
+    Other,
+}
+
+/// Classifies a header name as it came off the wire (any case), without building a
+/// `HeaderName`: by length first, so most names cost one comparison.
+pub fn classify_raw(name: &[u8]) -> RawName {
+    let is = |s: &[u8]| name.eq_ignore_ascii_case(s);
+    match name.len() {
+        2 if is(b"te") => RawName::HopByHop,
+        4 if is(b"date") => RawName::Date,
+        7 if is(b"trailer") || is(b"upgrade") => RawName::HopByHop,
+        8 if is(b"location") => RawName::Location,
+        10 if is(b"connection") => RawName::Connection,
+        10 if is(b"keep-alive") => RawName::HopByHop,
+        14 if is(b"content-length") => RawName::ContentLength,
+        16 if is(b"proxy-connection") => RawName::HopByHop,
+        17 if is(b"transfer-encoding") => RawName::TransferEncoding,
+        _ => RawName::Other,
+    }
+}
+
 /// Whether a `Connection` value names headers besides the fixed hop-by-hop ones (which must then
 /// be removed too).
 pub fn connection_names_others(value: &[u8]) -> bool {
@@ -137,5 +168,17 @@ mod tests {
         }
         assert!(connection_names_others(b"keep-alive, x-secret"));
         assert!(!connection_names_others(b"Keep-Alive, close,Upgrade"));
+    }
+
+    #[test]
+    fn raw_classification_agrees_with_the_hop_by_hop_list() {
+        for name in HOP_BY_HOP.iter() {
+            for spelled in [name.as_str().to_owned(), name.as_str().to_ascii_uppercase()] {
+                assert_ne!(classify_raw(spelled.as_bytes()), RawName::Other, "{spelled}");
+            }
+        }
+        assert_eq!(classify_raw(b"Content-Type"), RawName::Other);
+        assert_eq!(classify_raw(b"X-Connection"), RawName::Other);
+        assert_eq!(classify_raw(b"LOCATION"), RawName::Location);
     }
 }

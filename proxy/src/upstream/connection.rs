@@ -14,7 +14,7 @@ use http_body_util::BodyExt as _;
 use tokio::io::AsyncWriteExt as _;
 
 use super::PoolLimits;
-use super::h1::{self, H1Error, ResponseHead};
+use super::h1::{self, H1Error, HeaderForm, ResponseHead};
 use super::io::UpstreamIo;
 use crate::body::RequestBody;
 
@@ -61,12 +61,13 @@ impl Connection {
         body: RequestBody,
         chunked: bool,
         head_request: bool,
+        form: HeaderForm,
     ) -> Result<ResponseHead, H1Error> {
         let sent = self.write_request(body, chunked).await;
         if let Err(e @ H1Error::ClientBody(_)) = sent {
             return Err(e);
         }
-        match self.read_head(head_request).await {
+        match self.read_head(head_request, form).await {
             // An upstream may answer before it has read the whole body (a 413, say) and close
             // its side; the answer counts, but the connection is not reused.
             Ok(mut head) => {
@@ -118,10 +119,10 @@ impl Connection {
         Ok(())
     }
 
-    async fn read_head(&mut self, head_request: bool) -> Result<ResponseHead, H1Error> {
+    async fn read_head(&mut self, head_request: bool, form: HeaderForm) -> Result<ResponseHead, H1Error> {
         loop {
             if !self.buf.is_empty()
-                && let Some(head) = h1::parse_response_head(&mut self.buf, head_request)?
+                && let Some(head) = h1::parse_response_head(&mut self.buf, head_request, form)?
             {
                 if head.parts.status.is_informational() && head.parts.status != http::StatusCode::SWITCHING_PROTOCOLS {
                     continue;

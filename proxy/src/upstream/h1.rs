@@ -15,7 +15,7 @@ use http::request::Parts;
 use http::response;
 use http::{Response, StatusCode, Version};
 
-use crate::headers::hop_by_hop::{connection_names_others, is_hop_by_hop};
+use crate::headers::hop_by_hop::{RawName, classify_raw, connection_names_others, is_hop_by_hop};
 
 /// Response heads larger than this are refused (hyper's default read buffer limit is of the
 /// same order; real upstreams send a few hundred bytes).
@@ -58,9 +58,56 @@ impl From<crate::http1::BadChunk> for H1Error {
     }
 }
 
+/// How a parsed response's headers are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderForm {
+    /// In `parts.headers`, for code that reads them.
+    Map,
+    /// As the lines to relay (`RawHeaders`, in the parts' extensions), with `parts.headers`
+    /// empty; what the forwarder asks for. Heads it must edit (a `Location` to rewrite, a
+    /// `Connection` naming other headers) and `101`s still come as a map.
+    Raw,
+}
+
+/// A response's header lines ready to relay to an HTTP/1 client (`name: value\r\n` each, as
+/// the upstream spelled them), hop-by-hop ones left out; the framing headers too unless the
+/// response has no body, whose `Content-Length` describes the representation. Building a
+/// `HeaderMap` only to write it out again was the largest cost left on the request path.
+#[derive(Debug, Clone)]
+pub struct RawHeaders {
+    pub lines: Bytes,
+    pub has_date: bool,
+}
+
+impl RawHeaders {
+    /// Adds the lines to `map`, for a client that needs a map (HTTP/2).
+    pub fn fill_map(&self, map: &mut HeaderMap) {
+        let mut at = 0;
+        for line in self.lines.split(|b| *b == b'\n') {
+            let start = at;
+            at += line.len() + 1;
+            let Some(colon) = line.iter().position(|b| *b == b':') else {
+                continue;
+            };
+            let value = self
+                .lines
+                .slice(start + colon + 1..start + line.len().saturating_sub(1));
+            let value = value.slice(value.len() - value.trim_ascii_start().len()..);
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(&line[..colon]),
+                HeaderValue::from_maybe_shared(value),
+            ) {
+                map.append(name, value);
+            }
+        }
+    }
+}
+
 /// A parsed response head.
 pub struct ResponseHead {
     pub parts: response::Parts,
+    /// With `HeaderForm::Raw`, the lines to relay (and `parts.headers` is empty).
+    pub raw: Option<RawHeaders>,
     pub framing: Framing,
     /// Whether the connection may carry another request once this body is read.
     pub reusable: bool,
@@ -91,9 +138,13 @@ pub fn encode_request_head(parts: &Parts, extra: &[u8], chunked: bool, out: &mut
 /// Parses a response head from the front of `buf`. On success the head's bytes are split off
 /// `buf` (the header values keep pointing into them), leaving whatever followed. `Ok(None)`:
 /// the head is not complete yet.
-pub fn parse_response_head(buf: &mut BytesMut, head_request: bool) -> Result<Option<ResponseHead>, H1Error> {
-    match parse_with::<FAST_HEADERS>(buf, head_request) {
-        Err(H1Error::Malformed(httparse::Error::TooManyHeaders)) => parse_with::<MAX_HEADERS>(buf, head_request),
+pub fn parse_response_head(
+    buf: &mut BytesMut,
+    head_request: bool,
+    form: HeaderForm,
+) -> Result<Option<ResponseHead>, H1Error> {
+    match parse_with::<FAST_HEADERS>(buf, head_request, form) {
+        Err(H1Error::Malformed(httparse::Error::TooManyHeaders)) => parse_with::<MAX_HEADERS>(buf, head_request, form),
         other => other,
     }
 }
@@ -101,7 +152,11 @@ pub fn parse_response_head(buf: &mut BytesMut, head_request: bool) -> Result<Opt
 /// Where a header's name and value sit in the head.
 type HeaderSpan = (Range<u32>, Range<u32>);
 
-fn parse_with<const N: usize>(buf: &mut BytesMut, head_request: bool) -> Result<Option<ResponseHead>, H1Error> {
+fn parse_with<const N: usize>(
+    buf: &mut BytesMut,
+    head_request: bool,
+    form: HeaderForm,
+) -> Result<Option<ResponseHead>, H1Error> {
     let mut headers = [httparse::EMPTY_HEADER; N];
     let mut spans: [HeaderSpan; N] = std::array::from_fn(|_| (0..0, 0..0));
     let (len, code, version, custom_reason, count) = {
@@ -139,13 +194,30 @@ fn parse_with<const N: usize>(buf: &mut BytesMut, head_request: bool) -> Result<
     let head = buf.split_to(len).freeze();
     let slice = |r: &Range<u32>| head.slice(r.start as usize..r.end as usize);
 
+    let upgrade = code == StatusCode::SWITCHING_PROTOCOLS;
+    if form == HeaderForm::Raw && !upgrade {
+        let bodiless = head_request
+            || code.is_informational()
+            || code == StatusCode::NO_CONTENT
+            || code == StatusCode::NOT_MODIFIED;
+        let mut framing = FramingHeaders::default();
+        if let Some(raw) = raw_headers(&head, &spans[..count], bodiless, &mut framing)? {
+            let (framing, reusable) = framing.decide(code, version, head_request);
+            return Ok(Some(ResponseHead {
+                parts: response_parts(code, version, custom_reason, HeaderMap::new()),
+                raw: Some(raw),
+                framing,
+                reusable,
+            }));
+        }
+    }
+
     let mut map = HeaderMap::with_capacity(count);
     let mut framing = FramingHeaders::default();
     // Hop-by-hop headers (RFC 9110 §7.6.1) stay out of the map, so the proxy does not insert
     // them only to remove them again; except on a `101`, which relays `Upgrade`, and a
     // `Connection` that names further headers: it stays for the forwarder's `remove_hop_by_hop`,
     // which takes those out with it.
-    let upgrade = code == StatusCode::SWITCHING_PROTOCOLS;
     for (name_span, value_span) in &spans[..count] {
         let name = HeaderName::from_bytes(&head[name_span.start as usize..name_span.end as usize])
             .map_err(|_| H1Error::BadHeader("invalid header name"))?;
@@ -160,20 +232,77 @@ fn parse_with<const N: usize>(buf: &mut BytesMut, head_request: bool) -> Result<
     }
 
     let (framing, reusable) = framing.decide(code, version, head_request);
-    let mut resp = Response::new(());
-    *resp.status_mut() = code;
-    *resp.version_mut() = version;
-    *resp.headers_mut() = map;
+    Ok(Some(ResponseHead {
+        parts: response_parts(code, version, custom_reason, map),
+        raw: None,
+        framing,
+        reusable,
+    }))
+}
+
+fn response_parts(
+    status: StatusCode,
+    version: Version,
+    custom_reason: Option<Bytes>,
+    headers: HeaderMap,
+) -> response::Parts {
+    let (mut parts, ()) = Response::new(()).into_parts();
+    parts.status = status;
+    parts.version = version;
+    parts.headers = headers;
     if let Some(reason) = custom_reason
         && let Ok(reason) = hyper::ext::ReasonPhrase::try_from(reason)
     {
-        resp.extensions_mut().insert(reason);
+        parts.extensions.insert(reason);
     }
-    let (parts, ()) = resp.into_parts();
-    Ok(Some(ResponseHead {
-        parts,
-        framing,
-        reusable,
+    parts
+}
+
+/// The relayable lines of a head, noting its framing on the way; `None` when the head needs a
+/// map after all (see `HeaderForm::Raw`).
+fn raw_headers(
+    head: &Bytes,
+    spans: &[HeaderSpan],
+    bodiless: bool,
+    framing: &mut FramingHeaders,
+) -> Result<Option<RawHeaders>, H1Error> {
+    let mut lines = Vec::with_capacity(head.len());
+    let mut has_date = false;
+    for (name_span, value_span) in spans {
+        let name = &head[name_span.start as usize..name_span.end as usize];
+        let value = &head[value_span.start as usize..value_span.end as usize];
+        let keep = match classify_raw(name) {
+            RawName::ContentLength => {
+                framing.content_length(value).map_err(|_| H1Error::BadContentLength)?;
+                bodiless
+            }
+            RawName::TransferEncoding => {
+                framing.transfer_encoding(value);
+                false
+            }
+            RawName::Connection if connection_names_others(value) => return Ok(None),
+            RawName::Connection => {
+                framing.connection(value);
+                false
+            }
+            RawName::Location => return Ok(None),
+            RawName::HopByHop => false,
+            RawName::Date => {
+                has_date = true;
+                true
+            }
+            RawName::Other => true,
+        };
+        if keep {
+            lines.extend_from_slice(name);
+            lines.extend_from_slice(b": ");
+            lines.extend_from_slice(value);
+            lines.extend_from_slice(b"\r\n");
+        }
+    }
+    Ok(Some(RawHeaders {
+        lines: Bytes::from(lines),
+        has_date,
     }))
 }
 
@@ -215,7 +344,7 @@ mod tests {
 
     fn parse(raw: &str, head_request: bool) -> Result<Option<(ResponseHead, BytesMut)>, H1Error> {
         let mut buf = BytesMut::from(raw.as_bytes());
-        Ok(parse_response_head(&mut buf, head_request)?.map(|h| (h, buf)))
+        Ok(parse_response_head(&mut buf, head_request, HeaderForm::Map)?.map(|h| (h, buf)))
     }
 
     #[test]

@@ -26,7 +26,7 @@ use crate::body::RequestBody;
 use crate::target::{Scheme, Target};
 
 pub use connection::Connection;
-pub use h1::H1Error;
+pub use h1::{H1Error, HeaderForm, RawHeaders};
 pub use io::{Upgraded, UpstreamIo};
 pub use response_stream::ResponseStream;
 
@@ -87,6 +87,7 @@ impl Upstream {
         parts: &Parts,
         body: RequestBody,
         extra_head: &[u8],
+        form: HeaderForm,
     ) -> Result<Response<ResponseStream>, UpstreamError> {
         let head_request = parts.method == Method::HEAD;
         let bodiless = body.is_end_stream();
@@ -100,11 +101,14 @@ impl Upstream {
             // never run it.
             let mut conn = Box::pin(self.connect(target)).await?;
             conn.encode_head(parts, extra_head, chunked);
-            let head = conn.exchange(body, chunked, head_request).await.map_err(http_err)?;
+            let head = conn
+                .exchange(body, chunked, head_request, form)
+                .await
+                .map_err(http_err)?;
             return Ok(respond(conn, head));
         };
         pooled.encode_head(parts, extra_head, chunked);
-        match pooled.exchange(body, chunked, head_request).await {
+        match pooled.exchange(body, chunked, head_request, form).await {
             Ok(head) => return Ok(respond(pooled, head)),
             Err(H1Error::ClosedBeforeResponse) if bodiless => {}
             Err(e) => return Err(http_err(e)),
@@ -112,7 +116,7 @@ impl Upstream {
         let mut conn = Box::pin(self.connect(target)).await?;
         conn.take_head_from(&mut pooled);
         let head = conn
-            .exchange(RequestBody::Empty, false, head_request)
+            .exchange(RequestBody::Empty, false, head_request, form)
             .await
             .map_err(http_err)?;
         Ok(respond(conn, head))
@@ -172,7 +176,7 @@ impl Connection {
         let head_request = parts.method == Method::HEAD;
         let chunked = !body.is_end_stream() && !parts.headers.contains_key(CONTENT_LENGTH);
         self.encode_head(parts, extra_head, chunked);
-        let head = self.exchange(body, chunked, head_request).await?;
+        let head = self.exchange(body, chunked, head_request, HeaderForm::Map).await?;
         Ok(respond(self, head))
     }
 }
@@ -180,5 +184,9 @@ impl Connection {
 fn respond(conn: Connection, head: h1::ResponseHead) -> Response<ResponseStream> {
     let upgrade = head.parts.status == http::StatusCode::SWITCHING_PROTOCOLS;
     let body = ResponseStream::new(conn, head.framing, head.reusable, upgrade);
-    Response::from_parts(head.parts, body)
+    let mut parts = head.parts;
+    if let Some(raw) = head.raw {
+        parts.extensions.insert(raw);
+    }
+    Response::from_parts(parts, body)
 }
