@@ -38,7 +38,7 @@ pub use io::ClientIo;
 pub use request_body::H1Body;
 
 use crate::Proxy;
-use crate::body::ClientBody;
+use crate::body::{ClientBody, ResponseBody};
 use crate::headers::forwarded::ClientInfo;
 use crate::http1::{Framing, READ_RESERVE, Rewind};
 use crate::pipeline;
@@ -107,7 +107,7 @@ pub async fn serve(
             Ok(Read::Closed) => return None,
             Err(e) => {
                 tracing::debug!("{e}");
-                refuse(conn, e.status()).await;
+                refuse(conn, e.status(), &mut out).await;
                 return None;
             }
         };
@@ -152,7 +152,7 @@ async fn exchange(
     let result = pipeline::handle(proxy.clone(), client.clone(), Request::from_parts(parts, body)).await;
 
     // The body is gone by now (forwarded or dropped), and with it went the connection home.
-    let (conn, body_complete) = match (kept, returned) {
+    let (mut conn, body_complete) = match (kept, returned) {
         (Some(conn), _) => (conn, true),
         (None, Some(mut returned)) => match returned.try_recv() {
             Ok(r) => (r.conn, r.complete),
@@ -160,7 +160,6 @@ async fn exchange(
         },
         (None, None) => return None,
     };
-    let mut conn = conn;
     let resp = match result {
         Ok(resp) => resp,
         Err(abort) => {
@@ -196,17 +195,19 @@ async fn exchange(
     Some(conn)
 }
 
-/// Answers a head that cannot be served, then closes.
-async fn refuse(mut conn: Conn, status: StatusCode) {
-    let mut out = Vec::with_capacity(128);
-    out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(status.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
-    out.extend_from_slice(b"\r\n");
-    date::write_date_line(&mut out);
-    out.extend_from_slice(b"content-length: 0\r\nconnection: close\r\n\r\n");
-    if conn.io.write_all(&out).await.is_ok() {
+/// Answers a head that cannot be served, empty and with `connection: close`, then closes.
+async fn refuse(mut conn: Conn, status: StatusCode, out: &mut Vec<u8>) {
+    let (mut parts, ()) = http::Response::new(()).into_parts();
+    parts.status = status;
+    let cx = ResponseContext {
+        version: Version::HTTP_11,
+        head_request: false,
+        keep_alive: false,
+    };
+    if write_response(&mut conn.io, out, &parts, ResponseBody::empty(), &cx)
+        .await
+        .is_ok()
+    {
         let _ = conn.io.shutdown().await;
     }
 }

@@ -97,9 +97,7 @@ impl http_body::Body for H1Body {
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.decoder
-            .remaining()
-            .map_or_else(SizeHint::default, SizeHint::with_exact)
+        self.decoder.size_hint()
     }
 }
 

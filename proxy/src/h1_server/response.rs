@@ -16,6 +16,7 @@ use tokio::io::AsyncWriteExt;
 use super::date::write_date_line;
 use super::io::ClientIo;
 use crate::body::ResponseBody;
+use crate::http1::response_is_bodiless;
 use crate::upstream::RawHeaders;
 
 /// Data frames up to this size are copied behind their framing to go out in one write; larger
@@ -49,10 +50,7 @@ pub async fn write_response(
 ) -> std::io::Result<bool> {
     let status = parts.status;
     let switching = status == StatusCode::SWITCHING_PROTOCOLS;
-    let bodiless = cx.head_request
-        || status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED;
+    let bodiless = response_is_bodiless(status, cx.head_request);
     let framing = match (&body, bodiless) {
         (_, true) => BodyFraming::None,
         (ResponseBody::Full(bytes), false) => BodyFraming::Length(bytes.as_ref().map_or(0, |b| b.len() as u64)),

@@ -3,6 +3,7 @@
 //! closes. Data is split off the buffer without copying.
 
 use bytes::{Buf, Bytes, BytesMut};
+use http_body::SizeHint;
 
 use super::Framing;
 
@@ -71,6 +72,11 @@ impl BodyDecoder {
             State::Done => Some(0),
             _ => None,
         }
+    }
+
+    /// `remaining` as an `http_body` size hint.
+    pub fn size_hint(&self) -> SizeHint {
+        self.remaining().map_or_else(SizeHint::default, SizeHint::with_exact)
     }
 
     /// Marks the body complete (a body delimited by close, at end of stream; or abandoned).

@@ -23,6 +23,15 @@ pub enum Framing {
     UntilClose,
 }
 
+/// Whether a response has no body whatever its headers say (RFC 9112 §6.3): one to `HEAD`, a
+/// 1xx, a 204 or a 304. Its `Content-Length` then describes the representation, not the message.
+pub fn response_is_bodiless(status: http::StatusCode, head_request: bool) -> bool {
+    head_request
+        || status.is_informational()
+        || status == http::StatusCode::NO_CONTENT
+        || status == http::StatusCode::NOT_MODIFIED
+}
+
 /// Read buffers grow by this much when they run low.
 pub const READ_RESERVE: usize = 8 * 1024;
 

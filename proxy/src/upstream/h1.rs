@@ -50,7 +50,7 @@ pub enum H1Error {
 }
 
 pub use crate::http1::Framing;
-use crate::http1::FramingHeaders;
+use crate::http1::{FramingHeaders, response_is_bodiless};
 
 impl From<crate::http1::BadChunk> for H1Error {
     fn from(_: crate::http1::BadChunk) -> Self {
@@ -196,10 +196,7 @@ fn parse_with<const N: usize>(
 
     let upgrade = code == StatusCode::SWITCHING_PROTOCOLS;
     if form == HeaderForm::Raw && !upgrade {
-        let bodiless = head_request
-            || code.is_informational()
-            || code == StatusCode::NO_CONTENT
-            || code == StatusCode::NOT_MODIFIED;
+        let bodiless = response_is_bodiless(code, head_request);
         let mut framing = FramingHeaders::default();
         if let Some(raw) = raw_headers(&head, &spans[..count], bodiless, &mut framing)? {
             let (framing, reusable) = framing.decide(code, version, head_request);
@@ -313,11 +310,7 @@ impl FramingHeaders {
         } else {
             !self.close
         };
-        if head_request
-            || status.is_informational()
-            || status == StatusCode::NO_CONTENT
-            || status == StatusCode::NOT_MODIFIED
-        {
+        if response_is_bodiless(status, head_request) {
             return (Framing::Empty, persistent && status != StatusCode::SWITCHING_PROTOCOLS);
         }
         if self.transfer_encoding {

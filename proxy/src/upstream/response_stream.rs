@@ -129,8 +129,6 @@ impl http_body::Body for ResponseStream {
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.decoder
-            .remaining()
-            .map_or_else(SizeHint::default, SizeHint::with_exact)
+        self.decoder.size_hint()
     }
 }
