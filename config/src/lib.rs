@@ -8,8 +8,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 mod auth;
+mod hub;
 mod proxy;
 pub use auth::*;
+pub use hub::*;
 pub use proxy::*;
 
 /// A configuration mistake, reported before anything starts listening.

@@ -1,1 +1,8 @@
-//! The control plane: users, servers, the `Spawner` trait, login, REST API, spawn progress, culling and route reconcile. Not built yet (issue 5).
+//! edgehub's control plane: users and their servers, the [`spawner::Spawner`] trait and the local
+//! process spawner, login, the JupyterHub-compatible REST API, pages, spawn progress, idle
+//! culling and route reconcile. `edgehub up` runs it with the proxy embedded.
+
+pub mod builtin_server;
+pub mod pages;
+pub mod progress;
+pub mod spawner;

@@ -1,0 +1,391 @@
+//! Configuration of `edgehub`, the control plane (`edgehub up`, `edgehub serve`).
+//!
+//! Read from a TOML file (`--config`), then overridden by flags. Every field has a default, stated
+//! on it and in `docs/configuration.md#edgehub`; unknown keys are refused so a typo is an error at
+//! start-up, not a setting silently ignored.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::{ConfigError, IssuerConfig};
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HubConfig {
+    /// The public address (`edgehub up`: the embedded proxy's listener). Default: `127.0.0.1:8000`.
+    pub bind: String,
+    /// Where the hub itself listens; the proxy sends `/hub/` and unrouted requests there.
+    /// Default: `127.0.0.1:0`, a free port (`up`); set it when an external proxy must reach the hub.
+    pub hub_bind: String,
+    /// URL the proxy uses to reach the hub. Default: `http://` + the bound hub address.
+    pub hub_connect_url: Option<String>,
+    /// Path prefix of everything, as JupyterHub's `base_url`. Default: `/`.
+    pub base_url: String,
+    /// The state database (SQLite). Default: `edgehub.sqlite` in the working directory.
+    pub db: PathBuf,
+    /// Admin API tokens accepted in `Authorization: token …`, for services such as
+    /// jupyterhub-idle-culler. Default: none. The environment variable `EDGEHUB_API_TOKEN` adds one.
+    pub api_tokens: Vec<String>,
+    pub proxy: ProxyLink,
+    pub auth: HubAuth,
+    pub session: SessionStore,
+    pub spawner: LocalSpawnerConfig,
+    pub limits: SpawnLimits,
+    pub cull: CullConfig,
+    /// How often routes are checked against the proxy's table (missing added, wrong fixed, stale
+    /// deleted) and `last_activity` read from it, seconds. Default: 5.
+    pub reconcile_interval_secs: u64,
+    /// Allow named servers (`/users/{name}/servers/{server}`). Default: true.
+    pub allow_named_servers: bool,
+    /// Named servers per user; 0 means no limit. Default: 0.
+    pub named_server_limit_per_user: u32,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            bind: "127.0.0.1:8000".to_owned(),
+            hub_bind: "127.0.0.1:0".to_owned(),
+            hub_connect_url: None,
+            base_url: "/".to_owned(),
+            db: PathBuf::from("edgehub.sqlite"),
+            api_tokens: Vec::new(),
+            proxy: ProxyLink::default(),
+            auth: HubAuth::default(),
+            session: SessionStore::default(),
+            spawner: LocalSpawnerConfig::default(),
+            limits: SpawnLimits::default(),
+            cull: CullConfig::default(),
+            reconcile_interval_secs: 5,
+            allow_named_servers: true,
+            named_server_limit_per_user: 0,
+        }
+    }
+}
+
+/// The proxy the hub drives.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyLink {
+    /// Admin API of an external edgeproxy or configurable-http-proxy, e.g.
+    /// `http://127.0.0.1:8001`. Default: none, the proxy is embedded (`edgehub up`).
+    pub api_url: Option<String>,
+    /// Its token (`CONFIGPROXY_AUTH_TOKEN`). Default: none; the environment variable
+    /// `CONFIGPROXY_AUTH_TOKEN` is read when this is unset.
+    pub api_token: Option<String>,
+}
+
+/// How users log in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthenticatorKind {
+    /// Any name; with `shared_password`, that password too. For laptops and tests.
+    #[default]
+    Dev,
+    /// Names and argon2 hashes from `users_file` (`edgehub hash-password` makes them).
+    UsersFile,
+    /// Only externally issued JWTs (from `issuers`), at `/hub/login?token=` or on any request.
+    Jwt,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HubAuth {
+    /// Default: `dev`.
+    pub authenticator: AuthenticatorKind,
+    /// `dev` only: the password every user must give. Default: none (any password).
+    pub shared_password: Option<String>,
+    /// `users_file` only: a TOML file of `[users.NAME]` tables with `password_hash` (argon2 PHC
+    /// string), optional `admin` and `groups`. Default: none.
+    pub users_file: Option<PathBuf>,
+    /// Users who are admins (see every user, start and stop anyone's server). Default: none.
+    pub admin_users: Vec<String>,
+    /// Externally issued tokens accepted as a login, with any authenticator (same keys as the
+    /// edge-auth `[[issuers]]`). Default: none.
+    pub issuers: Vec<IssuerConfig>,
+    /// Claim naming the user in external tokens. Default: `sub`.
+    pub user_claim: String,
+    /// Boolean claim making its holder an admin, in external tokens. Default: none.
+    pub admin_claim: Option<String>,
+}
+
+impl Default for HubAuth {
+    fn default() -> Self {
+        HubAuth {
+            authenticator: AuthenticatorKind::Dev,
+            shared_password: None,
+            users_file: None,
+            admin_users: Vec::new(),
+            issuers: Vec::new(),
+            user_claim: "sub".to_owned(),
+            admin_claim: None,
+        }
+    }
+}
+
+/// Where login sessions live: the hub writes them, the edge proxy checks them.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionStore {
+    /// Redis holding the session records, e.g. `redis://127.0.0.1:6379/0`. Default: none, the
+    /// in-process store, which only an embedded proxy can read (`edgehub up`).
+    pub redis_url: Option<String>,
+    /// Cookie carrying the session token (a JWT signed by the hub). Default: `edgehub-token`.
+    pub cookie: String,
+    /// How long a login lasts, seconds. Default: 86400 (one day).
+    pub lifetime_secs: u64,
+    /// Mark cookies `Secure` (only sent over https). Default: false.
+    pub secure_cookies: bool,
+}
+
+impl Default for SessionStore {
+    fn default() -> Self {
+        SessionStore {
+            redis_url: None,
+            cookie: "edgehub-token".to_owned(),
+            lifetime_secs: 86_400,
+            secure_cookies: false,
+        }
+    }
+}
+
+/// The local-process spawner: one process per server, on a free port of 127.0.0.1.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LocalSpawnerConfig {
+    /// Command and arguments; `{port}`, `{base_url}` (the server's prefix) and `{user}` are
+    /// replaced. Default: `jupyterhub-singleuser` if on `PATH`, else `jupyter-server`, else the
+    /// built-in server (`edgehub singleuser`), which needs no Python.
+    pub command: Option<Vec<String>>,
+    /// Extra environment for every server. Default: none.
+    pub environment: std::collections::BTreeMap<String, String>,
+    /// Working directory of servers. Default: the hub's.
+    pub working_dir: Option<PathBuf>,
+    /// Time allowed from start to a running process, seconds. Default: 60.
+    pub start_timeout_secs: u64,
+    /// Time allowed for the server to answer HTTP once started, seconds. Default: 30.
+    pub http_timeout_secs: u64,
+    /// Time between SIGTERM and SIGKILL when stopping, seconds. Default: 5.
+    pub stop_grace_secs: u64,
+    /// How often running servers are checked for having exited, seconds. Default: 30.
+    pub poll_interval_secs: u64,
+}
+
+impl Default for LocalSpawnerConfig {
+    fn default() -> Self {
+        LocalSpawnerConfig {
+            command: None,
+            environment: Default::default(),
+            working_dir: None,
+            start_timeout_secs: 60,
+            http_timeout_secs: 30,
+            stop_grace_secs: 5,
+            poll_interval_secs: 30,
+        }
+    }
+}
+
+/// Throttles, as JupyterHub's.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SpawnLimits {
+    /// Spawns in progress (starting, or waiting for the route); more get 429. 0: no limit.
+    /// Default: 100.
+    pub concurrent_spawn_limit: u32,
+    /// Servers not fully stopped; more get 429. 0: no limit. Default: 0.
+    pub active_server_limit: u32,
+    /// `Retry-After` of a 429 is drawn from this range, seconds. Default: [30, 60].
+    pub retry_after_secs: [u64; 2],
+}
+
+impl Default for SpawnLimits {
+    fn default() -> Self {
+        SpawnLimits {
+            concurrent_spawn_limit: 100,
+            active_server_limit: 0,
+            retry_after_secs: [30, 60],
+        }
+    }
+}
+
+/// The built-in idle culler.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CullConfig {
+    /// Stop servers idle this long, seconds; 0 turns culling off. Default: 3600 (as z2jh).
+    pub timeout_secs: u64,
+    /// How often idle servers are looked for, seconds. Default: 60.
+    pub every_secs: u64,
+    /// Also stop servers older than this, seconds, however busy; 0: no limit. Default: 0.
+    pub max_age_secs: u64,
+}
+
+impl Default for CullConfig {
+    fn default() -> Self {
+        CullConfig {
+            timeout_secs: 3600,
+            every_secs: 60,
+            max_age_secs: 0,
+        }
+    }
+}
+
+impl HubConfig {
+    /// Reads and validates a TOML file.
+    pub fn from_file(path: &Path) -> Result<HubConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let config: HubConfig = toml::from_str(&text).map_err(|e| ConfigError::File {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// `base_url` with exactly one leading and one trailing slash.
+    pub fn base_prefix(&self) -> String {
+        let trimmed = self.base_url.trim_matches('/');
+        if trimmed.is_empty() {
+            "/".to_owned()
+        } else {
+            format!("/{trimmed}/")
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |setting: &'static str, value: String, expected: &'static str| ConfigError::Invalid {
+            setting,
+            value,
+            expected,
+        };
+        for (setting, addr) in [("bind", &self.bind), ("hub_bind", &self.hub_bind)] {
+            if addr.parse::<std::net::SocketAddr>().is_err() {
+                return Err(invalid(setting, addr.clone(), "an IP address and port, e.g. 127.0.0.1:8000"));
+            }
+        }
+        if !self.base_url.starts_with('/') {
+            return Err(invalid("base_url", self.base_url.clone(), "a path starting with /"));
+        }
+        if let Some(url) = &self.proxy.api_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(invalid("proxy.api_url", url.clone(), "an http:// or https:// URL"));
+        }
+        match self.auth.authenticator {
+            AuthenticatorKind::UsersFile if self.auth.users_file.is_none() => {
+                return Err(invalid(
+                    "auth.users_file",
+                    "none".into(),
+                    "a path, with authenticator = \"users_file\"",
+                ));
+            }
+            AuthenticatorKind::Jwt if self.auth.issuers.is_empty() => {
+                return Err(invalid(
+                    "auth.issuers",
+                    "[]".into(),
+                    "at least one [[auth.issuers]] table, with authenticator = \"jwt\"",
+                ));
+            }
+            _ => {}
+        }
+        if !self.auth.issuers.is_empty() {
+            // The issuer rules are edge auth's; check them the same way.
+            let edge = crate::AuthConfig {
+                issuers: self.auth.issuers.clone(),
+                ..Default::default()
+            };
+            edge.validate()?;
+        }
+        if let Some(url) = &self.session.redis_url
+            && !url.starts_with("redis://")
+            && !url.starts_with("unix://")
+        {
+            return Err(invalid(
+                "session.redis_url",
+                url.clone(),
+                "redis://host:port/db or unix:///path",
+            ));
+        }
+        if self.session.redis_url.is_none() && self.proxy.api_url.is_some() {
+            return Err(ConfigError::Conflict(
+                "session.redis_url is required with proxy.api_url: an external proxy cannot read the hub's in-process session store",
+            ));
+        }
+        if self.session.cookie.is_empty() || self.session.cookie.contains([';', '=', ' ', ',']) {
+            return Err(invalid("session.cookie", self.session.cookie.clone(), "a cookie name"));
+        }
+        let [low, high] = self.limits.retry_after_secs;
+        if low > high {
+            return Err(invalid(
+                "limits.retry_after_secs",
+                format!("[{low}, {high}]"),
+                "[low, high] with low <= high",
+            ));
+        }
+        if self.spawner.command.as_ref().is_some_and(|c| c.is_empty()) {
+            return Err(invalid("spawner.command", "[]".into(), "a program and its arguments"));
+        }
+        if self.reconcile_interval_secs == 0 {
+            return Err(invalid("reconcile_interval_secs", "0".into(), "at least 1"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<HubConfig, ConfigError> {
+        let config: HubConfig = toml::from_str(text).map_err(|e| ConfigError::File {
+            path: "t".into(),
+            message: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    #[test]
+    fn empty_file_gets_the_documented_defaults() {
+        let c = parse("").unwrap();
+        assert_eq!(c.bind, "127.0.0.1:8000");
+        assert_eq!(c.base_prefix(), "/");
+        assert_eq!(c.limits.concurrent_spawn_limit, 100);
+        assert_eq!(c.cull.timeout_secs, 3600);
+        assert_eq!(c.spawner.start_timeout_secs, 60);
+        assert_eq!(c.session.cookie, "edgehub-token");
+        assert_eq!(c.auth.authenticator, AuthenticatorKind::Dev);
+    }
+
+    #[test]
+    fn base_prefix_is_normalised() {
+        for (given, want) in [("/", "/"), ("/jhub", "/jhub/"), ("/jhub/", "/jhub/"), ("//a//", "/a/")] {
+            let c = HubConfig {
+                base_url: given.into(),
+                ..Default::default()
+            };
+            assert_eq!(c.base_prefix(), want, "{given}");
+        }
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let cases = [
+            ("bnd = \"x\"", "bnd"),
+            ("bind = \"localhost\"", "bind"),
+            ("[auth]\nauthenticator = \"users_file\"", "auth.users_file"),
+            ("[auth]\nauthenticator = \"jwt\"", "auth.issuers"),
+            ("[proxy]\napi_url = \"http://127.0.0.1:8001\"", "session.redis_url is required"),
+            ("[limits]\nretry_after_secs = [60, 30]", "retry_after_secs"),
+            ("[spawner]\ncommand = []", "spawner.command"),
+        ];
+        for (text, needle) in cases {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.contains(needle), "{text:?} gave {err:?}, wanted {needle:?}");
+        }
+    }
+}

@@ -1,0 +1,2 @@
+//! The built-in single-user server (`edgehub singleuser`): a page and a WebSocket echo under the
+//! server's prefix, so `edgehub up` works on a machine with no Python packages. (To be written.)
