@@ -26,7 +26,7 @@ VENV="${EDGEHUB_PYENV:-${HOME:?HOME is not set; set EDGEHUB_PYENV}/.cache/edgehu
 PYTHON="${EDGEHUB_PYTHON:-python3}"
 STAMP_NAME=".edgehub-requirements.sha256"
 # Modules / scripts that must be usable for the venv to count as complete.
-CHECK_IMPORTS='import jupyterhub, jupyter_server, ipykernel, requests, tornado'
+CHECK_IMPORTS='import jupyterhub, jupyter_server, ipykernel, requests, tornado, jupyterhub_idle_culler'
 
 [ -f "$REQUIREMENTS" ] || die "requirements file not found: $REQUIREMENTS"
 command -v "$PYTHON" >/dev/null 2>&1 || die "'$PYTHON' not found on PATH (install python3, or set EDGEHUB_PYTHON)"

@@ -1,1 +1,127 @@
-fn main() {}
+//! `edgehub`: the hub. `edgehub up` runs the whole front door in one process; `edgehub
+//! singleuser` is the built-in notebook-less server the local spawner falls back to;
+//! `edgehub hash-password` makes entries for a users file.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use config::HubConfig;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(name = "edgehub", version, about = "The lean hub of a multi-user notebook platform")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy, the hub and the local spawner on one public port.
+    Up(UpArgs),
+    /// The built-in single-user server (started by the local spawner; needs no Python).
+    Singleuser {
+        #[arg(long)]
+        port: u16,
+        #[arg(long, default_value = "127.0.0.1")]
+        ip: String,
+    },
+    /// Read a password on standard input, print its argon2 hash for a users file.
+    HashPassword,
+}
+
+#[derive(clap::Args)]
+struct UpArgs {
+    /// TOML configuration file (every key and default: docs/configuration.md#edgehub).
+    #[arg(long, short, env = "EDGEHUB_CONFIG")]
+    config: Option<PathBuf>,
+    /// Public address [default: 127.0.0.1:8000].
+    #[arg(long)]
+    bind: Option<String>,
+    /// State database [default: edgehub.sqlite].
+    #[arg(long)]
+    db: Option<PathBuf>,
+    /// Base URL prefix [default: /].
+    #[arg(long)]
+    base_url: Option<String>,
+    /// Admin API token for services (also EDGEHUB_API_TOKEN).
+    #[arg(long)]
+    api_token: Option<String>,
+    /// Users who are admins (repeatable).
+    #[arg(long = "admin")]
+    admins: Vec<String>,
+}
+
+fn hub_config(args: UpArgs) -> anyhow::Result<HubConfig> {
+    let mut config = match &args.config {
+        Some(path) => HubConfig::from_file(path)?,
+        None => HubConfig::default(),
+    };
+    if let Some(bind) = args.bind {
+        config.bind = bind;
+    }
+    if let Some(db) = args.db {
+        config.db = db;
+    }
+    if let Some(base) = args.base_url {
+        config.base_url = base;
+    }
+    config.api_tokens.extend(args.api_token);
+    config.auth.admin_users.extend(args.admins);
+    config.validate()?;
+    Ok(config)
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    match cli.command {
+        Command::Singleuser { port, ip } => {
+            runtime.block_on(hub_core::builtin_server::run(hub_core::builtin_server::BuiltinArgs { port, ip }))
+        }
+        Command::HashPassword => {
+            let mut password = String::new();
+            std::io::stdin().read_to_string(&mut password).context("reading the password")?;
+            let password = password.trim_end_matches(['\n', '\r']);
+            if password.is_empty() {
+                anyhow::bail!("no password on standard input (echo -n 'secret' | edgehub hash-password)");
+            }
+            println!("{}", hub_core::login::hash_password(password).map_err(anyhow::Error::msg)?);
+            Ok(())
+        }
+        Command::Up(args) => {
+            tracing_subscriber::fmt()
+                .with_target(false)
+                .with_max_level(tracing::Level::INFO)
+                .init();
+            let config = hub_config(args)?;
+            runtime.block_on(async {
+                let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+                let running = hub_core::up::start(config, None, async {
+                    let _ = rx.await;
+                })
+                .await?;
+                println!("\n  edgehub is up: open {}\n  Ctrl-C stops the hub and proxy; user servers keep running and are adopted at the next start.\n", running.public_url);
+                shutdown_signal().await;
+                let _ = tx.send(());
+                let running = running.hub.counts().running;
+                if running > 0 {
+                    println!("edgehub stopped; {running} user server(s) left running for the next start.");
+                }
+                Ok(())
+            })
+        }
+    }
+}

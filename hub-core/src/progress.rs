@@ -117,6 +117,13 @@ impl ProgressLog {
         }
     }
 
+    /// Ends a log whose spawn was cancelled, so followers stop waiting (no-op if it ended).
+    pub fn abandon(&self, message: &str) {
+        let mut event = ProgressEvent::message(100, message);
+        event.failed = true;
+        ProgressSink { log: self.log.clone() }.finish(event);
+    }
+
     /// Everything so far.
     pub fn snapshot(&self) -> Vec<ProgressEvent> {
         self.log.borrow().events.clone()

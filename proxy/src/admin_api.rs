@@ -138,7 +138,7 @@ fn first_token_capture(value: &str) -> Option<&str> {
 }
 
 /// Equality whose time does not depend on where the inputs differ (only on their lengths).
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

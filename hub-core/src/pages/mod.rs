@@ -33,3 +33,14 @@ pub struct ServerView {
     /// RFC 3339, if known.
     pub last_activity: Option<String>,
 }
+// TEMP stubs
+pub struct LoginOptions { pub error: Option<String>, pub next: Option<String>, pub username: Option<String>, pub ask_password: bool, pub hint: Option<String> }
+#[derive(Clone, Copy)]
+pub struct NamedServers { pub allowed: bool, pub limit: u32 }
+pub const STYLESHEET: &str = "";
+pub const SCRIPT: &str = "";
+pub fn login(_c: &PageContext, _o: &LoginOptions) -> String { todo!() }
+pub fn home(_c: &PageContext, _s: &[ServerView], _n: NamedServers) -> String { todo!() }
+pub fn spawn_pending(_c: &PageContext, _u: &str, _s: &str, _p: &str, _url: &str) -> String { todo!() }
+pub fn not_running(_c: &PageContext, _u: &str, _s: &str, _url: &str) -> String { todo!() }
+pub fn error(_c: &PageContext, _code: u16, _m: &str) -> String { todo!() }

@@ -1,0 +1,482 @@
+//! Starting, stopping, watching and re-adopting servers: the hub's half of every spawn.
+//!
+//! A start is decided synchronously (limits, current phase) and then runs as a task:
+//! spawner start (bounded by `start_timeout`), HTTP readiness (bounded by `http_timeout`), the
+//! route, and only then `Running`. Any failure after the spawner started stops the server again,
+//! so a server is never left running without a route, nor routed without running. Progress goes
+//! to the spawn's log, which the pending page and the SSE stream follow.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value, json};
+
+use crate::hub::Hub;
+use crate::metrics::SpawnStatus;
+use crate::model::{Phase, escape_segment, valid_name};
+use crate::progress::{self, ProgressEvent, ProgressSink};
+use crate::spawner::{PollStatus, SpawnRequest};
+
+/// How long a stop request waits before answering 202 (JupyterHub's `slow_stop_timeout`).
+pub const SLOW_STOP: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartRefused {
+    NoSuchUser,
+    BadServerName(String),
+    NamedServersOff,
+    NamedServerLimit(u32),
+    AlreadyRunning,
+    Stopping,
+    /// Too many spawns in flight; retry after this many seconds.
+    Throttled(u64),
+    /// Too many servers active; retry after this many seconds.
+    TooManyServers(u64),
+    Store(String),
+}
+
+impl std::fmt::Display for StartRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartRefused::NoSuchUser => f.write_str("No such user"),
+            StartRefused::BadServerName(n) => write!(f, "Invalid server name {n:?}"),
+            StartRefused::NamedServersOff => f.write_str("Named servers are not enabled on this hub"),
+            StartRefused::NamedServerLimit(n) => write!(f, "You may have at most {n} named servers"),
+            StartRefused::AlreadyRunning => f.write_str("The server is already running"),
+            StartRefused::Stopping => f.write_str("The server is stopping; start it again once it has stopped"),
+            StartRefused::Throttled(_) => f.write_str("Too many users trying to log in right now. Try again soon."),
+            StartRefused::TooManyServers(_) => f.write_str("Active user limit exceeded. Try again in a few minutes."),
+            StartRefused::Store(e) => write!(f, "The hub could not record the spawn: {e}"),
+        }
+    }
+}
+
+fn retry_after(hub: &Hub) -> u64 {
+    let [low, high] = hub.config.limits.retry_after_secs;
+    if high <= low {
+        return low;
+    }
+    let r = u64::from_le_bytes(crate::tokens::random_bytes::<8>());
+    low + r % (high - low + 1)
+}
+
+/// Requests a start. `Ok` means a spawn is now pending (new or already under way); follow it on
+/// the server's progress log.
+pub fn request_start(hub: &Arc<Hub>, user: &str, server: &str, options: Value) -> Result<(), StartRefused> {
+    if !server.is_empty() {
+        if !hub.config.allow_named_servers {
+            return Err(StartRefused::NamedServersOff);
+        }
+        if !valid_name(server) {
+            return Err(StartRefused::BadServerName(server.to_owned()));
+        }
+    }
+    let counts = hub.counts();
+    let limits = &hub.config.limits;
+    let (sink, log) = progress::channel();
+    {
+        let mut users = hub.users();
+        let u = users.get_mut(user).ok_or(StartRefused::NoSuchUser)?;
+        match u.servers.get(server).map(|s| s.phase()) {
+            Some(Phase::Pending) => return Ok(()),
+            Some(Phase::Running) => return Err(StartRefused::AlreadyRunning),
+            Some(Phase::Stopping) => return Err(StartRefused::Stopping),
+            _ => {}
+        }
+        let limit = hub.config.named_server_limit_per_user;
+        if !server.is_empty() && limit > 0 && !u.servers.contains_key(server) {
+            let named = u.servers.keys().filter(|n| !n.is_empty()).count();
+            if named >= limit as usize {
+                return Err(StartRefused::NamedServerLimit(limit));
+            }
+        }
+        if limits.concurrent_spawn_limit > 0 && counts.pending >= limits.concurrent_spawn_limit as usize {
+            hub.metrics.spawn(SpawnStatus::Throttled).record(0.0);
+            return Err(StartRefused::Throttled(retry_after(hub)));
+        }
+        if limits.active_server_limit > 0 && counts.active() >= limits.active_server_limit as usize {
+            hub.metrics.spawn(SpawnStatus::TooManyUsers).record(0.0);
+            return Err(StartRefused::TooManyServers(retry_after(hub)));
+        }
+        let s = u
+            .servers
+            .entry(server.to_owned())
+            .or_insert_with(|| crate::model::Server::new(user, server));
+        s.record.phase = Phase::Pending;
+        s.record.user_options = options;
+        s.record.url = None;
+        s.record.started_ms = None;
+        s.record.spawner_state = json!({});
+        s.progress = Some(log);
+        s.last_failure = None;
+        hub.store
+            .put_server(&s.record)
+            .map_err(|e| StartRefused::Store(e.to_string()))?;
+    }
+    sink.push(ProgressEvent::message(0, "Server requested"));
+    let task = tokio::spawn(run_spawn(hub.clone(), user.to_owned(), server.to_owned(), sink));
+    hub.spawn_tasks
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert((user.to_owned(), server.to_owned()), task.abort_handle());
+    Ok(())
+}
+
+/// JupyterHub's environment contract for a server.
+fn server_env(hub: &Hub, user: &str, server: &str, token: &str) -> std::collections::BTreeMap<String, String> {
+    let prefix = hub.prefix(user, server);
+    let api = hub.api_url();
+    let client_id = if server.is_empty() {
+        format!("jupyterhub-user-{}", escape_segment(user))
+    } else {
+        format!("jupyterhub-user-{}-{}", escape_segment(user), escape_segment(server))
+    };
+    let access_scope = format!("access:servers!server={user}/{server}");
+    [
+        ("JUPYTERHUB_API_TOKEN", token.to_owned()),
+        ("JPY_API_TOKEN", token.to_owned()),
+        ("JUPYTERHUB_CLIENT_ID", client_id),
+        ("JUPYTERHUB_API_URL", api.clone()),
+        ("JUPYTERHUB_ACTIVITY_URL", format!("{api}/users/{}/activity", escape_segment(user))),
+        ("JUPYTERHUB_BASE_URL", hub.base.clone()),
+        ("JUPYTERHUB_SERVICE_PREFIX", prefix.clone()),
+        ("JUPYTERHUB_USER", user.to_owned()),
+        ("JUPYTERHUB_SERVER_NAME", server.to_owned()),
+        ("JUPYTERHUB_OAUTH_CALLBACK_URL", format!("{prefix}oauth_callback")),
+        ("JUPYTERHUB_OAUTH_SCOPES", json!([access_scope]).to_string()),
+        ("JUPYTERHUB_OAUTH_ACCESS_SCOPES", json!([access_scope]).to_string()),
+        ("JUPYTERHUB_OAUTH_CLIENT_ALLOWED_SCOPES", "[]".to_owned()),
+        ("JUPYTERHUB_HOST", String::new()),
+        ("JUPYTERHUB_ADMIN_ACCESS", String::new()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+async fn run_spawn(hub: Arc<Hub>, user: String, server: String, progress: ProgressSink) {
+    let began = Instant::now();
+    let outcome = spawn_steps(&hub, &user, &server, &progress).await;
+    hub.spawn_tasks
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&(user.clone(), server.clone()));
+    let prefix = hub.prefix(&user, &server);
+    match outcome {
+        Ok(()) => {
+            hub.metrics
+                .spawn(SpawnStatus::Success)
+                .record(began.elapsed().as_secs_f64());
+            let mut done = ProgressEvent::message(100, format!("Server ready at {prefix}"));
+            done.ready = true;
+            done.url = Some(prefix);
+            progress.finish(done);
+            tracing::info!("{user}'s server {server:?} is ready ({:.0?})", began.elapsed());
+        }
+        Err(why) => {
+            hub.metrics
+                .spawn(SpawnStatus::Failure)
+                .record(began.elapsed().as_secs_f64());
+            tracing::warn!("{user}'s server {server:?} failed to start: {why}");
+            let state = hub
+                .server(&user, &server)
+                .map(|s| s.record.spawner_state)
+                .unwrap_or_default();
+            if let Err(e) = hub.spawner.stop(state).await {
+                tracing::warn!("cleaning up {user}'s failed server: {e}");
+            }
+            hub.revoke_server_tokens(&user, &server);
+            let _ = hub.update_server(&user, &server, |s| {
+                s.record.phase = Phase::Stopped;
+                s.record.url = None;
+                s.last_failure = Some(why.clone());
+            });
+            let mut failed = ProgressEvent::message(100, format!("Spawn failed: {why}"));
+            failed.failed = true;
+            progress.finish(failed);
+        }
+    }
+    hub.update_gauges();
+}
+
+async fn spawn_steps(hub: &Arc<Hub>, user: &str, server: &str, progress: &ProgressSink) -> Result<(), String> {
+    let cfg = &hub.config.spawner;
+    let (token, _) = hub
+        .issue_token(user, Some(server), "server", None)
+        .map_err(|e| e.to_string())?;
+    let options = hub.server(user, server).map(|s| s.record.user_options).unwrap_or_default();
+    let request = SpawnRequest {
+        user: user.to_owned(),
+        server_name: server.to_owned(),
+        prefix: hub.prefix(user, server),
+        env: server_env(hub, user, server, &token),
+        user_options: options,
+    };
+    let start_timeout = Duration::from_secs(cfg.start_timeout_secs);
+    let started = tokio::time::timeout(start_timeout, hub.spawner.start(request, progress.clone()))
+        .await
+        .map_err(|_| format!("the server did not start within {} s", cfg.start_timeout_secs))?
+        .map_err(|e| e.to_string())?;
+    hub.update_server(user, server, |s| {
+        s.record.url = Some(started.url.clone());
+        s.record.spawner_state = started.state.clone();
+    })
+    .map_err(|e| e.to_string())?;
+    progress.push(ProgressEvent::message(70, "Server started; waiting for it to answer"));
+
+    let prefix = hub.prefix(user, server);
+    wait_for_http(&format!("{}{}", started.url.trim_end_matches('/'), prefix), Duration::from_secs(cfg.http_timeout_secs))
+        .await
+        .map_err(|e| format!("{e} (http_timeout {} s)", cfg.http_timeout_secs))?;
+    progress.push(ProgressEvent::message(90, "Server is answering; adding its route"));
+
+    let added = Instant::now();
+    let result = hub.proxy.add_route(&prefix, &started.url, route_data(user, server)).await;
+    hub.metrics
+        .proxy_add(result.is_ok())
+        .record(added.elapsed().as_secs_f64());
+    result.map_err(|e| format!("the proxy did not take the route: {e}"))?;
+
+    hub.update_server(user, server, |s| {
+        s.record.phase = Phase::Running;
+        s.record.started_ms = Some(proxy::timestamp::now_ms());
+        s.record.last_activity_ms = s.record.started_ms;
+    })
+    .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// The data of a user route, as JupyterHub writes it (edge auth reads `user` as the owner).
+pub fn route_data(user: &str, server: &str) -> Map<String, Value> {
+    let mut data = Map::new();
+    data.insert("user".into(), Value::String(user.to_owned()));
+    data.insert("server_name".into(), Value::String(server.to_owned()));
+    data
+}
+
+/// Waits until `url` answers HTTP at all (any status: a login redirect or a 404 still means the
+/// server is up), retrying with a growing delay.
+pub async fn wait_for_http(url: &str, limit: Duration) -> Result<(), String> {
+    let target = crate::http_client::HttpUrl::parse(url).map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + limit;
+    let mut delay = Duration::from_millis(10);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(format!("the server at {url} did not answer"));
+        }
+        let attempt =
+            crate::http_client::call(http::Method::GET, &target, &[], None, left.min(Duration::from_secs(5))).await;
+        if attempt.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(delay.min(deadline.saturating_duration_since(Instant::now()))).await;
+        delay = (delay * 2).min(Duration::from_millis(500));
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopOutcome {
+    /// Stopped (or was not running): 204.
+    Stopped,
+    /// Still stopping: 202.
+    Stopping,
+}
+
+/// Stops a server, waiting up to [`SLOW_STOP`] for it. A pending spawn is cancelled.
+pub async fn stop(hub: &Arc<Hub>, user: &str, server: &str) -> Result<StopOutcome, StartRefused> {
+    let previous = {
+        let mut users = hub.users();
+        let u = users.get_mut(user).ok_or(StartRefused::NoSuchUser)?;
+        let Some(s) = u.servers.get_mut(server) else {
+            return Ok(StopOutcome::Stopped);
+        };
+        let previous = s.record.phase;
+        match previous {
+            Phase::Stopped => return Ok(StopOutcome::Stopped),
+            Phase::Stopping => return Ok(StopOutcome::Stopping),
+            Phase::Pending | Phase::Running => {
+                s.record.phase = Phase::Stopping;
+                hub.store
+                    .put_server(&s.record)
+                    .map_err(|e| StartRefused::Store(e.to_string()))?;
+            }
+        }
+        previous
+    };
+    if previous == Phase::Pending
+        && let Some(task) = hub
+            .spawn_tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(user.to_owned(), server.to_owned()))
+    {
+        task.abort();
+        if let Some(log) = hub.server(user, server).and_then(|s| s.progress) {
+            log.abandon("Spawn cancelled: the server was stopped while starting");
+        }
+    }
+    let task = tokio::spawn(finish_stop(hub.clone(), user.to_owned(), server.to_owned()));
+    match tokio::time::timeout(SLOW_STOP, task).await {
+        Ok(_) => Ok(StopOutcome::Stopped),
+        Err(_) => Ok(StopOutcome::Stopping),
+    }
+}
+
+/// Route out, server stopped, tokens revoked, `Stopped`. Used by stop, culling and exit handling.
+async fn finish_stop(hub: Arc<Hub>, user: String, server: String) {
+    let began = Instant::now();
+    let prefix = hub.prefix(&user, &server);
+    let deleted = hub.proxy.delete_route(&prefix).await;
+    hub.metrics
+        .proxy_delete(deleted.is_ok())
+        .record(began.elapsed().as_secs_f64());
+    if let Err(e) = deleted {
+        // Reconcile deletes it later: the server is not Running, so its route is stale.
+        tracing::warn!("deleting the route {prefix}: {e}");
+    }
+    let state = hub
+        .server(&user, &server)
+        .map(|s| s.record.spawner_state)
+        .unwrap_or_default();
+    let stopped = hub.spawner.stop(state).await;
+    hub.metrics
+        .server_stop(stopped.is_ok())
+        .record(began.elapsed().as_secs_f64());
+    if let Err(e) = &stopped {
+        tracing::warn!("stopping {user}'s server {server:?}: {e}");
+    }
+    hub.revoke_server_tokens(&user, &server);
+    let _ = hub.update_server(&user, &server, |s| {
+        s.record.phase = Phase::Stopped;
+        s.record.url = None;
+        s.record.spawner_state = json!({});
+    });
+    hub.update_gauges();
+    tracing::info!("{user}'s server {server:?} stopped ({:.0?})", began.elapsed());
+}
+
+/// A server found gone: clean up as for a stop.
+pub async fn handle_exit(hub: &Arc<Hub>, user: &str, server: &str, code: Option<i32>) {
+    let was_running = hub
+        .update_server(user, server, |s| {
+            let running = s.record.phase == Phase::Running;
+            if running {
+                s.record.phase = Phase::Stopping;
+                s.last_failure = Some(match code {
+                    Some(c) => format!("The server exited with status {c}"),
+                    None => "The server exited".to_owned(),
+                });
+            }
+            running
+        })
+        .ok()
+        .flatten()
+        .unwrap_or(false);
+    if was_running {
+        tracing::warn!("{user}'s server {server:?} exited (status {code:?})");
+        finish_stop(hub.clone(), user.to_owned(), server.to_owned()).await;
+    }
+}
+
+/// Every running server, polled: those that exited are cleaned up.
+pub async fn poll_all(hub: &Arc<Hub>) {
+    let running: Vec<(String, String, Value)> = hub
+        .users()
+        .values()
+        .flat_map(|u| u.servers.values())
+        .filter(|s| s.phase() == Phase::Running)
+        .map(|s| (s.record.user.clone(), s.record.name.clone(), s.record.spawner_state.clone()))
+        .collect();
+    for (user, server, state) in running {
+        let began = Instant::now();
+        let status = hub.spawner.poll(state).await;
+        hub.metrics.server_poll(true).record(began.elapsed().as_secs_f64());
+        if let PollStatus::Exited { code } = status {
+            handle_exit(hub, &user, &server, code).await;
+        }
+    }
+}
+
+/// At start-up: every server the store says is not stopped is checked against reality.
+/// Running ones are kept (no restart, no duplicate); gone ones are marked stopped; a spawn or a
+/// stop the last hub did not finish is finished now.
+pub async fn adopt_servers(hub: &Arc<Hub>) -> AdoptReport {
+    let began = Instant::now();
+    let candidates: Vec<(String, String, Phase, Value)> = hub
+        .users()
+        .values()
+        .flat_map(|u| u.servers.values())
+        .filter(|s| s.phase().is_active())
+        .map(|s| {
+            (
+                s.record.user.clone(),
+                s.record.name.clone(),
+                s.phase(),
+                s.record.spawner_state.clone(),
+            )
+        })
+        .collect();
+    let mut report = AdoptReport::default();
+    let checks = candidates.into_iter().map(|(user, server, phase, state)| {
+        let hub = hub.clone();
+        async move {
+            let status = hub.spawner.poll(state).await;
+            let prefix = hub.prefix(&user, &server);
+            let adopt = match (&status, phase) {
+                (PollStatus::Running { url }, Phase::Running | Phase::Pending) => {
+                    let probe = format!("{}{}", url.trim_end_matches('/'), prefix);
+                    wait_for_http(&probe, Duration::from_secs(hub.config.spawner.http_timeout_secs.min(10)))
+                        .await
+                        .is_ok()
+                        .then(|| url.clone())
+                }
+                _ => None,
+            };
+            match adopt {
+                Some(url) => {
+                    let _ = hub.update_server(&user, &server, |s| {
+                        s.record.phase = Phase::Running;
+                        s.record.url = Some(url);
+                        if s.record.started_ms.is_none() {
+                            s.record.started_ms = Some(proxy::timestamp::now_ms());
+                        }
+                    });
+                    true
+                }
+                None => {
+                    if matches!(status, PollStatus::Running { .. }) {
+                        // Half-started, or stopping when the last hub went: finish the job.
+                        let _ = hub.update_server(&user, &server, |s| s.record.phase = Phase::Stopping);
+                        finish_stop(hub.clone(), user.clone(), server.clone()).await;
+                    } else {
+                        hub.revoke_server_tokens(&user, &server);
+                        let _ = hub.update_server(&user, &server, |s| {
+                            s.record.phase = Phase::Stopped;
+                            s.record.url = None;
+                        });
+                    }
+                    false
+                }
+            }
+        }
+    });
+    for adopted in futures_util::future::join_all(checks).await {
+        if adopted {
+            report.adopted += 1;
+        } else {
+            report.cleaned += 1;
+        }
+    }
+    hub.metrics
+        .init_spawners_duration
+        .record(began.elapsed().as_secs_f64());
+    hub.update_gauges();
+    report
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct AdoptReport {
+    pub adopted: usize,
+    pub cleaned: usize,
+}

@@ -1,0 +1,281 @@
+//! Users and their servers: the rows the store keeps, the live state the hub holds, and the JSON
+//! models of JupyterHub's REST API built from them.
+//!
+//! A server moves through `Stopped → Pending → Running → Stopping → Stopped` (see
+//! `docs/hub.md#server-lifecycle`). Only the hub's lifecycle code changes the phase; every change
+//! is written to the store before anyone else can observe it.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value, json};
+
+use crate::progress::ProgressLog;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Known (a named server, or a default server that ran before) but not running.
+    Stopped,
+    /// Being started: spawner, readiness check, route.
+    Pending,
+    /// Up, routed, ready.
+    Running,
+    /// Being stopped.
+    Stopping,
+}
+
+impl Phase {
+    pub fn as_db(self) -> &'static str {
+        match self {
+            Phase::Stopped => "stopped",
+            Phase::Pending => "pending",
+            Phase::Running => "running",
+            Phase::Stopping => "stopping",
+        }
+    }
+
+    /// Unknown text reads as `Stopped`: the safe guess, corrected by the next poll.
+    pub fn from_db(s: &str) -> Phase {
+        match s {
+            "pending" => Phase::Pending,
+            "running" => Phase::Running,
+            "stopping" => Phase::Stopping,
+            _ => Phase::Stopped,
+        }
+    }
+
+    /// Not fully stopped: counts against `active_server_limit`.
+    pub fn is_active(self) -> bool {
+        self != Phase::Stopped
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserRecord {
+    pub name: String,
+    pub admin: bool,
+    pub created_ms: u64,
+    pub last_activity_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerRecord {
+    pub user: String,
+    pub name: String,
+    pub phase: Phase,
+    /// The spawner's URL (`http://127.0.0.1:41234`), the proxy route's target.
+    pub url: Option<String>,
+    pub spawner_state: Value,
+    pub started_ms: Option<u64>,
+    pub last_activity_ms: Option<u64>,
+    pub user_options: Value,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenRecord {
+    pub id: i64,
+    /// SHA-256 of the token, hex; the token itself is never stored.
+    pub hash: String,
+    pub user: String,
+    /// The server this token was issued to (`JUPYTERHUB_API_TOKEN`), if any.
+    pub server: Option<String>,
+    pub note: String,
+    pub created_ms: u64,
+    pub expires_ms: Option<u64>,
+}
+
+/// A server as the hub holds it while running.
+#[derive(Clone)]
+pub struct Server {
+    pub record: ServerRecord,
+    /// The current or last spawn's progress log.
+    pub progress: Option<ProgressLog>,
+    /// Why the last spawn failed, shown until the next start.
+    pub last_failure: Option<String>,
+}
+
+impl Server {
+    pub fn new(user: &str, name: &str) -> Server {
+        Server {
+            record: ServerRecord {
+                user: user.to_owned(),
+                name: name.to_owned(),
+                phase: Phase::Stopped,
+                url: None,
+                spawner_state: json!({}),
+                started_ms: None,
+                last_activity_ms: None,
+                user_options: json!({}),
+            },
+            progress: None,
+            last_failure: None,
+        }
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.record.phase
+    }
+}
+
+#[derive(Clone)]
+pub struct User {
+    pub record: UserRecord,
+    /// By server name; `""` is the default server.
+    pub servers: BTreeMap<String, Server>,
+}
+
+/// `/user/alice/` or `/user/alice/lab/`: where a server is reached through the proxy.
+pub fn server_prefix(base: &str, user: &str, server: &str) -> String {
+    let user = escape_segment(user);
+    if server.is_empty() {
+        format!("{base}user/{user}/")
+    } else {
+        format!("{base}user/{user}/{}/", escape_segment(server))
+    }
+}
+
+/// JupyterHub's `quote(name, safe='@~')`: names become one URL path segment.
+pub fn escape_segment(name: &str) -> String {
+    use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+    const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~')
+        .remove(b'@');
+    utf8_percent_encode(name, SEGMENT).to_string()
+}
+
+/// Valid user and server names: what the pages, routes and the database all accept without
+/// surprises. JupyterHub allows more; these cover real deployments (emails included).
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | '@' | '+'))
+        && !name.starts_with('.')
+}
+
+fn iso(ms: Option<u64>) -> Value {
+    ms.map_or(Value::Null, |ms| Value::String(proxy::timestamp::format_iso(ms)))
+}
+
+impl Server {
+    /// JupyterHub's server model.
+    pub fn to_json(&self, base: &str, include_state: bool) -> Value {
+        let r = &self.record;
+        let pending = match r.phase {
+            Phase::Pending => json!("spawn"),
+            Phase::Stopping => json!("stop"),
+            _ => Value::Null,
+        };
+        let mut model = json!({
+            "name": r.name,
+            "ready": r.phase == Phase::Running,
+            "pending": pending,
+            "stopped": r.phase == Phase::Stopped,
+            "url": server_prefix(base, &r.user, &r.name),
+            "progress_url": progress_url(base, &r.user, &r.name),
+            "started": iso(r.started_ms),
+            "last_activity": iso(r.last_activity_ms.or(r.started_ms)),
+            "user_options": r.user_options,
+        });
+        if include_state {
+            model["state"] = r.spawner_state.clone();
+        }
+        model
+    }
+}
+
+pub fn progress_url(base: &str, user: &str, server: &str) -> String {
+    let user = escape_segment(user);
+    if server.is_empty() {
+        format!("{base}hub/api/users/{user}/server/progress")
+    } else {
+        format!("{base}hub/api/users/{user}/servers/{}/progress", escape_segment(server))
+    }
+}
+
+impl User {
+    /// JupyterHub's user model. Stopped servers appear only with `include_stopped`.
+    pub fn to_json(&self, base: &str, include_stopped: bool, include_state: bool) -> Value {
+        let r = &self.record;
+        let mut servers = Map::new();
+        for (name, server) in &self.servers {
+            if include_stopped || server.phase().is_active() {
+                servers.insert(name.clone(), server.to_json(base, include_state));
+            }
+        }
+        let default_pending = match self.servers.get("").map(Server::phase) {
+            Some(Phase::Pending) => json!("spawn"),
+            Some(Phase::Stopping) => json!("stop"),
+            _ => Value::Null,
+        };
+        let running = self.servers.get("").is_some_and(|s| s.phase() == Phase::Running);
+        json!({
+            "kind": "user",
+            "name": r.name,
+            "admin": r.admin,
+            "roles": if r.admin { json!(["admin", "user"]) } else { json!(["user"]) },
+            "groups": [],
+            "server": if running { Value::String(server_prefix(base, &r.name, "")) } else { Value::Null },
+            "pending": default_pending,
+            "created": iso(Some(r.created_ms)),
+            "last_activity": iso(r.last_activity_ms),
+            "servers": servers,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_escape_names_as_jupyterhub_does() {
+        assert_eq!(server_prefix("/", "alice", ""), "/user/alice/");
+        assert_eq!(server_prefix("/jhub/", "alice", "lab 2"), "/jhub/user/alice/lab%202/");
+        assert_eq!(server_prefix("/", "a@b.org", ""), "/user/a@b.org/");
+        assert_eq!(escape_segment("秀樹"), "%E7%A7%80%E6%A8%B9");
+        assert_eq!(
+            progress_url("/", "bob", "x"),
+            "/hub/api/users/bob/servers/x/progress"
+        );
+    }
+
+    #[test]
+    fn names() {
+        for good in ["alice", "a.b@c.org", "user-1_x", "秀樹", "a+b"] {
+            assert!(valid_name(good), "{good}");
+        }
+        for bad in ["", "a/b", "a b", "..", ".hidden", "a?b", "<x>", &"x".repeat(256)] {
+            assert!(!valid_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_user_model_has_jupyterhubs_fields() {
+        let mut user = User {
+            record: UserRecord {
+                name: "alice".into(),
+                admin: false,
+                created_ms: 0,
+                last_activity_ms: None,
+            },
+            servers: BTreeMap::new(),
+        };
+        let mut s = Server::new("alice", "");
+        s.record.phase = Phase::Running;
+        s.record.started_ms = Some(1000);
+        user.servers.insert("".into(), s);
+        user.servers.insert("old".into(), Server::new("alice", "old"));
+        let m = user.to_json("/", false, false);
+        assert_eq!(m["server"], "/user/alice/");
+        assert_eq!(m["servers"][""]["ready"], true);
+        assert_eq!(m["servers"][""]["pending"], Value::Null);
+        assert_eq!(m["servers"][""]["last_activity"], "1970-01-01T00:00:01.000Z");
+        assert!(m["servers"].get("old").is_none(), "stopped servers are hidden by default");
+        assert!(user.to_json("/", true, false)["servers"].get("old").is_some());
+        assert!(m["servers"][""].get("state").is_none());
+    }
+}

@@ -1,0 +1,116 @@
+//! Keeping the proxy's table true (JupyterHub's `check_routes`): the hub is the source of truth,
+//! the proxy's table a cache it can rebuild whole. Runs at start-up, every
+//! `reconcile_interval_secs` (5 s by default, so a restarted proxy is repaired within that), and on
+//! `POST /hub/api/proxy`. The same listing feeds `last_activity` from the proxy into the hub.
+//!
+//! Only routes tagged `"jupyterhub": true` are ever deleted: an operator's own routes are left
+//! alone. Routes of pending servers are kept (the spawn is about to add or has just added them).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+
+use crate::hub::Hub;
+use crate::lifecycle::route_data;
+use crate::model::Phase;
+use crate::proxy_api::{ProxyApiError, route_key};
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ReconcileReport {
+    pub added: usize,
+    pub fixed: usize,
+    pub deleted: usize,
+}
+
+/// The routes the hub wants, by CHP key: target and data.
+fn desired_routes(hub: &Hub) -> (Vec<(String, String, String, Map<String, Value>)>, Vec<String>) {
+    let mut want = Vec::new();
+    let mut pending = Vec::new();
+    let mut hub_data = Map::new();
+    hub_data.insert("hub".into(), Value::Bool(true));
+    want.push((route_key(&hub.base), hub.base.clone(), hub.hub_url.clone(), hub_data));
+    for s in hub.users().values().flat_map(|u| u.servers.values()) {
+        let prefix = hub.prefix(&s.record.user, &s.record.name);
+        match (s.phase(), &s.record.url) {
+            (Phase::Running, Some(url)) => want.push((
+                route_key(&prefix),
+                prefix,
+                url.clone(),
+                route_data(&s.record.user, &s.record.name),
+            )),
+            (Phase::Pending, _) => pending.push(route_key(&prefix)),
+            _ => {}
+        }
+    }
+    (want, pending)
+}
+
+pub async fn check_routes(hub: &Arc<Hub>) -> Result<ReconcileReport, ProxyApiError> {
+    let _one_at_a_time = hub.reconcile_lock.lock().await;
+    let began = Instant::now();
+    let polled = Instant::now();
+    let table = hub.proxy.routes().await?;
+    hub.metrics.proxy_poll_duration.record(polled.elapsed().as_secs_f64());
+
+    for route in table.values() {
+        if let (Some(Value::String(user)), Some(at)) = (route.data.get("user"), route.last_activity_ms) {
+            let server = route.data.get("server_name").and_then(Value::as_str).unwrap_or("");
+            if let Err(e) = hub.note_activity(user, Some(server), at) {
+                tracing::warn!("recording activity of {user}: {e}");
+            }
+        }
+    }
+
+    let (want, pending) = desired_routes(hub);
+    let mut report = ReconcileReport::default();
+    for (key, routespec, target, data) in &want {
+        match table.get(key) {
+            Some(have) if have.target == *target && have.is_hubs() => continue,
+            Some(_) => report.fixed += 1,
+            None => report.added += 1,
+        }
+        tracing::info!("reconcile: route {routespec} -> {target}");
+        hub.proxy.add_route(routespec, target, data.clone()).await?;
+    }
+    for (key, route) in &table {
+        let wanted = want.iter().any(|(k, ..)| k == key) || pending.contains(key);
+        if route.is_hubs() && !wanted {
+            tracing::info!("reconcile: deleting stale route {key}");
+            hub.proxy.delete_route(key).await?;
+            report.deleted += 1;
+        }
+    }
+    hub.metrics
+        .check_routes_duration
+        .record(began.elapsed().as_secs_f64());
+    Ok(report)
+}
+
+/// Reconciles every `reconcile_interval_secs`, and polls servers every `poll_interval_secs`.
+pub async fn run(hub: Arc<Hub>) {
+    let every = Duration::from_secs(hub.config.reconcile_interval_secs);
+    let poll_every = Duration::from_secs(hub.config.spawner.poll_interval_secs.max(1));
+    let mut last_poll = Instant::now();
+    let mut failing = false;
+    loop {
+        tokio::time::sleep(every).await;
+        match check_routes(&hub).await {
+            Ok(r) if r != ReconcileReport::default() => {
+                tracing::info!("reconcile repaired the proxy's table: {r:?}");
+                failing = false;
+            }
+            Ok(_) => failing = false,
+            Err(e) if !failing => {
+                // Logged once per outage, not every few seconds.
+                tracing::warn!("reconcile: {e}");
+                failing = true;
+            }
+            Err(_) => {}
+        }
+        if last_poll.elapsed() >= poll_every {
+            last_poll = Instant::now();
+            crate::lifecycle::poll_all(&hub).await;
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! Login sessions: what a login leaves behind, checked by the hub and by the edge proxy alike.
+//!
+//! A session is two things: a JWT signed by the hub (HS256, key kept in the state database so
+//! logins survive a hub restart) in a cookie, and a record `edgehub:session:{jti}` in the session
+//! store (Redis, or the embedded proxy's in-process store under `edgehub up`). The token alone
+//! proves who; the record proves the session was not ended. Logout deletes the record (and, with
+//! Redis, publishes the key on the revocation channel), so every proxy replica refuses the token
+//! at once although it has not expired.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use crate::stub_local::LocalSessions;
+use serde::{Deserialize, Serialize};
+
+/// The session record's key; the same template goes into the proxy's `[session] key`.
+pub const KEY_TEMPLATE: &str = "edgehub:session:{jti}";
+pub const ISSUER: &str = "edgehub";
+/// Redis pub/sub channel on which ended sessions are announced (the proxy's default).
+pub const REVOCATION_CHANNEL: &str = "edgehub:revocations";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Claims {
+    pub sub: String,
+    pub jti: String,
+    pub iss: String,
+    pub iat: u64,
+    pub exp: u64,
+    #[serde(default)]
+    pub admin: bool,
+}
+
+pub fn record_key(jti: &str) -> String {
+    KEY_TEMPLATE.replace("{jti}", jti)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("the session store (Redis) cannot be reached: {0}")]
+    Unavailable(String),
+    #[error("cannot sign the session token: {0}")]
+    Sign(String),
+}
+
+/// Where session records live.
+pub enum RecordStore {
+    /// The embedded proxy's store (`edgehub up`).
+    Local(Arc<LocalSessions>),
+    Redis(redis::aio::ConnectionManager),
+}
+
+pub struct Sessions {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    lifetime: Duration,
+    records: RecordStore,
+}
+
+impl Sessions {
+    pub fn new(secret: &[u8], lifetime: Duration, records: RecordStore) -> Sessions {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_required_spec_claims(&["exp", "sub", "iss"]);
+        validation.leeway = 30;
+        Sessions {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+            lifetime,
+            records,
+        }
+    }
+
+    pub fn lifetime(&self) -> Duration {
+        self.lifetime
+    }
+
+    /// Starts a session for `user`: writes its record, returns the token for the cookie.
+    pub async fn create(&self, user: &str, admin: bool) -> Result<String, SessionError> {
+        let now = proxy::timestamp::now_ms() / 1000;
+        let claims = Claims {
+            sub: user.to_owned(),
+            jti: crate::tokens::hex(&crate::tokens::random_bytes::<16>()),
+            iss: ISSUER.to_owned(),
+            iat: now,
+            exp: now + self.lifetime.as_secs(),
+            admin,
+        };
+        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|e| SessionError::Sign(e.to_string()))?;
+        let key = record_key(&claims.jti);
+        match &self.records {
+            RecordStore::Local(store) => store.insert(&key, user),
+            RecordStore::Redis(conn) => {
+                let mut conn = conn.clone();
+                redis::cmd("SET")
+                    .arg(&key)
+                    .arg(user)
+                    .arg("EX")
+                    .arg(self.lifetime.as_secs().max(1))
+                    .query_async::<()>(&mut conn)
+                    .await
+                    .map_err(|e| SessionError::Unavailable(e.to_string()))?;
+            }
+        }
+        Ok(token)
+    }
+
+    /// The claims of a live session, `Ok(None)` for a bad, expired or ended one. An unreachable
+    /// store is an error, never a pass: callers treat it as "not logged in" (fail closed).
+    pub async fn check(&self, token: &str) -> Result<Option<Claims>, SessionError> {
+        let Ok(data) = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation) else {
+            return Ok(None);
+        };
+        let key = record_key(&data.claims.jti);
+        let live = match &self.records {
+            RecordStore::Local(store) => store.contains(&key),
+            RecordStore::Redis(conn) => {
+                let mut conn = conn.clone();
+                redis::cmd("EXISTS")
+                    .arg(&key)
+                    .query_async::<i64>(&mut conn)
+                    .await
+                    .map_err(|e| SessionError::Unavailable(e.to_string()))?
+                    > 0
+            }
+        };
+        Ok(live.then_some(data.claims))
+    }
+
+    /// Ends a session everywhere.
+    pub async fn end(&self, jti: &str) -> Result<(), SessionError> {
+        let key = record_key(jti);
+        match &self.records {
+            RecordStore::Local(store) => {
+                store.remove(&key);
+            }
+            RecordStore::Redis(conn) => {
+                let mut conn = conn.clone();
+                redis::pipe()
+                    .cmd("DEL")
+                    .arg(&key)
+                    .ignore()
+                    .cmd("PUBLISH")
+                    .arg(REVOCATION_CHANNEL)
+                    .arg(&key)
+                    .ignore()
+                    .query_async::<()>(&mut conn)
+                    .await
+                    .map_err(|e| SessionError::Unavailable(e.to_string()))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The edge-auth configuration that makes a proxy accept exactly the hub's sessions: the hub's
+/// key, its issuer, the record check, the owner check on user routes, and the login page.
+pub fn edge_auth_config(
+    secret_hex: &str,
+    cookie: &str,
+    session_store_url: &str,
+    login_url: &str,
+) -> config::AuthConfig {
+    config::AuthConfig {
+        default_policy: config::Policy::Public,
+        owned_route_policy: config::Policy::Owner,
+        login_url: Some(login_url.to_owned()),
+        admin_claim: Some("admin".to_owned()),
+        token: config::TokenSources {
+            cookie: Some(cookie.to_owned()),
+            ..Default::default()
+        },
+        issuers: vec![config::IssuerConfig {
+            issuer: Some(ISSUER.to_owned()),
+            algorithms: vec!["HS256".to_owned()],
+            secret: Some(secret_hex.to_owned()),
+            ..Default::default()
+        }],
+        session: Some(config::SessionConfig {
+            redis_url: session_store_url.to_owned(),
+            key: KEY_TEMPLATE.to_owned(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sessions() -> (Sessions, Arc<LocalSessions>) {
+        let store = Arc::new(LocalSessions::default());
+        (
+            Sessions::new(b"0123456789abcdef0123456789abcdef", Duration::from_secs(60), RecordStore::Local(store.clone())),
+            store,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_session_lives_until_it_is_ended() {
+        let (sessions, store) = sessions();
+        let token = sessions.create("alice", true).await.unwrap();
+        let claims = sessions.check(&token).await.unwrap().expect("live");
+        assert_eq!((claims.sub.as_str(), claims.admin), ("alice", true));
+        assert_eq!(store.len(), 1);
+        sessions.end(&claims.jti).await.unwrap();
+        assert!(sessions.check(&token).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn foreign_or_tampered_tokens_are_not_sessions() {
+        let (sessions, _) = sessions();
+        let token = sessions.create("alice", false).await.unwrap();
+        let (other, _) = {
+            let store = Arc::new(LocalSessions::default());
+            (
+                Sessions::new(b"another key another key another!", Duration::from_secs(60), RecordStore::Local(store.clone())),
+                store,
+            )
+        };
+        assert!(other.check(&token).await.unwrap().is_none(), "signed with another key");
+        let mut parts: Vec<&str> = token.split('.').collect();
+        let forged_payload = base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            br#"{"sub":"admin","jti":"x","iss":"edgehub","iat":0,"exp":99999999999,"admin":true}"#,
+        );
+        parts[1] = &forged_payload;
+        assert!(sessions.check(&parts.join(".")).await.unwrap().is_none(), "payload swapped");
+        assert!(sessions.check("not a jwt").await.unwrap().is_none());
+    }
+}

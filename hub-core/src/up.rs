@@ -1,0 +1,221 @@
+//! `edgehub up`: the wiring. The state database, the session store, the proxy (embedded, or an
+//! external edgeproxy / configurable-http-proxy reached over its admin API), the spawner and the
+//! hub's listener, started in that order; then servers left by the last run are re-adopted and
+//! the proxy's table reconciled before the URL is printed.
+//!
+//! Stopping the hub (Ctrl-C, SIGTERM) leaves user servers running: the next start adopts them
+//! (JupyterHub's `cleanup_servers = False`, as z2jh runs it), so a hub restart loses no one.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use config::{HubConfig, Listen, ProxyConfig};
+use tokio::net::TcpListener;
+
+use crate::hub::{Hub, HubParts};
+use crate::login::Authenticator;
+use crate::proxy_api::ProxyApi;
+use crate::session::{RecordStore, Sessions};
+use crate::spawner::Spawner;
+use crate::spawner::local::LocalSpawner;
+use crate::store::Store;
+
+/// What a running `up` exposes to its caller (tests, the binary).
+pub struct Running {
+    pub hub: Arc<Hub>,
+    /// The URL to open.
+    pub public_url: String,
+    pub hub_addr: SocketAddr,
+    /// The embedded proxy's admin API, if embedded.
+    pub proxy_api_url: Option<String>,
+}
+
+fn free_port(host: &str) -> anyhow::Result<u16> {
+    let l = std::net::TcpListener::bind((host, 0)).with_context(|| format!("no free port on {host}"))?;
+    Ok(l.local_addr()?.port())
+}
+
+fn state_dir(db: &Path) -> PathBuf {
+    db.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+/// Starts everything and returns once the hub serves and the proxy's table is reconciled. The
+/// tasks run until `stop` completes.
+pub async fn start(
+    config: HubConfig,
+    spawner: Option<Arc<dyn Spawner>>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<Running> {
+    let began = Instant::now();
+    config.validate()?;
+    let store = Store::open(&config.db)?;
+    let secret = store.secret("session-signing-key", || crate::tokens::random_bytes::<32>().to_vec())?;
+    let secret_hex = crate::tokens::hex(&secret);
+    let auth = Arc::new(Authenticator::new(&config.auth)?);
+
+    let hub_listener = TcpListener::bind(&config.hub_bind)
+        .await
+        .with_context(|| format!("cannot listen on hub_bind {}", config.hub_bind))?;
+    let hub_addr = hub_listener.local_addr()?;
+    let hub_url = config
+        .hub_connect_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{hub_addr}"));
+    let base = config.base_prefix();
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        stop.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+
+    let session_url = config.session.redis_url.clone().unwrap_or_else(|| "memory:".to_owned());
+    let (proxy_api, records, proxy_api_url, public_url) = match &config.proxy.api_url {
+        None => {
+            let bind: SocketAddr = config.bind.parse().context("bind")?;
+            let api_port = free_port("127.0.0.1")?;
+            let token = crate::tokens::generate();
+            let proxy_config = ProxyConfig {
+                public: Listen::Tcp {
+                    host: bind.ip().to_string(),
+                    port: bind.port(),
+                },
+                api: Listen::Tcp {
+                    host: "127.0.0.1".into(),
+                    port: api_port,
+                },
+                auth_token: Some(token.clone()),
+                error_target: Some(format!("{hub_url}{base}hub/error")),
+                auth: Some(crate::session::edge_auth_config(
+                    &secret_hex,
+                    &config.session.cookie,
+                    &session_url,
+                    &format!("{base}hub/login"),
+                )),
+                ..ProxyConfig::default()
+            };
+            let proxy = proxy::Proxy::new(&proxy_config).context("embedded proxy")?;
+            let records = match (&config.session.redis_url, proxy.auth.as_ref().and_then(|_a| None::<Arc<crate::stub_local::LocalSessions>>)) {
+                (None, Some(local)) => RecordStore::Local(local),
+                (None, None) => bail!("the embedded proxy has no in-process session store"),
+                (Some(url), _) => RecordStore::Redis(redis_store(url).await?),
+            };
+            let serve_stop = stopped();
+            let served_config = proxy_config.clone();
+            let mut proxy_task =
+                tokio::spawn(async move { proxy::server::run(proxy, &served_config, serve_stop).await });
+            let api_url = format!("http://127.0.0.1:{api_port}");
+            wait_listening(&format!("127.0.0.1:{api_port}"), &mut proxy_task).await?;
+            (
+                ProxyApi::new(&api_url, Some(token))?,
+                records,
+                Some(api_url),
+                format!("http://{bind}{base}"),
+            )
+        }
+        Some(url) => {
+            let token = config
+                .proxy
+                .api_token
+                .clone()
+                .or_else(|| std::env::var("CONFIGPROXY_AUTH_TOKEN").ok());
+            let Some(redis_url) = &config.session.redis_url else {
+                bail!("session.redis_url is required with an external proxy");
+            };
+            (
+                ProxyApi::new(url, token)?,
+                RecordStore::Redis(redis_store(redis_url).await?),
+                None,
+                format!("http://{}{base}", config.bind),
+            )
+        }
+    };
+
+    let spawner = match spawner {
+        Some(s) => s,
+        None => {
+            let exe = std::env::current_exe().context("cannot find the edgehub executable")?;
+            let local = LocalSpawner::new(&config.spawner, exe).with_log_dir(state_dir(&config.db).join("logs"));
+            tracing::info!("local spawner: {}", local.describe());
+            Arc::new(local)
+        }
+    };
+    let sessions = Sessions::new(&secret, Duration::from_secs(config.session.lifetime_secs), records);
+    let hub = Hub::new(HubParts {
+        config,
+        store,
+        spawner,
+        proxy: proxy_api,
+        sessions,
+        auth,
+        hub_url,
+    })?;
+
+    tokio::spawn(crate::web::serve(hub.clone(), hub_listener, stopped()));
+    let report = crate::lifecycle::adopt_servers(&hub).await;
+    if report.adopted + report.cleaned > 0 {
+        tracing::info!(
+            "servers from the last run: {} adopted, {} found stopped",
+            report.adopted,
+            report.cleaned
+        );
+    }
+    if let Err(e) = crate::reconcile::check_routes(&hub).await {
+        tracing::warn!("first reconcile with the proxy failed (retried every {} s): {e}", hub.config.reconcile_interval_secs);
+    }
+    let background = [
+        tokio::spawn(crate::reconcile::run(hub.clone())),
+        tokio::spawn(crate::cull::run(hub.clone())),
+    ];
+    let stop_background = stopped();
+    tokio::spawn(async move {
+        stop_background.await;
+        for task in background {
+            task.abort();
+        }
+    });
+    hub.metrics.hub_startup_duration.record(began.elapsed().as_secs_f64());
+    Ok(Running {
+        hub,
+        public_url,
+        hub_addr,
+        proxy_api_url,
+    })
+}
+
+async fn redis_store(url: &str) -> anyhow::Result<redis::aio::ConnectionManager> {
+    let client = redis::Client::open(url).with_context(|| format!("session.redis_url {url}"))?;
+    tokio::time::timeout(Duration::from_secs(5), redis::aio::ConnectionManager::new(client))
+        .await
+        .map_err(|_| anyhow::anyhow!("session store {url}: no answer within 5 s"))?
+        .with_context(|| format!("session store {url}"))
+}
+
+/// Waits until the embedded proxy's admin API accepts connections, or its task has failed.
+async fn wait_listening(
+    addr: &str,
+    task: &mut tokio::task::JoinHandle<Result<(), proxy::StartError>>,
+) -> anyhow::Result<()> {
+    for _ in 0..200 {
+        if task.is_finished() {
+            return match task.await {
+                Ok(Err(e)) => Err(anyhow::Error::new(e).context("the embedded proxy could not start")),
+                _ => bail!("the embedded proxy stopped at start-up"),
+            };
+        }
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    bail!("the embedded proxy did not start listening on {addr} within 5 s")
+}

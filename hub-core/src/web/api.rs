@@ -1,0 +1,490 @@
+//! The REST API under `/hub/api`, following JupyterHub's paths, status codes and JSON models
+//! for what it implements (reference: hub-and-spawner-anchors §1.1), so tools written for
+//! JupyterHub, such as jupyterhub-idle-culler, work unchanged.
+//!
+//! Permissions are JupyterHub's default roles, simplified: an admin (admin user or admin token)
+//! may do everything; a user may act on themself; a server's token acts for its user.
+
+use std::sync::Arc;
+
+use http::{HeaderValue, Method, StatusCode, header};
+use serde_json::{Value, json};
+
+use crate::hub::{Hub, JUPYTERHUB_API_VERSION};
+use crate::lifecycle::{self, StartRefused, StopOutcome};
+use crate::model::{Phase, valid_name};
+use crate::tokens::{Caller, CallerKind};
+use crate::web::caller::{self, Authenticated};
+use crate::web::{Body, Req, empty, json, json_error, progress_stream, segments};
+
+type Resp = http::Response<Body>;
+
+pub async fn handle(hub: &Arc<Hub>, req: &Req, rest: &str) -> Resp {
+    let Some(seg) = segments(rest) else {
+        return json_error(StatusCode::BAD_REQUEST, "Path is not valid UTF-8");
+    };
+    let seg: Vec<&str> = seg.iter().map(String::as_str).collect();
+    // The version is public: clients read it before authenticating.
+    if seg.is_empty() && req.method == Method::GET {
+        return json(StatusCode::OK, &json!({"version": JUPYTERHUB_API_VERSION}));
+    }
+    let Some(auth) = caller::identify(hub, req).await else {
+        return json_error(StatusCode::FORBIDDEN, "Missing or invalid credentials");
+    };
+    if !caller::xsrf_ok(req, &auth.via) {
+        return json_error(
+            StatusCode::FORBIDDEN,
+            "'_xsrf' argument missing from POST: send the _xsrf cookie's value in X-XSRFToken",
+        );
+    }
+    let who = &auth.caller;
+    match (&req.method, seg.as_slice()) {
+        (&Method::GET, ["info"]) => admin_only(who).unwrap_or_else(|| json(StatusCode::OK, &hub.info())),
+        (&Method::GET, ["user"]) => whoami(hub, who),
+        (&Method::GET, ["users"]) => admin_only(who).unwrap_or_else(|| list_users(hub, req)),
+        (&Method::POST, ["users"]) => admin_only(who).unwrap_or_else(|| create_users(hub, req)),
+        (_, ["users", name, tail @ ..]) => {
+            if !may_act_for(who, name) {
+                return json_error(StatusCode::FORBIDDEN, &format!("Action is not authorized for {name}"));
+            }
+            user_routes(hub, req, &auth, name, tail).await
+        }
+        (&Method::GET, ["proxy"]) => match admin_only(who) {
+            Some(denied) => denied,
+            None => match hub.proxy.routes().await {
+                Ok(routes) => json(StatusCode::OK, &routes_json(&routes)),
+                Err(e) => json_error(StatusCode::BAD_GATEWAY, &e.to_string()),
+            },
+        },
+        (&Method::POST, ["proxy"]) => match admin_only(who) {
+            Some(denied) => denied,
+            None => match crate::reconcile::check_routes(hub).await {
+                Ok(_) => empty(StatusCode::OK),
+                Err(e) => json_error(StatusCode::BAD_GATEWAY, &e.to_string()),
+            },
+        },
+        _ => json_error(StatusCode::NOT_FOUND, "No such API endpoint"),
+    }
+}
+
+fn admin_only(who: &Caller) -> Option<Resp> {
+    (!who.admin).then(|| json_error(StatusCode::FORBIDDEN, "Action requires admin rights"))
+}
+
+fn may_act_for(who: &Caller, user: &str) -> bool {
+    who.admin || (who.kind == CallerKind::User && who.name == user)
+}
+
+fn whoami(hub: &Hub, who: &Caller) -> Resp {
+    if who.kind == CallerKind::Service {
+        return json(
+            StatusCode::OK,
+            &json!({"kind": "service", "name": who.name, "admin": true, "roles": ["admin"], "scopes": ["admin-ui", "admin:users", "admin:servers", "list:users", "read:users:activity", "read:servers", "delete:servers"]}),
+        );
+    }
+    let users = hub.users();
+    let Some(user) = users.get(&who.name) else {
+        return json_error(StatusCode::NOT_FOUND, "No such user");
+    };
+    let mut model = user.to_json(&hub.base, false, false);
+    let scopes = if who.admin {
+        json!(["admin-ui", "admin:users", "admin:servers", "list:users", "read:users", "read:servers", "delete:servers", "servers"])
+    } else if let Some(server) = &who.server {
+        json!([format!("access:servers!server={}/{server}", who.name), format!("read:users:name!user={}", who.name), format!("users:activity!user={}", who.name)])
+    } else {
+        json!([format!("self"), format!("servers!user={}", who.name), format!("access:servers!user={}", who.name), format!("read:users!user={}", who.name), format!("tokens!user={}", who.name)])
+    };
+    model["scopes"] = scopes;
+    if let Some(server) = &who.server {
+        model["session_id"] = Value::Null;
+        model["server_name"] = json!(server);
+    }
+    json(StatusCode::OK, &model)
+}
+
+/// `GET /users`: `offset`, `limit`, `state` (`active`, `ready`, `inactive`),
+/// `include_stopped_servers`; paginated JSON when asked with JupyterHub's media type.
+fn list_users(hub: &Hub, req: &Req) -> Resp {
+    let offset: usize = req.query_param("offset").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let limit: usize = req
+        .query_param("limit")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200)
+        .clamp(1, 200);
+    let state = req.query_param("state");
+    let include_stopped = req.query_param("include_stopped_servers").is_some();
+    let state_filter = match state.as_deref() {
+        None | Some("") => None,
+        Some(s @ ("active" | "ready" | "inactive")) => Some(s.to_owned()),
+        Some(other) => {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                &format!("Unrecognized state filter: {other:?}; use active, ready or inactive"),
+            );
+        }
+    };
+    let users = hub.users();
+    let matching: Vec<_> = users
+        .values()
+        .filter(|u| {
+            let active = u.servers.values().any(|s| s.phase().is_active());
+            let ready = u.servers.values().any(|s| s.phase() == Phase::Running);
+            match state_filter.as_deref() {
+                Some("active") => active,
+                Some("ready") => ready,
+                Some("inactive") => !active,
+                _ => true,
+            }
+        })
+        .collect();
+    let total = matching.len();
+    let items: Vec<Value> = matching
+        .iter()
+        .skip(offset)
+        .take(limit)
+        .map(|u| {
+            let mut m = u.to_json(&hub.base, include_stopped, false);
+            if state_filter.as_deref() == Some("ready")
+                && let Some(servers) = m["servers"].as_object_mut()
+            {
+                servers.retain(|_, s| s["ready"] == true);
+            }
+            m
+        })
+        .collect();
+    let paginated = req
+        .header(header::ACCEPT)
+        .is_some_and(|a| a.contains("application/jupyterhub-pagination+json"));
+    if !paginated {
+        return json(StatusCode::OK, &Value::Array(items));
+    }
+    let next = (offset + items.len() < total).then(|| {
+        // An absolute URL keeping the other filters: clients (jupyterhub-idle-culler) fetch it
+        // as it is.
+        let next_offset = offset + items.len();
+        let host = req.header(header::HOST).unwrap_or("localhost");
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in req.query.as_deref().map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect::<Vec<_>>()).unwrap_or_default() {
+            if k != "offset" && k != "limit" {
+                query.append_pair(&k, &v);
+            }
+        }
+        query.append_pair("offset", &next_offset.to_string());
+        query.append_pair("limit", &limit.to_string());
+        let url = format!("http://{host}{}hub/api/users?{}", hub.base, query.finish());
+        json!({"offset": next_offset, "limit": limit, "url": url})
+    });
+    let mut response = json(
+        StatusCode::OK,
+        &json!({"items": items, "_pagination": {"offset": offset, "limit": limit, "total": total, "next": next}}),
+    );
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/jupyterhub-pagination+json"),
+    );
+    response
+}
+
+fn create_users(hub: &Hub, req: &Req) -> Resp {
+    let body = match req.json() {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let Some(names) = body["usernames"].as_array() else {
+        return json_error(StatusCode::BAD_REQUEST, "Expected {\"usernames\": [...]}");
+    };
+    let admin = body["admin"].as_bool().unwrap_or(false);
+    let mut created = Vec::new();
+    for name in names.iter().filter_map(Value::as_str) {
+        if !valid_name(name) {
+            return json_error(StatusCode::BAD_REQUEST, &format!("Invalid username: {name:?}"));
+        }
+        if hub.users().contains_key(name) {
+            continue;
+        }
+        if let Err(e) = hub.ensure_user(name, admin) {
+            return json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string());
+        }
+        created.push(name.to_owned());
+    }
+    if created.is_empty() && !names.is_empty() {
+        return json_error(StatusCode::CONFLICT, "All those users already exist");
+    }
+    let users = hub.users();
+    let models: Vec<Value> = created
+        .iter()
+        .filter_map(|n| users.get(n))
+        .map(|u| u.to_json(&hub.base, false, false))
+        .collect();
+    json(StatusCode::CREATED, &Value::Array(models))
+}
+
+async fn user_routes(hub: &Arc<Hub>, req: &Req, auth: &Authenticated, name: &str, tail: &[&str]) -> Resp {
+    let who = &auth.caller;
+    match (&req.method, tail) {
+        (&Method::GET, []) => match hub.users().get(name) {
+            Some(u) => json(StatusCode::OK, &u.to_json(&hub.base, true, who.admin)),
+            None => json_error(StatusCode::NOT_FOUND, "No such user"),
+        },
+        (&Method::POST, []) => {
+            if !who.admin {
+                return json_error(StatusCode::FORBIDDEN, "Action requires admin rights");
+            }
+            if !valid_name(name) {
+                return json_error(StatusCode::BAD_REQUEST, &format!("Invalid username: {name:?}"));
+            }
+            if hub.users().contains_key(name) {
+                return json_error(StatusCode::CONFLICT, &format!("User {name} already exists"));
+            }
+            let admin = req.json().ok().and_then(|b| b["admin"].as_bool()).unwrap_or(false);
+            if let Err(e) = hub.ensure_user(name, admin) {
+                return json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string());
+            }
+            let model = hub.users().get(name).map(|u| u.to_json(&hub.base, false, false));
+            json(StatusCode::CREATED, &model.unwrap_or(Value::Null))
+        }
+        (&Method::PATCH, []) => {
+            if !who.admin {
+                return json_error(StatusCode::FORBIDDEN, "Action requires admin rights");
+            }
+            let body = match req.json() {
+                Ok(v) => v,
+                Err(r) => return r,
+            };
+            let mut users = hub.users();
+            let Some(u) = users.get_mut(name) else {
+                return json_error(StatusCode::NOT_FOUND, "No such user");
+            };
+            if let Some(admin) = body["admin"].as_bool() {
+                u.record.admin = admin;
+            }
+            if let Err(e) = hub.store.put_user(&u.record) {
+                return json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string());
+            }
+            json(StatusCode::OK, &u.to_json(&hub.base, false, false))
+        }
+        (&Method::DELETE, []) => delete_user(hub, who, name).await,
+        (_, ["server"]) => server_action(hub, req, name, "").await,
+        (&Method::GET, ["server", "progress"]) => progress_stream::respond(hub, name, ""),
+        (_, ["servers", server]) => server_action(hub, req, name, server).await,
+        (&Method::GET, ["servers", server, "progress"]) => progress_stream::respond(hub, name, server),
+        (&Method::POST, ["activity"]) => activity(hub, req, name),
+        (&Method::GET, ["tokens"]) => {
+            let tokens: Vec<Value> = hub.tokens.of_user(name).iter().map(token_json).collect();
+            json(StatusCode::OK, &json!({"api_tokens": tokens}))
+        }
+        (&Method::POST, ["tokens"]) => {
+            if who.server.is_some() {
+                return json_error(StatusCode::FORBIDDEN, "A server's token cannot make tokens");
+            }
+            let body = req.json().unwrap_or(Value::Null);
+            let note = body["note"].as_str().unwrap_or("Requested via api");
+            let expires = body["expires_in"].as_u64().filter(|s| *s > 0);
+            match hub.issue_token(name, None, note, expires) {
+                Ok((token, record)) => {
+                    let mut model = token_json(&record);
+                    model["token"] = json!(token);
+                    json(StatusCode::CREATED, &model)
+                }
+                Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+            }
+        }
+        (&Method::GET, ["tokens", id]) => match hub.tokens.of_user(name).iter().find(|t| token_id(t) == *id) {
+            Some(t) => json(StatusCode::OK, &token_json(t)),
+            None => json_error(StatusCode::NOT_FOUND, "No such token"),
+        },
+        (&Method::DELETE, ["tokens", id]) => {
+            let Some(t) = hub.tokens.of_user(name).into_iter().find(|t| token_id(t) == *id) else {
+                return json_error(StatusCode::NOT_FOUND, "No such token");
+            };
+            hub.tokens.remove_id(t.id);
+            match hub.store.delete_token(t.id) {
+                Ok(()) => empty(StatusCode::NO_CONTENT),
+                Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+            }
+        }
+        _ => json_error(StatusCode::NOT_FOUND, "No such API endpoint"),
+    }
+}
+
+async fn delete_user(hub: &Arc<Hub>, who: &Caller, name: &str) -> Resp {
+    if !who.admin {
+        return json_error(StatusCode::FORBIDDEN, "Action requires admin rights");
+    }
+    let servers: Vec<String> = match hub.users().get(name) {
+        Some(u) => u.servers.keys().cloned().collect(),
+        None => return json_error(StatusCode::NOT_FOUND, "No such user"),
+    };
+    for server in servers {
+        if let Ok(StopOutcome::Stopping) = lifecycle::stop(hub, name, &server).await {
+            return json_error(
+                StatusCode::BAD_REQUEST,
+                &format!("{name}'s server is still stopping; try again when it has stopped"),
+            );
+        }
+    }
+    hub.users().remove(name);
+    hub.tokens.remove_user(name);
+    if let Err(e) = hub.store.delete_user(name) {
+        return json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string());
+    }
+    hub.update_gauges();
+    empty(StatusCode::NO_CONTENT)
+}
+
+fn token_id(t: &crate::model::TokenRecord) -> String {
+    format!("a{}", t.id)
+}
+
+fn token_json(t: &crate::model::TokenRecord) -> Value {
+    let iso = |ms: Option<u64>| ms.map(proxy::timestamp::format_iso);
+    json!({
+        "id": token_id(t),
+        "kind": "api_token",
+        "user": t.user,
+        "note": t.note,
+        "created": iso(Some(t.created_ms)),
+        "expires_at": iso(t.expires_ms),
+        "last_activity": Value::Null,
+        "roles": [],
+        "scopes": if t.server.is_some() { json!(["access:servers"]) } else { json!(["inherit"]) },
+    })
+}
+
+/// `POST|DELETE /users/{name}/server` and `/users/{name}/servers/{server}`.
+async fn server_action(hub: &Arc<Hub>, req: &Req, user: &str, server: &str) -> Resp {
+    if !server.is_empty() && !hub.config.allow_named_servers {
+        return json_error(StatusCode::BAD_REQUEST, "Named servers are not enabled on this hub");
+    }
+    match req.method {
+        Method::POST => {
+            let options = match req.json() {
+                Ok(Value::Null) => json!({}),
+                Ok(v) => v,
+                Err(r) => return r,
+            };
+            match lifecycle::request_start(hub, user, server, options) {
+                Ok(()) => {
+                    let mut r = empty(StatusCode::ACCEPTED);
+                    if let Ok(v) = HeaderValue::from_str(&crate::model::progress_url(&hub.base, user, server)) {
+                        r.headers_mut().insert(header::LOCATION, v);
+                    }
+                    r
+                }
+                Err(refused) => start_refused(refused),
+            }
+        }
+        Method::DELETE => {
+            let remove = req.json().ok().and_then(|b| b["remove"].as_bool()).unwrap_or(false);
+            if !server.is_empty() && hub.server(user, server).is_none() {
+                return json_error(StatusCode::NOT_FOUND, &format!("{user} has no server named {server:?}"));
+            }
+            match lifecycle::stop(hub, user, server).await {
+                Ok(StopOutcome::Stopped) => {
+                    if remove && !server.is_empty() {
+                        if let Some(u) = hub.users().get_mut(user) {
+                            u.servers.remove(server);
+                        }
+                        if let Err(e) = hub.store.delete_server(user, server) {
+                            return json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string());
+                        }
+                    }
+                    empty(StatusCode::NO_CONTENT)
+                }
+                Ok(StopOutcome::Stopping) => empty(StatusCode::ACCEPTED),
+                Err(refused) => start_refused(refused),
+            }
+        }
+        _ => json_error(StatusCode::METHOD_NOT_ALLOWED, "Use POST to start, DELETE to stop"),
+    }
+}
+
+fn start_refused(refused: StartRefused) -> Resp {
+    let message = refused.to_string();
+    match refused {
+        StartRefused::NoSuchUser => json_error(StatusCode::NOT_FOUND, &message),
+        StartRefused::Throttled(secs) | StartRefused::TooManyServers(secs) => {
+            let mut r = json_error(StatusCode::TOO_MANY_REQUESTS, &message);
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            r
+        }
+        StartRefused::Store(_) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &message),
+        _ => json_error(StatusCode::BAD_REQUEST, &message),
+    }
+}
+
+/// `POST /users/{name}/activity`: `{last_activity?, servers: {name: {last_activity}}}`.
+fn activity(hub: &Hub, req: &Req, user: &str) -> Resp {
+    let body = match req.json() {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let parse = |v: &Value| -> Result<Option<u64>, Resp> {
+        match v {
+            Value::Null => Ok(None),
+            Value::String(s) => proxy::timestamp::parse_iso(s)
+                .and_then(|ms| u64::try_from(ms).ok())
+                .map(Some)
+                .ok_or_else(|| json_error(StatusCode::BAD_REQUEST, &format!("Invalid timestamp {s:?}"))),
+            _ => Err(json_error(StatusCode::BAD_REQUEST, "last_activity must be an ISO 8601 string")),
+        }
+    };
+    let user_level = match parse(&body["last_activity"]) {
+        Ok(t) => t,
+        Err(r) => return r,
+    };
+    if let Some(servers) = body["servers"].as_object() {
+        for (server, info) in servers {
+            if hub.server(user, server).is_none() {
+                return json_error(StatusCode::BAD_REQUEST, &format!("No such server {server:?} for {user}"));
+            }
+            match parse(&info["last_activity"]) {
+                Ok(Some(at)) => {
+                    if let Err(e) = hub.note_activity(user, Some(server), at) {
+                        return json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string());
+                    }
+                }
+                Ok(None) => {}
+                Err(r) => return r,
+            }
+        }
+    }
+    if let Some(at) = user_level
+        && let Err(e) = hub.note_activity(user, None, at)
+    {
+        return json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string());
+    }
+    empty(StatusCode::OK)
+}
+
+fn routes_json(routes: &std::collections::BTreeMap<String, crate::proxy_api::ProxyRoute>) -> Value {
+    let mut out = serde_json::Map::new();
+    for (key, route) in routes {
+        let routespec = if key == "/" { key.clone() } else { format!("{key}/") };
+        let mut data = route.data.clone();
+        data.remove("jupyterhub");
+        if let Some(ms) = route.last_activity_ms {
+            data.insert("last_activity".into(), json!(proxy::timestamp::format_iso(ms)));
+        }
+        out.insert(
+            routespec.clone(),
+            json!({"routespec": routespec, "target": route.target, "data": data}),
+        );
+    }
+    Value::Object(out)
+}
+
+/// `GET /hub/metrics`: Prometheus text, for admins (as JupyterHub's `authenticate_prometheus`).
+pub async fn metrics(hub: &Arc<Hub>, req: &Req) -> Resp {
+    match caller::identify(hub, req).await {
+        Some(a) if a.caller.admin => {
+            let mut r = http::Response::new(crate::web::full(hub.metrics.render()));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            r
+        }
+        _ => json_error(StatusCode::FORBIDDEN, "Metrics need an admin token"),
+    }
+}

@@ -1,0 +1,199 @@
+//! The hub's HTTP side: one listener, requests dispatched by path to the REST API
+//! ([`api`]), the pages ([`pages`]) and the progress stream ([`progress_stream`]).
+//!
+//! Every response is built here or in those modules with the helpers below; nothing on this path
+//! panics or unwraps on input: a bad request gets a status and a short message.
+
+pub mod api;
+pub mod caller;
+pub mod cookies;
+pub mod pages;
+pub mod progress_stream;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use tokio::net::TcpListener;
+
+use crate::hub::Hub;
+
+pub type Body = BoxBody<Bytes, Infallible>;
+
+/// Largest request body the hub reads (API JSON, login forms).
+const MAX_BODY: usize = 1 << 20;
+
+/// A parsed request: what handlers need, with the body already read.
+pub struct Req {
+    pub method: Method,
+    /// The path below the hub's base prefix, without the leading `/`, percent-decoded per
+    /// segment by the handlers that need names.
+    pub path: String,
+    pub query: Option<String>,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Req {
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        let q = self.query.as_deref()?;
+        form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    }
+
+    pub fn form(&self) -> Vec<(String, String)> {
+        form_urlencoded::parse(&self.body).into_owned().collect()
+    }
+
+    pub fn json(&self) -> Result<Value, Response<Body>> {
+        if self.body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Value::Null);
+        }
+        serde_json::from_slice(&self.body).map_err(|e| json_error(StatusCode::BAD_REQUEST, &format!("Invalid JSON body: {e}")))
+    }
+
+    pub fn header(&self, name: header::HeaderName) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Whether the client wants JSON rather than a page (API clients, fetch calls).
+    pub fn wants_json(&self) -> bool {
+        self.header(header::ACCEPT)
+            .is_some_and(|a| a.contains("application/json") && !a.contains("text/html"))
+    }
+}
+
+pub fn full(body: impl Into<Bytes>) -> Body {
+    Full::new(body.into()).boxed()
+}
+
+pub fn empty(status: StatusCode) -> Response<Body> {
+    let mut r = Response::new(full(Bytes::new()));
+    *r.status_mut() = status;
+    r
+}
+
+pub fn json(status: StatusCode, value: &Value) -> Response<Body> {
+    let mut r = Response::new(full(serde_json::to_vec(value).unwrap_or_default()));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+/// JupyterHub's error body: `{"status": 404, "message": "…"}`.
+pub fn json_error(status: StatusCode, message: &str) -> Response<Body> {
+    json(status, &serde_json::json!({"status": status.as_u16(), "message": message}))
+}
+
+pub fn html(status: StatusCode, page: String) -> Response<Body> {
+    let mut r = Response::new(full(page));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    // Pages load their script and style from the hub only; nothing inline runs.
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'self'; script-src 'self'; style-src 'self'; frame-ancestors 'self'"),
+    );
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+pub fn redirect(location: &str) -> Response<Body> {
+    let mut r = empty(StatusCode::FOUND);
+    if let Ok(v) = HeaderValue::from_str(location) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
+
+/// Serves the hub on `listener` until `stop` completes.
+pub async fn serve(hub: Arc<Hub>, listener: TcpListener, stop: impl Future<Output = ()>) {
+    tokio::pin!(stop);
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            () = &mut stop => return,
+        };
+        let Ok((stream, _)) = accepted else {
+            // Out of file descriptors or a reset during accept: not fatal; try the next.
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let hub = hub.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let hub = hub.clone();
+                async move { Ok::<_, Infallible>(handle(hub, req).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+async fn handle(hub: Arc<Hub>, request: Request<Incoming>) -> Response<Body> {
+    let began = Instant::now();
+    let (parts, body) = request.into_parts();
+    let method = parts.method.clone();
+    let body = match Limited::new(body, MAX_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return json_error(StatusCode::PAYLOAD_TOO_LARGE, "Request body too large or unreadable"),
+    };
+    let full_path = parts.uri.path();
+    let Some(path) = full_path.strip_prefix(hub.base.as_str()).or_else(|| {
+        // `/jhub` without its slash still means the hub.
+        (full_path == hub.base.trim_end_matches('/')).then_some("")
+    }) else {
+        return html(StatusCode::NOT_FOUND, crate::pages::error(&pages::context(&hub, None, ""), 404, "Not under this hub's base URL"));
+    };
+    let req = Req {
+        method,
+        path: path.to_owned(),
+        query: parts.uri.query().map(str::to_owned),
+        headers: parts.headers,
+        body,
+    };
+    let (handler, response) = route(&hub, &req).await;
+    hub.metrics
+        .request(req.method.as_str(), handler, response.status().as_u16())
+        .record(began.elapsed().as_secs_f64());
+    response
+}
+
+/// Dispatch by path. Returns the handler's name for the request metric.
+async fn route(hub: &Arc<Hub>, req: &Req) -> (&'static str, Response<Body>) {
+    let path = req.path.as_str();
+    if path == "hub/health" || path == "hub/api/health" {
+        return ("health", json(StatusCode::OK, &serde_json::json!({"status": "ok"})));
+    }
+    if let Some(rest) = path.strip_prefix("hub/api") {
+        return ("api", api::handle(hub, req, rest.trim_start_matches('/')).await);
+    }
+    if path == "hub/metrics" {
+        return ("metrics", api::metrics(hub, req).await);
+    }
+    ("pages", pages::handle(hub, req).await)
+}
+
+/// Splits a path into percent-decoded segments; `None` if a segment is not UTF-8.
+pub fn segments(path: &str) -> Option<Vec<String>> {
+    path.split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| percent_encoding::percent_decode_str(s).decode_utf8().ok().map(|c| c.into_owned()))
+        .collect()
+}

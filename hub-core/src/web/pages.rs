@@ -1,0 +1,363 @@
+//! The browser side: login and logout, home, the spawn flow, the "not running" page, error pages
+//! (the proxy's error target) and the static assets. Rendering is `crate::pages`; this module
+//! decides what to show and sets cookies.
+//!
+//! The spawn flow, as a user sees it: `/user/alice/` has no route, so the proxy sends it to the
+//! hub; it is redirected to `/hub/user/alice/`, which starts the server and redirects to the
+//! pending page; that page follows the progress stream and goes back to `/user/alice/` once the
+//! route is in. A failed spawn is not retried on its own: the page says why and offers a button.
+
+use std::sync::Arc;
+
+use http::{HeaderValue, Method, StatusCode, header};
+
+use crate::hub::Hub;
+use crate::lifecycle::{self, StartRefused};
+use crate::model::{Phase, Server, progress_url};
+use crate::pages::{self as render, LoginOptions, NamedServers, PageContext, ServerPhase, ServerView};
+use crate::web::caller::{self, Authenticated, Via, XSRF_COOKIE};
+use crate::web::{Body, Req, cookies, html, redirect, segments};
+
+type Resp = http::Response<Body>;
+
+/// How many times the hub sends a browser back to a server it believes is running before it
+/// gives up and shows a page (JupyterHub's redirect-loop guard).
+const MAX_REDIRECTS: u32 = 4;
+
+pub fn context(hub: &Hub, auth: Option<&Authenticated>, xsrf: &str) -> PageContext {
+    PageContext {
+        base: hub.base.clone(),
+        user: auth.map(|a| a.caller.name.clone()),
+        admin: auth.is_some_and(|a| a.caller.admin),
+        xsrf: xsrf.to_owned(),
+    }
+}
+
+/// The request's `_xsrf` cookie, or a new one to set.
+fn xsrf(req: &Req) -> (String, Option<String>) {
+    match cookies::get(&req.headers, XSRF_COOKIE) {
+        Some(v) if !v.is_empty() && v.len() <= 128 => (v.to_owned(), None),
+        _ => {
+            let value = crate::tokens::generate();
+            (value.clone(), Some(value))
+        }
+    }
+}
+
+fn with_cookie(mut r: Resp, cookie: Option<String>) -> Resp {
+    if let Some(c) = cookie
+        && let Ok(v) = HeaderValue::from_str(&c)
+    {
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+    r
+}
+
+/// A page response that also sets the `_xsrf` cookie when the browser has none yet.
+fn page(hub: &Hub, req: &Req, status: StatusCode, render: impl FnOnce(&str) -> String) -> Resp {
+    let (value, new) = xsrf(req);
+    let cookie = new.map(|v| cookies::set(XSRF_COOKIE, &v, &format!("{}hub/", hub.base), None, hub.config.session.secure_cookies, true));
+    with_cookie(html(status, render(&value)), cookie)
+}
+
+fn error_page(hub: &Hub, req: &Req, auth: Option<&Authenticated>, code: u16, message: &str) -> Resp {
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    page(hub, req, status, |x| render::error(&context(hub, auth, x), code, message))
+}
+
+/// A `next` that stays on this hub: a path under the base, not `//host`.
+fn safe_next(hub: &Hub, next: Option<String>) -> Option<String> {
+    next.filter(|n| n.starts_with(hub.base.as_str()) && !n.starts_with("//") && !n.contains('\\'))
+}
+
+pub async fn handle(hub: &Arc<Hub>, req: &Req) -> Resp {
+    let Some(seg) = segments(&req.path) else {
+        return error_page(hub, req, None, 400, "The address is not valid");
+    };
+    let seg: Vec<&str> = seg.iter().map(String::as_str).collect();
+    match seg.as_slice() {
+        ["hub", "static", file] => static_file(file),
+        ["hub", "error", code, ..] => {
+            let code: u16 = code.parse().unwrap_or(500);
+            let auth = caller::identify(hub, req).await;
+            let message = match code {
+                404 => "This page does not exist.",
+                503 => "The server is not reachable right now.",
+                _ => "Something went wrong.",
+            };
+            error_page(hub, req, auth.as_ref(), code, message)
+        }
+        ["hub", "login"] => login(hub, req).await,
+        ["hub", "logout"] => logout(hub, req).await,
+        ["user", rest @ ..] if !rest.is_empty() => {
+            // The proxy had no route for this server: over to the hub's handler for it.
+            let path = req.path.strip_prefix("user/").unwrap_or("");
+            let query = req.query.as_deref().map(|q| format!("?{q}")).unwrap_or_default();
+            redirect(&format!("{}hub/user/{path}{query}", hub.base))
+        }
+        [] | ["hub"] => redirect(&format!("{}hub/home", hub.base)),
+        _ => logged_in_pages(hub, req, &seg).await,
+    }
+}
+
+async fn logged_in_pages(hub: &Arc<Hub>, req: &Req, seg: &[&str]) -> Resp {
+    let Some(auth) = caller::identify(hub, req).await else {
+        let here = format!("/{}{}", req.path, req.query.as_deref().map(|q| format!("?{q}")).unwrap_or_default());
+        let next = format!("{}{}", hub.base.trim_end_matches('/'), here);
+        let next: String = form_urlencoded::byte_serialize(next.as_bytes()).collect();
+        return redirect(&format!("{}hub/login?next={next}", hub.base));
+    };
+    if !caller::xsrf_ok(req, &auth.via) {
+        return error_page(hub, req, Some(&auth), 403, "This form has expired. Go back, reload the page and try again.");
+    }
+    let me = auth.caller.name.clone();
+    let may = |user: &str| auth.caller.admin || user == me;
+    match seg {
+        ["hub", "home"] => home(hub, req, &auth),
+        ["hub", "spawn"] => start_and_follow(hub, req, &auth, &me, "").await,
+        ["hub", "spawn", user] if may(user) => start_and_follow(hub, req, &auth, user, "").await,
+        ["hub", "spawn", user, server] if may(user) => start_and_follow(hub, req, &auth, user, server).await,
+        ["hub", "spawn-pending", user] if may(user) => pending(hub, req, &auth, user, ""),
+        ["hub", "spawn-pending", user, server] if may(user) => pending(hub, req, &auth, user, server),
+        ["hub", "user", user, rest @ ..] => {
+            if !may(user) {
+                return error_page(hub, req, Some(&auth), 403, &format!("This is {user}'s server, not yours."));
+            }
+            user_redirect(hub, req, &auth, user, rest).await
+        }
+        ["hub", "spawn" | "spawn-pending", ..] => {
+            error_page(hub, req, Some(&auth), 403, "You may only start your own servers.")
+        }
+        _ => error_page(hub, req, Some(&auth), 404, "This page does not exist."),
+    }
+}
+
+fn static_file(file: &str) -> Resp {
+    let (body, kind) = match file {
+        "style.css" => (render::STYLESHEET, "text/css; charset=utf-8"),
+        "edgehub.js" => (render::SCRIPT, "text/javascript; charset=utf-8"),
+        _ => return crate::web::empty(StatusCode::NOT_FOUND),
+    };
+    let mut r = http::Response::new(crate::web::full(body));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
+    r
+}
+
+fn login_page(hub: &Hub, req: &Req, status: StatusCode, error: Option<String>, username: Option<String>) -> Resp {
+    let next = safe_next(hub, req.query_param("next").or_else(|| {
+        req.form().into_iter().find(|(k, _)| k == "next").map(|(_, v)| v)
+    }));
+    page(hub, req, status, |x| {
+        render::login(
+            &context(hub, None, x),
+            &LoginOptions {
+                error,
+                next,
+                username,
+                ask_password: hub.auth.asks_password(),
+                hint: hub.auth.hint().map(str::to_owned),
+            },
+        )
+    })
+}
+
+async fn login(hub: &Arc<Hub>, req: &Req) -> Resp {
+    let began = std::time::Instant::now();
+    let next = || {
+        safe_next(hub, req.query_param("next").or_else(|| req.form().into_iter().find(|(k, _)| k == "next").map(|(_, v)| v)))
+            .unwrap_or_else(|| format!("{}hub/home", hub.base))
+    };
+    let who = if let Some(token) = req.query_param("token").filter(|_| req.method == Method::GET) {
+        // The platform case: an externally issued token, handed over once.
+        hub.auth.check_token(&token)
+    } else if req.method == Method::POST {
+        let xsrf_ok = caller::xsrf_ok(req, &Via::Cookie { jti: String::new() });
+        if !xsrf_ok {
+            return login_page(hub, req, StatusCode::FORBIDDEN, Some("The form expired; please sign in again.".into()), None);
+        }
+        let form = req.form();
+        let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default();
+        if !hub.auth.accepts_form() {
+            Err(crate::login::LoginError::TokenOnly)
+        } else {
+            hub.auth.check_password(&field("username"), &field("password")).await
+        }
+    } else {
+        if caller::identify(hub, req).await.is_some() {
+            return redirect(&next());
+        }
+        return login_page(hub, req, StatusCode::OK, None, None);
+    };
+    let who = match who {
+        Ok(who) => who,
+        Err(e) => {
+            hub.metrics.login(false).record(began.elapsed().as_secs_f64());
+            let username = req.form().into_iter().find(|(k, _)| k == "username").map(|(_, v)| v);
+            return login_page(hub, req, StatusCode::FORBIDDEN, Some(e.to_string()), username);
+        }
+    };
+    if let Err(e) = hub.ensure_user(&who.name, who.admin) {
+        return error_page(hub, req, None, 500, &format!("The hub could not record your sign-in: {e}"));
+    }
+    let token = match hub.sessions.create(&who.name, who.admin || hub.is_admin(&who.name)).await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::error!("login of {}: {e}", who.name);
+            return error_page(hub, req, None, 503, "Signing in is not possible right now: the session store cannot be reached. Try again in a minute.");
+        }
+    };
+    hub.metrics.login(true).record(began.elapsed().as_secs_f64());
+    tracing::info!("{} signed in", who.name);
+    let cookie = cookies::set(
+        &hub.config.session.cookie,
+        &token,
+        &hub.base,
+        Some(hub.sessions.lifetime().as_secs()),
+        hub.config.session.secure_cookies,
+        false,
+    );
+    with_cookie(redirect(&next()), Some(cookie))
+}
+
+async fn logout(hub: &Arc<Hub>, req: &Req) -> Resp {
+    let began = std::time::Instant::now();
+    if let Some(Authenticated { via: Via::Cookie { jti }, caller }) = caller::identify(hub, req).await {
+        if let Err(e) = hub.sessions.end(&jti).await {
+            tracing::error!("logout of {}: {e}", caller.name);
+            return error_page(hub, req, None, 503, "Signing out did not complete: the session store cannot be reached. Try again in a minute.");
+        }
+        tracing::info!("{} signed out", caller.name);
+    }
+    hub.metrics.logout_duration.record(began.elapsed().as_secs_f64());
+    with_cookie(
+        redirect(&format!("{}hub/login", hub.base)),
+        Some(cookies::clear(&hub.config.session.cookie, &hub.base)),
+    )
+}
+
+fn view(hub: &Hub, s: &Server) -> ServerView {
+    ServerView {
+        name: s.record.name.clone(),
+        phase: match s.phase() {
+            Phase::Stopped => ServerPhase::Stopped,
+            Phase::Pending => ServerPhase::Pending,
+            Phase::Running => ServerPhase::Running,
+            Phase::Stopping => ServerPhase::Stopping,
+        },
+        url: hub.prefix(&s.record.user, &s.record.name),
+        progress_url: progress_url(&hub.base, &s.record.user, &s.record.name),
+        last_activity: s.record.last_activity_ms.map(proxy::timestamp::format_iso),
+    }
+}
+
+fn home(hub: &Hub, req: &Req, auth: &Authenticated) -> Resp {
+    let me = &auth.caller.name;
+    let mut servers: Vec<ServerView> = hub
+        .users()
+        .get(me)
+        .map(|u| u.servers.values().map(|s| view(hub, s)).collect())
+        .unwrap_or_default();
+    if !servers.iter().any(|s| s.name.is_empty()) {
+        servers.insert(0, view(hub, &Server::new(me, "")));
+    }
+    let named = NamedServers {
+        allowed: hub.config.allow_named_servers,
+        limit: hub.config.named_server_limit_per_user,
+    };
+    page(hub, req, StatusCode::OK, |x| render::home(&context(hub, Some(auth), x), &servers, named))
+}
+
+fn pending_url(hub: &Hub, user: &str, server: &str) -> String {
+    let user = crate::model::escape_segment(user);
+    if server.is_empty() {
+        format!("{}hub/spawn-pending/{user}", hub.base)
+    } else {
+        format!("{}hub/spawn-pending/{user}/{}", hub.base, crate::model::escape_segment(server))
+    }
+}
+
+fn spawn_url(hub: &Hub, user: &str, server: &str) -> String {
+    pending_url(hub, user, server).replacen("spawn-pending", "spawn", 1)
+}
+
+async fn start_and_follow(hub: &Arc<Hub>, req: &Req, auth: &Authenticated, user: &str, server: &str) -> Resp {
+    match lifecycle::request_start(hub, user, server, serde_json::json!({})) {
+        Ok(()) => redirect(&pending_url(hub, user, server)),
+        Err(StartRefused::AlreadyRunning) => redirect(&hub.prefix(user, server)),
+        Err(refused @ (StartRefused::Throttled(_) | StartRefused::TooManyServers(_))) => {
+            let secs = match refused {
+                StartRefused::Throttled(s) | StartRefused::TooManyServers(s) => s,
+                _ => 0,
+            };
+            let mut r = error_page(hub, req, Some(auth), 429, &format!("{refused} (retry in {secs} s)"));
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            r
+        }
+        Err(StartRefused::NoSuchUser) => error_page(hub, req, Some(auth), 404, "No such user."),
+        Err(other) => error_page(hub, req, Some(auth), 400, &other.to_string()),
+    }
+}
+
+fn pending(hub: &Hub, req: &Req, auth: &Authenticated, user: &str, server: &str) -> Resp {
+    let prefix = hub.prefix(user, server);
+    match hub.server(user, server) {
+        Some(s) if s.phase() == Phase::Running => redirect(&prefix),
+        Some(s) if s.phase() == Phase::Pending || s.last_failure.is_some() => page(hub, req, StatusCode::OK, |x| {
+            render::spawn_pending(
+                &context(hub, Some(auth), x),
+                user,
+                server,
+                &progress_url(&hub.base, user, server),
+                &prefix,
+            )
+        }),
+        _ => page(hub, req, StatusCode::from_u16(424).unwrap_or(StatusCode::OK), |x| {
+            render::not_running(&context(hub, Some(auth), x), user, server, &spawn_url(hub, user, server))
+        }),
+    }
+}
+
+/// `/hub/user/{user}[/{server}]/…`: the proxy had no route. Start the server (once), or send the
+/// browser back if it is running now, or explain.
+async fn user_redirect(hub: &Arc<Hub>, req: &Req, auth: &Authenticated, user: &str, rest: &[&str]) -> Resp {
+    // `/user/alice/lab/tree`: `lab` is a named server only if alice has one by that name.
+    let server = rest
+        .first()
+        .filter(|first| hub.server(user, first).is_some())
+        .map_or("", |s| *s);
+    let phase = hub.server(user, server).map(|s| (s.phase(), s.last_failure.is_some()));
+    let api_request = rest.iter().skip(usize::from(!server.is_empty())).next() == Some(&"api") || req.wants_json();
+    match phase {
+        Some((Phase::Running, _)) => {
+            let redirects: u32 = req.query_param("redirects").and_then(|v| v.parse().ok()).unwrap_or(0);
+            if redirects >= MAX_REDIRECTS {
+                return error_page(hub, req, Some(auth), 503, "Your server is running but cannot be reached through the proxy. Try again in a moment.");
+            }
+            let path = req.path.strip_prefix("hub/").unwrap_or(&req.path);
+            let mut query: Vec<(String, String)> = req
+                .query
+                .as_deref()
+                .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().filter(|(k, _)| k != "redirects").collect())
+                .unwrap_or_default();
+            query.push(("redirects".into(), (redirects + 1).to_string()));
+            let query = form_urlencoded::Serializer::new(String::new()).extend_pairs(query).finish();
+            // Give the proxy a moment to take a route just added.
+            tokio::time::sleep(std::time::Duration::from_millis(100 * u64::from(redirects))).await;
+            redirect(&format!("{}{path}?{query}", hub.base))
+        }
+        Some((Phase::Pending, _)) => redirect(&pending_url(hub, user, server)),
+        _ if api_request => crate::web::json_error(
+            StatusCode::from_u16(424).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+            &format!("{user}'s server is not running"),
+        ),
+        Some((_, true)) => page(hub, req, StatusCode::from_u16(424).unwrap_or(StatusCode::OK), |x| {
+            render::not_running(&context(hub, Some(auth), x), user, server, &spawn_url(hub, user, server))
+        }),
+        _ if user == auth.caller.name => start_and_follow(hub, req, auth, user, server).await,
+        _ => page(hub, req, StatusCode::from_u16(424).unwrap_or(StatusCode::OK), |x| {
+            render::not_running(&context(hub, Some(auth), x), user, server, &spawn_url(hub, user, server))
+        }),
+    }
+}

@@ -1,0 +1,268 @@
+//! `edgehub up` end to end over real sockets: login, spawn through the proxy, the progress
+//! stream, the edge owner check, stop, logout revoking the session at the edge, limits, and a hub
+//! restart that re-adopts a running server.
+
+mod support;
+
+use std::time::Duration;
+
+use http::{Method, StatusCode, header};
+use serde_json::json;
+use support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_logs_in_spawns_and_reaches_only_their_own_server() {
+    let dir = temp_dir("flow");
+    let hub = TestHub::start(test_config(&dir, free_port())).await;
+
+    // Not logged in: the server's address sends the browser to the login page.
+    let mut anon = hub.client();
+    let r = anon.get("/user/alice/").await;
+    assert_eq!(r.status, StatusCode::FOUND);
+    assert!(r.location().contains("/hub/login?next="), "{}", r.location());
+
+    let mut alice = hub.login("alice").await;
+    // No route yet: /user/alice/ lands on the hub, which starts the server and shows progress.
+    let r = alice.get("/user/alice/").await;
+    assert_eq!(r.status, StatusCode::FOUND);
+    assert_eq!(r.location(), "/hub/user/alice/");
+    let r = alice.get("/hub/user/alice/").await;
+    assert_eq!(r.status, StatusCode::FOUND);
+    assert_eq!(r.location(), "/hub/spawn-pending/alice");
+
+    let events = follow_progress(&mut alice, "/hub/api/users/alice/server/progress").await;
+    let last = events.last().expect("events");
+    assert_eq!(last["ready"], true, "{events:?}");
+    assert_eq!(last["url"], "/user/alice/");
+    assert_eq!(events[0]["message"], "Server requested");
+    let percents: Vec<u64> = events.iter().map(|e| e["progress"].as_u64().unwrap()).collect();
+    assert!(percents.windows(2).all(|w| w[0] <= w[1]), "progress only grows: {percents:?}");
+
+    // The route is in: the page comes from alice's server, through the proxy.
+    let r = alice.get("/user/alice/").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert!(r.text().contains("alice"), "{}", r.text());
+
+    // Bob is logged in too, but the edge refuses him alice's server.
+    let mut bob = hub.login("bob").await;
+    let r = bob.get("/user/alice/").await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    // And the hub refuses him alice's server controls.
+    let r = bob.api(Method::POST, "/users/alice/server", None).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+
+    // The API shows the server ready, JupyterHub's model.
+    let mut admin = hub.admin();
+    let model = admin.api(Method::GET, "/users/alice", None).await.json();
+    assert_eq!(model["servers"][""]["ready"], true);
+    assert_eq!(model["servers"][""]["url"], "/user/alice/");
+    assert_eq!(model["server"], "/user/alice/");
+
+    // A second start while running is refused as JupyterHub does.
+    let r = alice.api(Method::POST, "/users/alice/server", None).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+
+    // Stop: 204, the route goes, and the address leads back to the hub.
+    let r = alice.api(Method::DELETE, "/users/alice/server", None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
+    let r = alice.get("/user/alice/").await;
+    assert_eq!(r.status, StatusCode::FOUND);
+    assert_eq!(r.location(), "/hub/user/alice/");
+
+    // Logout ends the session at the hub and at the edge, although the cookie has not expired.
+    let stolen = alice.cookies.clone();
+    let r = alice.get("/hub/logout").await;
+    assert_eq!(r.status, StatusCode::FOUND);
+    let mut replay = hub.client();
+    replay.cookies = stolen;
+    let r = replay.api(Method::GET, "/user", None).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "the hub refuses an ended session");
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_follows_jupyterhub() {
+    let dir = temp_dir("api");
+    let hub = TestHub::start(test_config(&dir, free_port())).await;
+    let mut admin = hub.admin();
+    assert!(admin.api(Method::GET, "", None).await.json()["version"].is_string());
+    assert_eq!(admin.api(Method::GET, "/user", None).await.json()["kind"], "service");
+
+    let r = admin.api(Method::POST, "/users", Some(json!({"usernames": ["u1", "u2", "u3"]}))).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let r = admin.api(Method::POST, "/users/u1", None).await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    let r = admin.api(Method::POST, "/users/bad%2Fname", None).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+
+    // Start u1 over the API with a token: 202, then ready.
+    let r = admin.api(Method::POST, "/users/u1/server", Some(json!({}))).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+    let events = follow_progress(&mut admin, "/hub/api/users/u1/server/progress").await;
+    assert_eq!(events.last().unwrap()["ready"], true, "{events:?}");
+
+    // Pagination as jupyterhub-idle-culler asks for it, and the state filter.
+    let r = admin
+        .send(
+            Method::GET,
+            "/hub/api/users?state=ready&limit=1",
+            None,
+            &[(header::ACCEPT, "application/jupyterhub-pagination+json".into())],
+        )
+        .await;
+    let page = r.json();
+    assert_eq!(page["_pagination"]["total"], 1, "{page}");
+    assert_eq!(page["items"][0]["name"], "u1");
+    let all = admin.api(Method::GET, "/users?limit=2", None).await.json();
+    assert_eq!(all.as_array().unwrap().len(), 2);
+    let r = admin.api(Method::GET, "/users?state=bogus", None).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+
+    // Activity reports move last_activity forward, never back, and bad ones are refused.
+    let now = proxy::timestamp::format_iso(proxy::timestamp::now_ms());
+    let r = admin
+        .api(Method::POST, "/users/u1/activity", Some(json!({"servers": {"": {"last_activity": now}}})))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let model = admin.api(Method::GET, "/users/u1", None).await.json();
+    assert_eq!(model["servers"][""]["last_activity"], now);
+    let r = admin
+        .api(Method::POST, "/users/u1/activity", Some(json!({"servers": {"nope": {"last_activity": now}}})))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = admin.api(Method::POST, "/users/u1/activity", Some(json!({"last_activity": "yesterday"}))).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+
+    // Tokens: a user token works for its user and not for others.
+    let r = admin.api(Method::POST, "/users/u2/tokens", Some(json!({"note": "ci"}))).await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let token = r.json()["token"].as_str().unwrap().to_owned();
+    let mut u2 = hub.client();
+    u2.token = Some(token);
+    assert_eq!(u2.api(Method::GET, "/user", None).await.json()["name"], "u2");
+    assert_eq!(u2.api(Method::GET, "/users/u1", None).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(u2.api(Method::GET, "/users", None).await.status, StatusCode::FORBIDDEN);
+    let mut nobody = hub.client();
+    nobody.token = Some("wrong".into());
+    assert_eq!(nobody.api(Method::GET, "/user", None).await.status, StatusCode::FORBIDDEN);
+
+    // The routing table as the hub sees it, and a forced reconcile.
+    let routes = admin.api(Method::GET, "/proxy", None).await.json();
+    assert_eq!(routes["/user/u1/"]["data"]["user"], "u1", "{routes}");
+    assert_eq!(admin.api(Method::POST, "/proxy", None).await.status, StatusCode::OK);
+
+    // Health needs nothing; metrics need an admin and use JupyterHub's names.
+    assert_eq!(hub.client().get("/hub/health").await.status, StatusCode::OK);
+    assert_eq!(hub.client().get("/hub/metrics").await.status, StatusCode::FORBIDDEN);
+    let metrics = admin.get("/hub/metrics").await.text();
+    for name in ["jupyterhub_running_servers 1", "jupyterhub_total_users", "jupyterhub_server_spawn_duration_seconds", "jupyterhub_request_duration_seconds"] {
+        assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
+    }
+
+    // Named servers: start, stop, remove.
+    let r = admin.api(Method::POST, "/users/u3/servers/lab", None).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let events = follow_progress(&mut admin, "/hub/api/users/u3/servers/lab/progress").await;
+    assert_eq!(events.last().unwrap()["url"], "/user/u3/lab/");
+    let r = admin
+        .api(Method::DELETE, "/users/u3/servers/lab", Some(json!({"remove": true})))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let model = admin.api(Method::GET, "/users/u3", None).await.json();
+    assert!(model["servers"].get("lab").is_none(), "{model}");
+
+    // Deleting a user stops their server first.
+    let r = admin.api(Method::DELETE, "/users/u1", None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(admin.api(Method::GET, "/users/u1", None).await.status, StatusCode::NOT_FOUND);
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawn_limits_answer_429_with_retry_after() {
+    let dir = temp_dir("limits");
+    let mut config = test_config(&dir, free_port());
+    // A server that takes 3 s to come up keeps the first spawn pending.
+    config.spawner.command = Some(vec![
+        "sh".into(),
+        "-c".into(),
+        format!("sleep 3; exec {} singleuser --port {{port}}", env!("CARGO_BIN_EXE_edgehub")),
+    ]);
+    config.limits.concurrent_spawn_limit = 1;
+    let hub = TestHub::start(config).await;
+    let mut admin = hub.admin();
+    admin.api(Method::POST, "/users", Some(json!({"usernames": ["a", "b"]}))).await;
+    assert_eq!(admin.api(Method::POST, "/users/a/server", None).await.status, StatusCode::ACCEPTED);
+    // A second POST while pending is still 202.
+    assert_eq!(admin.api(Method::POST, "/users/a/server", None).await.status, StatusCode::ACCEPTED);
+    let r = admin.api(Method::POST, "/users/b/server", None).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text());
+    let retry: u64 = r.headers[header::RETRY_AFTER].to_str().unwrap().parse().unwrap();
+    assert!((30..=60).contains(&retry), "Retry-After {retry}");
+    let events = follow_progress(&mut admin, "/hub/api/users/a/server/progress").await;
+    assert_eq!(events.last().unwrap()["ready"], true);
+    assert_eq!(admin.api(Method::POST, "/users/b/server", None).await.status, StatusCode::ACCEPTED);
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_server_reports_why_and_is_not_left_behind() {
+    let dir = temp_dir("fail");
+    let mut config = test_config(&dir, free_port());
+    config.spawner.command = Some(vec!["sh".into(), "-c".into(), "echo 'no notebook here' >&2; exit 3".into()]);
+    let hub = TestHub::start(config).await;
+    let mut carol = hub.login("carol").await;
+    assert_eq!(carol.api(Method::POST, "/users/carol/server", None).await.status, StatusCode::ACCEPTED);
+    let events = follow_progress(&mut carol, "/hub/api/users/carol/server/progress").await;
+    let last = events.last().unwrap();
+    assert_eq!(last["failed"], true, "{events:?}");
+    assert!(last["message"].as_str().unwrap().contains("status 3"), "{last}");
+    // The hub does not loop on implicit re-spawns: the browser gets the "not running" page.
+    let r = carol.get("/hub/user/carol/").await;
+    assert_eq!(r.status.as_u16(), 424);
+    let model = hub.admin().api(Method::GET, "/users/carol", None).await.json();
+    assert!(model["servers"].as_object().unwrap().is_empty(), "{model}");
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_hub_adopts_running_servers_and_repairs_routes() {
+    let dir = temp_dir("restart");
+    let port = free_port();
+    let hub = TestHub::start(test_config(&dir, port)).await;
+    let mut alice = hub.login("alice").await;
+    alice.api(Method::POST, "/users/alice/server", None).await;
+    follow_progress(&mut alice, "/hub/api/users/alice/server/progress").await;
+    let model = hub.admin().api(Method::GET, "/users/alice", None).await.json();
+    let started = model["servers"][""]["started"].clone();
+    let state = hub.running.hub.server("alice", "").unwrap().record.spawner_state;
+    let pid = state["pid"].as_i64().expect("the local spawner records a pid");
+    hub.stop().await;
+    assert!(pid_alive(pid), "stopping the hub leaves user servers running");
+
+    // A new hub on the same database: the server is adopted, not restarted, and reachable
+    // again through the (new) proxy with the same login.
+    let hub = TestHub::start(test_config(&dir, port)).await;
+    let server = hub.running.hub.server("alice", "").unwrap();
+    assert_eq!(server.record.spawner_state["pid"].as_i64(), Some(pid), "same process, no duplicate");
+    let r = alice.get("/user/alice/").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let model = hub.admin().api(Method::GET, "/users/alice", None).await.json();
+    assert_eq!(model["servers"][""]["started"], started);
+
+    // Someone deletes the route behind the hub's back: reconcile puts it back within 5 s.
+    hub.running.hub.proxy.delete_route("/user/alice/").await.unwrap();
+    eventually(Duration::from_secs(5), "the route is restored", || {
+        let proxy = hub.running.hub.proxy.clone();
+        async move { proxy.routes().await.map(|r| r.contains_key("/user/alice")).unwrap_or(false) }
+    })
+    .await;
+
+    // The server dies on its own: the hub notices, marks it stopped and drops the route.
+    unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
+    let hub_ref = hub.running.hub.clone();
+    hub_core::lifecycle::poll_all(&hub_ref).await;
+    let model = hub.admin().api(Method::GET, "/users/alice", None).await.json();
+    assert!(model["servers"].as_object().unwrap().is_empty(), "{model}");
+    hub.stop().await;
+}

@@ -1,0 +1,231 @@
+//! Test harness: a whole `edgehub up` in process (embedded proxy, hub, local spawner running the
+//! real `edgehub singleuser` binary) on free ports, and a cookie-keeping HTTP client that talks
+//! to it as a browser would (no redirects followed, so tests see each step).
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use config::HubConfig;
+use http::{Method, StatusCode, header};
+use hub_core::http_client::{self, HttpUrl};
+use hub_core::up::Running;
+
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("edgehub-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The configuration tests start from: the built-in server as every user's server.
+pub fn test_config(dir: &Path, port: u16) -> HubConfig {
+    let mut config = HubConfig {
+        bind: format!("127.0.0.1:{port}"),
+        db: dir.join("hub.sqlite"),
+        api_tokens: vec![ADMIN_TOKEN.to_owned()],
+        reconcile_interval_secs: 1,
+        ..HubConfig::default()
+    };
+    config.spawner.command = Some(vec![
+        env!("CARGO_BIN_EXE_edgehub").to_owned(),
+        "singleuser".to_owned(),
+        "--port".to_owned(),
+        "{port}".to_owned(),
+    ]);
+    config.cull.timeout_secs = 0;
+    config
+}
+
+pub struct TestHub {
+    pub running: Running,
+    pub port: u16,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl TestHub {
+    pub async fn start(config: HubConfig) -> TestHub {
+        let port: u16 = config.bind.rsplit(':').next().unwrap().parse().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let running = hub_core::up::start(config, None, async {
+            let _ = rx.await;
+        })
+        .await
+        .expect("edgehub up starts");
+        TestHub {
+            running,
+            port,
+            stop: Some(tx),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn client(&self) -> Client {
+        Client {
+            base: format!("http://127.0.0.1:{}", self.port),
+            cookies: BTreeMap::new(),
+            token: None,
+        }
+    }
+
+    pub fn admin(&self) -> Client {
+        let mut c = self.client();
+        c.token = Some(ADMIN_TOKEN.to_owned());
+        c
+    }
+
+    /// Logs `user` in through the login form, as a browser would.
+    pub async fn login(&self, user: &str) -> Client {
+        let mut c = self.client();
+        let page = c.get("/hub/login").await;
+        assert_eq!(page.status, StatusCode::OK, "login page");
+        let xsrf = c.cookies.get("_xsrf").cloned().expect("the login page sets _xsrf");
+        let r = c
+            .post_form("/hub/login", &[("username", user), ("password", ""), ("_xsrf", &xsrf)])
+            .await;
+        assert_eq!(r.status, StatusCode::FOUND, "login of {user}: {}", r.text());
+        assert!(c.cookies.contains_key("edgehub-token"), "login sets the session cookie");
+        c
+    }
+
+    /// Stops the hub and its embedded proxy (user servers keep running), and waits until the
+    /// public port is free again.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        for _ in 0..200 {
+            if std::net::TcpListener::bind(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the public port {} was not released", self.port);
+    }
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+    pub fn location(&self) -> String {
+        self.headers
+            .get(header::LOCATION)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    }
+}
+
+pub struct Client {
+    pub base: String,
+    pub cookies: BTreeMap<String, String>,
+    pub token: Option<String>,
+}
+
+impl Client {
+    pub async fn send(&mut self, method: Method, path: &str, body: Option<Vec<u8>>, extra: &[(header::HeaderName, String)]) -> Reply {
+        let url = HttpUrl::parse(&format!("{}{path}", self.base)).unwrap();
+        let mut headers: Vec<(header::HeaderName, String)> = extra.to_vec();
+        if !self.cookies.is_empty() {
+            let line = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
+            headers.push((header::COOKIE, line));
+        }
+        if let Some(t) = &self.token {
+            headers.push((header::AUTHORIZATION, format!("token {t}")));
+        }
+        if let Some(x) = self.cookies.get("_xsrf") {
+            headers.push((header::HeaderName::from_static("x-xsrftoken"), x.clone()));
+        }
+        let r = http_client::call(method, &url, &headers, body, Duration::from_secs(30))
+            .await
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        for c in r.headers.get_all(header::SET_COOKIE) {
+            let c = c.to_str().unwrap();
+            let (pair, attrs) = c.split_once(';').unwrap_or((c, ""));
+            let (k, v) = pair.split_once('=').unwrap();
+            if attrs.contains("Max-Age=0") {
+                self.cookies.remove(k);
+            } else {
+                self.cookies.insert(k.to_owned(), v.to_owned());
+            }
+        }
+        Reply {
+            status: r.status,
+            headers: r.headers,
+            body: r.body,
+        }
+    }
+
+    pub async fn get(&mut self, path: &str) -> Reply {
+        self.send(Method::GET, path, None, &[]).await
+    }
+
+    pub async fn post_form(&mut self, path: &str, form: &[(&str, &str)]) -> Reply {
+        let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
+        self.send(
+            Method::POST,
+            path,
+            Some(body.into_bytes()),
+            &[(header::CONTENT_TYPE, "application/x-www-form-urlencoded".to_owned())],
+        )
+        .await
+    }
+
+    pub async fn api(&mut self, method: Method, path: &str, body: Option<serde_json::Value>) -> Reply {
+        self.send(method, &format!("/hub/api{path}"), body.map(|b| b.to_string().into_bytes()), &[])
+            .await
+    }
+}
+
+/// Reads a progress stream to its end and returns its events.
+pub async fn follow_progress(client: &mut Client, path: &str) -> Vec<serde_json::Value> {
+    let r = client.get(path).await;
+    assert_eq!(r.status, StatusCode::OK, "progress stream {path}: {}", r.text());
+    assert_eq!(r.headers[header::CONTENT_TYPE], "text/event-stream");
+    r.text()
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect()
+}
+
+/// Polls `check` every 100 ms until it holds, or panics after `limit` with `what`.
+pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("not within {limit:?}: {what}");
+}
+
+pub fn pid_alive(pid: i64) -> bool {
+    unsafe { libc::kill(pid as i32, 0) == 0 }
+}
