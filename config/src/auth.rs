@@ -62,7 +62,7 @@ pub struct AuthConfig {
     pub identity: IdentityHeaders,
     /// Accepted token issuers; at least one.
     pub issuers: Vec<IssuerConfig>,
-    /// Session check in Redis. Default: none (a valid token is enough).
+    /// Session check, in Redis or in process. Default: none (a valid token is enough).
     pub session: Option<SessionConfig>,
 }
 
@@ -187,11 +187,16 @@ impl IssuerConfig {
     }
 }
 
-/// The session check: a Redis key built from claims must exist (and optionally hold a value).
+/// The session check: a key built from claims must exist (and optionally hold a value) in the
+/// session store, Redis or the embedding program's memory.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SessionConfig {
-    /// Default: `redis://127.0.0.1:6379/0`.
+    /// Where the session records are: `redis://host:port/db`, `unix:///path`, or `memory:`
+    /// ([`SessionConfig::IN_PROCESS`]) for a store held in the proxy's own process, which only a
+    /// program embedding the proxy (`edgehub up`) can fill. With `memory:`, the cache, grace,
+    /// revocation and lookup settings below do not apply: every check is an in-process lookup,
+    /// and a removed session is refused on the next request. Default: `redis://127.0.0.1:6379/0`.
     pub redis_url: String,
     /// Key template over claims, e.g. `auth_token_key:{sub}` (default) or `session:{jti}`.
     pub key: String,
@@ -228,6 +233,16 @@ impl Default for SessionConfig {
             keyspace_events: true,
             lookup_timeout_ms: 500,
         }
+    }
+}
+
+impl SessionConfig {
+    /// The `redis_url` that selects the in-process session store.
+    pub const IN_PROCESS: &'static str = "memory:";
+
+    /// Whether the sessions are held in process rather than in Redis.
+    pub fn in_process(&self) -> bool {
+        self.redis_url == Self::IN_PROCESS
     }
 }
 
@@ -340,11 +355,12 @@ impl AuthConfig {
             if let Some(value) = &session.value {
                 check_template("auth.session.value", value)?;
             }
-            if !session.redis_url.starts_with("redis://") && !session.redis_url.starts_with("unix://") {
+            let url = &session.redis_url;
+            if !(url.starts_with("redis://") || url.starts_with("unix://") || session.in_process()) {
                 return Err(invalid(
                     "auth.session.redis_url",
-                    session.redis_url.clone(),
-                    "redis://host:port/db or unix:///path",
+                    url.clone(),
+                    "redis://host:port/db, unix:///path, or memory: (in process, for a program embedding the proxy)",
                 ));
             }
         }
@@ -408,6 +424,24 @@ mod tests {
             (5000, 1000, 60)
         );
         assert!(s.keyspace_events);
+    }
+
+    #[test]
+    fn session_store_urls() {
+        let session = |url: &str| format!("{MINIMAL}\n[session]\nredis_url = \"{url}\"");
+        for url in ["redis://127.0.0.1:6379/0", "unix:///run/redis.sock", "memory:"] {
+            let s = AuthConfig::from_toml(&session(url)).unwrap().session.unwrap();
+            assert_eq!(s.in_process(), url == "memory:", "{url}");
+        }
+        assert!(!SessionConfig::default().in_process());
+        for bad in ["http://cache:6379", "memory", "memory:x", "MEMORY:", ""] {
+            let err = AuthConfig::from_toml(&session(bad)).unwrap_err().to_string();
+            assert!(err.contains("auth.session.redis_url"), "{bad}: {err}");
+            assert!(
+                err.contains("redis://host:port/db, unix:///path, or memory:"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

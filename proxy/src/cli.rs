@@ -326,6 +326,19 @@ impl Cli {
             ..defaults
         };
         config.validate().map_err(err)?;
+        if let Some(session) = config.auth.as_ref().and_then(|a| a.session.as_ref())
+            && session.in_process()
+        {
+            // Only a program embedding the proxy can write that store; run alone, every request
+            // to a checked route would be refused.
+            return Err(format!(
+                "--auth-config: {}",
+                err(ConfigError::Unsupported {
+                    setting: "auth.session.redis_url = \"memory:\"",
+                    why: "the in-process session store is for a program embedding the proxy (edgehub up); give edgeproxy a redis:// or unix:// URL",
+                })
+            ));
+        }
         if config.auth_token.is_none() {
             warnings.push("REST API is not authenticated.".to_owned());
         }

@@ -1,13 +1,18 @@
 //! Edge authentication and authorization, black-box: the real binary with `--auth-config`, a real
 //! `redis-server`, tokens signed here. Each test states the behaviour a user or attacker sees.
+//! The in-process session store can only be written by a program embedding the proxy, so its
+//! test embeds it as `edgehub up` does, and drives it over real sockets all the same.
 
 mod support;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use config::{AuthConfig, ProxyConfig};
 use jsonwebtoken::{Algorithm, EncodingKey, Header, encode};
+use proxy::auth::session::render;
 use serde_json::{Value, json};
+use support::embedded::EmbeddedProxy;
 use support::redis::RedisServer;
 use support::*;
 
@@ -495,6 +500,11 @@ fn bad_auth_configs_stop_the_start_with_a_clear_message() {
             "/nonexistent.pem",
         ),
         ("colour = \"blue\"", "colour"),
+        // Nothing could fill the in-process store of a proxy running alone.
+        (
+            "[[issuers]]\nalgorithms=[\"HS256\"]\nsecret=\"x\"\n[session]\nredis_url = \"memory:\"",
+            "for a program embedding the proxy",
+        ),
     ];
     for (toml, needle) in cases {
         let path = auth_config("badcfg", toml);
@@ -578,4 +588,66 @@ fn the_session_value_must_match_and_a_published_revocation_evicts_at_once() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+#[test]
+fn an_embedder_starts_and_ends_sessions_in_process() {
+    let toml =
+        hs_config(None, "") + "\n[session]\nredis_url = \"memory:\"\nkey = \"session:{sub}\"\nvalue = \"{jti}\"\n";
+    let auth = AuthConfig::from_toml(&toml).unwrap();
+    let alice_server = Upstream::echo("/user/alice");
+    let bob_server = Upstream::echo("/user/bob");
+    let p = EmbeddedProxy::start(ProxyConfig {
+        auth: Some(auth.clone()),
+        ..ProxyConfig::default()
+    });
+    p.proxy.routes.update(|t| {
+        for (key, user, target) in [
+            ("/user/alice", "alice", &alice_server.target),
+            ("/user/bob", "bob", &bob_server.target),
+        ] {
+            let data = json!({"target": target, "user": user});
+            t.insert(key, data.as_object().unwrap().clone());
+        }
+    });
+    let sessions = p
+        .proxy
+        .auth
+        .as_ref()
+        .unwrap()
+        .local_sessions()
+        .expect("memory: is in process");
+    let send = |path: &str, token: &str| request(p.public(), "GET", path, &[("Authorization", &bearer(token))], None);
+
+    // At login the embedder mints the token and records its session, rendered as the proxy will.
+    let mut alice = claims("alice");
+    alice["jti"] = json!("j1");
+    let templates = auth.session.as_ref().unwrap();
+    let key = render(&templates.key, alice.as_object().unwrap()).unwrap();
+    let value = render(templates.value.as_deref().unwrap(), alice.as_object().unwrap()).unwrap();
+    assert_eq!((key.as_str(), value.as_str()), ("session:alice", "j1"));
+    sessions.insert(&key, &value);
+    let token = hs(&alice);
+    let r = send("/user/alice/", &token);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        alice_server.requests().pop().unwrap().header("x-forwarded-user"),
+        Some("alice")
+    );
+    // An older token of hers names a value the record no longer holds.
+    alice["jti"] = json!("j0");
+    assert_eq!(send("/user/alice/", &hs(&alice)).status, 401);
+
+    // At logout the record goes, and the very next request is refused: there is no cache.
+    assert!(sessions.remove(&key));
+    let r = send("/user/alice/", &token);
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert!(r.text().contains("session ended"), "{}", r.text());
+    assert_eq!(alice_server.requests().len(), 1);
+
+    // A valid token whose session was never recorded gets nowhere either.
+    let r = send("/user/bob/", &hs(&claims("bob")));
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert!(bob_server.requests().is_empty());
+    assert!(sessions.is_empty());
 }

@@ -1,7 +1,7 @@
 //! Edge authentication and authorization: step 4 of the request path.
 //!
 //! For each request to a route that is not public: find the token ([`token_source`]), verify it
-//! locally ([`jwt`]), check its session ([`session`], cached; Redis only on a miss), check that
+//! locally ([`jwt`]), check its session ([`session`]: in Redis, cached, or in process), check that
 //! the user may reach this route ([`policy`]) and, for WebSocket handshakes, that the `Origin` is
 //! allowed. Then pass the verified identity upstream ([`identity`]) and take the token out.
 //! Every refusal is a clear status: 302 to the login page for a browser, 401, 403 or 503, never a
@@ -10,8 +10,10 @@
 pub mod identity;
 pub mod jwks_fetch;
 pub mod jwt;
+pub mod local_sessions;
 pub mod login_redirect;
 pub mod policy;
+pub mod redis_sessions;
 pub mod session;
 pub mod token_source;
 pub mod verified_tokens;
@@ -30,7 +32,9 @@ use crate::route_table::Route;
 use crate::upstream::Upstream;
 
 use self::jwt::{TokenError, Verifier};
-use self::session::{SessionMetrics, SessionVerdict, Sessions};
+use self::local_sessions::LocalSessions;
+use self::redis_sessions::SessionMetrics;
+use self::session::{SessionVerdict, Sessions};
 use self::verified_tokens::Verified;
 
 /// Why edge auth could not be set up; the binary prints it and exits 1.
@@ -68,7 +72,7 @@ const OUTCOMES: &[&str] = &[
 pub struct EdgeAuth {
     config: AuthConfig,
     verifier: Verifier,
-    sessions: Option<Arc<Sessions>>,
+    sessions: Option<Sessions>,
     identity: identity::IdentityHeaders,
     outcomes: Vec<(&'static str, metrics::Counter)>,
     /// Fetches JWKS URLs (its own pool, so key refreshes never queue behind user traffic).
@@ -79,8 +83,9 @@ pub struct EdgeAuth {
 impl EdgeAuth {
     pub fn new(config: &AuthConfig, metrics: &Metrics, fetcher: Upstream) -> Result<EdgeAuth, AuthSetupError> {
         let sessions = match &config.session {
-            Some(s) => Some(Sessions::new(
-                s.clone(),
+            Some(s) if s.in_process() => Some(Sessions::in_process(s)),
+            Some(s) => Some(Sessions::redis(
+                s,
                 SessionMetrics {
                     cache_hit: metrics.labeled_counter("edgeproxy_auth_session_cache_total", "result", "hit"),
                     cache_miss: metrics.labeled_counter("edgeproxy_auth_session_cache_total", "result", "miss"),
@@ -111,7 +116,8 @@ impl EdgeAuth {
         })
     }
 
-    /// Starts the background work: session connection and revocations, JWKS fetch and refresh.
+    /// Starts the background work: Redis connection and revocations (for sessions in Redis), JWKS
+    /// fetch and refresh.
     pub fn start(self: &Arc<Self>) {
         if let Some(s) = &self.sessions {
             s.start();
@@ -123,6 +129,14 @@ impl EdgeAuth {
 
     pub fn fetcher(&self) -> &Upstream {
         &self.fetcher
+    }
+
+    /// The in-process session store, when `[session]` has `redis_url = "memory:"`: the embedding
+    /// program records sessions here as they start and removes them as they end. Render each key
+    /// (and value) from the token's claims with [`session::render`] and the configured templates,
+    /// as the proxy will. `None` when sessions are in Redis or not checked at all.
+    pub fn local_sessions(&self) -> Option<Arc<LocalSessions>> {
+        self.sessions.as_ref().and_then(Sessions::local).cloned()
     }
 
     fn count(&self, outcome: &str) {

@@ -1,28 +1,25 @@
-//! The session check: a Redis key built from the token's claims must exist (and may have to hold
-//! a value). Answers are cached in process so a warm request asks Redis nothing.
+//! The session check: a key rendered from the token's claims must be present in the session
+//! store, and must hold the rendered `value` when that template is set.
 //!
-//! - L1: a `DashMap` from key to the last answer, trusted for `cache_ttl_ms` (live) or
-//!   `negative_cache_ttl_ms` (missing). Concurrent misses on one key share one Redis lookup.
-//! - Revocation is pushed: a subscriber evicts keys named on the revocation channel and keys that
-//!   Redis reports deleted or expired (keyspace events), so a revoked session is refused on every
-//!   replica within a round trip, not after the TTL. If the subscription drops, the whole cache
-//!   is cleared on reconnect, since revocations may have been missed.
-//! - Redis unreachable: fail closed (503) for sessions not verified recently; ones verified within
-//!   `grace_secs` keep working. The connection is re-established in the background.
+//! Two stores answer it, chosen by `redis_url`:
+//! - Redis ([`RedisSessions`]), with an in-process cache and pushed revocation, for deployments
+//!   where the platform (or several hub replicas) writes the session records;
+//! - the proxy's own memory ([`LocalSessions`], `redis_url = "memory:"`), written directly by a
+//!   program that embeds the proxy, such as `edgehub up`: no network, no cache, and a removed
+//!   session is refused on the next request.
+//!
+//! Both judge a record the same way ([`satisfies`]), so a configuration behaves alike on either.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwapOption;
-use dashmap::DashMap;
-use futures_util::StreamExt;
-use redis::aio::MultiplexedConnection;
 use serde_json::{Map, Value};
-use tokio::sync::{Notify, OnceCell};
 
 use config::SessionConfig;
 
 use crate::admin_api::constant_time_eq;
+
+use super::local_sessions::LocalSessions;
+use super::redis_sessions::{RedisSessions, SessionMetrics};
 
 /// The outcome of a session check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,247 +31,8 @@ pub enum SessionVerdict {
     Unavailable,
 }
 
-/// What Redis held under a key when last asked. The value itself is kept (not a verdict), so
-/// tokens that expect different values (`value = "{jti}"`) are each judged against it.
-#[derive(Clone)]
-struct Cached {
-    /// `None`: the key was missing. With no value template, a present key is `Some(empty)`.
-    value: Option<Arc<[u8]>>,
-    checked: Instant,
-    /// When the key was last seen present; for the grace period.
-    last_present: Option<Instant>,
-}
-
-impl Cached {
-    fn satisfies(&self, expected: Option<&str>) -> bool {
-        match (&self.value, expected) {
-            (None, _) => false,
-            (Some(_), None) => true,
-            (Some(v), Some(want)) => constant_time_eq(v, want.as_bytes()),
-        }
-    }
-}
-
-/// The Redis key of a token's session and the value it must hold, rendered once per token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionKey {
-    key: String,
-    expected: Option<String>,
-}
-
-/// Counters the session check reports into.
-pub struct SessionMetrics {
-    pub cache_hit: metrics::Counter,
-    pub cache_miss: metrics::Counter,
-    pub lookup_seconds: metrics::Histogram,
-}
-
-pub struct Sessions {
-    config: SessionConfig,
-    client: redis::Client,
-    conn: ArcSwapOption<MultiplexedConnection>,
-    /// Woken when a lookup finds the connection broken.
-    broken: Notify,
-    // Keys come from verified tokens only, so a fixed-seed fast hash cannot be flooded.
-    cache: DashMap<String, Cached, foldhash::fast::FixedState>,
-    loading: DashMap<String, Arc<OnceCell<Result<Cached, ()>>>, foldhash::fast::FixedState>,
-    metrics: SessionMetrics,
-}
-
-impl Sessions {
-    pub fn new(config: SessionConfig, metrics: SessionMetrics) -> Result<Arc<Sessions>, redis::RedisError> {
-        let client = redis::Client::open(config.redis_url.as_str())?;
-        Ok(Arc::new(Sessions {
-            config,
-            client,
-            conn: ArcSwapOption::empty(),
-            broken: Notify::new(),
-            cache: DashMap::default(),
-            loading: DashMap::default(),
-            metrics,
-        }))
-    }
-
-    /// Starts the connection keeper, the revocation subscriber and the cache sweeper. Must be
-    /// called inside a Tokio runtime.
-    pub fn start(self: &Arc<Self>) {
-        tokio::spawn(self.clone().keep_connected());
-        tokio::spawn(self.clone().follow_revocations());
-        tokio::spawn(self.clone().sweep());
-    }
-
-    /// Checks the session of a verified token. Returns without awaiting when the cache answers.
-    /// The session key of a token's claims; `None` when they lack a claim the templates name.
-    pub fn key_for(&self, claims: &Map<String, Value>) -> Option<SessionKey> {
-        Some(SessionKey {
-            key: render(&self.config.key, claims)?,
-            expected: match &self.config.value {
-                Some(t) => Some(render(t, claims)?),
-                None => None,
-            },
-        })
-    }
-
-    pub async fn check(&self, session: &SessionKey) -> SessionVerdict {
-        let key = &session.key;
-        let expected = session.expected.as_deref();
-        let fresh = self.cache.get(key).and_then(|c| {
-            let ttl = if c.value.is_some() {
-                self.config.cache_ttl_ms
-            } else {
-                self.config.negative_cache_ttl_ms
-            };
-            (c.checked.elapsed() < Duration::from_millis(ttl)).then(|| c.satisfies(expected))
-        });
-        if let Some(live) = fresh {
-            self.metrics.cache_hit.increment(1);
-            return SessionVerdict::from_live(live);
-        }
-        self.metrics.cache_miss.increment(1);
-        // One lookup per key at a time: later callers wait for the first one's answer.
-        let cell = self.loading.entry(key.clone()).or_default().clone();
-        let answer = cell.get_or_init(|| self.lookup(key)).await.clone();
-        self.loading.remove_if(key, |_, c| Arc::ptr_eq(c, &cell));
-        match answer {
-            Ok(c) => SessionVerdict::from_live(c.satisfies(expected)),
-            Err(()) => {
-                // Redis cannot be asked: a session seen live within the grace period, with the
-                // value this token expects, keeps working; anything else is refused.
-                let grace = Duration::from_secs(self.config.grace_secs);
-                let recent = self
-                    .cache
-                    .get(key.as_str())
-                    .is_some_and(|c| c.last_present.is_some_and(|t| t.elapsed() < grace) && c.satisfies(expected));
-                if recent {
-                    SessionVerdict::Live
-                } else {
-                    SessionVerdict::Unavailable
-                }
-            }
-        }
-    }
-
-    /// Asks Redis, records the answer in the cache; `Err` when Redis could not be asked.
-    async fn lookup(&self, key: &str) -> Result<Cached, ()> {
-        let Some(conn) = self.conn.load_full() else {
-            return Err(());
-        };
-        let mut conn = (*conn).clone();
-        let started = Instant::now();
-        let limit = Duration::from_millis(self.config.lookup_timeout_ms);
-        let result: Result<redis::RedisResult<Option<Arc<[u8]>>>, _> = if self.config.value.is_some() {
-            tokio::time::timeout(limit, redis::cmd("GET").arg(key).query_async(&mut conn))
-                .await
-                .map(|r: redis::RedisResult<Option<Vec<u8>>>| r.map(|v| v.map(Arc::from)))
-        } else {
-            tokio::time::timeout(limit, redis::cmd("EXISTS").arg(key).query_async(&mut conn))
-                .await
-                .map(|r: redis::RedisResult<i64>| r.map(|n| (n > 0).then(|| Arc::from(&[][..]))))
-        };
-        self.metrics.lookup_seconds.record(started.elapsed().as_secs_f64());
-        let value = match result {
-            Ok(Ok(value)) => value,
-            Ok(Err(e)) => {
-                tracing::warn!("session lookup of {key} failed: {e}");
-                self.broken.notify_one();
-                return Err(());
-            }
-            Err(_) => {
-                tracing::warn!("session lookup of {key} timed out after {limit:?}");
-                self.broken.notify_one();
-                return Err(());
-            }
-        };
-        let now = Instant::now();
-        let cached = Cached {
-            last_present: value.is_some().then_some(now),
-            value,
-            checked: now,
-        };
-        self.cache.insert(key.to_owned(), cached.clone());
-        Ok(cached)
-    }
-
-    /// Holds one multiplexed connection; replaces it when a lookup reports it broken.
-    async fn keep_connected(self: Arc<Self>) {
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_millis(self.config.lookup_timeout_ms)));
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            match self.client.get_multiplexed_async_connection_with_config(&config).await {
-                Ok(conn) => {
-                    tracing::info!("session store connected: {}", self.config.redis_url);
-                    self.conn.store(Some(Arc::new(conn)));
-                    backoff = Duration::from_millis(100);
-                    self.broken.notified().await;
-                    self.conn.store(None);
-                }
-                Err(e) => {
-                    tracing::warn!("session store {} unreachable: {e}", self.config.redis_url);
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
-                }
-            }
-        }
-    }
-
-    /// Evicts revoked keys as Redis announces them.
-    async fn follow_revocations(self: Arc<Self>) {
-        let mut first = true;
-        loop {
-            let subscribed = async {
-                let mut pubsub = self.client.get_async_pubsub().await?;
-                if let Some(channel) = &self.config.revocation_channel {
-                    pubsub.subscribe(channel).await?;
-                }
-                if self.config.keyspace_events {
-                    for event in ["del", "unlink", "expired", "evicted"] {
-                        pubsub.psubscribe(format!("__keyevent@*__:{event}")).await?;
-                    }
-                }
-                Ok::<_, redis::RedisError>(pubsub)
-            }
-            .await;
-            match subscribed {
-                Ok(mut pubsub) => {
-                    if !first {
-                        // Revocations sent while we were away are lost: forget everything.
-                        self.cache.clear();
-                    }
-                    first = false;
-                    let mut messages = pubsub.on_message();
-                    while let Some(msg) = messages.next().await {
-                        let key = String::from_utf8_lossy(msg.get_payload_bytes());
-                        if key == "*" {
-                            self.cache.clear();
-                        } else {
-                            self.cache.remove(key.as_ref());
-                        }
-                    }
-                    tracing::warn!("session revocation subscription lost; reconnecting");
-                }
-                Err(e) => tracing::debug!("session revocation subscription failed: {e}"),
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    /// Drops entries too old to answer or to grant grace, so the cache stays bounded by the
-    /// number of sessions active recently.
-    async fn sweep(self: Arc<Self>) {
-        let keep = Duration::from_millis(self.config.cache_ttl_ms.max(self.config.negative_cache_ttl_ms))
-            .max(Duration::from_secs(self.config.grace_secs));
-        loop {
-            tokio::time::sleep(Duration::from_secs(10)).await;
-            self.cache
-                .retain(|_, c| c.checked.elapsed() < keep || c.last_present.is_some_and(|t| t.elapsed() < keep));
-        }
-    }
-}
-
 impl SessionVerdict {
-    fn from_live(live: bool) -> Self {
+    pub(super) fn from_live(live: bool) -> Self {
         if live {
             SessionVerdict::Live
         } else {
@@ -283,8 +41,109 @@ impl SessionVerdict {
     }
 }
 
+/// The key of a token's session and the value it must hold, rendered once per token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionKey {
+    key: String,
+    expected: Option<String>,
+}
+
+pub struct Sessions {
+    /// The `key` and `value` templates.
+    key: String,
+    value: Option<String>,
+    store: Store,
+}
+
+enum Store {
+    Redis(Arc<RedisSessions>),
+    Memory(Arc<LocalSessions>),
+}
+
+impl Sessions {
+    /// Sessions in Redis, at `config.redis_url`.
+    pub fn redis(config: &SessionConfig, metrics: SessionMetrics) -> Result<Sessions, redis::RedisError> {
+        Ok(Sessions {
+            key: config.key.clone(),
+            value: config.value.clone(),
+            store: Store::Redis(RedisSessions::new(config.clone(), metrics)?),
+        })
+    }
+
+    /// Sessions in an empty in-process store (`redis_url = "memory:"`), for the embedder to fill
+    /// through [`Sessions::local`].
+    pub fn in_process(config: &SessionConfig) -> Sessions {
+        Sessions {
+            key: config.key.clone(),
+            value: config.value.clone(),
+            store: Store::Memory(Arc::default()),
+        }
+    }
+
+    /// Starts Redis's connection keeper, revocation subscriber and cache sweeper; the in-process
+    /// store needs none. Must be called inside a Tokio runtime.
+    pub fn start(&self) {
+        if let Store::Redis(redis) = &self.store {
+            redis.start();
+        }
+    }
+
+    /// The in-process store, for the embedder to write; `None` when the sessions are in Redis.
+    pub fn local(&self) -> Option<&Arc<LocalSessions>> {
+        match &self.store {
+            Store::Memory(local) => Some(local),
+            Store::Redis(_) => None,
+        }
+    }
+
+    /// The session key of a token's claims; `None` when they lack a claim the templates name.
+    pub fn key_for(&self, claims: &Map<String, Value>) -> Option<SessionKey> {
+        Some(SessionKey {
+            key: render(&self.key, claims)?,
+            expected: match &self.value {
+                Some(t) => Some(render(t, claims)?),
+                None => None,
+            },
+        })
+    }
+
+    /// Checks the session of a verified token.
+    pub async fn check(&self, session: &SessionKey) -> SessionVerdict {
+        let expected = session.expected.as_deref();
+        match &self.store {
+            Store::Redis(redis) => redis.check(&session.key, expected).await,
+            Store::Memory(local) => SessionVerdict::from_live(local.holds(&session.key, expected)),
+        }
+    }
+}
+
+/// Whether a stored record (`None`: no such key) passes for a token expecting `expected`
+/// (`None`: no `value` template, presence is enough). The comparison is constant-time: the
+/// expected value may be a secret such as the token's `jti`.
+pub(super) fn satisfies(value: Option<&[u8]>, expected: Option<&str>) -> bool {
+    match (value, expected) {
+        (None, _) => false,
+        (Some(_), None) => true,
+        (Some(v), Some(want)) => constant_time_eq(v, want.as_bytes()),
+    }
+}
+
 /// Fills `{claim}` placeholders from the claims: strings as they are, numbers in decimal.
 /// `None` when a claim is absent or not a string or number.
+///
+/// This is how the proxy renders the `key` and `value` templates of `[session]` for every
+/// token. A program that writes the session records (into Redis, or into [`LocalSessions`] with
+/// `redis_url = "memory:"`) should render them with this function from the claims it puts in the
+/// token, so that the record it writes is the one the proxy looks for:
+///
+/// ```
+/// use proxy::auth::session::render;
+///
+/// let claims = serde_json::json!({"sub": "alice", "jti": "4f1c"});
+/// let claims = claims.as_object().unwrap();
+/// assert_eq!(render("auth_token_key:{sub}", claims).as_deref(), Some("auth_token_key:alice"));
+/// assert_eq!(render("{jti}", claims).as_deref(), Some("4f1c"));
+/// ```
 pub fn render(template: &str, claims: &Map<String, Value>) -> Option<String> {
     let mut out = String::with_capacity(template.len() + 16);
     let mut rest = template;
@@ -320,5 +179,73 @@ mod tests {
         assert_eq!(render("plain", claims).as_deref(), Some("plain"));
         assert_eq!(render("x:{missing}", claims), None);
         assert_eq!(render("x:{groups}", claims), None);
+    }
+
+    #[test]
+    fn records_are_judged_by_presence_then_value() {
+        assert!(!satisfies(None, None));
+        assert!(!satisfies(None, Some("j1")));
+        assert!(satisfies(Some(b""), None));
+        assert!(satisfies(Some(b"anything"), None));
+        assert!(satisfies(Some(b"j1"), Some("j1")));
+        assert!(!satisfies(Some(b"j2"), Some("j1")));
+        assert!(!satisfies(Some(b"j1x"), Some("j1")));
+        assert!(!satisfies(Some(b""), Some("j1")));
+    }
+
+    fn in_process(value: Option<&str>) -> Sessions {
+        Sessions::in_process(&SessionConfig {
+            redis_url: SessionConfig::IN_PROCESS.to_owned(),
+            key: "session:{sub}".to_owned(),
+            value: value.map(str::to_owned),
+            ..SessionConfig::default()
+        })
+    }
+
+    fn key(sessions: &Sessions, claims: serde_json::Value) -> SessionKey {
+        sessions.key_for(claims.as_object().unwrap()).unwrap()
+    }
+
+    /// Polls a future that must not wait: the in-process store never does.
+    fn now<F: Future>(f: F) -> F::Output {
+        let mut f = std::pin::pin!(f);
+        match f
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+        {
+            std::task::Poll::Ready(out) => out,
+            std::task::Poll::Pending => panic!("an in-process session check waited"),
+        }
+    }
+
+    #[test]
+    fn in_process_sessions_are_live_until_removed() {
+        let sessions = in_process(None);
+        let local = sessions.local().unwrap().clone();
+        let alice = key(&sessions, json!({"sub": "alice"}));
+        assert_eq!(now(sessions.check(&alice)), SessionVerdict::Revoked, "never created");
+        local.insert("session:alice", "1");
+        assert_eq!(now(sessions.check(&alice)), SessionVerdict::Live);
+        let bob = key(&sessions, json!({"sub": "bob"}));
+        assert_eq!(now(sessions.check(&bob)), SessionVerdict::Revoked, "another user's key");
+        assert!(local.remove("session:alice"));
+        assert_eq!(
+            now(sessions.check(&alice)),
+            SessionVerdict::Revoked,
+            "refused on the very next check"
+        );
+    }
+
+    #[test]
+    fn in_process_sessions_honour_the_value_template() {
+        let sessions = in_process(Some("{jti}"));
+        let local = sessions.local().unwrap();
+        let current = key(&sessions, json!({"sub": "alice", "jti": "j2"}));
+        let older = key(&sessions, json!({"sub": "alice", "jti": "j1"}));
+        local.insert("session:alice", "j2");
+        assert_eq!(now(sessions.check(&current)), SessionVerdict::Live);
+        assert_eq!(now(sessions.check(&older)), SessionVerdict::Revoked, "value mismatch");
+        // A claim the value template names is missing: no key, which the caller refuses.
+        assert_eq!(sessions.key_for(json!({"sub": "alice"}).as_object().unwrap()), None);
     }
 }

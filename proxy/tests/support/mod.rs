@@ -19,6 +19,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+pub mod embedded;
 pub mod pki;
 pub mod redis;
 
