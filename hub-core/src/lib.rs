@@ -23,4 +23,3 @@ pub mod store;
 pub mod tokens;
 pub mod up;
 pub mod web;
-pub mod stub_local;

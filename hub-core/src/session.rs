@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use crate::stub_local::LocalSessions;
+use proxy::auth::local_sessions::LocalSessions;
 use serde::{Deserialize, Serialize};
 
 /// The session record's key; the same template goes into the proxy's `[session] key`.

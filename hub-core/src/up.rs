@@ -78,7 +78,7 @@ pub async fn start(
         }
     };
 
-    let session_url = config.session.redis_url.clone().unwrap_or_else(|| "memory:".to_owned());
+    let session_url = config.session.redis_url.clone().unwrap_or_else(|| config::SessionConfig::IN_PROCESS.to_owned());
     let (proxy_api, records, proxy_api_url, public_url) = match &config.proxy.api_url {
         None => {
             let bind: SocketAddr = config.bind.parse().context("bind")?;
@@ -104,7 +104,7 @@ pub async fn start(
                 ..ProxyConfig::default()
             };
             let proxy = proxy::Proxy::new(&proxy_config).context("embedded proxy")?;
-            let records = match (&config.session.redis_url, proxy.auth.as_ref().and_then(|_a| None::<Arc<crate::stub_local::LocalSessions>>)) {
+            let records = match (&config.session.redis_url, proxy.auth.as_ref().and_then(|a| a.local_sessions())) {
                 (None, Some(local)) => RecordStore::Local(local),
                 (None, None) => bail!("the embedded proxy has no in-process session store"),
                 (Some(url), _) => RecordStore::Redis(redis_store(url).await?),
