@@ -23,6 +23,17 @@ if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/nul
     (service redis-server stop || systemctl stop redis-server) >/dev/null 2>&1 || true
 fi
 
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+    step "Installing chromium and chromedriver (the hub's page tests drive a headless browser)"
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "chromium or chromedriver is missing and installing them needs root: apt-get install chromium chromium-driver" >&2
+        exit 1
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+    { command -v chromium && command -v chromedriver; } >/dev/null || { echo "chromium or chromedriver install failed" >&2; exit 1; }
+fi
+
 if ! cargo nextest --version >/dev/null 2>&1; then
     step "Installing cargo-nextest"
     cargo install --locked cargo-nextest

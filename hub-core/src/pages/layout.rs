@@ -1,0 +1,112 @@
+//! The frame every page shares: doctype, viewport, the one stylesheet and the one script, a header
+//! with the hub's name and who is signed in, and `<main>`.
+//!
+//! The script is loaded with `defer` from the hub (never inline), so pages work under a
+//! `script-src 'self'` Content-Security-Policy; it finds its work through `data-*` attributes,
+//! and the XSRF token for its API calls rides on `<body data-xsrf>`.
+
+use std::fmt::Write;
+
+use super::escape::escape;
+use super::{PageContext, urls};
+
+/// Wraps `main` (HTML, already escaped) in the shared layout. `title` is text and is escaped
+/// here; `head` is extra markup for `<head>` (e.g. a `<noscript>` refresh), already escaped.
+pub(super) fn page(ctx: &PageContext, title: &str, head: &str, main: &str) -> String {
+    let base = &ctx.base;
+    let mut html = String::with_capacity(2048 + main.len());
+    let _ = write!(
+        html,
+        r##"<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title} · edgehub</title>
+<link rel="stylesheet" href="{css}">
+<script src="{js}" defer></script>
+{head}</head>
+<body{xsrf}>
+<a class="skip" href="#main">Skip to content</a>
+<header class="topbar">
+<a class="brand" href="{home}">edgehub</a>
+"##,
+        title = escape(title),
+        css = escape(&urls::static_file(base, "style.css")),
+        js = escape(&urls::static_file(base, "edgehub.js")),
+        xsrf = if ctx.xsrf.is_empty() {
+            String::new()
+        } else {
+            format!(r#" data-xsrf="{}""#, escape(&ctx.xsrf))
+        },
+        home = escape(&urls::home(base)),
+    );
+    if let Some(user) = &ctx.user {
+        let _ = write!(
+            html,
+            r#"<nav class="account" aria-label="Account">
+<span class="who">Signed in as <strong>{user}</strong></span>
+<a href="{logout}">Log out</a>
+</nav>
+"#,
+            user = escape(user),
+            logout = escape(&urls::logout(base)),
+        );
+    }
+    let _ = write!(html, "</header>\n<main id=\"main\">\n{main}</main>\n</body>\n</html>\n");
+    html
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(user: Option<&str>) -> PageContext {
+        PageContext {
+            base: "/jhub/".into(),
+            user: user.map(Into::into),
+            admin: false,
+            xsrf: "tok".into(),
+        }
+    }
+
+    #[test]
+    fn frame_links_assets_and_home_under_the_base() {
+        let html = page(&ctx(None), "Sign in", "", "<p>hello</p>\n");
+        assert!(html.starts_with("<!DOCTYPE html>\n<html lang=\"en\">"));
+        assert!(html.contains(r#"<meta name="viewport" content="width=device-width, initial-scale=1">"#));
+        assert!(html.contains("<title>Sign in · edgehub</title>"));
+        assert!(html.contains(r#"<link rel="stylesheet" href="/jhub/hub/static/style.css">"#));
+        assert!(html.contains(r#"<script src="/jhub/hub/static/edgehub.js" defer></script>"#));
+        assert!(html.contains(r#"<a class="brand" href="/jhub/hub/home">edgehub</a>"#));
+        assert!(html.contains(r#"<body data-xsrf="tok">"#));
+        assert!(html.contains("<main id=\"main\">\n<p>hello</p>\n</main>"));
+        // No inline script: the CSP is `script-src 'self'`.
+        assert_eq!(html.matches("<script").count(), 1);
+    }
+
+    #[test]
+    fn account_bar_only_when_signed_in() {
+        let anonymous = page(&ctx(None), "t", "", "");
+        assert!(!anonymous.contains("Log out"));
+        assert!(!anonymous.contains("Signed in as"));
+
+        let signed_in = page(&ctx(Some("alice")), "t", "", "");
+        assert!(signed_in.contains("Signed in as <strong>alice</strong>"));
+        assert!(signed_in.contains(r#"<a href="/jhub/hub/logout">Log out</a>"#));
+    }
+
+    #[test]
+    fn no_xsrf_attribute_without_a_token() {
+        let html = page(
+            &PageContext {
+                base: "/".into(),
+                ..PageContext::default()
+            },
+            "t",
+            "",
+            "",
+        );
+        assert!(html.contains("<body>"));
+    }
+}
