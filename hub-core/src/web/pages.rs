@@ -133,15 +133,14 @@ async fn logged_in_pages(hub: &Arc<Hub>, req: &Req, seg: &[&str]) -> Resp {
 }
 
 fn static_file(file: &str) -> Resp {
-    let (body, kind) = match file {
-        "style.css" => (render::STYLESHEET, "text/css; charset=utf-8"),
-        "edgehub.js" => (render::SCRIPT, "text/javascript; charset=utf-8"),
-        _ => return crate::web::empty(StatusCode::NOT_FOUND),
+    let Some(asset) = render::assets::asset(file) else {
+        return crate::web::empty(StatusCode::NOT_FOUND);
     };
-    let mut r = http::Response::new(crate::web::full(body));
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
+    let mut r = http::Response::new(crate::web::full(asset.body));
     r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
+    // Unversioned URLs: browsers revalidate, so a new hub's assets are picked up at once.
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     r
 }
 
