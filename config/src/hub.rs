@@ -264,7 +264,11 @@ impl HubConfig {
         };
         for (setting, addr) in [("bind", &self.bind), ("hub_bind", &self.hub_bind)] {
             if addr.parse::<std::net::SocketAddr>().is_err() {
-                return Err(invalid(setting, addr.clone(), "an IP address and port, e.g. 127.0.0.1:8000"));
+                return Err(invalid(
+                    setting,
+                    addr.clone(),
+                    "an IP address and port, e.g. 127.0.0.1:8000",
+                ));
             }
         }
         if !self.base_url.starts_with('/') {
@@ -379,7 +383,10 @@ mod tests {
             ("bind = \"localhost\"", "bind"),
             ("[auth]\nauthenticator = \"users_file\"", "auth.users_file"),
             ("[auth]\nauthenticator = \"jwt\"", "auth.issuers"),
-            ("[proxy]\napi_url = \"http://127.0.0.1:8001\"", "session.redis_url is required"),
+            (
+                "[proxy]\napi_url = \"http://127.0.0.1:8001\"",
+                "session.redis_url is required",
+            ),
             ("[limits]\nretry_after_secs = [60, 30]", "retry_after_secs"),
             ("[spawner]\ncommand = []", "spawner.command"),
         ];

@@ -26,7 +26,10 @@ pub fn due(hub: &Hub, now_ms: u64) -> Vec<(String, String, String)> {
             let why = if timeout_ms > 0 && now_ms.saturating_sub(last) >= timeout_ms {
                 format!("idle for {} s", now_ms.saturating_sub(last) / 1000)
             } else if max_age_ms > 0 && now_ms.saturating_sub(started) >= max_age_ms {
-                format!("running for {} s, the maximum age", now_ms.saturating_sub(started) / 1000)
+                format!(
+                    "running for {} s, the maximum age",
+                    now_ms.saturating_sub(started) / 1000
+                )
             } else {
                 return None;
             };

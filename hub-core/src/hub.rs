@@ -28,7 +28,7 @@ pub struct Hub {
     pub config: HubConfig,
     /// `config.base_url`, normalised: `/` or `/prefix/`.
     pub base: String,
-    pub store: Store,
+    pub store: Arc<Store>,
     users: Mutex<BTreeMap<String, User>>,
     pub spawner: Arc<dyn Spawner>,
     pub proxy: ProxyApi,
@@ -47,7 +47,7 @@ pub struct Hub {
 
 pub struct HubParts {
     pub config: HubConfig,
-    pub store: Store,
+    pub store: Arc<Store>,
     pub spawner: Arc<dyn Spawner>,
     pub proxy: ProxyApi,
     pub sessions: Sessions,

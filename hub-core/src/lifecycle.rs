@@ -137,7 +137,10 @@ fn server_env(hub: &Hub, user: &str, server: &str, token: &str) -> std::collecti
         ("JPY_API_TOKEN", token.to_owned()),
         ("JUPYTERHUB_CLIENT_ID", client_id),
         ("JUPYTERHUB_API_URL", api.clone()),
-        ("JUPYTERHUB_ACTIVITY_URL", format!("{api}/users/{}/activity", escape_segment(user))),
+        (
+            "JUPYTERHUB_ACTIVITY_URL",
+            format!("{api}/users/{}/activity", escape_segment(user)),
+        ),
         ("JUPYTERHUB_BASE_URL", hub.base.clone()),
         ("JUPYTERHUB_SERVICE_PREFIX", prefix.clone()),
         ("JUPYTERHUB_USER", user.to_owned()),
@@ -204,7 +207,10 @@ async fn spawn_steps(hub: &Arc<Hub>, user: &str, server: &str, progress: &Progre
     let (token, _) = hub
         .issue_token(user, Some(server), "server", None)
         .map_err(|e| e.to_string())?;
-    let options = hub.server(user, server).map(|s| s.record.user_options).unwrap_or_default();
+    let options = hub
+        .server(user, server)
+        .map(|s| s.record.user_options)
+        .unwrap_or_default();
     let request = SpawnRequest {
         user: user.to_owned(),
         server_name: server.to_owned(),
@@ -225,13 +231,19 @@ async fn spawn_steps(hub: &Arc<Hub>, user: &str, server: &str, progress: &Progre
     progress.push(ProgressEvent::message(70, "Server started; waiting for it to answer"));
 
     let prefix = hub.prefix(user, server);
-    wait_for_http(&format!("{}{}", started.url.trim_end_matches('/'), prefix), Duration::from_secs(cfg.http_timeout_secs))
-        .await
-        .map_err(|e| format!("{e} (http_timeout {} s)", cfg.http_timeout_secs))?;
+    wait_for_http(
+        &format!("{}{}", started.url.trim_end_matches('/'), prefix),
+        Duration::from_secs(cfg.http_timeout_secs),
+    )
+    .await
+    .map_err(|e| format!("{e} (http_timeout {} s)", cfg.http_timeout_secs))?;
     progress.push(ProgressEvent::message(90, "Server is answering; adding its route"));
 
     let added = Instant::now();
-    let result = hub.proxy.add_route(&prefix, &started.url, route_data(user, server)).await;
+    let result = hub
+        .proxy
+        .add_route(&prefix, &started.url, route_data(user, server))
+        .await;
     hub.metrics
         .proxy_add(result.is_ok())
         .record(added.elapsed().as_secs_f64());
@@ -386,7 +398,13 @@ pub async fn poll_all(hub: &Arc<Hub>) {
         .values()
         .flat_map(|u| u.servers.values())
         .filter(|s| s.phase() == Phase::Running)
-        .map(|s| (s.record.user.clone(), s.record.name.clone(), s.record.spawner_state.clone()))
+        .map(|s| {
+            (
+                s.record.user.clone(),
+                s.record.name.clone(),
+                s.record.spawner_state.clone(),
+            )
+        })
         .collect();
     for (user, server, state) in running {
         let began = Instant::now();
@@ -426,10 +444,13 @@ pub async fn adopt_servers(hub: &Arc<Hub>) -> AdoptReport {
             let adopt = match (&status, phase) {
                 (PollStatus::Running { url }, Phase::Running | Phase::Pending) => {
                     let probe = format!("{}{}", url.trim_end_matches('/'), prefix);
-                    wait_for_http(&probe, Duration::from_secs(hub.config.spawner.http_timeout_secs.min(10)))
-                        .await
-                        .is_ok()
-                        .then(|| url.clone())
+                    wait_for_http(
+                        &probe,
+                        Duration::from_secs(hub.config.spawner.http_timeout_secs.min(10)),
+                    )
+                    .await
+                    .is_ok()
+                    .then(|| url.clone())
                 }
                 _ => None,
             };
@@ -468,9 +489,7 @@ pub async fn adopt_servers(hub: &Arc<Hub>) -> AdoptReport {
             report.cleaned += 1;
         }
     }
-    hub.metrics
-        .init_spawners_duration
-        .record(began.elapsed().as_secs_f64());
+    hub.metrics.init_spawners_duration.record(began.elapsed().as_secs_f64());
     hub.update_gauges();
     report
 }

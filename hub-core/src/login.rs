@@ -38,7 +38,9 @@ pub enum LoginError {
 pub enum LoginSetupError {
     #[error("cannot read the users file {path}: {message}")]
     UsersFile { path: String, message: String },
-    #[error("users file {path}: user {user:?} has an unreadable password_hash (expected an argon2 PHC string from `edgehub hash-password`)")]
+    #[error(
+        "users file {path}: user {user:?} has an unreadable password_hash (expected an argon2 PHC string from `edgehub hash-password`)"
+    )]
     BadHash { path: String, user: String },
     #[error("auth.issuers: {0}")]
     Issuers(String),
@@ -88,7 +90,8 @@ impl Authenticator {
                     JwksSource::File(path) => {
                         let doc = std::fs::read(path)
                             .map_err(|e| LoginSetupError::Issuers(format!("{}: {e}", path.display())))?;
-                        jwks.install(&doc).map_err(|e| LoginSetupError::Issuers(e.to_string()))?;
+                        jwks.install(&doc)
+                            .map_err(|e| LoginSetupError::Issuers(e.to_string()))?;
                     }
                     JwksSource::Url(url) => {
                         return Err(LoginSetupError::Issuers(format!(
@@ -170,9 +173,12 @@ impl Authenticator {
 
     fn verify_file_password(&self, name: &str, password: &str) -> bool {
         // An unknown user still costs one hash, so timing does not tell which names exist.
-        const DUMMY: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3Xb2yZb0ZDRkiIE6v8+IobeD1z0lOQ3SLj0ZqIZgVtk";
+        const DUMMY: &str =
+            "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3Xb2yZb0ZDRkiIE6v8+IobeD1z0lOQ3SLj0ZqIZgVtk";
         let stored = self.users.get(name).map_or(DUMMY, |u| u.password_hash.as_str());
-        let Ok(hash) = PasswordHash::new(stored) else { return false };
+        let Ok(hash) = PasswordHash::new(stored) else {
+            return false;
+        };
         argon2::Argon2::default()
             .verify_password(password.as_bytes(), &hash)
             .is_ok()
@@ -250,14 +256,20 @@ mod tests {
     async fn dev_accepts_any_valid_name_and_checks_the_shared_password() {
         let open = auth(HubAuth::default());
         assert_eq!(open.check_password("alice", "").await.unwrap().name, "alice");
-        assert!(matches!(open.check_password("a/b", "").await, Err(LoginError::BadName(_))));
+        assert!(matches!(
+            open.check_password("a/b", "").await,
+            Err(LoginError::BadName(_))
+        ));
         let shared = auth(HubAuth {
             shared_password: Some("s3cret".into()),
             admin_users: vec!["root".into()],
             ..Default::default()
         });
         assert!(shared.asks_password());
-        assert_eq!(shared.check_password("bob", "nope").await, Err(LoginError::BadCredentials));
+        assert_eq!(
+            shared.check_password("bob", "nope").await,
+            Err(LoginError::BadCredentials)
+        );
         assert!(shared.check_password("root", "s3cret").await.unwrap().admin);
     }
 
@@ -267,15 +279,25 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("users.toml");
         let hash = hash_password("correct horse").unwrap();
-        std::fs::write(&path, format!("[users.carol]\npassword_hash = \"{hash}\"\nadmin = true\n")).unwrap();
+        std::fs::write(
+            &path,
+            format!("[users.carol]\npassword_hash = \"{hash}\"\nadmin = true\n"),
+        )
+        .unwrap();
         let a = auth(HubAuth {
             authenticator: AuthenticatorKind::UsersFile,
             users_file: Some(path.clone()),
             ..Default::default()
         });
         assert!(a.check_password("carol", "correct horse").await.unwrap().admin);
-        assert_eq!(a.check_password("carol", "wrong").await, Err(LoginError::BadCredentials));
-        assert_eq!(a.check_password("dave", "correct horse").await, Err(LoginError::BadCredentials));
+        assert_eq!(
+            a.check_password("carol", "wrong").await,
+            Err(LoginError::BadCredentials)
+        );
+        assert_eq!(
+            a.check_password("dave", "correct horse").await,
+            Err(LoginError::BadCredentials)
+        );
 
         std::fs::write(&path, "[users.carol]\npassword_hash = \"plaintext\"\n").unwrap();
         let err = Authenticator::new(&HubAuth {
@@ -303,7 +325,8 @@ mod tests {
             ..Default::default()
         })
         .unwrap();
-        let claims = serde_json::json!({"sub": "erin", "iss": "platform", "exp": proxy::timestamp::now_ms() / 1000 + 60});
+        let claims =
+            serde_json::json!({"sub": "erin", "iss": "platform", "exp": proxy::timestamp::now_ms() / 1000 + 60});
         let token = jsonwebtoken::encode(
             &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
             &claims,

@@ -89,16 +89,24 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Singleuser { port, ip } => {
-            runtime.block_on(hub_core::builtin_server::run(hub_core::builtin_server::BuiltinArgs { port, ip }))
+            runtime.block_on(hub_core::builtin_server::run(hub_core::builtin_server::BuiltinArgs {
+                port,
+                ip,
+            }))
         }
         Command::HashPassword => {
             let mut password = String::new();
-            std::io::stdin().read_to_string(&mut password).context("reading the password")?;
+            std::io::stdin()
+                .read_to_string(&mut password)
+                .context("reading the password")?;
             let password = password.trim_end_matches(['\n', '\r']);
             if password.is_empty() {
                 anyhow::bail!("no password on standard input (echo -n 'secret' | edgehub hash-password)");
             }
-            println!("{}", hub_core::login::hash_password(password).map_err(anyhow::Error::msg)?);
+            println!(
+                "{}",
+                hub_core::login::hash_password(password).map_err(anyhow::Error::msg)?
+            );
             Ok(())
         }
         Command::Up(args) => {

@@ -43,7 +43,9 @@ impl SpawnStatus {
 }
 
 const SPAWN_BUCKETS: &[f64] = &[0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 180.0, 300.0, 600.0];
-const REQUEST_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const REQUEST_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 impl HubMetrics {
     pub fn new() -> HubMetrics {
@@ -90,8 +92,7 @@ impl HubMetrics {
 
     fn labeled_histogram(&self, name: &'static str, labels: &[(&'static str, &'static str)]) -> Histogram {
         let labels: Vec<Label> = labels.iter().map(|(k, v)| Label::from_static_parts(k, v)).collect();
-        self.recorder
-            .register_histogram(&Key::from_parts(name, labels), &META)
+        self.recorder.register_histogram(&Key::from_parts(name, labels), &META)
     }
 
     fn status(ok: bool) -> [(&'static str, &'static str); 1] {

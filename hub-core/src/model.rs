@@ -237,10 +237,7 @@ mod tests {
         assert_eq!(server_prefix("/jhub/", "alice", "lab 2"), "/jhub/user/alice/lab%202/");
         assert_eq!(server_prefix("/", "a@b.org", ""), "/user/a@b.org/");
         assert_eq!(escape_segment("秀樹"), "%E7%A7%80%E6%A8%B9");
-        assert_eq!(
-            progress_url("/", "bob", "x"),
-            "/hub/api/users/bob/servers/x/progress"
-        );
+        assert_eq!(progress_url("/", "bob", "x"), "/hub/api/users/bob/servers/x/progress");
     }
 
     #[test]
@@ -274,7 +271,10 @@ mod tests {
         assert_eq!(m["servers"][""]["ready"], true);
         assert_eq!(m["servers"][""]["pending"], Value::Null);
         assert_eq!(m["servers"][""]["last_activity"], "1970-01-01T00:00:01.000Z");
-        assert!(m["servers"].get("old").is_none(), "stopped servers are hidden by default");
+        assert!(
+            m["servers"].get("old").is_none(),
+            "stopped servers are hidden by default"
+        );
         assert!(user.to_json("/", true, false)["servers"].get("old").is_some());
         assert!(m["servers"][""].get("state").is_none());
     }

@@ -79,7 +79,12 @@ impl ProxyApi {
         })
     }
 
-    async fn call(&self, method: Method, path: &str, body: Option<Vec<u8>>) -> Result<http_client::Reply, ProxyApiError> {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<http_client::Reply, ProxyApiError> {
         let _permit = self.limit.acquire().await;
         let mut headers = Vec::new();
         if let Some(token) = &self.token {
@@ -99,7 +104,12 @@ impl ProxyApi {
     }
 
     /// Adds or replaces the route `routespec` → `target`, tagged as the hub's.
-    pub async fn add_route(&self, routespec: &str, target: &str, mut data: Map<String, Value>) -> Result<(), ProxyApiError> {
+    pub async fn add_route(
+        &self,
+        routespec: &str,
+        target: &str,
+        mut data: Map<String, Value>,
+    ) -> Result<(), ProxyApiError> {
         data.insert("target".into(), Value::String(target.to_owned()));
         data.insert("jupyterhub".into(), Value::Bool(true));
         let body = serde_json::to_vec(&data).unwrap_or_default();
@@ -127,7 +137,17 @@ impl ProxyApi {
 /// Route keys go into the API path as they are, except characters a path cannot hold.
 fn api_path(key: &str) -> String {
     use percent_encoding::{AsciiSet, CONTROLS, utf8_percent_encode};
-    const PATH: &AsciiSet = &CONTROLS.add(b' ').add(b'"').add(b'#').add(b'<').add(b'>').add(b'?').add(b'`').add(b'{').add(b'}').add(b'%');
+    const PATH: &AsciiSet = &CONTROLS
+        .add(b' ')
+        .add(b'"')
+        .add(b'#')
+        .add(b'<')
+        .add(b'>')
+        .add(b'?')
+        .add(b'`')
+        .add(b'{')
+        .add(b'}')
+        .add(b'%');
     utf8_percent_encode(key, PATH).to_string()
 }
 

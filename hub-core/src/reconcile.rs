@@ -81,9 +81,7 @@ pub async fn check_routes(hub: &Arc<Hub>) -> Result<ReconcileReport, ProxyApiErr
             report.deleted += 1;
         }
     }
-    hub.metrics
-        .check_routes_duration
-        .record(began.elapsed().as_secs_f64());
+    hub.metrics.check_routes_duration.record(began.elapsed().as_secs_f64());
     Ok(report)
 }
 

@@ -14,6 +14,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use proxy::auth::local_sessions::LocalSessions;
 use serde::{Deserialize, Serialize};
 
+use crate::store::Store;
+
 /// The session record's key; the same template goes into the proxy's `[session] key`.
 pub const KEY_TEMPLATE: &str = "edgehub:session:{jti}";
 pub const ISSUER: &str = "edgehub";
@@ -41,12 +43,18 @@ pub enum SessionError {
     Unavailable(String),
     #[error("cannot sign the session token: {0}")]
     Sign(String),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
 }
 
 /// Where session records live.
 pub enum RecordStore {
-    /// The embedded proxy's store (`edgehub up`).
-    Local(Arc<LocalSessions>),
+    /// The embedded proxy's store (`edgehub up`), backed by the state database so a restarted
+    /// hub puts every live session back.
+    Local {
+        live: Arc<LocalSessions>,
+        db: Arc<Store>,
+    },
     Redis(redis::aio::ConnectionManager),
 }
 
@@ -92,7 +100,10 @@ impl Sessions {
             .map_err(|e| SessionError::Sign(e.to_string()))?;
         let key = record_key(&claims.jti);
         match &self.records {
-            RecordStore::Local(store) => store.insert(&key, user),
+            RecordStore::Local { live, db } => {
+                db.put_session(&claims.jti, user, claims.exp * 1000)?;
+                live.insert(&key, user);
+            }
             RecordStore::Redis(conn) => {
                 let mut conn = conn.clone();
                 redis::cmd("SET")
@@ -116,7 +127,7 @@ impl Sessions {
         };
         let key = record_key(&data.claims.jti);
         let live = match &self.records {
-            RecordStore::Local(store) => store.contains(&key),
+            RecordStore::Local { live, .. } => live.contains(&key),
             RecordStore::Redis(conn) => {
                 let mut conn = conn.clone();
                 redis::cmd("EXISTS")
@@ -134,8 +145,9 @@ impl Sessions {
     pub async fn end(&self, jti: &str) -> Result<(), SessionError> {
         let key = record_key(jti);
         match &self.records {
-            RecordStore::Local(store) => {
-                store.remove(&key);
+            RecordStore::Local { live, db } => {
+                live.remove(&key);
+                db.delete_session(jti)?;
             }
             RecordStore::Redis(conn) => {
                 let mut conn = conn.clone();
@@ -154,6 +166,15 @@ impl Sessions {
         }
         Ok(())
     }
+}
+
+/// Puts the sessions the database holds back into the in-process store (at start-up).
+pub fn restore_local(live: &LocalSessions, db: &Store) -> Result<usize, crate::store::StoreError> {
+    let sessions = db.live_sessions(proxy::timestamp::now_ms())?;
+    for (jti, user) in &sessions {
+        live.insert(&record_key(jti), user);
+    }
+    Ok(sessions.len())
 }
 
 /// The edge-auth configuration that makes a proxy accept exactly the hub's sessions: the hub's
@@ -192,36 +213,46 @@ pub fn edge_auth_config(
 mod tests {
     use super::*;
 
-    fn sessions() -> (Sessions, Arc<LocalSessions>) {
-        let store = Arc::new(LocalSessions::default());
-        (
-            Sessions::new(b"0123456789abcdef0123456789abcdef", Duration::from_secs(60), RecordStore::Local(store.clone())),
-            store,
-        )
+    fn make(name: &str, key: &[u8]) -> (Sessions, Arc<LocalSessions>, Arc<Store>) {
+        let dir = std::env::temp_dir().join(format!("edgehub-session-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let live = Arc::new(LocalSessions::default());
+        let db = Arc::new(Store::open(&dir.join("db")).unwrap());
+        let records = RecordStore::Local {
+            live: live.clone(),
+            db: db.clone(),
+        };
+        (Sessions::new(key, Duration::from_secs(60), records), live, db)
     }
+
+    const KEY: &[u8] = b"0123456789abcdef0123456789abcdef";
 
     #[tokio::test]
     async fn a_session_lives_until_it_is_ended() {
-        let (sessions, store) = sessions();
+        let (sessions, live, db) = make("lives", KEY);
         let token = sessions.create("alice", true).await.unwrap();
         let claims = sessions.check(&token).await.unwrap().expect("live");
         assert_eq!((claims.sub.as_str(), claims.admin), ("alice", true));
-        assert_eq!(store.len(), 1);
+        assert_eq!(live.len(), 1);
+        // A restarted hub gets the session back from the database.
+        let fresh = LocalSessions::default();
+        assert_eq!(restore_local(&fresh, &db).unwrap(), 1);
+        assert!(fresh.contains(&record_key(&claims.jti)));
         sessions.end(&claims.jti).await.unwrap();
         assert!(sessions.check(&token).await.unwrap().is_none());
+        assert_eq!(
+            restore_local(&LocalSessions::default(), &db).unwrap(),
+            0,
+            "ended sessions stay ended"
+        );
     }
 
     #[tokio::test]
     async fn foreign_or_tampered_tokens_are_not_sessions() {
-        let (sessions, _) = sessions();
+        let (sessions, _, _) = make("foreign", KEY);
         let token = sessions.create("alice", false).await.unwrap();
-        let (other, _) = {
-            let store = Arc::new(LocalSessions::default());
-            (
-                Sessions::new(b"another key another key another!", Duration::from_secs(60), RecordStore::Local(store.clone())),
-                store,
-            )
-        };
+        let (other, _, _) = make("other", b"another key another key another!");
         assert!(other.check(&token).await.unwrap().is_none(), "signed with another key");
         let mut parts: Vec<&str> = token.split('.').collect();
         let forged_payload = base64::Engine::encode(
@@ -229,7 +260,10 @@ mod tests {
             br#"{"sub":"admin","jti":"x","iss":"edgehub","iat":0,"exp":99999999999,"admin":true}"#,
         );
         parts[1] = &forged_payload;
-        assert!(sessions.check(&parts.join(".")).await.unwrap().is_none(), "payload swapped");
+        assert!(
+            sessions.check(&parts.join(".")).await.unwrap().is_none(),
+            "payload swapped"
+        );
         assert!(sessions.check("not a jwt").await.unwrap().is_none());
     }
 }

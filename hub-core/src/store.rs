@@ -47,6 +47,12 @@ const MIGRATIONS: &[&str] = &[
         name TEXT PRIMARY KEY,
         value BLOB NOT NULL
     );",
+    // 2: login sessions kept in process (`edgehub up`), so a hub restart logs no one out.
+    "CREATE TABLE sessions (
+        jti TEXT PRIMARY KEY,
+        user TEXT NOT NULL,
+        expires_ms INTEGER NOT NULL
+    );",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -193,12 +199,7 @@ impl Store {
     }
 
     pub fn delete_server(&self, user: &str, name: &str) -> Result<(), StoreError> {
-        self.with(|c| {
-            c.execute(
-                "DELETE FROM servers WHERE user = ?1 AND name = ?2",
-                params![user, name],
-            )
-        })?;
+        self.with(|c| c.execute("DELETE FROM servers WHERE user = ?1 AND name = ?2", params![user, name]))?;
         Ok(())
     }
 
@@ -223,6 +224,31 @@ impl Store {
     pub fn delete_token(&self, id: i64) -> Result<(), StoreError> {
         self.with(|c| c.execute("DELETE FROM tokens WHERE id = ?1", params![id]))?;
         Ok(())
+    }
+
+    pub fn put_session(&self, jti: &str, user: &str, expires_ms: u64) -> Result<(), StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT OR REPLACE INTO sessions (jti, user, expires_ms) VALUES (?1, ?2, ?3)",
+                params![jti, user, expires_ms],
+            )
+        })?;
+        Ok(())
+    }
+
+    pub fn delete_session(&self, jti: &str) -> Result<(), StoreError> {
+        self.with(|c| c.execute("DELETE FROM sessions WHERE jti = ?1", params![jti]))?;
+        Ok(())
+    }
+
+    /// Sessions still valid at `now_ms` as `(jti, user)`; expired ones are deleted.
+    pub fn live_sessions(&self, now_ms: u64) -> Result<Vec<(String, String)>, StoreError> {
+        self.with(|c| {
+            c.execute("DELETE FROM sessions WHERE expires_ms <= ?1", params![now_ms])?;
+            c.prepare("SELECT jti, user FROM sessions")?
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect()
+        })
     }
 
     /// A secret the hub generated once and must keep across restarts (the session signing key),
@@ -317,6 +343,8 @@ mod tests {
                 .unwrap();
             assert!(id > 0);
             assert_eq!(store.secret("k", || vec![1, 2]).unwrap(), vec![1, 2]);
+            store.put_session("j1", "alice", 1_000).unwrap();
+            store.put_session("j2", "alice", 5_000).unwrap();
         }
         let store = Store::open(&path).unwrap();
         let loaded = store.load().unwrap();
@@ -326,6 +354,12 @@ mod tests {
         assert_eq!(loaded.servers[0].spawner_state["pid"], 42);
         assert_eq!(loaded.tokens[0].user, "alice");
         assert_eq!(store.secret("k", || vec![9]).unwrap(), vec![1, 2], "secrets are kept");
+        assert_eq!(
+            store.live_sessions(2_000).unwrap(),
+            vec![("j2".to_owned(), "alice".to_owned())]
+        );
+        store.delete_session("j2").unwrap();
+        assert!(store.live_sessions(0).unwrap().is_empty());
         store.delete_user("alice").unwrap();
         let loaded = store.load().unwrap();
         assert!(loaded.servers.is_empty() && loaded.tokens.is_empty(), "cascade");
@@ -339,6 +373,9 @@ mod tests {
             conn.pragma_update(None, "user_version", 99).unwrap();
         }
         let err = Store::open(&path).err().unwrap().to_string();
-        assert!(err.contains("schema version 99") && err.contains("newer edgehub"), "{err}");
+        assert!(
+            err.contains("schema version 99") && err.contains("newer edgehub"),
+            "{err}"
+        );
     }
 }

@@ -73,7 +73,11 @@ impl Tokens {
     /// `admin-token`; user tokens carry the user's name (the caller checks admin rights).
     pub fn lookup(&self, token: &str, now_ms: u64) -> Option<TokenRecordOrAdmin> {
         let h = hash(token);
-        if self.admin.iter().any(|a| proxy::admin_api::constant_time_eq(a.as_bytes(), h.as_bytes())) {
+        if self
+            .admin
+            .iter()
+            .any(|a| proxy::admin_api::constant_time_eq(a.as_bytes(), h.as_bytes()))
+        {
             return Some(TokenRecordOrAdmin::Admin);
         }
         let map = self.map();
@@ -142,7 +146,10 @@ mod tests {
     fn lookups() {
         let tokens = Tokens::new(
             &["adm".into(), "".into()],
-            vec![record(1, "t1", "alice", None, None), record(2, "t2", "bob", Some(""), Some(100))],
+            vec![
+                record(1, "t1", "alice", None, None),
+                record(2, "t2", "bob", Some(""), Some(100)),
+            ],
         );
         assert!(matches!(tokens.lookup("adm", 0), Some(TokenRecordOrAdmin::Admin)));
         assert!(tokens.lookup("", 0).is_none(), "an empty admin token is never accepted");

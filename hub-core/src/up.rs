@@ -39,7 +39,9 @@ fn free_port(host: &str) -> anyhow::Result<u16> {
 }
 
 fn state_dir(db: &Path) -> PathBuf {
-    db.parent().filter(|p| !p.as_os_str().is_empty()).map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+    db.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
 /// Starts everything and returns once the hub serves and the proxy's table is reconciled. The
@@ -51,7 +53,7 @@ pub async fn start(
 ) -> anyhow::Result<Running> {
     let began = Instant::now();
     config.validate()?;
-    let store = Store::open(&config.db)?;
+    let store = Arc::new(Store::open(&config.db)?);
     let secret = store.secret("session-signing-key", || crate::tokens::random_bytes::<32>().to_vec())?;
     let secret_hex = crate::tokens::hex(&secret);
     let auth = Arc::new(Authenticator::new(&config.auth)?);
@@ -78,7 +80,11 @@ pub async fn start(
         }
     };
 
-    let session_url = config.session.redis_url.clone().unwrap_or_else(|| config::SessionConfig::IN_PROCESS.to_owned());
+    let session_url = config
+        .session
+        .redis_url
+        .clone()
+        .unwrap_or_else(|| config::SessionConfig::IN_PROCESS.to_owned());
     let (proxy_api, records, proxy_api_url, public_url) = match &config.proxy.api_url {
         None => {
             let bind: SocketAddr = config.bind.parse().context("bind")?;
@@ -104,8 +110,20 @@ pub async fn start(
                 ..ProxyConfig::default()
             };
             let proxy = proxy::Proxy::new(&proxy_config).context("embedded proxy")?;
-            let records = match (&config.session.redis_url, proxy.auth.as_ref().and_then(|a| a.local_sessions())) {
-                (None, Some(local)) => RecordStore::Local(local),
+            let records = match (
+                &config.session.redis_url,
+                proxy.auth.as_ref().and_then(|a| a.local_sessions()),
+            ) {
+                (None, Some(live)) => {
+                    let restored = crate::session::restore_local(&live, &store)?;
+                    if restored > 0 {
+                        tracing::info!("{restored} login sessions restored");
+                    }
+                    RecordStore::Local {
+                        live,
+                        db: store.clone(),
+                    }
+                }
                 (None, None) => bail!("the embedded proxy has no in-process session store"),
                 (Some(url), _) => RecordStore::Redis(redis_store(url).await?),
             };
@@ -149,7 +167,12 @@ pub async fn start(
             Arc::new(local)
         }
     };
-    let sessions = Sessions::new(&secret, Duration::from_secs(config.session.lifetime_secs), records);
+    // The proxy takes the key as the configured text (the hex), so the hub signs with the same bytes.
+    let sessions = Sessions::new(
+        secret_hex.as_bytes(),
+        Duration::from_secs(config.session.lifetime_secs),
+        records,
+    );
     let hub = Hub::new(HubParts {
         config,
         store,
@@ -170,7 +193,10 @@ pub async fn start(
         );
     }
     if let Err(e) = crate::reconcile::check_routes(&hub).await {
-        tracing::warn!("first reconcile with the proxy failed (retried every {} s): {e}", hub.config.reconcile_interval_secs);
+        tracing::warn!(
+            "first reconcile with the proxy failed (retried every {} s): {e}",
+            hub.config.reconcile_interval_secs
+        );
     }
     let background = [
         tokio::spawn(crate::reconcile::run(hub.clone())),

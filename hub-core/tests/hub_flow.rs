@@ -19,7 +19,10 @@ async fn a_user_logs_in_spawns_and_reaches_only_their_own_server() {
     let mut anon = hub.client();
     let r = anon.get("/user/alice/").await;
     assert_eq!(r.status, StatusCode::FOUND);
-    assert!(r.location().contains("/hub/login?next="), "{}", r.location());
+    assert_eq!(r.location(), "/hub/user/alice/");
+    let r = anon.get("/hub/user/alice/").await;
+    assert_eq!(r.status, StatusCode::FOUND);
+    assert_eq!(r.location(), "/hub/login?next=%2Fhub%2Fuser%2Falice%2F");
 
     let mut alice = hub.login("alice").await;
     // No route yet: /user/alice/ lands on the hub, which starts the server and shows progress.
@@ -36,7 +39,10 @@ async fn a_user_logs_in_spawns_and_reaches_only_their_own_server() {
     assert_eq!(last["url"], "/user/alice/");
     assert_eq!(events[0]["message"], "Server requested");
     let percents: Vec<u64> = events.iter().map(|e| e["progress"].as_u64().unwrap()).collect();
-    assert!(percents.windows(2).all(|w| w[0] <= w[1]), "progress only grows: {percents:?}");
+    assert!(
+        percents.windows(2).all(|w| w[0] <= w[1]),
+        "progress only grows: {percents:?}"
+    );
 
     // The route is in: the page comes from alice's server, through the proxy.
     let r = alice.get("/user/alice/").await;
@@ -88,7 +94,9 @@ async fn the_api_follows_jupyterhub() {
     assert!(admin.api(Method::GET, "", None).await.json()["version"].is_string());
     assert_eq!(admin.api(Method::GET, "/user", None).await.json()["kind"], "service");
 
-    let r = admin.api(Method::POST, "/users", Some(json!({"usernames": ["u1", "u2", "u3"]}))).await;
+    let r = admin
+        .api(Method::POST, "/users", Some(json!({"usernames": ["u1", "u2", "u3"]})))
+        .await;
     assert_eq!(r.status, StatusCode::CREATED);
     let r = admin.api(Method::POST, "/users/u1", None).await;
     assert_eq!(r.status, StatusCode::CONFLICT);
@@ -118,33 +126,55 @@ async fn the_api_follows_jupyterhub() {
     let r = admin.api(Method::GET, "/users?state=bogus", None).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 
-    // Activity reports move last_activity forward, never back, and bad ones are refused.
-    let now = proxy::timestamp::format_iso(proxy::timestamp::now_ms());
-    let r = admin
-        .api(Method::POST, "/users/u1/activity", Some(json!({"servers": {"": {"last_activity": now}}})))
-        .await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    // Activity reports move last_activity forward (by 30 s or more, JupyterHub's
+    // activity_resolution), never back, and bad ones are refused.
+    let iso = |offset_ms: i64| proxy::timestamp::format_iso((proxy::timestamp::now_ms() as i64 + offset_ms) as u64);
+    let (later, earlier) = (iso(45_000), iso(-3_600_000));
+    for at in [&later, &earlier] {
+        let body = json!({"servers": {"": {"last_activity": at}}});
+        let r = admin.api(Method::POST, "/users/u1/activity", Some(body)).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    }
     let model = admin.api(Method::GET, "/users/u1", None).await.json();
-    assert_eq!(model["servers"][""]["last_activity"], now);
+    assert_eq!(model["servers"][""]["last_activity"], later);
+    let now = iso(0);
     let r = admin
-        .api(Method::POST, "/users/u1/activity", Some(json!({"servers": {"nope": {"last_activity": now}}})))
+        .api(
+            Method::POST,
+            "/users/u1/activity",
+            Some(json!({"servers": {"nope": {"last_activity": now}}})),
+        )
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    let r = admin.api(Method::POST, "/users/u1/activity", Some(json!({"last_activity": "yesterday"}))).await;
+    let r = admin
+        .api(
+            Method::POST,
+            "/users/u1/activity",
+            Some(json!({"last_activity": "yesterday"})),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 
     // Tokens: a user token works for its user and not for others.
-    let r = admin.api(Method::POST, "/users/u2/tokens", Some(json!({"note": "ci"}))).await;
+    let r = admin
+        .api(Method::POST, "/users/u2/tokens", Some(json!({"note": "ci"})))
+        .await;
     assert_eq!(r.status, StatusCode::CREATED);
     let token = r.json()["token"].as_str().unwrap().to_owned();
     let mut u2 = hub.client();
     u2.token = Some(token);
     assert_eq!(u2.api(Method::GET, "/user", None).await.json()["name"], "u2");
-    assert_eq!(u2.api(Method::GET, "/users/u1", None).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        u2.api(Method::GET, "/users/u1", None).await.status,
+        StatusCode::FORBIDDEN
+    );
     assert_eq!(u2.api(Method::GET, "/users", None).await.status, StatusCode::FORBIDDEN);
     let mut nobody = hub.client();
     nobody.token = Some("wrong".into());
-    assert_eq!(nobody.api(Method::GET, "/user", None).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        nobody.api(Method::GET, "/user", None).await.status,
+        StatusCode::FORBIDDEN
+    );
 
     // The routing table as the hub sees it, and a forced reconcile.
     let routes = admin.api(Method::GET, "/proxy", None).await.json();
@@ -155,7 +185,12 @@ async fn the_api_follows_jupyterhub() {
     assert_eq!(hub.client().get("/hub/health").await.status, StatusCode::OK);
     assert_eq!(hub.client().get("/hub/metrics").await.status, StatusCode::FORBIDDEN);
     let metrics = admin.get("/hub/metrics").await.text();
-    for name in ["jupyterhub_running_servers 1", "jupyterhub_total_users", "jupyterhub_server_spawn_duration_seconds", "jupyterhub_request_duration_seconds"] {
+    for name in [
+        "jupyterhub_running_servers 1",
+        "jupyterhub_total_users",
+        "jupyterhub_server_spawn_duration_seconds",
+        "jupyterhub_request_duration_seconds",
+    ] {
         assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
     }
 
@@ -174,7 +209,10 @@ async fn the_api_follows_jupyterhub() {
     // Deleting a user stops their server first.
     let r = admin.api(Method::DELETE, "/users/u1", None).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
-    assert_eq!(admin.api(Method::GET, "/users/u1", None).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        admin.api(Method::GET, "/users/u1", None).await.status,
+        StatusCode::NOT_FOUND
+    );
     hub.stop().await;
 }
 
@@ -186,22 +224,36 @@ async fn spawn_limits_answer_429_with_retry_after() {
     config.spawner.command = Some(vec![
         "sh".into(),
         "-c".into(),
-        format!("sleep 3; exec {} singleuser --port {{port}}", env!("CARGO_BIN_EXE_edgehub")),
+        format!(
+            "sleep 3; exec {} singleuser --port {{port}}",
+            env!("CARGO_BIN_EXE_edgehub")
+        ),
     ]);
     config.limits.concurrent_spawn_limit = 1;
     let hub = TestHub::start(config).await;
     let mut admin = hub.admin();
-    admin.api(Method::POST, "/users", Some(json!({"usernames": ["a", "b"]}))).await;
-    assert_eq!(admin.api(Method::POST, "/users/a/server", None).await.status, StatusCode::ACCEPTED);
+    admin
+        .api(Method::POST, "/users", Some(json!({"usernames": ["a", "b"]})))
+        .await;
+    assert_eq!(
+        admin.api(Method::POST, "/users/a/server", None).await.status,
+        StatusCode::ACCEPTED
+    );
     // A second POST while pending is still 202.
-    assert_eq!(admin.api(Method::POST, "/users/a/server", None).await.status, StatusCode::ACCEPTED);
+    assert_eq!(
+        admin.api(Method::POST, "/users/a/server", None).await.status,
+        StatusCode::ACCEPTED
+    );
     let r = admin.api(Method::POST, "/users/b/server", None).await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text());
     let retry: u64 = r.headers[header::RETRY_AFTER].to_str().unwrap().parse().unwrap();
     assert!((30..=60).contains(&retry), "Retry-After {retry}");
     let events = follow_progress(&mut admin, "/hub/api/users/a/server/progress").await;
     assert_eq!(events.last().unwrap()["ready"], true);
-    assert_eq!(admin.api(Method::POST, "/users/b/server", None).await.status, StatusCode::ACCEPTED);
+    assert_eq!(
+        admin.api(Method::POST, "/users/b/server", None).await.status,
+        StatusCode::ACCEPTED
+    );
     hub.stop().await;
 }
 
@@ -209,10 +261,17 @@ async fn spawn_limits_answer_429_with_retry_after() {
 async fn a_failing_server_reports_why_and_is_not_left_behind() {
     let dir = temp_dir("fail");
     let mut config = test_config(&dir, free_port());
-    config.spawner.command = Some(vec!["sh".into(), "-c".into(), "echo 'no notebook here' >&2; exit 3".into()]);
+    config.spawner.command = Some(vec![
+        "sh".into(),
+        "-c".into(),
+        "echo 'no notebook here' >&2; exit 3".into(),
+    ]);
     let hub = TestHub::start(config).await;
     let mut carol = hub.login("carol").await;
-    assert_eq!(carol.api(Method::POST, "/users/carol/server", None).await.status, StatusCode::ACCEPTED);
+    assert_eq!(
+        carol.api(Method::POST, "/users/carol/server", None).await.status,
+        StatusCode::ACCEPTED
+    );
     let events = follow_progress(&mut carol, "/hub/api/users/carol/server/progress").await;
     let last = events.last().unwrap();
     assert_eq!(last["failed"], true, "{events:?}");
@@ -244,7 +303,11 @@ async fn a_restarted_hub_adopts_running_servers_and_repairs_routes() {
     // again through the (new) proxy with the same login.
     let hub = TestHub::start(test_config(&dir, port)).await;
     let server = hub.running.hub.server("alice", "").unwrap();
-    assert_eq!(server.record.spawner_state["pid"].as_i64(), Some(pid), "same process, no duplicate");
+    assert_eq!(
+        server.record.spawner_state["pid"].as_i64(),
+        Some(pid),
+        "same process, no duplicate"
+    );
     let r = alice.get("/user/alice/").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     let model = hub.admin().api(Method::GET, "/users/alice", None).await.json();
@@ -254,7 +317,13 @@ async fn a_restarted_hub_adopts_running_servers_and_repairs_routes() {
     hub.running.hub.proxy.delete_route("/user/alice/").await.unwrap();
     eventually(Duration::from_secs(5), "the route is restored", || {
         let proxy = hub.running.hub.proxy.clone();
-        async move { proxy.routes().await.map(|r| r.contains_key("/user/alice")).unwrap_or(false) }
+        async move {
+            proxy
+                .routes()
+                .await
+                .map(|r| r.contains_key("/user/alice"))
+                .unwrap_or(false)
+        }
     })
     .await;
 

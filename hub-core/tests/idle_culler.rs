@@ -31,7 +31,13 @@ async fn jupyterhub_idle_culler_culls_idle_servers_on_edgehub() {
     let dir = temp_dir("culler");
     let hub = TestHub::start(test_config(&dir, free_port())).await;
     let mut admin = hub.admin();
-    admin.api(Method::POST, "/users", Some(json!({"usernames": ["idle1", "idle2", "never"]}))).await;
+    admin
+        .api(
+            Method::POST,
+            "/users",
+            Some(json!({"usernames": ["idle1", "idle2", "never"]})),
+        )
+        .await;
     for user in ["idle1", "idle2"] {
         admin.api(Method::POST, &format!("/users/{user}/server"), None).await;
         let events = follow_progress(&mut admin, &format!("/hub/api/users/{user}/server/progress")).await;
@@ -69,9 +75,15 @@ async fn jupyterhub_idle_culler_culls_idle_servers_on_edgehub() {
     let output = culler.wait_with_output().await.unwrap();
     let log = String::from_utf8_lossy(&output.stderr);
     assert!(culled, "servers still running after 20 s; culler log:\n{log}");
-    assert!(log.contains("Culling server idle1") || log.contains("idle1"), "culler log:\n{log}");
+    assert!(
+        log.contains("Culling server idle1") || log.contains("idle1"),
+        "culler log:\n{log}"
+    );
     // The servers really stopped: routes gone, phase stopped.
     let routes = hub.running.hub.proxy.routes().await.unwrap();
-    assert!(!routes.contains_key("/user/idle1") && !routes.contains_key("/user/idle2"), "{routes:?}");
+    assert!(
+        !routes.contains_key("/user/idle1") && !routes.contains_key("/user/idle2"),
+        "{routes:?}"
+    );
     hub.stop().await;
 }

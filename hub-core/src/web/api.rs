@@ -88,11 +88,30 @@ fn whoami(hub: &Hub, who: &Caller) -> Resp {
     };
     let mut model = user.to_json(&hub.base, false, false);
     let scopes = if who.admin {
-        json!(["admin-ui", "admin:users", "admin:servers", "list:users", "read:users", "read:servers", "delete:servers", "servers"])
+        json!([
+            "admin-ui",
+            "admin:users",
+            "admin:servers",
+            "list:users",
+            "read:users",
+            "read:servers",
+            "delete:servers",
+            "servers"
+        ])
     } else if let Some(server) = &who.server {
-        json!([format!("access:servers!server={}/{server}", who.name), format!("read:users:name!user={}", who.name), format!("users:activity!user={}", who.name)])
+        json!([
+            format!("access:servers!server={}/{server}", who.name),
+            format!("read:users:name!user={}", who.name),
+            format!("users:activity!user={}", who.name)
+        ])
     } else {
-        json!([format!("self"), format!("servers!user={}", who.name), format!("access:servers!user={}", who.name), format!("read:users!user={}", who.name), format!("tokens!user={}", who.name)])
+        json!([
+            format!("self"),
+            format!("servers!user={}", who.name),
+            format!("access:servers!user={}", who.name),
+            format!("read:users!user={}", who.name),
+            format!("tokens!user={}", who.name)
+        ])
     };
     model["scopes"] = scopes;
     if let Some(server) = &who.server {
@@ -164,7 +183,12 @@ fn list_users(hub: &Hub, req: &Req) -> Resp {
         let next_offset = offset + items.len();
         let host = req.header(header::HOST).unwrap_or("localhost");
         let mut query = form_urlencoded::Serializer::new(String::new());
-        for (k, v) in req.query.as_deref().map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect::<Vec<_>>()).unwrap_or_default() {
+        for (k, v) in req
+            .query
+            .as_deref()
+            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect::<Vec<_>>())
+            .unwrap_or_default()
+        {
             if k != "offset" && k != "limit" {
                 query.append_pair(&k, &v);
             }
@@ -223,7 +247,10 @@ async fn user_routes(hub: &Arc<Hub>, req: &Req, auth: &Authenticated, name: &str
     let who = &auth.caller;
     match (&req.method, tail) {
         (&Method::GET, []) => match hub.users().get(name) {
-            Some(u) => json(StatusCode::OK, &u.to_json(&hub.base, true, who.admin)),
+            Some(u) => {
+                let include_stopped = req.query_param("include_stopped_servers").is_some();
+                json(StatusCode::OK, &u.to_json(&hub.base, include_stopped, who.admin))
+            }
             None => json_error(StatusCode::NOT_FOUND, "No such user"),
         },
         (&Method::POST, []) => {
@@ -426,7 +453,10 @@ fn activity(hub: &Hub, req: &Req, user: &str) -> Resp {
                 .and_then(|ms| u64::try_from(ms).ok())
                 .map(Some)
                 .ok_or_else(|| json_error(StatusCode::BAD_REQUEST, &format!("Invalid timestamp {s:?}"))),
-            _ => Err(json_error(StatusCode::BAD_REQUEST, "last_activity must be an ISO 8601 string")),
+            _ => Err(json_error(
+                StatusCode::BAD_REQUEST,
+                "last_activity must be an ISO 8601 string",
+            )),
         }
     };
     let user_level = match parse(&body["last_activity"]) {
@@ -436,7 +466,10 @@ fn activity(hub: &Hub, req: &Req, user: &str) -> Resp {
     if let Some(servers) = body["servers"].as_object() {
         for (server, info) in servers {
             if hub.server(user, server).is_none() {
-                return json_error(StatusCode::BAD_REQUEST, &format!("No such server {server:?} for {user}"));
+                return json_error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("No such server {server:?} for {user}"),
+                );
             }
             match parse(&info["last_activity"]) {
                 Ok(Some(at)) => {

@@ -15,7 +15,14 @@ pub fn get<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// A `Set-Cookie` value: HttpOnly and SameSite=Lax unless `script_readable`.
-pub fn set(name: &str, value: &str, path: &str, max_age_secs: Option<u64>, secure: bool, script_readable: bool) -> String {
+pub fn set(
+    name: &str,
+    value: &str,
+    path: &str,
+    max_age_secs: Option<u64>,
+    secure: bool,
+    script_readable: bool,
+) -> String {
     let mut c = format!("{name}={value}; Path={path}; SameSite=Lax");
     if let Some(age) = max_age_secs {
         c.push_str(&format!("; Max-Age={age}"));

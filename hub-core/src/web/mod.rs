@@ -58,7 +58,8 @@ impl Req {
         if self.body.iter().all(u8::is_ascii_whitespace) {
             return Ok(Value::Null);
         }
-        serde_json::from_slice(&self.body).map_err(|e| json_error(StatusCode::BAD_REQUEST, &format!("Invalid JSON body: {e}")))
+        serde_json::from_slice(&self.body)
+            .map_err(|e| json_error(StatusCode::BAD_REQUEST, &format!("Invalid JSON body: {e}")))
     }
 
     pub fn header(&self, name: header::HeaderName) -> Option<&str> {
@@ -92,14 +93,20 @@ pub fn json(status: StatusCode, value: &Value) -> Response<Body> {
 
 /// JupyterHub's error body: `{"status": 404, "message": "…"}`.
 pub fn json_error(status: StatusCode, message: &str) -> Response<Body> {
-    json(status, &serde_json::json!({"status": status.as_u16(), "message": message}))
+    json(
+        status,
+        &serde_json::json!({"status": status.as_u16(), "message": message}),
+    )
 }
 
 pub fn html(status: StatusCode, page: String) -> Response<Body> {
     let mut r = Response::new(full(page));
     *r.status_mut() = status;
     let h = r.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
     // Pages load their script and style from the hub only; nothing inline runs.
     h.insert(
         header::CONTENT_SECURITY_POLICY,
@@ -159,7 +166,10 @@ async fn handle(hub: Arc<Hub>, request: Request<Incoming>) -> Response<Body> {
         // `/jhub` without its slash still means the hub.
         (full_path == hub.base.trim_end_matches('/')).then_some("")
     }) else {
-        return html(StatusCode::NOT_FOUND, crate::pages::error(&pages::context(&hub, None, ""), 404, "Not under this hub's base URL"));
+        return html(
+            StatusCode::NOT_FOUND,
+            crate::pages::error(&pages::context(&hub, None, ""), 404, "Not under this hub's base URL"),
+        );
     };
     let req = Req {
         method,
@@ -194,6 +204,11 @@ async fn route(hub: &Arc<Hub>, req: &Req) -> (&'static str, Response<Body>) {
 pub fn segments(path: &str) -> Option<Vec<String>> {
     path.split('/')
         .filter(|s| !s.is_empty())
-        .map(|s| percent_encoding::percent_decode_str(s).decode_utf8().ok().map(|c| c.into_owned()))
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8()
+                .ok()
+                .map(|c| c.into_owned())
+        })
         .collect()
 }

@@ -56,13 +56,24 @@ fn with_cookie(mut r: Resp, cookie: Option<String>) -> Resp {
 /// A page response that also sets the `_xsrf` cookie when the browser has none yet.
 fn page(hub: &Hub, req: &Req, status: StatusCode, render: impl FnOnce(&str) -> String) -> Resp {
     let (value, new) = xsrf(req);
-    let cookie = new.map(|v| cookies::set(XSRF_COOKIE, &v, &format!("{}hub/", hub.base), None, hub.config.session.secure_cookies, true));
+    let cookie = new.map(|v| {
+        cookies::set(
+            XSRF_COOKIE,
+            &v,
+            &format!("{}hub/", hub.base),
+            None,
+            hub.config.session.secure_cookies,
+            true,
+        )
+    });
     with_cookie(html(status, render(&value)), cookie)
 }
 
 fn error_page(hub: &Hub, req: &Req, auth: Option<&Authenticated>, code: u16, message: &str) -> Resp {
     let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    page(hub, req, status, |x| render::error(&context(hub, auth, x), code, message))
+    page(hub, req, status, |x| {
+        render::error(&context(hub, auth, x), code, message)
+    })
 }
 
 /// A `next` that stays on this hub: a path under the base, not `//host`.
@@ -102,13 +113,23 @@ pub async fn handle(hub: &Arc<Hub>, req: &Req) -> Resp {
 
 async fn logged_in_pages(hub: &Arc<Hub>, req: &Req, seg: &[&str]) -> Resp {
     let Some(auth) = caller::identify(hub, req).await else {
-        let here = format!("/{}{}", req.path, req.query.as_deref().map(|q| format!("?{q}")).unwrap_or_default());
+        let here = format!(
+            "/{}{}",
+            req.path,
+            req.query.as_deref().map(|q| format!("?{q}")).unwrap_or_default()
+        );
         let next = format!("{}{}", hub.base.trim_end_matches('/'), here);
         let next: String = form_urlencoded::byte_serialize(next.as_bytes()).collect();
         return redirect(&format!("{}hub/login?next={next}", hub.base));
     };
     if !caller::xsrf_ok(req, &auth.via) {
-        return error_page(hub, req, Some(&auth), 403, "This form has expired. Go back, reload the page and try again.");
+        return error_page(
+            hub,
+            req,
+            Some(&auth),
+            403,
+            "This form has expired. Go back, reload the page and try again.",
+        );
     }
     let me = auth.caller.name.clone();
     let may = |user: &str| auth.caller.admin || user == me;
@@ -121,7 +142,13 @@ async fn logged_in_pages(hub: &Arc<Hub>, req: &Req, seg: &[&str]) -> Resp {
         ["hub", "spawn-pending", user, server] if may(user) => pending(hub, req, &auth, user, server),
         ["hub", "user", user, rest @ ..] => {
             if !may(user) {
-                return error_page(hub, req, Some(&auth), 403, &format!("This is {user}'s server, not yours."));
+                return error_page(
+                    hub,
+                    req,
+                    Some(&auth),
+                    403,
+                    &format!("This is {user}'s server, not yours."),
+                );
             }
             user_redirect(hub, req, &auth, user, rest).await
         }
@@ -140,14 +167,17 @@ fn static_file(file: &str) -> Resp {
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
     // Unversioned URLs: browsers revalidate, so a new hub's assets are picked up at once.
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     r
 }
 
 fn login_page(hub: &Hub, req: &Req, status: StatusCode, error: Option<String>, username: Option<String>) -> Resp {
-    let next = safe_next(hub, req.query_param("next").or_else(|| {
-        req.form().into_iter().find(|(k, _)| k == "next").map(|(_, v)| v)
-    }));
+    let next = safe_next(
+        hub,
+        req.query_param("next")
+            .or_else(|| req.form().into_iter().find(|(k, _)| k == "next").map(|(_, v)| v)),
+    );
     page(hub, req, status, |x| {
         render::login(
             &context(hub, None, x),
@@ -165,8 +195,12 @@ fn login_page(hub: &Hub, req: &Req, status: StatusCode, error: Option<String>, u
 async fn login(hub: &Arc<Hub>, req: &Req) -> Resp {
     let began = std::time::Instant::now();
     let next = || {
-        safe_next(hub, req.query_param("next").or_else(|| req.form().into_iter().find(|(k, _)| k == "next").map(|(_, v)| v)))
-            .unwrap_or_else(|| format!("{}hub/home", hub.base))
+        safe_next(
+            hub,
+            req.query_param("next")
+                .or_else(|| req.form().into_iter().find(|(k, _)| k == "next").map(|(_, v)| v)),
+        )
+        .unwrap_or_else(|| format!("{}hub/home", hub.base))
     };
     let who = if let Some(token) = req.query_param("token").filter(|_| req.method == Method::GET) {
         // The platform case: an externally issued token, handed over once.
@@ -174,10 +208,21 @@ async fn login(hub: &Arc<Hub>, req: &Req) -> Resp {
     } else if req.method == Method::POST {
         let xsrf_ok = caller::xsrf_ok(req, &Via::Cookie { jti: String::new() });
         if !xsrf_ok {
-            return login_page(hub, req, StatusCode::FORBIDDEN, Some("The form expired; please sign in again.".into()), None);
+            return login_page(
+                hub,
+                req,
+                StatusCode::FORBIDDEN,
+                Some("The form expired; please sign in again.".into()),
+                None,
+            );
         }
         let form = req.form();
-        let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default();
+        let field = |name: &str| {
+            form.iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
         if !hub.auth.accepts_form() {
             Err(crate::login::LoginError::TokenOnly)
         } else {
@@ -198,13 +243,29 @@ async fn login(hub: &Arc<Hub>, req: &Req) -> Resp {
         }
     };
     if let Err(e) = hub.ensure_user(&who.name, who.admin) {
-        return error_page(hub, req, None, 500, &format!("The hub could not record your sign-in: {e}"));
+        return error_page(
+            hub,
+            req,
+            None,
+            500,
+            &format!("The hub could not record your sign-in: {e}"),
+        );
     }
-    let token = match hub.sessions.create(&who.name, who.admin || hub.is_admin(&who.name)).await {
+    let token = match hub
+        .sessions
+        .create(&who.name, who.admin || hub.is_admin(&who.name))
+        .await
+    {
         Ok(t) => t,
         Err(e) => {
             tracing::error!("login of {}: {e}", who.name);
-            return error_page(hub, req, None, 503, "Signing in is not possible right now: the session store cannot be reached. Try again in a minute.");
+            return error_page(
+                hub,
+                req,
+                None,
+                503,
+                "Signing in is not possible right now: the session store cannot be reached. Try again in a minute.",
+            );
         }
     };
     hub.metrics.login(true).record(began.elapsed().as_secs_f64());
@@ -222,10 +283,20 @@ async fn login(hub: &Arc<Hub>, req: &Req) -> Resp {
 
 async fn logout(hub: &Arc<Hub>, req: &Req) -> Resp {
     let began = std::time::Instant::now();
-    if let Some(Authenticated { via: Via::Cookie { jti }, caller }) = caller::identify(hub, req).await {
+    if let Some(Authenticated {
+        via: Via::Cookie { jti },
+        caller,
+    }) = caller::identify(hub, req).await
+    {
         if let Err(e) = hub.sessions.end(&jti).await {
             tracing::error!("logout of {}: {e}", caller.name);
-            return error_page(hub, req, None, 503, "Signing out did not complete: the session store cannot be reached. Try again in a minute.");
+            return error_page(
+                hub,
+                req,
+                None,
+                503,
+                "Signing out did not complete: the session store cannot be reached. Try again in a minute.",
+            );
         }
         tracing::info!("{} signed out", caller.name);
     }
@@ -265,7 +336,9 @@ fn home(hub: &Hub, req: &Req, auth: &Authenticated) -> Resp {
         allowed: hub.config.allow_named_servers,
         limit: hub.config.named_server_limit_per_user,
     };
-    page(hub, req, StatusCode::OK, |x| render::home(&context(hub, Some(auth), x), &servers, named))
+    page(hub, req, StatusCode::OK, |x| {
+        render::home(&context(hub, Some(auth), x), &servers, named)
+    })
 }
 
 fn pending_url(hub: &Hub, user: &str, server: &str) -> String {
@@ -273,7 +346,11 @@ fn pending_url(hub: &Hub, user: &str, server: &str) -> String {
     if server.is_empty() {
         format!("{}hub/spawn-pending/{user}", hub.base)
     } else {
-        format!("{}hub/spawn-pending/{user}/{}", hub.base, crate::model::escape_segment(server))
+        format!(
+            "{}hub/spawn-pending/{user}/{}",
+            hub.base,
+            crate::model::escape_segment(server)
+        )
     }
 }
 
@@ -313,7 +390,12 @@ fn pending(hub: &Hub, req: &Req, auth: &Authenticated, user: &str, server: &str)
             )
         }),
         _ => page(hub, req, StatusCode::from_u16(424).unwrap_or(StatusCode::OK), |x| {
-            render::not_running(&context(hub, Some(auth), x), user, server, &spawn_url(hub, user, server))
+            render::not_running(
+                &context(hub, Some(auth), x),
+                user,
+                server,
+                &spawn_url(hub, user, server),
+            )
         }),
     }
 }
@@ -332,16 +414,29 @@ async fn user_redirect(hub: &Arc<Hub>, req: &Req, auth: &Authenticated, user: &s
         Some((Phase::Running, _)) => {
             let redirects: u32 = req.query_param("redirects").and_then(|v| v.parse().ok()).unwrap_or(0);
             if redirects >= MAX_REDIRECTS {
-                return error_page(hub, req, Some(auth), 503, "Your server is running but cannot be reached through the proxy. Try again in a moment.");
+                return error_page(
+                    hub,
+                    req,
+                    Some(auth),
+                    503,
+                    "Your server is running but cannot be reached through the proxy. Try again in a moment.",
+                );
             }
             let path = req.path.strip_prefix("hub/").unwrap_or(&req.path);
             let mut query: Vec<(String, String)> = req
                 .query
                 .as_deref()
-                .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().filter(|(k, _)| k != "redirects").collect())
+                .map(|q| {
+                    form_urlencoded::parse(q.as_bytes())
+                        .into_owned()
+                        .filter(|(k, _)| k != "redirects")
+                        .collect()
+                })
                 .unwrap_or_default();
             query.push(("redirects".into(), (redirects + 1).to_string()));
-            let query = form_urlencoded::Serializer::new(String::new()).extend_pairs(query).finish();
+            let query = form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(query)
+                .finish();
             // Give the proxy a moment to take a route just added.
             tokio::time::sleep(std::time::Duration::from_millis(100 * u64::from(redirects))).await;
             redirect(&format!("{}{path}?{query}", hub.base))
@@ -352,11 +447,21 @@ async fn user_redirect(hub: &Arc<Hub>, req: &Req, auth: &Authenticated, user: &s
             &format!("{user}'s server is not running"),
         ),
         Some((_, true)) => page(hub, req, StatusCode::from_u16(424).unwrap_or(StatusCode::OK), |x| {
-            render::not_running(&context(hub, Some(auth), x), user, server, &spawn_url(hub, user, server))
+            render::not_running(
+                &context(hub, Some(auth), x),
+                user,
+                server,
+                &spawn_url(hub, user, server),
+            )
         }),
         _ if user == auth.caller.name => start_and_follow(hub, req, auth, user, server).await,
         _ => page(hub, req, StatusCode::from_u16(424).unwrap_or(StatusCode::OK), |x| {
-            render::not_running(&context(hub, Some(auth), x), user, server, &spawn_url(hub, user, server))
+            render::not_running(
+                &context(hub, Some(auth), x),
+                user,
+                server,
+                &spawn_url(hub, user, server),
+            )
         }),
     }
 }

@@ -50,10 +50,16 @@ pub fn respond(hub: &Arc<Hub>, user: &str, server: &str) -> http::Response<Body>
                 let mut ready = ProgressEvent::message(100, format!("Server ready at {prefix}"));
                 ready.ready = true;
                 ready.url = Some(prefix);
-                return Some((Ok::<_, std::convert::Infallible>(Frame::data(event_bytes(&ready))), (None, 0, true)));
+                return Some((
+                    Ok::<_, std::convert::Infallible>(Frame::data(event_bytes(&ready))),
+                    (None, 0, true),
+                ));
             };
             match tokio::time::timeout(KEEPALIVE, log.next_batch(seen)).await {
-                Err(_) => Some((Ok(Frame::data(Bytes::from_static(b":keepalive\n\n"))), (Some(log), seen, false))),
+                Err(_) => Some((
+                    Ok(Frame::data(Bytes::from_static(b":keepalive\n\n"))),
+                    (Some(log), seen, false),
+                )),
                 Ok(None) => None,
                 Ok(Some(batch)) => {
                     let ended = batch.last().is_some_and(ProgressEvent::is_final);
@@ -61,7 +67,10 @@ pub fn respond(hub: &Arc<Hub>, user: &str, server: &str) -> http::Response<Body>
                     for e in &batch {
                         out.extend_from_slice(&event_bytes(e));
                     }
-                    Some((Ok(Frame::data(Bytes::from(out))), (Some(log), seen + batch.len(), ended)))
+                    Some((
+                        Ok(Frame::data(Bytes::from(out))),
+                        (Some(log), seen + batch.len(), ended),
+                    ))
                 }
             }
         }

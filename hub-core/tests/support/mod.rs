@@ -26,7 +26,11 @@ pub fn temp_dir(name: &str) -> PathBuf {
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// The configuration tests start from: the built-in server as every user's server.
@@ -146,11 +150,22 @@ pub struct Client {
 }
 
 impl Client {
-    pub async fn send(&mut self, method: Method, path: &str, body: Option<Vec<u8>>, extra: &[(header::HeaderName, String)]) -> Reply {
+    pub async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        extra: &[(header::HeaderName, String)],
+    ) -> Reply {
         let url = HttpUrl::parse(&format!("{}{path}", self.base)).unwrap();
         let mut headers: Vec<(header::HeaderName, String)> = extra.to_vec();
         if !self.cookies.is_empty() {
-            let line = self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
+            let line = self
+                .cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join("; ");
             headers.push((header::COOKIE, line));
         }
         if let Some(t) = &self.token {
@@ -184,7 +199,9 @@ impl Client {
     }
 
     pub async fn post_form(&mut self, path: &str, form: &[(&str, &str)]) -> Reply {
-        let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish();
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
         self.send(
             Method::POST,
             path,
@@ -195,8 +212,13 @@ impl Client {
     }
 
     pub async fn api(&mut self, method: Method, path: &str, body: Option<serde_json::Value>) -> Reply {
-        self.send(method, &format!("/hub/api{path}"), body.map(|b| b.to_string().into_bytes()), &[])
-            .await
+        self.send(
+            method,
+            &format!("/hub/api{path}"),
+            body.map(|b| b.to_string().into_bytes()),
+            &[],
+        )
+        .await
     }
 }
 
