@@ -23,22 +23,37 @@ pub struct ReconcileReport {
     pub deleted: usize,
 }
 
-/// The routes the hub wants, by CHP key: target and data.
-fn desired_routes(hub: &Hub) -> (Vec<(String, String, String, Map<String, Value>)>, Vec<String>) {
+/// A route the hub wants in the proxy.
+struct Wanted {
+    /// CHP key (`/user/alice`).
+    key: String,
+    /// JupyterHub routespec (`/user/alice/`).
+    routespec: String,
+    target: String,
+    data: Map<String, Value>,
+}
+
+/// The routes the hub wants, and the keys of pending servers' routes (kept, not wanted).
+fn desired_routes(hub: &Hub) -> (Vec<Wanted>, Vec<String>) {
     let mut want = Vec::new();
     let mut pending = Vec::new();
     let mut hub_data = Map::new();
     hub_data.insert("hub".into(), Value::Bool(true));
-    want.push((route_key(&hub.base), hub.base.clone(), hub.hub_url.clone(), hub_data));
+    want.push(Wanted {
+        key: route_key(&hub.base),
+        routespec: hub.base.clone(),
+        target: hub.hub_url.clone(),
+        data: hub_data,
+    });
     for s in hub.users().values().flat_map(|u| u.servers.values()) {
         let prefix = hub.prefix(&s.record.user, &s.record.name);
         match (s.phase(), &s.record.url) {
-            (Phase::Running, Some(url)) => want.push((
-                route_key(&prefix),
-                prefix,
-                url.clone(),
-                route_data(&s.record.user, &s.record.name),
-            )),
+            (Phase::Running, Some(url)) => want.push(Wanted {
+                key: route_key(&prefix),
+                routespec: prefix,
+                target: url.clone(),
+                data: route_data(&s.record.user, &s.record.name),
+            }),
             (Phase::Pending, _) => pending.push(route_key(&prefix)),
             _ => {}
         }
@@ -64,7 +79,13 @@ pub async fn check_routes(hub: &Arc<Hub>) -> Result<ReconcileReport, ProxyApiErr
 
     let (want, pending) = desired_routes(hub);
     let mut report = ReconcileReport::default();
-    for (key, routespec, target, data) in &want {
+    for Wanted {
+        key,
+        routespec,
+        target,
+        data,
+    } in &want
+    {
         match table.get(key) {
             Some(have) if have.target == *target && have.is_hubs() => continue,
             Some(_) => report.fixed += 1,
@@ -74,7 +95,7 @@ pub async fn check_routes(hub: &Arc<Hub>) -> Result<ReconcileReport, ProxyApiErr
         hub.proxy.add_route(routespec, target, data.clone()).await?;
     }
     for (key, route) in &table {
-        let wanted = want.iter().any(|(k, ..)| k == key) || pending.contains(key);
+        let wanted = want.iter().any(|w| w.key == *key) || pending.contains(key);
         if route.is_hubs() && !wanted {
             tracing::info!("reconcile: deleting stale route {key}");
             hub.proxy.delete_route(key).await?;

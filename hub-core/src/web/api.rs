@@ -212,7 +212,7 @@ fn list_users(hub: &Hub, req: &Req) -> Resp {
 fn create_users(hub: &Hub, req: &Req) -> Resp {
     let body = match req.json() {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, &e),
     };
     let Some(names) = body["usernames"].as_array() else {
         return json_error(StatusCode::BAD_REQUEST, "Expected {\"usernames\": [...]}");
@@ -276,7 +276,7 @@ async fn user_routes(hub: &Arc<Hub>, req: &Req, auth: &Authenticated, name: &str
             }
             let body = match req.json() {
                 Ok(v) => v,
-                Err(r) => return r,
+                Err(e) => return json_error(StatusCode::BAD_REQUEST, &e),
             };
             let mut users = hub.users();
             let Some(u) = users.get_mut(name) else {
@@ -388,7 +388,7 @@ async fn server_action(hub: &Arc<Hub>, req: &Req, user: &str, server: &str) -> R
             let options = match req.json() {
                 Ok(Value::Null) => json!({}),
                 Ok(v) => v,
-                Err(r) => return r,
+                Err(e) => return json_error(StatusCode::BAD_REQUEST, &e),
             };
             match lifecycle::request_start(hub, user, server, options) {
                 Ok(()) => {
@@ -444,24 +444,21 @@ fn start_refused(refused: StartRefused) -> Resp {
 fn activity(hub: &Hub, req: &Req, user: &str) -> Resp {
     let body = match req.json() {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, &e),
     };
-    let parse = |v: &Value| -> Result<Option<u64>, Resp> {
+    let parse = |v: &Value| -> Result<Option<u64>, String> {
         match v {
             Value::Null => Ok(None),
             Value::String(s) => proxy::timestamp::parse_iso(s)
                 .and_then(|ms| u64::try_from(ms).ok())
                 .map(Some)
-                .ok_or_else(|| json_error(StatusCode::BAD_REQUEST, &format!("Invalid timestamp {s:?}"))),
-            _ => Err(json_error(
-                StatusCode::BAD_REQUEST,
-                "last_activity must be an ISO 8601 string",
-            )),
+                .ok_or_else(|| format!("Invalid timestamp {s:?}")),
+            _ => Err("last_activity must be an ISO 8601 string".to_owned()),
         }
     };
     let user_level = match parse(&body["last_activity"]) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(e) => return json_error(StatusCode::BAD_REQUEST, &e),
     };
     if let Some(servers) = body["servers"].as_object() {
         for (server, info) in servers {
@@ -478,7 +475,7 @@ fn activity(hub: &Hub, req: &Req, user: &str) -> Resp {
                     }
                 }
                 Ok(None) => {}
-                Err(r) => return r,
+                Err(e) => return json_error(StatusCode::BAD_REQUEST, &e),
             }
         }
     }

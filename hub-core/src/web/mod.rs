@@ -54,12 +54,12 @@ impl Req {
         form_urlencoded::parse(&self.body).into_owned().collect()
     }
 
-    pub fn json(&self) -> Result<Value, Response<Body>> {
+    /// The body as JSON (`Null` when empty); the error is the message for a 400.
+    pub fn json(&self) -> Result<Value, String> {
         if self.body.iter().all(u8::is_ascii_whitespace) {
             return Ok(Value::Null);
         }
-        serde_json::from_slice(&self.body)
-            .map_err(|e| json_error(StatusCode::BAD_REQUEST, &format!("Invalid JSON body: {e}")))
+        serde_json::from_slice(&self.body).map_err(|e| format!("Invalid JSON body: {e}"))
     }
 
     pub fn header(&self, name: header::HeaderName) -> Option<&str> {

@@ -409,7 +409,7 @@ async fn user_redirect(hub: &Arc<Hub>, req: &Req, auth: &Authenticated, user: &s
         .filter(|first| hub.server(user, first).is_some())
         .map_or("", |s| *s);
     let phase = hub.server(user, server).map(|s| (s.phase(), s.last_failure.is_some()));
-    let api_request = rest.iter().skip(usize::from(!server.is_empty())).next() == Some(&"api") || req.wants_json();
+    let api_request = rest.get(usize::from(!server.is_empty())) == Some(&"api") || req.wants_json();
     match phase {
         Some((Phase::Running, _)) => {
             let redirects: u32 = req.query_param("redirects").and_then(|v| v.parse().ok()).unwrap_or(0);

@@ -1,0 +1,76 @@
+//! The whole flow in a real browser (headless Chromium): a user opens their server's address,
+//! signs in, watches the progress bar, lands on their server's page through the proxy, sees a
+//! WebSocket round trip through the proxy's tunnel, and stops the server from the home page.
+
+mod support;
+
+use std::time::Duration;
+
+use support::webdriver::Browser;
+use support::*;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_start_progress_and_the_servers_page_in_a_browser() {
+    let dir = temp_dir("browser-flow");
+    let mut config = test_config(&dir, free_port());
+    // A server that takes a second to come up, so the pending page has something to show.
+    config.spawner.command = Some(vec![
+        "sh".into(),
+        "-c".into(),
+        format!("sleep 1; exec {} singleuser --port {{port}}", env!("CARGO_BIN_EXE_edgehub")),
+    ]);
+    let hub = TestHub::start(config).await;
+    let browser = Browser::start().await.expect("chromium and chromedriver start");
+    let shots = std::path::Path::new("/tmp/edgehub-shots");
+    let _ = std::fs::create_dir_all(shots);
+
+    browser.goto(&hub.url("/user/alice/")).await.unwrap();
+    let name = browser.wait_for("#username", WAIT).await.expect("the login page");
+    name.send_keys("alice").await.unwrap();
+    browser.find("button[type=submit]").await.unwrap().click().await.unwrap();
+
+    // Signed in: the server starts and the pending page follows its progress.
+    browser.wait_for("#pending-heading", WAIT).await.expect("the pending page");
+    let _ = browser.screenshot_png(shots.join("flow-pending.png")).await;
+
+    // Then the browser lands on the server's own page, through the proxy.
+    let url = browser
+        .wait_until_url(|u| u.ends_with("/user/alice/"), WAIT)
+        .await
+        .expect("redirected to the server once ready");
+    assert_eq!(url, hub.url("/user/alice/"));
+    let heading = browser.wait_for("h1", WAIT).await.unwrap().text().await.unwrap();
+    assert_eq!(heading, "edgehub built-in server for alice");
+    let ws = browser.find("#ws").await.unwrap();
+    let mut echoed = String::new();
+    for _ in 0..100 {
+        echoed = ws.text().await.unwrap();
+        if echoed.contains("came back") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(echoed.contains("\"hello\" came back"), "WebSocket through the proxy: {echoed:?}");
+    let _ = browser.screenshot_png(shots.join("flow-server.png")).await;
+
+    // Home: the server shows as running; Stop stops it and the page offers Start again.
+    browser.goto(&hub.url("/hub/home")).await.unwrap();
+    browser
+        .wait_for("[data-action=stop]", WAIT)
+        .await
+        .expect("a Stop button for the running server")
+        .click()
+        .await
+        .unwrap();
+    browser
+        .wait_for("[data-action=start]", WAIT)
+        .await
+        .expect("a Start button once stopped");
+    let _ = browser.screenshot_png(shots.join("flow-home-stopped.png")).await;
+    let model = hub.admin().api(http::Method::GET, "/users/alice", None).await.json();
+    assert!(model["servers"].as_object().unwrap().is_empty(), "{model}");
+    drop(browser);
+    hub.stop().await;
+}
