@@ -1,0 +1,59 @@
+//! `edgehub up` as a newcomer runs it: the binary prints the URL to open, serves the login page
+//! through its embedded proxy, and exits cleanly on SIGTERM.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use http::StatusCode;
+use support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edgehub_up_prints_its_url_and_serves_the_hub() {
+    let dir = temp_dir("up-binary");
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_edgehub"))
+        .args(["up", "--bind", &format!("127.0.0.1:{port}"), "--db"])
+        .arg(dir.join("edgehub.sqlite"))
+        .current_dir(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run edgehub up");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let want = format!("open http://127.0.0.1:{port}/");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut printed = String::new();
+    while Instant::now() < deadline && !printed.contains(&want) {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            printed.push_str(&line);
+            printed.push('\n');
+        }
+    }
+    assert!(printed.contains(&want), "edgehub up printed:\n{printed}");
+
+    let mut browser = Client {
+        base: format!("http://127.0.0.1:{port}"),
+        cookies: Default::default(),
+        token: None,
+    };
+    let r = browser.get("/").await;
+    assert_eq!(r.status, StatusCode::FOUND);
+    assert_eq!(r.location(), "/hub/home");
+    let r = browser.get("/hub/login").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.text().contains("name=\"username\""), "{}", r.text());
+
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert!(status.success(), "edgehub up exited with {status}");
+    assert!(dir.join("edgehub.sqlite").exists(), "the state database is where --db says");
+}
