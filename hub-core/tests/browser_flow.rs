@@ -19,7 +19,10 @@ async fn login_start_progress_and_the_servers_page_in_a_browser() {
     config.spawner.command = Some(vec![
         "sh".into(),
         "-c".into(),
-        format!("sleep 1; exec {} singleuser --port {{port}}", env!("CARGO_BIN_EXE_edgehub")),
+        format!(
+            "sleep 1; exec {} singleuser --port {{port}}",
+            env!("CARGO_BIN_EXE_edgehub")
+        ),
     ]);
     let hub = TestHub::start(config).await;
     let browser = Browser::start().await.expect("chromium and chromedriver start");
@@ -29,10 +32,19 @@ async fn login_start_progress_and_the_servers_page_in_a_browser() {
     browser.goto(&hub.url("/user/alice/")).await.unwrap();
     let name = browser.wait_for("#username", WAIT).await.expect("the login page");
     name.send_keys("alice").await.unwrap();
-    browser.find("button[type=submit]").await.unwrap().click().await.unwrap();
+    browser
+        .find("button[type=submit]")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
 
     // Signed in: the server starts and the pending page follows its progress.
-    browser.wait_for("#pending-heading", WAIT).await.expect("the pending page");
+    browser
+        .wait_for("#pending-heading", WAIT)
+        .await
+        .expect("the pending page");
     let _ = browser.screenshot_png(shots.join("flow-pending.png")).await;
 
     // Then the browser lands on the server's own page, through the proxy.
@@ -52,7 +64,10 @@ async fn login_start_progress_and_the_servers_page_in_a_browser() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(echoed.contains("\"hello\" came back"), "WebSocket through the proxy: {echoed:?}");
+    assert!(
+        echoed.contains("\"hello\" came back"),
+        "WebSocket through the proxy: {echoed:?}"
+    );
     let _ = browser.screenshot_png(shots.join("flow-server.png")).await;
 
     // Home: the server shows as running; Stop stops it and the page offers Start again.

@@ -55,5 +55,8 @@ async fn edgehub_up_prints_its_url_and_serves_the_hub() {
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status = child.wait().unwrap();
     assert!(status.success(), "edgehub up exited with {status}");
-    assert!(dir.join("edgehub.sqlite").exists(), "the state database is where --db says");
+    assert!(
+        dir.join("edgehub.sqlite").exists(),
+        "the state database is where --db says"
+    );
 }
