@@ -22,7 +22,7 @@ use crate::tokens::Tokens;
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The JupyterHub REST API version we follow; clients such as jupyterhub-idle-culler switch
 /// features on the hub's reported version.
-pub const JUPYTERHUB_API_VERSION: &str = "5.4.0";
+pub const JUPYTERHUB_API_VERSION: &str = "5.5.4";
 
 pub struct Hub {
     pub config: HubConfig,
@@ -42,6 +42,8 @@ pub struct Hub {
     pub(crate) spawn_tasks: Mutex<HashMap<(String, String), AbortHandle>>,
     /// Serialises route reconciles (JupyterHub's `check_routes` lock).
     pub(crate) reconcile_lock: tokio::sync::Mutex<()>,
+    /// OAuth codes handed to servers' login callbacks, not yet exchanged.
+    pub(crate) oauth: crate::web::oauth::Codes,
     pub started_ms: u64,
 }
 
@@ -100,6 +102,7 @@ impl Hub {
             hub_url: parts.hub_url,
             spawn_tasks: Mutex::new(HashMap::new()),
             reconcile_lock: tokio::sync::Mutex::new(()),
+            oauth: Default::default(),
             started_ms: proxy::timestamp::now_ms(),
         };
         for name in hub.config.auth.admin_users.clone() {

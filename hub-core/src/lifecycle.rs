@@ -126,11 +126,7 @@ pub fn request_start(hub: &Arc<Hub>, user: &str, server: &str, options: Value) -
 fn server_env(hub: &Hub, user: &str, server: &str, token: &str) -> std::collections::BTreeMap<String, String> {
     let prefix = hub.prefix(user, server);
     let api = hub.api_url();
-    let client_id = if server.is_empty() {
-        format!("jupyterhub-user-{}", escape_segment(user))
-    } else {
-        format!("jupyterhub-user-{}-{}", escape_segment(user), escape_segment(server))
-    };
+    let client_id = crate::web::oauth::client_id(user, server);
     let access_scope = format!("access:servers!server={user}/{server}");
     [
         ("JUPYTERHUB_API_TOKEN", token.to_owned()),

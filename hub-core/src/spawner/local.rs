@@ -404,10 +404,14 @@ fn choose_command(
     find: impl Fn(&str) -> Option<PathBuf>,
     singleuser_exe: &Path,
 ) -> (CommandOrigin, Vec<String>) {
+    // Jupyter refuses to run as root without being told (containers often are root).
+    let as_root = unsafe { libc::geteuid() } == 0;
     let argv = |program: &Path, args: &[&str]| -> Vec<String> {
         let program = program.to_string_lossy().into_owned();
+        let jupyter = args.first().is_none_or(|a| *a != "singleuser");
         std::iter::once(program)
             .chain(args.iter().map(|a| (*a).to_owned()))
+            .chain((jupyter && as_root).then(|| "--allow-root".to_owned()))
             .collect()
     };
     if let Some(command) = configured {
@@ -797,8 +801,14 @@ mod tests {
         let (origin, argv) = choose_command(None, on_path(&["jupyterhub-singleuser", "jupyter-server"]), exe);
         assert_eq!(origin, CommandOrigin::JupyterhubSingleuser);
         assert_eq!(
-            argv,
+            argv[..3],
             ["/usr/bin/jupyterhub-singleuser", "--ip=127.0.0.1", "--port={port}"]
+        );
+        let as_root = unsafe { libc::geteuid() } == 0;
+        assert_eq!(
+            argv.contains(&"--allow-root".to_owned()),
+            as_root,
+            "--allow-root only as root"
         );
 
         let (origin, argv) = choose_command(None, on_path(&["jupyter-server"]), exe);

@@ -15,7 +15,7 @@ use crate::lifecycle::{self, StartRefused, StopOutcome};
 use crate::model::{Phase, valid_name};
 use crate::tokens::{Caller, CallerKind};
 use crate::web::caller::{self, Authenticated};
-use crate::web::{Body, Req, empty, json, json_error, progress_stream, segments};
+use crate::web::{Body, Req, empty, json, json_error, oauth, progress_stream, segments};
 
 type Resp = http::Response<Body>;
 
@@ -28,7 +28,21 @@ pub async fn handle(hub: &Arc<Hub>, req: &Req, rest: &str) -> Resp {
     if seg.is_empty() && req.method == Method::GET {
         return json(StatusCode::OK, &json!({"version": JUPYTERHUB_API_VERSION}));
     }
+    // A server trades its code with its client secret, not with a user's credentials.
+    if req.method == Method::POST && seg == ["oauth2", "token"] {
+        return oauth::token(hub, req);
+    }
     let Some(auth) = caller::identify(hub, req).await else {
+        if req.method == Method::GET && seg == ["oauth2", "authorize"] {
+            // A browser on its way into its server: sign in first, then come back here.
+            let here = format!(
+                "{}hub/api/oauth2/authorize?{}",
+                hub.base,
+                req.query.as_deref().unwrap_or("")
+            );
+            let next: String = form_urlencoded::byte_serialize(here.as_bytes()).collect();
+            return crate::web::redirect(&format!("{}hub/login?next={next}", hub.base));
+        }
         return json_error(StatusCode::FORBIDDEN, "Missing or invalid credentials");
     };
     if !caller::xsrf_ok(req, &auth.via) {
@@ -39,6 +53,7 @@ pub async fn handle(hub: &Arc<Hub>, req: &Req, rest: &str) -> Resp {
     }
     let who = &auth.caller;
     match (&req.method, seg.as_slice()) {
+        (&Method::GET, ["oauth2", "authorize"]) => oauth::authorize(hub, req, &auth),
         (&Method::GET, ["info"]) => admin_only(who).unwrap_or_else(|| json(StatusCode::OK, &hub.info())),
         (&Method::GET, ["user"]) => whoami(hub, who),
         (&Method::GET, ["users"]) => admin_only(who).unwrap_or_else(|| list_users(hub, req)),
@@ -114,6 +129,14 @@ fn whoami(hub: &Hub, who: &Caller) -> Resp {
         ])
     };
     model["scopes"] = scopes;
+    if who.server.is_none()
+        && let Some(list) = model["scopes"].as_array_mut()
+    {
+        // The exact scope each of the user's servers checks (`JUPYTERHUB_OAUTH_ACCESS_SCOPES`).
+        for server in user.servers.keys() {
+            list.push(json!(format!("access:servers!server={}/{server}", who.name)));
+        }
+    }
     if let Some(server) = &who.server {
         model["session_id"] = Value::Null;
         model["server_name"] = json!(server);

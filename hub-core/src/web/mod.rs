@@ -7,6 +7,7 @@
 pub mod api;
 pub mod caller;
 pub mod cookies;
+pub mod oauth;
 pub mod pages;
 pub mod progress_stream;
 
@@ -178,7 +179,12 @@ async fn handle(hub: Arc<Hub>, request: Request<Incoming>) -> Response<Body> {
         headers: parts.headers,
         body,
     };
-    let (handler, response) = route(&hub, &req).await;
+    let (handler, mut response) = route(&hub, &req).await;
+    // Servers (jupyterhub-singleuser) read the hub's version from every answer.
+    response.headers_mut().insert(
+        "x-jupyterhub-version",
+        HeaderValue::from_static(crate::hub::JUPYTERHUB_API_VERSION),
+    );
     hub.metrics
         .request(req.method.as_str(), handler, response.status().as_u16())
         .record(began.elapsed().as_secs_f64());

@@ -1,0 +1,154 @@
+//! The OAuth2 authorization-code flow by which `jupyterhub-singleuser` logs a browser into its
+//! server (JupyterHub's `/hub/api/oauth2/authorize` and `/token`), so stock notebook servers run
+//! unchanged behind edgehub.
+//!
+//! Each server is a client whose id (`JUPYTERHUB_CLIENT_ID`), callback
+//! (`JUPYTERHUB_OAUTH_CALLBACK_URL`) and secret (its `JUPYTERHUB_API_TOKEN`) the hub gave it at
+//! spawn, so nothing needs registering: a client id names its server. Codes are single-use and
+//! live 60 s; the access token issued is a user token that expires with the login session.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use http::{HeaderValue, StatusCode, header};
+use serde_json::json;
+
+use crate::hub::Hub;
+use crate::model::Phase;
+use crate::tokens::TokenRecordOrAdmin;
+use crate::web::caller::Authenticated;
+use crate::web::{Body, Req, json, json_error, redirect};
+
+const CODE_LIFETIME: Duration = Duration::from_secs(60);
+
+struct Grant {
+    user: String,
+    client_id: String,
+    redirect_uri: String,
+    issued: Instant,
+}
+
+/// Codes handed out and not yet exchanged.
+#[derive(Default)]
+pub struct Codes {
+    grants: Mutex<HashMap<String, Grant>>,
+}
+
+impl Codes {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Grant>> {
+        self.grants.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The client id the hub gives a server (`JUPYTERHUB_CLIENT_ID`).
+pub fn client_id(user: &str, server: &str) -> String {
+    use crate::model::escape_segment;
+    if server.is_empty() {
+        format!("jupyterhub-user-{}", escape_segment(user))
+    } else {
+        format!("jupyterhub-user-{}-{}", escape_segment(user), escape_segment(server))
+    }
+}
+
+/// The active server a client id belongs to: `(user, server)`.
+fn client(hub: &Hub, id: &str) -> Option<(String, String)> {
+    hub.users().values().find_map(|u| {
+        u.servers
+            .values()
+            .filter(|s| s.phase() != Phase::Stopped)
+            .find(|s| client_id(&s.record.user, &s.record.name) == id)
+            .map(|s| (s.record.user.clone(), s.record.name.clone()))
+    })
+}
+
+/// `GET /hub/api/oauth2/authorize`: a logged-in user who may use the server is sent back to its
+/// callback with a code.
+pub fn authorize(hub: &Hub, req: &Req, auth: &Authenticated) -> http::Response<Body> {
+    let (Some(id), Some(redirect_uri)) = (req.query_param("client_id"), req.query_param("redirect_uri")) else {
+        return json_error(StatusCode::BAD_REQUEST, "client_id and redirect_uri are required");
+    };
+    if req.query_param("response_type").as_deref().is_some_and(|t| t != "code") {
+        return json_error(StatusCode::BAD_REQUEST, "only response_type=code is supported");
+    }
+    let Some((user, server)) = client(hub, &id) else {
+        return json_error(StatusCode::BAD_REQUEST, &format!("No such client: {id}"));
+    };
+    // The callback must be the server's own, or a code could be sent anywhere.
+    let prefix = hub.prefix(&user, &server);
+    if redirect_uri != format!("{prefix}oauth_callback") {
+        return json_error(StatusCode::BAD_REQUEST, "redirect_uri does not match the client's");
+    }
+    if auth.caller.name != user && !auth.caller.admin {
+        return json_error(
+            StatusCode::FORBIDDEN,
+            &format!("{} may not use {user}'s server", auth.caller.name),
+        );
+    }
+    let code = crate::tokens::generate();
+    let mut grants = hub.oauth.lock();
+    grants.retain(|_, g| g.issued.elapsed() < CODE_LIFETIME);
+    grants.insert(
+        code.clone(),
+        Grant {
+            user: auth.caller.name.clone(),
+            client_id: id,
+            redirect_uri: redirect_uri.clone(),
+            issued: Instant::now(),
+        },
+    );
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    query.append_pair("code", &code);
+    if let Some(state) = req.query_param("state") {
+        query.append_pair("state", &state);
+    }
+    let sep = if redirect_uri.contains('?') { '&' } else { '?' };
+    redirect(&format!("{redirect_uri}{sep}{}", query.finish()))
+}
+
+/// `POST /hub/api/oauth2/token`: the server trades a code, with its secret, for a token.
+pub fn token(hub: &Arc<Hub>, req: &Req) -> http::Response<Body> {
+    let form: HashMap<String, String> = req.form().into_iter().collect();
+    let field = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
+    if field("grant_type") != "authorization_code" {
+        return json_error(StatusCode::BAD_REQUEST, "grant_type must be authorization_code");
+    }
+    let Some(grant) = hub.oauth.lock().remove(field("code")) else {
+        return json_error(StatusCode::BAD_REQUEST, "invalid or used code");
+    };
+    if grant.issued.elapsed() >= CODE_LIFETIME
+        || grant.client_id != field("client_id")
+        || grant.redirect_uri != field("redirect_uri")
+    {
+        return json_error(StatusCode::BAD_REQUEST, "the code does not match this client");
+    }
+    // The client secret is the server's own API token.
+    let Some((owner, server)) = client(hub, &grant.client_id) else {
+        return json_error(StatusCode::BAD_REQUEST, "the client's server is gone");
+    };
+    let secret_ok = matches!(
+        hub.tokens.lookup(field("client_secret"), proxy::timestamp::now_ms()),
+        Some(TokenRecordOrAdmin::Record(r)) if r.user == owner && r.server.as_deref() == Some(server.as_str())
+    );
+    if !secret_ok {
+        return json_error(StatusCode::FORBIDDEN, "bad client_secret");
+    }
+    let lifetime = hub.config.session.lifetime_secs;
+    match hub.issue_token(
+        &grant.user,
+        None,
+        &format!("oauth: {}", grant.client_id),
+        Some(lifetime),
+    ) {
+        Ok((token, _)) => {
+            let mut r = json(
+                StatusCode::OK,
+                &json!({"access_token": token, "token_type": "Bearer", "expires_in": lifetime, "scope": "identify"}),
+            );
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r
+        }
+        Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}

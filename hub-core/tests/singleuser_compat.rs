@@ -1,0 +1,117 @@
+//! A stock `jupyterhub-singleuser` (JupyterHub 5.5.4 from pip) as the spawned server: it starts
+//! with edgehub's environment contract, logs the browser in through the hub's OAuth flow, and its
+//! API answers through the proxy.
+
+mod support;
+
+use std::path::PathBuf;
+
+use http::{Method, StatusCode};
+use support::*;
+
+fn pyenv() -> PathBuf {
+    let venv = match std::env::var_os("EDGEHUB_PYENV") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(std::env::var_os("HOME").expect("HOME or EDGEHUB_PYENV")).join(".cache/edgehub/pyenv"),
+    };
+    assert!(
+        venv.join("bin/jupyterhub-singleuser").exists(),
+        "no jupyterhub-singleuser in {} — run `bash scripts/test.sh` (it creates the venv with scripts/ensure-pyenv.sh)",
+        venv.display()
+    );
+    venv
+}
+
+/// Follows redirects (same origin only) and returns the last reply and the paths visited.
+async fn follow(client: &mut Client, path: &str, hops: usize) -> (Reply, Vec<String>) {
+    let mut path = path.to_owned();
+    let mut visited = vec![path.clone()];
+    for _ in 0..hops {
+        let r = client.get(&path).await;
+        if r.status != StatusCode::FOUND && r.status != StatusCode::SEE_OTHER {
+            return (r, visited);
+        }
+        let location = r.location();
+        path = match location.strip_prefix(&client.base) {
+            Some(rest) => rest.to_owned(),
+            None => location,
+        };
+        assert!(path.starts_with('/'), "redirected off site: {path}");
+        visited.push(path.clone());
+    }
+    panic!("more than {hops} redirects: {visited:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jupyterhub_singleuser_logs_in_through_the_hub_and_serves_through_the_proxy() {
+    let venv = pyenv();
+    let dir = temp_dir("singleuser");
+    let mut config = test_config(&dir, free_port());
+    config.spawner.command = Some(vec![
+        venv.join("bin/jupyterhub-singleuser").display().to_string(),
+        "--ip=127.0.0.1".into(),
+        "--port={port}".into(),
+        format!("--ServerApp.root_dir={}", dir.display()),
+        "--allow-root".into(),
+    ]);
+    config.spawner.working_dir = Some(dir.clone());
+    config
+        .spawner
+        .environment
+        .insert("HOME".into(), dir.display().to_string());
+    config
+        .spawner
+        .environment
+        .insert("PATH".into(), format!("{}:/usr/bin:/bin", venv.join("bin").display()));
+    let hub = TestHub::start(config).await;
+    let mut alice = hub.login("alice").await;
+    assert_eq!(
+        alice.api(Method::POST, "/users/alice/server", None).await.status,
+        StatusCode::ACCEPTED
+    );
+    let events = follow_progress(&mut alice, "/hub/api/users/alice/server/progress").await;
+    assert_eq!(events.last().unwrap()["ready"], true, "{events:?}");
+
+    // The server sends the browser to the hub's OAuth endpoint, which sends it back with a code;
+    // the server trades it for a token and sets its own cookie.
+    // Not yet logged in to its server: the API refuses, and the login page sends the browser to
+    // the hub's OAuth endpoint, which sends it back with a code that the server trades for a
+    // token before setting its own cookie.
+    let r = alice.get("/user/alice/api/status").await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
+    let (last, visited) = follow(&mut alice, "/user/alice/files/notes.txt", 8).await;
+    assert!(
+        visited.iter().any(|p| p.starts_with("/hub/api/oauth2/authorize")),
+        "the server did not use the hub's OAuth: {visited:?}, ending in {} {}",
+        last.status,
+        last.text().chars().take(600).collect::<String>()
+    );
+    assert!(
+        visited.iter().any(|p| p.starts_with("/user/alice/oauth_callback")),
+        "no callback: {visited:?}"
+    );
+    let status = alice.get("/user/alice/api/status").await;
+    assert_eq!(status.status, StatusCode::OK, "{}", status.text());
+    assert!(status.json()["started"].is_string(), "{}", status.text());
+
+    // Bob cannot get into alice's server, even through OAuth.
+    let mut bob = hub.login("bob").await;
+    let r = bob.get("/user/alice/api/status").await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "the edge refuses bob");
+    let client_id = "jupyterhub-user-alice";
+    let r = bob
+        .get(&format!("/hub/api/oauth2/authorize?client_id={client_id}&redirect_uri=%2Fuser%2Falice%2Foauth_callback&response_type=code"))
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::FORBIDDEN,
+        "the hub refuses bob a code: {}",
+        r.text()
+    );
+    let mut admin = hub.admin();
+    assert_eq!(
+        admin.api(Method::DELETE, "/users/alice/server", None).await.status,
+        StatusCode::NO_CONTENT
+    );
+    hub.stop().await;
+}
