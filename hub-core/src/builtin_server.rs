@@ -331,7 +331,7 @@ fn not_found(uri: &Uri) -> Response<Full<Bytes>> {
     let body = format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>404 Not Found</title></head>\
          <body><h1>404 Not Found</h1><p><code>{}</code> is not a page of this server.</p></body></html>\n",
-        escape_html(uri.path())
+        crate::pages::escape(uri.path())
     );
     html(StatusCode::NOT_FOUND, body)
 }
@@ -371,24 +371,9 @@ ws.onerror = () => {{ out.textContent = "the WebSocket failed"; }};
 </script>
 </body></html>
 "#,
-        user = escape_html(user),
-        prefix = escape_html(prefix),
+        user = crate::pages::escape(user),
+        prefix = crate::pages::escape(prefix),
     )
-}
-
-fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// `/`, `/user/alice/`: a leading and a trailing slash, whatever the environment gave.
