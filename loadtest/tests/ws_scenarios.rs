@@ -170,7 +170,10 @@ fn handshake_storm_reaches_its_rate_and_every_upgrade_succeeds() {
     assert_eq!(total_errors(&r), 0, "{r:#}");
     assert_rate(&r, 300.0);
     assert_eq!(r["latency"]["handshake"]["count"].as_u64(), Some(counter(&r, "sent")));
-    assert_eq!(counter(&r, "missed"), 0);
+    // Sends still due when the run ends are "missed". On 2 cores shared with the rest of the
+    // suite the last slot or two can be; more than 1% means the scheduler fell behind.
+    let missed = counter(&r, "missed");
+    assert!(missed * 100 <= counter(&r, "sent"), "{missed} missed: {r:#}");
     assert!(srv.counters.websockets() >= counter(&r, "sent"));
 }
 
