@@ -25,8 +25,9 @@ enum Command {
     Up(UpArgs),
     /// The built-in single-user server (started by the local spawner; needs no Python).
     Singleuser {
+        /// Port to listen on [default: the one in JUPYTERHUB_SERVICE_URL]
         #[arg(long)]
-        port: u16,
+        port: Option<u16>,
         #[arg(long, default_value = "127.0.0.1")]
         ip: String,
     },
@@ -86,13 +87,23 @@ async fn shutdown_signal() {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    // The built-in server is one per user: one thread each keeps a thousand of them light.
+    let runtime = match cli.command {
+        Command::Singleuser { .. } => tokio::runtime::Builder::new_current_thread().enable_all().build()?,
+        _ => tokio::runtime::Builder::new_multi_thread().enable_all().build()?,
+    };
     match cli.command {
         Command::Singleuser { port, ip } => {
-            runtime.block_on(hub_core::builtin_server::run(hub_core::builtin_server::BuiltinArgs {
-                port,
-                ip,
-            }))
+            // JupyterHub's spawners pass --port; the contract also carries it in the service URL.
+            let service_url = std::env::var("JUPYTERHUB_SERVICE_URL").unwrap_or_default();
+            let Some(port) = port.or_else(|| {
+                let authority = service_url.split("://").nth(1)?.split('/').next()?;
+                authority.rsplit_once(':')?.1.parse().ok()
+            }) else {
+                anyhow::bail!("no --port and no port in JUPYTERHUB_SERVICE_URL ({service_url:?})");
+            };
+            let args = hub_core::builtin_server::BuiltinArgs { port, ip };
+            runtime.block_on(hub_core::builtin_server::run(args))
         }
         Command::HashPassword => {
             let mut password = String::new();

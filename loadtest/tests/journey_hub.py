@@ -35,6 +35,9 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--proxy-command", required=True)
     p.add_argument("--timeout", type=float, default=60, help="seconds for the hub to come up")
+    p.add_argument("--spawner-cmd", nargs="+", metavar="ARG",
+                   help="each server's command instead of jupyterhub-singleuser (bench/hub-storm.sh)")
+    p.add_argument("--concurrent-spawn-limit", type=int, default=20)
     args = p.parse_args()
 
     compat.set_child_subreaper()
@@ -66,13 +69,17 @@ def main():
             f"\nc.DummyAuthenticator.password = {PASSWORD!r}\n"
             # the journey's users are made up: let the token create them
             "c.Authenticator.allow_all = True\n"
-            "c.JupyterHub.concurrent_spawn_limit = 20\n"
+            f"c.JupyterHub.concurrent_spawn_limit = {args.concurrent_spawn_limit}\n"
             # as zero-to-jupyterhub does: the spawn request answers at once, progress tells the rest
             "c.JupyterHub.slow_spawn_timeout = 0\n"
             "c.JupyterHub.log_level = 'WARN'\n"
             # the compatibility test's default_url points at a file it writes; use the stock one
             "c.Spawner.default_url = ''\n"
         )
+        if args.spawner_cmd:
+            # The same server command edgehub runs, for a like-for-like comparison; JupyterHub
+            # passes --ip and --port itself.
+            f.write(f"c.Spawner.cmd = {args.spawner_cmd!r}\nc.Spawner.args = []\n")
     env = dict(os.environ)
     env["PATH"] = f"{venv_bin}{os.pathsep}{env.get('PATH', '')}"
     env["CONFIGPROXY_AUTH_TOKEN"] = secrets.token_hex(16)

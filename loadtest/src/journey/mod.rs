@@ -95,6 +95,10 @@ pub struct JourneyArgs {
     /// Worker threads
     #[arg(short, long, value_name = "N", default_value_t = 1)]
     pub threads: usize,
+    /// A spawn storm: log in, start the server, wait until it is ready, and leave it running
+    /// (no kernel, no stop), e.g. to measure a hub under many arrivals and then its idle users
+    #[arg(long)]
+    pub spawn_only: bool,
     /// No live progress on stderr
     #[arg(short, long)]
     pub quiet: bool,
@@ -136,6 +140,8 @@ pub struct JourneyPlan {
     pub timeout: Duration,
     pub spawn_timeout: Duration,
     pub threads: usize,
+    /// Stop each journey at a ready server, left running.
+    pub spawn_only: bool,
 }
 
 fn invalid(flag: &'static str, value: impl ToString, expected: &'static str) -> ConfigError {
@@ -206,6 +212,7 @@ impl JourneyArgs {
             timeout: self.timeout,
             spawn_timeout: self.spawn_timeout,
             threads: self.threads.min(users as usize).max(1),
+            spawn_only: self.spawn_only,
         })
     }
 }

@@ -115,6 +115,9 @@ impl User {
             return false;
         }
         let mut ok = self.phase(Phase::SpawnReady, User::await_ready).await.is_some();
+        if self.plan().spawn_only {
+            return ok;
+        }
         if ok && matches!(self.client.credentials, Credentials::Cookies) {
             ok = self.phase(Phase::ServerAuth, User::server_auth).await.is_some();
         }
