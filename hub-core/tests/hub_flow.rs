@@ -329,9 +329,20 @@ async fn a_restarted_hub_adopts_running_servers_and_repairs_routes() {
 
     // The server dies on its own: the hub notices, marks it stopped and drops the route.
     unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
-    let hub_ref = hub.running.hub.clone();
-    hub_core::lifecycle::poll_all(&hub_ref).await;
+    // (The signal lands, and the process is reaped, a moment later: poll until then.)
+    eventually(Duration::from_secs(5), "the dead server is noticed", || {
+        let hub_ref = hub.running.hub.clone();
+        async move {
+            hub_core::lifecycle::poll_all(&hub_ref).await;
+            hub_ref
+                .server("alice", "")
+                .is_some_and(|s| s.phase() == hub_core::model::Phase::Stopped)
+        }
+    })
+    .await;
     let model = hub.admin().api(Method::GET, "/users/alice", None).await.json();
     assert!(model["servers"].as_object().unwrap().is_empty(), "{model}");
+    let routes = hub.running.hub.proxy.routes().await.unwrap();
+    assert!(!routes.contains_key("/user/alice"), "the dead server's route is gone");
     hub.stop().await;
 }
