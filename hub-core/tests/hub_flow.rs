@@ -296,7 +296,7 @@ async fn a_restarted_hub_adopts_running_servers_and_repairs_routes() {
     let started = model["servers"][""]["started"].clone();
     let state = hub.running.hub.server("alice", "").unwrap().record.spawner_state;
     let pid = state["pid"].as_i64().expect("the local spawner records a pid");
-    hub.stop().await;
+    hub.stop_keeping_servers().await;
     assert!(pid_alive(pid), "stopping the hub leaves user servers running");
 
     // A new hub on the same database: the server is adopted, not restarted, and reachable

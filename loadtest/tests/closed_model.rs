@@ -118,7 +118,8 @@ fn closed_mode_times_out_slow_responses_and_only_those() {
         &[&fast.url("/"), "-c", "2", "-d", "1s", "-w", "0s", "--timeout", "300ms"],
     );
     assert_eq!(r["errors"]["total"], 0, "{r:#}");
-    assert!(counter(&r, "sent") >= 30, "about 50 requests expected: {r:#}");
+    // 50 at best (2 connections, 40 ms each, 1 s); a loaded 2-core CI box has given 29.
+    assert!(counter(&r, "sent") >= 25, "about 50 requests expected: {r:#}");
 
     // Every request takes longer than the time-out: each is counted once, has no latency, and
     // the next one goes out on a new connection. The margin is wide, so that a timer that fires

@@ -106,9 +106,26 @@ impl TestHub {
         c
     }
 
-    /// Stops the hub and its embedded proxy (user servers keep running), and waits until the
-    /// public port is free again.
-    pub async fn stop(mut self) {
+    /// Stops every user server, then the hub and its proxy: a test leaves nothing running.
+    pub async fn stop(self) {
+        let active: Vec<(String, String)> = self
+            .running
+            .hub
+            .users()
+            .values()
+            .flat_map(|u| u.servers.values())
+            .filter(|s| s.phase().is_active())
+            .map(|s| (s.record.user.clone(), s.record.name.clone()))
+            .collect();
+        for (user, server) in active {
+            let _ = hub_core::lifecycle::stop(&self.running.hub, &user, &server).await;
+        }
+        self.stop_keeping_servers().await;
+    }
+
+    /// Stops the hub and its embedded proxy as Ctrl-C does (user servers keep running), and
+    /// waits until the public port is free again.
+    pub async fn stop_keeping_servers(mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
