@@ -53,9 +53,8 @@ n, rss0, rss1, cpu0, cpu1, hz = int(n), int(rss0), int(rss1), int(cpu0), int(cpu
 r = json.load(open(path))
 lat = r["latency"]
 def ms(series, q):
-    s = lat.get(series) or {}
-    v = (s.get("percentiles_ms") or {}).get(q)
-    return "–" if v is None else f"{v:.1f}"
+    v = (lat.get(series) or {}).get(f"{q}_us")
+    return "–" if v is None else f"{v / 1000:.1f}"
 ready = (lat.get("spawn_ready") or {}).get("count", 0)
 cpu_ms = (cpu1 - cpu0) * 1000 / hz / n
 rss = (rss1 - rss0) / n
