@@ -177,6 +177,38 @@ async fn a_command_that_exits_at_once_is_reported_with_its_output() {
 }
 
 #[tokio::test]
+async fn a_server_whose_port_was_taken_is_started_again_on_another() {
+    let logs = log_dir("port-taken");
+    std::fs::create_dir_all(&logs).unwrap();
+    let flag = logs.join("first-attempt-done");
+    // The first attempt fails as a server does when another process took its port meanwhile.
+    let script = format!(
+        "if [ ! -e {flag} ]; then touch {flag}; echo 'Error: Address already in use (os error 98)' >&2; exit 1; fi; exec {} singleuser --port {{port}}",
+        edgehub(),
+        flag = flag.display()
+    );
+    let spawner = spawner(&["sh", "-c", &script], 5, &logs);
+    let (result, events) = start(&spawner, request("erin", &[])).await;
+    let started = result.expect("started on the second attempt");
+    assert!(
+        events.iter().any(|e| e.message.contains("port was taken")),
+        "{events:?}"
+    );
+    spawner.stop(started.state).await.unwrap();
+
+    // Any other early exit is not retried.
+    let spawner = spawner_for_early_exit(&logs);
+    assert!(matches!(
+        start(&spawner, request("erin", &[])).await.0,
+        Err(SpawnError::ExitedEarly { .. })
+    ));
+}
+
+fn spawner_for_early_exit(logs: &Path) -> LocalSpawner {
+    spawner(&["sh", "-c", "echo 'no such module' >&2; exit 1"], 5, logs)
+}
+
+#[tokio::test]
 async fn a_missing_program_is_a_launch_error_naming_it() {
     let logs = log_dir("missing");
     let spawner = spawner(&["/nonexistent/jupyter-nowhere", "--port={port}"], 5, &logs);

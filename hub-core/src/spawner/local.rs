@@ -146,7 +146,26 @@ impl LocalSpawner {
 impl Spawner for LocalSpawner {
     fn start(&self, request: SpawnRequest, progress: ProgressSink) -> BoxFuture<'static, Result<Started, SpawnError>> {
         let spawner = self.clone();
-        Box::pin(async move { spawner.start_process(request, progress).await })
+        Box::pin(async move {
+            // The port is picked by binding one and letting it go; another process can take it in
+            // between (once in a 1,000-user storm). A server that exits saying so is started
+            // again on another port, twice at most.
+            let mut retries = 0;
+            loop {
+                match spawner.start_process(request.clone(), progress.clone()).await {
+                    Err(SpawnError::ExitedEarly { detail, .. })
+                        if retries < 2 && detail.contains("Address already in use") =>
+                    {
+                        retries += 1;
+                        progress.push(ProgressEvent::message(
+                            10,
+                            "The port was taken meanwhile; trying another",
+                        ));
+                    }
+                    other => return other,
+                }
+            }
+        })
     }
 
     fn stop(&self, state: SpawnerState) -> BoxFuture<'static, Result<(), SpawnError>> {
