@@ -3,20 +3,7 @@
 //! User and server names are percent-encoded as one path segment each; the results are plain
 //! URLs, to be HTML-escaped where a page interpolates them.
 
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-
-/// Everything but RFC 3986 unreserved characters and `@` (JupyterHub keeps `@` in user URLs, and
-/// e-mail addresses are common user names).
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~')
-    .remove(b'@');
-
-fn segment(s: &str) -> impl std::fmt::Display + '_ {
-    utf8_percent_encode(s, SEGMENT)
-}
+use crate::model::escape_segment as segment;
 
 pub fn home(base: &str) -> String {
     format!("{base}hub/home")
@@ -64,6 +51,15 @@ pub fn spawn_pending(base: &str, user: &str, server_name: &str) -> String {
     }
 }
 
+/// Starts the server (`GET` or a form `POST`), then goes on to [`spawn_pending`].
+pub fn spawn(base: &str, user: &str, server_name: &str) -> String {
+    if server_name.is_empty() {
+        format!("{base}hub/spawn/{}", segment(user))
+    } else {
+        format!("{base}hub/spawn/{}/{}", segment(user), segment(server_name))
+    }
+}
+
 /// [`spawn_pending`] of a named server, less the name; the home page's script appends it.
 pub fn spawn_pending_prefix(base: &str, user: &str) -> String {
     format!("{base}hub/spawn-pending/{}/", segment(user))
@@ -72,6 +68,12 @@ pub fn spawn_pending_prefix(base: &str, user: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spawn_urls_escape_names_once() {
+        assert_eq!(spawn("/", "alice", ""), "/hub/spawn/alice");
+        assert_eq!(spawn("/jhub/", "a b", "lab/2"), "/jhub/hub/spawn/a%20b/lab%2F2");
+    }
 
     #[test]
     fn server_urls() {

@@ -106,7 +106,7 @@ pub async fn handle(hub: &Arc<Hub>, req: &Req) -> Resp {
             let query = req.query.as_deref().map(|q| format!("?{q}")).unwrap_or_default();
             redirect(&format!("{}hub/user/{path}{query}", hub.base))
         }
-        [] | ["hub"] => redirect(&format!("{}hub/home", hub.base)),
+        [] | ["hub"] => redirect(&render::urls::home(&hub.base)),
         _ => logged_in_pages(hub, req, &seg).await,
     }
 }
@@ -120,7 +120,7 @@ async fn logged_in_pages(hub: &Arc<Hub>, req: &Req, seg: &[&str]) -> Resp {
         );
         let next = format!("{}{}", hub.base.trim_end_matches('/'), here);
         let next: String = form_urlencoded::byte_serialize(next.as_bytes()).collect();
-        return redirect(&format!("{}hub/login?next={next}", hub.base));
+        return redirect(&format!("{}?next={next}", render::urls::login(&hub.base)));
     };
     if !caller::xsrf_ok(req, &auth.via) {
         return error_page(
@@ -200,7 +200,7 @@ async fn login(hub: &Arc<Hub>, req: &Req) -> Resp {
             req.query_param("next")
                 .or_else(|| req.form().into_iter().find(|(k, _)| k == "next").map(|(_, v)| v)),
         )
-        .unwrap_or_else(|| format!("{}hub/home", hub.base))
+        .unwrap_or_else(|| render::urls::home(&hub.base))
     };
     let who = if let Some(token) = req.query_param("token").filter(|_| req.method == Method::GET) {
         // The platform case: an externally issued token, handed over once.
@@ -302,7 +302,7 @@ async fn logout(hub: &Arc<Hub>, req: &Req) -> Resp {
     }
     hub.metrics.logout_duration.record(began.elapsed().as_secs_f64());
     with_cookie(
-        redirect(&format!("{}hub/login", hub.base)),
+        redirect(&render::urls::login(&hub.base)),
         Some(cookies::clear(&hub.config.session.cookie, &hub.base)),
     )
 }
@@ -341,26 +341,9 @@ fn home(hub: &Hub, req: &Req, auth: &Authenticated) -> Resp {
     })
 }
 
-fn pending_url(hub: &Hub, user: &str, server: &str) -> String {
-    let user = crate::model::escape_segment(user);
-    if server.is_empty() {
-        format!("{}hub/spawn-pending/{user}", hub.base)
-    } else {
-        format!(
-            "{}hub/spawn-pending/{user}/{}",
-            hub.base,
-            crate::model::escape_segment(server)
-        )
-    }
-}
-
-fn spawn_url(hub: &Hub, user: &str, server: &str) -> String {
-    pending_url(hub, user, server).replacen("spawn-pending", "spawn", 1)
-}
-
 async fn start_and_follow(hub: &Arc<Hub>, req: &Req, auth: &Authenticated, user: &str, server: &str) -> Resp {
     match lifecycle::request_start(hub, user, server, serde_json::json!({})) {
-        Ok(()) => redirect(&pending_url(hub, user, server)),
+        Ok(()) => redirect(&render::urls::spawn_pending(&hub.base, user, server)),
         Err(StartRefused::AlreadyRunning) => redirect(&hub.prefix(user, server)),
         Err(refused @ (StartRefused::Throttled(_) | StartRefused::TooManyServers(_))) => {
             let secs = match refused {
@@ -394,7 +377,7 @@ fn pending(hub: &Hub, req: &Req, auth: &Authenticated, user: &str, server: &str)
                 &context(hub, Some(auth), x),
                 user,
                 server,
-                &spawn_url(hub, user, server),
+                &render::urls::spawn(&hub.base, user, server),
             )
         }),
     }
@@ -441,7 +424,7 @@ async fn user_redirect(hub: &Arc<Hub>, req: &Req, auth: &Authenticated, user: &s
             tokio::time::sleep(std::time::Duration::from_millis(100 * u64::from(redirects))).await;
             redirect(&format!("{}{path}?{query}", hub.base))
         }
-        Some((Phase::Pending, _)) => redirect(&pending_url(hub, user, server)),
+        Some((Phase::Pending, _)) => redirect(&render::urls::spawn_pending(&hub.base, user, server)),
         _ if api_request => crate::web::json_error(
             StatusCode::from_u16(424).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
             &format!("{user}'s server is not running"),
@@ -451,7 +434,7 @@ async fn user_redirect(hub: &Arc<Hub>, req: &Req, auth: &Authenticated, user: &s
                 &context(hub, Some(auth), x),
                 user,
                 server,
-                &spawn_url(hub, user, server),
+                &render::urls::spawn(&hub.base, user, server),
             )
         }),
         _ if user == auth.caller.name => start_and_follow(hub, req, auth, user, server).await,
@@ -460,7 +443,7 @@ async fn user_redirect(hub: &Arc<Hub>, req: &Req, auth: &Authenticated, user: &s
                 &context(hub, Some(auth), x),
                 user,
                 server,
-                &spawn_url(hub, user, server),
+                &render::urls::spawn(&hub.base, user, server),
             )
         }),
     }
