@@ -242,20 +242,7 @@ impl Hub {
 
     /// Counts for limits and gauges, in one pass.
     pub fn counts(&self) -> Counts {
-        let users = self.users();
-        let mut c = Counts {
-            users: users.len(),
-            ..Default::default()
-        };
-        for s in users.values().flat_map(|u| u.servers.values()) {
-            match s.phase() {
-                Phase::Pending => c.pending += 1,
-                Phase::Running => c.running += 1,
-                Phase::Stopping => c.stopping += 1,
-                Phase::Stopped => {}
-            }
-        }
-        c
+        Counts::of(&self.users())
     }
 
     pub fn update_gauges(&self) {
@@ -286,6 +273,22 @@ pub struct Counts {
 }
 
 impl Counts {
+    pub fn of(users: &BTreeMap<String, User>) -> Counts {
+        let mut c = Counts {
+            users: users.len(),
+            ..Default::default()
+        };
+        for s in users.values().flat_map(|u| u.servers.values()) {
+            match s.phase() {
+                Phase::Pending => c.pending += 1,
+                Phase::Running => c.running += 1,
+                Phase::Stopping => c.stopping += 1,
+                Phase::Stopped => {}
+            }
+        }
+        c
+    }
+
     pub fn active(&self) -> usize {
         self.pending + self.running + self.stopping
     }

@@ -51,6 +51,16 @@ impl std::fmt::Display for StartRefused {
     }
 }
 
+impl StartRefused {
+    /// For a throttled start: the seconds to put in `Retry-After`.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            StartRefused::Throttled(secs) | StartRefused::TooManyServers(secs) => Some(*secs),
+            _ => None,
+        }
+    }
+}
+
 fn retry_after(hub: &Hub) -> u64 {
     let [low, high] = hub.config.limits.retry_after_secs;
     if high <= low {
@@ -71,11 +81,13 @@ pub fn request_start(hub: &Arc<Hub>, user: &str, server: &str, options: Value) -
             return Err(StartRefused::BadServerName(server.to_owned()));
         }
     }
-    let counts = hub.counts();
     let limits = &hub.config.limits;
     let (sink, log) = progress::channel();
     {
         let mut users = hub.users();
+        // Counted under the lock the start is decided under: two starts cannot both take the
+        // last slot.
+        let counts = crate::hub::Counts::of(&users);
         let u = users.get_mut(user).ok_or(StartRefused::NoSuchUser)?;
         match u.servers.get(server).map(|s| s.phase()) {
             Some(Phase::Pending) => return Ok(()),

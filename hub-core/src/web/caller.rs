@@ -95,9 +95,11 @@ fn token_caller(hub: &Hub, found: TokenRecordOrAdmin) -> Caller {
 /// For cookie-authenticated requests that change state: the `_xsrf` cookie must be echoed in the
 /// `X-XSRFToken` header or the `_xsrf` form field.
 pub fn xsrf_ok(req: &Req, via: &Via) -> bool {
-    if *via == Via::Token || matches!(req.method, http::Method::GET | http::Method::HEAD) {
-        return true;
-    }
+    *via == Via::Token || matches!(req.method, http::Method::GET | http::Method::HEAD) || xsrf_echoed(req)
+}
+
+/// The `_xsrf` cookie's value came back in `X-XSRFToken` or the `_xsrf` form field.
+pub fn xsrf_echoed(req: &Req) -> bool {
     let Some(cookie) = cookies::get(&req.headers, XSRF_COOKIE) else {
         return false;
     };

@@ -76,9 +76,12 @@ fn error_page(hub: &Hub, req: &Req, auth: Option<&Authenticated>, code: u16, mes
     })
 }
 
-/// A `next` that stays on this hub: a path under the base, not `//host`.
-fn safe_next(hub: &Hub, next: Option<String>) -> Option<String> {
-    next.filter(|n| n.starts_with(hub.base.as_str()) && !n.starts_with("//") && !n.contains('\\'))
+/// Where to go after signing in: the `next` of the query or the form, if it stays on this hub (a
+/// path under the base, not `//host`).
+fn safe_next(hub: &Hub, req: &Req) -> Option<String> {
+    req.query_param("next")
+        .or_else(|| req.form().into_iter().find(|(k, _)| k == "next").map(|(_, v)| v))
+        .filter(|n| n.starts_with(hub.base.as_str()) && !n.starts_with("//") && !n.contains('\\'))
 }
 
 pub async fn handle(hub: &Arc<Hub>, req: &Req) -> Resp {
@@ -173,11 +176,7 @@ fn static_file(file: &str) -> Resp {
 }
 
 fn login_page(hub: &Hub, req: &Req, status: StatusCode, error: Option<String>, username: Option<String>) -> Resp {
-    let next = safe_next(
-        hub,
-        req.query_param("next")
-            .or_else(|| req.form().into_iter().find(|(k, _)| k == "next").map(|(_, v)| v)),
-    );
+    let next = safe_next(hub, req);
     page(hub, req, status, |x| {
         render::login(
             &context(hub, None, x),
@@ -194,20 +193,13 @@ fn login_page(hub: &Hub, req: &Req, status: StatusCode, error: Option<String>, u
 
 async fn login(hub: &Arc<Hub>, req: &Req) -> Resp {
     let began = std::time::Instant::now();
-    let next = || {
-        safe_next(
-            hub,
-            req.query_param("next")
-                .or_else(|| req.form().into_iter().find(|(k, _)| k == "next").map(|(_, v)| v)),
-        )
-        .unwrap_or_else(|| render::urls::home(&hub.base))
-    };
+    let next = || safe_next(hub, req).unwrap_or_else(|| render::urls::home(&hub.base));
     let who = if let Some(token) = req.query_param("token").filter(|_| req.method == Method::GET) {
         // The platform case: an externally issued token, handed over once.
         hub.auth.check_token(&token)
     } else if req.method == Method::POST {
-        let xsrf_ok = caller::xsrf_ok(req, &Via::Cookie { jti: String::new() });
-        if !xsrf_ok {
+        // No session yet: the form's own `_xsrf` is what shows it came from our login page.
+        if !caller::xsrf_echoed(req) {
             return login_page(
                 hub,
                 req,
@@ -346,10 +338,7 @@ async fn start_and_follow(hub: &Arc<Hub>, req: &Req, auth: &Authenticated, user:
         Ok(()) => redirect(&render::urls::spawn_pending(&hub.base, user, server)),
         Err(StartRefused::AlreadyRunning) => redirect(&hub.prefix(user, server)),
         Err(refused @ (StartRefused::Throttled(_) | StartRefused::TooManyServers(_))) => {
-            let secs = match refused {
-                StartRefused::Throttled(s) | StartRefused::TooManyServers(s) => s,
-                _ => 0,
-            };
+            let secs = refused.retry_after().unwrap_or_default();
             let mut r = error_page(hub, req, Some(auth), 429, &format!("{refused} (retry in {secs} s)"));
             r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
             r
