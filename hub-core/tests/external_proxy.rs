@@ -4,50 +4,11 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use config::{Listen, ProxyConfig};
 use http::{Method, StatusCode};
 use support::*;
-
-struct Redis {
-    child: Child,
-    port: u16,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        let port = free_port();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed (scripts/test.sh installs it)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Redis { child, port }
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// An edgeproxy (the library, as the binary runs it) until the returned sender fires.
 async fn start_proxy(config: &ProxyConfig) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
@@ -74,7 +35,7 @@ async fn start_proxy(config: &ProxyConfig) -> (tokio::sync::oneshot::Sender<()>,
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_external_proxy_is_repaired_and_logins_live_in_redis() {
-    let redis = Redis::start();
+    let redis = support::redis::RedisServer::start();
     let dir = temp_dir("external");
     let (public, api) = (free_port(), free_port());
     let proxy_config = ProxyConfig {
@@ -94,7 +55,7 @@ async fn a_restarted_external_proxy_is_repaired_and_logins_live_in_redis() {
     let mut config = test_config(&dir, public);
     config.proxy.api_url = Some(format!("http://127.0.0.1:{api}"));
     config.proxy.api_token = Some("proxy-admin-token".into());
-    config.session.redis_url = Some(format!("redis://127.0.0.1:{}/0", redis.port));
+    config.session.redis_url = Some(redis.url());
     let hub = TestHub::start(config).await;
 
     // The hub put its own route in the empty proxy; a user signs in and starts a server.

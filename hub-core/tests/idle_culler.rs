@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -11,23 +10,9 @@ use http::Method;
 use serde_json::json;
 use support::*;
 
-/// The venv `scripts/ensure-pyenv.sh` made (the test command creates it first).
-fn pyenv() -> PathBuf {
-    let venv = match std::env::var_os("EDGEHUB_PYENV") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(std::env::var_os("HOME").expect("HOME or EDGEHUB_PYENV")).join(".cache/edgehub/pyenv"),
-    };
-    assert!(
-        venv.join("bin/python").exists(),
-        "no Python venv at {} — run `bash scripts/test.sh` (it creates it with scripts/ensure-pyenv.sh)",
-        venv.display()
-    );
-    venv
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jupyterhub_idle_culler_culls_idle_servers_on_edgehub() {
-    let python = pyenv().join("bin/python");
+    let python = pyenv_bin("python");
     let dir = temp_dir("culler");
     let hub = TestHub::start(test_config(&dir, free_port())).await;
     let mut admin = hub.admin();

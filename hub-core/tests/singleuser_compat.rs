@@ -4,23 +4,8 @@
 
 mod support;
 
-use std::path::PathBuf;
-
 use http::{Method, StatusCode};
 use support::*;
-
-fn pyenv() -> PathBuf {
-    let venv = match std::env::var_os("EDGEHUB_PYENV") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(std::env::var_os("HOME").expect("HOME or EDGEHUB_PYENV")).join(".cache/edgehub/pyenv"),
-    };
-    assert!(
-        venv.join("bin/jupyterhub-singleuser").exists(),
-        "no jupyterhub-singleuser in {} — run `bash scripts/test.sh` (it creates the venv with scripts/ensure-pyenv.sh)",
-        venv.display()
-    );
-    venv
-}
 
 /// Follows redirects (same origin only) and returns the last reply and the paths visited.
 async fn follow(client: &mut Client, path: &str, hops: usize) -> (Reply, Vec<String>) {
@@ -44,11 +29,12 @@ async fn follow(client: &mut Client, path: &str, hops: usize) -> (Reply, Vec<Str
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jupyterhub_singleuser_logs_in_through_the_hub_and_serves_through_the_proxy() {
-    let venv = pyenv();
+    let singleuser = pyenv_bin("jupyterhub-singleuser");
+    let venv_bin = singleuser.parent().unwrap().to_owned();
     let dir = temp_dir("singleuser");
     let mut config = test_config(&dir, free_port());
     config.spawner.command = Some(vec![
-        venv.join("bin/jupyterhub-singleuser").display().to_string(),
+        singleuser.display().to_string(),
         "--ip=127.0.0.1".into(),
         "--port={port}".into(),
         format!("--ServerApp.root_dir={}", dir.display()),
@@ -62,7 +48,7 @@ async fn jupyterhub_singleuser_logs_in_through_the_hub_and_serves_through_the_pr
     config
         .spawner
         .environment
-        .insert("PATH".into(), format!("{}:/usr/bin:/bin", venv.join("bin").display()));
+        .insert("PATH".into(), format!("{}:/usr/bin:/bin", venv_bin.display()));
     let hub = TestHub::start(config).await;
     let mut alice = hub.login("alice").await;
     assert_eq!(

@@ -5,6 +5,9 @@
 #![allow(dead_code)]
 
 pub mod webdriver;
+// The proxy's tests' redis-server harness, shared rather than written again.
+#[path = "../../../proxy/tests/support/redis.rs"]
+pub mod redis;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,6 +26,27 @@ pub fn temp_dir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// A fresh directory (for the shared Redis harness).
+pub fn scratch_dir(name: &str) -> PathBuf {
+    temp_dir(name)
+}
+
+/// A program from the Python venv that `bash scripts/test.sh` makes (scripts/ensure-pyenv.sh):
+/// JupyterHub 5.5.4, jupyterhub-singleuser, jupyterhub-idle-culler.
+pub fn pyenv_bin(program: &str) -> PathBuf {
+    let venv = match std::env::var_os("EDGEHUB_PYENV") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(std::env::var_os("HOME").expect("HOME or EDGEHUB_PYENV")).join(".cache/edgehub/pyenv"),
+    };
+    let path = venv.join("bin").join(program);
+    assert!(
+        path.exists(),
+        "no {program} in {} — run `bash scripts/test.sh` (it creates the venv with scripts/ensure-pyenv.sh)",
+        venv.display()
+    );
+    path
 }
 
 pub fn free_port() -> u16 {
