@@ -6,6 +6,7 @@
 #
 #   bench/hub-storm.sh                 # N=1000 RATE=50
 #   N=200 RATE=20 bench/hub-storm.sh   # a quick look
+#   HUBS=edgehub bench/hub-storm.sh     # one hub only (edgehub, jupyterhub)
 #
 # Measured per hub: users ready; spawn request (POST /users/{name}/server) p50/p99 = the hub
 # API's latency during the storm; request-to-ready p50/p99; hub CPU per spawn (utime+stime of
@@ -16,6 +17,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 N=${N:-1000}
 RATE=${RATE:-50}
+HUBS=${HUBS:-edgehub jupyterhub}
 log() { printf '%s\n' "$*" >&2; }
 
 cargo build --release -q -p hub-core -p loadtest -p proxy
@@ -67,6 +69,7 @@ echo "| hub | servers ready | spawn request p50 / p99 (ms) | request to ready p5
 echo "| --- | --- | --- | --- | --- | --- |"
 
 # --- edgehub up -------------------------------------------------------------------------------
+if [[ " $HUBS " == *" edgehub "* ]]; then
 PORT=$(free_port)
 TOKEN=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
 cat >"$WORK/edgehub.toml" <<TOML
@@ -84,8 +87,10 @@ for _ in $(seq 100); do curl -fs "http://127.0.0.1:$PORT/hub/health" >/dev/null 
 run_storm edgehub "http://127.0.0.1:$PORT/" "$TOKEN" "$HUB_PID"
 kill "$HUB_PID"; wait "$HUB_PID" 2>/dev/null || true; HUB_PID=
 kill_servers
+fi
 
 # --- stock JupyterHub -------------------------------------------------------------------------
+if [[ " $HUBS " == *" jupyterhub "* ]]; then
 mkfifo "$WORK/hold"
 "$PYENV/bin/python" loadtest/tests/journey_hub.py --proxy-command "$EDGEPROXY" --timeout 120 \
     --concurrent-spawn-limit 100 --spawner-cmd "$EDGEHUB" singleuser <"$WORK/hold" >"$WORK/jupyterhub.ready" 2>&1 &
@@ -98,4 +103,5 @@ run_storm jupyterhub "$JH_URL/" "$JH_TOKEN" "$JH_PID"
 exec 9>&-
 wait "$HOLDER" 2>/dev/null || true
 kill_servers
+fi
 log "done; details in $WORK"

@@ -70,7 +70,7 @@ impl Hub {
                     record.name.clone(),
                     User {
                         record,
-                        servers: BTreeMap::new(),
+                        servers: Default::default(),
                     },
                 )
             })
@@ -79,7 +79,7 @@ impl Hub {
             if let Some(user) = users.get_mut(&record.user) {
                 let mut server = Server::new(&record.user, &record.name);
                 server.record = record;
-                user.servers.insert(server.record.name.clone(), server);
+                user.servers.insert(server);
             }
         }
         let mut api_tokens = parts.config.api_tokens.clone();
@@ -138,7 +138,7 @@ impl Hub {
             name.to_owned(),
             User {
                 record,
-                servers: BTreeMap::new(),
+                servers: Default::default(),
             },
         );
         drop(users);
@@ -161,10 +161,7 @@ impl Hub {
         let Some(u) = users.get_mut(user) else {
             return Ok(None);
         };
-        let s = u
-            .servers
-            .entry(server.to_owned())
-            .or_insert_with(|| Server::new(user, server));
+        let s = u.servers.get_or_insert_with(server, || Server::new(user, server));
         let out = change(s);
         self.store.put_server(&s.record)?;
         Ok(Some(out))

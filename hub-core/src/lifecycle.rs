@@ -112,8 +112,7 @@ pub fn request_start(hub: &Arc<Hub>, user: &str, server: &str, options: Value) -
         }
         let s = u
             .servers
-            .entry(server.to_owned())
-            .or_insert_with(|| crate::model::Server::new(user, server));
+            .get_or_insert_with(server, || crate::model::Server::new(user, server));
         s.record.phase = Phase::Pending;
         s.record.user_options = options;
         s.record.url = None;
@@ -261,6 +260,9 @@ async fn spawn_steps(hub: &Arc<Hub>, user: &str, server: &str, progress: &Progre
         s.record.phase = Phase::Running;
         s.record.started_ms = Some(proxy::timestamp::now_ms());
         s.record.last_activity_ms = s.record.started_ms;
+        // Readers already following the log keep their handle and see it end; later ones are
+        // told "ready" at once. An idle server should not carry its spawn's history.
+        s.progress = None;
     })
     .map_err(|e| e.to_string())?;
     Ok(())

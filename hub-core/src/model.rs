@@ -5,8 +5,6 @@
 //! `docs/hub.md#server-lifecycle`). Only the hub's lifecycle code changes the phase; every change
 //! is written to the store before anyone else can observe it.
 
-use std::collections::BTreeMap;
-
 use serde_json::{Map, Value, json};
 
 use crate::progress::ProgressLog;
@@ -119,8 +117,82 @@ impl Server {
 #[derive(Clone)]
 pub struct User {
     pub record: UserRecord,
-    /// By server name; `""` is the default server.
-    pub servers: BTreeMap<String, Server>,
+    pub servers: ServerMap,
+}
+
+/// A user's servers by name (`""` is the default server), in name order.
+///
+/// Almost every user has one server, so this is a vector searched by name rather than a
+/// `BTreeMap`, whose first node alone has room for eleven servers: at a thousand idle users
+/// that difference is most of the hub's memory. The name is the server record's own.
+#[derive(Clone, Default)]
+pub struct ServerMap(Vec<Server>);
+
+impl ServerMap {
+    fn position(&self, name: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|s| s.record.name.as_str().cmp(name))
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Server> {
+        self.position(name).ok().map(|i| &self.0[i])
+    }
+
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut Server> {
+        self.position(name).ok().map(|i| &mut self.0[i])
+    }
+
+    pub fn contains_key(&self, name: &str) -> bool {
+        self.position(name).is_ok()
+    }
+
+    /// The server called `name`, made by `new` if there is none.
+    pub fn get_or_insert_with(&mut self, name: &str, new: impl FnOnce() -> Server) -> &mut Server {
+        let i = match self.position(name) {
+            Ok(i) => i,
+            Err(i) => {
+                // Grow by one: the usual user never has a second server.
+                self.0.reserve_exact(1);
+                self.0.insert(i, new());
+                i
+            }
+        };
+        &mut self.0[i]
+    }
+
+    /// Adds or replaces the server of that name.
+    pub fn insert(&mut self, server: Server) {
+        match self.position(&server.record.name) {
+            Ok(i) => self.0[i] = server,
+            Err(i) => {
+                self.0.reserve_exact(1);
+                self.0.insert(i, server);
+            }
+        }
+    }
+
+    pub fn remove(&mut self, name: &str) -> Option<Server> {
+        self.position(name).ok().map(|i| self.0.remove(i))
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &String> {
+        self.0.iter().map(|s| &s.record.name)
+    }
+
+    pub fn values(&self) -> std::slice::Iter<'_, Server> {
+        self.0.iter()
+    }
+
+    pub fn values_mut(&mut self) -> std::slice::IterMut<'_, Server> {
+        self.0.iter_mut()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
 }
 
 /// `/user/alice/` or `/user/alice/lab/`: where a server is reached through the proxy.
@@ -201,9 +273,9 @@ impl User {
     pub fn to_json(&self, base: &str, include_stopped: bool, include_state: bool) -> Value {
         let r = &self.record;
         let mut servers = Map::new();
-        for (name, server) in &self.servers {
+        for server in self.servers.values() {
             if include_stopped || server.phase().is_active() {
-                servers.insert(name.clone(), server.to_json(base, include_state));
+                servers.insert(server.record.name.clone(), server.to_json(base, include_state));
             }
         }
         let default_pending = match self.servers.get("").map(Server::phase) {
@@ -259,13 +331,13 @@ mod tests {
                 created_ms: 0,
                 last_activity_ms: None,
             },
-            servers: BTreeMap::new(),
+            servers: ServerMap::default(),
         };
         let mut s = Server::new("alice", "");
         s.record.phase = Phase::Running;
         s.record.started_ms = Some(1000);
-        user.servers.insert("".into(), s);
-        user.servers.insert("old".into(), Server::new("alice", "old"));
+        user.servers.insert(Server::new("alice", "old"));
+        user.servers.insert(s);
         let m = user.to_json("/", false, false);
         assert_eq!(m["server"], "/user/alice/");
         assert_eq!(m["servers"][""]["ready"], true);
@@ -277,5 +349,23 @@ mod tests {
         );
         assert!(user.to_json("/", true, false)["servers"].get("old").is_some());
         assert!(m["servers"][""].get("state").is_none());
+    }
+
+    #[test]
+    fn servers_are_kept_in_name_order_and_found_by_name() {
+        let mut servers = ServerMap::default();
+        for name in ["lab", "", "big", "lab"] {
+            servers.get_or_insert_with(name, || Server::new("alice", name));
+        }
+        assert_eq!(servers.keys().collect::<Vec<_>>(), ["", "big", "lab"]);
+        assert!(servers.contains_key("big") && !servers.contains_key("nope"));
+        let mut running = Server::new("alice", "big");
+        running.record.phase = Phase::Running;
+        servers.insert(running);
+        assert_eq!(servers.len(), 3);
+        assert_eq!(servers.get("big").map(Server::phase), Some(Phase::Running));
+        assert_eq!(servers.remove("").map(|s| s.record.name), Some(String::new()));
+        assert_eq!(servers.keys().collect::<Vec<_>>(), ["big", "lab"]);
+        assert!(servers.remove("").is_none());
     }
 }
