@@ -278,3 +278,44 @@ async fn close_watches_ends_streams_and_stall_silences_only_open_ones() {
     assert_eq!(next_change(&mut stalled).await.0, "MODIFIED");
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_streaming_list_watcher_gets_the_initial_state_then_changes() {
+    let sim = sim().await;
+    let pods: Api<Pod> = Api::default_namespaced(sim.client().await);
+    for name in ["s1", "s2"] {
+        pods.create(&PostParams::default(), &pod(name, &["true"], json!({})))
+            .await
+            .unwrap();
+    }
+    let (reader, writer) = reflector::store::<Pod>();
+    let config = watcher::Config::default().streaming_lists().labels("!skip");
+    let stream = watcher(pods.clone(), config)
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects();
+    let task = tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        while stream.next().await.is_some() {}
+    });
+    tokio::time::timeout(Duration::from_secs(5), reader.wait_until_ready())
+        .await
+        .expect("initial events end")
+        .unwrap();
+    assert_eq!(reader.state().len(), 2);
+    pods.create(&PostParams::default(), &pod("s3", &["true"], json!({})))
+        .await
+        .unwrap();
+    wait_for("s3 in the reflector", Duration::from_secs(5), || async {
+        (reader.state().len() == 3).then_some(())
+    })
+    .await;
+    let stats = sim.stats();
+    assert_eq!(
+        stats.count(Verb::List, "pods"),
+        0,
+        "a streaming list is a watch, not a list"
+    );
+    task.abort();
+    sim.shutdown().await;
+}

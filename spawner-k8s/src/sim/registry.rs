@@ -311,7 +311,7 @@ impl Registry {
 
     /// Checks kind/apiVersion/namespace of a request body and fills them in.
     fn checked_body(&self, rt: &ResourceType, namespace: &str, body: Value) -> Result<Value, ApiError> {
-        let Value::Object(mut map) = body else {
+        let Value::Object(map) = body else {
             return Err(ApiError::bad_request(format!("the body must be a {} object", rt.kind)));
         };
         if let Some(kind) = map.get("kind").and_then(Value::as_str)
@@ -324,9 +324,12 @@ impl Registry {
         {
             return Err(ApiError::bad_request(format!("expected apiVersion v1, got {version}")));
         }
-        map.insert("kind".into(), json!(rt.kind));
-        map.insert("apiVersion".into(), json!("v1"));
-        let mut object = Value::Object(map);
+        // kind and apiVersion first, as the API server prints objects.
+        let mut ordered = serde_json::Map::new();
+        ordered.insert("kind".into(), json!(rt.kind));
+        ordered.insert("apiVersion".into(), json!("v1"));
+        ordered.extend(map.into_iter().filter(|(k, _)| k != "kind" && k != "apiVersion"));
+        let mut object = Value::Object(ordered);
         if rt.namespaced {
             let given = object::namespace(&object);
             if !given.is_empty() && given != namespace {
