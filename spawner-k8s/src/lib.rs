@@ -3,3 +3,5 @@
 //!
 //! This crate does not depend on `hub-core`: the hub adapts the Kubernetes spawner to its `Spawner`
 //! trait (`hub-core/src/spawner/kube.rs`), so the `edgehub` binary can carry both spawners.
+
+pub mod sim;
