@@ -253,7 +253,7 @@ impl Hub {
         serde_json::json!({
             "version": JUPYTERHUB_API_VERSION,
             "edgehub_version": VERSION,
-            "spawner": {"class": self.spawner.kind(), "version": VERSION},
+            "spawner": {"class": self.spawner.kind(), "version": VERSION, "profiles": self.spawner.profiles()},
             "authenticator": {"class": format!("{:?}", self.config.auth.authenticator).to_lowercase(), "version": VERSION},
             "python": "none (edgehub is written in Rust)",
             "sys_executable": std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default(),

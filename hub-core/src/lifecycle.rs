@@ -30,6 +30,8 @@ pub enum StartRefused {
     Stopping,
     /// Too many spawns in flight; retry after this many seconds.
     Throttled(u64),
+    /// `user_options` named no profile the spawner offers.
+    BadOptions(String),
     /// Too many servers active; retry after this many seconds.
     TooManyServers(u64),
     Store(String),
@@ -45,6 +47,7 @@ impl std::fmt::Display for StartRefused {
             StartRefused::AlreadyRunning => f.write_str("The server is already running"),
             StartRefused::Stopping => f.write_str("The server is stopping; start it again once it has stopped"),
             StartRefused::Throttled(_) => f.write_str("Too many users trying to log in right now. Try again soon."),
+            StartRefused::BadOptions(why) => write!(f, "Invalid server options: {why}"),
             StartRefused::TooManyServers(_) => f.write_str("Active user limit exceeded. Try again in a few minutes."),
             StartRefused::Store(e) => write!(f, "The hub could not record the spawn: {e}"),
         }
@@ -81,6 +84,7 @@ pub fn request_start(hub: &Arc<Hub>, user: &str, server: &str, options: Value) -
             return Err(StartRefused::BadServerName(server.to_owned()));
         }
     }
+    let options = crate::spawner::choose_profile(hub.spawner.profiles(), options).map_err(StartRefused::BadOptions)?;
     let limits = &hub.config.limits;
     let (sink, log) = progress::channel();
     {

@@ -177,6 +177,7 @@ fn server(name: &str, phase: ServerPhase, last_activity: Option<&str>) -> Server
         progress_url: format!("/hub/api/users/alice/servers/{name}/progress"),
         url,
         last_activity: last_activity.map(Into::into),
+        options_url: None,
     }
 }
 

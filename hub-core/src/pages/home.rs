@@ -31,6 +31,7 @@ pub fn home(ctx: &PageContext, servers: &[ServerView], named: NamedServers) -> S
         url: String::new(),
         progress_url: String::new(),
         last_activity: None,
+        options_url: None,
     };
     let default = servers.iter().find(|s| s.name.is_empty()).unwrap_or(&stopped_default);
     let mut named_servers: Vec<&ServerView> = servers.iter().filter(|s| !s.name.is_empty()).collect();
@@ -155,12 +156,17 @@ fn actions(base: &str, user: &str, server: &ServerView, label: Option<&str>) -> 
         aria("Stop")
     );
     match server.phase {
-        ServerPhase::Stopped => {
-            format!(
+        ServerPhase::Stopped => match &server.options_url {
+            Some(options) => format!(
+                r#"<a class="button primary" href="{}"{}>Start</a>"#,
+                escape(options),
+                aria("Start")
+            ),
+            None => format!(
                 r#"<button type="button" class="primary" data-action="start"{}>Start</button>"#,
                 aria("Start")
-            )
-        }
+            ),
+        },
         ServerPhase::Pending => format!(
             r#"<a class="button" href="{}"{}>View progress</a> {stop}"#,
             escape(&urls::spawn_pending(base, user, &server.name)),
@@ -262,6 +268,7 @@ mod tests {
             progress_url: format!("{url}progress"),
             url,
             last_activity: None,
+            options_url: None,
         }
     }
 

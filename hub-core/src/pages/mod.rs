@@ -19,7 +19,7 @@ pub use errors::error;
 pub use escape::escape;
 pub use home::{NamedServers, home};
 pub use login::{LoginOptions, login};
-pub use spawn::{not_running, spawn_pending};
+pub use spawn::{not_running, spawn_options, spawn_pending};
 
 /// What every page needs to know about the request.
 #[derive(Debug, Clone, Default)]
@@ -53,6 +53,9 @@ pub struct ServerView {
     pub progress_url: String,
     /// RFC 3339, if known.
     pub last_activity: Option<String>,
+    /// When the spawner offers profiles: the options page, which Start leads to instead of
+    /// starting at once.
+    pub options_url: Option<String>,
 }
 
 #[cfg(test)]
@@ -74,6 +77,7 @@ mod tests {
             url: format!("/user/{HOSTILE}/"),
             progress_url: HOSTILE.into(),
             last_activity: Some(HOSTILE.into()),
+            options_url: None,
         };
         let servers = [server("", ServerPhase::Running), server(HOSTILE, ServerPhase::Pending)];
         let login_opts = LoginOptions {
@@ -145,6 +149,7 @@ mod tests {
             url: format!("/user/alice/{name}"),
             progress_url: String::new(),
             last_activity: Some("2024-05-01T12:00:00Z".into()),
+            options_url: None,
         };
         let servers = [server("", ServerPhase::Running), server("lab", ServerPhase::Stopped)];
         let pages = [

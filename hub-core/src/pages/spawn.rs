@@ -10,6 +10,51 @@ use std::fmt::Write;
 
 use super::escape::escape;
 use super::{PageContext, layout, urls};
+use crate::spawner::Profile;
+
+/// "Server options": the profiles to choose from, posted to `spawn_url` as `profile`.
+pub fn spawn_options(
+    ctx: &PageContext,
+    user: &str,
+    server_name: &str,
+    profiles: &[Profile],
+    spawn_url: &str,
+) -> String {
+    let mut choices = String::new();
+    let checked = profiles.iter().position(|p| p.default).unwrap_or(0);
+    for (i, p) in profiles.iter().enumerate() {
+        let _ = writeln!(
+            choices,
+            r#"<label class="choice"><input type="radio" name="profile" value="{slug}"{checked}> <span class="choice-name">{name}</span>{description}</label>"#,
+            slug = escape(&p.slug),
+            checked = if i == checked { " checked" } else { "" },
+            name = escape(&p.display_name),
+            description = if p.description.is_empty() {
+                String::new()
+            } else {
+                format!(r#" <span class="choice-description">{}</span>"#, escape(&p.description))
+            },
+        );
+    }
+    let main = format!(
+        r#"<section class="card" aria-labelledby="options-heading">
+<h1 id="options-heading">Server options</h1>
+<p>{whose} starts with the profile you choose.</p>
+<form method="post" action="{spawn}">
+<input type="hidden" name="_xsrf" value="{xsrf}">
+<fieldset class="choices">
+<legend>Profile</legend>
+{choices}</fieldset>
+<button type="submit" class="primary">Start</button>
+</form>
+</section>
+"#,
+        whose = whose(ctx, user, server_name),
+        spawn = escape(spawn_url),
+        xsrf = escape(&ctx.xsrf),
+    );
+    layout::page(ctx, "Server options", "", &main)
+}
 
 /// Follows the spawn of `user`'s server `server_name` through the event stream at
 /// `progress_url`, then goes to `server_url` (or the URL the ready event names, if same-origin).
@@ -132,6 +177,37 @@ mod tests {
         for w in want {
             assert!(html.contains(w), "missing {w}\n{html}");
         }
+    }
+
+    #[test]
+    fn options_page_offers_each_profile_with_the_default_checked() {
+        let profiles = [
+            Profile {
+                slug: "small".into(),
+                display_name: "Small".into(),
+                description: "1 CPU, 2 GB".into(),
+                default: false,
+            },
+            Profile {
+                slug: "gpu".into(),
+                display_name: "GPU <fast>".into(),
+                description: String::new(),
+                default: true,
+            },
+        ];
+        let html = spawn_options(&ctx(), "alice", "", &profiles, "/hub/spawn/alice");
+        let want = [
+            "<h1 id=\"options-heading\">Server options</h1>",
+            "Your server starts with the profile you choose.",
+            r#"<form method="post" action="/hub/spawn/alice">"#,
+            r#"<input type="hidden" name="_xsrf" value="xsrf-1">"#,
+            r#"<input type="radio" name="profile" value="small"> <span class="choice-name">Small</span> <span class="choice-description">1 CPU, 2 GB</span>"#,
+            r#"<input type="radio" name="profile" value="gpu" checked> <span class="choice-name">GPU &lt;fast&gt;</span></label>"#,
+        ];
+        for w in want {
+            assert!(html.contains(w), "missing {w}\n{html}");
+        }
+        assert_eq!(html.matches(" checked").count(), 1);
     }
 
     #[test]

@@ -75,4 +75,95 @@ pub trait Spawner: Send + Sync + 'static {
 
     /// A name for logs and `/hub/api/info`.
     fn kind(&self) -> &'static str;
+
+    /// The kinds of server users choose from (KubeSpawner's profile list); empty when there is
+    /// no choice. `user_options.profile` names one; the hub fills in the default when it is
+    /// missing, so `start` sees a valid slug whenever this is not empty.
+    fn profiles(&self) -> &[Profile] {
+        &[]
+    }
+}
+
+/// One choice on the spawn page.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Profile {
+    /// The value of `user_options.profile`, e.g. `gpu`.
+    pub slug: String,
+    pub display_name: String,
+    pub description: String,
+    /// Chosen when a start names no profile (the first profile if none is marked).
+    pub default: bool,
+}
+
+/// The profile a start asked for, or the default one filled in; `Err` names a profile that does
+/// not exist. With no profiles, the options pass through untouched.
+pub fn choose_profile(profiles: &[Profile], mut options: Value) -> Result<Value, String> {
+    if profiles.is_empty() {
+        return Ok(options);
+    }
+    let Some(map) = options.as_object_mut() else {
+        return Err("user options must be a JSON object".into());
+    };
+    match map.get("profile") {
+        Some(Value::String(slug)) if profiles.iter().any(|p| &p.slug == slug) => {}
+        Some(other) => {
+            let known: Vec<&str> = profiles.iter().map(|p| p.slug.as_str()).collect();
+            return Err(format!("unknown profile {other}; choose one of {}", known.join(", ")));
+        }
+        None => {
+            let default = profiles.iter().find(|p| p.default).unwrap_or(&profiles[0]);
+            map.insert("profile".into(), Value::String(default.slug.clone()));
+        }
+    }
+    Ok(options)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn profile(slug: &str, default: bool) -> Profile {
+        Profile {
+            slug: slug.into(),
+            display_name: slug.to_uppercase(),
+            description: String::new(),
+            default,
+        }
+    }
+
+    #[test]
+    fn a_start_gets_the_profile_it_names_or_the_default() {
+        let profiles = [profile("small", false), profile("gpu", true)];
+        let cases = [
+            (json!({}), Ok(json!({"profile": "gpu"}))),
+            (json!({"profile": "small"}), Ok(json!({"profile": "small"}))),
+            (
+                json!({"profile": "small", "x": 1}),
+                Ok(json!({"profile": "small", "x": 1})),
+            ),
+            (
+                json!({"profile": "huge"}),
+                Err("unknown profile \"huge\"; choose one of small, gpu"),
+            ),
+            (
+                json!({"profile": 3}),
+                Err("unknown profile 3; choose one of small, gpu"),
+            ),
+            (json!([]), Err("user options must be a JSON object")),
+        ];
+        for (options, want) in cases {
+            let got = choose_profile(&profiles, options.clone());
+            assert_eq!(got, want.map_err(String::from), "{options}");
+        }
+        let first_is_default = [profile("a", false), profile("b", false)];
+        assert_eq!(
+            choose_profile(&first_is_default, json!({})),
+            Ok(json!({"profile": "a"}))
+        );
+        assert_eq!(
+            choose_profile(&[], json!({"profile": "any"})),
+            Ok(json!({"profile": "any"}))
+        );
+    }
 }

@@ -311,6 +311,8 @@ fn view(hub: &Hub, s: &Server) -> ServerView {
         url: hub.prefix(&s.record.user, &s.record.name),
         progress_url: progress_url(&hub.base, &s.record.user, &s.record.name),
         last_activity: s.record.last_activity_ms.map(proxy::timestamp::format_iso),
+        options_url: (!hub.spawner.profiles().is_empty())
+            .then(|| render::urls::spawn(&hub.base, &s.record.user, &s.record.name)),
     }
 }
 
@@ -333,8 +335,24 @@ fn home(hub: &Hub, req: &Req, auth: &Authenticated) -> Resp {
     })
 }
 
+/// Starts the server and sends the browser to its pending page. When the spawner offers
+/// profiles, a request that chose none (a link, the implicit start from `/user/…`) gets the
+/// options page first, as JupyterHub's options form does; its POST carries `profile`.
 async fn start_and_follow(hub: &Arc<Hub>, req: &Req, auth: &Authenticated, user: &str, server: &str) -> Resp {
-    match lifecycle::request_start(hub, user, server, serde_json::json!({})) {
+    let profiles = hub.spawner.profiles();
+    let mut options = serde_json::Map::new();
+    if !profiles.is_empty() {
+        let chosen = (req.method == http::Method::POST)
+            .then(|| req.form().into_iter().find(|(k, _)| k == "profile").map(|(_, v)| v))
+            .flatten();
+        match chosen {
+            Some(slug) => {
+                options.insert("profile".into(), slug.into());
+            }
+            None => return options_page(hub, req, auth, user, server),
+        }
+    }
+    match lifecycle::request_start(hub, user, server, options.into()) {
         Ok(()) => redirect(&render::urls::spawn_pending(&hub.base, user, server)),
         Err(StartRefused::AlreadyRunning) => redirect(&hub.prefix(user, server)),
         Err(refused @ (StartRefused::Throttled(_) | StartRefused::TooManyServers(_))) => {
@@ -346,6 +364,22 @@ async fn start_and_follow(hub: &Arc<Hub>, req: &Req, auth: &Authenticated, user:
         Err(StartRefused::NoSuchUser) => error_page(hub, req, Some(auth), 404, "No such user."),
         Err(other) => error_page(hub, req, Some(auth), 400, &other.to_string()),
     }
+}
+
+fn options_page(hub: &Hub, req: &Req, auth: &Authenticated, user: &str, server: &str) -> Resp {
+    if hub.server(user, server).is_some_and(|s| s.phase() != Phase::Stopped) {
+        // Already starting or running: nothing to choose.
+        return redirect(&render::urls::spawn_pending(&hub.base, user, server));
+    }
+    page(hub, req, StatusCode::OK, |x| {
+        render::spawn_options(
+            &context(hub, Some(auth), x),
+            user,
+            server,
+            hub.spawner.profiles(),
+            &render::urls::spawn(&hub.base, user, server),
+        )
+    })
 }
 
 fn pending(hub: &Hub, req: &Req, auth: &Authenticated, user: &str, server: &str) -> Resp {

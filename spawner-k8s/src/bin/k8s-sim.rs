@@ -29,6 +29,9 @@ struct Args {
     /// Memory per node, as a Kubernetes quantity ("64Gi").
     #[arg(long, default_value = "64Gi")]
     node_memory: String,
+    /// Pods per node (the kubelet's --max-pods).
+    #[arg(long, default_value_t = 110)]
+    node_max_pods: u64,
     /// nvidia.com/gpu per node.
     #[arg(long, default_value_t = 0)]
     node_gpus: u64,
@@ -59,7 +62,11 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("--node-memory {:?} is not a quantity (e.g. 64Gi)", args.node_memory))?;
     let mut config = SimConfig {
         nodes: (1..=args.nodes)
-            .map(|i| NodeSpec::new(&format!("node-{i}"), cpu.millis(), memory.units()).with_gpus(args.node_gpus))
+            .map(|i| {
+                NodeSpec::new(&format!("node-{i}"), cpu.millis(), memory.units())
+                    .with_gpus(args.node_gpus)
+                    .with_max_pods(args.node_max_pods)
+            })
             .collect(),
         image_pull: Duration::from_millis(args.image_pull_ms),
         container_start: Duration::from_millis(args.container_start_ms),
