@@ -3,3 +3,24 @@
 //!
 //! This crate does not depend on `hub-core`: the hub adapts the Kubernetes spawner to its `Spawner`
 //! trait (`hub-core/src/spawner/kube.rs`), so the `edgehub` binary can carry both spawners.
+//!
+//! Modules, one job each:
+//! - [`names`]: safe, bounded, collision-free object names and label values;
+//! - [`render`]: manifests (pod, pool pod, claim, Service, claim patch) as pure functions;
+//! - [`status`]: reading a pod's status and events (running? failed for good? progress);
+//! - [`api`]: the client-side concurrency limit and retries of API calls;
+//! - [`cache`]: the watch-backed caches of pods and events, with their watchdog;
+//! - [`pool`]: warm pools, claimed at spawn, refilled from the cache;
+//! - [`spawn`]: the spawner itself, wiring the above into start, stop and poll.
+
+pub mod api;
+pub mod cache;
+pub mod error;
+pub mod names;
+pub mod pool;
+pub mod render;
+pub mod spawn;
+pub mod status;
+
+pub use error::KubeSpawnError;
+pub use spawn::{FoundServer, KubeSpawner, PodPoll, PodRequest, PodStarted, ProgressFn};

@@ -1,0 +1,195 @@
+//! A watch-backed cache of one kind of object (pods, events): kube-runtime's `watcher` feeding a
+//! reflector `Store`, with a change signal for waiters and a watchdog.
+//!
+//! Invariants:
+//! - Reads never reach the API server: everything is answered from the store, which the watch
+//!   keeps current (list once, then watch; relist only when the watch says it must, or when the
+//!   watchdog restarts it).
+//! - A relist replaces the store atomically (the reflector buffers `InitApply` until `InitDone`),
+//!   so readers see the old state or the new one.
+//! - Waiters are woken on every change (a generation counter in a `tokio::sync::watch`), so no one
+//!   polls.
+//! - Watchdog: a watch that delivered nothing for `stale` is dropped and started again (a
+//!   relist). kube-runtime's watcher consumes bookmarks itself, so on a namespace where nothing
+//!   at all happens the restart also happens every `stale`; the relist is served from the API
+//!   server's cache (`resourceVersion=0`), so that is cheap. A frozen cache is never handed out
+//!   for longer than `stale`.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Resource};
+use serde::de::DeserializeOwned;
+use tokio::sync::{Mutex, Notify, watch};
+
+/// The cache of one kind of object. Cheap to clone.
+#[derive(Clone)]
+pub struct Cache<K: Resource<DynamicType = ()> + Clone + 'static> {
+    store: Store<K>,
+    generation: watch::Receiver<u64>,
+    shared: Arc<Shared>,
+    _task: Arc<TaskGuard>,
+}
+
+/// Ends the watch task when the last clone of the cache goes.
+struct TaskGuard(tokio::task::JoinHandle<()>);
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+struct Shared {
+    what: &'static str,
+    /// Milliseconds since `epoch` at the last item from the watch.
+    last_item_ms: AtomicU64,
+    epoch: Instant,
+    /// Watch (re)starts, the first included.
+    starts: AtomicU64,
+    /// Asks the task to drop its watch and start again.
+    restart: Notify,
+    last_error: Mutex<Option<String>>,
+}
+
+impl<K> Cache<K>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    /// Starts watching `api` with `config`; the cache fills in the background (see [`Cache::synced`]).
+    pub fn start(what: &'static str, api: Api<K>, config: watcher::Config, stale: Duration) -> Cache<K> {
+        let (store, writer) = reflector::store::<K>();
+        let (tx, generation) = watch::channel(0u64);
+        let shared = Arc::new(Shared {
+            what,
+            last_item_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+            starts: AtomicU64::new(0),
+            restart: Notify::new(),
+            last_error: Mutex::new(None),
+        });
+        let task = tokio::spawn(run(shared.clone(), api, config, stale, writer, tx));
+        Cache {
+            store,
+            generation,
+            shared,
+            _task: Arc::new(TaskGuard(task)),
+        }
+    }
+
+    /// Waits for the first complete list, at most `limit`.
+    pub async fn synced(&self, limit: Duration) -> Result<(), String> {
+        match tokio::time::timeout(limit, self.store.wait_until_ready()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(format!("the {} watch stopped", self.shared.what)),
+            Err(_) => {
+                let last = self.shared.last_error.lock().await.clone();
+                Err(format!(
+                    "the {} watch did not list within {} s{}",
+                    self.shared.what,
+                    limit.as_secs(),
+                    last.map(|e| format!(": {e}")).unwrap_or_default()
+                ))
+            }
+        }
+    }
+
+    pub fn store(&self) -> &Store<K> {
+        &self.store
+    }
+
+    /// A receiver that changes on every change of the cache.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.generation.clone()
+    }
+
+    /// Asks for the watch to be started again (a relist), e.g. when an object we created does
+    /// not show up.
+    pub fn restart(&self) {
+        self.shared.restart.notify_one();
+    }
+
+    /// How many times the watch was started (1 after start-up; more after watchdog restarts).
+    pub fn watch_starts(&self) -> u64 {
+        self.shared.starts.load(Ordering::Relaxed)
+    }
+
+    /// Time since the watch last delivered something.
+    pub fn age(&self) -> Duration {
+        let now = self.shared.epoch.elapsed().as_millis() as u64;
+        Duration::from_millis(now.saturating_sub(self.shared.last_item_ms.load(Ordering::Relaxed)))
+    }
+}
+
+async fn run<K>(
+    s: Arc<Shared>,
+    api: Api<K>,
+    config: watcher::Config,
+    stale: Duration,
+    mut writer: reflector::store::Writer<K>,
+    tx: watch::Sender<u64>,
+) where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let touch = |s: &Shared| {
+        s.last_item_ms
+            .store(s.epoch.elapsed().as_millis() as u64, Ordering::Relaxed)
+    };
+    loop {
+        s.starts.fetch_add(1, Ordering::Relaxed);
+        touch(&s);
+        let mut stream = watcher::watcher(api.clone(), config.clone()).default_backoff().boxed();
+        loop {
+            let quiet_for = Duration::from_millis(
+                (s.epoch.elapsed().as_millis() as u64).saturating_sub(s.last_item_ms.load(Ordering::Relaxed)),
+            );
+            let deadline = stale.saturating_sub(quiet_for);
+            tokio::select! {
+                item = stream.next() => match item {
+                    Some(Ok(event)) => {
+                        touch(&s);
+                        writer.apply_watcher_event(&event);
+                        // Init and InitApply change nothing readers see (the relist is buffered).
+                        if matches!(event, Event::Apply(_) | Event::Delete(_) | Event::InitDone) {
+                            tx.send_modify(|g| *g += 1);
+                        }
+                    }
+                    Some(Err(e)) => {
+                        tracing::debug!("{} watch: {e}", s.what);
+                        *s.last_error.lock().await = Some(e.to_string());
+                    }
+                    None => break,
+                },
+                _ = tokio::time::sleep(deadline) => {
+                    tracing::warn!("the {} watch delivered nothing for {} s; restarting it", s.what, stale.as_secs());
+                    break;
+                }
+                _ = s.restart.notified() => {
+                    tracing::info!("restarting the {} watch on request", s.what);
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// The watcher configuration of the pod cache: our pods only, lists served from the API server's
+/// cache.
+pub fn pod_watch() -> watcher::Config {
+    watcher::Config::default()
+        .labels(crate::render::MANAGED_SELECTOR)
+        .any_semantic()
+}
+
+/// The watcher configuration of the event cache: events about pods.
+pub fn event_watch() -> watcher::Config {
+    watcher::Config::default()
+        .fields("involvedObject.kind=Pod")
+        .any_semantic()
+}

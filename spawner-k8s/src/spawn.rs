@@ -1,0 +1,715 @@
+//! The Kubernetes spawner: start, stop and poll user servers as pods.
+//!
+//! Start, in order: re-attach a pod this server already has (found by label, confirmed by the raw
+//! names in its annotations); else claim a warm pod of the profile's pool; else ensure the claim,
+//! create the pod and, if configured, its Service; then wait on the pod cache until the pod runs
+//! or fails for good, turning its events into progress.
+//!
+//! Invariants:
+//! - No polling reads: every wait is on the watch caches' change signal; the API is called only
+//!   to write. A cold spawn writes the pod, plus the volume claim and the Service when configured
+//!   (at most 3 writes); a warm spawn writes one patch.
+//! - One pod per server: an existing pod of the server is adopted, never duplicated; a 409 on
+//!   create is resolved by looking at who holds the name.
+//! - A failed start leaves no pod behind (deleted at once, no grace period).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use config::kubernetes::{KubernetesConfig, PodConfig, Profile};
+use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod, Service};
+use kube::api::{DeleteParams, PostParams, Preconditions};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, Client, ResourceExt};
+use serde_json::{Value, json};
+
+use crate::api::{ApiGate, is_conflict, is_not_found};
+use crate::cache::{self, Cache};
+use crate::error::KubeSpawnError;
+use crate::names;
+use crate::pool::Pool;
+use crate::render::{self, Owner, PodInput};
+use crate::status::{self, StartState};
+
+/// What the hub asks for.
+#[derive(Debug, Clone)]
+pub struct PodRequest {
+    pub user: String,
+    /// `""` for the default server.
+    pub server_name: String,
+    /// The server's URL prefix, e.g. `/user/alice/`.
+    pub prefix: String,
+    /// JupyterHub's environment contract (`JUPYTERHUB_API_TOKEN`, …).
+    pub env: BTreeMap<String, String>,
+    /// The profile's slug (`user_options.profile`); `None` for the default profile.
+    pub profile: Option<String>,
+}
+
+/// A running pod.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodStarted {
+    /// `http://<podIP>:<port>` (or the Service's DNS name with `service_per_pod`).
+    pub url: String,
+    /// `{"namespace", "pod", "uid", "port", "url", …}`, to be kept by the hub.
+    pub state: Value,
+}
+
+/// What `poll` found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PodPoll {
+    Running { url: String },
+    Gone { code: Option<i32> },
+}
+
+/// A server found running in the cluster (for re-adoption without hub state).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FoundServer {
+    pub user: String,
+    pub server_name: String,
+    pub url: String,
+    pub state: Value,
+}
+
+/// Progress reports: percent (0–100, the hub keeps 100 for itself) and a message.
+pub type ProgressFn = Arc<dyn Fn(u8, String) + Send + Sync>;
+
+/// How long a pod we created may stay invisible to the watch before the watch is restarted.
+const APPEAR_WITHIN: Duration = Duration::from_secs(10);
+/// How long a stop waits beyond the grace period for the pod to leave the cache.
+const STOP_SLACK: Duration = Duration::from_secs(30);
+/// How long the caches may take to list at start-up.
+const SYNC_WITHIN: Duration = Duration::from_secs(60);
+
+/// Runs servers as pods. Shared as `Arc<KubeSpawner>`.
+pub struct KubeSpawner {
+    pub(crate) config: KubernetesConfig,
+    pub(crate) pods_api: Api<Pod>,
+    claims_api: Api<PersistentVolumeClaim>,
+    services_api: Api<Service>,
+    pub(crate) gate: ApiGate,
+    pub(crate) pods: Cache<Pod>,
+    events: Cache<Event>,
+    pools: HashMap<String, Arc<Pool>>,
+    cluster: String,
+}
+
+impl KubeSpawner {
+    /// A client from `config.kubeconfig` (or inferred as kubectl does), the caches synced, the
+    /// warm pools started.
+    pub async fn connect(config: &KubernetesConfig) -> anyhow::Result<Arc<KubeSpawner>> {
+        let options = kube::config::KubeConfigOptions {
+            context: config.context.clone(),
+            ..Default::default()
+        };
+        let kube_config = match &config.kubeconfig {
+            Some(path) => {
+                let file = kube::config::Kubeconfig::read_from(path)
+                    .map_err(|e| anyhow::anyhow!("kubernetes.kubeconfig {}: {e}", path.display()))?;
+                kube::Config::from_custom_kubeconfig(file, &options).await?
+            }
+            None if config.context.is_some() => kube::Config::from_kubeconfig(&options).await?,
+            None => kube::Config::infer().await?,
+        };
+        let client = Client::try_from(kube_config)?;
+        KubeSpawner::with_client(config, client).await
+    }
+
+    /// As [`KubeSpawner::connect`], with a client made elsewhere.
+    pub async fn with_client(config: &KubernetesConfig, client: Client) -> anyhow::Result<Arc<KubeSpawner>> {
+        config.validate()?;
+        check_renders(config)?;
+        let ns = config.namespace.as_str();
+        let stale = Duration::from_secs(config.watch_stale_secs);
+        let pods = Cache::start("pod", Api::namespaced(client.clone(), ns), cache::pod_watch(), stale);
+        let events = Cache::start(
+            "event",
+            Api::namespaced(client.clone(), ns),
+            cache::event_watch(),
+            stale,
+        );
+        pods.synced(SYNC_WITHIN).await.map_err(anyhow::Error::msg)?;
+        events.synced(SYNC_WITHIN).await.map_err(anyhow::Error::msg)?;
+        let pools = config
+            .profiles
+            .iter()
+            .filter(|p| p.warm_pool > 0)
+            .map(|p| (p.slug.clone(), Arc::new(Pool::new(config, p))))
+            .collect();
+        let spawner = Arc::new(KubeSpawner {
+            config: config.clone(),
+            pods_api: Api::namespaced(client.clone(), ns),
+            claims_api: Api::namespaced(client.clone(), ns),
+            services_api: Api::namespaced(client.clone(), ns),
+            gate: ApiGate::new(config.api_concurrency, config.api_retries),
+            pods,
+            events,
+            pools,
+            cluster: client.default_namespace().to_owned(),
+        });
+        for pool in spawner.pools.values() {
+            pool.start(Arc::downgrade(&spawner));
+        }
+        Ok(spawner)
+    }
+
+    /// The profiles offered on the spawn page and the API.
+    pub fn profiles(&self) -> &[Profile] {
+        &self.config.profiles
+    }
+
+    /// For logs and `/hub/api/info`.
+    pub fn describe(&self) -> String {
+        let pools: Vec<String> = self
+            .config
+            .profiles
+            .iter()
+            .filter(|p| p.warm_pool > 0)
+            .map(|p| format!("{}={}", p.slug, p.warm_pool))
+            .collect();
+        format!(
+            "kubernetes (namespace {}, client default namespace {}, {} profiles{})",
+            self.config.namespace,
+            self.cluster,
+            self.config.profiles.len(),
+            if pools.is_empty() {
+                String::new()
+            } else {
+                format!(", warm pools {}", pools.join(" "))
+            }
+        )
+    }
+
+    /// Watch restarts so far, pods and events (1 each after start-up).
+    pub fn watch_starts(&self) -> (u64, u64) {
+        (self.pods.watch_starts(), self.events.watch_starts())
+    }
+
+    /// Unclaimed warm pods of `profile` that are running, from the cache.
+    pub fn pool_ready(&self, profile: &str) -> usize {
+        self.pools.get(profile).map_or(0, |p| p.ready_count(&self.pods))
+    }
+
+    /// Starts `request`'s server and returns once its pod runs.
+    pub async fn start(&self, request: PodRequest, progress: ProgressFn) -> Result<PodStarted, KubeSpawnError> {
+        let began = Instant::now();
+        let deadline = began + Duration::from_secs(self.config.start_timeout_secs);
+        let profile = self
+            .config
+            .profile(request.profile.as_deref())
+            .map_err(KubeSpawnError::Profile)?;
+        let pod_config = match profile {
+            Some(p) => self.config.pod.overlaid(&p.pod),
+            None => self.config.pod.clone(),
+        };
+        let slug = profile.map(|p| p.slug.as_str());
+        let owner = Owner {
+            user: request.user.clone(),
+            server: request.server_name.clone(),
+        };
+
+        if let Some(found) = self.wait_existing_settled(&owner, deadline).await? {
+            progress(20, format!("Re-attaching to the running pod {}", found.name_any()));
+            return self.wait_running(&found, slug, &progress, deadline).await;
+        }
+
+        if let Some(pool) = slug.and_then(|s| self.pools.get(s)) {
+            let env = render::user_env(&request.env, &request.prefix, port_of(&pod_config));
+            if let Some(pod) = pool.claim(self, &owner, &env).await? {
+                progress(60, format!("Claimed the warm pod {}", pod.name_any()));
+                let url = self
+                    .url_of(&pod)
+                    .ok_or_else(|| KubeSpawnError::Deleted { pod: pod.name_any() })?;
+                return Ok(self.started(&pod, &url, slug));
+            }
+            progress(5, "No warm pod free; starting a new one".into());
+        }
+
+        let pod_name = names::object_name(&self.config.pod_name_template, &owner.user, &owner.server);
+        let claim_name = match &pod_config.storage {
+            Some(storage) if storage.enabled => {
+                let name = names::object_name(&storage.name_template, &owner.user, &owner.server);
+                self.ensure_claim(&name, &owner, &pod_config).await?;
+                Some(name)
+            }
+            _ => None,
+        };
+        let input = PodInput {
+            namespace: &self.config.namespace,
+            name: pod_name.clone(),
+            owner: Some(owner.clone()),
+            profile: slug,
+            pod: &pod_config,
+            hub_env: &request.env,
+            prefix: &request.prefix,
+            claim: claim_name.clone(),
+            grace_secs: self.config.stop_grace_secs,
+            launcher: None,
+        };
+        let manifest = render::pod(&input).map_err(|e| KubeSpawnError::Config(e.to_string()))?;
+        progress(10, format!("Creating the pod {pod_name}"));
+        let pod = self.create_pod(&manifest, &owner, deadline).await?;
+        if self.config.service_per_pod {
+            let uid = pod.uid().unwrap_or_default();
+            let svc = render::service(&self.config.namespace, &pod_name, &uid, &owner, input.port())
+                .map_err(|e| KubeSpawnError::Config(e.to_string()))?;
+            let params = PostParams::default();
+            let result = self
+                .gate
+                .call("create service", || self.services_api.create(&params, &svc))
+                .await;
+            match result {
+                Ok(_) => {}
+                Err(e) if is_conflict(&e) => {}
+                Err(e) => {
+                    self.discard(&pod).await;
+                    return Err(KubeSpawnError::api(format!("creating the service {pod_name}"), &e));
+                }
+            }
+        }
+        let mut started = self.wait_running(&pod, slug, &progress, deadline).await?;
+        if let (Some(claim), Some(obj)) = (claim_name, started.state.as_object_mut()) {
+            obj.insert("pvc".into(), json!(claim));
+        }
+        Ok(started)
+    }
+
+    /// Stops the server in `state` and returns once its pod is gone (grace period honoured).
+    pub async fn stop(&self, state: &Value) -> Result<(), KubeSpawnError> {
+        let Some(target) = Target::from_state(state) else {
+            if state.is_null() || state.as_object().is_some_and(|o| o.is_empty()) {
+                return Ok(());
+            }
+            return Err(KubeSpawnError::State(state.to_string()));
+        };
+        let Some(pod) = self.cached(&target.pod) else {
+            return Ok(());
+        };
+        if target.uid.as_deref().is_some_and(|u| pod.uid().as_deref() != Some(u)) {
+            return Ok(()); // the pod of that name is another one: ours is gone
+        }
+        let uid = pod.uid();
+        let grace = self.config.stop_grace_secs;
+        if pod.metadata.deletion_timestamp.is_none() {
+            self.delete_pod(&target.pod, uid.clone(), grace).await?;
+        }
+        let limit = Duration::from_secs(grace) + STOP_SLACK;
+        self.wait_gone(&target.pod, uid.as_deref(), Instant::now() + limit)
+            .await
+            .map_err(|()| KubeSpawnError::StopTimeout {
+                pod: target.pod.clone(),
+                secs: limit.as_secs(),
+            })
+    }
+
+    /// Is the server in `state` still running? Answered from the cache.
+    pub async fn poll(&self, state: &Value) -> PodPoll {
+        let Some(target) = Target::from_state(state) else {
+            return PodPoll::Gone { code: None };
+        };
+        let Some(pod) = self.cached(&target.pod) else {
+            return PodPoll::Gone { code: None };
+        };
+        if target.uid.as_deref().is_some_and(|u| pod.uid().as_deref() != Some(u)) {
+            return PodPoll::Gone { code: None };
+        }
+        if status::is_finished(&pod) {
+            return PodPoll::Gone {
+                code: status::exit_code(&pod),
+            };
+        }
+        if pod.metadata.deletion_timestamp.is_some() {
+            return PodPoll::Gone { code: None };
+        }
+        match self.url_of(&pod) {
+            Some(url) => PodPoll::Running { url },
+            None => PodPoll::Running {
+                url: target.url.unwrap_or_default(),
+            },
+        }
+    }
+
+    /// Every user server running in the namespace, found by label (for a hub that lost its state).
+    pub fn found_servers(&self) -> Vec<FoundServer> {
+        self.pods
+            .store()
+            .state()
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none() && !status::is_finished(p))
+            .filter_map(|pod| {
+                let owner = owner_of(&pod)?;
+                let url = self.url_of(&pod)?;
+                let state = self.state_of(&pod, &url, pod.labels().get(render::PROFILE).map(String::as_str));
+                Some(FoundServer {
+                    user: owner.user,
+                    server_name: owner.server,
+                    url,
+                    state,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Renders a pod of every profile, so that a raw object Kubernetes would refuse (a toleration
+/// with a number for a key) is reported at start-up, naming the profile, not at the first spawn.
+fn check_renders(config: &KubernetesConfig) -> anyhow::Result<()> {
+    let env = BTreeMap::new();
+    let choices = std::iter::once(None).chain(config.profiles.iter().map(Some));
+    for profile in choices {
+        let pod = match profile {
+            Some(p) => config.pod.overlaid(&p.pod),
+            None => config.pod.clone(),
+        };
+        for launcher in [None, Some(config.launcher_command.as_slice())] {
+            let input = PodInput {
+                namespace: &config.namespace,
+                name: "check".into(),
+                owner: launcher.is_none().then(|| Owner {
+                    user: "check".into(),
+                    server: String::new(),
+                }),
+                profile: profile.map(|p| p.slug.as_str()),
+                pod: &pod,
+                hub_env: &env,
+                prefix: "/",
+                claim: Some("check".into()),
+                grace_secs: config.stop_grace_secs,
+                launcher,
+            };
+            if let Err(e) = render::pod(&input) {
+                let which = profile.map_or("kubernetes.pod".to_owned(), |p| format!("profile {}", p.slug));
+                anyhow::bail!("{which}: {e}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What a state names.
+struct Target {
+    pod: String,
+    uid: Option<String>,
+    url: Option<String>,
+}
+
+impl Target {
+    fn from_state(state: &Value) -> Option<Target> {
+        let text = |k: &str| state.get(k).and_then(Value::as_str).map(str::to_owned);
+        Some(Target {
+            pod: text("pod")?,
+            uid: text("uid"),
+            url: text("url"),
+        })
+    }
+}
+
+/// The owner written on a pod (raw names in the annotations), if it is a user's server.
+pub(crate) fn owner_of(pod: &Pod) -> Option<Owner> {
+    if pod.labels().get(render::CLAIMED).is_some_and(|c| c == "false") {
+        return None;
+    }
+    let a = pod.annotations();
+    Some(Owner {
+        user: a.get(render::USERNAME)?.clone(),
+        server: a.get(render::SERVERNAME)?.clone(),
+    })
+}
+
+fn port_of(pod: &PodConfig) -> u16 {
+    pod.port.unwrap_or(render::DEFAULT_PORT)
+}
+
+impl KubeSpawner {
+    pub(crate) fn cached(&self, name: &str) -> Option<Arc<Pod>> {
+        self.pods
+            .store()
+            .get(&ObjectRef::new(name).within(&self.config.namespace))
+    }
+
+    /// The pods of `owner`'s server in the cache: labels select, annotations confirm.
+    fn owned_pods(&self, owner: &Owner) -> Vec<Arc<Pod>> {
+        let user = names::label_value(&owner.user);
+        let server = names::label_value(&owner.server);
+        self.pods.store().state_filter(|p| {
+            let labels = p.labels();
+            labels.get(render::USERNAME) == Some(&user)
+                && labels.get(render::SERVERNAME) == Some(&server)
+                && owner_of(p).as_ref() == Some(owner)
+        })
+    }
+
+    /// The server's live pod, after waiting out any that are terminating (a stop still going).
+    async fn wait_existing_settled(
+        &self,
+        owner: &Owner,
+        deadline: Instant,
+    ) -> Result<Option<Arc<Pod>>, KubeSpawnError> {
+        loop {
+            let pods = self.owned_pods(owner);
+            if let Some(live) = pods
+                .iter()
+                .find(|p| p.metadata.deletion_timestamp.is_none() && !status::is_finished(p))
+            {
+                return Ok(Some(live.clone()));
+            }
+            if let Some(done) = pods.iter().find(|p| p.metadata.deletion_timestamp.is_none()) {
+                // A finished pod holds the name; it will not run again.
+                self.delete_pod(&done.name_any(), done.uid(), 0).await?;
+            }
+            let Some(going) = self.owned_pods(owner).into_iter().next() else {
+                return Ok(None);
+            };
+            let name = going.name_any();
+            self.wait_gone(&name, going.uid().as_deref(), deadline)
+                .await
+                .map_err(|()| KubeSpawnError::Timeout {
+                    secs: self.config.start_timeout_secs,
+                    last: format!("the previous pod {name} was still terminating"),
+                })?;
+        }
+    }
+
+    async fn ensure_claim(&self, name: &str, owner: &Owner, pod: &PodConfig) -> Result<(), KubeSpawnError> {
+        let storage = pod.storage.clone().unwrap_or_default();
+        let claim = render::claim(&self.config.namespace, name, owner, &storage, pod.extra_labels.as_ref())
+            .map_err(|e| KubeSpawnError::Config(e.to_string()))?;
+        let params = PostParams::default();
+        match self
+            .gate
+            .call("create claim", || self.claims_api.create(&params, &claim))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_conflict(&e) => Ok(()), // there already: the user's storage, kept across stops
+            Err(e) => Err(KubeSpawnError::api(format!("creating the volume claim {name}"), &e)),
+        }
+    }
+
+    /// Creates the pod; a 409 is resolved by who holds the name.
+    async fn create_pod(&self, manifest: &Pod, owner: &Owner, deadline: Instant) -> Result<Pod, KubeSpawnError> {
+        let name = manifest.name_any();
+        let params = PostParams::default();
+        loop {
+            let result = self
+                .gate
+                .call("create pod", || self.pods_api.create(&params, manifest))
+                .await;
+            let error = match result {
+                Ok(pod) => return Ok(pod),
+                Err(e) if is_conflict(&e) => e,
+                Err(e) => return Err(KubeSpawnError::api(format!("creating the pod {name}"), &e)),
+            };
+            // The name is taken. Ours (a retried create whose first answer was lost, or another
+            // hub replica) is adopted; one being deleted is waited out; anyone else's is an error.
+            let holder = match self.cached(&name) {
+                Some(p) => Some(p),
+                None => self.wait_for_pod(&name, Instant::now() + Duration::from_secs(2)).await,
+            };
+            match holder {
+                Some(p) if owner_of(&p).as_ref() == Some(owner) => {
+                    if p.metadata.deletion_timestamp.is_none() {
+                        return Ok((*p).clone());
+                    }
+                    self.wait_gone(&name, p.uid().as_deref(), deadline)
+                        .await
+                        .map_err(|()| KubeSpawnError::Timeout {
+                            secs: self.config.start_timeout_secs,
+                            last: format!("the previous pod {name} was still terminating"),
+                        })?;
+                }
+                _ => {
+                    tracing::warn!("creating pod {name}: {error}; the name is held by a pod that is not this server's");
+                    return Err(KubeSpawnError::NameTaken { pod: name });
+                }
+            }
+        }
+    }
+
+    /// Waits for `name` to show up in the cache.
+    async fn wait_for_pod(&self, name: &str, until: Instant) -> Option<Arc<Pod>> {
+        let mut changes = self.pods.changes();
+        loop {
+            if let Some(p) = self.cached(name) {
+                return Some(p);
+            }
+            tokio::select! {
+                r = changes.changed() => if r.is_err() { return None },
+                _ = tokio::time::sleep_until(until.into()) => return None,
+            }
+        }
+    }
+
+    /// Waits for the pod `name` (with `uid`, when known) to leave the cache.
+    pub(crate) async fn wait_gone(&self, name: &str, uid: Option<&str>, until: Instant) -> Result<(), ()> {
+        let mut changes = self.pods.changes();
+        loop {
+            match self.cached(name) {
+                None => return Ok(()),
+                Some(p) if uid.is_some() && p.uid().as_deref() != uid => return Ok(()),
+                Some(_) => {}
+            }
+            tokio::select! {
+                r = changes.changed() => if r.is_err() { return Err(()) },
+                _ = tokio::time::sleep_until(until.into()) => return Err(()),
+            }
+        }
+    }
+
+    pub(crate) async fn delete_pod(&self, name: &str, uid: Option<String>, grace: u64) -> Result<(), KubeSpawnError> {
+        let params = DeleteParams {
+            grace_period_seconds: Some(u32::try_from(grace).unwrap_or(u32::MAX)),
+            preconditions: uid.map(|uid| Preconditions {
+                uid: Some(uid),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        match self
+            .gate
+            .call("delete pod", || self.pods_api.delete(name, &params))
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Gone already, or the name now holds another pod (the uid precondition failed).
+            Err(e) if is_not_found(&e) || is_conflict(&e) => Ok(()),
+            Err(e) => Err(KubeSpawnError::api(format!("deleting the pod {name}"), &e)),
+        }
+    }
+
+    /// Deletes a pod whose start failed, at once: nothing in it is worth a grace period.
+    async fn discard(&self, pod: &Pod) {
+        if let Err(e) = self.delete_pod(&pod.name_any(), pod.uid(), 0).await {
+            tracing::warn!("cleaning up the failed pod {}: {e}", pod.name_any());
+        }
+    }
+
+    /// Waits on the caches until `pod` runs or fails, reporting its events as progress.
+    async fn wait_running(
+        &self,
+        pod: &Pod,
+        profile: Option<&str>,
+        progress: &ProgressFn,
+        deadline: Instant,
+    ) -> Result<PodStarted, KubeSpawnError> {
+        let name = pod.name_any();
+        let uid = pod.uid();
+        let began = Instant::now();
+        let mut pod_changes = self.pods.changes();
+        let mut event_changes = self.events.changes();
+        let mut shown: HashMap<String, i32> = HashMap::new();
+        let mut percent = 10u8;
+        let mut scale_up = false;
+        let mut seen = false;
+        let mut kicked = false;
+        let mut last = "created, not yet seen by the watch".to_owned();
+        loop {
+            let mut fresh: Vec<Arc<Event>> = self
+                .events
+                .store()
+                .state_filter(|e| status::event_is_for(e, &name, uid.as_deref()))
+                .into_iter()
+                .filter(|e| {
+                    let key = e.uid().unwrap_or_else(|| e.name_any());
+                    shown.get(&key) != Some(&e.count.unwrap_or(1))
+                })
+                .collect();
+            fresh.sort_by_key(|e| {
+                e.last_timestamp
+                    .clone()
+                    .map(|t| t.0)
+                    .or(e.metadata.creation_timestamp.clone().map(|t| t.0))
+            });
+            for event in fresh {
+                shown.insert(
+                    event.uid().unwrap_or_else(|| event.name_any()),
+                    event.count.unwrap_or(1),
+                );
+                let reason = event.reason.as_deref().unwrap_or("");
+                scale_up |= reason == "TriggeredScaleUp";
+                if let Some(p) = status::event_progress(reason) {
+                    percent = percent.max(p);
+                    progress(percent, status::event_message(&event));
+                }
+            }
+            match self.cached(&name) {
+                Some(current) if uid.is_none() || current.uid() == uid => {
+                    seen = true;
+                    match status::start_state(&current, scale_up) {
+                        StartState::Running { .. } => {
+                            let url = self.url_of(&current).unwrap_or_default();
+                            progress(90, format!("Pod {name} is running"));
+                            return Ok(self.started(&current, &url, profile));
+                        }
+                        StartState::Failed(e) => {
+                            self.discard(&current).await;
+                            return Err(e);
+                        }
+                        StartState::Waiting(s) => last = s,
+                    }
+                }
+                _ if seen => return Err(KubeSpawnError::Deleted { pod: name }),
+                _ => {
+                    if !kicked && began.elapsed() > APPEAR_WITHIN {
+                        // The watch may have silently stopped delivering (kubespawner#216).
+                        tracing::warn!("pod {name} was created but the watch has not shown it; restarting the watch");
+                        self.pods.restart();
+                        kicked = true;
+                    }
+                }
+            }
+            tokio::select! {
+                _ = pod_changes.changed() => {}
+                _ = event_changes.changed() => {}
+                _ = tokio::time::sleep_until(deadline.into()) => {
+                    self.discard(pod).await;
+                    return Err(KubeSpawnError::Timeout { secs: self.config.start_timeout_secs, last });
+                }
+            }
+        }
+    }
+
+    fn started(&self, pod: &Pod, url: &str, profile: Option<&str>) -> PodStarted {
+        PodStarted {
+            url: url.to_owned(),
+            state: self.state_of(pod, url, profile),
+        }
+    }
+
+    fn state_of(&self, pod: &Pod, url: &str, profile: Option<&str>) -> Value {
+        let mut state = json!({
+            "namespace": self.config.namespace,
+            "pod": pod.name_any(),
+            "uid": pod.uid(),
+            "url": url,
+        });
+        if let (Some(p), Some(obj)) = (profile, state.as_object_mut()) {
+            obj.insert("profile".into(), json!(p));
+        }
+        state
+    }
+
+    /// Where the server of a running pod is reached: its IP (or Service) and the port it declares.
+    pub(crate) fn url_of(&self, pod: &Pod) -> Option<String> {
+        let port = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.containers.first())
+            .and_then(|c| c.ports.as_ref())
+            .and_then(|ports| ports.iter().find(|p| p.name.as_deref() == Some(render::PORT_NAME)))
+            .map_or(render::DEFAULT_PORT as i32, |p| p.container_port);
+        if self.config.service_per_pod && owner_of(pod).is_some() && pod.labels().get(render::POOL).is_none() {
+            return Some(format!(
+                "http://{}.{}.svc:{port}",
+                pod.name_any(),
+                self.config.namespace
+            ));
+        }
+        let ip = pod.status.as_ref()?.pod_ip.as_ref().filter(|ip| !ip.is_empty())?;
+        Some(if ip.contains(':') {
+            format!("http://[{ip}]:{port}")
+        } else {
+            format!("http://{ip}:{port}")
+        })
+    }
+}
