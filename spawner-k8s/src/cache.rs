@@ -180,16 +180,24 @@ async fn run<K>(
 }
 
 /// The watcher configuration of the pod cache: our pods only, lists served from the API server's
-/// cache.
-pub fn pod_watch() -> watcher::Config {
+/// cache. Each watch call lasts at most `stale` (290 s at most, kube-runtime's default), and
+/// kube-runtime resumes a watch that was silent that long (bookmarks count, so this catches a
+/// stalled connection even on a quiet namespace, without a relist).
+pub fn pod_watch(stale: Duration) -> watcher::Config {
     watcher::Config::default()
         .labels(crate::render::MANAGED_SELECTOR)
         .any_semantic()
+        .timeout(call_timeout(stale))
 }
 
 /// The watcher configuration of the event cache: events about pods.
-pub fn event_watch() -> watcher::Config {
+pub fn event_watch(stale: Duration) -> watcher::Config {
     watcher::Config::default()
         .fields("involvedObject.kind=Pod")
         .any_semantic()
+        .timeout(call_timeout(stale))
+}
+
+fn call_timeout(stale: Duration) -> u32 {
+    u32::try_from(stale.as_secs().clamp(1, 290)).unwrap_or(290)
 }

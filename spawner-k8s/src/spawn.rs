@@ -121,11 +121,16 @@ impl KubeSpawner {
         check_renders(config)?;
         let ns = config.namespace.as_str();
         let stale = Duration::from_secs(config.watch_stale_secs);
-        let pods = Cache::start("pod", Api::namespaced(client.clone(), ns), cache::pod_watch(), stale);
+        let pods = Cache::start(
+            "pod",
+            Api::namespaced(client.clone(), ns),
+            cache::pod_watch(stale),
+            stale,
+        );
         let events = Cache::start(
             "event",
             Api::namespaced(client.clone(), ns),
-            cache::event_watch(),
+            cache::event_watch(stale),
             stale,
         );
         pods.synced(SYNC_WITHIN).await.map_err(anyhow::Error::msg)?;
