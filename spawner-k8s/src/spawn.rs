@@ -74,6 +74,10 @@ pub struct FoundServer {
 /// Progress reports: percent (0–100, the hub keeps 100 for itself) and a message.
 pub type ProgressFn = Arc<dyn Fn(u8, String) + Send + Sync>;
 
+/// How long a new pod must keep running before `start` returns: a server that dies at once (a
+/// bad command, a missing module) is reported with its exit status instead of as an HTTP
+/// timeout later. Not applied to re-attached pods, which have been running.
+const EARLY_EXIT_WINDOW: Duration = Duration::from_millis(300);
 /// How long a pod we created may stay invisible to the watch before the watch is restarted.
 const APPEAR_WITHIN: Duration = Duration::from_secs(10);
 /// How long a stop waits beyond the grace period for the pod to leave the cache.
@@ -91,7 +95,6 @@ pub struct KubeSpawner {
     pub(crate) pods: Cache<Pod>,
     events: Cache<Event>,
     pools: HashMap<String, Arc<Pool>>,
-    cluster: String,
 }
 
 impl KubeSpawner {
@@ -150,7 +153,6 @@ impl KubeSpawner {
             pods,
             events,
             pools,
-            cluster: client.default_namespace().to_owned(),
         });
         for pool in spawner.pools.values() {
             pool.start(Arc::downgrade(&spawner));
@@ -173,9 +175,8 @@ impl KubeSpawner {
             .map(|p| format!("{}={}", p.slug, p.warm_pool))
             .collect();
         format!(
-            "kubernetes (namespace {}, client default namespace {}, {} profiles{})",
+            "kubernetes (namespace {}, {} profiles{})",
             self.config.namespace,
-            self.cluster,
             self.config.profiles.len(),
             if pools.is_empty() {
                 String::new()
@@ -188,6 +189,12 @@ impl KubeSpawner {
     /// Watch restarts so far, pods and events (1 each after start-up).
     pub fn watch_starts(&self) -> (u64, u64) {
         (self.pods.watch_starts(), self.events.watch_starts())
+    }
+
+    /// Time since each watch (pods, events) last delivered something: the caches' age, for a
+    /// metric or a health check.
+    pub fn watch_ages(&self) -> (Duration, Duration) {
+        (self.pods.age(), self.events.age())
     }
 
     /// Unclaimed warm pods of `profile` that are running, from the cache.
@@ -214,8 +221,8 @@ impl KubeSpawner {
         };
 
         if let Some(found) = self.wait_existing_settled(&owner, deadline).await? {
-            progress(20, format!("Re-attaching to the running pod {}", found.name_any()));
-            return self.wait_running(&found, slug, &progress, deadline).await;
+            progress(10, format!("Re-attaching to the running pod {}", found.name_any()));
+            return self.wait_running(&found, slug, &progress, deadline, false).await;
         }
 
         if let Some(pool) = slug.and_then(|s| self.pools.get(s)) {
@@ -272,7 +279,7 @@ impl KubeSpawner {
                 }
             }
         }
-        let mut started = self.wait_running(&pod, slug, &progress, deadline).await?;
+        let mut started = self.wait_running(&pod, slug, &progress, deadline, true).await?;
         if let (Some(claim), Some(obj)) = (claim_name, started.state.as_object_mut()) {
             obj.insert("pvc".into(), json!(claim));
         }
@@ -325,6 +332,10 @@ impl KubeSpawner {
         }
         if pod.metadata.deletion_timestamp.is_some() {
             return PodPoll::Gone { code: None };
+        }
+        if let Some(code) = status::server_down(&pod) {
+            // The hub stops it (deleting the pod) on hearing so.
+            return PodPoll::Gone { code };
         }
         match self.url_of(&pod) {
             Some(url) => PodPoll::Running { url },
@@ -589,13 +600,15 @@ impl KubeSpawner {
         }
     }
 
-    /// Waits on the caches until `pod` runs or fails, reporting its events as progress.
+    /// Waits on the caches until `pod` runs or fails, reporting its events as progress. With
+    /// `settle`, the pod must also keep running for [`EARLY_EXIT_WINDOW`] without a restart.
     async fn wait_running(
         &self,
         pod: &Pod,
         profile: Option<&str>,
         progress: &ProgressFn,
         deadline: Instant,
+        settle: bool,
     ) -> Result<PodStarted, KubeSpawnError> {
         let name = pod.name_any();
         let uid = pod.uid();
@@ -608,6 +621,8 @@ impl KubeSpawner {
         let mut seen = false;
         let mut kicked = false;
         let mut last = "created, not yet seen by the watch".to_owned();
+        let baseline_restarts = status::restarts(pod);
+        let mut settled_at: Option<Instant> = None;
         loop {
             let mut fresh: Vec<Arc<Event>> = self
                 .events
@@ -640,17 +655,38 @@ impl KubeSpawner {
             match self.cached(&name) {
                 Some(current) if uid.is_none() || current.uid() == uid => {
                     seen = true;
-                    match status::start_state(&current, scale_up) {
-                        StartState::Running { .. } => {
-                            let url = self.url_of(&current).unwrap_or_default();
-                            progress(90, format!("Pod {name} is running"));
-                            return Ok(self.started(&current, &url, profile));
-                        }
-                        StartState::Failed(e) => {
+                    let exited = status::server_down(&current).or_else(|| {
+                        (status::restarts(&current) > baseline_restarts).then(|| status::exit_code(&current))
+                    });
+                    match (status::start_state(&current, scale_up), exited) {
+                        (StartState::Failed(e), _) => {
                             self.discard(&current).await;
                             return Err(e);
                         }
-                        StartState::Waiting(s) => last = s,
+                        (_, Some(code)) => {
+                            self.discard(&current).await;
+                            return Err(KubeSpawnError::Exited {
+                                code,
+                                message: format!("see `kubectl logs {name} -n {} --previous`", self.config.namespace),
+                            });
+                        }
+                        (StartState::Running { ready: false, .. }, None) => {
+                            settled_at = None;
+                            last = "running, not ready yet".to_owned();
+                        }
+                        (StartState::Running { ready: true, .. }, None) => {
+                            let since = *settled_at.get_or_insert_with(Instant::now);
+                            if !settle || since.elapsed() >= EARLY_EXIT_WINDOW {
+                                let url = self.url_of(&current).unwrap_or_default();
+                                progress(60, format!("Pod {name} is running"));
+                                return Ok(self.started(&current, &url, profile));
+                            }
+                            last = "running, settling".to_owned();
+                        }
+                        (StartState::Waiting(s), None) => {
+                            settled_at = None;
+                            last = s;
+                        }
                     }
                 }
                 _ if seen => return Err(KubeSpawnError::Deleted { pod: name }),
@@ -663,9 +699,11 @@ impl KubeSpawner {
                     }
                 }
             }
+            let settle_check = settled_at.map_or(deadline, |t| (t + EARLY_EXIT_WINDOW).min(deadline));
             tokio::select! {
                 _ = pod_changes.changed() => {}
                 _ = event_changes.changed() => {}
+                _ = tokio::time::sleep_until(settle_check.into()), if settle_check < deadline => {}
                 _ = tokio::time::sleep_until(deadline.into()) => {
                     self.discard(pod).await;
                     return Err(KubeSpawnError::Timeout { secs: self.config.start_timeout_secs, last });

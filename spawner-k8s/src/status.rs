@@ -15,8 +15,9 @@ use crate::error::KubeSpawnError;
 pub enum StartState {
     /// Not running yet; a short description for the timeout message.
     Waiting(String),
-    /// Running at this IP.
-    Running { ip: String },
+    /// Running at this IP; `ready` once every container is ready (its readiness probe passed, or
+    /// it runs and has none).
+    Running { ip: String, ready: bool },
     /// Will not run.
     Failed(KubeSpawnError),
 }
@@ -93,7 +94,10 @@ pub fn start_state(pod: &Pod, scale_up: bool) -> StartState {
         return StartState::Waiting(format!("waiting for a new node: {message}"));
     }
     match (&status.pod_ip, phase) {
-        (Some(ip), "Running") if !ip.is_empty() => StartState::Running { ip: ip.clone() },
+        (Some(ip), "Running") if !ip.is_empty() => StartState::Running {
+            ip: ip.clone(),
+            ready: status.container_statuses.iter().flatten().all(|c| c.ready),
+        },
         _ => StartState::Waiting(format!("phase {phase}")),
     }
 }
@@ -111,6 +115,31 @@ pub fn exit_code(pod: &Pod) -> Option<i32> {
     })
 }
 
+/// Restarts of the server container so far.
+pub fn restarts(pod: &Pod) -> i32 {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|c| c.first())
+        .map_or(0, |c| c.restart_count)
+}
+
+/// Is the server down although its pod is not finished? `Some(exit code)` when its container has
+/// terminated, or waits in CrashLoopBackOff (`restartPolicy: OnFailure` restarts it, but nothing
+/// answers meanwhile); `None` while it runs or has not started yet.
+pub fn server_down(pod: &Pod) -> Option<Option<i32>> {
+    let cs = pod.status.as_ref()?.container_statuses.as_ref()?.first()?;
+    let state = cs.state.as_ref()?;
+    if let Some(t) = &state.terminated {
+        return Some(Some(t.exit_code));
+    }
+    let crash_looping = state
+        .waiting
+        .as_ref()
+        .is_some_and(|w| w.reason.as_deref() == Some("CrashLoopBackOff"));
+    crash_looping.then(|| exit_code(pod))
+}
+
 /// Is this pod finished (it will not run again)?
 pub fn is_finished(pod: &Pod) -> bool {
     matches!(
@@ -119,17 +148,18 @@ pub fn is_finished(pod: &Pod) -> bool {
     )
 }
 
-/// The progress a pod event stands for (percent), and whether to show it at all.
+/// The progress a pod event stands for (percent), and whether to show it at all. At most 60: the
+/// hub reports 70 once `start` returns and takes it from there.
 pub fn event_progress(reason: &str) -> Option<u8> {
     Some(match reason {
         "TriggeredScaleUp" | "NotTriggerScaleUp" | "FailedScheduling" => 15,
-        "Scheduled" => 30,
-        "SuccessfulAttachVolume" | "FailedAttachVolume" | "FailedMount" => 35,
-        "Pulling" => 40,
-        "Pulled" => 60,
-        "Created" => 70,
-        "Started" => 80,
-        "Failed" | "BackOff" | "ErrImagePull" | "Killing" | "Unhealthy" => 50,
+        "Scheduled" => 20,
+        "SuccessfulAttachVolume" | "FailedAttachVolume" | "FailedMount" => 25,
+        "Pulling" => 30,
+        "Pulled" => 45,
+        "Created" => 50,
+        "Started" => 55,
+        "Failed" | "BackOff" | "ErrImagePull" | "Killing" | "Unhealthy" => 30,
         _ => return None,
     })
 }
@@ -179,7 +209,10 @@ mod tests {
     fn start_states() {
         assert_eq!(
             start_state(&pod(json!({"phase": "Running", "podIP": "10.0.0.5"})), false),
-            StartState::Running { ip: "10.0.0.5".into() }
+            StartState::Running {
+                ip: "10.0.0.5".into(),
+                ready: true
+            }
         );
         assert!(matches!(
             start_state(&pod(json!({"phase": "Pending"})), false),
@@ -231,6 +264,22 @@ mod tests {
     }
 
     #[test]
+    fn a_server_is_down_when_its_container_is() {
+        assert_eq!(
+            server_down(&pod(json!({"phase": "Running", "podIP": "10.0.0.5"}))),
+            None
+        );
+        assert_eq!(server_down(&pod(waiting("CrashLoopBackOff"))), Some(Some(2)));
+        assert_eq!(server_down(&pod(waiting("ContainerCreating"))), None);
+        let ended = json!({"phase": "Running", "containerStatuses": [{
+            "name": "notebook", "image": "i", "imageID": "", "ready": false, "restartCount": 1,
+            "state": {"terminated": {"exitCode": 137}},
+        }]});
+        assert_eq!(server_down(&pod(ended.clone())), Some(Some(137)));
+        assert_eq!(restarts(&pod(ended)), 1);
+    }
+
+    #[test]
     fn events_become_progress() {
         let mut last = 0;
         for reason in ["Scheduled", "Pulling", "Pulled", "Created", "Started"] {
@@ -238,7 +287,7 @@ mod tests {
             assert!(p > last, "{reason} should move progress forward");
             last = p;
         }
-        assert!(last < 100, "only the hub says 100");
+        assert!(last <= 60, "the hub takes over at 70");
         assert_eq!(event_progress("SandboxChanged"), None);
         let ev: Event = serde_json::from_value(json!({
             "metadata": {"name": "e"}, "involvedObject": {"kind": "Pod", "name": "p", "uid": "u1"},
