@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use config::kubernetes::{KubernetesConfig, PodConfig, Profile};
 use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod, Service};
-use kube::api::{DeleteParams, PostParams, Preconditions};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
@@ -261,25 +261,19 @@ impl KubeSpawner {
         let manifest = render::pod(&input).map_err(|e| KubeSpawnError::Config(e.to_string()))?;
         progress(10, format!("Creating the pod {pod_name}"));
         let pod = self.create_pod(&manifest, &owner, deadline).await?;
-        if self.config.service_per_pod {
-            let uid = pod.uid().unwrap_or_default();
-            let svc = render::service(&self.config.namespace, &pod_name, &uid, &owner, input.port())
-                .map_err(|e| KubeSpawnError::Config(e.to_string()))?;
-            let params = PostParams::default();
-            let result = self
-                .gate
-                .call("create service", || self.services_api.create(&params, &svc))
-                .await;
-            match result {
-                Ok(_) => {}
-                Err(e) if is_conflict(&e) => {}
-                Err(e) => {
-                    self.discard(&pod).await;
-                    return Err(KubeSpawnError::api(format!("creating the service {pod_name}"), &e));
-                }
-            }
+        // If the caller gives up on this start (drops the future, e.g. at the hub's own start
+        // timeout), the pod must not outlive it.
+        let guard = AbandonGuard::new(self.pods_api.clone(), &pod);
+        if self.config.service_per_pod
+            && let Err(e) = self.ensure_service(&pod, &owner, input.port()).await
+        {
+            self.discard(&pod).await;
+            guard.disarm();
+            return Err(e);
         }
-        let mut started = self.wait_running(&pod, slug, &progress, deadline, true).await?;
+        let outcome = self.wait_running(&pod, slug, &progress, deadline, true).await;
+        guard.disarm();
+        let mut started = outcome?;
         if let (Some(claim), Some(obj)) = (claim_name, started.state.as_object_mut()) {
             obj.insert("pvc".into(), json!(claim));
         }
@@ -402,6 +396,54 @@ fn check_renders(config: &KubernetesConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Deletes a pod whose start was abandoned: dropped while armed, it deletes the pod in the
+/// background (no grace period: nobody is using it yet).
+struct AbandonGuard {
+    api: Option<Api<Pod>>,
+    name: String,
+    uid: Option<String>,
+}
+
+impl AbandonGuard {
+    fn new(api: Api<Pod>, pod: &Pod) -> AbandonGuard {
+        AbandonGuard {
+            api: Some(api),
+            name: pod.name_any(),
+            uid: pod.uid(),
+        }
+    }
+
+    fn disarm(mut self) {
+        self.api = None;
+    }
+}
+
+impl Drop for AbandonGuard {
+    fn drop(&mut self) {
+        let (Some(api), Ok(runtime)) = (self.api.take(), tokio::runtime::Handle::try_current()) else {
+            return;
+        };
+        let name = std::mem::take(&mut self.name);
+        let params = DeleteParams {
+            grace_period_seconds: Some(0),
+            preconditions: self.uid.take().map(|uid| Preconditions {
+                uid: Some(uid),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        tracing::info!("the start of pod {name} was abandoned; deleting it");
+        runtime.spawn(async move {
+            if let Err(e) = api.delete(&name, &params).await
+                && !is_not_found(&e)
+                && !is_conflict(&e)
+            {
+                tracing::warn!("deleting the abandoned pod {name}: {e}");
+            }
+        });
+    }
+}
+
 /// What a state names.
 struct Target {
     pod: String,
@@ -500,6 +542,35 @@ impl KubeSpawner {
             Err(e) if is_conflict(&e) => Ok(()), // there already: the user's storage, kept across stops
             Err(e) => Err(KubeSpawnError::api(format!("creating the volume claim {name}"), &e)),
         }
+    }
+
+    /// Creates the pod's Service, owned by the pod.
+    async fn ensure_service(&self, pod: &Pod, owner: &Owner, port: u16) -> Result<(), KubeSpawnError> {
+        let name = pod.name_any();
+        let uid = pod.uid().unwrap_or_default();
+        let svc = render::service(&self.config.namespace, &name, &uid, owner, port)
+            .map_err(|e| KubeSpawnError::Config(e.to_string()))?;
+        let params = PostParams::default();
+        let result = self
+            .gate
+            .call("create service", || self.services_api.create(&params, &svc))
+            .await;
+        let result = match result {
+            // Left from an earlier pod of this server that the garbage collector has not removed
+            // yet: hand it to this pod, or the collector would delete it later.
+            Err(e) if is_conflict(&e) => {
+                let owners = json!({"metadata": {"ownerReferences": svc.metadata.owner_references}});
+                let params = PatchParams::default();
+                let patch = Patch::Merge(&owners);
+                self.gate
+                    .call("adopt service", || self.services_api.patch(&name, &params, &patch))
+                    .await
+            }
+            other => other,
+        };
+        result
+            .map(drop)
+            .map_err(|e| KubeSpawnError::api(format!("creating the service {name}"), &e))
     }
 
     /// Creates the pod; a 409 is resolved by who holds the name.
