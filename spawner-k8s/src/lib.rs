@@ -11,7 +11,8 @@
 //! - [`api`]: the client-side concurrency limit and retries of API calls;
 //! - [`cache`]: the watch-backed caches of pods and events, with their watchdog;
 //! - [`pool`]: warm pools, claimed at spawn, refilled from the cache;
-//! - [`spawn`]: the spawner itself, wiring the above into start, stop and poll.
+//! - [`spawn`]: the spawner itself, wiring the above into start, stop and poll;
+//! - [`sim`]: the API-server simulator the tests run against (`docs/k8s-simulator.md`).
 
 pub mod api;
 pub mod cache;
@@ -19,6 +20,7 @@ pub mod error;
 pub mod names;
 pub mod pool;
 pub mod render;
+pub mod sim;
 pub mod spawn;
 pub mod status;
 
