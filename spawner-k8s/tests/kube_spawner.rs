@@ -101,6 +101,27 @@ fn quiet() -> ProgressFn {
     Arc::new(|_, _| {})
 }
 
+/// Starts `req`, or fails the test with the pod's log (the simulator keeps it under its root).
+async fn start_ok(sim: &Simulator, spawner: &KubeSpawner, req: PodRequest) -> spawner_k8s::PodStarted {
+    let user = req.user.clone();
+    match spawner.start(req, quiet()).await {
+        Ok(started) => started,
+        Err(e) => {
+            let pods = sim.root_dir().join("pods/default");
+            let logs: Vec<String> = std::fs::read_dir(&pods)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|d| {
+                    let log = std::fs::read_to_string(d.path().join("notebook.log")).unwrap_or_default();
+                    format!("{}: {log}", d.file_name().to_string_lossy())
+                })
+                .collect();
+            panic!("start for {user}: {e}\npod logs:\n{}", logs.join("\n"));
+        }
+    }
+}
+
 /// GETs `url` until it answers 200 or `within` passes; the body.
 async fn get_json(url: &str, within: Duration) -> Option<Value> {
     let addr = url.strip_prefix("http://")?.trim_end_matches('/').to_owned();
@@ -207,7 +228,7 @@ async fn stop_honours_the_grace_period() {
     let mut cfg = config(&sim, "");
     cfg.pod.command = Some(vec!["python3".into(), "-c".into(), stubborn_server()]);
     let spawner = KubeSpawner::connect(&cfg).await.unwrap();
-    let started = spawner.start(request("bob", "", None), quiet()).await.unwrap();
+    let started = start_ok(&sim, &spawner, request("bob", "", None)).await;
     get_json(&started.url, Duration::from_secs(10))
         .await
         .expect("the server answers");
@@ -331,7 +352,7 @@ async fn a_second_spawner_re_adopts_without_a_duplicate() {
     let sim = Simulator::start(SimConfig::default()).await.unwrap();
     let cfg = config(&sim, "");
     let first = KubeSpawner::connect(&cfg).await.unwrap();
-    let started = first.start(request("frank", "nb", None), quiet()).await.unwrap();
+    let started = start_ok(&sim, &first, request("frank", "nb", None)).await;
     drop(first); // the hub restarts
 
     let second = KubeSpawner::connect(&cfg).await.unwrap();
@@ -348,7 +369,7 @@ async fn a_second_spawner_re_adopts_without_a_duplicate() {
 
     // A start of the same server (a hub that lost its state) re-attaches.
     let before = sim.stats();
-    let again = second.start(request("frank", "nb", None), quiet()).await.unwrap();
+    let again = start_ok(&sim, &second, request("frank", "nb", None)).await;
     assert_eq!(again.state["uid"], started.state["uid"]);
     assert_eq!(delta(&sim, &before, Verb::Create, "pods"), 0, "no duplicate pod");
     let client = sim.client().await;
@@ -391,7 +412,7 @@ async fn throttled_writes_are_retried_after_retry_after() {
         retry_after: Some(1),
     });
     let began = Instant::now();
-    let started = spawner.start(request("hank", "", None), quiet()).await.unwrap();
+    let started = start_ok(&sim, &spawner, request("hank", "", None)).await;
     assert!(
         began.elapsed() >= Duration::from_millis(1900),
         "Retry-After was not honoured: {:?}",
@@ -408,7 +429,7 @@ async fn throttled_writes_are_retried_after_retry_after() {
         times: 1,
         retry_after: None,
     });
-    spawner.start(request("ida", "", None), quiet()).await.unwrap();
+    start_ok(&sim, &spawner, request("ida", "", None)).await;
     sim.shutdown().await;
 }
 
@@ -425,7 +446,7 @@ async fn a_stalled_watch_is_restarted_by_the_watchdog() {
     // The spawn is not stuck behind the dead streams: within a few stale periods a fresh watch
     // (kube-runtime resuming a silent call, or the watchdog's relist) shows the pod.
     let began = Instant::now();
-    let started = spawner.start(request("jack", "", None), quiet()).await.unwrap();
+    let started = start_ok(&sim, &spawner, request("jack", "", None)).await;
     assert!(began.elapsed() < Duration::from_secs(15), "{:?}", began.elapsed());
     get_json(&started.url, Duration::from_secs(10))
         .await
@@ -532,12 +553,12 @@ async fn a_crash_loop_fails_fast_with_the_exit_status() {
 async fn the_caches_survive_closed_watches_and_expired_history() {
     let sim = Simulator::start(SimConfig::default()).await.unwrap();
     let spawner = KubeSpawner::connect(&config(&sim, "")).await.unwrap();
-    let first = spawner.start(request("olga", "", None), quiet()).await.unwrap();
+    let first = start_ok(&sim, &spawner, request("olga", "", None)).await;
     sim.inject(Fault::ExpireHistory);
     sim.inject(Fault::CloseWatches);
     // A change made while the watches are down is seen once they relist.
     spawner.stop(&first.state).await.unwrap();
-    let second = spawner.start(request("pete", "", None), quiet()).await.unwrap();
+    let second = start_ok(&sim, &spawner, request("pete", "", None)).await;
     assert!(matches!(spawner.poll(&first.state).await, PodPoll::Gone { .. }));
     assert!(matches!(spawner.poll(&second.state).await, PodPoll::Running { .. }));
     sim.shutdown().await;
@@ -554,8 +575,12 @@ async fn concurrent_spawns_share_the_api_limit_and_write_once_each() {
     let starts = users.iter().map(|u| spawner.start(request(u, "", None), quiet()));
     let results = futures::future::join_all(starts).await;
     let mut urls = std::collections::HashSet::new();
-    for r in results {
-        urls.insert(r.unwrap().url);
+    for (user, r) in users.iter().zip(results) {
+        let started = r.unwrap_or_else(|e| {
+            let log = std::fs::read_to_string(sim.root_dir().join(format!("pods/default/jupyter-{user}/notebook.log")));
+            panic!("{user}: {e}; log: {log:?}")
+        });
+        urls.insert(started.url);
     }
     assert_eq!(urls.len(), users.len(), "every server has its own address");
     let after = sim.stats();
@@ -598,7 +623,7 @@ async fn an_abandoned_start_leaves_no_pod() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // And the next start is clean.
-    let started = spawner.start(request("quinn", "", None), quiet()).await.unwrap();
+    let started = start_ok(&sim, &spawner, request("quinn", "", None)).await;
     assert_eq!(pod_name(&started.state), "jupyter-quinn");
     sim.shutdown().await;
 }
