@@ -11,7 +11,8 @@
 //! - [`api`]: the client-side concurrency limit and retries of API calls;
 //! - [`cache`]: the watch-backed caches of pods and events, with their watchdog;
 //! - [`pool`]: warm pools, claimed at spawn, refilled from the cache;
-//! - [`spawn`]: the spawner itself, wiring the above into start, stop and poll;
+//! - [`spawn`]: the spawner itself, wiring the above into start, stop and poll, with `wait`
+//!   (waiting on the caches) and `writes` (the API writes of a spawn);
 //! - [`sim`]: the API-server simulator the tests run against (`docs/k8s-simulator.md`).
 
 pub mod api;
@@ -23,6 +24,8 @@ pub mod render;
 pub mod sim;
 pub mod spawn;
 pub mod status;
+mod wait;
+mod writes;
 
 pub use error::KubeSpawnError;
 pub use spawn::{FoundServer, KubeSpawner, PodPoll, PodRequest, PodStarted, ProgressFn};

@@ -12,7 +12,7 @@
 
 use std::collections::BTreeMap;
 
-use config::kubernetes::{PodConfig, RawObject, StorageConfig};
+use config::kubernetes::{KubernetesConfig, PodConfig, RawObject, StorageConfig};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
 use serde_json::{Map, Value, json};
 
@@ -480,4 +480,39 @@ pub fn service(
         },
     });
     serde_json::from_value(manifest).map_err(|e| RenderError(e.to_string()))
+}
+
+/// Renders a pod of every profile, so that a raw object Kubernetes would refuse (a toleration
+/// with a number for a key) is reported at start-up, naming the profile, not at the first spawn.
+pub fn check_config(config: &KubernetesConfig) -> Result<(), String> {
+    let env = BTreeMap::new();
+    let choices = std::iter::once(None).chain(config.profiles.iter().map(Some));
+    for profile in choices {
+        let settings = match profile {
+            Some(p) => config.pod.overlaid(&p.pod),
+            None => config.pod.clone(),
+        };
+        for launcher in [None, Some(config.launcher_command.as_slice())] {
+            let input = PodInput {
+                namespace: &config.namespace,
+                name: "check".into(),
+                owner: launcher.is_none().then(|| Owner {
+                    user: "check".into(),
+                    server: String::new(),
+                }),
+                profile: profile.map(|p| p.slug.as_str()),
+                pod: &settings,
+                hub_env: &env,
+                prefix: "/",
+                claim: Some("check".into()),
+                grace_secs: config.stop_grace_secs,
+                launcher,
+            };
+            if let Err(e) = pod(&input) {
+                let which = profile.map_or("kubernetes.pod".to_owned(), |p| format!("profile {}", p.slug));
+                return Err(format!("{which}: {e}"));
+            }
+        }
+    }
+    Ok(())
 }

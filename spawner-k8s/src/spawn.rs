@@ -19,18 +19,18 @@ use std::time::{Duration, Instant};
 
 use config::kubernetes::{KubernetesConfig, PodConfig, Profile};
 use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod, Service};
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
 
-use crate::api::{ApiGate, is_conflict, is_not_found};
+use crate::api::ApiGate;
 use crate::cache::{self, Cache};
 use crate::error::KubeSpawnError;
 use crate::names;
 use crate::pool::Pool;
 use crate::render::{self, Owner, PodInput};
-use crate::status::{self, StartState};
+use crate::status;
+use crate::writes::AbandonGuard;
 
 /// What the hub asks for.
 #[derive(Debug, Clone)]
@@ -74,12 +74,6 @@ pub struct FoundServer {
 /// Progress reports: percent (0–100, the hub keeps 100 for itself) and a message.
 pub type ProgressFn = Arc<dyn Fn(u8, String) + Send + Sync>;
 
-/// How long a new pod must keep running before `start` returns: a server that dies at once (a
-/// bad command, a missing module) is reported with its exit status instead of as an HTTP
-/// timeout later. Not applied to re-attached pods, which have been running.
-const EARLY_EXIT_WINDOW: Duration = Duration::from_millis(300);
-/// How long a pod we created may stay invisible to the watch before the watch is restarted.
-const APPEAR_WITHIN: Duration = Duration::from_secs(10);
 /// How long a stop waits beyond the grace period for the pod to leave the cache.
 const STOP_SLACK: Duration = Duration::from_secs(30);
 /// How long the caches may take to list at start-up.
@@ -89,11 +83,11 @@ const SYNC_WITHIN: Duration = Duration::from_secs(60);
 pub struct KubeSpawner {
     pub(crate) config: KubernetesConfig,
     pub(crate) pods_api: Api<Pod>,
-    claims_api: Api<PersistentVolumeClaim>,
-    services_api: Api<Service>,
+    pub(crate) claims_api: Api<PersistentVolumeClaim>,
+    pub(crate) services_api: Api<Service>,
     pub(crate) gate: ApiGate,
     pub(crate) pods: Cache<Pod>,
-    events: Cache<Event>,
+    pub(crate) events: Cache<Event>,
     pools: HashMap<String, Arc<Pool>>,
 }
 
@@ -121,7 +115,7 @@ impl KubeSpawner {
     /// As [`KubeSpawner::connect`], with a client made elsewhere.
     pub async fn with_client(config: &KubernetesConfig, client: Client) -> anyhow::Result<Arc<KubeSpawner>> {
         config.validate()?;
-        check_renders(config)?;
+        render::check_config(config).map_err(anyhow::Error::msg)?;
         let ns = config.namespace.as_str();
         let stale = Duration::from_secs(config.watch_stale_secs);
         let pods = Cache::start(
@@ -361,89 +355,6 @@ impl KubeSpawner {
     }
 }
 
-/// Renders a pod of every profile, so that a raw object Kubernetes would refuse (a toleration
-/// with a number for a key) is reported at start-up, naming the profile, not at the first spawn.
-fn check_renders(config: &KubernetesConfig) -> anyhow::Result<()> {
-    let env = BTreeMap::new();
-    let choices = std::iter::once(None).chain(config.profiles.iter().map(Some));
-    for profile in choices {
-        let pod = match profile {
-            Some(p) => config.pod.overlaid(&p.pod),
-            None => config.pod.clone(),
-        };
-        for launcher in [None, Some(config.launcher_command.as_slice())] {
-            let input = PodInput {
-                namespace: &config.namespace,
-                name: "check".into(),
-                owner: launcher.is_none().then(|| Owner {
-                    user: "check".into(),
-                    server: String::new(),
-                }),
-                profile: profile.map(|p| p.slug.as_str()),
-                pod: &pod,
-                hub_env: &env,
-                prefix: "/",
-                claim: Some("check".into()),
-                grace_secs: config.stop_grace_secs,
-                launcher,
-            };
-            if let Err(e) = render::pod(&input) {
-                let which = profile.map_or("kubernetes.pod".to_owned(), |p| format!("profile {}", p.slug));
-                anyhow::bail!("{which}: {e}");
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Deletes a pod whose start was abandoned: dropped while armed, it deletes the pod in the
-/// background (no grace period: nobody is using it yet).
-struct AbandonGuard {
-    api: Option<Api<Pod>>,
-    name: String,
-    uid: Option<String>,
-}
-
-impl AbandonGuard {
-    fn new(api: Api<Pod>, pod: &Pod) -> AbandonGuard {
-        AbandonGuard {
-            api: Some(api),
-            name: pod.name_any(),
-            uid: pod.uid(),
-        }
-    }
-
-    fn disarm(mut self) {
-        self.api = None;
-    }
-}
-
-impl Drop for AbandonGuard {
-    fn drop(&mut self) {
-        let (Some(api), Ok(runtime)) = (self.api.take(), tokio::runtime::Handle::try_current()) else {
-            return;
-        };
-        let name = std::mem::take(&mut self.name);
-        let params = DeleteParams {
-            grace_period_seconds: Some(0),
-            preconditions: self.uid.take().map(|uid| Preconditions {
-                uid: Some(uid),
-                resource_version: None,
-            }),
-            ..Default::default()
-        };
-        tracing::info!("the start of pod {name} was abandoned; deleting it");
-        runtime.spawn(async move {
-            if let Err(e) = api.delete(&name, &params).await
-                && !is_not_found(&e)
-                && !is_conflict(&e)
-            {
-                tracing::warn!("deleting the abandoned pod {name}: {e}");
-            }
-        });
-    }
-}
-
 /// What a state names.
 struct Target {
     pod: String,
@@ -486,7 +397,7 @@ impl KubeSpawner {
     }
 
     /// The pods of `owner`'s server in the cache: labels select, annotations confirm.
-    fn owned_pods(&self, owner: &Owner) -> Vec<Arc<Pod>> {
+    pub(crate) fn owned_pods(&self, owner: &Owner) -> Vec<Arc<Pod>> {
         let user = names::label_value(&owner.user);
         let server = names::label_value(&owner.server);
         self.pods.store().state_filter(|p| {
@@ -497,300 +408,14 @@ impl KubeSpawner {
         })
     }
 
-    /// The server's live pod, after waiting out any that are terminating (a stop still going).
-    async fn wait_existing_settled(
-        &self,
-        owner: &Owner,
-        deadline: Instant,
-    ) -> Result<Option<Arc<Pod>>, KubeSpawnError> {
-        loop {
-            let pods = self.owned_pods(owner);
-            if let Some(live) = pods
-                .iter()
-                .find(|p| p.metadata.deletion_timestamp.is_none() && !status::is_finished(p))
-            {
-                return Ok(Some(live.clone()));
-            }
-            if let Some(done) = pods.iter().find(|p| p.metadata.deletion_timestamp.is_none()) {
-                // A finished pod holds the name; it will not run again.
-                self.delete_pod(&done.name_any(), done.uid(), 0).await?;
-            }
-            let Some(going) = self.owned_pods(owner).into_iter().next() else {
-                return Ok(None);
-            };
-            let name = going.name_any();
-            self.wait_gone(&name, going.uid().as_deref(), deadline)
-                .await
-                .map_err(|()| KubeSpawnError::Timeout {
-                    secs: self.config.start_timeout_secs,
-                    last: format!("the previous pod {name} was still terminating"),
-                })?;
-        }
-    }
-
-    async fn ensure_claim(&self, name: &str, owner: &Owner, pod: &PodConfig) -> Result<(), KubeSpawnError> {
-        let storage = pod.storage.clone().unwrap_or_default();
-        let claim = render::claim(&self.config.namespace, name, owner, &storage, pod.extra_labels.as_ref())
-            .map_err(|e| KubeSpawnError::Config(e.to_string()))?;
-        let params = PostParams::default();
-        match self
-            .gate
-            .call("create claim", || self.claims_api.create(&params, &claim))
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if is_conflict(&e) => Ok(()), // there already: the user's storage, kept across stops
-            Err(e) => Err(KubeSpawnError::api(format!("creating the volume claim {name}"), &e)),
-        }
-    }
-
-    /// Creates the pod's Service, owned by the pod.
-    async fn ensure_service(&self, pod: &Pod, owner: &Owner, port: u16) -> Result<(), KubeSpawnError> {
-        let name = pod.name_any();
-        let uid = pod.uid().unwrap_or_default();
-        let svc = render::service(&self.config.namespace, &name, &uid, owner, port)
-            .map_err(|e| KubeSpawnError::Config(e.to_string()))?;
-        let params = PostParams::default();
-        let result = self
-            .gate
-            .call("create service", || self.services_api.create(&params, &svc))
-            .await;
-        let result = match result {
-            // Left from an earlier pod of this server that the garbage collector has not removed
-            // yet: hand it to this pod, or the collector would delete it later.
-            Err(e) if is_conflict(&e) => {
-                let owners = json!({"metadata": {"ownerReferences": svc.metadata.owner_references}});
-                let params = PatchParams::default();
-                let patch = Patch::Merge(&owners);
-                self.gate
-                    .call("adopt service", || self.services_api.patch(&name, &params, &patch))
-                    .await
-            }
-            other => other,
-        };
-        result
-            .map(drop)
-            .map_err(|e| KubeSpawnError::api(format!("creating the service {name}"), &e))
-    }
-
-    /// Creates the pod; a 409 is resolved by who holds the name.
-    async fn create_pod(&self, manifest: &Pod, owner: &Owner, deadline: Instant) -> Result<Pod, KubeSpawnError> {
-        let name = manifest.name_any();
-        let params = PostParams::default();
-        loop {
-            let result = self
-                .gate
-                .call("create pod", || self.pods_api.create(&params, manifest))
-                .await;
-            let error = match result {
-                Ok(pod) => return Ok(pod),
-                Err(e) if is_conflict(&e) => e,
-                Err(e) => return Err(KubeSpawnError::api(format!("creating the pod {name}"), &e)),
-            };
-            // The name is taken. Ours (a retried create whose first answer was lost, or another
-            // hub replica) is adopted; one being deleted is waited out; anyone else's is an error.
-            let holder = match self.cached(&name) {
-                Some(p) => Some(p),
-                None => self.wait_for_pod(&name, Instant::now() + Duration::from_secs(2)).await,
-            };
-            match holder {
-                Some(p) if owner_of(&p).as_ref() == Some(owner) => {
-                    if p.metadata.deletion_timestamp.is_none() {
-                        return Ok((*p).clone());
-                    }
-                    self.wait_gone(&name, p.uid().as_deref(), deadline)
-                        .await
-                        .map_err(|()| KubeSpawnError::Timeout {
-                            secs: self.config.start_timeout_secs,
-                            last: format!("the previous pod {name} was still terminating"),
-                        })?;
-                }
-                _ => {
-                    tracing::warn!("creating pod {name}: {error}; the name is held by a pod that is not this server's");
-                    return Err(KubeSpawnError::NameTaken { pod: name });
-                }
-            }
-        }
-    }
-
-    /// Waits for `name` to show up in the cache.
-    async fn wait_for_pod(&self, name: &str, until: Instant) -> Option<Arc<Pod>> {
-        let mut changes = self.pods.changes();
-        loop {
-            if let Some(p) = self.cached(name) {
-                return Some(p);
-            }
-            tokio::select! {
-                r = changes.changed() => if r.is_err() { return None },
-                _ = tokio::time::sleep_until(until.into()) => return None,
-            }
-        }
-    }
-
-    /// Waits for the pod `name` (with `uid`, when known) to leave the cache.
-    pub(crate) async fn wait_gone(&self, name: &str, uid: Option<&str>, until: Instant) -> Result<(), ()> {
-        let mut changes = self.pods.changes();
-        loop {
-            match self.cached(name) {
-                None => return Ok(()),
-                Some(p) if uid.is_some() && p.uid().as_deref() != uid => return Ok(()),
-                Some(_) => {}
-            }
-            tokio::select! {
-                r = changes.changed() => if r.is_err() { return Err(()) },
-                _ = tokio::time::sleep_until(until.into()) => return Err(()),
-            }
-        }
-    }
-
-    pub(crate) async fn delete_pod(&self, name: &str, uid: Option<String>, grace: u64) -> Result<(), KubeSpawnError> {
-        let params = DeleteParams {
-            grace_period_seconds: Some(u32::try_from(grace).unwrap_or(u32::MAX)),
-            preconditions: uid.map(|uid| Preconditions {
-                uid: Some(uid),
-                resource_version: None,
-            }),
-            ..Default::default()
-        };
-        match self
-            .gate
-            .call("delete pod", || self.pods_api.delete(name, &params))
-            .await
-        {
-            Ok(_) => Ok(()),
-            // Gone already, or the name now holds another pod (the uid precondition failed).
-            Err(e) if is_not_found(&e) || is_conflict(&e) => Ok(()),
-            Err(e) => Err(KubeSpawnError::api(format!("deleting the pod {name}"), &e)),
-        }
-    }
-
-    /// Deletes a pod whose start failed, at once: nothing in it is worth a grace period.
-    async fn discard(&self, pod: &Pod) {
-        if let Err(e) = self.delete_pod(&pod.name_any(), pod.uid(), 0).await {
-            tracing::warn!("cleaning up the failed pod {}: {e}", pod.name_any());
-        }
-    }
-
-    /// Waits on the caches until `pod` runs or fails, reporting its events as progress. With
-    /// `settle`, the pod must also keep running for [`EARLY_EXIT_WINDOW`] without a restart.
-    async fn wait_running(
-        &self,
-        pod: &Pod,
-        profile: Option<&str>,
-        progress: &ProgressFn,
-        deadline: Instant,
-        settle: bool,
-    ) -> Result<PodStarted, KubeSpawnError> {
-        let name = pod.name_any();
-        let uid = pod.uid();
-        let began = Instant::now();
-        let mut pod_changes = self.pods.changes();
-        let mut event_changes = self.events.changes();
-        let mut shown: HashMap<String, i32> = HashMap::new();
-        let mut percent = 10u8;
-        let mut scale_up = false;
-        let mut seen = false;
-        let mut kicked = false;
-        let mut last = "created, not yet seen by the watch".to_owned();
-        let baseline_restarts = status::restarts(pod);
-        let mut settled_at: Option<Instant> = None;
-        loop {
-            let mut fresh: Vec<Arc<Event>> = self
-                .events
-                .store()
-                .state_filter(|e| status::event_is_for(e, &name, uid.as_deref()))
-                .into_iter()
-                .filter(|e| {
-                    let key = e.uid().unwrap_or_else(|| e.name_any());
-                    shown.get(&key) != Some(&e.count.unwrap_or(1))
-                })
-                .collect();
-            fresh.sort_by_key(|e| {
-                e.last_timestamp
-                    .clone()
-                    .map(|t| t.0)
-                    .or(e.metadata.creation_timestamp.clone().map(|t| t.0))
-            });
-            for event in fresh {
-                shown.insert(
-                    event.uid().unwrap_or_else(|| event.name_any()),
-                    event.count.unwrap_or(1),
-                );
-                let reason = event.reason.as_deref().unwrap_or("");
-                scale_up |= reason == "TriggeredScaleUp";
-                if let Some(p) = status::event_progress(reason) {
-                    percent = percent.max(p);
-                    progress(percent, status::event_message(&event));
-                }
-            }
-            match self.cached(&name) {
-                Some(current) if uid.is_none() || current.uid() == uid => {
-                    seen = true;
-                    let exited = status::server_down(&current).or_else(|| {
-                        (status::restarts(&current) > baseline_restarts).then(|| status::exit_code(&current))
-                    });
-                    match (status::start_state(&current, scale_up), exited) {
-                        (StartState::Failed(e), _) => {
-                            self.discard(&current).await;
-                            return Err(e);
-                        }
-                        (_, Some(code)) => {
-                            self.discard(&current).await;
-                            return Err(KubeSpawnError::Exited {
-                                code,
-                                message: format!("see `kubectl logs {name} -n {} --previous`", self.config.namespace),
-                            });
-                        }
-                        (StartState::Running { ready: false, .. }, None) => {
-                            settled_at = None;
-                            last = "running, not ready yet".to_owned();
-                        }
-                        (StartState::Running { ready: true, .. }, None) => {
-                            let since = *settled_at.get_or_insert_with(Instant::now);
-                            if !settle || since.elapsed() >= EARLY_EXIT_WINDOW {
-                                let url = self.url_of(&current).unwrap_or_default();
-                                progress(60, format!("Pod {name} is running"));
-                                return Ok(self.started(&current, &url, profile));
-                            }
-                            last = "running, settling".to_owned();
-                        }
-                        (StartState::Waiting(s), None) => {
-                            settled_at = None;
-                            last = s;
-                        }
-                    }
-                }
-                _ if seen => return Err(KubeSpawnError::Deleted { pod: name }),
-                _ => {
-                    if !kicked && began.elapsed() > APPEAR_WITHIN {
-                        // The watch may have silently stopped delivering (kubespawner#216).
-                        tracing::warn!("pod {name} was created but the watch has not shown it; restarting the watch");
-                        self.pods.restart();
-                        kicked = true;
-                    }
-                }
-            }
-            let settle_check = settled_at.map_or(deadline, |t| (t + EARLY_EXIT_WINDOW).min(deadline));
-            tokio::select! {
-                _ = pod_changes.changed() => {}
-                _ = event_changes.changed() => {}
-                _ = tokio::time::sleep_until(settle_check.into()), if settle_check < deadline => {}
-                _ = tokio::time::sleep_until(deadline.into()) => {
-                    self.discard(pod).await;
-                    return Err(KubeSpawnError::Timeout { secs: self.config.start_timeout_secs, last });
-                }
-            }
-        }
-    }
-
-    fn started(&self, pod: &Pod, url: &str, profile: Option<&str>) -> PodStarted {
+    pub(crate) fn started(&self, pod: &Pod, url: &str, profile: Option<&str>) -> PodStarted {
         PodStarted {
             url: url.to_owned(),
             state: self.state_of(pod, url, profile),
         }
     }
 
-    fn state_of(&self, pod: &Pod, url: &str, profile: Option<&str>) -> Value {
+    pub(crate) fn state_of(&self, pod: &Pod, url: &str, profile: Option<&str>) -> Value {
         let mut state = json!({
             "namespace": self.config.namespace,
             "pod": pod.name_any(),
