@@ -313,6 +313,14 @@ impl KubernetesConfig {
                 ));
             }
         }
+        if !self.pod_name_template.contains("{server}") && !self.pod_name_template.contains("{-server}") {
+            // Without it, a user's named servers would all want the same pod.
+            return Err(invalid(
+                "kubernetes.pod_name_template",
+                self.pod_name_template.clone(),
+                "a template containing {server} or {-server} as well as {user}",
+            ));
+        }
         for (setting, value) in [
             ("kubernetes.start_timeout_secs", self.start_timeout_secs),
             ("kubernetes.watch_stale_secs", self.watch_stale_secs),
@@ -591,6 +599,7 @@ node_selector = { gpu = "true" }
             ("namespce = \"x\"", "namespce"),
             ("namespace = \"Jhub\"", "kubernetes.namespace"),
             ("pod_name_template = \"jupyter\"", "kubernetes.pod_name_template"),
+            ("pod_name_template = \"jupyter-{user}\"", "{-server}"),
             ("start_timeout_secs = 0", "kubernetes.start_timeout_secs"),
             ("[pod]\ncommand = []", "kubernetes.pod.command"),
             ("[pod]\ncpu_limit = -1.0", "kubernetes.pod.cpu_limit"),

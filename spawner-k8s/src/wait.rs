@@ -176,7 +176,7 @@ impl KubeSpawner {
                 }
                 _ if seen => return Err(KubeSpawnError::Deleted { pod: name }),
                 _ => {
-                    if !kicked && began.elapsed() > APPEAR_WITHIN {
+                    if !kicked && began.elapsed() >= APPEAR_WITHIN {
                         // The watch may have silently stopped delivering (kubespawner#216).
                         tracing::warn!("pod {name} was created but the watch has not shown it; restarting the watch");
                         self.pods.restart();
@@ -184,11 +184,18 @@ impl KubeSpawner {
                     }
                 }
             }
-            let settle_check = settled_at.map_or(deadline, |t| (t + EARLY_EXIT_WINDOW).min(deadline));
+            // Besides changes, wake for the end of the settling window, and for the watch check
+            // (a dead watch would send no change to wake us).
+            let timer = match settled_at {
+                Some(t) => Some(t + EARLY_EXIT_WINDOW),
+                None if !seen && !kicked => Some(began + APPEAR_WITHIN),
+                None => None,
+            }
+            .filter(|t| *t < deadline);
             tokio::select! {
                 _ = pod_changes.changed() => {}
                 _ = event_changes.changed() => {}
-                _ = tokio::time::sleep_until(settle_check.into()), if settle_check < deadline => {}
+                _ = tokio::time::sleep_until(timer.unwrap_or(deadline).into()), if timer.is_some() => {}
                 _ = tokio::time::sleep_until(deadline.into()) => {
                     self.discard(pod).await;
                     return Err(KubeSpawnError::Timeout { secs: self.config.start_timeout_secs, last });
