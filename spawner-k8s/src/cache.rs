@@ -9,16 +9,15 @@
 //!   so readers see the old state or the new one.
 //! - Waiters are woken on every change (a generation counter in a `tokio::sync::watch`), so no one
 //!   polls.
-//! - Watchdog: a watch that delivered nothing for `stale` is dropped and started again (a
-//!   relist). kube-runtime's watcher consumes bookmarks itself, so on a namespace where nothing
-//!   at all happens the restart also happens every `stale`; the relist is served from the API
-//!   server's cache (`resourceVersion=0`), so that is cheap. A frozen cache is never handed out
-//!   for longer than `stale`.
+//! - Watchdog: a watch whose client received nothing for `stale` (no event, no bookmark, no
+//!   response: see [`crate::liveness`]) is dropped and started again (a relist, served from the
+//!   API server's cache). A frozen cache is never handed out for longer than `stale`; a quiet
+//!   one, whose bookmarks still arrive, is left alone.
 
 use std::fmt::Debug;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::StreamExt;
 use kube::runtime::WatchStreamExt;
@@ -27,6 +26,8 @@ use kube::runtime::watcher::{self, Event};
 use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::{Mutex, Notify, watch};
+
+use crate::liveness::Liveness;
 
 /// The cache of one kind of object. Cheap to clone.
 #[derive(Clone)]
@@ -48,9 +49,8 @@ impl Drop for TaskGuard {
 
 struct Shared {
     what: &'static str,
-    /// Milliseconds since `epoch` at the last item from the watch.
-    last_item_ms: AtomicU64,
-    epoch: Instant,
+    /// When the watch's client last received something (items from the watcher count too).
+    liveness: Arc<Liveness>,
     /// Watch (re)starts, the first included.
     starts: AtomicU64,
     /// Asks the task to drop its watch and start again.
@@ -62,14 +62,21 @@ impl<K> Cache<K>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
-    /// Starts watching `api` with `config`; the cache fills in the background (see [`Cache::synced`]).
-    pub fn start(what: &'static str, api: Api<K>, config: watcher::Config, stale: Duration) -> Cache<K> {
+    /// Starts watching `api` with `config`; the cache fills in the background (see
+    /// [`Cache::synced`]). `liveness` is touched by `api`'s client (a [`crate::liveness`] layer),
+    /// or only by the watch's items when the client has no such layer.
+    pub fn start(
+        what: &'static str,
+        api: Api<K>,
+        config: watcher::Config,
+        stale: Duration,
+        liveness: Arc<Liveness>,
+    ) -> Cache<K> {
         let (store, writer) = reflector::store::<K>();
         let (tx, generation) = watch::channel(0u64);
         let shared = Arc::new(Shared {
             what,
-            last_item_ms: AtomicU64::new(0),
-            epoch: Instant::now(),
+            liveness,
             starts: AtomicU64::new(0),
             restart: Notify::new(),
             last_error: Mutex::new(None),
@@ -120,10 +127,9 @@ where
         self.shared.starts.load(Ordering::Relaxed)
     }
 
-    /// Time since the watch last delivered something.
+    /// Time since the watch last delivered something (an event or a bookmark).
     pub fn age(&self) -> Duration {
-        let now = self.shared.epoch.elapsed().as_millis() as u64;
-        Duration::from_millis(now.saturating_sub(self.shared.last_item_ms.load(Ordering::Relaxed)))
+        self.shared.liveness.quiet_for()
     }
 }
 
@@ -137,23 +143,18 @@ async fn run<K>(
 ) where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
-    let touch = |s: &Shared| {
-        s.last_item_ms
-            .store(s.epoch.elapsed().as_millis() as u64, Ordering::Relaxed)
-    };
     loop {
         s.starts.fetch_add(1, Ordering::Relaxed);
-        touch(&s);
+        s.liveness.touch();
         let mut stream = watcher::watcher(api.clone(), config.clone()).default_backoff().boxed();
         loop {
-            let quiet_for = Duration::from_millis(
-                (s.epoch.elapsed().as_millis() as u64).saturating_sub(s.last_item_ms.load(Ordering::Relaxed)),
-            );
-            let deadline = stale.saturating_sub(quiet_for);
+            // Bookmarks touch the liveness without an item, so the time left is re-read on
+            // every turn, and a timer that fires only restarts a watch still quiet.
+            let left = stale.saturating_sub(s.liveness.quiet_for());
             tokio::select! {
                 item = stream.next() => match item {
                     Some(Ok(event)) => {
-                        touch(&s);
+                        s.liveness.touch();
                         writer.apply_watcher_event(&event);
                         // Init and InitApply change nothing readers see (the relist is buffered).
                         if matches!(event, Event::Apply(_) | Event::Delete(_) | Event::InitDone) {
@@ -166,9 +167,11 @@ async fn run<K>(
                     }
                     None => break,
                 },
-                _ = tokio::time::sleep(deadline) => {
-                    tracing::warn!("the {} watch delivered nothing for {} s; restarting it", s.what, stale.as_secs());
-                    break;
+                _ = tokio::time::sleep(left) => {
+                    if s.liveness.quiet_for() >= stale {
+                        tracing::warn!("the {} watch received nothing for {} s; restarting it", s.what, stale.as_secs());
+                        break;
+                    }
                 }
                 _ = s.restart.notified() => {
                     tracing::info!("restarting the {} watch on request", s.what);

@@ -10,6 +10,7 @@
 //! - [`status`]: reading a pod's status and events (running? failed for good? progress);
 //! - [`api`]: the client-side concurrency limit and retries of API calls;
 //! - [`cache`]: the watch-backed caches of pods and events, with their watchdog;
+//! - [`liveness`]: the client layer that tells the watchdog a quiet watch from a dead one;
 //! - [`pool`]: warm pools, claimed at spawn, refilled from the cache;
 //! - [`spawn`]: the spawner itself, wiring the above into start, stop and poll, with `wait`
 //!   (waiting on the caches) and `writes` (the API writes of a spawn);
@@ -18,6 +19,7 @@
 pub mod api;
 pub mod cache;
 pub mod error;
+pub mod liveness;
 pub mod names;
 pub mod pool;
 pub mod render;

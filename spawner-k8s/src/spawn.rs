@@ -26,6 +26,7 @@ use serde_json::{Value, json};
 use crate::api::ApiGate;
 use crate::cache::{self, Cache};
 use crate::error::KubeSpawnError;
+use crate::liveness::{Liveness, LivenessLayer};
 use crate::names;
 use crate::pool::Pool;
 use crate::render::{self, Owner, PodInput};
@@ -108,27 +109,42 @@ impl KubeSpawner {
             None if config.context.is_some() => kube::Config::from_kubeconfig(&options).await?,
             None => kube::Config::infer().await?,
         };
-        let client = Client::try_from(kube_config)?;
-        KubeSpawner::with_client(config, client).await
+        KubeSpawner::connect_with(config, kube_config).await
     }
 
-    /// As [`KubeSpawner::connect`], with a client made elsewhere.
-    pub async fn with_client(config: &KubernetesConfig, client: Client) -> anyhow::Result<Arc<KubeSpawner>> {
+    /// As [`KubeSpawner::connect`], with the cluster's client settings made elsewhere.
+    pub async fn connect_with(
+        config: &KubernetesConfig,
+        kube_config: kube::Config,
+    ) -> anyhow::Result<Arc<KubeSpawner>> {
         config.validate()?;
         render::check_config(config).map_err(anyhow::Error::msg)?;
         let ns = config.namespace.as_str();
         let stale = Duration::from_secs(config.watch_stale_secs);
+        let client = Client::try_from(kube_config.clone())?;
+        // Each watch has a client of its own, whose liveness layer tells the watchdog what that
+        // watch alone received.
+        let watch_client = |liveness: &Arc<Liveness>| -> anyhow::Result<Client> {
+            Ok(kube::client::ClientBuilder::try_from(kube_config.clone())?
+                .with_layer(&LivenessLayer(liveness.clone()))
+                .build())
+        };
+        let (pod_liveness, event_liveness) = (Liveness::new(), Liveness::new());
+        let pod_client = watch_client(&pod_liveness)?;
+        let event_client = watch_client(&event_liveness)?;
         let pods = Cache::start(
             "pod",
-            Api::namespaced(client.clone(), ns),
+            Api::namespaced(pod_client, ns),
             cache::pod_watch(stale),
             stale,
+            pod_liveness,
         );
         let events = Cache::start(
             "event",
-            Api::namespaced(client.clone(), ns),
+            Api::namespaced(event_client, ns),
             cache::event_watch(stale),
             stale,
+            event_liveness,
         );
         pods.synced(SYNC_WITHIN).await.map_err(anyhow::Error::msg)?;
         events.synced(SYNC_WITHIN).await.map_err(anyhow::Error::msg)?;

@@ -439,6 +439,10 @@ async fn a_stalled_watch_is_restarted_by_the_watchdog() {
     let spawner = KubeSpawner::connect(&config(&sim, "watch_stale_secs = 2"))
         .await
         .unwrap();
+    // Quiet but alive (bookmarks arrive every second): no restart.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(spawner.watch_starts(), (1, 1), "a quiet watch was restarted");
+    assert!(spawner.watch_ages().0 < Duration::from_secs(2));
     let (pod_starts, _) = spawner.watch_starts();
     sim.inject(Fault::StallWatches {
         for_: Duration::from_secs(600),
