@@ -355,6 +355,21 @@ impl KubernetesConfig {
                 ));
             }
             defaults += usize::from(profile.default);
+            let pod = self.pod.overlaid(&profile.pod);
+            let per_user_volume = pod.storage.as_ref().is_some_and(|s| s.enabled)
+                || pod.volumes.iter().flatten().any(|v| {
+                    let text = format!("{v:?}");
+                    text.contains("{user}") || text.contains("{server}")
+                });
+            if profile.warm_pool > 0 && per_user_volume {
+                // A warm pod starts before its user is known: it cannot mount the user's volume,
+                // and a user's files written to it would be lost with the pod.
+                return Err(invalid(
+                    "kubernetes.profiles.warm_pool",
+                    format!("profile {}: {}", profile.slug, profile.warm_pool),
+                    "0 for a profile with storage.enabled or volumes naming {user} or {server} (set storage = { enabled = false } and volumes = [] in the profile's pod to pool it)",
+                ));
+            }
             validate_pod(&self.pod.overlaid(&profile.pod), "kubernetes.profiles.pod").map_err(|e| match e {
                 ConfigError::Invalid {
                     setting,
@@ -577,6 +592,7 @@ warm_pool = 2
 image = "cuda-notebook"
 extra_resource_limits = { "nvidia.com/gpu" = "1" }
 node_selector = { gpu = "true" }
+storage = { enabled = false }
 "#,
         )
         .unwrap();
@@ -588,7 +604,8 @@ node_selector = { gpu = "true" }
         assert_eq!(pod.cpu_guarantee, Some(0.5));
         let selector = pod.node_selector.unwrap();
         assert_eq!(selector.len(), 2, "maps merge: {selector:?}");
-        assert!(pod.storage.unwrap().enabled);
+        assert!(!pod.storage.unwrap().enabled, "storage is replaced whole");
+        assert!(c.pod.storage.as_ref().unwrap().enabled);
         assert_eq!(c.profile(None).unwrap().unwrap().slug, "gpu");
         assert!(c.profile(Some("cpu")).unwrap_err().contains("gpu"));
     }
@@ -624,6 +641,14 @@ node_selector = { gpu = "true" }
             (
                 "[[profiles]]\nslug = \"a\"\n[profiles.pod]\nmem_limit = \"x\"",
                 "profile a",
+            ),
+            (
+                "[pod.storage]\nenabled = true\n[[profiles]]\nslug = \"a\"\nwarm_pool = 1",
+                "kubernetes.profiles.warm_pool",
+            ),
+            (
+                "[pod]\nvolumes = [{ name = \"h\", nfs = { server = \"n\", path = \"/h/{user}\" } }]\n[[profiles]]\nslug = \"a\"\nwarm_pool = 1",
+                "kubernetes.profiles.warm_pool",
             ),
         ];
         for (text, needle) in cases {

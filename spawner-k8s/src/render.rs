@@ -145,11 +145,6 @@ fn raw(object: &RawObject) -> Value {
     serde_json::to_value(object).unwrap_or(Value::Null)
 }
 
-fn mentions_placeholder(object: &RawObject) -> bool {
-    let text = raw(object).to_string();
-    text.contains("{user}") || text.contains("{server}")
-}
-
 /// CPU cores as a quantity: whole cores as integers, the rest in millicores.
 pub fn cpu_quantity(cores: f64) -> String {
     let milli = (cores * 1000.0).round() as i64;
@@ -272,31 +267,13 @@ pub fn pod(input: &PodInput<'_>) -> Result<Pod, RenderError> {
         volumes.push(json!({"name": "home", "persistentVolumeClaim": {"claimName": claim}}));
         mounts.push(json!({"name": "home", "mountPath": storage.mount_path}));
     }
-    // A pool pod has no owner yet, so volumes naming one cannot be made for it (nor their
-    // mounts).
-    let dropped: Vec<String> = match &input.owner {
-        Some(_) => Vec::new(),
-        None => p
-            .volumes
-            .iter()
-            .flatten()
-            .filter(|v| mentions_placeholder(v))
-            .filter_map(|v| v.get("name").and_then(|n| n.as_str()).map(str::to_owned))
-            .collect(),
-    };
+    // Pool pods never name an owner in their volumes (validation refuses such a pool).
     let fill = |o: &RawObject| match &input.owner {
         Some(owner) => fill_raw(&raw(o), owner),
         None => raw(o),
     };
-    let kept = |o: &&RawObject| {
-        (input.owner.is_some() || !mentions_placeholder(o))
-            && !o
-                .get("name")
-                .and_then(|n| n.as_str())
-                .is_some_and(|n| dropped.iter().any(|d| d == n))
-    };
-    volumes.extend(p.volumes.iter().flatten().filter(kept).map(fill));
-    mounts.extend(p.volume_mounts.iter().flatten().filter(kept).map(fill));
+    volumes.extend(p.volumes.iter().flatten().map(fill));
+    mounts.extend(p.volume_mounts.iter().flatten().map(fill));
     if input.launcher.is_some() {
         volumes.push(json!({"name": "podinfo", "downwardAPI": {"items": [
             {"path": "annotations", "fieldRef": {"fieldPath": "metadata.annotations"}}

@@ -79,9 +79,18 @@ class = "fast"
 capacity = "20Gi"
 
 [[profiles]]
+slug = "cpu"
+display_name = "Small, pooled"
+warm_pool = 2
+[profiles.pod]
+cpu_limit = 1.0
+storage = { enabled = false }
+volumes = []
+volume_mounts = []
+
+[[profiles]]
 slug = "gpu"
 display_name = "GPU"
-warm_pool = 2
 [profiles.pod]
 image = "quay.io/jupyter/pytorch-notebook:cuda12"
 extra_resource_guarantees = { "nvidia.com/gpu" = "1" }
@@ -158,14 +167,14 @@ fn odd_names_pod() {
 #[test]
 fn pool_pod() {
     let config = full_config();
-    let profile = config.profile(Some("gpu")).unwrap().unwrap();
+    let profile = config.profile(Some("cpu")).unwrap().unwrap();
     let pod = config.pod.overlaid(&profile.pod);
     let none = BTreeMap::new();
     let input = PodInput {
         namespace: &config.namespace,
-        name: "edgehub-pool-gpu-abc123".into(),
+        name: "edgehub-pool-cpu-abc123".into(),
         owner: None,
-        profile: Some("gpu"),
+        profile: Some("cpu"),
         pod: &pod,
         hub_env: &none,
         prefix: "/",
