@@ -183,9 +183,8 @@ async fn run<K>(
 }
 
 /// The watcher configuration of the pod cache: our pods only, lists served from the API server's
-/// cache. Each watch call lasts at most `stale` (290 s at most, kube-runtime's default), and
-/// kube-runtime resumes a watch that was silent that long (bookmarks count, so this catches a
-/// stalled connection even on a quiet namespace, without a relist).
+/// cache. Each watch call lasts at most [`call_timeout`]; kube-runtime then resumes it from the
+/// last resourceVersion (no relist).
 pub fn pod_watch(stale: Duration) -> watcher::Config {
     watcher::Config::default()
         .labels(crate::render::MANAGED_SELECTOR)
@@ -201,6 +200,8 @@ pub fn event_watch(stale: Duration) -> watcher::Config {
         .timeout(call_timeout(stale))
 }
 
+/// Twice the watchdog's limit, so the watchdog, not the end of the call, notices a silent
+/// stream; at most kube-runtime's default of 290 s.
 fn call_timeout(stale: Duration) -> u32 {
-    u32::try_from(stale.as_secs().clamp(1, 290)).unwrap_or(290)
+    u32::try_from(stale.as_secs().saturating_mul(2).clamp(1, 290)).unwrap_or(290)
 }
