@@ -373,3 +373,61 @@ async fn deleting_a_pod_collects_the_service_it_owns() {
     assert!(services.get_opt("bystander").await.unwrap().is_some());
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn orphan_propagation_keeps_dependents_and_deletecollection_deletes_by_selector() {
+    let sim = sim().await;
+    let client = sim.client().await;
+    let pods: Api<Pod> = Api::default_namespaced(client.clone());
+    let services: Api<Service> = Api::default_namespaced(client.clone());
+    let owner = pods
+        .create(&PostParams::default(), &pod("keeper", &["sleep", "300"], json!({})))
+        .await
+        .unwrap();
+    let dependent: Service = serde_json::from_value(json!({
+        "metadata": {"name": "keeper", "ownerReferences": [{"apiVersion": "v1", "kind": "Pod", "name": "keeper", "uid": owner.metadata.uid}]},
+        "spec": {"ports": [{"port": 80}]},
+    }))
+    .unwrap();
+    services.create(&PostParams::default(), &dependent).await.unwrap();
+    get_when(&pods, "keeper", "running", |p| {
+        container_state(p).as_deref() == Some("running")
+    })
+    .await;
+    let orphan = DeleteParams {
+        grace_period_seconds: Some(1),
+        ..DeleteParams::orphan()
+    };
+    pods.delete("keeper", &orphan).await.unwrap();
+    wait_for("keeper to be removed", WAIT, || async {
+        pods.get_opt("keeper").await.ok().flatten().is_none().then_some(())
+    })
+    .await;
+    assert!(
+        services.get_opt("keeper").await.unwrap().is_some(),
+        "an orphaned dependent stays"
+    );
+
+    for (name, group) in [("g1", "batch"), ("g2", "batch"), ("g3", "other")] {
+        let mut p = pod(name, &["sleep", "300"], json!({}));
+        p.metadata.labels = Some([("group".to_string(), group.to_string())].into());
+        pods.create(&PostParams::default(), &p).await.unwrap();
+    }
+    let now = DeleteParams {
+        grace_period_seconds: Some(0),
+        ..DeleteParams::default()
+    };
+    pods.delete_collection(&now, &kube::api::ListParams::default().labels("group=batch"))
+        .await
+        .unwrap();
+    let left: Vec<String> = pods
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|p| p.metadata.name)
+        .collect();
+    assert_eq!(left, vec!["g3".to_string()]);
+    sim.shutdown().await;
+}

@@ -86,6 +86,7 @@ async fn main() -> anyhow::Result<()> {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate.recv() => {}
     }
+    eprintln!("k8s-sim: stopping; killing pod processes");
     sim.shutdown().await;
     Ok(())
 }

@@ -39,6 +39,39 @@ pub enum Fault {
     ExpireHistory,
 }
 
+impl Fault {
+    /// The next `times` `verb` requests on `resource` answer `code` (no `Retry-After`).
+    pub fn status(verb: Verb, resource: &str, code: u16, times: u32) -> Self {
+        Fault::Status {
+            verb: Some(verb),
+            resource: Some(resource.to_string()),
+            code,
+            times,
+            retry_after: None,
+        }
+    }
+
+    /// Adds `Retry-After: seconds` to a status fault (other faults are returned unchanged).
+    pub fn with_retry_after(self, seconds: u64) -> Self {
+        match self {
+            Fault::Status {
+                verb,
+                resource,
+                code,
+                times,
+                ..
+            } => Fault::Status {
+                verb,
+                resource,
+                code,
+                times,
+                retry_after: Some(seconds),
+            },
+            other => other,
+        }
+    }
+}
+
 struct PendingStatus {
     verb: Option<Verb>,
     resource: Option<String>,

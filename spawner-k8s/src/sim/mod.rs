@@ -350,6 +350,15 @@ impl Simulator {
     }
 }
 
+impl std::fmt::Debug for Simulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Simulator")
+            .field("url", &self.url)
+            .field("root_dir", &self.root_dir)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Drop for Simulator {
     fn drop(&mut self) {
         self.shutdown.send_replace(true);
@@ -389,5 +398,33 @@ async fn serve(listener: TcpListener, api: Arc<ApiServer>, mut shutdown: signal:
                 _ = shutdown.changed() => {}
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_simulator_can_be_shared_across_tasks() {
+        fn shareable<T: Send + Sync + 'static>() {}
+        shareable::<Simulator>();
+        shareable::<Stats>();
+        shareable::<Fault>();
+    }
+
+    #[test]
+    fn fault_constructors_build_status_faults() {
+        let fault = Fault::status(Verb::Create, "pods", 429, 2).with_retry_after(5);
+        assert_eq!(
+            fault,
+            Fault::Status {
+                verb: Some(Verb::Create),
+                resource: Some("pods".into()),
+                code: 429,
+                times: 2,
+                retry_after: Some(5)
+            }
+        );
     }
 }

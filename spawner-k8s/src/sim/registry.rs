@@ -113,7 +113,8 @@ impl Registry {
                 "metadata.name: Required value: name or generateName is required",
             ));
         }
-        for attempt in 0.. {
+        let mut attempt = 0;
+        loop {
             if !generate.is_empty() && (name.is_empty() || attempt > 0) {
                 name = format!("{generate}{}", object::name_suffix());
             }
@@ -124,11 +125,10 @@ impl Registry {
             match self.store.create(rt.plural, candidate) {
                 // A generated name that collides is retried with a new suffix, as the API server
                 // does; an explicit name that collides is the client's 409.
-                Err(e) if e.code == 409 && !generate.is_empty() && attempt < 8 => continue,
+                Err(e) if e.code == 409 && !generate.is_empty() && attempt < 8 => attempt += 1,
                 result => return result,
             }
         }
-        unreachable!("the loop returns")
     }
 
     /// PUT, on the object or its `/status`.

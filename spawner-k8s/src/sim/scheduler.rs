@@ -15,7 +15,7 @@
 //! A pod that fits nowhere gets `PodScheduled=False/Unschedulable` and one `FailedScheduling`
 //! event per distinct message; it is retried whenever pods, nodes or claims change.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use serde_json::{Value, json};
@@ -26,6 +26,7 @@ use super::object;
 use super::quantity;
 use super::registry::Registry;
 use super::resources;
+use super::store::{Change, ChangeKind};
 
 /// Requested or allocatable amounts by resource name: cpu in millicores, everything else in
 /// whole units.
@@ -305,13 +306,11 @@ pub async fn run(registry: Arc<Registry>, recorder: Arc<EventRecorder>, mut shut
     let mut cursor = 0u64;
     let mut reported: HashMap<String, String> = HashMap::new();
     loop {
+        let waiting = !reported.is_empty();
         let relevant = match registry.store.changes_since(cursor) {
             Ok(batch) => {
-                let relevant = batch
-                    .iter()
-                    .any(|c| matches!(c.resource, "pods" | "nodes" | "persistentvolumeclaims"));
                 cursor = batch.last().map_or(cursor, |c| c.resource_version);
-                relevant
+                batch.iter().any(|c| may_change_placement(c, waiting))
             }
             Err(_) => {
                 cursor = registry.store.current_resource_version();
@@ -328,6 +327,29 @@ pub async fn run(registry: Arc<Registry>, recorder: Arc<EventRecorder>, mut shut
     }
 }
 
+/// Whether a change can alter a scheduling decision, so a round is worth its full scan: a new
+/// (or respecified) unbound pod, any node or claim change, and, while pods wait, anything that
+/// frees room (a pod deleted or finished). The kubelet's status writes are none of these.
+fn may_change_placement(change: &Change, waiting: bool) -> bool {
+    match change.resource {
+        "nodes" | "persistentvolumeclaims" => true,
+        "pods" => {
+            let unbound = object::str_at(&change.object, "/spec/nodeName").is_empty();
+            let previous = change.previous.as_deref();
+            match change.kind {
+                ChangeKind::Added => unbound,
+                ChangeKind::Deleted => waiting,
+                ChangeKind::Modified if unbound => previous.is_none_or(|p| p.get("spec") != change.object.get("spec")),
+                ChangeKind::Modified => {
+                    let finished = |p: &Value| matches!(object::str_at(p, "/status/phase"), "Succeeded" | "Failed");
+                    waiting && finished(&change.object) && !previous.is_some_and(finished)
+                }
+            }
+        }
+        _ => false,
+    }
+}
+
 fn schedule_round(registry: &Registry, recorder: &EventRecorder, reported: &mut HashMap<String, String>) {
     let (pods, _) = registry.store.list(resources::PODS.plural, None);
     let is_pending = |p: &Value| {
@@ -336,7 +358,8 @@ fn schedule_round(registry: &Registry, recorder: &EventRecorder, reported: &mut 
             && matches!(object::str_at(p, "/spec/schedulerName"), "" | "default-scheduler")
     };
     let mut pending: Vec<&Arc<Value>> = pods.iter().filter(|p| is_pending(p)).collect();
-    reported.retain(|uid, _| pending.iter().any(|p| object::uid(p) == uid));
+    let pending_uids: HashSet<&str> = pending.iter().map(|p| object::uid(p)).collect();
+    reported.retain(|uid, _| pending_uids.contains(uid.as_str()));
     if pending.is_empty() {
         return;
     }

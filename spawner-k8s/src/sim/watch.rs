@@ -132,6 +132,9 @@ pub async fn run(request: WatchRequest, mut ctx: WatchContext, out: mpsc::Sender
             .filter(|s| stream_id < s.opened_before && std::time::Instant::now() < s.until)
             .map(|s| Instant::from_std(s.until));
         if stalled_until.is_none() {
+            // Mark the store's version as seen before reading, so a write that lands while we
+            // send still wakes the `changed()` below.
+            changes.borrow_and_update();
             match ctx.store.changes_since(cursor) {
                 Err(expired) => {
                     let error = ApiError::gone(format!(
@@ -152,7 +155,6 @@ pub async fn run(request: WatchRequest, mut ctx: WatchContext, out: mpsc::Sender
                     }
                 }
             }
-            changes.borrow_and_update();
             if request.bookmarks && Instant::now() >= next_bookmark {
                 if !send("BOOKMARK", &request.bookmark(cursor, false)).await {
                     return;

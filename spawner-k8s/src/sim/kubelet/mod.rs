@@ -197,7 +197,6 @@ impl Kubelet {
     fn observe(&self, pod: &Arc<Value>, removed: bool) {
         let uid = object::uid(pod).to_string();
         let mut workers = self.lock_workers();
-        workers.retain(|_, w| !w.task.is_finished());
         if removed {
             if let Some(handle) = workers.remove(&uid) {
                 handle.updates.send_replace(None);

@@ -12,6 +12,7 @@
 //! The worker owns the pod's status: it keeps the container state here and renders the whole
 //! status from it on each change (one write per transition).
 
+use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -128,7 +129,7 @@ impl PodWorker {
             Err(interrupt) => interrupt,
             Ok(()) => match self.lifecycle().await {
                 Err(interrupt) => interrupt,
-                Ok(()) => Interrupt::Gone,
+                Ok(never) => match never {},
             },
         };
         match interrupt {
@@ -158,9 +159,8 @@ impl PodWorker {
         }
     }
 
-    /// Runs until the pod is deleted or gone; returns only through an interrupt (or Ok when
-    /// there is nothing left to do and the object disappeared).
-    async fn lifecycle(&mut self) -> Result<(), Interrupt> {
+    /// Runs until the pod is deleted or gone: it only ever returns an interrupt.
+    async fn lifecycle(&mut self) -> Result<Infallible, Interrupt> {
         self.ip = Some(self.shared.allocate_ip(&self.pod));
         self.publish();
         let container = self.container().clone();
@@ -399,7 +399,7 @@ impl PodWorker {
     }
 
     /// Nothing left to run: wait for the object to be deleted.
-    async fn idle(&mut self) -> Result<(), Interrupt> {
+    async fn idle(&mut self) -> Result<Infallible, Interrupt> {
         loop {
             if self.updates.changed().await.is_err() {
                 return Err(Interrupt::Gone);
@@ -555,8 +555,8 @@ impl PodWorker {
                 status["containerStatuses"] = json!(statuses);
                 let not_ready = (!ready).then_some("ContainersNotReady");
                 let message = (!ready).then(|| {
-                    "containers with unready status: [notebook]"
-                        .replace("notebook", object::str_at(current, "/spec/containers/0/name"))
+                    let names: Vec<&str> = containers.iter().map(|c| object::str_at(c, "/name")).collect();
+                    format!("containers with unready status: [{}]", names.join(" "))
                 });
                 object::set_condition(&mut next, "PodReadyToStartContainers", true, None, None);
                 object::set_condition(&mut next, "Initialized", true, None, None);
