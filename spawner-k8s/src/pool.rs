@@ -73,6 +73,9 @@ pub fn refill_plan(
 ) -> RefillPlan {
     let mut plan = RefillPlan::default();
     let mut live = 0u32;
+    // Members not yet running, then running ones: the first to go when the pool is too big.
+    let mut surplus: Vec<String> = Vec::new();
+    let mut running: Vec<String> = Vec::new();
     let mut seen = HashSet::new();
     for pod in pods.iter().filter(|p| is_unclaimed_member(p, profile)) {
         let name = pod.name_any();
@@ -93,12 +96,20 @@ pub fn refill_plan(
             StartState::Running { .. } => {
                 plan.healthy = true;
                 live += 1;
+                running.push(name);
             }
-            StartState::Waiting(_) => live += 1,
+            StartState::Waiting(_) => {
+                live += 1;
+                surplus.push(name);
+            }
         }
     }
     live += creating.iter().filter(|n| !seen.contains(*n)).count() as u32;
     plan.create = size.saturating_sub(live);
+    // A smaller `warm_pool` than there are members (the configuration changed): trim.
+    surplus.extend(running);
+    let extra = live.saturating_sub(size) as usize;
+    plan.delete.extend(surplus.into_iter().take(extra));
     plan
 }
 
@@ -234,7 +245,11 @@ impl Pool {
                 hold_until = Some(Instant::now() + backoff);
             }
             for name in &plan.delete {
-                if let Err(e) = s.delete_pod(name, None, 0).await {
+                let seen_version = pods
+                    .iter()
+                    .find(|p| p.metadata.name.as_ref() == Some(name))
+                    .and_then(|p| p.resource_version());
+                if let Err(e) = s.delete_unchanged(name, seen_version).await {
                     tracing::warn!("warm pool {}: {e}", self.profile);
                 }
             }
@@ -330,6 +345,18 @@ mod tests {
         let claiming: HashSet<String> = ["a".to_owned()].into();
         assert_eq!(refill_plan(&pods, "cpu", 3, "h", &none, &claiming).create, 2);
         assert_eq!(refill_plan(&pods, "gpu", 2, "h", &none, &none).create, 2);
+    }
+
+    #[test]
+    fn a_pool_bigger_than_its_size_is_trimmed_pending_first() {
+        let pods = vec![
+            member("a", "h", "Running", false),
+            member("b", "h", "Pending", false),
+            member("c", "h", "Running", false),
+        ];
+        let plan = refill_plan(&pods, "cpu", 1, "h", &HashSet::new(), &HashSet::new());
+        assert_eq!(plan.create, 0);
+        assert_eq!(plan.delete, vec!["b".to_owned(), "a".to_owned()]);
     }
 
     #[test]

@@ -109,12 +109,36 @@ impl KubeSpawner {
     }
 
     pub(crate) async fn delete_pod(&self, name: &str, uid: Option<String>, grace: u64) -> Result<(), KubeSpawnError> {
+        let preconditions = uid.map(|uid| Preconditions {
+            uid: Some(uid),
+            resource_version: None,
+        });
+        self.delete_pod_if(name, preconditions, grace).await
+    }
+
+    /// Deletes a pool pod only if it has not changed since `resource_version` was read: a pod
+    /// claimed meanwhile (the claim changes it) is never deleted by the pool.
+    pub(crate) async fn delete_unchanged(
+        &self,
+        name: &str,
+        resource_version: Option<String>,
+    ) -> Result<(), KubeSpawnError> {
+        let preconditions = resource_version.map(|rv| Preconditions {
+            uid: None,
+            resource_version: Some(rv),
+        });
+        self.delete_pod_if(name, preconditions, 0).await
+    }
+
+    async fn delete_pod_if(
+        &self,
+        name: &str,
+        preconditions: Option<Preconditions>,
+        grace: u64,
+    ) -> Result<(), KubeSpawnError> {
         let params = DeleteParams {
             grace_period_seconds: Some(u32::try_from(grace).unwrap_or(u32::MAX)),
-            preconditions: uid.map(|uid| Preconditions {
-                uid: Some(uid),
-                resource_version: None,
-            }),
+            preconditions,
             ..Default::default()
         };
         match self
@@ -123,7 +147,8 @@ impl KubeSpawner {
             .await
         {
             Ok(_) => Ok(()),
-            // Gone already, or the name now holds another pod (the uid precondition failed).
+            // Gone already, or a precondition failed: the name holds another pod, or the pod
+            // changed (was claimed).
             Err(e) if is_not_found(&e) || is_conflict(&e) => Ok(()),
             Err(e) => Err(KubeSpawnError::api(format!("deleting the pod {name}"), &e)),
         }
