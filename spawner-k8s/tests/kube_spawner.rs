@@ -631,3 +631,33 @@ async fn an_abandoned_start_leaves_no_pod() {
     assert_eq!(pod_name(&started.state), "jupyter-quinn");
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hubs_never_claim_the_same_warm_pod() {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let cfg = config(&sim, "[[profiles]]\nslug = \"fast\"\nwarm_pool = 2\n");
+    let a = KubeSpawner::connect(&cfg).await.unwrap();
+    let until = Instant::now() + Duration::from_secs(20);
+    while a.pool_ready("fast") < 2 {
+        assert!(Instant::now() < until, "the pool did not fill");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let b = KubeSpawner::connect(&cfg).await.unwrap();
+    // Both hubs see the same two warm pods and both pick the oldest first: the resourceVersion
+    // in the claim patch lets only one of them have it; the other moves on.
+    let before = sim.stats();
+    let (x, y) = tokio::join!(
+        a.start(request("rose", "", Some("fast")), quiet()),
+        b.start(request("sam", "", Some("fast")), quiet()),
+    );
+    let (x, y) = (x.unwrap(), y.unwrap());
+    assert_ne!(x.state["uid"], y.state["uid"]);
+    assert!(delta(&sim, &before, Verb::Patch, "pods") >= 2);
+    for (started, user) in [(&x, "rose"), (&y, "sam")] {
+        let answer = get_json(&started.url, Duration::from_secs(10))
+            .await
+            .expect("the claimed server answers");
+        assert_eq!(answer["env"]["JUPYTERHUB_USER"], user);
+    }
+    sim.shutdown().await;
+}
