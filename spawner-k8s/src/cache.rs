@@ -8,7 +8,9 @@
 //! - A relist replaces the store atomically (the reflector buffers `InitApply` until `InitDone`),
 //!   so readers see the old state or the new one.
 //! - Waiters are woken on every change (a generation counter in a `tokio::sync::watch`), so no one
-//!   polls.
+//!   polls. Waiters interested in single objects (a spawn in its pod's events) follow
+//!   [`Cache::applied`] instead of rescanning the store on every change: the cost per change is
+//!   then one look per waiter, not a scan of everything.
 //! - Watchdog: a watch whose client received nothing for `stale` (no event, no bookmark, no
 //!   response: see [`crate::liveness`]) is dropped and started again (a relist, served from the
 //!   API server's cache). A frozen cache is never handed out for longer than `stale`; a quiet
@@ -25,7 +27,7 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
-use tokio::sync::{Mutex, Notify, watch};
+use tokio::sync::{Mutex, Notify, broadcast, watch};
 
 use crate::liveness::Liveness;
 
@@ -35,8 +37,21 @@ pub struct Cache<K: Resource<DynamicType = ()> + Clone + 'static> {
     store: Store<K>,
     generation: watch::Receiver<u64>,
     shared: Arc<Shared>,
+    applied: broadcast::Sender<Applied<K>>,
     _task: Arc<TaskGuard>,
 }
+
+/// What [`Cache::applied`] carries: an object added or changed, or word that the cache was
+/// relisted (objects may have changed without an `Object` each: look at the store again).
+#[derive(Debug, Clone)]
+pub enum Applied<K> {
+    Object(Arc<K>),
+    Relisted,
+}
+
+/// How many changes a slow follower of [`Cache::applied`] may fall behind before it is told to
+/// look at the store again.
+const APPLIED_BACKLOG: usize = 4096;
 
 /// Ends the watch task when the last clone of the cache goes.
 struct TaskGuard(tokio::task::JoinHandle<()>);
@@ -81,11 +96,13 @@ where
             restart: Notify::new(),
             last_error: Mutex::new(None),
         });
-        let task = tokio::spawn(run(shared.clone(), api, config, stale, writer, tx));
+        let (applied, _) = broadcast::channel(APPLIED_BACKLOG);
+        let task = tokio::spawn(run(shared.clone(), api, config, stale, writer, tx, applied.clone()));
         Cache {
             store,
             generation,
             shared,
+            applied,
             _task: Arc::new(TaskGuard(task)),
         }
     }
@@ -109,6 +126,12 @@ where
 
     pub fn store(&self) -> &Store<K> {
         &self.store
+    }
+
+    /// Every object added or changed from now on (and relists). A receiver that lags gets
+    /// `RecvError::Lagged` and should look at the store again.
+    pub fn applied(&self) -> broadcast::Receiver<Applied<K>> {
+        self.applied.subscribe()
     }
 
     /// A receiver that changes on every change of the cache.
@@ -140,6 +163,7 @@ async fn run<K>(
     stale: Duration,
     mut writer: reflector::store::Writer<K>,
     tx: watch::Sender<u64>,
+    applied: broadcast::Sender<Applied<K>>,
 ) where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
@@ -159,6 +183,14 @@ async fn run<K>(
                         // Init and InitApply change nothing readers see (the relist is buffered).
                         if matches!(event, Event::Apply(_) | Event::Delete(_) | Event::InitDone) {
                             tx.send_modify(|g| *g += 1);
+                        }
+                        // Only cloned for followers; a send without receivers is an error to ignore.
+                        if applied.receiver_count() > 0 {
+                            match &event {
+                                Event::Apply(obj) => drop(applied.send(Applied::Object(Arc::new(obj.clone())))),
+                                Event::InitDone => drop(applied.send(Applied::Relisted)),
+                                _ => {}
+                            }
                         }
                     }
                     Some(Err(e)) => {

@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::ResourceExt;
 
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::cache::Applied;
 use crate::error::KubeSpawnError;
 use crate::render::Owner;
 use crate::spawn::{KubeSpawner, PodStarted, ProgressFn};
@@ -99,7 +102,15 @@ impl KubeSpawner {
         let uid = pod.uid();
         let began = Instant::now();
         let mut pod_changes = self.pods.changes();
-        let mut event_changes = self.events.changes();
+        // The pod's events: those already cached, then each new one as it comes (a full look at
+        // the store again only after a relist or when this wait fell behind).
+        let mut applied = self.events.applied();
+        let scan = || {
+            self.events
+                .store()
+                .state_filter(|e| status::event_is_for(e, &name, uid.as_deref()))
+        };
+        let mut incoming: Vec<Arc<Event>> = scan();
         let mut shown: HashMap<String, i32> = HashMap::new();
         let mut percent = 10u8;
         let mut scale_up = false;
@@ -109,10 +120,7 @@ impl KubeSpawner {
         let baseline_restarts = status::restarts(pod);
         let mut settled_at: Option<Instant> = None;
         loop {
-            let mut fresh: Vec<Arc<Event>> = self
-                .events
-                .store()
-                .state_filter(|e| status::event_is_for(e, &name, uid.as_deref()))
+            let mut fresh: Vec<Arc<Event>> = std::mem::take(&mut incoming)
                 .into_iter()
                 .filter(|e| {
                     let key = e.uid().unwrap_or_else(|| e.name_any());
@@ -194,7 +202,16 @@ impl KubeSpawner {
             .filter(|t| *t < deadline);
             tokio::select! {
                 _ = pod_changes.changed() => {}
-                _ = event_changes.changed() => {}
+                received = applied.recv() => match received {
+                    Ok(Applied::Object(event)) => {
+                        if status::event_is_for(&event, &name, uid.as_deref()) {
+                            incoming.push(event);
+                        }
+                    }
+                    Ok(Applied::Relisted) | Err(RecvError::Lagged(_)) => incoming = scan(),
+                    // The cache lives as long as the spawner; only a shutdown ends it.
+                    Err(RecvError::Closed) => return Err(KubeSpawnError::Timeout { secs: self.config.start_timeout_secs, last }),
+                },
                 _ = tokio::time::sleep_until(timer.unwrap_or(deadline).into()), if timer.is_some() => {}
                 _ = tokio::time::sleep_until(deadline.into()) => {
                     self.discard(pod).await;
