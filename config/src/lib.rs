@@ -9,6 +9,7 @@ use std::time::Duration;
 
 mod auth;
 mod hub;
+pub mod kubernetes;
 mod proxy;
 pub use auth::*;
 pub use hub::*;

@@ -473,7 +473,13 @@ impl PodWorker {
             .collect();
         env.push(("HOME".into(), pod_dir.display().to_string()));
         env.push(("HOSTNAME".into(), self.name.clone()));
-        for (k, v) in env::container_env(&self.pod, container) {
+        // `self.pod` may predate the status this worker just published: the pod IP comes from
+        // the worker itself, or `status.podIP` would read as "" and the server bind 0.0.0.0.
+        let mut pod = (*self.pod).clone();
+        if let Some(ip) = self.ip {
+            pod["status"]["podIP"] = json!(ip.to_string());
+        }
+        for (k, v) in env::container_env(&pod, container) {
             env.retain(|(name, _)| *name != k);
             env.push((k, volumes::rewrite(&v, mounts)));
         }
