@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Kubernetes spawn storm (issue 6, point 7), on the API-server simulator: N users arrive at RATE/s
+# against `edgehub up` with the Kubernetes spawner, each starts a server and waits until it is
+# ready (edgeload journey --spawn-only). Two runs, each on a fresh simulator of 2 nodes:
+#   cold: every spawn creates a pod (schedule, image pull on a node's first pod, container start);
+#   warm: the profile keeps POOL pods started ahead of demand, and a spawn claims one.
+#
+#   bench/k8s-storm.sh                        # N=1000 RATE=20 POOL=100
+#   N=200 RATE=20 POOL=50 bench/k8s-storm.sh  # a quick look
+#
+# The simulated node: an image pull takes PULL_MS on a node's first pod of that image, a
+# container starts CONTAINER_MS after it is created (a pod sandbox and a container start on a real
+# node). Each pod runs edgehub's built-in server, which binds the pod's own 127.x address.
+#
+# Measured per run: servers ready; request-to-ready p50/p99 (the journey's spawn_ready: POST to
+# the progress stream's ready event); API-server writes and polling reads (GET/LIST; the watches
+# are not reads) per spawn, from the simulator's counters; and, sampled every second, each node's
+# requested CPU and memory against the users running, drawn as an SVG (balanced placement).
+# Report (Markdown) on stdout; data and logs in the work dir. Loopback only.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+N=${N:-1000}
+RATE=${RATE:-20}
+POOL=${POOL:-100}
+PULL_MS=${PULL_MS:-10000}
+CONTAINER_MS=${CONTAINER_MS:-1500}
+RUNS=${RUNS:-cold warm}
+log() { printf '%s\n' "$*" >&2; }
+
+cargo build --release -q -p hub-core -p loadtest -p spawner-k8s
+EDGEHUB=$PWD/target/release/edgehub
+EDGELOAD=$PWD/target/release/edgeload
+K8S_SIM=$PWD/target/release/k8s-sim
+LAUNCHER=$PWD/spawner-k8s/launcher/edgehub-launcher
+WORK=$(mktemp -d /tmp/k8s-storm.XXXXXX)
+ulimit -n 65536 2>/dev/null || true
+log "work dir: $WORK"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+SIM_PID= HUB_PID= SAMPLER_PID=
+cleanup() {
+    for pid in $SAMPLER_PID $HUB_PID $SIM_PID; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+# run NAME POOL_SIZE: one storm on a fresh simulator and a fresh hub.
+run() {
+    local name=$1 pool=$2 dir=$WORK/$1
+    mkdir -p "$dir"
+    # Room for every user on 2 nodes: 1,000 pods of 0.1 CPU / 256 MiB each, and the pool.
+    "$K8S_SIM" --nodes 2 --node-cpu 64 --node-memory 256Gi --node-max-pods 1200 \
+        --image-pull-ms "$PULL_MS" --container-start-ms "$CONTAINER_MS" \
+        --kubeconfig "$dir/kubeconfig" --root "$dir/sim" >"$dir/sim.url" 2>"$dir/sim.log" &
+    SIM_PID=$!
+    for _ in $(seq 100); do [ -s "$dir/sim.url" ] && break; sleep 0.1; done
+    local sim_url
+    sim_url=$(head -n1 "$dir/sim.url")
+    local port token
+    port=$(free_port)
+    token=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
+    cat >"$dir/edgehub.toml" <<TOML
+bind = "127.0.0.1:$port"
+db = "$dir/edgehub.sqlite"
+api_tokens = ["$token"]
+spawner_class = "kubernetes"
+[cull]
+timeout_secs = 0
+[kubernetes]
+kubeconfig = "$dir/kubeconfig"
+launcher_command = ["$LAUNCHER"]
+start_timeout_secs = 300
+[kubernetes.pod]
+image = "edgehub/builtin:bench"
+command = ["$EDGEHUB", "singleuser"]
+port = 8888
+cpu_guarantee = 0.1
+mem_guarantee = "256Mi"
+[[kubernetes.profiles]]
+slug = "standard"
+default = true
+warm_pool = $pool
+TOML
+    "$EDGEHUB" up --config "$dir/edgehub.toml" >"$dir/edgehub.log" 2>&1 &
+    HUB_PID=$!
+    for _ in $(seq 300); do curl -fs "http://127.0.0.1:$port/hub/health" >/dev/null && break; sleep 0.1; done
+    if [ "$pool" -gt 0 ]; then
+        log "$name: waiting for the pool of $pool"
+        for _ in $(seq 600); do
+            [ "$(curl -fs "$sim_url/api/v1/pods" | python3 -c 'import json,sys; print(sum(1 for p in json.load(sys.stdin)["items"] if p.get("status",{}).get("phase")=="Running"))')" -ge "$pool" ] && break
+            sleep 0.5
+        done
+    fi
+    curl -fs "$sim_url/sim/stats" >"$dir/stats0.json"
+    python3 bench/k8s_nodes.py sample "$sim_url" "$dir/sampler.count" >"$dir/nodes.csv" &
+    SAMPLER_PID=$!
+    log "$name: $N users at $RATE/s"
+    "$EDGELOAD" journey "http://127.0.0.1:$port/" --token "$token" -n "$N" -r "$RATE" --spawn-only \
+        --spawn-timeout 600s --timeout 60s --user-prefix "k8s-$name-" -q --json "$dir/journey.json" \
+        >"$dir/journey.txt" 2>&1 || log "$name: journey exited $? (see $dir/journey.txt)"
+    sleep 2
+    curl -fs "$sim_url/sim/stats" >"$dir/stats1.json"
+    kill "$SAMPLER_PID" 2>/dev/null || true; wait "$SAMPLER_PID" 2>/dev/null || true; SAMPLER_PID=
+    kill "$HUB_PID"; wait "$HUB_PID" 2>/dev/null || true; HUB_PID=
+    kill "$SIM_PID"; wait "$SIM_PID" 2>/dev/null || true; SIM_PID=
+    python3 bench/k8s_nodes.py report "$name" "$N" "$dir" "$pool"
+}
+
+echo "| run | servers ready | request to ready p50 / p99 (ms) | API writes per spawn | polling reads (GET/LIST) per spawn |"
+echo "| --- | --- | --- | --- | --- |"
+for r in $RUNS; do
+    case $r in
+        cold) run cold 0 ;;
+        warm) run warm "$POOL" ;;
+        *) log "unknown run $r (cold, warm)"; exit 2 ;;
+    esac
+done
+python3 bench/k8s_nodes.py plot "$WORK/cold/nodes.csv" "$WORK/nodes.svg" 2>/dev/null \
+    && log "node placement plot: $WORK/nodes.svg" || true
+log "done; details in $WORK"
