@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::kubernetes::KubernetesConfig;
 use crate::{ConfigError, IssuerConfig};
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HubConfig {
     /// The public address (`edgehub up`: the embedded proxy's listener). Default: `127.0.0.1:8000`.
@@ -30,7 +31,14 @@ pub struct HubConfig {
     pub proxy: ProxyLink,
     pub auth: HubAuth,
     pub session: SessionStore,
+    /// Which spawner runs servers: `local` (processes on this machine, set up by `[spawner]`) or
+    /// `kubernetes` (pods, set up by `[kubernetes]`). Default: `local`.
+    pub spawner_class: SpawnerClass,
+    /// The local spawner; its `http_timeout_secs` applies to every spawner.
     pub spawner: LocalSpawnerConfig,
+    /// The Kubernetes spawner (docs/kubernetes.md). Default: none; required with
+    /// `spawner_class = "kubernetes"`.
+    pub kubernetes: Option<KubernetesConfig>,
     pub limits: SpawnLimits,
     pub cull: CullConfig,
     /// How often routes are checked against the proxy's table (missing added, wrong fixed, stale
@@ -54,7 +62,9 @@ impl Default for HubConfig {
             proxy: ProxyLink::default(),
             auth: HubAuth::default(),
             session: SessionStore::default(),
+            spawner_class: SpawnerClass::Local,
             spawner: LocalSpawnerConfig::default(),
+            kubernetes: None,
             limits: SpawnLimits::default(),
             cull: CullConfig::default(),
             reconcile_interval_secs: 5,
@@ -62,6 +72,14 @@ impl Default for HubConfig {
             named_server_limit_per_user: 0,
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SpawnerClass {
+    #[default]
+    Local,
+    Kubernetes,
 }
 
 /// The proxy the hub drives.
@@ -357,7 +375,28 @@ impl HubConfig {
         if self.reconcile_interval_secs == 0 {
             return Err(invalid("reconcile_interval_secs", "0".into(), "at least 1"));
         }
+        match (&self.spawner_class, &self.kubernetes) {
+            (SpawnerClass::Kubernetes, None) => {
+                return Err(invalid(
+                    "kubernetes",
+                    "none".into(),
+                    "a [kubernetes] table, with spawner_class = \"kubernetes\"",
+                ));
+            }
+            (_, Some(kubernetes)) => kubernetes.validate()?,
+            _ => {}
+        }
         Ok(())
+    }
+
+    /// How long the hub lets a spawner start a server before it gives up and stops it. The
+    /// Kubernetes spawner has its own, longer bound (image pulls, scheduling), which fires first
+    /// with the better message; the hub's is a backstop a little beyond it.
+    pub fn start_timeout_secs(&self) -> u64 {
+        match (&self.spawner_class, &self.kubernetes) {
+            (SpawnerClass::Kubernetes, Some(k)) => k.start_timeout_secs + 5,
+            _ => self.spawner.start_timeout_secs,
+        }
     }
 }
 
@@ -422,6 +461,7 @@ mod tests {
             ("[spawner]\ncommand = []", "spawner.command"),
             ("[proxy]\nreplicas = \"dns\"", "needs proxy.api_url"),
             ("[proxy]\nreplicas = \"all\"", "replicas"),
+            ("spawner_class = \"kubernetes\"", "kubernetes"),
         ];
         for (text, needle) in cases {
             let err = parse(text).unwrap_err().to_string();

@@ -229,10 +229,11 @@ async fn spawn_steps(hub: &Arc<Hub>, user: &str, server: &str, progress: &Progre
         env: server_env(hub, user, server, &token),
         user_options: options,
     };
-    let start_timeout = Duration::from_secs(cfg.start_timeout_secs);
+    let start_timeout_secs = hub.config.start_timeout_secs();
+    let start_timeout = Duration::from_secs(start_timeout_secs);
     let started = tokio::time::timeout(start_timeout, hub.spawner.start(request, progress.clone()))
         .await
-        .map_err(|_| format!("the server did not start within {} s", cfg.start_timeout_secs))?
+        .map_err(|_| format!("the server did not start within {start_timeout_secs} s"))?
         .map_err(|e| e.to_string())?;
     hub.update_server(user, server, |s| {
         s.record.url = Some(started.url.clone());

@@ -28,8 +28,10 @@ enum Command {
         /// Port to listen on [default: the one in JUPYTERHUB_SERVICE_URL]
         #[arg(long)]
         port: Option<u16>,
-        #[arg(long, default_value = "127.0.0.1")]
-        ip: String,
+        /// Address to listen on [default: the host in JUPYTERHUB_SERVICE_URL (a pod's IP on
+        /// Kubernetes), else 127.0.0.1]
+        #[arg(long)]
+        ip: Option<String>,
     },
     /// Read a password on standard input, print its argon2 hash for a users file.
     HashPassword,
@@ -96,12 +98,18 @@ fn main() -> anyhow::Result<()> {
         Command::Singleuser { port, ip } => {
             // JupyterHub's spawners pass --port; the contract also carries it in the service URL.
             let service_url = std::env::var("JUPYTERHUB_SERVICE_URL").unwrap_or_default();
-            let Some(port) = port.or_else(|| {
-                let authority = service_url.split("://").nth(1)?.split('/').next()?;
-                authority.rsplit_once(':')?.1.parse().ok()
-            }) else {
+            let authority = service_url
+                .split("://")
+                .nth(1)
+                .and_then(|rest| rest.split('/').next())
+                .and_then(|authority| authority.rsplit_once(':'));
+            let Some(port) = port.or_else(|| authority?.1.parse().ok()) else {
                 anyhow::bail!("no --port and no port in JUPYTERHUB_SERVICE_URL ({service_url:?})");
             };
+            let ip = ip
+                .or_else(|| Some(authority?.0.trim_matches(['[', ']']).to_owned()))
+                .filter(|host| !host.is_empty())
+                .unwrap_or_else(|| "127.0.0.1".to_owned());
             let args = hub_core::builtin_server::BuiltinArgs { port, ip };
             runtime.block_on(hub_core::builtin_server::run(args))
         }

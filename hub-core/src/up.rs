@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use config::{HubConfig, Listen, ProxyConfig, ProxyReplicas};
+use config::{HubConfig, Listen, ProxyConfig, ProxyReplicas, SpawnerClass};
 use tokio::net::TcpListener;
 
 use crate::hub::{Hub, HubParts};
@@ -20,6 +20,7 @@ use crate::login::Authenticator;
 use crate::proxy_api::{ProxyApi, Resolver, dns_resolver};
 use crate::session::{RecordStore, Sessions};
 use crate::spawner::Spawner;
+use crate::spawner::kube::KubernetesSpawner;
 use crate::spawner::local::LocalSpawner;
 use crate::store::Store;
 
@@ -186,12 +187,21 @@ pub async fn start(
 
     let spawner = match overrides.spawner {
         Some(s) => s,
-        None => {
-            let exe = std::env::current_exe().context("cannot find the edgehub executable")?;
-            let local = LocalSpawner::new(&config.spawner, exe).with_log_dir(state_dir(&config.db).join("logs"));
-            tracing::info!("local spawner: {}", local.describe());
-            Arc::new(local)
-        }
+        None => match (&config.spawner_class, &config.kubernetes) {
+            (SpawnerClass::Kubernetes, Some(kubernetes)) => {
+                let pods = KubernetesSpawner::connect(kubernetes)
+                    .await
+                    .context("cannot start the Kubernetes spawner")?;
+                tracing::info!("kubernetes spawner: {}", pods.describe());
+                Arc::new(pods) as Arc<dyn Spawner>
+            }
+            _ => {
+                let exe = std::env::current_exe().context("cannot find the edgehub executable")?;
+                let local = LocalSpawner::new(&config.spawner, exe).with_log_dir(state_dir(&config.db).join("logs"));
+                tracing::info!("local spawner: {}", local.describe());
+                Arc::new(local)
+            }
+        },
     };
     // The proxy takes the key as the configured text (the hex), so the hub signs with the same bytes.
     let sessions = Sessions::new(

@@ -1,10 +1,11 @@
 //! The `Spawner`: how a user's server is started, found again and stopped. The hub owns the
 //! lifecycle (limits, timeouts, readiness, routes); a spawner only runs servers somewhere.
 //!
-//! Two implementations: [`local::LocalSpawner`] (processes on this machine) and the Kubernetes
-//! one in `spawner-k8s`. A spawner keeps nothing the hub cannot rebuild: what it needs to find a
+//! Two implementations: [`local::LocalSpawner`] (processes on this machine) and
+//! [`kube::KubernetesSpawner`] (pods, through `spawner-k8s`). A spawner keeps nothing the hub cannot rebuild: what it needs to find a
 //! server again after a hub restart is the [`SpawnerState`] it returns, which the hub persists.
 
+pub mod kube;
 pub mod local;
 
 use std::collections::BTreeMap;
