@@ -92,6 +92,22 @@ pub struct ProxyLink {
     /// Its token (`CONFIGPROXY_AUTH_TOKEN`). Default: none; the environment variable
     /// `CONFIGPROXY_AUTH_TOKEN` is read when this is unset.
     pub api_token: Option<String>,
+    /// Which proxies get the routes. Default: `one`.
+    pub replicas: ProxyReplicas,
+}
+
+/// How many proxies stand behind `api_url`. Each edgeproxy (like CHP) keeps its table in memory,
+/// so each replica must be told every route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ProxyReplicas {
+    /// The one proxy at `api_url`.
+    #[default]
+    One,
+    /// Every address the host of `api_url` resolves to is a replica (a Kubernetes headless
+    /// Service has one per ready pod). Resolved again at every route change and reconcile, so a
+    /// new replica is filled within `reconcile_interval_secs`. Needs `api_url`.
+    Dns,
 }
 
 /// How users log in.
@@ -297,6 +313,11 @@ impl HubConfig {
         {
             return Err(invalid("proxy.api_url", url.clone(), "an http:// or https:// URL"));
         }
+        if self.proxy.replicas == ProxyReplicas::Dns && self.proxy.api_url.is_none() {
+            return Err(ConfigError::Conflict(
+                "proxy.replicas = \"dns\" needs proxy.api_url: the embedded proxy has no replicas",
+            ));
+        }
         match self.auth.authenticator {
             AuthenticatorKind::UsersFile if self.auth.users_file.is_none() => {
                 return Err(invalid(
@@ -402,6 +423,16 @@ mod tests {
         assert_eq!(c.spawner.start_timeout_secs, 60);
         assert_eq!(c.session.cookie, "edgehub-token");
         assert_eq!(c.auth.authenticator, AuthenticatorKind::Dev);
+        assert_eq!(c.proxy.replicas, ProxyReplicas::One);
+    }
+
+    #[test]
+    fn dns_replicas_go_with_an_external_proxy() {
+        let c = parse(
+            "[proxy]\napi_url = \"http://edgeproxy-api:8001\"\nreplicas = \"dns\"\n[session]\nredis_url = \"redis://redis:6379/0\"",
+        )
+        .unwrap();
+        assert_eq!(c.proxy.replicas, ProxyReplicas::Dns);
     }
 
     #[test]
@@ -428,6 +459,8 @@ mod tests {
             ),
             ("[limits]\nretry_after_secs = [60, 30]", "retry_after_secs"),
             ("[spawner]\ncommand = []", "spawner.command"),
+            ("[proxy]\nreplicas = \"dns\"", "needs proxy.api_url"),
+            ("[proxy]\nreplicas = \"all\"", "replicas"),
             ("spawner_class = \"kubernetes\"", "kubernetes"),
         ];
         for (text, needle) in cases {

@@ -136,7 +136,7 @@ fn main() -> anyhow::Result<()> {
             let config = hub_config(args)?;
             runtime.block_on(async {
                 let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-                let running = hub_core::up::start(config, None, async {
+                let running = hub_core::up::start(config, Default::default(), async {
                     let _ = rx.await;
                 })
                 .await?;

@@ -9,12 +9,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::future::join_all;
 use serde_json::{Map, Value};
 
 use crate::hub::Hub;
 use crate::lifecycle::route_data;
 use crate::model::Phase;
-use crate::proxy_api::{ProxyApiError, route_key};
+use crate::proxy_api::{ProxyApiError, ProxyEndpoint, route_key};
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct ReconcileReport {
@@ -61,11 +62,47 @@ fn desired_routes(hub: &Hub) -> (Vec<Wanted>, Vec<String>) {
     (want, pending)
 }
 
+/// Reconciles every replica of the proxy, each against its own table, so a new (empty) replica
+/// is filled by the next run. Fails only if no replica could be reconciled; a replica that fails
+/// is logged and retried next time.
 pub async fn check_routes(hub: &Arc<Hub>) -> Result<ReconcileReport, ProxyApiError> {
     let _one_at_a_time = hub.reconcile_lock.lock().await;
     let began = Instant::now();
+    let replicas = hub.proxy.replicas().await?;
+    let results = join_all(replicas.iter().map(|r| check_replica(hub, r))).await;
+    let mut total = ReconcileReport::default();
+    let mut reconciled = 0;
+    let mut failure = None;
+    for (replica, result) in replicas.iter().zip(results) {
+        match result {
+            Ok(r) => {
+                reconciled += 1;
+                total.added += r.added;
+                total.fixed += r.fixed;
+                total.deleted += r.deleted;
+            }
+            Err(e) => {
+                if replicas.len() > 1 {
+                    tracing::warn!("reconcile: the proxy replica {}: {e}", replica.address());
+                }
+                failure = Some(e);
+            }
+        }
+    }
+    match failure {
+        Some(e) if reconciled == 0 => Err(e),
+        _ => {
+            hub.metrics.check_routes_duration.record(began.elapsed().as_secs_f64());
+            Ok(total)
+        }
+    }
+}
+
+/// One replica's table made to match `want`; its `last_activity` is fed to the hub (each
+/// replica sees only the traffic that came through it).
+async fn check_replica(hub: &Hub, replica: &ProxyEndpoint) -> Result<ReconcileReport, ProxyApiError> {
     let polled = Instant::now();
-    let table = hub.proxy.routes().await?;
+    let table = replica.routes().await?;
     hub.metrics.proxy_poll_duration.record(polled.elapsed().as_secs_f64());
 
     for route in table.values() {
@@ -77,6 +114,8 @@ pub async fn check_routes(hub: &Arc<Hub>) -> Result<ReconcileReport, ProxyApiErr
         }
     }
 
+    // Wanted routes are read after the table: a server stopped meanwhile is then neither wanted
+    // nor re-added.
     let (want, pending) = desired_routes(hub);
     let mut report = ReconcileReport::default();
     for Wanted {
@@ -91,18 +130,17 @@ pub async fn check_routes(hub: &Arc<Hub>) -> Result<ReconcileReport, ProxyApiErr
             Some(_) => report.fixed += 1,
             None => report.added += 1,
         }
-        tracing::info!("reconcile: route {routespec} -> {target}");
-        hub.proxy.add_route(routespec, target, data.clone()).await?;
+        tracing::info!("reconcile: route {routespec} -> {target} on {}", replica.address());
+        replica.add_route(routespec, target, data.clone()).await?;
     }
     for (key, route) in &table {
         let wanted = want.iter().any(|w| w.key == *key) || pending.contains(key);
         if route.is_hubs() && !wanted {
-            tracing::info!("reconcile: deleting stale route {key}");
-            hub.proxy.delete_route(key).await?;
+            tracing::info!("reconcile: deleting stale route {key} on {}", replica.address());
+            replica.delete_route(key).await?;
             report.deleted += 1;
         }
     }
-    hub.metrics.check_routes_duration.record(began.elapsed().as_secs_f64());
     Ok(report)
 }
 

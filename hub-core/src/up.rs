@@ -12,12 +12,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use config::{HubConfig, Listen, ProxyConfig, SpawnerClass};
+use config::{HubConfig, Listen, ProxyConfig, ProxyReplicas, SpawnerClass};
 use tokio::net::TcpListener;
 
 use crate::hub::{Hub, HubParts};
 use crate::login::Authenticator;
-use crate::proxy_api::ProxyApi;
+use crate::proxy_api::{ProxyApi, Resolver, dns_resolver};
 use crate::session::{RecordStore, Sessions};
 use crate::spawner::Spawner;
 use crate::spawner::kube::KubernetesSpawner;
@@ -32,6 +32,28 @@ pub struct Running {
     pub hub_addr: SocketAddr,
     /// The embedded proxy's admin API, if embedded.
     pub proxy_api_url: Option<String>,
+}
+
+/// Parts `start` would otherwise build itself; tests give stand-ins.
+#[derive(Default)]
+pub struct Overrides {
+    /// Default: the local-process spawner.
+    pub spawner: Option<Arc<dyn Spawner>>,
+    /// Finds the proxy's replicas with `replicas = "dns"`. Default: the system's resolver.
+    pub resolver: Option<Resolver>,
+}
+
+/// The key login sessions are signed with, as text (the proxy takes the text as the key):
+/// `EDGEHUB_SESSION_SECRET` when set, so external proxies can be given the same value, else one
+/// generated at the first start and kept in the database.
+fn session_signing_key(store: &Store) -> anyhow::Result<String> {
+    if let Ok(shared) = std::env::var("EDGEHUB_SESSION_SECRET")
+        && !shared.is_empty()
+    {
+        return Ok(shared);
+    }
+    let secret = store.secret("session-signing-key", || crate::tokens::random_bytes::<32>().to_vec())?;
+    Ok(crate::tokens::hex(&secret))
 }
 
 fn free_port(host: &str) -> anyhow::Result<u16> {
@@ -49,14 +71,13 @@ fn state_dir(db: &Path) -> PathBuf {
 /// tasks run until `stop` completes.
 pub async fn start(
     config: HubConfig,
-    spawner: Option<Arc<dyn Spawner>>,
+    overrides: Overrides,
     stop: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<Running> {
     let began = Instant::now();
     config.validate()?;
     let store = Arc::new(Store::open(&config.db)?);
-    let secret = store.secret("session-signing-key", || crate::tokens::random_bytes::<32>().to_vec())?;
-    let secret_hex = crate::tokens::hex(&secret);
+    let secret_hex = session_signing_key(&store)?;
     let auth = Arc::new(Authenticator::new(&config.auth)?);
 
     let hub_listener = TcpListener::bind(&config.hub_bind)
@@ -150,8 +171,13 @@ pub async fn start(
             let Some(redis_url) = &config.session.redis_url else {
                 bail!("session.redis_url is required with an external proxy");
             };
+            let api = ProxyApi::new(url, token)?;
+            let api = match config.proxy.replicas {
+                ProxyReplicas::One => api,
+                ProxyReplicas::Dns => api.with_replicas(overrides.resolver.unwrap_or_else(dns_resolver)),
+            };
             (
-                ProxyApi::new(url, token)?,
+                api,
                 RecordStore::Redis(redis_store(redis_url).await?),
                 None,
                 format!("http://{}{base}", config.bind),
@@ -159,7 +185,7 @@ pub async fn start(
         }
     };
 
-    let spawner = match spawner {
+    let spawner = match overrides.spawner {
         Some(s) => s,
         None => match (&config.spawner_class, &config.kubernetes) {
             (SpawnerClass::Kubernetes, Some(kubernetes)) => {

@@ -84,9 +84,14 @@ pub struct TestHub {
 
 impl TestHub {
     pub async fn start(config: HubConfig) -> TestHub {
+        TestHub::start_with(config, Default::default()).await
+    }
+
+    /// As `start`, with parts of the hub replaced.
+    pub async fn start_with(config: HubConfig, overrides: hub_core::up::Overrides) -> TestHub {
         let port: u16 = config.bind.rsplit(':').next().unwrap().parse().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let running = hub_core::up::start(config, None, async {
+        let running = hub_core::up::start(config, overrides, async {
             let _ = rx.await;
         })
         .await
