@@ -106,6 +106,6 @@ pub fn xsrf_echoed(req: &Req) -> bool {
     let sent = req
         .header(header::HeaderName::from_static("x-xsrftoken"))
         .map(str::to_owned)
-        .or_else(|| req.form().into_iter().find(|(k, _)| k == "_xsrf").map(|(_, v)| v));
+        .or_else(|| req.form_field("_xsrf"));
     sent.is_some_and(|s| !cookie.is_empty() && proxy::admin_api::constant_time_eq(s.as_bytes(), cookie.as_bytes()))
 }

@@ -55,6 +55,13 @@ impl Req {
         form_urlencoded::parse(&self.body).into_owned().collect()
     }
 
+    /// One field of an `application/x-www-form-urlencoded` body (the first, if repeated).
+    pub fn form_field(&self, name: &str) -> Option<String> {
+        form_urlencoded::parse(&self.body)
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    }
+
     /// The body as JSON (`Null` when empty); the error is the message for a 400.
     pub fn json(&self) -> Result<Value, String> {
         if self.body.iter().all(u8::is_ascii_whitespace) {

@@ -80,7 +80,7 @@ fn error_page(hub: &Hub, req: &Req, auth: Option<&Authenticated>, code: u16, mes
 /// path under the base, not `//host`).
 fn safe_next(hub: &Hub, req: &Req) -> Option<String> {
     req.query_param("next")
-        .or_else(|| req.form().into_iter().find(|(k, _)| k == "next").map(|(_, v)| v))
+        .or_else(|| req.form_field("next"))
         .filter(|n| n.starts_with(hub.base.as_str()) && !n.starts_with("//") && !n.contains('\\'))
 }
 
@@ -230,7 +230,7 @@ async fn login(hub: &Arc<Hub>, req: &Req) -> Resp {
         Ok(who) => who,
         Err(e) => {
             hub.metrics.login(false).record(began.elapsed().as_secs_f64());
-            let username = req.form().into_iter().find(|(k, _)| k == "username").map(|(_, v)| v);
+            let username = req.form_field("username");
             return login_page(hub, req, StatusCode::FORBIDDEN, Some(e.to_string()), username);
         }
     };
@@ -343,7 +343,7 @@ async fn start_and_follow(hub: &Arc<Hub>, req: &Req, auth: &Authenticated, user:
     let mut options = serde_json::Map::new();
     if !profiles.is_empty() {
         let chosen = (req.method == http::Method::POST)
-            .then(|| req.form().into_iter().find(|(k, _)| k == "profile").map(|(_, v)| v))
+            .then(|| req.form_field("profile"))
             .flatten();
         match chosen {
             Some(slug) => {
