@@ -29,16 +29,10 @@ async fn login_start_progress_and_the_servers_page_in_a_browser() {
     let shots = std::path::Path::new("/tmp/edgehub-shots");
     let _ = std::fs::create_dir_all(shots);
 
-    browser.goto(&hub.url("/user/alice/")).await.unwrap();
-    let name = browser.wait_for("#username", WAIT).await.expect("the login page");
-    name.send_keys("alice").await.unwrap();
     browser
-        .find("button[type=submit]")
+        .sign_in(&hub.url("/user/alice/"), "alice", WAIT)
         .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+        .expect("the login page, then signed in");
 
     // Signed in: the server starts and the pending page follows its progress.
     browser
@@ -55,17 +49,9 @@ async fn login_start_progress_and_the_servers_page_in_a_browser() {
     assert_eq!(url, hub.url("/user/alice/"));
     let heading = browser.wait_for("h1", WAIT).await.unwrap().text().await.unwrap();
     assert_eq!(heading, "edgehub built-in server for alice");
-    let ws = browser.find("#ws").await.unwrap();
-    let mut echoed = String::new();
-    for _ in 0..100 {
-        echoed = ws.text().await.unwrap();
-        if echoed.contains("came back") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let echoed = browser.wait_for_text("#ws", "came back", WAIT).await;
     assert!(
-        echoed.contains("\"hello\" came back"),
+        echoed.as_ref().is_ok_and(|t| t.contains("\"hello\" came back")),
         "WebSocket through the proxy: {echoed:?}"
     );
     let _ = browser.screenshot_png(shots.join("flow-server.png")).await;

@@ -312,13 +312,7 @@ async fn login_form_has_its_fields_and_posts_them() {
         .send_keys("s3cret&more")
         .await
         .unwrap();
-    browser
-        .find("button[type=submit]")
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    browser.submit().await.unwrap();
     browser.wait_for("#error-heading", WAIT).await.unwrap();
 
     let posts = site.requests(Method::POST, "/hub/login");

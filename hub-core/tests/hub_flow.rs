@@ -346,3 +346,38 @@ async fn a_restarted_hub_adopts_running_servers_and_repairs_routes() {
     assert!(!routes.contains_key("/user/alice"), "the dead server's route is gone");
     hub.stop().await;
 }
+
+/// The `_xsrf` cookie lives under `/hub/`. A page answered elsewhere (the 404 for a signed-in
+/// browser's `/favicon.ico`) never receives it, and must not set a new one: that would replace the
+/// value the forms open in the browser carry, and their next POST would fail as expired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_outside_the_hub_leave_the_xsrf_cookie_alone() {
+    let dir = temp_dir("xsrf-scope");
+    let hub = TestHub::start(test_config(&dir, free_port())).await;
+    let sets_xsrf = |r: &Reply| {
+        r.headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|c| c.starts_with("_xsrf="))
+    };
+
+    let mut alice = hub.login("alice").await;
+    let r = alice.get("/hub/home").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let token = alice.cookies.get("_xsrf").cloned().expect("the hub's pages set _xsrf");
+
+    // What the browser sends for its favicon: the session cookie (path /), not `_xsrf`.
+    let mut favicon = hub.client();
+    favicon.cookies = alice.cookies.clone();
+    favicon.cookies.remove("_xsrf");
+    let r = favicon.get("/favicon.ico").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text());
+    assert!(!sets_xsrf(&r), "a page outside /hub/ set a new _xsrf: {:?}", r.headers);
+
+    // A form made before still posts.
+    let r = alice.post_form("/hub/spawn/alice", &[("_xsrf", &token)]).await;
+    assert_eq!(r.status, StatusCode::FOUND, "{}", r.text());
+    assert_eq!(r.location(), "/hub/spawn-pending/alice");
+    hub.stop().await;
+}

@@ -1,8 +1,9 @@
 //! The hub with the Kubernetes spawner, end to end: `edgehub up` drives kube-rs against the
 //! API-server simulator (`spawner_k8s::sim`), whose kubelet runs each pod's command as a local
 //! process on its own loopback pod IP, so a request goes client → edgeproxy → "pod". Covers the
-//! profile choice (options page, API), progress from pod events, the edge owner check, stop, and
-//! a hub restart that re-adopts its pods without creating new ones.
+//! profile choice (options page, API), progress from pod events, the edge owner check, stop, a
+//! hub restart that re-adopts its pods without creating new ones, and, in Chromium, a user who
+//! picks a profile and gets its warm pool's pod.
 
 mod support;
 
@@ -15,6 +16,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use serde_json::json;
 use spawner_k8s::sim::{SimConfig, Simulator, Verb};
+use support::webdriver::Browser;
 use support::*;
 
 /// Every pod runs the built-in server, which binds the pod IP from `JUPYTERHUB_SERVICE_URL`.
@@ -176,6 +178,76 @@ async fn a_restarted_hub_re_adopts_its_pods_without_creating_any() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert_eq!(sim.stats().count(Verb::Create, "pods"), creates, "no pod was created");
 
+    hub.stop().await;
+    sim.shutdown().await;
+}
+
+/// In Chromium: sign in, choose the profile with a warm pool on the options page, and land on the
+/// server's page through the proxy, its WebSocket echo included. The server is the pool's pod,
+/// claimed and turned into alice's by the launcher, not a pod created for her.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_browser_a_user_picks_a_profile_and_gets_a_warm_pod() {
+    const WAIT: Duration = Duration::from_secs(30);
+    let sim = Simulator::start(SimConfig::default()).await.expect("simulator");
+    let dir = temp_dir("k8s-browser");
+    let mut config = hub_config(&dir, free_port(), &sim);
+    let kube = config.kubernetes.as_mut().expect("kubernetes");
+    kube.launcher_command =
+        vec![concat!(env!("CARGO_MANIFEST_DIR"), "/../spawner-k8s/launcher/edgehub-launcher").to_owned()];
+    kube.profiles[1].warm_pool = 1;
+    let hub = TestHub::start(config).await;
+    let pods: Api<Pod> = Api::namespaced(sim.client().await, "default");
+    let pool_pod = || async {
+        let listed = pods
+            .list(&ListParams::default().labels("edgehub.io/pool=big"))
+            .await
+            .expect("list pods");
+        listed.items.into_iter().next()
+    };
+    eventually(WAIT, "the warm pod of `big` runs", || async {
+        pool_pod()
+            .await
+            .and_then(|p| p.status?.phase)
+            .is_some_and(|phase| phase == "Running")
+    })
+    .await;
+    let warm = pool_pod().await.and_then(|p| p.metadata.name).expect("pool pod");
+
+    let browser = Browser::start().await.expect("chromium and chromedriver start");
+    browser
+        .sign_in(&hub.url("/user/alice/"), "alice", WAIT)
+        .await
+        .expect("the login page, then signed in");
+
+    browser
+        .wait_for("#options-heading", WAIT)
+        .await
+        .expect("the options page");
+    browser.find("input[value=big]").await.unwrap().click().await.unwrap();
+    browser.submit().await.unwrap();
+
+    let server_page = hub.url("/user/alice/");
+    let landed = browser.wait_until_url(|u| u == server_page, WAIT).await;
+    let body = browser.find("body").await.unwrap().text().await.unwrap_or_default();
+    let url = landed.unwrap_or_else(|e| panic!("on the server's page once ready: {e}; the page says {body:?}"));
+    assert_eq!(url, hub.url("/user/alice/"));
+    let heading = browser.wait_for("h1", WAIT).await.unwrap().text().await.unwrap();
+    assert_eq!(heading, "edgehub built-in server for alice");
+    let echoed = browser.wait_for_text("#ws", "came back", WAIT).await;
+    assert!(
+        echoed.as_ref().is_ok_and(|t| t.contains("\"hello\" came back")),
+        "WebSocket through the proxy: {echoed:?}"
+    );
+
+    let mine = user_pods(&sim, "alice").await;
+    assert_eq!(mine.len(), 1, "one pod is alice's");
+    assert_eq!(
+        mine[0].metadata.name.as_deref(),
+        Some(warm.as_str()),
+        "the warm pod, claimed"
+    );
+    assert_eq!(cpu_request(&mine[0]), "2", "of the chosen profile");
+    drop(browser);
     hub.stop().await;
     sim.shutdown().await;
 }

@@ -33,10 +33,15 @@ pub fn context(hub: &Hub, auth: Option<&Authenticated>, xsrf: &str) -> PageConte
     }
 }
 
-/// The request's `_xsrf` cookie, or a new one to set.
+/// The request's `_xsrf` cookie, or a new one to set. The cookie lives under `hub/` (a user's
+/// server has an `_xsrf` of its own), so a page answered outside it (a 404 for the browser's
+/// `/favicon.ico`, through the proxy's default route) never sees the browser's cookie. Setting a
+/// new one there would replace the value the forms already open in the browser carry, and their
+/// next POST would fail as expired: such a page gets no token instead.
 fn xsrf(req: &Req) -> (String, Option<String>) {
     match cookies::get(&req.headers, XSRF_COOKIE) {
         Some(v) if !v.is_empty() && v.len() <= 128 => (v.to_owned(), None),
+        _ if !req.path.starts_with("hub/") => (String::new(), None),
         _ => {
             let value = crate::tokens::generate();
             (value.clone(), Some(value))

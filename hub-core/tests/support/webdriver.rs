@@ -202,6 +202,38 @@ impl Browser {
         }
     }
 
+    /// The text of the first element matching `css` once it contains `needle` (text that a
+    /// script fills in, e.g. a WebSocket round trip); the last text seen in the error otherwise.
+    pub async fn wait_for_text(&self, css: &str, needle: &str, timeout: Duration) -> Result<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let text = self.wait_for(css, timeout).await?.text().await?;
+            if text.contains(needle) {
+                return Ok(text);
+            }
+            if Instant::now() >= deadline {
+                return Err(fail(
+                    format!("wait_for_text {css:?}"),
+                    format!("no {needle:?} after {timeout:?}, only {text:?}"),
+                ));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Opens `url` and signs in as `user` on the hub's login page it leads to (the test
+    /// configurations accept any name without a password).
+    pub async fn sign_in(&self, url: &str, user: &str, timeout: Duration) -> Result<()> {
+        self.goto(url).await?;
+        self.wait_for("#username", timeout).await?.send_keys(user).await?;
+        self.submit().await
+    }
+
+    /// Clicks the first submit button (of the page's first form with one).
+    pub async fn submit(&self) -> Result<()> {
+        self.find("button[type=submit]").await?.click().await
+    }
+
     /// Waits until the current URL satisfies `done`, and returns it.
     pub async fn wait_until_url(&self, done: impl Fn(&str) -> bool, timeout: Duration) -> Result<String> {
         let deadline = Instant::now() + timeout;
