@@ -32,6 +32,11 @@ EDGEHUB=$PWD/target/release/edgehub
 EDGELOAD=$PWD/target/release/edgeload
 K8S_SIM=$PWD/target/release/k8s-sim
 LAUNCHER=$PWD/spawner-k8s/launcher/edgehub-launcher
+# The pool pods' interpreter: the system's Python, started without site-packages (-S; the launcher
+# needs only the standard library). On a cluster each pod starts its launcher on its own node,
+# before any claim; here 1,000 pods share 2 cores with the hub, and `python3` may be a pyenv shim
+# (a shell script) that costs ten times the interpreter itself.
+PYTHON=${PYTHON:-$(command -v /usr/bin/python3 || command -v python3)}
 WORK=$(mktemp -d /tmp/k8s-storm.XXXXXX)
 ulimit -n 65536 2>/dev/null || true
 log "work dir: $WORK"
@@ -68,7 +73,7 @@ spawner_class = "kubernetes"
 timeout_secs = 0
 [kubernetes]
 kubeconfig = "$dir/kubeconfig"
-launcher_command = ["$LAUNCHER"]
+launcher_command = ["$PYTHON", "-S", "$LAUNCHER"]
 start_timeout_secs = 300
 [kubernetes.pod]
 image = "edgehub/builtin:bench"
@@ -92,7 +97,10 @@ TOML
         done
     fi
     curl -fs "$sim_url/sim/stats" >"$dir/stats0.json"
-    python3 bench/k8s_nodes.py sample "$sim_url" "$dir/sampler.count" >"$dir/nodes.csv" &
+    # The placement plot comes from the cold run; the warm run samples less often, so the
+    # sampler's lists of every pod do not compete with the claims being measured.
+    python3 bench/k8s_nodes.py sample "$sim_url" "$dir/sampler.count" "$([ "$pool" -gt 0 ] && echo 5 || echo 1)" \
+        >"$dir/nodes.csv" &
     SAMPLER_PID=$!
     log "$name: $N users at $RATE/s"
     "$EDGELOAD" journey "http://127.0.0.1:$port/" --token "$token" -n "$N" -r "$RATE" --spawn-only \
@@ -100,10 +108,12 @@ TOML
         >"$dir/journey.txt" 2>&1 || log "$name: journey exited $? (see $dir/journey.txt)"
     sleep 2
     curl -fs "$sim_url/sim/stats" >"$dir/stats1.json"
+    ps -eo times=,args= >"$dir/ps.txt"
     kill "$SAMPLER_PID" 2>/dev/null || true; wait "$SAMPLER_PID" 2>/dev/null || true; SAMPLER_PID=
     kill "$HUB_PID"; wait "$HUB_PID" 2>/dev/null || true; HUB_PID=
     kill "$SIM_PID"; wait "$SIM_PID" 2>/dev/null || true; SIM_PID=
     python3 bench/k8s_nodes.py report "$name" "$N" "$dir" "$pool"
+    python3 bench/k8s_nodes.py cpu "$dir/ps.txt"
 }
 
 echo "| run | servers ready | request to ready p50 / p99 (ms) | API writes per spawn | polling reads (GET/LIST) per spawn |"

@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Helpers of bench/k8s-storm.sh (standard library only).
 
-  k8s_nodes.py sample SIM_URL COUNT_FILE   every second, each node's requested CPU and memory
-                                           and the user servers running, as CSV on stdout; the
-                                           number of lists it made goes to COUNT_FILE (the report
-                                           takes them out of the API-server reads)
+  k8s_nodes.py sample SIM_URL COUNT_FILE [PERIOD]
+                                           every PERIOD seconds (default 1), each node's requested
+                                           CPU and memory and the user servers running, as CSV on
+                                           stdout; the number of lists it made goes to COUNT_FILE
+                                           (the report takes them out of the API-server reads)
   k8s_nodes.py report NAME N DIR POOL      one Markdown row from the run's journey and counters
+  k8s_nodes.py cpu PS_FILE                 CPU seconds by component, from `ps -eo times=,args=`
   k8s_nodes.py plot CSV SVG                each node's requested CPU and memory (% of allocatable)
                                            against users running, as an SVG line chart
 """
@@ -36,7 +38,8 @@ def get(url):
         return json.load(r)
 
 
-def sample(sim_url, count_file):
+def sample(sim_url, count_file, period="1"):
+    period = float(period)
     nodes = {n["metadata"]["name"]: n["status"]["allocatable"] for n in get(sim_url + "/api/v1/nodes")["items"]}
     lists = 1
     stop = []
@@ -73,7 +76,7 @@ def sample(sim_url, count_file):
             out.writerow([t, users, name, round(100 * cpu / quantity(alloc["cpu"]), 2),
                           round(100 * mem / quantity(alloc["memory"]), 2), count])
         sys.stdout.flush()
-        time.sleep(1)
+        time.sleep(period)
 
 
 def report(name, n, run_dir, pool):
@@ -96,6 +99,32 @@ def report(name, n, run_dir, pool):
     print(f"| {label} | {count}/{n} | {ms('p50')} / {ms('p99')} | {writes / per:.2f} | {reads / per:.3f} |")
     detail = ", ".join(f"{k}: {v}" for k, v in sorted(delta.items()) if v)
     print(f"{name}: API requests during the storm: {detail}", file=sys.stderr)
+
+
+# Which process is which, first match wins (a claimed launcher has exec'd the server).
+COMPONENTS = [
+    ("hub (edgehub up)", " up --config"),
+    ("simulator (k8s-sim)", "k8s-sim"),
+    ("waiting launchers", "edgehub-launcher"),
+    ("servers (edgehub singleuser)", " singleuser"),
+    ("load generator (edgeload)", "edgeload"),
+    ("node sampler", "k8s_nodes.py sample"),
+]
+
+
+def cpu(ps_file):
+    """CPU seconds per component of the processes alive at the end of a run."""
+    totals = {name: [0, 0] for name, _ in COMPONENTS}
+    for line in open(ps_file):
+        seconds, _, args = line.strip().partition(" ")
+        for name, needle in COMPONENTS:
+            if needle in args:
+                totals[name][0] += int(seconds)
+                totals[name][1] += 1
+                break
+    parts = [f"{name} {secs} s ({count} processes)" if count > 1 else f"{name} {secs} s"
+             for name, (secs, count) in totals.items() if count]
+    print("CPU by component: " + ", ".join(parts), file=sys.stderr)
 
 
 def plot(csv_path, svg_path):
@@ -133,4 +162,4 @@ def plot(csv_path, svg_path):
 
 if __name__ == "__main__":
     command, args = sys.argv[1], sys.argv[2:]
-    {"sample": sample, "report": report, "plot": plot}[command](*args)
+    {"sample": sample, "report": report, "cpu": cpu, "plot": plot}[command](*args)

@@ -25,6 +25,8 @@ use crate::status::{self, StartState};
 const EARLY_EXIT_WINDOW: Duration = Duration::from_millis(300);
 /// How long a pod we created may stay invisible to the watch before the watch is restarted.
 const APPEAR_WITHIN: Duration = Duration::from_secs(10);
+/// How often a pod still unseen is looked for again while its watch is alive but behind.
+const APPEAR_RECHECK: Duration = Duration::from_secs(2);
 
 impl KubeSpawner {
     /// The server's live pod, after waiting out any that are terminating (a stop still going).
@@ -116,6 +118,7 @@ impl KubeSpawner {
         let mut scale_up = false;
         let mut seen = false;
         let mut kicked = false;
+        let mut appear_check = began + APPEAR_WITHIN;
         let mut last = "created, not yet seen by the watch".to_owned();
         let baseline_restarts = status::restarts(pod);
         let mut settled_at: Option<Instant> = None;
@@ -184,11 +187,20 @@ impl KubeSpawner {
                 }
                 _ if seen => return Err(KubeSpawnError::Deleted { pod: name }),
                 _ => {
-                    if !kicked && began.elapsed() >= APPEAR_WITHIN {
-                        // The watch may have silently stopped delivering (kubespawner#216).
-                        tracing::warn!("pod {name} was created but the watch has not shown it; restarting the watch");
-                        self.pods.restart();
-                        kicked = true;
+                    if !kicked && Instant::now() >= appear_check {
+                        // The watch may have silently stopped delivering (kubespawner#216). A
+                        // watch that received anything since the pod was created is alive, only
+                        // behind (a busy API server): a relist would add to the load, not cut the
+                        // wait. Look again later; a watch that goes quiet is restarted then.
+                        if self.pods.age() >= began.elapsed().min(APPEAR_WITHIN) {
+                            tracing::warn!(
+                                "pod {name} was created but the watch has not shown it; restarting the watch"
+                            );
+                            self.pods.restart();
+                            kicked = true;
+                        } else {
+                            appear_check = Instant::now() + APPEAR_RECHECK;
+                        }
                     }
                 }
             }
@@ -196,7 +208,7 @@ impl KubeSpawner {
             // (a dead watch would send no change to wake us).
             let timer = match settled_at {
                 Some(t) => Some(t + EARLY_EXIT_WINDOW),
-                None if !seen && !kicked => Some(began + APPEAR_WITHIN),
+                None if !seen && !kicked => Some(appear_check),
                 None => None,
             }
             .filter(|t| *t < deadline);

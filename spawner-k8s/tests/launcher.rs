@@ -150,3 +150,62 @@ print("ok")
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[test]
+fn sees_the_kubelets_symlink_swap_without_polling() {
+    // The kubelet's layout: `annotations -> ..data/annotations`, `..data -> ..<timestamp>`; an
+    // update writes a new timestamped directory and renames a fresh `..data` symlink over the old
+    // one. With re-reads only every 60 s, the claim can only be seen this fast through inotify.
+    use std::os::unix::fs::symlink;
+    let dir = scratch("symlink");
+    let out = dir.join("claimed");
+    std::fs::create_dir(dir.join("..2026_11_21_00_00_00.1")).unwrap();
+    std::fs::write(
+        dir.join("..2026_11_21_00_00_00.1/annotations"),
+        "edgehub.io/pool-spec=\"abc\"\n",
+    )
+    .unwrap();
+    symlink("..2026_11_21_00_00_00.1", dir.join("..data")).unwrap();
+    symlink("..data/annotations", dir.join("annotations")).unwrap();
+    let mut child = Command::new(launcher())
+        .args([
+            "--podinfo",
+            dir.join("annotations").to_str().unwrap(),
+            "--poll",
+            "60",
+            "--",
+            "python3",
+            "-c",
+            &format!("open({:?}, 'w').write('yes')", out.display().to_string()),
+        ])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(child.try_wait().unwrap().is_none(), "unclaimed: still waiting");
+
+    let env = serde_json::json!({"JUPYTERHUB_USER": "alice"}).to_string();
+    std::fs::create_dir(dir.join("..2026_11_21_00_00_01.2")).unwrap();
+    std::fs::write(
+        dir.join("..2026_11_21_00_00_01.2/annotations"),
+        format!("edgehub.io/env={}\n", go_quote(&env)),
+    )
+    .unwrap();
+    symlink("..2026_11_21_00_00_01.2", dir.join("..data_tmp")).unwrap();
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("the claim was not seen within 20 s, though the poll interval is 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success());
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "yes");
+    let _ = std::fs::remove_dir_all(&dir);
+}
