@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Create (or reuse) the Python venv used by the JupyterHub compatibility test
-# (proxy/tests/jupyterhub/run_hub_test.py).
+# Create (or reuse) the Python venv of the tests that run Python tools (the JupyterHub
+# compatibility test proxy/tests/jupyterhub/run_hub_test.py, the idle culler, kubernetes-validate).
 #
 #   bash scripts/ensure-pyenv.sh          # prints the venv path as the last stdout line
 #   PYENV=$(bash scripts/ensure-pyenv.sh | tail -n1)
@@ -26,7 +26,7 @@ VENV="${EDGEHUB_PYENV:-${HOME:?HOME is not set; set EDGEHUB_PYENV}/.cache/edgehu
 PYTHON="${EDGEHUB_PYTHON:-python3}"
 STAMP_NAME=".edgehub-requirements.sha256"
 # Modules / scripts that must be usable for the venv to count as complete.
-CHECK_IMPORTS='import jupyterhub, jupyter_server, ipykernel, requests, tornado, jupyterhub_idle_culler'
+CHECK_IMPORTS='import jupyterhub, jupyter_server, ipykernel, requests, tornado, jupyterhub_idle_culler, kubernetes_validate'
 
 [ -f "$REQUIREMENTS" ] || die "requirements file not found: $REQUIREMENTS"
 command -v "$PYTHON" >/dev/null 2>&1 || die "'$PYTHON' not found on PATH (install python3, or set EDGEHUB_PYTHON)"
@@ -58,7 +58,7 @@ venv_ok() {
     [ -x "$VENV/bin/python" ] || return 1
     [ -f "$STAMP" ] || return 1
     [ "$(cat "$STAMP" 2>/dev/null)" = "$WANT" ] || return 1
-    [ -x "$VENV/bin/jupyterhub" ] && [ -x "$VENV/bin/jupyterhub-singleuser" ] || return 1
+    [ -x "$VENV/bin/jupyterhub" ] && [ -x "$VENV/bin/jupyterhub-singleuser" ] && [ -x "$VENV/bin/kubernetes-validate" ] || return 1
     "$VENV/bin/python" -c "$CHECK_IMPORTS" >/dev/null 2>&1 || return 1
 }
 
@@ -119,7 +119,7 @@ log "installing $REQUIREMENTS"
 
 "$VENV/bin/python" -c "$CHECK_IMPORTS" >&2 \
     || die "installed venv is unusable: '$CHECK_IMPORTS' failed"
-for exe in jupyterhub jupyterhub-singleuser; do
+for exe in jupyterhub jupyterhub-singleuser kubernetes-validate; do
     [ -x "$VENV/bin/$exe" ] || die "installed venv lacks bin/$exe"
 done
 

@@ -661,3 +661,91 @@ async fn two_hubs_never_claim_the_same_warm_pod() {
     }
     sim.shutdown().await;
 }
+
+/// The Role's grants in `deploy/kubernetes/rbac.yaml`: (resource, verb) pairs, read from its
+/// `resources: [...]` and `verbs: [...]` lines (flow sequences, which are JSON).
+fn deployment_role() -> Vec<(String, String)> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/kubernetes/rbac.yaml");
+    let text = std::fs::read_to_string(path).unwrap();
+    let list = |line: &str, key: &str| -> Option<Vec<String>> {
+        let rest = line.trim().strip_prefix(key)?.trim();
+        Some(serde_json::from_str(rest).unwrap_or_else(|e| panic!("{key} {rest}: {e}")))
+    };
+    let mut grants = Vec::new();
+    let mut resources: Vec<String> = Vec::new();
+    for line in text.lines() {
+        if let Some(r) = list(line, "resources:") {
+            resources = r;
+        } else if let Some(verbs) = list(line, "verbs:") {
+            for resource in &resources {
+                grants.extend(verbs.iter().map(|v| (resource.clone(), v.clone())));
+            }
+        }
+    }
+    assert!(!grants.is_empty(), "no rules read from {path}");
+    grants
+}
+
+/// The deployment's RBAC (`deploy/kubernetes/rbac.yaml`) grants every call the spawner makes in
+/// a server's life: cold spawns with a volume claim and a Service, a restart of a stopped server
+/// (the claim is there: 409; a leftover Service is adopted), the warm pool's fill and claims,
+/// stops, and a hub restart that re-adopts. A call outside the Role would be a 403 on a cluster; a grant never used is more
+/// than the hub needs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deployments_role_allows_every_call_the_spawner_makes() {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let cfg = config(
+        &sim,
+        "service_per_pod = true\n\
+         [pod.storage]\nenabled = true\ncapacity = \"1Gi\"\n\
+         [[profiles]]\nslug = \"standard\"\ndefault = true\n\
+         [[profiles]]\nslug = \"fast\"\nwarm_pool = 1\npod = { storage = { enabled = false } }\n",
+    );
+    let spawner = KubeSpawner::connect(&cfg).await.unwrap();
+    let until = Instant::now() + Duration::from_secs(20);
+    while spawner.pool_ready("fast") < 1 {
+        assert!(Instant::now() < until, "the pool did not fill");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let cold = start_ok(&sim, &spawner, request("alice", "", None)).await;
+    let warm = start_ok(&sim, &spawner, request("bob", "", Some("fast"))).await;
+    spawner.stop(&cold.state).await.unwrap();
+    spawner.stop(&warm.state).await.unwrap();
+    // A Service the garbage collector has not removed yet: the next start adopts it.
+    let leftover: Service = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": pod_name(&cold.state)},
+        "spec": {"ports": [{"port": 8888}]},
+    }))
+    .unwrap();
+    Api::<Service>::namespaced(sim.client().await, "default")
+        .create(&Default::default(), &leftover)
+        .await
+        .unwrap();
+    let again = start_ok(&sim, &spawner, request("alice", "", None)).await;
+    drop(spawner); // the hub restarts and finds alice's pod
+    let spawner = KubeSpawner::connect(&cfg).await.unwrap();
+    let adopted = start_ok(&sim, &spawner, request("alice", "", None)).await;
+    assert_eq!(adopted.state["uid"], again.state["uid"]);
+
+    let grants = deployment_role();
+    let calls = sim.stats().requests;
+    let denied: Vec<String> = calls
+        .keys()
+        .filter(|(verb, resource)| !grants.contains(&(resource.clone(), verb.as_str().to_owned())))
+        .map(|(verb, resource)| format!("{verb} {resource}"))
+        .collect();
+    assert!(
+        denied.is_empty(),
+        "the Role does not allow {denied:?} (calls: {calls:?})"
+    );
+    let unused: Vec<String> = grants
+        .iter()
+        .filter(|(resource, verb)| !calls.keys().any(|(v, r)| r == resource && v.as_str() == verb))
+        .map(|(resource, verb)| format!("{verb} {resource}"))
+        .collect();
+    assert!(
+        unused.is_empty(),
+        "granted but never called: {unused:?} (calls: {calls:?})"
+    );
+    sim.shutdown().await;
+}

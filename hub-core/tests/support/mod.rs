@@ -34,7 +34,7 @@ pub fn scratch_dir(name: &str) -> PathBuf {
 }
 
 /// A program from the Python venv that `bash scripts/test.sh` makes (scripts/ensure-pyenv.sh):
-/// JupyterHub 5.5.4, jupyterhub-singleuser, jupyterhub-idle-culler.
+/// JupyterHub 5.5.4, jupyterhub-singleuser, jupyterhub-idle-culler, kubernetes-validate.
 pub fn pyenv_bin(program: &str) -> PathBuf {
     let venv = match std::env::var_os("EDGEHUB_PYENV") {
         Some(p) => PathBuf::from(p),
