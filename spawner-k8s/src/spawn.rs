@@ -115,9 +115,12 @@ impl KubeSpawner {
     /// As [`KubeSpawner::connect`], with the cluster's client settings made elsewhere.
     pub async fn connect_with(
         config: &KubernetesConfig,
-        kube_config: kube::Config,
+        mut kube_config: kube::Config,
     ) -> anyhow::Result<Arc<KubeSpawner>> {
         config.validate()?;
+        // Retries are the gate's (`api_retries`, honouring `retryAfterSeconds`) and the watcher's
+        // backoff; kube's own layer would retry inside each of those attempts, multiplying them.
+        kube_config.default_retry = false;
         render::check_config(config).map_err(anyhow::Error::msg)?;
         let ns = config.namespace.as_str();
         let stale = Duration::from_secs(config.watch_stale_secs);

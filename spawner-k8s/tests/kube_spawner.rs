@@ -433,6 +433,33 @@ async fn throttled_writes_are_retried_after_retry_after() {
     sim.shutdown().await;
 }
 
+/// A throttled API server is tried `1 + api_retries` times, then the spawn fails with its answer:
+/// the only retries are the spawner's own (kube's retry layer is off, or it would retry inside
+/// each attempt and multiply the load on a server asking for less).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_stop_at_api_retries() {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let spawner = KubeSpawner::connect(&config(&sim, "api_retries = 2")).await.unwrap();
+    sim.inject(Fault::Status {
+        verb: Some(Verb::Create),
+        resource: Some("pods".into()),
+        code: 429,
+        times: 100,
+        retry_after: None,
+    });
+    let before = sim.stats();
+    let result = tokio::time::timeout(
+        Duration::from_secs(30),
+        spawner.start(request("jon", "", None), quiet()),
+    )
+    .await
+    .expect("3 tries with backoffs of 0.1 and 0.2 s end well within 30 s");
+    let err = result.expect_err("every create was throttled");
+    assert!(err.to_string().contains("429"), "{err}");
+    assert_eq!(delta(&sim, &before, Verb::Create, "pods"), 3, "one try and 2 retries");
+    sim.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_watch_is_restarted_by_the_watchdog() {
     let sim = Simulator::start(SimConfig::default()).await.unwrap();
