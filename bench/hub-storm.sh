@@ -29,7 +29,7 @@ WORK=$(mktemp -d /tmp/hub-storm.XXXXXX)
 ulimit -n 65536 2>/dev/null || true
 log "work dir: $WORK"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. bench/lib/common.sh
 cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 rss_kib() { awk '/^VmRSS/{print $2}' "/proc/$1/status"; }
 kill_servers() { pkill -f "$EDGEHUB singleuser" 2>/dev/null || true; sleep 1; pkill -9 -f "$EDGEHUB singleuser" 2>/dev/null || true; }
@@ -83,7 +83,7 @@ timeout_secs = 0
 TOML
 "$EDGEHUB" up --config "$WORK/edgehub.toml" >"$WORK/edgehub.log" 2>&1 &
 HUB_PID=$!
-for _ in $(seq 100); do curl -fs "http://127.0.0.1:$PORT/hub/health" >/dev/null && break; sleep 0.1; done
+wait_http "http://127.0.0.1:$PORT/hub/health" 10
 run_storm edgehub "http://127.0.0.1:$PORT/" "$TOKEN" "$HUB_PID"
 kill "$HUB_PID"; wait "$HUB_PID" 2>/dev/null || true; HUB_PID=
 kill_servers

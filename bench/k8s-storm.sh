@@ -41,7 +41,7 @@ WORK=$(mktemp -d /tmp/k8s-storm.XXXXXX)
 ulimit -n 65536 2>/dev/null || true
 log "work dir: $WORK"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. bench/lib/common.sh
 SIM_PID= HUB_PID= SAMPLER_PID=
 cleanup() {
     for pid in $SAMPLER_PID $HUB_PID $SIM_PID; do kill "$pid" 2>/dev/null || true; done
@@ -88,7 +88,7 @@ warm_pool = $pool
 TOML
     "$EDGEHUB" up --config "$dir/edgehub.toml" >"$dir/edgehub.log" 2>&1 &
     HUB_PID=$!
-    for _ in $(seq 300); do curl -fs "http://127.0.0.1:$port/hub/health" >/dev/null && break; sleep 0.1; done
+    wait_http "http://127.0.0.1:$port/hub/health" 30
     if [ "$pool" -gt 0 ]; then
         log "$name: waiting for the pool of $pool"
         for _ in $(seq 600); do
