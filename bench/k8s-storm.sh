@@ -97,6 +97,7 @@ TOML
         done
     fi
     curl -fs "$sim_url/sim/stats" >"$dir/stats0.json"
+    head -n1 /proc/stat >"$dir/cpu0.stat"
     # The placement plot comes from the cold run; the warm run samples less often, so the
     # sampler's lists of every pod do not compete with the claims being measured.
     python3 bench/k8s_nodes.py sample "$sim_url" "$dir/sampler.count" "$([ "$pool" -gt 0 ] && echo 5 || echo 1)" \
@@ -109,11 +110,12 @@ TOML
     sleep 2
     curl -fs "$sim_url/sim/stats" >"$dir/stats1.json"
     ps -eo times=,args= >"$dir/ps.txt"
+    head -n1 /proc/stat >"$dir/cpu1.stat"
     kill "$SAMPLER_PID" 2>/dev/null || true; wait "$SAMPLER_PID" 2>/dev/null || true; SAMPLER_PID=
     kill "$HUB_PID"; wait "$HUB_PID" 2>/dev/null || true; HUB_PID=
     kill "$SIM_PID"; wait "$SIM_PID" 2>/dev/null || true; SIM_PID=
     python3 bench/k8s_nodes.py report "$name" "$N" "$dir" "$pool"
-    python3 bench/k8s_nodes.py cpu "$dir/ps.txt"
+    python3 bench/k8s_nodes.py cpu "$dir"
 }
 
 echo "| run | servers ready | request to ready p50 / p99 (ms) | API writes per spawn | polling reads (GET/LIST) per spawn |"

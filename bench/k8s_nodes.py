@@ -7,7 +7,9 @@
                                            stdout; the number of lists it made goes to COUNT_FILE
                                            (the report takes them out of the API-server reads)
   k8s_nodes.py report NAME N DIR POOL      one Markdown row from the run's journey and counters
-  k8s_nodes.py cpu PS_FILE                 CPU seconds by component, from `ps -eo times=,args=`
+  k8s_nodes.py cpu DIR                     CPU seconds by component (DIR/ps.txt, `ps -eo times=,args=`)
+                                           and the machine's busy and stolen shares during the storm
+                                           (DIR/cpu0.stat, DIR/cpu1.stat: the `cpu` line of /proc/stat)
   k8s_nodes.py plot CSV SVG                each node's requested CPU and memory (% of allocatable)
                                            against users running, as an SVG line chart
 """
@@ -112,10 +114,12 @@ COMPONENTS = [
 ]
 
 
-def cpu(ps_file):
-    """CPU seconds per component of the processes alive at the end of a run."""
+def cpu(run_dir):
+    """CPU seconds per component of the processes alive at the end of a run, and how much of the
+    machine the storm had: a virtual machine's host may take ("steal") a share of its cores, and
+    latencies measured then are not the software's."""
     totals = {name: [0, 0] for name, _ in COMPONENTS}
-    for line in open(ps_file):
+    for line in open(f"{run_dir}/ps.txt"):
         seconds, _, args = line.strip().partition(" ")
         for name, needle in COMPONENTS:
             if needle in args:
@@ -125,6 +129,17 @@ def cpu(ps_file):
     parts = [f"{name} {secs} s ({count} processes)" if count > 1 else f"{name} {secs} s"
              for name, (secs, count) in totals.items() if count]
     print("CPU by component: " + ", ".join(parts), file=sys.stderr)
+    try:
+        # cpu  user nice system idle iowait irq softirq steal guest guest_nice (ticks)
+        before, after = ([int(v) for v in open(f"{run_dir}/{f}").split()[1:9]] for f in ("cpu0.stat", "cpu1.stat"))
+    except (OSError, ValueError):
+        return
+    delta = [b - a for a, b in zip(before, after)]
+    total = sum(delta) or 1
+    idle = delta[3] + delta[4]
+    steal = delta[7]
+    print(f"machine during the storm: {100 * (total - idle - steal) / total:.0f} % busy, "
+          f"{100 * idle / total:.0f} % idle, {100 * steal / total:.0f} % stolen by the hypervisor", file=sys.stderr)
 
 
 def plot(csv_path, svg_path):
