@@ -131,7 +131,7 @@ def cpu(run_dir):
     print("CPU by component: " + ", ".join(parts), file=sys.stderr)
     try:
         # cpu  user nice system idle iowait irq softirq steal guest guest_nice (ticks)
-        before, after = ([int(v) for v in open(f"{run_dir}/{f}").split()[1:9]] for f in ("cpu0.stat", "cpu1.stat"))
+        before, after = ([int(v) for v in open(f"{run_dir}/{f}").read().split()[1:9]] for f in ("cpu0.stat", "cpu1.stat"))
     except (OSError, ValueError):
         return
     delta = [b - a for a, b in zip(before, after)]
