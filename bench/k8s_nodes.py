@@ -7,7 +7,8 @@
                                            stdout; the number of lists it made goes to COUNT_FILE
                                            (the report takes them out of the API-server reads)
   k8s_nodes.py report NAME N DIR POOL      one Markdown row from the run's journey and counters
-  k8s_nodes.py cpu DIR                     CPU seconds by component (DIR/ps.txt, `ps -eo times=,args=`)
+  k8s_nodes.py cpu DIR                     CPU seconds by component during the storm (DIR/ps0.txt
+                                           and DIR/ps1.txt, `ps -eo pid=,times=,args=` before and after)
                                            and the machine's busy and stolen shares during the storm
                                            (DIR/cpu0.stat, DIR/cpu1.stat: the `cpu` line of /proc/stat)
   k8s_nodes.py plot CSV SVG                each node's requested CPU and memory (% of allocatable)
@@ -97,6 +98,8 @@ def report(name, n, run_dir, pool):
         pass
     per = max(count, 1)
     label = f"{name} (pool of {pool})" if pool else name
+    if name == "kubespawner":
+        label = "JupyterHub 5.5.4 + KubeSpawner 7.1.0, cold"
     ms = lambda q: f"{ready.get(q + '_us', 0) / 1000:.0f}"
     print(f"| {label} | {count}/{n} | {ms('p50')} / {ms('p99')} | {writes / per:.2f} | {reads / per:.3f} |")
     detail = ", ".join(f"{k}: {v}" for k, v in sorted(delta.items()) if v)
@@ -106,6 +109,8 @@ def report(name, n, run_dir, pool):
 # Which process is which, first match wins (a claimed launcher has exec'd the server).
 COMPONENTS = [
     ("hub (edgehub up)", " up --config"),
+    ("hub (JupyterHub + KubeSpawner)", "bin/jupyterhub -f"),
+    ("JupyterHub's proxy (edgeproxy)", "release/edgeproxy"),
     ("simulator (k8s-sim)", "k8s-sim"),
     ("waiting launchers", "edgehub-launcher"),
     ("servers (edgehub singleuser)", " singleuser"),
@@ -115,15 +120,25 @@ COMPONENTS = [
 
 
 def cpu(run_dir):
-    """CPU seconds per component of the processes alive at the end of a run, and how much of the
+    """CPU seconds per component during the storm (processes alive at its end), and how much of the
     machine the storm had: a virtual machine's host may take ("steal") a share of its cores, and
     latencies measured then are not the software's."""
+    def snapshot(path):
+        procs = {}
+        for line in open(path):
+            pid, seconds, args = (line.split(None, 2) + ["", ""])[:3]
+            procs[pid] = (int(seconds), args)
+        return procs
+
+    before, after = snapshot(f"{run_dir}/ps0.txt"), snapshot(f"{run_dir}/ps1.txt")
     totals = {name: [0, 0] for name, _ in COMPONENTS}
-    for line in open(f"{run_dir}/ps.txt"):
-        seconds, _, args = line.strip().partition(" ")
+    for pid, (seconds, args) in after.items():
+        # A process already there at the start counts only what it used since (not its start-up).
+        was = before.get(pid)
+        used = seconds - (was[0] if was and was[1] == args else 0)
         for name, needle in COMPONENTS:
             if needle in args:
-                totals[name][0] += int(seconds)
+                totals[name][0] += used
                 totals[name][1] += 1
                 break
     parts = [f"{name} {secs} s ({count} processes)" if count > 1 else f"{name} {secs} s"

@@ -38,6 +38,9 @@ def main():
     p.add_argument("--spawner-cmd", nargs="+", metavar="ARG",
                    help="each server's command instead of jupyterhub-singleuser (bench/hub-storm.sh)")
     p.add_argument("--concurrent-spawn-limit", type=int, default=20)
+    p.add_argument("--extra-config", metavar="FILE",
+                   help="jupyterhub_config.py lines appended last, e.g. another spawner "
+                        "(bench/k8s-storm.sh: KubeSpawner against the simulator)")
     args = p.parse_args()
 
     compat.set_child_subreaper()
@@ -80,6 +83,8 @@ def main():
             # The same server command edgehub runs, for a like-for-like comparison; JupyterHub
             # passes --ip and --port itself.
             f.write(f"c.Spawner.cmd = {args.spawner_cmd!r}\nc.Spawner.args = []\n")
+        if args.extra_config:
+            f.write("\n" + Path(args.extra_config).read_text() + "\n")
     env = dict(os.environ)
     env["PATH"] = f"{venv_bin}{os.pathsep}{env.get('PATH', '')}"
     env["CONFIGPROXY_AUTH_TOKEN"] = secrets.token_hex(16)

@@ -506,8 +506,11 @@ fn param<'a>(query: &'a [(String, String)], key: &str) -> Option<&'a str> {
     query.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
+/// A boolean query parameter read as the API server reads it (apimachinery's
+/// `Convert_Slice_string_To_bool`): absent, `0` or `false` in any case is false, anything else
+/// (`true`, `True` as Python clients send it, even an empty value) is true.
 fn flag(query: &[(String, String)], key: &str) -> bool {
-    matches!(param(query, key), Some("true" | "1"))
+    param(query, key).is_some_and(|v| v != "0" && !v.eq_ignore_ascii_case("false"))
 }
 
 /// `application/x-www-form-urlencoded` query decoding (`+` is a space, `%XX` a byte).
@@ -611,6 +614,18 @@ mod tests {
         assert_eq!(param(&q, "watch"), Some("true"));
         assert_eq!(param(&q, "bad"), Some("%zz"));
         assert_eq!(param(&q, "end"), Some("%4"));
+    }
+
+    #[test]
+    fn boolean_parameters_read_as_the_api_server_reads_them() {
+        let q = parse_query("watch=True&allowWatchBookmarks=1&sendInitialEvents=FALSE&a=0&b=&c=yes");
+        assert!(flag(&q, "watch"), "Python clients send True");
+        assert!(flag(&q, "allowWatchBookmarks"));
+        assert!(!flag(&q, "sendInitialEvents"));
+        assert!(!flag(&q, "a"));
+        assert!(flag(&q, "b"), "an empty value is true");
+        assert!(flag(&q, "c"));
+        assert!(!flag(&q, "missing"));
     }
 
     #[test]
