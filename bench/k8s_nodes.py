@@ -100,8 +100,11 @@ def report(name, n, run_dir, pool):
     label = f"{name} (pool of {pool})" if pool else name
     if name == "kubespawner":
         label = "JupyterHub 5.5.4 + KubeSpawner 7.1.0, cold"
-    ms = lambda q: f"{ready.get(q + '_us', 0) / 1000:.0f}"
-    print(f"| {label} | {count}/{n} | {ms('p50')} / {ms('p99')} | {writes / per:.2f} | {reads / per:.3f} |")
+    request = journey["latency"].get("spawn_request") or {}
+    ms = lambda h, q: f"{h.get(q + '_us', 0) / 1000:.0f}"
+    retries = journey.get("counters", {}).get("retries_429", 0)
+    print(f"| {label} | {count}/{n} | {ms(request, 'p50')} / {ms(request, 'p99')} ({retries} waits on 429) "
+          f"| {ms(ready, 'p50')} / {ms(ready, 'p99')} | {writes / per:.2f} | {reads / per:.3f} |")
     detail = ", ".join(f"{k}: {v}" for k, v in sorted(delta.items()) if v)
     print(f"{name}: API requests during the storm: {detail}", file=sys.stderr)
 
