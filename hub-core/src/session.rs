@@ -166,6 +166,37 @@ impl Sessions {
         }
         Ok(())
     }
+
+    /// Forgets the sessions that expired: their tokens are refused already (the signed `exp`),
+    /// but their records would stay in memory and in the database until a restart, one per login
+    /// since. Redis expires its records itself (`EX`). Returns how many went.
+    pub fn sweep_expired(&self) -> Result<usize, SessionError> {
+        let RecordStore::Local { live, db } = &self.records else {
+            return Ok(0);
+        };
+        let expired = db.take_expired_sessions(proxy::timestamp::now_ms())?;
+        for jti in &expired {
+            live.remove(&record_key(jti));
+        }
+        Ok(expired.len())
+    }
+}
+
+/// How often [`sweep`] looks for expired sessions.
+const SWEEP_EVERY: Duration = Duration::from_secs(600);
+
+/// The hub's background task that runs [`Sessions::sweep_expired`] every [`SWEEP_EVERY`].
+pub async fn sweep(hub: Arc<crate::hub::Hub>) {
+    let mut every = tokio::time::interval(SWEEP_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        match hub.sessions.sweep_expired() {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!("{n} expired login sessions forgotten"),
+            Err(e) => tracing::warn!("forgetting expired login sessions: {e}"),
+        }
+    }
 }
 
 /// Puts the sessions the database holds back into the in-process store (at start-up).
@@ -212,6 +243,26 @@ pub fn edge_auth_config(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn expired_sessions_are_forgotten_by_the_sweep() {
+        let (sessions, live, db) = make("sweep", KEY);
+        let kept = sessions.create("alice", false).await.unwrap();
+        // A session of no lifetime, sharing the same stores: expired as soon as it is made.
+        let records = RecordStore::Local {
+            live: live.clone(),
+            db: db.clone(),
+        };
+        let brief = Sessions::new(KEY, Duration::ZERO, records);
+        brief.create("bob", false).await.unwrap();
+        assert_eq!(live.len(), 2);
+
+        assert_eq!(sessions.sweep_expired().unwrap(), 1);
+        assert_eq!(live.len(), 1, "bob's record is gone from memory");
+        assert!(sessions.check(&kept).await.unwrap().is_some(), "alice's stays");
+        assert_eq!(restore_local(&LocalSessions::default(), &db).unwrap(), 1);
+        assert_eq!(sessions.sweep_expired().unwrap(), 0);
+    }
 
     fn make(name: &str, key: &[u8]) -> (Sessions, Arc<LocalSessions>, Arc<Store>) {
         let dir = std::env::temp_dir().join(format!("edgehub-session-{}-{name}", std::process::id()));

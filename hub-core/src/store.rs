@@ -245,6 +245,15 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes the sessions expired at `now_ms` and returns their ids.
+    pub fn take_expired_sessions(&self, now_ms: u64) -> Result<Vec<String>, StoreError> {
+        self.with(|c| {
+            c.prepare("DELETE FROM sessions WHERE expires_ms <= ?1 RETURNING jti")?
+                .query_map(params![now_ms], |r| r.get(0))?
+                .collect()
+        })
+    }
+
     /// Sessions still valid at `now_ms` as `(jti, user)`; expired ones are deleted.
     pub fn live_sessions(&self, now_ms: u64) -> Result<Vec<(String, String)>, StoreError> {
         self.with(|c| {

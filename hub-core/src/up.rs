@@ -237,6 +237,7 @@ pub async fn start(
     let background = [
         tokio::spawn(crate::reconcile::run(hub.clone())),
         tokio::spawn(crate::cull::run(hub.clone())),
+        tokio::spawn(crate::session::sweep(hub.clone())),
     ];
     let stop_background = stopped();
     tokio::spawn(async move {
