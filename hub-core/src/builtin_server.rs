@@ -21,6 +21,8 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use proxy::timestamp::{format_iso, now_ms};
+
+use crate::http_client::{self, ClientError, HttpUrl};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
@@ -389,11 +391,9 @@ fn normalize_prefix(prefix: &str) -> String {
 /// Where and how activity is reported (jupyterhub-singleuser's `JUPYTERHUB_ACTIVITY_URL`).
 #[derive(Debug)]
 struct ActivityTarget {
-    url: Uri,
-    /// `host:port` to connect to.
-    address: (String, u16),
-    host_header: HeaderValue,
-    authorization: HeaderValue,
+    url: HttpUrl,
+    /// `token <JUPYTERHUB_API_TOKEN>`, checked to be usable in a header.
+    authorization: String,
     server_name: String,
     interval: Duration,
 }
@@ -424,26 +424,11 @@ impl ActivityTarget {
                 Err(_) => return Err(ActivityConfigError::Interval(text)),
             },
         };
-        let bad_url = || ActivityConfigError::Url { url: url_text.clone() };
         // TLS is not spoken here: edgehub's hub is reached over the local network.
-        let url: Uri = url_text.parse().map_err(|_| bad_url())?;
-        let authority = url
-            .authority()
-            .filter(|_| url.scheme_str() == Some("http"))
-            .ok_or_else(bad_url)?;
-        let host = authority
-            .host()
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
-        let address = (host, authority.port_u16().unwrap_or(80));
-        let host_header = HeaderValue::from_str(authority.as_str()).map_err(|_| bad_url())?;
-        let mut authorization =
-            HeaderValue::from_str(&format!("token {token}")).map_err(|_| ActivityConfigError::Token)?;
-        authorization.set_sensitive(true);
+        let url = HttpUrl::parse(&url_text).map_err(|_| ActivityConfigError::Url { url: url_text.clone() })?;
+        let authorization = format!("token {token}");
+        HeaderValue::from_str(&authorization).map_err(|_| ActivityConfigError::Token)?;
         Ok(Some(ActivityTarget {
-            address,
-            host_header,
             authorization,
             server_name: env("JUPYTERHUB_SERVER_NAME").unwrap_or_default(),
             interval,
@@ -454,14 +439,10 @@ impl ActivityTarget {
 
 #[derive(Debug, thiserror::Error)]
 enum ReportError {
-    #[error("connecting: {0}")]
-    Connect(std::io::Error),
-    #[error("HTTP: {0}")]
-    Http(#[from] hyper::Error),
+    #[error(transparent)]
+    Client(#[from] ClientError),
     #[error("the hub answered {0}")]
     Status(StatusCode),
-    #[error("no answer within {}s", REPORT_TIMEOUT.as_secs())]
-    Timeout,
 }
 
 /// Posts the last activity every interval in which there was some. Failures are logged and the
@@ -484,38 +465,14 @@ async fn report_activity(target: ActivityTarget, state: Arc<ServerState>) {
 }
 
 async fn post_activity(target: &ActivityTarget, last_ms: u64) -> Result<(), ReportError> {
-    let mut request = Request::new(Full::new(Bytes::from(activity_body(&target.server_name, last_ms))));
-    *request.method_mut() = Method::POST;
-    *request.uri_mut() = target
-        .url
-        .path_and_query()
-        .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
-    let headers = request.headers_mut();
-    headers.insert(header::HOST, target.host_header.clone());
-    headers.insert(header::AUTHORIZATION, target.authorization.clone());
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-
-    let exchange = async {
-        let (host, port) = &target.address;
-        let stream = tokio::net::TcpStream::connect((host.as_str(), *port))
-            .await
-            .map_err(ReportError::Connect)?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        // The connection is driven beside the request and closes once `sender` is dropped.
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "activity report connection failed");
-            }
-        });
-        let response = sender.send_request(request).await?;
-        match response.status() {
-            status if status.is_success() => Ok(()),
-            status => Err(ReportError::Status(status)),
-        }
-    };
-    tokio::time::timeout(REPORT_TIMEOUT, exchange)
-        .await
-        .unwrap_or(Err(ReportError::Timeout))
+    let body = activity_body(&target.server_name, last_ms).into_bytes();
+    let headers = [(header::AUTHORIZATION, target.authorization.clone())];
+    let reply = http_client::call(Method::POST, &target.url, &headers, Some(body), REPORT_TIMEOUT).await?;
+    if reply.status.is_success() {
+        Ok(())
+    } else {
+        Err(ReportError::Status(reply.status))
+    }
 }
 
 /// jupyterhub-singleuser's activity body: the server's last activity, and the user's.
@@ -657,8 +614,7 @@ mod tests {
         );
 
         let t = target(&[url, token]).unwrap().unwrap();
-        assert_eq!(t.address, ("127.0.0.1".to_owned(), 8081));
-        assert_eq!(t.host_header, "127.0.0.1:8081");
+        assert_eq!(t.url.authority, "127.0.0.1:8081");
         assert_eq!(t.authorization, "token abc");
         assert_eq!(t.server_name, "");
         assert_eq!(t.interval, DEFAULT_ACTIVITY_INTERVAL);
@@ -671,7 +627,10 @@ mod tests {
         ])
         .unwrap()
         .unwrap();
-        assert_eq!(t.address, ("::1".to_owned(), 80));
+        assert_eq!(
+            (t.url.authority.as_str(), t.url.path.as_str()),
+            ("[::1]:80", "/activity")
+        );
         assert_eq!(t.interval, Duration::from_secs(7));
         assert_eq!(t.server_name, "lab2");
 

@@ -1,6 +1,6 @@
-//! A small HTTP/1.1 client for the hub's own calls: the proxy's admin API and servers'
-//! readiness checks. One connection per call: these are few, on loopback or in-cluster, and a
-//! fresh connection never hits a half-closed pooled one.
+//! A small HTTP/1.1 client for the hub's own calls: the proxy's admin API, servers' readiness
+//! checks, and the built-in server's activity reports. One connection per call: these are few,
+//! on loopback or in-cluster, and a fresh connection never hits a half-closed pooled one.
 
 use std::time::Duration;
 
@@ -65,6 +65,12 @@ impl HttpUrl {
             authority: self.authority.clone(),
             path: format!("{}{}", self.path.trim_end_matches('/'), path),
         }
+    }
+}
+
+impl std::fmt::Display for HttpUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "http://{}{}", self.authority, self.path)
     }
 }
 
