@@ -138,7 +138,8 @@ PY
     mkfifo "$dir/hold"
     KUBECONFIG="$dir/kubeconfig" "$KS_VENV/bin/python" loadtest/tests/journey_hub.py \
         --proxy-command "$EDGEPROXY" --timeout 120 --concurrent-spawn-limit 100 \
-        --extra-config "$dir/kubespawner_config.py" <"$dir/hold" >"$dir/jupyterhub.ready" 2>&1 &
+        --extra-config "$dir/kubespawner_config.py" --log "$dir/jupyterhub.log" \
+        <"$dir/hold" >"$dir/jupyterhub.ready" 2>&1 &
     HUB_PID=$!
     exec 9>"$dir/hold"
     for _ in $(seq 600); do grep -q '^ready\|^FAIL' "$dir/jupyterhub.ready" && break; sleep 0.2; done

@@ -41,6 +41,8 @@ def main():
     p.add_argument("--extra-config", metavar="FILE",
                    help="jupyterhub_config.py lines appended last, e.g. another spawner "
                         "(bench/k8s-storm.sh: KubeSpawner against the simulator)")
+    p.add_argument("--log", metavar="FILE",
+                   help="where to copy JupyterHub's log when it stops (it is deleted with the work dir)")
     args = p.parse_args()
 
     compat.set_child_subreaper()
@@ -138,6 +140,10 @@ def main():
         compat.kill_tree(leftovers)
     compat.reap_zombies()
     log.close()
+    if args.log:
+        import shutil
+
+        shutil.copyfile(log_path, args.log)
     if rc == 0:
         import shutil
 
