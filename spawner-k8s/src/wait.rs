@@ -189,10 +189,10 @@ impl KubeSpawner {
                 _ => {
                     if !kicked && Instant::now() >= appear_check {
                         // The watch may have silently stopped delivering (kubespawner#216). A
-                        // watch that received anything since the pod was created is alive, only
+                        // watch that received anything in the last APPEAR_WITHIN is alive, only
                         // behind (a busy API server): a relist would add to the load, not cut the
                         // wait. Look again later; a watch that goes quiet is restarted then.
-                        if self.pods.age() >= began.elapsed().min(APPEAR_WITHIN) {
+                        if self.pods.age() >= APPEAR_WITHIN {
                             tracing::warn!(
                                 "pod {name} was created but the watch has not shown it; restarting the watch"
                             );

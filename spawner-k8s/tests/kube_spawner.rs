@@ -404,13 +404,7 @@ async fn a_name_held_by_someone_else_is_a_clear_error() {
 async fn throttled_writes_are_retried_after_retry_after() {
     let sim = Simulator::start(SimConfig::default()).await.unwrap();
     let spawner = KubeSpawner::connect(&config(&sim, "")).await.unwrap();
-    sim.inject(Fault::Status {
-        verb: Some(Verb::Create),
-        resource: Some("pods".into()),
-        code: 429,
-        times: 2,
-        retry_after: Some(1),
-    });
+    sim.inject(Fault::status(Verb::Create, "pods", 429, 2).with_retry_after(1));
     let began = Instant::now();
     let started = start_ok(&sim, &spawner, request("hank", "", None)).await;
     assert!(
@@ -422,13 +416,7 @@ async fn throttled_writes_are_retried_after_retry_after() {
         .await
         .expect("the server answers");
 
-    sim.inject(Fault::Status {
-        verb: Some(Verb::Create),
-        resource: Some("pods".into()),
-        code: 503,
-        times: 1,
-        retry_after: None,
-    });
+    sim.inject(Fault::status(Verb::Create, "pods", 503, 1));
     start_ok(&sim, &spawner, request("ida", "", None)).await;
     sim.shutdown().await;
 }
@@ -440,13 +428,7 @@ async fn throttled_writes_are_retried_after_retry_after() {
 async fn retries_stop_at_api_retries() {
     let sim = Simulator::start(SimConfig::default()).await.unwrap();
     let spawner = KubeSpawner::connect(&config(&sim, "api_retries = 2")).await.unwrap();
-    sim.inject(Fault::Status {
-        verb: Some(Verb::Create),
-        resource: Some("pods".into()),
-        code: 429,
-        times: 100,
-        retry_after: None,
-    });
+    sim.inject(Fault::status(Verb::Create, "pods", 429, 100));
     let before = sim.stats();
     let result = tokio::time::timeout(
         Duration::from_secs(30),

@@ -305,13 +305,7 @@ async fn client_without_retries(sim: &Simulator) -> kube::Client {
 async fn injected_429_carries_retry_after_and_then_clears() {
     let sim = api_only().await;
     let pods: Api<Pod> = Api::default_namespaced(client_without_retries(&sim).await);
-    sim.inject(Fault::Status {
-        verb: Some(Verb::Create),
-        resource: Some("pods".into()),
-        code: 429,
-        times: 2,
-        retry_after: Some(3),
-    });
+    sim.inject(Fault::status(Verb::Create, "pods", 429, 2).with_retry_after(3));
     for _ in 0..2 {
         let err = api_error(
             pods.create(&PostParams::default(), &pod("busy", &["true"], json!({})))
