@@ -21,10 +21,10 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use proxy::timestamp::{format_iso, now_ms};
-
-use crate::http_client::{self, ClientError, HttpUrl};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+
+use crate::http_client::{self, ClientError, HttpUrl};
 
 /// `edgehub singleuser` arguments.
 #[derive(Debug, Clone, PartialEq, Eq)]

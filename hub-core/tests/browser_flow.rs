@@ -47,13 +47,7 @@ async fn login_start_progress_and_the_servers_page_in_a_browser() {
         .await
         .expect("redirected to the server once ready");
     assert_eq!(url, hub.url("/user/alice/"));
-    let heading = browser.wait_for("h1", WAIT).await.unwrap().text().await.unwrap();
-    assert_eq!(heading, "edgehub built-in server for alice");
-    let echoed = browser.wait_for_text("#ws", "came back", WAIT).await;
-    assert!(
-        echoed.as_ref().is_ok_and(|t| t.contains("\"hello\" came back")),
-        "WebSocket through the proxy: {echoed:?}"
-    );
+    assert_builtin_server_page(&browser, "alice", WAIT).await;
     let _ = browser.screenshot_png(shots.join("flow-server.png")).await;
 
     // Home: the server shows as running; Stop stops it and the page offers Start again.

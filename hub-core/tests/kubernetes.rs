@@ -229,15 +229,8 @@ async fn in_a_browser_a_user_picks_a_profile_and_gets_a_warm_pod() {
     let server_page = hub.url("/user/alice/");
     let landed = browser.wait_until_url(|u| u == server_page, WAIT).await;
     let body = browser.find("body").await.unwrap().text().await.unwrap_or_default();
-    let url = landed.unwrap_or_else(|e| panic!("on the server's page once ready: {e}; the page says {body:?}"));
-    assert_eq!(url, hub.url("/user/alice/"));
-    let heading = browser.wait_for("h1", WAIT).await.unwrap().text().await.unwrap();
-    assert_eq!(heading, "edgehub built-in server for alice");
-    let echoed = browser.wait_for_text("#ws", "came back", WAIT).await;
-    assert!(
-        echoed.as_ref().is_ok_and(|t| t.contains("\"hello\" came back")),
-        "WebSocket through the proxy: {echoed:?}"
-    );
+    landed.unwrap_or_else(|e| panic!("on the server's page once ready: {e}; the page says {body:?}"));
+    assert_builtin_server_page(&browser, "alice", WAIT).await;
 
     let mine = user_pods(&sim, "alice").await;
     assert_eq!(mine.len(), 1, "one pod is alice's");

@@ -16,6 +16,7 @@ and kills whatever it left behind. Run it with the venv's python
 import argparse
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -141,12 +142,8 @@ def main():
     compat.reap_zombies()
     log.close()
     if args.log:
-        import shutil
-
         shutil.copyfile(log_path, args.log)
     if rc == 0:
-        import shutil
-
         shutil.rmtree(workdir, ignore_errors=True)
     else:
         print(f"(workdir kept: {workdir})", flush=True)

@@ -213,13 +213,7 @@ async fn login(hub: &Arc<Hub>, req: &Req) -> Resp {
                 None,
             );
         }
-        let form = req.form();
-        let field = |name: &str| {
-            form.iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default()
-        };
+        let field = |name: &str| req.form_field(name).unwrap_or_default();
         if !hub.auth.accepts_form() {
             Err(crate::login::LoginError::TokenOnly)
         } else {

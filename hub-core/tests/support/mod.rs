@@ -299,3 +299,15 @@ where
 pub fn pid_alive(pid: i64) -> bool {
     unsafe { libc::kill(pid as i32, 0) == 0 }
 }
+
+/// The built-in server's own page, as the browser shows it through the proxy: its heading names
+/// `user`, and its WebSocket echo came back through the proxy's tunnel.
+pub async fn assert_builtin_server_page(browser: &webdriver::Browser, user: &str, timeout: Duration) {
+    let heading = browser.wait_for("h1", timeout).await.unwrap().text().await.unwrap();
+    assert_eq!(heading, format!("edgehub built-in server for {user}"));
+    let echoed = browser.wait_for_text("#ws", "came back", timeout).await;
+    assert!(
+        echoed.as_ref().is_ok_and(|t| t.contains("\"hello\" came back")),
+        "WebSocket through the proxy: {echoed:?}"
+    );
+}
