@@ -31,7 +31,7 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SECRET = "bench-secret"
+SECRET = "bench-secret-for-hs384-forty-eight-bytes-long-0123456"
 procs = []
 
 

@@ -19,6 +19,10 @@ use crate::store::Store;
 /// The session record's key; the same template goes into the proxy's `[session] key`.
 pub const KEY_TEMPLATE: &str = "edgehub:session:{jti}";
 pub const ISSUER: &str = "edgehub";
+/// How session tokens are signed.
+pub const ALGORITHM: Algorithm = Algorithm::HS256;
+/// The least key length for `ALGORITHM`: its hash output (RFC 7518 §3.2).
+pub const KEY_BYTES: usize = 32;
 /// Redis pub/sub channel on which ended sessions are announced (the proxy's default).
 pub const REVOCATION_CHANNEL: &str = "edgehub:revocations";
 
@@ -68,7 +72,7 @@ pub struct Sessions {
 
 impl Sessions {
     pub fn new(secret: &[u8], lifetime: Duration, records: RecordStore) -> Sessions {
-        let mut validation = Validation::new(Algorithm::HS256);
+        let mut validation = Validation::new(ALGORITHM);
         validation.set_issuer(&[ISSUER]);
         validation.set_required_spec_claims(&["exp", "sub", "iss"]);
         validation.leeway = 30;
@@ -96,7 +100,7 @@ impl Sessions {
             exp: now + self.lifetime.as_secs(),
             admin,
         };
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+        let token = jsonwebtoken::encode(&Header::new(ALGORITHM), &claims, &self.encoding)
             .map_err(|e| SessionError::Sign(e.to_string()))?;
         let key = record_key(&claims.jti);
         match &self.records {
@@ -227,7 +231,7 @@ pub fn edge_auth_config(
         },
         issuers: vec![config::IssuerConfig {
             issuer: Some(ISSUER.to_owned()),
-            algorithms: vec!["HS256".to_owned()],
+            algorithms: vec![format!("{ALGORITHM:?}")],
             secret: Some(secret_hex.to_owned()),
             ..Default::default()
         }],

@@ -46,14 +46,30 @@ pub struct Overrides {
 /// The key login sessions are signed with, as text (the proxy takes the text as the key):
 /// `EDGEHUB_SESSION_SECRET` when set, so external proxies can be given the same value, else one
 /// generated at the first start and kept in the database.
+///
+/// A set variable is used as it is, or refused: falling back to a generated key would sign
+/// sessions that the external proxies, given the variable, refuse; and a key shorter than the
+/// hash output (RFC 7518 §3.2) can be guessed.
 fn session_signing_key(store: &Store) -> anyhow::Result<String> {
-    if let Ok(shared) = std::env::var("EDGEHUB_SESSION_SECRET")
-        && !shared.is_empty()
-    {
-        return Ok(shared);
+    const VAR: &str = "EDGEHUB_SESSION_SECRET";
+    match std::env::var(VAR) {
+        Ok(shared) => {
+            let needed = crate::session::KEY_BYTES;
+            if shared.len() < needed {
+                bail!(
+                    "{VAR} is {} bytes; login sessions are signed with {:?}, which needs a key of at least {needed} bytes (RFC 7518 §3.2). Set it to a random value such as `openssl rand -hex 32`, or unset it to let the hub generate one",
+                    shared.len(),
+                    crate::session::ALGORITHM,
+                );
+            }
+            Ok(shared)
+        }
+        Err(std::env::VarError::NotUnicode(_)) => bail!("{VAR} is not valid UTF-8"),
+        Err(std::env::VarError::NotPresent) => {
+            let secret = store.secret("session-signing-key", || crate::tokens::random_bytes::<32>().to_vec())?;
+            Ok(crate::tokens::hex(&secret))
+        }
     }
-    let secret = store.secret("session-signing-key", || crate::tokens::random_bytes::<32>().to_vec())?;
-    Ok(crate::tokens::hex(&secret))
 }
 
 fn free_port(host: &str) -> anyhow::Result<u16> {

@@ -60,3 +60,59 @@ async fn edgehub_up_prints_its_url_and_serves_the_hub() {
         "the state database is where --db says"
     );
 }
+
+/// Runs `edgehub up` expecting it to refuse to start; returns its exit code and stderr.
+fn up_refused(dir: &std::path::Path, config: Option<&str>, env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_edgehub"));
+    cmd.args(["up", "--bind", "127.0.0.1:0", "--db"])
+        .arg(dir.join("edgehub.sqlite"))
+        .current_dir(dir)
+        .env_remove("EDGEHUB_SESSION_SECRET")
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if let Some(toml) = config {
+        let path = dir.join("edgehub.toml");
+        std::fs::write(&path, toml).unwrap();
+        cmd.arg("--config").arg(path);
+    }
+    let mut child = cmd.spawn().expect("run edgehub up");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("edgehub up started although it should have refused");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn short_signing_keys_stop_edgehub_up_with_a_clear_message() {
+    let dir = temp_dir("up-short-keys");
+    // The session key the external proxies are given: set means used, so empty or short is refused.
+    for value in ["", "too-short-session-key"] {
+        let (code, err) = up_refused(&dir, None, &[("EDGEHUB_SESSION_SECRET", value)]);
+        assert_eq!(code, Some(1), "{err}");
+        assert!(
+            err.contains(&format!("EDGEHUB_SESSION_SECRET is {} bytes", value.len()))
+                && err.contains("at least 32 bytes"),
+            "{err}"
+        );
+    }
+    // A platform issuer's HMAC key is held to the same rule as at the edge.
+    let (code, err) = up_refused(
+        &dir,
+        Some(
+            "[auth]\nauthenticator = \"jwt\"\n[[auth.issuers]]\nissuer = \"platform\"\nalgorithms = [\"HS384\"]\nsecret = \"platform-secret\"\n",
+        ),
+        &[],
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("auth issuer \"platform\": the HMAC key from secret is 15 bytes; HS384 needs at least 48"),
+        "{err}"
+    );
+}

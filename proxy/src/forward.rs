@@ -113,7 +113,8 @@ pub struct UpstreamHead {
 }
 
 /// Turns the client's request head into the upstream's: path per prepend-path/include-prefix,
-/// hop-by-hop headers removed, `X-Forwarded-*`, `Host`, custom headers, HTTP/1.1.
+/// `X-Forwarded-*`, `Host`, custom headers, HTTP/1.1. The pipeline has removed the client's
+/// hop-by-hop headers already (before adding the identity headers, which must stay).
 pub fn upstream_parts(
     proxy: &Proxy,
     parts: &mut Parts,
@@ -125,7 +126,6 @@ pub fn upstream_parts(
 ) -> Result<UpstreamHead, ForwardError> {
     let s = &proxy.settings;
     let host = request_host(&parts.headers, &parts.uri);
-    remove_hop_by_hop(&mut parts.headers);
     if websocket {
         parts
             .headers

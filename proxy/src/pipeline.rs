@@ -3,9 +3,11 @@
 //! 1. health check (`/_chp_healthz`, before routing, never counted);
 //! 2. path: WHATWG clean-up, percent-decoding, host prefix under host routing;
 //! 3. route lookup in the current table snapshot (no lock);
-//! 4. edge authorization (the hook where issue 4's JWT/session checks go);
-//! 5. forward: a plain request, or a WebSocket upgrade and tunnel;
-//! 6. error page when any step fails; metrics for the finished exchange.
+//! 4. edge authentication and authorization, when configured (`auth`): token, session, policy;
+//! 5. the client's hop-by-hop headers removed, then the headers the proxy adds (identity, the
+//!    route's upstream credential; `X-Forwarded-*` follow in `forward`);
+//! 6. forward: a plain request, or a WebSocket upgrade and tunnel;
+//! 7. error page when any step fails; metrics for the finished exchange.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -20,6 +22,7 @@ use crate::error_page;
 use crate::forward::forward_http;
 use crate::h1_server::PendingUpgrade;
 use crate::headers::forwarded::{ClientInfo, request_host};
+use crate::headers::hop_by_hop::remove_hop_by_hop;
 use crate::request_path::{clean_wire_path, percent_decode};
 use crate::ws_tunnel::{forward_upgrade, is_upgrade, is_websocket};
 
@@ -94,24 +97,36 @@ async fn handle_request(
     };
 
     // 4. Edge authentication and authorization (when configured).
-    let req = match &proxy.auth {
+    let (mut req, admission) = match &proxy.auth {
         Some(auth) => {
             let (mut parts, body) = req.into_parts();
-            if let Err(refusal) = auth.check(&mut parts, &route, upgrade).await {
-                proxy.metrics.proxy_status(refusal.status().as_u16());
-                return Ok(refusal);
+            match auth.check(&mut parts, &route, upgrade).await {
+                Ok(admission) => (Request::from_parts(parts, body), Some(admission)),
+                Err(refusal) => {
+                    proxy.metrics.proxy_status(refusal.status().as_u16());
+                    return Ok(refusal);
+                }
             }
-            Request::from_parts(parts, body)
         }
-        None => req,
+        None => (req, None),
     };
+    // Auth took the token out of the query: what is logged from here on is the URL without it.
+    let stripped = admission.is_some().then(|| req.uri().clone());
+    let uri = stripped.as_ref().unwrap_or(&uri);
 
-    // 5. Forward.
+    // 5. Hop-by-hop headers (RFC 9110 §7.6.1): those the client sent go first, so that a
+    // `Connection` header naming what the proxy adds next cannot remove it.
+    remove_hop_by_hop(req.headers_mut());
+    if let (Some(auth), Some(admission)) = (&proxy.auth, admission) {
+        auth.admit(req.headers_mut(), admission);
+    }
+
+    // 6. Forward.
     let target = match &route.target {
         Ok(t) => t,
         Err(e) => {
             let why = e.to_string();
-            return Ok(Box::pin(error(proxy, StatusCode::INTERNAL_SERVER_ERROR, upgrade, &uri, &why)).await);
+            return Ok(Box::pin(error(proxy, StatusCode::INTERNAL_SERVER_ERROR, upgrade, uri, &why)).await);
         }
     };
     let result = if let Some(client_upgrade) = client_upgrade {
@@ -130,10 +145,10 @@ async fn handle_request(
     };
     let resp = match result {
         Ok(resp) => resp,
-        Err(e) => return Ok(Box::pin(error(proxy, e.status(), upgrade, &uri, &e.to_string())).await),
+        Err(e) => return Ok(Box::pin(error(proxy, e.status(), upgrade, uri, &e.to_string())).await),
     };
 
-    // 6. Metrics.
+    // 7. Metrics.
     proxy.metrics.proxy_status(resp.status().as_u16());
     if let Some(t) = started {
         proxy.metrics.request_duration.record(t.elapsed().as_secs_f64());

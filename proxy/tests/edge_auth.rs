@@ -16,7 +16,8 @@ use support::embedded::EmbeddedProxy;
 use support::redis::RedisServer;
 use support::*;
 
-const SECRET: &str = "test-hs384-secret";
+/// As long as HS384 needs (48 bytes, RFC 7518 §3.2).
+const SECRET: &str = "test-hs384-secret-of-forty-eight-bytes-0123456789";
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/auth");
 
 fn now() -> i64 {
@@ -413,6 +414,146 @@ fn websocket_handshakes_are_checked_and_lose_their_query_token() {
 }
 
 #[test]
+fn headers_the_proxy_adds_survive_a_clients_connection_header() {
+    // RFC 9110 §7.6.1 removes the fields that were received; what the proxy generates stays.
+    let s = site(&auth_config("connection-named", &hs_config(None, "")));
+    let alice = bearer(&hs(&claims("alice")));
+    let mut carol = claims("carol");
+    carol["groups"] = json!(["proj-42"]);
+    let carol = bearer(&hs(&carol));
+    for named in [
+        "X-Forwarded-User",
+        "x-forwarded-groups",
+        "Authorization",
+        "keep-alive, X-Forwarded-User, X-Forwarded-Groups, Authorization, X-Forwarded-For",
+    ] {
+        let r = send(
+            &s.proxy,
+            "/user/alice/x",
+            &[("Authorization", &alice), ("Connection", named)],
+        );
+        assert_eq!(r.status, 200, "{named}: {}", r.text());
+        let seen = s.alice.requests().pop().unwrap();
+        assert_eq!(seen.header("x-forwarded-user"), Some("alice"), "{named}");
+        assert_eq!(seen.header("x-forwarded-for"), Some("127.0.0.1"), "{named}");
+
+        let r = send(
+            &s.proxy,
+            "/user/proj/x",
+            &[("Authorization", &carol), ("Connection", named)],
+        );
+        assert_eq!(r.status, 200, "{named}: {}", r.text());
+        let seen = s.project.requests().pop().unwrap();
+        assert_eq!(seen.header("x-forwarded-user"), Some("carol"), "{named}");
+        assert_eq!(seen.header("x-forwarded-groups"), Some("proj-42"), "{named}");
+        assert_eq!(seen.header("authorization"), Some("token srv-secret"), "{named}");
+    }
+    // A header the client sent and named in Connection still goes: it was for this hop only.
+    let r = send(
+        &s.proxy,
+        "/user/alice/x",
+        &[
+            ("Authorization", &alice),
+            ("Connection", "X-Private"),
+            ("X-Private", "1"),
+        ],
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(s.alice.requests().pop().unwrap().header("x-private"), None);
+
+    // WebSocket handshakes: the tunnel's own Connection: Upgrade, and the identity, both arrive.
+    let path = format!("/user/proj/api/kernels/1/channels?access_token={}", &carol[7..]);
+    let addr = s.proxy.public();
+    let stream = std::net::TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut handshake = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+        format!("ws://{addr}{path}").as_str(),
+    )
+    .unwrap();
+    handshake.headers_mut().insert(
+        "connection",
+        "Upgrade, X-Forwarded-User, X-Forwarded-Groups, Authorization"
+            .parse()
+            .unwrap(),
+    );
+    let (mut ws, resp) =
+        tokio_tungstenite::tungstenite::client::client(handshake, stream).unwrap_or_else(|e| panic!("handshake: {e}"));
+    assert_eq!(resp.status(), 101);
+    let _ = ws_read_text(&mut ws);
+    let seen = s.project.requests().pop().unwrap();
+    assert_eq!(seen.header("x-forwarded-user"), Some("carol"));
+    assert_eq!(seen.header("x-forwarded-groups"), Some("proj-42"));
+    assert_eq!(seen.header("authorization"), Some("token srv-secret"));
+    assert_eq!(seen.header("upgrade"), Some("websocket"));
+
+    // HTTP/2 has no Connection header (RFC 9113 §8.2.2; client libraries drop or refuse it, the
+    // server resets a stream that has one): whatever a client tries, what reaches the server
+    // carries the identity the proxy added.
+    let h2 = |connection: Option<&'static str>| {
+        let auth = carol.clone();
+        block_on(async move {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let (mut sender, conn) = hyper::client::conn::http2::handshake(
+                hyper_util::rt::TokioExecutor::new(),
+                hyper_util::rt::TokioIo::new(tcp),
+            )
+            .await
+            .unwrap();
+            tokio::spawn(conn);
+            let mut req = http::Request::builder()
+                .uri(format!("http://{addr}/user/proj/h2"))
+                .header("authorization", auth);
+            if let Some(c) = connection {
+                req = req.header("connection", c);
+            }
+            let req = req.body(http_body_util::Empty::<bytes::Bytes>::new()).unwrap();
+            sender.send_request(req).await.map(|r| r.status().as_u16())
+        })
+    };
+    assert_eq!(h2(None).unwrap(), 200);
+    let seen = s.project.requests().pop().unwrap();
+    assert_eq!(seen.url, "/user/proj/h2");
+    assert_eq!(seen.header("x-forwarded-user"), Some("carol"));
+    assert_eq!(seen.header("authorization"), Some("token srv-secret"));
+    let before = s.project.requests().len();
+    let _ = h2(Some("X-Forwarded-User, Authorization"));
+    for seen in &s.project.requests()[before..] {
+        assert_eq!(seen.header("x-forwarded-user"), Some("carol"));
+        assert_eq!(seen.header("authorization"), Some("token srv-secret"));
+    }
+}
+
+#[test]
+fn the_query_token_never_reaches_a_server() {
+    // A URL lands in the server's logs; on a shared server, in front of other users.
+    let s = site(&auth_config("query-token", &hs_config(None, "")));
+    let token = hs(&claims("alice"));
+    let r = send(
+        &s.proxy,
+        &format!("/user/alice/tree?path=a&access_token={token}"),
+        &[("Cookie", &format!("edgehub-token={token}"))],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(s.alice.requests().pop().unwrap().url, "/user/alice/tree?path=a");
+    // Read only on handshakes: a plain request with nothing but the query token is refused.
+    let r = send(&s.proxy, &format!("/user/alice/tree?access_token={token}"), &[]);
+    assert_eq!(r.status, 401);
+    // Public routes (the hub's pages) lose it too, in any spelling.
+    let r = send(
+        &s.proxy,
+        &format!("/hub/home?access%5Ftoken={token}&x=1&access_token={token}"),
+        &[],
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(s.hub.requests().pop().unwrap().url, "/hub/home?x=1");
+    assert!(
+        !s.proxy.log_text().contains(&token),
+        "the token was logged:\n{}",
+        s.proxy.log_text()
+    );
+}
+
+#[test]
 fn jwks_keys_rotate_on_an_unknown_kid() {
     let dir = scratch_dir("jwks-rotate");
     let jwks = dir.join("jwks.json");
@@ -519,6 +660,48 @@ fn bad_auth_configs_stop_the_start_with_a_clear_message() {
         ]);
         assert_eq!(code, Some(1), "{toml}: {out}");
         assert!(out.contains(needle), "{toml}: wanted {needle:?} in {out}");
+    }
+}
+
+#[test]
+fn empty_and_short_hmac_keys_stop_the_start_naming_the_issuer_and_key() {
+    // Before this was refused, a proxy with an empty key let anyone sign tokens for anyone.
+    let dir = scratch_dir("short-keys");
+    let empty_file = dir.join("empty.key");
+    std::fs::write(&empty_file, "\n").unwrap();
+    let issuer = |key: &str| format!("[[issuers]]\nissuer = \"https://login.test\"\nalgorithms = [\"HS384\"]\n{key}\n");
+    let cases = [
+        (issuer("secret = \"\""), "from secret is 0 bytes"),
+        (
+            issuer(&format!("secret_file = \"{}\"", empty_file.display())),
+            "from secret_file ",
+        ),
+        (
+            issuer("secret_env = \"EDGE_TEST_KEY\""),
+            "from secret_env EDGE_TEST_KEY is 0 bytes",
+        ),
+        // One byte short of the hash output.
+        (issuer(&format!("secret = \"{}\"", "k".repeat(47))), "is 47 bytes"),
+    ];
+    for (toml, needle) in cases {
+        let path = auth_config("short-key", &toml);
+        let (code, out) = run_to_exit_with_env(
+            &[
+                "--port",
+                &free_port().to_string(),
+                "--api-port",
+                &free_port().to_string(),
+                "--auth-config",
+                &path,
+            ],
+            &[("EDGE_TEST_KEY", "")],
+        );
+        assert_eq!(code, Some(1), "{toml}: {out}");
+        assert!(
+            out.contains("auth issuer \"https://login.test\"") && out.contains(needle),
+            "{toml}: wanted the issuer and {needle:?} in {out}"
+        );
+        assert!(out.contains("HS384 needs at least 48"), "{out}");
     }
 }
 

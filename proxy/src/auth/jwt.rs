@@ -96,6 +96,17 @@ pub enum KeyError {
     Key(String, jsonwebtoken::errors::Error),
     #[error("JWKS {0}: {1}")]
     Jwks(String, String),
+    #[error(
+        "auth issuer {issuer}: the HMAC key from {key} is {len} bytes; {algorithm} needs at least {needed} (RFC 7518 §3.2). Use a random key of {needed} bytes or more, e.g. `openssl rand -hex {needed}`"
+    )]
+    ShortSecret {
+        issuer: String,
+        /// Where the key came from: `secret`, `secret_env NAME` or `secret_file PATH`.
+        key: String,
+        len: usize,
+        algorithm: String,
+        needed: usize,
+    },
 }
 
 /// Keys of one issuer: fixed, or a JWKS that is refreshed.
@@ -186,10 +197,11 @@ impl Verifier {
         let issuers = config
             .issuers
             .iter()
-            .map(|i| {
+            .enumerate()
+            .map(|(position, i)| {
                 Ok(Issuer {
                     validation: validation(i, config),
-                    keys: load_keys(i)?,
+                    keys: load_keys(i, position)?,
                 })
             })
             .collect::<Result<_, KeyError>>()?;
@@ -305,21 +317,11 @@ fn validation(issuer: &IssuerConfig, config: &AuthConfig) -> Validation {
     v
 }
 
-fn load_keys(issuer: &IssuerConfig) -> Result<Keys, KeyError> {
+fn load_keys(issuer: &IssuerConfig, position: usize) -> Result<Keys, KeyError> {
     let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| KeyError::Read(p.display().to_string(), e));
-    if let Some(secret) = &issuer.secret {
-        return Ok(Keys::Fixed(DecodingKey::from_secret(secret.as_bytes())));
-    }
-    if let Some(var) = &issuer.secret_env {
-        let secret = std::env::var(var).map_err(|_| KeyError::Env(var.clone()))?;
-        return Ok(Keys::Fixed(DecodingKey::from_secret(secret.as_bytes())));
-    }
-    if let Some(path) = &issuer.secret_file {
-        let mut secret = read(path)?;
-        while secret.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-            secret.pop();
-        }
-        return Ok(Keys::Fixed(DecodingKey::from_secret(&secret)));
+    if let Some(secret) = hmac_secret(issuer, &read)? {
+        check_hmac_length(issuer, position, &secret)?;
+        return Ok(Keys::Fixed(DecodingKey::from_secret(&secret.bytes)));
     }
     if let Some(path) = &issuer.public_key_file {
         let pem = read(path)?;
@@ -351,11 +353,87 @@ fn load_keys(issuer: &IssuerConfig) -> Result<Keys, KeyError> {
     Ok(Keys::Jwks(jwks))
 }
 
+/// An HMAC secret as read, with where it came from (for the start-up error).
+struct HmacSecret {
+    source: String,
+    bytes: Vec<u8>,
+}
+
+/// The issuer's HMAC secret from whichever of `secret`, `secret_env`, `secret_file` is set;
+/// `None` for public-key issuers.
+fn hmac_secret(
+    issuer: &IssuerConfig,
+    read: &dyn Fn(&std::path::Path) -> Result<Vec<u8>, KeyError>,
+) -> Result<Option<HmacSecret>, KeyError> {
+    if let Some(secret) = &issuer.secret {
+        return Ok(Some(HmacSecret {
+            source: "secret".into(),
+            bytes: secret.as_bytes().to_vec(),
+        }));
+    }
+    if let Some(var) = &issuer.secret_env {
+        let secret = std::env::var(var).map_err(|_| KeyError::Env(var.clone()))?;
+        return Ok(Some(HmacSecret {
+            source: format!("secret_env {var}"),
+            bytes: secret.into_bytes(),
+        }));
+    }
+    if let Some(path) = &issuer.secret_file {
+        let mut bytes = read(path)?;
+        while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+            bytes.pop();
+        }
+        return Ok(Some(HmacSecret {
+            source: format!("secret_file {}", path.display()),
+            bytes,
+        }));
+    }
+    Ok(None)
+}
+
+/// RFC 7518 §3.2: "A key of the same size as the hash output (for instance, 256 bits for
+/// "HS256") or larger MUST be used". A shorter key, the empty one above all, lets anyone who
+/// guesses it sign tokens for any user, so such an issuer stops the start instead.
+fn check_hmac_length(issuer: &IssuerConfig, position: usize, secret: &HmacSecret) -> Result<(), KeyError> {
+    let strongest = issuer
+        .algorithms
+        .iter()
+        .filter_map(|a| Some((a, hmac_key_bytes(a)?)))
+        .max_by_key(|(_, bytes)| *bytes);
+    match strongest {
+        Some((algorithm, needed)) if secret.bytes.len() < needed => Err(KeyError::ShortSecret {
+            issuer: issuer
+                .issuer
+                .as_ref()
+                .map_or_else(|| format!("#{}", position + 1), |name| format!("{name:?}")),
+            key: secret.source.clone(),
+            len: secret.bytes.len(),
+            algorithm: algorithm.clone(),
+            needed,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The least key length of an HMAC algorithm, in bytes: its hash output.
+pub fn hmac_key_bytes(algorithm: &str) -> Option<usize> {
+    match algorithm {
+        "HS256" => Some(32),
+        "HS384" => Some(48),
+        "HS512" => Some(64),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use jsonwebtoken::{EncodingKey, Header, encode};
     use serde_json::json;
+
+    /// Keys as long as HS512 needs: every HMAC algorithm accepts them.
+    const K: &str = "a-test-key-of-sixty-four-bytes-for-every-hmac-algorithm-0123456";
+    const OTHER: &str = "another-key-of-sixty-four-bytes-for-every-hmac-algorithm-0123456";
 
     fn config(algs: &[&str], secret: &str) -> AuthConfig {
         AuthConfig {
@@ -386,8 +464,8 @@ mod tests {
 
     #[test]
     fn a_good_token_gives_its_identity() {
-        let v = Verifier::new(&config(&["HS384"], "k")).unwrap();
-        let id = v.verify(&token(Algorithm::HS384, "k", good_claims())).unwrap();
+        let v = Verifier::new(&config(&["HS384"], K)).unwrap();
+        let id = v.verify(&token(Algorithm::HS384, K, good_claims())).unwrap();
         assert_eq!(id.user, "alice");
         assert_eq!(id.groups, vec!["proj-42".to_owned()]);
         assert!(!id.admin);
@@ -395,18 +473,15 @@ mod tests {
 
     #[test]
     fn each_refusal_has_its_reason() {
-        let v = Verifier::new(&config(&["HS384"], "k")).unwrap();
+        let v = Verifier::new(&config(&["HS384"], K)).unwrap();
         let with = |f: &dyn Fn(&mut Map<String, Value>)| {
             let mut c = good_claims().as_object().unwrap().clone();
             f(&mut c);
-            token(Algorithm::HS384, "k", Value::Object(c))
+            token(Algorithm::HS384, K, Value::Object(c))
         };
         let cases: Vec<(String, TokenError)> = vec![
-            (
-                token(Algorithm::HS384, "other", good_claims()),
-                TokenError::BadSignature,
-            ),
-            (token(Algorithm::HS256, "k", good_claims()), TokenError::Algorithm),
+            (token(Algorithm::HS384, OTHER, good_claims()), TokenError::BadSignature),
+            (token(Algorithm::HS256, K, good_claims()), TokenError::Algorithm),
             (
                 with(&|c| drop(c.insert("exp".into(), json!(now() - 120)))),
                 TokenError::Expired,
@@ -420,7 +495,7 @@ mod tests {
                 TokenError::WrongIssuer,
             ),
             (
-                with(&|c| drop(c.insert("aud".into(), json!("other")))),
+                with(&|c| drop(c.insert("aud".into(), json!(OTHER)))),
                 TokenError::WrongAudience,
             ),
             (with(&|c| drop(c.remove("sub"))), TokenError::MissingClaim),
@@ -435,7 +510,7 @@ mod tests {
 
     #[test]
     fn alg_none_is_refused() {
-        let v = Verifier::new(&config(&["HS256"], "k")).unwrap();
+        let v = Verifier::new(&config(&["HS256"], K)).unwrap();
         // {"alg":"none","typ":"JWT"} . {"sub":"alice","exp":9999999999} . (no signature)
         let none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJhbGljZSIsImV4cCI6OTk5OTk5OTk5OX0.";
         assert!(v.verify(none).is_err());
@@ -443,23 +518,23 @@ mod tests {
 
     #[test]
     fn leeway_forgives_small_skew_only() {
-        let v = Verifier::new(&config(&["HS256"], "k")).unwrap();
+        let v = Verifier::new(&config(&["HS256"], K)).unwrap();
         let mut c = good_claims();
         c["exp"] = json!(now() - 10);
         assert!(
-            v.verify(&token(Algorithm::HS256, "k", c)).is_ok(),
+            v.verify(&token(Algorithm::HS256, K, c)).is_ok(),
             "10 s late is within 30 s leeway"
         );
     }
 
     #[test]
     fn admin_claim_must_be_true() {
-        let v = Verifier::new(&config(&["HS256"], "k")).unwrap();
+        let v = Verifier::new(&config(&["HS256"], K)).unwrap();
         let mut c = good_claims();
         c["admin"] = json!("true");
-        assert!(!v.verify(&token(Algorithm::HS256, "k", c.clone())).unwrap().admin);
+        assert!(!v.verify(&token(Algorithm::HS256, K, c.clone())).unwrap().admin);
         c["admin"] = json!(true);
-        assert!(v.verify(&token(Algorithm::HS256, "k", c)).unwrap().admin);
+        assert!(v.verify(&token(Algorithm::HS256, K, c)).unwrap().admin);
     }
 
     #[test]
@@ -500,5 +575,54 @@ mod tests {
             assert_eq!(v.verify(&forged).unwrap_err(), TokenError::BadSignature, "{name}");
             let _ = std::fs::remove_dir_all(&dir);
         }
+    }
+
+    #[test]
+    fn hmac_keys_shorter_than_the_hash_are_refused_at_start() {
+        // RFC 7518 §3.2, at the boundary of each algorithm, and the empty key.
+        for (alg, needed) in [("HS256", 32), ("HS384", 48), ("HS512", 64)] {
+            assert!(Verifier::new(&config(&[alg], &"k".repeat(needed))).is_ok(), "{alg}");
+            for short in [0, needed - 1] {
+                let err = Verifier::new(&config(&[alg], &"k".repeat(short)))
+                    .err()
+                    .unwrap()
+                    .to_string();
+                assert!(
+                    err.contains("\"https://login.example\"") && err.contains("from secret is"),
+                    "{err}"
+                );
+                assert!(
+                    err.contains(&format!("{short} bytes; {alg} needs at least {needed}")),
+                    "{err}"
+                );
+            }
+        }
+        // An issuer accepting several algorithms needs a key for the strongest of them.
+        let err = Verifier::new(&config(&["HS256", "HS512"], &"k".repeat(48)))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("HS512 needs at least 64"), "{err}");
+    }
+
+    #[test]
+    fn the_short_key_error_names_an_unnamed_issuer_by_position_and_the_key_source() {
+        let mut c = config(&["HS256"], K);
+        let dir = std::env::temp_dir().join(format!("edgeproxy-jwt-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("empty.key");
+        // A file holding only a newline is empty once the newline is trimmed.
+        std::fs::write(&file, "\n").unwrap();
+        c.issuers.push(IssuerConfig {
+            algorithms: vec!["HS384".into()],
+            secret_file: Some(file.clone()),
+            ..Default::default()
+        });
+        let err = Verifier::new(&c).err().unwrap().to_string();
+        assert!(
+            err.starts_with("auth issuer #2: the HMAC key from secret_file "),
+            "{err}"
+        );
+        assert!(err.contains("is 0 bytes; HS384 needs at least 48"), "{err}");
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use http::header::{ACCEPT, CONTENT_TYPE, HOST, HeaderValue, LOCATION, ORIGIN, WWW_AUTHENTICATE};
 use http::request::Parts;
-use http::{Method, Response, StatusCode};
+use http::{HeaderMap, Method, Response, StatusCode};
 
 use config::{AuthConfig, Policy};
 
@@ -36,6 +36,14 @@ use self::local_sessions::LocalSessions;
 use self::redis_sessions::SessionMetrics;
 use self::session::{SessionVerdict, Sessions};
 use self::verified_tokens::Verified;
+
+/// What an admitted request gets from the proxy on its way upstream ([`EdgeAuth::admit`]).
+/// Empty on public routes.
+#[derive(Default)]
+pub struct Admission {
+    verified: Option<Arc<Verified>>,
+    upstream_token: Option<HeaderValue>,
+}
 
 /// Why edge auth could not be set up; the binary prints it and exits 1.
 #[derive(Debug, thiserror::Error)]
@@ -145,9 +153,16 @@ impl EdgeAuth {
         }
     }
 
-    /// Decides whether the request may reach `route`, editing its head for the upstream when it
-    /// may (identity headers in, token out). `Err` is the answer to send instead.
-    pub async fn check(&self, parts: &mut Parts, route: &Route, websocket: bool) -> Result<(), Response<ResponseBody>> {
+    /// Decides whether the request may reach `route`. When it may, the token and any identity
+    /// headers the client sent are taken out of the head, and the returned [`Admission`] holds
+    /// what the proxy adds (with [`EdgeAuth::admit`], after the client's hop-by-hop headers are
+    /// gone). `Err` is the answer to send instead.
+    pub async fn check(
+        &self,
+        parts: &mut Parts,
+        route: &Route,
+        websocket: bool,
+    ) -> Result<Admission, Response<ResponseBody>> {
         // Identity headers are ours to set: whatever the client sent goes, on every route.
         self.identity.strip_client_copies(&mut parts.headers);
         let policy = route.policy();
@@ -162,9 +177,9 @@ impl EdgeAuth {
             None => self.config.default_policy,
         };
         if effective == Policy::Public {
-            token_source::strip_query_token(parts, &self.config.token, websocket);
+            token_source::strip_query_token(parts, &self.config.token);
             self.count("public");
-            return Ok(());
+            return Ok(Admission::default());
         }
         let Some((token, _)) = token_source::find(parts, &self.config.token, websocket) else {
             self.count("no_token");
@@ -209,12 +224,24 @@ impl EdgeAuth {
             return Err(json(StatusCode::FORBIDDEN, "WebSocket origin not allowed"));
         }
         self.count("allowed");
-        token_source::strip(parts, &self.config.token, websocket);
-        self.identity.set(&mut parts.headers, &verified);
-        if let Some(credential) = policy.and_then(|p| p.upstream_token.clone()) {
-            parts.headers.insert(http::header::AUTHORIZATION, credential);
+        token_source::strip(parts, &self.config.token);
+        Ok(Admission {
+            upstream_token: policy.and_then(|p| p.upstream_token.clone()),
+            verified: Some(verified),
+        })
+    }
+
+    /// Adds what [`EdgeAuth::check`] decided the upstream gets: the identity headers and the
+    /// route's own credential. Called after the client's hop-by-hop headers were removed, so
+    /// that a client's `Connection: X-Forwarded-User` cannot take them out again (RFC 9110
+    /// §7.6.1 removes the fields that were received, not those the proxy generates).
+    pub fn admit(&self, headers: &mut HeaderMap, admission: Admission) {
+        if let Some(verified) = &admission.verified {
+            self.identity.set(headers, verified);
         }
-        Ok(())
+        if let Some(credential) = admission.upstream_token {
+            headers.insert(http::header::AUTHORIZATION, credential);
+        }
     }
 
     async fn verify(&self, token: &str) -> Result<Arc<Verified>, TokenError> {

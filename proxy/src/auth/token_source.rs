@@ -75,8 +75,8 @@ fn percent_decode_query(v: &str) -> String {
 
 /// Removes the token from the request: the query parameter always (URLs are logged), the header
 /// or cookie when `strip` is set.
-pub fn strip(parts: &mut Parts, sources: &TokenSources, websocket: bool) {
-    strip_query_token(parts, sources, websocket);
+pub fn strip(parts: &mut Parts, sources: &TokenSources) {
+    strip_query_token(parts, sources);
     if !sources.strip {
         return;
     }
@@ -94,17 +94,22 @@ pub fn strip(parts: &mut Parts, sources: &TokenSources, websocket: bool) {
     }
 }
 
-/// Removes the query-parameter token of a handshake, whatever the route's policy.
-pub fn strip_query_token(parts: &mut Parts, sources: &TokenSources, websocket: bool) {
-    if websocket
-        && let Some(name) = &sources.query_param
-        && let Some(query) = parts.uri.query()
-        && query.split('&').any(|p| p.split('=').next() == Some(name))
+/// Removes the query-parameter token from every request, whatever the route's policy and
+/// although it is read on handshakes only: a URL ends up in the upstream's logs and, on a shared
+/// server, in front of other users.
+pub fn strip_query_token(parts: &mut Parts, sources: &TokenSources) {
+    let Some(name) = &sources.query_param else {
+        return;
+    };
+    // Compared decoded, as the upstream will read it: `access%5Ftoken=` is the same parameter.
+    let is_token = |pair: &&str| {
+        let key = pair.split('=').next().unwrap_or_default();
+        key == name || (key.contains(['%', '+']) && percent_decode_query(key) == *name)
+    };
+    if let Some(query) = parts.uri.query()
+        && query.split('&').any(|p| is_token(&p))
     {
-        let kept: Vec<&str> = query
-            .split('&')
-            .filter(|p| p.split('=').next() != Some(name.as_str()))
-            .collect();
+        let kept: Vec<&str> = query.split('&').filter(|p| !is_token(p)).collect();
         let path_and_query = if kept.is_empty() {
             parts.uri.path().to_owned()
         } else {
@@ -184,14 +189,33 @@ mod tests {
                 ("cookie", "_xsrf=1; edgehub-token=c; other=2"),
             ],
         );
-        strip(&mut p, &s, true);
+        strip(&mut p, &s);
         assert_eq!(p.uri.to_string(), "/user/a/api/kernels/1/channels?session_id=9");
         assert!(p.headers.get(AUTHORIZATION).is_none());
         assert_eq!(p.headers.get(COOKIE).unwrap(), "_xsrf=1; other=2");
 
         let mut p = parts("/x?access_token=t", &[("authorization", "token keep-me")]);
-        strip(&mut p, &s, true);
+        strip(&mut p, &s);
         assert_eq!(p.uri.to_string(), "/x");
         assert_eq!(p.headers.get(AUTHORIZATION).unwrap(), "token keep-me");
+    }
+
+    #[test]
+    fn the_query_token_goes_from_every_request_in_any_spelling() {
+        let s = TokenSources::default();
+        for (uri, left) in [
+            ("/user/a/tree?access_token=t", "/user/a/tree"),
+            ("/user/a/files/x?a=1&access_token=t&b=2", "/user/a/files/x?a=1&b=2"),
+            ("/user/a/?access%5Ftoken=t&access_token=u", "/user/a/"),
+            ("/user/a/?access_token", "/user/a/"),
+            (
+                "/user/a/?token=jupyter&x=access_token",
+                "/user/a/?token=jupyter&x=access_token",
+            ),
+        ] {
+            let mut p = parts(uri, &[]);
+            strip_query_token(&mut p, &s);
+            assert_eq!(p.uri.to_string(), left, "{uri}");
+        }
     }
 }

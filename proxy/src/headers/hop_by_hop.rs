@@ -103,11 +103,13 @@ fn connection_tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value.split(|b| *b == b',').map(<[u8]>::trim_ascii)
 }
 
-/// The header a `Connection` token names, unless it is an option (`close`, `keep-alive`) or a
-/// fixed hop-by-hop name, which goes anyway.
+/// The header a `Connection` token names, unless it is an option (`close`, `keep-alive`), a
+/// fixed hop-by-hop name, which goes anyway, or `Host`: every HTTP/1.1 request carries one
+/// (RFC 9112 §3.2), so the proxy keeps the client's rather than forward a request without it.
 fn named_by_connection(token: &[u8]) -> Option<HeaderName> {
     let known = token.is_empty()
         || token.eq_ignore_ascii_case(b"close")
+        || token.eq_ignore_ascii_case(b"host")
         || HOP_BY_HOP
             .iter()
             .any(|h| token.eq_ignore_ascii_case(h.as_str().as_bytes()));
@@ -133,9 +135,10 @@ mod tests {
     #[test]
     fn removes_hop_by_hop_and_connection_named_headers() {
         type Case<'a> = (&'a [(&'a str, &'a str)], &'a [&'a str]);
-        let cases: [Case; 4] = [
+        let cases: [Case; 5] = [
             (&[("host", "a"), ("accept", "*/*")], &["host", "accept"]),
             (&[("host", "a"), ("connection", "close")], &["host"]),
+            (&[("host", "a"), ("connection", "Host, x-a"), ("x-a", "1")], &["host"]),
             (
                 &[
                     ("connection", "keep-alive, x-secret"),

@@ -205,8 +205,14 @@ pub fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::Exi
 
 /// Runs edgeproxy with `args` expecting it to exit on its own; returns (code, stdout+stderr).
 pub fn run_to_exit(args: &[&str]) -> (Option<i32>, String) {
+    run_to_exit_with_env(args, &[])
+}
+
+/// As `run_to_exit`, with environment variables set for the proxy.
+pub fn run_to_exit_with_env(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_edgeproxy"))
         .args(args)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
