@@ -9,7 +9,6 @@
 //!   the upstream inactivity limit).
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -18,7 +17,7 @@ use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
-use crate::route_table::Route;
+use crate::activity::Activity;
 use crate::upstream::ResponseStream;
 
 /// The one error type our bodies yield; hyper turns it into an aborted connection.
@@ -64,7 +63,7 @@ pub enum RequestBody {
     Empty,
     Client {
         body: ClientBody,
-        route: Option<Arc<Route>>,
+        activity: Option<Activity>,
     },
 }
 
@@ -75,12 +74,12 @@ impl Body for RequestBody {
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
             RequestBody::Empty => Poll::Ready(None),
-            RequestBody::Client { body, route } => {
+            RequestBody::Client { body, activity } => {
                 let frame = ready!(Pin::new(body).poll_frame(cx));
-                if let (Some(Ok(f)), Some(route)) = (&frame, route)
+                if let (Some(Ok(f)), Some(activity)) = (&frame, activity)
                     && f.is_data()
                 {
-                    route.mark_active();
+                    activity.mark();
                 }
                 Poll::Ready(frame)
             }
@@ -150,7 +149,7 @@ pub struct UpstreamBody {
     /// Returns its connection to the pool once it has been read to its end.
     body: ResponseStream,
     /// Marked active when the body completes (a response with status < 300, chp-spec §6).
-    activity: Option<Arc<Route>>,
+    activity: Option<Activity>,
     idle: Option<IdleLimit>,
 }
 
@@ -160,7 +159,7 @@ struct IdleLimit {
 }
 
 impl UpstreamBody {
-    pub fn new(body: ResponseStream, activity: Option<Arc<Route>>, idle_limit: Option<Duration>) -> Self {
+    pub fn new(body: ResponseStream, activity: Option<Activity>, idle_limit: Option<Duration>) -> Self {
         UpstreamBody {
             body,
             activity,
@@ -182,8 +181,8 @@ impl UpstreamBody {
     }
 
     fn finish(&mut self) {
-        if let Some(route) = self.activity.take() {
-            route.mark_active();
+        if let Some(activity) = self.activity.take() {
+            activity.mark();
         }
     }
 }

@@ -7,6 +7,7 @@ use http::request::Parts;
 use http::{Request, Response, StatusCode, Uri, Version};
 
 use crate::Proxy;
+use crate::activity::Activity;
 use crate::body::{ClientBody, RequestBody, ResponseBody, UpstreamBody};
 use crate::deadline::{Deadline, Elapsed};
 use crate::headers::forwarded::{ClientInfo, add_forwarded, request_host};
@@ -50,7 +51,7 @@ pub async fn forward_http(
     let UpstreamHead { host, forwarded } = upstream_parts(proxy, &mut parts, &route, target, wire_path, client, false)?;
     let body = RequestBody::Client {
         body,
-        route: Some(route.clone()),
+        activity: Some(Activity::new(route.clone(), &proxy.metrics)),
     };
     let resp = within_proxy_timeout(
         proxy,
@@ -76,12 +77,12 @@ pub async fn forward_http(
         parts.headers.insert(LOCATION, v);
     }
     // Activity counts only for successful responses, once they have been delivered whole.
-    let activity = (parts.status.as_u16() < 300).then_some(route);
+    let activity = (parts.status.as_u16() < 300).then(|| Activity::new(route, &proxy.metrics));
     let body = if let Some(whole) = body.take_complete() {
         // The whole body came with the head (and the connection is back in the pool): send it
         // as it is, and finish the bookkeeping now.
-        if let Some(route) = activity {
-            route.mark_active();
+        if let Some(activity) = activity {
+            activity.mark();
         }
         ResponseBody::full(whole)
     } else {

@@ -4,6 +4,7 @@
 //! [`admin_api`]; [`server`] binds and serves the listeners. [`Proxy`] holds what they share and
 //! is what an embedding program (the hub's `edgehub up`) creates and runs.
 
+pub mod activity;
 pub mod admin_api;
 pub mod auth;
 pub mod body;

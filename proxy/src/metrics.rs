@@ -21,6 +21,7 @@ pub struct Metrics {
     pub api_route_add: Counter,
     pub api_route_delete: Counter,
     pub find_target_for_req: Histogram,
+    pub last_activity_updating: Histogram,
     pub request_duration: Histogram,
     pub open_connections: Gauge,
     pub open_tunnels: Gauge,
@@ -75,6 +76,11 @@ impl Metrics {
             "Time to find the route of a request",
         );
         describe(
+            "last_activity_updating",
+            Some(Unit::Seconds),
+            "Time to record a route's last activity",
+        );
+        describe(
             "edgeproxy_request_duration_seconds",
             Some(Unit::Seconds),
             "Time from request to response head",
@@ -102,6 +108,7 @@ impl Metrics {
             api_route_add: counter("api_route_add"),
             api_route_delete: counter("api_route_delete"),
             find_target_for_req: histogram("find_target_for_req"),
+            last_activity_updating: histogram("last_activity_updating"),
             request_duration: histogram("edgeproxy_request_duration_seconds"),
             open_connections: gauge("edgeproxy_open_connections"),
             open_tunnels: gauge("edgeproxy_open_tunnels"),

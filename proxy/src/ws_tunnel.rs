@@ -31,6 +31,7 @@ use crate::deadline::Elapsed;
 use crate::forward::{ForwardError, upstream_parts, within_proxy_timeout};
 use crate::h1_server::PendingUpgrade;
 use crate::headers::forwarded::ClientInfo;
+use crate::activity::Activity;
 use crate::route_table::Route;
 use crate::target::Target;
 use crate::upstream::{H1Error, UpstreamError};
@@ -84,6 +85,7 @@ pub async fn forward_upgrade(
         return Err(UpstreamError::Http(target.authority().to_owned(), H1Error::ClosedBeforeResponse).into());
     };
 
+    let activity = Activity::new(route, &proxy.metrics);
     let proxy = proxy.clone();
     tokio::spawn(async move {
         let Some(client_io) = client_upgrade.connection().await else {
@@ -91,7 +93,7 @@ pub async fn forward_upgrade(
             return;
         };
         proxy.metrics.open_tunnels.increment(1.0);
-        if let Err(e) = Tunnel::new(client_io, upstream_io, route).await {
+        if let Err(e) = Tunnel::new(client_io, upstream_io, activity).await {
             tracing::debug!("WebSocket tunnel closed: {e}");
         }
         proxy.metrics.open_tunnels.decrement(1.0);
@@ -188,17 +190,17 @@ pub struct Tunnel<C, U> {
     upstream: U,
     to_upstream: Direction,
     to_client: Direction,
-    route: Arc<Route>,
+    activity: Activity,
 }
 
 impl<C, U> Tunnel<C, U> {
-    pub fn new(client: C, upstream: U, route: Arc<Route>) -> Self {
+    pub fn new(client: C, upstream: U, activity: Activity) -> Self {
         Tunnel {
             client,
             upstream,
             to_upstream: Direction::default(),
             to_client: Direction::default(),
-            route,
+            activity,
         }
     }
 }
@@ -212,11 +214,11 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let route = &this.route;
+        let activity = &this.activity;
         let up = this
             .to_upstream
             .poll_copy(cx, Pin::new(&mut this.client), Pin::new(&mut this.upstream), &|| {
-                route.mark_active()
+                activity.mark()
             })?;
         let down = this
             .to_client

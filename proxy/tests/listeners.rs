@@ -170,6 +170,18 @@ fn metrics_use_chps_names() {
     ] {
         assert!(text.contains(name), "metrics have {name}:\n{text}");
     }
+    // CHP's summary of activity updates: one, at least, for the proxied GET /x.
+    assert!(
+        text.lines().any(|l| l == "# TYPE last_activity_updating summary"),
+        "{text}"
+    );
+    let updates: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("last_activity_updating_count "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no last_activity_updating_count in\n{text}"));
+    assert!(updates >= 1, "{text}");
+    assert!(text.contains("last_activity_updating{quantile=\"0.5\"}"), "{text}");
     assert_eq!(get(addr, "/metrics?x=1").status, 404);
     assert_eq!(get(addr, "/").status, 404);
     assert_eq!(p.api("GET", "/metrics", None).status, 404, "not on the API listener");
