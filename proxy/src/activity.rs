@@ -25,9 +25,7 @@ impl Activity {
     pub fn new(route: Arc<Route>, metrics: &Metrics) -> Activity {
         Activity {
             route,
-            timing: metrics
-                .is_enabled()
-                .then(|| metrics.last_activity_updating.clone()),
+            timing: metrics.is_enabled().then(|| metrics.last_activity_updating.clone()),
         }
     }
 

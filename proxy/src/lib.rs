@@ -82,7 +82,7 @@ pub struct Settings {
 }
 
 pub struct RedirectSettings {
-    pub listen_port: u16,
+    /// The proxy's own `--port`.
     pub https_port: u16,
     pub to: Option<u16>,
 }
@@ -150,8 +150,7 @@ impl Proxy {
                 timeout: config.timeout,
                 proxy_timeout: config.proxy_timeout,
                 keep_alive_timeout: config.keep_alive_timeout,
-                redirect: config.redirect_port.map(|listen_port| RedirectSettings {
-                    listen_port,
+                redirect: config.redirect_port.map(|_| RedirectSettings {
                     https_port: public_port,
                     to: config.redirect_to,
                 }),

@@ -9,13 +9,16 @@ use crate::body::ResponseBody;
 
 pub fn respond(settings: &Settings, req: &Request<Incoming>) -> Response<ResponseBody> {
     let redirect = settings.redirect.as_ref();
+    // Where clients are sent: `--redirect-to` (the public HTTPS port, e.g. 443 behind a load
+    // balancer), else the proxy's own `--port`.
+    let https_port = redirect.map(|r| r.to.unwrap_or(r.https_port));
     let host = req
         .headers()
         .get(HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri().host());
     let Some(host) = host.filter(|h| !h.is_empty()) else {
-        let port = redirect.map_or(0, |r| r.listen_port);
+        let port = https_port.unwrap_or_default();
         let mut resp = Response::new(ResponseBody::full(format!(
             "This server is HTTPS-only on port {port}, but an HTTP request was made and the host could not be determined from the request."
         )));
@@ -28,12 +31,10 @@ pub fn respond(settings: &Settings, req: &Request<Incoming>) -> Response<Respons
         None => host.split(':').next().unwrap_or(host),
     };
     // As in CHP, an explicit --redirect-to is always written, even 443.
-    let port = match redirect.and_then(|r| r.to) {
-        Some(p) => format!(":{p}"),
-        None => match redirect.map(|r| r.https_port) {
-            Some(443) | None => String::new(),
-            Some(p) => format!(":{p}"),
-        },
+    let port = match (redirect.and_then(|r| r.to), https_port) {
+        (Some(p), _) => format!(":{p}"),
+        (None, Some(443) | None) => String::new(),
+        (None, Some(p)) => format!(":{p}"),
     };
     let path = req.uri().path_and_query().map_or("/", |pq| pq.as_str());
     let mut resp = Response::new(ResponseBody::empty());

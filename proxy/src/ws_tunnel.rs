@@ -26,12 +26,12 @@ use http::{HeaderValue, Method, Request, Response, StatusCode};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::Proxy;
+use crate::activity::Activity;
 use crate::body::{ClientBody, RequestBody, ResponseBody, UpstreamBody};
 use crate::deadline::Elapsed;
 use crate::forward::{ForwardError, upstream_parts, within_proxy_timeout};
 use crate::h1_server::PendingUpgrade;
 use crate::headers::forwarded::ClientInfo;
-use crate::activity::Activity;
 use crate::route_table::Route;
 use crate::target::Target;
 use crate::upstream::{H1Error, UpstreamError};

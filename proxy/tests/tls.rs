@@ -62,9 +62,16 @@ fn redirect_listener_sends_plain_http_to_https() {
         get_over_tls(&pki, p.public(), "/some/path?q=1").json()["url"],
         "/some/path?q=1"
     );
+    // No Host: a 400 naming the HTTPS port to use (not the port the request came to), as CHP.
     let r = raw(plain, b"GET /x HTTP/1.0\r\n\r\n").unwrap();
     assert_eq!(r.status, 400);
-    assert!(r.text().contains("HTTPS-only"), "{}", r.text());
+    assert_eq!(
+        r.text(),
+        format!(
+            "This server is HTTPS-only on port {}, but an HTTP request was made and the host could not be determined from the request.",
+            p.port
+        )
+    );
 
     let to_port = free_port().to_string();
     let other = free_port();
@@ -82,6 +89,18 @@ fn redirect_listener_sends_plain_http_to_https() {
     assert_eq!(
         r.header("location"),
         Some(format!("https://hub.example:{to_port}/p").as_str())
+    );
+    let r = raw(
+        std::net::SocketAddr::from(([127, 0, 0, 1], other)),
+        b"GET /x HTTP/1.0\r\n\r\n",
+    )
+    .unwrap();
+    assert_eq!(r.status, 400);
+    assert!(
+        r.text()
+            .starts_with(&format!("This server is HTTPS-only on port {to_port}, ")),
+        "{}",
+        r.text()
     );
 }
 
