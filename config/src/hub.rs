@@ -48,6 +48,10 @@ pub struct HubConfig {
     pub allow_named_servers: bool,
     /// Named servers per user; 0 means no limit. Default: 0.
     pub named_server_limit_per_user: u32,
+    /// Send a signed-in user who asked for no page in particular (`/`, `/hub/`, a sign-in
+    /// without `next`) to their default server, starting it if it is stopped, as JupyterHub's
+    /// `redirect_to_server` does. `false` sends them to the home page instead. Default: true.
+    pub redirect_to_server: bool,
 }
 
 impl Default for HubConfig {
@@ -70,6 +74,7 @@ impl Default for HubConfig {
             reconcile_interval_secs: 5,
             allow_named_servers: true,
             named_server_limit_per_user: 0,
+            redirect_to_server: true,
         }
     }
 }

@@ -69,3 +69,30 @@ async fn login_start_progress_and_the_servers_page_in_a_browser() {
     drop(browser);
     hub.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn from_the_front_page_signing_in_starts_your_server() {
+    // What the README promises a newcomer: open the address, sign in with any name, and the
+    // server starts and opens, with no click on the home page.
+    let dir = temp_dir("browser-landing");
+    let hub = TestHub::start(test_config(&dir, free_port())).await;
+    let browser = Browser::start().await.expect("chromium and chromedriver start");
+    browser
+        .sign_in(&hub.url("/"), "carol", WAIT)
+        .await
+        .expect("/ leads to the login page");
+    browser
+        .wait_until_url(|u| u.ends_with("/user/carol/"), WAIT)
+        .await
+        .expect("signed in, the browser lands on carol's server");
+    assert_builtin_server_page(&browser, "carol", WAIT).await;
+    // Coming back to the front page while it runs opens the server again.
+    browser.goto(&hub.url("/")).await.unwrap();
+    let url = browser
+        .wait_until_url(|u| u.ends_with("/user/carol/"), WAIT)
+        .await
+        .expect("the front page leads to the running server");
+    assert_eq!(url, hub.url("/user/carol/"));
+    drop(browser);
+    hub.stop().await;
+}

@@ -381,3 +381,74 @@ async fn pages_outside_the_hub_leave_the_xsrf_cookie_alone() {
     assert_eq!(r.location(), "/hub/spawn-pending/alice");
     hub.stop().await;
 }
+
+/// The sign-in form's POST as `hub.login` sends it, returning the redirect it answers.
+async fn sign_in_redirect(hub: &TestHub, user: &str) -> (Client, String) {
+    let mut c = hub.client();
+    c.get("/hub/login").await;
+    let xsrf = c.cookies.get("_xsrf").cloned().expect("the login page sets _xsrf");
+    let r = c
+        .post_form("/hub/login", &[("username", user), ("password", ""), ("_xsrf", &xsrf)])
+        .await;
+    assert_eq!(r.status, StatusCode::FOUND, "{}", r.text());
+    let location = r.location();
+    (c, location)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_in_leads_to_your_server_and_starts_it() {
+    let dir = temp_dir("landing");
+    let hub = TestHub::start(test_config(&dir, free_port())).await;
+    // Nobody signed in: `/` and `/hub/` lead to the login page.
+    let mut anon = hub.client();
+    for path in ["/", "/hub/", "/hub"] {
+        let r = anon.get(path).await;
+        assert_eq!(
+            (r.status, r.location()),
+            (StatusCode::FOUND, "/hub/login".into()),
+            "{path}"
+        );
+    }
+
+    // Signed in without a `next`: to the spawn handler, which starts the stopped server.
+    let (mut alice, landed) = sign_in_redirect(&hub, "alice").await;
+    assert_eq!(landed, "/hub/spawn/alice");
+    let r = alice.get(&landed).await;
+    assert_eq!(r.location(), "/hub/spawn-pending/alice");
+    // While it starts, `/` leads to its progress (unless it is up already); once it runs, to
+    // the server itself.
+    let early = alice.get("/").await.location();
+    assert!(
+        ["/hub/spawn-pending/alice", "/user/alice/"].contains(&early.as_str()),
+        "{early}"
+    );
+    let events = follow_progress(&mut alice, "/hub/api/users/alice/server/progress").await;
+    assert_eq!(events.last().unwrap()["ready"], true, "{events:?}");
+    for path in ["/", "/hub/"] {
+        let r = alice.get(path).await;
+        assert_eq!(
+            (r.status, r.location()),
+            (StatusCode::FOUND, "/user/alice/".into()),
+            "{path}"
+        );
+    }
+    assert_eq!(alice.get("/user/alice/").await.status, StatusCode::OK);
+    // A `next` still wins; signing in again while running goes straight to the server.
+    let r = alice.get("/hub/login?next=%2Fhub%2Fhome").await;
+    assert_eq!(r.location(), "/hub/home");
+    let (_, landed) = sign_in_redirect(&hub, "alice").await;
+    assert_eq!(landed, "/user/alice/");
+    hub.stop().await;
+
+    // With redirect_to_server off, the home page, and nothing starts.
+    let dir = temp_dir("landing-home");
+    let mut config = test_config(&dir, free_port());
+    config.redirect_to_server = false;
+    let hub = TestHub::start(config).await;
+    let (mut bob, landed) = sign_in_redirect(&hub, "bob").await;
+    assert_eq!(landed, "/hub/home");
+    assert_eq!(bob.get("/").await.location(), "/hub/home");
+    let model = hub.admin().api(Method::GET, "/users/bob", None).await.json();
+    assert!(model["servers"].as_object().unwrap().is_empty(), "{model}");
+    hub.stop().await;
+}

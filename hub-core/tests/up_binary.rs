@@ -47,7 +47,7 @@ async fn edgehub_up_prints_its_url_and_serves_the_hub() {
     };
     let r = browser.get("/").await;
     assert_eq!(r.status, StatusCode::FOUND);
-    assert_eq!(r.location(), "/hub/home");
+    assert_eq!(r.location(), "/hub/login");
     let r = browser.get("/hub/login").await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.text().contains("name=\"username\""), "{}", r.text());

@@ -89,6 +89,22 @@ fn safe_next(hub: &Hub, req: &Req) -> Option<String> {
         .filter(|n| n.starts_with(hub.base.as_str()) && !n.starts_with("//") && !n.contains('\\'))
 }
 
+/// Where a signed-in user goes when they asked for no page in particular. With
+/// `redirect_to_server` (JupyterHub's default), to their default server: its address when it
+/// runs, its progress when it starts, and the spawn handler, which starts it, when it is
+/// stopped. Otherwise, and while it stops, the home page.
+fn landing(hub: &Hub, user: &str) -> String {
+    if !hub.config.redirect_to_server {
+        return render::urls::home(&hub.base);
+    }
+    match hub.server(user, "").map(|s| s.phase()) {
+        Some(Phase::Running) => hub.prefix(user, ""),
+        Some(Phase::Pending) => render::urls::spawn_pending(&hub.base, user, ""),
+        Some(Phase::Stopping) => render::urls::home(&hub.base),
+        Some(Phase::Stopped) | None => render::urls::spawn(&hub.base, user, ""),
+    }
+}
+
 pub async fn handle(hub: &Arc<Hub>, req: &Req) -> Resp {
     let Some(seg) = segments(&req.path) else {
         return error_page(hub, req, None, 400, "The address is not valid");
@@ -114,7 +130,10 @@ pub async fn handle(hub: &Arc<Hub>, req: &Req) -> Resp {
             let query = req.query.as_deref().map(|q| format!("?{q}")).unwrap_or_default();
             redirect(&format!("{}hub/user/{path}{query}", hub.base))
         }
-        [] | ["hub"] => redirect(&render::urls::home(&hub.base)),
+        [] | ["hub"] => match caller::identify(hub, req).await {
+            Some(auth) => redirect(&landing(hub, &auth.caller.name)),
+            None => redirect(&render::urls::login(&hub.base)),
+        },
         _ => logged_in_pages(hub, req, &seg).await,
     }
 }
@@ -198,7 +217,7 @@ fn login_page(hub: &Hub, req: &Req, status: StatusCode, error: Option<String>, u
 
 async fn login(hub: &Arc<Hub>, req: &Req) -> Resp {
     let began = std::time::Instant::now();
-    let next = || safe_next(hub, req).unwrap_or_else(|| render::urls::home(&hub.base));
+    let next = |user: &str| safe_next(hub, req).unwrap_or_else(|| landing(hub, user));
     let who = if let Some(token) = req.query_param("token").filter(|_| req.method == Method::GET) {
         // The platform case: an externally issued token, handed over once.
         hub.auth.check_token(&token)
@@ -220,8 +239,8 @@ async fn login(hub: &Arc<Hub>, req: &Req) -> Resp {
             hub.auth.check_password(&field("username"), &field("password")).await
         }
     } else {
-        if caller::identify(hub, req).await.is_some() {
-            return redirect(&next());
+        if let Some(auth) = caller::identify(hub, req).await {
+            return redirect(&next(&auth.caller.name));
         }
         return login_page(hub, req, StatusCode::OK, None, None);
     };
@@ -269,7 +288,7 @@ async fn login(hub: &Arc<Hub>, req: &Req) -> Resp {
         hub.config.session.secure_cookies,
         false,
     );
-    with_cookie(redirect(&next()), Some(cookie))
+    with_cookie(redirect(&next(&who.name)), Some(cookie))
 }
 
 async fn logout(hub: &Arc<Hub>, req: &Req) -> Resp {
