@@ -57,6 +57,10 @@ struct UpArgs {
     /// Users who are admins (repeatable).
     #[arg(long = "admin")]
     admins: Vec<String>,
+    /// Log verbosity: error, warn, info (sign-ins, spawns, stops, repairs, errors) or debug
+    /// (also the routine: route table reads, reconcile passes).
+    #[arg(long, env = "EDGEHUB_LOG_LEVEL", default_value = "info")]
+    log_level: tracing::Level,
 }
 
 fn hub_config(args: UpArgs) -> anyhow::Result<HubConfig> {
@@ -131,7 +135,7 @@ fn main() -> anyhow::Result<()> {
         Command::Up(args) => {
             tracing_subscriber::fmt()
                 .with_target(false)
-                .with_max_level(tracing::Level::INFO)
+                .with_max_level(args.log_level)
                 .init();
             let config = hub_config(args)?;
             runtime.block_on(async {

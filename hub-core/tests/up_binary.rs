@@ -116,3 +116,45 @@ fn short_signing_keys_stop_edgehub_up_with_a_clear_message() {
         "{err}"
     );
 }
+
+/// Runs `edgehub up` for `run` (reconciling every second), then stops it; returns what it printed.
+fn up_printed(dir: &std::path::Path, extra: &[&str], run: Duration) -> String {
+    let config = dir.join("edgehub.toml");
+    std::fs::write(&config, "reconcile_interval_secs = 1\n").unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_edgehub"))
+        .args(["up", "--bind", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .arg("--db")
+        .arg(dir.join("edgehub.sqlite"))
+        .args(extra)
+        .current_dir(dir)
+        .env_remove("EDGEHUB_LOG_LEVEL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run edgehub up");
+    std::thread::sleep(run);
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn routine_reconcile_traffic_stays_out_of_the_terminal() {
+    let dir = temp_dir("up-quiet");
+    let printed = up_printed(&dir, &[], Duration::from_secs(4));
+    assert!(printed.contains("edgehub is up"), "{printed}");
+    // Three reconcile passes or more read the proxy's table; none of them shows at INFO.
+    assert!(!printed.contains("GET /api/routes"), "{printed}");
+    // What a person cares about still does: the hub's route going in at the first start.
+    assert!(printed.contains("Route added /"), "{printed}");
+
+    let dir = temp_dir("up-debug");
+    let printed = up_printed(&dir, &["--log-level", "debug"], Duration::from_secs(4));
+    let reads = printed.matches("200 GET /api/routes").count();
+    assert!(reads >= 3, "{reads} table reads at debug level:\n{printed}");
+}

@@ -39,7 +39,10 @@ pub async fn handle(proxy: Arc<Proxy>, req: Request<Incoming>) -> Result<Respons
     let resp = dispatch(&proxy, req).await;
     let status = resp.status().as_u16();
     proxy.metrics.api_status(status);
+    // Reads are routine: a hub polls the table every few seconds to reconcile it and collect
+    // activity, and a line for each would bury the changes. Those stay at INFO, as in CHP.
     match status {
+        0..400 if method == Method::GET => tracing::debug!("{status} {method} {path}"),
         0..400 => tracing::info!("{status} {method} {path}"),
         400..500 => tracing::warn!("{status} {method} {path}"),
         _ => tracing::error!("{status} {method} {path}"),

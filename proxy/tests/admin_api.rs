@@ -296,3 +296,22 @@ fn batch_applies_atomically_and_validates_first() {
     assert_eq!(p.api("GET", "/api/batch", None).status, 405);
     assert_eq!(p.api("POST", "/api/batch", Some("{\"add\": 1}")).status, 400);
 }
+
+#[test]
+fn table_reads_are_logged_at_debug_and_changes_at_info() {
+    // A hub reads the table every few seconds; at INFO, only changes show.
+    let p = Edgeproxy::start(&[]);
+    p.add_route("/user/a", "http://127.0.0.1:9");
+    p.routes();
+    let log = p.log_text();
+    assert!(log.contains("201 POST /api/routes/user/a"), "{log}");
+    assert!(log.contains("Route added /user/a -> http://127.0.0.1:9"), "{log}");
+    assert!(!log.contains("GET /api/routes"), "{log}");
+    // Refused reads are not routine: they stay visible.
+    p.api_with("GET", "/api/routes", None, &[("Authorization", "token wrong")]);
+    assert!(p.log_text().contains("403 GET /api/routes"), "{}", p.log_text());
+
+    let p = Edgeproxy::start(&["--log-level", "debug"]);
+    p.routes();
+    assert!(p.log_text().contains("200 GET /api/routes"), "{}", p.log_text());
+}
