@@ -20,6 +20,9 @@ use crate::model::valid_name;
 pub struct LoggedIn {
     pub name: String,
     pub admin: bool,
+    /// Groups the authenticator knows the user by (a users file's `groups`, a platform token's
+    /// groups claim); they go into the session token, where the edge's group policy reads them.
+    pub groups: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -57,6 +60,9 @@ struct UsersFile {
 #[serde(deny_unknown_fields)]
 struct FileUser {
     password_hash: String,
+    /// Groups the user belongs to, e.g. a project's, for routes shared with a `group`.
+    #[serde(default)]
+    groups: Vec<String>,
     #[serde(default)]
     admin: bool,
 }
@@ -198,6 +204,7 @@ impl Authenticator {
         }
         Ok(LoggedIn {
             admin: identity.admin || self.is_admin(&identity.user),
+            groups: identity.groups.into_iter().filter(|g| valid_name(g)).collect(),
             name: identity.user,
         })
     }
@@ -210,6 +217,7 @@ impl Authenticator {
         LoggedIn {
             name: name.to_owned(),
             admin: self.is_admin(name),
+            groups: self.users.get(name).map(|u| u.groups.clone()).unwrap_or_default(),
         }
     }
 }
@@ -230,6 +238,13 @@ fn read_users_file(path: &Path) -> Result<BTreeMap<String, FileUser>, LoginSetup
                 path: path.display().to_string(),
                 user: name.to_string(),
             });
+        }
+        // Group names travel comma-joined in X-Forwarded-Groups: the user-name rule keeps
+        // commas and spaces out.
+        if let Some(bad) = user.groups.iter().find(|g| !valid_name(g)) {
+            return Err(err(format!(
+                "user {name:?}: {bad:?} is not a valid group name (letters, digits and - _ . @ +)"
+            )));
         }
     }
     Ok(file.users)
@@ -325,15 +340,23 @@ mod tests {
             ..Default::default()
         })
         .unwrap();
-        let claims =
-            serde_json::json!({"sub": "erin", "iss": "platform", "exp": proxy::timestamp::now_ms() / 1000 + 60});
+        let claims = serde_json::json!({
+            "sub": "erin",
+            "iss": "platform",
+            "exp": proxy::timestamp::now_ms() / 1000 + 60,
+            "groups": ["proj-42", "not a group"],
+        });
         let token = jsonwebtoken::encode(
             &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
             &claims,
             &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
         )
         .unwrap();
-        assert_eq!(a.check_token(&token).unwrap().name, "erin");
+        let erin = a.check_token(&token).unwrap();
+        assert_eq!(erin.name, "erin");
+        // The platform's groups go on to the session; a name the identity header cannot carry
+        // is dropped.
+        assert_eq!(erin.groups, vec!["proj-42".to_owned()]);
         assert!(matches!(a.check_token("x.y.z"), Err(LoginError::BadToken(_))));
         assert!(!a.accepts_form());
     }

@@ -35,6 +35,10 @@ pub struct Claims {
     pub exp: u64,
     #[serde(default)]
     pub admin: bool,
+    /// The user's groups, read by the edge's group policy (its `groups_claim`, `groups` by
+    /// default) for routes shared with a `group`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
 }
 
 pub fn record_key(jti: &str) -> String {
@@ -90,7 +94,7 @@ impl Sessions {
     }
 
     /// Starts a session for `user`: writes its record, returns the token for the cookie.
-    pub async fn create(&self, user: &str, admin: bool) -> Result<String, SessionError> {
+    pub async fn create(&self, user: &str, admin: bool, groups: &[String]) -> Result<String, SessionError> {
         let now = proxy::timestamp::now_ms() / 1000;
         let claims = Claims {
             sub: user.to_owned(),
@@ -99,6 +103,7 @@ impl Sessions {
             iat: now,
             exp: now + self.lifetime.as_secs(),
             admin,
+            groups: groups.to_vec(),
         };
         let token = jsonwebtoken::encode(&Header::new(ALGORITHM), &claims, &self.encoding)
             .map_err(|e| SessionError::Sign(e.to_string()))?;
@@ -251,14 +256,14 @@ mod tests {
     #[tokio::test]
     async fn expired_sessions_are_forgotten_by_the_sweep() {
         let (sessions, live, db) = make("sweep", KEY);
-        let kept = sessions.create("alice", false).await.unwrap();
+        let kept = sessions.create("alice", false, &[]).await.unwrap();
         // A session of no lifetime, sharing the same stores: expired as soon as it is made.
         let records = RecordStore::Local {
             live: live.clone(),
             db: db.clone(),
         };
         let brief = Sessions::new(KEY, Duration::ZERO, records);
-        brief.create("bob", false).await.unwrap();
+        brief.create("bob", false, &[]).await.unwrap();
         assert_eq!(live.len(), 2);
 
         assert_eq!(sessions.sweep_expired().unwrap(), 1);
@@ -286,7 +291,7 @@ mod tests {
     #[tokio::test]
     async fn a_session_lives_until_it_is_ended() {
         let (sessions, live, db) = make("lives", KEY);
-        let token = sessions.create("alice", true).await.unwrap();
+        let token = sessions.create("alice", true, &[]).await.unwrap();
         let claims = sessions.check(&token).await.unwrap().expect("live");
         assert_eq!((claims.sub.as_str(), claims.admin), ("alice", true));
         assert_eq!(live.len(), 1);
@@ -306,7 +311,7 @@ mod tests {
     #[tokio::test]
     async fn foreign_or_tampered_tokens_are_not_sessions() {
         let (sessions, _, _) = make("foreign", KEY);
-        let token = sessions.create("alice", false).await.unwrap();
+        let token = sessions.create("alice", false, &[]).await.unwrap();
         let (other, _, _) = make("other", b"another key another key another!");
         assert!(other.check(&token).await.unwrap().is_none(), "signed with another key");
         let mut parts: Vec<&str> = token.split('.').collect();

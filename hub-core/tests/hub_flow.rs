@@ -384,11 +384,18 @@ async fn pages_outside_the_hub_leave_the_xsrf_cookie_alone() {
 
 /// The sign-in form's POST as `hub.login` sends it, returning the redirect it answers.
 async fn sign_in_redirect(hub: &TestHub, user: &str) -> (Client, String) {
+    sign_in_with(hub, user, "").await
+}
+
+async fn sign_in_with(hub: &TestHub, user: &str, password: &str) -> (Client, String) {
     let mut c = hub.client();
     c.get("/hub/login").await;
     let xsrf = c.cookies.get("_xsrf").cloned().expect("the login page sets _xsrf");
     let r = c
-        .post_form("/hub/login", &[("username", user), ("password", ""), ("_xsrf", &xsrf)])
+        .post_form(
+            "/hub/login",
+            &[("username", user), ("password", password), ("_xsrf", &xsrf)],
+        )
         .await;
     assert_eq!(r.status, StatusCode::FOUND, "{}", r.text());
     let location = r.location();
@@ -451,4 +458,94 @@ async fn signing_in_leads_to_your_server_and_starts_it() {
     let model = hub.admin().api(Method::GET, "/users/bob", None).await.json();
     assert!(model["servers"].as_object().unwrap().is_empty(), "{model}");
     hub.stop().await;
+}
+
+/// An HTTP server on a port of its own that answers every request `200 project server`.
+async fn project_server() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let body = "project server";
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = conn.write_all(reply.as_bytes()).await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_from_the_users_file_reach_the_edges_group_policy() {
+    let dir = temp_dir("users-groups");
+    let hash = hub_core::login::hash_password("pw").unwrap();
+    let users = dir.join("users.toml");
+    std::fs::write(
+        &users,
+        format!(
+            "[users.alice]\npassword_hash = \"{hash}\"\ngroups = [\"proj-42\", \"staff\"]\n\n[users.bob]\npassword_hash = \"{hash}\"\n"
+        ),
+    )
+    .unwrap();
+    let mut config = test_config(&dir, free_port());
+    config.auth.authenticator = config::AuthenticatorKind::UsersFile;
+    config.auth.users_file = Some(users.clone());
+    let hub = TestHub::start(config).await;
+    // A project's server, shared with the group `proj-42` through its route's data.
+    let target = project_server().await;
+    let data = json!({"group": "proj-42"}).as_object().unwrap().clone();
+    hub.running
+        .hub
+        .proxy
+        .add_route("/projects/p42/", &target, data)
+        .await
+        .unwrap();
+
+    let (mut alice, _) = sign_in_with(&hub, "alice", "pw").await;
+    let r = alice.get("/projects/p42/tree").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.text(), "project server");
+    // The groups are in alice's session token, where any edgeproxy replica reads them.
+    let token = alice.cookies.get("edgehub-token").unwrap();
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["groups"], json!(["proj-42", "staff"]));
+
+    // Bob is in no group: the edge refuses him the project.
+    let (mut bob, _) = sign_in_with(&hub, "bob", "pw").await;
+    let r = bob.get("/projects/p42/tree").await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
+    hub.stop().await;
+
+    // A group name that would break the comma-joined identity header stops the start.
+    std::fs::write(
+        &users,
+        format!("[users.carol]\npassword_hash = \"{hash}\"\ngroups = [\"a,b\"]\n"),
+    )
+    .unwrap();
+    let err = hub_core::login::Authenticator::new(&config::HubAuth {
+        authenticator: config::AuthenticatorKind::UsersFile,
+        users_file: Some(users),
+        ..Default::default()
+    })
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(err.contains("\"a,b\" is not a valid group name"), "{err}");
 }

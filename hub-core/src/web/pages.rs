@@ -263,7 +263,7 @@ async fn login(hub: &Arc<Hub>, req: &Req) -> Resp {
     }
     let token = match hub
         .sessions
-        .create(&who.name, who.admin || hub.is_admin(&who.name))
+        .create(&who.name, who.admin || hub.is_admin(&who.name), &who.groups)
         .await
     {
         Ok(t) => t,
