@@ -1,9 +1,10 @@
 //! Users and their servers: the rows the store keeps, the live state the hub holds, and the JSON
 //! models of JupyterHub's REST API built from them.
 //!
-//! A server moves through `Stopped → Pending → Running → Stopping → Stopped` (see
-//! `docs/hub.md#server-lifecycle`). Only the hub's lifecycle code changes the phase; every change
-//! is written to the store before anyone else can observe it.
+//! A server moves through `Stopped → Pending → Running → Stopping → Stopped`; a failed spawn
+//! goes from `Pending` straight back to `Stopped` (see `docs/hub.md#server-lifecycle`). Only the
+//! hub's lifecycle code changes the phase; every change is written to the store before anyone
+//! else can observe it.
 
 use serde_json::{Map, Value, json};
 
