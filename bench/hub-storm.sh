@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Spawn storm (issue 5, point 9): N users arrive at RATE/s; each gets a token, starts its server
-# and waits until it is ready (edgeload journey --spawn-only), and the servers stay up, idle.
+# Spawn storm: N users arrive at RATE/s; each gets a token, starts its server and waits until it
+# is ready (edgeload journey --spawn-only), and the servers stay up, idle.
 # Against `edgehub up` and a stock JupyterHub 5.5.4 (edgeproxy as its proxy), in one run, with
 # the same server command (edgehub's built-in server) and the same limits (100 concurrent spawns).
 #

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Kubernetes spawn storm (issue 6, point 7), on the API-server simulator: N users arrive at RATE/s,
-# each starts a server and waits until it is ready (edgeload journey --spawn-only). Each run on a
-# fresh simulator of 2 nodes:
+# Kubernetes spawn storm on the API-server simulator: N users arrive at RATE/s, each starts a
+# server and waits until it is ready (edgeload journey --spawn-only). Each run on a fresh
+# simulator of 2 nodes:
 #   cold:        `edgehub up` with the Kubernetes spawner; every spawn creates a pod (schedule,
 #                image pull on a node's first pod, container start);
 #   warm:        the same with a warm pool: the profile keeps POOL pods started ahead of demand,

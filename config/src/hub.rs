@@ -1,4 +1,4 @@
-//! Configuration of `edgehub`, the control plane (`edgehub up`, `edgehub serve`).
+//! Configuration of `edgehub`, the control plane (`edgehub up`).
 //!
 //! Read from a TOML file (`--config`), then overridden by flags. Every field has a default, stated
 //! on it and in `docs/configuration.md#edgehub`; unknown keys are refused so a typo is an error at

@@ -1,8 +1,10 @@
 //! Typed configuration for every edgehub binary.
 //!
-//! Each binary turns its flags, environment and (later) TOML file into one of these structs, then
-//! calls `validate`, whose errors name the setting, the bad value and what is accepted. Defaults
-//! are stated on each field and in `docs/configuration.md`.
+//! `edgeproxy` turns its flags and environment into a [`ProxyConfig`] (and its `--auth-config`
+//! TOML file into an [`AuthConfig`]); `edgehub up` reads its TOML file into a [`HubConfig`], with
+//! the `[kubernetes]` table in [`kubernetes::KubernetesConfig`], and applies its flags over it.
+//! Each then calls `validate`, whose errors name the setting, the bad value and what is accepted.
+//! Defaults are stated on each field and in `docs/configuration.md`.
 
 use std::path::PathBuf;
 use std::time::Duration;

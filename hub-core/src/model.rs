@@ -1,9 +1,10 @@
 //! Users and their servers: the rows the store keeps, the live state the hub holds, and the JSON
 //! models of JupyterHub's REST API built from them.
 //!
-//! A server moves through `Stopped → Pending → Running → Stopping → Stopped` (see
-//! `docs/hub.md#server-lifecycle`). Only the hub's lifecycle code changes the phase; every change
-//! is written to the store before anyone else can observe it.
+//! A server moves through `Stopped → Pending → Running → Stopping → Stopped`; a failed spawn
+//! goes from `Pending` straight back to `Stopped` (see `docs/hub.md#server-lifecycle`). Only the
+//! hub's lifecycle code changes the phase; every change is written to the store before anyone
+//! else can observe it.
 
 use serde_json::{Map, Value, json};
 
@@ -92,6 +93,13 @@ pub struct Server {
 }
 
 impl Server {
+    /// Whether the last spawn failed and its progress log still says why (the pending page and
+    /// the progress stream show it until the next start). A server that ran and then exited has
+    /// a `last_failure` too, but no failed spawn to follow.
+    pub fn spawn_failed(&self) -> bool {
+        self.phase() == Phase::Stopped && self.progress.as_ref().and_then(|l| l.last()).is_some_and(|e| e.failed)
+    }
+
     pub fn new(user: &str, name: &str) -> Server {
         Server {
             record: ServerRecord {

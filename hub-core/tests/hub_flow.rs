@@ -344,6 +344,10 @@ async fn a_restarted_hub_adopts_running_servers_and_repairs_routes() {
     assert!(model["servers"].as_object().unwrap().is_empty(), "{model}");
     let routes = hub.running.hub.proxy.routes().await.unwrap();
     assert!(!routes.contains_key("/user/alice"), "the dead server's route is gone");
+    // No spawn failed, so there is no progress to follow: the page says it is not running
+    // (with a Start button) instead of following a stream that has nothing to tell.
+    let r = alice.get("/hub/spawn-pending/alice").await;
+    assert_eq!(r.status.as_u16(), 424, "{}", r.text());
     hub.stop().await;
 }
 

@@ -1,5 +1,6 @@
 //! `cargo run --release -p proxy --example demo`: edgeproxy, embedded as a library, in front of a
-//! small demo server (a page and a WebSocket echo), until `edgehub up` exists.
+//! small demo server (a page and a WebSocket echo): the proxy and its admin API with no hub.
+//! `edgehub up` embeds it the same way, with the hub's route at `/`.
 //!
 //! Public port 8000, admin API on 127.0.0.1:8001 (token from CONFIGPROXY_AUTH_TOKEN, if set).
 //! Set EDGEPROXY_DEMO_PORT to use another public port (the API is on the next one).

@@ -1,4 +1,4 @@
-//! The configurable-http-proxy REST API (chp-spec §3), served on the API listener.
+//! The configurable-http-proxy REST API (docs/routing.md#admin-api), served on the API listener.
 //!
 //! Dispatch runs in CHP's order: path (404), method (405), path decoding (400, where CHP hangs),
 //! POST body parsing (400, before auth, as CHP), token (403), handler. Bodies are accepted
@@ -104,7 +104,7 @@ async fn dispatch(proxy: &Proxy, req: Request<Incoming>) -> Response<ResponseBod
             None => empty(StatusCode::NOT_FOUND),
         },
         (Method::DELETE, Some(key)) => delete_route(proxy, &key),
-        // CHP's handler crashes here and never answers (spec §12).
+        // CHP's handler crashes here and never answers (docs/compatibility.md).
         (Method::DELETE, None) => text(
             StatusCode::BAD_REQUEST,
             "DELETE needs a route path, e.g. /api/routes/user/alice (use /api/routes/ for the root route)",

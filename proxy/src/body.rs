@@ -3,7 +3,7 @@
 //!
 //! - `ClientBody` is what a client sends: read by our HTTP/1 server or by hyper's HTTP/2 one.
 //! - `RequestBody` goes upstream: the client's body (streamed, each data chunk counted as route
-//!   activity, chp-spec §6) or nothing.
+//!   activity, as in CHP) or nothing.
 //! - `ResponseBody` goes to the client: a body we generated, or the upstream's body streamed
 //!   through with its bookkeeping (activity on success, connection back to the pool at the end,
 //!   the upstream inactivity limit).
@@ -148,7 +148,7 @@ impl Body for ResponseBody {
 pub struct UpstreamBody {
     /// Returns its connection to the pool once it has been read to its end.
     body: ResponseStream,
-    /// Marked active when the body completes (a response with status < 300, chp-spec §6).
+    /// Marked active when the body completes (a response with status < 300, as in CHP).
     activity: Option<Activity>,
     idle: Option<IdleLimit>,
 }

@@ -1,5 +1,5 @@
 //! The command line: configurable-http-proxy 5.x's flags with the same names, defaults and
-//! meanings (chp-spec §1.1), plus a few of edgeproxy's own, turned into a `ProxyConfig`.
+//! meanings (docs/configuration.md), plus a few of edgeproxy's own, turned into a `ProxyConfig`.
 
 use std::path::PathBuf;
 

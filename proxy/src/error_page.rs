@@ -1,4 +1,4 @@
-//! What a client gets when the proxy itself cannot serve a request (chp-spec §7): no route (404),
+//! What a client gets when the proxy itself cannot serve a request, as in CHP: no route (404),
 //! an unreachable upstream (503), or a request or target we cannot handle (500).
 //!
 //! In order of preference: the `--error-target` server's page for the code (status forced to our
@@ -93,7 +93,7 @@ impl ErrorPages {
     }
 }
 
-/// The bare fallback: the reason phrase as a body, no Content-Type (chp-spec §7.4).
+/// The bare fallback, as CHP sends it: the reason phrase as a body, no Content-Type.
 pub fn plain(code: StatusCode) -> Response<ResponseBody> {
     let mut resp = Response::new(ResponseBody::full(code.canonical_reason().unwrap_or("Error")));
     *resp.status_mut() = code;
@@ -110,7 +110,7 @@ pub fn websocket(code: StatusCode) -> Response<ResponseBody> {
 }
 
 /// Asks the error target for `<path><code>?url=<original>`; the client gets our status code with
-/// the page's Content-Type and Content-Encoding (chp-spec §7.2).
+/// the page's Content-Type and Content-Encoding, and nothing else of its headers (as CHP).
 async fn fetch(
     upstream: &Upstream,
     target: &Target,

@@ -1,4 +1,5 @@
-//! Forwarding a routed HTTP request to its target and relaying the response (chp-spec §5).
+//! Forwarding a routed HTTP request to its target and relaying the response, with CHP's path,
+//! header and `Location` rules (docs/routing.md, docs/compatibility.md).
 
 use std::sync::Arc;
 
@@ -158,7 +159,8 @@ pub fn upstream_parts(
     Ok(UpstreamHead { host, forwarded: lines })
 }
 
-/// The origin-form request-target sent upstream (chp-spec §5.2).
+/// The origin-form request-target sent upstream: CHP's `--prepend-path` and `--include-prefix`
+/// rules.
 fn upstream_uri(
     s: &crate::Settings,
     uri: &Uri,

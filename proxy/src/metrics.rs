@@ -1,4 +1,4 @@
-//! Prometheus metrics with configurable-http-proxy's names (chp-spec §10) plus edgeproxy's own.
+//! Prometheus metrics with configurable-http-proxy's names (docs/routing.md#metrics) plus edgeproxy's own.
 //!
 //! Handles are registered once at start-up and kept, so the request path only touches atomics.
 //! Without `--metrics-port` every handle is a no-op and nothing is recorded or buffered.

@@ -1,4 +1,4 @@
-//! The `--redirect-port` listener: plain HTTP that sends every request to https (chp-spec §1.5).
+//! The `--redirect-port` listener: plain HTTP that sends every request to https (as CHP: 301 to `https://<host>[:port]<path>`).
 
 use http::header::{CONNECTION, HOST, HeaderValue, LOCATION};
 use http::{Request, Response, StatusCode};

@@ -1,5 +1,6 @@
 //! Request-target and route-key handling: the pure functions that decide which route a request
-//! belongs to and which path it is forwarded with (chp-spec §3.2, §4.1, §5.2).
+//! belongs to and which path it is forwarded with, by CHP's rules
+//! (docs/routing.md#matching-as-chp).
 //!
 //! Two views of one path are kept apart on purpose:
 //! - the *wire path* keeps the client's percent-encoding and is what the upstream receives;
@@ -8,8 +9,8 @@
 //!
 //! Both are computed after the WHATWG path clean-up that configurable-http-proxy applies:
 //! backslashes become `/` and dot segments (`.`, `..`, `%2e`, …) are resolved. Unlike CHP, a
-//! request-target that starts with `//` is *not* read as an authority (spec §12: CHP routed
-//! `//user/foo/x` by its second segment).
+//! request-target that starts with `//` is *not* read as an authority (CHP routes
+//! `//user/foo/x` by its second segment; docs/compatibility.md).
 
 use std::borrow::Cow;
 
@@ -154,7 +155,7 @@ fn needs_cleaning(path: &str) -> bool {
 }
 
 /// Joins a target's path with the request path, merging exactly one `/` at the boundary, and
-/// the queries with `&`, the target's first (chp-spec §5.2 step 4).
+/// the queries with `&`, the target's first (as CHP joins them).
 pub fn join_paths(target_path: &str, target_query: Option<&str>, path: &str, query: Option<&str>) -> String {
     let mut out = String::with_capacity(target_path.len() + path.len() + 16);
     out.push_str(target_path);
@@ -182,7 +183,8 @@ pub fn join_paths(target_path: &str, target_query: Option<&str>, path: &str, que
 }
 
 /// Removes the first `count` segments from a wire path (the `--no-include-prefix` strip), by
-/// segments rather than by CHP's decoded-length byte slice (spec §5.2 step 1, a CHP bug).
+/// segments rather than by slicing the raw path at the decoded key's length, as CHP does (a
+/// CHP bug: `/b%40r/x` loses `/b%4`).
 /// `/bar` minus one segment is `""`, `/bar/` is `/`, `/bar/x` is `/x`.
 pub fn strip_segments(path: &str, count: usize) -> &str {
     let mut rest = path;

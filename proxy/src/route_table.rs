@@ -9,8 +9,8 @@
 //! - Writers are serialised by a mutex that readers never touch.
 //! - `last_activity` is an atomic inside the route, so recording activity never swaps the table.
 //!
-//! Matching is CHP's (chp-spec §4.2): exact, case-sensitive, already-decoded segments; the deepest
-//! node on the walk that holds a route wins; the root route `/` matches everything.
+//! Matching is CHP's (docs/routing.md): exact, case-sensitive, already-decoded segments; the
+//! deepest node on the walk that holds a route wins; the root route `/` matches everything.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -283,7 +283,7 @@ impl RouteTable {
     }
 
     /// Adds or replaces the route at `key` (already normalised). A replaced route keeps its
-    /// position in the listing; its data and `last_activity` are reset (chp-spec §3.3).
+    /// position in the listing; its data and `last_activity` are reset (as a re-POST to CHP).
     pub fn insert(&mut self, key: &str, data: Map<String, Value>) {
         let seq = match self.get(key) {
             Some(existing) => existing.seq,

@@ -1,7 +1,8 @@
 //! Listeners and connection serving: binding (TCP, dual-stack, or UNIX socket), TLS, HTTP/1.1 and
 //! HTTP/2 (ALPN and h2c), the connection cap, header/keep-alive timeouts, and graceful shutdown.
 //! Every listener is bound before anything is served, so a port that cannot be bound stops the
-//! process with an error instead of running without it (spec §12).
+//! process with an error instead of running without it (CHP logs the error and
+//! runs on without that listener; docs/compatibility.md).
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -1,7 +1,7 @@
 //! Route targets, parsed once when a route is added rather than on every request.
 //!
 //! CHP accepts any string as a target and fails at request time (500 for an unsupported scheme
-//! or an unparseable URL, chp-spec §5.1); we keep that contract by storing the parse error and
+//! or an unparseable URL); we keep that contract by storing the parse error and
 //! answering 500 when a request is routed to it.
 
 use std::sync::Arc;

@@ -1,6 +1,6 @@
 //! `last_activity` timestamps: milliseconds since the Unix epoch, written as ISO-8601 UTC with
 //! milliseconds and `Z` (`2026-11-21T10:13:15.717Z`, what JupyterHub parses), and read back
-//! leniently for `?inactive_since=` (chp-spec §3.3).
+//! leniently for `?inactive_since=` (the ISO-8601 forms clients send, see [`parse_iso`]).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

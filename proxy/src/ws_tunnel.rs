@@ -1,5 +1,5 @@
-//! WebSocket upgrades (chp-spec §8): the handshake is forwarded like a request; on `101` the two
-//! connections are joined by a byte-level tunnel that never parses frames.
+//! WebSocket upgrades (docs/websockets.md): the handshake is forwarded like a request; on `101`
+//! the two connections are joined by a byte-level tunnel that never parses frames.
 //!
 //! Lifecycle of a tunnel:
 //! 1. upgrade request routed → fresh upstream connection → request forwarded;
@@ -76,7 +76,7 @@ pub async fn forward_upgrade(
 
     let (mut resp_parts, body) = resp.into_parts();
     if resp_parts.status != StatusCode::SWITCHING_PROTOCOLS {
-        // The upstream refused the upgrade: relay its answer, then close (chp-spec §8).
+        // The upstream refused the upgrade: relay its answer, then close (as CHP does).
         resp_parts.headers.insert(CONNECTION, HeaderValue::from_static("close"));
         let body = ResponseBody::Upstream(Box::new(UpstreamBody::without_pool(body)));
         return Ok(Response::from_parts(resp_parts, body));

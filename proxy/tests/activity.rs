@@ -1,4 +1,5 @@
-//! `last_activity`, black-box (chp-spec §6, §13.2 case 13, §13.6 X25).
+//! `last_activity`, black-box: the case of CHP's `test/proxy_spec.js`, and which responses count
+//! as activity on CHP 5.3.0 (docs/routing.md#activity).
 
 mod support;
 

@@ -1,5 +1,6 @@
-//! The CHP REST API, black-box (chp-spec §3, §13.1, §13.4, §13.6 X1–X11), plus the §12 fixes and
-//! the batch extension.
+//! The CHP REST API, black-box: the cases of CHP's `test/api_spec.js` and `test/store_spec.js`,
+//! what CHP 5.3.0 answers beyond them (token rule, status codes and bodies, key decoding), the
+//! fixes of its hangs and crashes (docs/compatibility.md), and the batch extension.
 
 mod support;
 

@@ -1,4 +1,6 @@
-//! Error responses, black-box (chp-spec §7, §13.2 cases 28–32 and 37, §13.6 X12, X16–X17, X28–X29).
+//! Error responses, black-box: the error-page cases of CHP's `test/proxy_spec.js`, and what CHP
+//! 5.3.0 answers beyond them (no route, malformed paths, dead targets, error target and error path
+//! fallbacks).
 
 mod support;
 

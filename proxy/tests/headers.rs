@@ -1,5 +1,7 @@
-//! Request and response headers, black-box (chp-spec §5.3–5.4, §13.2 cases 33–34, §13.3 case 45,
-//! §13.6 X19–X21).
+//! Request and response headers, black-box: the `Location` rewrite cases of CHP's
+//! `test/proxy_spec.js`, the custom headers of its `test/cli_spec.js`, `X-Forwarded-*`,
+//! `--change-origin` and rewrites as CHP 5.3.0 does them, and hop-by-hop headers, which CHP
+//! forwards and edgeproxy does not (docs/compatibility.md).
 
 mod support;
 

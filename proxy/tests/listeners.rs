@@ -1,4 +1,5 @@
-//! UNIX sockets, HTTP/2 and metrics (chp-spec §10, §13.2 cases 37–40, X30).
+//! UNIX sockets (the cases of CHP's `test/proxy_spec.js`), HTTP/2, and metrics under CHP's names
+//! (docs/routing.md#metrics).
 
 mod support;
 

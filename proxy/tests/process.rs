@@ -1,5 +1,6 @@
-//! The process contract with JupyterHub and operators (chp-spec §1, §13.3, X31): flags, exit
-//! codes, signals, pid file, listeners, graceful shutdown, timeouts, the connection cap.
+//! The process contract with JupyterHub and operators (CHP's `test/cli_spec.js`,
+//! docs/configuration.md): flags, exit codes, signals, pid file, listeners, graceful shutdown,
+//! timeouts, the connection cap.
 
 mod support;
 

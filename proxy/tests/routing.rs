@@ -1,4 +1,6 @@
-//! Routing and forwarding, black-box (chp-spec §4, §5, §9, §13.2, §13.5, §13.6 X12–X24).
+//! Routing and forwarding, black-box: the cases of CHP's `test/proxy_spec.js` and
+//! `test/trie_spec.js`, and what CHP 5.3.0 does beyond them (segment matching, path clean-up,
+//! decoding, path and query joins, host routing, the health check); docs/routing.md.
 
 mod support;
 

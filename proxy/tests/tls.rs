@@ -1,5 +1,5 @@
-//! TLS on the listeners and to upstreams, and the redirect listener (chp-spec §1.5, §5.4, §13.2
-//! case 36, §13.3 cases 42–44, X32).
+//! TLS on the listeners and to upstreams, and the redirect listener: the TLS cases of CHP's
+//! `test/proxy_spec.js` and `test/cli_spec.js`, and the redirect listener as CHP 5.3.0 answers.
 
 mod support;
 

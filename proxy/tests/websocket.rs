@@ -1,4 +1,6 @@
-//! WebSocket upgrades and tunnels, black-box (chp-spec §8, §7.5, §13.2 cases 14 and 28, X26).
+//! WebSocket upgrades and tunnels, black-box: the cases of CHP's `test/proxy_spec.js`, and its
+//! answers to failed upgrades, with the fix for the socket it leaves open on a 404
+//! (docs/websockets.md, docs/compatibility.md).
 
 mod support;
 

@@ -1,5 +1,6 @@
 //! The REST API under `/hub/api`, following JupyterHub's paths, status codes and JSON models
-//! for what it implements (reference: hub-and-spawner-anchors §1.1), so tools written for
+//! for what it implements (listed in docs/hub.md; JupyterHub's own reference:
+//! <https://jupyterhub.readthedocs.io/en/stable/reference/rest-api.html>), so tools written for
 //! JupyterHub, such as jupyterhub-idle-culler, work unchanged.
 //!
 //! Permissions are JupyterHub's default roles, simplified: an admin (admin user or admin token)

@@ -404,7 +404,7 @@ fn pending(hub: &Hub, req: &Req, auth: &Authenticated, user: &str, server: &str)
     let prefix = hub.prefix(user, server);
     match hub.server(user, server) {
         Some(s) if s.phase() == Phase::Running => redirect(&prefix),
-        Some(s) if s.phase() == Phase::Pending || s.last_failure.is_some() => page(hub, req, StatusCode::OK, |x| {
+        Some(s) if s.phase() == Phase::Pending || s.spawn_failed() => page(hub, req, StatusCode::OK, |x| {
             render::spawn_pending(
                 &context(hub, Some(auth), x),
                 user,

@@ -27,11 +27,12 @@ pub fn respond(hub: &Arc<Hub>, user: &str, server: &str) -> http::Response<Body>
         return json_error(StatusCode::NOT_FOUND, &format!("{user} has no server {server:?}"));
     };
     let prefix = hub.prefix(user, server);
+    let failed = s.spawn_failed();
     let log = match (s.phase(), s.progress) {
         (Phase::Pending, Some(log)) => Some(log),
         (Phase::Running, _) => None,
         // A failed spawn's log still says why, once.
-        (Phase::Stopped, Some(log)) if log.last().is_some_and(|e| e.failed) => Some(log),
+        (Phase::Stopped, Some(log)) if failed => Some(log),
         _ => {
             return json_error(
                 StatusCode::BAD_REQUEST,

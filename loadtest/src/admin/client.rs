@@ -1,7 +1,8 @@
-//! A client for the configurable-http-proxy REST API (chp-spec §3): `POST /api/routes/<path>`
-//! with `{"target": …}` (201), `DELETE /api/routes/<path>` (204), `GET /api/routes` (200, a JSON
-//! object), `Authorization: token <T>`; and edgeproxy's `POST /api/batch` extension for loading
-//! many routes at once. One keep-alive HTTP/1.1 connection (hyper) per concurrent caller.
+//! A client for the configurable-http-proxy REST API (docs/routing.md#admin-api):
+//! `POST /api/routes/<path>` with `{"target": …}` (201), `DELETE /api/routes/<path>` (204),
+//! `GET /api/routes` (200, a JSON object), `Authorization: token <T>`; and edgeproxy's
+//! `POST /api/batch` extension for loading many routes at once. One keep-alive HTTP/1.1
+//! connection (hyper) per concurrent caller.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 

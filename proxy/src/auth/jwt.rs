@@ -1,7 +1,7 @@
 //! Token verification: signature against the issuer's keys, then `exp`, `nbf`, `iss`, `aud` and
 //! the user claim. Purely local: keys live in memory (a JWKS is swapped in whole by its refresher).
 //!
-//! Pitfalls handled here (perf-auth-loadtest-anchors §3.3): `alg: none` cannot be expressed;
+//! Pitfalls handled here (RFC 8725, JSON Web Token Best Current Practices): `alg: none` cannot be expressed;
 //! each issuer accepts algorithms of one family only, so an HMAC-signed token can never be checked
 //! against an RSA public key used as a secret; `kid` is only ever a key into the in-memory map;
 //! `jku`/`x5u` are ignored.

@@ -102,8 +102,8 @@ pub async fn write_response(
         BodyFraming::None | BodyFraming::UntilClose => {}
     }
     if !switching {
-        // Stated even where HTTP/1.1 implies it: CHP does (chp-spec §5.4), and so clients
-        // written against it look for it.
+        // Stated even where HTTP/1.1 implies it: CHP does, and so clients written against it
+        // look for it.
         out.extend_from_slice(match keep_alive {
             true => b"connection: keep-alive\r\n",
             false => b"connection: close\r\n",
@@ -139,7 +139,7 @@ fn write_status_line(out: &mut Vec<u8>, parts: &Parts) {
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(parts.status.as_str().as_bytes());
     out.push(b' ');
-    // An upstream's own reason phrase is relayed (chp-spec §5.4).
+    // An upstream's own reason phrase is relayed, as CHP does.
     match parts.extensions.get::<hyper::ext::ReasonPhrase>() {
         Some(reason) => out.extend_from_slice(reason.as_bytes()),
         None => out.extend_from_slice(parts.status.canonical_reason().unwrap_or("").as_bytes()),

@@ -1,4 +1,4 @@
-//! `X-Forwarded-*` headers, as configurable-http-proxy writes them (chp-spec §5.3):
+//! `X-Forwarded-*` headers, as configurable-http-proxy writes them:
 //! `For`, `Port` and `Proto` are appended to what the client sent, joined with `,` and no space;
 //! `Host` is set only when absent, and never on WebSocket upgrades.
 //!

@@ -1,6 +1,6 @@
 //! Hop-by-hop headers (RFC 9110 §7.6.1): they describe one connection, so a proxy must not
 //! forward them. configurable-http-proxy forwards them anyway (a client's `Connection: close`
-//! reaches the upstream, chp-spec §5.3); we follow the RFC, which also keeps pooled upstream
+//! reaches the upstream); we follow the RFC, which also keeps pooled upstream
 //! connections alive.
 //!
 //! Upgrade requests are the exception: `Connection: upgrade` and `Upgrade` are what ask the

@@ -1,4 +1,4 @@
-//! Rewriting of redirect `Location`s (`--auto-rewrite`, `--protocol-rewrite`; chp-spec §5.4):
+//! Rewriting of redirect `Location`s (`--auto-rewrite`, `--protocol-rewrite`, as in CHP):
 //! only on 201/301/302/307/308, and only when the location points at the target itself.
 
 use http::StatusCode;
