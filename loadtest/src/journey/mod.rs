@@ -3,7 +3,9 @@
 //! notebook user does: log in (form or admin token), start a server, follow its progress
 //! stream until ready, start a kernel, open its WebSocket, run `execute_request`s checking the
 //! output, stop. It speaks only the public API, so it runs against stock JupyterHub and against
-//! anything that implements the same API.
+//! anything that implements the same API, edgehub among them. Nothing in it depends on which hub
+//! answers: the form login, for one, is proven by the hub's `GET /hub/api/user`, not by a
+//! session cookie's name, which differs between hubs.
 //!
 //! Each phase is a latency series ([`phase::LAYOUT`]), recorded through the same
 //! [`Recorder`]/[`Timeline`]/[`Report`] as every scenario; failures are counted per phase and

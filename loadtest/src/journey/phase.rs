@@ -37,7 +37,7 @@ const PHASES: [Phase; 8] = [
 const SERIES: [Series; 8] = [
     Series {
         name: "login",
-        description: "form: GET /hub/login and POST the form (until the login cookie); token: create the user and a token for it",
+        description: "form: GET /hub/login, POST the form, and GET /hub/api/user with the session cookie; token: create the user and a token for it",
     },
     Series {
         name: "spawn_request",
@@ -130,6 +130,9 @@ pub enum Failure {
     RateLimited,
     /// The login page had no `_xsrf` form field and no `_xsrf` cookie was set.
     NoXsrf,
+    /// The login form was accepted (a redirect), but the hub did not know the user afterwards:
+    /// no session cookie, or one the hub does not accept.
+    NoSession,
     /// An answer that is not what the API promises (status, JSON, missing cookie).
     BadResponse,
     /// The progress stream reported `failed: true`.
@@ -168,6 +171,7 @@ impl fmt::Display for Failure {
             Failure::RedirectLoop => "redirect_loop",
             Failure::RateLimited => "rate_limited",
             Failure::NoXsrf => "no_xsrf",
+            Failure::NoSession => "no_session",
             Failure::BadResponse => "bad_response",
             Failure::SpawnFailed => "spawn_failed",
             Failure::ProgressEnded => "progress_ended",

@@ -1,6 +1,8 @@
 //! One simulated notebook user, as a sequence of phases (see [`Phase`]): log in, request a
 //! server, follow its progress stream until ready, (form login: pass the single-user server's
-//! OAuth redirects), start a kernel, open its WebSocket, run the execute loop, stop.
+//! OAuth redirects), start a kernel, open its WebSocket, run the execute loop, stop. Each step is
+//! what JupyterHub's API promises, and edgehub keeps the same promises (its own session cookie,
+//! checked by its edge proxy, and the same OAuth endpoints for `jupyterhub-singleuser`).
 //!
 //! Every phase records its latency on success, or its failure reason; the first failure ends the
 //! journey, except that a server once requested is always asked to stop so a run leaves nothing
@@ -178,8 +180,12 @@ impl User {
         }
     }
 
-    /// JupyterHub 5's login form: GET sets the `_xsrf` cookie and renders the same value in a
-    /// hidden field; the POST must carry both.
+    /// The hub's login form, as a browser submits it: GET sets the `_xsrf` cookie and renders
+    /// the same value in a hidden field (JupyterHub 5 and edgehub alike); the POST carries both.
+    /// A login that worked answers with a redirect and sets the hub's session cookie, whose name
+    /// differs from hub to hub (`jupyterhub-hub-login`, edgehub's `edgehub-token` or whatever its
+    /// `session.cookie` says). So rather than look for one name, the session is proven as the
+    /// hub itself sees it: `GET /hub/api/user` with the cookies must name this user.
     async fn form_login(&mut self, password: &str) -> Result<(), Failure> {
         let path = self.client.hub.path("/hub/login");
         let page = self.call(Method::GET, &path, None).await?;
@@ -195,12 +201,17 @@ impl User {
             bytes: Bytes::from(form),
         };
         let r = self.call(Method::POST, &path, Some(body)).await?;
-        let hub_root = self.client.hub.path("/hub/");
+        if !matches!(r.status, 302 | 303) {
+            // A refused login renders the form again (403 on JupyterHub and edgehub).
+            return Err(Failure::from_status(r.status));
+        }
+        self.client.credentials = Credentials::Cookies;
+        let r = self
+            .call(Method::GET, &self.client.hub.path("/hub/api/user"), None)
+            .await?;
         match r.status {
-            302 | 303 if self.client.jar.get("jupyterhub-hub-login", &hub_root).is_some() => {
-                self.client.credentials = Credentials::Cookies;
-                Ok(())
-            }
+            200 if r.json().is_some_and(|v| v["name"] == self.name.as_str()) => Ok(()),
+            200 | 401 | 403 => Err(Failure::NoSession),
             status => Err(Failure::from_status(status)),
         }
     }
