@@ -14,7 +14,7 @@ const WAIT: Duration = Duration::from_secs(20);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_start_progress_and_the_servers_page_in_a_browser() {
     let dir = temp_dir("browser-flow");
-    let mut config = test_config(&dir, free_port());
+    let mut config = test_config(&dir);
     // A server that takes a second to come up, so the pending page has something to show.
     config.spawner.command = Some(vec![
         "sh".into(),
