@@ -19,7 +19,7 @@ if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/nul
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
     command -v redis-server >/dev/null || { echo "redis-server install failed" >&2; exit 1; }
-    # The tests start their own servers on free ports; the packaged service is not needed.
+    # The tests start their own servers (on UNIX sockets); the packaged service is not needed.
     (service redis-server stop || systemctl stop redis-server) >/dev/null 2>&1 || true
 fi
 

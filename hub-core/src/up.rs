@@ -27,11 +27,23 @@ use crate::store::Store;
 /// What a running `up` exposes to its caller (tests, the binary).
 pub struct Running {
     pub hub: Arc<Hub>,
-    /// The URL to open.
+    /// The URL to open, with the port actually bound (`bind = "127.0.0.1:0"` is any free port).
     pub public_url: String,
     pub hub_addr: SocketAddr,
     /// The embedded proxy's admin API, if embedded.
     pub proxy_api_url: Option<String>,
+    /// The tasks that own the listeners: the hub's, and the embedded proxy's.
+    listeners: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Running {
+    /// Resolves once `stop` has completed and the hub and the embedded proxy have closed their
+    /// listeners (the proxy after its in-flight requests drained).
+    pub async fn closed(&mut self) {
+        for task in self.listeners.drain(..) {
+            let _ = task.await;
+        }
+    }
 }
 
 /// Parts `start` would otherwise build itself; tests give stand-ins.
@@ -41,6 +53,10 @@ pub struct Overrides {
     pub spawner: Option<Arc<dyn Spawner>>,
     /// Finds the proxy's replicas with `replicas = "dns"`. Default: the system's resolver.
     pub resolver: Option<Resolver>,
+    /// The embedded proxy's public listener, bound by the caller instead of `bind`: a caller that
+    /// stops and starts the hub keeps the port across the restart, never free in between (a
+    /// clone of a listener it holds, `TcpListener::try_clone`).
+    pub public_listener: Option<std::net::TcpListener>,
 }
 
 /// The key login sessions are signed with, as text (the proxy takes the text as the key):
@@ -70,11 +86,6 @@ fn session_signing_key(store: &Store) -> anyhow::Result<String> {
             Ok(crate::tokens::hex(&secret))
         }
     }
-}
-
-fn free_port(host: &str) -> anyhow::Result<u16> {
-    let l = std::net::TcpListener::bind((host, 0)).with_context(|| format!("no free port on {host}"))?;
-    Ok(l.local_addr()?.port())
 }
 
 fn state_dir(db: &Path) -> PathBuf {
@@ -123,19 +134,20 @@ pub async fn start(
         .redis_url
         .clone()
         .unwrap_or_else(|| config::SessionConfig::IN_PROCESS.to_owned());
+    let mut listeners = Vec::new();
     let (proxy_api, records, proxy_api_url, public_url) = match &config.proxy.api_url {
         None => {
             let bind: SocketAddr = config.bind.parse().context("bind")?;
-            let api_port = free_port("127.0.0.1")?;
             let token = crate::tokens::generate();
             let proxy_config = ProxyConfig {
                 public: Listen::Tcp {
                     host: bind.ip().to_string(),
                     port: bind.port(),
                 },
+                // Any free port, read back once bound.
                 api: Listen::Tcp {
                     host: "127.0.0.1".into(),
-                    port: api_port,
+                    port: 0,
                 },
                 auth_token: Some(token.clone()),
                 error_target: Some(format!("{hub_url}{base}hub/error")),
@@ -147,7 +159,18 @@ pub async fn start(
                 )),
                 ..ProxyConfig::default()
             };
-            let proxy = proxy::Proxy::new(&proxy_config).context("embedded proxy")?;
+            let prebound = proxy::server::Prebound {
+                public: overrides.public_listener,
+                api: None,
+            };
+            // Bound before anything is served: connections wait in the backlog until then.
+            let bound = proxy::server::bind_with(&proxy_config, prebound)
+                .await
+                .context("the embedded proxy could not start")?;
+            let (Some(public_addr), Some(api_addr)) = (bound.public_addr(), bound.api_addr()) else {
+                bail!("the embedded proxy listens on TCP");
+            };
+            let proxy = proxy::Proxy::new(bound.config()).context("embedded proxy")?;
             let records = match (
                 &config.session.redis_url,
                 proxy.auth.as_ref().and_then(|a| a.local_sessions()),
@@ -166,16 +189,17 @@ pub async fn start(
                 (Some(url), _) => RecordStore::Redis(redis_store(url).await?),
             };
             let serve_stop = stopped();
-            let served_config = proxy_config.clone();
-            let mut proxy_task =
-                tokio::spawn(async move { proxy::server::run(proxy, &served_config, serve_stop).await });
-            let api_url = format!("http://127.0.0.1:{api_port}");
-            wait_listening(&format!("127.0.0.1:{api_port}"), &mut proxy_task).await?;
+            listeners.push(tokio::spawn(async move {
+                if let Err(e) = bound.serve(proxy, serve_stop).await {
+                    tracing::error!("the embedded proxy stopped: {e}");
+                }
+            }));
+            let api_url = format!("http://{api_addr}");
             (
                 ProxyApi::new(&api_url, Some(token))?,
                 records,
                 Some(api_url),
-                format!("http://{bind}{base}"),
+                format!("http://{public_addr}{base}"),
             )
         }
         Some(url) => {
@@ -235,7 +259,7 @@ pub async fn start(
         hub_url,
     })?;
 
-    tokio::spawn(crate::web::serve(hub.clone(), hub_listener, stopped()));
+    listeners.push(tokio::spawn(crate::web::serve(hub.clone(), hub_listener, stopped())));
     let report = crate::lifecycle::adopt_servers(&hub).await;
     if report.adopted + report.cleaned > 0 {
         tracing::info!(
@@ -268,6 +292,7 @@ pub async fn start(
         public_url,
         hub_addr,
         proxy_api_url,
+        listeners,
     })
 }
 
@@ -277,24 +302,4 @@ async fn redis_store(url: &str) -> anyhow::Result<redis::aio::ConnectionManager>
         .await
         .map_err(|_| anyhow::anyhow!("session store {url}: no answer within 5 s"))?
         .with_context(|| format!("session store {url}"))
-}
-
-/// Waits until the embedded proxy's admin API accepts connections, or its task has failed.
-async fn wait_listening(
-    addr: &str,
-    task: &mut tokio::task::JoinHandle<Result<(), proxy::StartError>>,
-) -> anyhow::Result<()> {
-    for _ in 0..200 {
-        if task.is_finished() {
-            return match task.await {
-                Ok(Err(e)) => Err(anyhow::Error::new(e).context("the embedded proxy could not start")),
-                _ => bail!("the embedded proxy stopped at start-up"),
-            };
-        }
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    bail!("the embedded proxy did not start listening on {addr} within 5 s")
 }

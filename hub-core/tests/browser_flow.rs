@@ -14,7 +14,7 @@ const WAIT: Duration = Duration::from_secs(20);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_start_progress_and_the_servers_page_in_a_browser() {
     let dir = temp_dir("browser-flow");
-    let mut config = test_config(&dir, free_port());
+    let mut config = test_config(&dir);
     // A server that takes a second to come up, so the pending page has something to show.
     config.spawner.command = Some(vec![
         "sh".into(),
@@ -75,7 +75,7 @@ async fn from_the_front_page_signing_in_starts_your_server() {
     // What the README promises a newcomer: open the address, sign in with any name, and the
     // server starts and opens, with no click on the home page.
     let dir = temp_dir("browser-landing");
-    let hub = TestHub::start(test_config(&dir, free_port())).await;
+    let hub = TestHub::start(test_config(&dir)).await;
     let browser = Browser::start().await.expect("chromium and chromedriver start");
     browser
         .sign_in(&hub.url("/"), "carol", WAIT)

@@ -8,64 +8,117 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
 
-use config::{Listen, ProxyConfig, ProxyReplicas};
+use config::{ProxyConfig, ProxyReplicas};
 use http::{Method, StatusCode};
 use hub_core::proxy_api::{ProxyApi, resolver};
 use hub_core::up::Overrides;
 use support::*;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
-/// An edgeproxy (the library, as the binary runs it) until the returned sender fires.
-async fn start_proxy(config: &ProxyConfig) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
-    let proxy = proxy::Proxy::new(config).unwrap();
-    let Listen::Tcp {
-        host: api_host,
-        port: api_port,
-    } = config.api.clone()
-    else {
-        unreachable!("the test proxy's API is on TCP")
-    };
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let served = config.clone();
-    let task = tokio::spawn(async move {
-        proxy::server::run(proxy, &served, async {
-            let _ = rx.await;
-        })
-        .await
-        .expect("the proxy runs");
-    });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while tokio::net::TcpStream::connect((api_host.as_str(), api_port))
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "the proxy did not start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+/// An edgeproxy (the library, as the binary runs it) on two listeners the test holds for its
+/// whole length. Each start serves clones of them, so a proxy stopped and started again comes
+/// back on the same ports, which no other process can take in between. While it is down, a
+/// stand-in closes every connection at once, as a stopped process's port refuses it (without
+/// it, connections would wait in the backlog for the next start, and the hub's calls to a
+/// replica that is down would hang until their timeout instead of failing).
+struct TestProxy {
+    public: TcpListener,
+    api: TcpListener,
+    running: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
+}
+
+impl TestProxy {
+    fn on(public: TcpListener, api: TcpListener) -> TestProxy {
+        TestProxy {
+            public,
+            api,
+            running: None,
+        }
     }
-    (tx, task)
+
+    fn public_port(&self) -> u16 {
+        self.public.local_addr().unwrap().port()
+    }
+
+    fn api_port(&self) -> u16 {
+        self.api.local_addr().unwrap().port()
+    }
+
+    /// Starts the proxy, with an empty table and token `proxy-admin-token`; its listeners are
+    /// bound (connections queue) when this returns.
+    async fn start(&mut self) {
+        self.end_running().await;
+        let config = ProxyConfig {
+            auth_token: Some("proxy-admin-token".into()),
+            ..ProxyConfig::default()
+        };
+        let prebound = proxy::server::Prebound {
+            public: Some(self.public.try_clone().unwrap()),
+            api: Some(self.api.try_clone().unwrap()),
+        };
+        let bound = proxy::server::bind_with(&config, prebound)
+            .await
+            .expect("the proxy serves the test's listeners");
+        let proxy = proxy::Proxy::new(bound.config()).unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            bound
+                .serve(proxy, async {
+                    let _ = rx.await;
+                })
+                .await
+                .expect("the proxy runs");
+        });
+        self.running = Some((tx, task));
+    }
+
+    /// Stops the proxy (its routes are gone) and refuses connections until the next start.
+    async fn stop(&mut self) {
+        self.end_running().await;
+        let (tx, mut rx) = oneshot::channel::<()>();
+        let listeners = [&self.public, &self.api].map(|l| {
+            let l = l.try_clone().unwrap();
+            l.set_nonblocking(true).unwrap();
+            tokio::net::TcpListener::from_std(l).unwrap()
+        });
+        let task = tokio::spawn(async move {
+            let [public, api] = listeners;
+            loop {
+                tokio::select! {
+                    Ok((refused, _)) = public.accept() => drop(refused),
+                    Ok((refused, _)) = api.accept() => drop(refused),
+                    _ = &mut rx => return,
+                }
+            }
+        });
+        self.running = Some((tx, task));
+    }
+
+    /// Ends the proxy or the stand-in, whichever runs, and waits until it has let go of the
+    /// listeners.
+    async fn end_running(&mut self) {
+        if let Some((stop, task)) = self.running.take() {
+            let _ = stop.send(());
+            task.await.unwrap();
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_external_proxy_is_repaired_and_logins_live_in_redis() {
     let redis = support::redis::RedisServer::start();
     let dir = temp_dir("external");
-    let (public, api) = (free_port(), free_port());
-    let proxy_config = ProxyConfig {
-        public: Listen::Tcp {
-            host: "127.0.0.1".into(),
-            port: public,
-        },
-        api: Listen::Tcp {
-            host: "127.0.0.1".into(),
-            port: api,
-        },
-        auth_token: Some("proxy-admin-token".into()),
-        ..ProxyConfig::default()
-    };
-    let (stop_proxy, proxy_task) = start_proxy(&proxy_config).await;
+    let loopback = || TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut external = TestProxy::on(loopback(), loopback());
+    external.start().await;
+    let (public, api) = (external.public_port(), external.api_port());
 
-    let mut config = test_config(&dir, public);
+    let mut config = test_config(&dir);
+    // The external proxy's public address: the hub does not bind it, the test's client uses it.
+    config.bind = format!("127.0.0.1:{public}");
     config.proxy.api_url = Some(format!("http://127.0.0.1:{api}"));
     config.proxy.api_token = Some("proxy-admin-token".into());
     config.session.redis_url = Some(redis.url());
@@ -82,9 +135,8 @@ async fn a_restarted_external_proxy_is_repaired_and_logins_live_in_redis() {
     assert_eq!(alice.get("/user/alice/").await.status, StatusCode::OK);
 
     // The proxy restarts with an empty table (CHP keeps routes only in memory).
-    let _ = stop_proxy.send(());
-    proxy_task.await.unwrap();
-    let (stop_proxy, proxy_task) = start_proxy(&proxy_config).await;
+    external.stop().await;
+    external.start().await;
     let restarted = Instant::now();
     eventually(Duration::from_secs(6), "the user's route is back", || {
         let mut probe = hub.client();
@@ -107,25 +159,25 @@ async fn a_restarted_external_proxy_is_repaired_and_logins_live_in_redis() {
     );
 
     hub.admin().api(Method::DELETE, "/users/alice/server", None).await;
-    let _ = stop_proxy.send(());
-    proxy_task.await.unwrap();
+    external.stop().await;
     hub.stop().await;
 }
 
-/// An edgeproxy's configuration: public and admin listeners on `ip`.
-fn proxy_on(ip: &str, public: u16, api: u16) -> ProxyConfig {
-    ProxyConfig {
-        public: Listen::Tcp {
-            host: ip.into(),
-            port: public,
-        },
-        api: Listen::Tcp {
-            host: ip.into(),
-            port: api,
-        },
-        auth_token: Some("proxy-admin-token".into()),
-        ..ProxyConfig::default()
+/// Two replicas, on 127.0.0.1 and 127.0.0.2 with the same two ports (a name resolves to their
+/// addresses, one port). The first gets ports from the system; the second binds the same ports
+/// on its address, which another process may hold: then both are bound afresh.
+fn two_replicas() -> (TestProxy, TestProxy) {
+    for _ in 0..10 {
+        let first = TestProxy::on(
+            TcpListener::bind("127.0.0.1:0").unwrap(),
+            TcpListener::bind("127.0.0.1:0").unwrap(),
+        );
+        let second = |port| TcpListener::bind(("127.0.0.2", port));
+        if let (Ok(public), Ok(api)) = (second(first.public_port()), second(first.api_port())) {
+            return (first, TestProxy::on(public, api));
+        }
     }
+    panic!("no two ports free on both 127.0.0.1 and 127.0.0.2");
 }
 
 /// The route keys in one replica's table, read from its admin API.
@@ -138,10 +190,10 @@ async fn route_keys(ip: &str, api: u16) -> Vec<String> {
 async fn every_dns_replica_of_the_proxy_gets_every_route() {
     let redis = support::redis::RedisServer::start();
     let dir = temp_dir("replicas");
-    let (public, api) = (free_port(), free_port());
-    let (first, second) = (proxy_on("127.0.0.1", public, api), proxy_on("127.0.0.2", public, api));
-    let (stop_first, first_task) = start_proxy(&first).await;
-    let (stop_second, second_task) = start_proxy(&second).await;
+    let (mut first, mut second) = two_replicas();
+    let (public, api) = (first.public_port(), first.api_port());
+    first.start().await;
+    second.start().await;
 
     // `edgeproxy-api` resolves to both replicas, as a headless Service's name does.
     let replicas: Vec<SocketAddr> = vec![([127, 0, 0, 1], api).into(), ([127, 0, 0, 2], api).into()];
@@ -150,7 +202,9 @@ async fn every_dns_replica_of_the_proxy_gets_every_route() {
         let found = replicas.clone();
         async move { Ok(found) }
     });
-    let mut config = test_config(&dir, public);
+    let mut config = test_config(&dir);
+    // The first replica's public address: the hub does not bind it, the test's client uses it.
+    config.bind = format!("127.0.0.1:{public}");
     config.proxy.api_url = Some(format!("http://edgeproxy-api:{api}"));
     config.proxy.api_token = Some("proxy-admin-token".into());
     config.proxy.replicas = ProxyReplicas::Dns;
@@ -172,9 +226,8 @@ async fn every_dns_replica_of_the_proxy_gets_every_route() {
     }
 
     // A replica restarted empty is filled by the next reconcile (every second here).
-    let _ = stop_second.send(());
-    second_task.await.unwrap();
-    let (stop_second, second_task) = start_proxy(&second).await;
+    second.stop().await;
+    second.start().await;
     let restarted = Instant::now();
     eventually(Duration::from_secs(3), "the new replica has alice's route", || async {
         user_route(&route_keys("127.0.0.2", api).await, "alice")
@@ -187,8 +240,7 @@ async fn every_dns_replica_of_the_proxy_gets_every_route() {
     );
 
     // With one replica down, a spawn still succeeds, on the one that is up.
-    let _ = stop_second.send(());
-    second_task.await.unwrap();
+    second.stop().await;
     let mut bob = hub.login("bob").await;
     bob.api(Method::POST, "/users/bob/server", None).await;
     let events = follow_progress(&mut bob, "/hub/api/users/bob/server/progress").await;
@@ -196,7 +248,7 @@ async fn every_dns_replica_of_the_proxy_gets_every_route() {
     assert_eq!(bob.get("/user/bob/").await.status, StatusCode::OK);
 
     // Back up, it catches up; then a stop deletes the route from both at once.
-    let (stop_second, second_task) = start_proxy(&second).await;
+    second.start().await;
     eventually(
         Duration::from_secs(3),
         "the returned replica has bob's route",
@@ -214,8 +266,7 @@ async fn every_dns_replica_of_the_proxy_gets_every_route() {
 
     // The hub's view of the proxy comes from the first replica that answers: with the first
     // down, the second's (asked on the hub's own port, the public one being the first proxy's).
-    let _ = stop_first.send(());
-    first_task.await.unwrap();
+    first.stop().await;
     let mut direct = hub.admin();
     direct.base = format!("http://{}", hub.running.hub_addr);
     let table = direct.api(Method::GET, "/proxy", None).await;
@@ -223,7 +274,6 @@ async fn every_dns_replica_of_the_proxy_gets_every_route() {
     assert!(table.json().get("/user/bob/").is_some(), "{}", table.text());
 
     let _ = direct.api(Method::DELETE, "/users/bob/server", None).await;
-    let _ = stop_second.send(());
-    second_task.await.unwrap();
+    second.stop().await;
     hub.stop().await;
 }

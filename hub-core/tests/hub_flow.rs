@@ -13,7 +13,7 @@ use support::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_logs_in_spawns_and_reaches_only_their_own_server() {
     let dir = temp_dir("flow");
-    let hub = TestHub::start(test_config(&dir, free_port())).await;
+    let hub = TestHub::start(test_config(&dir)).await;
 
     // Not logged in: the server's address sends the browser to the login page.
     let mut anon = hub.client();
@@ -89,7 +89,7 @@ async fn a_user_logs_in_spawns_and_reaches_only_their_own_server() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_follows_jupyterhub() {
     let dir = temp_dir("api");
-    let hub = TestHub::start(test_config(&dir, free_port())).await;
+    let hub = TestHub::start(test_config(&dir)).await;
     let mut admin = hub.admin();
     assert!(admin.api(Method::GET, "", None).await.json()["version"].is_string());
     assert_eq!(admin.api(Method::GET, "/user", None).await.json()["kind"], "service");
@@ -219,7 +219,7 @@ async fn the_api_follows_jupyterhub() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spawn_limits_answer_429_with_retry_after() {
     let dir = temp_dir("limits");
-    let mut config = test_config(&dir, free_port());
+    let mut config = test_config(&dir);
     // A server that takes 3 s to come up keeps the first spawn pending.
     config.spawner.command = Some(vec![
         "sh".into(),
@@ -260,7 +260,7 @@ async fn spawn_limits_answer_429_with_retry_after() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_server_reports_why_and_is_not_left_behind() {
     let dir = temp_dir("fail");
-    let mut config = test_config(&dir, free_port());
+    let mut config = test_config(&dir);
     config.spawner.command = Some(vec![
         "sh".into(),
         "-c".into(),
@@ -287,8 +287,9 @@ async fn a_failing_server_reports_why_and_is_not_left_behind() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_hub_adopts_running_servers_and_repairs_routes() {
     let dir = temp_dir("restart");
-    let port = free_port();
-    let hub = TestHub::start(test_config(&dir, port)).await;
+    // The same public port after the restart, kept bound in between.
+    let public = KeptPort::new();
+    let hub = TestHub::start_with(test_config(&dir), public.overrides()).await;
     let mut alice = hub.login("alice").await;
     alice.api(Method::POST, "/users/alice/server", None).await;
     follow_progress(&mut alice, "/hub/api/users/alice/server/progress").await;
@@ -301,7 +302,7 @@ async fn a_restarted_hub_adopts_running_servers_and_repairs_routes() {
 
     // A new hub on the same database: the server is adopted, not restarted, and reachable
     // again through the (new) proxy with the same login.
-    let hub = TestHub::start(test_config(&dir, port)).await;
+    let hub = TestHub::start_with(test_config(&dir), public.overrides()).await;
     let server = hub.running.hub.server("alice", "").unwrap();
     assert_eq!(
         server.record.spawner_state["pid"].as_i64(),
@@ -357,7 +358,7 @@ async fn a_restarted_hub_adopts_running_servers_and_repairs_routes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pages_outside_the_hub_leave_the_xsrf_cookie_alone() {
     let dir = temp_dir("xsrf-scope");
-    let hub = TestHub::start(test_config(&dir, free_port())).await;
+    let hub = TestHub::start(test_config(&dir)).await;
     let sets_xsrf = |r: &Reply| {
         r.headers
             .get_all(header::SET_COOKIE)
@@ -409,7 +410,7 @@ async fn sign_in_with(hub: &TestHub, user: &str, password: &str) -> (Client, Str
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signing_in_leads_to_your_server_and_starts_it() {
     let dir = temp_dir("landing");
-    let hub = TestHub::start(test_config(&dir, free_port())).await;
+    let hub = TestHub::start(test_config(&dir)).await;
     // Nobody signed in: `/` and `/hub/` lead to the login page.
     let mut anon = hub.client();
     for path in ["/", "/hub/", "/hub"] {
@@ -453,7 +454,7 @@ async fn signing_in_leads_to_your_server_and_starts_it() {
 
     // With redirect_to_server off, the home page, and nothing starts.
     let dir = temp_dir("landing-home");
-    let mut config = test_config(&dir, free_port());
+    let mut config = test_config(&dir);
     config.redirect_to_server = false;
     let hub = TestHub::start(config).await;
     let (mut bob, landed) = sign_in_redirect(&hub, "bob").await;
@@ -504,7 +505,7 @@ async fn groups_from_the_users_file_reach_the_edges_group_policy() {
         ),
     )
     .unwrap();
-    let mut config = test_config(&dir, free_port());
+    let mut config = test_config(&dir);
     config.auth.authenticator = config::AuthenticatorKind::UsersFile;
     config.auth.users_file = Some(users.clone());
     let hub = TestHub::start(config).await;

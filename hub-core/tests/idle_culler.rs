@@ -14,7 +14,7 @@ use support::*;
 async fn jupyterhub_idle_culler_culls_idle_servers_on_edgehub() {
     let python = pyenv_bin("python");
     let dir = temp_dir("culler");
-    let hub = TestHub::start(test_config(&dir, free_port())).await;
+    let hub = TestHub::start(test_config(&dir)).await;
     let mut admin = hub.admin();
     admin
         .api(

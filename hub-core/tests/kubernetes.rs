@@ -48,8 +48,8 @@ pod = {{ cpu_guarantee = 2.0, mem_guarantee = "4Gi" }}
     toml::from_str(&table).expect("the test's [kubernetes] table parses")
 }
 
-fn hub_config(dir: &std::path::Path, port: u16, sim: &Simulator) -> config::HubConfig {
-    let mut config = test_config(dir, port);
+fn hub_config(dir: &std::path::Path, sim: &Simulator) -> config::HubConfig {
+    let mut config = test_config(dir);
     config.spawner_class = SpawnerClass::Kubernetes;
     config.kubernetes = Some(kube_config(sim));
     config
@@ -78,7 +78,7 @@ fn cpu_request(pod: &Pod) -> String {
 async fn a_user_chooses_a_profile_and_reaches_their_pod_through_the_proxy() {
     let sim = Simulator::start(SimConfig::default()).await.expect("simulator");
     let dir = temp_dir("k8s-flow");
-    let hub = TestHub::start(hub_config(&dir, free_port(), &sim)).await;
+    let hub = TestHub::start(hub_config(&dir, &sim)).await;
 
     // With profiles, the implicit start from /user/alice/ asks first.
     let mut alice = hub.login("alice").await;
@@ -154,8 +154,9 @@ async fn a_user_chooses_a_profile_and_reaches_their_pod_through_the_proxy() {
 async fn a_restarted_hub_re_adopts_its_pods_without_creating_any() {
     let sim = Simulator::start(SimConfig::default()).await.expect("simulator");
     let dir = temp_dir("k8s-restart");
-    let port = free_port();
-    let hub = TestHub::start(hub_config(&dir, port, &sim)).await;
+    // The same public port after the restart, kept bound in between.
+    let public = KeptPort::new();
+    let hub = TestHub::start_with(hub_config(&dir, &sim), public.overrides()).await;
     let mut admin = hub.admin();
     for user in ["carol", "dave"] {
         let r = admin.api(Method::POST, &format!("/users/{user}"), None).await;
@@ -169,7 +170,7 @@ async fn a_restarted_hub_re_adopts_its_pods_without_creating_any() {
     hub.stop_keeping_servers().await;
     let creates = sim.stats().count(Verb::Create, "pods");
 
-    let hub = TestHub::start(hub_config(&dir, port, &sim)).await;
+    let hub = TestHub::start_with(hub_config(&dir, &sim), public.overrides()).await;
     let mut carol = hub.login("carol").await;
     let model = hub.admin().api(Method::GET, "/users/carol", None).await.json();
     assert_eq!(model["servers"][""]["ready"], true, "{model}");
@@ -190,7 +191,7 @@ async fn in_a_browser_a_user_picks_a_profile_and_gets_a_warm_pod() {
     const WAIT: Duration = Duration::from_secs(30);
     let sim = Simulator::start(SimConfig::default()).await.expect("simulator");
     let dir = temp_dir("k8s-browser");
-    let mut config = hub_config(&dir, free_port(), &sim);
+    let mut config = hub_config(&dir, &sim);
     let kube = config.kubernetes.as_mut().expect("kubernetes");
     kube.launcher_command =
         vec![concat!(env!("CARGO_MANIFEST_DIR"), "/../spawner-k8s/launcher/edgehub-launcher").to_owned()];

@@ -32,7 +32,7 @@ async fn jupyterhub_singleuser_logs_in_through_the_hub_and_serves_through_the_pr
     let singleuser = pyenv_bin("jupyterhub-singleuser");
     let venv_bin = singleuser.parent().unwrap().to_owned();
     let dir = temp_dir("singleuser");
-    let mut config = test_config(&dir, free_port());
+    let mut config = test_config(&dir);
     config.spawner.command = Some(vec![
         singleuser.display().to_string(),
         "--ip=127.0.0.1".into(),

@@ -1,5 +1,6 @@
 //! `edgehub up` as a newcomer runs it: the binary prints the URL to open, serves the login page
-//! through its embedded proxy, and exits cleanly on SIGTERM.
+//! through its embedded proxy, and exits cleanly on SIGTERM. Bound to port 0, it prints the port
+//! it got.
 
 mod support;
 
@@ -13,9 +14,8 @@ use support::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edgehub_up_prints_its_url_and_serves_the_hub() {
     let dir = temp_dir("up-binary");
-    let port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_edgehub"))
-        .args(["up", "--bind", &format!("127.0.0.1:{port}"), "--db"])
+        .args(["up", "--bind", "127.0.0.1:0", "--db"])
         .arg(dir.join("edgehub.sqlite"))
         .current_dir(&dir)
         .stdout(Stdio::piped())
@@ -29,19 +29,28 @@ async fn edgehub_up_prints_its_url_and_serves_the_hub() {
             let _ = tx.send(line);
         }
     });
-    let want = format!("open http://127.0.0.1:{port}/");
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut printed = String::new();
-    while Instant::now() < deadline && !printed.contains(&want) {
+    let mut url = None;
+    while Instant::now() < deadline && url.is_none() {
         if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            url = line
+                .split_once("edgehub is up: open ")
+                .map(|(_, url)| url.trim().to_owned());
             printed.push_str(&line);
             printed.push('\n');
         }
     }
-    assert!(printed.contains(&want), "edgehub up printed:\n{printed}");
+    let url = url.unwrap_or_else(|| panic!("edgehub up printed no URL:\n{printed}"));
+    let base = url.strip_suffix('/').unwrap_or(&url);
+    let port: u16 = base
+        .strip_prefix("http://127.0.0.1:")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("not a loopback URL with a port: {url}"));
+    assert_ne!(port, 0, "the port bound, not the one asked for: {url}");
 
     let mut browser = Client {
-        base: format!("http://127.0.0.1:{port}"),
+        base: base.to_owned(),
         cookies: Default::default(),
         token: None,
     };

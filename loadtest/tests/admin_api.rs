@@ -5,12 +5,12 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use support::*;
@@ -48,10 +48,6 @@ fn edgeproxy_binary() -> &'static PathBuf {
     })
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// A running edgeproxy, killed on drop.
 struct Proxy {
     child: Child,
@@ -60,24 +56,43 @@ struct Proxy {
 }
 
 impl Proxy {
+    /// Starts edgeproxy on ports the system picks (`--port 0 --api-port 0`) and reads them from
+    /// the lines it logs once bound (`Proxying http://…`, `Proxy API at http://…`).
     fn start(default_target: &str) -> Proxy {
-        let (port, api_port) = (free_port(), free_port());
-        let child = Command::new(edgeproxy_binary())
-            .args(["--ip", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--api-ip", "127.0.0.1", "--api-port", &api_port.to_string()])
+        let mut child = Command::new(edgeproxy_binary())
+            .args(["--ip", "127.0.0.1", "--port", "0"])
+            .args(["--api-ip", "127.0.0.1", "--api-port", "0"])
             .args(["--default-target", default_target])
             .env("CONFIGPROXY_AUTH_TOKEN", TOKEN)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("start edgeproxy");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", api_port)).is_err() {
-            assert!(Instant::now() < deadline, "edgeproxy's API did not come up");
-            std::thread::sleep(Duration::from_millis(20));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().expect("piped stdout");
+        // Reads to the end, so that edgeproxy never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let (mut port, mut api_port) = (None, None);
+        let mut log = String::new();
+        while port.is_none() || api_port.is_none() {
+            let line = rx
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap_or_else(|_| panic!("edgeproxy did not log its ports:\n{log}"));
+            port = port.or_else(|| logged_port(&line, "Proxying "));
+            api_port = api_port.or_else(|| logged_port(&line, "Proxy API at "));
+            log.push_str(&line);
+            log.push('\n');
         }
-        Proxy { child, port, api_port }
+        Proxy {
+            child,
+            port: port.unwrap(),
+            api_port: api_port.unwrap(),
+        }
     }
 
     fn api(&self) -> String {
@@ -100,6 +115,14 @@ impl Proxy {
             other => panic!("GET /api/routes: {other:?} from {text}"),
         }
     }
+}
+
+/// The port in edgeproxy's start-up line `marker` (`Proxying http://127.0.0.1:41234 to …`).
+fn logged_port(line: &str, marker: &str) -> Option<u16> {
+    let rest = &line[line.find(marker)? + marker.len()..];
+    let rest = rest.split_once("://").map_or(rest, |(_, after)| after);
+    let addr = rest.split(|c: char| c == '/' || c.is_whitespace()).next()?;
+    addr.parse::<std::net::SocketAddr>().ok().map(|a| a.port())
 }
 
 impl Drop for Proxy {

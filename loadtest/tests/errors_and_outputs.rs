@@ -8,11 +8,7 @@ use support::*;
 
 #[test]
 fn a_refused_port_is_counted_as_connect_refused() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let url = format!("http://127.0.0.1:{port}/");
+    let url = format!("http://127.0.0.1:{}/", refused_port());
     let r = run_http("refused", &[&url, "-c", "2", "-d", "0.5s", "-w", "0s"]);
     assert!(error_count(&r, "connect_refused") > 5, "{r:#}");
     assert_eq!(r["latency"]["service_time"]["count"], 0);

@@ -301,17 +301,6 @@ fn users_go_through_the_whole_journey_on_a_stock_jupyterhub() {
 /// The one password of the edgehub run (`auth.shared_password`): a wrong one is refused.
 const EDGEHUB_PASSWORD: &str = "journey-password";
 
-/// The public address `edgehub up` is given: a port that is free when we look (edgehub binds it
-/// a moment later). Port 0 would not do: `edgehub up` prints its configured address, not the
-/// port it got. Everything afterwards uses the URL edgehub prints.
-fn edgehub_bind() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port();
-    format!("127.0.0.1:{port}")
-}
-
 /// A running `edgehub up` (the binary), its state, log and servers' home in a temporary
 /// directory; every server is a real `jupyterhub-singleuser` from the test venv. Dropping it
 /// stops the servers, then the hub.
@@ -361,7 +350,7 @@ PATH = {path:?}
 [cull]
 timeout_secs = 0
 "#,
-            bind = edgehub_bind(),
+            bind = "127.0.0.1:0",
             db = dir.join("edgehub.sqlite").display().to_string(),
             singleuser = singleuser.display().to_string(),
             root_dir = format!("--ServerApp.root_dir={}", dir.display()),

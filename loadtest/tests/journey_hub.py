@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A stock JupyterHub for loadtest/tests/journey.rs, on free loopback ports.
+"""A stock JupyterHub for loadtest/tests/journey.rs, on loopback ports chosen before it starts.
 
 DummyAuthenticator (with a password, so that a wrong one is refused) and
 SimpleLocalProcessSpawner; the proxy is the CHP-compatible binary given with
@@ -32,6 +32,54 @@ import run_hub_test as compat  # noqa: E402
 PASSWORD = "journey-password"
 
 
+def write_config(config, workdir, public_port, api_port, hub_port, token, args):
+    compat.write_config(
+        config,
+        workdir=workdir,
+        public_port=public_port,
+        api_port=api_port,
+        hub_port=hub_port,
+        proxy_cmd=compat.resolve_proxy_command(args.proxy_command),
+        singleuser=str(Path(sys.prefix) / "bin" / "jupyterhub-singleuser"),
+        admin_token=token,
+        debug=False,
+    )
+    with config.open("a") as f:
+        f.write(
+            f"\nc.DummyAuthenticator.password = {PASSWORD!r}\n"
+            # the journey's users are made up: let the token create them
+            "c.Authenticator.allow_all = True\n"
+            f"c.JupyterHub.concurrent_spawn_limit = {args.concurrent_spawn_limit}\n"
+            # as zero-to-jupyterhub does: the spawn request answers at once, progress tells the rest
+            "c.JupyterHub.slow_spawn_timeout = 0\n"
+            "c.JupyterHub.log_level = 'WARN'\n"
+            # the compatibility test's default_url points at a file it writes; use the stock one
+            "c.Spawner.default_url = ''\n"
+        )
+        if args.spawner_cmd:
+            # The same server command edgehub runs, for a like-for-like comparison; JupyterHub
+            # passes --ip and --port itself.
+            f.write(f"c.Spawner.cmd = {args.spawner_cmd!r}\nc.Spawner.args = []\n")
+        if args.extra_config:
+            f.write("\n" + Path(args.extra_config).read_text() + "\n")
+
+
+def stop_hub(hub):
+    """SIGTERM, then whatever it left behind (the proxy, servers) is killed."""
+    if hub.poll() is None:
+        hub.send_signal(signal.SIGTERM)
+        try:
+            hub.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            pass
+    leftovers = set(compat.descendants())
+    if hub.poll() is None:
+        leftovers.add(hub.pid)
+    if leftovers:
+        compat.kill_tree(leftovers)
+    compat.reap_zombies()
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--proxy-command", required=True)
@@ -55,65 +103,51 @@ def main():
     signal.signal(signal.SIGTERM, on_term)
 
     workdir = Path(tempfile.mkdtemp(prefix="edgeload-journey-"))
-    public_port, api_port, hub_port = compat.free_ports(3)
     token = secrets.token_hex(16)
     venv_bin = Path(sys.prefix) / "bin"
     config = workdir / "jupyterhub_config.py"
-    compat.write_config(
-        config,
-        workdir=workdir,
-        public_port=public_port,
-        api_port=api_port,
-        hub_port=hub_port,
-        proxy_cmd=compat.resolve_proxy_command(args.proxy_command),
-        singleuser=str(venv_bin / "jupyterhub-singleuser"),
-        admin_token=token,
-        debug=False,
-    )
-    with config.open("a") as f:
-        f.write(
-            f"\nc.DummyAuthenticator.password = {PASSWORD!r}\n"
-            # the journey's users are made up: let the token create them
-            "c.Authenticator.allow_all = True\n"
-            f"c.JupyterHub.concurrent_spawn_limit = {args.concurrent_spawn_limit}\n"
-            # as zero-to-jupyterhub does: the spawn request answers at once, progress tells the rest
-            "c.JupyterHub.slow_spawn_timeout = 0\n"
-            "c.JupyterHub.log_level = 'WARN'\n"
-            # the compatibility test's default_url points at a file it writes; use the stock one
-            "c.Spawner.default_url = ''\n"
-        )
-        if args.spawner_cmd:
-            # The same server command edgehub runs, for a like-for-like comparison; JupyterHub
-            # passes --ip and --port itself.
-            f.write(f"c.Spawner.cmd = {args.spawner_cmd!r}\nc.Spawner.args = []\n")
-        if args.extra_config:
-            f.write("\n" + Path(args.extra_config).read_text() + "\n")
     env = dict(os.environ)
     env["PATH"] = f"{venv_bin}{os.pathsep}{env.get('PATH', '')}"
     env["CONFIGPROXY_AUTH_TOKEN"] = secrets.token_hex(16)
     log_path = workdir / "jupyterhub.log"
-    log = open(log_path, "wb")
-    hub = subprocess.Popen(
-        [str(venv_bin / "jupyterhub"), "-f", str(config)],
-        cwd=workdir,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://{compat.LOOPBACK}:{public_port}"
     deadline = time.monotonic() + args.timeout
-    up = False
-    while time.monotonic() < deadline and hub.poll() is None and not stop["now"]:
-        try:
-            with urllib.request.urlopen(f"{url}/hub/api", timeout=2) as r:
-                up = r.status == 200
-        except Exception:
-            pass
-        if up:
+    # JupyterHub is told its ports before it starts; one may be taken meanwhile: then it starts
+    # again on new ones (see compat.START_ATTEMPTS).
+    for attempt in range(1, compat.START_ATTEMPTS + 1):
+        public_port, api_port, hub_port = compat.free_ports(3)
+        write_config(config, workdir, public_port, api_port, hub_port, token, args)
+        log = open(log_path, "wb")
+        hub = subprocess.Popen(
+            [str(venv_bin / "jupyterhub"), "-f", str(config)],
+            cwd=workdir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        url = f"http://{compat.LOOPBACK}:{public_port}"
+        up = False
+        while time.monotonic() < deadline and hub.poll() is None and not stop["now"]:
+            try:
+                with urllib.request.urlopen(f"{url}/hub/api", timeout=2) as r:
+                    up = r.status == 200
+            except Exception:
+                pass
+            if up:
+                break
+            time.sleep(0.2)
+        if up or attempt == compat.START_ATTEMPTS or stop["now"] or not compat.lost_port_race(log_path):
             break
-        time.sleep(0.2)
+        stop_hub(hub)
+        log.close()
+        kept = log_path.with_name(f"jupyterhub-attempt{attempt}.log")
+        log_path.replace(kept)
+        print(f"a chosen port was taken before it was bound (log: {kept}); starting again on new ports",
+              file=sys.stderr, flush=True)
+        # A new start must not find the failed one's state (a stale proxy pid file).
+        for stale in ("jupyterhub.sqlite", "jupyterhub-proxy.pid", "jupyterhub.pid"):
+            (workdir / stale).unlink(missing_ok=True)
     rc = 0
     if up:
         print(f"ready {url} {token} {PASSWORD}", flush=True)
@@ -128,18 +162,7 @@ def main():
         print(compat.tail(log_path), flush=True)
         rc = 1
 
-    if hub.poll() is None:
-        hub.send_signal(signal.SIGTERM)
-        try:
-            hub.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            pass
-    leftovers = set(compat.descendants())
-    if hub.poll() is None:
-        leftovers.add(hub.pid)
-    if leftovers:
-        compat.kill_tree(leftovers)
-    compat.reap_zombies()
+    stop_hub(hub)
     log.close()
     if args.log:
         shutil.copyfile(log_path, args.log)

@@ -207,11 +207,7 @@ fn churn_opens_and_closes_at_its_rate() {
 
 #[test]
 fn a_closed_port_counts_connect_errors() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = refused_port();
     let r = run_ws(
         "refused",
         &[

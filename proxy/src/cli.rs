@@ -17,7 +17,7 @@ pub struct Cli {
     /// Public-facing IP of the proxy ('' or '*' for every interface)
     #[arg(long, value_name = "ip-address", conflicts_with = "socket")]
     ip: Option<String>,
-    /// Public-facing port of the proxy [default: 8000]
+    /// Public-facing port of the proxy; 0 for any free one [default: 8000]
     #[arg(long, value_name = "n", conflicts_with = "socket")]
     port: Option<String>,
     /// Path to a UNIX domain socket for the proxy, instead of ip/port
@@ -53,7 +53,7 @@ pub struct Cli {
     /// Inward-facing IP for the API [default: localhost]
     #[arg(long, value_name = "ip", conflicts_with = "api_socket")]
     api_ip: Option<String>,
-    /// Inward-facing port for the API [default: port + 1]
+    /// Inward-facing port for the API; 0 for any free one [default: port + 1]
     #[arg(long, value_name = "n", conflicts_with = "api_socket")]
     api_port: Option<String>,
     /// Path to a UNIX domain socket for the API, instead of ip/port
@@ -184,12 +184,11 @@ pub struct Parsed {
     pub warnings: Vec<String>,
 }
 
-/// CHP's `parseInt(port) || default`: anything unparseable or zero means the default.
+/// CHP's `parseInt(port) || default`: anything unparseable means the default. Unlike CHP, `0`
+/// is port 0, any free port, reported in the start-up lines (`Proxying http://…`): CHP turns it
+/// into the default, which no caller can mean (the caller then expects the proxy on port 0).
 fn port_or(value: Option<&str>, default: u16) -> u16 {
-    value
-        .and_then(|v| v.trim().parse::<u16>().ok())
-        .filter(|p| *p != 0)
-        .unwrap_or(default)
+    value.and_then(|v| v.trim().parse::<u16>().ok()).unwrap_or(default)
 }
 
 fn ip(value: Option<String>, default: &str, warnings: &mut Vec<String>) -> String {
@@ -243,10 +242,11 @@ impl Cli {
                 port,
             },
         };
-        let api_default_port = if matches!(public, Listen::Unix(_)) {
-            8001
-        } else {
-            port.wrapping_add(1)
+        let api_default_port = match &public {
+            Listen::Unix(_) => 8001,
+            // "port + 1" of a port the system has not chosen yet: any free one as well.
+            Listen::Tcp { port: 0, .. } => 0,
+            Listen::Tcp { .. } => port.wrapping_add(1),
         };
         let api = match self.api_socket {
             Some(path) => Listen::Unix(path),
@@ -403,6 +403,29 @@ mod tests {
             Listen::Tcp {
                 host: "".into(),
                 port: 8000
+            }
+        );
+        // Port 0 is any free port (CHP reads it as 8000), for the API too unless given.
+        let c = parse(&["--port", "0"]).unwrap().config;
+        assert_eq!(
+            (c.public, c.api),
+            (
+                Listen::Tcp {
+                    host: "".into(),
+                    port: 0
+                },
+                Listen::Tcp {
+                    host: "localhost".into(),
+                    port: 0
+                }
+            )
+        );
+        let c = parse(&["--port", "0", "--api-port", "9001"]).unwrap().config;
+        assert_eq!(
+            c.api,
+            Listen::Tcp {
+                host: "localhost".into(),
+                port: 9001
             }
         );
         let c = parse(&["--socket", "/tmp/p.sock"]).unwrap().config;

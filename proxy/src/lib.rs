@@ -101,7 +101,7 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// Validates `config` and prepares everything but the listeners (see [`server::run`]).
+    /// Validates `config` and prepares everything but the listeners (see [`server::bind`]).
     pub fn new(config: &ProxyConfig) -> Result<Arc<Proxy>, StartError> {
         config.validate()?;
         let custom_headers = config

@@ -56,8 +56,11 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        let proxy = Proxy::new(&config)?;
-        server::run(proxy, &config, signal()).await
+        // Bound first, so that the proxy is built with the real ports when one is 0 (the redirect
+        // listener names the HTTPS port).
+        let bound = server::bind(&config).await?;
+        let proxy = Proxy::new(bound.config())?;
+        bound.serve(proxy, signal()).await
     });
     match result {
         Ok(()) => ExitCode::from(2),

@@ -1,8 +1,9 @@
 //! Listeners and connection serving: binding (TCP, dual-stack, or UNIX socket), TLS, HTTP/1.1 and
 //! HTTP/2 (ALPN and h2c), the connection cap, header/keep-alive timeouts, and graceful shutdown.
-//! Every listener is bound before anything is served, so a port that cannot be bound stops the
-//! process with an error instead of running without it (CHP logs the error and
-//! runs on without that listener; docs/compatibility.md).
+//! Every listener is bound ([`bind`]) before anything is served ([`Bound::serve`]), so a port that
+//! cannot be bound stops the process with an error instead of running without it (CHP logs the
+//! error and runs on without that listener; docs/compatibility.md), and port 0 is any free port,
+//! read back from the bound listener.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -71,6 +72,12 @@ impl Listener {
                 Ok(Listener::Unix(UnixListener::bind(path)?, path.clone()))
             }
         }
+    }
+
+    /// A listener the caller bound (see [`Prebound`]).
+    pub fn from_std(listener: std::net::TcpListener) -> io::Result<Listener> {
+        listener.set_nonblocking(true)?;
+        Ok(Listener::Tcp(TcpListener::from_std(listener)?))
     }
 
     /// The bound TCP address (with the real port when 0 was asked for).
@@ -397,12 +404,39 @@ fn metrics_response(proxy: &Proxy, req: &Request<Incoming>) -> Response<Response
     resp
 }
 
-/// Binds every listener of `config`, then serves until `shutdown` resolves, then drains.
-pub async fn run(
-    proxy: Arc<Proxy>,
-    config: &ProxyConfig,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), StartError> {
+/// Listeners an embedder bound itself, served instead of binding the configured address: a
+/// port kept across restarts of the proxy in one process is never free in between, so no other
+/// process can take it (tests that stop and start a proxy on the same port). Each must already
+/// listen, as `std::net::TcpListener::bind` leaves it; its backlog is the one it was given.
+#[derive(Debug, Default)]
+pub struct Prebound {
+    pub public: Option<std::net::TcpListener>,
+    pub api: Option<std::net::TcpListener>,
+}
+
+/// Every listener of a configuration, bound and with its certificates loaded, not yet served:
+/// what [`bind`] returns. Its addresses are the real ones, port 0 replaced by the port the system
+/// chose, so an embedder (or a test) binds port 0 and reads the port back instead of guessing a
+/// free one.
+pub struct Bound {
+    public: Listener,
+    api: Listener,
+    metrics: Option<Listener>,
+    redirect: Option<Listener>,
+    public_tls: Option<tokio_rustls::TlsAcceptor>,
+    api_tls: Option<tokio_rustls::TlsAcceptor>,
+    config: ProxyConfig,
+}
+
+/// Loads the certificates, then binds every listener of `config` (a configuration error is
+/// reported before any port is taken; a port that cannot be bound is an error, not a gap).
+pub async fn bind(config: &ProxyConfig) -> Result<Bound, StartError> {
+    bind_with(config, Prebound::default()).await
+}
+
+/// As [`bind`], with the listeners in `prebound` used for their roles instead of the addresses
+/// in `config`.
+pub async fn bind_with(config: &ProxyConfig, prebound: Prebound) -> Result<Bound, StartError> {
     // Certificates first: a bad file is a configuration error, reported before any port is taken.
     let public_tls = match config.public_tls.enabled() {
         true => Some(tokio_rustls::TlsAcceptor::from(crate::tls::server_config(
@@ -420,17 +454,22 @@ pub async fn run(
         )?)),
         false => None,
     };
-    let bind = |listen: Listen, role: Role| async move {
-        Listener::bind(&listen).await.map_err(|e| StartError::Bind {
+    let bind = |listen: Listen, role: Role, prebound: Option<std::net::TcpListener>| async move {
+        let bound = match prebound {
+            Some(listener) => Listener::from_std(listener),
+            None => Listener::bind(&listen).await,
+        };
+        bound.map_err(|e| StartError::Bind {
             role,
             listen: listen.to_string(),
             source: e,
         })
     };
-    let public = bind(config.public.clone(), Role::Public).await?;
-    let api = bind(config.api.clone(), Role::Api).await?;
+    let prebound_roles = (prebound.public.is_some(), prebound.api.is_some());
+    let public = bind(config.public.clone(), Role::Public, prebound.public).await?;
+    let api = bind(config.api.clone(), Role::Api, prebound.api).await?;
     let metrics = match &config.metrics {
-        Some(l) => Some(bind(l.clone(), Role::Metrics).await?),
+        Some(l) => Some(bind(l.clone(), Role::Metrics, None).await?),
         None => None,
     };
     let redirect = match config.redirect_port {
@@ -441,96 +480,187 @@ pub async fn run(
                     port,
                 },
                 Role::Redirect,
+                None,
             )
             .await?,
         ),
         None => None,
     };
-    if let Some(pid_file) = &config.pid_file {
-        std::fs::write(pid_file, std::process::id().to_string())
-            .map_err(|e| StartError::PidFile(pid_file.display().to_string(), e))?;
+    let mut config = config.clone();
+    config.public = as_bound(&config.public, &public, prebound_roles.0);
+    config.api = as_bound(&config.api, &api, prebound_roles.1);
+    if let (Some(listen), Some(m)) = (&config.metrics, &metrics) {
+        config.metrics = Some(as_bound(listen, m, false));
     }
-
-    let scheme = if public_tls.is_some() { "https" } else { "http" };
-    tracing::info!(
-        "Proxying {scheme}://{} to {}",
-        listener_name(&public, &config.public),
-        config.default_target.as_deref().unwrap_or("(no default)")
-    );
-    tracing::info!(
-        "Proxy API at {}://{}/api/routes",
-        if api_tls.is_some() { "https" } else { "http" },
-        listener_name(&api, &config.api)
-    );
-    if let Some(m) = &metrics {
-        tracing::info!(
-            "Serve metrics at http://{}/metrics",
-            listener_name(m, config.metrics.as_ref().unwrap_or(&config.public))
-        );
+    if let Some(addr) = redirect.as_ref().and_then(Listener::local_addr) {
+        config.redirect_port = Some(addr.port());
     }
-    if let Some(r) = &redirect {
-        tracing::info!(
-            "Added HTTP to HTTPS redirection from {}",
-            r.local_addr().map_or_else(String::new, |a| a.to_string())
-        );
-    }
-
-    if let Some(auth) = &proxy.auth {
-        auth.start();
-    }
-    let life = Lifecycle::new(config.max_connections);
-    let mut tasks = Vec::new();
-    tasks.push(tokio::spawn(keep_timer_armed(config.keep_alive_timeout)));
-    tasks.push(tokio::spawn(accept_loop(
+    Ok(Bound {
         public,
-        Role::Public,
-        public_tls,
-        proxy.clone(),
-        life.clone(),
-    )));
-    tasks.push(tokio::spawn(accept_loop(
         api,
-        Role::Api,
+        metrics,
+        redirect,
+        public_tls,
         api_tls,
-        proxy.clone(),
-        life.clone(),
-    )));
-    if let Some(m) = metrics {
-        tasks.push(tokio::spawn(accept_loop(
-            m,
-            Role::Metrics,
-            None,
-            proxy.clone(),
-            life.clone(),
-        )));
-        let proxy = proxy.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(crate::metrics::Metrics::UPKEEP_INTERVAL);
-            loop {
-                tick.tick().await;
-                proxy.metrics.run_upkeep();
-            }
-        }));
+        config,
+    })
+}
+
+/// The configured address with the port the system chose; for a listener the embedder bound,
+/// its own address.
+fn as_bound(configured: &Listen, listener: &Listener, prebound: bool) -> Listen {
+    match (configured, listener.local_addr()) {
+        (Listen::Tcp { host, .. }, Some(addr)) if !prebound => Listen::Tcp {
+            host: host.clone(),
+            port: addr.port(),
+        },
+        (_, Some(addr)) => Listen::Tcp {
+            host: addr.ip().to_string(),
+            port: addr.port(),
+        },
+        (configured, None) => configured.clone(),
     }
-    if let Some(r) = redirect {
-        tasks.push(tokio::spawn(accept_loop(
-            r,
-            Role::Redirect,
-            None,
-            proxy.clone(),
-            life.clone(),
-        )));
+}
+
+impl Bound {
+    /// The public listener's address; `None` on a UNIX socket.
+    pub fn public_addr(&self) -> Option<SocketAddr> {
+        self.public.local_addr()
     }
 
-    shutdown.await;
-    life.shutdown(config.shutdown_grace).await;
-    for t in tasks {
-        t.abort();
+    /// The admin API's address; `None` on a UNIX socket.
+    pub fn api_addr(&self) -> Option<SocketAddr> {
+        self.api.local_addr()
     }
-    if let Some(pid_file) = &config.pid_file {
-        let _ = std::fs::remove_file(pid_file);
+
+    /// The metrics listener's address, when metrics are on over TCP.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(Listener::local_addr)
     }
-    Ok(())
+
+    /// The HTTP-to-HTTPS redirect listener's address, when there is one.
+    pub fn redirect_addr(&self) -> Option<SocketAddr> {
+        self.redirect.as_ref().and_then(Listener::local_addr)
+    }
+
+    /// The configuration as bound: every TCP port 0 replaced by the port the system chose. Build
+    /// the [`Proxy`] from it when a port was 0 and redirects are on, so that they name the real
+    /// HTTPS port.
+    pub fn config(&self) -> &ProxyConfig {
+        &self.config
+    }
+
+    /// Logs the addresses (configurable-http-proxy's lines, with the bound ports), serves until
+    /// `shutdown` resolves, then drains. The listeners are closed when it returns.
+    pub async fn serve(self, proxy: Arc<Proxy>, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+        let Bound {
+            public,
+            api,
+            metrics,
+            redirect,
+            public_tls,
+            api_tls,
+            config,
+        } = self;
+        if let Some(pid_file) = &config.pid_file {
+            std::fs::write(pid_file, std::process::id().to_string())
+                .map_err(|e| StartError::PidFile(pid_file.display().to_string(), e))?;
+        }
+
+        let scheme = if public_tls.is_some() { "https" } else { "http" };
+        tracing::info!(
+            "Proxying {scheme}://{} to {}",
+            listener_name(&public, &config.public),
+            config.default_target.as_deref().unwrap_or("(no default)")
+        );
+        tracing::info!(
+            "Proxy API at {}://{}/api/routes",
+            if api_tls.is_some() { "https" } else { "http" },
+            listener_name(&api, &config.api)
+        );
+        if let Some(m) = &metrics {
+            tracing::info!(
+                "Serve metrics at http://{}/metrics",
+                listener_name(m, config.metrics.as_ref().unwrap_or(&config.public))
+            );
+        }
+        if let Some(r) = &redirect {
+            tracing::info!(
+                "Added HTTP to HTTPS redirection from {}",
+                r.local_addr().map_or_else(String::new, |a| a.to_string())
+            );
+        }
+
+        if let Some(auth) = &proxy.auth {
+            auth.start();
+        }
+        let life = Lifecycle::new(config.max_connections);
+        let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(keep_timer_armed(config.keep_alive_timeout)));
+        tasks.push(tokio::spawn(accept_loop(
+            public,
+            Role::Public,
+            public_tls,
+            proxy.clone(),
+            life.clone(),
+        )));
+        tasks.push(tokio::spawn(accept_loop(
+            api,
+            Role::Api,
+            api_tls,
+            proxy.clone(),
+            life.clone(),
+        )));
+        if let Some(m) = metrics {
+            tasks.push(tokio::spawn(accept_loop(
+                m,
+                Role::Metrics,
+                None,
+                proxy.clone(),
+                life.clone(),
+            )));
+            let proxy = proxy.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(crate::metrics::Metrics::UPKEEP_INTERVAL);
+                loop {
+                    tick.tick().await;
+                    proxy.metrics.run_upkeep();
+                }
+            }));
+        }
+        if let Some(r) = redirect {
+            tasks.push(tokio::spawn(accept_loop(
+                r,
+                Role::Redirect,
+                None,
+                proxy.clone(),
+                life.clone(),
+            )));
+        }
+
+        shutdown.await;
+        life.shutdown(config.shutdown_grace).await;
+        // Waited for, so that the listeners are closed when this returns.
+        for t in tasks {
+            t.abort();
+            let _ = t.await;
+        }
+        if let Some(pid_file) = &config.pid_file {
+            let _ = std::fs::remove_file(pid_file);
+        }
+        Ok(())
+    }
+}
+
+/// Binds every listener of `config`, then serves until `shutdown` resolves, then drains: [`bind`]
+/// then [`Bound::serve`]. `proxy` was built from `config`; with a port 0 in it, redirects would
+/// name port 0: build the proxy from [`Bound::config`] instead.
+pub async fn run(
+    proxy: Arc<Proxy>,
+    config: &ProxyConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
+    bind(config).await?.serve(proxy, shutdown).await
 }
 
 /// Keeps one timer pending at all times, due sooner than any connection's header timer.

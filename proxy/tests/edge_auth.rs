@@ -599,14 +599,13 @@ fn auth_outcomes_and_cache_hits_are_metrics() {
     let path = auth_config("metrics", &hs_config(Some(&redis), ""));
     let hub = Upstream::echo("/");
     let alice = Upstream::echo("/user/alice");
-    let metrics_port = free_port().to_string();
-    let p = Edgeproxy::start(&[
+    let mut p = Edgeproxy::start(&[
         "--default-target",
         &hub.target,
         "--auth-config",
         &path,
         "--metrics-port",
-        &metrics_port,
+        "0",
     ]);
     add_route(&p, "/user/alice", json!({"target": alice.target, "user": "alice"}));
     let token = bearer(&hs(&claims("alice")));
@@ -614,7 +613,7 @@ fn auth_outcomes_and_cache_hits_are_metrics() {
         assert_eq!(send(&p, "/user/alice/", &[("Authorization", &token)]).status, 200);
     }
     assert_eq!(send(&p, "/user/alice/", &[]).status, 401);
-    let text = get(format!("127.0.0.1:{metrics_port}").parse().unwrap(), "/metrics").text();
+    let text = get(p.metrics_addr(), "/metrics").text();
     let value = |needle: &str| -> f64 {
         text.lines()
             .find(|l| l.starts_with(needle))
@@ -649,15 +648,7 @@ fn bad_auth_configs_stop_the_start_with_a_clear_message() {
     ];
     for (toml, needle) in cases {
         let path = auth_config("badcfg", toml);
-        let port = free_port().to_string();
-        let (code, out) = run_to_exit(&[
-            "--port",
-            &port,
-            "--api-port",
-            &free_port().to_string(),
-            "--auth-config",
-            &path,
-        ]);
+        let (code, out) = run_to_exit(&["--port", "0", "--api-port", "0", "--auth-config", &path]);
         assert_eq!(code, Some(1), "{toml}: {out}");
         assert!(out.contains(needle), "{toml}: wanted {needle:?} in {out}");
     }
@@ -686,14 +677,7 @@ fn empty_and_short_hmac_keys_stop_the_start_naming_the_issuer_and_key() {
     for (toml, needle) in cases {
         let path = auth_config("short-key", &toml);
         let (code, out) = run_to_exit_with_env(
-            &[
-                "--port",
-                &free_port().to_string(),
-                "--api-port",
-                &free_port().to_string(),
-                "--auth-config",
-                &path,
-            ],
+            &["--port", "0", "--api-port", "0", "--auth-config", &path],
             &[("EDGE_TEST_KEY", "")],
         );
         assert_eq!(code, Some(1), "{toml}: {out}");

@@ -10,7 +10,7 @@ use support::*;
 
 /// A route to a port where nothing listens.
 fn dead_target() -> String {
-    format!("http://127.0.0.1:{}", free_port())
+    format!("http://127.0.0.1:{}", refused_port())
 }
 
 #[test]

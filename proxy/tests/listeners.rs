@@ -124,14 +124,13 @@ fn http2_with_prior_knowledge() {
 #[test]
 fn metrics_use_chps_names() {
     let up = Upstream::echo("/");
-    let metrics_port = free_port();
-    let p = Edgeproxy::start(&[
+    let mut p = Edgeproxy::start(&[
         "--default-target",
         &up.target,
         "--metrics-ip",
         "127.0.0.1",
         "--metrics-port",
-        &metrics_port.to_string(),
+        "0",
     ]);
     p.get("/x");
     p.get("/_chp_healthz");
@@ -140,7 +139,7 @@ fn metrics_use_chps_names() {
     p.routes();
     let (mut ws, _) = ws_connect(p.public(), "/ws").unwrap();
     ws_read_text(&mut ws);
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], metrics_port));
+    let addr = p.metrics_addr();
     let r = get(addr, "/metrics");
     assert_eq!(r.status, 200);
     assert_eq!(
@@ -186,4 +185,78 @@ fn metrics_use_chps_names() {
     assert_eq!(get(addr, "/metrics?x=1").status, 404);
     assert_eq!(get(addr, "/").status, 404);
     assert_eq!(p.api("GET", "/metrics", None).status, 404, "not on the API listener");
+}
+
+/// The library binds before it serves and reports the ports the system chose for port 0 (what
+/// an embedder reads back instead of guessing a free port), and serves a listener the embedder
+/// bound itself: kept by the embedder, it carries the proxy across a restart on the same port.
+#[test]
+fn bind_reports_the_ports_it_got_and_serves_an_embedders_listener() {
+    use config::{Listen, ProxyConfig};
+    use proxy::{Proxy, server};
+
+    let up = Upstream::echo("/");
+    let any = Listen::Tcp {
+        host: "127.0.0.1".into(),
+        port: 0,
+    };
+    let config = ProxyConfig {
+        public: any.clone(),
+        api: any.clone(),
+        metrics: Some(any),
+        default_target: Some(up.target.clone()),
+        auth_token: Some(TOKEN.into()),
+        ..ProxyConfig::default()
+    };
+    let kept = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let kept_addr = kept.local_addr().unwrap();
+    let start = || {
+        let prebound = server::Prebound {
+            public: Some(kept.try_clone().unwrap()),
+            ..Default::default()
+        };
+        let bound = block_on(server::bind_with(&config, prebound)).expect("binds");
+        let proxy = block_on(async { Proxy::new(bound.config()) }).unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let addrs = (bound.api_addr().unwrap(), bound.metrics_addr().unwrap());
+        let config = bound.config().clone();
+        let served = spawn(bound.serve(proxy, async {
+            let _ = stopped.await;
+        }));
+        (addrs, config, stop, served)
+    };
+
+    let ((api, metrics), as_bound, stop, served) = start();
+    for addr in [api, metrics] {
+        assert!(addr.ip().is_loopback() && addr.port() != 0, "{addr}");
+    }
+    assert_ne!(api, metrics);
+    let port = |l: &Listen| match l {
+        Listen::Tcp { port, .. } => *port,
+        Listen::Unix(_) => 0,
+    };
+    assert_eq!(port(&as_bound.public), kept_addr.port(), "the embedder's listener");
+    assert_eq!(port(&as_bound.api), api.port());
+    assert_eq!(as_bound.metrics.as_ref().map(port), Some(metrics.port()));
+    assert_eq!(get(kept_addr, "/x").json()["url"], "/x");
+    let auth = format!("token {TOKEN}");
+    let r = request(
+        api,
+        "POST",
+        "/api/routes/added",
+        &[("Authorization", &auth)],
+        Some(br#"{"target":"http://127.0.0.1:1"}"#),
+    );
+    assert_eq!(r.status, 201);
+    assert_eq!(get(metrics, "/metrics").status, 200);
+
+    // Stopped and started again: the same public port (never free in between), a new table.
+    let _ = stop.send(());
+    block_on(served).unwrap().unwrap();
+    let ((api, _), _, stop, served) = start();
+    assert_eq!(get(kept_addr, "/x").json()["url"], "/x");
+    let routes = request(api, "GET", "/api/routes", &[("Authorization", &auth)], None).json();
+    assert!(routes.get("/added").is_none(), "{routes}");
+    let _ = stop.send(());
+    block_on(served).unwrap().unwrap();
 }

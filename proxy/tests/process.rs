@@ -33,9 +33,7 @@ fn version_and_help() {
 
 #[test]
 fn configuration_errors_exit_1_with_a_message() {
-    let port = free_port().to_string();
-    let api = free_port().to_string();
-    let base = ["--port", port.as_str(), "--api-port", api.as_str()];
+    let base = ["--port", "0", "--api-port", "0"];
     let cases: [(&[&str], &str); 7] = [
         (&["--custom-header", "invalid"], "colon was expected"),
         (
@@ -63,16 +61,41 @@ fn configuration_errors_exit_1_with_a_message() {
 fn a_port_in_use_is_an_error_not_a_silent_gap() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
-    let (code, out) = run_to_exit(&[
-        "--ip",
-        "127.0.0.1",
-        "--port",
-        &port,
-        "--api-port",
-        &free_port().to_string(),
-    ]);
+    let (code, out) = run_to_exit(&["--ip", "127.0.0.1", "--port", &port, "--api-port", "0"]);
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("cannot bind") && out.contains(&port), "{out}");
+}
+
+/// `--port 0` (as every listener's port 0) is any free port, not CHP's 8000: the start-up lines
+/// name the ports the system chose, and a caller reads them there.
+#[test]
+fn port_0_is_any_free_port_named_in_the_start_up_lines() {
+    let up = Upstream::echo("/");
+    let mut p = Edgeproxy::start(&[
+        "--default-target",
+        &up.target,
+        "--metrics-ip",
+        "127.0.0.1",
+        "--metrics-port",
+        "0",
+    ]);
+    let metrics = p.metrics_addr();
+    let ports = [p.port, p.api_port, metrics.port()];
+    assert!(
+        !ports.contains(&0) && ports[0] != ports[1] && ports[1] != ports[2],
+        "{ports:?}"
+    );
+    let log = p.log_text();
+    for line in [
+        format!("Proxying http://127.0.0.1:{} to {}", p.port, up.target),
+        format!("Proxy API at http://127.0.0.1:{}/api/routes", p.api_port),
+        format!("Serve metrics at http://{metrics}/metrics"),
+    ] {
+        assert!(log.contains(&line), "{line:?} in\n{log}");
+    }
+    assert_eq!(p.get("/x").status, 200);
+    assert_eq!(p.api("GET", "/api/routes", None).status, 200);
+    assert_eq!(get(metrics, "/metrics").status, 200);
 }
 
 #[test]
@@ -113,19 +136,21 @@ fn graceful_shutdown_lets_in_flight_requests_finish() {
 
 #[test]
 fn an_empty_ip_listens_on_every_interface() {
-    let port = free_port();
     let up = Upstream::echo("/");
-    let mut child = spawn_raw(&[
-        "--ip",
-        "",
-        "--port",
-        &port.to_string(),
-        "--api-port",
-        &free_port().to_string(),
-        "--default-target",
-        &up.target,
-    ]);
-    wait_until(|| TcpStream::connect(("127.0.0.1", port)).is_ok());
+    let p = Edgeproxy::launch(
+        &[
+            "--ip",
+            "",
+            "--port",
+            "0",
+            "--api-port",
+            "0",
+            "--default-target",
+            &up.target,
+        ],
+        Some(TOKEN),
+    );
+    let port = p.port;
     let v4 = get(SocketAddr::from(([127, 0, 0, 1], port)), "/x");
     assert_eq!(
         v4.json()["headers"]["x-forwarded-for"],
@@ -139,8 +164,6 @@ fn an_empty_ip_listens_on_every_interface() {
             "dual-stack"
         );
     }
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 #[test]

@@ -35,25 +35,17 @@ fn public_listener_speaks_tls_and_offers_h2() {
 fn redirect_listener_sends_plain_http_to_https() {
     let pki = Pki::new(&scratch_dir("tls-redirect"));
     let up = Upstream::echo("/");
-    let redirect_port = free_port();
     let tls_args = [
         "--ssl-key",
         pki.server_key.to_str().unwrap(),
         "--ssl-cert",
         pki.server_cert.to_str().unwrap(),
     ];
-    let rp = redirect_port.to_string();
-    let mut args = vec!["--default-target", up.target.as_str(), "--redirect-port", rp.as_str()];
+    let mut args = vec!["--default-target", up.target.as_str(), "--redirect-port", "0"];
     args.extend(tls_args);
-    let p = Edgeproxy::start(&args);
-    let plain = std::net::SocketAddr::from(([127, 0, 0, 1], redirect_port));
-    let r = request(
-        plain,
-        "GET",
-        "/some/path?q=1",
-        &[("Host", &format!("127.0.0.1:{redirect_port}"))],
-        None,
-    );
+    let mut p = Edgeproxy::start(&args);
+    let plain = p.redirect_addr();
+    let r = request(plain, "GET", "/some/path?q=1", &[("Host", &plain.to_string())], None);
     assert_eq!(r.status, 301);
     let location = r.header("location").unwrap().to_owned();
     assert_eq!(location, format!("https://127.0.0.1:{}/some/path?q=1", p.port));
@@ -73,28 +65,17 @@ fn redirect_listener_sends_plain_http_to_https() {
         )
     );
 
-    let to_port = free_port().to_string();
-    let other = free_port();
-    let op = other.to_string();
-    let mut args = vec!["--redirect-port", op.as_str(), "--redirect-to", to_port.as_str()];
+    // Only written in the Location: nothing listens on it.
+    let to_port = "8443";
+    let mut args = vec!["--redirect-port", "0", "--redirect-to", to_port];
     args.extend(tls_args);
-    let _p2 = Edgeproxy::start(&args);
-    let r = request(
-        std::net::SocketAddr::from(([127, 0, 0, 1], other)),
-        "GET",
-        "/p",
-        &[("Host", "hub.example:80")],
-        None,
-    );
+    let mut p2 = Edgeproxy::start(&args);
+    let r = request(p2.redirect_addr(), "GET", "/p", &[("Host", "hub.example:80")], None);
     assert_eq!(
         r.header("location"),
         Some(format!("https://hub.example:{to_port}/p").as_str())
     );
-    let r = raw(
-        std::net::SocketAddr::from(([127, 0, 0, 1], other)),
-        b"GET /x HTTP/1.0\r\n\r\n",
-    )
-    .unwrap();
+    let r = raw(p2.redirect_addr(), b"GET /x HTTP/1.0\r\n\r\n").unwrap();
     assert_eq!(r.status, 400);
     assert!(
         r.text()
@@ -168,18 +149,8 @@ fn broken_tls_files_stop_startup_with_a_clear_error() {
     let encrypted = "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n";
     std::fs::write(&enc, encrypted).unwrap();
     let start = |key: &std::path::Path, cert: &std::path::Path| {
-        let (port, api) = (free_port().to_string(), free_port().to_string());
         let (key, cert) = (key.to_str().unwrap(), cert.to_str().unwrap());
-        run_to_exit(&[
-            "--port",
-            &port,
-            "--api-port",
-            &api,
-            "--ssl-key",
-            key,
-            "--ssl-cert",
-            cert,
-        ])
+        run_to_exit(&["--port", "0", "--api-port", "0", "--ssl-key", key, "--ssl-cert", cert])
     };
     let (code, out) = start(&bad, &bad);
     assert_eq!(code, Some(1), "{out}");

@@ -90,7 +90,7 @@ fn upgrade_errors_are_bare_status_lines() {
         (404, 0, Some("0"))
     );
 
-    p.add_route("/missing", &format!("http://127.0.0.1:{}", free_port()));
+    p.add_route("/missing", &format!("http://127.0.0.1:{}", refused_port()));
     let r = raw(p.public(), upgrade("/missing/ws").as_bytes()).expect("a response, then EOF");
     assert_eq!((r.status, r.body.len()), (503, 0));
 }

@@ -1,5 +1,5 @@
 //! Test harness: a whole `edgehub up` in process (embedded proxy, hub, local spawner running the
-//! real `edgehub singleuser` binary) on free ports, and a cookie-keeping HTTP client that talks
+//! real `edgehub singleuser` binary) on ports the system picks (port 0, read back), and a cookie-keeping HTTP client that talks
 //! to it as a browser would (no redirects followed, so tests see each step).
 
 #![allow(dead_code)]
@@ -17,7 +17,7 @@ use bytes::Bytes;
 use config::HubConfig;
 use http::{Method, StatusCode, header};
 use hub_core::http_client::{self, HttpUrl};
-use hub_core::up::Running;
+use hub_core::up::{Overrides, Running};
 
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
@@ -49,18 +49,11 @@ pub fn pyenv_bin(program: &str) -> PathBuf {
     path
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The configuration tests start from: the built-in server as every user's server.
-pub fn test_config(dir: &Path, port: u16) -> HubConfig {
+/// The configuration tests start from: the built-in server as every user's server, the public
+/// port any free one (`TestHub` reads it back from `Running::public_url`).
+pub fn test_config(dir: &Path) -> HubConfig {
     let mut config = HubConfig {
-        bind: format!("127.0.0.1:{port}"),
+        bind: "127.0.0.1:0".to_owned(),
         db: dir.join("hub.sqlite"),
         api_tokens: vec![ADMIN_TOKEN.to_owned()],
         reconcile_interval_secs: 1,
@@ -76,8 +69,27 @@ pub fn test_config(dir: &Path, port: u16) -> HubConfig {
     config
 }
 
+/// A public port a test keeps across hub restarts: bound once, and each hub started with
+/// `overrides()` serves a clone of it, so the port is never free in between for another process
+/// to take. (Connections made while no hub runs wait in its backlog.)
+pub struct KeptPort(std::net::TcpListener);
+
+impl KeptPort {
+    pub fn new() -> KeptPort {
+        KeptPort(std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+    }
+
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            public_listener: Some(self.0.try_clone().unwrap()),
+            ..Overrides::default()
+        }
+    }
+}
+
 pub struct TestHub {
     pub running: Running,
+    /// The public port, as bound.
     pub port: u16,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -88,14 +100,17 @@ impl TestHub {
     }
 
     /// As `start`, with parts of the hub replaced.
-    pub async fn start_with(config: HubConfig, overrides: hub_core::up::Overrides) -> TestHub {
-        let port: u16 = config.bind.rsplit(':').next().unwrap().parse().unwrap();
+    pub async fn start_with(config: HubConfig, overrides: Overrides) -> TestHub {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let running = hub_core::up::start(config, overrides, async {
             let _ = rx.await;
         })
         .await
         .expect("edgehub up starts");
+        let port = HttpUrl::parse(&running.public_url)
+            .ok()
+            .and_then(|url| url.authority.rsplit_once(':')?.1.parse().ok())
+            .unwrap_or_else(|| panic!("no port in the public URL {}", running.public_url));
         TestHub {
             running,
             port,
@@ -153,18 +168,14 @@ impl TestHub {
     }
 
     /// Stops the hub and its embedded proxy as Ctrl-C does (user servers keep running), and
-    /// waits until the public port is free again.
+    /// waits until both have closed their listeners.
     pub async fn stop_keeping_servers(mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
-        for _ in 0..200 {
-            if std::net::TcpListener::bind(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("the public port {} was not released", self.port);
+        tokio::time::timeout(Duration::from_secs(15), self.running.closed())
+            .await
+            .expect("the hub and its proxy close their listeners");
     }
 }
 

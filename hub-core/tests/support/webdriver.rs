@@ -1,4 +1,5 @@
-//! A small W3C WebDriver client for browser tests: it starts `chromedriver` on a free port, opens
+//! A small W3C WebDriver client for browser tests: it starts `chromedriver` on port 0 (it reports
+//! the port it got on its standard output), opens
 //! a headless Chromium session and speaks the protocol (JSON over HTTP/1.1, through hyper's
 //! client connection API).
 //!
@@ -10,7 +11,8 @@
 //! alone can leave it running), then kills chromedriver.
 
 use std::fmt;
-use std::net::{SocketAddr, TcpListener};
+use std::io::BufRead;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -87,11 +89,10 @@ impl Browser {
     /// Starts chromedriver and a headless Chromium session (1280×900). Fails with a message that
     /// says what is missing when chromedriver or Chromium cannot be started.
     pub async fn start() -> Result<Browser> {
-        let port = free_port().map_err(|e| fail("start", format!("no free port for chromedriver: {e}")))?;
-        let child = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
+        let mut child = Command::new("chromedriver")
+            .arg("--port=0")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .spawn()
             .map_err(|e| {
                 fail(
@@ -99,10 +100,17 @@ impl Browser {
                     format!("cannot run chromedriver ({e}); install chromium-driver"),
                 )
             })?;
+        let reported = reported_port(child.stdout.take().expect("piped stdout"));
         let mut driver = Driver {
             child,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         };
+        let port = match tokio::time::timeout(Duration::from_secs(10), reported).await {
+            Ok(Ok(port)) => port,
+            Ok(Err(_)) => return Err(fail("start", "chromedriver exited before reporting its port")),
+            Err(_) => return Err(fail("start", "chromedriver reported no port within 10 s")),
+        };
+        driver.addr.set_port(port);
         wait_ready(&mut driver).await?;
 
         let mut chrome = json!({ "args": CHROME_ARGS });
@@ -354,10 +362,25 @@ fn string(value: Value, command: &str) -> Result<String> {
     }
 }
 
-fn free_port() -> std::io::Result<u16> {
-    // The port is free when we look; chromedriver binds it a moment later. Another process could
-    // take it in between, and then `wait_ready` reports chromedriver's exit.
-    Ok(TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
+/// The port chromedriver started with `--port=0` got, from its line `ChromeDriver was started
+/// successfully on port 41234.` Its output is read to the end (and dropped) so that it never
+/// blocks on a full pipe; the receiver fails if it exits without the line.
+fn reported_port(stdout: std::process::ChildStdout) -> tokio::sync::oneshot::Receiver<u16> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in std::io::BufReader::new(stdout).lines().map_while(|l| l.ok()) {
+            let port = line
+                .split_once("started successfully on port ")
+                .and_then(|(_, port)| port.trim().trim_end_matches('.').parse().ok());
+            if let Some(port) = port
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(port);
+            }
+        }
+    });
+    rx
 }
 
 /// Polls `/status` until chromedriver says it is ready, or it exits, or ten seconds pass.

@@ -15,6 +15,19 @@ pub fn server(config: ServeConfig) -> TestServer {
 }
 
 /// A scratch directory unique to this test process and `name`.
+/// A loopback port that refuses connections: bound for the whole test process but never
+/// listening, so no other process can take it. (A port merely found free could be taken, and
+/// answer, before the test connects.)
+pub fn refused_port() -> u16 {
+    static SOCKET: std::sync::OnceLock<tokio::net::TcpSocket> = std::sync::OnceLock::new();
+    let socket = SOCKET.get_or_init(|| {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(([127, 0, 0, 1], 0).into()).unwrap();
+        socket
+    });
+    socket.local_addr().unwrap().port()
+}
+
 pub fn scratch_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("edgeload-test-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

@@ -184,8 +184,16 @@ def kill_tree(pids, grace=3.0):
 # --------------------------------------------------------------------------- helpers
 
 
+# JupyterHub must be told its ports before it starts: it passes --port and --api-port to the
+# proxy and binds the hub's port itself, none of which can be port 0 and read back. So they are
+# picked here by binding and releasing, and another process may take one before JupyterHub or
+# the proxy binds it. A start that fails that way is made again on new ports (lost_port_race),
+# START_ATTEMPTS times at most.
+START_ATTEMPTS = 3
+
+
 def free_ports(n):
-    """n distinct free TCP ports on loopback (sockets held open until all chosen)."""
+    """n distinct TCP ports on loopback, free a moment ago (sockets held open until all chosen)."""
     socks, ports = [], []
     try:
         while len(ports) < n:
@@ -199,6 +207,17 @@ def free_ports(n):
         for s in socks:
             s.close()
     return ports
+
+
+def lost_port_race(log_path):
+    """Whether the hub's log says a port chosen by free_ports was taken before it was bound: the
+    proxy's `cannot bind the Public listener on ...: Address already in use`, or the hub's own
+    `OSError: [Errno 98] Address already in use`."""
+    try:
+        text = Path(log_path).read_text(errors="replace")
+    except OSError:
+        return False
+    return "Address already in use" in text
 
 
 def tail(path, n=LOG_TAIL_LINES):
@@ -369,31 +388,13 @@ class HubTest:
                     "(scripts/ensure-pyenv.sh)"
                 )
 
-        # A reused --workdir must not carry state over: a stale proxy pid file
-        # would make JupyterHub signal whatever process now has that pid.
-        for stale in ("jupyterhub.sqlite", "jupyterhub-proxy.pid", "jupyterhub.pid"):
-            (self.workdir / stale).unlink(missing_ok=True)
         home = self.workdir / "home" / USER
         home.mkdir(parents=True, exist_ok=True)
         (home / HELLO_FILE).write_text(HELLO_TEXT)
-        self.public_port, self.api_port, self.hub_port = free_ports(3)
-        self.public_url = f"http://{LOOPBACK}:{self.public_port}"
-        self.api_url = f"http://{LOOPBACK}:{self.api_port}"
         self.admin_token = secrets.token_hex(24)
         self.proxy_token = secrets.token_hex(24)
         self.config_path = self.workdir / "jupyterhub_config.py"
         self.log_path = self.workdir / "jupyterhub.log"
-        write_config(
-            self.config_path,
-            workdir=self.workdir,
-            public_port=self.public_port,
-            api_port=self.api_port,
-            hub_port=self.hub_port,
-            proxy_cmd=self.proxy_cmd,
-            singleuser=str(self.venv_bin / "jupyterhub-singleuser"),
-            admin_token=self.admin_token,
-            debug=args.debug,
-        )
 
         # Sessions. trust_env=False: never route loopback traffic via *_proxy env vars.
         self.plain = requests.Session()
@@ -405,11 +406,55 @@ class HubTest:
         self.browser.trust_env = False
         self.browser.headers["User-Agent"] = "Mozilla/5.0 (edgehub-compat-test)"
 
+
+    def configure(self):
+        """Fresh state and new ports for one start of JupyterHub."""
+        # A reused --workdir (or a failed start) must not carry state over: a stale proxy pid
+        # file would make JupyterHub signal whatever process now has that pid.
+        for stale in ("jupyterhub.sqlite", "jupyterhub-proxy.pid", "jupyterhub.pid"):
+            (self.workdir / stale).unlink(missing_ok=True)
+        self.public_port, self.api_port, self.hub_port = free_ports(3)
+        self.public_url = f"http://{LOOPBACK}:{self.public_port}"
+        self.api_url = f"http://{LOOPBACK}:{self.api_port}"
+        write_config(
+            self.config_path,
+            workdir=self.workdir,
+            public_port=self.public_port,
+            api_port=self.api_port,
+            hub_port=self.hub_port,
+            proxy_cmd=self.proxy_cmd,
+            singleuser=str(self.venv_bin / "jupyterhub-singleuser"),
+            admin_token=self.admin_token,
+            debug=self.args.debug,
+        )
         print(
             f"workdir {self.workdir}; public {self.public_url}; proxy api {self.api_url}; "
             f"hub {LOOPBACK}:{self.hub_port}; proxy {shlex.join(self.proxy_cmd)}",
             flush=True,
         )
+
+    def start_until_up(self):
+        """Starts JupyterHub and waits until it answers through the proxy; on new ports again
+        when a chosen port was taken meanwhile (see START_ATTEMPTS)."""
+        for attempt in range(1, START_ATTEMPTS + 1):
+            self.configure()
+            self.start_hub()
+            try:
+                self.step_hub_up()
+                return
+            except StepFailed:
+                if attempt == START_ATTEMPTS or not lost_port_race(self.log_path):
+                    raise
+            leftovers = self.cleanup()
+            if leftovers:
+                raise StepFailed(f"could not kill pids {sorted(leftovers)} of the failed start")
+            kept = self.log_path.with_name(f"jupyterhub-attempt{attempt}.log")
+            self.log_path.replace(kept)
+            print(
+                f"a chosen port was taken before it was bound (log: {kept}); "
+                f"starting again on new ports ({attempt + 1}/{START_ATTEMPTS})",
+                flush=True,
+            )
 
     def start_hub(self):
         env = {
@@ -764,10 +809,9 @@ class HubTest:
         failed = None
         try:
             self.setup()
-            step = "start jupyterhub"
-            self.start_hub()
+            step = "hub up"
+            self.start_until_up()
             for step, fn in (
-                ("hub up", self.step_hub_up),
                 ("login", self.step_login),
                 ("spawn", self.step_spawn),
                 ("proxy route", self.step_route),

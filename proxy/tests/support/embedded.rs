@@ -1,10 +1,11 @@
-//! edgeproxy embedded as a library, as `edgehub up` runs it: `Proxy::new`, then `server::run` on
-//! the harness runtime, on free loopback ports. For what only an embedder can reach, such as the
-//! in-process session store; everything else is tested through the binary.
+//! edgeproxy embedded as a library, as `edgehub up` runs it: `Proxy::new`, then `server::bind`
+//! and `Bound::serve` on the harness runtime, on loopback ports the system picks (port 0, read
+//! back from the bound listeners). For what only an embedder can reach, such as the in-process
+//! session store; everything else is tested through the binary.
 
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use config::{Listen, ProxyConfig};
 use proxy::{Proxy, StartError, server};
@@ -19,51 +20,28 @@ pub struct EmbeddedProxy {
 }
 
 impl EmbeddedProxy {
-    /// Runs `config` with its public and API listeners moved to free loopback ports, and waits
-    /// until the public port accepts connections.
+    /// Runs `config` with its public and API listeners moved to loopback port 0. The listeners
+    /// are bound (connections queue) when this returns.
     pub fn start(mut config: ProxyConfig) -> EmbeddedProxy {
-        for attempt in 0..3 {
-            let port = super::free_port();
-            let loopback = |port| Listen::Tcp {
-                host: "127.0.0.1".into(),
-                port,
-            };
-            config.public = loopback(port);
-            config.api = loopback(super::free_port());
-            let proxy = super::block_on(async { Proxy::new(&config) }).expect("Proxy::new refused the config");
-            let (stop, stopped) = oneshot::channel::<()>();
-            let served = super::runtime().spawn({
-                let (proxy, config) = (proxy.clone(), config.clone());
-                async move {
-                    server::run(proxy, &config, async {
-                        let _ = stopped.await;
-                    })
-                    .await
-                }
-            });
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return EmbeddedProxy {
-                        proxy,
-                        port,
-                        stop: Some(stop),
-                        served: Some(served),
-                    };
-                }
-                if served.is_finished() {
-                    let result = super::block_on(served).expect("server::run panicked");
-                    // Another process took a port between free_port and the bind: try others.
-                    if attempt < 2 && matches!(result, Err(StartError::Bind { .. })) {
-                        break;
-                    }
-                    panic!("the embedded proxy stopped at start: {result:?}");
-                }
-                assert!(Instant::now() < deadline, "the embedded proxy never listened");
-                std::thread::sleep(Duration::from_millis(20));
-            }
+        let loopback = Listen::Tcp {
+            host: "127.0.0.1".into(),
+            port: 0,
+        };
+        config.public = loopback.clone();
+        config.api = loopback;
+        let proxy = super::block_on(async { Proxy::new(&config) }).expect("Proxy::new refused the config");
+        let bound = super::block_on(server::bind(&config)).expect("the embedded proxy binds port 0");
+        let port = bound.public_addr().expect("a TCP public listener").port();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let served = super::spawn(bound.serve(proxy.clone(), async {
+            let _ = stopped.await;
+        }));
+        EmbeddedProxy {
+            proxy,
+            port,
+            stop: Some(stop),
+            served: Some(served),
         }
-        unreachable!()
     }
 
     pub fn public(&self) -> SocketAddr {
@@ -72,7 +50,7 @@ impl EmbeddedProxy {
 }
 
 impl Drop for EmbeddedProxy {
-    /// Stops the listeners as the embedder would, so the next test's ports are free.
+    /// Stops the listeners as the embedder would.
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());

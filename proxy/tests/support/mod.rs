@@ -25,12 +25,17 @@ pub mod redis;
 
 pub const TOKEN: &str = "secret";
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A loopback port that refuses connections: bound for the whole test process but never
+/// listening, so no other process can take it. (A port merely found free could be taken, and
+/// answer, before the test connects.)
+pub fn refused_port() -> u16 {
+    static SOCKET: OnceLock<tokio::net::TcpSocket> = OnceLock::new();
+    let socket = SOCKET.get_or_init(|| {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+        socket
+    });
+    socket.local_addr().unwrap().port()
 }
 
 pub fn scratch_dir(name: &str) -> PathBuf {
@@ -63,64 +68,88 @@ pub struct Edgeproxy {
 }
 
 impl Edgeproxy {
-    /// Starts edgeproxy on free loopback ports with token `secret` and waits until both the
-    /// public and API ports accept connections (JupyterHub's readiness check).
+    /// Starts edgeproxy on loopback ports the system picks (`--port 0 --api-port 0`) with token
+    /// `secret`, and reads them back from the lines it logs once its listeners are bound.
     pub fn start(extra: &[&str]) -> Edgeproxy {
         Self::start_with(extra, Some(TOKEN))
     }
 
     pub fn start_with(extra: &[&str], token: Option<&str>) -> Edgeproxy {
-        for attempt in 0..3 {
-            let port = free_port();
-            let api_port = free_port();
-            let log = std::env::temp_dir().join(format!("edgeproxy-{}-{port}.log", std::process::id()));
-            let mut cmd = Command::new(env!("CARGO_BIN_EXE_edgeproxy"));
-            cmd.args([
-                "--ip",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--api-ip",
-                "127.0.0.1",
-                "--api-port",
-                &api_port.to_string(),
-            ])
-            .args(extra)
+        let mut args = vec![
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--api-ip",
+            "127.0.0.1",
+            "--api-port",
+            "0",
+        ];
+        args.extend_from_slice(extra);
+        Self::launch(&args, token)
+    }
+
+    /// Starts edgeproxy with exactly `args` (TCP public and API listeners; port 0 for any free
+    /// one), and waits until it has logged where both listen.
+    pub fn launch(args: &[&str], token: Option<&str>) -> Edgeproxy {
+        static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log = std::env::temp_dir().join(format!("edgeproxy-{}-{n}.log", std::process::id()));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_edgeproxy"));
+        cmd.args(args)
             .env_remove("CONFIGPROXY_AUTH_TOKEN")
             .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
             .stderr(Stdio::from(std::fs::File::options().append(true).open(&log).unwrap()));
-            if let Some(t) = token {
-                cmd.env("CONFIGPROXY_AUTH_TOKEN", t);
-            }
-            let child = cmd.spawn().expect("spawn edgeproxy");
-            let mut proxy = Edgeproxy {
-                port,
-                api_port,
-                child,
-                log,
-            };
-            match proxy.wait_ready() {
-                Ok(()) => return proxy,
-                Err(why) if attempt < 2 && why.contains("bind") => continue,
-                Err(why) => panic!("edgeproxy did not start: {why}\n{}", proxy.log_text()),
-            }
+        if let Some(t) = token {
+            cmd.env("CONFIGPROXY_AUTH_TOKEN", t);
         }
-        unreachable!()
+        let child = cmd.spawn().expect("spawn edgeproxy");
+        let mut proxy = Edgeproxy {
+            port: 0,
+            api_port: 0,
+            child,
+            log,
+        };
+        let ready = proxy
+            .logged_addr(PUBLIC_LINE)
+            .and_then(|public| Ok((public, proxy.logged_addr(API_LINE)?)));
+        match ready {
+            Ok((public, api)) => {
+                (proxy.port, proxy.api_port) = (public.port(), api.port());
+                proxy
+            }
+            Err(why) => panic!("edgeproxy did not start: {why}\n{}", proxy.log_text()),
+        }
     }
 
-    fn wait_ready(&mut self) -> Result<(), String> {
+    /// The address in the start-up line that contains `marker` (CHP's wording, with the bound
+    /// port), once logged.
+    fn logged_addr(&mut self, marker: &str) -> Result<SocketAddr, String> {
         let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Err(format!("exited with {status}: {}", self.log_text()));
+        loop {
+            if let Some(addr) = logged_addr(&self.log_text(), marker) {
+                return Ok(addr);
             }
-            let up = |p| TcpStream::connect(("127.0.0.1", p)).is_ok();
-            if up(self.port) && up(self.api_port) {
-                return Ok(());
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("exited with {status}"));
+            }
+            if Instant::now() > deadline {
+                return Err(format!("no {marker:?} line within 15 s"));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Err("timed out waiting for the ports".into())
+    }
+
+    /// The metrics listener (`--metrics-port`, 0 for any free one), as logged.
+    pub fn metrics_addr(&mut self) -> SocketAddr {
+        self.logged_addr(METRICS_LINE)
+            .unwrap_or_else(|why| panic!("no metrics listener: {why}\n{}", self.log_text()))
+    }
+
+    /// The HTTP-to-HTTPS redirect listener (`--redirect-port`, 0 for any free one), as logged.
+    pub fn redirect_addr(&mut self) -> SocketAddr {
+        self.logged_addr(REDIRECT_LINE)
+            .unwrap_or_else(|why| panic!("no redirect listener: {why}\n{}", self.log_text()))
     }
 
     pub fn public(&self) -> SocketAddr {
@@ -190,6 +219,22 @@ impl Drop for Edgeproxy {
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.log);
     }
+}
+
+const PUBLIC_LINE: &str = "Proxying ";
+const API_LINE: &str = "Proxy API at ";
+const METRICS_LINE: &str = "Serve metrics at ";
+const REDIRECT_LINE: &str = "Added HTTP to HTTPS redirection from ";
+
+/// The address after `marker` in edgeproxy's log: `Proxying http://127.0.0.1:41234 to …`,
+/// `Proxy API at http://127.0.0.1:41235/api/routes`, `Added HTTP to HTTPS redirection from
+/// 127.0.0.1:41236`.
+fn logged_addr(log: &str, marker: &str) -> Option<SocketAddr> {
+    let line = log.lines().find(|l| l.contains(marker))?;
+    let rest = &line[line.find(marker)? + marker.len()..];
+    let rest = rest.split_once("://").map_or(rest, |(_, after)| after);
+    let addr = rest.split(|c: char| c == '/' || c.is_whitespace()).next()?;
+    addr.parse().ok()
 }
 
 pub fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
@@ -677,6 +722,15 @@ pub fn raw_unix(path: &Path, request: &[u8]) -> Option<Response> {
     let mut buf = Vec::new();
     let _ = s.read_to_end(&mut buf);
     parse_response(&buf)
+}
+
+/// Runs a future in the background on the harness runtime (an embedded proxy's `serve`).
+pub fn spawn<F>(f: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    runtime().spawn(f)
 }
 
 /// Runs a future on the harness runtime (for async clients such as hyper's HTTP/2).

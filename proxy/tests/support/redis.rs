@@ -1,37 +1,39 @@
-//! A real `redis-server` on a free loopback port, for the edge-auth tests. The test command
-//! (`scripts/test.sh`) installs it; a missing binary fails the test loudly.
+//! A real `redis-server` for the edge-auth tests, on a UNIX socket in its own directory (no TCP
+//! port: `--port 0`), so it needs no free port and restarts on the same path with nothing able
+//! to take it in between. The test command (`scripts/test.sh`) installs it; a missing binary
+//! fails the test loudly.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 pub struct RedisServer {
-    pub port: u16,
+    /// The socket redis-server listens on.
+    pub socket: PathBuf,
     child: Option<Child>,
     dir: PathBuf,
 }
 
 impl RedisServer {
     pub fn start() -> RedisServer {
-        let port = super::free_port();
-        let dir = super::scratch_dir(&format!("redis-{port}"));
-        let mut r = RedisServer { port, child: None, dir };
+        static STARTED: AtomicUsize = AtomicUsize::new(0);
+        let dir = super::scratch_dir(&format!("redis-{}", STARTED.fetch_add(1, Ordering::Relaxed)));
+        let mut r = RedisServer {
+            socket: dir.join("redis.sock"),
+            child: None,
+            dir,
+        };
         r.spawn();
         r
     }
 
     fn spawn(&mut self) {
         let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+            .args(["--port", "0", "--save", "", "--appendonly", "no"])
+            .arg("--unixsocket")
+            .arg(&self.socket)
+            .args(["--unixsocketperm", "700"])
             // Keyspace events for deletions and expiries: how revocations reach the proxy.
             .args(["--notify-keyspace-events", "Egx"])
             .arg("--dir")
@@ -45,21 +47,23 @@ impl RedisServer {
         while self.cli(&["PING"]) != "PONG" {
             assert!(
                 Instant::now() < deadline,
-                "redis-server did not start on port {}",
-                self.port
+                "redis-server did not start on {}",
+                self.socket.display()
             );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
 
+    /// The URL the proxy and the hub take (`unix://` + the socket's path).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        format!("unix://{}", self.socket.display())
     }
 
     /// Runs one command through `redis-cli` and returns its trimmed output.
     pub fn cli(&self, args: &[&str]) -> String {
         let out = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
+            .arg("-s")
+            .arg(&self.socket)
             .args(args)
             .output()
             .expect("redis-cli not found: run the test command (scripts/test.sh), which installs it");
@@ -73,7 +77,7 @@ impl RedisServer {
         }
     }
 
-    /// Starts again on the same port (after `kill`), empty.
+    /// Starts again on the same socket (after `kill`), empty.
     pub fn restart(&mut self) {
         self.kill();
         self.spawn();
