@@ -21,8 +21,12 @@ pub const KEY_TEMPLATE: &str = "edgehub:session:{jti}";
 pub const ISSUER: &str = "edgehub";
 /// How session tokens are signed.
 pub const ALGORITHM: Algorithm = Algorithm::HS256;
-/// The least key length for `ALGORITHM`: its hash output (RFC 7518 §3.2).
-pub const KEY_BYTES: usize = 32;
+/// The least key length for `ALGORITHM`: its hash output (RFC 7518 §3.2), by the rule the
+/// edge holds issuers' keys to.
+pub const KEY_BYTES: usize = match proxy::auth::jwt::hmac_key_bytes(ALGORITHM) {
+    Some(bytes) => bytes,
+    None => panic!("session tokens are signed with an HMAC algorithm"),
+};
 /// Redis pub/sub channel on which ended sessions are announced (the proxy's default).
 pub const REVOCATION_CHANNEL: &str = "edgehub:revocations";
 

@@ -183,6 +183,29 @@ fn counter(report: &Value, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no counters.{name} in {report:#}"))
 }
 
+/// Every user went through every phase without an error or a failure, and every execute's
+/// output was checked: the report of a journey that worked, whichever hub it ran against.
+fn assert_whole_journey(r: &Value, text: &str, users: u64, executes: u64) {
+    assert_eq!(r["errors"]["total"], 0, "{text}");
+    assert_eq!(r["failures"], serde_json::json!({}), "{text}");
+    for series in [
+        "login",
+        "spawn_request",
+        "spawn_ready",
+        "server_auth",
+        "kernel_start",
+        "ws_connect",
+        "stop",
+    ] {
+        assert_eq!(count(r, series), users, "{series}: {text}");
+        assert!(r["latency"][series]["p50_us"].as_u64().unwrap() > 0, "{series}: {text}");
+    }
+    assert_eq!(count(r, "execute"), users * executes, "{text}");
+    assert_eq!(counter(r, "executes_checked"), users * executes, "{text}");
+    assert_eq!(counter(r, "users_started"), users, "{text}");
+    assert_eq!(counter(r, "users_completed"), users, "{text}");
+}
+
 #[test]
 fn users_go_through_the_whole_journey_on_a_stock_jupyterhub() {
     let hub = Hub::start();
@@ -215,24 +238,7 @@ fn users_go_through_the_whole_journey_on_a_stock_jupyterhub() {
     println!("{text}");
     assert_eq!(r["scenario"], "journey");
     assert_eq!(r["load_model"], "open");
-    assert_eq!(r["errors"]["total"], 0, "{text}");
-    assert_eq!(r["failures"], serde_json::json!({}), "{text}");
-    for series in [
-        "login",
-        "spawn_request",
-        "spawn_ready",
-        "server_auth",
-        "kernel_start",
-        "ws_connect",
-        "stop",
-    ] {
-        assert_eq!(count(&r, series), users, "{series}: {text}");
-        assert!(r["latency"][series]["p50_us"].as_u64().unwrap() > 0);
-    }
-    assert_eq!(count(&r, "execute"), users * executes, "{text}");
-    assert_eq!(counter(&r, "executes_checked"), users * executes);
-    assert_eq!(counter(&r, "users_started"), users);
-    assert_eq!(counter(&r, "users_completed"), users);
+    assert_whole_journey(&r, &text, users, executes);
     assert!(r["counters"]["login_failed"] == 0 && r["counters"]["stop_failed"] == 0);
     // A spawn starts a Python process: it takes a while, whether the hub answers the request
     // at once (slow_spawn_timeout = 0) or only after the server started.
@@ -519,23 +525,7 @@ fn users_go_through_the_whole_journey_on_edgehub_up() {
         ],
     );
     println!("{text}");
-    assert_eq!(r["errors"]["total"], 0, "{text}");
-    assert_eq!(r["failures"], serde_json::json!({}), "{text}");
-    for series in [
-        "login",
-        "spawn_request",
-        "spawn_ready",
-        "server_auth",
-        "kernel_start",
-        "ws_connect",
-        "stop",
-    ] {
-        assert_eq!(count(&r, series), users, "{series}: {text}");
-    }
-    assert_eq!(count(&r, "execute"), users * executes, "{text}");
-    assert_eq!(counter(&r, "executes_checked"), users * executes, "{text}");
-    assert_eq!(counter(&r, "users_started"), users);
-    assert_eq!(counter(&r, "users_completed"), users, "{text}");
+    assert_whole_journey(&r, &text, users, executes);
 
     // The journey stopped what it started: no server active, each user's server gone from the
     // hub's model, and no user route left in the proxy's table.

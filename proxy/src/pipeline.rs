@@ -110,8 +110,9 @@ async fn handle_request(
         }
         None => (req, None),
     };
-    // Auth took the token out of the query: what is logged from here on is the URL without it.
-    let stripped = admission.is_some().then(|| req.uri().clone());
+    // When auth took the token out of the query, what is logged from here on is the URL without
+    // it. Most requests have no query, and then nothing changed and nothing is copied.
+    let stripped = (req.uri().query() != uri.query()).then(|| req.uri().clone());
     let uri = stripped.as_ref().unwrap_or(&uri);
 
     // 5. Hop-by-hop headers (RFC 9110 §7.6.1): those the client sent go first, so that a

@@ -398,7 +398,7 @@ fn check_hmac_length(issuer: &IssuerConfig, position: usize, secret: &HmacSecret
     let strongest = issuer
         .algorithms
         .iter()
-        .filter_map(|a| Some((a, hmac_key_bytes(a)?)))
+        .filter_map(|a| Some((a, hmac_key_bytes(a.parse().ok()?)?)))
         .max_by_key(|(_, bytes)| *bytes);
     match strongest {
         Some((algorithm, needed)) if secret.bytes.len() < needed => Err(KeyError::ShortSecret {
@@ -415,12 +415,12 @@ fn check_hmac_length(issuer: &IssuerConfig, position: usize, secret: &HmacSecret
     }
 }
 
-/// The least key length of an HMAC algorithm, in bytes: its hash output.
-pub fn hmac_key_bytes(algorithm: &str) -> Option<usize> {
+/// The least key length of an HMAC algorithm, in bytes: its hash output. `None` for the others.
+pub const fn hmac_key_bytes(algorithm: Algorithm) -> Option<usize> {
     match algorithm {
-        "HS256" => Some(32),
-        "HS384" => Some(48),
-        "HS512" => Some(64),
+        Algorithm::HS256 => Some(32),
+        Algorithm::HS384 => Some(48),
+        Algorithm::HS512 => Some(64),
         _ => None,
     }
 }
