@@ -8,6 +8,8 @@
 //!   is cleared on reconnect, since revocations may have been missed.
 //! - Redis unreachable: fail closed (503) for sessions not verified recently; ones verified within
 //!   `grace_secs` keep working. The connection is re-established in the background.
+//! - Just started: a lookup that comes before the first connection attempt has ended waits for
+//!   it (at most `lookup_timeout_ms`), rather than be refused as if Redis were down.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,7 +18,7 @@ use arc_swap::ArcSwapOption;
 use dashmap::DashMap;
 use futures_util::StreamExt;
 use redis::aio::MultiplexedConnection;
-use tokio::sync::{Notify, OnceCell};
+use tokio::sync::{Notify, OnceCell, watch};
 
 use config::SessionConfig;
 
@@ -52,6 +54,8 @@ pub struct RedisSessions {
     conn: ArcSwapOption<MultiplexedConnection>,
     /// Woken when a lookup finds the connection broken.
     broken: Notify,
+    /// True once the first connection attempt has ended, connected or not.
+    first_attempt_over: watch::Sender<bool>,
     // Keys come from verified tokens only, so a fixed-seed fast hash cannot be flooded.
     cache: DashMap<String, Cached, foldhash::fast::FixedState>,
     loading: DashMap<String, Arc<OnceCell<Result<Cached, ()>>>, foldhash::fast::FixedState>,
@@ -68,6 +72,7 @@ impl RedisSessions {
             client,
             conn: ArcSwapOption::empty(),
             broken: Notify::new(),
+            first_attempt_over: watch::Sender::new(false),
             cache: DashMap::default(),
             loading: DashMap::default(),
             metrics,
@@ -123,12 +128,12 @@ impl RedisSessions {
 
     /// Asks Redis, records the answer in the cache; `Err` when Redis could not be asked.
     async fn lookup(&self, key: &str) -> Result<Cached, ()> {
-        let Some(conn) = self.conn.load_full() else {
+        let limit = Duration::from_millis(self.config.lookup_timeout_ms);
+        let Some(conn) = self.connection(limit).await else {
             return Err(());
         };
         let mut conn = (*conn).clone();
         let started = Instant::now();
-        let limit = Duration::from_millis(self.config.lookup_timeout_ms);
         let result: Result<redis::RedisResult<Option<Arc<[u8]>>>, _> = if self.config.value.is_some() {
             tokio::time::timeout(limit, redis::cmd("GET").arg(key).query_async(&mut conn))
                 .await
@@ -162,6 +167,17 @@ impl RedisSessions {
         Ok(cached)
     }
 
+    /// The connection, if there is one. A proxy that has just started has none yet without
+    /// Redis being down: until the first attempt has ended, wait for it, at most `limit`.
+    async fn connection(&self, limit: Duration) -> Option<Arc<MultiplexedConnection>> {
+        if let Some(conn) = self.conn.load_full() {
+            return Some(conn);
+        }
+        let mut over = self.first_attempt_over.subscribe();
+        let _ = tokio::time::timeout(limit, over.wait_for(|over| *over)).await;
+        self.conn.load_full()
+    }
+
     /// Holds one multiplexed connection; replaces it when a lookup reports it broken.
     async fn keep_connected(self: Arc<Self>) {
         let config = redis::AsyncConnectionConfig::new()
@@ -173,12 +189,14 @@ impl RedisSessions {
                 Ok(conn) => {
                     tracing::info!("session store connected: {}", self.config.redis_url);
                     self.conn.store(Some(Arc::new(conn)));
+                    self.first_attempt_over.send_replace(true);
                     backoff = Duration::from_millis(100);
                     self.broken.notified().await;
                     self.conn.store(None);
                 }
                 Err(e) => {
                     tracing::warn!("session store {} unreachable: {e}", self.config.redis_url);
+                    self.first_attempt_over.send_replace(true);
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(2));
                 }
