@@ -72,6 +72,76 @@ pub struct ProxyConfig {
     pub shutdown_grace: Duration,
     /// Edge authentication (`--auth-config`). Default: none, every route public as in CHP.
     pub auth: Option<AuthConfig>,
+    /// Where the route table lives (`--storage-backend`). Default: in this process's memory.
+    pub storage: RouteStorage,
+}
+
+/// Where the route table lives (docs/route-store.md).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum RouteStorage {
+    /// In this process only, as configurable-http-proxy: a restarted proxy starts empty and the
+    /// hub fills it again.
+    #[default]
+    Memory,
+    /// Shared by every replica through Redis: written there atomically, followed through a
+    /// Redis Stream, loaded whole at start.
+    Redis(RedisRouteStore),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisRouteStore {
+    /// `redis://host:port/db`, `rediss://…` or `unix:///path/redis.sock` (`?db=N`).
+    pub url: String,
+    /// Prefix of every key the store uses, so several proxy fleets can share one Redis.
+    /// Default: `edgeproxy:`.
+    pub prefix: String,
+}
+
+impl RedisRouteStore {
+    pub const DEFAULT_PREFIX: &'static str = "edgeproxy:";
+
+    /// The store at `url` with the default key prefix.
+    pub fn at(url: impl Into<String>) -> RedisRouteStore {
+        RedisRouteStore {
+            url: url.into(),
+            prefix: Self::DEFAULT_PREFIX.to_owned(),
+        }
+    }
+}
+
+impl RouteStorage {
+    /// From the command line's (or the environment's) backend name, URL and prefix: `memory`
+    /// (the default) or `redis`, which needs a URL; a URL alone means `redis`.
+    pub fn from_parts(backend: Option<&str>, url: Option<&str>, prefix: Option<&str>) -> Result<RouteStorage, ConfigError> {
+        let url = url.map(str::trim).filter(|u| !u.is_empty());
+        match (backend.map(str::trim), url) {
+            (None | Some("memory"), None) => Ok(RouteStorage::Memory),
+            (Some("memory"), Some(_)) => Err(ConfigError::Conflict(
+                "--storage-url is for --storage-backend redis; the memory backend keeps routes in this process",
+            )),
+            (None | Some("redis"), Some(url)) => {
+                if !["redis://", "rediss://", "unix://", "redis+unix://"].iter().any(|s| url.starts_with(s)) {
+                    return Err(ConfigError::Invalid {
+                        setting: "storage-url",
+                        value: url.to_owned(),
+                        expected: "a redis://, rediss:// or unix:// URL",
+                    });
+                }
+                Ok(RouteStorage::Redis(RedisRouteStore {
+                    url: url.to_owned(),
+                    prefix: prefix.unwrap_or(RedisRouteStore::DEFAULT_PREFIX).to_owned(),
+                }))
+            }
+            (Some("redis"), None) => Err(ConfigError::Conflict(
+                "--storage-backend redis needs --storage-url (or EDGEPROXY_STORAGE_URL), e.g. redis://127.0.0.1:6379/0",
+            )),
+            (Some(other), _) => Err(ConfigError::Invalid {
+                setting: "storage-backend",
+                value: other.to_owned(),
+                expected: "memory or redis (edgeproxy cannot load configurable-http-proxy's JavaScript storage modules)",
+            }),
+        }
+    }
 }
 
 impl Default for ProxyConfig {
@@ -116,6 +186,7 @@ impl Default for ProxyConfig {
             upstream_idle_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(10),
             auth: None,
+            storage: RouteStorage::Memory,
         }
     }
 }
@@ -212,6 +283,21 @@ mod tests {
             c.validate().unwrap_err().to_string(),
             "HTTPS redirection specified but certificates not provided."
         );
+    }
+
+    #[test]
+    fn storage_backends_parse() {
+        assert_eq!(RouteStorage::from_parts(None, None, None), Ok(RouteStorage::Memory));
+        assert_eq!(RouteStorage::from_parts(Some("memory"), None, None), Ok(RouteStorage::Memory));
+        let url = "redis://127.0.0.1:6379/2";
+        let redis = RouteStorage::Redis(RedisRouteStore::at(url));
+        assert_eq!(RouteStorage::from_parts(Some("redis"), Some(url), None), Ok(redis.clone()));
+        assert_eq!(RouteStorage::from_parts(None, Some(url), None), Ok(redis), "a URL alone means redis");
+        let err = |b, u| RouteStorage::from_parts(b, u, None).unwrap_err().to_string();
+        assert!(err(Some("redis"), None).contains("needs --storage-url"));
+        assert!(err(Some("configurable-http-proxy-redis-backend"), Some(url)).contains("memory or redis"));
+        assert!(err(Some("redis"), Some("http://x")).contains("redis://"));
+        assert!(err(Some("memory"), Some(url)).contains("--storage-url"));
     }
 
     #[test]

@@ -21,7 +21,7 @@ use serde_json::{Map, Value};
 use crate::Proxy;
 use crate::body::ResponseBody;
 use crate::request_path::{normalize_route_key, percent_decode, segments};
-use crate::route_table::RouteTable;
+use crate::route_store::{Change, StoreUnavailable};
 use crate::timestamp::parse_iso;
 
 /// Largest request body the API reads (a batch of 100,000 routes is about 10 MB).
@@ -52,6 +52,10 @@ pub async fn handle(proxy: Arc<Proxy>, req: Request<Incoming>) -> Result<Respons
 
 async fn dispatch(proxy: &Proxy, req: Request<Incoming>) -> Response<ResponseBody> {
     let path = req.uri().path().to_owned();
+    // For load balancers and orchestrators: no token, like the public `/_chp_healthz`.
+    if path == READY_PATH {
+        return ready(proxy);
+    }
     let endpoint = match path.strip_prefix("/api/routes") {
         Some(suffix) if suffix.is_empty() || suffix.starts_with('/') => Endpoint::Routes(suffix),
         _ if path == "/api/batch" => Endpoint::Batch,
@@ -83,27 +87,20 @@ async fn dispatch(proxy: &Proxy, req: Request<Incoming>) -> Response<ResponseBod
             return forbidden();
         }
         return match endpoint {
-            Endpoint::Batch => apply_batch(proxy, body),
-            Endpoint::Routes(_) => add_route(proxy, key.as_deref().unwrap_or("/"), body),
+            Endpoint::Batch => apply_batch(proxy, body).await,
+            Endpoint::Routes(_) => add_route(proxy, key.as_deref().unwrap_or("/"), body).await,
         };
     }
     if !authorized {
         return forbidden();
     }
     match (method, key) {
-        (Method::GET, None) => list_routes(proxy, query.as_deref()),
+        (Method::GET, None) => list_routes(proxy, query.as_deref()).await,
         (Method::GET, Some(key)) if key == "/" && path.ends_with("/api/routes/") => {
-            list_routes(proxy, query.as_deref())
+            list_routes(proxy, query.as_deref()).await
         }
-        (Method::GET, Some(key)) => match proxy.routes.load().get(&key) {
-            Some(route) => {
-                let mut out = Vec::with_capacity(route.data().len() + 48);
-                route.write_json(&mut out);
-                json(StatusCode::OK, out)
-            }
-            None => empty(StatusCode::NOT_FOUND),
-        },
-        (Method::DELETE, Some(key)) => delete_route(proxy, &key),
+        (Method::GET, Some(key)) => get_route(proxy, &key).await,
+        (Method::DELETE, Some(key)) => delete_route(proxy, &key).await,
         // CHP's handler crashes here and never answers (docs/compatibility.md).
         (Method::DELETE, None) => text(
             StatusCode::BAD_REQUEST,
@@ -168,7 +165,7 @@ fn route_data(body: Value) -> Result<Map<String, Value>, &'static str> {
     }
 }
 
-fn add_route(proxy: &Proxy, key: &str, body: Value) -> Response<ResponseBody> {
+async fn add_route(proxy: &Proxy, key: &str, body: Value) -> Response<ResponseBody> {
     let data = match route_data(body) {
         Ok(d) => d,
         Err(msg) => return text(StatusCode::BAD_REQUEST, msg),
@@ -179,20 +176,21 @@ fn add_route(proxy: &Proxy, key: &str, body: Value) -> Response<ResponseBody> {
         .unwrap_or_default()
         .to_owned();
     tracing::info!("Adding route {key} -> {target}");
-    let host_routing = proxy.settings.host_routing;
-    let len = proxy.routes.update(|table| {
-        insert_route(table, key, data, host_routing);
-        table.len()
-    });
-    proxy.metrics.routes.set(len as f64);
+    let change = Change::Set {
+        key: key.to_owned(),
+        data: stored_data(key, data, proxy.settings.host_routing),
+    };
+    if let Err(e) = write(proxy, change).await {
+        return unavailable(e);
+    }
     proxy.metrics.api_route_add.increment(1);
     tracing::info!("Route added {key} -> {target}");
     empty(StatusCode::CREATED)
 }
 
-/// Stores `data` at `key`: any client-supplied `last_activity` is dropped (the route's own
+/// The data stored for `key`: any client-supplied `last_activity` is dropped (the route's own
 /// clock replaces it), and under host routing the key's first segment is recorded as `host`.
-fn insert_route(table: &mut RouteTable, key: &str, mut data: Map<String, Value>, host_routing: bool) {
+fn stored_data(key: &str, mut data: Map<String, Value>, host_routing: bool) -> Map<String, Value> {
     data.remove("last_activity");
     if host_routing
         && key != "/"
@@ -200,22 +198,49 @@ fn insert_route(table: &mut RouteTable, key: &str, mut data: Map<String, Value>,
     {
         data.insert("host".to_owned(), Value::String(host.to_owned()));
     }
-    table.insert(key, data);
+    data
 }
 
-fn delete_route(proxy: &Proxy, key: &str) -> Response<ResponseBody> {
+/// Makes `change` through the store and keeps the route gauge current.
+async fn write(proxy: &Proxy, change: Change) -> Result<crate::route_store::Applied, StoreUnavailable> {
+    let applied = proxy.store.write(&proxy.routes, change).await?;
+    proxy.metrics.routes.set(applied.len as f64);
+    Ok(applied)
+}
+
+/// 503: the store could not take the change, so nothing changed (and nothing was acknowledged).
+fn unavailable(e: StoreUnavailable) -> Response<ResponseBody> {
+    tracing::error!("{e}");
+    text(StatusCode::SERVICE_UNAVAILABLE, &e.to_string())
+}
+
+async fn delete_route(proxy: &Proxy, key: &str) -> Response<ResponseBody> {
     proxy.metrics.api_route_delete.increment(1);
-    let (removed, len) = proxy.routes.update(|table| (table.remove(key), table.len()));
-    proxy.metrics.routes.set(len as f64);
-    if removed {
-        tracing::info!("Removing route {key}");
-        empty(StatusCode::NO_CONTENT)
-    } else {
-        empty(StatusCode::NOT_FOUND)
+    let change = Change::Delete { key: key.to_owned() };
+    match write(proxy, change).await {
+        Ok(applied) if applied.removed > 0 => {
+            tracing::info!("Removing route {key}");
+            empty(StatusCode::NO_CONTENT)
+        }
+        Ok(_) => empty(StatusCode::NOT_FOUND),
+        Err(e) => unavailable(e),
     }
 }
 
-fn list_routes(proxy: &Proxy, query: Option<&str>) -> Response<ResponseBody> {
+async fn get_route(proxy: &Proxy, key: &str) -> Response<ResponseBody> {
+    let shared = proxy.store.shared_activity(Some(key)).await;
+    let Some(route) = proxy.routes.load().get(key).cloned() else {
+        return empty(StatusCode::NOT_FOUND);
+    };
+    if let Some(at) = shared.as_ref().and_then(|s| s.get(key)) {
+        route.note_activity(*at);
+    }
+    let mut out = Vec::with_capacity(route.data().len() + 48);
+    route.write_json(&mut out);
+    json(StatusCode::OK, out)
+}
+
+async fn list_routes(proxy: &Proxy, query: Option<&str>) -> Response<ResponseBody> {
     let since = match inactive_since(query) {
         Ok(since) => since,
         Err(raw) => {
@@ -225,12 +250,18 @@ fn list_routes(proxy: &Proxy, query: Option<&str>) -> Response<ResponseBody> {
             );
         }
     };
+    // Activity other replicas saw is added to this replica's record of it, so that the listing
+    // of any replica shows the newest.
+    let shared = proxy.store.shared_activity(None).await;
     let table = proxy.routes.load_full();
     let routes = table.routes();
     let mut out = Vec::with_capacity(routes.len() * 160 + 2);
     out.push(b'{');
     let mut first = true;
     for (key, route) in &routes {
+        if let Some(at) = shared.as_ref().and_then(|s| s.get(key)) {
+            route.note_activity(*at);
+        }
         if since.is_some_and(|since| route.last_activity_ms() as i64 >= since) {
             continue;
         }
@@ -247,6 +278,19 @@ fn list_routes(proxy: &Proxy, query: Option<&str>) -> Response<ResponseBody> {
     proxy.metrics.api_route_get.increment(1);
     json(StatusCode::OK, out)
 }
+
+/// `GET /ready` on the API listener (and on the public one with the Redis store): 200 once the
+/// table may be served, 503 before, with what the store knows.
+pub fn ready(proxy: &Proxy) -> Response<ResponseBody> {
+    let readiness = proxy.store.readiness(&proxy.routes);
+    let status = match readiness.ready {
+        true => StatusCode::OK,
+        false => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    json(status, serde_json::to_vec(&readiness).unwrap_or_default())
+}
+
+pub const READY_PATH: &str = "/ready";
 
 /// `inactiveSince` (checked first) or `inactive_since`, form-decoded; empty means no filter.
 fn inactive_since(query: Option<&str>) -> Result<Option<i64>, String> {
@@ -282,7 +326,7 @@ struct Batch {
     add: Map<String, Value>,
 }
 
-fn apply_batch(proxy: &Proxy, body: Value) -> Response<ResponseBody> {
+async fn apply_batch(proxy: &Proxy, body: Value) -> Response<ResponseBody> {
     let batch: Batch = match serde_json::from_value(body) {
         Ok(b) => b,
         Err(e) => {
@@ -292,27 +336,29 @@ fn apply_batch(proxy: &Proxy, body: Value) -> Response<ResponseBody> {
             );
         }
     };
-    let mut adds = Vec::with_capacity(batch.add.len());
+    let host_routing = proxy.settings.host_routing;
+    let mut add = Vec::with_capacity(batch.add.len());
     for (key, data) in batch.add {
         match route_data(data) {
-            Ok(data) => adds.push((normalize_route_key(&key), data)),
+            Ok(data) => {
+                let key = normalize_route_key(&key);
+                let data = stored_data(&key, data, host_routing);
+                add.push((key, data));
+            }
             Err(msg) => return text(StatusCode::BAD_REQUEST, &format!("Route {key:?}: {msg}")),
         }
     }
-    let removes: Vec<String> = batch.remove.iter().map(|k| normalize_route_key(k)).collect();
-    let host_routing = proxy.settings.host_routing;
-    let (removed, added, len) = proxy.routes.update(|table| {
-        if batch.replace {
-            *table = RouteTable::default();
-        }
-        let removed = removes.iter().filter(|k| table.remove(k)).count();
-        let added = adds.len();
-        for (key, data) in adds {
-            insert_route(table, &key, data, host_routing);
-        }
-        (removed, added, table.len())
-    });
-    proxy.metrics.routes.set(len as f64);
+    let added = add.len();
+    let change = Change::Batch {
+        replace: batch.replace,
+        remove: batch.remove.iter().map(|k| normalize_route_key(k)).collect(),
+        add,
+    };
+    let applied = match write(proxy, change).await {
+        Ok(applied) => applied,
+        Err(e) => return unavailable(e),
+    };
+    let (removed, len) = (applied.removed, applied.len);
     tracing::info!("Batch applied: {added} added, {removed} removed, {len} routes");
     json(
         StatusCode::OK,

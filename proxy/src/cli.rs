@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use config::{ClientTls, ConfigError, Listen, LogLevel, ProxyConfig, ServerTls, TlsVersions, parse_millis};
+use config::{
+    ClientTls, ConfigError, Listen, LogLevel, ProxyConfig, RouteStorage, ServerTls, TlsVersions, parse_millis,
+};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -152,9 +154,17 @@ pub struct Cli {
     /// Timeout (in millis) when an upstream is inactive: 503
     #[arg(long, value_name = "n")]
     proxy_timeout: Option<String>,
-    /// Refused: edgeproxy cannot load JavaScript storage modules (the hub restores routes)
-    #[arg(long, value_name = "storage-backend")]
+    /// Where the route table lives: memory (this process, the default) or redis (shared by every
+    /// replica, needs --storage-url)
+    #[arg(long, value_name = "storage-backend", env = "EDGEPROXY_STORAGE_BACKEND")]
     storage_backend: Option<String>,
+    /// The Redis of the route store: redis://host:port/db, rediss://… or unix:///path; alone, it
+    /// selects the redis backend
+    #[arg(long, value_name = "url", env = "EDGEPROXY_STORAGE_URL")]
+    storage_url: Option<String>,
+    /// Prefix of the route store's Redis keys [default: edgeproxy:]
+    #[arg(long, value_name = "prefix", env = "EDGEPROXY_STORAGE_PREFIX")]
+    storage_prefix: Option<String>,
     /// Keep-alive idle timeout (in millis) of the public listener [default: 5000]
     #[arg(long, value_name = "n")]
     keep_alive_timeout: Option<String>,
@@ -213,12 +223,12 @@ impl Cli {
     pub fn into_config(self, auth_token: Option<String>) -> Result<Parsed, String> {
         let err = |e: ConfigError| e.to_string();
         let mut warnings = Vec::new();
-        if self.storage_backend.is_some() {
-            return Err(err(ConfigError::Unsupported {
-                setting: "--storage-backend",
-                why: "it loads a JavaScript module; edgeproxy keeps routes in memory and JupyterHub restores them",
-            }));
-        }
+        let storage = RouteStorage::from_parts(
+            self.storage_backend.as_deref(),
+            self.storage_url.as_deref(),
+            self.storage_prefix.as_deref(),
+        )
+        .map_err(err)?;
         if self.ssl_ciphers.is_some() || self.ssl_allow_rc4 || self.ssl_dhparam.is_some() {
             warnings.push("--ssl-ciphers, --ssl-allow-rc4 and --ssl-dhparam are ignored: rustls offers only modern AEAD suites with ECDHE".to_owned());
         }
@@ -323,6 +333,7 @@ impl Cli {
                 Some(path) => Some(config::AuthConfig::from_file(path).map_err(|e| format!("--auth-config: {e}"))?),
                 None => None,
             },
+            storage,
             ..defaults
         };
         config.validate().map_err(err)?;
@@ -470,7 +481,12 @@ mod tests {
         assert!(
             parse(&["--storage-backend", "x"])
                 .unwrap_err()
-                .contains("not supported")
+                .contains("memory or redis")
+        );
+        assert!(
+            parse(&["--storage-backend", "redis"])
+                .unwrap_err()
+                .contains("needs --storage-url")
         );
         assert!(parse(&["--ssl-protocol", "SSLv3"]).unwrap_err().contains("TLSv1_2"));
         assert!(

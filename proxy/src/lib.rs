@@ -18,7 +18,9 @@ pub mod http1;
 pub mod metrics;
 pub mod pipeline;
 pub mod redirect;
+pub mod redis_link;
 pub mod request_path;
+pub mod route_store;
 pub mod route_table;
 pub mod server;
 pub mod target;
@@ -37,6 +39,7 @@ use serde_json::{Map, Value};
 use crate::auth::{AuthSetupError, EdgeAuth};
 use crate::error_page::ErrorPages;
 use crate::metrics::Metrics;
+use crate::route_store::{Change, RouteStore};
 use crate::route_table::Routes;
 use crate::upstream::Upstream;
 
@@ -63,6 +66,8 @@ pub enum StartError {
     Auth(#[from] AuthSetupError),
     #[error("cannot write the pid file {0}: {1}")]
     PidFile(String, std::io::Error),
+    #[error("--storage-url: {0}")]
+    StorageUrl(redis::RedisError),
 }
 
 /// Request-path settings, derived once from the configuration.
@@ -91,7 +96,12 @@ pub struct RedirectSettings {
 /// metrics and the admin token.
 pub struct Proxy {
     pub settings: Settings,
-    pub routes: Routes,
+    /// The table requests are routed by; shared with the store, which applies changes to it.
+    pub routes: Arc<Routes>,
+    /// Where changes to the table are made: this process, or Redis for every replica.
+    pub store: RouteStore,
+    /// `--default-target`, written to the store once it is loaded.
+    default_route: Option<Change>,
     pub upstream: Upstream,
     pub errors: ErrorPages,
     pub metrics: Metrics,
@@ -137,7 +147,18 @@ impl Proxy {
             }
             None => None,
         };
-        let proxy = Proxy {
+        let routes = Arc::new(Routes::default());
+        let store = RouteStore::new(&config.storage, routes.clone(), metrics.routes.clone())
+            .map_err(StartError::StorageUrl)?;
+        let default_route = config.default_target.as_ref().map(|target| {
+            let mut data = Map::new();
+            data.insert("target".to_owned(), Value::String(target.clone()));
+            Change::Set {
+                key: "/".to_owned(),
+                data,
+            }
+        });
+        let mut proxy = Proxy {
             settings: Settings {
                 x_forward: config.x_forward,
                 prepend_path: config.prepend_path,
@@ -155,7 +176,9 @@ impl Proxy {
                     to: config.redirect_to,
                 }),
             },
-            routes: Routes::default(),
+            routes,
+            store,
+            default_route: None,
             upstream: Upstream::new(
                 client_tls,
                 config.connect_timeout,
@@ -167,13 +190,21 @@ impl Proxy {
             auth_token: config.auth_token.clone().filter(|t| !t.is_empty()),
             auth,
         };
-        if let Some(target) = &config.default_target {
-            let mut data = Map::new();
-            data.insert("target".to_owned(), Value::String(target.clone()));
-            proxy.routes.update(|t| t.insert("/", data));
-            proxy.metrics.routes.set(1.0);
-            tracing::info!("Route added / -> {target}");
+        match (&proxy.store, default_route, &config.default_target) {
+            // The memory table is the store: the route is there before anything is served.
+            (RouteStore::Memory, Some(route), Some(target)) => {
+                proxy.routes.update(|t| route.apply(t, timestamp::now_ms()));
+                proxy.metrics.routes.set(1.0);
+                tracing::info!("Route added / -> {target}");
+            }
+            (_, route, _) => proxy.default_route = route,
         }
         Ok(Arc::new(proxy))
+    }
+
+    /// Starts the store's background work (for Redis: load, follow, share activity). Called
+    /// by [`server::Bound::serve`] before the listeners accept.
+    pub fn start_store(&self) {
+        self.store.start(self.default_route.clone());
     }
 }

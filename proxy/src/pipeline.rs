@@ -17,6 +17,7 @@ use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Request, Response, StatusCode};
 
 use crate::Proxy;
+use crate::admin_api::{READY_PATH, ready};
 use crate::body::{ClientBody, ResponseBody};
 use crate::error_page;
 use crate::forward::forward_http;
@@ -24,6 +25,7 @@ use crate::h1_server::PendingUpgrade;
 use crate::headers::forwarded::{ClientInfo, request_host};
 use crate::headers::hop_by_hop::remove_hop_by_hop;
 use crate::request_path::{clean_wire_path, percent_decode};
+use crate::route_store::RouteStore;
 use crate::ws_tunnel::{forward_upgrade, is_upgrade, is_websocket};
 
 pub const HEALTH_PATH: &str = "/_chp_healthz";
@@ -58,9 +60,14 @@ async fn handle_request(
 ) -> Result<Response<ResponseBody>, Abort> {
     let started = proxy.metrics.is_enabled().then(Instant::now);
 
-    // 1. Health check: exact request-target, any method, not for upgrades.
-    if !upgrade && req.uri().path_and_query().map(|pq| pq.as_str()) == Some(HEALTH_PATH) {
-        return Ok(health());
+    // 1. Health checks: exact request-target, any method, not for upgrades. `/ready` only with
+    // the Redis store: with the memory backend every path is routed, as in CHP.
+    if !upgrade {
+        match req.uri().path_and_query().map(|pq| pq.as_str()) {
+            Some(HEALTH_PATH) => return Ok(health(proxy)),
+            Some(READY_PATH) if !matches!(proxy.store, RouteStore::Memory) => return Ok(ready(proxy)),
+            _ => {}
+        }
     }
     // The client's side of an upgrade comes from the HTTP/1.1 server; HTTP/2 has none.
     let client_upgrade = match upgrade {
@@ -172,8 +179,17 @@ fn lookup_path<'a>(proxy: &Proxy, req: &Request<ClientBody>, wire_path: &'a str)
     Some(Cow::Owned(format!("/{host}{decoded}")))
 }
 
-fn health() -> Response<ResponseBody> {
-    let mut resp = Response::new(ResponseBody::full(&b"{\"status\":\"OK\"}"[..]));
+/// `{"status": "OK"}`, or 503 while the shared route table is still being loaded: a replica
+/// that would answer 404 for every route is not healthy yet.
+fn health(proxy: &Proxy) -> Response<ResponseBody> {
+    let mut resp = match proxy.store.is_loaded() {
+        true => Response::new(ResponseBody::full(&b"{\"status\":\"OK\"}"[..])),
+        false => {
+            let mut resp = Response::new(ResponseBody::full(&b"{\"status\":\"loading routes\"}"[..]));
+            *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            resp
+        }
+    };
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp

@@ -50,6 +50,12 @@ impl Route {
         self.last_activity_ms.load(Ordering::Relaxed)
     }
 
+    /// Records activity at `at_ms` (milliseconds since the epoch) unless newer activity is
+    /// already recorded: for activity other replicas saw (the shared route store).
+    pub fn note_activity(&self, at_ms: u64) {
+        self.last_activity_ms.fetch_max(at_ms, Ordering::Relaxed);
+    }
+
     /// Records activity now. A load before the store keeps the cache line shared when many
     /// requests hit one route within the same millisecond.
     pub fn mark_active(&self) {
@@ -269,22 +275,38 @@ impl RouteTable {
     /// Every route with its key, in insertion order.
     pub fn routes(&self) -> Vec<(String, Arc<Route>)> {
         let mut out = Vec::with_capacity(self.len);
-        let mut stack: Vec<(String, &Node)> = vec![(String::new(), &self.root)];
-        while let Some((key, node)) = stack.pop() {
-            node.children
-                .for_each(|segment, child| stack.push((format!("{key}/{segment}"), child)));
-            if let Some(route) = &node.route {
-                let key = if key.is_empty() { "/".to_owned() } else { key };
-                out.push((key, route.clone()));
-            }
-        }
+        self.for_each_route(|key, route| out.push((key.to_owned(), route.clone())));
         out.sort_unstable_by_key(|(_, r)| r.seq);
         out
+    }
+
+    /// Calls `f` with every route and its key, in no particular order, building each key in one
+    /// reused buffer (for walks over the whole table that keep few of the keys).
+    pub fn for_each_route(&self, mut f: impl FnMut(&str, &Arc<Route>)) {
+        fn walk(node: &Node, key: &mut String, f: &mut dyn FnMut(&str, &Arc<Route>)) {
+            if let Some(route) = &node.route {
+                f(if key.is_empty() { "/" } else { key }, route);
+            }
+            node.children.for_each(|segment, child| {
+                let len = key.len();
+                key.push('/');
+                key.push_str(segment);
+                walk(child, key, f);
+                key.truncate(len);
+            });
+        }
+        walk(&self.root, &mut String::new(), &mut f);
     }
 
     /// Adds or replaces the route at `key` (already normalised). A replaced route keeps its
     /// position in the listing; its data and `last_activity` are reset (as a re-POST to CHP).
     pub fn insert(&mut self, key: &str, data: Map<String, Value>) {
+        self.insert_at(key, data, now_ms());
+    }
+
+    /// As [`RouteTable::insert`], with `last_activity` set to `at_ms` (the time the change was
+    /// made, when it was made elsewhere).
+    pub fn insert_at(&mut self, key: &str, data: Map<String, Value>, at_ms: u64) {
         let seq = match self.get(key) {
             Some(existing) => existing.seq,
             None => {
@@ -302,7 +324,7 @@ impl RouteTable {
             policy: RoutePolicy::from_data(&data),
             data: Value::Object(data).to_string().into_boxed_str(),
             target,
-            last_activity_ms: AtomicU64::new(now_ms()),
+            last_activity_ms: AtomicU64::new(at_ms),
             seq,
         });
         let path: Vec<&str> = segments(key).collect();

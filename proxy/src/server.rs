@@ -594,6 +594,7 @@ impl Bound {
         if let Some(auth) = &proxy.auth {
             auth.start();
         }
+        proxy.start_store();
         let life = Lifecycle::new(config.max_connections);
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(keep_timer_armed(config.keep_alive_timeout)));

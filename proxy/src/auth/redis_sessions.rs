@@ -14,15 +14,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwapOption;
 use dashmap::DashMap;
 use futures_util::StreamExt;
-use redis::aio::MultiplexedConnection;
-use tokio::sync::{Notify, OnceCell, watch};
+use tokio::sync::OnceCell;
 
 use config::SessionConfig;
 
 use super::session::{SessionVerdict, satisfies};
+use crate::redis_link::RedisLink;
 
 /// What Redis held under a key when last asked. The value itself is kept (not a verdict), so
 /// tokens that expect different values (`value = "{jti}"`) are each judged against it.
@@ -50,12 +49,7 @@ pub struct SessionMetrics {
 
 pub struct RedisSessions {
     config: SessionConfig,
-    client: redis::Client,
-    conn: ArcSwapOption<MultiplexedConnection>,
-    /// Woken when a lookup finds the connection broken.
-    broken: Notify,
-    /// True once the first connection attempt has ended, connected or not.
-    first_attempt_over: watch::Sender<bool>,
+    link: Arc<RedisLink>,
     // Keys come from verified tokens only, so a fixed-seed fast hash cannot be flooded.
     cache: DashMap<String, Cached, foldhash::fast::FixedState>,
     loading: DashMap<String, Arc<OnceCell<Result<Cached, ()>>>, foldhash::fast::FixedState>,
@@ -66,13 +60,14 @@ impl RedisSessions {
     /// Opens no connection yet: that is [`RedisSessions::start`]'s job, so a Redis that is down
     /// at start-up delays nothing but the first lookups.
     pub fn new(config: SessionConfig, metrics: SessionMetrics) -> Result<Arc<RedisSessions>, redis::RedisError> {
-        let client = redis::Client::open(config.redis_url.as_str())?;
+        let link = RedisLink::new(
+            "session store",
+            &config.redis_url,
+            Duration::from_millis(config.lookup_timeout_ms),
+        )?;
         Ok(Arc::new(RedisSessions {
             config,
-            client,
-            conn: ArcSwapOption::empty(),
-            broken: Notify::new(),
-            first_attempt_over: watch::Sender::new(false),
+            link,
             cache: DashMap::default(),
             loading: DashMap::default(),
             metrics,
@@ -82,7 +77,7 @@ impl RedisSessions {
     /// Starts the connection keeper, the revocation subscriber and the cache sweeper. Must be
     /// called inside a Tokio runtime.
     pub fn start(self: &Arc<Self>) {
-        tokio::spawn(self.clone().keep_connected());
+        tokio::spawn(self.link.clone().keep_connected());
         tokio::spawn(self.clone().follow_revocations());
         tokio::spawn(self.clone().sweep());
     }
@@ -129,10 +124,9 @@ impl RedisSessions {
     /// Asks Redis, records the answer in the cache; `Err` when Redis could not be asked.
     async fn lookup(&self, key: &str) -> Result<Cached, ()> {
         let limit = Duration::from_millis(self.config.lookup_timeout_ms);
-        let Some(conn) = self.connection(limit).await else {
+        let Some(mut conn) = self.link.connection(limit).await else {
             return Err(());
         };
-        let mut conn = (*conn).clone();
         let started = Instant::now();
         let result: Result<redis::RedisResult<Option<Arc<[u8]>>>, _> = if self.config.value.is_some() {
             tokio::time::timeout(limit, redis::cmd("GET").arg(key).query_async(&mut conn))
@@ -148,12 +142,12 @@ impl RedisSessions {
             Ok(Ok(value)) => value,
             Ok(Err(e)) => {
                 tracing::warn!("session lookup of {key} failed: {e}");
-                self.broken.notify_one();
+                self.link.report_broken();
                 return Err(());
             }
             Err(_) => {
                 tracing::warn!("session lookup of {key} timed out after {limit:?}");
-                self.broken.notify_one();
+                self.link.report_broken();
                 return Err(());
             }
         };
@@ -167,49 +161,12 @@ impl RedisSessions {
         Ok(cached)
     }
 
-    /// The connection, if there is one. A proxy that has just started has none yet without
-    /// Redis being down: until the first attempt has ended, wait for it, at most `limit`.
-    async fn connection(&self, limit: Duration) -> Option<Arc<MultiplexedConnection>> {
-        if let Some(conn) = self.conn.load_full() {
-            return Some(conn);
-        }
-        let mut over = self.first_attempt_over.subscribe();
-        let _ = tokio::time::timeout(limit, over.wait_for(|over| *over)).await;
-        self.conn.load_full()
-    }
-
-    /// Holds one multiplexed connection; replaces it when a lookup reports it broken.
-    async fn keep_connected(self: Arc<Self>) {
-        let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_millis(self.config.lookup_timeout_ms)));
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            match self.client.get_multiplexed_async_connection_with_config(&config).await {
-                Ok(conn) => {
-                    tracing::info!("session store connected: {}", self.config.redis_url);
-                    self.conn.store(Some(Arc::new(conn)));
-                    self.first_attempt_over.send_replace(true);
-                    backoff = Duration::from_millis(100);
-                    self.broken.notified().await;
-                    self.conn.store(None);
-                }
-                Err(e) => {
-                    tracing::warn!("session store {} unreachable: {e}", self.config.redis_url);
-                    self.first_attempt_over.send_replace(true);
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
-                }
-            }
-        }
-    }
-
     /// Evicts revoked keys as Redis announces them.
     async fn follow_revocations(self: Arc<Self>) {
         let mut first = true;
         loop {
             let subscribed = async {
-                let mut pubsub = self.client.get_async_pubsub().await?;
+                let mut pubsub = self.link.client().get_async_pubsub().await?;
                 if let Some(channel) = &self.config.revocation_channel {
                     pubsub.subscribe(channel).await?;
                 }

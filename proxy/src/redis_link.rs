@@ -1,0 +1,98 @@
+//! One multiplexed Redis connection kept open in the background, shared by the stores that talk
+//! to Redis (edge-auth sessions, the route store): whoever finds it broken reports it, and it is
+//! replaced with backoff. A lookup that comes before the first connection attempt has ended waits
+//! for it (at most its own limit) rather than be answered as if Redis were down.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use redis::aio::MultiplexedConnection;
+use tokio::sync::{Notify, watch};
+
+pub struct RedisLink {
+    /// What the connection is for, in log lines (`session store`, `route store`).
+    role: &'static str,
+    url: String,
+    client: redis::Client,
+    response_timeout: Duration,
+    conn: ArcSwapOption<MultiplexedConnection>,
+    /// Woken when a user finds the connection broken.
+    broken: Notify,
+    /// True once the first connection attempt has ended, connected or not.
+    first_attempt_over: watch::Sender<bool>,
+}
+
+impl RedisLink {
+    /// Opens nothing yet: [`RedisLink::keep_connected`] does, so a Redis that is down at start-up
+    /// delays nothing but the first calls.
+    pub fn new(role: &'static str, url: &str, response_timeout: Duration) -> Result<Arc<RedisLink>, redis::RedisError> {
+        Ok(Arc::new(RedisLink {
+            role,
+            url: url.to_owned(),
+            client: redis::Client::open(url)?,
+            response_timeout,
+            conn: ArcSwapOption::empty(),
+            broken: Notify::new(),
+            first_attempt_over: watch::Sender::new(false),
+        }))
+    }
+
+    pub fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The connection, if there is one. Until the first attempt has ended, waits for it, at most
+    /// `limit`.
+    pub async fn connection(&self, limit: Duration) -> Option<MultiplexedConnection> {
+        if let Some(conn) = self.conn.load_full() {
+            return Some((*conn).clone());
+        }
+        let mut over = self.first_attempt_over.subscribe();
+        let _ = tokio::time::timeout(limit, over.wait_for(|over| *over)).await;
+        self.conn.load_full().map(|c| (*c).clone())
+    }
+
+    /// A call failed on the connection: replace it.
+    pub fn report_broken(&self) {
+        self.broken.notify_one();
+    }
+
+    /// Holds one connection; replaces it when a user reports it broken. Runs forever.
+    pub async fn keep_connected(self: Arc<Self>) {
+        let config = redis::AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(self.response_timeout));
+        let mut backoff = Duration::from_millis(100);
+        let mut reported_down = false;
+        loop {
+            match self.client.get_multiplexed_async_connection_with_config(&config).await {
+                Ok(conn) => {
+                    tracing::info!("{} connected: {}", self.role, self.url);
+                    self.conn.store(Some(Arc::new(conn)));
+                    self.first_attempt_over.send_replace(true);
+                    backoff = Duration::from_millis(100);
+                    reported_down = false;
+                    self.broken.notified().await;
+                    self.conn.store(None);
+                }
+                Err(e) => {
+                    // Once per outage at WARN; the retries every few seconds at DEBUG.
+                    if reported_down {
+                        tracing::debug!("{} {} unreachable: {e}", self.role, self.url);
+                    } else {
+                        tracing::warn!("{} {} unreachable: {e}", self.role, self.url);
+                        reported_down = true;
+                    }
+                    self.first_attempt_over.send_replace(true);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+    }
+}
