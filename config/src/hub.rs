@@ -99,14 +99,35 @@ pub struct ProxyLink {
     pub api_token: Option<String>,
     /// Which proxies get the routes. Default: `one`.
     pub replicas: ProxyReplicas,
+    /// The embedded proxy's route table (`edgehub up`): `memory` or `redis`, as edgeproxy's
+    /// `--storage-backend`. Default: `memory`.
+    pub storage_backend: Option<String>,
+    /// With `storage_backend = "redis"`: the Redis, as edgeproxy's `--storage-url`. Default: none.
+    pub storage_url: Option<String>,
+    /// Prefix of the route store's Redis keys. Default: `edgeproxy:`.
+    pub storage_prefix: Option<String>,
 }
 
-/// How many proxies stand behind `api_url`. Each edgeproxy (like CHP) keeps its table in memory,
-/// so each replica must be told every route.
+impl ProxyLink {
+    /// The embedded proxy's route storage, from `storage_*`.
+    pub fn route_storage(&self) -> Result<crate::RouteStorage, ConfigError> {
+        crate::RouteStorage::from_parts(
+            self.storage_backend.as_deref(),
+            self.storage_url.as_deref(),
+            self.storage_prefix.as_deref(),
+        )
+    }
+}
+
+/// How many proxies stand behind `api_url`. An edgeproxy with the memory backend (like CHP) keeps
+/// its table to itself, so each replica must be told every route; replicas sharing a Redis route
+/// store (`--storage-backend redis`) are one table, and take `one`: the hub writes each change
+/// once, to any of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum ProxyReplicas {
-    /// The one proxy at `api_url`.
+    /// The one proxy at `api_url`, or any replica of a fleet sharing a Redis route store
+    /// (`api_url` then names a load-balanced Service in front of them).
     #[default]
     One,
     /// Every address the host of `api_url` resolves to is a replica (a Kubernetes headless
@@ -318,6 +339,12 @@ impl HubConfig {
         {
             return Err(invalid("proxy.api_url", url.clone(), "an http:// or https:// URL"));
         }
+        let storage = self.proxy.route_storage()?;
+        if storage != crate::RouteStorage::Memory && self.proxy.api_url.is_some() {
+            return Err(ConfigError::Conflict(
+                "proxy.storage_* set the embedded proxy's route store; with proxy.api_url the external edgeproxy takes --storage-backend itself",
+            ));
+        }
         if self.proxy.replicas == ProxyReplicas::Dns && self.proxy.api_url.is_none() {
             return Err(ConfigError::Conflict(
                 "proxy.replicas = \"dns\" needs proxy.api_url: the embedded proxy has no replicas",
@@ -466,6 +493,11 @@ mod tests {
             ("[spawner]\ncommand = []", "spawner.command"),
             ("[proxy]\nreplicas = \"dns\"", "needs proxy.api_url"),
             ("[proxy]\nreplicas = \"all\"", "replicas"),
+            ("[proxy]\nstorage_backend = \"redis\"", "needs --storage-url"),
+            (
+                "[proxy]\napi_url = \"http://p:8001\"\nstorage_url = \"redis://r\"",
+                "external edgeproxy",
+            ),
             ("spawner_class = \"kubernetes\"", "kubernetes"),
         ];
         for (text, needle) in cases {

@@ -157,6 +157,7 @@ pub async fn start(
                     &session_url,
                     &format!("{base}hub/login"),
                 )),
+                storage: config.proxy.route_storage()?,
                 ..ProxyConfig::default()
             };
             let prebound = proxy::server::Prebound {

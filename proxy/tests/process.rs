@@ -34,7 +34,7 @@ fn version_and_help() {
 #[test]
 fn configuration_errors_exit_1_with_a_message() {
     let base = ["--port", "0", "--api-port", "0"];
-    let cases: [(&[&str], &str); 7] = [
+    let cases: [(&[&str], &str); 8] = [
         (&["--custom-header", "invalid"], "colon was expected"),
         (
             &["--redirect-port", "1234"],
@@ -44,7 +44,8 @@ fn configuration_errors_exit_1_with_a_message() {
             &["--error-target", "http://x", "--error-path", "/tmp"],
             "Cannot specify both error-target and error-path. Pick one.",
         ),
-        (&["--storage-backend", "mybackend"], "not supported"),
+        (&["--storage-backend", "mybackend"], "memory or redis"),
+        (&["--storage-backend", "redis"], "needs --storage-url"),
         (&["--no-such-flag"], "--no-such-flag"),
         (&["--log-level", "loud"], "log-level"),
         (&["--error-path", "/definitely/not/here"], "error-path"),
