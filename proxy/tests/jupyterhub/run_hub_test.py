@@ -9,6 +9,9 @@ launch CHP, then exercises the whole user path through the proxy's public port:
   -> kernel start + WebSocket execute -> proxy REST API routes
   -> stop server (route removed) -> hub shutdown, no processes left.
 
+With --replica (edgeproxy's shared route store), proxies the hub never spoke
+to must serve the user's server as well, and drop the route when it stops.
+
 Run it with the venv's python (see scripts/ensure-pyenv.sh):
 
     PYENV=$(bash scripts/ensure-pyenv.sh | tail -n1)
@@ -601,6 +604,26 @@ class HubTest:
         self.ok("single-user via proxy", f"api/status 200, jupyter_server {r.json()['version']}; "
                 f"redirects: {' -> '.join(chain)}")
 
+    def replica_routes(self, api_url, token):
+        r = self.plain.get(f"{api_url}/api/routes", headers={"Authorization": f"token {token}"},
+                           timeout=REQ_TIMEOUT)
+        if r.status_code != 200:
+            raise StepFailed(f"GET {api_url}/api/routes -> {r.status_code}: {short(r.text)}")
+        return r.json()
+
+    def step_replicas(self):
+        # Proxies JupyterHub never spoke to, sharing the route store with the one it launched:
+        # the user's route and server are there too, through each one's own public port.
+        for public_url, api_url, token in self.args.replica:
+            def has_route():
+                return f"/user/{USER}" in self.replica_routes(api_url, token)
+
+            self.poll(f"route /user/{USER} on the replica at {api_url}", has_route, 5, interval=0.05)
+            r = self.browser.get(f"{public_url}/user/{USER}/api/status", timeout=REQ_TIMEOUT)
+            if r.status_code != 200 or "kernels" not in r.json():
+                raise StepFailed(f"GET {public_url}/user/{USER}/api/status -> {r.status_code}: {short(r.text)}")
+        self.ok("replicas", f"{len(self.args.replica)} more replicas serve /user/{USER}")
+
     def step_kernel(self):
         r = self.hub_api(
             "POST",
@@ -745,6 +768,9 @@ class HubTest:
             return f"/user/{USER}" not in rr.json()
 
         self.poll(f"route /user/{USER} to disappear", route_gone, 15)
+        for _, api_url, token in self.args.replica:
+            self.poll(f"route /user/{USER} to disappear from {api_url}",
+                      lambda: f"/user/{USER}" not in self.replica_routes(api_url, token), 5, interval=0.05)
         self.ok("server stopped", f"DELETE -> {r.status_code}; route /user/{USER} removed")
 
     def step_shutdown(self):
@@ -816,6 +842,7 @@ class HubTest:
                 ("spawn", self.step_spawn),
                 ("proxy route", self.step_route),
                 ("single-user via proxy", self.step_singleuser),
+                *((("replicas", self.step_replicas),) if self.args.replica else ()),
                 ("kernel", self.step_kernel),
                 ("server stopped", self.step_stop),
                 ("hub shutdown", self.step_shutdown),
@@ -854,6 +881,10 @@ def main():
     p.add_argument("--timeout", type=float, default=120, help="overall time budget in seconds (default 120)")
     p.add_argument("--keep-workdir", action="store_true", help="keep the temp workdir after a pass")
     p.add_argument("--debug", action="store_true", help="DEBUG logging for the hub and the proxy")
+    p.add_argument("--replica", nargs=3, action="append", default=[],
+                   metavar=("PUBLIC_URL", "API_URL", "TOKEN"),
+                   help="another proxy sharing the launched one's route store: it must serve the "
+                        "user's server too, and drop its route when it stops (repeatable)")
     args = p.parse_args()
 
     set_child_subreaper()
