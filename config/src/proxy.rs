@@ -112,7 +112,11 @@ impl RedisRouteStore {
 impl RouteStorage {
     /// From the command line's (or the environment's) backend name, URL and prefix: `memory`
     /// (the default) or `redis`, which needs a URL; a URL alone means `redis`.
-    pub fn from_parts(backend: Option<&str>, url: Option<&str>, prefix: Option<&str>) -> Result<RouteStorage, ConfigError> {
+    pub fn from_parts(
+        backend: Option<&str>,
+        url: Option<&str>,
+        prefix: Option<&str>,
+    ) -> Result<RouteStorage, ConfigError> {
         let url = url.map(str::trim).filter(|u| !u.is_empty());
         match (backend.map(str::trim), url) {
             (None | Some("memory"), None) => Ok(RouteStorage::Memory),
@@ -120,7 +124,10 @@ impl RouteStorage {
                 "--storage-url is for --storage-backend redis; the memory backend keeps routes in this process",
             )),
             (None | Some("redis"), Some(url)) => {
-                if !["redis://", "rediss://", "unix://", "redis+unix://"].iter().any(|s| url.starts_with(s)) {
+                if !["redis://", "rediss://", "unix://", "redis+unix://"]
+                    .iter()
+                    .any(|s| url.starts_with(s))
+                {
                     return Err(ConfigError::Invalid {
                         setting: "storage-url",
                         value: url.to_owned(),
@@ -288,11 +295,21 @@ mod tests {
     #[test]
     fn storage_backends_parse() {
         assert_eq!(RouteStorage::from_parts(None, None, None), Ok(RouteStorage::Memory));
-        assert_eq!(RouteStorage::from_parts(Some("memory"), None, None), Ok(RouteStorage::Memory));
+        assert_eq!(
+            RouteStorage::from_parts(Some("memory"), None, None),
+            Ok(RouteStorage::Memory)
+        );
         let url = "redis://127.0.0.1:6379/2";
         let redis = RouteStorage::Redis(RedisRouteStore::at(url));
-        assert_eq!(RouteStorage::from_parts(Some("redis"), Some(url), None), Ok(redis.clone()));
-        assert_eq!(RouteStorage::from_parts(None, Some(url), None), Ok(redis), "a URL alone means redis");
+        assert_eq!(
+            RouteStorage::from_parts(Some("redis"), Some(url), None),
+            Ok(redis.clone())
+        );
+        assert_eq!(
+            RouteStorage::from_parts(None, Some(url), None),
+            Ok(redis),
+            "a URL alone means redis"
+        );
         let err = |b, u| RouteStorage::from_parts(b, u, None).unwrap_err().to_string();
         assert!(err(Some("redis"), None).contains("needs --storage-url"));
         assert!(err(Some("configurable-http-proxy-redis-backend"), Some(url)).contains("memory or redis"));

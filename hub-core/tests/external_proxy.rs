@@ -2,7 +2,8 @@
 //! and restarted by the test), with login sessions in a real redis-server: a proxy restarted with
 //! an empty table is repaired by the hub within 5 s, and logins survive in Redis. With
 //! `replicas = "dns"`, two such proxies (on 127.0.0.1 and 127.0.0.2, one port) behind one name
-//! are kept in step.
+//! are kept in step. Replicas sharing a Redis route store are one table: the hub writes each
+//! change once, to any of them.
 
 mod support;
 
@@ -10,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use std::net::{SocketAddr, TcpListener};
 
-use config::{ProxyConfig, ProxyReplicas};
+use config::{ProxyConfig, ProxyReplicas, RedisRouteStore, RouteStorage};
 use http::{Method, StatusCode};
 use hub_core::proxy_api::{ProxyApi, resolver};
 use hub_core::up::Overrides;
@@ -27,6 +28,7 @@ use tokio::task::JoinHandle;
 struct TestProxy {
     public: TcpListener,
     api: TcpListener,
+    storage: RouteStorage,
     running: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
 }
 
@@ -35,7 +37,17 @@ impl TestProxy {
         TestProxy {
             public,
             api,
+            storage: RouteStorage::Memory,
             running: None,
+        }
+    }
+
+    /// A replica on loopback ports of its own, its table in the route store at `redis_url`.
+    fn sharing(redis_url: &str) -> TestProxy {
+        let loopback = || TcpListener::bind("127.0.0.1:0").unwrap();
+        TestProxy {
+            storage: RouteStorage::Redis(RedisRouteStore::at(redis_url)),
+            ..TestProxy::on(loopback(), loopback())
         }
     }
 
@@ -47,12 +59,13 @@ impl TestProxy {
         self.api.local_addr().unwrap().port()
     }
 
-    /// Starts the proxy, with an empty table and token `proxy-admin-token`; its listeners are
-    /// bound (connections queue) when this returns.
+    /// Starts the proxy, with an empty table (or the shared one) and token `proxy-admin-token`;
+    /// its listeners are bound (connections queue) when this returns.
     async fn start(&mut self) {
         self.end_running().await;
         let config = ProxyConfig {
             auth_token: Some("proxy-admin-token".into()),
+            storage: self.storage.clone(),
             ..ProxyConfig::default()
         };
         let prebound = proxy::server::Prebound {
@@ -275,5 +288,102 @@ async fn every_dns_replica_of_the_proxy_gets_every_route() {
 
     let _ = direct.api(Method::DELETE, "/users/bob/server", None).await;
     second.stop().await;
+    hub.stop().await;
+}
+
+/// Stream entries of the route store that set or delete `key`, in order (`set` / `delete`).
+fn store_changes_of(redis: &support::redis::RedisServer, key: &str) -> Vec<String> {
+    let listing = redis.cli(&["XRANGE", "edgeproxy:changes", "-", "+"]);
+    listing
+        .lines()
+        .filter(|line| line.contains(&format!("\"key\":\"{key}\"")))
+        .map(|line| {
+            line.split("\"op\":\"")
+                .nth(1)
+                .unwrap_or("")
+                .split('"')
+                .next()
+                .unwrap_or("")
+                .to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_sharing_a_route_store_take_each_change_once() {
+    let redis = support::redis::RedisServer::start();
+    let dir = temp_dir("route-store");
+    let mut replicas = [0, 1, 2].map(|_| TestProxy::sharing(&redis.url()));
+    for r in &mut replicas {
+        r.start().await;
+    }
+    let apis = replicas.each_ref().map(TestProxy::api_port);
+
+    // The hub knows one replica (in a cluster: a Service in front of all), writes once.
+    let mut config = test_config(&dir);
+    config.bind = format!("127.0.0.1:{}", replicas[0].public_port());
+    config.proxy.api_url = Some(format!("http://127.0.0.1:{}", apis[0]));
+    config.proxy.api_token = Some("proxy-admin-token".into());
+    config.session.redis_url = Some(redis.url());
+    let hub = TestHub::start(config).await;
+    let has_alice = |api: u16| async move { route_keys("127.0.0.1", api).await.contains(&"/user/alice".to_owned()) };
+
+    let mut alice = hub.login("alice").await;
+    alice.api(Method::POST, "/users/alice/server", None).await;
+    let events = follow_progress(&mut alice, "/hub/api/users/alice/server/progress").await;
+    assert_eq!(events.last().unwrap()["ready"], true, "{events:?}");
+    for api in apis {
+        assert!(has_alice(api).await, "alice's route on the replica with API port {api}");
+    }
+    assert_eq!(
+        store_changes_of(&redis, "/user/alice"),
+        ["set"],
+        "one write for one spawn"
+    );
+
+    // Drift: the route is deleted behind the hub's back, on another replica. The hub's reconcile
+    // reads the store's table through the replica it knows, and writes the route back once.
+    ProxyApi::new(
+        &format!("http://127.0.0.1:{}", apis[1]),
+        Some("proxy-admin-token".into()),
+    )
+    .unwrap()
+    .delete_route("/user/alice/")
+    .await
+    .unwrap();
+    eventually(Duration::from_secs(3), "reconcile put alice's route back", || {
+        has_alice(apis[2])
+    })
+    .await;
+    assert_eq!(store_changes_of(&redis, "/user/alice"), ["set", "delete", "set"]);
+
+    // A replica restarted loads the table from the store: nobody writes to fill it.
+    replicas[2].stop().await;
+    replicas[2].start().await;
+    eventually(
+        Duration::from_secs(1),
+        "the restarted replica has alice's route",
+        || has_alice(apis[2]),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        store_changes_of(&redis, "/user/alice").len(),
+        3,
+        "no write to fill a restarted replica"
+    );
+
+    // The stop's deletion leaves every replica.
+    let stopped = hub.admin().api(Method::DELETE, "/users/alice/server", None).await;
+    assert_eq!(stopped.status, StatusCode::NO_CONTENT);
+    for api in apis {
+        assert!(
+            !has_alice(api).await,
+            "alice's route left the replica with API port {api}"
+        );
+    }
+    for r in &mut replicas {
+        r.stop().await;
+    }
     hub.stop().await;
 }

@@ -248,7 +248,12 @@ impl RedisStore {
             return Err(self.unavailable("cannot be reached; the change was not made, retry when Redis is back"));
         };
         let mut call = WRITE.prepare_invoke();
-        for key in [&self.keys.meta, &self.keys.routes, &self.keys.activity, &self.keys.changes] {
+        for key in [
+            &self.keys.meta,
+            &self.keys.routes,
+            &self.keys.activity,
+            &self.keys.changes,
+        ] {
             call.key(key);
         }
         let json = serde_json::to_string(&change).map_err(|e| StoreUnavailable(e.to_string()))?;
@@ -327,7 +332,9 @@ impl RedisStore {
                 return None;
             }
             Err(_) => {
-                tracing::warn!("route store: shared activity not read within {ACTIVITY_WAIT:?}; listing this replica's own");
+                tracing::warn!(
+                    "route store: shared activity not read within {ACTIVITY_WAIT:?}; listing this replica's own"
+                );
                 return None;
             }
         };
@@ -363,7 +370,12 @@ impl RedisStore {
         let mut position = Position::default();
         let mut reported_down = false;
         loop {
-            let mut conn = match self.link.client().get_multiplexed_async_connection_with_config(&config).await {
+            let mut conn = match self
+                .link
+                .client()
+                .get_multiplexed_async_connection_with_config(&config)
+                .await
+            {
                 Ok(conn) => conn,
                 Err(e) => {
                     if !reported_down {
@@ -522,7 +534,12 @@ impl RedisStore {
         let mut added = 0;
         for chunk in routes.chunks(CHUNK) {
             let mut call = PUT_BACK.prepare_invoke();
-            for key in [&self.keys.meta, &self.keys.routes, &self.keys.activity, &self.keys.changes] {
+            for key in [
+                &self.keys.meta,
+                &self.keys.routes,
+                &self.keys.activity,
+                &self.keys.changes,
+            ] {
                 call.key(key);
             }
             call.arg(&epoch)
@@ -569,7 +586,9 @@ impl RedisStore {
                 .await?;
             let store = meta_position(meta);
             match (&store, &position.epoch) {
-                (Some((epoch, version)), Some(mine)) if epoch == mine && *version == position.version => return Ok(true),
+                (Some((epoch, version)), Some(mine)) if epoch == mine && *version == position.version => {
+                    return Ok(true);
+                }
                 (None, None) => return Ok(true),
                 (Some((_, version)), None) if *version == 0 => return Ok(true),
                 _ => {}
@@ -597,7 +616,10 @@ impl RedisStore {
                 return Err(FollowError::Protocol(format!("stream entry {id} lacks e, v, at or c")));
             };
             if next.epoch.as_deref().is_some_and(|mine| mine != epoch) {
-                tracing::warn!("route store: a change of epoch {epoch} follows epoch {:?}: reloading", next.epoch);
+                tracing::warn!(
+                    "route store: a change of epoch {epoch} follows epoch {:?}: reloading",
+                    next.epoch
+                );
                 return Ok(false);
             }
             if version <= next.version && next.epoch.is_some() {
