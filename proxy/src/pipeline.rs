@@ -100,7 +100,12 @@ async fn handle_request(
         proxy.metrics.find_target_for_req.record(t.elapsed().as_secs_f64());
     }
     let Some(route) = route else {
-        return Ok(Box::pin(error(proxy, StatusCode::NOT_FOUND, upgrade, &uri, "no route")).await);
+        // Before the shared table is loaded, a missing route says nothing about the path.
+        let (code, why) = match proxy.store.is_loaded() {
+            true => (StatusCode::NOT_FOUND, "no route"),
+            false => (StatusCode::SERVICE_UNAVAILABLE, "the route table is still loading from Redis"),
+        };
+        return Ok(Box::pin(error(proxy, code, upgrade, &uri, why)).await);
     };
 
     // 4. Edge authentication and authorization (when configured).
