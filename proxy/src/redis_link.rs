@@ -13,6 +13,7 @@ use tokio::sync::{Notify, watch};
 pub struct RedisLink {
     /// What the connection is for, in log lines (`session store`, `route store`).
     role: &'static str,
+    /// The URL as logged: without its password.
     url: String,
     client: redis::Client,
     response_timeout: Duration,
@@ -29,7 +30,7 @@ impl RedisLink {
     pub fn new(role: &'static str, url: &str, response_timeout: Duration) -> Result<Arc<RedisLink>, redis::RedisError> {
         Ok(Arc::new(RedisLink {
             role,
-            url: url.to_owned(),
+            url: without_password(url),
             client: redis::Client::open(url)?,
             response_timeout,
             conn: ArcSwapOption::empty(),
@@ -42,6 +43,7 @@ impl RedisLink {
         &self.client
     }
 
+    /// The URL, for messages: a password in it is replaced by `***`.
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -93,6 +95,37 @@ impl RedisLink {
                     backoff = (backoff * 2).min(Duration::from_secs(2));
                 }
             }
+        }
+    }
+}
+
+/// `redis://user:secret@host/0` → `redis://user:***@host/0`: URLs go into logs and API answers.
+fn without_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let user = rest[..at].split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***{}", &rest[at..])
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_kept_out_of_messages() {
+        let cases = [
+            ("redis://:s3cret@redis:6379/1", "redis://:***@redis:6379/1"),
+            ("rediss://app:s3cret@redis/0", "rediss://app:***@redis/0"),
+            ("redis://redis:6379/1", "redis://redis:6379/1"),
+            ("unix:///run/redis.sock", "unix:///run/redis.sock"),
+        ];
+        for (url, shown) in cases {
+            assert_eq!(super::without_password(url), shown);
         }
     }
 }

@@ -36,20 +36,20 @@ pub struct Applied {
 
 impl Change {
     /// Applies the change; routes it adds record `at_ms` as their last activity.
-    pub fn apply(&self, table: &mut RouteTable, at_ms: u64) -> Applied {
+    pub fn apply(self, table: &mut RouteTable, at_ms: u64) -> Applied {
         let removed = match self {
             Change::Set { key, data } => {
-                table.insert_at(key, data.clone(), at_ms);
+                table.insert_at(&key, data, at_ms);
                 0
             }
-            Change::Delete { key } => usize::from(table.remove(key)),
+            Change::Delete { key } => usize::from(table.remove(&key)),
             Change::Batch { replace, remove, add } => {
-                if *replace {
+                if replace {
                     *table = RouteTable::default();
                 }
                 let removed = remove.iter().filter(|k| table.remove(k)).count();
                 for (key, data) in add {
-                    table.insert_at(key, data.clone(), at_ms);
+                    table.insert_at(&key, data, at_ms);
                 }
                 removed
             }
@@ -88,7 +88,7 @@ mod tests {
         }
         .apply(&mut t, 7);
         assert_eq!(t.get("/a").unwrap().last_activity_ms(), 7);
-        let applied = batch.apply(&mut t, 9);
+        let applied = batch.clone().apply(&mut t, 9);
         assert_eq!(applied, Applied { removed: 1, len: 2 });
         assert_eq!(t.get("/a").unwrap().data(), r#"{"target":"http://a2"}"#);
         let replace = Change::Batch {

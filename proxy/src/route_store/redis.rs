@@ -178,7 +178,6 @@ enum FollowError {
 }
 
 pub struct RedisStore {
-    config: RedisRouteStore,
     keys: Keys,
     routes: Arc<Routes>,
     routes_gauge: metrics::Gauge,
@@ -207,7 +206,6 @@ impl RedisStore {
             changes: format!("{p}changes"),
         };
         Ok(Arc::new(RedisStore {
-            config,
             keys,
             routes,
             routes_gauge,
@@ -238,7 +236,7 @@ impl RedisStore {
     }
 
     fn unavailable(&self, why: impl std::fmt::Display) -> StoreUnavailable {
-        StoreUnavailable(format!("Redis at {} {why}", self.config.url))
+        StoreUnavailable(format!("Redis at {} {why}", self.link.url()))
     }
 
     /// Writes `change` to Redis, then waits (briefly) until this replica's table has it, so that
@@ -381,7 +379,7 @@ impl RedisStore {
                     if !reported_down {
                         tracing::warn!(
                             "Route store unreachable: {} ({e}); serving the last table ({} routes), retrying",
-                            self.config.url,
+                            self.link.url(),
                             self.routes.load().len()
                         );
                         reported_down = true;
@@ -413,7 +411,7 @@ impl RedisStore {
             if !reported_down {
                 tracing::warn!(
                     "Route store unreachable: {} ({e}); serving the last table ({} routes), retrying",
-                    self.config.url,
+                    self.link.url(),
                     self.routes.load().len()
                 );
                 reported_down = true;
@@ -647,8 +645,8 @@ impl RedisStore {
         }
         if !changes.is_empty() {
             let len = self.routes.update(|table| {
-                for (change, at) in &changes {
-                    change.apply(table, *at);
+                for (change, at) in changes {
+                    change.apply(table, at);
                 }
                 table.len()
             });
