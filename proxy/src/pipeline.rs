@@ -103,7 +103,10 @@ async fn handle_request(
         // Before the shared table is loaded, a missing route says nothing about the path.
         let (code, why) = match proxy.store.is_loaded() {
             true => (StatusCode::NOT_FOUND, "no route"),
-            false => (StatusCode::SERVICE_UNAVAILABLE, "the route table is still loading from Redis"),
+            false => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the route table is still loading from Redis",
+            ),
         };
         return Ok(Box::pin(error(proxy, code, upgrade, &uri, why)).await);
     };

@@ -307,6 +307,31 @@ impl RouteTable {
     /// As [`RouteTable::insert`], with `last_activity` set to `at_ms` (the time the change was
     /// made, when it was made elsewhere).
     pub fn insert_at(&mut self, key: &str, data: Map<String, Value>, at_ms: u64) {
+        // A map of JSON values always serialises.
+        let text = serde_json::to_string(&data).unwrap_or_default();
+        self.insert_parsed(key, &data, text, at_ms);
+    }
+
+    /// As [`RouteTable::insert_at`], from the data's JSON text as this table stores it (compact,
+    /// as written by serde_json, no `last_activity`): kept as it is, not serialised again, which
+    /// is most of the time a load of 100,000 routes from the shared store takes. Other text is
+    /// parsed and written out again; `None` when it is not a JSON object.
+    pub fn insert_json(&mut self, key: &str, text: String, at_ms: u64) -> Option<()> {
+        let Ok(Value::Object(mut data)) = serde_json::from_str::<Value>(&text) else {
+            return None;
+        };
+        let compact = (text.starts_with("{\"") || text == "{}") && text.ends_with('}');
+        if compact && !data.contains_key("last_activity") {
+            self.insert_parsed(key, &data, text, at_ms);
+        } else {
+            // The listing adds the route's own `last_activity`.
+            data.remove("last_activity");
+            self.insert_at(key, data, at_ms);
+        }
+        Some(())
+    }
+
+    fn insert_parsed(&mut self, key: &str, data: &Map<String, Value>, text: String, at_ms: u64) {
         let seq = match self.get(key) {
             Some(existing) => existing.seq,
             None => {
@@ -321,8 +346,8 @@ impl RouteTable {
         };
         let route = Arc::new(Route {
             key_segments: segments(key).count(),
-            policy: RoutePolicy::from_data(&data),
-            data: Value::Object(data).to_string().into_boxed_str(),
+            policy: RoutePolicy::from_data(data),
+            data: text.into_boxed_str(),
             target,
             last_activity_ms: AtomicU64::new(at_ms),
             seq,
@@ -478,6 +503,28 @@ mod tests {
         t.insert("/prefix", data("http://x"));
         assert_eq!(matched(&t, "/prefix/sub").as_deref(), Some("/prefix"));
         assert!(t.get("/prefix/sub").is_none());
+    }
+
+    #[test]
+    fn stored_json_is_kept_as_written_and_other_text_normalised() {
+        let mut t = RouteTable::default();
+        let compact = r#"{"target":"http://a","user":"alice"}"#;
+        t.insert_json("/a", compact.to_owned(), 5).unwrap();
+        assert_eq!(t.get("/a").unwrap().data(), compact);
+        assert_eq!(t.get("/a").unwrap().last_activity_ms(), 5);
+        t.insert_json(
+            "/b",
+            r#" { "target" : "http://b", "last_activity": "x" } "#.to_owned(),
+            5,
+        )
+        .unwrap();
+        assert_eq!(t.get("/b").unwrap().data(), r#"{"target":"http://b"}"#);
+        assert!(t.insert_json("/c", "[1]".to_owned(), 5).is_none());
+        assert!(t.get("/c").is_none());
+        let mut out = Vec::new();
+        t.get("/a").unwrap().write_json(&mut out);
+        let listed: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(listed["user"], "alice");
     }
 
     #[test]

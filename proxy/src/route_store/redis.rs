@@ -453,18 +453,13 @@ impl RedisStore {
         let now = now_ms();
         let mut table = RouteTable::default();
         for (key, text) in routes {
-            let data = match serde_json::from_str::<Json>(&text) {
-                Ok(Json::Object(data)) => data,
-                _ => {
-                    tracing::error!("route store: route {key} in Redis is not a JSON object; skipped");
-                    continue;
-                }
-            };
             let mut at = activity.get(&key).copied().unwrap_or(now);
             if let Some(route) = old.get(&key) {
                 at = at.max(route.last_activity_ms());
             }
-            table.insert_at(&key, data, at);
+            if table.insert_json(&key, text, at).is_none() {
+                tracing::error!("route store: route {key} in Redis is not a JSON object; skipped");
+            }
         }
         let len = table.len();
         self.routes.update(|t| *t = table);
@@ -764,6 +759,16 @@ fn text(v: &Value) -> Option<String> {
     }
 }
 
+/// As [`text`], taking the bytes rather than copying them.
+fn owned_text(v: Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => {
+            Some(String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+        }
+        other => text(&other),
+    }
+}
+
 /// `HMGET` of strings: one `Option` per field.
 fn bulk_strings(v: Value) -> Vec<Option<String>> {
     match v {
@@ -783,10 +788,16 @@ fn meta_position(v: Value) -> Option<(String, u64)> {
 /// A hash as (field, value) pairs.
 fn pairs(v: Value) -> Vec<(String, String)> {
     match v {
-        Value::Array(items) => items
-            .chunks_exact(2)
-            .filter_map(|kv| Some((text(&kv[0])?, text(&kv[1])?)))
-            .collect(),
+        Value::Array(items) => {
+            let mut out = Vec::with_capacity(items.len() / 2);
+            let mut items = items.into_iter();
+            while let (Some(k), Some(v)) = (items.next(), items.next()) {
+                if let (Some(k), Some(v)) = (owned_text(k), owned_text(v)) {
+                    out.push((k, v));
+                }
+            }
+            out
+        }
         Value::Map(items) => items.iter().filter_map(|(k, v)| Some((text(k)?, text(v)?))).collect(),
         _ => Vec::new(),
     }
