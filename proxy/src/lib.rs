@@ -148,8 +148,7 @@ impl Proxy {
             None => None,
         };
         let routes = Arc::new(Routes::default());
-        let store =
-            RouteStore::new(&config.storage, routes.clone(), metrics.routes.clone()).map_err(StartError::StorageUrl)?;
+        let store = RouteStore::new(&config.storage, routes.clone(), &metrics).map_err(StartError::StorageUrl)?;
         let default_route = config.default_target.as_ref().map(|target| {
             let mut data = Map::new();
             data.insert("target".to_owned(), Value::String(target.clone()));

@@ -137,6 +137,22 @@ impl Metrics {
         })
     }
 
+    /// A gauge owned by another module (the route store).
+    pub fn gauge(&self, name: &'static str, help: &'static str) -> Gauge {
+        self.recorder.as_ref().map_or(Gauge::noop(), |r| {
+            r.describe_gauge(KeyName::from_const_str(name), None, SharedString::const_str(help));
+            r.register_gauge(&Key::from_static_name(name), &META)
+        })
+    }
+
+    /// A counter owned by another module (the route store).
+    pub fn counter(&self, name: &'static str, help: &'static str) -> Counter {
+        self.recorder.as_ref().map_or(Counter::noop(), |r| {
+            r.describe_counter(KeyName::from_const_str(name), None, SharedString::const_str(help));
+            r.register_counter(&Key::from_static_name(name), &META)
+        })
+    }
+
     pub fn is_enabled(&self) -> bool {
         self.recorder.is_some()
     }

@@ -18,8 +18,42 @@ pub use change::{Applied, Change};
 use config::RouteStorage;
 
 pub use self::redis::RedisStore;
+use crate::metrics::Metrics;
 use crate::route_table::Routes;
 use crate::timestamp::now_ms;
+
+/// What the Redis store reports, for alerts on a fleet that has lost its store.
+pub struct StoreMetrics {
+    pub routes: metrics::Gauge,
+    pub up: metrics::Gauge,
+    pub version: metrics::Gauge,
+    pub reloads: metrics::Counter,
+    pub write_seconds: metrics::Histogram,
+}
+
+impl StoreMetrics {
+    fn new(m: &Metrics) -> StoreMetrics {
+        StoreMetrics {
+            routes: m.routes.clone(),
+            up: m.gauge(
+                "edgeproxy_route_store_up",
+                "1 while the replica follows the route store in Redis, 0 while it serves its last table",
+            ),
+            version: m.gauge(
+                "edgeproxy_route_store_version",
+                "The route store's version this replica's table shows",
+            ),
+            reloads: m.counter(
+                "edgeproxy_route_store_reloads_total",
+                "Full loads of the route table from Redis (start, reconnects, gaps, lost data)",
+            ),
+            write_seconds: m.histogram(
+                "edgeproxy_route_store_write_seconds",
+                "Time for an admin-API change to be written to Redis and applied to this replica",
+            ),
+        }
+    }
+}
 
 /// Why a change was not made.
 #[derive(Debug, thiserror::Error)]
@@ -50,11 +84,13 @@ impl RouteStore {
     pub fn new(
         storage: &RouteStorage,
         routes: Arc<Routes>,
-        routes_gauge: metrics::Gauge,
+        metrics: &Metrics,
     ) -> Result<RouteStore, ::redis::RedisError> {
         Ok(match storage {
             RouteStorage::Memory => RouteStore::Memory,
-            RouteStorage::Redis(config) => RouteStore::Redis(RedisStore::new(config.clone(), routes, routes_gauge)?),
+            RouteStorage::Redis(config) => {
+                RouteStore::Redis(RedisStore::new(config, routes, StoreMetrics::new(metrics))?)
+            }
         })
     }
 

@@ -30,7 +30,7 @@ use redis::aio::MultiplexedConnection;
 use serde_json::{Map, Value as Json};
 use tokio::sync::watch;
 
-use super::{Applied, Change, StoreUnavailable};
+use super::{Applied, Change, StoreMetrics, StoreUnavailable};
 use crate::redis_link::RedisLink;
 use crate::route_table::{RouteTable, Routes};
 use crate::timestamp::now_ms;
@@ -180,7 +180,7 @@ enum FollowError {
 pub struct RedisStore {
     keys: Keys,
     routes: Arc<Routes>,
-    routes_gauge: metrics::Gauge,
+    metrics: StoreMetrics,
     /// Writes, activity and listings; the follower has a connection of its own, since it
     /// blocks on the stream.
     link: Arc<RedisLink>,
@@ -193,9 +193,9 @@ pub struct RedisStore {
 
 impl RedisStore {
     pub fn new(
-        config: RedisRouteStore,
+        config: &RedisRouteStore,
         routes: Arc<Routes>,
-        routes_gauge: metrics::Gauge,
+        metrics: StoreMetrics,
     ) -> Result<Arc<RedisStore>, redis::RedisError> {
         let link = RedisLink::new("route store", &config.url, WRITE_TIMEOUT)?;
         let p = &config.prefix;
@@ -208,7 +208,7 @@ impl RedisStore {
         Ok(Arc::new(RedisStore {
             keys,
             routes,
-            routes_gauge,
+            metrics,
             link,
             applied: watch::Sender::new(Position::default()),
             loaded: AtomicBool::new(false),
@@ -242,6 +242,7 @@ impl RedisStore {
     /// Writes `change` to Redis, then waits (briefly) until this replica's table has it, so that
     /// whoever made the change reads it back from this replica at once.
     pub async fn write(&self, change: Change) -> Result<Applied, StoreUnavailable> {
+        let began = Instant::now();
         let Some(mut conn) = self.link.connection(WRITE_TIMEOUT).await else {
             return Err(self.unavailable("cannot be reached; the change was not made, retry when Redis is back"));
         };
@@ -293,6 +294,7 @@ impl RedisStore {
                 }
             };
         self.wait_applied(&epoch, version, APPLY_WAIT).await;
+        self.metrics.write_seconds.record(began.elapsed().as_secs_f64());
         Ok(Applied {
             removed,
             len: self.routes.load().len(),
@@ -392,6 +394,7 @@ impl RedisStore {
             let result: Result<std::convert::Infallible, FollowError> = async {
                 let mut stream_id = self.load(&mut conn, &mut position).await?;
                 self.up.store(true, Ordering::Relaxed);
+                self.metrics.up.set(1.0);
                 reported_down = false;
                 backoff = Duration::from_millis(100);
                 if let Some(route) = default_route.take() {
@@ -408,6 +411,7 @@ impl RedisStore {
             .await;
             let Err(e) = result;
             self.up.store(false, Ordering::Relaxed);
+            self.metrics.up.set(0.0);
             if !reported_down {
                 tracing::warn!(
                     "Route store unreachable: {} ({e}); serving the last table ({} routes), retrying",
@@ -463,7 +467,8 @@ impl RedisStore {
         }
         let len = table.len();
         self.routes.update(|t| *t = table);
-        self.routes_gauge.set(len as f64);
+        self.metrics.reloads.increment(1);
+        self.metrics.routes.set(len as f64);
         *position = loaded;
         self.publish(position);
         self.loaded.store(true, Ordering::Release);
@@ -645,7 +650,7 @@ impl RedisStore {
                 }
                 table.len()
             });
-            self.routes_gauge.set(len as f64);
+            self.metrics.routes.set(len as f64);
         }
         *position = next;
         self.publish(position);
@@ -654,6 +659,7 @@ impl RedisStore {
 
     fn publish(&self, position: &Position) {
         self.version.store(position.version, Ordering::Relaxed);
+        self.metrics.version.set(position.version as f64);
         self.applied.send_if_modified(|p| {
             let changed = p != position;
             if changed {
