@@ -387,3 +387,42 @@ async fn replicas_sharing_a_route_store_take_each_change_once() {
     }
     hub.stop().await;
 }
+
+/// `edgehub up` with `[proxy] storage_backend = "redis"`: its embedded proxy keeps the table in
+/// the store, so an edgeproxy replica started beside it has the same routes, added and removed
+/// with the hub's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_proxy_can_share_the_route_store() {
+    let redis = support::redis::RedisServer::start();
+    let dir = temp_dir("embedded-store");
+    let mut config = test_config(&dir);
+    config.proxy.storage_backend = Some("redis".into());
+    config.proxy.storage_url = Some(redis.url());
+    let hub = TestHub::start(config).await;
+    let mut beside = TestProxy::sharing(&redis.url());
+    beside.start().await;
+
+    let mut alice = hub.login("alice").await;
+    alice.api(Method::POST, "/users/alice/server", None).await;
+    let events = follow_progress(&mut alice, "/hub/api/users/alice/server/progress").await;
+    assert_eq!(events.last().unwrap()["ready"], true, "{events:?}");
+    assert_eq!(alice.get("/user/alice/").await.status, StatusCode::OK);
+    let beside_has = |user: &'static str| {
+        let api = beside.api_port();
+        async move { route_keys("127.0.0.1", api).await.contains(&format!("/user/{user}")) }
+    };
+    eventually(Duration::from_secs(1), "alice's route on the replica beside", || {
+        beside_has("alice")
+    })
+    .await;
+    assert_eq!(redis.cli(&["HEXISTS", "edgeproxy:routes", "/user/alice"]), "1");
+
+    let stopped = hub.admin().api(Method::DELETE, "/users/alice/server", None).await;
+    assert_eq!(stopped.status, StatusCode::NO_CONTENT);
+    eventually(Duration::from_secs(1), "alice's route gone beside", || async {
+        !beside_has("alice").await
+    })
+    .await;
+    beside.stop().await;
+    hub.stop().await;
+}
