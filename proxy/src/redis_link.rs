@@ -1,14 +1,15 @@
 //! One multiplexed Redis connection kept open in the background, shared by the stores that talk
 //! to Redis (edge-auth sessions, the route store): whoever finds it broken reports it, and it is
-//! replaced with backoff. A lookup that comes before the first connection attempt has ended waits
-//! for it (at most its own limit) rather than be answered as if Redis were down.
+//! replaced with backoff. A call that comes before the first connection attempt has ended, or
+//! just after a broken connection was reported, waits for the attempt under way (at most its own
+//! limit) rather than be answered as if Redis were down; while Redis is known to be down, calls
+//! are answered at once.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwapOption;
 use redis::aio::MultiplexedConnection;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
 pub struct RedisLink {
     /// What the connection is for, in log lines (`session store`, `route store`).
@@ -17,11 +18,18 @@ pub struct RedisLink {
     url: String,
     client: redis::Client,
     response_timeout: Duration,
-    conn: ArcSwapOption<MultiplexedConnection>,
-    /// Woken when a user finds the connection broken.
-    broken: Notify,
-    /// True once the first connection attempt has ended, connected or not.
-    first_attempt_over: watch::Sender<bool>,
+    /// The connection and whether one is being made; the keeper reconnects when a user
+    /// clears `conn`.
+    state: watch::Sender<LinkState>,
+}
+
+#[derive(Clone)]
+struct LinkState {
+    conn: Option<Arc<MultiplexedConnection>>,
+    /// A connection attempt is under way whose outcome callers should wait for: the first one,
+    /// or the one after a user found the connection broken (Redis restarted: the next attempt
+    /// will most likely succeed). False while Redis is known to be down.
+    settling: bool,
 }
 
 impl RedisLink {
@@ -33,9 +41,10 @@ impl RedisLink {
             url: without_password(url),
             client: redis::Client::open(url)?,
             response_timeout,
-            conn: ArcSwapOption::empty(),
-            broken: Notify::new(),
-            first_attempt_over: watch::Sender::new(false),
+            state: watch::Sender::new(LinkState {
+                conn: None,
+                settling: true,
+            }),
         }))
     }
 
@@ -48,20 +57,27 @@ impl RedisLink {
         &self.url
     }
 
-    /// The connection, if there is one. Until the first attempt has ended, waits for it, at most
-    /// `limit`.
+    /// The connection, if there is one. While an attempt that callers should wait for is under
+    /// way (the first, or a reconnect after a failure), waits for it, at most `limit`; while
+    /// Redis is known to be down, answers `None` at once.
     pub async fn connection(&self, limit: Duration) -> Option<MultiplexedConnection> {
-        if let Some(conn) = self.conn.load_full() {
-            return Some((*conn).clone());
+        let mut state = self.state.subscribe();
+        let settled = state.wait_for(|s| s.conn.is_some() || !s.settling);
+        match tokio::time::timeout(limit, settled).await {
+            Ok(Ok(s)) => s.conn.as_deref().cloned(),
+            _ => None,
         }
-        let mut over = self.first_attempt_over.subscribe();
-        let _ = tokio::time::timeout(limit, over.wait_for(|over| *over)).await;
-        self.conn.load_full().map(|c| (*c).clone())
     }
 
-    /// A call failed on the connection: replace it.
+    /// A call failed on the connection: drop it and connect again.
     pub fn report_broken(&self) {
-        self.broken.notify_one();
+        self.state.send_if_modified(|s| {
+            let had = s.conn.take().is_some();
+            if had {
+                s.settling = true;
+            }
+            had
+        });
     }
 
     /// Holds one connection; replaces it when a user reports it broken. Runs forever.
@@ -75,12 +91,14 @@ impl RedisLink {
             match self.client.get_multiplexed_async_connection_with_config(&config).await {
                 Ok(conn) => {
                     tracing::info!("{} connected: {}", self.role, self.url);
-                    self.conn.store(Some(Arc::new(conn)));
-                    self.first_attempt_over.send_replace(true);
+                    self.state.send_replace(LinkState {
+                        conn: Some(Arc::new(conn)),
+                        settling: false,
+                    });
                     backoff = Duration::from_millis(100);
                     reported_down = false;
-                    self.broken.notified().await;
-                    self.conn.store(None);
+                    let mut state = self.state.subscribe();
+                    let _ = state.wait_for(|s| s.conn.is_none()).await;
                 }
                 Err(e) => {
                     // Once per outage at WARN; the retries every few seconds at DEBUG.
@@ -90,7 +108,10 @@ impl RedisLink {
                         tracing::warn!("{} {} unreachable: {e}", self.role, self.url);
                         reported_down = true;
                     }
-                    self.first_attempt_over.send_replace(true);
+                    self.state.send_replace(LinkState {
+                        conn: None,
+                        settling: false,
+                    });
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(2));
                 }

@@ -37,6 +37,9 @@ use crate::timestamp::now_ms;
 
 /// How long a write may take in Redis (a batch of 100,000 routes takes a fraction of this).
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a write waits for a connection that is being made (Redis just came back); while
+/// Redis is known to be down it waits for nothing.
+const CONNECT_WAIT: Duration = Duration::from_secs(3);
 /// How long a writer waits for its own table to show its change before answering anyway (the
 /// change is in Redis by then: acknowledged, and every replica will apply it).
 const APPLY_WAIT: Duration = Duration::from_secs(2);
@@ -243,9 +246,6 @@ impl RedisStore {
     /// whoever made the change reads it back from this replica at once.
     pub async fn write(&self, change: Change) -> Result<Applied, StoreUnavailable> {
         let began = Instant::now();
-        let Some(mut conn) = self.link.connection(WRITE_TIMEOUT).await else {
-            return Err(self.unavailable("cannot be reached; the change was not made, retry when Redis is back"));
-        };
         let mut call = WRITE.prepare_invoke();
         for key in [
             &self.keys.meta,
@@ -255,11 +255,14 @@ impl RedisStore {
         ] {
             call.key(key);
         }
-        let json = serde_json::to_string(&change).map_err(|e| StoreUnavailable(e.to_string()))?;
+        // Maps and strings always serialise.
+        let json = serde_json::to_string(&change).unwrap_or_default();
         call.arg(new_epoch()).arg(now_ms()).arg(STREAM_LEN).arg(json);
         match &change {
             Change::Set { key, data } => {
-                call.arg("set").arg(key).arg(Json::Object(data.clone()).to_string());
+                call.arg("set")
+                    .arg(key)
+                    .arg(serde_json::to_string(data).unwrap_or_default());
             }
             Change::Delete { key } => {
                 call.arg("del").arg(key);
@@ -270,14 +273,25 @@ impl RedisStore {
                     call.arg(key);
                 }
                 for (key, data) in add {
-                    call.arg(key).arg(Json::Object(data.clone()).to_string());
+                    call.arg(key).arg(serde_json::to_string(data).unwrap_or_default());
                 }
             }
             Change::Reload => return Err(StoreUnavailable("a reload is not a change to write".into())),
         }
-        let (epoch, version, removed): (String, u64, usize) =
+        let mut attempt = 0;
+        let (epoch, version, removed): (String, u64, usize) = loop {
+            attempt += 1;
+            let Some(mut conn) = self.link.connection(CONNECT_WAIT).await else {
+                return Err(self.unavailable("cannot be reached; the change was not made, retry when Redis is back"));
+            };
             match tokio::time::timeout(WRITE_TIMEOUT, call.invoke_async(&mut conn)).await {
-                Ok(Ok(answer)) => answer,
+                Ok(Ok(answer)) => break answer,
+                // The connection died under the call (Redis restarted since it was opened):
+                // once more on a new one. Every change is idempotent, so the rare call that
+                // reached Redis before its answer was lost does no harm run twice.
+                Ok(Err(e)) if attempt == 1 && (e.is_connection_dropped() || e.is_io_error()) => {
+                    self.link.report_broken();
+                }
                 Ok(Err(e)) => {
                     if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
                         self.link.report_broken();
@@ -292,7 +306,8 @@ impl RedisStore {
                         "did not answer within {WRITE_TIMEOUT:?}; the change was not acknowledged, retry it"
                     )));
                 }
-            };
+            }
+        };
         self.wait_applied(&epoch, version, APPLY_WAIT).await;
         self.metrics.write_seconds.record(began.elapsed().as_secs_f64());
         Ok(Applied {

@@ -13,24 +13,49 @@ pub struct RedisServer {
     pub socket: PathBuf,
     child: Option<Child>,
     dir: PathBuf,
+    /// Every write is in the append-only file before Redis answers, so a killed server started
+    /// again has all it acknowledged.
+    persistent: bool,
 }
 
 impl RedisServer {
     pub fn start() -> RedisServer {
+        Self::start_with(false)
+    }
+
+    /// A server that keeps its data across [`RedisServer::kill`] and [`RedisServer::start_again`]
+    /// (`appendonly yes`, `appendfsync always`).
+    pub fn start_persistent() -> RedisServer {
+        Self::start_with(true)
+    }
+
+    fn start_with(persistent: bool) -> RedisServer {
         static STARTED: AtomicUsize = AtomicUsize::new(0);
         let dir = super::scratch_dir(&format!("redis-{}", STARTED.fetch_add(1, Ordering::Relaxed)));
         let mut r = RedisServer {
             socket: dir.join("redis.sock"),
             child: None,
             dir,
+            persistent,
         };
         r.spawn();
         r
     }
 
+    /// Starts again on the same socket after [`RedisServer::kill`], with the data a persistent
+    /// server had.
+    pub fn start_again(&mut self) {
+        self.spawn();
+    }
+
     fn spawn(&mut self) {
+        let persistence: &[&str] = match self.persistent {
+            true => &["--appendonly", "yes", "--appendfsync", "always"],
+            false => &["--appendonly", "no"],
+        };
         let child = Command::new("redis-server")
-            .args(["--port", "0", "--save", "", "--appendonly", "no"])
+            .args(["--port", "0", "--save", ""])
+            .args(persistence)
             .arg("--unixsocket")
             .arg(&self.socket)
             .args(["--unixsocketperm", "700"])
@@ -77,9 +102,10 @@ impl RedisServer {
         }
     }
 
-    /// Starts again on the same socket (after `kill`), empty.
+    /// Starts again on the same socket (after `kill`), empty: whatever it had is lost.
     pub fn restart(&mut self) {
         self.kill();
+        let _ = std::fs::remove_dir_all(self.dir.join("appendonlydir"));
         self.spawn();
     }
 }
