@@ -89,3 +89,48 @@ fn the_kustomization_applies_every_manifest() {
     );
     assert_eq!(listed.first(), Some(&"namespace.yaml"), "the namespace comes first");
 }
+
+/// The items of the YAML list under `key:` (one `- item` per line, comments skipped), from the
+/// first occurrence of `key:` on.
+fn list_under(yaml: &str, key: &str) -> Vec<String> {
+    yaml.lines()
+        .skip_while(|l| l.trim() != format!("{key}:"))
+        .skip(1)
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .take_while(|l| l.trim_start().starts_with("- "))
+        .map(|l| l.trim_start()[2..].trim().to_owned())
+        .collect()
+}
+
+#[test]
+fn the_proxies_share_the_route_store_and_are_ready_when_it_is_loaded() {
+    use clap::Parser;
+    let yaml = std::fs::read_to_string(deploy_dir().join("edgeproxy.yaml")).unwrap();
+    let command = list_under(&yaml, "command");
+    assert_eq!(command.first().map(String::as_str), Some("edgeproxy"), "{command:?}");
+    // The arguments as edgeproxy itself reads them (but the auth file, which is in a ConfigMap).
+    let args = command.iter().filter(|a| !a.starts_with("--auth-config"));
+    let cli = proxy::cli::Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{e}"));
+    let parsed = cli.into_config(Some("token".into())).unwrap();
+    match &parsed.config.storage {
+        config::RouteStorage::Redis(store) => assert_eq!(store.url, "redis://edgehub-redis:6379/1"),
+        other => panic!("the proxies keep their routes in {other:?}"),
+    }
+    // Readiness is "the table is loaded", on the admin port; the admin Service is not headless
+    // (any replica takes a write for all).
+    let readiness = yaml.split("readinessProbe:").nth(1).expect("a readiness probe");
+    let probe: Vec<&str> = readiness.lines().take(4).map(str::trim).collect();
+    assert!(
+        probe.contains(&"path: /ready") && probe.contains(&"port: api"),
+        "{probe:?}"
+    );
+    assert!(
+        !yaml.contains("clusterIP: None"),
+        "edgeproxy-api is an ordinary Service"
+    );
+    let redis = std::fs::read_to_string(deploy_dir().join("redis.yaml")).unwrap();
+    assert!(
+        redis.contains("\"--appendonly\", \"yes\""),
+        "Redis keeps the routes across restarts"
+    );
+}
