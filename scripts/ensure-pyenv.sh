@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# Create (or reuse) the Python venv of the tests that run Python tools (the JupyterHub
-# compatibility test proxy/tests/jupyterhub/run_hub_test.py, the idle culler, kubernetes-validate).
+# Create (or reuse) a Python venv of the tests that run Python tools. Two of them:
+#   (default)    JupyterHub 5 for the compatibility test proxy/tests/jupyterhub/run_hub_test.py,
+#                the idle culler, kubernetes-validate: proxy/tests/jupyterhub/requirements.txt
+#   jupyterhub6  JupyterHub 6 and pytest, to run its own proxy test suite against edgeproxy:
+#                proxy/tests/jupyterhub6/requirements.txt
 #
-#   bash scripts/ensure-pyenv.sh          # prints the venv path as the last stdout line
+#   bash scripts/ensure-pyenv.sh [jupyterhub6]   # prints the venv path as the last stdout line
 #   PYENV=$(bash scripts/ensure-pyenv.sh | tail -n1)
 #
 # Environment:
-#   EDGEHUB_PYENV   venv location (default: $HOME/.cache/edgehub/pyenv)
-#   EDGEHUB_PYTHON  interpreter used to create it (default: python3)
+#   EDGEHUB_PYENV       the default venv's location (default: $HOME/.cache/edgehub/pyenv)
+#   EDGEHUB_PYENV_JH6   the jupyterhub6 venv's location (default: $HOME/.cache/edgehub/pyenv-jupyterhub6)
+#   EDGEHUB_PYTHON      interpreter used to create them (default: python3)
 #
 # Idempotent: the venv is (re)built from scratch only when it is missing, broken,
 # or when requirements.txt (or the interpreter version) changed since the last
@@ -21,12 +25,24 @@ trap 'rc=$?; printf "ensure-pyenv: ERROR: command failed (exit %s) at line %s: %
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
-REQUIREMENTS="$REPO_ROOT/proxy/tests/jupyterhub/requirements.txt"
-VENV="${EDGEHUB_PYENV:-${HOME:?HOME is not set; set EDGEHUB_PYENV}/.cache/edgehub/pyenv}"
 PYTHON="${EDGEHUB_PYTHON:-python3}"
 STAMP_NAME=".edgehub-requirements.sha256"
-# Modules / scripts that must be usable for the venv to count as complete.
-CHECK_IMPORTS='import jupyterhub, jupyter_server, ipykernel, requests, tornado, jupyterhub_idle_culler, kubernetes_validate'
+case "${1:-default}" in
+default)
+    REQUIREMENTS="$REPO_ROOT/proxy/tests/jupyterhub/requirements.txt"
+    VENV="${EDGEHUB_PYENV:-${HOME:?HOME is not set; set EDGEHUB_PYENV}/.cache/edgehub/pyenv}"
+    # Modules and scripts that must be usable for the venv to count as complete.
+    CHECK_IMPORTS='import jupyterhub, jupyter_server, ipykernel, requests, tornado, jupyterhub_idle_culler, kubernetes_validate'
+    EXES="jupyterhub jupyterhub-singleuser kubernetes-validate"
+    ;;
+jupyterhub6)
+    REQUIREMENTS="$REPO_ROOT/proxy/tests/jupyterhub6/requirements.txt"
+    VENV="${EDGEHUB_PYENV_JH6:-${HOME:?HOME is not set; set EDGEHUB_PYENV_JH6}/.cache/edgehub/pyenv-jupyterhub6}"
+    CHECK_IMPORTS='import jupyterhub.tests.test_proxy, pytest, pytest_asyncio, requests_mock'
+    EXES="jupyterhub pytest"
+    ;;
+*) die "unknown venv '$1' (known: default, jupyterhub6)" ;;
+esac
 
 [ -f "$REQUIREMENTS" ] || die "requirements file not found: $REQUIREMENTS"
 command -v "$PYTHON" >/dev/null 2>&1 || die "'$PYTHON' not found on PATH (install python3, or set EDGEHUB_PYTHON)"
@@ -58,7 +74,7 @@ venv_ok() {
     [ -x "$VENV/bin/python" ] || return 1
     [ -f "$STAMP" ] || return 1
     [ "$(cat "$STAMP" 2>/dev/null)" = "$WANT" ] || return 1
-    [ -x "$VENV/bin/jupyterhub" ] && [ -x "$VENV/bin/jupyterhub-singleuser" ] && [ -x "$VENV/bin/kubernetes-validate" ] || return 1
+    for exe in $EXES; do [ -x "$VENV/bin/$exe" ] || return 1; done
     "$VENV/bin/python" -c "$CHECK_IMPORTS" >/dev/null 2>&1 || return 1
 }
 
@@ -119,7 +135,7 @@ log "installing $REQUIREMENTS"
 
 "$VENV/bin/python" -c "$CHECK_IMPORTS" >&2 \
     || die "installed venv is unusable: '$CHECK_IMPORTS' failed"
-for exe in jupyterhub jupyterhub-singleuser kubernetes-validate; do
+for exe in $EXES; do
     [ -x "$VENV/bin/$exe" ] || die "installed venv lacks bin/$exe"
 done
 

@@ -10,6 +10,10 @@ step "Python environment for the JupyterHub compatibility test"
 EDGEHUB_PYENV="$(bash scripts/ensure-pyenv.sh | tail -n1)"
 export EDGEHUB_PYENV
 
+step "Python environment for JupyterHub 6's own proxy test suite"
+EDGEHUB_PYENV_JH6="$(bash scripts/ensure-pyenv.sh jupyterhub6 | tail -n1)"
+export EDGEHUB_PYENV_JH6
+
 if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
     step "Installing redis-server (the edge-auth tests start real ones)"
     if [ "$(id -u)" -ne 0 ]; then
