@@ -426,3 +426,61 @@ async fn the_embedded_proxy_can_share_the_route_store() {
     beside.stop().await;
     hub.stop().await;
 }
+
+/// Redis loses the route store while the hub runs (its sessions live in another Redis): the
+/// replicas keep serving, put the routes back, and the hub's reconcile finds the store whole,
+/// so a replica started afterwards has every route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_route_store_that_lost_its_data_is_refilled() {
+    let sessions = support::redis::RedisServer::start();
+    let mut routes = support::redis::RedisServer::start();
+    let dir = temp_dir("route-store-lost");
+    let mut replicas = [0, 1].map(|_| TestProxy::sharing(&routes.url()));
+    for r in &mut replicas {
+        r.start().await;
+    }
+    let apis = replicas.each_ref().map(TestProxy::api_port);
+    let mut config = test_config(&dir);
+    config.bind = format!("127.0.0.1:{}", replicas[0].public_port());
+    config.proxy.api_url = Some(format!("http://127.0.0.1:{}", apis[0]));
+    config.proxy.api_token = Some("proxy-admin-token".into());
+    config.session.redis_url = Some(sessions.url());
+    let hub = TestHub::start(config).await;
+    let mut alice = hub.login("alice").await;
+    alice.api(Method::POST, "/users/alice/server", None).await;
+    let events = follow_progress(&mut alice, "/hub/api/users/alice/server/progress").await;
+    assert_eq!(events.last().unwrap()["ready"], true, "{events:?}");
+
+    routes.restart();
+    assert_eq!(alice.get("/user/alice/").await.status, StatusCode::OK, "still served");
+    eventually(Duration::from_secs(5), "alice's route is back in Redis", || async {
+        routes.cli(&["HEXISTS", "edgeproxy:routes", "/user/alice"]) == "1"
+    })
+    .await;
+    // The hub's reconcile (every second here) keeps it so; a replica started now has it.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut late = TestProxy::sharing(&routes.url());
+    late.start().await;
+    let late_api = late.api_port();
+    eventually(
+        Duration::from_secs(1),
+        "the late replica has alice's route",
+        || async move {
+            route_keys("127.0.0.1", late_api)
+                .await
+                .contains(&"/user/alice".to_owned())
+        },
+    )
+    .await;
+    assert!(
+        route_keys("127.0.0.1", late_api).await.contains(&"/".to_owned()),
+        "and the hub's"
+    );
+
+    hub.admin().api(Method::DELETE, "/users/alice/server", None).await;
+    late.stop().await;
+    for r in &mut replicas {
+        r.stop().await;
+    }
+    hub.stop().await;
+}

@@ -406,3 +406,34 @@ fn the_memory_backend_is_ready_at_once_and_routes_its_ready_path() {
     proxy.add_route("/", &target(&upstream));
     assert_eq!(served(&proxy, "/ready"), "root");
 }
+
+#[test]
+fn changes_missing_from_the_stream_lead_to_a_full_reload() {
+    let redis = RedisServer::start();
+    let [a, b] = [replica(&redis), replica(&redis)];
+    let upstream = server("user");
+    a.add_route("/user/first", &target(&upstream));
+    eventually(Duration::from_secs(1), "b has the first route", || {
+        served(&b, "/user/first/") == "user"
+    });
+
+    // A change whose stream entry is gone (trimmed away, or lost): the route is in the table in
+    // Redis and the version moved, but no replica was told. They notice the version and reload.
+    let data = json!({ "target": target(&upstream) }).to_string();
+    redis.cli(&["HSET", "edgeproxy:routes", "/user/unannounced", &data]);
+    redis.cli(&["HINCRBY", "edgeproxy:meta", "version", "1"]);
+    redis.cli(&["XTRIM", "edgeproxy:changes", "MAXLEN", "0"]);
+    for replica in [&a, &b] {
+        eventually(Duration::from_secs(5), "the replica reloaded", || {
+            served(replica, "/user/unannounced/") == "user"
+        });
+        assert!(replica.log_text().contains("reloading"), "{}", replica.log_text());
+    }
+
+    // And they follow the stream again from there.
+    b.add_route("/user/after", &target(&upstream));
+    eventually(Duration::from_secs(1), "a follows again", || {
+        served(&a, "/user/after/") == "user"
+    });
+    assert_eq!(served(&a, "/user/first/"), "user");
+}
