@@ -5,7 +5,7 @@
 # Loopback only; a real redis-server; nginx as the backend every route points at.
 #
 #   cargo build --release -p proxy
-#   bench/route-store.sh                 # about 5 minutes on 2 cores
+#   bench/route-store.sh                 # about 7 minutes on 2 cores
 #   bench/route-store.sh --quick         # about 1 minute: fewer samples, shorter rounds
 #
 # Report (Markdown) on stdout and in bench/results/route-store-<timestamp>.md.

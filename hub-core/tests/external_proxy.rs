@@ -291,6 +291,17 @@ async fn every_dns_replica_of_the_proxy_gets_every_route() {
     hub.stop().await;
 }
 
+/// The hub's configuration with the replica at `api` (public port `public`) as its proxy, and
+/// its login sessions in the Redis at `sessions`.
+fn hub_with_replica(dir: &std::path::Path, public: u16, api: u16, sessions: &str) -> config::HubConfig {
+    let mut config = test_config(dir);
+    config.bind = format!("127.0.0.1:{public}");
+    config.proxy.api_url = Some(format!("http://127.0.0.1:{api}"));
+    config.proxy.api_token = Some("proxy-admin-token".into());
+    config.session.redis_url = Some(sessions.to_owned());
+    config
+}
+
 /// Stream entries of the route store that set or delete `key`, in order (`set` / `delete`).
 fn store_changes_of(redis: &support::redis::RedisServer, key: &str) -> Vec<String> {
     let listing = redis.cli(&["XRANGE", "edgeproxy:changes", "-", "+"]);
@@ -320,11 +331,7 @@ async fn replicas_sharing_a_route_store_take_each_change_once() {
     let apis = replicas.each_ref().map(TestProxy::api_port);
 
     // The hub knows one replica (in a cluster: a Service in front of all), writes once.
-    let mut config = test_config(&dir);
-    config.bind = format!("127.0.0.1:{}", replicas[0].public_port());
-    config.proxy.api_url = Some(format!("http://127.0.0.1:{}", apis[0]));
-    config.proxy.api_token = Some("proxy-admin-token".into());
-    config.session.redis_url = Some(redis.url());
+    let config = hub_with_replica(&dir, replicas[0].public_port(), apis[0], &redis.url());
     let hub = TestHub::start(config).await;
     let has_alice = |api: u16| async move { route_keys("127.0.0.1", api).await.contains(&"/user/alice".to_owned()) };
 
@@ -440,11 +447,7 @@ async fn a_route_store_that_lost_its_data_is_refilled() {
         r.start().await;
     }
     let apis = replicas.each_ref().map(TestProxy::api_port);
-    let mut config = test_config(&dir);
-    config.bind = format!("127.0.0.1:{}", replicas[0].public_port());
-    config.proxy.api_url = Some(format!("http://127.0.0.1:{}", apis[0]));
-    config.proxy.api_token = Some("proxy-admin-token".into());
-    config.session.redis_url = Some(sessions.url());
+    let config = hub_with_replica(&dir, replicas[0].public_port(), apis[0], &sessions.url());
     let hub = TestHub::start(config).await;
     let mut alice = hub.login("alice").await;
     alice.api(Method::POST, "/users/alice/server", None).await;

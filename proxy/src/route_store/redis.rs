@@ -390,28 +390,12 @@ impl RedisStore {
         let mut position = Position::default();
         let mut reported_down = false;
         loop {
-            let mut conn = match self
-                .link
-                .client()
-                .get_multiplexed_async_connection_with_config(&config)
-                .await
-            {
-                Ok(conn) => conn,
-                Err(e) => {
-                    if !reported_down {
-                        tracing::warn!(
-                            "Route store unreachable: {} ({e}); serving the last table ({} routes), retrying",
-                            self.link.url(),
-                            self.routes.load().len()
-                        );
-                        reported_down = true;
-                    }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
-                    continue;
-                }
-            };
             let result: Result<std::convert::Infallible, FollowError> = async {
+                let mut conn = self
+                    .link
+                    .client()
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await?;
                 let mut stream_id = self.load(&mut conn, &mut position).await?;
                 self.up.store(true, Ordering::Relaxed);
                 self.metrics.up.set(1.0);
@@ -432,6 +416,7 @@ impl RedisStore {
             let Err(e) = result;
             self.up.store(false, Ordering::Relaxed);
             self.metrics.up.set(0.0);
+            // Once per outage; the table stays as it was.
             if !reported_down {
                 tracing::warn!(
                     "Route store unreachable: {} ({e}); serving the last table ({} routes), retrying",
@@ -441,6 +426,7 @@ impl RedisStore {
                 reported_down = true;
             }
             tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
         }
     }
 
@@ -726,15 +712,23 @@ impl RedisStore {
             };
             // Activity recorded while the walk runs is newer than `began`: sent next time.
             let began = now_ms().saturating_sub(1);
-            let walk = Instant::now();
-            let mut active = Vec::new();
-            self.routes.load().for_each_route(|key, route| {
-                let at = route.last_activity_ms();
-                if at > since {
-                    active.push((key.to_owned(), at));
-                }
-            });
-            pause = (walk.elapsed() * WALK_SHARE).clamp(ACTIVITY_FLUSH, ACTIVITY_FLUSH_MAX);
+            // Off the runtime's threads: with one worker, a walk of 100,000 routes would hold up
+            // the requests and the follower behind it for its 11 ms.
+            let table = self.routes.load_full();
+            let walked = tokio::task::spawn_blocking(move || {
+                let walk = Instant::now();
+                let mut active = Vec::new();
+                table.for_each_route(|key, route| {
+                    let at = route.last_activity_ms();
+                    if at > since {
+                        active.push((key.to_owned(), at));
+                    }
+                });
+                (active, walk.elapsed())
+            })
+            .await;
+            let Ok((active, took)) = walked else { continue };
+            pause = (took * WALK_SHARE).clamp(ACTIVITY_FLUSH, ACTIVITY_FLUSH_MAX);
             let mut sent = true;
             for chunk in active.chunks(CHUNK) {
                 let mut call = ACTIVITY.prepare_invoke();
