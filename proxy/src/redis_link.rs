@@ -120,6 +120,12 @@ impl RedisLink {
     }
 }
 
+/// Whether `e` says the connection itself failed (rather than Redis refusing a command): the
+/// caller then reports the link broken so it is replaced.
+pub fn lost_connection(e: &redis::RedisError) -> bool {
+    e.is_io_error() || e.is_connection_dropped() || e.is_timeout()
+}
+
 /// `redis://user:secret@host/0` → `redis://user:***@host/0`: URLs go into logs and API answers.
 fn without_password(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {

@@ -31,7 +31,7 @@ use serde_json::{Map, Value as Json};
 use tokio::sync::watch;
 
 use super::{Applied, Change, StoreMetrics, StoreUnavailable};
-use crate::redis_link::RedisLink;
+use crate::redis_link::{RedisLink, lost_connection};
 use crate::route_table::{RouteTable, Routes};
 use crate::timestamp::now_ms;
 
@@ -298,7 +298,7 @@ impl RedisStore {
                     self.link.report_broken();
                 }
                 Ok(Err(e)) => {
-                    if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
+                    if lost_connection(&e) {
                         self.link.report_broken();
                     }
                     return Err(self.unavailable(format_args!(
@@ -349,12 +349,16 @@ impl RedisStore {
             Ok(Ok(answer)) => answer,
             Ok(Err(e)) => {
                 tracing::warn!("route store: shared activity not read ({e}); listing this replica's own");
+                if lost_connection(&e) {
+                    self.link.report_broken();
+                }
                 return None;
             }
             Err(_) => {
                 tracing::warn!(
                     "route store: shared activity not read within {ACTIVITY_WAIT:?}; listing this replica's own"
                 );
+                self.link.report_broken();
                 return None;
             }
         };
@@ -738,7 +742,7 @@ impl RedisStore {
                 }
                 if let Err(e) = call.invoke_async::<()>(&mut conn).await {
                     tracing::debug!("route store: activity not flushed ({e}); retried");
-                    if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
+                    if lost_connection(&e) {
                         self.link.report_broken();
                     }
                     sent = false;
