@@ -1,13 +1,22 @@
 //! The hub's state on disk: one SQLite file (WAL), written through on every change so that a
 //! hub restarted at any moment finds every user, server and token it had.
 //!
+//! One hub at a time: the hub keeps its state in memory and writes it through, so two hubs on one
+//! file would each trust their own copy and undo each other's work. The store holds an exclusive
+//! lock on `<file>.lock` for as long as it is open, and a second hub refuses to start, naming the
+//! process that holds it.
+//!
 //! The schema evolves by numbered migrations, applied in order inside one transaction each and
 //! recorded in `PRAGMA user_version`; a database newer than this binary is refused rather than
 //! misread. Calls are short (one row) and made under a mutex: SQLite serialises writers anyway,
 //! and a row write in WAL mode with `synchronous=NORMAL` costs tens of microseconds.
 
+use std::fs::File;
+use std::io::{Read, Seek, Write};
+use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
@@ -63,6 +72,12 @@ pub enum StoreError {
         "the state database {path} has schema version {found}, newer than this edgehub knows ({known}); use a newer edgehub"
     )]
     TooNew { path: String, found: i64, known: usize },
+    #[error(
+        "the state database {path} is in use by another edgehub ({holder}); stop it first: SQLite state is for one hub at a time"
+    )]
+    InUse { path: String, holder: String },
+    #[error("cannot lock the state database {path}: {source}")]
+    Lock { path: String, source: std::io::Error },
     #[error("state database: {0}")]
     Sql(#[from] rusqlite::Error),
     #[error("state database holds unreadable JSON in {what}: {source}")]
@@ -74,6 +89,56 @@ pub enum StoreError {
 
 pub struct Store {
     conn: Mutex<Connection>,
+    /// Locked while the store is open (the kernel lets go when the process ends, however).
+    _one_hub: File,
+}
+
+/// How long a hub waits for the lock before refusing: long enough for a hub stopped in the same
+/// process (a restart) to finish letting go of it.
+const LOCK_WAIT: Duration = Duration::from_secs(3);
+
+/// Takes the exclusive lock on `<db>.lock` and writes this process's id into it.
+fn lock_for_one_hub(db: &Path) -> Result<File, StoreError> {
+    let path = format!("{}.lock", db.display());
+    let lock_err = |source| StoreError::Lock {
+        path: path.clone(),
+        source,
+    };
+    let mut file = File::options()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(lock_err)?;
+    let deadline = Instant::now() + LOCK_WAIT;
+    loop {
+        // SAFETY: flock on a descriptor this function owns; no memory is involved.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            let pid = std::process::id().to_string();
+            file.set_len(0).map_err(lock_err)?;
+            file.rewind().map_err(lock_err)?;
+            file.write_all(pid.as_bytes()).map_err(lock_err)?;
+            return Ok(file);
+        }
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
+            return Err(lock_err(err));
+        }
+        if Instant::now() >= deadline {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = match holder.trim() {
+                "" => "a process that has not said which".to_owned(),
+                pid => format!("process {pid}"),
+            };
+            return Err(StoreError::InUse {
+                path: db.display().to_string(),
+                holder,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Everything read back at start-up.
@@ -86,6 +151,7 @@ pub struct Loaded {
 impl Store {
     /// Opens (creating if needed) and migrates the database at `path`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let one_hub = lock_for_one_hub(path)?;
         let open_err = |source| StoreError::Open {
             path: path.display().to_string(),
             source,
@@ -103,7 +169,10 @@ impl Store {
         )
         .map_err(open_err)?;
         migrate(&mut conn, path)?;
-        Ok(Store { conn: Mutex::new(conn) })
+        Ok(Store {
+            conn: Mutex::new(conn),
+            _one_hub: one_hub,
+        })
     }
 
     fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
@@ -376,6 +445,22 @@ mod tests {
         store.delete_user("alice").unwrap();
         let loaded = store.load().unwrap();
         assert!(loaded.servers.is_empty() && loaded.tokens.is_empty(), "cascade");
+    }
+
+    #[test]
+    fn a_second_hub_on_the_same_file_is_refused_naming_the_first() {
+        let path = temp_db("one-hub");
+        let first = Store::open(&path).unwrap();
+        let began = Instant::now();
+        let err = Store::open(&path).err().unwrap().to_string();
+        assert!(
+            err.contains("in use by another edgehub") && err.contains(&format!("process {}", std::process::id())),
+            "{err}"
+        );
+        assert!(began.elapsed() >= LOCK_WAIT, "it waited for the first to let go");
+        drop(first);
+        let again = Store::open(&path).unwrap();
+        assert!(again.load().unwrap().users.is_empty());
     }
 
     #[test]
