@@ -2,8 +2,8 @@
 //! hub restarted at any moment finds every user, server and token it had.
 //!
 //! One hub at a time: the hub keeps its state in memory and writes it through, so two hubs on one
-//! file would each trust their own copy and undo each other's work. The store holds an exclusive
-//! lock on `<file>.lock` for as long as it is open, and a second hub refuses to start, naming the
+//! file would each trust their own copy and undo each other's work. A running hub holds an
+//! exclusive lock on `<file>.lock` ([`StateLock`]), and a second hub refuses to start, naming the
 //! process that holds it.
 //!
 //! The schema evolves by numbered migrations, applied in order inside one transaction each and
@@ -89,15 +89,26 @@ pub enum StoreError {
 
 pub struct Store {
     conn: Mutex<Connection>,
-    /// Locked while the store is open (the kernel lets go when the process ends, however).
-    _one_hub: File,
+}
+
+/// The right to run a hub on a state database: an exclusive lock on `<db>.lock`, released when
+/// this is dropped (or, however the process ends, by the kernel).
+pub struct StateLock {
+    _file: File,
 }
 
 /// How long a hub waits for the lock before refusing: long enough for a hub stopped in the same
 /// process (a restart) to finish letting go of it.
 const LOCK_WAIT: Duration = Duration::from_secs(3);
 
-/// Takes the exclusive lock on `<db>.lock` and writes this process's id into it.
+impl StateLock {
+    /// Takes the lock on `<db>.lock` and writes this process's id into it; if another process
+    /// (or another hub in this one) holds it for longer than 3 s, says which.
+    pub fn acquire(db: &Path) -> Result<StateLock, StoreError> {
+        lock_for_one_hub(db).map(|file| StateLock { _file: file })
+    }
+}
+
 fn lock_for_one_hub(db: &Path) -> Result<File, StoreError> {
     let path = format!("{}.lock", db.display());
     let lock_err = |source| StoreError::Lock {
@@ -151,7 +162,6 @@ pub struct Loaded {
 impl Store {
     /// Opens (creating if needed) and migrates the database at `path`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let one_hub = lock_for_one_hub(path)?;
         let open_err = |source| StoreError::Open {
             path: path.display().to_string(),
             source,
@@ -169,10 +179,7 @@ impl Store {
         )
         .map_err(open_err)?;
         migrate(&mut conn, path)?;
-        Ok(Store {
-            conn: Mutex::new(conn),
-            _one_hub: one_hub,
-        })
+        Ok(Store { conn: Mutex::new(conn) })
     }
 
     fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, StoreError> {
@@ -450,17 +457,16 @@ mod tests {
     #[test]
     fn a_second_hub_on_the_same_file_is_refused_naming_the_first() {
         let path = temp_db("one-hub");
-        let first = Store::open(&path).unwrap();
+        let first = StateLock::acquire(&path).unwrap();
         let began = Instant::now();
-        let err = Store::open(&path).err().unwrap().to_string();
+        let err = StateLock::acquire(&path).err().unwrap().to_string();
         assert!(
             err.contains("in use by another edgehub") && err.contains(&format!("process {}", std::process::id())),
             "{err}"
         );
         assert!(began.elapsed() >= LOCK_WAIT, "it waited for the first to let go");
         drop(first);
-        let again = Store::open(&path).unwrap();
-        assert!(again.load().unwrap().users.is_empty());
+        assert!(StateLock::acquire(&path).is_ok(), "free once the first hub let go");
     }
 
     #[test]
