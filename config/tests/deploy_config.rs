@@ -32,9 +32,19 @@ fn the_kubernetes_deployments_hub_config_is_valid() {
     config.validate().unwrap();
 
     assert_eq!(config.spawner_class, SpawnerClass::Kubernetes);
-    // The replicas share their table in Redis: one write per change, to any of them.
+    // The proxies share one route table in Redis (edgeproxy.yaml), so each change goes once to
+    // the load-balanced Service edgeproxy-api: "dns" would send it to every pod (and needs a
+    // headless Service, which edgeproxy-api no longer is).
     assert_eq!(config.proxy.replicas, ProxyReplicas::One);
+    assert!(
+        text.contains("\nreplicas = \"one\"\n"),
+        "replicas is written out, for the comment above it"
+    );
     assert_eq!(config.proxy.api_url.as_deref(), Some("http://edgeproxy-api:8001"));
+    // The route store belongs to the external edgeproxy replicas (--storage-url there); the
+    // hub's storage_* keys configure only the proxy `edgehub up` embeds.
+    assert_eq!(config.proxy.storage_backend, None);
+    assert_eq!(config.proxy.storage_url, None);
     let kubernetes = config.kubernetes.as_ref().unwrap();
     assert_eq!(kubernetes.namespace, "edgehub");
     let slugs: Vec<&str> = kubernetes.profiles.iter().map(|p| p.slug.as_str()).collect();

@@ -4,11 +4,20 @@
 //! the kustomization applies every manifest there is. kubernetes-validate comes from the test venv
 //! (scripts/ensure-pyenv.sh). The hub configuration inside the ConfigMap is checked by
 //! config/tests/deploy_config.rs.
+//!
+//! Then what makes the deployment work, read from the manifests (by PyYAML from the same venv):
+//! the edgeproxy replicas share one route table in Redis (their command, parsed by edgeproxy's
+//! own parser, selects the route store at the Redis Service), are ready once it is loaded, and
+//! the hub writes each change once to a load-balanced Service in front of them.
 
 mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use clap::Parser;
+use config::{HubConfig, Listen, ProxyReplicas, RouteStorage};
+use serde_json::Value;
 
 /// The oldest Kubernetes the spawner's API types target (k8s-openapi's `v1_33`).
 const KUBERNETES: &str = "1.33";
@@ -90,47 +99,216 @@ fn the_kustomization_applies_every_manifest() {
     assert_eq!(listed.first(), Some(&"namespace.yaml"), "the namespace comes first");
 }
 
-/// The items of the YAML list under `key:` (one `- item` per line, comments skipped), from the
-/// first occurrence of `key:` on.
-fn list_under(yaml: &str, key: &str) -> Vec<String> {
-    yaml.lines()
-        .skip_while(|l| l.trim() != format!("{key}:"))
-        .skip(1)
-        .filter(|l| !l.trim_start().starts_with('#'))
-        .take_while(|l| l.trim_start().starts_with("- "))
-        .map(|l| l.trim_start()[2..].trim().to_owned())
-        .collect()
+/// Every document of a manifest, as JSON. PyYAML (a dependency of kubernetes-validate) reads
+/// them: the workspace has no YAML parser of its own.
+fn documents(file: &str) -> Vec<Value> {
+    let out = Command::new(support::pyenv_bin("python"))
+        .args([
+            "-c",
+            "import json, sys, yaml; json.dump(list(yaml.safe_load_all(open(sys.argv[1]))), sys.stdout)",
+        ])
+        .arg(deploy_dir().join(file))
+        .output()
+        .expect("run the venv's python");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("JSON from PyYAML")
+}
+
+fn object<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    docs.iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name}"))
+}
+
+fn strings(list: &Value) -> Vec<String> {
+    let items = list.as_array().unwrap_or_else(|| panic!("not a list: {list}"));
+    items.iter().map(|v| v.as_str().expect("a string").to_owned()).collect()
+}
+
+/// A probe's or Service's port (a number or a container port's name) as a number.
+fn container_port(container: &Value, port: &Value) -> u64 {
+    if let Some(n) = port.as_u64() {
+        return n;
+    }
+    let name = port.as_str().unwrap_or_else(|| panic!("a port: {port}"));
+    container["ports"]
+        .as_array()
+        .expect("the container's ports")
+        .iter()
+        .find(|p| p["name"] == name)
+        .and_then(|p| p["containerPort"].as_u64())
+        .unwrap_or_else(|| panic!("no container port named {name}"))
+}
+
+/// How long a probe lets a container fail before the kubelet acts: Kubernetes' defaults where
+/// unset (period 10 s, 3 failures, no initial delay).
+fn probe_budget_secs(probe: &Value) -> u64 {
+    let field = |name: &str, default: u64| probe[name].as_u64().unwrap_or(default);
+    field("initialDelaySeconds", 0) + field("periodSeconds", 10) * field("failureThreshold", 3)
+}
+
+/// `http://host:port/…` or `redis://host:port/…`: host and port.
+fn host_port(url: &str) -> (String, u64) {
+    let rest = url.split_once("://").expect("a URL").1;
+    let authority = rest.split('/').next().unwrap();
+    let (host, port) = authority.rsplit_once(':').expect("a port in the URL");
+    (host.to_owned(), port.parse().unwrap())
+}
+
+/// The Service `name` in `docs` selects the pods of `pod_template` and maps `port` to
+/// `container`'s port `target`.
+fn assert_service_reaches(docs: &[Value], name: &str, port: u64, pod_template: &Value, target: u64) {
+    let service = object(docs, "Service", name);
+    let labels = &pod_template["metadata"]["labels"];
+    let selector = service["spec"]["selector"].as_object().expect("a selector");
+    assert!(!selector.is_empty());
+    for (key, value) in selector {
+        assert_eq!(&labels[key], value, "Service {name} selects {key}={value}");
+    }
+    let container = &pod_template["spec"]["containers"][0];
+    let ports = service["spec"]["ports"].as_array().unwrap();
+    let mapped = ports
+        .iter()
+        .find(|p| p["port"].as_u64() == Some(port))
+        .unwrap_or_else(|| panic!("Service {name} has no port {port}"));
+    let target_port = if mapped["targetPort"].is_null() {
+        &mapped["port"]
+    } else {
+        &mapped["targetPort"]
+    };
+    assert_eq!(
+        container_port(container, target_port),
+        target,
+        "Service {name} port {port}"
+    );
 }
 
 #[test]
-fn the_proxies_share_the_route_store_and_are_ready_when_it_is_loaded() {
-    use clap::Parser;
-    let yaml = std::fs::read_to_string(deploy_dir().join("edgeproxy.yaml")).unwrap();
-    let command = list_under(&yaml, "command");
-    assert_eq!(command.first().map(String::as_str), Some("edgeproxy"), "{command:?}");
-    // The arguments as edgeproxy itself reads them (but the auth file, which is in a ConfigMap).
-    let args = command.iter().filter(|a| !a.starts_with("--auth-config"));
-    let cli = proxy::cli::Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{e}"));
-    let parsed = cli.into_config(Some("token".into())).unwrap();
-    match &parsed.config.storage {
-        config::RouteStorage::Redis(store) => assert_eq!(store.url, "redis://edgehub-redis:6379/1"),
-        other => panic!("the proxies keep their routes in {other:?}"),
+fn the_proxies_share_one_route_table_in_redis_and_are_ready_once_it_is_loaded() {
+    let proxy_docs = documents("edgeproxy.yaml");
+    let deployment = object(&proxy_docs, "Deployment", "edgeproxy");
+    assert!(
+        deployment["spec"]["replicas"].as_u64().unwrap() >= 2,
+        "several replicas"
+    );
+    let pod = &deployment["spec"]["template"];
+    let container = &pod["spec"]["containers"][0];
+    assert_eq!(container["name"], "edgeproxy");
+
+    // The command, as edgeproxy parses it, with the auth config of the ConfigMap edgeproxy-auth
+    // (mounted at /etc/edgeproxy) copied to a scratch directory.
+    let mut args = strings(&container["command"]);
+    assert_eq!(args[0], "edgeproxy");
+    let auth = object(&proxy_docs, "ConfigMap", "edgeproxy-auth")["data"]["auth.toml"]
+        .as_str()
+        .expect("auth.toml");
+    let dir = support::temp_dir("deploy-edgeproxy-args");
+    std::fs::write(dir.join("auth.toml"), auth).unwrap();
+    for arg in &mut args {
+        if let Some(path) = arg.strip_prefix("--auth-config=") {
+            assert_eq!(path, "/etc/edgeproxy/auth.toml");
+            *arg = format!("--auth-config={}", dir.join("auth.toml").display());
+        }
     }
-    // Readiness is "the table is loaded", on the admin port; the admin Service is not headless
-    // (any replica takes a write for all).
-    let readiness = yaml.split("readinessProbe:").nth(1).expect("a readiness probe");
-    let probe: Vec<&str> = readiness.lines().take(4).map(str::trim).collect();
-    assert!(
-        probe.contains(&"path: /ready") && probe.contains(&"port: api"),
-        "{probe:?}"
+    // The flags are the whole route-store configuration: no EDGEPROXY_STORAGE_* beside them.
+    for var in container["env"].as_array().into_iter().flatten() {
+        let name = var["name"].as_str().unwrap();
+        assert!(
+            !name.starts_with("EDGEPROXY_STORAGE_"),
+            "{name} in the env: use the flags"
+        );
+    }
+    let cli = proxy::cli::Cli::try_parse_from(&args).unwrap_or_else(|e| panic!("{e}\n{args:?}"));
+    let parsed = cli
+        .into_config(Some("token".to_owned()))
+        .unwrap_or_else(|e| panic!("{e}\n{args:?}"));
+    let proxy = parsed.config;
+    let RouteStorage::Redis(store) = &proxy.storage else {
+        panic!("the route table is not in Redis: {:?}\n{args:?}", proxy.storage)
+    };
+    assert!(store.url.starts_with("redis://"), "{}", store.url);
+
+    // That Redis is the Service of redis.yaml.
+    let (redis_host, redis_port) = host_port(&store.url);
+    let redis_docs = documents("redis.yaml");
+    let redis_pod = &object(&redis_docs, "Deployment", &redis_host)["spec"]["template"];
+    assert_service_reaches(&redis_docs, &redis_host, redis_port, redis_pod, 6379);
+
+    // Ready = the table is loaded: GET /ready on the port edgeproxy serves its admin API on.
+    let Listen::Tcp { port: api_port, .. } = proxy.api else {
+        panic!("admin API on a socket: {:?}", proxy.api)
+    };
+    let Listen::Tcp { port: public_port, .. } = proxy.public else {
+        panic!("public port on a socket: {:?}", proxy.public)
+    };
+    let ready = &container["readinessProbe"]["httpGet"];
+    assert_eq!(
+        ready["path"], "/ready",
+        "readinessProbe: {}",
+        container["readinessProbe"]
     );
-    assert!(
-        !yaml.contains("clusterIP: None"),
-        "edgeproxy-api is an ordinary Service"
-    );
-    let redis = std::fs::read_to_string(deploy_dir().join("redis.yaml")).unwrap();
-    assert!(
-        redis.contains("\"--appendonly\", \"yes\""),
-        "Redis keeps the routes across restarts"
-    );
+    assert_eq!(container_port(container, &ready["port"]), u64::from(api_port));
+    let live = &container["livenessProbe"]["httpGet"];
+    assert_eq!(live["path"], "/_chp_healthz");
+    assert_eq!(container_port(container, &live["port"]), u64::from(public_port));
+    // /_chp_healthz answers 503 until the first load: a replica waiting for Redis at start must
+    // not be restarted in a loop. The startup probe (or, without one, the liveness probe) gives
+    // the first load minutes.
+    let startup = &container["startupProbe"];
+    let first_load = if startup.is_null() {
+        probe_budget_secs(&container["livenessProbe"])
+    } else {
+        assert_eq!(startup["httpGet"]["path"], "/_chp_healthz");
+        probe_budget_secs(startup)
+    };
+    assert!(first_load >= 300, "only {first_load} s for the first load of the table");
+
+    // The admin API Service: load-balanced over the pods (any replica takes a write), not
+    // headless, and only ready replicas behind it.
+    let api = object(&proxy_docs, "Service", "edgeproxy-api");
+    assert_ne!(api["spec"]["clusterIP"], "None", "edgeproxy-api is headless");
+    assert_ne!(api["spec"]["publishNotReadyAddresses"], true);
+    assert_service_reaches(&proxy_docs, "edgeproxy-api", 8001, pod, u64::from(api_port));
+    assert_service_reaches(&proxy_docs, "edgeproxy", 80, pod, u64::from(public_port));
+
+    // The hub writes each change once, to that Service.
+    let hub_docs = documents("hub-config.yaml");
+    let toml_text = object(&hub_docs, "ConfigMap", "edgehub-config")["data"]["edgehub.toml"]
+        .as_str()
+        .expect("edgehub.toml");
+    let hub: HubConfig = toml::from_str(toml_text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(hub.proxy.replicas, ProxyReplicas::One, "not replicas = \"dns\"");
+    let (api_host, port) = host_port(hub.proxy.api_url.as_deref().expect("api_url"));
+    assert_eq!(api_host, "edgeproxy-api");
+    assert_service_reaches(&proxy_docs, &api_host, port, pod, u64::from(api_port));
+}
+
+#[test]
+fn redis_keeps_the_route_table_across_a_container_restart_and_is_never_two_pods() {
+    let docs = documents("redis.yaml");
+    let deployment = object(&docs, "Deployment", "edgehub-redis");
+    assert_eq!(deployment["spec"]["replicas"], 1);
+    assert_eq!(deployment["spec"]["strategy"]["type"], "Recreate");
+    let pod = &deployment["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    let args = strings(&container["args"]).join(" ");
+    assert!(args.contains("--appendonly yes"), "{args}");
+    assert!(args.contains("--appendfsync everysec"), "{args}");
+    // The proxies follow session deletions and expiries (docs/auth.md).
+    assert!(args.contains("--notify-keyspace-events Egx"), "{args}");
+    // The append-only file goes to /data (the image's working directory), an emptyDir, which
+    // outlives a restart of the container.
+    let mount = container["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["mountPath"] == "/data")
+        .expect("a volume at /data");
+    let volume = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == mount["name"])
+        .expect("the volume");
+    assert!(volume["emptyDir"].is_object(), "{volume}");
 }
