@@ -685,3 +685,136 @@ fn a_replica_started_after_the_traffic_lists_the_activity_others_saw() {
     });
     assert!(ms(&d.last_activity("/user/busy")) >= later);
 }
+
+#[test]
+fn redis_flushed_under_running_replicas_wipes_no_replica() {
+    let redis = RedisServer::start();
+    let [a, b, c] = [replica(&redis), replica(&redis), replica(&redis)];
+    let upstream = server("user");
+    let add: Map<String, Value> = (0..50)
+        .map(|i| (format!("/user/u{i}"), json!({ "target": target(&upstream) })))
+        .collect();
+    assert_eq!(
+        a.api("POST", "/api/batch", Some(&json!({ "add": add }).to_string()))
+            .status,
+        200
+    );
+    for replica in [&b, &c] {
+        eventually(Duration::from_secs(1), "the batch reached every replica", || {
+            replica.routes().as_object().unwrap().len() == 50
+        });
+    }
+
+    // Someone empties Redis under the running fleet (FLUSHALL, no restart), and the hub then
+    // adds a route through one replica.
+    assert_eq!(redis.cli(&["FLUSHALL"]), "OK");
+    let body = json!({ "target": target(&upstream) }).to_string();
+    let r = a.api("POST", "/api/routes/user/new", Some(&body));
+    assert_eq!(r.status, 201, "{}", r.text());
+    for replica in [&a, &b, &c] {
+        for i in (0..50).step_by(7) {
+            assert_eq!(served(replica, &format!("/user/u{i}/")), "user", "no replica is wiped");
+        }
+    }
+    eventually(Duration::from_secs(10), "the routes are back in Redis", || {
+        redis.cli(&["HLEN", "edgeproxy:routes"]) == "51"
+    });
+    for replica in [&a, &b, &c] {
+        eventually(Duration::from_secs(2), "every replica has every route", || {
+            replica.routes().as_object().unwrap().len() == 51 && served(replica, "/user/new/") == "user"
+        });
+    }
+    let d = replica(&redis);
+    assert_eq!(
+        d.routes().as_object().unwrap().len(),
+        51,
+        "a replica started now has them all"
+    );
+
+    // Emptied again, with nobody writing: the replicas notice on their own and put it back.
+    assert_eq!(redis.cli(&["FLUSHALL"]), "OK");
+    eventually(
+        Duration::from_secs(10),
+        "the routes are back in Redis with no write",
+        || redis.cli(&["HLEN", "edgeproxy:routes"]) == "51",
+    );
+    for replica in [&a, &b, &c, &d] {
+        assert_eq!(replica.routes().as_object().unwrap().len(), 51, "no replica is wiped");
+    }
+}
+
+#[test]
+fn a_hung_redis_holds_up_no_request_and_the_fleet_converges_after() {
+    let redis = RedisServer::start();
+    let [a, b] = [replica(&redis), replica(&redis)];
+    let upstream = server("user");
+    for i in 0..10 {
+        a.add_route(&format!("/user/u{i}"), &target(&upstream));
+    }
+    eventually(Duration::from_secs(1), "b has the routes", || {
+        served(&b, "/user/u9/") == "user"
+    });
+
+    // Redis stops answering but keeps its connections open.
+    redis.pause();
+    let hung = Instant::now();
+    let refused = std::thread::scope(|s| {
+        let write = s.spawn(|| {
+            let body = json!({ "target": target(&upstream) }).to_string();
+            let t = Instant::now();
+            let r = b.api("POST", "/api/routes/user/during", Some(&body));
+            (r, t.elapsed())
+        });
+        while hung.elapsed() < Duration::from_secs(3) {
+            for replica in [&a, &b] {
+                let t = Instant::now();
+                assert_eq!(served(replica, "/user/u3/"), "user", "routes fail static");
+                assert_eq!(replica.get("/_chp_healthz").status, 200);
+                assert!(
+                    t.elapsed() < Duration::from_millis(500),
+                    "a proxied request waited {:?} on a hung Redis",
+                    t.elapsed()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let t = Instant::now();
+        let listing = a.api("GET", "/api/routes", None);
+        assert_eq!(
+            listing.status,
+            200,
+            "listings answer from the table: {}",
+            listing.text()
+        );
+        assert_eq!(listing.json().as_object().unwrap().len(), 10);
+        assert!(
+            t.elapsed() < Duration::from_millis(2500),
+            "GET /api/routes took {:?} on a hung Redis",
+            t.elapsed()
+        );
+        redis.resume();
+        write.join().unwrap()
+    });
+    let (r, took) = refused;
+    assert!(took < Duration::from_secs(12), "the write answered after {took:?}");
+    if r.status != 201 {
+        assert_unavailable(&r, "a write to a hung Redis");
+    }
+
+    // Thawed: writes work, and both replicas hold exactly Redis's table.
+    let body = json!({ "target": target(&upstream) }).to_string();
+    eventually(Duration::from_secs(10), "writes work again", || {
+        a.api("POST", "/api/routes/user/after", Some(&body)).status == 201
+    });
+    let in_redis: BTreeSet<String> = redis
+        .cli(&["HKEYS", "edgeproxy:routes"])
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert!(in_redis.contains("/user/after") && in_redis.len() >= 11, "{in_redis:?}");
+    for replica in [&a, &b] {
+        eventually(Duration::from_secs(2), "the replica has Redis's table", || {
+            keys(&replica.routes()) == in_redis
+        });
+    }
+}

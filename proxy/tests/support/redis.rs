@@ -126,6 +126,26 @@ impl RedisServer {
         copy_dir(copy, &data);
     }
 
+    /// Freezes the server (SIGSTOP): connections stay open and nothing answers, as with a hung
+    /// Redis or a network that drops packets. [`RedisServer::resume`] thaws it.
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, name: &str) {
+        let pid = self.child.as_ref().expect("redis-server running").id();
+        let ok = Command::new("kill")
+            .args([&format!("-{name}"), &pid.to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{name} {pid}");
+    }
+
     /// Starts again on the same socket (after `kill`), empty: whatever it had is lost.
     pub fn restart(&mut self) {
         self.kill();
