@@ -1,13 +1,22 @@
 //! The hub's state on disk: one SQLite file (WAL), written through on every change so that a
 //! hub restarted at any moment finds every user, server and token it had.
 //!
+//! One hub at a time: the hub keeps its state in memory and writes it through, so two hubs on one
+//! file would each trust their own copy and undo each other's work. A running hub holds an
+//! exclusive lock on `<file>.lock` ([`StateLock`]), and a second hub refuses to start, naming the
+//! process that holds it.
+//!
 //! The schema evolves by numbered migrations, applied in order inside one transaction each and
 //! recorded in `PRAGMA user_version`; a database newer than this binary is refused rather than
 //! misread. Calls are short (one row) and made under a mutex: SQLite serialises writers anyway,
 //! and a row write in WAL mode with `synchronous=NORMAL` costs tens of microseconds.
 
+use std::fs::File;
+use std::io::{Read, Seek, Write};
+use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
@@ -63,6 +72,12 @@ pub enum StoreError {
         "the state database {path} has schema version {found}, newer than this edgehub knows ({known}); use a newer edgehub"
     )]
     TooNew { path: String, found: i64, known: usize },
+    #[error(
+        "the state database {path} is in use by another edgehub ({holder}); stop it first: SQLite state is for one hub at a time"
+    )]
+    InUse { path: String, holder: String },
+    #[error("cannot lock the state database {path}: {source}")]
+    Lock { path: String, source: std::io::Error },
     #[error("state database: {0}")]
     Sql(#[from] rusqlite::Error),
     #[error("state database holds unreadable JSON in {what}: {source}")]
@@ -74,6 +89,67 @@ pub enum StoreError {
 
 pub struct Store {
     conn: Mutex<Connection>,
+}
+
+/// The right to run a hub on a state database: an exclusive lock on `<db>.lock`, released when
+/// this is dropped (or, however the process ends, by the kernel).
+pub struct StateLock {
+    _file: File,
+}
+
+/// How long a hub waits for the lock before refusing: long enough for a hub stopped in the same
+/// process (a restart) to finish letting go of it.
+const LOCK_WAIT: Duration = Duration::from_secs(3);
+
+impl StateLock {
+    /// Takes the lock on `<db>.lock` and writes this process's id into it; if another process
+    /// (or another hub in this one) holds it for longer than 3 s, says which.
+    pub fn acquire(db: &Path) -> Result<StateLock, StoreError> {
+        lock_for_one_hub(db).map(|file| StateLock { _file: file })
+    }
+}
+
+fn lock_for_one_hub(db: &Path) -> Result<File, StoreError> {
+    let path = format!("{}.lock", db.display());
+    let lock_err = |source| StoreError::Lock {
+        path: path.clone(),
+        source,
+    };
+    let mut file = File::options()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(lock_err)?;
+    let deadline = Instant::now() + LOCK_WAIT;
+    loop {
+        // SAFETY: flock on a descriptor this function owns; no memory is involved.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            let pid = std::process::id().to_string();
+            file.set_len(0).map_err(lock_err)?;
+            file.rewind().map_err(lock_err)?;
+            file.write_all(pid.as_bytes()).map_err(lock_err)?;
+            return Ok(file);
+        }
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
+            return Err(lock_err(err));
+        }
+        if Instant::now() >= deadline {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = match holder.trim() {
+                "" => "a process that has not said which".to_owned(),
+                pid => format!("process {pid}"),
+            };
+            return Err(StoreError::InUse {
+                path: db.display().to_string(),
+                holder,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Everything read back at start-up.
@@ -376,6 +452,21 @@ mod tests {
         store.delete_user("alice").unwrap();
         let loaded = store.load().unwrap();
         assert!(loaded.servers.is_empty() && loaded.tokens.is_empty(), "cascade");
+    }
+
+    #[test]
+    fn a_second_hub_on_the_same_file_is_refused_naming_the_first() {
+        let path = temp_db("one-hub");
+        let first = StateLock::acquire(&path).unwrap();
+        let began = Instant::now();
+        let err = StateLock::acquire(&path).err().unwrap().to_string();
+        assert!(
+            err.contains("in use by another edgehub") && err.contains(&format!("process {}", std::process::id())),
+            "{err}"
+        );
+        assert!(began.elapsed() >= LOCK_WAIT, "it waited for the first to let go");
+        drop(first);
+        assert!(StateLock::acquire(&path).is_ok(), "free once the first hub let go");
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::session::{RecordStore, Sessions};
 use crate::spawner::Spawner;
 use crate::spawner::kube::KubernetesSpawner;
 use crate::spawner::local::LocalSpawner;
-use crate::store::Store;
+use crate::store::{StateLock, Store};
 
 /// What a running `up` exposes to its caller (tests, the binary).
 pub struct Running {
@@ -34,6 +34,8 @@ pub struct Running {
     pub proxy_api_url: Option<String>,
     /// The tasks that own the listeners: the hub's, and the embedded proxy's.
     listeners: Vec<tokio::task::JoinHandle<()>>,
+    /// Held while this hub runs: no other hub starts on its state database meanwhile.
+    _state_lock: StateLock,
 }
 
 impl Running {
@@ -103,6 +105,8 @@ pub async fn start(
 ) -> anyhow::Result<Running> {
     let began = Instant::now();
     config.validate()?;
+    // Before anything is read: a second hub on this state must not start at all.
+    let state_lock = StateLock::acquire(&config.db)?;
     let store = Arc::new(Store::open(&config.db)?);
     let secret_hex = session_signing_key(&store)?;
     let auth = Arc::new(Authenticator::new(&config.auth)?);
@@ -294,6 +298,7 @@ pub async fn start(
         hub_addr,
         proxy_api_url,
         listeners,
+        _state_lock: state_lock,
     })
 }
 

@@ -61,6 +61,14 @@ async fn edgehub_up_prints_its_url_and_serves_the_hub() {
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.text().contains("name=\"username\""), "{}", r.text());
 
+    // A second hub on the same state refuses to start, naming the first.
+    let (code, err) = up_refused(&dir, None, &[]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("is in use by another edgehub") && err.contains(&format!("process {}", child.id())),
+        "{err}"
+    );
+
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let status = child.wait().unwrap();
     assert!(status.success(), "edgehub up exited with {status}");
