@@ -213,8 +213,13 @@ def lookup(cluster: Cluster, routes: int, rounds: int, duration: float, load_cor
                 raise SystemExit(f"{name}: {res['non2xx']} non-2xx responses")
             steal = max((v for k, v in res.items() if k.endswith("_steal_pct") and k != "cpu_steal_pct"),
                         default=0.0)
+            # The host may be shared: what else ran on the proxy's core while it was measured
+            # (the core's busy time less the proxy's own CPU time).
+            core_busy = res.get(f"cpu{cluster.proxy_core}_busy_pct")
+            other = None if core_busy is None else max(0.0, core_busy - res["proxy_cpu_pct"])
             runs[name].append({"rps": res["requests"] / res["wall_seconds"],
-                               "cpu_us": res["proxy_cpu_us_per_req"], "steal_pct": steal})
+                               "cpu_us": res["proxy_cpu_us_per_req"], "steal_pct": steal,
+                               "other_on_proxy_core_pct": other})
             log(f"lookup round {r + 1} {name}: {runs[name][-1]}")
     med = {n: statistics.median(x["cpu_us"] for x in v) for n, v in runs.items()}
     # Each round runs the two back to back, so a round's ratio cancels what drifts across the
@@ -260,6 +265,8 @@ def main():
             finally:
                 cluster.close()
             report[f"{scenario}_steal_pct"] = steal_since(before)
+            # Other work on a shared host shows in the load average, not in steal.
+            report[f"{scenario}_loadavg"] = os.getloadavg()[0]
     print(markdown(report))
     if a.json:
         with open(a.json, "w") as f:
@@ -287,27 +294,32 @@ def markdown(report: dict) -> str:
                    f"| {row['p50_ms']:.2f} / {row['p99_ms']:.2f} / {row['max_ms']:.2f} ms |")
     if "propagation" in report:
         out += ["", f"{report['propagation'][0]['samples']} adds per table size, one at a time; "
-                    f"steal during the scenario: {report['propagation_steal_pct']:.1f} % (max per core)"]
+                    f"steal during the scenario: {report['propagation_steal_pct']:.1f} % (max per core); "
+                    f"load average {report['propagation_loadavg']:.2f}"]
     if "coldstart" in report:
         c = report["coldstart"]
         runs = ", ".join(f"{t:.0f}" for t in c["runs_ms"])
         out += ["", f"Cold start with {c['routes']:,} routes in the store, spawn to `/ready` 200: "
                     f"median {c['median_ms']:.0f} ms (runs: {runs} ms); steal "
-                    f"{report['coldstart_steal_pct']:.1f} %"]
+                    f"{report['coldstart_steal_pct']:.1f} %; load average {report['coldstart_loadavg']:.2f}"]
     if "lookup" in report:
         lk = report["lookup"]
         out += ["", f"Proxied requests at {lk['routes']:,} routes (`{lk['path']}`), edgeproxy "
                     "`--workers 1` pinned, wrk -c 50 on the other core, rounds interleaved:", "",
-                "| store | CPU µs per request, each round | req/s, each round | steal % max |",
-                "| --- | --- | --- | --- |"]
+                "| store | CPU µs per request, each round | req/s, each round | steal % max "
+                "| other load on the proxy core %, each round |",
+                "| --- | --- | --- | --- | --- |"]
         for name, runs in lk["rounds"].items():
+            other = ", ".join("?" if r["other_on_proxy_core_pct"] is None else f"{r['other_on_proxy_core_pct']:.0f}"
+                              for r in runs)
             out.append(f"| {name} | " + ", ".join(f"{r['cpu_us']:.1f}" for r in runs)
                        + " | " + ", ".join(f"{r['rps']:,.0f}" for r in runs)
-                       + f" | {max(r['steal_pct'] for r in runs):.1f} |")
+                       + f" | {max(r['steal_pct'] for r in runs):.1f} | {other} |")
         ratios = ", ".join(f"{r:.3f}" for r in lk["round_ratios"])
         out += ["", f"CPU per request, Redis store / memory: **{lk['ratio']:.3f}** (median of the "
                     f"rounds' ratios: {ratios}; ratio of the medians "
-                    f"{lk['median_cpu_us']['redis'] / lk['median_cpu_us']['memory']:.3f})"]
+                    f"{lk['median_cpu_us']['redis'] / lk['median_cpu_us']['memory']:.3f}); "
+                    f"load average {report['lookup_loadavg']:.2f}"]
     return "\n".join(out)
 
 

@@ -89,9 +89,30 @@ impl Edgeproxy {
         Self::launch(&args, token)
     }
 
+    /// As [`Edgeproxy::start`], with environment variables set for the proxy.
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Edgeproxy {
+        let mut args = vec![
+            "--ip",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--api-ip",
+            "127.0.0.1",
+            "--api-port",
+            "0",
+        ];
+        args.extend_from_slice(extra);
+        Self::launch_with_env(&args, Some(TOKEN), env)
+    }
+
     /// Starts edgeproxy with exactly `args` (TCP public and API listeners; port 0 for any free
     /// one), and waits until it has logged where both listen.
     pub fn launch(args: &[&str], token: Option<&str>) -> Edgeproxy {
+        Self::launch_with_env(args, token, &[])
+    }
+
+    /// As [`Edgeproxy::launch`], with environment variables set for the proxy.
+    pub fn launch_with_env(args: &[&str], token: Option<&str>, env: &[(&str, &str)]) -> Edgeproxy {
         static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log = std::env::temp_dir().join(format!("edgeproxy-{}-{n}.log", std::process::id()));
@@ -99,7 +120,8 @@ impl Edgeproxy {
         cmd.args(args)
             .env_remove("CONFIGPROXY_AUTH_TOKEN")
             .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
-            .stderr(Stdio::from(std::fs::File::options().append(true).open(&log).unwrap()));
+            .stderr(Stdio::from(std::fs::File::options().append(true).open(&log).unwrap()))
+            .envs(env.iter().copied());
         if let Some(t) = token {
             cmd.env("CONFIGPROXY_AUTH_TOKEN", t);
         }

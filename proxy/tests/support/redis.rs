@@ -102,6 +102,50 @@ impl RedisServer {
         }
     }
 
+    /// A copy of a persistent server's data as it is now (its append-only files), to put back
+    /// later with [`RedisServer::roll_back_to`]. Call it between `kill` and `start_again`.
+    pub fn copy_data(&self, name: &str) -> PathBuf {
+        assert!(
+            self.persistent && self.child.is_none(),
+            "copy the data of a stopped persistent server"
+        );
+        let copy = self.dir.join(name);
+        copy_dir(&self.dir.join("appendonlydir"), &copy);
+        copy
+    }
+
+    /// Replaces the data of a stopped persistent server with an older copy: started again, it is
+    /// the server as it was then (a restore from an old backup, a failover to a lagging replica).
+    pub fn roll_back_to(&self, copy: &std::path::Path) {
+        assert!(
+            self.persistent && self.child.is_none(),
+            "roll back a stopped persistent server"
+        );
+        let data = self.dir.join("appendonlydir");
+        std::fs::remove_dir_all(&data).unwrap();
+        copy_dir(copy, &data);
+    }
+
+    /// Freezes the server (SIGSTOP): connections stay open and nothing answers, as with a hung
+    /// Redis or a network that drops packets. [`RedisServer::resume`] thaws it.
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, name: &str) {
+        let pid = self.child.as_ref().expect("redis-server running").id();
+        let ok = Command::new("kill")
+            .args([&format!("-{name}"), &pid.to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill -{name} {pid}");
+    }
+
     /// Starts again on the same socket (after `kill`), empty: whatever it had is lost.
     pub fn restart(&mut self) {
         self.kill();
@@ -114,5 +158,13 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
     }
 }
