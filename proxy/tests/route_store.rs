@@ -11,54 +11,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
 use support::redis::RedisServer;
+use support::route_store::*;
 use support::*;
-
-/// A replica on `redis`'s route store.
-fn replica(redis: &RedisServer) -> Edgeproxy {
-    replica_with(redis, &[])
-}
-
-fn replica_with(redis: &RedisServer, extra: &[&str]) -> Edgeproxy {
-    let url = redis.url();
-    let mut args = vec!["--storage-backend", "redis", "--storage-url", &url];
-    args.extend_from_slice(extra);
-    let proxy = Edgeproxy::start(&args);
-    eventually(Duration::from_secs(10), "the replica loaded its table", || {
-        proxy.api_with("GET", "/ready", None, &[]).status == 200
-    });
-    proxy
-}
-
-/// Polls `check` every few milliseconds until it holds, failing after `limit`.
-fn eventually(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !check() {
-        assert!(Instant::now() < deadline, "not within {limit:?}: {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// An upstream that answers every request with `name`.
-fn server(name: &'static str) -> Upstream {
-    Upstream::with(move |_| Reply::new(200, name))
-}
-
-fn target(upstream: &Upstream) -> String {
-    format!("http://127.0.0.1:{}", upstream.port())
-}
-
-/// What `path` answers through `proxy`: the upstream's name, or the status.
-fn served(proxy: &Edgeproxy, path: &str) -> String {
-    let r = proxy.get(path);
-    match r.status {
-        200 => r.text(),
-        other => other.to_string(),
-    }
-}
-
-fn batch(proxy: &Edgeproxy, body: Value) -> Response {
-    proxy.api("POST", "/api/batch", Some(&body.to_string()))
-}
 
 #[test]
 fn a_change_on_one_replica_reaches_every_replica() {
@@ -255,8 +209,7 @@ fn with_redis_down_replicas_serve_and_refuse_writes_then_converge() {
             "/api/routes/user/new",
             Some(r#"{"target":"http://127.0.0.1:1"}"#),
         );
-        assert_eq!(r.status, 503, "{}", r.text());
-        assert!(r.text().starts_with("Route store unavailable"), "{}", r.text());
+        assert_unavailable(&r, "a POST");
         assert_eq!(c.api("DELETE", "/api/routes/user/u1", None).status, 503);
         assert_eq!(
             a.routes().as_object().unwrap().len(),

@@ -10,61 +10,12 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
 use support::redis::RedisServer;
+use support::route_store::*;
 use support::*;
-
-/// A replica on `url` (the route store selected by `--storage-url` alone), ready.
-fn replica_on(url: &str, extra: &[&str]) -> Edgeproxy {
-    let mut args = vec!["--storage-url", url];
-    args.extend_from_slice(extra);
-    ready(Edgeproxy::start(&args))
-}
-
-fn replica(redis: &RedisServer) -> Edgeproxy {
-    replica_on(&redis.url(), &["--storage-backend", "redis"])
-}
-
-fn ready(proxy: Edgeproxy) -> Edgeproxy {
-    eventually(Duration::from_secs(10), "the replica loaded its table", || {
-        proxy.api_with("GET", "/ready", None, &[]).status == 200
-    });
-    proxy
-}
-
-/// Polls `check` every few milliseconds until it holds, failing after `limit`.
-fn eventually(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !check() {
-        assert!(Instant::now() < deadline, "not within {limit:?}: {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// An upstream that answers every request with `name`.
-fn server(name: &'static str) -> Upstream {
-    Upstream::with(move |_| Reply::new(200, name))
-}
-
-fn target(upstream: &Upstream) -> String {
-    format!("http://127.0.0.1:{}", upstream.port())
-}
-
-/// What `path` answers through the public address: the upstream's name, or the status.
-fn served_at(public: SocketAddr, path: &str) -> String {
-    let r = get(public, path);
-    match r.status {
-        200 => r.text(),
-        other => other.to_string(),
-    }
-}
-
-fn served(proxy: &Edgeproxy, path: &str) -> String {
-    served_at(proxy.public(), path)
-}
 
 fn keys(table: &Value) -> BTreeSet<String> {
     table.as_object().unwrap().keys().cloned().collect()
@@ -82,32 +33,10 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-fn assert_unavailable(r: &Response, what: &str) {
-    assert_eq!(r.status, 503, "{what} while Redis is down: {}", r.text());
-    assert!(
-        r.text().starts_with("Route store unavailable"),
-        "{what}: the body says why: {:?}",
-        r.text()
-    );
-}
-
 #[test]
 fn bad_storage_settings_stop_the_start_with_exit_1() {
-    let base = [
-        "--ip",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--api-ip",
-        "127.0.0.1",
-        "--api-port",
-        "0",
-    ];
-    let with = |extra: &[&str]| -> Vec<String> { base.iter().chain(extra).map(|s| s.to_string()).collect() };
-    let run = |args: Vec<String>, env: &[(&str, &str)]| {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        run_to_exit_with_env(&args, env)
-    };
+    let with = on_loopback;
+    let run = |args: Vec<&str>, env: &[(&str, &str)]| run_to_exit_with_env(&args, env);
 
     let (code, out) = run(with(&["--storage-backend", "bogus"]), &[]);
     assert_eq!(code, Some(1), "--storage-backend bogus: {out}");

@@ -22,6 +22,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 pub mod embedded;
 pub mod pki;
 pub mod redis;
+pub mod route_store;
 
 pub const TOKEN: &str = "secret";
 
@@ -75,34 +76,12 @@ impl Edgeproxy {
     }
 
     pub fn start_with(extra: &[&str], token: Option<&str>) -> Edgeproxy {
-        let mut args = vec![
-            "--ip",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--api-ip",
-            "127.0.0.1",
-            "--api-port",
-            "0",
-        ];
-        args.extend_from_slice(extra);
-        Self::launch(&args, token)
+        Self::launch(&on_loopback(extra), token)
     }
 
     /// As [`Edgeproxy::start`], with environment variables set for the proxy.
     pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Edgeproxy {
-        let mut args = vec![
-            "--ip",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--api-ip",
-            "127.0.0.1",
-            "--api-port",
-            "0",
-        ];
-        args.extend_from_slice(extra);
-        Self::launch_with_env(&args, Some(TOKEN), env)
+        Self::launch_with_env(&on_loopback(extra), Some(TOKEN), env)
     }
 
     /// Starts edgeproxy with exactly `args` (TCP public and API listeners; port 0 for any free
@@ -241,6 +220,23 @@ impl Drop for Edgeproxy {
         let _ = self.child.wait();
         let _ = std::fs::remove_file(&self.log);
     }
+}
+
+/// The public and API listeners on loopback, on ports the system picks.
+pub const LOOPBACK_PORT_0: [&str; 8] = [
+    "--ip",
+    "127.0.0.1",
+    "--port",
+    "0",
+    "--api-ip",
+    "127.0.0.1",
+    "--api-port",
+    "0",
+];
+
+/// [`LOOPBACK_PORT_0`] followed by `extra`.
+pub fn on_loopback<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    LOOPBACK_PORT_0.iter().chain(extra).copied().collect()
 }
 
 const PUBLIC_LINE: &str = "Proxying ";
