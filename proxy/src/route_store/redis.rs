@@ -20,7 +20,7 @@
 //! whatever is stale.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
@@ -159,6 +159,18 @@ struct Keys {
     changes: String,
 }
 
+impl Keys {
+    /// A call of a script that takes every key (the write and the put-back), in their order.
+    fn invoke<'a>(&self, script: &'a redis::Script) -> redis::ScriptInvocation<'a> {
+        let mut call = script.prepare_invoke();
+        call.key(&self.meta)
+            .key(&self.routes)
+            .key(&self.activity)
+            .key(&self.changes);
+        call
+    }
+}
+
 /// Which state of the store the table shows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Position {
@@ -196,7 +208,6 @@ pub struct RedisStore {
     applied: watch::Sender<Position>,
     loaded: AtomicBool,
     up: AtomicBool,
-    version: AtomicU64,
 }
 
 impl RedisStore {
@@ -221,7 +232,6 @@ impl RedisStore {
             applied: watch::Sender::new(Position::default()),
             loaded: AtomicBool::new(false),
             up: AtomicBool::new(false),
-            version: AtomicU64::new(0),
         }))
     }
 
@@ -240,7 +250,7 @@ impl RedisStore {
     }
 
     pub fn version(&self) -> u64 {
-        self.version.load(Ordering::Relaxed)
+        self.applied.borrow().version
     }
 
     fn unavailable(&self, why: impl std::fmt::Display) -> StoreUnavailable {
@@ -251,15 +261,7 @@ impl RedisStore {
     /// whoever made the change reads it back from this replica at once.
     pub async fn write(&self, change: Change) -> Result<Applied, StoreUnavailable> {
         let began = Instant::now();
-        let mut call = WRITE.prepare_invoke();
-        for key in [
-            &self.keys.meta,
-            &self.keys.routes,
-            &self.keys.activity,
-            &self.keys.changes,
-        ] {
-            call.key(key);
-        }
+        let mut call = self.keys.invoke(&WRITE);
         // Maps and strings always serialise.
         let json = serde_json::to_string(&change).unwrap_or_default();
         call.arg(new_epoch()).arg(now_ms()).arg(STREAM_LEN).arg(json);
@@ -541,15 +543,7 @@ impl RedisStore {
         let epoch = new_epoch();
         let mut added = 0;
         for chunk in routes.chunks(CHUNK) {
-            let mut call = PUT_BACK.prepare_invoke();
-            for key in [
-                &self.keys.meta,
-                &self.keys.routes,
-                &self.keys.activity,
-                &self.keys.changes,
-            ] {
-                call.key(key);
-            }
+            let mut call = self.keys.invoke(&PUT_BACK);
             call.arg(&epoch)
                 .arg(now_ms())
                 .arg(STREAM_LEN)
@@ -668,7 +662,6 @@ impl RedisStore {
     }
 
     fn publish(&self, position: &Position) {
-        self.version.store(position.version, Ordering::Relaxed);
         self.metrics.version.set(position.version as f64);
         self.applied.send_if_modified(|p| {
             let changed = p != position;
