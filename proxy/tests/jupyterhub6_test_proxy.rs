@@ -32,14 +32,51 @@ fn venv() -> PathBuf {
 /// The subdomain host of a host-routing run: `localhost` (the users' hosts, `zoe.localhost`,
 /// are only routespecs; nothing in the suite resolves them) with the public port the MockHub
 /// binds its proxy to. JupyterHub must be given that port before it starts, so it is picked
-/// here, as the suite itself picks every other port of the run (`jupyterhub.utils.random_port`).
+/// here, as the suite itself picks every other port of the run (`jupyterhub.utils.random_port`);
+/// a run in which one of them was taken in between is made again ([`run_test_proxy`]).
 fn subdomain_host() -> String {
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     format!("http://localhost:{port}")
 }
 
-/// Runs the suite with `env` added, and returns its summary line, asserting it passed.
-fn run_test_proxy(name: &str, env: &[(&str, String)]) -> String {
+/// How many times a run is made when a port it was given turned out taken.
+const ATTEMPTS: usize = 3;
+
+/// Runs the suite with the variables `env` gives added, and returns its summary line, asserting
+/// it passed. Every port of a run is picked before anything binds it (by the suite, and by
+/// [`subdomain_host`]), and another process may take one in between: a run that failed with
+/// "Address already in use" is made again, with a fresh `env()`, up to [`ATTEMPTS`] times.
+fn run_test_proxy(name: &str, env: impl Fn() -> Vec<(&'static str, String)>) -> String {
+    for attempt in 1..=ATTEMPTS {
+        let (status, text, workdir) = run_once(name, &env());
+        println!("{text}");
+        let Some(status) = status else {
+            panic!("JupyterHub 6's test_proxy ({name}) did not finish within {TIMEOUT:?}; killed:\n{text}");
+        };
+        if !status.success() && text.contains("Address already in use") && attempt < ATTEMPTS {
+            println!("({name}: a port it was given was taken meanwhile; running it again)");
+            continue;
+        }
+        assert!(
+            status.success(),
+            "JupyterHub 6's test_proxy ({name}) failed with edgeproxy ({status}):\n{text}"
+        );
+        let summary = text
+            .lines()
+            .rev()
+            .find(|l| l.contains(" passed"))
+            .unwrap_or_default()
+            .to_owned();
+        assert!(!summary.contains("failed") && !summary.contains("error"), "{summary}");
+        let _ = std::fs::remove_dir_all(&workdir);
+        return summary;
+    }
+    unreachable!("the last attempt returns or fails")
+}
+
+/// One run of the suite: how pytest ended (`None`: killed after [`TIMEOUT`]), what it printed,
+/// and its working directory (kept for a look when the run failed).
+fn run_once(name: &str, env: &[(&str, String)]) -> (Option<std::process::ExitStatus>, String, PathBuf) {
     let venv = venv();
     let python = venv.join("bin/python");
     assert!(
@@ -118,26 +155,13 @@ fn run_test_proxy(name: &str, env: &[(&str, String)]) -> String {
     kill("-KILL", format!("-{}", child.id()));
     let _ = child.wait();
     let text = std::fs::read_to_string(&log_path).unwrap_or_default();
-    println!("{text}");
-    let Some(status) = status else {
-        panic!("JupyterHub 6's test_proxy ({name}) did not finish within {TIMEOUT:?}; killed:\n{text}");
-    };
-    assert!(
-        status.success(),
-        "JupyterHub 6's test_proxy ({name}) failed with edgeproxy ({status}):\n{text}"
-    );
-    let _ = std::fs::remove_dir_all(&workdir);
-    let summary = text
-        .lines()
-        .rev()
-        .find(|l| l.contains(" passed"))
-        .unwrap_or_default()
-        .to_owned();
-    assert!(!summary.contains("failed") && !summary.contains("error"), "{summary}");
-    summary
+    (status, text, workdir)
 }
 
+/// The Redis store's variables, for a run on an empty store (one that failed before left its
+/// routes behind).
 fn redis_env(redis: &RedisServer) -> Vec<(&'static str, String)> {
+    redis.cli(&["FLUSHALL"]);
     vec![
         ("EDGEPROXY_STORAGE_BACKEND", "redis".to_owned()),
         ("EDGEPROXY_STORAGE_URL", redis.url()),
@@ -158,7 +182,7 @@ fn assert_routes_were_stored(redis: &RedisServer) {
 
 #[test]
 fn jupyterhubs_proxy_suite_passes_with_the_memory_table() {
-    let summary = run_test_proxy("jh6-memory", &[]);
+    let summary = run_test_proxy("jh6-memory", Vec::new);
     // 32 tests run; the 2 host-routespec cases of test_extra_routes skip themselves without a
     // subdomain host (the host-routing runs below have them).
     assert!(summary.contains("32 passed, 2 skipped"), "{summary}");
@@ -166,17 +190,16 @@ fn jupyterhubs_proxy_suite_passes_with_the_memory_table() {
 
 #[test]
 fn jupyterhubs_proxy_suite_passes_with_the_memory_table_and_host_routing() {
-    let summary = run_test_proxy(
-        "jh6-memory-hosts",
-        &[("JUPYTERHUB_TEST_SUBDOMAIN_HOST", subdomain_host())],
-    );
+    let summary = run_test_proxy("jh6-memory-hosts", || {
+        vec![("JUPYTERHUB_TEST_SUBDOMAIN_HOST", subdomain_host())]
+    });
     assert!(summary.starts_with("34 passed in"), "{summary}");
 }
 
 #[test]
 fn jupyterhubs_proxy_suite_passes_with_the_redis_route_store() {
     let redis = RedisServer::start();
-    let summary = run_test_proxy("jh6-redis", &redis_env(&redis));
+    let summary = run_test_proxy("jh6-redis", || redis_env(&redis));
     assert!(summary.contains("32 passed, 2 skipped"), "{summary}");
     assert_routes_were_stored(&redis);
 }
@@ -184,9 +207,11 @@ fn jupyterhubs_proxy_suite_passes_with_the_redis_route_store() {
 #[test]
 fn jupyterhubs_proxy_suite_passes_with_the_redis_route_store_and_host_routing() {
     let redis = RedisServer::start();
-    let mut env = redis_env(&redis);
-    env.push(("JUPYTERHUB_TEST_SUBDOMAIN_HOST", subdomain_host()));
-    let summary = run_test_proxy("jh6-redis-hosts", &env);
+    let summary = run_test_proxy("jh6-redis-hosts", || {
+        let mut env = redis_env(&redis);
+        env.push(("JUPYTERHUB_TEST_SUBDOMAIN_HOST", subdomain_host()));
+        env
+    });
     assert!(summary.starts_with("34 passed in"), "{summary}");
     assert_routes_were_stored(&redis);
 }
