@@ -23,8 +23,10 @@ pub struct HubConfig {
     pub hub_connect_url: Option<String>,
     /// Path prefix of everything, as JupyterHub's `base_url`. Default: `/`.
     pub base_url: String,
-    /// The state database (SQLite). Default: `edgehub.sqlite` in the working directory.
+    /// The state database (SQLite) when `state.url` is unset. Default: `edgehub.sqlite` in the
+    /// working directory.
     pub db: PathBuf,
+    pub state: StateConfig,
     /// Admin API tokens accepted in `Authorization: token …`, for services such as
     /// jupyterhub-idle-culler. Default: none. The environment variable `EDGEHUB_API_TOKEN` adds one.
     pub api_tokens: Vec<String>,
@@ -62,6 +64,7 @@ impl Default for HubConfig {
             hub_connect_url: None,
             base_url: "/".to_owned(),
             db: PathBuf::from("edgehub.sqlite"),
+            state: StateConfig::default(),
             api_tokens: Vec::new(),
             proxy: ProxyLink::default(),
             auth: HubAuth::default(),
@@ -76,6 +79,23 @@ impl Default for HubConfig {
             named_server_limit_per_user: 0,
             redirect_to_server: true,
         }
+    }
+}
+
+/// Where the hub keeps users, servers, tokens and sessions.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct StateConfig {
+    /// A PostgreSQL database, `postgres://user:password@host:5432/edgehub`: the state several hub
+    /// replicas share, all of them active. Default: none, the SQLite file at `db`, for one hub.
+    /// The environment variable `EDGEHUB_STATE_URL` (or `edgehub up --state-url`) overrides it.
+    pub url: Option<String>,
+}
+
+impl StateConfig {
+    /// Whether `url` names a PostgreSQL database.
+    pub fn is_postgres(url: &str) -> bool {
+        url.starts_with("postgres://") || url.starts_with("postgresql://")
     }
 }
 
@@ -333,6 +353,17 @@ impl HubConfig {
         }
         if !self.base_url.starts_with('/') {
             return Err(invalid("base_url", self.base_url.clone(), "a path starting with /"));
+        }
+        if let Some(url) = &self.state.url
+            && !StateConfig::is_postgres(url)
+        {
+            // Only the scheme: the rest may carry a password.
+            let scheme = url.split_once("://").map_or("(no scheme)", |(scheme, _)| scheme);
+            return Err(invalid(
+                "state.url",
+                format!("{scheme}://…"),
+                "a postgres:// or postgresql:// URL (leave it unset for SQLite at `db`)",
+            ));
         }
         if let Some(url) = &self.proxy.api_url
             && !(url.starts_with("http://") || url.starts_with("https://"))

@@ -16,7 +16,7 @@ use crate::model::{Phase, Server, TokenRecord, User, UserRecord, server_prefix};
 use crate::proxy_api::ProxyApi;
 use crate::session::Sessions;
 use crate::spawner::Spawner;
-use crate::store::{Store, StoreError};
+use crate::store::{StateStore, StoreError};
 use crate::tokens::Tokens;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -28,7 +28,7 @@ pub struct Hub {
     pub config: HubConfig,
     /// `config.base_url`, normalised: `/` or `/prefix/`.
     pub base: String,
-    pub store: Arc<Store>,
+    pub store: Arc<dyn StateStore>,
     users: Mutex<BTreeMap<String, User>>,
     pub spawner: Arc<dyn Spawner>,
     pub proxy: ProxyApi,
@@ -49,7 +49,7 @@ pub struct Hub {
 
 pub struct HubParts {
     pub config: HubConfig,
-    pub store: Arc<Store>,
+    pub store: Arc<dyn StateStore>,
     pub spawner: Arc<dyn Spawner>,
     pub proxy: ProxyApi,
     pub sessions: Sessions,

@@ -3,7 +3,8 @@
 //! culling and route reconcile. `edgehub up` ([`up`]) runs it with the proxy embedded.
 //!
 //! Reading order: [`hub`] (the state), [`lifecycle`] (start, stop, adopt), [`web`] (HTTP),
-//! [`reconcile`] and [`cull`] (the background loops), [`up`] (the wiring).
+//! [`reconcile`] and [`cull`] (the background loops), [`replicas`] (several hubs on one
+//! database), [`store`] (SQLite or PostgreSQL), [`up`] (the wiring).
 
 pub mod builtin_server;
 pub mod cull;
@@ -17,6 +18,7 @@ pub mod pages;
 pub mod progress;
 pub mod proxy_api;
 pub mod reconcile;
+pub mod replicas;
 pub mod session;
 pub mod spawner;
 pub mod store;

@@ -67,6 +67,9 @@ pub struct ServerRecord {
     pub started_ms: Option<u64>,
     pub last_activity_ms: Option<u64>,
     pub user_options: Value,
+    /// The hub replica carrying out the current start or stop (`Pending`, `Stopping`); another
+    /// replica takes the server over if this one dies.
+    pub owner: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -111,6 +114,7 @@ impl Server {
                 started_ms: None,
                 last_activity_ms: None,
                 user_options: json!({}),
+                owner: None,
             },
             progress: None,
             last_failure: None,

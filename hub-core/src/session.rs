@@ -14,7 +14,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use proxy::auth::local_sessions::LocalSessions;
 use serde::{Deserialize, Serialize};
 
-use crate::store::Store;
+use crate::store::StateStore;
 
 /// The session record's key; the same template goes into the proxy's `[session] key`.
 pub const KEY_TEMPLATE: &str = "edgehub:session:{jti}";
@@ -65,7 +65,7 @@ pub enum RecordStore {
     /// hub puts every live session back.
     Local {
         live: Arc<LocalSessions>,
-        db: Arc<Store>,
+        db: Arc<dyn StateStore>,
     },
     Redis(redis::aio::ConnectionManager),
 }
@@ -213,7 +213,7 @@ pub async fn sweep(hub: Arc<crate::hub::Hub>) {
 }
 
 /// Puts the sessions the database holds back into the in-process store (at start-up).
-pub fn restore_local(live: &LocalSessions, db: &Store) -> Result<usize, crate::store::StoreError> {
+pub fn restore_local(live: &LocalSessions, db: &dyn StateStore) -> Result<usize, crate::store::StoreError> {
     let sessions = db.live_sessions(proxy::timestamp::now_ms())?;
     for (jti, user) in &sessions {
         live.insert(&record_key(jti), user);
@@ -277,12 +277,12 @@ mod tests {
         assert_eq!(sessions.sweep_expired().unwrap(), 0);
     }
 
-    fn make(name: &str, key: &[u8]) -> (Sessions, Arc<LocalSessions>, Arc<Store>) {
+    fn make(name: &str, key: &[u8]) -> (Sessions, Arc<LocalSessions>, Arc<dyn StateStore>) {
         let dir = std::env::temp_dir().join(format!("edgehub-session-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let live = Arc::new(LocalSessions::default());
-        let db = Arc::new(Store::open(&dir.join("db")).unwrap());
+        let db: Arc<dyn StateStore> = Arc::new(crate::store::SqliteStore::open(&dir.join("db")).unwrap());
         let records = RecordStore::Local {
             live: live.clone(),
             db: db.clone(),

@@ -22,7 +22,7 @@ use crate::session::{RecordStore, Sessions};
 use crate::spawner::Spawner;
 use crate::spawner::kube::KubernetesSpawner;
 use crate::spawner::local::LocalSpawner;
-use crate::store::{StateLock, Store};
+use crate::store::{StateLock, StateStore};
 
 /// What a running `up` exposes to its caller (tests, the binary).
 pub struct Running {
@@ -35,7 +35,7 @@ pub struct Running {
     /// The tasks that own the listeners: the hub's, and the embedded proxy's.
     listeners: Vec<tokio::task::JoinHandle<()>>,
     /// Held while this hub runs: no other hub starts on its state database meanwhile.
-    _state_lock: StateLock,
+    _state_lock: Option<StateLock>,
 }
 
 impl Running {
@@ -68,7 +68,7 @@ pub struct Overrides {
 /// A set variable is used as it is, or refused: falling back to a generated key would sign
 /// sessions that the external proxies, given the variable, refuse; and a key shorter than the
 /// hash output (RFC 7518 §3.2) can be guessed.
-fn session_signing_key(store: &Store) -> anyhow::Result<String> {
+fn session_signing_key(store: &dyn StateStore) -> anyhow::Result<String> {
     const VAR: &str = "EDGEHUB_SESSION_SECRET";
     match std::env::var(VAR) {
         Ok(shared) => {
@@ -84,7 +84,7 @@ fn session_signing_key(store: &Store) -> anyhow::Result<String> {
         }
         Err(std::env::VarError::NotUnicode(_)) => bail!("{VAR} is not valid UTF-8"),
         Err(std::env::VarError::NotPresent) => {
-            let secret = store.secret("session-signing-key", || crate::tokens::random_bytes::<32>().to_vec())?;
+            let secret = store.secret("session-signing-key", &mut || crate::tokens::random_bytes::<32>().to_vec())?;
             Ok(crate::tokens::hex(&secret))
         }
     }
@@ -105,10 +105,15 @@ pub async fn start(
 ) -> anyhow::Result<Running> {
     let began = Instant::now();
     config.validate()?;
-    // Before anything is read: a second hub on this state must not start at all.
-    let state_lock = StateLock::acquire(&config.db)?;
-    let store = Arc::new(Store::open(&config.db)?);
-    let secret_hex = session_signing_key(&store)?;
+    let replica = crate::replicas::new_replica_id();
+    // The PostgreSQL client blocks on a runtime of its own, so it is opened off this one.
+    let (store, state_lock) = {
+        let config = config.clone();
+        let replica = replica.clone();
+        tokio::task::spawn_blocking(move || crate::store::open(&config, &replica)).await??
+    };
+    tracing::info!("state: {} (replica {replica})", store.describe());
+    let secret_hex = session_signing_key(store.as_ref())?;
     let auth = Arc::new(Authenticator::new(&config.auth)?);
 
     let hub_listener = TcpListener::bind(&config.hub_bind)
@@ -181,7 +186,7 @@ pub async fn start(
                 proxy.auth.as_ref().and_then(|a| a.local_sessions()),
             ) {
                 (None, Some(live)) => {
-                    let restored = crate::session::restore_local(&live, &store)?;
+                    let restored = crate::session::restore_local(&live, store.as_ref())?;
                     if restored > 0 {
                         tracing::info!("{restored} login sessions restored");
                     }

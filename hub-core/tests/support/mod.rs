@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod postgres;
 pub mod webdriver;
 // The proxy's tests' redis-server harness, shared rather than written again.
 #[path = "../../../proxy/tests/support/redis.rs"]
@@ -26,6 +27,41 @@ pub fn temp_dir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// A free loopback port (bound and let go: a race with other processes is possible, so callers
+/// that cannot afford one retry).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// The state backend the hub-core tests run on: `EDGEHUB_TEST_STATE=postgres` runs every test's
+/// hub on a PostgreSQL database (a real server this test process starts), one database per test
+/// directory, so a hub restarted on the same directory finds its state; unset, SQLite in it.
+pub fn on_postgres() -> bool {
+    match std::env::var("EDGEHUB_TEST_STATE").as_deref() {
+        Ok("postgres") => true,
+        Ok("sqlite") | Ok("") | Err(_) => false,
+        Ok(other) => panic!("EDGEHUB_TEST_STATE={other:?}: expected sqlite or postgres"),
+    }
+}
+
+/// The database a test directory's hub keeps its state in, made on first use.
+pub fn postgres_for(dir: &Path) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    dir.hash(&mut h);
+    let name = format!("dir{:016x}", h.finish());
+    let pg = postgres::shared();
+    if let Err(e) = pg.psql("postgres", &format!("CREATE DATABASE {name}"))
+        && !e.contains("already exists")
+    {
+        panic!("cannot create database {name}: {e}");
+    }
+    pg.url(&name)
 }
 
 /// A fresh directory (for the shared Redis harness).
@@ -66,6 +102,9 @@ pub fn test_config(dir: &Path) -> HubConfig {
         "{port}".to_owned(),
     ]);
     config.cull.timeout_secs = 0;
+    if on_postgres() {
+        config.state.url = Some(postgres_for(dir));
+    }
     config
 }
 

@@ -1,0 +1,178 @@
+//! The hub's state store: users, servers, API tokens, login sessions, the hub's secrets, and what
+//! several hub replicas need to share one database (who is doing what to a server, leases, spawn
+//! progress, OAuth codes).
+//!
+//! Two backends behind one trait:
+//! - [`sqlite::SqliteStore`], one file, `edgehub up`'s default. One hub at a time: a running hub
+//!   holds [`StateLock`] on `<file>.lock`, and a second hub refuses to start.
+//! - [`postgres::PostgresStore`] (`state.url = "postgres://…"`), shared by any number of active
+//!   replicas. Every change is announced on a channel (`LISTEN edgehub_state`) so each replica's
+//!   view follows the others' within milliseconds ([`crate::replicas`]).
+//!
+//! Calls are synchronous and short (a row or two), made while the hub holds its users lock, so
+//! what the hub shows never runs ahead of what the database has.
+
+pub mod postgres;
+pub mod sqlite;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::model::{Phase, ServerRecord, TokenRecord, UserRecord};
+
+pub use sqlite::{SqliteStore, StateLock};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the state database {path}: {source}")]
+    Open { path: String, source: rusqlite::Error },
+    #[error(
+        "the state database {path} has schema version {found}, newer than this edgehub knows ({known}); use a newer edgehub"
+    )]
+    TooNew { path: String, found: i64, known: usize },
+    #[error(
+        "the state database {path} is in use by another edgehub ({holder}); stop it first: SQLite state is for one hub at a time (set state.url to a PostgreSQL database to run several)"
+    )]
+    InUse { path: String, holder: String },
+    #[error("cannot lock the state database {path}: {source}")]
+    Lock { path: String, source: std::io::Error },
+    #[error("state database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("state database {place}: {source}")]
+    Postgres {
+        place: String,
+        source: ::postgres::Error,
+    },
+    #[error("state database {place}: {why}")]
+    Unavailable { place: String, why: String },
+    #[error("state.url: {0}")]
+    BadUrl(String),
+    #[error("state database holds unreadable JSON in {what}: {source}")]
+    Json {
+        what: &'static str,
+        source: serde_json::Error,
+    },
+}
+
+/// Everything read back at start-up.
+pub struct Loaded {
+    pub users: Vec<UserRecord>,
+    pub servers: Vec<ServerRecord>,
+    pub tokens: Vec<TokenRecord>,
+}
+
+/// One user as the database has them now.
+pub struct LoadedUser {
+    pub user: UserRecord,
+    pub servers: Vec<ServerRecord>,
+    pub tokens: Vec<TokenRecord>,
+}
+
+/// The condition of a compare-and-set on a server ([`StateStore::set_server`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Expect<'a> {
+    /// The phases the row may be in; a server with no row counts as `Stopped`.
+    pub phases: &'a [Phase],
+    /// The replica that must own the row's current transition, if it matters.
+    pub owner: Option<&'a str>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cas {
+    Written,
+    /// The row did not match; here it is as it is now (`None`: there is none).
+    Refused(Option<ServerRecord>),
+}
+
+/// An OAuth authorization code not yet exchanged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OAuthCode {
+    pub user: String,
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub expires_ms: u64,
+}
+
+pub trait StateStore: Send + Sync {
+    /// Where the state is, for logs and errors (never with a password).
+    fn describe(&self) -> String;
+    /// Whether other hub replicas may share this store (and must be listened to).
+    fn shared(&self) -> bool;
+
+    fn load(&self) -> Result<Loaded, StoreError>;
+    fn load_user(&self, name: &str) -> Result<Option<LoadedUser>, StoreError>;
+
+    fn put_user(&self, user: &UserRecord) -> Result<(), StoreError>;
+    /// Deletes a user with their servers and tokens.
+    fn delete_user(&self, name: &str) -> Result<(), StoreError>;
+
+    /// Writes a server whatever its row holds: for the replica that owns its transition.
+    fn put_server(&self, server: &ServerRecord) -> Result<(), StoreError>;
+    /// Writes a server only if its row is as `expect` says: how a start or a stop is claimed.
+    fn set_server(&self, server: &ServerRecord, expect: Expect<'_>) -> Result<Cas, StoreError>;
+    /// Moves a server's `last_activity` forward (never back), whatever else its row holds.
+    fn touch_server(&self, user: &str, name: &str, at_ms: u64) -> Result<(), StoreError>;
+    fn delete_server(&self, user: &str, name: &str) -> Result<(), StoreError>;
+
+    /// Stores a new token and returns its id.
+    fn add_token(&self, token: &TokenRecord) -> Result<i64, StoreError>;
+    fn delete_token(&self, id: i64) -> Result<(), StoreError>;
+
+    fn put_session(&self, jti: &str, user: &str, expires_ms: u64) -> Result<(), StoreError>;
+    fn delete_session(&self, jti: &str) -> Result<(), StoreError>;
+    /// Whether a session exists and has not expired at `now_ms`.
+    fn session_live(&self, jti: &str, now_ms: u64) -> Result<Option<String>, StoreError>;
+    /// Deletes the sessions expired at `now_ms` and returns their ids.
+    fn take_expired_sessions(&self, now_ms: u64) -> Result<Vec<String>, StoreError>;
+    /// Sessions still valid at `now_ms` as `(jti, user)`; expired ones are deleted.
+    fn live_sessions(&self, now_ms: u64) -> Result<Vec<(String, String)>, StoreError>;
+
+    /// A secret the hub generated once and must keep across restarts (the session signing key),
+    /// made by `generate` the first time. Replicas starting together all get the same one.
+    fn secret(&self, name: &str, generate: &mut dyn FnMut() -> Vec<u8>) -> Result<Vec<u8>, StoreError>;
+
+    /// Takes or renews the lease `name` for `holder` for `ttl`: true if `holder` has it now.
+    /// A lease whose holder stopped renewing is free once `ttl` has passed.
+    fn lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool, StoreError>;
+    fn release(&self, name: &str, holder: &str) -> Result<(), StoreError>;
+    /// Servers starting or stopping whose owner holds no live `replica:{owner}` lease (it died
+    /// mid-transition), other than `me`'s.
+    fn orphans(&self, me: &str) -> Result<Vec<ServerRecord>, StoreError>;
+
+    /// Appends an event to a server's spawn progress, for replicas following it.
+    fn add_progress(&self, user: &str, server: &str, event: &Value) -> Result<(), StoreError>;
+    /// The server's progress events after the first `after`.
+    fn progress(&self, user: &str, server: &str, after: usize) -> Result<Vec<Value>, StoreError>;
+    fn clear_progress(&self, user: &str, server: &str) -> Result<(), StoreError>;
+
+    fn put_code(&self, code: &str, grant: &OAuthCode) -> Result<(), StoreError>;
+    /// Takes a code (single use): it is gone afterwards, whoever asked.
+    fn take_code(&self, code: &str) -> Result<Option<OAuthCode>, StoreError>;
+}
+
+/// Opens the configured store: PostgreSQL at `state.url`, else SQLite at `db` (locked for this
+/// hub, so the lock is returned too). `replica` names this hub in the database.
+pub fn open(
+    config: &config::HubConfig,
+    replica: &str,
+) -> Result<(Arc<dyn StateStore>, Option<StateLock>), StoreError> {
+    match &config.state.url {
+        Some(url) => Ok((Arc::new(postgres::PostgresStore::open(url, replica)?), None)),
+        None => {
+            // Before anything is read: a second hub on this file must not start at all.
+            let lock = StateLock::acquire(&config.db)?;
+            Ok((Arc::new(SqliteStore::open(&config.db)?), Some(lock)))
+        }
+    }
+}
+
+pub(crate) fn parse_json(what: &'static str, text: &str) -> Result<Value, StoreError> {
+    serde_json::from_str(text).map_err(|source| StoreError::Json { what, source })
+}
+
+/// The phases as the database spells them, for `phase IN (…)`.
+pub(crate) fn phase_names(phases: &[Phase]) -> Vec<&'static str> {
+    phases.iter().map(|p| p.as_db()).collect()
+}

@@ -1,0 +1,240 @@
+//! A real PostgreSQL server (Debian's `postgresql` package) for the state-store tests: a fresh
+//! cluster in its own temp directory, on a free loopback port, run as an unprivileged user when
+//! the tests run as root (the server refuses root). The test command (`scripts/test.sh`)
+//! installs the package; a missing one fails the test loudly.
+//!
+//! The server dies with the test process (`PR_SET_PDEATHSIG`, from a thread that lives as long
+//! as the process), so a test killed by a timeout leaves no server behind.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+pub struct Postgres {
+    pub port: u16,
+    dir: PathBuf,
+    bin: PathBuf,
+    child: Mutex<Option<Child>>,
+    /// The unprivileged user the server runs as, when the tests run as root.
+    run_as: Option<(u32, u32)>,
+}
+
+/// Where Debian puts the server's programs (`/usr/lib/postgresql/15/bin`), newest version first.
+fn bin_dir() -> PathBuf {
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| d.flatten().map(|e| e.path().join("bin")).filter(|p| p.join("initdb").exists()).collect())
+        .unwrap_or_default();
+    versions.sort_by_key(|p| {
+        p.parent()
+            .and_then(|v| v.file_name())
+            .and_then(|v| v.to_str())
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    versions
+        .pop()
+        .expect("PostgreSQL not found in /usr/lib/postgresql: run the test command (scripts/test.sh), which installs Debian's postgresql")
+}
+
+/// The `postgres` system user's ids (made by the Debian package), or `nobody`'s.
+fn unprivileged_ids() -> (u32, u32) {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    for name in ["postgres", "nobody"] {
+        for line in passwd.lines() {
+            let f: Vec<&str> = line.split(':').collect();
+            if f.len() > 3
+                && f[0] == name
+                && let (Ok(uid), Ok(gid)) = (f[2].parse(), f[3].parse())
+            {
+                return (uid, gid);
+            }
+        }
+    }
+    panic!("no unprivileged user (postgres or nobody) to run PostgreSQL as");
+}
+
+fn chown_tree(path: &Path, uid: u32, gid: u32) {
+    std::os::unix::fs::chown(path, Some(uid), Some(gid)).expect("chown the PostgreSQL directory");
+}
+
+impl Postgres {
+    /// A new cluster, started and accepting connections.
+    pub fn start() -> Postgres {
+        static STARTED: AtomicUsize = AtomicUsize::new(0);
+        let dir = super::scratch_dir(&format!("postgres-{}", STARTED.fetch_add(1, Ordering::Relaxed)));
+        // SAFETY: geteuid has no preconditions.
+        let run_as = (unsafe { libc::geteuid() } == 0).then(unprivileged_ids);
+        if let Some((uid, gid)) = run_as {
+            // The scratch directory's parents must be reachable by that user too.
+            let mut p = dir.as_path();
+            while let Some(parent) = p.parent() {
+                if parent == Path::new("/") || parent == Path::new("/tmp") {
+                    break;
+                }
+                let _ = std::fs::set_permissions(parent, std::os::unix::fs::PermissionsExt::from_mode(0o755));
+                p = parent;
+            }
+            chown_tree(&dir, uid, gid);
+        }
+        let pg = Postgres {
+            port: 0,
+            bin: bin_dir(),
+            dir,
+            child: Mutex::new(None),
+            run_as,
+        };
+        let status = pg
+            .command("initdb")
+            .args(["-D"])
+            .arg(pg.data())
+            .args(["-A", "trust", "-U", "edgehub", "-E", "UTF8", "--locale=C", "--no-sync"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .expect("run initdb");
+        assert!(
+            status.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&status.stderr)
+        );
+        let mut pg = pg;
+        for _ in 0..5 {
+            pg.port = super::free_port();
+            if pg.spawn() {
+                return pg;
+            }
+        }
+        panic!("PostgreSQL did not start in {}", pg.dir.display());
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let mut c = Command::new(self.bin.join(program));
+        if let Some((uid, gid)) = self.run_as {
+            std::os::unix::process::CommandExt::uid(&mut c, uid);
+            std::os::unix::process::CommandExt::gid(&mut c, gid);
+        }
+        c
+    }
+
+    /// Starts the server on `self.port`; false if it could not bind it.
+    fn spawn(&mut self) -> bool {
+        let mut command = self.command("postgres");
+        command
+            .arg("-D")
+            .arg(self.data())
+            .args(["-p", &self.port.to_string(), "-c", "listen_addresses=127.0.0.1", "-k"])
+            .arg(&self.dir)
+            // fsync off: a killed server still has what it acknowledged (the kernel has it), only
+            // a machine crash would lose it, and the tests do not crash machines.
+            .args(["-c", "fsync=off", "-c", "max_connections=200"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(self.dir.join("server.log")).map_or(Stdio::null(), Stdio::from));
+        // SAFETY: prctl in the child before exec, async-signal-safe.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGQUIT);
+                Ok(())
+            });
+        }
+        let child = spawn_from_long_lived_thread(command);
+        *self.child.lock().unwrap() = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() && self.psql("postgres", "SELECT 1").is_ok() {
+                return true;
+            }
+            if let Some(Ok(Some(_))) = self.child.lock().unwrap().as_mut().map(Child::try_wait) {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(30));
+        }
+        false
+    }
+
+    /// Runs one statement with `psql`, as the cluster's superuser.
+    pub fn psql(&self, db: &str, sql: &str) -> Result<String, String> {
+        let out = Command::new(self.bin.join("psql"))
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "edgehub", "-d", db])
+            .args(["-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql])
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    /// A new, empty database and its URL.
+    pub fn database(&self) -> String {
+        static MADE: AtomicUsize = AtomicUsize::new(0);
+        let name = format!("hub{}", MADE.fetch_add(1, Ordering::Relaxed));
+        self.psql("postgres", &format!("CREATE DATABASE {name}"))
+            .expect("create a test database");
+        self.url(&name)
+    }
+
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://edgehub@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// Stops the server at once (SIGKILL): every connection drops.
+    pub fn kill(&self) {
+        if let Some(mut child) = self.child.lock().unwrap().take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port after [`Postgres::kill`], with its data.
+    pub fn start_again(&mut self) {
+        let _ = std::fs::remove_file(self.data().join("postmaster.pid"));
+        assert!(self.spawn(), "PostgreSQL did not start again");
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.lock().unwrap().take() {
+            // SIGQUIT: immediate shutdown, the children go with it.
+            // SAFETY: signalling a child this value owns.
+            unsafe { libc::kill(child.id() as i32, libc::SIGQUIT) };
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `PR_SET_PDEATHSIG` fires when the *thread* that forked exits, so the server is forked by a
+/// thread that lives as long as the test process.
+fn spawn_from_long_lived_thread(command: Command) -> Child {
+    type Request = (Command, std::sync::mpsc::Sender<std::io::Result<Child>>);
+    static SPAWNER: OnceLock<Mutex<std::sync::mpsc::Sender<Request>>> = OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel::<Request>();
+        std::thread::spawn(move || {
+            for (mut command, reply) in rx {
+                let _ = reply.send(command.spawn());
+            }
+            // Never reached while the process lives: the sender is in a static.
+        });
+        Mutex::new(tx)
+    });
+    let (reply, answer) = std::sync::mpsc::channel();
+    spawner.lock().unwrap().send((command, reply)).expect("spawner thread");
+    answer
+        .recv()
+        .expect("spawner thread")
+        .expect("PostgreSQL's postgres program did not start")
+}
+
+/// One cluster per test process, made on first use, for tests that only need a database.
+pub fn shared() -> &'static Postgres {
+    static SHARED: OnceLock<Postgres> = OnceLock::new();
+    SHARED.get_or_init(Postgres::start)
+}
