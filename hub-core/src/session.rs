@@ -273,7 +273,7 @@ mod tests {
         assert_eq!(sessions.sweep_expired().unwrap(), 1);
         assert_eq!(live.len(), 1, "bob's record is gone from memory");
         assert!(sessions.check(&kept).await.unwrap().is_some(), "alice's stays");
-        assert_eq!(restore_local(&LocalSessions::default(), &db).unwrap(), 1);
+        assert_eq!(restore_local(&LocalSessions::default(), db.as_ref()).unwrap(), 1);
         assert_eq!(sessions.sweep_expired().unwrap(), 0);
     }
 
@@ -301,12 +301,12 @@ mod tests {
         assert_eq!(live.len(), 1);
         // A restarted hub gets the session back from the database.
         let fresh = LocalSessions::default();
-        assert_eq!(restore_local(&fresh, &db).unwrap(), 1);
+        assert_eq!(restore_local(&fresh, db.as_ref()).unwrap(), 1);
         assert!(fresh.contains(&record_key(&claims.jti)));
         sessions.end(&claims.jti).await.unwrap();
         assert!(sessions.check(&token).await.unwrap().is_none());
         assert_eq!(
-            restore_local(&LocalSessions::default(), &db).unwrap(),
+            restore_local(&LocalSessions::default(), db.as_ref()).unwrap(),
             0,
             "ended sessions stay ended"
         );
