@@ -44,7 +44,14 @@ pub async fn run(hub: Arc<Hub>) {
     }
     let every = Duration::from_secs(hub.config.cull.every_secs.max(1));
     loop {
-        tokio::time::sleep(every).await;
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = hub.leader.gained() => {}
+        }
+        // One culler for all hub replicas: the holder of the background lease.
+        if !hub.leader.held() {
+            continue;
+        }
         for (user, server, why) in due(&hub, proxy::timestamp::now_ms()) {
             tracing::info!("culling {user}'s server {server:?}: {why}");
             if let Err(e) = crate::lifecycle::stop(&hub, &user, &server).await {

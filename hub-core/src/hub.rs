@@ -12,11 +12,13 @@ use tokio::task::AbortHandle;
 
 use crate::login::Authenticator;
 use crate::metrics::HubMetrics;
-use crate::model::{Phase, Server, TokenRecord, User, UserRecord, server_prefix};
+use crate::model::{Phase, Server, ServerRecord, TokenRecord, User, UserRecord, server_prefix};
+use crate::progress::{ProgressEvent, ProgressSink};
 use crate::proxy_api::ProxyApi;
+use crate::replicas::Leadership;
 use crate::session::Sessions;
 use crate::spawner::Spawner;
-use crate::store::{StateStore, StoreError};
+use crate::store::{Cas, Expect, LoadedUser, StateStore, StoreError};
 use crate::tokens::Tokens;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -45,6 +47,21 @@ pub struct Hub {
     /// OAuth codes handed to servers' login callbacks, not yet exchanged.
     pub(crate) oauth: crate::web::oauth::Codes,
     pub started_ms: u64,
+    /// This hub process's name in the state database (`replicas::new_replica_id`).
+    pub replica: String,
+    /// Whether this replica runs the background work (reconcile, culling, polls, sweeps,
+    /// takeovers): always with SQLite, by lease with PostgreSQL.
+    pub leader: Leadership,
+    /// Progress logs of spawns another replica runs, fed from the state database.
+    mirrors: Mutex<HashMap<(String, String), ProgressSink>>,
+}
+
+/// What came of a change to a server that must find its row as this replica last saw it.
+pub enum Claimed<T> {
+    Done(T),
+    /// The row was not as expected (another replica got there first); here is the server as it
+    /// is now (`None`: it is gone).
+    Refused(Option<Box<Server>>),
 }
 
 pub struct HubParts {
@@ -55,6 +72,7 @@ pub struct HubParts {
     pub sessions: Sessions,
     pub auth: Arc<Authenticator>,
     pub hub_url: String,
+    pub replica: String,
 }
 
 impl Hub {
@@ -62,6 +80,8 @@ impl Hub {
     /// recorded; `lifecycle::adopt_servers` checks them against reality next.
     pub fn new(parts: HubParts) -> Result<Arc<Hub>, StoreError> {
         let loaded = parts.store.load()?;
+        // With SQLite this hub is the only one: the background work is its own.
+        let alone = !parts.store.shared();
         let mut users: BTreeMap<String, User> = loaded
             .users
             .into_iter()
@@ -104,10 +124,14 @@ impl Hub {
             reconcile_lock: tokio::sync::Mutex::new(()),
             oauth: Default::default(),
             started_ms: proxy::timestamp::now_ms(),
+            leader: Leadership::new(alone),
+            replica: parts.replica,
+            mirrors: Mutex::new(HashMap::new()),
         };
         for name in hub.config.auth.admin_users.clone() {
             hub.ensure_user(&name, true)?;
         }
+        hub.metrics.background_leader.set(if alone { 1.0 } else { 0.0 });
         hub.update_gauges();
         Ok(Arc::new(hub))
     }
@@ -167,6 +191,234 @@ impl Hub {
         Ok(Some(out))
     }
 
+    /// Changes a server only if the database's row is in one of `phases` (and, with `owner`,
+    /// owned by it): the compare-and-set by which a replica claims a start or a stop, or carries
+    /// on one it owns. Refused, the hub's copy takes the row as it is now.
+    pub fn claim_server<T>(
+        &self,
+        user: &str,
+        server: &str,
+        phases: &[Phase],
+        owner: Option<&str>,
+        change: impl FnOnce(&mut Server) -> T,
+    ) -> Result<Claimed<T>, StoreError> {
+        let mut users = self.users();
+        self.claim_in(&mut users, user, server, phases, owner, change)
+    }
+
+    /// [`Hub::claim_server`] with the users lock already held.
+    pub fn claim_in<T>(
+        &self,
+        users: &mut BTreeMap<String, User>,
+        user: &str,
+        server: &str,
+        phases: &[Phase],
+        owner: Option<&str>,
+        change: impl FnOnce(&mut Server) -> T,
+    ) -> Result<Claimed<T>, StoreError> {
+        let Some(u) = users.get_mut(user) else {
+            return Ok(Claimed::Refused(None));
+        };
+        let mut next = u
+            .servers
+            .get(server)
+            .cloned()
+            .unwrap_or_else(|| Server::new(user, server));
+        let out = change(&mut next);
+        match self.store.set_server(&next.record, Expect { phases, owner })? {
+            Cas::Written => {
+                u.servers.insert(next);
+                Ok(Claimed::Done(out))
+            }
+            Cas::Refused(now) => {
+                match now {
+                    Some(row) => self.apply_server_row(u, *row),
+                    None => {
+                        u.servers.remove(server);
+                    }
+                }
+                Ok(Claimed::Refused(u.servers.get(server).cloned().map(Box::new)))
+            }
+        }
+    }
+
+    /// Changes a server whose start or stop (`during`) this replica owns; refused if another
+    /// replica took it over meanwhile (a stop claimed elsewhere, or this replica presumed dead).
+    pub fn update_owned<T>(
+        &self,
+        user: &str,
+        server: &str,
+        during: Phase,
+        change: impl FnOnce(&mut Server) -> T,
+    ) -> Result<Claimed<T>, StoreError> {
+        self.claim_server(user, server, &[during], Some(&self.replica), change)
+    }
+
+    /// Reads one user again from the state database (another replica changed them).
+    pub fn refresh_user(&self, name: &str, via: &dyn StateStore) -> Result<(), StoreError> {
+        let mut users = self.users();
+        // Read under the lock: a change this replica makes meanwhile cannot be overwritten by
+        // an older read.
+        let loaded = via.load_user(name)?;
+        self.apply_user(&mut users, name, loaded);
+        drop(users);
+        self.update_gauges();
+        Ok(())
+    }
+
+    /// Reads everything again (after the change feed was interrupted).
+    pub fn refresh_all(&self, via: &dyn StateStore) -> Result<(), StoreError> {
+        let mut users = self.users();
+        let loaded = via.load()?;
+        let mut by_user: BTreeMap<String, LoadedUser> = loaded
+            .users
+            .into_iter()
+            .map(|user| {
+                (
+                    user.name.clone(),
+                    LoadedUser {
+                        user,
+                        servers: Vec::new(),
+                        tokens: Vec::new(),
+                    },
+                )
+            })
+            .collect();
+        for s in loaded.servers {
+            if let Some(u) = by_user.get_mut(&s.user) {
+                u.servers.push(s);
+            }
+        }
+        for t in loaded.tokens {
+            if let Some(u) = by_user.get_mut(&t.user) {
+                u.tokens.push(t);
+            }
+        }
+        let gone: Vec<String> = users.keys().filter(|n| !by_user.contains_key(*n)).cloned().collect();
+        for name in gone {
+            self.apply_user(&mut users, &name, None);
+        }
+        for (name, loaded) in by_user {
+            self.apply_user(&mut users, &name, Some(loaded));
+        }
+        drop(users);
+        self.update_gauges();
+        Ok(())
+    }
+
+    fn apply_user(&self, users: &mut BTreeMap<String, User>, name: &str, loaded: Option<LoadedUser>) {
+        let Some(loaded) = loaded else {
+            if users.remove(name).is_some() {
+                self.tokens.remove_user(name);
+            }
+            return;
+        };
+        self.tokens.replace_user(name, loaded.tokens);
+        let u = users.entry(name.to_owned()).or_insert_with(|| User {
+            record: loaded.user.clone(),
+            servers: Default::default(),
+        });
+        u.record = loaded.user;
+        let keep: Vec<String> = loaded.servers.iter().map(|s| s.name.clone()).collect();
+        let gone: Vec<String> = u.servers.keys().filter(|n| !keep.contains(n)).cloned().collect();
+        for server in gone {
+            u.servers.remove(&server);
+        }
+        for row in loaded.servers {
+            self.apply_server_row(u, row);
+        }
+    }
+
+    /// Takes a server row from the database into the hub's copy, keeping what only this
+    /// replica knows (its spawn's progress log, why its last spawn failed). A spawn another
+    /// replica runs gets a progress log here too, fed from the database.
+    fn apply_server_row(&self, u: &mut User, row: ServerRecord) {
+        let key = (row.user.clone(), row.name.clone());
+        let theirs = row.phase == Phase::Pending && row.owner.as_deref() != Some(self.replica.as_str());
+        let prefix = self.prefix(&row.user, &row.name);
+        let s = u
+            .servers
+            .get_or_insert_with(&row.name, || Server::new(&row.user, &row.name));
+        let phase = row.phase;
+        s.record = row;
+        let mut mirrors = self.mirrors.lock().unwrap_or_else(|p| p.into_inner());
+        if theirs && !mirrors.contains_key(&key) {
+            let (sink, log) = crate::progress::channel();
+            s.progress = Some(log);
+            s.last_failure = None;
+            mirrors.insert(key.clone(), sink);
+        }
+        let Some(sink) = mirrors.get(&key).cloned() else {
+            return;
+        };
+        self.replay_progress(&key.0, &key.1, &sink);
+        if theirs {
+            return;
+        }
+        // The spawn ended (or moved to this replica): end the copy, whatever the owner managed
+        // to publish.
+        mirrors.remove(&key);
+        if !sink.ended() {
+            let mut last = match phase {
+                Phase::Running => {
+                    let mut e = ProgressEvent::message(100, format!("Server ready at {prefix}"));
+                    e.ready = true;
+                    e.url = Some(prefix);
+                    e
+                }
+                _ => ProgressEvent::message(100, "Spawn failed: the server was stopped while starting"),
+            };
+            last.failed = phase != Phase::Running;
+            sink.replay(last);
+        }
+        if phase == Phase::Running {
+            s.progress = None;
+        }
+    }
+
+    /// Copies into `sink` the events of another replica's spawn it does not have yet.
+    fn replay_progress(&self, user: &str, server: &str, sink: &ProgressSink) {
+        match self.store.progress(user, server, sink.len()) {
+            Ok(events) => {
+                for event in events {
+                    match serde_json::from_value::<ProgressEvent>(event) {
+                        Ok(e) => sink.replay(e),
+                        Err(e) => tracing::warn!("{user}'s spawn progress holds an unreadable event: {e}"),
+                    }
+                }
+            }
+            Err(e) => tracing::warn!("reading {user}'s spawn progress: {e}"),
+        }
+    }
+
+    /// Another replica published progress for a spawn: copy it to the log followers read here.
+    pub fn progress_published(&self, user: &str, server: &str, via: &dyn StateStore) {
+        let sink = self
+            .mirrors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(user.to_owned(), server.to_owned()))
+            .cloned();
+        match sink {
+            Some(sink) => self.replay_progress(user, server, &sink),
+            // The server row's own announcement has not been read yet: read the user now.
+            None => {
+                if let Err(e) = self.refresh_user(user, via) {
+                    tracing::warn!("reading {user} from the state database: {e}");
+                }
+            }
+        }
+    }
+
+    /// Takes over the copy of another replica's spawn of this server, for this replica's own
+    /// spawn to continue in (followers keep reading the same log).
+    pub(crate) fn take_mirror(&self, user: &str, server: &str) -> Option<ProgressSink> {
+        self.mirrors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(user.to_owned(), server.to_owned()))
+    }
+
     pub fn server(&self, user: &str, server: &str) -> Option<Server> {
         self.users().get(user)?.servers.get(server).cloned()
     }
@@ -200,7 +452,8 @@ impl Hub {
             && newer(s.record.last_activity_ms)
         {
             s.record.last_activity_ms = Some(at_ms);
-            self.store.put_server(&s.record)?;
+            // The column alone: the rest of the row may be another replica's to change.
+            self.store.touch_server(user, &s.record.name, at_ms)?;
         }
         Ok(())
     }
@@ -256,6 +509,7 @@ impl Hub {
             "spawner": {"class": self.spawner.kind(), "version": VERSION, "profiles": self.spawner.profiles()},
             "authenticator": {"class": format!("{:?}", self.config.auth.authenticator).to_lowercase(), "version": VERSION},
             "python": "none (edgehub is written in Rust)",
+            "replica": {"id": self.replica, "background": self.leader.held(), "state": self.store.describe()},
             "sys_executable": std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default(),
         })
     }

@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
 
-use crate::hub::Hub;
+use crate::hub::{Claimed, Hub};
 use crate::metrics::SpawnStatus;
 use crate::model::{Phase, escape_segment, valid_name};
 use crate::progress::{self, ProgressEvent, ProgressSink};
-use crate::spawner::{PollStatus, SpawnRequest};
+use crate::spawner::{Answering, PollStatus, SpawnRequest, Started};
 
 /// How long a stop request waits before answering 202 (JupyterHub's `slow_stop_timeout`).
 pub const SLOW_STOP: Duration = Duration::from_secs(10);
@@ -114,27 +114,137 @@ pub fn request_start(hub: &Arc<Hub>, user: &str, server: &str, options: Value) -
             hub.metrics.spawn(SpawnStatus::TooManyUsers).record(0.0);
             return Err(StartRefused::TooManyServers(retry_after(hub)));
         }
-        let s = u
-            .servers
-            .get_or_insert_with(server, || crate::model::Server::new(user, server));
-        s.record.phase = Phase::Pending;
-        s.record.user_options = options;
-        s.record.url = None;
-        s.record.started_ms = None;
-        s.record.spawner_state = json!({});
-        s.progress = Some(log);
-        s.last_failure = None;
-        hub.store
-            .put_server(&s.record)
+        let me = hub.replica.clone();
+        // The start is claimed in the database: of two replicas starting this server at once,
+        // one writes `Pending` under its name, the other finds it and follows that spawn.
+        let claimed = hub
+            .claim_in(&mut users, user, server, &[Phase::Stopped], None, |s| {
+                s.record.phase = Phase::Pending;
+                s.record.owner = Some(me);
+                s.record.user_options = options;
+                s.record.url = None;
+                s.record.started_ms = None;
+                s.record.spawner_state = json!({});
+                s.progress = Some(log);
+                s.last_failure = None;
+            })
             .map_err(|e| StartRefused::Store(e.to_string()))?;
+        if let Claimed::Refused(now) = claimed {
+            return match now.map(|s| s.phase()) {
+                Some(Phase::Pending) => Ok(()),
+                Some(Phase::Running) => Err(StartRefused::AlreadyRunning),
+                Some(Phase::Stopping) => Err(StartRefused::Stopping),
+                _ => Err(StartRefused::Store(
+                    "the server changed meanwhile; try again".to_owned(),
+                )),
+            };
+        }
     }
-    sink.push(ProgressEvent::message(0, "Server requested"));
+    launch(hub, user, server, publishing(hub, user, server, sink));
+    Ok(())
+}
+
+/// With a shared database, the spawn's progress is also written there for the other replicas.
+fn publishing(hub: &Arc<Hub>, user: &str, server: &str, sink: ProgressSink) -> ProgressSink {
+    if !hub.store.shared() {
+        return sink;
+    }
+    let (store, user, server) = (hub.store.clone(), user.to_owned(), server.to_owned());
+    sink.publishing(Arc::new(move |event: &ProgressEvent| {
+        let event = serde_json::to_value(event).unwrap_or_default();
+        if let Err(e) = store.add_progress(&user, &server, &event) {
+            tracing::warn!("sharing {user}'s spawn progress: {e}");
+        }
+    }))
+}
+
+/// Runs a claimed spawn as a task of its own.
+fn launch(hub: &Arc<Hub>, user: &str, server: &str, sink: ProgressSink) {
+    if sink.is_empty() {
+        sink.push(ProgressEvent::message(0, "Server requested"));
+    }
     let task = tokio::spawn(run_spawn(hub.clone(), user.to_owned(), server.to_owned(), sink));
     hub.spawn_tasks
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .insert((user.to_owned(), server.to_owned()), task.abort_handle());
-    Ok(())
+}
+
+/// Carries on a start another replica claimed and could not finish (it died): a server that
+/// came up meanwhile is adopted; anything else it left is stopped and the spawn run again here.
+/// `sink`: the log followers here already read, if any.
+pub(crate) fn resume_spawn(hub: &Arc<Hub>, user: &str, server: &str, sink: Option<ProgressSink>) {
+    let (sink, log) = match sink {
+        Some(sink) => (sink, None),
+        None => {
+            let (sink, log) = progress::channel();
+            (sink, Some(log))
+        }
+    };
+    if let Some(log) = log {
+        let _ = hub.update_owned(user, server, Phase::Pending, |s| s.progress = Some(log));
+    }
+    let sink = publishing(hub, user, server, sink);
+    let (hub, user, server) = (hub.clone(), user.to_owned(), server.to_owned());
+    tokio::spawn(async move {
+        let Some(current) = hub.server(&user, &server) else {
+            return;
+        };
+        let prefix = hub.prefix(&user, &server);
+        if let PollStatus::Running { url } = hub.spawner.poll(current.record.spawner_state.clone()).await {
+            let probe = format!("{}{}", url.trim_end_matches('/'), prefix);
+            if wait_for_http(&probe, Duration::from_secs(5)).await.is_ok()
+                && hub
+                    .proxy
+                    .add_route(&prefix, &url, route_data(&user, &server))
+                    .await
+                    .is_ok()
+            {
+                let adopted = hub.update_owned(&user, &server, Phase::Pending, |s| {
+                    s.record.phase = Phase::Running;
+                    s.record.owner = None;
+                    s.record.url = Some(url.clone());
+                    s.record.started_ms = Some(proxy::timestamp::now_ms());
+                    s.record.last_activity_ms = s.record.started_ms;
+                    s.progress = None;
+                });
+                if matches!(adopted, Ok(Claimed::Done(()))) {
+                    let mut done = ProgressEvent::message(100, format!("Server ready at {prefix}"));
+                    done.ready = true;
+                    done.url = Some(prefix);
+                    sink.finish(done);
+                    tracing::info!("{user}'s server {server:?}, started by a hub that died, is adopted");
+                    hub.update_gauges();
+                    return;
+                }
+            }
+        }
+        // Whatever the dead replica left (a process, a pod, half-recorded), then start afresh.
+        if let Err(e) = hub.spawner.stop(current.record.spawner_state.clone()).await {
+            tracing::warn!("stopping what a dead hub left of {user}'s server: {e}");
+        }
+        let hashes: Vec<String> = hub
+            .tokens
+            .of_user(&user)
+            .into_iter()
+            .filter(|t| t.server.as_deref() == Some(server.as_str()))
+            .map(|t| t.hash)
+            .collect();
+        let strays = hub.spawner.stop_strays(&user, &server, &hashes).await;
+        if strays > 0 {
+            tracing::warn!("{strays} stray process(es) of {user}'s server stopped");
+        }
+        hub.revoke_server_tokens(&user, &server);
+        let _ = hub.update_owned(&user, &server, Phase::Pending, |s| {
+            s.record.url = None;
+            s.record.spawner_state = json!({});
+        });
+        sink.push(ProgressEvent::message(
+            5,
+            "The hub running this spawn stopped; starting again",
+        ));
+        launch(&hub, &user, &server, sink);
+    });
 }
 
 /// JupyterHub's environment contract for a server.
@@ -187,7 +297,7 @@ async fn run_spawn(hub: Arc<Hub>, user: String, server: String, progress: Progre
             progress.finish(done);
             tracing::info!("{user}'s server {server:?} is ready ({:.0?})", began.elapsed());
         }
-        Err(why) => {
+        Err(SpawnFailure::Failed(why)) => {
             hub.metrics
                 .spawn(SpawnStatus::Failure)
                 .record(began.elapsed().as_secs_f64());
@@ -200,8 +310,9 @@ async fn run_spawn(hub: Arc<Hub>, user: String, server: String, progress: Progre
                 tracing::warn!("cleaning up {user}'s failed server: {e}");
             }
             hub.revoke_server_tokens(&user, &server);
-            let _ = hub.update_server(&user, &server, |s| {
+            let _ = hub.update_owned(&user, &server, Phase::Pending, |s| {
                 s.record.phase = Phase::Stopped;
+                s.record.owner = None;
                 s.record.url = None;
                 s.last_failure = Some(why.clone());
             });
@@ -209,11 +320,50 @@ async fn run_spawn(hub: Arc<Hub>, user: String, server: String, progress: Progre
             failed.failed = true;
             progress.finish(failed);
         }
+        Err(SpawnFailure::Lost { started }) => {
+            // Another replica stopped this server or took the spawn over: it is theirs now.
+            // What this replica started is stopped; the shared progress is theirs to end.
+            tracing::warn!("{user}'s server {server:?}: another hub took over its start; this hub lets go");
+            if let Some(state) = started
+                && let Err(e) = hub.spawner.stop(state).await
+            {
+                tracing::warn!("stopping what this hub started of {user}'s server: {e}");
+            }
+            let mut failed = ProgressEvent::message(100, "Spawn handed over to another hub");
+            failed.failed = true;
+            progress.unpublished().finish(failed);
+        }
     }
     hub.update_gauges();
 }
 
-async fn spawn_steps(hub: &Arc<Hub>, user: &str, server: &str, progress: &ProgressSink) -> Result<(), String> {
+/// Why a spawn did not end with a running server.
+enum SpawnFailure {
+    /// It failed (shown to the user).
+    Failed(String),
+    /// The database no longer names this replica as the spawn's owner; `started` is what this
+    /// replica had started, if anything.
+    Lost { started: Option<Value> },
+}
+
+impl From<String> for SpawnFailure {
+    fn from(why: String) -> Self {
+        SpawnFailure::Failed(why)
+    }
+}
+
+/// A write to a spawn this replica owns: `Lost` if it no longer does.
+fn owned<T>(result: Result<Claimed<T>, crate::store::StoreError>, started: Option<&Value>) -> Result<T, SpawnFailure> {
+    match result {
+        Ok(Claimed::Done(v)) => Ok(v),
+        Ok(Claimed::Refused(_)) => Err(SpawnFailure::Lost {
+            started: started.cloned(),
+        }),
+        Err(e) => Err(SpawnFailure::Failed(e.to_string())),
+    }
+}
+
+async fn spawn_steps(hub: &Arc<Hub>, user: &str, server: &str, progress: &ProgressSink) -> Result<(), SpawnFailure> {
     let cfg = &hub.config.spawner;
     let (token, _) = hub
         .issue_token(user, Some(server), "server", None)
@@ -231,24 +381,52 @@ async fn spawn_steps(hub: &Arc<Hub>, user: &str, server: &str, progress: &Progre
     };
     let start_timeout_secs = hub.config.start_timeout_secs();
     let start_timeout = Duration::from_secs(start_timeout_secs);
-    let started = tokio::time::timeout(start_timeout, hub.spawner.start(request, progress.clone()))
-        .await
-        .map_err(|_| format!("the server did not start within {start_timeout_secs} s"))?
-        .map_err(|e| e.to_string())?;
-    hub.update_server(user, server, |s| {
-        s.record.url = Some(started.url.clone());
-        s.record.spawner_state = started.state.clone();
-    })
-    .map_err(|e| e.to_string())?;
-    progress.push(ProgressEvent::message(70, "Server started; waiting for it to answer"));
-
     let prefix = hub.prefix(user, server);
-    wait_for_http(
-        &format!("{}{}", started.url.trim_end_matches('/'), prefix),
-        Duration::from_secs(cfg.http_timeout_secs),
-    )
-    .await
-    .map_err(|e| format!("{e} (http_timeout {} s)", cfg.http_timeout_secs))?;
+    // A server whose port another process took before it could bind it exits; the answer the
+    // hub got came from that other process. It is started again, on another port, twice at most.
+    let mut attempts = 0;
+    let started = loop {
+        attempts += 1;
+        let started = tokio::time::timeout(start_timeout, hub.spawner.start(request.clone(), progress.clone()))
+            .await
+            .map_err(|_| format!("the server did not start within {start_timeout_secs} s"))?
+            .map_err(|e| e.to_string())?;
+        let recorded = hub.update_owned(user, server, Phase::Pending, |s| {
+            s.record.url = Some(started.url.clone());
+            s.record.spawner_state = started.state.clone();
+        });
+        match owned(recorded, Some(&started.state)) {
+            Ok(()) => {}
+            Err(SpawnFailure::Failed(why)) => {
+                // Not recorded: nobody else could ever stop it.
+                let _ = hub.spawner.stop(started.state.clone()).await;
+                return Err(SpawnFailure::Failed(why));
+            }
+            Err(lost) => return Err(lost),
+        }
+        progress.push(ProgressEvent::message(70, "Server started; waiting for it to answer"));
+        let http_timeout = Duration::from_secs(cfg.http_timeout_secs);
+        match answer(hub, &started, &prefix, http_timeout).await {
+            Ok(()) => break started,
+            Err(Some(why)) => {
+                return Err(SpawnFailure::Failed(format!(
+                    "{why} (http_timeout {} s)",
+                    cfg.http_timeout_secs
+                )));
+            }
+            Err(None) if attempts < 3 => {
+                progress.push(ProgressEvent::message(
+                    10,
+                    "The port was taken meanwhile; trying another",
+                ));
+            }
+            Err(None) => {
+                return Err(SpawnFailure::Failed(
+                    "the server exited as it came up, three times: its port was taken each time".to_owned(),
+                ));
+            }
+        }
+    };
     progress.push(ProgressEvent::message(90, "Server is answering; adding its route"));
 
     let added = Instant::now();
@@ -261,16 +439,38 @@ async fn spawn_steps(hub: &Arc<Hub>, user: &str, server: &str, progress: &Progre
         .record(added.elapsed().as_secs_f64());
     result.map_err(|e| format!("the proxy did not take the route: {e}"))?;
 
-    hub.update_server(user, server, |s| {
+    let ready = hub.update_owned(user, server, Phase::Pending, |s| {
         s.record.phase = Phase::Running;
+        s.record.owner = None;
         s.record.started_ms = Some(proxy::timestamp::now_ms());
         s.record.last_activity_ms = s.record.started_ms;
         // Readers already following the log keep their handle and see it end; later ones are
         // told "ready" at once. An idle server should not carry its spawn's history.
         s.progress = None;
-    })
-    .map_err(|e| e.to_string())?;
-    Ok(())
+    });
+    owned(ready, Some(&started.state))
+}
+
+/// Waits until the server itself answers at its URL: `Err(None)` if it exited meanwhile (its
+/// port was taken), `Err(Some(why))` if it did not answer in time.
+async fn answer(hub: &Hub, started: &Started, prefix: &str, limit: Duration) -> Result<(), Option<String>> {
+    let deadline = Instant::now() + limit;
+    wait_for_http(&format!("{}{}", started.url.trim_end_matches('/'), prefix), limit)
+        .await
+        .map_err(Some)?;
+    loop {
+        match hub.spawner.answering(started.state.clone()).await {
+            Answering::Itself | Answering::Unknown => return Ok(()),
+            Answering::Exited => return Err(None),
+            Answering::Another if Instant::now() >= deadline => {
+                return Err(Some(format!(
+                    "another process answers at {}, not the server",
+                    started.url
+                )));
+            }
+            Answering::Another => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
 }
 
 /// The data of a user route, as JupyterHub writes it (edge auth reads `user` as the owner).
@@ -314,19 +514,28 @@ pub enum StopOutcome {
 pub async fn stop(hub: &Arc<Hub>, user: &str, server: &str) -> Result<StopOutcome, StartRefused> {
     let previous = {
         let mut users = hub.users();
-        let u = users.get_mut(user).ok_or(StartRefused::NoSuchUser)?;
-        let Some(s) = u.servers.get_mut(server) else {
+        let u = users.get(user).ok_or(StartRefused::NoSuchUser)?;
+        let Some(mut previous) = u.servers.get(server).map(|s| s.phase()) else {
             return Ok(StopOutcome::Stopped);
         };
-        let previous = s.record.phase;
-        match previous {
-            Phase::Stopped => return Ok(StopOutcome::Stopped),
-            Phase::Stopping => return Ok(StopOutcome::Stopping),
-            Phase::Pending | Phase::Running => {
-                s.record.phase = Phase::Stopping;
-                hub.store
-                    .put_server(&s.record)
-                    .map_err(|e| StartRefused::Store(e.to_string()))?;
+        // Claimed in the database as a start is: another replica may have moved the server
+        // on meanwhile, and then its phase as it is now decides.
+        loop {
+            match previous {
+                Phase::Stopped => return Ok(StopOutcome::Stopped),
+                Phase::Stopping => return Ok(StopOutcome::Stopping),
+                Phase::Pending | Phase::Running => {}
+            }
+            let me = hub.replica.clone();
+            let claimed = hub
+                .claim_in(&mut users, user, server, &[previous], None, |s| {
+                    s.record.phase = Phase::Stopping;
+                    s.record.owner = Some(me);
+                })
+                .map_err(|e| StartRefused::Store(e.to_string()))?;
+            match claimed {
+                Claimed::Done(()) => break,
+                Claimed::Refused(now) => previous = now.map_or(Phase::Stopped, |s| s.phase()),
             }
         }
         previous
@@ -350,8 +559,9 @@ pub async fn stop(hub: &Arc<Hub>, user: &str, server: &str) -> Result<StopOutcom
     }
 }
 
-/// Route out, server stopped, tokens revoked, `Stopped`. Used by stop, culling and exit handling.
-async fn finish_stop(hub: Arc<Hub>, user: String, server: String) {
+/// Route out, server stopped, tokens revoked, `Stopped`. Used by stop, culling and exit handling,
+/// by the replica that claimed the stop.
+pub(crate) async fn finish_stop(hub: Arc<Hub>, user: String, server: String) {
     let began = Instant::now();
     let prefix = hub.prefix(&user, &server);
     let deleted = hub.proxy.delete_route(&prefix).await;
@@ -374,8 +584,9 @@ async fn finish_stop(hub: Arc<Hub>, user: String, server: String) {
         tracing::warn!("stopping {user}'s server {server:?}: {e}");
     }
     hub.revoke_server_tokens(&user, &server);
-    let _ = hub.update_server(&user, &server, |s| {
+    let _ = hub.update_owned(&user, &server, Phase::Stopping, |s| {
         s.record.phase = Phase::Stopped;
+        s.record.owner = None;
         s.record.url = None;
         s.record.spawner_state = json!({});
     });
@@ -385,21 +596,18 @@ async fn finish_stop(hub: Arc<Hub>, user: String, server: String) {
 
 /// A server found gone: clean up as for a stop.
 pub async fn handle_exit(hub: &Arc<Hub>, user: &str, server: &str, code: Option<i32>) {
-    let was_running = hub
-        .update_server(user, server, |s| {
-            let running = s.record.phase == Phase::Running;
-            if running {
-                s.record.phase = Phase::Stopping;
-                s.last_failure = Some(match code {
-                    Some(c) => format!("The server exited with status {c}"),
-                    None => "The server exited".to_owned(),
-                });
-            }
-            running
-        })
-        .ok()
-        .flatten()
-        .unwrap_or(false);
+    let me = hub.replica.clone();
+    let was_running = matches!(
+        hub.claim_server(user, server, &[Phase::Running], None, |s| {
+            s.record.phase = Phase::Stopping;
+            s.record.owner = Some(me);
+            s.last_failure = Some(match code {
+                Some(c) => format!("The server exited with status {c}"),
+                None => "The server exited".to_owned(),
+            });
+        }),
+        Ok(Claimed::Done(()))
+    );
     if was_running {
         tracing::warn!("{user}'s server {server:?} exited (status {code:?})");
         finish_stop(hub.clone(), user.to_owned(), server.to_owned()).await;
@@ -473,6 +681,7 @@ pub async fn adopt_servers(hub: &Arc<Hub>) -> AdoptReport {
                 Some(url) => {
                     let _ = hub.update_server(&user, &server, |s| {
                         s.record.phase = Phase::Running;
+                        s.record.owner = None;
                         s.record.url = Some(url);
                         if s.record.started_ms.is_none() {
                             s.record.started_ms = Some(proxy::timestamp::now_ms());
@@ -483,12 +692,17 @@ pub async fn adopt_servers(hub: &Arc<Hub>) -> AdoptReport {
                 None => {
                     if matches!(status, PollStatus::Running { .. }) {
                         // Half-started, or stopping when the last hub went: finish the job.
-                        let _ = hub.update_server(&user, &server, |s| s.record.phase = Phase::Stopping);
+                        let me = hub.replica.clone();
+                        let _ = hub.update_server(&user, &server, |s| {
+                            s.record.phase = Phase::Stopping;
+                            s.record.owner = Some(me);
+                        });
                         finish_stop(hub.clone(), user.clone(), server.clone()).await;
                     } else {
                         hub.revoke_server_tokens(&user, &server);
                         let _ = hub.update_server(&user, &server, |s| {
                             s.record.phase = Phase::Stopped;
+                            s.record.owner = None;
                             s.record.url = None;
                         });
                     }

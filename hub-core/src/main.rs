@@ -48,6 +48,10 @@ struct UpArgs {
     /// State database [default: edgehub.sqlite].
     #[arg(long)]
     db: Option<PathBuf>,
+    /// PostgreSQL state shared by several active hubs, `postgres://user:password@host/db`
+    /// [default: none, SQLite at --db].
+    #[arg(long, env = "EDGEHUB_STATE_URL", hide_env_values = true)]
+    state_url: Option<String>,
     /// Base URL prefix [default: /].
     #[arg(long)]
     base_url: Option<String>,
@@ -73,6 +77,9 @@ fn hub_config(args: UpArgs) -> anyhow::Result<HubConfig> {
     }
     if let Some(db) = args.db {
         config.db = db;
+    }
+    if let Some(url) = args.state_url.filter(|u| !u.is_empty()) {
+        config.state.url = Some(url);
     }
     if let Some(base) = args.base_url {
         config.base_url = base;

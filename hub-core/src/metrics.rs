@@ -20,6 +20,8 @@ pub struct HubMetrics {
     pub init_spawners_duration: Histogram,
     pub proxy_poll_duration: Histogram,
     pub logout_duration: Histogram,
+    /// 1 while this replica holds the background lease (reconcile, culling, takeovers).
+    pub background_leader: Gauge,
 }
 
 /// Outcome labels of a spawn, as JupyterHub's `server_spawn_duration_seconds{status}`.
@@ -70,6 +72,7 @@ impl HubMetrics {
             init_spawners_duration: histogram("jupyterhub_init_spawners_duration_seconds"),
             proxy_poll_duration: histogram("jupyterhub_proxy_poll_duration_seconds"),
             logout_duration: histogram("jupyterhub_logout_duration_seconds"),
+            background_leader: gauge("edgehub_background_leader"),
             recorder,
             handle,
         };

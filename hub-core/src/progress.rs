@@ -6,23 +6,23 @@
 
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 /// One event, in JupyterHub's shape.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProgressEvent {
     /// 0–100.
     pub progress: u8,
     pub message: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub html_message: Option<String>,
     /// Set only by the hub, on the last event: the server is up at `url`.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub ready: bool,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub failed: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
 }
 
@@ -49,10 +49,15 @@ struct Log {
     events: Vec<ProgressEvent>,
 }
 
+/// Called with each event a log takes: how the replica running a spawn shares its progress with
+/// the other replicas (through the state database).
+pub type Publisher = Arc<dyn Fn(&ProgressEvent) + Send + Sync>;
+
 /// The writing end, given to the spawner (`push`) and kept by the hub (`finish`).
 #[derive(Clone)]
 pub struct ProgressSink {
     log: Arc<watch::Sender<Arc<Log>>>,
+    publish: Option<Publisher>,
 }
 
 /// The reading end; cheap to clone.
@@ -65,10 +70,51 @@ pub struct ProgressLog {
 pub fn channel() -> (ProgressSink, ProgressLog) {
     let (tx, _) = watch::channel(Arc::new(Log::default()));
     let tx = Arc::new(tx);
-    (ProgressSink { log: tx.clone() }, ProgressLog { log: tx })
+    (
+        ProgressSink {
+            log: tx.clone(),
+            publish: None,
+        },
+        ProgressLog { log: tx },
+    )
 }
 
 impl ProgressSink {
+    /// The same log, each event also handed to `publish`.
+    pub fn publishing(self, publish: Publisher) -> ProgressSink {
+        ProgressSink {
+            publish: Some(publish),
+            ..self
+        }
+    }
+
+    /// The same log, its events kept to this replica.
+    pub fn unpublished(&self) -> ProgressSink {
+        ProgressSink {
+            log: self.log.clone(),
+            publish: None,
+        }
+    }
+
+    /// Adds an event another replica's spawn published, as it was (a final event ends the log).
+    pub fn replay(&self, event: ProgressEvent) {
+        self.append(event);
+    }
+
+    /// How many events the log holds.
+    pub fn len(&self) -> usize {
+        self.log.borrow().events.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether the log has ended.
+    pub fn ended(&self) -> bool {
+        self.log.borrow().events.last().is_some_and(ProgressEvent::is_final)
+    }
+
     /// Adds a spawner's event. Spawners cannot end the log: `ready`/`failed` are the hub's to set,
     /// so they are cleared here (as JupyterHub strips them).
     pub fn push(&self, mut event: ProgressEvent) {
@@ -85,14 +131,19 @@ impl ProgressSink {
     }
 
     fn append(&self, event: ProgressEvent) {
+        let mut appended = false;
         self.log.send_modify(|log| {
             if log.events.last().is_some_and(ProgressEvent::is_final) {
                 return;
             }
             let mut events = log.events.clone();
-            events.push(event);
+            events.push(event.clone());
             *log = Arc::new(Log { events });
+            appended = true;
         });
+        if appended && let Some(publish) = &self.publish {
+            publish(&event);
+        }
     }
 }
 
@@ -121,7 +172,11 @@ impl ProgressLog {
     pub fn abandon(&self, message: &str) {
         let mut event = ProgressEvent::message(100, message);
         event.failed = true;
-        ProgressSink { log: self.log.clone() }.finish(event);
+        ProgressSink {
+            log: self.log.clone(),
+            publish: None,
+        }
+        .finish(event);
     }
 
     /// Everything so far.

@@ -151,7 +151,15 @@ pub async fn run(hub: Arc<Hub>) {
     let mut last_poll = Instant::now();
     let mut failing = false;
     loop {
-        tokio::time::sleep(every).await;
+        // With several hubs, only the one holding the background lease reconciles; one that
+        // just took the lease over starts at once rather than a period later.
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = hub.leader.gained() => {}
+        }
+        if !hub.leader.held() {
+            continue;
+        }
         match check_routes(&hub).await {
             Ok(r) if r != ReconcileReport::default() => {
                 tracing::info!("reconcile repaired the proxy's table: {r:?}");

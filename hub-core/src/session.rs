@@ -140,6 +140,17 @@ impl Sessions {
         };
         let key = record_key(&data.claims.jti);
         let live = match &self.records {
+            // A session begun on another hub replica a moment ago may not have reached this
+            // one's copy yet: the shared database has the last word.
+            RecordStore::Local { live, db } if db.shared() && !live.contains(&key) => {
+                match db.session_live(&data.claims.jti, proxy::timestamp::now_ms())? {
+                    Some(user) => {
+                        live.insert(&key, &user);
+                        true
+                    }
+                    None => false,
+                }
+            }
             RecordStore::Local { live, .. } => live.contains(&key),
             RecordStore::Redis(conn) => {
                 let mut conn = conn.clone();
@@ -180,6 +191,22 @@ impl Sessions {
         Ok(())
     }
 
+    /// Brings one session of the in-process store in line with the database, after another
+    /// replica began or ended it.
+    pub fn refresh(&self, jti: &str) -> Result<(), SessionError> {
+        let RecordStore::Local { live, db } = &self.records else {
+            return Ok(());
+        };
+        let key = record_key(jti);
+        match db.session_live(jti, proxy::timestamp::now_ms())? {
+            Some(user) => live.insert(&key, &user),
+            None => {
+                live.remove(&key);
+            }
+        }
+        Ok(())
+    }
+
     /// Forgets the sessions that expired: their tokens are refused already (the signed `exp`),
     /// but their records would stay in memory and in the database until a restart, one per login
     /// since. Redis expires its records itself (`EX`). Returns how many went.
@@ -204,6 +231,9 @@ pub async fn sweep(hub: Arc<crate::hub::Hub>) {
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         every.tick().await;
+        if !hub.leader.held() {
+            continue;
+        }
         match hub.sessions.sweep_expired() {
             Ok(0) => {}
             Ok(n) => tracing::debug!("{n} expired login sessions forgotten"),

@@ -119,6 +119,13 @@ impl Tokens {
     pub fn remove_user(&self, user: &str) {
         self.map().retain(|_, r| r.user != user);
     }
+
+    /// Makes a user's tokens exactly `records` (as the state database has them now).
+    pub fn replace_user(&self, user: &str, records: Vec<TokenRecord>) {
+        let mut map = self.map();
+        map.retain(|_, r| r.user != user);
+        map.extend(records.into_iter().map(|r| (r.hash.clone(), r)));
+    }
 }
 
 pub enum TokenRecordOrAdmin {

@@ -84,7 +84,9 @@ fn session_signing_key(store: &dyn StateStore) -> anyhow::Result<String> {
         }
         Err(std::env::VarError::NotUnicode(_)) => bail!("{VAR} is not valid UTF-8"),
         Err(std::env::VarError::NotPresent) => {
-            let secret = store.secret("session-signing-key", &mut || crate::tokens::random_bytes::<32>().to_vec())?;
+            let secret = store.secret("session-signing-key", &mut || {
+                crate::tokens::random_bytes::<32>().to_vec()
+            })?;
             Ok(crate::tokens::hex(&secret))
         }
     }
@@ -267,28 +269,69 @@ pub async fn start(
         sessions,
         auth,
         hub_url,
+        replica,
     })?;
 
     listeners.push(tokio::spawn(crate::web::serve(hub.clone(), hub_listener, stopped())));
-    let report = crate::lifecycle::adopt_servers(&hub).await;
-    if report.adopted + report.cleaned > 0 {
-        tracing::info!(
-            "servers from the last run: {} adopted, {} found stopped",
-            report.adopted,
-            report.cleaned
-        );
+    let mut background = Vec::new();
+    match &hub.config.state.url {
+        // Alone on its SQLite file: whatever the database says is in flight, the last run of
+        // this hub left.
+        None => {
+            let report = crate::lifecycle::adopt_servers(&hub).await;
+            if report.adopted + report.cleaned > 0 {
+                tracing::info!(
+                    "servers from the last run: {} adopted, {} found stopped",
+                    report.adopted,
+                    report.cleaned
+                );
+            }
+        }
+        // One of several: what is in flight may be another replica's. Servers whose replica
+        // died are taken over by the one holding the background lease.
+        Some(url) => {
+            if hub.config.proxy.api_url.is_none() && hub.config.proxy.route_storage()? == config::RouteStorage::Memory {
+                tracing::warn!(
+                    "state.url is shared, but this hub's embedded proxy keeps its routes to itself: with several hub replicas, give them one route store (proxy.storage_backend = \"redis\") or an external proxy (proxy.api_url)"
+                );
+            }
+            let (url, replica) = (url.clone(), hub.replica.clone());
+            let feed_store: Arc<dyn StateStore> = Arc::new(
+                tokio::task::spawn_blocking(move || crate::store::postgres::PostgresStore::open(&url, &replica))
+                    .await??,
+            );
+            let (feed_config, _) =
+                crate::store::postgres::connection_config(hub.config.state.url.as_deref().unwrap_or(""), &hub.replica)?;
+            let stop_feed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            {
+                let (hub, store, stop_feed) = (Arc::downgrade(&hub), feed_store.clone(), stop_feed.clone());
+                std::thread::Builder::new()
+                    .name("edgehub-changes".into())
+                    .spawn(move || crate::replicas::follow_changes(hub, store, feed_config, stop_feed))?;
+            }
+            background.push(tokio::spawn(crate::replicas::keep_leases(hub.clone(), feed_store)));
+            let (hub, stopping) = (hub.clone(), stopped());
+            tokio::spawn(async move {
+                stopping.await;
+                stop_feed.store(true, std::sync::atomic::Ordering::Release);
+                let _ = tokio::task::spawn_blocking(move || crate::replicas::release_leases(&hub)).await;
+            });
+        }
     }
+    // Every replica, leader or not, sets the proxy up as it starts: its table (the hub's own
+    // route above all) may be empty, and this replica's copy of the state is fresh from the
+    // database. From then on the leader alone keeps it.
     if let Err(e) = crate::reconcile::check_routes(&hub).await {
         tracing::warn!(
             "first reconcile with the proxy failed (retried every {} s): {e}",
             hub.config.reconcile_interval_secs
         );
     }
-    let background = [
+    background.extend([
         tokio::spawn(crate::reconcile::run(hub.clone())),
         tokio::spawn(crate::cull::run(hub.clone())),
         tokio::spawn(crate::session::sweep(hub.clone())),
-    ];
+    ]);
     let stop_background = stopped();
     tokio::spawn(async move {
         stop_background.await;

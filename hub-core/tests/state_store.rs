@@ -152,7 +152,10 @@ fn a_start_raced_on_every_replica_is_claimed_once() {
                 owner: Some(Box::leak(who.to_owned().into_boxed_str())),
             };
             assert!(
-                matches!(stores[0].set_server(&running, mine(loser)).unwrap(), Cas::Refused(Some(_))),
+                matches!(
+                    stores[0].set_server(&running, mine(loser)).unwrap(),
+                    Cas::Refused(Some(_))
+                ),
                 "{backend}: a replica that does not own the spawn cannot finish it"
             );
             assert_eq!(stores[0].set_server(&running, mine(&winner)).unwrap(), Cas::Written);
@@ -170,7 +173,10 @@ fn a_lease_has_one_holder_until_it_runs_out() {
         assert!(!b.lease("background", "b", ttl).unwrap(), "{backend}: held by a");
         assert!(a.lease("background", "a", ttl).unwrap(), "{backend}: a renews");
         std::thread::sleep(Duration::from_millis(600));
-        assert!(b.lease("background", "b", ttl).unwrap(), "{backend}: a stopped renewing");
+        assert!(
+            b.lease("background", "b", ttl).unwrap(),
+            "{backend}: a stopped renewing"
+        );
         assert!(!a.lease("background", "a", ttl).unwrap(), "{backend}: b has it now");
         b.release("background", "b").unwrap();
         assert!(a.lease("background", "a", ttl).unwrap(), "{backend}: released");
@@ -217,13 +223,23 @@ fn replicas_share_one_signing_key_sessions_progress_and_single_use_codes() {
 
         let (a, b) = (&stores[0], &stores[1]);
         a.put_session("j1", "alice", 10_000).unwrap();
-        assert_eq!(b.session_live("j1", 5_000).unwrap().as_deref(), Some("alice"), "{backend}");
+        assert_eq!(
+            b.session_live("j1", 5_000).unwrap().as_deref(),
+            Some("alice"),
+            "{backend}"
+        );
         assert_eq!(b.session_live("j1", 20_000).unwrap(), None, "{backend}: expired");
         b.delete_session("j1").unwrap();
-        assert_eq!(a.session_live("j1", 5_000).unwrap(), None, "{backend}: ended everywhere");
+        assert_eq!(
+            a.session_live("j1", 5_000).unwrap(),
+            None,
+            "{backend}: ended everywhere"
+        );
 
-        a.add_progress("alice", "", &json!({"progress": 10, "message": "one"})).unwrap();
-        a.add_progress("alice", "", &json!({"progress": 50, "message": "two"})).unwrap();
+        a.add_progress("alice", "", &json!({"progress": 10, "message": "one"}))
+            .unwrap();
+        a.add_progress("alice", "", &json!({"progress": 50, "message": "two"}))
+            .unwrap();
         let after_one = b.progress("alice", "", 1).unwrap();
         assert_eq!(after_one, vec![json!({"progress": 50, "message": "two"})], "{backend}");
         a.clear_progress("alice", "").unwrap();
@@ -256,11 +272,18 @@ fn replicas_starting_together_migrate_the_database_once() {
         }
     });
     let db = url.rsplit('/').next().unwrap();
-    assert_eq!(pg.psql(db, "SELECT count(*), min(version) FROM edgehub_schema").unwrap(), "1|1");
+    assert_eq!(
+        pg.psql(db, "SELECT count(*), min(version) FROM edgehub_schema")
+            .unwrap(),
+        "1|1"
+    );
 
     pg.psql(db, "UPDATE edgehub_schema SET version = 99").unwrap();
     let err = PostgresStore::open(&url, "late").err().expect("refused").to_string();
-    assert!(err.contains("schema version 99") && err.contains("newer edgehub"), "{err}");
+    assert!(
+        err.contains("schema version 99") && err.contains("newer edgehub"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -271,7 +294,10 @@ fn an_unreachable_database_is_named_without_its_password() {
     assert!(err.contains(&format!("127.0.0.1:{port}/hub")), "{err}");
     assert!(!err.contains("s3cret-pw"), "the password stays out of messages: {err}");
 
-    let err = PostgresStore::open("postgres://a@b/c?sslmode=require", "r").err().unwrap().to_string();
+    let err = PostgresStore::open("postgres://a@b/c?sslmode=require", "r")
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("sslmode=require"), "{err}");
 }
 
@@ -290,4 +316,3 @@ fn a_restarted_database_is_used_again_without_restarting_the_hub() {
         "the first call after the restart reconnects"
     );
 }
-

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio::sync::oneshot;
 
-use super::{BoxFuture, PollStatus, SpawnError, SpawnRequest, Spawner, SpawnerState, Started};
+use super::{Answering, BoxFuture, PollStatus, SpawnError, SpawnRequest, Spawner, SpawnerState, Started};
 use crate::progress::{ProgressEvent, ProgressSink};
 
 /// How long a fresh process is watched before `start` returns. A wrong command usually dies at
@@ -198,6 +198,47 @@ impl Spawner for LocalSpawner {
 
     fn kind(&self) -> &'static str {
         "local"
+    }
+
+    fn answering(&self, state: SpawnerState) -> BoxFuture<'static, Answering> {
+        Box::pin(async move {
+            let Ok(record) = ProcessRecord::from_state(&state) else {
+                return Answering::Unknown;
+            };
+            tokio::task::spawn_blocking(move || {
+                if process::probe(&record) != process::Probe::Running {
+                    return Answering::Exited;
+                }
+                match process::listening(record.pid, record.port) {
+                    Some(true) => Answering::Itself,
+                    Some(false) => Answering::Another,
+                    None => Answering::Unknown,
+                }
+            })
+            .await
+            .unwrap_or(Answering::Unknown)
+        })
+    }
+
+    fn stop_strays(&self, _user: &str, _server: &str, token_hashes: &[String]) -> BoxFuture<'static, usize> {
+        let hashes = token_hashes.to_vec();
+        let grace = self.inner.stop_grace;
+        Box::pin(async move {
+            if hashes.is_empty() {
+                return 0;
+            }
+            let strays = tokio::task::spawn_blocking(move || process::holding_tokens(&hashes))
+                .await
+                .unwrap_or_default();
+            let mut stopped = 0;
+            for record in strays {
+                tracing::warn!(pid = record.pid, "stopping a server process no hub recorded");
+                if stop_process(record, grace).await.is_ok() {
+                    stopped += 1;
+                }
+            }
+            stopped
+        })
     }
 }
 
@@ -684,6 +725,92 @@ mod process {
             'Z' | 'X' => Probe::Gone,
             _ => Probe::Running,
         }
+    }
+
+    /// Whether the process `pid` (or one of its process group) has a socket listening on `port`;
+    /// `None` where `/proc` cannot say.
+    pub(super) fn listening(pid: u32, port: u16) -> Option<bool> {
+        let mut inodes = Vec::new();
+        let mut readable = false;
+        for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+            let Ok(text) = std::fs::read_to_string(table) else {
+                continue;
+            };
+            readable = true;
+            inodes.extend(text.lines().skip(1).filter_map(|line| listener_inode(line, port)));
+        }
+        if !readable {
+            return None;
+        }
+        if inodes.is_empty() {
+            return Some(false);
+        }
+        let holds = |p: u32| {
+            std::fs::read_dir(format!("/proc/{p}/fd")).is_ok_and(|fds| {
+                fds.flatten().any(|fd| {
+                    std::fs::read_link(fd.path()).is_ok_and(|target| {
+                        let target = target.to_string_lossy();
+                        target
+                            .strip_prefix("socket:[")
+                            .and_then(|t| t.strip_suffix(']'))
+                            .and_then(|i| i.parse::<u64>().ok())
+                            .is_some_and(|i| inodes.contains(&i))
+                    })
+                })
+            })
+        };
+        if holds(pid) {
+            return Some(true);
+        }
+        // A wrapper (`sh -c …` without exec) leaves the listening to a child in its group.
+        let group: Vec<u32> = std::fs::read_dir("/proc")
+            .ok()?
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|p| *p != pid && process_group(*p) == Some(pid))
+            .collect();
+        Some(group.into_iter().any(holds))
+    }
+
+    /// A line of `/proc/net/tcp{,6}`: the socket's inode if it listens on `port`.
+    fn listener_inode(line: &str, port: u16) -> Option<u64> {
+        let f: Vec<&str> = line.split_ascii_whitespace().collect();
+        let local_port = u16::from_str_radix(f.get(1)?.rsplit(':').next()?, 16).ok()?;
+        // State 0A is LISTEN.
+        (local_port == port && *f.get(3)? == "0A").then(|| f.get(9)?.parse().ok())?
+    }
+
+    fn process_group(pid: u32) -> Option<u32> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        text[text.rfind(')')? + 1..]
+            .split_ascii_whitespace()
+            .nth(2)?
+            .parse()
+            .ok()
+    }
+
+    /// Processes (this user's, readable in `/proc`) whose environment holds a
+    /// `JUPYTERHUB_API_TOKEN` hashing to one of `hashes`.
+    pub(super) fn holding_tokens(hashes: &[String]) -> Vec<ProcessRecord> {
+        const VAR: &[u8] = b"JUPYTERHUB_API_TOKEN=";
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        dir.flatten()
+            .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| *pid != std::process::id())
+            .filter_map(|pid| {
+                let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+                let token = environ.split(|b| *b == 0).find_map(|kv| kv.strip_prefix(VAR))?;
+                let token = std::str::from_utf8(token).ok()?;
+                hashes.contains(&crate::tokens::hash(token)).then(|| ProcessRecord {
+                    pid,
+                    port: 0,
+                    start_time: start_time(pid),
+                })
+            })
+            .filter(|record| ProcessRecord::from_state(&record.to_state()).is_ok())
+            .collect()
     }
 
     /// `kill(pid, 0)`: the pid exists (EPERM: it exists but is not ours to signal).

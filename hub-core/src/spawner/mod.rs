@@ -52,6 +52,20 @@ pub enum PollStatus {
     Exited { code: Option<i32> },
 }
 
+/// Who answered a started server's URL ([`Spawner::answering`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answering {
+    /// The server itself.
+    Itself,
+    /// Some other process, holding the port the server was given (picked free, taken meanwhile):
+    /// the server has not bound it (yet).
+    Another,
+    /// The server has exited.
+    Exited,
+    /// The spawner cannot tell (a pod's address is its own): taken as the server.
+    Unknown,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SpawnError {
     #[error("the server command could not be started: {0}")]
@@ -82,6 +96,25 @@ pub trait Spawner: Send + Sync + 'static {
     /// missing, so `start` sees a valid slug whenever this is not empty.
     fn profiles(&self) -> &[Profile] {
         &[]
+    }
+
+    /// After the server's URL answered HTTP: whether the server itself holds its address. A
+    /// local server's port is picked free and can be taken by another process before the server
+    /// binds it; that process's answer must not pass for the server's (the route would send the
+    /// user to someone else's server).
+    fn answering(&self, state: SpawnerState) -> BoxFuture<'static, Answering> {
+        let _ = state;
+        Box::pin(async { Answering::Unknown })
+    }
+
+    /// Stops servers of `user`'s `server` that nobody recorded: a hub killed between starting
+    /// one and writing down its state leaves one behind. They are known by their API token,
+    /// given at spawn (`token_hashes`: the SHA-256 of each, as the hub keeps them). Returns how
+    /// many were stopped. Spawners that name servers deterministically (pods) find them by name
+    /// in `stop` and need nothing here.
+    fn stop_strays(&self, user: &str, server: &str, token_hashes: &[String]) -> BoxFuture<'static, usize> {
+        let _ = (user, server, token_hashes);
+        Box::pin(async { 0 })
     }
 }
 

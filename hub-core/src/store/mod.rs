@@ -41,10 +41,7 @@ pub enum StoreError {
     #[error("state database: {0}")]
     Sql(#[from] rusqlite::Error),
     #[error("state database {place}: {source}")]
-    Postgres {
-        place: String,
-        source: ::postgres::Error,
-    },
+    Postgres { place: String, source: ::postgres::Error },
     #[error("state database {place}: {why}")]
     Unavailable { place: String, why: String },
     #[error("state.url: {0}")]
@@ -83,7 +80,7 @@ pub struct Expect<'a> {
 pub enum Cas {
     Written,
     /// The row did not match; here it is as it is now (`None`: there is none).
-    Refused(Option<ServerRecord>),
+    Refused(Option<Box<ServerRecord>>),
 }
 
 /// An OAuth authorization code not yet exchanged.
@@ -154,10 +151,7 @@ pub trait StateStore: Send + Sync {
 
 /// Opens the configured store: PostgreSQL at `state.url`, else SQLite at `db` (locked for this
 /// hub, so the lock is returned too). `replica` names this hub in the database.
-pub fn open(
-    config: &config::HubConfig,
-    replica: &str,
-) -> Result<(Arc<dyn StateStore>, Option<StateLock>), StoreError> {
+pub fn open(config: &config::HubConfig, replica: &str) -> Result<(Arc<dyn StateStore>, Option<StateLock>), StoreError> {
     match &config.state.url {
         Some(url) => Ok((Arc::new(postgres::PostgresStore::open(url, replica)?), None)),
         None => {

@@ -29,7 +29,7 @@ const CONNECT_WITHIN: Duration = Duration::from_secs(5);
 /// The channel changes are announced on.
 pub const CHANNEL: &str = "edgehub_state";
 /// The advisory lock migrations run under (any constant; this one spells "edgehub").
-const MIGRATION_LOCK: i64 = 0x6564_6765_6875_62;
+const MIGRATION_LOCK: i64 = 0x0065_6467_6568_7562;
 
 const MIGRATIONS: &[&str] = &[
     // 1: the whole schema, as SQLite's three migrations leave it, plus the change feed.
@@ -133,7 +133,10 @@ impl Link {
     }
 
     /// Runs `work`, once more on a fresh connection if the connection was found dead.
-    fn run<T>(&mut self, mut work: impl FnMut(&mut Client) -> Result<T, ::postgres::Error>) -> Result<T, ::postgres::Error> {
+    fn run<T>(
+        &mut self,
+        mut work: impl FnMut(&mut Client) -> Result<T, ::postgres::Error>,
+    ) -> Result<T, ::postgres::Error> {
         let mut retried = false;
         loop {
             let client = self.client()?;
@@ -216,7 +219,7 @@ impl PostgresStore {
             place: place.clone(),
             config,
         };
-        store.call(move |c| migrate(c)).map_err(|e| match e {
+        store.call(migrate).map_err(|e| match e {
             StoreError::Postgres { source, .. } => pg_err(source),
             other => other,
         })?;
@@ -270,10 +273,7 @@ impl PostgresStore {
                 source,
             }),
             Ok(Err(StoreFailure::Other(e))) => Err(e),
-            Err(_) => Err(unavailable(format!(
-                "no answer within {} s",
-                ANSWER_WITHIN.as_secs()
-            ))),
+            Err(_) => Err(unavailable(format!("no answer within {} s", ANSWER_WITHIN.as_secs()))),
         }
     }
 }
@@ -425,7 +425,11 @@ impl StateStore for PostgresStore {
     fn load(&self) -> Result<Loaded, StoreError> {
         self.call(|c| {
             // One snapshot: a user added between two of these reads would lose its servers.
-            let mut tx = c.build_transaction().read_only(true).isolation_level(::postgres::IsolationLevel::RepeatableRead).start()?;
+            let mut tx = c
+                .build_transaction()
+                .read_only(true)
+                .isolation_level(::postgres::IsolationLevel::RepeatableRead)
+                .start()?;
             let users = tx.query(&format!("SELECT {USER_COLUMNS} FROM users"), &[])?;
             let servers = tx.query(&format!("SELECT {SERVER_COLUMNS} FROM servers"), &[])?;
             let tokens = tx.query(&format!("SELECT {TOKEN_COLUMNS} FROM tokens"), &[])?;
@@ -441,13 +445,24 @@ impl StateStore for PostgresStore {
     fn load_user(&self, name: &str) -> Result<Option<LoadedUser>, StoreError> {
         let name = name.to_owned();
         self.call(move |c| {
-            let mut tx = c.build_transaction().read_only(true).isolation_level(::postgres::IsolationLevel::RepeatableRead).start()?;
-            let Some(user) = tx.query_opt(&format!("SELECT {USER_COLUMNS} FROM users WHERE name = $1"), &[&name])? else {
+            let mut tx = c
+                .build_transaction()
+                .read_only(true)
+                .isolation_level(::postgres::IsolationLevel::RepeatableRead)
+                .start()?;
+            let Some(user) = tx.query_opt(&format!("SELECT {USER_COLUMNS} FROM users WHERE name = $1"), &[&name])?
+            else {
                 tx.commit()?;
                 return Ok(None);
             };
-            let servers = tx.query(&format!(r#"SELECT {SERVER_COLUMNS} FROM servers WHERE "user" = $1"#), &[&name])?;
-            let tokens = tx.query(&format!(r#"SELECT {TOKEN_COLUMNS} FROM tokens WHERE "user" = $1"#), &[&name])?;
+            let servers = tx.query(
+                &format!(r#"SELECT {SERVER_COLUMNS} FROM servers WHERE "user" = $1"#),
+                &[&name],
+            )?;
+            let tokens = tx.query(
+                &format!(r#"SELECT {TOKEN_COLUMNS} FROM tokens WHERE "user" = $1"#),
+                &[&name],
+            )?;
             tx.commit()?;
             Ok(Some(LoadedUser {
                 user: user_row(&user),
@@ -500,7 +515,7 @@ impl StateStore for PostgresStore {
                 && owner.as_ref().is_none_or(|o| Some(o) == current_owner.as_ref());
             if !matches {
                 tx.commit()?;
-                return Ok(Cas::Refused(current));
+                return Ok(Cas::Refused(current.map(Box::new)));
             }
             if current.is_none() {
                 // No row to lock: two replicas may both be here. The insert that comes second
@@ -520,14 +535,27 @@ impl StateStore for PostgresStore {
                         &s.owner,
                     ],
                 )?;
+                if inserted == 1 && s.phase == Phase::Pending {
+                    tx.execute(
+                        r#"DELETE FROM spawn_events WHERE "user" = $1 AND server = $2"#,
+                        &[&s.user, &s.name],
+                    )?;
+                }
                 tx.commit()?;
                 if inserted == 1 {
                     return Ok(Cas::Written);
                 }
                 let now = servers_where(c, r#"WHERE "user" = $1 AND name = $2"#, &[&s.user, &s.name])?.pop();
-                return Ok(Cas::Refused(now));
+                return Ok(Cas::Refused(now.map(Box::new)));
             }
             write_server(&mut tx, &s)?;
+            if s.phase == Phase::Pending && phase != Phase::Pending {
+                // A new start: its progress begins empty, in the same step as the claim.
+                tx.execute(
+                    r#"DELETE FROM spawn_events WHERE "user" = $1 AND server = $2"#,
+                    &[&s.user, &s.name],
+                )?;
+            }
             tx.commit()?;
             Ok(Cas::Written)
         })
@@ -535,14 +563,24 @@ impl StateStore for PostgresStore {
 
     fn touch_server(&self, user: &str, name: &str, at_ms: u64) -> Result<(), StoreError> {
         let (user, name) = (user.to_owned(), name.to_owned());
-        self.call(move |c| Ok(c.execute(r#"UPDATE servers SET last_activity_ms = $3 WHERE "user" = $1 AND name = $2
-               AND (last_activity_ms IS NULL OR last_activity_ms < $3)"#, &[&user, &name, &ms(at_ms)])?))?;
+        self.call(move |c| {
+            Ok(c.execute(
+                r#"UPDATE servers SET last_activity_ms = $3 WHERE "user" = $1 AND name = $2
+               AND (last_activity_ms IS NULL OR last_activity_ms < $3)"#,
+                &[&user, &name, &ms(at_ms)],
+            )?)
+        })?;
         Ok(())
     }
 
     fn delete_server(&self, user: &str, name: &str) -> Result<(), StoreError> {
         let (user, name) = (user.to_owned(), name.to_owned());
-        self.call(move |c| Ok(c.execute(r#"DELETE FROM servers WHERE "user" = $1 AND name = $2"#, &[&user, &name])?))?;
+        self.call(move |c| {
+            Ok(c.execute(
+                r#"DELETE FROM servers WHERE "user" = $1 AND name = $2"#,
+                &[&user, &name],
+            )?)
+        })?;
         Ok(())
     }
 
@@ -552,7 +590,14 @@ impl StateStore for PostgresStore {
             let row = c.query_one(
                 r#"INSERT INTO tokens (hash, "user", server, note, created_ms, expires_ms)
                    VALUES ($1, $2, $3, $4, $5, $6) RETURNING id"#,
-                &[&t.hash, &t.user, &t.server, &t.note, &ms(t.created_ms), &opt_ms(t.expires_ms)],
+                &[
+                    &t.hash,
+                    &t.user,
+                    &t.server,
+                    &t.note,
+                    &ms(t.created_ms),
+                    &opt_ms(t.expires_ms),
+                ],
             )?;
             Ok(row.get(0))
         })
@@ -594,10 +639,13 @@ impl StateStore for PostgresStore {
 
     fn take_expired_sessions(&self, now_ms: u64) -> Result<Vec<String>, StoreError> {
         self.call(move |c| {
-            Ok(c.query("DELETE FROM sessions WHERE expires_ms <= $1 RETURNING jti", &[&ms(now_ms)])?
-                .iter()
-                .map(|r| r.get(0))
-                .collect())
+            Ok(c.query(
+                "DELETE FROM sessions WHERE expires_ms <= $1 RETURNING jti",
+                &[&ms(now_ms)],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect())
         })
     }
 
@@ -620,7 +668,8 @@ impl StateStore for PostgresStore {
                 "INSERT INTO secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
                 &[&name, &offered],
             )?;
-            Ok(c.query_one("SELECT value FROM secrets WHERE name = $1", &[&name])?.get(0))
+            Ok(c.query_one("SELECT value FROM secrets WHERE name = $1", &[&name])?
+                .get(0))
         })
     }
 
@@ -652,12 +701,12 @@ impl StateStore for PostgresStore {
             .map(str::to_owned)
             .collect();
         self.call(move |c| {
-            Ok(servers_where(
+            servers_where(
                 c,
                 "WHERE phase = ANY($1) AND owner IS DISTINCT FROM $2 AND NOT EXISTS (
                     SELECT 1 FROM leases WHERE leases.name = 'replica:' || servers.owner AND leases.expires > now())",
                 &[&phases, &me],
-            )?)
+            )
         })
     }
 
@@ -688,13 +737,20 @@ impl StateStore for PostgresStore {
 
     fn clear_progress(&self, user: &str, server: &str) -> Result<(), StoreError> {
         let (user, server) = (user.to_owned(), server.to_owned());
-        self.call(move |c| Ok(c.execute(r#"DELETE FROM spawn_events WHERE "user" = $1 AND server = $2"#, &[&user, &server])?))?;
+        self.call(move |c| {
+            Ok(c.execute(
+                r#"DELETE FROM spawn_events WHERE "user" = $1 AND server = $2"#,
+                &[&user, &server],
+            )?)
+        })?;
         Ok(())
     }
 
     fn put_code(&self, code: &str, grant: &OAuthCode) -> Result<(), StoreError> {
         let (code, g) = (code.to_owned(), grant.clone());
         self.call(move |c| {
+            // Codes live a minute: the ones never exchanged go with the next.
+            c.execute("DELETE FROM oauth_codes WHERE expires_ms < $1", &[&ms(g.expires_ms.saturating_sub(120_000))])?;
             c.execute(
                 r#"INSERT INTO oauth_codes (code, "user", client_id, redirect_uri, expires_ms) VALUES ($1, $2, $3, $4, $5)"#,
                 &[&code, &g.user, &g.client_id, &g.redirect_uri, &ms(g.expires_ms)],

@@ -153,8 +153,7 @@ fn lock_for_one_hub(db: &Path) -> Result<File, StoreError> {
     }
 }
 
-const SERVER_COLUMNS: &str =
-    "user, name, phase, url, spawner_state, started_ms, last_activity_ms, user_options, owner";
+const SERVER_COLUMNS: &str = "user, name, phase, url, spawner_state, started_ms, last_activity_ms, user_options, owner";
 
 const TOKEN_COLUMNS: &str = "id, hash, user, server, note, created_ms, expires_ms";
 
@@ -347,18 +346,20 @@ impl StateStore for SqliteStore {
             // IMMEDIATE: the write lock is taken before the read, so two hubs' claims queue
             // (busy_timeout) instead of the second failing to upgrade its read.
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let current = servers_where(
-                &tx,
-                "WHERE user = ?1 AND name = ?2",
-                params![server.user, server.name],
-            )?
-            .pop();
+            let current = servers_where(&tx, "WHERE user = ?1 AND name = ?2", params![server.user, server.name])?.pop();
             let phase = current.as_ref().map_or(Phase::Stopped, |s| s.phase);
             let owner = current.as_ref().and_then(|s| s.owner.as_deref());
             if !(expect.phases.contains(&phase) && expect.owner.is_none_or(|o| Some(o) == owner)) {
-                return Ok(Cas::Refused(current));
+                return Ok(Cas::Refused(current.map(Box::new)));
             }
             Self::write_server(&tx, server)?;
+            if server.phase == Phase::Pending && phase != Phase::Pending {
+                // A new start: its progress begins empty, in the same step as the claim.
+                tx.execute(
+                    "DELETE FROM spawn_events WHERE user = ?1 AND server = ?2",
+                    params![server.user, server.name],
+                )?;
+            }
             tx.commit()?;
             Ok(Cas::Written)
         })
@@ -624,7 +625,11 @@ mod tests {
         assert_eq!(loaded.servers[0].phase, Phase::Running);
         assert_eq!(loaded.servers[0].spawner_state["pid"], 42);
         assert_eq!(loaded.tokens[0].user, "alice");
-        assert_eq!(store.secret("k", &mut || vec![9]).unwrap(), vec![1, 2], "secrets are kept");
+        assert_eq!(
+            store.secret("k", &mut || vec![9]).unwrap(),
+            vec![1, 2],
+            "secrets are kept"
+        );
         assert_eq!(
             store.live_sessions(2_000).unwrap(),
             vec![("j2".to_owned(), "alice".to_owned())]

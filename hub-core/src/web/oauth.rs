@@ -9,35 +9,49 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::{HeaderValue, StatusCode, header};
 use serde_json::json;
 
 use crate::hub::Hub;
 use crate::model::Phase;
+use crate::store::{OAuthCode, StateStore, StoreError};
 use crate::tokens::TokenRecordOrAdmin;
 use crate::web::caller::Authenticated;
 use crate::web::{Body, Req, json, json_error, redirect};
 
 const CODE_LIFETIME: Duration = Duration::from_secs(60);
 
-struct Grant {
-    user: String,
-    client_id: String,
-    redirect_uri: String,
-    issued: Instant,
-}
-
-/// Codes handed out and not yet exchanged.
+/// Codes handed out and not yet exchanged: here, or in the state database when several hub
+/// replicas share it (the server's exchange may reach another replica than the browser did).
 #[derive(Default)]
 pub struct Codes {
-    grants: Mutex<HashMap<String, Grant>>,
+    grants: Mutex<HashMap<String, OAuthCode>>,
 }
 
 impl Codes {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Grant>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, OAuthCode>> {
         self.grants.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn put(&self, store: &dyn StateStore, code: &str, grant: OAuthCode) -> Result<(), StoreError> {
+        if store.shared() {
+            return store.put_code(code, &grant);
+        }
+        let now = proxy::timestamp::now_ms();
+        let mut grants = self.lock();
+        grants.retain(|_, g| g.expires_ms > now);
+        grants.insert(code.to_owned(), grant);
+        Ok(())
+    }
+
+    /// The grant of `code`, which is used up (whether it then matches or not).
+    fn take(&self, store: &dyn StateStore, code: &str) -> Result<Option<OAuthCode>, StoreError> {
+        if store.shared() {
+            return store.take_code(code);
+        }
+        Ok(self.lock().remove(code))
     }
 }
 
@@ -86,17 +100,18 @@ pub fn authorize(hub: &Hub, req: &Req, auth: &Authenticated) -> http::Response<B
         );
     }
     let code = crate::tokens::generate();
-    let mut grants = hub.oauth.lock();
-    grants.retain(|_, g| g.issued.elapsed() < CODE_LIFETIME);
-    grants.insert(
-        code.clone(),
-        Grant {
-            user: auth.caller.name.clone(),
-            client_id: id,
-            redirect_uri: redirect_uri.clone(),
-            issued: Instant::now(),
-        },
-    );
+    let grant = OAuthCode {
+        user: auth.caller.name.clone(),
+        client_id: id,
+        redirect_uri: redirect_uri.clone(),
+        expires_ms: proxy::timestamp::now_ms() + CODE_LIFETIME.as_millis() as u64,
+    };
+    if let Err(e) = hub.oauth.put(hub.store.as_ref(), &code, grant) {
+        return json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("cannot record the login: {e}"),
+        );
+    }
     let mut query = form_urlencoded::Serializer::new(String::new());
     query.append_pair("code", &code);
     if let Some(state) = req.query_param("state") {
@@ -113,10 +128,12 @@ pub fn token(hub: &Arc<Hub>, req: &Req) -> http::Response<Body> {
     if field("grant_type") != "authorization_code" {
         return json_error(StatusCode::BAD_REQUEST, "grant_type must be authorization_code");
     }
-    let Some(grant) = hub.oauth.lock().remove(field("code")) else {
-        return json_error(StatusCode::BAD_REQUEST, "invalid or used code");
+    let grant = match hub.oauth.take(hub.store.as_ref(), field("code")) {
+        Ok(Some(grant)) => grant,
+        Ok(None) => return json_error(StatusCode::BAD_REQUEST, "invalid or used code"),
+        Err(e) => return json_error(StatusCode::SERVICE_UNAVAILABLE, &format!("cannot check the code: {e}")),
     };
-    if grant.issued.elapsed() >= CODE_LIFETIME
+    if grant.expires_ms <= proxy::timestamp::now_ms()
         || grant.client_id != field("client_id")
         || grant.redirect_uri != field("redirect_uri")
     {

@@ -24,7 +24,12 @@ pub struct Postgres {
 /// Where Debian puts the server's programs (`/usr/lib/postgresql/15/bin`), newest version first.
 fn bin_dir() -> PathBuf {
     let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .map(|d| d.flatten().map(|e| e.path().join("bin")).filter(|p| p.join("initdb").exists()).collect())
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path().join("bin"))
+                .filter(|p| p.join("initdb").exists())
+                .collect()
+        })
         .unwrap_or_default();
     versions.sort_by_key(|p| {
         p.parent()
@@ -146,7 +151,9 @@ impl Postgres {
         *self.child.lock().unwrap() = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() && self.psql("postgres", "SELECT 1").is_ok() {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+                && self.psql("postgres", "SELECT 1").is_ok()
+            {
                 return true;
             }
             if let Some(Ok(Some(_))) = self.child.lock().unwrap().as_mut().map(Child::try_wait) {
@@ -160,7 +167,16 @@ impl Postgres {
     /// Runs one statement with `psql`, as the cluster's superuser.
     pub fn psql(&self, db: &str, sql: &str) -> Result<String, String> {
         let out = Command::new(self.bin.join("psql"))
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "edgehub", "-d", db])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "edgehub",
+                "-d",
+                db,
+            ])
             .args(["-XAtq", "-v", "ON_ERROR_STOP=1", "-c", sql])
             .output()
             .map_err(|e| e.to_string())?;
