@@ -27,6 +27,31 @@ if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/nul
     (service redis-server stop || systemctl stop redis-server) >/dev/null 2>&1 || true
 fi
 
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    step "Installing PostgreSQL (the state-store tests start real servers, as an unprivileged user)"
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "PostgreSQL is missing and installing it needs root: apt-get install postgresql" >&2
+        exit 1
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+    ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { echo "postgresql install failed" >&2; exit 1; }
+    # The tests start their own clusters in temp directories; the packaged one is not needed.
+    (service postgresql stop || systemctl stop postgresql) >/dev/null 2>&1 || true
+fi
+
+if [ ! -x /usr/sbin/nginx ]; then
+    step "Installing nginx-light (the rolling-restart test puts it in front of two hubs, as a Service)"
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "nginx is missing and installing it needs root: apt-get install nginx-light" >&2
+        exit 1
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null
+    [ -x /usr/sbin/nginx ] || { echo "nginx-light install failed" >&2; exit 1; }
+    (service nginx stop || systemctl stop nginx) >/dev/null 2>&1 || true
+fi
+
 if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
     step "Installing chromium and chromedriver (the hub's page tests drive a headless browser)"
     if [ "$(id -u)" -ne 0 ]; then
@@ -51,3 +76,10 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 step "Tests (cargo nextest)"
 cargo nextest run --workspace --no-fail-fast
+
+# The hub's tests once more with its state in PostgreSQL instead of SQLite: every test's hub
+# gets a database of its own on a server the test process starts (tests/support/postgres.rs).
+# Left out: the tests that choose their backends themselves, and the manifests' checks.
+step "The hub's tests on PostgreSQL state (EDGEHUB_TEST_STATE=postgres)"
+EDGEHUB_TEST_STATE=postgres cargo nextest run -p hub-core --no-fail-fast \
+    -E 'not (binary(state_store) | binary(several_hubs) | binary(deploy_manifests))'

@@ -141,8 +141,26 @@ pub async fn keep_leases(hub: Arc<Hub>, store: Arc<dyn StateStore>) {
     }
 }
 
-/// Lets go of the leases at a clean stop, so another replica takes the work at once.
-pub fn release_leases(hub: &Hub) {
+/// At a clean stop: the spawns this replica runs are abandoned where they are (a server not
+/// yet recorded is killed with its start; a recorded one is left to adopt) and the leases let go,
+/// so another replica carries the spawns on and takes the background work at once, not after
+/// the leases ran out. In that order: a spawn carried on elsewhere must not still run here.
+pub fn hand_over(hub: &Hub) {
+    let abandoned: Vec<_> = hub
+        .spawn_tasks
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .drain()
+        .collect();
+    for ((user, server), task) in abandoned {
+        task.abort();
+        tracing::info!("{user}'s server {server:?}: start handed over to the other hubs");
+    }
+    release_leases(hub);
+}
+
+/// Lets go of this replica's leases.
+fn release_leases(hub: &Hub) {
     let _ = hub.store.release(&replica_lease(hub), &hub.replica);
     if hub.leader.set(false, false) || hub.store.shared() {
         let _ = hub.store.release(BACKGROUND_LEASE, &hub.replica);

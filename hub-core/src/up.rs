@@ -314,7 +314,7 @@ pub async fn start(
             tokio::spawn(async move {
                 stopping.await;
                 stop_feed.store(true, std::sync::atomic::Ordering::Release);
-                let _ = tokio::task::spawn_blocking(move || crate::replicas::release_leases(&hub)).await;
+                let _ = tokio::task::spawn_blocking(move || crate::replicas::hand_over(&hub)).await;
             });
         }
     }

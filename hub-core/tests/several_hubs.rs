@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use config::HubConfig;
@@ -187,40 +189,25 @@ async fn a_hub_with_sqlite_state_is_alone_and_says_how_to_run_several() {
     first.stop().await;
 }
 
-/// An `edgehub up` process of the pair, so that it can be SIGKILLed.
+/// An `edgehub up` process, so that it can be SIGKILLed or restarted.
 struct HubProcess {
     child: Child,
+    dir: std::path::PathBuf,
     /// The hub's own listener.
     hub: String,
-    /// Its embedded proxy's public listener.
+    /// The public URL it printed (its embedded proxy's, or `bind` with an external proxy).
     public: String,
 }
 
 impl HubProcess {
-    fn start(dir: &Path, url: &str, redis: &RedisServer) -> HubProcess {
-        let hub_port = free_port();
-        let config = format!(
-            r#"bind = "127.0.0.1:0"
-hub_bind = "127.0.0.1:{hub_port}"
-api_tokens = ["{ADMIN_TOKEN}"]
-reconcile_interval_secs = 1
-
-[state]
-url = "{url}"
-
-[proxy]
-storage_backend = "redis"
-storage_url = "unix://{socket}"
-
-# Each server takes half a second to answer, so that spawns are in flight when a hub dies.
-[spawner]
-command = ["sh", "-c", "sleep 0.5; exec {exe} singleuser --port {{port}}"]
-http_timeout_secs = 30
-"#,
-            socket = redis.socket.display(),
-            exe = env!("CARGO_BIN_EXE_edgehub"),
-        );
+    /// Runs `edgehub up` in `dir` with `config` (TOML) and waits until it says it is up.
+    fn start(dir: &Path, config: &str) -> HubProcess {
         std::fs::write(dir.join("edgehub.toml"), config).unwrap();
+        let hub_port = config
+            .lines()
+            .find_map(|l| l.strip_prefix("hub_bind = \"127.0.0.1:"))
+            .and_then(|p| p.trim_end_matches('"').parse::<u16>().ok())
+            .expect("the config names hub_bind");
         let mut child = Command::new(env!("CARGO_BIN_EXE_edgehub"))
             .args(["up", "--config", "edgehub.toml"])
             .current_dir(dir)
@@ -232,7 +219,11 @@ http_timeout_secs = 30
         // Both streams to `hub.log` (kept with the test's directory), and each line to here.
         let (tx, rx) = std::sync::mpsc::channel();
         let log = std::sync::Arc::new(std::sync::Mutex::new(
-            std::fs::File::create(dir.join("hub.log")).unwrap(),
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join("hub.log"))
+                .unwrap(),
         ));
         let stdout: Box<dyn std::io::Read + Send> = Box::new(child.stdout.take().unwrap());
         let stderr: Box<dyn std::io::Read + Send> = Box::new(child.stderr.take().unwrap());
@@ -253,6 +244,7 @@ http_timeout_secs = 30
             if let Some((_, url)) = line.split_once("edgehub is up: open ") {
                 return HubProcess {
                     child,
+                    dir: dir.to_owned(),
                     hub: format!("http://127.0.0.1:{hub_port}"),
                     public: url.trim().trim_end_matches('/').to_owned(),
                 };
@@ -264,6 +256,16 @@ http_timeout_secs = 30
             "edgehub up did not start: {}",
             std::fs::read_to_string(dir.join("hub.log")).unwrap_or_default()
         );
+    }
+
+    /// As an upgrade does: SIGTERM, wait for the exit, start again on the same configuration.
+    fn restart(&mut self) {
+        // SAFETY: signalling a child this value owns.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "edgehub up exited with {status} on SIGTERM");
+        let config = std::fs::read_to_string(self.dir.join("edgehub.toml")).unwrap();
+        *self = HubProcess::start(&self.dir.clone(), &config);
     }
 
     fn client(&self) -> Client {
@@ -284,6 +286,32 @@ impl Drop for HubProcess {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The storm's hubs: embedded proxies on one Redis route table, servers slow to answer.
+fn storm_config(url: &str, redis: &RedisServer) -> String {
+    format!(
+        r#"bind = "127.0.0.1:0"
+hub_bind = "127.0.0.1:{hub_port}"
+api_tokens = ["{ADMIN_TOKEN}"]
+reconcile_interval_secs = 1
+
+[state]
+url = "{url}"
+
+[proxy]
+storage_backend = "redis"
+storage_url = "unix://{socket}"
+
+# Each server takes half a second to answer, so that spawns are in flight when a hub dies.
+[spawner]
+command = ["sh", "-c", "sleep 0.5; exec {exe} singleuser --port {{port}}"]
+http_timeout_secs = 30
+"#,
+        hub_port = free_port(),
+        socket = redis.socket.display(),
+        exe = env!("CARGO_BIN_EXE_edgehub"),
+    )
 }
 
 /// Asks `hub` to start `user`'s server; `None` if the hub did not answer (it is dead).
@@ -308,12 +336,12 @@ async fn a_hub_killed_in_a_spawn_storm_leaves_every_spawn_finished_once() {
     let url = pg.database();
     let redis = RedisServer::start();
     // A first, so it holds the background lease when it dies.
-    let mut a = HubProcess::start(&temp_dir("storm-a"), &url, &redis);
+    let mut a = HubProcess::start(&temp_dir("storm-a"), &storm_config(&url, &redis));
     eventually(Duration::from_secs(5), "A runs the background work", || {
         background_holder(&a)
     })
     .await;
-    let b = HubProcess::start(&temp_dir("storm-b"), &url, &redis);
+    let b = HubProcess::start(&temp_dir("storm-b"), &storm_config(&url, &redis));
     let apis = vec![format!("{}/hub/api", a.hub), format!("{}/hub/api", b.hub)];
     let names: Vec<String> = (0..USERS).map(|i| format!("u{i:03}")).collect();
     let r = b
@@ -427,4 +455,341 @@ async fn a_hub_killed_in_a_spawn_storm_leaves_every_spawn_finished_once() {
     }
     let left: usize = names.iter().map(|n| server_processes(n, &apis).len()).sum();
     assert_eq!(left, 0, "every server stopped");
+}
+
+/// nginx in front of the hub replicas, as a Kubernetes Service is: a request to a replica that
+/// is not listening (restarting) goes to the other. Debian's `nginx-light`, installed by the test
+/// command; one process, gone with the test.
+struct HubService {
+    child: Child,
+    port: u16,
+}
+
+impl HubService {
+    fn start(dir: &Path, hubs: &[u16]) -> HubService {
+        let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("nginx not found: run the test command (scripts/test.sh), which installs nginx-light");
+        let port = free_port();
+        let servers: String = hubs
+            .iter()
+            .map(|p| format!("server 127.0.0.1:{p} max_fails=0; "))
+            .collect();
+        let d = dir.display();
+        let conf = format!(
+            "daemon off; master_process off; pid {d}/nginx.pid; error_log {d}/nginx.log warn;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fastcgi;
+  uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;
+  upstream hubs {{ {servers} }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://hubs;
+      proxy_next_upstream error timeout non_idempotent;
+      proxy_set_header Host $http_host;
+      proxy_buffering off;
+      proxy_read_timeout 3600s;
+    }}
+  }}
+}}
+"
+        );
+        std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+        let mut command = Command::new(nginx);
+        command
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .args(["-e", &format!("{d}/nginx.log")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = spawn_tied_to_test(command, libc::SIGTERM).expect("start nginx");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "nginx did not start: {}",
+                std::fs::read_to_string(dir.join("nginx.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        HubService { child, port }
+    }
+}
+
+impl Drop for HubService {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An edgeproxy (the library, as the binary runs it) in this process, with an empty table: the
+/// one public front both hubs drive over its admin API. Returns its public and admin ports.
+async fn external_proxy() -> (u16, u16, tokio::sync::oneshot::Sender<()>) {
+    let config = config::ProxyConfig {
+        public: config::Listen::Tcp {
+            host: "127.0.0.1".into(),
+            port: 0,
+        },
+        api: config::Listen::Tcp {
+            host: "127.0.0.1".into(),
+            port: 0,
+        },
+        auth_token: Some("proxy-admin-token".into()),
+        ..config::ProxyConfig::default()
+    };
+    let bound = proxy::server::bind_with(&config, proxy::server::Prebound::default())
+        .await
+        .expect("the proxy binds");
+    let ports = (bound.public_addr().unwrap().port(), bound.api_addr().unwrap().port());
+    let proxy = proxy::Proxy::new(bound.config()).unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = bound
+            .serve(proxy, async {
+                let _ = rx.await;
+            })
+            .await;
+    });
+    (ports.0, ports.1, tx)
+}
+
+/// One request as a client makes it: the status, or why there was none.
+async fn fetch(method: Method, url: &str, token: Option<&str>) -> Result<(StatusCode, Option<u64>), String> {
+    let target = hub_core::http_client::HttpUrl::parse(url).map_err(|e| e.to_string())?;
+    let auth: Vec<_> = token
+        .map(|t| (http::header::AUTHORIZATION, format!("token {t}")))
+        .into_iter()
+        .collect();
+    let r = hub_core::http_client::call(method, &target, &auth, None, Duration::from_secs(30))
+        .await
+        .map_err(|e| e.to_string())?;
+    let retry_after = r
+        .headers
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok()?.parse().ok());
+    Ok((r.status, retry_after))
+}
+
+/// An API call through the proxy; a 503 with `Retry-After` is tried again after it, as clients
+/// do (and counted). Anything else unexpected is a failure, described.
+async fn api_call(method: Method, url: &str, ok: &[StatusCode], retried: &AtomicUsize) -> Result<StatusCode, String> {
+    for _ in 0..5 {
+        match fetch(method.clone(), url, Some(ADMIN_TOKEN)).await {
+            Ok((status, _)) if ok.contains(&status) => return Ok(status),
+            Ok((StatusCode::SERVICE_UNAVAILABLE, Some(after))) => {
+                retried.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_secs(after.min(2))).await;
+            }
+            Ok((status, _)) => return Err(format!("{method} {url}: {status}")),
+            Err(e) => return Err(format!("{method} {url}: {e}")),
+        }
+    }
+    Err(format!("{method} {url}: still 503 after 5 tries"))
+}
+
+/// Polls a user's model (admin API at `url`) until `done` holds, for at most 30 s.
+async fn wait_for_model(url: &str, done: impl Fn(&serde_json::Value) -> bool, what: &str) -> Result<(), String> {
+    let target = hub_core::http_client::HttpUrl::parse(url).map_err(|e| e.to_string())?;
+    let auth = [(http::header::AUTHORIZATION, format!("token {ADMIN_TOKEN}"))];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = hub_core::http_client::call(Method::GET, &target, &auth, None, Duration::from_secs(30))
+            .await
+            .map_err(|e| format!("GET {url}: {e}"))?;
+        if r.status != StatusCode::OK {
+            return Err(format!("GET {url}: {}", r.status));
+        }
+        let model: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+        if done(&model) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{url} not {what} within 30 s: {model}"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_hubs_restarted_one_at_a_time_under_load_fail_no_request() {
+    const USERS: usize = 6;
+    let pg = support::postgres::shared();
+    let url = pg.database();
+    let redis = RedisServer::start();
+    let (public, api, _proxy) = external_proxy().await;
+    let (port_a, port_b) = (free_port(), free_port());
+    let service = HubService::start(&temp_dir("rolling-lb"), &[port_a, port_b]);
+    let config = |hub_port: u16| {
+        format!(
+            r#"bind = "127.0.0.1:{public}"
+hub_bind = "127.0.0.1:{hub_port}"
+hub_connect_url = "http://127.0.0.1:{lb}"
+api_tokens = ["{ADMIN_TOKEN}"]
+reconcile_interval_secs = 1
+
+[state]
+url = "{url}"
+
+[proxy]
+api_url = "http://127.0.0.1:{api}"
+api_token = "proxy-admin-token"
+
+[session]
+redis_url = "unix://{socket}"
+
+[spawner]
+command = ["{exe}", "singleuser", "--port", "{{port}}"]
+"#,
+            lb = service.port,
+            socket = redis.socket.display(),
+            exe = env!("CARGO_BIN_EXE_edgehub"),
+        )
+    };
+    let mut a = HubProcess::start(&temp_dir("rolling-a"), &config(port_a));
+    let mut b = HubProcess::start(&temp_dir("rolling-b"), &config(port_b));
+    let front = format!("http://127.0.0.1:{public}");
+    let retried = Arc::new(AtomicUsize::new(0));
+
+    // Users with running servers, made through the proxy (and so through either hub).
+    let names: Vec<String> = (0..USERS).map(|i| format!("steady{i}")).collect();
+    let users = json!({ "usernames": names });
+    let r = a.client().api(Method::POST, "/users", Some(users)).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    for name in &names {
+        api_call(
+            Method::POST,
+            &format!("{front}/hub/api/users/{name}/server"),
+            &[StatusCode::CREATED, StatusCode::ACCEPTED],
+            &retried,
+        )
+        .await
+        .unwrap();
+    }
+    for name in &names {
+        let url = format!("{front}/user/{name}/api/status");
+        eventually(Duration::from_secs(30), "every server up", || {
+            let url = url.clone();
+            async move { matches!(fetch(Method::GET, &url, None).await, Ok((StatusCode::OK, _))) }
+        })
+        .await;
+    }
+
+    // The steady load: each user's server and the hub's API and pages, through the proxy; and
+    // one user's server started and stopped again and again.
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut load = Vec::new();
+    for name in names.clone() {
+        let (front, stop, failures, done, retried) = (
+            front.clone(),
+            stop.clone(),
+            failures.clone(),
+            done.clone(),
+            retried.clone(),
+        );
+        load.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let server = format!("{front}/user/{name}/api/status");
+                match fetch(Method::GET, &server, None).await {
+                    Ok((StatusCode::OK, _)) => {}
+                    other => failures.lock().unwrap().push(format!("GET {server}: {other:?}")),
+                }
+                let user = format!("{front}/hub/api/users/{name}");
+                if let Err(e) = api_call(Method::GET, &user, &[StatusCode::OK], &retried).await {
+                    failures.lock().unwrap().push(e);
+                }
+                let login = format!("{front}/hub/login");
+                match fetch(Method::GET, &login, None).await {
+                    Ok((StatusCode::OK, _)) => {}
+                    other => failures.lock().unwrap().push(format!("GET {login}: {other:?}")),
+                }
+                done.fetch_add(3, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }));
+    }
+    let churned = Arc::new(AtomicUsize::new(0));
+    {
+        let (front, stop, failures, churned, retried) = (
+            front.clone(),
+            stop.clone(),
+            failures.clone(),
+            churned.clone(),
+            retried.clone(),
+        );
+        a.client().api(Method::POST, "/users/churn", None).await;
+        load.push(tokio::spawn(async move {
+            let server = format!("{front}/hub/api/users/churn/server");
+            let user = format!("{front}/hub/api/users/churn");
+            while !stop.load(Ordering::Relaxed) {
+                let cycle = async {
+                    api_call(
+                        Method::POST,
+                        &server,
+                        &[StatusCode::CREATED, StatusCode::ACCEPTED],
+                        &retried,
+                    )
+                    .await?;
+                    wait_for_model(&user, |m| m["servers"][""]["ready"] == true, "ready").await?;
+                    api_call(
+                        Method::DELETE,
+                        &server,
+                        &[StatusCode::NO_CONTENT, StatusCode::ACCEPTED],
+                        &retried,
+                    )
+                    .await?;
+                    wait_for_model(&user, |m| m["servers"][""].is_null(), "stopped").await
+                };
+                match cycle.await {
+                    Ok(()) => {
+                        churned.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(e) => failures.lock().unwrap().push(e),
+                }
+            }
+        }));
+    }
+
+    // The rolling restart: A, then B, each back before the next goes.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = done.load(Ordering::Relaxed);
+    tokio::task::block_in_place(|| a.restart());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::task::block_in_place(|| b.restart());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::Relaxed);
+    for task in load {
+        task.await.unwrap();
+    }
+    let during = done.load(Ordering::Relaxed) - before;
+    let failures = failures.lock().unwrap().clone();
+    eprintln!(
+        "{during} requests during the restarts, {} start/stop cycles, {} retried 503s",
+        churned.load(Ordering::Relaxed),
+        retried.load(Ordering::Relaxed)
+    );
+    assert!(failures.is_empty(), "{} failed: {failures:#?}", failures.len());
+    assert!(during > 300, "the load ran throughout ({during} requests)");
+    assert!(
+        churned.load(Ordering::Relaxed) >= 2,
+        "servers were started and stopped meanwhile"
+    );
+
+    for name in names.iter().chain([&"churn".to_owned()]) {
+        fetch(
+            Method::DELETE,
+            &format!("{front}/hub/api/users/{name}/server"),
+            Some(ADMIN_TOKEN),
+        )
+        .await
+        .ok();
+    }
+    drop(service);
+    let _ = (pg, &mut a, &mut b);
 }

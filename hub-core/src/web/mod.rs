@@ -133,13 +133,20 @@ pub fn redirect(location: &str) -> Response<Body> {
     r
 }
 
-/// Serves the hub on `listener` until `stop` completes.
+/// How long a stopping hub lets the requests it has accepted finish. Long-lived ones (progress
+/// streams) are told to end; a browser's EventSource reconnects, to another replica if any.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Serves the hub on `listener` until `stop` completes, then stops accepting and lets the
+/// requests in flight finish (up to [`DRAIN`]): a hub replica restarted in a rolling upgrade
+/// fails no request it took.
 pub async fn serve(hub: Arc<Hub>, listener: TcpListener, stop: impl Future<Output = ()>) {
     tokio::pin!(stop);
+    let connections = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
-            () = &mut stop => return,
+            () = &mut stop => break,
         };
         let Ok((stream, _)) = accepted else {
             // Out of file descriptors or a reset during accept: not fatal; try the next.
@@ -148,16 +155,24 @@ pub async fn serve(hub: Arc<Hub>, listener: TcpListener, stop: impl Future<Outpu
         };
         let _ = stream.set_nodelay(true);
         let hub = hub.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let hub = hub.clone();
-                async move { Ok::<_, Infallible>(handle(hub, req).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+        let service = hyper::service::service_fn(move |req| {
+            let hub = hub.clone();
+            async move { Ok::<_, Infallible>(handle(hub, req).await) }
         });
+        let connection = hyper::server::conn::http1::Builder::new()
+            .keep_alive(true)
+            .serve_connection(TokioIo::new(stream), service);
+        let connection = connections.watch(connection);
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN, connections.shutdown()).await.is_err() {
+        tracing::warn!(
+            "requests still running {} s after the stop; ending them",
+            DRAIN.as_secs()
+        );
     }
 }
 

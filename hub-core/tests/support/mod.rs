@@ -361,3 +361,36 @@ pub async fn assert_builtin_server_page(browser: &webdriver::Browser, user: &str
         "WebSocket through the proxy: {echoed:?}"
     );
 }
+
+/// Starts `command` so that it gets `signal` when this test process ends, however it ends (a
+/// server left behind by a failed or killed test would hold its port and its files). The
+/// kernel sends it when the *thread* that forked exits (`PR_SET_PDEATHSIG`), so the fork is
+/// made by a thread that lives as long as the process.
+pub fn spawn_tied_to_test(
+    mut command: std::process::Command,
+    signal: libc::c_int,
+) -> std::io::Result<std::process::Child> {
+    use std::sync::mpsc::{Sender, channel};
+    use std::sync::{Mutex, OnceLock};
+    type Request = (std::process::Command, Sender<std::io::Result<std::process::Child>>);
+    static SPAWNER: OnceLock<Mutex<Sender<Request>>> = OnceLock::new();
+    // SAFETY: prctl in the child before exec, async-signal-safe.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut command, move || {
+            libc::prctl(libc::PR_SET_PDEATHSIG, signal);
+            Ok(())
+        });
+    }
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = channel::<Request>();
+        std::thread::spawn(move || {
+            for (mut command, reply) in rx {
+                let _ = reply.send(command.spawn());
+            }
+        });
+        Mutex::new(tx)
+    });
+    let (reply, answer) = channel();
+    spawner.lock().unwrap().send((command, reply)).expect("spawner thread");
+    answer.recv().expect("spawner thread")
+}

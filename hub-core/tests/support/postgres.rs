@@ -140,14 +140,8 @@ impl Postgres {
             .args(["-c", "fsync=off", "-c", "max_connections=200"])
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(self.dir.join("server.log")).map_or(Stdio::null(), Stdio::from));
-        // SAFETY: prctl in the child before exec, async-signal-safe.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut command, || {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGQUIT);
-                Ok(())
-            });
-        }
-        let child = spawn_from_long_lived_thread(command);
+        let child =
+            super::spawn_tied_to_test(command, libc::SIGQUIT).expect("PostgreSQL's postgres program did not start");
         *self.child.lock().unwrap() = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
@@ -224,29 +218,6 @@ impl Drop for Postgres {
             let _ = child.wait();
         }
     }
-}
-
-/// `PR_SET_PDEATHSIG` fires when the *thread* that forked exits, so the server is forked by a
-/// thread that lives as long as the test process.
-fn spawn_from_long_lived_thread(command: Command) -> Child {
-    type Request = (Command, std::sync::mpsc::Sender<std::io::Result<Child>>);
-    static SPAWNER: OnceLock<Mutex<std::sync::mpsc::Sender<Request>>> = OnceLock::new();
-    let spawner = SPAWNER.get_or_init(|| {
-        let (tx, rx) = std::sync::mpsc::channel::<Request>();
-        std::thread::spawn(move || {
-            for (mut command, reply) in rx {
-                let _ = reply.send(command.spawn());
-            }
-            // Never reached while the process lives: the sender is in a static.
-        });
-        Mutex::new(tx)
-    });
-    let (reply, answer) = std::sync::mpsc::channel();
-    spawner.lock().unwrap().send((command, reply)).expect("spawner thread");
-    answer
-        .recv()
-        .expect("spawner thread")
-        .expect("PostgreSQL's postgres program did not start")
 }
 
 /// One cluster per test process, made on first use, for tests that only need a database.
