@@ -130,6 +130,8 @@ impl Postgres {
     /// Starts the server on `self.port`; false if it could not bind it.
     fn spawn(&mut self) -> bool {
         let mut command = self.command("postgres");
+        // Its own process group, so that `kill` takes its backends too, as a crash would.
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
         command
             .arg("-D")
             .arg(self.data())
@@ -194,10 +196,11 @@ impl Postgres {
         format!("postgres://edgehub@127.0.0.1:{}/{db}", self.port)
     }
 
-    /// Stops the server at once (SIGKILL): every connection drops.
+    /// Stops the server and its backends at once (SIGKILL to its group): every connection drops.
     pub fn kill(&self) {
         if let Some(mut child) = self.child.lock().unwrap().take() {
-            let _ = child.kill();
+            // SAFETY: the group this server leads (`process_group(0)` at spawn).
+            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
             let _ = child.wait();
         }
     }

@@ -89,26 +89,34 @@ impl Browser {
     /// Starts chromedriver and a headless Chromium session (1280×900). Fails with a message that
     /// says what is missing when chromedriver or Chromium cannot be started.
     pub async fn start() -> Result<Browser> {
-        let mut child = Command::new("chromedriver")
-            .arg("--port=0")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .map_err(|e| {
-                fail(
-                    "start",
-                    format!("cannot run chromedriver ({e}); install chromium-driver"),
-                )
-            })?;
-        let reported = reported_port(child.stdout.take().expect("piped stdout"));
-        let mut driver = Driver {
-            child,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        };
-        let port = match tokio::time::timeout(Duration::from_secs(10), reported).await {
-            Ok(Ok(port)) => port,
-            Ok(Err(_)) => return Err(fail("start", "chromedriver exited before reporting its port")),
-            Err(_) => return Err(fail("start", "chromedriver reported no port within 10 s")),
+        // chromedriver's `--port=0` picks a port free on IPv6, then binds it on IPv4 too, and
+        // exits when another process holds it there ("IPv4 port not available"): that is tried
+        // again, a few times.
+        let mut attempts = 0;
+        let (mut driver, port) = loop {
+            attempts += 1;
+            let mut child = Command::new("chromedriver")
+                .arg("--port=0")
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .spawn()
+                .map_err(|e| {
+                    fail(
+                        "start",
+                        format!("cannot run chromedriver ({e}); install chromium-driver"),
+                    )
+                })?;
+            let reported = reported_port(child.stdout.take().expect("piped stdout"));
+            let driver = Driver {
+                child,
+                addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            };
+            match tokio::time::timeout(Duration::from_secs(10), reported).await {
+                Ok(Ok(port)) => break (driver, port),
+                Ok(Err(_)) if attempts < 5 => continue,
+                Ok(Err(_)) => return Err(fail("start", "chromedriver exited before reporting its port, 5 times")),
+                Err(_) => return Err(fail("start", "chromedriver reported no port within 10 s")),
+            }
         };
         driver.addr.set_port(port);
         wait_ready(&mut driver).await?;
