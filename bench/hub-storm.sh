@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Spawn storm: N users arrive at RATE/s; each gets a token, starts its server and waits until it
 # is ready (edgeload journey --spawn-only), and the servers stay up, idle.
-# Against `edgehub up` and a stock JupyterHub 5.5.4 (edgeproxy as its proxy), in one run, with
-# the same server command (edgehub's built-in server) and the same limits (100 concurrent spawns).
+# Against, one after the other, with the same server command (edgehub's built-in server) and the
+# same limits (100 concurrent spawns):
+#   edgehub            `edgehub up`: one hub, SQLite, the proxy embedded;
+#   edgehub-pair       two hubs on one PostgreSQL, behind nginx (as a Kubernetes Service is), one
+#                      external edgeproxy, sessions and routes in Redis;
+#   edgehub-pair-kill  the same, with one hub SIGKILLed once half the servers are ready;
+#   jupyterhub         a stock JupyterHub 5.5.4 with edgeproxy as its proxy.
 #
-#   bench/hub-storm.sh                 # N=1000 RATE=50
+#   bench/hub-storm.sh                 # N=1000 RATE=50, all four
 #   N=200 RATE=20 bench/hub-storm.sh   # a quick look
-#   HUBS=edgehub bench/hub-storm.sh     # one hub only (edgehub, jupyterhub)
+#   HUBS="edgehub edgehub-pair" bench/hub-storm.sh
 #
 # Measured per hub: users ready; spawn request (POST /users/{name}/server) p50/p99 = the hub
 # API's latency during the storm; request-to-ready p50/p99; hub CPU per spawn (utime+stime of
@@ -17,7 +22,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 N=${N:-1000}
 RATE=${RATE:-50}
-HUBS=${HUBS:-edgehub jupyterhub}
+HUBS=${HUBS:-edgehub edgehub-pair edgehub-pair-kill jupyterhub}
 log() { printf '%s\n' "$*" >&2; }
 
 cargo build --release -q -p hub-core -p loadtest -p proxy
@@ -35,22 +40,31 @@ rss_kib() { awk '/^VmRSS/{print $2}' "/proc/$1/status"; }
 kill_servers() { pkill -f "$EDGEHUB singleuser" 2>/dev/null || true; sleep 1; pkill -9 -f "$EDGEHUB singleuser" 2>/dev/null || true; }
 trap 'kill_servers; [ -n "${HUB_PID:-}" ] && kill "$HUB_PID" 2>/dev/null; true' EXIT
 
-# run_storm NAME URL TOKEN HUB_PID: the journey, with the hub's CPU and RSS around it.
+# Sums over the hub processes in PIDS (comma-separated). A hub killed during the storm counts
+# with the CPU it had used when it was killed (written to $WORK/cpu.<pid> by the killer).
+sum_cpu() { local t=0 p; for p in ${1//,/ }; do
+    if [ -r "/proc/$p/stat" ]; then t=$((t + $(cpu_ticks "$p"))); elif [ -r "$WORK/cpu.$p" ]; then t=$((t + $(cat "$WORK/cpu.$p"))); fi
+done; echo "$t"; }
+sum_rss() { local t=0 p; for p in ${1//,/ }; do [ -r "/proc/$p/status" ] && t=$((t + $(rss_kib "$p"))); done; echo "$t"; }
+
+# run_storm NAME URL TOKEN HUB_PIDS: the journey, with the hubs' CPU and RSS around it.
 run_storm() {
     local name=$1 url=$2 token=$3 pid=$4
     local rss0 cpu0 rss1 cpu1
     sleep 2
-    rss0=$(rss_kib "$pid"); cpu0=$(cpu_ticks "$pid")
+    rss0=$(sum_rss "$pid"); cpu0=$(sum_cpu "$pid")
+    local ticks0; ticks0=$(cpu_ticks_all)
     log "$name: $N users at $RATE/s"
     "$EDGELOAD" journey "$url" --token "$token" -n "$N" -r "$RATE" --spawn-only \
         --spawn-timeout 600s --timeout 60s --user-prefix storm- -q --json "$WORK/$name.json" \
         >"$WORK/$name.journey.txt" 2>&1 || log "$name: journey exited $? (see $WORK/$name.journey.txt)"
-    cpu1=$(cpu_ticks "$pid")
+    cpu1=$(sum_cpu "$pid")
+    local steal; steal=$(steal_pct "$ticks0" "$(cpu_ticks_all)")
     sleep 5
-    rss1=$(rss_kib "$pid")
-    python3 - "$name" "$WORK/$name.json" "$N" "$rss0" "$rss1" "$cpu0" "$cpu1" "$(getconf CLK_TCK)" <<'PY'
+    rss1=$(sum_rss "$pid")
+    python3 - "$name" "$WORK/$name.json" "$N" "$rss0" "$rss1" "$cpu0" "$cpu1" "$(getconf CLK_TCK)" "$steal" <<'PY'
 import json, sys
-name, path, n, rss0, rss1, cpu0, cpu1, hz = sys.argv[1:]
+name, path, n, rss0, rss1, cpu0, cpu1, hz, steal = sys.argv[1:]
 n, rss0, rss1, cpu0, cpu1, hz = int(n), int(rss0), int(rss1), int(cpu0), int(cpu1), int(hz)
 r = json.load(open(path))
 lat = r["latency"]
@@ -61,12 +75,14 @@ ready = (lat.get("spawn_ready") or {}).get("count", 0)
 cpu_ms = (cpu1 - cpu0) * 1000 / hz / n
 rss = (rss1 - rss0) / n
 print(f"| {name} | {ready}/{n} | {ms('spawn_request','p50')} / {ms('spawn_request','p99')} | "
-      f"{ms('spawn_ready','p50')} / {ms('spawn_ready','p99')} | {cpu_ms:.2f} | {rss:.1f} |")
+      f"{ms('spawn_ready','p50')} / {ms('spawn_ready','p99')} | {cpu_ms:.2f} | {rss:.1f} | {steal} % |")
 PY
 }
 
-echo "| hub | servers ready | spawn request p50 / p99 (ms) | request to ready p50 / p99 (ms) | hub CPU per spawn (ms) | hub RSS per idle user (KiB) |"
-echo "| --- | --- | --- | --- | --- | --- |"
+echo "Machine: $(cpu_line)"
+echo
+echo "| hub | servers ready | spawn request p50 / p99 (ms) | request to ready p50 / p99 (ms) | hub CPU per spawn (ms) | hub RSS per idle user (KiB) | steal |"
+echo "| --- | --- | --- | --- | --- | --- | --- |"
 
 # --- edgehub up -------------------------------------------------------------------------------
 if [[ " $HUBS " == *" edgehub "* ]]; then
@@ -87,6 +103,102 @@ wait_http "http://127.0.0.1:$PORT/hub/health" 10
 run_storm edgehub "http://127.0.0.1:$PORT/" "$TOKEN" "$HUB_PID"
 kill "$HUB_PID"; wait "$HUB_PID" 2>/dev/null || true; HUB_PID=
 kill_servers
+fi
+
+# --- two hubs on PostgreSQL ---------------------------------------------------------------------
+# run_pair NAME KILL: PostgreSQL, Redis, edgeproxy and nginx started fresh, two hubs behind nginx;
+# with KILL=1 the first hub is SIGKILLed once N/2 servers are ready.
+run_pair() {
+    local name=$1 kill=$2 d=$WORK/$1
+    mkdir -p "$d"
+    # PostgreSQL refuses to run as root: its cluster belongs to the postgres user then.
+    local pg_bin as=() pgport ppport apport lbport porta portb
+    pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)
+    if [ "$(id -u)" -eq 0 ]; then chown postgres "$d"; as=(runuser -u postgres --); fi
+    pgport=$(free_port)
+    "${as[@]}" "$pg_bin/initdb" -D "$d/pg" -A trust -U edgehub -E UTF8 --locale=C >/dev/null
+    "${as[@]}" "$pg_bin/pg_ctl" -D "$d/pg" -l "$d/pg.log" -w \
+        -o "-p $pgport -c listen_addresses=127.0.0.1 -k $d -c max_connections=100" start >/dev/null
+    "$pg_bin/psql" -h 127.0.0.1 -p "$pgport" -U edgehub -d postgres -qc 'CREATE DATABASE hub'
+    redis-server --port 0 --unixsocket "$d/redis.sock" --save "" --appendonly no >"$d/redis.log" 2>&1 &
+    local redis_pid=$!
+    ppport=$(free_port); apport=$(free_port); lbport=$(free_port); porta=$(free_port); portb=$(free_port)
+    for _ in $(seq 50); do [ -S "$d/redis.sock" ] && break; sleep 0.1; done
+    CONFIGPROXY_AUTH_TOKEN=proxy-token "$EDGEPROXY" --ip 127.0.0.1 --port "$ppport" --api-ip 127.0.0.1 \
+        --api-port "$apport" --storage-backend redis --storage-url "unix://$d/redis.sock" >"$d/edgeproxy.log" 2>&1 &
+    local proxy_pid=$!
+    cat >"$d/nginx.conf" <<NGINX
+daemon off; master_process off; pid $d/nginx.pid; error_log $d/nginx.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $d/body; proxy_temp_path $d/proxy; fastcgi_temp_path $d/fcgi;
+  uwsgi_temp_path $d/uwsgi; scgi_temp_path $d/scgi;
+  upstream hubs { server 127.0.0.1:$porta max_fails=0; server 127.0.0.1:$portb max_fails=0; }
+  server { listen 127.0.0.1:$lbport;
+    location / { proxy_pass http://hubs; proxy_next_upstream error timeout non_idempotent;
+      proxy_set_header Host \$http_host; proxy_buffering off; proxy_read_timeout 3600s; } }
+}
+NGINX
+    /usr/sbin/nginx -c "$d/nginx.conf" &
+    local nginx_pid=$!
+    local hub_pids=() hub
+    for hub in "a:$porta" "b:$portb"; do
+        cat >"$d/${hub%%:*}.toml" <<TOML
+bind = "127.0.0.1:$ppport"
+hub_bind = "127.0.0.1:${hub#*:}"
+hub_connect_url = "http://127.0.0.1:$lbport"
+api_tokens = ["$TOKEN"]
+[state]
+url = "postgres://edgehub@127.0.0.1:$pgport/hub"
+[proxy]
+api_url = "http://127.0.0.1:$apport"
+api_token = "proxy-token"
+[session]
+redis_url = "unix://$d/redis.sock"
+[spawner]
+command = ["$EDGEHUB", "singleuser", "--port", "{port}"]
+[cull]
+timeout_secs = 0
+TOML
+        "$EDGEHUB" up --config "$d/${hub%%:*}.toml" >"$d/hub-${hub%%:*}.log" 2>&1 &
+        hub_pids+=($!)
+        wait_http "http://127.0.0.1:${hub#*:}/hub/health" 20
+    done
+    wait_http "http://127.0.0.1:$ppport/hub/health" 10
+    local killer=
+    if [ "$kill" = 1 ]; then
+        # Once half the servers are ready (the hubs' own gauge), hub A goes, as a node would.
+        ( while :; do
+            ready=$(curl -fs -H "Authorization: token $TOKEN" "http://127.0.0.1:$portb/hub/metrics" \
+                | awk '/^jupyterhub_running_servers /{print int($2)}')
+            if [ "${ready:-0}" -ge $((N / 2)) ]; then
+                cpu_ticks "${hub_pids[0]}" >"$WORK/cpu.${hub_pids[0]}"
+                kill -9 "${hub_pids[0]}"; date +%s.%N >"$d/killed"; log "$name: hub A killed at $ready ready"
+                exit 0
+            fi
+            sleep 0.5
+        done ) &
+        killer=$!
+    fi
+    run_storm "$name" "http://127.0.0.1:$ppport/" "$TOKEN" "${hub_pids[0]},${hub_pids[1]}"
+    [ -n "$killer" ] && { kill "$killer" 2>/dev/null; wait "$killer" 2>/dev/null || true; }
+    if [ -r "$d/killed" ]; then
+        log "$name: hub B took the background work over: $(grep -m1 'now runs the background work' "$d/hub-b.log" | cut -c1-40)"
+    fi
+    kill "${hub_pids[@]}" 2>/dev/null; wait "${hub_pids[@]}" 2>/dev/null || true
+    kill "$nginx_pid" "$proxy_pid" "$redis_pid" 2>/dev/null; wait "$nginx_pid" "$proxy_pid" "$redis_pid" 2>/dev/null || true
+    "${as[@]}" "$pg_bin/pg_ctl" -D "$d/pg" -m immediate stop >/dev/null 2>&1 || true
+    kill_servers
+}
+
+if [[ " $HUBS " == *" edgehub-pair "* ]]; then
+    TOKEN=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
+    run_pair edgehub-pair 0
+fi
+if [[ " $HUBS " == *" edgehub-pair-kill "* ]]; then
+    TOKEN=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
+    run_pair edgehub-pair-kill 1
 fi
 
 # --- stock JupyterHub -------------------------------------------------------------------------

@@ -192,6 +192,15 @@ pub async fn start(
                     if restored > 0 {
                         tracing::info!("{restored} login sessions restored");
                     }
+                    if store.shared() {
+                        // A login on another replica reaches this one's copy a moment later; a
+                        // browser as quick as that is answered from the database.
+                        let db = store.clone();
+                        live.look_up_misses_in(Box::new(move |key| {
+                            let jti = key.strip_prefix(crate::session::KEY_TEMPLATE.trim_end_matches("{jti}"))?;
+                            db.session_live(jti, proxy::timestamp::now_ms()).ok().flatten()
+                        }));
+                    }
                     RecordStore::Local {
                         live,
                         db: store.clone(),

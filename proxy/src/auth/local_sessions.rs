@@ -10,6 +10,7 @@
 //! or the token it backs expiring), as it would delete the Redis key.
 
 use std::hash::BuildHasher;
+use std::sync::OnceLock;
 
 use dashmap::DashMap;
 use foldhash::fast::FixedState;
@@ -22,13 +23,20 @@ pub struct LocalSessions {
     // Looked up on every request with keys from verified tokens: a fast hash, seeded per process
     // so collisions cannot be planned (one would only cost time: keys are compared in full).
     records: DashMap<Box<str>, Box<str>, FixedState>,
+    /// Asked about a key this store does not hold ([`LocalSessions::look_up_misses_in`]).
+    misses: OnceLock<Box<MissLookup>>,
 }
+
+/// Where an embedder looks up a session this store has not been told about: its value, if the
+/// session exists.
+pub type MissLookup = dyn Fn(&str) -> Option<String> + Send + Sync;
 
 impl Default for LocalSessions {
     fn default() -> Self {
         let seed = std::collections::hash_map::RandomState::new().hash_one(0x5e55_u64);
         LocalSessions {
             records: DashMap::with_hasher(FixedState::with_seed(seed)),
+            misses: OnceLock::new(),
         }
     }
 }
@@ -61,10 +69,25 @@ impl LocalSessions {
         self.records.is_empty()
     }
 
+    /// Has `lookup` asked about keys not recorded here, and records what it finds. For an
+    /// embedder whose sessions are also begun elsewhere (several hub replicas on one database)
+    /// and told to this store a moment later: a token that reaches the proxy first is not
+    /// refused meanwhile. Only tokens whose signature was verified get this far. Set once; a
+    /// second call is ignored.
+    pub fn look_up_misses_in(&self, lookup: Box<MissLookup>) {
+        let _ = self.misses.set(lookup);
+    }
+
     /// Whether `key` is recorded and, when `expected` is given, holds exactly it.
     pub(super) fn holds(&self, key: &str, expected: Option<&str>) -> bool {
-        let record = self.records.get(key);
-        satisfies(record.as_deref().map(|v| v.as_bytes()), expected)
+        if let Some(record) = self.records.get(key) {
+            return satisfies(Some(record.as_bytes()), expected);
+        }
+        let found = self.misses.get().and_then(|lookup| lookup(key));
+        if let Some(value) = &found {
+            self.insert(key, value);
+        }
+        satisfies(found.as_deref().map(str::as_bytes), expected)
     }
 }
 
@@ -121,5 +144,29 @@ mod tests {
         }
         assert_eq!(s.len(), 1000);
         assert!(s.holds("k:3:249", Some("1")));
+    }
+
+    #[test]
+    fn a_key_not_recorded_is_looked_up_once_where_the_embedder_says() {
+        let s = LocalSessions::default();
+        let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = asked.clone();
+        s.look_up_misses_in(Box::new(move |key| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            (key == "s:elsewhere").then(|| "alice".to_owned())
+        }));
+        assert!(
+            s.holds("s:elsewhere", Some("alice")),
+            "found where the embedder keeps it"
+        );
+        assert!(s.holds("s:elsewhere", None));
+        assert_eq!(
+            asked.load(std::sync::atomic::Ordering::Relaxed),
+            1,
+            "then recorded here"
+        );
+        assert!(!s.holds("s:ended", None), "unknown there too: refused");
+        s.remove("s:elsewhere");
+        assert!(!s.holds("s:elsewhere", Some("bob")), "a value that differs is refused");
     }
 }
