@@ -114,7 +114,7 @@ run_pair() {
     # PostgreSQL refuses to run as root: its cluster belongs to the postgres user then.
     local pg_bin as=() pgport ppport apport lbport porta portb
     pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)
-    if [ "$(id -u)" -eq 0 ]; then chown postgres "$d"; as=(runuser -u postgres --); fi
+    if [ "$(id -u)" -eq 0 ]; then chmod a+x "$WORK"; chown postgres "$d"; as=(runuser -u postgres --); fi
     pgport=$(free_port)
     "${as[@]}" "$pg_bin/initdb" -D "$d/pg" -A trust -U edgehub -E UTF8 --locale=C >/dev/null
     "${as[@]}" "$pg_bin/pg_ctl" -D "$d/pg" -l "$d/pg.log" -w \

@@ -482,6 +482,29 @@ impl Hub {
         Ok((token, record))
     }
 
+    /// Who `token` belongs to. With a shared database, a token this replica has not heard of
+    /// yet (issued by another replica a moment ago) is looked up there before it is refused.
+    pub fn lookup_token(&self, token: &str) -> Option<crate::tokens::TokenRecordOrAdmin> {
+        let now = proxy::timestamp::now_ms();
+        if let Some(found) = self.tokens.lookup(token, now) {
+            return Some(found);
+        }
+        if !self.store.shared() || token.is_empty() {
+            return None;
+        }
+        match self.store.token(&crate::tokens::hash(token)) {
+            Ok(Some(record)) => {
+                self.tokens.insert(record);
+                self.tokens.lookup(token, now)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!("looking a token up in the state database: {e}");
+                None
+            }
+        }
+    }
+
     pub fn revoke_server_tokens(&self, user: &str, server: &str) {
         for id in self.tokens.remove_server_tokens(user, server) {
             if let Err(e) = self.store.delete_token(id) {

@@ -115,6 +115,8 @@ pub trait StateStore: Send + Sync {
 
     /// Stores a new token and returns its id.
     fn add_token(&self, token: &TokenRecord) -> Result<i64, StoreError>;
+    /// The token whose SHA-256 is `hash`, if there is one.
+    fn token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError>;
     fn delete_token(&self, id: i64) -> Result<(), StoreError>;
 
     fn put_session(&self, jti: &str, user: &str, expires_ms: u64) -> Result<(), StoreError>;

@@ -603,6 +603,16 @@ impl StateStore for PostgresStore {
         })
     }
 
+    fn token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
+        let hash = hash.to_owned();
+        self.call(move |c| {
+            Ok(
+                c.query_opt(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = $1"), &[&hash])?
+                    .map(|r| token_row(&r)),
+            )
+        })
+    }
+
     fn delete_token(&self, id: i64) -> Result<(), StoreError> {
         self.call(move |c| Ok(c.execute("DELETE FROM tokens WHERE id = $1", &[&id])?))?;
         Ok(())

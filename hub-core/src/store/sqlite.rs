@@ -396,6 +396,17 @@ impl StateStore for SqliteStore {
         })
     }
 
+    fn token(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
+        self.with(|c| {
+            Ok(c.query_row(
+                &format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = ?1"),
+                params![hash],
+                token_row,
+            )
+            .optional()?)
+        })
+    }
+
     fn delete_token(&self, id: i64) -> Result<(), StoreError> {
         self.exec("DELETE FROM tokens WHERE id = ?1", params![id])?;
         Ok(())

@@ -269,6 +269,21 @@ fn create_users(hub: &Hub, req: &Req) -> Resp {
 
 async fn user_routes(hub: &Arc<Hub>, req: &Req, auth: &Authenticated, name: &str, tail: &[&str]) -> Resp {
     let who = &auth.caller;
+    if hub.store.shared() {
+        // Another replica may have changed this user a moment ago (made them, started their
+        // server): answer from the database's view, not from a copy that may lag it.
+        let (hub, name) = (hub.clone(), name.to_owned());
+        let fresh = tokio::task::spawn_blocking(move || hub.refresh_user(&name, hub.store.as_ref())).await;
+        if let Ok(Err(e)) = fresh {
+            let mut r = json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("the hub's state database: {e}"),
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            return r;
+        }
+    }
     match (&req.method, tail) {
         (&Method::GET, []) => match hub.users().get(name) {
             Some(u) => {

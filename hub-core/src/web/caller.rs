@@ -33,7 +33,7 @@ pub async fn identify(hub: &Hub, req: &Req) -> Option<Authenticated> {
         let (scheme, credential) = auth.split_once(' ')?;
         let credential = credential.trim();
         if scheme.eq_ignore_ascii_case("token") || scheme.eq_ignore_ascii_case("bearer") {
-            if let Some(found) = hub.tokens.lookup(credential, proxy::timestamp::now_ms()) {
+            if let Some(found) = hub.lookup_token(credential) {
                 return Some(Authenticated {
                     caller: token_caller(hub, found),
                     via: Via::Token,

@@ -144,7 +144,7 @@ pub fn token(hub: &Arc<Hub>, req: &Req) -> http::Response<Body> {
         return json_error(StatusCode::BAD_REQUEST, "the client's server is gone");
     };
     let secret_ok = matches!(
-        hub.tokens.lookup(field("client_secret"), proxy::timestamp::now_ms()),
+        hub.lookup_token(field("client_secret")),
         Some(TokenRecordOrAdmin::Record(r)) if r.user == owner && r.server.as_deref() == Some(server.as_str())
     );
     if !secret_ok {

@@ -35,6 +35,10 @@ use crate::workers::WorkerCtx;
 const MAX_REDIRECTS: usize = 10;
 /// Wait before retrying a 429 without `Retry-After`.
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+/// How many times a progress stream that ended early is opened again, and after how long (a
+/// browser's EventSource waits about as long before it reconnects).
+const PROGRESS_REOPENS: u32 = 5;
+const PROGRESS_REOPEN_AFTER: Duration = Duration::from_secs(1);
 /// Polling interval while a stop is pending (DELETE answered 202).
 const STOP_POLL: Duration = Duration::from_millis(250);
 
@@ -246,10 +250,29 @@ impl User {
         }
     }
 
-    /// Follows `GET …/server/progress` until `ready` or `failed`, within `--spawn-timeout`.
+    /// Follows `GET …/server/progress` until `ready` or `failed`, within `--spawn-timeout`. A
+    /// stream that ends or breaks before either is opened again, as a browser's EventSource does
+    /// (a hub replica that stopped mid-spawn, its spawn carried on by another), a few times.
     async fn await_ready(&mut self) -> Result<(), Failure> {
-        let path = self.user_api("/server/progress");
         let deadline = tokio::time::Instant::now() + self.plan().spawn_timeout;
+        let mut reopened = 0;
+        loop {
+            match self.follow_progress(deadline).await {
+                Err(Failure::ProgressEnded | Failure::Http(ErrorKind::Reset | ErrorKind::Closed))
+                    if reopened < PROGRESS_REOPENS
+                        && tokio::time::Instant::now() + PROGRESS_REOPEN_AFTER < deadline =>
+                {
+                    reopened += 1;
+                    tokio::time::sleep(PROGRESS_REOPEN_AFTER).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// One progress stream, to its `ready` or `failed` event or its end.
+    async fn follow_progress(&mut self, deadline: tokio::time::Instant) -> Result<(), Failure> {
+        let path = self.user_api("/server/progress");
         let (parts, mut body) = loop {
             let (parts, body) = self
                 .client
