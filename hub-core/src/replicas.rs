@@ -100,6 +100,7 @@ pub async fn keep_leases(hub: Arc<Hub>, store: Arc<dyn StateStore>) {
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut failing = false;
     let mut first = true;
+    let mut spawner_told = false;
     loop {
         every.tick().await;
         let (me, alive) = (hub.replica.clone(), replica_lease(&hub));
@@ -130,6 +131,10 @@ pub async fn keep_leases(hub: Arc<Hub>, store: Arc<dyn StateStore>) {
         };
         hub.metrics.background_leader.set(if leader { 1.0 } else { 0.0 });
         let was = hub.leader.held();
+        if was != leader || !spawner_told {
+            hub.spawner.set_background(leader);
+            spawner_told = true;
+        }
         if hub.leader.set(leader, !std::mem::take(&mut first)) {
             tracing::info!("this hub ({}) now runs the background work", hub.replica);
         } else if was && !leader {

@@ -253,6 +253,12 @@ pub async fn start(
                 let pods = KubernetesSpawner::connect(kubernetes)
                     .await
                     .context("cannot start the Kubernetes spawner")?;
+                if config.state.url.is_some() {
+                    // The warm pools are refilled by the replica holding the background lease
+                    // (`replicas::keep_leases` turns it on there). A pass begun in the moment
+                    // before this is harmless: the pool's plan counts the members it finds.
+                    pods.set_background(false);
+                }
                 tracing::info!("kubernetes spawner: {}", pods.describe());
                 Arc::new(pods) as Arc<dyn Spawner>
             }

@@ -214,12 +214,20 @@ impl Pool {
     }
 
     async fn refill_loop(self: Arc<Pool>, spawner: Weak<KubeSpawner>) {
-        let Some(mut changes) = spawner.upgrade().map(|s| s.pods.changes()) else {
+        let Some((mut changes, mut refill)) = spawner.upgrade().map(|s| (s.pods.changes(), s.refill.subscribe()))
+        else {
             return;
         };
         let mut failures = 0u32;
         let mut hold_until: Option<Instant> = None;
         loop {
+            if !*refill.borrow_and_update() {
+                // Another hub replica keeps the pools: wait until this one is asked to.
+                if refill.changed().await.is_err() {
+                    return;
+                }
+                continue;
+            }
             let Some(s) = spawner.upgrade() else { return };
             let pods = s.pods.store().state();
             self.forget_settled(&pods);
@@ -265,6 +273,7 @@ impl Pool {
                 .unwrap_or_else(|| Instant::now() + CREATION_VISIBLE_WITHIN);
             tokio::select! {
                 r = changes.changed() => if r.is_err() { return },
+                r = refill.changed() => if r.is_err() { return },
                 _ = tokio::time::sleep_until(wake_at.into()) => {}
             }
         }

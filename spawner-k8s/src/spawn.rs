@@ -90,9 +90,18 @@ pub struct KubeSpawner {
     pub(crate) pods: Cache<Pod>,
     pub(crate) events: Cache<Event>,
     pools: HashMap<String, Arc<Pool>>,
+    /// Whether this process keeps the warm pools full: with several hubs on one cluster, only
+    /// the one running the background work does ([`KubeSpawner::set_pool_refill`]).
+    pub(crate) refill: tokio::sync::watch::Sender<bool>,
 }
 
 impl KubeSpawner {
+    /// Turns the warm pools' refill on or off (claims work either way). Several hub replicas
+    /// share the pools; one refilling them is enough, and two would overfill them.
+    pub fn set_pool_refill(&self, on: bool) {
+        self.refill.send_replace(on);
+    }
+
     /// A client from `config.kubeconfig` (or inferred as kubectl does), the caches synced, the
     /// warm pools started.
     pub async fn connect(config: &KubernetesConfig) -> anyhow::Result<Arc<KubeSpawner>> {
@@ -166,6 +175,7 @@ impl KubeSpawner {
             pods,
             events,
             pools,
+            refill: tokio::sync::watch::channel(true).0,
         });
         for pool in spawner.pools.values() {
             pool.start(Arc::downgrade(&spawner));

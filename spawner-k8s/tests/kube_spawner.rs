@@ -758,3 +758,31 @@ async fn the_deployments_role_allows_every_call_the_spawner_makes() {
     );
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_told_another_keeps_the_pools_claims_but_does_not_refill() {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let cfg = config(&sim, "[[profiles]]\nslug = \"fast\"\nwarm_pool = 2\n");
+    let spawner = KubeSpawner::connect(&cfg).await.unwrap();
+    let until = Instant::now() + Duration::from_secs(20);
+    while spawner.pool_ready("fast") < 2 {
+        assert!(Instant::now() < until, "the pool did not fill");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Another hub replica holds the background work now: this one claims, and leaves the pool.
+    spawner.set_pool_refill(false);
+    let before = sim.stats();
+    let started = spawner.start(request("olga", "", Some("fast")), quiet()).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(delta(&sim, &before, Verb::Create, "pods"), 0, "no pod made to refill");
+    assert_eq!(spawner.pool_ready("fast"), 1);
+    // It holds the background work again: the pool is topped up.
+    spawner.set_pool_refill(true);
+    let until = Instant::now() + Duration::from_secs(20);
+    while spawner.pool_ready("fast") < 2 {
+        assert!(Instant::now() < until, "the pool did not refill once asked to");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    spawner.stop(&started.state).await.unwrap();
+    sim.shutdown().await;
+}

@@ -44,6 +44,10 @@ impl KubernetesSpawner {
 }
 
 impl Spawner for KubernetesSpawner {
+    fn set_background(&self, held: bool) {
+        self.pods.set_pool_refill(held);
+    }
+
     fn start(&self, request: SpawnRequest, progress: ProgressSink) -> BoxFuture<'static, Result<Started, SpawnError>> {
         let pods = self.pods.clone();
         Box::pin(async move {

@@ -98,6 +98,13 @@ pub trait Spawner: Send + Sync + 'static {
         &[]
     }
 
+    /// Whether this hub runs the background work (one of several replicas on a shared state
+    /// database holds it at a time): spawners with upkeep of their own (warm pools) do it only
+    /// then.
+    fn set_background(&self, held: bool) {
+        let _ = held;
+    }
+
     /// After the server's URL answered HTTP: whether the server itself holds its address. A
     /// local server's port is picked free and can be taken by another process before the server
     /// binds it; that process's answer must not pass for the server's (the route would send the
