@@ -288,11 +288,7 @@ fn the_proxies_share_one_route_table_in_redis_and_are_ready_once_it_is_loaded() 
     assert_service_reaches(&proxy_docs, "edgeproxy", 80, pod, u64::from(public_port));
 
     // The hub writes each change once, to that Service.
-    let hub_docs = documents("hub-config.yaml");
-    let toml_text = object(&hub_docs, "ConfigMap", "edgehub-config")["data"]["edgehub.toml"]
-        .as_str()
-        .expect("edgehub.toml");
-    let hub: HubConfig = toml::from_str(toml_text).unwrap_or_else(|e| panic!("{e}"));
+    let hub = hub_config();
     assert_eq!(hub.proxy.replicas, ProxyReplicas::One, "not replicas = \"dns\"");
     let (api_host, port) = host_port(hub.proxy.api_url.as_deref().expect("api_url"));
     assert_eq!(api_host, "edgeproxy-api");
