@@ -47,24 +47,27 @@ sum_cpu() { local t=0 p; for p in ${1//,/ }; do
 done; echo "$t"; }
 sum_rss() { local t=0 p; for p in ${1//,/ }; do [ -r "/proc/$p/status" ] && t=$((t + $(rss_kib "$p"))); done; echo "$t"; }
 
-# run_storm NAME URL TOKEN HUB_PIDS: the journey, with the hubs' CPU and RSS around it.
+# run_storm NAME URL TOKEN HUB_PIDS [DB_PIDS]: the journey, with the hubs' CPU and RSS around it,
+# and the CPU of a state database in processes of its own (PostgreSQL), if any.
 run_storm() {
-    local name=$1 url=$2 token=$3 pid=$4
-    local rss0 cpu0 rss1 cpu1
+    local name=$1 url=$2 token=$3 pid=$4 db=${5:-}
+    local rss0 cpu0 rss1 cpu1 db0=0 db1=0
     sleep 2
     rss0=$(sum_rss "$pid"); cpu0=$(sum_cpu "$pid")
+    [ -n "$db" ] && db0=$(sum_cpu "$db")
     local ticks0; ticks0=$(cpu_ticks_all)
     log "$name: $N users at $RATE/s"
     "$EDGELOAD" journey "$url" --token "$token" -n "$N" -r "$RATE" --spawn-only \
         --spawn-timeout 600s --timeout 60s --user-prefix storm- -q --json "$WORK/$name.json" \
         >"$WORK/$name.journey.txt" 2>&1 || log "$name: journey exited $? (see $WORK/$name.journey.txt)"
     cpu1=$(sum_cpu "$pid")
+    [ -n "$db" ] && db1=$(sum_cpu "$db")
     local steal; steal=$(steal_pct "$ticks0" "$(cpu_ticks_all)")
     sleep 5
     rss1=$(sum_rss "$pid")
-    python3 - "$name" "$WORK/$name.json" "$N" "$rss0" "$rss1" "$cpu0" "$cpu1" "$(getconf CLK_TCK)" "$steal" <<'PY'
+    python3 - "$name" "$WORK/$name.json" "$N" "$rss0" "$rss1" "$cpu0" "$cpu1" "$(getconf CLK_TCK)" "$steal" "$db0" "$db1" "$db" <<'PY'
 import json, sys
-name, path, n, rss0, rss1, cpu0, cpu1, hz, steal = sys.argv[1:]
+name, path, n, rss0, rss1, cpu0, cpu1, hz, steal, db0, db1, db = sys.argv[1:]
 n, rss0, rss1, cpu0, cpu1, hz = int(n), int(rss0), int(rss1), int(cpu0), int(cpu1), int(hz)
 r = json.load(open(path))
 lat = r["latency"]
@@ -75,14 +78,15 @@ ready = (lat.get("spawn_ready") or {}).get("count", 0)
 cpu_ms = (cpu1 - cpu0) * 1000 / hz / n
 rss = (rss1 - rss0) / n
 print(f"| {name} | {ready}/{n} | {ms('spawn_request','p50')} / {ms('spawn_request','p99')} | "
-      f"{ms('spawn_ready','p50')} / {ms('spawn_ready','p99')} | {cpu_ms:.2f} | {rss:.1f} | {steal} % |")
+      f"{ms('spawn_ready','p50')} / {ms('spawn_ready','p99')} | {cpu_ms:.2f} | "
+      + (f"{(int(db1) - int(db0)) * 1000 / int(hz) / n:.2f}" if db else "in the hub") + f" | {rss:.1f} | {steal} % |")
 PY
 }
 
 echo "Machine: $(cpu_line)"
 echo
-echo "| hub | servers ready | spawn request p50 / p99 (ms) | request to ready p50 / p99 (ms) | hub CPU per spawn (ms) | hub RSS per idle user (KiB) | steal |"
-echo "| --- | --- | --- | --- | --- | --- | --- |"
+echo "| hub | servers ready | spawn request p50 / p99 (ms) | request to ready p50 / p99 (ms) | hub CPU per spawn (ms) | state database CPU per spawn (ms) | hub RSS per idle user (KiB) | steal |"
+echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
 
 # --- edgehub up -------------------------------------------------------------------------------
 if [[ " $HUBS " == *" edgehub "* ]]; then
@@ -181,7 +185,10 @@ TOML
         done ) &
         killer=$!
     fi
-    run_storm "$name" "http://127.0.0.1:$ppport/" "$TOKEN" "${hub_pids[0]},${hub_pids[1]}"
+    # The database's CPU: the postmaster and its children (the hubs' backends, the WAL writer…).
+    local postmaster pg_pids; postmaster=$(head -n1 "$d/pg/postmaster.pid")
+    pg_pids="$postmaster,$(pgrep -d, -P "$postmaster" || true)"
+    run_storm "$name" "http://127.0.0.1:$ppport/" "$TOKEN" "${hub_pids[0]},${hub_pids[1]}" "${pg_pids%,}"
     [ -n "$killer" ] && { kill "$killer" 2>/dev/null; wait "$killer" 2>/dev/null || true; }
     if [ -r "$d/killed" ]; then
         log "$name: hub B took the background work over: $(grep -m1 'now runs the background work' "$d/hub-b.log" | cut -c1-40)"

@@ -330,8 +330,9 @@ impl Hub {
     }
 
     /// Takes a server row from the database into the hub's copy, keeping what only this
-    /// replica knows (its spawn's progress log, why its last spawn failed). A spawn another
-    /// replica runs gets a progress log here too, fed from the database.
+    /// replica knows (its spawn's progress log, why its last spawn failed). A copy of another
+    /// replica's spawn progress that someone follows here is brought up to date, and ended once
+    /// the spawn is.
     fn apply_server_row(&self, u: &mut User, row: ServerRecord) {
         let key = (row.user.clone(), row.name.clone());
         let theirs = row.phase == Phase::Pending && row.owner.as_deref() != Some(self.replica.as_str());
@@ -342,12 +343,6 @@ impl Hub {
         let phase = row.phase;
         s.record = row;
         let mut mirrors = self.mirrors.lock().unwrap_or_else(|p| p.into_inner());
-        if theirs && !mirrors.contains_key(&key) {
-            let (sink, log) = crate::progress::channel();
-            s.progress = Some(log);
-            s.last_failure = None;
-            mirrors.insert(key.clone(), sink);
-        }
         let Some(sink) = mirrors.get(&key).cloned() else {
             return;
         };
@@ -376,6 +371,26 @@ impl Hub {
         }
     }
 
+    /// The server, with a progress log to follow: for a spawn another replica runs, a copy fed
+    /// from the database, made on first demand (nobody may ever follow most spawns here).
+    pub fn follow(&self, user: &str, server: &str) -> Option<Server> {
+        let mut users = self.users();
+        let s = users.get_mut(user)?.servers.get_mut(server)?;
+        let theirs = s.phase() == Phase::Pending && s.record.owner.as_deref() != Some(self.replica.as_str());
+        if theirs {
+            let key = (user.to_owned(), server.to_owned());
+            let mut mirrors = self.mirrors.lock().unwrap_or_else(|p| p.into_inner());
+            if !mirrors.contains_key(&key) {
+                let (sink, log) = crate::progress::channel();
+                self.replay_progress(user, server, &sink);
+                s.progress = Some(log);
+                s.last_failure = None;
+                mirrors.insert(key, sink);
+            }
+        }
+        Some(s.clone())
+    }
+
     /// Copies into `sink` the events of another replica's spawn it does not have yet.
     fn replay_progress(&self, user: &str, server: &str, sink: &ProgressSink) {
         match self.store.progress(user, server, sink.len()) {
@@ -392,21 +407,16 @@ impl Hub {
     }
 
     /// Another replica published progress for a spawn: copy it to the log followers read here.
-    pub fn progress_published(&self, user: &str, server: &str, via: &dyn StateStore) {
+    pub fn progress_published(&self, user: &str, server: &str) {
         let sink = self
             .mirrors
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&(user.to_owned(), server.to_owned()))
             .cloned();
-        match sink {
-            Some(sink) => self.replay_progress(user, server, &sink),
-            // The server row's own announcement has not been read yet: read the user now.
-            None => {
-                if let Err(e) = self.refresh_user(user, via) {
-                    tracing::warn!("reading {user} from the state database: {e}");
-                }
-            }
+        // Nobody follows that spawn here: nothing to copy.
+        if let Some(sink) = sink {
+            self.replay_progress(user, server, &sink);
         }
     }
 

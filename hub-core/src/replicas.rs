@@ -323,7 +323,7 @@ fn apply(hub: &Hub, store: &dyn StateStore, changes: BTreeSet<Change>) {
                     tracing::warn!("reading a login session from the state database: {e}");
                 }
             }
-            Change::Progress(user, server) => hub.progress_published(&user, &server, store),
+            Change::Progress(user, server) => hub.progress_published(&user, &server),
         }
     }
 }

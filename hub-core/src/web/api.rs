@@ -269,9 +269,10 @@ fn create_users(hub: &Hub, req: &Req) -> Resp {
 
 async fn user_routes(hub: &Arc<Hub>, req: &Req, auth: &Authenticated, name: &str, tail: &[&str]) -> Resp {
     let who = &auth.caller;
-    if hub.store.shared() {
+    if hub.store.shared() && (req.method == Method::GET || !hub.users().contains_key(name)) {
         // Another replica may have changed this user a moment ago (made them, started their
-        // server): answer from the database's view, not from a copy that may lag it.
+        // server): what is read, and a user this copy has not seen yet, come from the database,
+        // not from a copy that may lag it. Changes need no such read: they are claimed there.
         let (hub, name) = (hub.clone(), name.to_owned());
         let fresh = tokio::task::spawn_blocking(move || hub.refresh_user(&name, hub.store.as_ref())).await;
         if let Ok(Err(e)) = fresh {

@@ -23,7 +23,7 @@ fn event_bytes(event: &ProgressEvent) -> Bytes {
 }
 
 pub fn respond(hub: &Arc<Hub>, user: &str, server: &str) -> http::Response<Body> {
-    let Some(s) = hub.server(user, server) else {
+    let Some(s) = hub.follow(user, server) else {
         return json_error(StatusCode::NOT_FOUND, &format!("{user} has no server {server:?}"));
     };
     let prefix = hub.prefix(user, server);
