@@ -380,12 +380,12 @@ impl Hub {
         if theirs {
             let key = (user.to_owned(), server.to_owned());
             let mut mirrors = self.mirrors.lock().unwrap_or_else(|p| p.into_inner());
-            if !mirrors.contains_key(&key) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = mirrors.entry(key) {
                 let (sink, log) = crate::progress::channel();
                 self.replay_progress(user, server, &sink);
                 s.progress = Some(log);
                 s.last_failure = None;
-                mirrors.insert(key, sink);
+                slot.insert(sink);
             }
         }
         Some(s.clone())
