@@ -38,7 +38,17 @@ log "work dir: $WORK"
 cpu_ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 rss_kib() { awk '/^VmRSS/{print $2}' "/proc/$1/status"; }
 kill_servers() { pkill -f "$EDGEHUB singleuser" 2>/dev/null || true; sleep 1; pkill -9 -f "$EDGEHUB singleuser" 2>/dev/null || true; }
-trap 'kill_servers; [ -n "${HUB_PID:-}" ] && kill "$HUB_PID" 2>/dev/null; true' EXIT
+# Whatever a run left (an interrupted one too): hubs, proxies, nginx, Redis, PostgreSQL, servers.
+stop_all() {
+    kill_servers
+    kill $(jobs -p) 2>/dev/null || true
+    local pg
+    for pg in "$WORK"/*/pg; do
+        [ -f "$pg/postmaster.pid" ] || continue
+        kill -QUIT "$(head -n1 "$pg/postmaster.pid")" 2>/dev/null || true
+    done
+}
+trap 'stop_all; true' EXIT
 
 # Sums over the hub processes in PIDS (comma-separated). A hub killed during the storm counts
 # with the CPU it had used when it was killed (written to $WORK/cpu.<pid> by the killer).
@@ -193,8 +203,10 @@ TOML
     if [ -r "$d/killed" ]; then
         log "$name: hub B took the background work over: $(grep -m1 'now runs the background work' "$d/hub-b.log" | cut -c1-40)"
     fi
-    kill "${hub_pids[@]}" 2>/dev/null; wait "${hub_pids[@]}" 2>/dev/null || true
-    kill "$nginx_pid" "$proxy_pid" "$redis_pid" 2>/dev/null; wait "$nginx_pid" "$proxy_pid" "$redis_pid" 2>/dev/null || true
+    # (`|| true`: the killed hub is gone already, and `kill` says so.)
+    kill "${hub_pids[@]}" 2>/dev/null || true; wait "${hub_pids[@]}" 2>/dev/null || true
+    kill "$nginx_pid" "$proxy_pid" "$redis_pid" 2>/dev/null || true
+    wait "$nginx_pid" "$proxy_pid" "$redis_pid" 2>/dev/null || true
     "${as[@]}" "$pg_bin/pg_ctl" -D "$d/pg" -m immediate stop >/dev/null 2>&1 || true
     kill_servers
 }

@@ -82,26 +82,24 @@ impl Hub {
         let loaded = parts.store.load()?;
         // With SQLite this hub is the only one: the background work is its own.
         let alone = !parts.store.shared();
-        let mut users: BTreeMap<String, User> = loaded
-            .users
+        let mut tokens = Vec::new();
+        let users: BTreeMap<String, User> = loaded
+            .into_users()
             .into_iter()
-            .map(|record| {
-                (
-                    record.name.clone(),
-                    User {
-                        record,
-                        servers: Default::default(),
-                    },
-                )
+            .map(|(name, loaded)| {
+                tokens.extend(loaded.tokens);
+                let mut user = User {
+                    record: loaded.user,
+                    servers: Default::default(),
+                };
+                for record in loaded.servers {
+                    let mut server = Server::new(&record.user, &record.name);
+                    server.record = record;
+                    user.servers.insert(server);
+                }
+                (name, user)
             })
             .collect();
-        for record in loaded.servers {
-            if let Some(user) = users.get_mut(&record.user) {
-                let mut server = Server::new(&record.user, &record.name);
-                server.record = record;
-                user.servers.insert(server);
-            }
-        }
         let mut api_tokens = parts.config.api_tokens.clone();
         if let Ok(token) = std::env::var("EDGEHUB_API_TOKEN")
             && !token.is_empty()
@@ -110,7 +108,7 @@ impl Hub {
         }
         let hub = Hub {
             base: parts.config.base_prefix(),
-            tokens: Tokens::new(&api_tokens, loaded.tokens),
+            tokens: Tokens::new(&api_tokens, tokens),
             config: parts.config,
             store: parts.store,
             users: Mutex::new(users),
@@ -270,30 +268,7 @@ impl Hub {
     pub fn refresh_all(&self, via: &dyn StateStore) -> Result<(), StoreError> {
         let mut users = self.users();
         let loaded = via.load()?;
-        let mut by_user: BTreeMap<String, LoadedUser> = loaded
-            .users
-            .into_iter()
-            .map(|user| {
-                (
-                    user.name.clone(),
-                    LoadedUser {
-                        user,
-                        servers: Vec::new(),
-                        tokens: Vec::new(),
-                    },
-                )
-            })
-            .collect();
-        for s in loaded.servers {
-            if let Some(u) = by_user.get_mut(&s.user) {
-                u.servers.push(s);
-            }
-        }
-        for t in loaded.tokens {
-            if let Some(u) = by_user.get_mut(&t.user) {
-                u.tokens.push(t);
-            }
-        }
+        let by_user = loaded.into_users();
         let gone: Vec<String> = users.keys().filter(|n| !by_user.contains_key(*n)).cloned().collect();
         for name in gone {
             self.apply_user(&mut users, &name, None);

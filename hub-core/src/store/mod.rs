@@ -67,6 +67,35 @@ pub struct LoadedUser {
     pub tokens: Vec<TokenRecord>,
 }
 
+impl Loaded {
+    /// Everything, by user (rows of users that are gone are dropped).
+    pub fn into_users(self) -> std::collections::BTreeMap<String, LoadedUser> {
+        let mut by_user: std::collections::BTreeMap<String, LoadedUser> = self
+            .users
+            .into_iter()
+            .map(|user| {
+                let loaded = LoadedUser {
+                    user,
+                    servers: Vec::new(),
+                    tokens: Vec::new(),
+                };
+                (loaded.user.name.clone(), loaded)
+            })
+            .collect();
+        for s in self.servers {
+            if let Some(u) = by_user.get_mut(&s.user) {
+                u.servers.push(s);
+            }
+        }
+        for t in self.tokens {
+            if let Some(u) = by_user.get_mut(&t.user) {
+                u.tokens.push(t);
+            }
+        }
+        by_user
+    }
+}
+
 /// The condition of a compare-and-set on a server ([`StateStore::set_server`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Expect<'a> {

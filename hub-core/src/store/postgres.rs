@@ -156,7 +156,6 @@ pub struct PostgresStore {
     jobs: mpsc::Sender<Job>,
     /// `host:port/db`, for messages.
     place: String,
-    config: Config,
 }
 
 /// Reads `state.url`, naming this replica on the connection (the change feed's second field).
@@ -192,10 +191,7 @@ impl PostgresStore {
     /// Connects, migrates, and starts the thread that owns the connection.
     pub fn open(url: &str, replica: &str) -> Result<PostgresStore, StoreError> {
         let (config, place) = connection_config(url, replica)?;
-        let mut link = Link {
-            config: config.clone(),
-            client: None,
-        };
+        let mut link = Link { config, client: None };
         let pg_err = |source| StoreError::Postgres {
             place: place.clone(),
             source,
@@ -217,22 +213,12 @@ impl PostgresStore {
         let store = PostgresStore {
             jobs,
             place: place.clone(),
-            config,
         };
         store.call(migrate).map_err(|e| match e {
             StoreError::Postgres { source, .. } => pg_err(source),
             other => other,
         })?;
         Ok(store)
-    }
-
-    /// The connection settings, for a second connection (the change-feed listener).
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
-    pub fn place(&self) -> &str {
-        &self.place
     }
 
     /// Runs `work` on the store's connection and waits for its answer.
@@ -384,12 +370,29 @@ fn token_row(r: &Row) -> TokenRecord {
     }
 }
 
-fn write_server(c: &mut impl ::postgres::GenericClient, s: &ServerRecord) -> Result<u64, ::postgres::Error> {
+/// The server row written whatever it holds (`Upsert`), or only if there is none (`IfAbsent`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Write {
+    Upsert,
+    IfAbsent,
+}
+
+fn write_server(
+    c: &mut impl ::postgres::GenericClient,
+    s: &ServerRecord,
+    how: Write,
+) -> Result<u64, ::postgres::Error> {
+    const INSERT: &str = r#"INSERT INTO servers ("user", name, phase, url, spawner_state, started_ms, last_activity_ms, user_options, owner)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT ("user", name) "#;
+    let on_conflict = match how {
+        Write::Upsert => {
+            "DO UPDATE SET phase = $3, url = $4, spawner_state = $5, started_ms = $6, \
+             last_activity_ms = $7, user_options = $8, owner = $9"
+        }
+        Write::IfAbsent => "DO NOTHING",
+    };
     c.execute(
-        r#"INSERT INTO servers ("user", name, phase, url, spawner_state, started_ms, last_activity_ms, user_options, owner)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-           ON CONFLICT ("user", name) DO UPDATE SET phase = $3, url = $4, spawner_state = $5,
-              started_ms = $6, last_activity_ms = $7, user_options = $8, owner = $9"#,
+        &format!("{INSERT}{on_conflict}"),
         &[
             &s.user,
             &s.name,
@@ -492,7 +495,7 @@ impl StateStore for PostgresStore {
 
     fn put_server(&self, server: &ServerRecord) -> Result<(), StoreError> {
         let s = server.clone();
-        self.call(move |c| Ok(write_server(c, &s).map(drop)?))
+        self.call(move |c| Ok(write_server(c, &s, Write::Upsert).map(drop)?))
     }
 
     fn set_server(&self, server: &ServerRecord, expect: Expect<'_>) -> Result<Cas, StoreError> {
@@ -520,21 +523,7 @@ impl StateStore for PostgresStore {
             if current.is_none() {
                 // No row to lock: two replicas may both be here. The insert that comes second
                 // does nothing, and its replica reads the first one's row.
-                let inserted = tx.execute(
-                    r#"INSERT INTO servers ("user", name, phase, url, spawner_state, started_ms, last_activity_ms, user_options, owner)
-                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT ("user", name) DO NOTHING"#,
-                    &[
-                        &s.user,
-                        &s.name,
-                        &s.phase.as_db(),
-                        &s.url,
-                        &s.spawner_state.to_string(),
-                        &opt_ms(s.started_ms),
-                        &opt_ms(s.last_activity_ms),
-                        &s.user_options.to_string(),
-                        &s.owner,
-                    ],
-                )?;
+                let inserted = write_server(&mut tx, &s, Write::IfAbsent)?;
                 if inserted == 1 && s.phase == Phase::Pending {
                     tx.execute(
                         r#"DELETE FROM spawn_events WHERE "user" = $1 AND server = $2"#,
@@ -548,7 +537,7 @@ impl StateStore for PostgresStore {
                 let now = servers_where(c, r#"WHERE "user" = $1 AND name = $2"#, &[&s.user, &s.name])?.pop();
                 return Ok(Cas::Refused(now.map(Box::new)));
             }
-            write_server(&mut tx, &s)?;
+            write_server(&mut tx, &s, Write::Upsert)?;
             if s.phase == Phase::Pending && phase != Phase::Pending {
                 // A new start: its progress begins empty, in the same step as the claim.
                 tx.execute(
