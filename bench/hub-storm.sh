@@ -199,7 +199,7 @@ TOML
     local postmaster pg_pids; postmaster=$(head -n1 "$d/pg/postmaster.pid")
     pg_pids="$postmaster,$(pgrep -d, -P "$postmaster" || true)"
     run_storm "$name" "http://127.0.0.1:$ppport/" "$TOKEN" "${hub_pids[0]},${hub_pids[1]}" "${pg_pids%,}"
-    [ -n "$killer" ] && { kill "$killer" 2>/dev/null; wait "$killer" 2>/dev/null || true; }
+    if [ -n "$killer" ]; then kill "$killer" 2>/dev/null || true; wait "$killer" 2>/dev/null || true; fi
     if [ -r "$d/killed" ]; then
         log "$name: hub B took the background work over: $(grep -m1 'now runs the background work' "$d/hub-b.log" | cut -c1-40)"
     fi

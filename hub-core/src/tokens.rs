@@ -54,19 +54,60 @@ pub enum CallerKind {
 #[derive(Default)]
 pub struct Tokens {
     admin: Vec<String>,
-    by_hash: Mutex<HashMap<String, TokenRecord>>,
+    index: Mutex<Index>,
+}
+
+/// Each token by its hash, and the hashes of each user's tokens: a user's tokens are replaced
+/// whenever another hub replica changed that user, so finding them must not mean reading all.
+#[derive(Default)]
+struct Index {
+    by_hash: HashMap<String, TokenRecord>,
+    by_user: HashMap<String, Vec<String>>,
+}
+
+impl Index {
+    fn insert(&mut self, record: TokenRecord) {
+        let hashes = self.by_user.entry(record.user.clone()).or_default();
+        if !hashes.contains(&record.hash) {
+            hashes.push(record.hash.clone());
+        }
+        self.by_hash.insert(record.hash.clone(), record);
+    }
+
+    fn remove(&mut self, hash: &str) -> Option<TokenRecord> {
+        let record = self.by_hash.remove(hash)?;
+        if let Some(hashes) = self.by_user.get_mut(&record.user) {
+            hashes.retain(|h| h != hash);
+            if hashes.is_empty() {
+                self.by_user.remove(&record.user);
+            }
+        }
+        Some(record)
+    }
+
+    fn of_user(&self, user: &str) -> impl Iterator<Item = &TokenRecord> {
+        self.by_user
+            .get(user)
+            .into_iter()
+            .flatten()
+            .filter_map(|h| self.by_hash.get(h))
+    }
 }
 
 impl Tokens {
     pub fn new(admin_tokens: &[String], records: Vec<TokenRecord>) -> Tokens {
+        let mut index = Index::default();
+        for record in records {
+            index.insert(record);
+        }
         Tokens {
             admin: admin_tokens.iter().filter(|t| !t.is_empty()).map(|t| hash(t)).collect(),
-            by_hash: Mutex::new(records.into_iter().map(|r| (r.hash.clone(), r)).collect()),
+            index: Mutex::new(index),
         }
     }
 
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, TokenRecord>> {
-        self.by_hash.lock().unwrap_or_else(|p| p.into_inner())
+    fn index(&self) -> std::sync::MutexGuard<'_, Index> {
+        self.index.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The owner of `token`, if it is known and not expired. Admin tokens answer as the service
@@ -80,8 +121,8 @@ impl Tokens {
         {
             return Some(TokenRecordOrAdmin::Admin);
         }
-        let map = self.map();
-        let record = map.get(&h)?;
+        let index = self.index();
+        let record = index.by_hash.get(&h)?;
         if record.expires_ms.is_some_and(|e| e <= now_ms) {
             return None;
         }
@@ -89,42 +130,48 @@ impl Tokens {
     }
 
     pub fn insert(&self, record: TokenRecord) {
-        self.map().insert(record.hash.clone(), record);
+        self.index().insert(record);
     }
 
     pub fn remove_id(&self, id: i64) -> Option<TokenRecord> {
-        let mut map = self.map();
-        let hash = map.iter().find(|(_, r)| r.id == id)?.0.clone();
-        map.remove(&hash)
+        let mut index = self.index();
+        let hash = index.by_hash.values().find(|r| r.id == id)?.hash.clone();
+        index.remove(&hash)
     }
 
     pub fn of_user(&self, user: &str) -> Vec<TokenRecord> {
-        let mut v: Vec<_> = self.map().values().filter(|r| r.user == user).cloned().collect();
+        let mut v: Vec<_> = self.index().of_user(user).cloned().collect();
         v.sort_by_key(|r| r.id);
         v
     }
 
     /// Removes every token of a server (at stop) and returns their ids.
     pub fn remove_server_tokens(&self, user: &str, server: &str) -> Vec<i64> {
-        let mut map = self.map();
-        let ids: Vec<i64> = map
-            .values()
-            .filter(|r| r.user == user && r.server.as_deref() == Some(server))
-            .map(|r| r.id)
+        let mut index = self.index();
+        let hashes: Vec<String> = index
+            .of_user(user)
+            .filter(|r| r.server.as_deref() == Some(server))
+            .map(|r| r.hash.clone())
             .collect();
-        map.retain(|_, r| !ids.contains(&r.id));
-        ids
+        hashes.iter().filter_map(|h| index.remove(h)).map(|r| r.id).collect()
     }
 
     pub fn remove_user(&self, user: &str) {
-        self.map().retain(|_, r| r.user != user);
+        let mut index = self.index();
+        for hash in index.by_user.remove(user).unwrap_or_default() {
+            index.by_hash.remove(&hash);
+        }
     }
 
     /// Makes a user's tokens exactly `records` (as the state database has them now).
     pub fn replace_user(&self, user: &str, records: Vec<TokenRecord>) {
-        let mut map = self.map();
-        map.retain(|_, r| r.user != user);
-        map.extend(records.into_iter().map(|r| (r.hash.clone(), r)));
+        let mut index = self.index();
+        for hash in index.by_user.remove(user).unwrap_or_default() {
+            index.by_hash.remove(&hash);
+        }
+        for record in records {
+            index.insert(record);
+        }
     }
 }
 
@@ -166,6 +213,29 @@ mod tests {
         assert!(tokens.lookup("nope", 0).is_none());
         assert_eq!(tokens.remove_server_tokens("bob", ""), vec![2]);
         assert!(tokens.lookup("t2", 0).is_none());
+    }
+
+    #[test]
+    fn a_users_tokens_are_replaced_and_nobody_elses() {
+        let tokens = Tokens::new(
+            &[],
+            vec![
+                record(1, "a1", "alice", None, None),
+                record(2, "a2", "alice", Some(""), None),
+                record(3, "b1", "bob", None, None),
+            ],
+        );
+        tokens.replace_user("alice", vec![record(4, "a4", "alice", None, None)]);
+        assert!(tokens.lookup("a1", 0).is_none() && tokens.lookup("a2", 0).is_none());
+        assert!(tokens.lookup("a4", 0).is_some());
+        assert_eq!(tokens.of_user("bob").len(), 1, "bob's token stays");
+        assert_eq!(tokens.remove_server_tokens("bob", ""), Vec::<i64>::new());
+        tokens.insert(record(5, "b5", "bob", Some("lab"), None));
+        assert_eq!(tokens.remove_server_tokens("bob", "lab"), vec![5]);
+        tokens.remove_user("alice");
+        assert!(tokens.of_user("alice").is_empty() && tokens.lookup("a4", 0).is_none());
+        assert_eq!(tokens.remove_id(3).map(|r| r.user), Some("bob".to_owned()));
+        assert!(tokens.of_user("bob").is_empty());
     }
 
     #[test]

@@ -728,38 +728,14 @@ mod process {
     }
 
     /// Whether the process `pid` (or one of its process group) has a socket listening on `port`;
-    /// `None` where `/proc` cannot say.
+    /// `None` where the kernel will not say (no `pidfd_getfd`, or not allowed to look).
+    ///
+    /// Each of the process's sockets is borrowed with `pidfd_getfd` and asked for its address
+    /// (`getsockname`) and whether it listens (`SO_ACCEPTCONN`): a few system calls for a server's
+    /// dozen descriptors, where reading `/proc/net/tcp` would have the kernel print every socket
+    /// of the machine (a thousand servers' worth during a storm).
     pub(super) fn listening(pid: u32, port: u16) -> Option<bool> {
-        let mut inodes = Vec::new();
-        let mut readable = false;
-        for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-            let Ok(text) = std::fs::read_to_string(table) else {
-                continue;
-            };
-            readable = true;
-            inodes.extend(text.lines().skip(1).filter_map(|line| listener_inode(line, port)));
-        }
-        if !readable {
-            return None;
-        }
-        if inodes.is_empty() {
-            return Some(false);
-        }
-        let holds = |p: u32| {
-            std::fs::read_dir(format!("/proc/{p}/fd")).is_ok_and(|fds| {
-                fds.flatten().any(|fd| {
-                    std::fs::read_link(fd.path()).is_ok_and(|target| {
-                        let target = target.to_string_lossy();
-                        target
-                            .strip_prefix("socket:[")
-                            .and_then(|t| t.strip_suffix(']'))
-                            .and_then(|i| i.parse::<u64>().ok())
-                            .is_some_and(|i| inodes.contains(&i))
-                    })
-                })
-            })
-        };
-        if holds(pid) {
+        if holds_listener(pid, port)? {
             return Some(true);
         }
         // A wrapper (`sh -c …` without exec) leaves the listening to a child in its group.
@@ -769,15 +745,81 @@ mod process {
             .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
             .filter(|p| *p != pid && process_group(*p) == Some(pid))
             .collect();
-        Some(group.into_iter().any(holds))
+        Some(group.into_iter().any(|p| holds_listener(p, port) == Some(true)))
     }
 
-    /// A line of `/proc/net/tcp{,6}`: the socket's inode if it listens on `port`.
-    fn listener_inode(line: &str, port: u16) -> Option<u64> {
-        let f: Vec<&str> = line.split_ascii_whitespace().collect();
-        let local_port = u16::from_str_radix(f.get(1)?.rsplit(':').next()?, 16).ok()?;
-        // State 0A is LISTEN.
-        (local_port == port && *f.get(3)? == "0A").then(|| f.get(9)?.parse().ok())?
+    fn holds_listener(pid: u32, port: u16) -> Option<bool> {
+        use std::os::fd::{FromRawFd, OwnedFd};
+        // SAFETY: plain syscalls; every descriptor they return is owned (and closed) below.
+        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::c_int, 0) };
+        if pidfd < 0 {
+            return None;
+        }
+        // SAFETY: a new descriptor from pidfd_open, owned from here on.
+        let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as libc::c_int) };
+        let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+        for entry in fds.flatten() {
+            let is_socket = std::fs::read_link(entry.path()).is_ok_and(|t| t.to_string_lossy().starts_with("socket:"));
+            let Some(target) = entry.file_name().to_str().and_then(|n| n.parse::<libc::c_int>().ok()) else {
+                continue;
+            };
+            if !is_socket {
+                continue;
+            }
+            // SAFETY: as above.
+            let fd = unsafe {
+                libc::syscall(
+                    libc::SYS_pidfd_getfd,
+                    std::os::fd::AsRawFd::as_raw_fd(&pidfd),
+                    target,
+                    0,
+                )
+            };
+            if fd < 0 {
+                let denied = std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+                if denied {
+                    return None;
+                }
+                continue; // closed meanwhile
+            }
+            // SAFETY: a new descriptor from pidfd_getfd, owned from here on.
+            let socket = unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) };
+            if listens_on(&socket, port) {
+                return Some(true);
+            }
+        }
+        Some(false)
+    }
+
+    /// Whether `socket` is a TCP socket listening on `port`.
+    fn listens_on(socket: &std::os::fd::OwnedFd, port: u16) -> bool {
+        use std::os::fd::AsRawFd;
+        let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        // SAFETY: the buffer and its length are ours and match.
+        let named = unsafe { libc::getsockname(socket.as_raw_fd(), (&raw mut addr).cast(), &mut len) } == 0;
+        let bound = match addr.ss_family as libc::c_int {
+            // SAFETY: the family says which address the storage holds.
+            libc::AF_INET => u16::from_be(unsafe { (*(&raw const addr).cast::<libc::sockaddr_in>()).sin_port }),
+            libc::AF_INET6 => u16::from_be(unsafe { (*(&raw const addr).cast::<libc::sockaddr_in6>()).sin6_port }),
+            _ => return false,
+        };
+        if !named || bound != port {
+            return false;
+        }
+        let mut accepting: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: as above.
+        let asked = unsafe {
+            libc::getsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_ACCEPTCONN,
+                (&raw mut accepting).cast(),
+                &mut len,
+            )
+        } == 0;
+        asked && accepting != 0
     }
 
     fn process_group(pid: u32) -> Option<u32> {
@@ -997,6 +1039,20 @@ mod tests {
         assert_eq!(env["JUPYTERHUB_SERVER_NAME"], "");
         assert_eq!(env["JUPYTERHUB_SERVICE_PREFIX"], "/user/alice/");
         assert_eq!(env["JUPYTERHUB_SERVICE_URL"], "http://127.0.0.1:5000/user/alice/");
+    }
+
+    #[test]
+    fn a_listening_socket_is_found_by_its_port_and_a_connected_one_is_not() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let me = std::process::id();
+        assert_eq!(process::listening(me, port), Some(true));
+        let (accepted, _) = listener.accept().unwrap();
+        drop(listener);
+        // The accepted connection has the same local port, but does not listen.
+        assert_eq!(process::listening(me, port), Some(false));
+        drop((client, accepted));
     }
 
     #[test]
