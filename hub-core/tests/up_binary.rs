@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use http::StatusCode;
+use http::{Method, StatusCode};
 use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -174,4 +174,66 @@ fn routine_reconcile_traffic_stays_out_of_the_terminal() {
     let printed = up_printed(&dir, &["--log-level", "debug"], Duration::from_secs(4));
     let reads = printed.matches("200 GET /api/routes").count();
     assert!(reads >= 3, "{reads} table reads at debug level:\n{printed}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edgehub_state_url_puts_the_state_in_postgresql() {
+    let dir = temp_dir("up-state-url");
+    let pg = support::postgres::shared();
+    let url = pg.database();
+    let db = url.rsplit('/').next().unwrap().to_owned();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_edgehub"))
+        .args(["up", "--bind", "127.0.0.1:0", "--api-token", ADMIN_TOKEN, "--db"])
+        .arg(dir.join("edgehub.sqlite"))
+        .current_dir(&dir)
+        .env("EDGEHUB_STATE_URL", &url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run edgehub up");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut url_printed = None;
+    while Instant::now() < deadline && url_printed.is_none() {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            url_printed = line
+                .split_once("edgehub is up: open ")
+                .map(|(_, u)| u.trim().to_owned());
+        }
+    }
+    let base = url_printed.expect("edgehub up printed its URL");
+    let mut admin = Client {
+        base: base.trim_end_matches('/').to_owned(),
+        cookies: Default::default(),
+        token: Some(ADMIN_TOKEN.to_owned()),
+    };
+    let r = admin.api(Method::POST, "/users/pat", None).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let info = admin.api(Method::GET, "/info", None).await.json();
+    assert!(
+        info["replica"]["state"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("PostgreSQL")),
+        "{info}"
+    );
+    assert_eq!(
+        pg.psql(&db, "SELECT name FROM users").unwrap(),
+        "pat",
+        "the user is in PostgreSQL"
+    );
+    assert!(!dir.join("edgehub.sqlite").exists(), "no SQLite file beside it");
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+
+    // A URL that is not PostgreSQL's is refused by name, without what follows its scheme.
+    let (code, err) = up_refused(&dir, None, &[("EDGEHUB_STATE_URL", "mysql://root:hunter2@db/hub")]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("state.url") && err.contains("postgres://"), "{err}");
+    assert!(!err.contains("hunter2"), "the password stays out of the message: {err}");
 }
