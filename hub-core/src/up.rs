@@ -250,15 +250,11 @@ pub async fn start(
         Some(s) => s,
         None => match (&config.spawner_class, &config.kubernetes) {
             (SpawnerClass::Kubernetes, Some(kubernetes)) => {
-                let pods = KubernetesSpawner::connect(kubernetes)
+                // With several replicas, the warm pools are refilled by the one holding the
+                // background lease (`replicas::keep_leases` turns it on there), not before.
+                let pods = KubernetesSpawner::connect(kubernetes, config.state.url.is_none())
                     .await
                     .context("cannot start the Kubernetes spawner")?;
-                if config.state.url.is_some() {
-                    // The warm pools are refilled by the replica holding the background lease
-                    // (`replicas::keep_leases` turns it on there). A pass begun in the moment
-                    // before this is harmless: the pool's plan counts the members it finds.
-                    pods.set_background(false);
-                }
                 tracing::info!("kubernetes spawner: {}", pods.describe());
                 Arc::new(pods) as Arc<dyn Spawner>
             }

@@ -105,6 +105,13 @@ impl KubeSpawner {
     /// A client from `config.kubeconfig` (or inferred as kubectl does), the caches synced, the
     /// warm pools started.
     pub async fn connect(config: &KubernetesConfig) -> anyhow::Result<Arc<KubeSpawner>> {
+        KubeSpawner::connect_refilling(config, true).await
+    }
+
+    /// As [`KubeSpawner::connect`], the warm pools refilled from the start or only once
+    /// [`KubeSpawner::set_pool_refill`] says so (a hub replica that may not hold the background
+    /// work must not create a single pod before it knows).
+    pub async fn connect_refilling(config: &KubernetesConfig, refill: bool) -> anyhow::Result<Arc<KubeSpawner>> {
         let options = kube::config::KubeConfigOptions {
             context: config.context.clone(),
             ..Default::default()
@@ -118,13 +125,21 @@ impl KubeSpawner {
             None if config.context.is_some() => kube::Config::from_kubeconfig(&options).await?,
             None => kube::Config::infer().await?,
         };
-        KubeSpawner::connect_with(config, kube_config).await
+        KubeSpawner::connect_inner(config, kube_config, refill).await
     }
 
     /// As [`KubeSpawner::connect`], with the cluster's client settings made elsewhere.
     pub async fn connect_with(
         config: &KubernetesConfig,
+        kube_config: kube::Config,
+    ) -> anyhow::Result<Arc<KubeSpawner>> {
+        KubeSpawner::connect_inner(config, kube_config, true).await
+    }
+
+    async fn connect_inner(
+        config: &KubernetesConfig,
         mut kube_config: kube::Config,
+        refill: bool,
     ) -> anyhow::Result<Arc<KubeSpawner>> {
         config.validate()?;
         // Retries are the gate's (`api_retries`, honouring `retryAfterSeconds`) and the watcher's
@@ -175,7 +190,7 @@ impl KubeSpawner {
             pods,
             events,
             pools,
-            refill: tokio::sync::watch::channel(true).0,
+            refill: tokio::sync::watch::channel(refill).0,
         });
         for pool in spawner.pools.values() {
             pool.start(Arc::downgrade(&spawner));

@@ -786,3 +786,20 @@ async fn a_hub_told_another_keeps_the_pools_claims_but_does_not_refill() {
     spawner.stop(&started.state).await.unwrap();
     sim.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_started_without_the_background_work_makes_no_pool_pod_until_told() {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let cfg = config(&sim, "[[profiles]]\nslug = \"fast\"\nwarm_pool = 2\n");
+    let before = sim.stats();
+    let spawner = KubeSpawner::connect_refilling(&cfg, false).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(delta(&sim, &before, Verb::Create, "pods"), 0, "not one pod made");
+    spawner.set_pool_refill(true);
+    let until = Instant::now() + Duration::from_secs(20);
+    while spawner.pool_ready("fast") < 2 {
+        assert!(Instant::now() < until, "the pool did not fill once asked to");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sim.shutdown().await;
+}

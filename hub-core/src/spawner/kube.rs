@@ -19,9 +19,15 @@ pub struct KubernetesSpawner {
 }
 
 impl KubernetesSpawner {
-    /// Connects to the cluster (caches synced, warm pools started).
-    pub async fn connect(config: &config::kubernetes::KubernetesConfig) -> anyhow::Result<KubernetesSpawner> {
-        Ok(KubernetesSpawner::new(KubeSpawner::connect(config).await?))
+    /// Connects to the cluster (caches synced, warm pools started; refilled from the start with
+    /// `refill`, else once [`Spawner::set_background`] says so).
+    pub async fn connect(
+        config: &config::kubernetes::KubernetesConfig,
+        refill: bool,
+    ) -> anyhow::Result<KubernetesSpawner> {
+        Ok(KubernetesSpawner::new(
+            KubeSpawner::connect_refilling(config, refill).await?,
+        ))
     }
 
     pub fn new(pods: Arc<KubeSpawner>) -> KubernetesSpawner {
