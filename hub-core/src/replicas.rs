@@ -166,10 +166,9 @@ pub fn hand_over(hub: &Hub) {
 
 /// Lets go of this replica's leases.
 fn release_leases(hub: &Hub) {
+    hub.leader.set(false, false);
     let _ = hub.store.release(&replica_lease(hub), &hub.replica);
-    if hub.leader.set(false, false) || hub.store.shared() {
-        let _ = hub.store.release(BACKGROUND_LEASE, &hub.replica);
-    }
+    let _ = hub.store.release(BACKGROUND_LEASE, &hub.replica);
 }
 
 /// Servers whose start or stop was left by a replica that stopped renewing its lease: each is

@@ -306,13 +306,12 @@ pub async fn start(
                     "state.url is shared, but this hub's embedded proxy keeps its routes to itself: with several hub replicas, give them one route store (proxy.storage_backend = \"redis\") or an external proxy (proxy.api_url)"
                 );
             }
+            let (feed_config, _) = crate::store::postgres::connection_config(url, &hub.replica)?;
             let (url, replica) = (url.clone(), hub.replica.clone());
             let feed_store: Arc<dyn StateStore> = Arc::new(
                 tokio::task::spawn_blocking(move || crate::store::postgres::PostgresStore::open(&url, &replica))
                     .await??,
             );
-            let (feed_config, _) =
-                crate::store::postgres::connection_config(hub.config.state.url.as_deref().unwrap_or(""), &hub.replica)?;
             let stop_feed = Arc::new(std::sync::atomic::AtomicBool::new(false));
             {
                 let (hub, store, stop_feed) = (Arc::downgrade(&hub), feed_store.clone(), stop_feed.clone());

@@ -14,34 +14,12 @@ use support::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edgehub_up_prints_its_url_and_serves_the_hub() {
     let dir = temp_dir("up-binary");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_edgehub"))
-        .args(["up", "--bind", "127.0.0.1:0", "--db"])
-        .arg(dir.join("edgehub.sqlite"))
-        .current_dir(&dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run edgehub up");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut printed = String::new();
-    let mut url = None;
-    while Instant::now() < deadline && url.is_none() {
-        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
-            url = line
-                .split_once("edgehub is up: open ")
-                .map(|(_, url)| url.trim().to_owned());
-            printed.push_str(&line);
-            printed.push('\n');
-        }
-    }
-    let url = url.unwrap_or_else(|| panic!("edgehub up printed no URL:\n{printed}"));
+    let (mut child, url) = run_until_up(
+        Command::new(env!("CARGO_BIN_EXE_edgehub"))
+            .args(["up", "--bind", "127.0.0.1:0", "--db"])
+            .arg(dir.join("edgehub.sqlite"))
+            .current_dir(&dir),
+    );
     let base = url.strip_suffix('/').unwrap_or(&url);
     let port: u16 = base
         .strip_prefix("http://127.0.0.1:")
@@ -76,6 +54,36 @@ async fn edgehub_up_prints_its_url_and_serves_the_hub() {
         dir.join("edgehub.sqlite").exists(),
         "the state database is where --db says"
     );
+}
+
+/// Runs `command` (an `edgehub up`) until it prints the URL to open; returns it with the URL.
+fn run_until_up(command: &mut Command) -> (std::process::Child, String) {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run edgehub up");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut printed = String::new();
+    while Instant::now() < deadline {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            if let Some((_, url)) = line.split_once("edgehub is up: open ") {
+                return (child, url.trim().to_owned());
+            }
+            printed.push_str(&line);
+            printed.push('\n');
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("edgehub up printed no URL:\n{printed}");
 }
 
 /// Runs `edgehub up` expecting it to refuse to start; returns its exit code and stderr.
@@ -182,32 +190,13 @@ async fn edgehub_state_url_puts_the_state_in_postgresql() {
     let pg = support::postgres::shared();
     let url = pg.database();
     let db = url.rsplit('/').next().unwrap().to_owned();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_edgehub"))
-        .args(["up", "--bind", "127.0.0.1:0", "--api-token", ADMIN_TOKEN, "--db"])
-        .arg(dir.join("edgehub.sqlite"))
-        .current_dir(&dir)
-        .env("EDGEHUB_STATE_URL", &url)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run edgehub up");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut url_printed = None;
-    while Instant::now() < deadline && url_printed.is_none() {
-        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
-            url_printed = line
-                .split_once("edgehub is up: open ")
-                .map(|(_, u)| u.trim().to_owned());
-        }
-    }
-    let base = url_printed.expect("edgehub up printed its URL");
+    let (mut child, base) = run_until_up(
+        Command::new(env!("CARGO_BIN_EXE_edgehub"))
+            .args(["up", "--bind", "127.0.0.1:0", "--api-token", ADMIN_TOKEN, "--db"])
+            .arg(dir.join("edgehub.sqlite"))
+            .current_dir(&dir)
+            .env("EDGEHUB_STATE_URL", &url),
+    );
     let mut admin = Client {
         base: base.trim_end_matches('/').to_owned(),
         cookies: Default::default(),

@@ -484,11 +484,7 @@ async fn a_warm_pool_claim_is_fast_refills_and_hands_over_the_users_env() {
     let sim = Simulator::start(SimConfig::default()).await.unwrap();
     let cfg = config(&sim, "[[profiles]]\nslug = \"fast\"\nwarm_pool = 2\n");
     let spawner = KubeSpawner::connect(&cfg).await.unwrap();
-    let until = Instant::now() + Duration::from_secs(20);
-    while spawner.pool_ready("fast") < 2 {
-        assert!(Instant::now() < until, "the pool did not fill");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    pool_reaches(&spawner, 2, "the pool did not fill").await;
 
     let before = sim.stats();
     let began = Instant::now();
@@ -521,11 +517,7 @@ async fn a_warm_pool_claim_is_fast_refills_and_hands_over_the_users_env() {
     assert_eq!(labels["edgehub.io/claimed"], "true");
 
     // The pool refills itself.
-    let until = Instant::now() + Duration::from_secs(20);
-    while spawner.pool_ready("fast") < 2 {
-        assert!(Instant::now() < until, "the pool did not refill");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    pool_reaches(&spawner, 2, "the pool did not refill").await;
     // Two spawns at once never get the same pod.
     let (a, b) = tokio::join!(
         spawner.start(request("leo", "", Some("fast")), quiet()),
@@ -711,11 +703,7 @@ async fn the_deployments_role_allows_every_call_the_spawner_makes() {
          [[profiles]]\nslug = \"fast\"\nwarm_pool = 1\npod = { storage = { enabled = false } }\n",
     );
     let spawner = KubeSpawner::connect(&cfg).await.unwrap();
-    let until = Instant::now() + Duration::from_secs(20);
-    while spawner.pool_ready("fast") < 1 {
-        assert!(Instant::now() < until, "the pool did not fill");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    pool_reaches(&spawner, 1, "the pool did not fill").await;
     let cold = start_ok(&sim, &spawner, request("alice", "", None)).await;
     let warm = start_ok(&sim, &spawner, request("bob", "", Some("fast"))).await;
     spawner.stop(&cold.state).await.unwrap();
@@ -764,11 +752,7 @@ async fn a_hub_told_another_keeps_the_pools_claims_but_does_not_refill() {
     let sim = Simulator::start(SimConfig::default()).await.unwrap();
     let cfg = config(&sim, "[[profiles]]\nslug = \"fast\"\nwarm_pool = 2\n");
     let spawner = KubeSpawner::connect(&cfg).await.unwrap();
-    let until = Instant::now() + Duration::from_secs(20);
-    while spawner.pool_ready("fast") < 2 {
-        assert!(Instant::now() < until, "the pool did not fill");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    pool_reaches(&spawner, 2, "the pool did not fill").await;
     // Another hub replica holds the background work now: this one claims, and leaves the pool.
     spawner.set_pool_refill(false);
     let before = sim.stats();
@@ -778,11 +762,7 @@ async fn a_hub_told_another_keeps_the_pools_claims_but_does_not_refill() {
     assert_eq!(spawner.pool_ready("fast"), 1);
     // It holds the background work again: the pool is topped up.
     spawner.set_pool_refill(true);
-    let until = Instant::now() + Duration::from_secs(20);
-    while spawner.pool_ready("fast") < 2 {
-        assert!(Instant::now() < until, "the pool did not refill once asked to");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    pool_reaches(&spawner, 2, "the pool did not refill once asked to").await;
     spawner.stop(&started.state).await.unwrap();
     sim.shutdown().await;
 }
@@ -796,10 +776,15 @@ async fn a_hub_started_without_the_background_work_makes_no_pool_pod_until_told(
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(delta(&sim, &before, Verb::Create, "pods"), 0, "not one pod made");
     spawner.set_pool_refill(true);
+    pool_reaches(&spawner, 2, "the pool did not fill once asked to").await;
+    sim.shutdown().await;
+}
+
+/// Waits (20 s at most) until the `fast` profile's pool has `ready` claimable pods.
+async fn pool_reaches(spawner: &KubeSpawner, ready: usize, failure: &str) {
     let until = Instant::now() + Duration::from_secs(20);
-    while spawner.pool_ready("fast") < 2 {
-        assert!(Instant::now() < until, "the pool did not fill once asked to");
+    while spawner.pool_ready("fast") < ready {
+        assert!(Instant::now() < until, "{failure}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    sim.shutdown().await;
 }

@@ -133,15 +133,12 @@ impl Link {
     }
 
     /// Runs `work`, once more on a fresh connection if the connection was found dead.
-    fn run<T>(
-        &mut self,
-        mut work: impl FnMut(&mut Client) -> Result<T, ::postgres::Error>,
-    ) -> Result<T, ::postgres::Error> {
+    fn run<T>(&mut self, mut work: impl FnMut(&mut Client) -> Result<T, StoreFailure>) -> Result<T, StoreFailure> {
         let mut retried = false;
         loop {
             let client = self.client()?;
             match work(client) {
-                Err(e) if client.is_closed() && !retried => {
+                Err(StoreFailure::Postgres(e)) if client.is_closed() && !retried => {
                     tracing::warn!("state database connection lost ({e}); reconnecting");
                     self.client = None;
                     retried = true;
@@ -192,12 +189,8 @@ impl PostgresStore {
     pub fn open(url: &str, replica: &str) -> Result<PostgresStore, StoreError> {
         let (config, place) = connection_config(url, replica)?;
         let mut link = Link { config, client: None };
-        let pg_err = |source| StoreError::Postgres {
-            place: place.clone(),
-            source,
-        };
-        // Opened here, on the caller's thread, only if that thread is not a runtime's: the
-        // client runs a small runtime of its own, which may not start inside another.
+        // The connection is opened (and used) on the store's own thread: the client runs a
+        // small runtime of its own, which may not start inside the hub's.
         let (jobs, queue) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("edgehub-postgres".into())
@@ -210,14 +203,8 @@ impl PostgresStore {
                 place: place.clone(),
                 why: format!("cannot start its thread: {e}"),
             })?;
-        let store = PostgresStore {
-            jobs,
-            place: place.clone(),
-        };
-        store.call(migrate).map_err(|e| match e {
-            StoreError::Postgres { source, .. } => pg_err(source),
-            other => other,
-        })?;
+        let store = PostgresStore { jobs, place };
+        store.call(migrate)?;
         Ok(store)
     }
 
@@ -227,23 +214,8 @@ impl PostgresStore {
         work: impl FnMut(&mut Client) -> Result<T, StoreFailure> + Send + 'static,
     ) -> Result<T, StoreError> {
         let (answer, answered) = mpsc::sync_channel(1);
-        let mut work = work;
         let job: Job = Box::new(move |link: &mut Link| {
-            let mut failure = None;
-            let result = link.run(|c| match work(c) {
-                Ok(v) => Ok(Some(v)),
-                Err(StoreFailure::Postgres(e)) => Err(e),
-                Err(StoreFailure::Other(e)) => {
-                    failure = Some(e);
-                    Ok(None)
-                }
-            });
-            let _ = answer.send(match (result, failure) {
-                (Ok(Some(v)), _) => Ok(v),
-                (_, Some(e)) => Err(StoreFailure::Other(e)),
-                (Err(e), _) => Err(StoreFailure::Postgres(e)),
-                (Ok(None), None) => unreachable!("work either answered or failed"),
-            });
+            let _ = answer.send(link.run(work));
         });
         let unavailable = |why: String| StoreError::Unavailable {
             place: self.place.clone(),
