@@ -122,6 +122,8 @@ pub async fn start(
         .await
         .with_context(|| format!("cannot listen on hub_bind {}", config.hub_bind))?;
     let hub_addr = hub_listener.local_addr()?;
+    // The port actually bound (`hub_bind` may say 0), for whoever puts a Service in front.
+    tracing::info!("the hub listens on {hub_addr}");
     let hub_url = config
         .hub_connect_url
         .clone()

@@ -200,14 +200,10 @@ struct HubProcess {
 }
 
 impl HubProcess {
-    /// Runs `edgehub up` in `dir` with `config` (TOML) and waits until it says it is up.
+    /// Runs `edgehub up` in `dir` with `config` (TOML) and waits until it says it is up. The
+    /// hub's own address is the one it logs as bound (`hub_bind` may say port 0).
     fn start(dir: &Path, config: &str) -> HubProcess {
         std::fs::write(dir.join("edgehub.toml"), config).unwrap();
-        let hub_port = config
-            .lines()
-            .find_map(|l| l.strip_prefix("hub_bind = \"127.0.0.1:"))
-            .and_then(|p| p.trim_end_matches('"').parse::<u16>().ok())
-            .expect("the config names hub_bind");
         let mut child = Command::new(env!("CARGO_BIN_EXE_edgehub"))
             .args(["up", "--config", "edgehub.toml"])
             .current_dir(dir)
@@ -237,15 +233,22 @@ impl HubProcess {
             });
         }
         let deadline = Instant::now() + Duration::from_secs(30);
+        let mut hub = None;
         while Instant::now() < deadline {
             let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) else {
                 continue;
             };
+            if let Some(addr) = line
+                .split_once("the hub listens on ")
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+            {
+                hub = Some(format!("http://{addr}"));
+            }
             if let Some((_, url)) = line.split_once("edgehub is up: open ") {
                 return HubProcess {
                     child,
                     dir: dir.to_owned(),
-                    hub: format!("http://127.0.0.1:{hub_port}"),
+                    hub: hub.expect("the hub logs its address before it says it is up"),
                     public: url.trim().trim_end_matches('/').to_owned(),
                 };
             }
@@ -292,7 +295,7 @@ impl Drop for HubProcess {
 fn storm_config(url: &str, redis: &RedisServer) -> String {
     format!(
         r#"bind = "127.0.0.1:0"
-hub_bind = "127.0.0.1:{hub_port}"
+hub_bind = "127.0.0.1:0"
 api_tokens = ["{ADMIN_TOKEN}"]
 reconcile_interval_secs = 1
 
@@ -308,7 +311,6 @@ storage_url = "unix://{socket}"
 command = ["sh", "-c", "sleep 0.5; exec {exe} singleuser --port {{port}}"]
 http_timeout_secs = 30
 "#,
-        hub_port = free_port(),
         socket = redis.socket.display(),
         exe = env!("CARGO_BIN_EXE_edgehub"),
     )
@@ -466,12 +468,26 @@ struct HubService {
 }
 
 impl HubService {
+    /// nginx on a free port in front of `hubs`. nginx must be told its port (it cannot bind 0
+    /// and say which it got), so one that another process took meanwhile (nginx then exits at
+    /// once) is tried again with another.
     fn start(dir: &Path, hubs: &[u16]) -> HubService {
+        for _ in 0..5 {
+            if let Some(service) = HubService::try_start(dir, hubs, free_port()) {
+                return service;
+            }
+        }
+        panic!(
+            "nginx did not start: {}",
+            std::fs::read_to_string(dir.join("nginx.log")).unwrap_or_default()
+        );
+    }
+
+    fn try_start(dir: &Path, hubs: &[u16], port: u16) -> Option<HubService> {
         let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
             .into_iter()
             .find(|p| Path::new(p).exists())
             .expect("nginx not found: run the test command (scripts/test.sh), which installs nginx-light");
-        let port = free_port();
         let servers: String = hubs
             .iter()
             .map(|p| format!("server 127.0.0.1:{p} max_fails=0; "))
@@ -506,17 +522,27 @@ http {{
             .args(["-e", &format!("{d}/nginx.log")])
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        let child = spawn_tied_to_test(command, libc::SIGTERM).expect("start nginx");
+        let mut service = HubService {
+            child: spawn_tied_to_test(command, libc::SIGTERM).expect("start nginx"),
+            port,
+        };
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "nginx did not start: {}",
-                std::fs::read_to_string(dir.join("nginx.log")).unwrap_or_default()
-            );
+        while Instant::now() < deadline {
+            // Gone: it could not bind the port. (A connection alone might reach whoever took it.)
+            if service.child.try_wait().unwrap().is_some() {
+                return None;
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                std::thread::sleep(Duration::from_millis(50));
+                if service.child.try_wait().unwrap().is_none() {
+                    return Some(service);
+                }
+                return None;
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
-        HubService { child, port }
+        let _ = service.child.kill();
+        None
     }
 }
 
