@@ -6,6 +6,16 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# A clean build of the tests takes about 3 GiB (dependencies without debug info, no incremental
+# state); a disk that cannot hold it fails here, by name, not as a linker crash half-way.
+export CARGO_INCREMENTAL=0
+free_kib=$(df -Pk . | awk 'NR == 2 { print $4 }')
+echo "disk: $((free_kib / 1024 / 1024)) GiB free where the build goes"
+if [ "$free_kib" -lt $((4 * 1024 * 1024)) ]; then
+    echo "less than 4 GiB free: the test build would not fit; free some space first" >&2
+    exit 1
+fi
+
 step "Python environment for the JupyterHub compatibility test"
 EDGEHUB_PYENV="$(bash scripts/ensure-pyenv.sh | tail -n1)"
 export EDGEHUB_PYENV
