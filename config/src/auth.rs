@@ -99,6 +99,9 @@ pub struct TokenSources {
     /// Remove the token from the request before forwarding it. The query parameter is always
     /// removed: URLs end up in logs. Default: true.
     pub strip: bool,
+    /// Also read `Authorization: <jwt>` with no scheme, as some platforms send it. Only a value
+    /// shaped like a JWT (three dot-separated parts, no space) is taken. Default: false.
+    pub bare_authorization: bool,
 }
 
 impl Default for TokenSources {
@@ -108,6 +111,7 @@ impl Default for TokenSources {
             cookie: Some("edgehub-token".to_owned()),
             query_param: Some("access_token".to_owned()),
             strip: true,
+            bare_authorization: false,
         }
     }
 }
@@ -169,6 +173,18 @@ pub struct IssuerConfig {
     pub jwks_refresh_secs: u64,
     /// Least time between refreshes triggered by an unknown `kid`, seconds. Default: 30.
     pub jwks_min_refetch_secs: u64,
+    /// This issuer's claim naming the user. Default: the top-level `user_claim`.
+    pub user_claim: Option<String>,
+    /// This issuer's groups claim. Default: the top-level `groups_claim`.
+    pub groups_claim: Option<String>,
+    /// This issuer's admin claim; `""` means its tokens never make an admin. Default: the
+    /// top-level `admin_claim`.
+    pub admin_claim: Option<String>,
+    /// Session checks for this issuer's tokens, all of which must pass; when given, they replace
+    /// the top-level `[session]` for this issuer. Lets one proxy accept a platform's tokens
+    /// (checked in its Redis) and the hub's own sessions (checked in the hub's store) at once.
+    /// Default: empty (the top-level `[session]`, if any).
+    pub sessions: Vec<SessionConfig>,
 }
 
 impl IssuerConfig {
@@ -218,6 +234,10 @@ pub struct SessionConfig {
     pub keyspace_events: bool,
     /// Time limit of one Redis lookup, ms; longer counts as unreachable. Default: 500.
     pub lookup_timeout_ms: u64,
+    /// Check only tokens that carry this claim; others pass this check untouched. For a session
+    /// bound to another, e.g. the hub's session made from a platform login, whose token names
+    /// the platform's session key in `platform_session`. Default: none (every token).
+    pub only_with_claim: Option<String>,
 }
 
 impl Default for SessionConfig {
@@ -232,6 +252,7 @@ impl Default for SessionConfig {
             revocation_channel: Some("edgehub:revocations".to_owned()),
             keyspace_events: true,
             lookup_timeout_ms: 500,
+            only_with_claim: None,
         }
     }
 }
@@ -351,18 +372,28 @@ impl AuthConfig {
             ));
         }
         if let Some(session) = &self.session {
-            check_template("auth.session.key", &session.key)?;
-            if let Some(value) = &session.value {
-                check_template("auth.session.value", value)?;
-            }
-            let url = &session.redis_url;
-            if !(url.starts_with("redis://") || url.starts_with("unix://") || session.in_process()) {
-                return Err(invalid(
-                    "auth.session.redis_url",
-                    url.clone(),
-                    "redis://host:port/db, unix:///path, or memory: (in process, for a program embedding the proxy)",
-                ));
-            }
+            session.validate()?;
+        }
+        for session in self.issuers.iter().flat_map(|i| &i.sessions) {
+            session.validate()?;
+        }
+        Ok(())
+    }
+}
+
+impl SessionConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check_template("auth.session.key", &self.key)?;
+        if let Some(value) = &self.value {
+            check_template("auth.session.value", value)?;
+        }
+        let url = &self.redis_url;
+        if !(url.starts_with("redis://") || url.starts_with("unix://") || self.in_process()) {
+            return Err(ConfigError::Invalid {
+                setting: "auth.session.redis_url",
+                value: url.clone(),
+                expected: "redis://host:port/db, unix:///path, or memory: (in process, for a program embedding the proxy)",
+            });
         }
         Ok(())
     }
@@ -473,6 +504,46 @@ mod tests {
             let err = AuthConfig::from_toml(text).unwrap_err().to_string();
             assert!(err.contains(needle), "{text:?} gave {err:?}, wanted {needle:?}");
         }
+    }
+
+    #[test]
+    fn issuers_carry_their_own_claims_and_session_checks() {
+        let c = AuthConfig::from_toml(
+            r#"
+            [[issuers]]
+            issuer = "platform"
+            algorithms = ["HS384"]
+            secret = "s3cret"
+            user_claim = "user_id"
+            admin_claim = ""
+            [[issuers.sessions]]
+            redis_url = "redis://127.0.0.1:7000/0"
+            key = "auth_token_key:{user_id}"
+            [[issuers]]
+            issuer = "edgehub"
+            algorithms = ["HS256"]
+            secret = "other"
+            [[issuers.sessions]]
+            redis_url = "memory:"
+            key = "edgehub:session:{jti}"
+            [[issuers.sessions]]
+            redis_url = "redis://127.0.0.1:7000/0"
+            key = "{platform_session}"
+            only_with_claim = "platform_session"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.issuers[0].user_claim.as_deref(), Some("user_id"));
+        assert_eq!(c.issuers[0].admin_claim.as_deref(), Some(""));
+        assert_eq!(c.issuers[1].sessions.len(), 2);
+        assert_eq!(
+            c.issuers[1].sessions[1].only_with_claim.as_deref(),
+            Some("platform_session")
+        );
+        assert!(!c.token.bare_authorization, "off unless asked for");
+        let bad = "[[issuers]]\nalgorithms=[\"HS256\"]\nsecret=\"x\"\n[[issuers.sessions]]\nredis_url=\"http://x\"";
+        let err = AuthConfig::from_toml(bad).unwrap_err().to_string();
+        assert!(err.contains("auth.session.redis_url"), "{err}");
     }
 
     #[test]

@@ -188,6 +188,13 @@ pub struct HubAuth {
     pub user_claim: String,
     /// Boolean claim making its holder an admin, in external tokens. Default: none.
     pub admin_claim: Option<String>,
+    /// The platform's session check for tokens from `issuers` (e.g. `key =
+    /// "auth_token_key:{sub}"` in the platform's Redis): a token whose session is gone is no
+    /// login, and the hub session made from it ends when the platform's does. Same fields as
+    /// the edge's `[session]`. Default: none (the signature is enough).
+    pub platform_session: Option<crate::SessionConfig>,
+    /// Also take `Authorization: <jwt>` with no scheme as a platform token. Default: false.
+    pub bare_authorization: bool,
 }
 
 impl Default for HubAuth {
@@ -200,6 +207,8 @@ impl Default for HubAuth {
             issuers: Vec::new(),
             user_claim: "sub".to_owned(),
             admin_claim: None,
+            platform_session: None,
+            bare_authorization: false,
         }
     }
 }
@@ -405,6 +414,23 @@ impl HubConfig {
                 ..Default::default()
             };
             edge.validate()?;
+        }
+        if let Some(platform) = &self.auth.platform_session {
+            if self.auth.issuers.is_empty() {
+                return Err(invalid(
+                    "auth.platform_session",
+                    platform.key.clone(),
+                    "[[auth.issuers]] too: the platform session is checked for their tokens",
+                ));
+            }
+            if platform.in_process() {
+                return Err(invalid(
+                    "auth.platform_session.redis_url",
+                    platform.redis_url.clone(),
+                    "the platform's Redis, redis://host:port/db or unix:///path",
+                ));
+            }
+            platform.validate()?;
         }
         if let Some(url) = &self.session.redis_url
             && !url.starts_with("redis://")

@@ -2,7 +2,9 @@
 //! users file with argon2 hashes, and externally issued JWTs (the platform case).
 //!
 //! An authenticator only answers "is this person who they say"; the session that follows is
-//! `session.rs`'s job, the same for every authenticator.
+//! `session.rs`'s job, the same for every authenticator. A platform token is checked as the edge
+//! checks it: signature, then the platform's session record (`[auth.platform_session]`), whose
+//! key the hub session then carries so that it ends with the platform's.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -11,6 +13,8 @@ use std::sync::Arc;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use config::{AuthenticatorKind, HubAuth};
 use proxy::auth::jwt::{JwksSource, Verifier};
+use proxy::auth::redis_sessions::SessionMetrics;
+use proxy::auth::session::{SessionKey, SessionVerdict, Sessions as PlatformSessions};
 use serde::Deserialize;
 
 use crate::model::valid_name;
@@ -23,6 +27,9 @@ pub struct LoggedIn {
     /// Groups the authenticator knows the user by (a users file's `groups`, a platform token's
     /// groups claim); they go into the session token, where the edge's group policy reads them.
     pub groups: Vec<String>,
+    /// The platform session this login came from, when the platform's sessions are checked:
+    /// the hub session made from it lives only as long as it does.
+    pub platform_session: Option<SessionKey>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -35,6 +42,20 @@ pub enum LoginError {
     TokenOnly,
     #[error("The sign-in token was not accepted: {0}")]
     BadToken(String),
+    /// Something the check needs cannot be reached: not the user's fault, so not "wrong
+    /// password"; the login page answers 503.
+    #[error("Signing in is not possible right now: {0}. Try again in a minute.")]
+    Unavailable(String),
+}
+
+impl LoginError {
+    /// The status of a login page that shows this error.
+    pub fn status(&self) -> http::StatusCode {
+        match self {
+            LoginError::Unavailable(_) => http::StatusCode::SERVICE_UNAVAILABLE,
+            _ => http::StatusCode::FORBIDDEN,
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +68,8 @@ pub enum LoginSetupError {
     BadHash { path: String, user: String },
     #[error("auth.issuers: {0}")]
     Issuers(String),
+    #[error("auth.platform_session: {0}")]
+    PlatformSession(String),
 }
 
 #[derive(Debug, Deserialize)]
@@ -73,6 +96,9 @@ pub struct Authenticator {
     users: BTreeMap<String, FileUser>,
     admin_users: Vec<String>,
     external: Option<Verifier>,
+    /// The platform's session records, checked for every platform token and for every hub
+    /// session made from one.
+    platform: Option<Arc<PlatformSessions>>,
 }
 
 impl Authenticator {
@@ -108,13 +134,35 @@ impl Authenticator {
             }
             Some(verifier)
         };
+        let platform = match &config.platform_session {
+            Some(session) => Some(Arc::new(
+                PlatformSessions::redis(session, unrecorded_metrics())
+                    .map_err(|e| LoginSetupError::PlatformSession(e.to_string()))?,
+            )),
+            None => None,
+        };
         Ok(Authenticator {
             kind: config.authenticator,
             shared_password: config.shared_password.clone(),
             users,
             admin_users: config.admin_users.clone(),
             external,
+            platform,
         })
+    }
+
+    /// Starts the platform session store's connection and revocation listener (pushed deletes
+    /// are what make a platform logout end the hub session within a second). Must be called
+    /// inside a Tokio runtime.
+    pub fn start(&self) {
+        if let Some(platform) = &self.platform {
+            platform.start();
+        }
+    }
+
+    /// The platform's session store, for the hub's own session check.
+    pub fn platform_sessions(&self) -> Option<Arc<PlatformSessions>> {
+        self.platform.clone()
     }
 
     /// Whether the login form asks for a password.
@@ -191,8 +239,9 @@ impl Authenticator {
             && self.users.contains_key(name)
     }
 
-    /// Checks an externally issued JWT.
-    pub fn check_token(&self, token: &str) -> Result<LoggedIn, LoginError> {
+    /// Checks an externally issued JWT: its signature and claims, then, when the platform's
+    /// sessions are configured, that its session record is still there.
+    pub async fn check_token(&self, token: &str) -> Result<LoggedIn, LoginError> {
         let Some(verifier) = &self.external else {
             return Err(LoginError::BadToken("this hub has no token issuers configured".into()));
         };
@@ -202,10 +251,21 @@ impl Authenticator {
         if !valid_name(&identity.user) {
             return Err(LoginError::BadName(identity.user));
         }
+        let platform_session = match &self.platform {
+            Some(platform) => {
+                let key = platform
+                    .key_for(&identity.claims)
+                    .ok_or_else(|| LoginError::BadToken("it lacks a claim the platform's session key names".into()))?;
+                check_platform_session(platform, &key).await?;
+                Some(key)
+            }
+            None => None,
+        };
         Ok(LoggedIn {
             admin: identity.admin || self.is_admin(&identity.user),
             groups: identity.groups.into_iter().filter(|g| valid_name(g)).collect(),
             name: identity.user,
+            platform_session,
         })
     }
 
@@ -218,7 +278,28 @@ impl Authenticator {
             name: name.to_owned(),
             admin: self.is_admin(name),
             groups: self.users.get(name).map(|u| u.groups.clone()).unwrap_or_default(),
+            platform_session: None,
         }
+    }
+}
+
+/// Whether a platform session record is still there: `Err` names why not.
+pub async fn check_platform_session(platform: &PlatformSessions, key: &SessionKey) -> Result<(), LoginError> {
+    match platform.check(key).await {
+        SessionVerdict::Live => Ok(()),
+        SessionVerdict::Revoked => Err(LoginError::BadToken("the platform session has ended".into())),
+        SessionVerdict::Unavailable => Err(LoginError::Unavailable(
+            "the platform's session store cannot be reached".into(),
+        )),
+    }
+}
+
+/// The hub reports no cache metrics for the platform's sessions; the edge does.
+fn unrecorded_metrics() -> SessionMetrics {
+    SessionMetrics {
+        cache_hit: metrics::Counter::noop(),
+        cache_miss: metrics::Counter::noop(),
+        lookup_seconds: metrics::Histogram::noop(),
     }
 }
 
@@ -326,8 +407,8 @@ mod tests {
         assert!(err.contains("carol") && err.contains("hash-password"), "{err}");
     }
 
-    #[test]
-    fn external_tokens_from_a_configured_issuer() {
+    #[tokio::test]
+    async fn external_tokens_from_a_configured_issuer() {
         let secret = "platform-secret-platform-secret!";
         let a = Authenticator::new(&HubAuth {
             authenticator: AuthenticatorKind::Jwt,
@@ -352,12 +433,12 @@ mod tests {
             &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
         )
         .unwrap();
-        let erin = a.check_token(&token).unwrap();
+        let erin = a.check_token(&token).await.unwrap();
         assert_eq!(erin.name, "erin");
         // The platform's groups go on to the session; a name the identity header cannot carry
         // is dropped.
         assert_eq!(erin.groups, vec!["proj-42".to_owned()]);
-        assert!(matches!(a.check_token("x.y.z"), Err(LoginError::BadToken(_))));
+        assert!(matches!(a.check_token("x.y.z").await, Err(LoginError::BadToken(_))));
         assert!(!a.accepts_form());
     }
 }

@@ -6,12 +6,18 @@
 //! proves who; the record proves the session was not ended. Logout deletes the record (and, with
 //! Redis, publishes the key on the revocation channel), so every proxy replica refuses the token
 //! at once although it has not expired.
+//!
+//! A session made from a platform login is bound to the platform's session: its token carries
+//! the platform's session key (`platform_session`, and `platform_session_value` when the record
+//! must hold a value), and both the hub and the edge check that record too. Deleting it on the
+//! platform (`DEL auth_token_key:alice`) ends the hub session with it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use proxy::auth::local_sessions::LocalSessions;
+use proxy::auth::session::{SessionKey, Sessions as PlatformSessions};
 use serde::{Deserialize, Serialize};
 
 use crate::store::StateStore;
@@ -43,7 +49,16 @@ pub struct Claims {
     /// default) for routes shared with a `group`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,
+    /// The platform session this one is bound to: its record's key …
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform_session: Option<String>,
+    /// … and the value it must hold, when the platform's sessions name one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform_session_value: Option<String>,
 }
+
+/// The claim naming a bound platform session's key; the edge checks tokens that carry it.
+pub const PLATFORM_SESSION_CLAIM: &str = "platform_session";
 
 pub fn record_key(jti: &str) -> String {
     KEY_TEMPLATE.replace("{jti}", jti)
@@ -76,6 +91,8 @@ pub struct Sessions {
     validation: Validation,
     lifetime: Duration,
     records: RecordStore,
+    /// The platform's session store, for sessions bound to a platform session.
+    platform: Option<Arc<PlatformSessions>>,
 }
 
 impl Sessions {
@@ -90,15 +107,29 @@ impl Sessions {
             validation,
             lifetime,
             records,
+            platform: None,
         }
+    }
+
+    /// Checks bound sessions against the platform's store as well.
+    pub fn bound_to(mut self, platform: Option<Arc<PlatformSessions>>) -> Sessions {
+        self.platform = platform;
+        self
     }
 
     pub fn lifetime(&self) -> Duration {
         self.lifetime
     }
 
-    /// Starts a session for `user`: writes its record, returns the token for the cookie.
-    pub async fn create(&self, user: &str, admin: bool, groups: &[String]) -> Result<String, SessionError> {
+    /// Starts a session for `user`: writes its record, returns the token for the cookie. With
+    /// `platform_session`, the session ends when that platform session does.
+    pub async fn create(
+        &self,
+        user: &str,
+        admin: bool,
+        groups: &[String],
+        platform_session: Option<&SessionKey>,
+    ) -> Result<String, SessionError> {
         let now = proxy::timestamp::now_ms() / 1000;
         let claims = Claims {
             sub: user.to_owned(),
@@ -108,6 +139,8 @@ impl Sessions {
             exp: now + self.lifetime.as_secs(),
             admin,
             groups: groups.to_vec(),
+            platform_session: platform_session.map(|k| k.key().to_owned()),
+            platform_session_value: platform_session.and_then(|k| k.expected()).map(str::to_owned),
         };
         let token = jsonwebtoken::encode(&Header::new(ALGORITHM), &claims, &self.encoding)
             .map_err(|e| SessionError::Sign(e.to_string()))?;
@@ -162,7 +195,29 @@ impl Sessions {
                     > 0
             }
         };
-        Ok(live.then_some(data.claims))
+        if !live {
+            return Ok(None);
+        }
+        if let Some(key) = &data.claims.platform_session {
+            let key = SessionKey::new(key.clone(), data.claims.platform_session_value.clone());
+            // A bound session this hub can no longer check is no session (fail closed).
+            let Some(platform) = &self.platform else {
+                return Ok(None);
+            };
+            match crate::login::check_platform_session(platform, &key).await {
+                Ok(()) => {}
+                Err(crate::login::LoginError::Unavailable(why)) => return Err(SessionError::Unavailable(why)),
+                Err(_) => {
+                    // The platform ended it: end ours too, so it is gone from the store and
+                    // from every proxy, not only refused here.
+                    if let Err(e) = self.end(&data.claims.jti).await {
+                        tracing::warn!("ending a session whose platform session ended: {e}");
+                    }
+                    return Ok(None);
+                }
+            }
+        }
+        Ok(Some(data.claims))
     }
 
     /// Ends a session everywhere.
@@ -251,34 +306,60 @@ pub fn restore_local(live: &LocalSessions, db: &dyn StateStore) -> Result<usize,
     Ok(sessions.len())
 }
 
-/// The edge-auth configuration that makes a proxy accept exactly the hub's sessions: the hub's
-/// key, its issuer, the record check, the owner check on user routes, and the login page.
+/// The edge-auth configuration that makes a proxy accept exactly what the hub accepts: the
+/// hub's sessions (its key and issuer, the record check, and the platform session a session is
+/// bound to) and, when the hub takes platform tokens, those tokens with the platform's session
+/// check. With the owner check on user routes and the login page.
 pub fn edge_auth_config(
     secret_hex: &str,
     cookie: &str,
     session_store_url: &str,
     login_url: &str,
+    platform: &config::HubAuth,
 ) -> config::AuthConfig {
+    let mut hub_sessions = vec![config::SessionConfig {
+        redis_url: session_store_url.to_owned(),
+        key: KEY_TEMPLATE.to_owned(),
+        ..Default::default()
+    }];
+    if let Some(platform_session) = &platform.platform_session {
+        hub_sessions.push(config::SessionConfig {
+            key: format!("{{{PLATFORM_SESSION_CLAIM}}}"),
+            value: platform_session
+                .value
+                .as_ref()
+                .map(|_| format!("{{{PLATFORM_SESSION_CLAIM}_value}}")),
+            only_with_claim: Some(PLATFORM_SESSION_CLAIM.to_owned()),
+            ..platform_session.clone()
+        });
+    }
+    let mut issuers = vec![config::IssuerConfig {
+        issuer: Some(ISSUER.to_owned()),
+        algorithms: vec![format!("{ALGORITHM:?}")],
+        secret: Some(secret_hex.to_owned()),
+        user_claim: Some("sub".to_owned()),
+        groups_claim: Some("groups".to_owned()),
+        admin_claim: Some("admin".to_owned()),
+        sessions: hub_sessions,
+        ..Default::default()
+    }];
+    // The platform's own tokens, as the hub's login takes them: its claims, its session check.
+    issuers.extend(platform.issuers.iter().map(|issuer| config::IssuerConfig {
+        user_claim: Some(platform.user_claim.clone()),
+        admin_claim: Some(platform.admin_claim.clone().unwrap_or_default()),
+        sessions: platform.platform_session.iter().cloned().collect(),
+        ..issuer.clone()
+    }));
     config::AuthConfig {
         default_policy: config::Policy::Public,
         owned_route_policy: config::Policy::Owner,
         login_url: Some(login_url.to_owned()),
-        admin_claim: Some("admin".to_owned()),
         token: config::TokenSources {
             cookie: Some(cookie.to_owned()),
+            bare_authorization: platform.bare_authorization,
             ..Default::default()
         },
-        issuers: vec![config::IssuerConfig {
-            issuer: Some(ISSUER.to_owned()),
-            algorithms: vec![format!("{ALGORITHM:?}")],
-            secret: Some(secret_hex.to_owned()),
-            ..Default::default()
-        }],
-        session: Some(config::SessionConfig {
-            redis_url: session_store_url.to_owned(),
-            key: KEY_TEMPLATE.to_owned(),
-            ..Default::default()
-        }),
+        issuers,
         ..Default::default()
     }
 }
@@ -290,14 +371,14 @@ mod tests {
     #[tokio::test]
     async fn expired_sessions_are_forgotten_by_the_sweep() {
         let (sessions, live, db) = make("sweep", KEY);
-        let kept = sessions.create("alice", false, &[]).await.unwrap();
+        let kept = sessions.create("alice", false, &[], None).await.unwrap();
         // A session of no lifetime, sharing the same stores: expired as soon as it is made.
         let records = RecordStore::Local {
             live: live.clone(),
             db: db.clone(),
         };
         let brief = Sessions::new(KEY, Duration::ZERO, records);
-        brief.create("bob", false, &[]).await.unwrap();
+        brief.create("bob", false, &[], None).await.unwrap();
         assert_eq!(live.len(), 2);
 
         assert_eq!(sessions.sweep_expired().unwrap(), 1);
@@ -325,7 +406,7 @@ mod tests {
     #[tokio::test]
     async fn a_session_lives_until_it_is_ended() {
         let (sessions, live, db) = make("lives", KEY);
-        let token = sessions.create("alice", true, &[]).await.unwrap();
+        let token = sessions.create("alice", true, &[], None).await.unwrap();
         let claims = sessions.check(&token).await.unwrap().expect("live");
         assert_eq!((claims.sub.as_str(), claims.admin), ("alice", true));
         assert_eq!(live.len(), 1);
@@ -345,7 +426,7 @@ mod tests {
     #[tokio::test]
     async fn foreign_or_tampered_tokens_are_not_sessions() {
         let (sessions, _, _) = make("foreign", KEY);
-        let token = sessions.create("alice", false, &[]).await.unwrap();
+        let token = sessions.create("alice", false, &[], None).await.unwrap();
         let (other, _, _) = make("other", b"another key another key another!");
         assert!(other.check(&token).await.unwrap().is_none(), "signed with another key");
         let mut parts: Vec<&str> = token.split('.').collect();

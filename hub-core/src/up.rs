@@ -117,6 +117,7 @@ pub async fn start(
     tracing::info!("state: {} (replica {replica})", store.describe());
     let secret_hex = session_signing_key(store.as_ref())?;
     let auth = Arc::new(Authenticator::new(&config.auth)?);
+    auth.start();
 
     let hub_listener = TcpListener::bind(&config.hub_bind)
         .await
@@ -169,6 +170,7 @@ pub async fn start(
                     &config.session.cookie,
                     &session_url,
                     &format!("{base}hub/login"),
+                    &config.auth,
                 )),
                 storage: config.proxy.route_storage()?,
                 ..ProxyConfig::default()
@@ -273,7 +275,8 @@ pub async fn start(
         secret_hex.as_bytes(),
         Duration::from_secs(config.session.lifetime_secs),
         records,
-    );
+    )
+    .bound_to(auth.platform_sessions());
     let hub = Hub::new(HubParts {
         config,
         store,

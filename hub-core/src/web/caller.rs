@@ -28,8 +28,26 @@ pub struct Authenticated {
     pub via: Via,
 }
 
+/// A platform JWT in `Authorization`: `Bearer <jwt>`, or the bare `<jwt>` when
+/// `auth.bare_authorization` is on. `None` when the hub takes no platform tokens.
+pub fn platform_jwt<'r>(hub: &Hub, req: &'r Req) -> Option<&'r str> {
+    if !hub.auth.has_issuers() {
+        return None;
+    }
+    let value = req.header(header::AUTHORIZATION)?;
+    let jwt = proxy::auth::token_source::bare_jwt;
+    match value.split_once(' ') {
+        Some((scheme, credential)) if scheme.eq_ignore_ascii_case("bearer") => jwt(credential.as_bytes()),
+        None if hub.config.auth.bare_authorization => jwt(value.as_bytes()),
+        _ => None,
+    }
+}
+
 pub async fn identify(hub: &Hub, req: &Req) -> Option<Authenticated> {
     if let Some(auth) = req.header(header::AUTHORIZATION) {
+        if !auth.contains(' ') {
+            return platform_caller(hub, platform_jwt(hub, req)?).await;
+        }
         let (scheme, credential) = auth.split_once(' ')?;
         let credential = credential.trim();
         if scheme.eq_ignore_ascii_case("token") || scheme.eq_ignore_ascii_case("bearer") {
@@ -39,18 +57,8 @@ pub async fn identify(hub: &Hub, req: &Req) -> Option<Authenticated> {
                     via: Via::Token,
                 });
             }
-            if scheme.eq_ignore_ascii_case("bearer") && hub.auth.has_issuers() {
-                let who = hub.auth.check_token(credential).ok()?;
-                hub.ensure_user(&who.name, who.admin).ok()?;
-                return Some(Authenticated {
-                    caller: Caller {
-                        admin: who.admin || hub.is_admin(&who.name),
-                        name: who.name,
-                        kind: CallerKind::User,
-                        server: None,
-                    },
-                    via: Via::Token,
-                });
+            if let Some(jwt) = platform_jwt(hub, req) {
+                return platform_caller(hub, jwt).await;
             }
         }
         return None;
@@ -72,6 +80,28 @@ pub async fn identify(hub: &Hub, req: &Req) -> Option<Authenticated> {
             None
         }
     }
+}
+
+/// A platform token as the caller: checked as a login is (signature and platform session),
+/// on every request, since nothing of it is kept.
+async fn platform_caller(hub: &Hub, jwt: &str) -> Option<Authenticated> {
+    let who = match hub.auth.check_token(jwt).await {
+        Ok(who) => who,
+        Err(e) => {
+            tracing::debug!("platform token refused: {e}");
+            return None;
+        }
+    };
+    hub.ensure_user(&who.name, who.admin).ok()?;
+    Some(Authenticated {
+        caller: Caller {
+            admin: who.admin || hub.is_admin(&who.name),
+            name: who.name,
+            kind: CallerKind::User,
+            server: None,
+        },
+        via: Via::Token,
+    })
 }
 
 fn token_caller(hub: &Hub, found: TokenRecordOrAdmin) -> Caller {

@@ -218,9 +218,14 @@ fn login_page(hub: &Hub, req: &Req, status: StatusCode, error: Option<String>, u
 async fn login(hub: &Arc<Hub>, req: &Req) -> Resp {
     let began = std::time::Instant::now();
     let next = |user: &str| safe_next(hub, req).unwrap_or_else(|| landing(hub, user));
-    let who = if let Some(token) = req.query_param("token").filter(|_| req.method == Method::GET) {
-        // The platform case: an externally issued token, handed over once.
-        hub.auth.check_token(&token)
+    let platform_token = req
+        .query_param("token")
+        .filter(|_| req.method == Method::GET)
+        .or_else(|| caller::platform_jwt(hub, req).map(str::to_owned));
+    let who = if let Some(token) = platform_token {
+        // The platform case: an externally issued token, handed over once (in the URL or in
+        // `Authorization`), checked as the edge checks it.
+        hub.auth.check_token(&token).await
     } else if req.method == Method::POST {
         // No session yet: the form's own `_xsrf` is what shows it came from our login page.
         if !caller::xsrf_echoed(req) {
@@ -249,7 +254,7 @@ async fn login(hub: &Arc<Hub>, req: &Req) -> Resp {
         Err(e) => {
             hub.metrics.login(false).record(began.elapsed().as_secs_f64());
             let username = req.form_field("username");
-            return login_page(hub, req, StatusCode::FORBIDDEN, Some(e.to_string()), username);
+            return login_page(hub, req, e.status(), Some(e.to_string()), username);
         }
     };
     if let Err(e) = hub.ensure_user(&who.name, who.admin) {
@@ -263,7 +268,12 @@ async fn login(hub: &Arc<Hub>, req: &Req) -> Resp {
     }
     let token = match hub
         .sessions
-        .create(&who.name, who.admin || hub.is_admin(&who.name), &who.groups)
+        .create(
+            &who.name,
+            who.admin || hub.is_admin(&who.name),
+            &who.groups,
+            who.platform_session.as_ref(),
+        )
         .await
     {
         Ok(t) => t,

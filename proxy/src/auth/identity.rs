@@ -72,11 +72,12 @@ mod tests {
             groups: vec!["a".into(), "b".into()],
             admin: false,
             claims: Default::default(),
+            issuer: 0,
         };
         let (user_header, groups_header) = h.values(&who);
         let verified = Verified {
             who,
-            session: None,
+            sessions: Vec::new(),
             user_header,
             groups_header,
         };

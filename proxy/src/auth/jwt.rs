@@ -83,6 +83,8 @@ pub struct Identity {
     pub groups: Vec<String>,
     pub admin: bool,
     pub claims: Map<String, Value>,
+    /// Which configured issuer accepted the token (its position in `issuers`).
+    pub issuer: usize,
 }
 
 /// Why the key configuration could not be loaded at start-up.
@@ -182,14 +184,38 @@ impl JwksKeys {
 struct Issuer {
     validation: Validation,
     keys: Keys,
+    claims: ClaimNames,
 }
 
-/// Every configured issuer, and the claims that name the user, groups and admins.
+/// The claims that name the user, groups and admins in one issuer's tokens.
+struct ClaimNames {
+    user: String,
+    groups: String,
+    admin: Option<String>,
+}
+
+impl ClaimNames {
+    /// The issuer's own names where it gives them, the top-level ones otherwise.
+    fn of(issuer: &IssuerConfig, config: &AuthConfig) -> ClaimNames {
+        ClaimNames {
+            user: issuer.user_claim.clone().unwrap_or_else(|| config.user_claim.clone()),
+            groups: issuer
+                .groups_claim
+                .clone()
+                .unwrap_or_else(|| config.groups_claim.clone()),
+            admin: match &issuer.admin_claim {
+                // An empty name: this issuer's tokens never make an admin.
+                Some(name) if name.is_empty() => None,
+                Some(name) => Some(name.clone()),
+                None => config.admin_claim.clone(),
+            },
+        }
+    }
+}
+
+/// Every configured issuer, with the claims that name the user, groups and admins in its tokens.
 pub struct Verifier {
     issuers: Vec<Issuer>,
-    user_claim: String,
-    groups_claim: String,
-    admin_claim: Option<String>,
 }
 
 impl Verifier {
@@ -202,15 +228,11 @@ impl Verifier {
                 Ok(Issuer {
                     validation: validation(i, config),
                     keys: load_keys(i, position)?,
+                    claims: ClaimNames::of(i, config),
                 })
             })
             .collect::<Result<_, KeyError>>()?;
-        Ok(Verifier {
-            issuers,
-            user_claim: config.user_claim.clone(),
-            groups_claim: config.groups_claim.clone(),
-            admin_claim: config.admin_claim.clone(),
-        })
+        Ok(Verifier { issuers })
     }
 
     /// The JWKS documents that need fetching and refreshing.
@@ -228,7 +250,7 @@ impl Verifier {
         }
         let header = jsonwebtoken::decode_header(token).map_err(|e| TokenError::from_kind(e.kind()))?;
         let mut best = TokenError::Algorithm;
-        for issuer in &self.issuers {
+        for (position, issuer) in self.issuers.iter().enumerate() {
             if !issuer.validation.algorithms.contains(&header.alg) {
                 continue;
             }
@@ -258,34 +280,35 @@ impl Verifier {
                 }
             };
             match result {
-                Ok(claims) => return self.identity(claims),
+                Ok(claims) => return identity(claims, &issuer.claims, position),
                 Err(e) if e.rank() >= best.rank() => best = e,
                 Err(_) => {}
             }
         }
         Err(best)
     }
+}
 
-    fn identity(&self, claims: Map<String, Value>) -> Result<Identity, TokenError> {
-        let user = match claims.get(&self.user_claim) {
-            Some(Value::String(u)) if !u.is_empty() => u.clone(),
-            _ => return Err(TokenError::MissingClaim),
-        };
-        let groups = match claims.get(&self.groups_claim) {
-            Some(Value::Array(items)) => items.iter().filter_map(|g| g.as_str().map(str::to_owned)).collect(),
-            _ => Vec::new(),
-        };
-        let admin = self
-            .admin_claim
-            .as_ref()
-            .is_some_and(|c| claims.get(c) == Some(&Value::Bool(true)));
-        Ok(Identity {
-            user,
-            groups,
-            admin,
-            claims,
-        })
-    }
+fn identity(claims: Map<String, Value>, names: &ClaimNames, issuer: usize) -> Result<Identity, TokenError> {
+    let user = match claims.get(&names.user) {
+        Some(Value::String(u)) if !u.is_empty() => u.clone(),
+        _ => return Err(TokenError::MissingClaim),
+    };
+    let groups = match claims.get(&names.groups) {
+        Some(Value::Array(items)) => items.iter().filter_map(|g| g.as_str().map(str::to_owned)).collect(),
+        _ => Vec::new(),
+    };
+    let admin = names
+        .admin
+        .as_ref()
+        .is_some_and(|c| claims.get(c) == Some(&Value::Bool(true)));
+    Ok(Identity {
+        user,
+        groups,
+        admin,
+        claims,
+        issuer,
+    })
 }
 
 fn decode(token: &str, key: &DecodingKey, validation: &Validation) -> Result<Map<String, Value>, TokenError> {
@@ -525,6 +548,29 @@ mod tests {
             v.verify(&token(Algorithm::HS256, K, c)).is_ok(),
             "10 s late is within 30 s leeway"
         );
+    }
+
+    #[test]
+    fn each_issuer_reads_its_own_claims() {
+        let mut c = config(&["HS256"], K);
+        // A platform whose tokens name the user in `user_id` and whose `admin` means nothing here.
+        c.issuers.push(IssuerConfig {
+            algorithms: vec!["HS256".into()],
+            secret: Some(OTHER.into()),
+            user_claim: Some("user_id".into()),
+            groups_claim: Some("roles".into()),
+            admin_claim: Some(String::new()),
+            ..Default::default()
+        });
+        let v = Verifier::new(&c).unwrap();
+        let mut ours = good_claims();
+        ours["admin"] = json!(true);
+        let id = v.verify(&token(Algorithm::HS256, K, ours)).unwrap();
+        assert_eq!((id.user.as_str(), id.admin, id.issuer), ("alice", true, 0));
+        let platform = json!({"user_id": "bob", "sub": "x", "roles": ["p1"], "admin": true, "exp": now() + 60});
+        let id = v.verify(&token(Algorithm::HS256, OTHER, platform)).unwrap();
+        assert_eq!((id.user.as_str(), id.admin, id.issuer), ("bob", false, 1));
+        assert_eq!(id.groups, vec!["p1".to_owned()]);
     }
 
     #[test]

@@ -80,7 +80,11 @@ const OUTCOMES: &[&str] = &[
 pub struct EdgeAuth {
     config: AuthConfig,
     verifier: Verifier,
-    sessions: Option<Sessions>,
+    /// Every distinct session store the configuration names.
+    sessions: Vec<Sessions>,
+    /// For each issuer (by position), the stores its tokens are checked in, all of which must
+    /// hold the session: its own `sessions`, else the top-level `[session]`, else none.
+    checks_by_issuer: Vec<Vec<usize>>,
     identity: identity::IdentityHeaders,
     outcomes: Vec<(&'static str, metrics::Counter)>,
     /// Fetches JWKS URLs (its own pool, so key refreshes never queue behind user traffic).
@@ -89,25 +93,48 @@ pub struct EdgeAuth {
 }
 
 impl EdgeAuth {
-    pub fn new(config: &AuthConfig, metrics: &Metrics, fetcher: Upstream) -> Result<EdgeAuth, AuthSetupError> {
-        let sessions = match &config.session {
-            Some(s) if s.in_process() => Some(Sessions::in_process(s)),
-            Some(s) => Some(Sessions::redis(
-                s,
-                SessionMetrics {
-                    cache_hit: metrics.labeled_counter("edgeproxy_auth_session_cache_total", "result", "hit"),
-                    cache_miss: metrics.labeled_counter("edgeproxy_auth_session_cache_total", "result", "miss"),
-                    lookup_seconds: metrics.histogram(
-                        "edgeproxy_auth_redis_lookup_seconds",
-                        "Time of one session lookup in Redis",
-                    ),
-                },
-            )?),
-            None => None,
+    pub fn new<'a>(config: &'a AuthConfig, metrics: &Metrics, fetcher: Upstream) -> Result<EdgeAuth, AuthSetupError> {
+        // Issuers naming the same store share one (one connection, one cache).
+        let mut configs: Vec<&config::SessionConfig> = Vec::new();
+        let mut index_of = |s: &'a config::SessionConfig| -> usize {
+            configs.iter().position(|c| *c == s).unwrap_or_else(|| {
+                configs.push(s);
+                configs.len() - 1
+            })
         };
+        let shared = config.session.as_ref().map(&mut index_of);
+        let checks_by_issuer = config
+            .issuers
+            .iter()
+            .map(|issuer| match (&issuer.sessions[..], shared) {
+                ([], Some(shared)) => vec![shared],
+                ([], None) => Vec::new(),
+                (own, _) => own.iter().map(&mut index_of).collect(),
+            })
+            .collect();
+        let sessions = configs
+            .iter()
+            .map(|s| {
+                if s.in_process() {
+                    return Ok(Sessions::in_process(s));
+                }
+                Sessions::redis(
+                    s,
+                    SessionMetrics {
+                        cache_hit: metrics.labeled_counter("edgeproxy_auth_session_cache_total", "result", "hit"),
+                        cache_miss: metrics.labeled_counter("edgeproxy_auth_session_cache_total", "result", "miss"),
+                        lookup_seconds: metrics.histogram(
+                            "edgeproxy_auth_redis_lookup_seconds",
+                            "Time of one session lookup in Redis",
+                        ),
+                    },
+                )
+            })
+            .collect::<Result<Vec<_>, redis::RedisError>>()?;
         Ok(EdgeAuth {
             verifier: Verifier::new(config)?,
             sessions,
+            checks_by_issuer,
             identity: identity::IdentityHeaders::new(&config.identity),
             outcomes: OUTCOMES
                 .iter()
@@ -127,7 +154,7 @@ impl EdgeAuth {
     /// Starts the background work: Redis connection and revocations (for sessions in Redis), JWKS
     /// fetch and refresh.
     pub fn start(self: &Arc<Self>) {
-        if let Some(s) = &self.sessions {
+        for s in &self.sessions {
             s.start();
         }
         for jwks in self.verifier.jwks() {
@@ -139,12 +166,13 @@ impl EdgeAuth {
         &self.fetcher
     }
 
-    /// The in-process session store, when `[session]` has `redis_url = "memory:"`: the embedding
-    /// program records sessions here as they start and removes them as they end. Render each key
-    /// (and value) from the token's claims with [`session::render`] and the configured templates,
-    /// as the proxy will. `None` when sessions are in Redis or not checked at all.
+    /// The in-process session store, when a session check has `redis_url = "memory:"` (the
+    /// first such, if several): the embedding program records sessions here as they start and
+    /// removes them as they end. Render each key (and value) from the token's claims with
+    /// [`session::render`] and the configured templates, as the proxy will. `None` when sessions
+    /// are in Redis or not checked at all.
     pub fn local_sessions(&self) -> Option<Arc<LocalSessions>> {
-        self.sessions.as_ref().and_then(Sessions::local).cloned()
+        self.sessions.iter().find_map(Sessions::local).cloned()
     }
 
     fn count(&self, outcome: &str) {
@@ -195,12 +223,12 @@ impl EdgeAuth {
         };
         drop(token);
         let who = &verified.who;
-        if let (Some(sessions), Some(key)) = (&self.sessions, &verified.session) {
+        for (store, key) in &verified.sessions {
             let Ok(key) = key else {
                 self.count("session_missing_claim");
                 return Err(self.unauthenticated(parts, websocket, "token lacks the session claim"));
             };
-            match sessions.check(key).await {
+            match self.sessions[*store].check(key).await {
                 SessionVerdict::Live => {}
                 SessionVerdict::Revoked => {
                     self.count("session_revoked");
@@ -266,8 +294,13 @@ impl EdgeAuth {
             other => other,
         }?;
         let (user_header, groups_header) = self.identity.values(&who);
+        let sessions = self.checks_by_issuer.get(who.issuer).map_or(&[][..], Vec::as_slice);
         let verified = Arc::new(Verified {
-            session: self.sessions.as_ref().map(|s| s.key_for(&who.claims).ok_or(())),
+            sessions: sessions
+                .iter()
+                .filter(|i| self.sessions[**i].applies_to(&who.claims))
+                .map(|i| (*i, self.sessions[*i].key_for(&who.claims).ok_or(())))
+                .collect(),
             user_header,
             groups_header,
             who,

@@ -85,6 +85,7 @@ mod tests {
             groups: groups.iter().map(|g| g.to_string()).collect(),
             admin,
             claims: Map::new(),
+            issuer: 0,
         }
     }
 

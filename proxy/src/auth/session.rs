@@ -48,10 +48,28 @@ pub struct SessionKey {
     expected: Option<String>,
 }
 
+impl SessionKey {
+    /// A key rendered elsewhere, e.g. one a session token carries for a session bound to it.
+    pub fn new(key: String, expected: Option<String>) -> SessionKey {
+        SessionKey { key, expected }
+    }
+
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The value the record must hold; `None` when presence is enough.
+    pub fn expected(&self) -> Option<&str> {
+        self.expected.as_deref()
+    }
+}
+
 pub struct Sessions {
     /// The `key` and `value` templates.
     key: String,
     value: Option<String>,
+    /// Tokens without this claim are not checked here (`only_with_claim`).
+    only_with_claim: Option<String>,
     store: Store,
 }
 
@@ -66,6 +84,7 @@ impl Sessions {
         Ok(Sessions {
             key: config.key.clone(),
             value: config.value.clone(),
+            only_with_claim: config.only_with_claim.clone(),
             store: Store::Redis(RedisSessions::new(config.clone(), metrics)?),
         })
     }
@@ -76,6 +95,7 @@ impl Sessions {
         Sessions {
             key: config.key.clone(),
             value: config.value.clone(),
+            only_with_claim: config.only_with_claim.clone(),
             store: Store::Memory(Arc::default()),
         }
     }
@@ -94,6 +114,11 @@ impl Sessions {
             Store::Memory(local) => Some(local),
             Store::Redis(_) => None,
         }
+    }
+
+    /// Whether tokens with these claims are checked here at all (see `only_with_claim`).
+    pub fn applies_to(&self, claims: &Map<String, Value>) -> bool {
+        self.only_with_claim.as_ref().is_none_or(|c| claims.contains_key(c))
     }
 
     /// The session key of a token's claims; `None` when they lack a claim the templates name.

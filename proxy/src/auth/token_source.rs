@@ -16,6 +16,8 @@ pub const MAX_TOKEN_LEN: usize = 8 * 1024;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Found {
     Bearer,
+    /// `Authorization: <jwt>`, no scheme (`bare_authorization`).
+    BareAuthorization,
     Cookie,
     Query,
 }
@@ -26,6 +28,11 @@ pub fn find<'a>(parts: &'a Parts, sources: &TokenSources, websocket: bool) -> Op
         && let Some(token) = parts.headers.get(AUTHORIZATION).and_then(|v| bearer(v.as_bytes()))
     {
         return Some((Cow::Borrowed(token), Found::Bearer));
+    }
+    if sources.bare_authorization
+        && let Some(token) = parts.headers.get(AUTHORIZATION).and_then(|v| bare_jwt(v.as_bytes()))
+    {
+        return Some((Cow::Borrowed(token), Found::BareAuthorization));
     }
     if let Some(name) = &sources.cookie
         && let Some(token) = parts
@@ -51,6 +58,21 @@ fn bearer(value: &[u8]) -> Option<&str> {
         return None;
     }
     std::str::from_utf8(rest).ok().map(str::trim).filter(|t| !t.is_empty())
+}
+
+/// An `Authorization` value that is a JWT with no scheme before it: three base64url parts.
+/// Anything else (`Basic …`, `token …`) is not ours to read.
+pub fn bare_jwt(value: &[u8]) -> Option<&str> {
+    let text = std::str::from_utf8(value).ok()?.trim();
+    let base64url = |part: &str| {
+        !part.is_empty()
+            && part
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    let mut parts = text.split('.');
+    let shaped = parts.by_ref().take(3).all(base64url) && parts.next().is_none() && text.matches('.').count() == 2;
+    shaped.then_some(text)
 }
 
 fn cookie<'a>(header: &'a str, name: &str) -> Option<&'a str> {
@@ -80,13 +102,11 @@ pub fn strip(parts: &mut Parts, sources: &TokenSources) {
     if !sources.strip {
         return;
     }
-    if sources.bearer
-        && parts.headers.get(AUTHORIZATION).is_some_and(|v| {
-            v.as_bytes()
-                .get(..7)
-                .is_some_and(|s| s.eq_ignore_ascii_case(b"bearer "))
-        })
-    {
+    if parts.headers.get(AUTHORIZATION).is_some_and(|v| {
+        let v = v.as_bytes();
+        sources.bearer && v.get(..7).is_some_and(|s| s.eq_ignore_ascii_case(b"bearer "))
+            || sources.bare_authorization && bare_jwt(v).is_some()
+    }) {
         parts.headers.remove(AUTHORIZATION);
     }
     if let Some(name) = &sources.cookie {
@@ -177,6 +197,34 @@ mod tests {
         assert_eq!(find(&p, &s, false), None, "query tokens only on handshakes");
         let p = parts("/x", &[("authorization", "token jupyter-api-token")]);
         assert_eq!(find(&p, &s, false), None, "Jupyter's own tokens are not ours");
+    }
+
+    #[test]
+    fn a_bare_authorization_jwt_is_read_only_when_asked_for() {
+        let jwt = "eyJhbGciOiJIUzM4NCJ9.eyJzdWIiOiJhbGljZSJ9.c2ln-_x";
+        let mut p = parts("/x", &[("authorization", jwt)]);
+        assert_eq!(find(&p, &TokenSources::default(), false), None, "off by default");
+        let s = TokenSources {
+            bare_authorization: true,
+            ..TokenSources::default()
+        };
+        assert_eq!(find(&p, &s, false), Some((jwt.into(), Found::BareAuthorization)));
+        for not_a_jwt in [
+            "token abc.def.ghi",
+            "Basic YWxhZGRpbjpvcGVu",
+            "a.b",
+            "a.b.c.d",
+            "a..c",
+            "a.b.c d",
+        ] {
+            let q = parts("/x", &[("authorization", not_a_jwt)]);
+            assert_eq!(find(&q, &s, false), None, "{not_a_jwt}");
+        }
+        strip(&mut p, &s);
+        assert!(p.headers.get(AUTHORIZATION).is_none(), "taken out like a bearer token");
+        let mut q = parts("/x", &[("authorization", "token keep-me")]);
+        strip(&mut q, &s);
+        assert_eq!(q.headers.get(AUTHORIZATION).unwrap(), "token keep-me");
     }
 
     #[test]

@@ -21,9 +21,9 @@ use super::session::SessionKey;
 /// A verified token with everything the request path derives from it, computed once.
 pub struct Verified {
     pub who: Identity,
-    /// The session key and expected value; `None` without sessions, `Some(Err)` when the token
-    /// lacks a claim the key template names.
-    pub session: Option<Result<SessionKey, ()>>,
+    /// The session checks this token must pass: which store, and the key with its expected
+    /// value, `Err` when the token lacks a claim the key template names. Empty without sessions.
+    pub sessions: Vec<(usize, Result<SessionKey, ()>)>,
     pub user_header: Option<HeaderValue>,
     pub groups_header: Option<HeaderValue>,
 }
@@ -107,8 +107,9 @@ mod tests {
                 groups: vec![],
                 admin: false,
                 claims: json!({"sub": "alice", "exp": exp}).as_object().unwrap().clone(),
+                issuer: 0,
             },
-            session: None,
+            sessions: Vec::new(),
             user_header: None,
             groups_header: None,
         })
