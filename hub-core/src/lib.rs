@@ -20,6 +20,7 @@ pub mod proxy_api;
 pub mod reconcile;
 pub mod replicas;
 pub mod session;
+pub mod shares;
 pub mod spawner;
 pub mod store;
 pub mod tokens;

@@ -16,6 +16,7 @@ use crate::metrics::SpawnStatus;
 use crate::model::{Phase, escape_segment, valid_name};
 use crate::progress::{self, ProgressEvent, ProgressSink};
 use crate::spawner::{Answering, PollStatus, SpawnRequest, Started};
+use crate::store::Grantee;
 
 /// How long a stop request waits before answering 202 (JupyterHub's `slow_stop_timeout`).
 pub const SLOW_STOP: Duration = Duration::from_secs(10);
@@ -196,7 +197,7 @@ pub(crate) fn resume_spawn(hub: &Arc<Hub>, user: &str, server: &str, sink: Optio
             if wait_for_http(&probe, Duration::from_secs(5)).await.is_ok()
                 && hub
                     .proxy
-                    .add_route(&prefix, &url, route_data(&user, &server))
+                    .add_route(&prefix, &url, crate::shares::route_data_now(&hub, &user, &server))
                     .await
                     .is_ok()
             {
@@ -432,7 +433,7 @@ async fn spawn_steps(hub: &Arc<Hub>, user: &str, server: &str, progress: &Progre
     let added = Instant::now();
     let result = hub
         .proxy
-        .add_route(&prefix, &started.url, route_data(user, server))
+        .add_route(&prefix, &started.url, crate::shares::route_data_now(hub, user, server))
         .await;
     hub.metrics
         .proxy_add(result.is_ok())
@@ -473,11 +474,26 @@ async fn answer(hub: &Hub, started: &Started, prefix: &str, limit: Duration) -> 
     }
 }
 
-/// The data of a user route, as JupyterHub writes it (edge auth reads `user` as the owner).
-pub fn route_data(user: &str, server: &str) -> Map<String, Value> {
+/// The data of a user route, as JupyterHub writes it (edge auth reads `user` as the owner),
+/// plus the server's shares: the users and groups it is shared with, whom the edge lets in too.
+pub fn route_data(user: &str, server: &str, shared_with: &[&Grantee]) -> Map<String, Value> {
     let mut data = Map::new();
     data.insert("user".into(), Value::String(user.to_owned()));
     data.insert("server_name".into(), Value::String(server.to_owned()));
+    let names = |kind: &str| -> Vec<Value> {
+        shared_with
+            .iter()
+            .filter(|g| g.kind() == kind)
+            .map(|g| Value::String(g.name().to_owned()))
+            .collect()
+    };
+    let (users, groups) = (names("user"), names("group"));
+    if !users.is_empty() {
+        data.insert("users".into(), Value::Array(users));
+    }
+    if !groups.is_empty() {
+        data.insert("groups".into(), Value::Array(groups));
+    }
     data
 }
 

@@ -240,7 +240,7 @@ pub fn valid_name(name: &str) -> bool {
         && !name.starts_with('.')
 }
 
-fn iso(ms: Option<u64>) -> Value {
+pub fn iso(ms: Option<u64>) -> Value {
     ms.map_or(Value::Null, |ms| Value::String(proxy::timestamp::format_iso(ms)))
 }
 

@@ -46,6 +46,10 @@ fn desired_routes(hub: &Hub) -> (Vec<Wanted>, Vec<String>) {
         target: hub.hub_url.clone(),
         data: hub_data,
     });
+    let shares = hub.store.shares().unwrap_or_else(|e| {
+        tracing::warn!("reconcile: shares cannot be read; routes name their owners only: {e}");
+        Vec::new()
+    });
     for s in hub.users().values().flat_map(|u| u.servers.values()) {
         let prefix = hub.prefix(&s.record.user, &s.record.name);
         match (s.phase(), &s.record.url) {
@@ -53,7 +57,11 @@ fn desired_routes(hub: &Hub) -> (Vec<Wanted>, Vec<String>) {
                 key: route_key(&prefix),
                 routespec: prefix,
                 target: url.clone(),
-                data: route_data(&s.record.user, &s.record.name),
+                data: route_data(
+                    &s.record.user,
+                    &s.record.name,
+                    &crate::shares::grantees(&shares, &s.record.user, &s.record.name),
+                ),
             }),
             (Phase::Pending, _) => pending.push(route_key(&prefix)),
             _ => {}

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use hub_core::model::{Phase, ServerRecord, TokenRecord, UserRecord};
 use hub_core::store::postgres::PostgresStore;
-use hub_core::store::{Cas, Expect, OAuthCode, SqliteStore, StateStore};
+use hub_core::store::{Cas, Expect, Grantee, OAuthCode, ShareRecord, SqliteStore, StateStore};
 use serde_json::json;
 use support::postgres::Postgres;
 
@@ -275,7 +275,8 @@ fn replicas_starting_together_migrate_the_database_once() {
     assert_eq!(
         pg.psql(db, "SELECT count(*), min(version) FROM edgehub_schema")
             .unwrap(),
-        "1|1"
+        format!("1|{}", hub_core::store::postgres::SCHEMA_VERSION),
+        "one schema row, at the latest version"
     );
 
     pg.psql(db, "UPDATE edgehub_schema SET version = 99").unwrap();
@@ -315,4 +316,95 @@ fn a_restarted_database_is_used_again_without_restarting_the_hub() {
         store.load_user("frank").unwrap().is_some(),
         "the first call after the restart reconnects"
     );
+}
+
+#[test]
+fn groups_and_their_members_are_shared_and_go_with_their_users() {
+    for (backend, stores) in backends("groups", 2) {
+        let (a, b) = (&stores[0], &stores[1]);
+        for name in ["alice", "bob"] {
+            a.put_user(&user(name)).unwrap();
+        }
+        assert!(
+            a.create_group("proj-42", &json!({"course": "ml"})).unwrap(),
+            "{backend}"
+        );
+        assert!(
+            !b.create_group("proj-42", &json!({})).unwrap(),
+            "{backend}: one of a name"
+        );
+        assert!(b.create_group("staff", &json!({})).unwrap(), "{backend}");
+        let members = ["alice".to_owned(), "bob".to_owned()];
+        a.set_group_members("proj-42", &members, true).unwrap();
+        a.set_group_members("proj-42", &members[..1], true).unwrap();
+        b.set_group_members("staff", &members[1..], true).unwrap();
+
+        let group = b.group("proj-42").unwrap().unwrap();
+        assert_eq!(group.users, members, "{backend}");
+        assert_eq!(group.properties, json!({"course": "ml"}), "{backend}");
+        assert_eq!(b.user_groups("bob").unwrap(), ["proj-42", "staff"], "{backend}");
+        let names: Vec<String> = a.groups().unwrap().into_iter().map(|g| g.name).collect();
+        assert_eq!(names, ["proj-42", "staff"], "{backend}");
+
+        b.set_group_members("proj-42", &members[..1], false).unwrap();
+        assert_eq!(a.group("proj-42").unwrap().unwrap().users, ["bob"], "{backend}");
+        assert!(a.set_group_properties("staff", &json!({"x": 1})).unwrap(), "{backend}");
+        assert!(!a.set_group_properties("nope", &json!({})).unwrap(), "{backend}");
+        // A deleted user leaves every group; a deleted group frees its members.
+        a.delete_user("bob").unwrap();
+        assert!(b.group("staff").unwrap().unwrap().users.is_empty(), "{backend}");
+        assert!(b.delete_group("proj-42").unwrap(), "{backend}");
+        assert!(!b.delete_group("proj-42").unwrap(), "{backend}");
+        assert_eq!(a.group("proj-42").unwrap(), None, "{backend}");
+        assert!(a.user_groups("alice").unwrap().is_empty(), "{backend}");
+    }
+}
+
+#[test]
+fn shares_are_kept_until_revoked_and_go_with_their_owner_grantee_or_group() {
+    for (backend, stores) in backends("shares", 2) {
+        let (a, b) = (&stores[0], &stores[1]);
+        for name in ["alice", "bob", "carol"] {
+            a.put_user(&user(name)).unwrap();
+        }
+        a.create_group("proj", &json!({})).unwrap();
+        let share = |owner: &str, server: &str, grantee: Grantee, at: u64| ShareRecord {
+            owner: owner.into(),
+            server: server.into(),
+            grantee,
+            scopes: vec![format!("access:servers!server={owner}/{server}")],
+            created_ms: at,
+        };
+        a.grant_share(&share("alice", "", Grantee::User("bob".into()), 1))
+            .unwrap();
+        a.grant_share(&share("alice", "", Grantee::Group("proj".into()), 2))
+            .unwrap();
+        a.grant_share(&share("alice", "big", Grantee::User("carol".into()), 3))
+            .unwrap();
+        // Granting again keeps one share, and its age.
+        b.grant_share(&share("alice", "", Grantee::User("bob".into()), 9))
+            .unwrap();
+        let all = b.shares().unwrap();
+        assert_eq!(all.len(), 3, "{backend}: {all:?}");
+        assert_eq!((all[0].grantee.name(), all[0].created_ms), ("bob", 1), "{backend}");
+
+        assert!(
+            b.revoke_share("alice", "", &Grantee::User("bob".into())).unwrap(),
+            "{backend}"
+        );
+        assert!(
+            !b.revoke_share("alice", "", &Grantee::User("bob".into())).unwrap(),
+            "{backend}"
+        );
+        // A deleted group or grantee takes its shares along; so does a deleted owner.
+        a.delete_group("proj").unwrap();
+        assert_eq!(a.shares().unwrap().len(), 1, "{backend}");
+        a.grant_share(&share("bob", "", Grantee::User("carol".into()), 4))
+            .unwrap();
+        a.delete_user("carol").unwrap();
+        assert!(a.shares().unwrap().is_empty(), "{backend}");
+        a.grant_share(&share("bob", "", Grantee::User("alice".into()), 5))
+            .unwrap();
+        assert_eq!(a.revoke_server_shares("bob", None).unwrap(), 1, "{backend}");
+    }
 }

@@ -112,6 +112,55 @@ pub enum Cas {
     Refused(Option<Box<ServerRecord>>),
 }
 
+/// A group of users, as JupyterHub has them: a name, free-form properties, members.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupRecord {
+    pub name: String,
+    pub properties: Value,
+    /// Member names, sorted.
+    pub users: Vec<String>,
+}
+
+/// Who a server is shared with.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Grantee {
+    User(String),
+    Group(String),
+}
+
+impl Grantee {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Grantee::User(_) => "user",
+            Grantee::Group(_) => "group",
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            Grantee::User(name) | Grantee::Group(name) => name,
+        }
+    }
+
+    /// From the database's `kind` and `name` columns.
+    pub fn from_row(kind: &str, name: String) -> Grantee {
+        match kind {
+            "group" => Grantee::Group(name),
+            _ => Grantee::User(name),
+        }
+    }
+}
+
+/// A server shared with a user or a group (JupyterHub 5's sharing).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShareRecord {
+    pub owner: String,
+    pub server: String,
+    pub grantee: Grantee,
+    pub scopes: Vec<String>,
+    pub created_ms: u64,
+}
+
 /// An OAuth authorization code not yet exchanged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OAuthCode {
@@ -175,6 +224,30 @@ pub trait StateStore: Send + Sync {
     fn progress(&self, user: &str, server: &str, after: usize) -> Result<Vec<Value>, StoreError>;
     fn clear_progress(&self, user: &str, server: &str) -> Result<(), StoreError>;
 
+    /// Every group with its members, by name.
+    fn groups(&self) -> Result<Vec<GroupRecord>, StoreError>;
+    fn group(&self, name: &str) -> Result<Option<GroupRecord>, StoreError>;
+    /// Creates a group; false if one of that name exists (it is left as it is).
+    fn create_group(&self, name: &str, properties: &Value) -> Result<bool, StoreError>;
+    /// Deletes a group and its memberships; false if there was none.
+    fn delete_group(&self, name: &str) -> Result<bool, StoreError>;
+    /// Replaces a group's properties; false if there is no such group.
+    fn set_group_properties(&self, name: &str, properties: &Value) -> Result<bool, StoreError>;
+    /// Adds (`member = true`) or removes users of a group. Users must exist.
+    fn set_group_members(&self, name: &str, users: &[String], member: bool) -> Result<(), StoreError>;
+    /// The groups `user` is in, sorted.
+    fn user_groups(&self, user: &str) -> Result<Vec<String>, StoreError>;
+
+    /// Every share, oldest first.
+    fn shares(&self) -> Result<Vec<ShareRecord>, StoreError>;
+    /// Grants a share, or replaces the scopes of the one that exists (keeping its age).
+    fn grant_share(&self, share: &ShareRecord) -> Result<(), StoreError>;
+    /// Revokes one share; false if there was none.
+    fn revoke_share(&self, owner: &str, server: &str, grantee: &Grantee) -> Result<bool, StoreError>;
+    /// Revokes every share of a server (or of every server of `owner` with `server = None`);
+    /// returns how many went.
+    fn revoke_server_shares(&self, owner: &str, server: Option<&str>) -> Result<usize, StoreError>;
+
     fn put_code(&self, code: &str, grant: &OAuthCode) -> Result<(), StoreError>;
     /// Takes a code (single use): it is gone afterwards, whoever asked.
     fn take_code(&self, code: &str) -> Result<Option<OAuthCode>, StoreError>;
@@ -195,6 +268,14 @@ pub fn open(config: &config::HubConfig, replica: &str) -> Result<(Arc<dyn StateS
 
 pub(crate) fn parse_json(what: &'static str, text: &str) -> Result<Value, StoreError> {
     serde_json::from_str(text).map_err(|source| StoreError::Json { what, source })
+}
+
+/// A share's scopes as stored (a JSON list of strings).
+pub(crate) fn scopes_of(text: &str) -> Result<Vec<String>, StoreError> {
+    serde_json::from_str(text).map_err(|source| StoreError::Json {
+        what: "shares.scopes",
+        source,
+    })
 }
 
 /// The phases as the database spells them, for `phase IN (…)`.

@@ -19,7 +19,10 @@ use std::time::Duration;
 use ::postgres::{Client, Config, NoTls, Row};
 use serde_json::Value;
 
-use super::{Cas, Expect, Loaded, LoadedUser, OAuthCode, StateStore, StoreError, parse_json, phase_names};
+use super::{
+    Cas, Expect, Grantee, GroupRecord, Loaded, LoadedUser, OAuthCode, ShareRecord, StateStore, StoreError, parse_json,
+    phase_names, scopes_of,
+};
 use crate::model::{Phase, ServerRecord, TokenRecord, UserRecord};
 
 /// How long a caller waits for the database before giving up on a call.
@@ -114,7 +117,67 @@ const MIGRATIONS: &[&str] = &[
         FOR EACH ROW EXECUTE FUNCTION edgehub_announce('session', 'jti');
     CREATE TRIGGER spawn_events_announce AFTER INSERT ON spawn_events
         FOR EACH ROW EXECUTE FUNCTION edgehub_announce('progress', 'user', 'server');"#,
+    // 2: groups and their members (JupyterHub's), for the edge's group policy and sharing. Read
+    // from the database when asked, so nothing needs announcing.
+    r#"CREATE TABLE groups (
+        name TEXT PRIMARY KEY,
+        properties TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE TABLE group_members (
+        grp TEXT NOT NULL REFERENCES groups(name) ON DELETE CASCADE,
+        "user" TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        PRIMARY KEY (grp, "user")
+    );
+    CREATE INDEX group_members_user ON group_members ("user");"#,
+    // 3: servers shared with users and groups. A share goes with its owner; one granted to a
+    // user or group goes with them (triggers: the grantee column names either).
+    r#"CREATE TABLE shares (
+        id BIGSERIAL,
+        owner TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        server TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        scopes TEXT NOT NULL DEFAULT '[]',
+        created_ms BIGINT NOT NULL,
+        PRIMARY KEY (owner, server, kind, name)
+    );
+    CREATE FUNCTION edgehub_drop_grantee_shares() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        DELETE FROM shares WHERE kind = TG_ARGV[0] AND name = OLD.name;
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER shares_of_deleted_user AFTER DELETE ON users
+        FOR EACH ROW EXECUTE FUNCTION edgehub_drop_grantee_shares('user');
+    CREATE TRIGGER shares_of_deleted_group AFTER DELETE ON groups
+        FOR EACH ROW EXECUTE FUNCTION edgehub_drop_grantee_shares('group');"#,
 ];
+
+/// Groups with their members: all of them, or the one named.
+fn read_groups(c: &mut Client, only: Option<&str>) -> Result<Vec<GroupRecord>, StoreFailure> {
+    let rows = c.query(
+        r#"SELECT g.name, g.properties, m."user" FROM groups g LEFT JOIN group_members m ON m.grp = g.name
+           WHERE $1::text IS NULL OR g.name = $1 ORDER BY g.name, m."user""#,
+        &[&only],
+    )?;
+    let mut groups: Vec<GroupRecord> = Vec::new();
+    for row in rows {
+        let name: String = row.get(0);
+        if groups.last().is_none_or(|g| g.name != name) {
+            groups.push(GroupRecord {
+                name,
+                properties: parse_json("groups.properties", row.get(1))?,
+                users: Vec::new(),
+            });
+        }
+        if let (Some(group), Some(user)) = (groups.last_mut(), row.get::<_, Option<String>>(2)) {
+            group.users.push(user);
+        }
+    }
+    Ok(groups)
+}
+
+/// The schema version this edgehub migrates a database to.
+pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
 
 type Job = Box<dyn FnOnce(&mut Link) + Send>;
 
@@ -715,6 +778,127 @@ impl StateStore for PostgresStore {
             )?)
         })?;
         Ok(())
+    }
+
+    fn groups(&self) -> Result<Vec<GroupRecord>, StoreError> {
+        self.call(|c| read_groups(c, None))
+    }
+
+    fn group(&self, name: &str) -> Result<Option<GroupRecord>, StoreError> {
+        let name = name.to_owned();
+        self.call(move |c| Ok(read_groups(c, Some(&name))?.pop()))
+    }
+
+    fn create_group(&self, name: &str, properties: &Value) -> Result<bool, StoreError> {
+        let (name, properties) = (name.to_owned(), properties.to_string());
+        self.call(move |c| {
+            Ok(c.execute(
+                "INSERT INTO groups (name, properties) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+                &[&name, &properties],
+            )? > 0)
+        })
+    }
+
+    fn delete_group(&self, name: &str) -> Result<bool, StoreError> {
+        let name = name.to_owned();
+        self.call(move |c| Ok(c.execute("DELETE FROM groups WHERE name = $1", &[&name])? > 0))
+    }
+
+    fn set_group_properties(&self, name: &str, properties: &Value) -> Result<bool, StoreError> {
+        let (name, properties) = (name.to_owned(), properties.to_string());
+        self.call(move |c| {
+            Ok(c.execute(
+                "UPDATE groups SET properties = $2 WHERE name = $1",
+                &[&name, &properties],
+            )? > 0)
+        })
+    }
+
+    fn set_group_members(&self, name: &str, users: &[String], member: bool) -> Result<(), StoreError> {
+        let (name, users) = (name.to_owned(), users.to_vec());
+        self.call(move |c| {
+            let sql = if member {
+                r#"INSERT INTO group_members (grp, "user") SELECT $1, u FROM unnest($2::text[]) AS u
+                   ON CONFLICT DO NOTHING"#
+            } else {
+                r#"DELETE FROM group_members WHERE grp = $1 AND "user" = ANY($2::text[])"#
+            };
+            c.execute(sql, &[&name, &users])?;
+            Ok(())
+        })
+    }
+
+    fn user_groups(&self, user: &str) -> Result<Vec<String>, StoreError> {
+        let user = user.to_owned();
+        self.call(move |c| {
+            Ok(c.query(
+                r#"SELECT grp FROM group_members WHERE "user" = $1 ORDER BY grp"#,
+                &[&user],
+            )?
+            .iter()
+            .map(|r| r.get(0))
+            .collect())
+        })
+    }
+
+    fn shares(&self) -> Result<Vec<ShareRecord>, StoreError> {
+        self.call(|c| {
+            c.query(
+                "SELECT owner, server, kind, name, scopes, created_ms FROM shares ORDER BY created_ms, id",
+                &[],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(ShareRecord {
+                    owner: r.get(0),
+                    server: r.get(1),
+                    grantee: Grantee::from_row(r.get(2), r.get(3)),
+                    scopes: scopes_of(r.get(4))?,
+                    created_ms: unms(r.get(5)),
+                })
+            })
+            .collect()
+        })
+    }
+
+    fn grant_share(&self, share: &ShareRecord) -> Result<(), StoreError> {
+        let s = share.clone();
+        let scopes = Value::from(share.scopes.clone()).to_string();
+        self.call(move |c| {
+            c.execute(
+                "INSERT INTO shares (owner, server, kind, name, scopes, created_ms) VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (owner, server, kind, name) DO UPDATE SET scopes = excluded.scopes",
+                &[
+                    &s.owner,
+                    &s.server,
+                    &s.grantee.kind(),
+                    &s.grantee.name(),
+                    &scopes,
+                    &ms(s.created_ms),
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn revoke_share(&self, owner: &str, server: &str, grantee: &Grantee) -> Result<bool, StoreError> {
+        let (owner, server, grantee) = (owner.to_owned(), server.to_owned(), grantee.clone());
+        self.call(move |c| {
+            Ok(c.execute(
+                "DELETE FROM shares WHERE owner = $1 AND server = $2 AND kind = $3 AND name = $4",
+                &[&owner, &server, &grantee.kind(), &grantee.name()],
+            )? > 0)
+        })
+    }
+
+    fn revoke_server_shares(&self, owner: &str, server: Option<&str>) -> Result<usize, StoreError> {
+        let (owner, server) = (owner.to_owned(), server.map(str::to_owned));
+        self.call(move |c| {
+            Ok(c.execute(
+                "DELETE FROM shares WHERE owner = $1 AND ($2::text IS NULL OR server = $2)",
+                &[&owner, &server],
+            )? as usize)
+        })
     }
 
     fn put_code(&self, code: &str, grant: &OAuthCode) -> Result<(), StoreError> {

@@ -21,7 +21,10 @@ use std::time::{Duration, Instant};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
 
-use super::{Cas, Expect, Loaded, LoadedUser, OAuthCode, StateStore, StoreError, parse_json, phase_names};
+use super::{
+    Cas, Expect, Grantee, GroupRecord, Loaded, LoadedUser, OAuthCode, ShareRecord, StateStore, StoreError, parse_json,
+    phase_names, scopes_of,
+};
 use crate::model::{Phase, ServerRecord, TokenRecord, UserRecord};
 
 /// Schema changes, oldest first. Never edit one that has shipped: add another.
@@ -85,6 +88,32 @@ const MIGRATIONS: &[&str] = &[
         redirect_uri TEXT NOT NULL,
         expires_ms INTEGER NOT NULL
     );",
+    // 4: groups and their members (JupyterHub's), for the edge's group policy and sharing.
+    "CREATE TABLE groups (
+        name TEXT PRIMARY KEY,
+        properties TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE TABLE group_members (
+        grp TEXT NOT NULL REFERENCES groups(name) ON DELETE CASCADE,
+        user TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        PRIMARY KEY (grp, user)
+    );
+    CREATE INDEX group_members_user ON group_members (user);",
+    // 5: servers shared with users and groups. A share goes with its owner; one granted to a
+    // user or group goes with them (triggers: the grantee column names either).
+    "CREATE TABLE shares (
+        owner TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        server TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        scopes TEXT NOT NULL DEFAULT '[]',
+        created_ms INTEGER NOT NULL,
+        PRIMARY KEY (owner, server, kind, name)
+    );
+    CREATE TRIGGER shares_of_deleted_user AFTER DELETE ON users
+        BEGIN DELETE FROM shares WHERE kind = 'user' AND name = OLD.name; END;
+    CREATE TRIGGER shares_of_deleted_group AFTER DELETE ON groups
+        BEGIN DELETE FROM shares WHERE kind = 'group' AND name = OLD.name; END;",
 ];
 
 pub struct SqliteStore {
@@ -530,6 +559,120 @@ impl StateStore for SqliteStore {
         Ok(())
     }
 
+    fn groups(&self) -> Result<Vec<GroupRecord>, StoreError> {
+        self.with(|c| read_groups(c, None))
+    }
+
+    fn group(&self, name: &str) -> Result<Option<GroupRecord>, StoreError> {
+        self.with(|c| Ok(read_groups(c, Some(name))?.pop()))
+    }
+
+    fn create_group(&self, name: &str, properties: &Value) -> Result<bool, StoreError> {
+        let created = self.exec(
+            "INSERT INTO groups (name, properties) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+            params![name, properties.to_string()],
+        )?;
+        Ok(created > 0)
+    }
+
+    fn delete_group(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(self.exec("DELETE FROM groups WHERE name = ?1", params![name])? > 0)
+    }
+
+    fn set_group_properties(&self, name: &str, properties: &Value) -> Result<bool, StoreError> {
+        let changed = self.exec(
+            "UPDATE groups SET properties = ?2 WHERE name = ?1",
+            params![name, properties.to_string()],
+        )?;
+        Ok(changed > 0)
+    }
+
+    fn set_group_members(&self, name: &str, users: &[String], member: bool) -> Result<(), StoreError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let sql = if member {
+                "INSERT INTO group_members (grp, user) VALUES (?1, ?2) ON CONFLICT DO NOTHING"
+            } else {
+                "DELETE FROM group_members WHERE grp = ?1 AND user = ?2"
+            };
+            for user in users {
+                tx.execute(sql, params![name, user])?;
+            }
+            tx.commit()?;
+            Ok(())
+        })
+    }
+
+    fn user_groups(&self, user: &str) -> Result<Vec<String>, StoreError> {
+        self.with(|c| {
+            let mut q = c.prepare_cached("SELECT grp FROM group_members WHERE user = ?1 ORDER BY grp")?;
+            let names = q.query_map(params![user], |r| r.get(0))?.collect::<Result<_, _>>()?;
+            Ok(names)
+        })
+    }
+
+    fn shares(&self) -> Result<Vec<ShareRecord>, StoreError> {
+        self.with(|c| {
+            let mut q = c.prepare_cached(
+                "SELECT owner, server, kind, name, scopes, created_ms FROM shares ORDER BY created_ms, rowid",
+            )?;
+            let rows = q
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, u64>(5)?,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter()
+                .map(|(owner, server, kind, name, scopes, created_ms)| {
+                    Ok(ShareRecord {
+                        owner,
+                        server,
+                        grantee: Grantee::from_row(&kind, name),
+                        scopes: scopes_of(&scopes)?,
+                        created_ms,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn grant_share(&self, share: &ShareRecord) -> Result<(), StoreError> {
+        self.exec(
+            "INSERT INTO shares (owner, server, kind, name, scopes, created_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT (owner, server, kind, name) DO UPDATE SET scopes = excluded.scopes",
+            params![
+                share.owner,
+                share.server,
+                share.grantee.kind(),
+                share.grantee.name(),
+                Value::from(share.scopes.clone()).to_string(),
+                share.created_ms
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn revoke_share(&self, owner: &str, server: &str, grantee: &Grantee) -> Result<bool, StoreError> {
+        let gone = self.exec(
+            "DELETE FROM shares WHERE owner = ?1 AND server = ?2 AND kind = ?3 AND name = ?4",
+            params![owner, server, grantee.kind(), grantee.name()],
+        )?;
+        Ok(gone > 0)
+    }
+
+    fn revoke_server_shares(&self, owner: &str, server: Option<&str>) -> Result<usize, StoreError> {
+        self.exec(
+            "DELETE FROM shares WHERE owner = ?1 AND (?2 IS NULL OR server = ?2)",
+            params![owner, server],
+        )
+    }
+
     fn put_code(&self, code: &str, grant: &OAuthCode) -> Result<(), StoreError> {
         self.exec(
             "INSERT INTO oauth_codes (code, user, client_id, redirect_uri, expires_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -555,6 +698,31 @@ impl StateStore for SqliteStore {
             .optional()?)
         })
     }
+}
+
+/// Groups with their members: all of them, or the one named.
+fn read_groups(c: &Connection, only: Option<&str>) -> Result<Vec<GroupRecord>, StoreError> {
+    let mut q = c.prepare_cached(
+        "SELECT g.name, g.properties, m.user FROM groups g LEFT JOIN group_members m ON m.grp = g.name
+         WHERE ?1 IS NULL OR g.name = ?1 ORDER BY g.name, m.user",
+    )?;
+    let mut rows = q.query(params![only])?;
+    let mut groups: Vec<GroupRecord> = Vec::new();
+    while let Some(row) = rows.next()? {
+        let name: String = row.get(0)?;
+        if groups.last().is_none_or(|g| g.name != name) {
+            let properties: String = row.get(1)?;
+            groups.push(GroupRecord {
+                name,
+                properties: parse_json("groups.properties", &properties)?,
+                users: Vec::new(),
+            });
+        }
+        if let (Some(group), Some(user)) = (groups.last_mut(), row.get::<_, Option<String>>(2)?) {
+            group.users.push(user);
+        }
+    }
+    Ok(groups)
 }
 
 fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {

@@ -16,7 +16,9 @@ use crate::lifecycle::{self, StartRefused, StopOutcome};
 use crate::model::{Phase, valid_name};
 use crate::tokens::{Caller, CallerKind};
 use crate::web::caller::{self, Authenticated};
+use crate::web::pagination::{self, Page};
 use crate::web::{Body, Req, empty, json, json_error, oauth, progress_stream, segments};
+use crate::web::{groups, shares};
 
 type Resp = http::Response<Body>;
 
@@ -53,7 +55,25 @@ pub async fn handle(hub: &Arc<Hub>, req: &Req, rest: &str) -> Resp {
         );
     }
     let who = &auth.caller;
+    if let Some(tail) = rest.trim_start_matches('/').strip_prefix("shares/") {
+        return match shares::owner_target(tail) {
+            Some((owner, server)) => {
+                let target = shares::Target::Owner {
+                    owner: &owner,
+                    server: server.as_deref(),
+                };
+                shares::handle(hub, req, who, target).await
+            }
+            None => json_error(StatusCode::NOT_FOUND, "No such API endpoint"),
+        };
+    }
     match (&req.method, seg.as_slice()) {
+        (&Method::GET, ["users", name, "shared"]) => {
+            shares::handle(hub, req, who, shares::Target::SharedWithUser(name)).await
+        }
+        (&Method::GET, ["groups", name, "shared"]) => {
+            shares::handle(hub, req, who, shares::Target::SharedWithGroup(name)).await
+        }
         (&Method::GET, ["oauth2", "authorize"]) => oauth::authorize(hub, req, &auth),
         (&Method::GET, ["info"]) => admin_only(who).unwrap_or_else(|| json(StatusCode::OK, &hub.info())),
         (&Method::GET, ["user"]) => whoami(hub, who),
@@ -65,6 +85,7 @@ pub async fn handle(hub: &Arc<Hub>, req: &Req, rest: &str) -> Resp {
             }
             user_routes(hub, req, &auth, name, tail).await
         }
+        (_, ["groups", tail @ ..]) => groups::handle(hub, req, who, tail).await,
         (&Method::GET, ["proxy"]) => match admin_only(who) {
             Some(denied) => denied,
             None => match hub.proxy.routes().await {
@@ -83,6 +104,18 @@ pub async fn handle(hub: &Arc<Hub>, req: &Req, rest: &str) -> Resp {
     }
 }
 
+/// A user model with the user's groups filled in from the database.
+fn with_groups(hub: &Hub, mut model: Value) -> Value {
+    let Some(name) = model["name"].as_str() else {
+        return model;
+    };
+    match hub.store.user_groups(name) {
+        Ok(names) => model["groups"] = json!(names),
+        Err(e) => tracing::warn!("the groups of {name}: {e}"),
+    }
+    model
+}
+
 fn admin_only(who: &Caller) -> Option<Resp> {
     (!who.admin).then(|| json_error(StatusCode::FORBIDDEN, "Action requires admin rights"))
 }
@@ -98,11 +131,13 @@ fn whoami(hub: &Hub, who: &Caller) -> Resp {
             &json!({"kind": "service", "name": who.name, "admin": true, "roles": ["admin"], "scopes": ["admin-ui", "admin:users", "admin:servers", "list:users", "read:users:activity", "read:servers", "delete:servers"]}),
         );
     }
-    let users = hub.users();
-    let Some(user) = users.get(&who.name) else {
+    let Some((model, servers)) = hub.users().get(&who.name).map(|user| {
+        let servers: Vec<String> = user.servers.keys().cloned().collect();
+        (user.to_json(&hub.base, false, false), servers)
+    }) else {
         return json_error(StatusCode::NOT_FOUND, "No such user");
     };
-    let mut model = user.to_json(&hub.base, false, false);
+    let mut model = with_groups(hub, model);
     let scopes = if who.admin {
         json!([
             "admin-ui",
@@ -133,9 +168,18 @@ fn whoami(hub: &Hub, who: &Caller) -> Resp {
     if who.server.is_none()
         && let Some(list) = model["scopes"].as_array_mut()
     {
-        // The exact scope each of the user's servers checks (`JUPYTERHUB_OAUTH_ACCESS_SCOPES`).
-        for server in user.servers.keys() {
-            list.push(json!(format!("access:servers!server={}/{server}", who.name)));
+        // The exact scope each of the user's servers checks (`JUPYTERHUB_OAUTH_ACCESS_SCOPES`),
+        // and each server shared with them.
+        for server in &servers {
+            list.push(json!(crate::shares::access_scope(&who.name, server)));
+        }
+        match crate::shares::shared_with(hub, &who.name) {
+            Ok(shared) => list.extend(
+                shared
+                    .iter()
+                    .map(|(owner, server)| json!(crate::shares::access_scope(owner, server))),
+            ),
+            Err(e) => tracing::warn!("the servers shared with {}: {e}", who.name),
         }
     }
     if let Some(server) = &who.server {
@@ -148,12 +192,10 @@ fn whoami(hub: &Hub, who: &Caller) -> Resp {
 /// `GET /users`: `offset`, `limit`, `state` (`active`, `ready`, `inactive`),
 /// `include_stopped_servers`; paginated JSON when asked with JupyterHub's media type.
 fn list_users(hub: &Hub, req: &Req) -> Resp {
-    let offset: usize = req.query_param("offset").and_then(|v| v.parse().ok()).unwrap_or(0);
-    let limit: usize = req
-        .query_param("limit")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200)
-        .clamp(1, 200);
+    let Page { offset, limit } = match Page::of(req) {
+        Ok(page) => page,
+        Err(bad) => return json_error(StatusCode::BAD_REQUEST, &bad),
+    };
     let state = req.query_param("state");
     let include_stopped = req.query_param("include_stopped_servers").is_some();
     let state_filter = match state.as_deref() {
@@ -166,6 +208,10 @@ fn list_users(hub: &Hub, req: &Req) -> Resp {
             );
         }
     };
+    let groups = groups::by_user(hub).unwrap_or_else(|e| {
+        tracing::warn!("listing users without their groups: {e}");
+        Default::default()
+    });
     let users = hub.users();
     let matching: Vec<_> = users
         .values()
@@ -187,6 +233,9 @@ fn list_users(hub: &Hub, req: &Req) -> Resp {
         .take(limit)
         .map(|u| {
             let mut m = u.to_json(&hub.base, include_stopped, false);
+            if let Some(names) = groups.get(&u.record.name) {
+                m["groups"] = json!(names);
+            }
             if state_filter.as_deref() == Some("ready")
                 && let Some(servers) = m["servers"].as_object_mut()
             {
@@ -195,42 +244,7 @@ fn list_users(hub: &Hub, req: &Req) -> Resp {
             m
         })
         .collect();
-    let paginated = req
-        .header(header::ACCEPT)
-        .is_some_and(|a| a.contains("application/jupyterhub-pagination+json"));
-    if !paginated {
-        return json(StatusCode::OK, &Value::Array(items));
-    }
-    let next = (offset + items.len() < total).then(|| {
-        // An absolute URL keeping the other filters: clients (jupyterhub-idle-culler) fetch it
-        // as it is.
-        let next_offset = offset + items.len();
-        let host = req.header(header::HOST).unwrap_or("localhost");
-        let mut query = form_urlencoded::Serializer::new(String::new());
-        for (k, v) in req
-            .query
-            .as_deref()
-            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect::<Vec<_>>())
-            .unwrap_or_default()
-        {
-            if k != "offset" && k != "limit" {
-                query.append_pair(&k, &v);
-            }
-        }
-        query.append_pair("offset", &next_offset.to_string());
-        query.append_pair("limit", &limit.to_string());
-        let url = format!("http://{host}{}hub/api/users?{}", hub.base, query.finish());
-        json!({"offset": next_offset, "limit": limit, "url": url})
-    });
-    let mut response = json(
-        StatusCode::OK,
-        &json!({"items": items, "_pagination": {"offset": offset, "limit": limit, "total": total, "next": next}}),
-    );
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/jupyterhub-pagination+json"),
-    );
-    response
+    pagination::respond(hub, req, "users", Page { offset, limit }, items, total)
 }
 
 fn create_users(hub: &Hub, req: &Req) -> Resp {
@@ -286,13 +300,17 @@ async fn user_routes(hub: &Arc<Hub>, req: &Req, auth: &Authenticated, name: &str
         }
     }
     match (&req.method, tail) {
-        (&Method::GET, []) => match hub.users().get(name) {
-            Some(u) => {
-                let include_stopped = req.query_param("include_stopped_servers").is_some();
-                json(StatusCode::OK, &u.to_json(&hub.base, include_stopped, who.admin))
+        (&Method::GET, []) => {
+            let include_stopped = req.query_param("include_stopped_servers").is_some();
+            let model = hub
+                .users()
+                .get(name)
+                .map(|u| u.to_json(&hub.base, include_stopped, who.admin));
+            match model {
+                Some(model) => json(StatusCode::OK, &with_groups(hub, model)),
+                None => json_error(StatusCode::NOT_FOUND, "No such user"),
             }
-            None => json_error(StatusCode::NOT_FOUND, "No such user"),
-        },
+        }
         (&Method::POST, []) => {
             if !who.admin {
                 return json_error(StatusCode::FORBIDDEN, "Action requires admin rights");

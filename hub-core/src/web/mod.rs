@@ -7,9 +7,12 @@
 pub mod api;
 pub mod caller;
 pub mod cookies;
+pub mod groups;
 pub mod oauth;
 pub mod pages;
+pub mod pagination;
 pub mod progress_stream;
+pub mod shares;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -33,6 +36,7 @@ pub type Body = BoxBody<Bytes, Infallible>;
 const MAX_BODY: usize = 1 << 20;
 
 /// A parsed request: what handlers need, with the body already read.
+#[derive(Clone)]
 pub struct Req {
     pub method: Method,
     /// The path below the hub's base prefix, without the leading `/`, percent-decoded per

@@ -257,21 +257,27 @@ async fn login(hub: &Arc<Hub>, req: &Req) -> Resp {
             return login_page(hub, req, e.status(), Some(e.to_string()), username);
         }
     };
-    if let Err(e) = hub.ensure_user(&who.name, who.admin) {
-        return error_page(
-            hub,
-            req,
-            None,
-            500,
-            &format!("The hub could not record your sign-in: {e}"),
-        );
-    }
+    let recorded = hub
+        .ensure_user(&who.name, who.admin)
+        .and_then(|()| crate::web::groups::on_login(hub, &who.name, &who.groups));
+    let groups = match recorded {
+        Ok(groups) => groups,
+        Err(e) => {
+            return error_page(
+                hub,
+                req,
+                None,
+                500,
+                &format!("The hub could not record your sign-in: {e}"),
+            );
+        }
+    };
     let token = match hub
         .sessions
         .create(
             &who.name,
             who.admin || hub.is_admin(&who.name),
-            &who.groups,
+            &groups,
             who.platform_session.as_ref(),
         )
         .await

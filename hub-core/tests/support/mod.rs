@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod jupyterhub6;
 pub mod postgres;
 pub mod webdriver;
 // The proxy's tests' redis-server harness, shared rather than written again.

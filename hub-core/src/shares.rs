@@ -1,0 +1,74 @@
+//! Servers shared with other users and with groups (JupyterHub 5's sharing), as the hub and the
+//! edge see them: who may reach a server besides its owner, written into the server's route
+//! (`users`, `groups`) so the edge admits them, and into the scopes a grantee's token reports
+//! (`access:servers!server=owner/name`) so a notebook server lets them in.
+//!
+//! Shares live in the state database; the route of a running server is written again whenever
+//! its shares change, so a revoked share is refused at the edge as soon as the proxy has the new
+//! route (within a second).
+
+use serde_json::{Map, Value};
+
+use crate::hub::Hub;
+use crate::lifecycle::route_data;
+use crate::model::Phase;
+use crate::proxy_api::ProxyApiError;
+use crate::store::{Grantee, ShareRecord, StoreError};
+
+/// The scope a share grants by default, and the only one edgehub grants: using the server.
+pub fn access_scope(owner: &str, server: &str) -> String {
+    format!("access:servers!server={owner}/{server}")
+}
+
+/// Whom the shares in `shares` let into `owner`'s `server`.
+pub fn grantees<'a>(shares: &'a [ShareRecord], owner: &str, server: &str) -> Vec<&'a Grantee> {
+    shares
+        .iter()
+        .filter(|s| s.owner == owner && s.server == server)
+        .map(|s| &s.grantee)
+        .collect()
+}
+
+/// A server's route data with its shares as they are in the database now. If they cannot be
+/// read, the route names its owner only: a share may be missing for a moment, never one that
+/// was revoked.
+pub fn route_data_now(hub: &Hub, owner: &str, server: &str) -> Map<String, Value> {
+    let shares = hub.store.shares().unwrap_or_else(|e| {
+        tracing::warn!("the shares of {owner}/{server} cannot be read; its route names its owner only: {e}");
+        Vec::new()
+    });
+    route_data(owner, server, &grantees(&shares, owner, server))
+}
+
+/// Writes a running server's route again after its shares changed. A server that is not
+/// running has no route; its shares are in its route when it starts.
+pub async fn refresh_route(hub: &Hub, owner: &str, server: &str) -> Result<(), ProxyApiError> {
+    let url = hub
+        .server(owner, server)
+        .filter(|s| s.phase() == Phase::Running)
+        .and_then(|s| s.record.url);
+    let Some(url) = url else {
+        return Ok(());
+    };
+    let data = route_data_now(hub, owner, server);
+    hub.proxy.add_route(&hub.prefix(owner, server), &url, data).await
+}
+
+/// The servers shared with `user`, directly or through one of their groups, as
+/// `(owner, server)`.
+pub fn shared_with(hub: &Hub, user: &str) -> Result<Vec<(String, String)>, StoreError> {
+    let groups = hub.store.user_groups(user)?;
+    let mut servers: Vec<(String, String)> = hub
+        .store
+        .shares()?
+        .into_iter()
+        .filter(|s| match &s.grantee {
+            Grantee::User(name) => name == user,
+            Grantee::Group(name) => groups.contains(name),
+        })
+        .map(|s| (s.owner, s.server))
+        .collect();
+    servers.sort();
+    servers.dedup();
+    Ok(servers)
+}

@@ -1,0 +1,287 @@
+//! `/hub/api/groups`: JupyterHub's group endpoints, with its paths, bodies, status codes and
+//! group model (`{"kind": "group", "name", "users", "properties", "roles"}`).
+//!
+//! Groups live in the state database only (both backends), read when asked: they change rarely,
+//! and every replica then answers alike with nothing to keep in step. A user's groups go into
+//! their session token at login, where the edge's group policy reads them.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use http::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::hub::Hub;
+use crate::model::valid_name;
+use crate::store::{GroupRecord, StoreError};
+use crate::tokens::Caller;
+use crate::web::pagination::{self, Page};
+use crate::web::{Body, Req, empty, json, json_error};
+
+type Resp = http::Response<Body>;
+
+/// JupyterHub's group model.
+pub fn model(group: &GroupRecord) -> Value {
+    json!({
+        "kind": "group",
+        "name": group.name,
+        "users": group.users,
+        "properties": group.properties,
+        "roles": [],
+    })
+}
+
+/// Every user's groups, for user models.
+pub fn by_user(hub: &Hub) -> Result<BTreeMap<String, Vec<String>>, StoreError> {
+    let mut by_user: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for group in hub.store.groups()? {
+        for user in group.users {
+            by_user.entry(user).or_default().push(group.name.clone());
+        }
+    }
+    Ok(by_user)
+}
+
+/// At login: the groups an authenticator knows the user by (a directory's, a platform token's)
+/// become hub groups the user is in, made if new; returns every group the user is in, for the
+/// session token. Memberships given through the API are kept.
+pub fn on_login(hub: &Hub, user: &str, from_authenticator: &[String]) -> Result<Vec<String>, StoreError> {
+    if !from_authenticator.is_empty() {
+        for group in from_authenticator {
+            hub.store.create_group(group, &json!({}))?;
+        }
+        let member = [user.to_owned()];
+        for group in from_authenticator {
+            hub.store.set_group_members(group, &member, true)?;
+        }
+    }
+    hub.store.user_groups(user)
+}
+
+/// Handles `/hub/api/groups…` (`tail` is what follows `groups`). Database calls may wait on
+/// PostgreSQL, so they run on the blocking pool.
+pub async fn handle(hub: &Arc<Hub>, req: &Req, who: &Caller, tail: &[&str]) -> Resp {
+    if !may_read(hub, who, req, tail) {
+        return json_error(StatusCode::FORBIDDEN, "Action requires admin rights");
+    }
+    let (hub, req, tail) = (
+        hub.clone(),
+        req.clone(),
+        tail.iter().map(|s| (*s).to_owned()).collect::<Vec<String>>(),
+    );
+    tokio::task::spawn_blocking(move || {
+        let tail: Vec<&str> = tail.iter().map(String::as_str).collect();
+        match answer(&hub, &req, &tail) {
+            Ok(resp) => resp,
+            Err(e) => {
+                tracing::error!("groups API: {e}");
+                json_error(StatusCode::SERVICE_UNAVAILABLE, "The state database cannot be reached")
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| json_error(StatusCode::INTERNAL_SERVER_ERROR, "The groups request failed"))
+}
+
+/// Admins do everything; a user may read a group they are in (JupyterHub's `read:groups` on
+/// their own groups).
+fn may_read(hub: &Hub, who: &Caller, req: &Req, tail: &[&str]) -> bool {
+    if who.admin {
+        return true;
+    }
+    match (&req.method, tail) {
+        (&Method::GET, [name]) => hub
+            .store
+            .user_groups(&who.name)
+            .is_ok_and(|groups| groups.iter().any(|g| g == name)),
+        _ => false,
+    }
+}
+
+fn answer(hub: &Hub, req: &Req, tail: &[&str]) -> Result<Resp, StoreError> {
+    Ok(match (&req.method, tail) {
+        (&Method::GET, []) => list(hub, req)?,
+        (&Method::POST, []) => create_many(hub, req)?,
+        (&Method::GET, [name]) => match hub.store.group(name)? {
+            Some(group) => json(StatusCode::OK, &model(&group)),
+            None => no_such_group(name),
+        },
+        (&Method::POST, [name]) => create_one(hub, req, name)?,
+        (&Method::DELETE, [name]) => {
+            if hub.store.delete_group(name)? {
+                tracing::info!("group {name} deleted");
+                empty(StatusCode::NO_CONTENT)
+            } else {
+                no_such_group(name)
+            }
+        }
+        (&Method::POST, [name, "users"]) => change_members(hub, req, name, true)?,
+        (&Method::DELETE, [name, "users"]) => change_members(hub, req, name, false)?,
+        (&Method::PUT, [name, "properties"]) => {
+            let properties = match req.json() {
+                Ok(v @ Value::Object(_)) => v,
+                Ok(_) => return Ok(json_error(StatusCode::BAD_REQUEST, "Must specify properties")),
+                Err(e) => return Ok(json_error(StatusCode::BAD_REQUEST, &e)),
+            };
+            if !hub.store.set_group_properties(name, &properties)? {
+                return Ok(no_such_group(name));
+            }
+            group_reply(hub, name, StatusCode::OK)?
+        }
+        _ => json_error(StatusCode::NOT_FOUND, "No such API endpoint"),
+    })
+}
+
+fn list(hub: &Hub, req: &Req) -> Result<Resp, StoreError> {
+    let page = match Page::of(req) {
+        Ok(page) => page,
+        Err(bad) => return Ok(bad_request(&bad)),
+    };
+    let groups = hub.store.groups()?;
+    let total = groups.len();
+    let items = groups.iter().skip(page.offset).take(page.limit).map(model).collect();
+    Ok(pagination::respond(hub, req, "groups", page, items, total))
+}
+
+/// `POST /groups` `{"groups": [...], "users": [...]}`: all or nothing.
+fn create_many(hub: &Hub, req: &Req) -> Result<Resp, StoreError> {
+    let body = match req.json() {
+        Ok(v) => v,
+        Err(e) => return Ok(json_error(StatusCode::BAD_REQUEST, &e)),
+    };
+    let names = match names_in(&body, "groups") {
+        Ok(names) if !names.is_empty() => names,
+        Ok(_) => {
+            return Ok(json_error(
+                StatusCode::BAD_REQUEST,
+                "Must specify at least one group to create",
+            ));
+        }
+        Err(bad) => return Ok(bad_request(&bad)),
+    };
+    let users = match existing_users(hub, &body) {
+        Ok(users) => users,
+        Err(bad) => return Ok(bad_request(&bad)),
+    };
+    for name in &names {
+        if let Some(bad) = invalid_group_name(name) {
+            return Ok(bad);
+        }
+        if hub.store.group(name)?.is_some() {
+            return Ok(json_error(
+                StatusCode::CONFLICT,
+                &format!("Group {name} already exists"),
+            ));
+        }
+    }
+    let mut created = Vec::new();
+    for name in &names {
+        hub.store.create_group(name, &json!({}))?;
+        hub.store.set_group_members(name, &users, true)?;
+        tracing::info!("group {name} created with {} users", users.len());
+        created.extend(hub.store.group(name)?.as_ref().map(model));
+    }
+    Ok(json(StatusCode::CREATED, &Value::Array(created)))
+}
+
+/// `POST /groups/{name}` with an optional `{"users": [...]}`.
+fn create_one(hub: &Hub, req: &Req, name: &str) -> Result<Resp, StoreError> {
+    let body = match req.json() {
+        Ok(v) => v,
+        Err(e) => return Ok(json_error(StatusCode::BAD_REQUEST, &e)),
+    };
+    if let Some(bad) = invalid_group_name(name) {
+        return Ok(bad);
+    }
+    let users = match existing_users(hub, &body) {
+        Ok(users) => users,
+        Err(bad) => return Ok(bad_request(&bad)),
+    };
+    if !hub.store.create_group(name, &json!({}))? {
+        return Ok(json_error(
+            StatusCode::CONFLICT,
+            &format!("Group {name} already exists"),
+        ));
+    }
+    hub.store.set_group_members(name, &users, true)?;
+    tracing::info!("group {name} created with {} users", users.len());
+    group_reply(hub, name, StatusCode::CREATED)
+}
+
+fn change_members(hub: &Hub, req: &Req, name: &str, add: bool) -> Result<Resp, StoreError> {
+    let body = match req.json() {
+        Ok(v) => v,
+        Err(e) => return Ok(json_error(StatusCode::BAD_REQUEST, &e)),
+    };
+    if body.get("users").is_none() {
+        let verb = if add { "add" } else { "delete" };
+        return Ok(json_error(
+            StatusCode::BAD_REQUEST,
+            &format!("Must specify users to {verb}"),
+        ));
+    }
+    if hub.store.group(name)?.is_none() {
+        return Ok(no_such_group(name));
+    }
+    let users = match existing_users(hub, &body) {
+        Ok(users) => users,
+        Err(bad) => return Ok(bad_request(&bad)),
+    };
+    hub.store.set_group_members(name, &users, add)?;
+    group_reply(hub, name, StatusCode::OK)
+}
+
+fn group_reply(hub: &Hub, name: &str, status: StatusCode) -> Result<Resp, StoreError> {
+    Ok(match hub.store.group(name)? {
+        Some(group) => json(status, &model(&group)),
+        // Deleted meanwhile by someone else.
+        None => no_such_group(name),
+    })
+}
+
+/// The names listed under `key`: absent is none; anything but a list of strings is a 400
+/// (`Err` holds its message).
+fn names_in(body: &Value, key: &str) -> Result<Vec<String>, String> {
+    let not_names = || format!("{key} must be a list of names");
+    match body.get(key) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_str().map(str::to_owned))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(not_names),
+        Some(_) => Err(not_names()),
+    }
+}
+
+/// The body's `users`, each of whom must exist (JupyterHub: 400 `No such user`).
+fn existing_users(hub: &Hub, body: &Value) -> Result<Vec<String>, String> {
+    let users = names_in(body, "users")?;
+    for user in &users {
+        let known = hub.users().contains_key(user)
+            || (hub.store.shared() && hub.store.load_user(user).is_ok_and(|u| u.is_some()));
+        if !known {
+            return Err(format!("No such user: {user}"));
+        }
+    }
+    Ok(users)
+}
+
+fn bad_request(message: &str) -> Resp {
+    json_error(StatusCode::BAD_REQUEST, message)
+}
+
+/// Group names travel comma-joined in `X-Forwarded-Groups` and in session tokens: the user-name
+/// rule keeps commas and spaces out.
+fn invalid_group_name(name: &str) -> Option<Resp> {
+    (!valid_name(name)).then(|| {
+        json_error(
+            StatusCode::BAD_REQUEST,
+            &format!("Invalid group name: {name:?} (letters, digits and - _ . @ +)"),
+        )
+    })
+}
+
+fn no_such_group(name: &str) -> Resp {
+    json_error(StatusCode::NOT_FOUND, &format!("No such group: {name}"))
+}

@@ -1,0 +1,77 @@
+//! JupyterHub's pagination of list endpoints (`/hub/api/users`, `/hub/api/groups`): `offset` and
+//! `limit` in the query, and with `Accept: application/jupyterhub-pagination+json` the page
+//! wrapped as `{"items": [...], "_pagination": {offset, limit, total, next}}`. Without that
+//! header the bare list is sent, as older clients expect.
+
+use http::{HeaderValue, StatusCode, header};
+use serde_json::{Value, json};
+
+use crate::hub::Hub;
+use crate::web::{Body, Req, json};
+
+/// The most items one page holds (JupyterHub's `api_page_max_limit` default).
+pub const MAX_LIMIT: usize = 200;
+
+const PAGINATED: &str = "application/jupyterhub-pagination+json";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    pub offset: usize,
+    pub limit: usize,
+}
+
+impl Page {
+    /// The page a request asks for. A limit outside 1..=200 is brought inside it, as
+    /// JupyterHub does; a value that is no number is a 400 (`Err` holds its message).
+    pub fn of(req: &Req) -> Result<Page, String> {
+        let number = |name: &str, default: usize| match req.query_param(name) {
+            None => Ok(default),
+            Some(v) => v
+                .trim_start_matches('-')
+                .parse::<usize>()
+                .map_err(|_| "Invalid argument type, offset and limit must be integers".to_owned()),
+        };
+        Ok(Page {
+            offset: number("offset", 0)?,
+            limit: number("limit", MAX_LIMIT)?.clamp(1, MAX_LIMIT),
+        })
+    }
+}
+
+/// The response for one page of `items` out of `total`, from the list at `hub/api/{what}`.
+pub fn respond(hub: &Hub, req: &Req, what: &str, page: Page, items: Vec<Value>, total: usize) -> http::Response<Body> {
+    let paginated = req.header(header::ACCEPT).is_some_and(|a| a.contains(PAGINATED));
+    if !paginated {
+        return json(StatusCode::OK, &Value::Array(items));
+    }
+    let Page { offset, limit } = page;
+    let next = (offset + items.len() < total).then(|| {
+        // An absolute URL keeping the other filters: clients (jupyterhub-idle-culler) fetch it
+        // as it is.
+        let next_offset = offset + items.len();
+        let host = req.header(header::HOST).unwrap_or("localhost");
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in req
+            .query
+            .as_deref()
+            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect::<Vec<_>>())
+            .unwrap_or_default()
+        {
+            if k != "offset" && k != "limit" {
+                query.append_pair(&k, &v);
+            }
+        }
+        query.append_pair("offset", &next_offset.to_string());
+        query.append_pair("limit", &limit.to_string());
+        let url = format!("http://{host}{}hub/api/{what}?{}", hub.base, query.finish());
+        json!({"offset": next_offset, "limit": limit, "url": url})
+    });
+    let mut response = json(
+        StatusCode::OK,
+        &json!({"items": items, "_pagination": {"offset": offset, "limit": limit, "total": total, "next": next}}),
+    );
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PAGINATED));
+    response
+}

@@ -1,0 +1,315 @@
+//! `/hub/api/shares/…`, `/hub/api/users/{name}/shared` and `/hub/api/groups/{name}/shared`:
+//! JupyterHub 5's sharing endpoints, with its paths, bodies and share model. A share grants
+//! `access:servers!server={owner}/{server}`, the one scope edgehub grants; every change writes
+//! the server's route again (`crate::shares`), so the edge follows within a second.
+
+use std::sync::Arc;
+
+use http::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::hub::Hub;
+use crate::model::{Phase, iso};
+use crate::shares::{access_scope, refresh_route};
+use crate::store::{Grantee, ShareRecord, StoreError};
+use crate::tokens::{Caller, CallerKind};
+use crate::web::pagination::{MAX_LIMIT, Page};
+use crate::web::{Body, Req, empty, json, json_error};
+
+type Resp = http::Response<Body>;
+
+/// Which shares a request is about.
+pub enum Target<'a> {
+    /// `/shares/{owner}` (every server) or `/shares/{owner}/{server}`.
+    Owner { owner: &'a str, server: Option<&'a str> },
+    /// `/users/{name}/shared`: what is shared with a user.
+    SharedWithUser(&'a str),
+    /// `/groups/{name}/shared`: what is shared with a group.
+    SharedWithGroup(&'a str),
+}
+
+/// The target of `/hub/api/shares/…`, from the raw path below `shares/`: a trailing slash
+/// names the default server (`/shares/alice/`), none means every server (`/shares/alice`).
+pub fn owner_target(raw_tail: &str) -> Option<(String, Option<String>)> {
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8()
+            .ok()
+            .map(|c| c.into_owned())
+    };
+    match raw_tail.split_once('/') {
+        None if !raw_tail.is_empty() => Some((decode(raw_tail)?, None)),
+        Some((owner, server)) if !owner.is_empty() && !server.contains('/') => {
+            Some((decode(owner)?, Some(decode(server)?)))
+        }
+        _ => None,
+    }
+}
+
+pub async fn handle(hub: &Arc<Hub>, req: &Req, who: &Caller, target: Target<'_>) -> Resp {
+    if let Some(denied) = refuse(hub, req, who, &target) {
+        return denied;
+    }
+    let result = match (&req.method, &target) {
+        (&Method::GET, _) => list(hub, req, &target),
+        (
+            &Method::POST,
+            Target::Owner {
+                owner,
+                server: Some(server),
+            },
+        ) => grant(hub, req, owner, server).await,
+        (
+            &Method::PATCH,
+            Target::Owner {
+                owner,
+                server: Some(server),
+            },
+        ) => revoke(hub, req, owner, server).await,
+        (
+            &Method::DELETE,
+            Target::Owner {
+                owner,
+                server: Some(server),
+            },
+        ) => revoke_all(hub, owner, server).await,
+        (_, Target::Owner { server: None, .. }) => Ok(json_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Only GET lists every share of a user; name the server to change one",
+        )),
+        _ => Ok(json_error(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed")),
+    };
+    result.unwrap_or_else(|e| {
+        tracing::error!("shares API: {e}");
+        json_error(StatusCode::SERVICE_UNAVAILABLE, "The state database cannot be reached")
+    })
+}
+
+/// An owner manages their servers' shares (a server's own token does not); a user and a
+/// group's members see what is shared with them; an admin does everything.
+fn refuse(hub: &Hub, req: &Req, who: &Caller, target: &Target<'_>) -> Option<Resp> {
+    if who.admin {
+        return None;
+    }
+    let as_user = |name: &str| who.kind == CallerKind::User && who.server.is_none() && who.name == name;
+    let allowed = match target {
+        Target::Owner { owner, .. } => as_user(owner),
+        Target::SharedWithUser(name) => as_user(name),
+        Target::SharedWithGroup(group) => {
+            req.method == Method::GET
+                && hub
+                    .store
+                    .user_groups(&who.name)
+                    .is_ok_and(|groups| groups.iter().any(|g| g == group))
+        }
+    };
+    (!allowed).then(|| json_error(StatusCode::FORBIDDEN, "Action is not authorized with current scopes"))
+}
+
+/// JupyterHub's share model: the server (trimmed), scopes, who, and when.
+fn model(hub: &Hub, share: &ShareRecord) -> Value {
+    let ready = hub
+        .server(&share.owner, &share.server)
+        .is_some_and(|s| s.phase() == Phase::Running);
+    let name = |n: &str| json!({"name": n});
+    json!({
+        "server": {
+            "user": {"name": share.owner},
+            "name": share.server,
+            "url": hub.prefix(&share.owner, &share.server),
+            "full_url": Value::Null,
+            "ready": ready,
+        },
+        "scopes": share.scopes,
+        "user": match &share.grantee { Grantee::User(n) => name(n), Grantee::Group(_) => Value::Null },
+        "group": match &share.grantee { Grantee::Group(n) => name(n), Grantee::User(_) => Value::Null },
+        "kind": share.grantee.kind(),
+        "created_at": iso(Some(share.created_ms)),
+    })
+}
+
+/// Share lists are always paginated (`{"items", "_pagination"}`), as JupyterHub sends them.
+fn list(hub: &Hub, req: &Req, target: &Target<'_>) -> Result<Resp, StoreError> {
+    let page = match Page::of(req) {
+        Ok(page) => page,
+        Err(bad) => return Ok(json_error(StatusCode::BAD_REQUEST, &bad)),
+    };
+    if let Target::Owner {
+        owner,
+        server: Some(server),
+    } = target
+        && !server_exists(hub, owner, server)
+    {
+        return Ok(no_such_server(owner, server));
+    }
+    let shares: Vec<ShareRecord> = hub
+        .store
+        .shares()?
+        .into_iter()
+        .filter(|s| match target {
+            Target::Owner { owner, server } => s.owner == *owner && server.is_none_or(|name| s.server == name),
+            Target::SharedWithUser(name) => s.grantee == Grantee::User((*name).to_owned()),
+            Target::SharedWithGroup(name) => s.grantee == Grantee::Group((*name).to_owned()),
+        })
+        .collect();
+    let total = shares.len();
+    let items: Vec<Value> = shares
+        .iter()
+        .skip(page.offset)
+        .take(page.limit.min(MAX_LIMIT))
+        .map(|s| model(hub, s))
+        .collect();
+    let next = (page.offset + items.len() < total).then(|| {
+        let offset = page.offset + items.len();
+        json!({"offset": offset, "limit": page.limit, "url": format!("?offset={offset}&limit={}", page.limit)})
+    });
+    Ok(json(
+        StatusCode::OK,
+        &json!({"items": items, "_pagination": {"offset": page.offset, "limit": page.limit, "total": total, "next": next}}),
+    ))
+}
+
+/// The grantee a grant or revoke body names: exactly one of `user` and `group`, and nothing but
+/// them and `scopes` (JupyterHub refuses unknown fields too).
+fn grantee_of(body: &Value) -> Result<(Grantee, Option<Vec<String>>), String> {
+    let Some(fields) = body.as_object() else {
+        return Err("Specify exactly one of `user` or `group`".into());
+    };
+    if let Some(unknown) = fields
+        .keys()
+        .find(|k| !["user", "group", "scopes"].contains(&k.as_str()))
+    {
+        return Err(format!("Unexpected field {unknown:?}"));
+    }
+    let text = |key: &str| fields.get(key).and_then(Value::as_str).map(str::to_owned);
+    let grantee = match (text("user"), text("group")) {
+        (Some(user), None) => Grantee::User(user),
+        (None, Some(group)) => Grantee::Group(group),
+        (Some(_), Some(_)) => return Err("Expected exactly one of `user` or `group`, not both.".into()),
+        (None, None) => return Err("Specify exactly one of `user` or `group`".into()),
+    };
+    let scopes = match fields.get("scopes") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(items)) => Some(
+            items
+                .iter()
+                .map(|s| s.as_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>()
+                .ok_or("scopes must be a list of strings")?,
+        ),
+        Some(_) => return Err("scopes must be a list of strings".into()),
+    };
+    Ok((grantee, scopes))
+}
+
+async fn grant(hub: &Hub, req: &Req, owner: &str, server: &str) -> Result<Resp, StoreError> {
+    let body = match req.json() {
+        Ok(Value::Null) => json!({}),
+        Ok(v) => v,
+        Err(e) => return Ok(json_error(StatusCode::BAD_REQUEST, &e)),
+    };
+    let (grantee, scopes) = match grantee_of(&body) {
+        Ok(parsed) => parsed,
+        Err(why) => return Ok(json_error(StatusCode::BAD_REQUEST, &why)),
+    };
+    let access = access_scope(owner, server);
+    // `access:servers` unfiltered means this server, as JupyterHub reads it; anything more is
+    // beyond what edgehub's shares carry.
+    if let Some(asked) = &scopes
+        && let Some(other) = asked.iter().find(|s| **s != access && *s != "access:servers")
+    {
+        return Ok(json_error(
+            StatusCode::BAD_REQUEST,
+            &format!("edgehub shares grant {access} only, not {other:?}"),
+        ));
+    }
+    if !server_exists(hub, owner, server) {
+        return Ok(no_such_server(owner, server));
+    }
+    let exists = match &grantee {
+        Grantee::User(name) => hub.users().contains_key(name) || hub.store.load_user(name)?.is_some(),
+        Grantee::Group(name) => hub.store.group(name)?.is_some(),
+    };
+    if !exists {
+        let kind = grantee.kind();
+        return Ok(json_error(
+            StatusCode::BAD_REQUEST,
+            &format!("No such {kind}: {}", grantee.name()),
+        ));
+    }
+    let share = ShareRecord {
+        owner: owner.to_owned(),
+        server: server.to_owned(),
+        grantee,
+        scopes: vec![access],
+        created_ms: proxy::timestamp::now_ms(),
+    };
+    hub.store.grant_share(&share)?;
+    tracing::info!(
+        "{owner}/{server} shared with {} {}",
+        share.grantee.kind(),
+        share.grantee.name()
+    );
+    follow_in_route(hub, owner, server).await;
+    let stored = hub
+        .store
+        .shares()?
+        .into_iter()
+        .find(|s| s.owner == share.owner && s.server == share.server && s.grantee == share.grantee)
+        .unwrap_or(share);
+    Ok(json(StatusCode::OK, &model(hub, &stored)))
+}
+
+/// `PATCH`: revokes one share. The share has one scope, so revoking any of it ends it; the
+/// answer is `{}`, as JupyterHub's for a share that is gone.
+async fn revoke(hub: &Hub, req: &Req, owner: &str, server: &str) -> Result<Resp, StoreError> {
+    let body = match req.json() {
+        Ok(v) => v,
+        Err(e) => return Ok(json_error(StatusCode::BAD_REQUEST, &e)),
+    };
+    let (grantee, _) = match grantee_of(&body) {
+        Ok(parsed) => parsed,
+        Err(why) => return Ok(json_error(StatusCode::BAD_REQUEST, &why)),
+    };
+    if !server_exists(hub, owner, server) {
+        return Ok(no_such_server(owner, server));
+    }
+    if hub.store.revoke_share(owner, server, &grantee)? {
+        tracing::info!(
+            "{owner}/{server} no longer shared with {} {}",
+            grantee.kind(),
+            grantee.name()
+        );
+        follow_in_route(hub, owner, server).await;
+    }
+    Ok(json(StatusCode::OK, &json!({})))
+}
+
+async fn revoke_all(hub: &Hub, owner: &str, server: &str) -> Result<Resp, StoreError> {
+    if !server_exists(hub, owner, server) {
+        return Ok(no_such_server(owner, server));
+    }
+    let gone = hub.store.revoke_server_shares(owner, Some(server))?;
+    tracing::info!("{gone} shares of {owner}/{server} revoked");
+    follow_in_route(hub, owner, server).await;
+    Ok(empty(StatusCode::NO_CONTENT))
+}
+
+/// Writes the route again; a proxy that cannot be reached is repaired by the next reconcile,
+/// which reads the same shares.
+async fn follow_in_route(hub: &Hub, owner: &str, server: &str) {
+    if let Err(e) = refresh_route(hub, owner, server).await {
+        tracing::warn!("the route of {owner}/{server} waits for the next reconcile to follow its shares: {e}");
+    }
+}
+
+/// The default server exists for every user; a named one once it has been made.
+fn server_exists(hub: &Hub, owner: &str, server: &str) -> bool {
+    hub.users()
+        .get(owner)
+        .is_some_and(|u| server.is_empty() || u.servers.contains_key(server))
+}
+
+fn no_such_server(owner: &str, server: &str) -> Resp {
+    json_error(StatusCode::NOT_FOUND, &format!("No such server: {owner}/{server}"))
+}

@@ -1,0 +1,140 @@
+//! Sharing a server (JupyterHub 5's `/hub/api/shares`): the owner shares her server with a user
+//! or a group, the edge lets them in because the route carries the grant, the grantee's token
+//! reports the access scope a notebook server checks, and a revoked share is refused at the
+//! edge within a second. Only the owner (or an admin) manages her shares.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use http::{Method, StatusCode};
+use serde_json::json;
+use support::*;
+
+/// Polls `client` on alice's server until it gets `want`, for at most a second.
+async fn within_a_second(client: &mut Client, want: StatusCode, what: &str) {
+    let began = Instant::now();
+    loop {
+        let got = client.get("/user/alice/api/status").await.status;
+        if got == want {
+            return;
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(1),
+            "{what}: still {got} a second later, wanted {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_server_admits_its_grantees_until_the_share_is_revoked() {
+    let dir = temp_dir("shares");
+    let hub = TestHub::start(test_config(&dir)).await;
+    let mut admin = hub.admin();
+    let r = admin
+        .api(
+            Method::POST,
+            "/users",
+            Some(json!({"usernames": ["alice", "bob", "carol", "dave"]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let r = admin
+        .api(Method::POST, "/groups/proj", Some(json!({"users": ["carol"]})))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let r = admin.api(Method::POST, "/users/alice/server", Some(json!({}))).await;
+    assert!(r.status.is_success(), "{}", r.text());
+    let events = follow_progress(&mut admin, "/hub/api/users/alice/server/progress").await;
+    assert_eq!(events.last().unwrap()["ready"], true, "{events:?}");
+
+    let mut alice = hub.login("alice").await;
+    let mut bob = hub.login("bob").await;
+    let mut carol = hub.login("carol").await;
+    let mut dave = hub.login("dave").await;
+    assert_eq!(bob.get("/user/alice/api/status").await.status, StatusCode::FORBIDDEN);
+
+    // Alice shares her server with bob: the edge lets him in, his token says so.
+    let r = alice
+        .api(Method::POST, "/shares/alice/", Some(json!({"user": "bob"})))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let share = r.json();
+    assert_eq!(share["kind"], "user");
+    assert_eq!(share["user"]["name"], "bob");
+    assert_eq!(share["group"], serde_json::Value::Null);
+    assert_eq!(share["server"]["user"]["name"], "alice");
+    assert_eq!(share["server"]["ready"], true);
+    assert_eq!(share["scopes"], json!(["access:servers!server=alice/"]));
+    within_a_second(&mut bob, StatusCode::OK, "bob after the share").await;
+    let r = bob.api(Method::GET, "/user", None).await;
+    assert!(
+        r.json()["scopes"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("access:servers!server=alice/")),
+        "{}",
+        r.text()
+    );
+    let r = bob.api(Method::GET, "/users/bob/shared", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["items"][0]["server"]["user"]["name"], "alice", "{}", r.text());
+    // Sharing is the owner's: bob cannot pass it on, nor see alice's list.
+    let r = bob
+        .api(Method::POST, "/shares/alice/", Some(json!({"user": "dave"})))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
+    assert_eq!(
+        bob.api(Method::GET, "/shares/alice", None).await.status,
+        StatusCode::FORBIDDEN
+    );
+
+    // Alice revokes: bob is refused within a second.
+    let r = alice
+        .api(Method::PATCH, "/shares/alice/", Some(json!({"user": "bob"})))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json(), json!({}));
+    within_a_second(&mut bob, StatusCode::FORBIDDEN, "bob after the revocation").await;
+
+    // Shared with a group: its member carol gets in, dave does not.
+    let r = alice
+        .api(Method::POST, "/shares/alice/", Some(json!({"group": "proj"})))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["kind"], "group");
+    within_a_second(&mut carol, StatusCode::OK, "carol, of the group").await;
+    assert_eq!(dave.get("/user/alice/api/status").await.status, StatusCode::FORBIDDEN);
+    let r = admin.api(Method::GET, "/groups/proj/shared", None).await;
+    assert_eq!(r.json()["_pagination"]["total"], 1, "{}", r.text());
+    let r = alice.api(Method::GET, "/shares/alice", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["items"].as_array().unwrap().len(), 1, "{}", r.text());
+
+    // Bad requests are named; nothing changes.
+    for (body, status) in [
+        (json!({"user": "bob", "group": "proj"}), StatusCode::BAD_REQUEST),
+        (json!({"user": "nobody"}), StatusCode::BAD_REQUEST),
+        (json!({}), StatusCode::BAD_REQUEST),
+        (
+            json!({"user": "bob", "scopes": ["admin:users"]}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (json!({"user": "bob", "extra": 1}), StatusCode::BAD_REQUEST),
+    ] {
+        let r = alice.api(Method::POST, "/shares/alice/", Some(body.clone())).await;
+        assert_eq!(r.status, status, "{body}: {}", r.text());
+    }
+    let r = alice
+        .api(Method::POST, "/shares/alice/nosuch", Some(json!({"user": "bob"})))
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text());
+    assert_eq!(bob.get("/user/alice/api/status").await.status, StatusCode::FORBIDDEN);
+
+    // Revoking every share of the server closes it to the group too.
+    let r = alice.api(Method::DELETE, "/shares/alice/", None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
+    within_a_second(&mut carol, StatusCode::FORBIDDEN, "carol after every share went").await;
+    hub.stop().await;
+}
