@@ -54,6 +54,8 @@ pub struct Hub {
     pub leader: Leadership,
     /// Progress logs of spawns another replica runs, fed from the state database.
     mirrors: Mutex<HashMap<(String, String), ProgressSink>>,
+    /// JupyterHub's `admin` role, expanded once.
+    pub admin_scopes: crate::scopes::Scopes,
 }
 
 /// What came of a change to a server that must find its row as this replica last saw it.
@@ -125,6 +127,7 @@ impl Hub {
             leader: Leadership::new(alone),
             replica: parts.replica,
             mirrors: Mutex::new(HashMap::new()),
+            admin_scopes: crate::scopes::Scopes::admin(),
         };
         for name in hub.config.auth.admin_users.clone() {
             hub.ensure_user(&name, true)?;
@@ -450,6 +453,7 @@ impl Hub {
         server: Option<&str>,
         note: &str,
         expires_in_secs: Option<u64>,
+        scopes: Option<Vec<String>>,
     ) -> Result<(String, TokenRecord), StoreError> {
         let token = crate::tokens::generate();
         let now = proxy::timestamp::now_ms();
@@ -461,6 +465,7 @@ impl Hub {
             note: note.to_owned(),
             created_ms: now,
             expires_ms: expires_in_secs.map(|s| now + s * 1000),
+            scopes,
         };
         record.id = self.store.add_token(&record)?;
         self.tokens.insert(record.clone());

@@ -19,6 +19,7 @@ pub mod progress;
 pub mod proxy_api;
 pub mod reconcile;
 pub mod replicas;
+pub mod scopes;
 pub mod session;
 pub mod shares;
 pub mod spawner;

@@ -367,7 +367,7 @@ fn owned<T>(result: Result<Claimed<T>, crate::store::StoreError>, started: Optio
 async fn spawn_steps(hub: &Arc<Hub>, user: &str, server: &str, progress: &ProgressSink) -> Result<(), SpawnFailure> {
     let cfg = &hub.config.spawner;
     let (token, _) = hub
-        .issue_token(user, Some(server), "server", None)
+        .issue_token(user, Some(server), "server", None, None)
         .map_err(|e| e.to_string())?;
     let options = hub
         .server(user, server)

@@ -83,6 +83,19 @@ pub struct TokenRecord {
     pub note: String,
     pub created_ms: u64,
     pub expires_ms: Option<u64>,
+    /// The scopes the token was made with (JupyterHub's RBAC); `None`: all its owner holds.
+    pub scopes: Option<Vec<String>>,
+}
+
+/// The scopes column of a token: JSON text or NULL. Unreadable text becomes a scope no one
+/// holds, so such a token can do nothing (never everything).
+pub fn token_scopes_from_db(text: Option<String>) -> Option<Vec<String>> {
+    let text = text?;
+    Some(serde_json::from_str(&text).unwrap_or_else(|_| vec!["!unreadable".to_owned()]))
+}
+
+pub fn token_scopes_to_db(scopes: &Option<Vec<String>>) -> Option<String> {
+    scopes.as_ref().map(|s| serde_json::Value::from(s.clone()).to_string())
 }
 
 /// A server as the hub holds it while running.

@@ -42,6 +42,8 @@ pub struct Caller {
     pub admin: bool,
     /// For a server's own token: which server (`""` is the default).
     pub server: Option<String>,
+    /// For a token made with scopes: those (expanded). `None`: all the caller's role holds.
+    pub scopes: Option<std::sync::Arc<crate::scopes::Scopes>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,6 +195,7 @@ mod tests {
             note: String::new(),
             created_ms: 0,
             expires_ms,
+            scopes: None,
         }
     }
 

@@ -75,6 +75,7 @@ fn everything_written_is_read_back_by_another_replica() {
                 note: "server".into(),
                 created_ms: 1,
                 expires_ms: Some(2),
+                scopes: Some(vec!["read:users!user=alice".into()]),
             })
             .unwrap();
         let loaded = b.load().unwrap();
@@ -82,6 +83,11 @@ fn everything_written_is_read_back_by_another_replica() {
         assert!(loaded.users[0].admin, "{backend}");
         assert_eq!(loaded.servers, vec![s.clone()], "{backend}");
         assert_eq!(loaded.tokens[0].id, id, "{backend}");
+        assert_eq!(
+            loaded.tokens[0].scopes,
+            Some(vec!["read:users!user=alice".to_owned()]),
+            "{backend}: a token keeps its scopes"
+        );
         let one = b.load_user("alice").unwrap().expect("alice");
         assert_eq!((one.servers.len(), one.tokens.len()), (1, 1), "{backend}");
         assert!(b.load_user("nobody").unwrap().is_none(), "{backend}");

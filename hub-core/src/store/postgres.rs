@@ -150,6 +150,8 @@ const MIGRATIONS: &[&str] = &[
         FOR EACH ROW EXECUTE FUNCTION edgehub_drop_grantee_shares('user');
     CREATE TRIGGER shares_of_deleted_group AFTER DELETE ON groups
         FOR EACH ROW EXECUTE FUNCTION edgehub_drop_grantee_shares('group');"#,
+    // 4: the scopes a token was made with (NULL: all its owner holds).
+    "ALTER TABLE tokens ADD COLUMN scopes TEXT;",
 ];
 
 /// Groups with their members: all of them, or the one named.
@@ -377,7 +379,7 @@ fn user_row(r: &Row) -> UserRecord {
 const USER_COLUMNS: &str = "name, admin, created_ms, last_activity_ms";
 const SERVER_COLUMNS: &str =
     r#""user", name, phase, url, spawner_state, started_ms, last_activity_ms, user_options, owner"#;
-const TOKEN_COLUMNS: &str = r#"id, hash, "user", server, note, created_ms, expires_ms"#;
+const TOKEN_COLUMNS: &str = r#"id, hash, "user", server, note, created_ms, expires_ms, scopes"#;
 
 fn server_row(r: &Row) -> Result<ServerRecord, StoreError> {
     Ok(ServerRecord {
@@ -402,6 +404,7 @@ fn token_row(r: &Row) -> TokenRecord {
         note: r.get(4),
         created_ms: unms(r.get(5)),
         expires_ms: r.get::<_, Option<i64>>(6).map(unms),
+        scopes: crate::model::token_scopes_from_db(r.get(7)),
     }
 }
 
@@ -612,8 +615,8 @@ impl StateStore for PostgresStore {
         let t = token.clone();
         self.call(move |c| {
             let row = c.query_one(
-                r#"INSERT INTO tokens (hash, "user", server, note, created_ms, expires_ms)
-                   VALUES ($1, $2, $3, $4, $5, $6) RETURNING id"#,
+                r#"INSERT INTO tokens (hash, "user", server, note, created_ms, expires_ms, scopes)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id"#,
                 &[
                     &t.hash,
                     &t.user,
@@ -621,6 +624,7 @@ impl StateStore for PostgresStore {
                     &t.note,
                     &ms(t.created_ms),
                     &opt_ms(t.expires_ms),
+                    &crate::model::token_scopes_to_db(&t.scopes),
                 ],
             )?;
             Ok(row.get(0))

@@ -114,6 +114,8 @@ const MIGRATIONS: &[&str] = &[
         BEGIN DELETE FROM shares WHERE kind = 'user' AND name = OLD.name; END;
     CREATE TRIGGER shares_of_deleted_group AFTER DELETE ON groups
         BEGIN DELETE FROM shares WHERE kind = 'group' AND name = OLD.name; END;",
+    // 6: the scopes a token was made with (NULL: all its owner holds).
+    "ALTER TABLE tokens ADD COLUMN scopes TEXT;",
 ];
 
 pub struct SqliteStore {
@@ -184,7 +186,7 @@ fn lock_for_one_hub(db: &Path) -> Result<File, StoreError> {
 
 const SERVER_COLUMNS: &str = "user, name, phase, url, spawner_state, started_ms, last_activity_ms, user_options, owner";
 
-const TOKEN_COLUMNS: &str = "id, hash, user, server, note, created_ms, expires_ms";
+const TOKEN_COLUMNS: &str = "id, hash, user, server, note, created_ms, expires_ms, scopes";
 
 fn user_row(r: &Row<'_>) -> rusqlite::Result<UserRecord> {
     Ok(UserRecord {
@@ -204,6 +206,7 @@ fn token_row(r: &Row<'_>) -> rusqlite::Result<TokenRecord> {
         note: r.get(4)?,
         created_ms: r.get(5)?,
         expires_ms: r.get(6)?,
+        scopes: crate::model::token_scopes_from_db(r.get(7)?),
     })
 }
 
@@ -411,14 +414,16 @@ impl StateStore for SqliteStore {
     fn add_token(&self, token: &TokenRecord) -> Result<i64, StoreError> {
         self.with(|c| {
             c.execute(
-                "INSERT INTO tokens (hash, user, server, note, created_ms, expires_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO tokens (hash, user, server, note, created_ms, expires_ms, scopes)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![
                     token.hash,
                     token.user,
                     token.server,
                     token.note,
                     token.created_ms,
-                    token.expires_ms
+                    token.expires_ms,
+                    crate::model::token_scopes_to_db(&token.scopes)
                 ],
             )?;
             Ok(c.last_insert_rowid())
@@ -790,6 +795,7 @@ mod tests {
                     note: "n".into(),
                     created_ms: 1,
                     expires_ms: None,
+                    scopes: None,
                 })
                 .unwrap();
             assert!(id > 0);

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use crate::hub::{Hub, JUPYTERHUB_API_VERSION};
 use crate::lifecycle::{self, StartRefused, StopOutcome};
 use crate::model::{Phase, valid_name};
+use crate::scopes::{Scopes, Target};
 use crate::tokens::{Caller, CallerKind};
 use crate::web::caller::{self, Authenticated};
 use crate::web::pagination::{self, Page};
@@ -75,25 +76,36 @@ pub async fn handle(hub: &Arc<Hub>, req: &Req, rest: &str) -> Resp {
             shares::handle(hub, req, who, shares::Target::SharedWithGroup(name)).await
         }
         (&Method::GET, ["oauth2", "authorize"]) => oauth::authorize(hub, req, &auth),
-        (&Method::GET, ["info"]) => admin_only(who).unwrap_or_else(|| json(StatusCode::OK, &hub.info())),
+        (&Method::GET, ["info"]) => {
+            need(hub, who, "read:hub", Target::hub()).unwrap_or_else(|| json(StatusCode::OK, &hub.info()))
+        }
         (&Method::GET, ["user"]) => whoami(hub, who),
-        (&Method::GET, ["users"]) => admin_only(who).unwrap_or_else(|| list_users(hub, req)),
-        (&Method::POST, ["users"]) => admin_only(who).unwrap_or_else(|| create_users(hub, req)),
+        (&Method::GET, ["users"]) => {
+            need(hub, who, "list:users", Target::hub()).unwrap_or_else(|| list_users(hub, req))
+        }
+        (&Method::POST, ["users"]) => {
+            need(hub, who, "admin:users", Target::hub()).unwrap_or_else(|| create_users(hub, req))
+        }
         (_, ["users", name, tail @ ..]) => {
-            if !may_act_for(who, name) {
-                return json_error(StatusCode::FORBIDDEN, &format!("Action is not authorized for {name}"));
+            let target = match tail {
+                ["server", ..] => Target::server(name, ""),
+                ["servers", server, ..] => Target::server(name, server),
+                _ => Target::user(name),
+            };
+            if let Some(denied) = need(hub, who, user_scope(&req.method, tail), target) {
+                return denied;
             }
             user_routes(hub, req, &auth, name, tail).await
         }
         (_, ["groups", tail @ ..]) => groups::handle(hub, req, who, tail).await,
-        (&Method::GET, ["proxy"]) => match admin_only(who) {
+        (&Method::GET, ["proxy"]) => match need(hub, who, "proxy", Target::hub()) {
             Some(denied) => denied,
             None => match hub.proxy.routes().await {
                 Ok(routes) => json(StatusCode::OK, &routes_json(&routes)),
                 Err(e) => json_error(StatusCode::BAD_GATEWAY, &e.to_string()),
             },
         },
-        (&Method::POST, ["proxy"]) => match admin_only(who) {
+        (&Method::POST, ["proxy"]) => match need(hub, who, "proxy", Target::hub()) {
             Some(denied) => denied,
             None => match crate::reconcile::check_routes(hub).await {
                 Ok(_) => empty(StatusCode::OK),
@@ -116,12 +128,26 @@ fn with_groups(hub: &Hub, mut model: Value) -> Value {
     model
 }
 
-fn admin_only(who: &Caller) -> Option<Resp> {
-    (!who.admin).then(|| json_error(StatusCode::FORBIDDEN, "Action requires admin rights"))
+/// `None` if the caller may do `scope` on `target`, else JupyterHub's 403.
+fn need(hub: &Hub, who: &Caller, scope: &str, target: Target<'_>) -> Option<Resp> {
+    (!caller::allowed(hub, who, scope, target)).then(|| caller::forbidden(scope))
 }
 
-fn may_act_for(who: &Caller, user: &str) -> bool {
-    who.admin || (who.kind == CallerKind::User && who.name == user)
+/// The scope a call under `/users/{name}/` needs, as JupyterHub's handlers ask for it.
+fn user_scope(method: &Method, tail: &[&str]) -> &'static str {
+    match (method, tail) {
+        (&Method::GET, []) => "read:users",
+        (&Method::POST | &Method::PATCH, []) => "admin:users",
+        (&Method::DELETE, []) => "delete:users",
+        (&Method::GET, [.., "progress"]) => "read:servers",
+        (&Method::POST, ["server" | "servers", ..]) => "start:servers",
+        (&Method::DELETE, ["server" | "servers", ..]) => "delete:servers",
+        (_, ["activity"]) => "users:activity",
+        (&Method::GET, ["tokens", ..]) => "read:tokens",
+        (_, ["tokens", ..]) => "tokens",
+        (_, ["shared", ..]) => "read:users:shares",
+        _ => "read:users",
+    }
 }
 
 fn whoami(hub: &Hub, who: &Caller) -> Resp {
@@ -181,6 +207,10 @@ fn whoami(hub: &Hub, who: &Caller) -> Resp {
             ),
             Err(e) => tracing::warn!("the servers shared with {}: {e}", who.name),
         }
+    }
+    if let Some(limited) = &who.scopes {
+        // A token made with scopes holds those, no more (JupyterHub lists them expanded).
+        model["scopes"] = json!(limited.to_strings());
     }
     if let Some(server) = &who.server {
         model["session_id"] = Value::Null;
@@ -365,7 +395,11 @@ async fn user_routes(hub: &Arc<Hub>, req: &Req, auth: &Authenticated, name: &str
             let body = req.json().unwrap_or(Value::Null);
             let note = body["note"].as_str().unwrap_or("Requested via api");
             let expires = body["expires_in"].as_u64().filter(|s| *s > 0);
-            match hub.issue_token(name, None, note, expires) {
+            let scopes = match requested_scopes(hub, who, name, &body) {
+                Ok(scopes) => scopes,
+                Err((status, why)) => return json_error(status, &why),
+            };
+            match hub.issue_token(name, None, note, expires, scopes) {
                 Ok((token, record)) => {
                     let mut model = token_json(&record);
                     model["token"] = json!(token);
@@ -421,6 +455,49 @@ fn token_id(t: &crate::model::TokenRecord) -> String {
     format!("a{}", t.id)
 }
 
+/// The `scopes` of a token request: each one known, and held both by the token's owner and
+/// by whoever asks (a scoped token cannot make a broader one). `None`: all the owner holds.
+fn requested_scopes(
+    hub: &Hub,
+    who: &Caller,
+    owner: &str,
+    body: &Value,
+) -> Result<Option<Vec<String>>, (StatusCode, String)> {
+    let texts: Vec<String> = match &body["scopes"] {
+        Value::Null => return Ok(None),
+        Value::Array(items) => items
+            .iter()
+            .map(|s| s.as_str().map(str::to_owned))
+            .collect::<Option<_>>()
+            .ok_or((StatusCode::BAD_REQUEST, "scopes must be a list of strings".to_owned()))?,
+        _ => return Err((StatusCode::BAD_REQUEST, "scopes must be a list of strings".to_owned())),
+    };
+    let requested = match Scopes::requested(&texts, owner) {
+        Ok(Some(scopes)) => scopes,
+        Ok(None) => return Ok(None),
+        Err(e) => return Err((StatusCode::BAD_REQUEST, e.to_string())),
+    };
+    let groups_of = |user: &str| hub.store.user_groups(user).unwrap_or_default();
+    let owner_holds = if hub.is_admin(owner) {
+        hub.admin_scopes.clone()
+    } else {
+        Scopes::own(owner)
+    };
+    let mut holders = vec![(owner.to_owned(), owner_holds)];
+    if let Some(asker) = &who.scopes {
+        holders.push((format!("the requesting token of {}", who.name), (**asker).clone()));
+    }
+    for (holder, holds) in holders {
+        if let Err(scope) = holds.covers(&requested, &groups_of) {
+            return Err((
+                StatusCode::FORBIDDEN,
+                format!("Not assigning requested scopes {scope}: not held by {holder}"),
+            ));
+        }
+    }
+    Ok(Some(texts))
+}
+
 fn token_json(t: &crate::model::TokenRecord) -> Value {
     let iso = |ms: Option<u64>| ms.map(proxy::timestamp::format_iso);
     json!({
@@ -432,7 +509,11 @@ fn token_json(t: &crate::model::TokenRecord) -> Value {
         "expires_at": iso(t.expires_ms),
         "last_activity": Value::Null,
         "roles": [],
-        "scopes": if t.server.is_some() { json!(["access:servers"]) } else { json!(["inherit"]) },
+        "scopes": match (&t.scopes, &t.server) {
+            (Some(scopes), _) => json!(scopes),
+            (None, Some(_)) => json!(["access:servers"]),
+            (None, None) => json!(["inherit"]),
+        },
     })
 }
 

@@ -10,6 +10,7 @@
 use http::header;
 
 use crate::hub::Hub;
+use crate::scopes::{Scopes, Target};
 use crate::tokens::{Caller, CallerKind, TokenRecordOrAdmin};
 use crate::web::{Req, cookies};
 
@@ -71,6 +72,7 @@ pub async fn identify(hub: &Hub, req: &Req) -> Option<Authenticated> {
                 name: claims.sub,
                 kind: CallerKind::User,
                 server: None,
+                scopes: None,
             },
             via: Via::Cookie { jti: claims.jti },
         }),
@@ -99,6 +101,7 @@ async fn platform_caller(hub: &Hub, jwt: &str) -> Option<Authenticated> {
             name: who.name,
             kind: CallerKind::User,
             server: None,
+            scopes: None,
         },
         via: Via::Token,
     })
@@ -111,15 +114,48 @@ fn token_caller(hub: &Hub, found: TokenRecordOrAdmin) -> Caller {
             kind: CallerKind::Service,
             admin: true,
             server: None,
+            scopes: None,
         },
         TokenRecordOrAdmin::Record(r) => Caller {
             // A server's own token acts for its user, never as an admin.
             admin: r.server.is_none() && hub.is_admin(&r.user),
+            scopes: r.scopes.as_ref().and_then(|texts| {
+                // Scopes that no longer parse (a newer hub's?) allow nothing: fail closed.
+                let parsed = Scopes::requested(texts, &r.user).unwrap_or_else(|e| {
+                    tracing::warn!(
+                        "token {} of {} has scopes this hub cannot read ({e}); it may do nothing",
+                        r.id,
+                        r.user
+                    );
+                    Some(Scopes::default())
+                });
+                parsed.map(std::sync::Arc::new)
+            }),
             name: r.user,
             kind: CallerKind::User,
             server: r.server,
         },
     }
+}
+
+/// Whether the caller may do `scope` on `target`: their role allows it (an admin everything, a
+/// user their own resources) and, for a token made with scopes, so do those.
+pub fn allowed(hub: &Hub, who: &Caller, scope: &str, target: Target<'_>) -> bool {
+    let groups_of = |user: &str| hub.store.user_groups(user).unwrap_or_default();
+    let role_allows = if who.admin {
+        hub.admin_scopes.allows(scope, target, &groups_of)
+    } else {
+        who.kind == CallerKind::User && Scopes::own(&who.name).allows(scope, target, &groups_of)
+    };
+    role_allows && who.scopes.as_ref().is_none_or(|s| s.allows(scope, target, &groups_of))
+}
+
+/// The 403 JupyterHub answers when a scope is missing.
+pub fn forbidden(scope: &str) -> http::Response<crate::web::Body> {
+    crate::web::json_error(
+        http::StatusCode::FORBIDDEN,
+        &format!("Action is not authorized with current scopes; requires any of [{scope}]"),
+    )
 }
 
 /// For cookie-authenticated requests that change state: the `_xsrf` cookie must be echoed in the

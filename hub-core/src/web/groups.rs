@@ -13,8 +13,10 @@ use serde_json::{Value, json};
 
 use crate::hub::Hub;
 use crate::model::valid_name;
+use crate::scopes::Target;
 use crate::store::{GroupRecord, StoreError};
 use crate::tokens::Caller;
+use crate::web::caller;
 use crate::web::pagination::{self, Page};
 use crate::web::{Body, Req, empty, json, json_error};
 
@@ -61,8 +63,13 @@ pub fn on_login(hub: &Hub, user: &str, from_authenticator: &[String]) -> Result<
 /// Handles `/hub/api/groups…` (`tail` is what follows `groups`). Database calls may wait on
 /// PostgreSQL, so they run on the blocking pool.
 pub async fn handle(hub: &Arc<Hub>, req: &Req, who: &Caller, tail: &[&str]) -> Resp {
-    if !may_read(hub, who, req, tail) {
-        return json_error(StatusCode::FORBIDDEN, "Action requires admin rights");
+    let scope = needed_scope(&req.method, tail);
+    let target = match tail {
+        [name, ..] => Target::group(name),
+        [] => Target::hub(),
+    };
+    if !caller::allowed(hub, who, scope, target) {
+        return caller::forbidden(scope);
     }
     let (hub, req, tail) = (
         hub.clone(),
@@ -83,18 +90,14 @@ pub async fn handle(hub: &Arc<Hub>, req: &Req, who: &Caller, tail: &[&str]) -> R
     .unwrap_or_else(|_| json_error(StatusCode::INTERNAL_SERVER_ERROR, "The groups request failed"))
 }
 
-/// Admins do everything; a user may read a group they are in (JupyterHub's `read:groups` on
-/// their own groups).
-fn may_read(hub: &Hub, who: &Caller, req: &Req, tail: &[&str]) -> bool {
-    if who.admin {
-        return true;
-    }
-    match (&req.method, tail) {
-        (&Method::GET, [name]) => hub
-            .store
-            .user_groups(&who.name)
-            .is_ok_and(|groups| groups.iter().any(|g| g == name)),
-        _ => false,
+/// The scope each call needs, as JupyterHub's group handlers ask for it.
+fn needed_scope(method: &Method, tail: &[&str]) -> &'static str {
+    match (method, tail) {
+        (&Method::GET, []) => "list:groups",
+        (&Method::GET, _) => "read:groups",
+        (&Method::POST, [] | [_]) => "admin:groups",
+        (&Method::DELETE, [_]) => "delete:groups",
+        _ => "groups",
     }
 }
 

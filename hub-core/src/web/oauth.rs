@@ -156,6 +156,7 @@ pub fn token(hub: &Arc<Hub>, req: &Req) -> http::Response<Body> {
         None,
         &format!("oauth: {}", grant.client_id),
         Some(lifetime),
+        None,
     ) {
         Ok((token, _)) => {
             let mut r = json(

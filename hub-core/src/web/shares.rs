@@ -10,9 +10,11 @@ use serde_json::{Value, json};
 
 use crate::hub::Hub;
 use crate::model::{Phase, iso};
+use crate::scopes::Target as Scope;
 use crate::shares::{access_scope, refresh_route};
 use crate::store::{Grantee, ShareRecord, StoreError};
-use crate::tokens::{Caller, CallerKind};
+use crate::tokens::Caller;
+use crate::web::caller;
 use crate::web::pagination::{MAX_LIMIT, Page};
 use crate::web::{Body, Req, empty, json, json_error};
 
@@ -85,25 +87,30 @@ pub async fn handle(hub: &Arc<Hub>, req: &Req, who: &Caller, target: Target<'_>)
     })
 }
 
-/// An owner manages their servers' shares (a server's own token does not); a user and a
-/// group's members see what is shared with them; an admin does everything.
+/// JupyterHub's scopes: `shares` to change a server's shares, `read:shares` to list them,
+/// `read:users:shares` / `read:groups:shares` for what a user or group was given. An owner
+/// holds the first two on their servers (`self`); a server's own token never manages shares.
 fn refuse(hub: &Hub, req: &Req, who: &Caller, target: &Target<'_>) -> Option<Resp> {
-    if who.admin {
-        return None;
-    }
-    let as_user = |name: &str| who.kind == CallerKind::User && who.server.is_none() && who.name == name;
-    let allowed = match target {
-        Target::Owner { owner, .. } => as_user(owner),
-        Target::SharedWithUser(name) => as_user(name),
-        Target::SharedWithGroup(group) => {
-            req.method == Method::GET
-                && hub
-                    .store
-                    .user_groups(&who.name)
-                    .is_ok_and(|groups| groups.iter().any(|g| g == group))
+    let (scope, on) = match target {
+        Target::Owner { owner, server } => {
+            let scope = if req.method == Method::GET {
+                "read:shares"
+            } else {
+                "shares"
+            };
+            let on = match server {
+                Some(server) => Scope::server(owner, server),
+                None => Scope::user(owner),
+            };
+            (scope, on)
         }
+        Target::SharedWithUser(name) => ("read:users:shares", Scope::user(name)),
+        Target::SharedWithGroup(group) => ("read:groups:shares", Scope::group(group)),
     };
-    (!allowed).then(|| json_error(StatusCode::FORBIDDEN, "Action is not authorized with current scopes"))
+    if who.server.is_some() && req.method != Method::GET {
+        return Some(json_error(StatusCode::FORBIDDEN, "A server's token cannot share"));
+    }
+    (!caller::allowed(hub, who, scope, on)).then(|| caller::forbidden(scope))
 }
 
 /// JupyterHub's share model: the server (trimmed), scopes, who, and when.
