@@ -603,7 +603,7 @@ mod tests {
 
         let template = "bind_dn_template = \"uid={username},dc=x\"";
         let cases = [
-            (format!("{template}"), "auth.ldap.url"),
+            (template.to_owned(), "auth.ldap.url"),
             (format!("url = \"http://ldap\"\n{template}"), "auth.ldap.url"),
             (format!("url = \"ldap://\"\n{template}"), "auth.ldap.url"),
             (

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod postgres;
+pub mod slapd;
 pub mod webdriver;
 // The proxy's tests' redis-server harness, shared rather than written again.
 #[path = "../../../proxy/tests/support/redis.rs"]
