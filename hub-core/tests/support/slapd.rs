@@ -34,6 +34,11 @@ pub const GROUPS: &str = "ou=groups,dc=example,dc=org";
 pub const READER_DN: &str = "cn=reader,dc=example,dc=org";
 pub const READER_PASSWORD: &str = "reader-secret";
 
+/// Where Debian's slapd package puts its programs (not on every PATH).
+const SLAPD: &str = "/usr/sbin/slapd";
+const SLAPADD: &str = "/usr/sbin/slapadd";
+const SLAPPASSWD: &str = "/usr/sbin/slappasswd";
+
 /// A directory user's password.
 pub fn password(user: &str) -> String {
     format!("{user}-correct-horse")
@@ -97,28 +102,16 @@ impl Slapd {
         let pki = Pki::new(&dir.join("pki"));
         std::fs::create_dir_all(dir.join("slapd.d")).unwrap();
         std::fs::create_dir_all(dir.join("db")).unwrap();
-        std::fs::write(dir.join("config.ldif"), config_ldif(&dir, &pki)).unwrap();
-        run(
-            "slapadd",
-            &[
-                "-n0",
-                "-F",
-                &path(&dir.join("slapd.d")),
-                "-l",
-                &path(&dir.join("config.ldif")),
-            ],
-        );
-        std::fs::write(dir.join("data.ldif"), data_ldif()).unwrap();
-        run(
-            "slapadd",
-            &[
-                "-n1",
-                "-F",
-                &path(&dir.join("slapd.d")),
-                "-l",
-                &path(&dir.join("data.ldif")),
-            ],
-        );
+        // Loaded offline, before the server starts: the configuration (database 0), then the
+        // directory (database 1).
+        let conf = path(&dir.join("slapd.d"));
+        for (db, file, ldif) in [
+            ("-n0", "config.ldif", config_ldif(&dir, &pki)),
+            ("-n1", "data.ldif", data_ldif()),
+        ] {
+            std::fs::write(dir.join(file), ldif).unwrap();
+            run(SLAPADD, &[db, "-F", &conf, "-l", &path(&dir.join(file))]);
+        }
         let mut slapd = Slapd {
             port: 0,
             tls_port: 0,
@@ -163,7 +156,7 @@ impl Slapd {
         self.port = super::free_port();
         self.tls_port = super::free_port();
         let log = std::fs::File::create(self.dir.join("slapd.log")).unwrap();
-        let mut command = Command::new("slapd");
+        let mut command = Command::new(SLAPD);
         command
             .arg("-h")
             .arg(format!("{} {}", self.url(), self.ldaps_url()))
@@ -281,7 +274,7 @@ olcAccess: {{1}}to * by dn.exact=\"{READER_DN}\" read by users read by * none
 }
 
 fn data_ldif() -> String {
-    let hash = |secret: &str| run("slappasswd", &["-s", secret]);
+    let hash = |secret: &str| run(SLAPPASSWD, &["-s", secret]);
     let mut ldif = format!(
         "dn: {SUFFIX}
 objectClass: dcObject
