@@ -212,7 +212,7 @@ impl Directory {
             .ok()?
             .success()
             .ok()?;
-        entries.into_iter().find_map(entry)
+        entries.into_iter().find_map(as_entry)
     }
 
     /// The names of the user's groups (every value of `group_name_attribute`), sorted.
@@ -255,7 +255,7 @@ impl Directory {
         if result.1.rc != 0 {
             return Err(self.refused("the hub's search", &result.1));
         }
-        Ok(result.0.into_iter().filter_map(entry).collect())
+        Ok(result.0.into_iter().filter_map(as_entry).collect())
     }
 
     fn unreachable(&self, e: &LdapError) -> LoginError {
@@ -272,7 +272,7 @@ impl Directory {
 /// A search result as an entry; referrals and intermediate messages are not entries, and
 /// `SearchEntry::construct` panics on what it cannot parse, so a malformed answer is dropped
 /// rather than brought down the request.
-fn entry(result: ldap3::ResultEntry) -> Option<SearchEntry> {
+fn as_entry(result: ldap3::ResultEntry) -> Option<SearchEntry> {
     if result.is_ref() || result.is_intermediate() {
         return None;
     }
