@@ -50,6 +50,21 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
     (service postgresql stop || systemctl stop postgresql) >/dev/null 2>&1 || true
 fi
 
+if [ ! -x /usr/sbin/slapd ] || ! command -v ldapsearch >/dev/null 2>&1; then
+    step "Installing slapd and ldap-utils (the LDAP sign-in tests start real OpenLDAP servers)"
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "slapd or ldapsearch is missing and installing them needs root: apt-get install slapd ldap-utils" >&2
+        exit 1
+    fi
+    apt-get update -qq
+    # The package would otherwise ask for an admin password and build a directory of its own;
+    # the tests make theirs (tests/support/slapd.rs), so its configuration is skipped.
+    echo "slapd slapd/no_configuration boolean true" | debconf-set-selections
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slapd ldap-utils >/dev/null
+    { [ -x /usr/sbin/slapd ] && command -v ldapsearch; } >/dev/null || { echo "slapd or ldap-utils install failed" >&2; exit 1; }
+    (service slapd stop || systemctl stop slapd) >/dev/null 2>&1 || true
+fi
+
 if [ ! -x /usr/sbin/nginx ]; then
     step "Installing nginx-light (the rolling-restart test puts it in front of two hubs, as a Service)"
     if [ "$(id -u)" -ne 0 ]; then

@@ -167,6 +167,8 @@ pub enum AuthenticatorKind {
     UsersFile,
     /// Only externally issued JWTs (from `issuers`), at `/hub/login?token=` or on any request.
     Jwt,
+    /// Names and passwords checked against an LDAP directory (`[auth.ldap]`).
+    Ldap,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -195,6 +197,9 @@ pub struct HubAuth {
     pub platform_session: Option<crate::SessionConfig>,
     /// Also take `Authorization: <jwt>` with no scheme as a platform token. Default: false.
     pub bare_authorization: bool,
+    /// `ldap` only: the directory and how users and groups are found in it (`[auth.ldap]`).
+    /// Default: none; required with `authenticator = "ldap"`.
+    pub ldap: Option<crate::LdapConfig>,
 }
 
 impl Default for HubAuth {
@@ -209,6 +214,7 @@ impl Default for HubAuth {
             admin_claim: None,
             platform_session: None,
             bare_authorization: false,
+            ldap: None,
         }
     }
 }
@@ -405,7 +411,17 @@ impl HubConfig {
                     "at least one [[auth.issuers]] table, with authenticator = \"jwt\"",
                 ));
             }
+            AuthenticatorKind::Ldap if self.auth.ldap.is_none() => {
+                return Err(invalid(
+                    "auth.ldap",
+                    "none".into(),
+                    "an [auth.ldap] table with url, with authenticator = \"ldap\"",
+                ));
+            }
             _ => {}
+        }
+        if let Some(ldap) = &self.auth.ldap {
+            ldap.validate()?;
         }
         if !self.auth.issuers.is_empty() {
             // The issuer rules are edge auth's; check them the same way.
@@ -556,10 +572,83 @@ mod tests {
                 "external edgeproxy",
             ),
             ("spawner_class = \"kubernetes\"", "kubernetes"),
+            ("[auth]\nauthenticator = \"ldap\"", "auth.ldap"),
         ];
         for (text, needle) in cases {
             let err = parse(text).unwrap_err().to_string();
             assert!(err.contains(needle), "{text:?} gave {err:?}, wanted {needle:?}");
+        }
+    }
+
+    #[test]
+    fn ldap_settings_are_checked() {
+        let ldap = |table: &str| parse(&format!("[auth]\nauthenticator = \"ldap\"\n[auth.ldap]\n{table}"));
+        let c = ldap(
+            "url = \"ldaps://ldap.example.org\"\nbind_dn_template = \"uid={username},ou=people,dc=example,dc=org\"",
+        )
+        .unwrap();
+        let l = c.auth.ldap.unwrap();
+        assert_eq!(c.auth.authenticator, AuthenticatorKind::Ldap);
+        assert_eq!((l.timeout_secs, l.starttls, l.ca_file), (5, false, None));
+        assert_eq!(l.user_search_filter, "(uid={username})");
+        assert_eq!(l.username_attribute, "uid");
+        assert_eq!(
+            l.group_search_filter,
+            "(|(member={dn})(uniqueMember={dn})(memberUid={username}))"
+        );
+        assert_eq!(l.group_name_attribute, "cn");
+        assert!(l.allowed_groups.is_empty() && l.admin_groups.is_empty());
+        ldap("url = \"ldap://ldap:389\"\nstarttls = true\nuser_search_base = \"ou=people,dc=example,dc=org\"\nsearch_bind_dn = \"cn=reader,dc=example,dc=org\"\nsearch_bind_password_env = \"LDAP_PW\"\ngroup_search_base = \"ou=groups,dc=example,dc=org\"\nallowed_groups = [\"staff\"]")
+            .unwrap();
+
+        let template = "bind_dn_template = \"uid={username},dc=x\"";
+        let cases = [
+            (template.to_owned(), "auth.ldap.url"),
+            (format!("url = \"http://ldap\"\n{template}"), "auth.ldap.url"),
+            (format!("url = \"ldap://\"\n{template}"), "auth.ldap.url"),
+            (
+                format!("url = \"ldaps://ldap\"\nstarttls = true\n{template}"),
+                "auth.ldap.starttls",
+            ),
+            ("url = \"ldap://ldap\"".to_owned(), "exactly one of bind_dn_template"),
+            (
+                format!("url = \"ldap://ldap\"\n{template}\nuser_search_base = \"dc=x\""),
+                "exactly one of bind_dn_template",
+            ),
+            (
+                "url = \"ldap://ldap\"\nbind_dn_template = \"uid=alice,dc=x\"".to_owned(),
+                "{username}",
+            ),
+            (
+                format!("url = \"ldap://ldap\"\n{template}\nsearch_bind_dn = \"cn=reader\""),
+                "auth.ldap.search_bind_password",
+            ),
+            (
+                format!("url = \"ldap://ldap\"\n{template}\nsearch_bind_password = \"pw\""),
+                "auth.ldap.search_bind_dn",
+            ),
+            (
+                format!("url = \"ldap://ldap\"\n{template}\nallowed_groups = [\"staff\"]"),
+                "auth.ldap.allowed_groups",
+            ),
+            (
+                format!(
+                    "url = \"ldap://ldap\"\n{template}\ngroup_search_base = \"dc=x\"\ngroup_search_filter = \"(cn=*)\""
+                ),
+                "auth.ldap.group_search_filter",
+            ),
+            (
+                format!("url = \"ldap://ldap\"\n{template}\ntimeout_secs = 0"),
+                "auth.ldap.timeout_secs",
+            ),
+            (
+                format!("url = \"ldap://ldap\"\n{template}\nbase_dn = \"dc=x\""),
+                "base_dn",
+            ),
+        ];
+        for (table, needle) in cases {
+            let err = ldap(&table).unwrap_err().to_string();
+            assert!(err.contains(needle), "{table:?} gave {err:?}, wanted {needle:?}");
         }
     }
 }

@@ -12,9 +12,11 @@ use std::time::Duration;
 mod auth;
 mod hub;
 pub mod kubernetes;
+mod ldap;
 mod proxy;
 pub use auth::*;
 pub use hub::*;
+pub use ldap::LdapConfig;
 pub use proxy::*;
 
 /// A configuration mistake, reported before anything starts listening.

@@ -10,6 +10,7 @@ pub mod builtin_server;
 pub mod cull;
 pub mod http_client;
 pub mod hub;
+pub mod ldap;
 pub mod lifecycle;
 pub mod login;
 pub mod metrics;

@@ -1,5 +1,6 @@
 //! Who may log in: the development authenticator (any name, optionally one shared password), a
-//! users file with argon2 hashes, and externally issued JWTs (the platform case).
+//! users file with argon2 hashes, an LDAP directory (`ldap.rs`), and externally issued JWTs
+//! (the platform case).
 //!
 //! An authenticator only answers "is this person who they say"; the session that follows is
 //! `session.rs`'s job, the same for every authenticator. A platform token is checked as the edge
@@ -38,6 +39,8 @@ pub enum LoginError {
     BadCredentials,
     #[error("{0:?} is not a valid user name (letters, digits and - _ . @ +)")]
     BadName(String),
+    #[error("{0} is not in a group allowed to sign in to this hub")]
+    NotInAllowedGroup(String),
     #[error("This hub accepts sign-in tokens only")]
     TokenOnly,
     #[error("The sign-in token was not accepted: {0}")]
@@ -70,6 +73,8 @@ pub enum LoginSetupError {
     Issuers(String),
     #[error("auth.platform_session: {0}")]
     PlatformSession(String),
+    #[error("auth.ldap: {0}")]
+    Ldap(String),
 }
 
 #[derive(Debug, Deserialize)]
@@ -99,6 +104,8 @@ pub struct Authenticator {
     /// The platform's session records, checked for every platform token and for every hub
     /// session made from one.
     platform: Option<Arc<PlatformSessions>>,
+    /// The directory, with `authenticator = "ldap"`.
+    ldap: Option<crate::ldap::Directory>,
 }
 
 impl Authenticator {
@@ -141,6 +148,15 @@ impl Authenticator {
             )),
             None => None,
         };
+        let ldap = match (&config.authenticator, &config.ldap) {
+            (AuthenticatorKind::Ldap, Some(ldap)) => {
+                Some(crate::ldap::Directory::new(ldap).map_err(LoginSetupError::Ldap)?)
+            }
+            (AuthenticatorKind::Ldap, None) => {
+                return Err(LoginSetupError::Ldap("an [auth.ldap] table is required".into()));
+            }
+            _ => None,
+        };
         Ok(Authenticator {
             kind: config.authenticator,
             shared_password: config.shared_password.clone(),
@@ -148,6 +164,7 @@ impl Authenticator {
             admin_users: config.admin_users.clone(),
             external,
             platform,
+            ldap,
         })
     }
 
@@ -169,7 +186,7 @@ impl Authenticator {
     pub fn asks_password(&self) -> bool {
         match self.kind {
             AuthenticatorKind::Dev => self.shared_password.is_some(),
-            AuthenticatorKind::UsersFile => true,
+            AuthenticatorKind::UsersFile | AuthenticatorKind::Ldap => true,
             AuthenticatorKind::Jwt => false,
         }
     }
@@ -197,11 +214,20 @@ impl Authenticator {
     /// milliseconds), so it runs on the blocking pool, never on a request thread.
     pub async fn check_password(self: &Arc<Self>, name: &str, password: &str) -> Result<LoggedIn, LoginError> {
         let name = name.trim();
+        // The directory decides which names exist: it gets the name as typed (escaped), and
+        // what comes back is checked as a hub name there.
+        if let Some(ldap) = &self.ldap {
+            let mut who = ldap.check(name, password).await?;
+            who.admin |= self.is_admin(&who.name);
+            return Ok(who);
+        }
         if !valid_name(name) {
             return Err(LoginError::BadName(name.to_owned()));
         }
         match self.kind {
             AuthenticatorKind::Jwt => Err(LoginError::TokenOnly),
+            // `self.ldap` is always set with this authenticator (`new`).
+            AuthenticatorKind::Ldap => Err(LoginError::Unavailable("the directory is not configured".into())),
             AuthenticatorKind::Dev => {
                 if let Some(shared) = &self.shared_password
                     && !proxy::admin_api::constant_time_eq(shared.as_bytes(), password.as_bytes())

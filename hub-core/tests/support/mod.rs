@@ -6,6 +6,7 @@
 
 pub mod jupyterhub6;
 pub mod postgres;
+pub mod slapd;
 pub mod webdriver;
 // The proxy's tests' redis-server harness, shared rather than written again.
 #[path = "../../../proxy/tests/support/redis.rs"]
