@@ -46,10 +46,17 @@ pub(super) fn page(ctx: &PageContext, title: &str, head: &str, main: &str) -> St
             html,
             r#"<nav class="account" aria-label="Account">
 <span class="who">Signed in as <strong>{user}</strong></span>
-<a href="{logout}">Log out</a>
+<a href="{token}">Token</a>
+{admin}<a href="{logout}">Log out</a>
 </nav>
 "#,
             user = escape(user),
+            token = escape(&urls::token_page(base)),
+            admin = if ctx.admin {
+                format!("<a href=\"{}\">Admin</a>\n", escape(&urls::admin(base)))
+            } else {
+                String::new()
+            },
             logout = escape(&urls::logout(base)),
         );
     }

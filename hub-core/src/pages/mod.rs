@@ -5,6 +5,7 @@
 //! lives in one static script ([`assets::SCRIPT`]) driven by `data-*` attributes, so the pages run
 //! under a `script-src 'self'` Content-Security-Policy.
 
+mod admin;
 pub mod assets;
 mod errors;
 mod escape;
@@ -12,14 +13,17 @@ mod home;
 mod layout;
 mod login;
 mod spawn;
+mod token;
 pub mod urls;
 
+pub use admin::{AdminGroup, AdminUser, admin};
 pub use assets::{SCRIPT, STYLESHEET};
 pub use errors::error;
 pub use escape::escape;
 pub use home::{NamedServers, home};
 pub use login::{LoginOptions, login};
 pub use spawn::{not_running, spawn_options, spawn_pending};
+pub use token::{TokenView, tokens};
 
 /// What every page needs to know about the request.
 #[derive(Debug, Clone, Default)]

@@ -27,6 +27,37 @@ pub fn user_api(base: &str, user: &str) -> String {
     format!("{base}hub/api/users/{}", segment(user))
 }
 
+/// The admin page.
+pub fn admin(base: &str) -> String {
+    format!("{base}hub/admin")
+}
+
+/// The token page.
+pub fn token_page(base: &str) -> String {
+    format!("{base}hub/token")
+}
+
+/// `/hub/api/users`: `POST` adds users.
+pub fn users_api(base: &str) -> String {
+    format!("{base}hub/api/users")
+}
+
+/// `/hub/api/groups`, or one group's `/hub/api/groups/{name}{tail}` (`tail`: `""` or `/users`).
+pub fn group_api(base: &str, group: Option<&str>, tail: &str) -> String {
+    match group {
+        Some(name) => format!("{base}hub/api/groups/{}{tail}", segment(name)),
+        None => format!("{base}hub/api/groups"),
+    }
+}
+
+/// A user's tokens, `/hub/api/users/{name}/tokens`, or one of them by id.
+pub fn tokens_api(base: &str, user: &str, id: Option<&str>) -> String {
+    match id {
+        Some(id) => format!("{base}hub/api/users/{}/tokens/{}", segment(user), segment(id)),
+        None => format!("{base}hub/api/users/{}/tokens", segment(user)),
+    }
+}
+
 /// `POST` starts the server, `DELETE` stops it. The default server (`""`) has its own path, as in
 /// JupyterHub's API.
 pub fn server_api(base: &str, user: &str, server_name: &str) -> String {

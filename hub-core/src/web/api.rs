@@ -451,7 +451,7 @@ async fn delete_user(hub: &Arc<Hub>, who: &Caller, name: &str) -> Resp {
     empty(StatusCode::NO_CONTENT)
 }
 
-fn token_id(t: &crate::model::TokenRecord) -> String {
+pub fn token_id(t: &crate::model::TokenRecord) -> String {
     format!("a{}", t.id)
 }
 

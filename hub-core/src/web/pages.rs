@@ -162,6 +162,8 @@ async fn logged_in_pages(hub: &Arc<Hub>, req: &Req, seg: &[&str]) -> Resp {
     let may = |user: &str| auth.caller.admin || user == me;
     match seg {
         ["hub", "home"] => home(hub, req, &auth),
+        ["hub", "admin"] => admin_page(hub, req, &auth),
+        ["hub", "token"] => token_page(hub, req, &auth),
         ["hub", "spawn"] => start_and_follow(hub, req, &auth, &me, "").await,
         ["hub", "spawn", user] if may(user) => start_and_follow(hub, req, &auth, user, "").await,
         ["hub", "spawn", user, server] if may(user) => start_and_follow(hub, req, &auth, user, server).await,
@@ -348,6 +350,83 @@ fn view(hub: &Hub, s: &Server) -> ServerView {
         options_url: (!hub.spawner.profiles().is_empty())
             .then(|| render::urls::spawn(&hub.base, &s.record.user, &s.record.name)),
     }
+}
+
+/// `/hub/admin`: for holders of `admin-ui`.
+fn admin_page(hub: &Hub, req: &Req, auth: &Authenticated) -> Resp {
+    if !caller::allowed(hub, &auth.caller, "admin-ui", crate::scopes::Target::hub()) {
+        return error_page(hub, req, Some(auth), 403, "The admin page is for admins.");
+    }
+    let (groups, by_user) = match hub.store.groups() {
+        Ok(groups) => {
+            let mut by_user: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+            for g in &groups {
+                for u in &g.users {
+                    by_user.entry(u.clone()).or_default().push(g.name.clone());
+                }
+            }
+            (groups, by_user)
+        }
+        Err(e) => {
+            return error_page(
+                hub,
+                req,
+                Some(auth),
+                503,
+                &format!("The state database cannot be read: {e}"),
+            );
+        }
+    };
+    let users: Vec<render::AdminUser> = hub
+        .users()
+        .values()
+        .map(|u| {
+            let default = u.servers.get("").map(|s| view(hub, s));
+            render::AdminUser {
+                name: u.record.name.clone(),
+                admin: u.record.admin,
+                phase: default.as_ref().map_or(ServerPhase::Stopped, |s| s.phase),
+                last_activity: u.record.last_activity_ms.map(proxy::timestamp::format_iso),
+                groups: by_user.get(&u.record.name).cloned().unwrap_or_default(),
+            }
+        })
+        .collect();
+    let groups: Vec<render::AdminGroup> = groups
+        .into_iter()
+        .map(|g| render::AdminGroup {
+            name: g.name,
+            users: g.users,
+        })
+        .collect();
+    page(hub, req, StatusCode::OK, |x| {
+        render::admin(&context(hub, Some(auth), x), &users, &groups)
+    })
+}
+
+/// `/hub/token`: the caller's own API tokens.
+fn token_page(hub: &Hub, req: &Req, auth: &Authenticated) -> Resp {
+    let me = &auth.caller.name;
+    let mut tokens: Vec<crate::model::TokenRecord> = hub
+        .tokens
+        .of_user(me)
+        .into_iter()
+        // A server's own token comes and goes with the server; it is not the user's to revoke.
+        .filter(|t| t.server.is_none())
+        .collect();
+    tokens.sort_by_key(|t| std::cmp::Reverse(t.created_ms));
+    let views: Vec<render::TokenView> = tokens
+        .iter()
+        .map(|t| render::TokenView {
+            id: crate::web::api::token_id(t),
+            note: t.note.clone(),
+            scopes: t.scopes.clone().unwrap_or_else(|| vec!["inherit".to_owned()]),
+            created: Some(proxy::timestamp::format_iso(t.created_ms)),
+            expires: t.expires_ms.map(proxy::timestamp::format_iso),
+        })
+        .collect();
+    page(hub, req, StatusCode::OK, |x| {
+        render::tokens(&context(hub, Some(auth), x), &views)
+    })
 }
 
 fn home(hub: &Hub, req: &Req, auth: &Authenticated) -> Resp {

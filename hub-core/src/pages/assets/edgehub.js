@@ -5,6 +5,8 @@
 
    - home ([data-home]): Start and Stop buttons and the new-server form call the REST API;
    - spawn pending ([data-pending-page]): follows the progress event stream to the server;
+   - admin and token pages ([data-manage]): buttons and forms that call the REST API, then
+     reload the page (or, for a new token, show it once);
    - any page: <time data-relative> reads "5 minutes ago". */
 (function () {
   "use strict";
@@ -13,11 +15,14 @@
 
   // Every API call: the session cookie, and the XSRF token the hub demands of cookie-authenticated
   // requests.
-  function api(method, url) {
+  function api(method, url, body) {
+    const headers = { "X-XSRFToken": xsrf, Accept: "application/json" };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
     return fetch(url, {
       method: method,
       credentials: "same-origin",
-      headers: { "X-XSRFToken": xsrf, Accept: "application/json" },
+      headers: headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
     });
   }
 
@@ -248,6 +253,83 @@
     });
   }
 
+  // Names typed into a list field: split on commas, spaces and new lines.
+  const names = (text) => text.split(/[\s,]+/).filter((n) => n !== "");
+
+  // The JSON body of a [data-api-form]: each named field by its type. `data-list` fields are
+  // lists of names; checkboxes are booleans; `data-number` fields numbers (empty: left out);
+  // `data-wrap="key"` puts a field's value in a one-item list under `key` (a group's name).
+  function formBody(form) {
+    const body = {};
+    for (const field of form.querySelectorAll("[name]")) {
+      const key = field.name;
+      if (field.type === "checkbox") body[key] = field.checked;
+      else if (field.dataset.list !== undefined) body[key] = names(field.value);
+      else if (field.dataset.number !== undefined) {
+        if (field.value !== "") body[key] = Number(field.value);
+      } else if (field.dataset.wrap !== undefined) body[field.dataset.wrap] = [field.value.trim()];
+      else body[key] = field.value.trim();
+    }
+    return body;
+  }
+
+  function manage(root) {
+    const status = root.querySelector("[data-status]");
+    const say = (text) => {
+      status.textContent = text;
+    };
+
+    // Success reloads the page, so it shows what the hub now holds; a new token is shown once
+    // instead, since the hub never shows it again.
+    async function call(control, method, url, body, what) {
+      busy(control, true);
+      say("");
+      try {
+        const response = await api(method, url, body);
+        if (!response.ok) {
+          say(await failure(response, what));
+          busy(control, false);
+          return;
+        }
+        const shown = root.querySelector("[data-new-token]");
+        if (shown && response.status === 201) {
+          const model = await response.json();
+          if (typeof model.token === "string") {
+            shown.querySelector("code").textContent = model.token;
+            shown.hidden = false;
+            busy(control, false);
+            return;
+          }
+        }
+        window.location.reload();
+      } catch (err) {
+        say(`Could not reach the hub: ${err.message}`);
+        busy(control, false);
+      }
+    }
+
+    root.addEventListener("click", (event) => {
+      const button = event.target.closest("button[data-api-url]");
+      if (!button || button.disabled) return;
+      if (button.dataset.confirm && !window.confirm(button.dataset.confirm)) return;
+      let body;
+      try {
+        body = button.dataset.apiBody ? JSON.parse(button.dataset.apiBody) : undefined;
+      } catch (_) {
+        body = undefined;
+      }
+      call(button, button.dataset.apiMethod || "POST", button.dataset.apiUrl, body, button.textContent.trim());
+    });
+
+    for (const form of root.querySelectorAll("form[data-api-form]")) {
+      form.addEventListener("submit", (event) => {
+        event.preventDefault();
+        const submit = form.querySelector('button[type="submit"]');
+        call(submit, form.dataset.apiMethod || "POST", form.dataset.apiUrl, formBody(form), submit.textContent.trim());
+      });
+    }
+  }
+
   function relativeTimes() {
     const format = new Intl.RelativeTimeFormat("en", { numeric: "auto" });
     const units = [
@@ -270,5 +352,6 @@
 
   document.querySelectorAll("[data-home]").forEach(home);
   document.querySelectorAll("[data-pending-page]").forEach(pending);
+  document.querySelectorAll("[data-manage]").forEach(manage);
   relativeTimes();
 })();
