@@ -456,7 +456,8 @@ pub fn token_id(t: &crate::model::TokenRecord) -> String {
 }
 
 /// The `scopes` of a token request: each one known, and held both by the token's owner and
-/// by whoever asks (a scoped token cannot make a broader one). `None`: all the owner holds.
+/// by whoever asks (a scoped token cannot make a broader one); 400 otherwise, as JupyterHub.
+/// `None`: all the owner holds.
 fn requested_scopes(
     hub: &Hub,
     who: &Caller,
@@ -489,8 +490,9 @@ fn requested_scopes(
     }
     for (holder, holds) in holders {
         if let Err(scope) = holds.covers(&requested, &groups_of) {
+            // JupyterHub answers 400 here: the request asks for what cannot be given.
             return Err((
-                StatusCode::FORBIDDEN,
+                StatusCode::BAD_REQUEST,
                 format!("Not assigning requested scopes {scope}: not held by {holder}"),
             ));
         }
@@ -509,11 +511,18 @@ fn token_json(t: &crate::model::TokenRecord) -> Value {
         "expires_at": iso(t.expires_ms),
         "last_activity": Value::Null,
         "roles": [],
+        // JupyterHub lists a token's scopes expanded (`read:users` with `read:users:name`…).
         "scopes": match (&t.scopes, &t.server) {
-            (Some(scopes), _) => json!(scopes),
+            (Some(scopes), _) => match Scopes::requested(scopes, &t.user) {
+                Ok(Some(expanded)) => json!(expanded.to_strings()),
+                _ => json!(scopes),
+            },
             (None, Some(_)) => json!(["access:servers"]),
             (None, None) => json!(["inherit"]),
         },
+        "session_id": Value::Null,
+        // JupyterHub's own client made API tokens; a server's OAuth login made the others.
+        "oauth_client": t.note.strip_prefix("oauth: ").unwrap_or("JupyterHub"),
     })
 }
 

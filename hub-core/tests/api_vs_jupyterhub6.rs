@@ -1,7 +1,7 @@
-//! `/hub/api/groups` as JupyterHub has it: the same calls made on edgehub and on a stock
-//! JupyterHub 6 must get the same status codes and the same models. Then what groups are for:
-//! a user's groups in their user model and in their session token, where the edge's group
-//! policy reads them, and who may see and change them.
+//! The REST API issue 18 added, as JupyterHub has it: groups, shares and tokens with scopes.
+//! The same calls made on edgehub and on a stock JupyterHub 6 must get the same status codes and
+//! the same models. Then what groups are for: a user's groups in their user model and in their
+//! session token, where the edge's group policy reads them, and who may see and change them.
 
 mod support;
 
@@ -77,6 +77,50 @@ fn calls() -> Vec<Call> {
             false,
         ),
         (Method::GET, "/users/bob", None, false),
+        // Sharing alice's default server (it exists for every user, started or not).
+        (Method::POST, "/shares/alice/", Some(json!({"user": "bob"})), false),
+        (Method::POST, "/shares/alice/", Some(json!({"group": "staff"})), false),
+        (Method::GET, "/shares/alice", None, false),
+        (Method::GET, "/shares/alice/", None, false),
+        (Method::GET, "/users/bob/shared", None, false),
+        (Method::GET, "/groups/staff/shared", None, false),
+        (
+            Method::POST,
+            "/shares/alice/",
+            Some(json!({"user": "bob", "group": "staff"})),
+            false,
+        ),
+        (Method::POST, "/shares/alice/", Some(json!({"user": "nobody"})), false),
+        (Method::POST, "/shares/alice/", Some(json!({})), false),
+        (Method::PATCH, "/shares/alice/", Some(json!({"user": "bob"})), false),
+        (Method::GET, "/users/bob/shared", None, false),
+        (Method::DELETE, "/shares/alice/", None, false),
+        (Method::GET, "/shares/alice", None, false),
+        // Tokens with scopes: expanded in the model; unknown or not held is a 400.
+        (
+            Method::POST,
+            "/users/alice/tokens",
+            Some(json!({"scopes": ["read:users!user=alice"]})),
+            false,
+        ),
+        (
+            Method::POST,
+            "/users/alice/tokens",
+            Some(json!({"scopes": ["read:everything"]})),
+            false,
+        ),
+        (
+            Method::POST,
+            "/users/alice/tokens",
+            Some(json!({"scopes": ["admin:users"]})),
+            false,
+        ),
+        (
+            Method::POST,
+            "/users/alice/tokens",
+            Some(json!({"scopes": ["servers!user=bob"]})),
+            false,
+        ),
         (Method::DELETE, "/groups/ta", None, false),
         (Method::DELETE, "/groups/ta", None, false),
         (Method::POST, "/groups", Some(json!({})), false),
@@ -112,6 +156,10 @@ async fn run(client: &mut Client) -> Vec<(StatusCode, Value)> {
 /// user models, their groups.
 fn shape(v: &Value) -> Value {
     match v {
+        // A share model (its `kind` says whom it is with): compared key by key, below.
+        Value::Object(map) if map.get("server").is_some_and(Value::is_object) => {
+            Value::Object(map.iter().map(|(k, v)| (k.clone(), shape(v))).collect())
+        }
         Value::Object(map) if map.get("kind") == Some(&json!("group")) => json!({
             "keys": map.keys().collect::<BTreeSet<_>>(),
             "name": map["name"],
