@@ -20,6 +20,66 @@ pub fn access_scope(owner: &str, server: &str) -> String {
     format!("access:servers!server={owner}/{server}")
 }
 
+/// The scopes a share may grant: those JupyterHub filters by server. A project server shared
+/// with a group with `servers` as well as `access:servers` can be started and stopped by any
+/// member, as well as used.
+const SHAREABLE: &[&str] = &[
+    "access:servers",
+    "servers",
+    "read:servers",
+    "start:servers",
+    "delete:servers",
+];
+
+/// The scopes a grant asks for, each filtered to `owner/server` (JupyterHub applies the filter
+/// to an unfiltered scope; a filter naming another server is refused). `None`: the default,
+/// `access:servers` alone. `Err` says why a scope cannot be shared.
+pub fn server_scopes(asked: Option<&[String]>, owner: &str, server: &str) -> Result<Vec<String>, String> {
+    let Some(asked) = asked.filter(|a| !a.is_empty()) else {
+        return Ok(vec![access_scope(owner, server)]);
+    };
+    let mut scopes = Vec::new();
+    for text in asked {
+        let scope = crate::scopes::parse(text).map_err(|e| e.to_string())?;
+        if !SHAREABLE.contains(&scope.name) {
+            return Err(format!(
+                "{text:?} cannot be shared: shares grant {} on one server",
+                SHAREABLE.join(", ")
+            ));
+        }
+        match &scope.filter {
+            crate::scopes::Filter::All => {}
+            crate::scopes::Filter::Server { user, server: name } if user == owner && name == server => {}
+            _ => return Err(format!("{text:?} is not about the server {owner}/{server}")),
+        }
+        let filtered = format!("{}!server={owner}/{server}", scope.name);
+        if !scopes.contains(&filtered) {
+            scopes.push(filtered);
+        }
+    }
+    Ok(scopes)
+}
+
+/// The scopes the shares give `user`, directly or through one of their groups.
+pub fn granted_to(hub: &Hub, user: &str) -> Result<crate::scopes::Scopes, StoreError> {
+    let groups = hub.store.user_groups(user)?;
+    let texts: Vec<String> = hub
+        .store
+        .shares()?
+        .into_iter()
+        .filter(|s| match &s.grantee {
+            Grantee::User(name) => name == user,
+            Grantee::Group(name) => groups.contains(name),
+        })
+        .flat_map(|s| s.scopes)
+        .collect();
+    // Unreadable scopes in a share grant nothing.
+    Ok(crate::scopes::Scopes::requested(&texts, user)
+        .ok()
+        .flatten()
+        .unwrap_or_default())
+}
+
 /// Whom the shares in `shares` let into `owner`'s `server`.
 pub fn grantees<'a>(shares: &'a [ShareRecord], owner: &str, server: &str) -> Vec<&'a Grantee> {
     shares

@@ -138,3 +138,86 @@ async fn a_shared_server_admits_its_grantees_until_the_share_is_revoked() {
     within_a_second(&mut carol, StatusCode::FORBIDDEN, "carol after every share went").await;
     hub.stop().await;
 }
+
+/// A project server: one account's server shared with a group with `servers` as well as
+/// `access:servers`, so every member can start it, open it and stop it; no one else can.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_member_of_a_project_group_starts_opens_and_stops_its_server() {
+    let dir = temp_dir("project-server");
+    let hub = TestHub::start(test_config(&dir)).await;
+    let mut admin = hub.admin();
+    let r = admin
+        .api(
+            Method::POST,
+            "/users",
+            Some(json!({"usernames": ["proj-42", "carol", "dave", "eve"]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let r = admin
+        .api(
+            Method::POST,
+            "/groups/proj-42",
+            Some(json!({"users": ["carol", "dave"]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let r = admin
+        .api(
+            Method::POST,
+            "/shares/proj-42/",
+            Some(json!({"group": "proj-42", "scopes": ["access:servers", "servers"]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(
+        r.json()["scopes"],
+        json!(["access:servers!server=proj-42/", "servers!server=proj-42/"]),
+        "filtered to the server"
+    );
+
+    let mut carol = hub.login("carol").await;
+    let mut dave = hub.login("dave").await;
+    let mut eve = hub.login("eve").await;
+    // Carol opens it: not running, the page offers to start it (as for any server not one's
+    // own), and its Start link starts it.
+    let r = carol.get("/hub/user/proj-42/").await;
+    assert_eq!(r.status.as_u16(), 424, "{}", r.text());
+    assert!(r.text().contains("/hub/spawn/proj-42"), "{}", r.text());
+    let r = carol.get("/hub/spawn/proj-42").await;
+    assert_eq!(r.status, StatusCode::FOUND, "{}", r.text());
+    assert_eq!(r.location(), "/hub/spawn-pending/proj-42");
+    let events = follow_progress(&mut carol, "/hub/api/users/proj-42/server/progress").await;
+    assert_eq!(events.last().unwrap()["ready"], true, "{events:?}");
+    // Both members open it; eve neither opens nor starts nor stops it.
+    for member in [&mut carol, &mut dave] {
+        let r = member.get("/user/proj-42/api/status").await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    }
+    assert_eq!(eve.get("/user/proj-42/api/status").await.status, StatusCode::FORBIDDEN);
+    let r = eve.api(Method::DELETE, "/users/proj-42/server", None).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
+    assert_eq!(eve.get("/hub/user/proj-42/").await.status, StatusCode::FORBIDDEN);
+    assert_eq!(eve.get("/hub/spawn/proj-42").await.status, StatusCode::FORBIDDEN);
+    // A member may not pass the project on, nor act on the account's other things.
+    let r = dave
+        .api(Method::POST, "/shares/proj-42/", Some(json!({"user": "eve"})))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
+    assert_eq!(
+        dave.api(Method::GET, "/users/proj-42/tokens", None).await.status,
+        StatusCode::FORBIDDEN
+    );
+    // Dave stops it.
+    let r = dave.api(Method::DELETE, "/users/proj-42/server", None).await;
+    assert!(r.status.is_success(), "{}", r.text());
+    let began = Instant::now();
+    while hub.admin().api(Method::GET, "/users/proj-42", None).await.json()["servers"]
+        .as_object()
+        .is_some_and(|s| !s.is_empty())
+    {
+        assert!(began.elapsed() < Duration::from_secs(10), "the project server stops");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    hub.stop().await;
+}

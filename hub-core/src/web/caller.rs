@@ -145,7 +145,11 @@ pub fn allowed(hub: &Hub, who: &Caller, scope: &str, target: Target<'_>) -> bool
     let role_allows = if who.admin {
         hub.admin_scopes.allows(scope, target, &groups_of)
     } else {
-        who.kind == CallerKind::User && Scopes::own(&who.name).allows(scope, target, &groups_of)
+        who.kind == CallerKind::User
+            && (Scopes::own(&who.name).allows(scope, target, &groups_of)
+                // Then what servers shared with them grant (a project server's group may start
+                // and stop it). Read only when their own role does not answer.
+                || crate::shares::granted_to(hub, &who.name).is_ok_and(|s| s.allows(scope, target, &groups_of)))
     };
     role_allows && who.scopes.as_ref().is_none_or(|s| s.allows(scope, target, &groups_of))
 }

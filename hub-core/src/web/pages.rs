@@ -159,7 +159,25 @@ async fn logged_in_pages(hub: &Arc<Hub>, req: &Req, seg: &[&str]) -> Resp {
         );
     }
     let me = auth.caller.name.clone();
-    let may = |user: &str| auth.caller.admin || user == me;
+    // Your own servers, any server for an admin, and a server shared with you with the right
+    // to start it (a project server of your group).
+    let may = |user: &str| {
+        // `/hub/spawn/alice/gpu`, `/hub/user/alice/gpu/…`: a server's name if alice has one by
+        // it, else her default server (as `user_redirect` reads it).
+        let server = seg
+            .get(3)
+            .copied()
+            .filter(|name| seg[1] == "spawn" || hub.server(user, name).is_some())
+            .unwrap_or("");
+        auth.caller.admin
+            || user == me
+            || caller::allowed(
+                hub,
+                &auth.caller,
+                "start:servers",
+                crate::scopes::Target::server(user, server),
+            )
+    };
     match seg {
         ["hub", "home"] => home(hub, req, &auth),
         ["hub", "admin"] => admin_page(hub, req, &auth),

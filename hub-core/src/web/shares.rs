@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::hub::Hub;
 use crate::model::{Phase, iso};
 use crate::scopes::Target as Scope;
-use crate::shares::{access_scope, refresh_route};
+use crate::shares::refresh_route;
 use crate::store::{Grantee, ShareRecord, StoreError};
 use crate::tokens::Caller;
 use crate::web::caller;
@@ -60,7 +60,7 @@ pub async fn handle(hub: &Arc<Hub>, req: &Req, who: &Caller, target: Target<'_>)
                 owner,
                 server: Some(server),
             },
-        ) => grant(hub, req, owner, server).await,
+        ) => grant(hub, req, who, owner, server).await,
         (
             &Method::PATCH,
             Target::Owner {
@@ -217,7 +217,7 @@ fn grantee_of(body: &Value) -> Result<(Grantee, Option<Vec<String>>), String> {
     Ok((grantee, scopes))
 }
 
-async fn grant(hub: &Hub, req: &Req, owner: &str, server: &str) -> Result<Resp, StoreError> {
+async fn grant(hub: &Hub, req: &Req, who: &Caller, owner: &str, server: &str) -> Result<Resp, StoreError> {
     let body = match req.json() {
         Ok(Value::Null) => json!({}),
         Ok(v) => v,
@@ -227,15 +227,20 @@ async fn grant(hub: &Hub, req: &Req, owner: &str, server: &str) -> Result<Resp, 
         Ok(parsed) => parsed,
         Err(why) => return Ok(json_error(StatusCode::BAD_REQUEST, &why)),
     };
-    let access = access_scope(owner, server);
-    // `access:servers` unfiltered means this server, as JupyterHub reads it; anything more is
-    // beyond what edgehub's shares carry.
-    if let Some(asked) = &scopes
-        && let Some(other) = asked.iter().find(|s| **s != access && *s != "access:servers")
+    let scopes = match crate::shares::server_scopes(scopes.as_deref(), owner, server) {
+        Ok(scopes) => scopes,
+        Err(why) => return Ok(json_error(StatusCode::BAD_REQUEST, &why)),
+    };
+    // Whoever shares must hold what they share (an owner holds all of these on their servers).
+    let on = Scope::server(owner, server);
+    if let Some(missing) = scopes
+        .iter()
+        .filter_map(|s| crate::scopes::parse(s).ok())
+        .find(|s| !caller::allowed(hub, who, s.name, on))
     {
         return Ok(json_error(
-            StatusCode::BAD_REQUEST,
-            &format!("edgehub shares grant {access} only, not {other:?}"),
+            StatusCode::FORBIDDEN,
+            &format!("Do not have permission to grant share with scope {missing}"),
         ));
     }
     if !server_exists(hub, owner, server) {
@@ -256,7 +261,7 @@ async fn grant(hub: &Hub, req: &Req, owner: &str, server: &str) -> Result<Resp, 
         owner: owner.to_owned(),
         server: server.to_owned(),
         grantee,
-        scopes: vec![access],
+        scopes,
         created_ms: proxy::timestamp::now_ms(),
     };
     hub.store.grant_share(&share)?;
