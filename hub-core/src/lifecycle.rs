@@ -94,10 +94,13 @@ pub fn request_start(hub: &Arc<Hub>, user: &str, server: &str, options: Value) -
         // last slot.
         let counts = crate::hub::Counts::of(&users);
         let u = users.get_mut(user).ok_or(StartRefused::NoSuchUser)?;
+        // With a shared store this copy may lag another replica's stop by a moment: it does not
+        // refuse on its own then, the claim below asks the database, which has the last word.
+        let shared = hub.store.shared();
         match u.servers.get(server).map(|s| s.phase()) {
             Some(Phase::Pending) => return Ok(()),
-            Some(Phase::Running) => return Err(StartRefused::AlreadyRunning),
-            Some(Phase::Stopping) => return Err(StartRefused::Stopping),
+            Some(Phase::Running) if !shared => return Err(StartRefused::AlreadyRunning),
+            Some(Phase::Stopping) if !shared => return Err(StartRefused::Stopping),
             _ => {}
         }
         let limit = hub.config.named_server_limit_per_user;

@@ -96,6 +96,24 @@ fn calls() -> Vec<Call> {
         (Method::GET, "/users/bob/shared", None, false),
         (Method::DELETE, "/shares/alice/", None, false),
         (Method::GET, "/shares/alice", None, false),
+        // Share codes: made (the code shown once), listed, refused, deleted.
+        (
+            Method::POST,
+            "/share-codes/alice/",
+            Some(json!({"expires_in": 3600})),
+            false,
+        ),
+        (Method::GET, "/share-codes/alice", None, false),
+        (Method::GET, "/share-codes/alice/", None, false),
+        (
+            Method::POST,
+            "/share-codes/alice/",
+            Some(json!({"expires_in": 30})),
+            false,
+        ),
+        (Method::DELETE, "/share-codes/alice/?id=sc_999", None, false),
+        (Method::DELETE, "/share-codes/alice/", None, false),
+        (Method::GET, "/share-codes/alice", None, false),
         // Tokens with scopes: expanded in the model; unknown or not held is a 400.
         (
             Method::POST,

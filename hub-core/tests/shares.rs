@@ -221,3 +221,87 @@ async fn any_member_of_a_project_group_starts_opens_and_stops_its_server() {
     }
     hub.stop().await;
 }
+
+/// A share code: made by the owner, shown once, exchanged by whoever opens its link and
+/// accepts, counted, and gone when deleted or expired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_share_code_is_exchanged_for_a_share_by_whoever_accepts_it() {
+    let dir = temp_dir("share-codes");
+    let hub = TestHub::start(test_config(&dir)).await;
+    let mut admin = hub.admin();
+    let r = admin
+        .api(
+            Method::POST,
+            "/users",
+            Some(json!({"usernames": ["alice", "bob", "carol"]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let r = admin.api(Method::POST, "/users/alice/server", Some(json!({}))).await;
+    assert!(r.status.is_success(), "{}", r.text());
+    let events = follow_progress(&mut admin, "/hub/api/users/alice/server/progress").await;
+    assert_eq!(events.last().unwrap()["ready"], true, "{events:?}");
+    let mut alice = hub.login("alice").await;
+    let mut bob = hub.login("bob").await;
+    let mut carol = hub.login("carol").await;
+
+    let r = alice
+        .api(Method::POST, "/share-codes/alice/", Some(json!({"expires_in": 3600})))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let made = r.json();
+    let code = made["code"].as_str().unwrap().to_owned();
+    let accept_url = made["accept_url"].as_str().unwrap().to_owned();
+    assert_eq!(accept_url, format!("/hub/accept-share?code={code}"));
+    assert_eq!(made["scopes"], json!(["access:servers!server=alice/"]));
+    assert_eq!(made["exchange_count"], 0);
+    let r = alice
+        .api(Method::POST, "/share-codes/alice/", Some(json!({"expires_in": 30})))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "too short a life: {}", r.text());
+    assert_eq!(
+        bob.api(Method::POST, "/share-codes/alice/", Some(json!({})))
+            .await
+            .status,
+        StatusCode::FORBIDDEN,
+        "only the owner makes codes"
+    );
+
+    // Bob opens the link: the page says whose server and what accepting grants.
+    assert_eq!(bob.get("/user/alice/api/status").await.status, StatusCode::FORBIDDEN);
+    let page = bob.get(&accept_url).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.text());
+    assert!(page.text().contains("alice&#39;s server"), "{}", page.text());
+    assert!(page.text().contains("access:servers!server=alice/"));
+    let xsrf = bob.cookies.get("_xsrf").cloned().unwrap();
+    let r = bob
+        .post_form("/hub/accept-share", &[("code", &code), ("_xsrf", &xsrf)])
+        .await;
+    assert_eq!(r.status, StatusCode::FOUND, "{}", r.text());
+    assert_eq!(r.location(), "/user/alice/");
+    assert_eq!(bob.get("/user/alice/api/status").await.status, StatusCode::OK);
+    let r = alice.api(Method::GET, "/shares/alice/", None).await;
+    assert_eq!(r.json()["items"][0]["user"]["name"], "bob", "{}", r.text());
+    let r = alice.api(Method::GET, "/share-codes/alice", None).await;
+    assert_eq!(r.json()["items"][0]["exchange_count"], 1, "{}", r.text());
+    assert!(
+        r.json()["items"][0].get("code").is_none(),
+        "a code is shown only when made"
+    );
+
+    // Alice cannot accept her own; after deletion nobody can.
+    assert_eq!(alice.get(&accept_url).await.status, StatusCode::FORBIDDEN);
+    let id = made["id"].as_str().unwrap();
+    let r = alice
+        .api(Method::DELETE, &format!("/share-codes/alice/?id={id}"), None)
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
+    assert_eq!(carol.get(&accept_url).await.status, StatusCode::NOT_FOUND);
+    let xsrf = carol.cookies.get("_xsrf").cloned().unwrap();
+    let r = carol
+        .post_form("/hub/accept-share", &[("code", &code), ("_xsrf", &xsrf)])
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text());
+    assert_eq!(carol.get("/user/alice/api/status").await.status, StatusCode::FORBIDDEN);
+    hub.stop().await;
+}

@@ -12,6 +12,7 @@ mod escape;
 mod home;
 mod layout;
 mod login;
+mod share;
 mod spawn;
 mod token;
 pub mod urls;
@@ -22,6 +23,7 @@ pub use errors::error;
 pub use escape::escape;
 pub use home::{NamedServers, home};
 pub use login::{LoginOptions, login};
+pub use share::{ShareOffer, accept_share};
 pub use spawn::{not_running, spawn_options, spawn_pending};
 pub use token::{TokenView, tokens};
 

@@ -161,6 +161,21 @@ pub struct ShareRecord {
     pub created_ms: u64,
 }
 
+/// A share code (JupyterHub 5): whoever exchanges it before it expires gets a share of the
+/// server with its scopes. Only the code's hash is kept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShareCodeRecord {
+    pub id: i64,
+    pub hash: String,
+    pub owner: String,
+    pub server: String,
+    pub scopes: Vec<String>,
+    pub created_ms: u64,
+    pub expires_ms: u64,
+    pub exchange_count: u64,
+    pub last_exchanged_ms: Option<u64>,
+}
+
 /// An OAuth authorization code not yet exchanged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OAuthCode {
@@ -247,6 +262,15 @@ pub trait StateStore: Send + Sync {
     /// Revokes every share of a server (or of every server of `owner` with `server = None`);
     /// returns how many went.
     fn revoke_server_shares(&self, owner: &str, server: Option<&str>) -> Result<usize, StoreError>;
+
+    /// Stores a new share code and returns its id.
+    fn add_share_code(&self, code: &ShareCodeRecord) -> Result<i64, StoreError>;
+    /// Every share code not expired at `now_ms`, oldest first (expired ones are deleted).
+    fn share_codes(&self, now_ms: u64) -> Result<Vec<ShareCodeRecord>, StoreError>;
+    /// Deletes the codes of `owner`'s `server` (one of them with `id`); returns how many went.
+    fn delete_share_codes(&self, owner: &str, server: &str, id: Option<i64>) -> Result<usize, StoreError>;
+    /// Counts one exchange of a code.
+    fn note_share_code_exchange(&self, id: i64, at_ms: u64) -> Result<(), StoreError>;
 
     fn put_code(&self, code: &str, grant: &OAuthCode) -> Result<(), StoreError>;
     /// Takes a code (single use): it is gone afterwards, whoever asked.

@@ -20,8 +20,8 @@ use ::postgres::{Client, Config, NoTls, Row};
 use serde_json::Value;
 
 use super::{
-    Cas, Expect, Grantee, GroupRecord, Loaded, LoadedUser, OAuthCode, ShareRecord, StateStore, StoreError, parse_json,
-    phase_names, scopes_of,
+    Cas, Expect, Grantee, GroupRecord, Loaded, LoadedUser, OAuthCode, ShareCodeRecord, ShareRecord, StateStore,
+    StoreError, parse_json, phase_names, scopes_of,
 };
 use crate::model::{Phase, ServerRecord, TokenRecord, UserRecord};
 
@@ -152,6 +152,18 @@ const MIGRATIONS: &[&str] = &[
         FOR EACH ROW EXECUTE FUNCTION edgehub_drop_grantee_shares('group');"#,
     // 4: the scopes a token was made with (NULL: all its owner holds).
     "ALTER TABLE tokens ADD COLUMN scopes TEXT;",
+    // 5: share codes, by hash.
+    r#"CREATE TABLE share_codes (
+        id BIGSERIAL PRIMARY KEY,
+        hash TEXT NOT NULL UNIQUE,
+        owner TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        server TEXT NOT NULL,
+        scopes TEXT NOT NULL,
+        created_ms BIGINT NOT NULL,
+        expires_ms BIGINT NOT NULL,
+        exchange_count BIGINT NOT NULL DEFAULT 0,
+        last_exchanged_ms BIGINT
+    );"#,
 ];
 
 /// Groups with their members: all of them, or the one named.
@@ -902,6 +914,72 @@ impl StateStore for PostgresStore {
                 "DELETE FROM shares WHERE owner = $1 AND ($2::text IS NULL OR server = $2)",
                 &[&owner, &server],
             )? as usize)
+        })
+    }
+
+    fn add_share_code(&self, code: &ShareCodeRecord) -> Result<i64, StoreError> {
+        let c0 = code.clone();
+        let scopes = Value::from(code.scopes.clone()).to_string();
+        self.call(move |c| {
+            let row = c.query_one(
+                "INSERT INTO share_codes (hash, owner, server, scopes, created_ms, expires_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                &[
+                    &c0.hash,
+                    &c0.owner,
+                    &c0.server,
+                    &scopes,
+                    &ms(c0.created_ms),
+                    &ms(c0.expires_ms),
+                ],
+            )?;
+            Ok(row.get(0))
+        })
+    }
+
+    fn share_codes(&self, now_ms: u64) -> Result<Vec<ShareCodeRecord>, StoreError> {
+        self.call(move |c| {
+            c.execute("DELETE FROM share_codes WHERE expires_ms <= $1", &[&ms(now_ms)])?;
+            c.query(
+                "SELECT id, hash, owner, server, scopes, created_ms, expires_ms, exchange_count, last_exchanged_ms
+                 FROM share_codes ORDER BY id",
+                &[],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(ShareCodeRecord {
+                    id: r.get(0),
+                    hash: r.get(1),
+                    owner: r.get(2),
+                    server: r.get(3),
+                    scopes: scopes_of(r.get(4))?,
+                    created_ms: unms(r.get(5)),
+                    expires_ms: unms(r.get(6)),
+                    exchange_count: unms(r.get(7)),
+                    last_exchanged_ms: r.get::<_, Option<i64>>(8).map(unms),
+                })
+            })
+            .collect()
+        })
+    }
+
+    fn delete_share_codes(&self, owner: &str, server: &str, id: Option<i64>) -> Result<usize, StoreError> {
+        let (owner, server) = (owner.to_owned(), server.to_owned());
+        self.call(move |c| {
+            Ok(c.execute(
+                "DELETE FROM share_codes WHERE owner = $1 AND server = $2 AND ($3::bigint IS NULL OR id = $3)",
+                &[&owner, &server, &id],
+            )? as usize)
+        })
+    }
+
+    fn note_share_code_exchange(&self, id: i64, at_ms: u64) -> Result<(), StoreError> {
+        self.call(move |c| {
+            c.execute(
+                "UPDATE share_codes SET exchange_count = exchange_count + 1, last_exchanged_ms = $2 WHERE id = $1",
+                &[&id, &ms(at_ms)],
+            )?;
+            Ok(())
         })
     }
 

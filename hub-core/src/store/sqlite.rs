@@ -22,8 +22,8 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::Value;
 
 use super::{
-    Cas, Expect, Grantee, GroupRecord, Loaded, LoadedUser, OAuthCode, ShareRecord, StateStore, StoreError, parse_json,
-    phase_names, scopes_of,
+    Cas, Expect, Grantee, GroupRecord, Loaded, LoadedUser, OAuthCode, ShareCodeRecord, ShareRecord, StateStore,
+    StoreError, parse_json, phase_names, scopes_of,
 };
 use crate::model::{Phase, ServerRecord, TokenRecord, UserRecord};
 
@@ -116,6 +116,18 @@ const MIGRATIONS: &[&str] = &[
         BEGIN DELETE FROM shares WHERE kind = 'group' AND name = OLD.name; END;",
     // 6: the scopes a token was made with (NULL: all its owner holds).
     "ALTER TABLE tokens ADD COLUMN scopes TEXT;",
+    // 7: share codes, by hash.
+    "CREATE TABLE share_codes (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        hash TEXT NOT NULL UNIQUE,
+        owner TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+        server TEXT NOT NULL,
+        scopes TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        expires_ms INTEGER NOT NULL,
+        exchange_count INTEGER NOT NULL DEFAULT 0,
+        last_exchanged_ms INTEGER
+    );",
 ];
 
 pub struct SqliteStore {
@@ -676,6 +688,75 @@ impl StateStore for SqliteStore {
             "DELETE FROM shares WHERE owner = ?1 AND (?2 IS NULL OR server = ?2)",
             params![owner, server],
         )
+    }
+
+    fn add_share_code(&self, code: &ShareCodeRecord) -> Result<i64, StoreError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO share_codes (hash, owner, server, scopes, created_ms, expires_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    code.hash,
+                    code.owner,
+                    code.server,
+                    Value::from(code.scopes.clone()).to_string(),
+                    code.created_ms,
+                    code.expires_ms
+                ],
+            )?;
+            Ok(c.last_insert_rowid())
+        })
+    }
+
+    fn share_codes(&self, now_ms: u64) -> Result<Vec<ShareCodeRecord>, StoreError> {
+        self.with(|c| {
+            c.execute("DELETE FROM share_codes WHERE expires_ms <= ?1", params![now_ms])?;
+            let mut q = c.prepare_cached(
+                "SELECT id, hash, owner, server, scopes, created_ms, expires_ms, exchange_count, last_exchanged_ms
+                 FROM share_codes ORDER BY id",
+            )?;
+            let rows = q
+                .query_map([], |r| {
+                    Ok((
+                        ShareCodeRecord {
+                            id: r.get(0)?,
+                            hash: r.get(1)?,
+                            owner: r.get(2)?,
+                            server: r.get(3)?,
+                            scopes: Vec::new(),
+                            created_ms: r.get(5)?,
+                            expires_ms: r.get(6)?,
+                            exchange_count: r.get(7)?,
+                            last_exchanged_ms: r.get(8)?,
+                        },
+                        r.get::<_, String>(4)?,
+                    ))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            rows.into_iter()
+                .map(|(code, scopes)| {
+                    Ok(ShareCodeRecord {
+                        scopes: scopes_of(&scopes)?,
+                        ..code
+                    })
+                })
+                .collect()
+        })
+    }
+
+    fn delete_share_codes(&self, owner: &str, server: &str, id: Option<i64>) -> Result<usize, StoreError> {
+        self.exec(
+            "DELETE FROM share_codes WHERE owner = ?1 AND server = ?2 AND (?3 IS NULL OR id = ?3)",
+            params![owner, server, id],
+        )
+    }
+
+    fn note_share_code_exchange(&self, id: i64, at_ms: u64) -> Result<(), StoreError> {
+        self.exec(
+            "UPDATE share_codes SET exchange_count = exchange_count + 1, last_exchanged_ms = ?2 WHERE id = ?1",
+            params![id, at_ms],
+        )?;
+        Ok(())
     }
 
     fn put_code(&self, code: &str, grant: &OAuthCode) -> Result<(), StoreError> {

@@ -19,7 +19,7 @@ use crate::tokens::{Caller, CallerKind};
 use crate::web::caller::{self, Authenticated};
 use crate::web::pagination::{self, Page};
 use crate::web::{Body, Req, empty, json, json_error, oauth, progress_stream, segments};
-use crate::web::{groups, shares};
+use crate::web::{groups, share_codes, shares};
 
 type Resp = http::Response<Body>;
 
@@ -65,6 +65,12 @@ pub async fn handle(hub: &Arc<Hub>, req: &Req, rest: &str) -> Resp {
                 };
                 shares::handle(hub, req, who, target).await
             }
+            None => json_error(StatusCode::NOT_FOUND, "No such API endpoint"),
+        };
+    }
+    if let Some(tail) = rest.trim_start_matches('/').strip_prefix("share-codes/") {
+        return match shares::owner_target(tail) {
+            Some((owner, server)) => share_codes::handle(hub, req, who, &owner, server.as_deref()).await,
             None => json_error(StatusCode::NOT_FOUND, "No such API endpoint"),
         };
     }

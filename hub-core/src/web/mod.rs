@@ -12,6 +12,7 @@ pub mod oauth;
 pub mod pages;
 pub mod pagination;
 pub mod progress_stream;
+pub mod share_codes;
 pub mod shares;
 
 use std::convert::Infallible;

@@ -181,6 +181,7 @@ async fn logged_in_pages(hub: &Arc<Hub>, req: &Req, seg: &[&str]) -> Resp {
     match seg {
         ["hub", "home"] => home(hub, req, &auth),
         ["hub", "admin"] => admin_page(hub, req, &auth),
+        ["hub", "accept-share"] => accept_share(hub, req, &auth).await,
         ["hub", "token"] => token_page(hub, req, &auth),
         ["hub", "spawn"] => start_and_follow(hub, req, &auth, &me, "").await,
         ["hub", "spawn", user] if may(user) => start_and_follow(hub, req, &auth, user, "").await,
@@ -367,6 +368,57 @@ fn view(hub: &Hub, s: &Server) -> ServerView {
         last_activity: s.record.last_activity_ms.map(proxy::timestamp::format_iso),
         options_url: (!hub.spawner.profiles().is_empty())
             .then(|| render::urls::spawn(&hub.base, &s.record.user, &s.record.name)),
+    }
+}
+
+/// `/hub/accept-share?code=…`: `GET` shows what the code offers, `POST` (the page's form)
+/// exchanges it and sends the browser to the server.
+async fn accept_share(hub: &Arc<Hub>, req: &Req, auth: &Authenticated) -> Resp {
+    use crate::web::share_codes::{self, Accepted};
+    let code = if req.method == Method::POST {
+        req.form_field("code")
+    } else {
+        req.query_param("code")
+    }
+    .unwrap_or_default();
+    let gone = "This share code does not exist or has expired.";
+    if req.method == Method::POST {
+        return match share_codes::accept(hub, &auth.caller.name, &code).await {
+            Ok(Accepted::Shared { owner, server }) => redirect(&hub.prefix(&owner, &server)),
+            Ok(Accepted::NotFound) => error_page(hub, req, Some(auth), 404, gone),
+            Ok(Accepted::OwnCode) => error_page(hub, req, Some(auth), 403, "You cannot share a server with yourself."),
+            Err(e) => error_page(
+                hub,
+                req,
+                Some(auth),
+                503,
+                &format!("The state database cannot be reached: {e}"),
+            ),
+        };
+    }
+    match share_codes::find(hub, &code) {
+        Ok(Some(found)) if found.owner == auth.caller.name => {
+            error_page(hub, req, Some(auth), 403, "You cannot share a server with yourself.")
+        }
+        Ok(Some(found)) => {
+            let offer = render::ShareOffer {
+                owner: found.owner,
+                server: found.server,
+                scopes: found.scopes,
+                code,
+            };
+            page(hub, req, StatusCode::OK, |x| {
+                render::accept_share(&context(hub, Some(auth), x), &offer)
+            })
+        }
+        Ok(None) => error_page(hub, req, Some(auth), 404, gone),
+        Err(e) => error_page(
+            hub,
+            req,
+            Some(auth),
+            503,
+            &format!("The state database cannot be reached: {e}"),
+        ),
     }
 }
 

@@ -90,7 +90,7 @@ pub async fn handle(hub: &Arc<Hub>, req: &Req, who: &Caller, target: Target<'_>)
 /// JupyterHub's scopes: `shares` to change a server's shares, `read:shares` to list them,
 /// `read:users:shares` / `read:groups:shares` for what a user or group was given. An owner
 /// holds the first two on their servers (`self`); a server's own token never manages shares.
-fn refuse(hub: &Hub, req: &Req, who: &Caller, target: &Target<'_>) -> Option<Resp> {
+pub(super) fn refuse(hub: &Hub, req: &Req, who: &Caller, target: &Target<'_>) -> Option<Resp> {
     let (scope, on) = match target {
         Target::Owner { owner, server } => {
             let scope = if req.method == Method::GET {
@@ -113,20 +113,23 @@ fn refuse(hub: &Hub, req: &Req, who: &Caller, target: &Target<'_>) -> Option<Res
     (!caller::allowed(hub, who, scope, on)).then(|| caller::forbidden(scope))
 }
 
+/// The trimmed server model shares and share codes carry.
+pub(super) fn server_model(hub: &Hub, owner: &str, server: &str) -> Value {
+    let ready = hub.server(owner, server).is_some_and(|s| s.phase() == Phase::Running);
+    json!({
+        "user": {"name": owner},
+        "name": server,
+        "url": hub.prefix(owner, server),
+        "full_url": Value::Null,
+        "ready": ready,
+    })
+}
+
 /// JupyterHub's share model: the server (trimmed), scopes, who, and when.
 fn model(hub: &Hub, share: &ShareRecord) -> Value {
-    let ready = hub
-        .server(&share.owner, &share.server)
-        .is_some_and(|s| s.phase() == Phase::Running);
     let name = |n: &str| json!({"name": n});
     json!({
-        "server": {
-            "user": {"name": share.owner},
-            "name": share.server,
-            "url": hub.prefix(&share.owner, &share.server),
-            "full_url": Value::Null,
-            "ready": ready,
-        },
+        "server": server_model(hub, &share.owner, &share.server),
         "scopes": share.scopes,
         "user": match &share.grantee { Grantee::User(n) => name(n), Grantee::Group(_) => Value::Null },
         "group": match &share.grantee { Grantee::Group(n) => name(n), Grantee::User(_) => Value::Null },
@@ -317,19 +320,19 @@ async fn revoke_all(hub: &Hub, owner: &str, server: &str) -> Result<Resp, StoreE
 
 /// Writes the route again; a proxy that cannot be reached is repaired by the next reconcile,
 /// which reads the same shares.
-async fn follow_in_route(hub: &Hub, owner: &str, server: &str) {
+pub(super) async fn follow_in_route(hub: &Hub, owner: &str, server: &str) {
     if let Err(e) = refresh_route(hub, owner, server).await {
         tracing::warn!("the route of {owner}/{server} waits for the next reconcile to follow its shares: {e}");
     }
 }
 
 /// The default server exists for every user; a named one once it has been made.
-fn server_exists(hub: &Hub, owner: &str, server: &str) -> bool {
+pub(super) fn server_exists(hub: &Hub, owner: &str, server: &str) -> bool {
     hub.users()
         .get(owner)
         .is_some_and(|u| server.is_empty() || u.servers.contains_key(server))
 }
 
-fn no_such_server(owner: &str, server: &str) -> Resp {
+pub(super) fn no_such_server(owner: &str, server: &str) -> Resp {
     json_error(StatusCode::NOT_FOUND, &format!("No such server: {owner}/{server}"))
 }
