@@ -104,6 +104,22 @@ const SELF: &[&str] = &[
     "shares",
 ];
 
+/// The scopes of one of JupyterHub's default roles, for `owner`'s token (`roles` in a token
+/// request): `user` is `self`, `admin` the admin role, `server` what a server's token holds,
+/// `token` all the owner holds (`inherit`). `None` for a role JupyterHub does not define.
+pub fn role(name: &str, owner: &str) -> Option<Vec<String>> {
+    Some(match name {
+        "user" => vec!["self".to_owned()],
+        "admin" => ADMIN_ROLE.iter().map(|s| (*s).to_owned()).collect(),
+        "server" => vec![
+            format!("users:activity!user={owner}"),
+            format!("access:servers!user={owner}"),
+        ],
+        "token" => vec!["inherit".to_owned()],
+        _ => return None,
+    })
+}
+
 /// Which resources a scope reaches.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Filter {

@@ -266,3 +266,49 @@ async fn a_user_makes_uses_and_revokes_a_token_from_the_token_page() {
     drop(browser);
     hub.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_share_link_is_accepted_in_the_browser_and_opens_the_server() {
+    let dir = temp_dir("browser-share");
+    let hub = TestHub::start(test_config(&dir)).await;
+    let mut admin = hub.admin();
+    let r = admin
+        .api(Method::POST, "/users", Some(json!({"usernames": ["alice", "bob"]})))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let r = admin.api(Method::POST, "/users/alice/server", Some(json!({}))).await;
+    assert!(r.status.is_success(), "{}", r.text());
+    let events = follow_progress(&mut admin, "/hub/api/users/alice/server/progress").await;
+    assert_eq!(events.last().unwrap()["ready"], true, "{events:?}");
+    let r = admin.api(Method::POST, "/share-codes/alice/", Some(json!({}))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let accept_url = r.json()["accept_url"].as_str().unwrap().to_owned();
+
+    // Bob follows the link, signs in, reads the offer, accepts, and lands on alice's server.
+    let browser = Browser::start().await.expect("chromium and chromedriver start");
+    browser
+        .sign_in(&hub.url(&accept_url), "bob", WAIT)
+        .await
+        .expect("signed in");
+    let offer = browser
+        .wait_for_text("#accept-heading + p", "alice", WAIT)
+        .await
+        .expect("the offer names whose server");
+    assert!(offer.contains("alice's server"), "{offer}");
+    let _ = browser.screenshot_png("/tmp/edgehub-shots/accept-share.png").await;
+    browser
+        .find("form button[type=submit]")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let url = browser
+        .wait_until_url(|u| u.ends_with("/user/alice/"), WAIT)
+        .await
+        .expect("sent to the server");
+    assert_eq!(url, hub.url("/user/alice/"));
+    assert_builtin_server_page(&browser, "alice", WAIT).await;
+    drop(browser);
+    hub.stop().await;
+}

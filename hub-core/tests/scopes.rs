@@ -134,6 +134,33 @@ async fn a_scoped_token_gets_403_outside_its_scopes() {
     // Bob holds no one else's users: an admin cannot give him a token that does.
     let r = token_for(&mut admin, "bob", json!(["read:users!group=proj"])).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    // Roles, JupyterHub's older way to ask: each is its scopes.
+    let roles = |r: Value| json!({"note": "roles", "roles": r});
+    let r = alice
+        .api(Method::POST, "/users/alice/tokens", Some(roles(json!(["server"]))))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let mut server_like = with_token(&hub, r.json()["token"].as_str().unwrap());
+    let r = server_like
+        .api(
+            Method::POST,
+            "/users/alice/activity",
+            Some(json!({"last_activity": "2026-01-01T00:00:00Z"})),
+        )
+        .await;
+    assert!(r.status.is_success(), "activity: {}", r.text());
+    assert_eq!(
+        server_like.api(Method::GET, "/users/alice/tokens", None).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let r = alice
+        .api(Method::POST, "/users/alice/tokens", Some(roles(json!(["admin"]))))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "alice is no admin: {}", r.text());
+    let r = alice
+        .api(Method::POST, "/users/alice/tokens", Some(roles(json!(["emperor"]))))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
     // Tokens without scopes are unchanged: all their owner holds.
     let r = token_for(&mut alice, "alice", Value::Null).await;
     assert_eq!(r.json()["scopes"], json!(["inherit"]), "{}", r.text());

@@ -470,15 +470,36 @@ fn requested_scopes(
     owner: &str,
     body: &Value,
 ) -> Result<Option<Vec<String>>, (StatusCode, String)> {
-    let texts: Vec<String> = match &body["scopes"] {
-        Value::Null => return Ok(None),
-        Value::Array(items) => items
-            .iter()
-            .map(|s| s.as_str().map(str::to_owned))
-            .collect::<Option<_>>()
-            .ok_or((StatusCode::BAD_REQUEST, "scopes must be a list of strings".to_owned()))?,
-        _ => return Err((StatusCode::BAD_REQUEST, "scopes must be a list of strings".to_owned())),
+    let list = |key: &str| -> Result<Option<Vec<String>>, (StatusCode, String)> {
+        let bad = || {
+            (
+                StatusCode::BAD_REQUEST,
+                format!("token {key} must be null or a list of strings"),
+            )
+        };
+        match &body[key] {
+            Value::Null => Ok(None),
+            Value::Array(items) => items
+                .iter()
+                .map(|s| s.as_str().map(str::to_owned))
+                .collect::<Option<_>>()
+                .map(Some)
+                .ok_or_else(bad),
+            _ => Err(bad()),
+        }
     };
+    let (scopes, roles) = (list("scopes")?, list("roles")?);
+    if scopes.is_none() && roles.is_none() {
+        return Ok(None);
+    }
+    // Roles (JupyterHub's older way to ask) are their scopes.
+    let mut texts = scopes.unwrap_or_default();
+    for name in roles.unwrap_or_default() {
+        match crate::scopes::role(&name, owner) {
+            Some(scopes) => texts.extend(scopes),
+            None => return Err((StatusCode::BAD_REQUEST, format!("role {name:?} does not exist"))),
+        }
+    }
     let requested = match Scopes::requested(&texts, owner) {
         Ok(Some(scopes)) => scopes,
         Ok(None) => return Ok(None),
