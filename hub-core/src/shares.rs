@@ -60,10 +60,10 @@ pub fn server_scopes(asked: Option<&[String]>, owner: &str, server: &str) -> Res
     Ok(scopes)
 }
 
-/// The scopes the shares give `user`, directly or through one of their groups.
-pub fn granted_to(hub: &Hub, user: &str) -> Result<crate::scopes::Scopes, StoreError> {
+/// The shares granted to `user`, directly or through one of their groups, oldest first.
+pub fn with_user(hub: &Hub, user: &str) -> Result<Vec<ShareRecord>, StoreError> {
     let groups = hub.store.user_groups(user)?;
-    let texts: Vec<String> = hub
+    Ok(hub
         .store
         .shares()?
         .into_iter()
@@ -71,8 +71,12 @@ pub fn granted_to(hub: &Hub, user: &str) -> Result<crate::scopes::Scopes, StoreE
             Grantee::User(name) => name == user,
             Grantee::Group(name) => groups.contains(name),
         })
-        .flat_map(|s| s.scopes)
-        .collect();
+        .collect())
+}
+
+/// The scopes the shares give `user`, directly or through one of their groups.
+pub fn granted_to(hub: &Hub, user: &str) -> Result<crate::scopes::Scopes, StoreError> {
+    let texts: Vec<String> = with_user(hub, user)?.into_iter().flat_map(|s| s.scopes).collect();
     // Unreadable scopes in a share grant nothing.
     Ok(crate::scopes::Scopes::requested(&texts, user)
         .ok()
@@ -117,17 +121,7 @@ pub async fn refresh_route(hub: &Hub, owner: &str, server: &str) -> Result<(), P
 /// The servers shared with `user`, directly or through one of their groups, as
 /// `(owner, server)`.
 pub fn shared_with(hub: &Hub, user: &str) -> Result<Vec<(String, String)>, StoreError> {
-    let groups = hub.store.user_groups(user)?;
-    let mut servers: Vec<(String, String)> = hub
-        .store
-        .shares()?
-        .into_iter()
-        .filter(|s| match &s.grantee {
-            Grantee::User(name) => name == user,
-            Grantee::Group(name) => groups.contains(name),
-        })
-        .map(|s| (s.owner, s.server))
-        .collect();
+    let mut servers: Vec<(String, String)> = with_user(hub, user)?.into_iter().map(|s| (s.owner, s.server)).collect();
     servers.sort();
     servers.dedup();
     Ok(servers)

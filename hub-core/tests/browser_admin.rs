@@ -276,10 +276,7 @@ async fn a_share_link_is_accepted_in_the_browser_and_opens_the_server() {
         .api(Method::POST, "/users", Some(json!({"usernames": ["alice", "bob"]})))
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
-    let r = admin.api(Method::POST, "/users/alice/server", Some(json!({}))).await;
-    assert!(r.status.is_success(), "{}", r.text());
-    let events = follow_progress(&mut admin, "/hub/api/users/alice/server/progress").await;
-    assert_eq!(events.last().unwrap()["ready"], true, "{events:?}");
+    start_server(&mut admin, "alice").await;
     let r = admin.api(Method::POST, "/share-codes/alice/", Some(json!({}))).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     let accept_url = r.json()["accept_url"].as_str().unwrap().to_owned();

@@ -73,13 +73,7 @@ async fn deleting_the_platform_session_ends_hub_and_edge_access_within_a_second(
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert_eq!(r.json()["name"], "alice");
 
-    let r = hub
-        .admin()
-        .api(Method::POST, "/users/alice/server", Some(json!({})))
-        .await;
-    assert!(r.status.is_success(), "{}", r.text());
-    let events = follow_progress(&mut hub.admin(), "/hub/api/users/alice/server/progress").await;
-    assert_eq!(events.last().unwrap()["ready"], true, "{events:?}");
+    start_server(&mut hub.admin(), "alice").await;
 
     // Every way in works: the hub's session cookie, the platform token as a bearer and bare.
     let r = alice.get("/user/alice/api/status").await;

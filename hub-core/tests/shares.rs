@@ -44,10 +44,7 @@ async fn a_shared_server_admits_its_grantees_until_the_share_is_revoked() {
         .api(Method::POST, "/groups/proj", Some(json!({"users": ["carol"]})))
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
-    let r = admin.api(Method::POST, "/users/alice/server", Some(json!({}))).await;
-    assert!(r.status.is_success(), "{}", r.text());
-    let events = follow_progress(&mut admin, "/hub/api/users/alice/server/progress").await;
-    assert_eq!(events.last().unwrap()["ready"], true, "{events:?}");
+    start_server(&mut admin, "alice").await;
 
     let mut alice = hub.login("alice").await;
     let mut bob = hub.login("bob").await;
@@ -237,10 +234,7 @@ async fn a_share_code_is_exchanged_for_a_share_by_whoever_accepts_it() {
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
-    let r = admin.api(Method::POST, "/users/alice/server", Some(json!({}))).await;
-    assert!(r.status.is_success(), "{}", r.text());
-    let events = follow_progress(&mut admin, "/hub/api/users/alice/server/progress").await;
-    assert_eq!(events.last().unwrap()["ready"], true, "{events:?}");
+    start_server(&mut admin, "alice").await;
     let mut alice = hub.login("alice").await;
     let mut bob = hub.login("bob").await;
     let mut carol = hub.login("carol").await;

@@ -381,25 +381,35 @@ async fn accept_share(hub: &Arc<Hub>, req: &Req, auth: &Authenticated) -> Resp {
         req.query_param("code")
     }
     .unwrap_or_default();
-    let gone = "This share code does not exist or has expired.";
+    let gone = || {
+        error_page(
+            hub,
+            req,
+            Some(auth),
+            404,
+            "This share code does not exist or has expired.",
+        )
+    };
+    let own = || error_page(hub, req, Some(auth), 403, "You cannot share a server with yourself.");
+    let unreadable = |e: crate::store::StoreError| {
+        error_page(
+            hub,
+            req,
+            Some(auth),
+            503,
+            &format!("The state database cannot be reached: {e}"),
+        )
+    };
     if req.method == Method::POST {
         return match share_codes::accept(hub, &auth.caller.name, &code).await {
             Ok(Accepted::Shared { owner, server }) => redirect(&hub.prefix(&owner, &server)),
-            Ok(Accepted::NotFound) => error_page(hub, req, Some(auth), 404, gone),
-            Ok(Accepted::OwnCode) => error_page(hub, req, Some(auth), 403, "You cannot share a server with yourself."),
-            Err(e) => error_page(
-                hub,
-                req,
-                Some(auth),
-                503,
-                &format!("The state database cannot be reached: {e}"),
-            ),
+            Ok(Accepted::NotFound) => gone(),
+            Ok(Accepted::OwnCode) => own(),
+            Err(e) => unreadable(e),
         };
     }
     match share_codes::find(hub, &code) {
-        Ok(Some(found)) if found.owner == auth.caller.name => {
-            error_page(hub, req, Some(auth), 403, "You cannot share a server with yourself.")
-        }
+        Ok(Some(found)) if found.owner == auth.caller.name => own(),
         Ok(Some(found)) => {
             let offer = render::ShareOffer {
                 owner: found.owner,
@@ -411,14 +421,8 @@ async fn accept_share(hub: &Arc<Hub>, req: &Req, auth: &Authenticated) -> Resp {
                 render::accept_share(&context(hub, Some(auth), x), &offer)
             })
         }
-        Ok(None) => error_page(hub, req, Some(auth), 404, gone),
-        Err(e) => error_page(
-            hub,
-            req,
-            Some(auth),
-            503,
-            &format!("The state database cannot be reached: {e}"),
-        ),
+        Ok(None) => gone(),
+        Err(e) => unreadable(e),
     }
 }
 

@@ -152,24 +152,23 @@ fn list(hub: &Hub, req: &Req, target: &Target<'_>) -> Result<Resp, StoreError> {
     {
         return Ok(no_such_server(owner, server));
     }
-    // What is shared with a user includes what is shared with their groups, as JupyterHub
-    // lists it.
-    let user_groups = match target {
-        Target::SharedWithUser(name) => hub.store.user_groups(name)?,
-        _ => Vec::new(),
+    let shares: Vec<ShareRecord> = match target {
+        // What is shared with a user includes what is shared with their groups, as JupyterHub
+        // lists it.
+        Target::SharedWithUser(name) => crate::shares::with_user(hub, name)?,
+        Target::Owner { owner, server } => hub
+            .store
+            .shares()?
+            .into_iter()
+            .filter(|s| s.owner == *owner && server.is_none_or(|name| s.server == name))
+            .collect(),
+        Target::SharedWithGroup(name) => hub
+            .store
+            .shares()?
+            .into_iter()
+            .filter(|s| s.grantee == Grantee::Group((*name).to_owned()))
+            .collect(),
     };
-    let shares: Vec<ShareRecord> = hub
-        .store
-        .shares()?
-        .into_iter()
-        .filter(|s| match (target, &s.grantee) {
-            (Target::Owner { owner, server }, _) => s.owner == *owner && server.is_none_or(|name| s.server == name),
-            (Target::SharedWithUser(name), Grantee::User(user)) => user == name,
-            (Target::SharedWithUser(_), Grantee::Group(group)) => user_groups.contains(group),
-            (Target::SharedWithGroup(name), Grantee::Group(group)) => group == name,
-            (Target::SharedWithGroup(_), Grantee::User(_)) => false,
-        })
-        .collect();
     let total = shares.len();
     let items: Vec<Value> = shares
         .iter()

@@ -320,6 +320,25 @@ impl Client {
     }
 }
 
+/// Starts `user`'s default server through `client` (an admin's, or one the API lets start it)
+/// and follows its progress until it is ready.
+pub async fn start_server(client: &mut Client, user: &str) {
+    let r = client
+        .api(
+            Method::POST,
+            &format!("/users/{user}/server"),
+            Some(serde_json::json!({})),
+        )
+        .await;
+    assert!(r.status.is_success(), "starting {user}'s server: {}", r.text());
+    let events = follow_progress(client, &format!("/hub/api/users/{user}/server/progress")).await;
+    assert_eq!(
+        events.last().map(|e| e["ready"].clone()),
+        Some(serde_json::Value::Bool(true)),
+        "{user}'s server: {events:?}"
+    );
+}
+
 /// Reads a progress stream to its end and returns its events.
 pub async fn follow_progress(client: &mut Client, path: &str) -> Vec<serde_json::Value> {
     let r = client.get(path).await;
