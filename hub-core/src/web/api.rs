@@ -244,7 +244,7 @@ fn list_users(hub: &Hub, req: &Req) -> Resp {
             );
         }
     };
-    let groups = groups::by_user(hub).unwrap_or_else(|e| {
+    let groups = hub.store.groups().map(|g| groups::by_user(&g)).unwrap_or_else(|e| {
         tracing::warn!("listing users without their groups: {e}");
         Default::default()
     });

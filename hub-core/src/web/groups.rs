@@ -33,15 +33,15 @@ pub fn model(group: &GroupRecord) -> Value {
     })
 }
 
-/// Every user's groups, for user models.
-pub fn by_user(hub: &Hub) -> Result<BTreeMap<String, Vec<String>>, StoreError> {
+/// Every user's groups, from the groups with their members (for user models, the admin page).
+pub fn by_user(groups: &[GroupRecord]) -> BTreeMap<String, Vec<String>> {
     let mut by_user: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for group in hub.store.groups()? {
-        for user in group.users {
-            by_user.entry(user).or_default().push(group.name.clone());
+    for group in groups {
+        for user in &group.users {
+            by_user.entry(user.clone()).or_default().push(group.name.clone());
         }
     }
-    Ok(by_user)
+    by_user
 }
 
 /// At login: the groups an authenticator knows the user by (a directory's, a platform token's)

@@ -433,12 +433,7 @@ fn admin_page(hub: &Hub, req: &Req, auth: &Authenticated) -> Resp {
     }
     let (groups, by_user) = match hub.store.groups() {
         Ok(groups) => {
-            let mut by_user: std::collections::BTreeMap<String, Vec<String>> = Default::default();
-            for g in &groups {
-                for u in &g.users {
-                    by_user.entry(u.clone()).or_default().push(g.name.clone());
-                }
-            }
+            let by_user = crate::web::groups::by_user(&groups);
             (groups, by_user)
         }
         Err(e) => {
