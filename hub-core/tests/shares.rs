@@ -230,7 +230,7 @@ async fn a_share_code_is_exchanged_for_a_share_by_whoever_accepts_it() {
         .api(
             Method::POST,
             "/users",
-            Some(json!({"usernames": ["alice", "bob", "carol"]})),
+            Some(json!({"usernames": ["alice", "bob", "carol", "dan"]})),
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
@@ -281,6 +281,18 @@ async fn a_share_code_is_exchanged_for_a_share_by_whoever_accepts_it() {
     assert!(
         r.json()["items"][0].get("code").is_none(),
         "a code is shown only when made"
+    );
+    // Share lists are paged as JupyterHub pages them, the next page's URL absolute.
+    let r = alice
+        .api(Method::POST, "/shares/alice/", Some(json!({"user": "dan"})))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let page = alice.api(Method::GET, "/shares/alice/?limit=1", None).await.json();
+    assert_eq!(page["_pagination"]["total"], 2, "{page}");
+    let next = page["_pagination"]["next"]["url"].as_str().unwrap_or_default();
+    assert!(
+        next.starts_with("http://") && next.ends_with("/hub/api/shares/alice/?offset=1&limit=1"),
+        "{page}"
     );
 
     // Alice cannot accept her own; after deletion nobody can.

@@ -280,7 +280,7 @@ fn list_users(hub: &Hub, req: &Req) -> Resp {
             m
         })
         .collect();
-    pagination::respond(hub, req, "users", Page { offset, limit }, items, total)
+    pagination::respond(hub, req, Page { offset, limit }, items, total)
 }
 
 fn create_users(hub: &Hub, req: &Req) -> Resp {

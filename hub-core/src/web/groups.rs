@@ -143,7 +143,7 @@ fn list(hub: &Hub, req: &Req) -> Result<Resp, StoreError> {
     let groups = hub.store.groups()?;
     let total = groups.len();
     let items = groups.iter().skip(page.offset).take(page.limit).map(model).collect();
-    Ok(pagination::respond(hub, req, "groups", page, items, total))
+    Ok(pagination::respond(hub, req, page, items, total))
 }
 
 /// `POST /groups` `{"groups": [...], "users": [...]}`: all or nothing.

@@ -38,16 +38,31 @@ impl Page {
     }
 }
 
-/// The response for one page of `items` out of `total`, from the list at `hub/api/{what}`.
-pub fn respond(hub: &Hub, req: &Req, what: &str, page: Page, items: Vec<Value>, total: usize) -> http::Response<Body> {
+/// The response for one page of `items` out of `total`, for the list the request asked: the
+/// bare list, or with `Accept: application/jupyterhub-pagination+json` the page model.
+pub fn respond(hub: &Hub, req: &Req, page: Page, items: Vec<Value>, total: usize) -> http::Response<Body> {
     let paginated = req.header(header::ACCEPT).is_some_and(|a| a.contains(PAGINATED));
     if !paginated {
         return json(StatusCode::OK, &Value::Array(items));
     }
+    let mut response = json(StatusCode::OK, &model(hub, req, page, items, total));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PAGINATED));
+    response
+}
+
+/// The page model whatever the request accepts: JupyterHub's share lists are always sent so.
+pub fn wrapped(hub: &Hub, req: &Req, page: Page, items: Vec<Value>, total: usize) -> http::Response<Body> {
+    json(StatusCode::OK, &model(hub, req, page, items, total))
+}
+
+/// `{"items", "_pagination": {offset, limit, total, next}}`; `next` holds the next page's
+/// absolute URL, the request's own with the other filters kept: clients
+/// (jupyterhub-idle-culler) fetch it as it is.
+fn model(hub: &Hub, req: &Req, page: Page, items: Vec<Value>, total: usize) -> Value {
     let Page { offset, limit } = page;
     let next = (offset + items.len() < total).then(|| {
-        // An absolute URL keeping the other filters: clients (jupyterhub-idle-culler) fetch it
-        // as it is.
         let next_offset = offset + items.len();
         let host = req.header(header::HOST).unwrap_or("localhost");
         let mut query = form_urlencoded::Serializer::new(String::new());
@@ -63,15 +78,8 @@ pub fn respond(hub: &Hub, req: &Req, what: &str, page: Page, items: Vec<Value>, 
         }
         query.append_pair("offset", &next_offset.to_string());
         query.append_pair("limit", &limit.to_string());
-        let url = format!("http://{host}{}hub/api/{what}?{}", hub.base, query.finish());
+        let url = format!("http://{host}{}{}?{}", hub.base, req.path, query.finish());
         json!({"offset": next_offset, "limit": limit, "url": url})
     });
-    let mut response = json(
-        StatusCode::OK,
-        &json!({"items": items, "_pagination": {"offset": offset, "limit": limit, "total": total, "next": next}}),
-    );
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PAGINATED));
-    response
+    json!({"items": items, "_pagination": {"offset": offset, "limit": limit, "total": total, "next": next}})
 }

@@ -9,7 +9,7 @@ use crate::hub::Hub;
 use crate::model::iso;
 use crate::store::{Grantee, ShareCodeRecord, ShareRecord, StoreError};
 use crate::tokens::Caller;
-use crate::web::pagination::Page;
+use crate::web::pagination::{self, Page};
 use crate::web::shares::{Target, follow_in_route, no_such_server, refuse, server_exists, server_model};
 use crate::web::{Body, Req, empty, json, json_error};
 
@@ -73,10 +73,7 @@ fn list(hub: &Hub, req: &Req, owner: &str, server: Option<&str>) -> Result<Resp,
         .take(page.limit)
         .map(|c| model(hub, c))
         .collect();
-    Ok(json(
-        StatusCode::OK,
-        &json!({"items": items, "_pagination": {"offset": page.offset, "limit": page.limit, "total": total, "next": Value::Null}}),
-    ))
+    Ok(pagination::wrapped(hub, req, page, items, total))
 }
 
 fn create(hub: &Hub, req: &Req, who: &Caller, owner: &str, server: &str) -> Result<Resp, StoreError> {

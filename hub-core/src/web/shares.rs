@@ -15,7 +15,7 @@ use crate::shares::refresh_route;
 use crate::store::{Grantee, ShareRecord, StoreError};
 use crate::tokens::Caller;
 use crate::web::caller;
-use crate::web::pagination::{MAX_LIMIT, Page};
+use crate::web::pagination::{self, Page};
 use crate::web::{Body, Req, empty, json, json_error};
 
 type Resp = http::Response<Body>;
@@ -173,17 +173,10 @@ fn list(hub: &Hub, req: &Req, target: &Target<'_>) -> Result<Resp, StoreError> {
     let items: Vec<Value> = shares
         .iter()
         .skip(page.offset)
-        .take(page.limit.min(MAX_LIMIT))
+        .take(page.limit)
         .map(|s| model(hub, s))
         .collect();
-    let next = (page.offset + items.len() < total).then(|| {
-        let offset = page.offset + items.len();
-        json!({"offset": offset, "limit": page.limit, "url": format!("?offset={offset}&limit={}", page.limit)})
-    });
-    Ok(json(
-        StatusCode::OK,
-        &json!({"items": items, "_pagination": {"offset": page.offset, "limit": page.limit, "total": total, "next": next}}),
-    ))
+    Ok(pagination::wrapped(hub, req, page, items, total))
 }
 
 /// The grantee a grant or revoke body names: exactly one of `user` and `group`, and nothing but
