@@ -477,16 +477,7 @@ fn requested_scopes(
                 format!("token {key} must be null or a list of strings"),
             )
         };
-        match &body[key] {
-            Value::Null => Ok(None),
-            Value::Array(items) => items
-                .iter()
-                .map(|s| s.as_str().map(str::to_owned))
-                .collect::<Option<_>>()
-                .map(Some)
-                .ok_or_else(bad),
-            _ => Err(bad()),
-        }
+        crate::web::optional_strings(body, key).map_err(|_| bad())
     };
     let (scopes, roles) = (list("scopes")?, list("roles")?);
     if scopes.is_none() && roles.is_none() {

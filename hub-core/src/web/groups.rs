@@ -18,7 +18,7 @@ use crate::store::{GroupRecord, StoreError};
 use crate::tokens::Caller;
 use crate::web::caller;
 use crate::web::pagination::{self, Page};
-use crate::web::{Body, Req, empty, json, json_error};
+use crate::web::{Body, Req, empty, json, json_error, optional_strings};
 
 type Resp = http::Response<Body>;
 
@@ -245,16 +245,9 @@ fn group_reply(hub: &Hub, name: &str, status: StatusCode) -> Result<Resp, StoreE
 /// The names listed under `key`: absent is none; anything but a list of strings is a 400
 /// (`Err` holds its message).
 fn names_in(body: &Value, key: &str) -> Result<Vec<String>, String> {
-    let not_names = || format!("{key} must be a list of names");
-    match body.get(key) {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|v| v.as_str().map(str::to_owned))
-            .collect::<Option<Vec<_>>>()
-            .ok_or_else(not_names),
-        Some(_) => Err(not_names()),
-    }
+    optional_strings(body, key)
+        .map(Option::unwrap_or_default)
+        .map_err(|_| format!("{key} must be a list of names"))
 }
 
 /// The body's `users`, each of whom must exist (JupyterHub: 400 `No such user`).

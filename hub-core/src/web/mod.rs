@@ -104,6 +104,26 @@ pub fn json(status: StatusCode, value: &Value) -> Response<Body> {
     r
 }
 
+/// An optional list of strings in a request body (`users`, `groups`, `scopes`, `roles`):
+/// `Ok(None)` when absent or null, [`NotStrings`] when it is anything but a list of strings
+/// (each caller says so in its own words).
+pub fn optional_strings(body: &Value, key: &str) -> Result<Option<Vec<String>>, NotStrings> {
+    match body.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_str().map(str::to_owned))
+            .collect::<Option<_>>()
+            .map(Some)
+            .ok_or(NotStrings),
+        Some(_) => Err(NotStrings),
+    }
+}
+
+/// A body field that should have been a list of strings was not.
+#[derive(Debug)]
+pub struct NotStrings;
+
 /// JupyterHub's error body: `{"status": 404, "message": "…"}`.
 pub fn json_error(status: StatusCode, message: &str) -> Response<Body> {
     json(

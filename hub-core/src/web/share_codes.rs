@@ -10,8 +10,10 @@ use crate::model::iso;
 use crate::store::{Grantee, ShareCodeRecord, ShareRecord, StoreError};
 use crate::tokens::Caller;
 use crate::web::pagination::{self, Page};
-use crate::web::shares::{Target, follow_in_route, no_such_server, refuse, server_exists, server_model};
-use crate::web::{Body, Req, empty, json, json_error};
+use crate::web::shares::{
+    Target, follow_in_route, grantable_scopes, no_such_server, refuse, server_exists, server_model,
+};
+use crate::web::{Body, Req, empty, json, json_error, optional_strings};
 
 type Resp = http::Response<Body>;
 
@@ -104,29 +106,13 @@ fn create(hub: &Hub, req: &Req, who: &Caller, owner: &str, server: &str) -> Resu
             }
         },
     };
-    let asked: Option<Vec<String>> = match &body["scopes"] {
-        Value::Null => None,
-        Value::Array(items) => match items.iter().map(|s| s.as_str().map(str::to_owned)).collect() {
-            Some(list) => Some(list),
-            None => return Ok(json_error(StatusCode::BAD_REQUEST, "scopes must be a list of strings")),
-        },
-        _ => return Ok(json_error(StatusCode::BAD_REQUEST, "scopes must be a list of strings")),
+    let Ok(asked) = optional_strings(&body, "scopes") else {
+        return Ok(json_error(StatusCode::BAD_REQUEST, "scopes must be a list of strings"));
     };
-    let scopes = match crate::shares::server_scopes(asked.as_deref(), owner, server) {
+    let scopes = match grantable_scopes(hub, who, asked.as_deref(), owner, server) {
         Ok(scopes) => scopes,
-        Err(why) => return Ok(json_error(StatusCode::BAD_REQUEST, &why)),
+        Err((status, why)) => return Ok(json_error(status, &why)),
     };
-    let on = crate::scopes::Target::server(owner, server);
-    if let Some(missing) = scopes
-        .iter()
-        .filter_map(|s| crate::scopes::parse(s).ok())
-        .find(|s| !crate::web::caller::allowed(hub, who, s.name, on))
-    {
-        return Ok(json_error(
-            StatusCode::FORBIDDEN,
-            &format!("Do not have permission to grant share with scope {missing}"),
-        ));
-    }
     if !server_exists(hub, owner, server) {
         return Ok(no_such_server(owner, server));
     }
@@ -159,15 +145,9 @@ fn delete(hub: &Hub, req: &Req, owner: &str, server: &str) -> Result<Resp, Store
         return Ok(no_such_server(owner, server));
     }
     let id = if let Some(code) = req.query_param("code") {
-        let hash = crate::tokens::hash(&code);
-        let found = hub
-            .store
-            .share_codes(proxy::timestamp::now_ms())?
-            .into_iter()
-            .find(|c| c.hash == hash && c.owner == owner && c.server == server);
-        match found {
-            Some(c) => Some(c.id),
-            None => return Ok(json_error(StatusCode::NOT_FOUND, "No matching code found")),
+        match find(hub, &code)? {
+            Some(c) if c.owner == owner && c.server == server => Some(c.id),
+            _ => return Ok(json_error(StatusCode::NOT_FOUND, "No matching code found")),
         }
     } else if let Some(id) = req.query_param("id") {
         match id.strip_prefix("sc_").and_then(|n| n.parse().ok()) {

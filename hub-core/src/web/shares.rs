@@ -16,7 +16,7 @@ use crate::store::{Grantee, ShareRecord, StoreError};
 use crate::tokens::Caller;
 use crate::web::caller;
 use crate::web::pagination::{self, Page};
-use crate::web::{Body, Req, empty, json, json_error};
+use crate::web::{Body, Req, empty, json, json_error, optional_strings};
 
 type Resp = http::Response<Body>;
 
@@ -198,17 +198,7 @@ fn grantee_of(body: &Value) -> Result<(Grantee, Option<Vec<String>>), String> {
         (Some(_), Some(_)) => return Err("Expected exactly one of `user` or `group`, not both.".into()),
         (None, None) => return Err("Specify exactly one of `user` or `group`".into()),
     };
-    let scopes = match fields.get("scopes") {
-        None | Some(Value::Null) => None,
-        Some(Value::Array(items)) => Some(
-            items
-                .iter()
-                .map(|s| s.as_str().map(str::to_owned))
-                .collect::<Option<Vec<_>>>()
-                .ok_or("scopes must be a list of strings")?,
-        ),
-        Some(_) => return Err("scopes must be a list of strings".into()),
-    };
+    let scopes = optional_strings(body, "scopes").map_err(|_| "scopes must be a list of strings")?;
     Ok((grantee, scopes))
 }
 
@@ -222,22 +212,10 @@ async fn grant(hub: &Hub, req: &Req, who: &Caller, owner: &str, server: &str) ->
         Ok(parsed) => parsed,
         Err(why) => return Ok(json_error(StatusCode::BAD_REQUEST, &why)),
     };
-    let scopes = match crate::shares::server_scopes(scopes.as_deref(), owner, server) {
+    let scopes = match grantable_scopes(hub, who, scopes.as_deref(), owner, server) {
         Ok(scopes) => scopes,
-        Err(why) => return Ok(json_error(StatusCode::BAD_REQUEST, &why)),
+        Err((status, why)) => return Ok(json_error(status, &why)),
     };
-    // Whoever shares must hold what they share (an owner holds all of these on their servers).
-    let on = Scope::server(owner, server);
-    if let Some(missing) = scopes
-        .iter()
-        .filter_map(|s| crate::scopes::parse(s).ok())
-        .find(|s| !caller::allowed(hub, who, s.name, on))
-    {
-        return Ok(json_error(
-            StatusCode::FORBIDDEN,
-            &format!("Do not have permission to grant share with scope {missing}"),
-        ));
-    }
     if !server_exists(hub, owner, server) {
         return Ok(no_such_server(owner, server));
     }
@@ -273,6 +251,31 @@ async fn grant(hub: &Hub, req: &Req, who: &Caller, owner: &str, server: &str) ->
         .find(|s| s.owner == share.owner && s.server == share.server && s.grantee == share.grantee)
         .unwrap_or(share);
     Ok(json(StatusCode::OK, &model(hub, &stored)))
+}
+
+/// The scopes a share or share code of `owner/server` asked for, filtered to the server
+/// (400 for one that cannot be shared), each held by whoever shares (403 otherwise; an owner
+/// holds all of them on their servers).
+pub(super) fn grantable_scopes(
+    hub: &Hub,
+    who: &Caller,
+    asked: Option<&[String]>,
+    owner: &str,
+    server: &str,
+) -> Result<Vec<String>, (StatusCode, String)> {
+    let scopes = crate::shares::server_scopes(asked, owner, server).map_err(|why| (StatusCode::BAD_REQUEST, why))?;
+    let on = Scope::server(owner, server);
+    match scopes
+        .iter()
+        .filter_map(|s| crate::scopes::parse(s).ok())
+        .find(|s| !caller::allowed(hub, who, s.name, on))
+    {
+        Some(missing) => Err((
+            StatusCode::FORBIDDEN,
+            format!("Do not have permission to grant share with scope {missing}"),
+        )),
+        None => Ok(scopes),
+    }
 }
 
 /// `PATCH`: revokes one share. The share has one scope, so revoking any of it ends it; the
