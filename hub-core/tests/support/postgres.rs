@@ -19,6 +19,40 @@ pub struct Postgres {
     child: Mutex<Option<Child>>,
     /// The unprivileged user the server runs as, when the tests run as root.
     run_as: Option<(u32, u32)>,
+    /// While killed: the port, held so no other test's server takes it before `start_again`.
+    held: Mutex<Option<PortHold>>,
+}
+
+/// A port kept while its server is down: each connection is closed at once, as a stopped
+/// server's port refuses it, and no other process can bind the port meanwhile (another test's
+/// server there would answer in its place).
+struct PortHold {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl PortHold {
+    fn take(port: u16) -> PortHold {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("hold the killed server's port");
+        listener.set_nonblocking(true).unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            while !stopped.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((refused, _)) => drop(refused),
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        PortHold { stop, thread }
+    }
+
+    /// Lets the port go (the listener closes with the thread).
+    fn release(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
+    }
 }
 
 /// Where Debian puts the server's programs (`/usr/lib/postgresql/15/bin`), newest version first.
@@ -89,6 +123,7 @@ impl Postgres {
             dir,
             child: Mutex::new(None),
             run_as,
+            held: Mutex::new(None),
         };
         let status = pg
             .command("initdb")
@@ -199,17 +234,62 @@ impl Postgres {
     /// Stops the server and its backends at once (SIGKILL to its group): every connection drops.
     pub fn kill(&self) {
         if let Some(mut child) = self.child.lock().unwrap().take() {
-            // SAFETY: the group this server leads (`process_group(0)` at spawn).
+            // Each backend calls setsid(), so it is not in the postmaster's group: kill them by
+            // name, or one could still answer a query on a connection opened before (it exits
+            // only when it notices the postmaster gone).
+            let backends = children_of(child.id());
+            // SAFETY: the group this server leads (`process_group(0)` at spawn), and its
+            // children, read from /proc just above.
             unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+            for pid in &backends {
+                unsafe { libc::kill(*pid, libc::SIGKILL) };
+            }
             let _ = child.wait();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while backends.iter().any(|pid| alive(*pid)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            *self.held.lock().unwrap() = Some(PortHold::take(self.port));
         }
     }
 
     /// Starts it again on the same port after [`Postgres::kill`], with its data.
     pub fn start_again(&mut self) {
+        if let Some(hold) = self.held.lock().unwrap().take() {
+            hold.release();
+        }
         let _ = std::fs::remove_file(self.data().join("postmaster.pid"));
         assert!(self.spawn(), "PostgreSQL did not start again");
     }
+}
+
+/// The processes whose parent is `pid` (from `/proc/*/stat`).
+fn children_of(pid: u32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|child| {
+            std::fs::read_to_string(format!("/proc/{child}/stat"))
+                .ok()
+                // `pid (comm) state ppid …`: the name may hold spaces, so read after the last ')'.
+                .and_then(|stat| stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse::<u32>().ok())
+                == Some(pid)
+        })
+        .collect()
+}
+
+/// Whether `pid` still runs (a zombie, dead and not yet reaped, does not).
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            stat.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .is_some_and(|zombie| !zombie)
 }
 
 impl Drop for Postgres {
