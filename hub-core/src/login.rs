@@ -230,7 +230,7 @@ impl Authenticator {
             AuthenticatorKind::Ldap => Err(LoginError::Unavailable("the directory is not configured".into())),
             AuthenticatorKind::Dev => {
                 if let Some(shared) = &self.shared_password
-                    && !proxy::admin_api::constant_time_eq(shared.as_bytes(), password.as_bytes())
+                    && !proxy::headers::secret::constant_time_eq(shared.as_bytes(), password.as_bytes())
                 {
                     return Err(LoginError::BadCredentials);
                 }

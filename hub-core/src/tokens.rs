@@ -119,7 +119,7 @@ impl Tokens {
         if self
             .admin
             .iter()
-            .any(|a| proxy::admin_api::constant_time_eq(a.as_bytes(), h.as_bytes()))
+            .any(|a| proxy::headers::secret::constant_time_eq(a.as_bytes(), h.as_bytes()))
         {
             return Some(TokenRecordOrAdmin::Admin);
         }

@@ -20,6 +20,7 @@ use serde_json::{Map, Value};
 
 use crate::Proxy;
 use crate::body::ResponseBody;
+use crate::headers::secret::constant_time_eq;
 use crate::request_path::{normalize_route_key, percent_decode, segments};
 use crate::route_store::{Change, StoreUnavailable};
 use crate::timestamp::parse_iso;
@@ -135,11 +136,6 @@ fn first_token_capture(value: &str) -> Option<&str> {
         from += i + 1;
     }
     None
-}
-
-/// Equality whose time does not depend on where the inputs differ (only on their lengths).
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn read_json(body: Incoming) -> Result<Value, Response<ResponseBody>> {

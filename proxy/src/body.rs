@@ -18,14 +18,11 @@ use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
 use crate::activity::Activity;
+use crate::http1::BodyError;
 use crate::upstream::ResponseStream;
-
-/// The one error type our bodies yield; hyper turns it into an aborted connection.
-pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A client's request body: from our HTTP/1 server, or from hyper's HTTP/2 one.
 pub enum ClientBody {
-    Empty,
     H1(crate::h1_server::H1Body),
     Hyper(Incoming),
 }
@@ -36,7 +33,6 @@ impl Body for ClientBody {
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
         match self.get_mut() {
-            ClientBody::Empty => Poll::Ready(None),
             ClientBody::H1(body) => Pin::new(body).poll_frame(cx),
             ClientBody::Hyper(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
         }
@@ -44,7 +40,6 @@ impl Body for ClientBody {
 
     fn is_end_stream(&self) -> bool {
         match self {
-            ClientBody::Empty => true,
             ClientBody::H1(body) => body.is_end_stream(),
             ClientBody::Hyper(body) => body.is_end_stream(),
         }
@@ -52,7 +47,6 @@ impl Body for ClientBody {
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            ClientBody::Empty => SizeHint::with_exact(0),
             ClientBody::H1(body) => body.size_hint(),
             ClientBody::Hyper(body) => body.size_hint(),
         }

@@ -21,11 +21,11 @@ use crate::admin_api::{READY_PATH, ready};
 use crate::body::{ClientBody, ResponseBody};
 use crate::error_page;
 use crate::forward::forward_http;
-use crate::h1_server::PendingUpgrade;
 use crate::headers::forwarded::{ClientInfo, request_host};
 use crate::headers::hop_by_hop::remove_hop_by_hop;
 use crate::request_path::{clean_wire_path, percent_decode};
 use crate::route_store::RouteStore;
+use crate::upgrade::PendingUpgrade;
 use crate::ws_tunnel::{forward_upgrade, is_upgrade, is_websocket};
 
 pub const HEALTH_PATH: &str = "/_chp_healthz";

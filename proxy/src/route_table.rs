@@ -18,8 +18,8 @@ use std::sync::{Arc, Mutex};
 use arc_swap::{ArcSwap, Guard};
 use serde_json::{Map, Value};
 
-use crate::auth::policy::RoutePolicy;
 use crate::request_path::segments;
+use crate::route_policy::RoutePolicy;
 use crate::target::{Target, TargetError};
 use crate::timestamp::now_ms;
 

@@ -25,9 +25,10 @@ use tokio::net::{TcpListener, TcpSocket, UnixListener};
 use tokio::sync::{Notify, Semaphore, watch};
 
 use crate::body::{ClientBody, ResponseBody};
-use crate::h1_server::{self, ClientIo, Handover};
+use crate::client_io::ClientIo;
+use crate::h1_server::{self, H1Body, Handover};
 use crate::headers::forwarded::ClientInfo;
-use crate::upstream::RawHeaders;
+use crate::headers::raw::RawHeaders;
 use crate::{Proxy, StartError, admin_api, pipeline, redirect};
 
 /// How long a client may take to complete a TLS handshake.
@@ -269,7 +270,9 @@ async fn serve_public(
     if io.negotiated_h2() {
         return serve(io, client, Role::Public, proxy, life).await;
     }
-    match h1_server::serve(io, proxy.clone(), client.clone(), life.stop.subscribe()).await {
+    let service = |req: Request<H1Body>| pipeline::handle(proxy.clone(), client.clone(), req.map(ClientBody::H1));
+    let keep_alive = proxy.settings.keep_alive_timeout;
+    match h1_server::serve(io, service, keep_alive, life.stop.subscribe()).await {
         Some(Handover::H2c(io)) => serve(io, client, Role::Public, proxy, life).await,
         None => {}
     }

@@ -30,10 +30,10 @@ use crate::activity::Activity;
 use crate::body::{ClientBody, RequestBody, ResponseBody, UpstreamBody};
 use crate::deadline::Elapsed;
 use crate::forward::{ForwardError, upstream_parts, within_proxy_timeout};
-use crate::h1_server::PendingUpgrade;
 use crate::headers::forwarded::ClientInfo;
 use crate::route_table::Route;
 use crate::target::Target;
+use crate::upgrade::PendingUpgrade;
 use crate::upstream::{H1Error, UpstreamError};
 
 /// Whether a request asks for a protocol upgrade at all (any `Upgrade` header).

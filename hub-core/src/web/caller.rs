@@ -177,5 +177,7 @@ pub fn xsrf_echoed(req: &Req) -> bool {
         .header(header::HeaderName::from_static("x-xsrftoken"))
         .map(str::to_owned)
         .or_else(|| req.form_field("_xsrf"));
-    sent.is_some_and(|s| !cookie.is_empty() && proxy::admin_api::constant_time_eq(s.as_bytes(), cookie.as_bytes()))
+    sent.is_some_and(|s| {
+        !cookie.is_empty() && proxy::headers::secret::constant_time_eq(s.as_bytes(), cookie.as_bytes())
+    })
 }

@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 use dashmap::DashMap;
 use foldhash::fast::FixedState;
 
-use super::session::satisfies;
+use super::session_record::satisfies;
 
 /// Live sessions, by key. Thread-safe; share it as the `Arc` that
 /// [`EdgeAuth::local_sessions`](super::EdgeAuth::local_sessions) returns.

@@ -15,6 +15,7 @@ pub mod login_redirect;
 pub mod policy;
 pub mod redis_sessions;
 pub mod session;
+pub mod session_record;
 pub mod token_source;
 pub mod verified_tokens;
 
@@ -243,7 +244,7 @@ impl EdgeAuth {
                 }
             }
         }
-        if effective == Policy::Owner && !policy.is_some_and(|p| p.owned_by(who)) {
+        if effective == Policy::Owner && !policy.is_some_and(|p| policy::owned_by(p, who)) {
             self.count("forbidden");
             return Err(json(StatusCode::FORBIDDEN, "this server belongs to someone else"));
         }

@@ -1,82 +1,30 @@
-//! Per-route policy, read once from the route data the admin API stores:
-//! `"auth": "public" | "user" | "owner"`, owners as `"user"`, `"users"`, `"group"`/`"groups"`,
-//! and an optional upstream credential `"upstream_token"`. JupyterHub's own route data
-//! (`{"user": "alice", "server_name": ""}`) therefore names the owner with no change to the hub.
+//! Who may reach a route: its policy (`route_policy`, parsed from the route data) checked
+//! against the identity a verified token names.
 
-use http::HeaderValue;
-use serde_json::{Map, Value};
-
-use config::Policy;
+use crate::route_policy::RoutePolicy;
 
 use super::jwt::Identity;
 
-/// What a route's data says about access. Parsed at insert time, never on the request path.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RoutePolicy {
-    /// `Some(Err)` when `auth` holds something we do not understand: such a route is refused to
-    /// everyone (fail closed) rather than guessed at.
-    pub auth: Option<Result<Policy, String>>,
-    pub user: Option<Box<str>>,
-    pub users: Box<[Box<str>]>,
-    pub groups: Box<[Box<str>]>,
-    /// `Authorization: token <upstream_token>` sent to the upstream instead of the client's.
-    pub upstream_token: Option<HeaderValue>,
-}
-
-impl RoutePolicy {
-    /// `None` when the data says nothing about access (most routes of a plain CHP setup).
-    pub fn from_data(data: &Map<String, Value>) -> Option<Box<RoutePolicy>> {
-        let strings = |key: &str| -> Box<[Box<str>]> {
-            match data.get(key) {
-                Some(Value::String(s)) => Box::new([s.as_str().into()]),
-                Some(Value::Array(items)) => items.iter().filter_map(|v| v.as_str().map(Into::into)).collect(),
-                _ => Box::new([]),
-            }
-        };
-        let auth = data.get("auth").map(|v| match v.as_str().map(str::parse::<Policy>) {
-            Some(Ok(p)) => Ok(p),
-            _ => Err(v.to_string()),
-        });
-        let mut groups = strings("group").into_vec();
-        groups.extend(strings("groups"));
-        let policy = RoutePolicy {
-            auth,
-            user: data
-                .get("user")
-                .and_then(Value::as_str)
-                .filter(|u| !u.is_empty())
-                .map(Into::into),
-            users: strings("users"),
-            groups: groups.into_boxed_slice(),
-            upstream_token: data
-                .get("upstream_token")
-                .and_then(Value::as_str)
-                .and_then(|t| HeaderValue::from_str(&format!("token {t}")).ok()),
-        };
-        (policy != RoutePolicy::default()).then(|| Box::new(policy))
-    }
-
-    pub fn names_owner(&self) -> bool {
-        self.user.is_some() || !self.users.is_empty() || !self.groups.is_empty()
-    }
-
-    /// Whether `who` owns the route: its user, one of its users, a member of one of its groups,
-    /// or an admin.
-    pub fn owned_by(&self, who: &Identity) -> bool {
-        who.admin
-            || self.user.as_deref() == Some(who.user.as_str())
-            || self.users.iter().any(|u| **u == *who.user)
-            || self.groups.iter().any(|g| who.groups.iter().any(|mine| **g == **mine))
-    }
+/// Whether `who` owns the route: its user, one of its users, a member of one of its groups,
+/// or an admin.
+pub fn owned_by(policy: &RoutePolicy, who: &Identity) -> bool {
+    who.admin
+        || policy.user.as_deref() == Some(who.user.as_str())
+        || policy.users.iter().any(|u| **u == *who.user)
+        || policy
+            .groups
+            .iter()
+            .any(|g| who.groups.iter().any(|mine| **g == **mine))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use serde_json::json;
+    use serde_json::{Map, Value, json};
 
-    fn policy(data: Value) -> Option<Box<RoutePolicy>> {
-        RoutePolicy::from_data(data.as_object().unwrap())
+    use super::*;
+
+    fn policy(data: Value) -> Box<RoutePolicy> {
+        RoutePolicy::from_data(data.as_object().unwrap()).unwrap()
     }
 
     fn who(user: &str, groups: &[&str], admin: bool) -> Identity {
@@ -90,35 +38,20 @@ mod tests {
     }
 
     #[test]
-    fn plain_routes_carry_no_policy() {
-        assert_eq!(policy(json!({"target": "http://x"})), None);
-        assert_eq!(policy(json!({"hub": true, "user": ""})), None);
-    }
-
-    #[test]
     fn jupyterhub_route_data_names_the_owner() {
-        let p = policy(json!({"user": "alice", "server_name": ""})).unwrap();
+        let p = policy(json!({"user": "alice", "server_name": ""}));
         assert!(p.names_owner() && p.auth.is_none());
-        assert!(p.owned_by(&who("alice", &[], false)));
-        assert!(!p.owned_by(&who("bob", &[], false)));
-        assert!(!p.owned_by(&who("Alice", &[], false)), "names are compared exactly");
-        assert!(p.owned_by(&who("bob", &[], true)), "admins reach every route");
+        assert!(owned_by(&p, &who("alice", &[], false)));
+        assert!(!owned_by(&p, &who("bob", &[], false)));
+        assert!(!owned_by(&p, &who("Alice", &[], false)), "names are compared exactly");
+        assert!(owned_by(&p, &who("bob", &[], true)), "admins reach every route");
     }
 
     #[test]
     fn shared_project_servers() {
-        let p = policy(json!({"auth": "owner", "users": ["a", "b"], "group": "proj-42"})).unwrap();
-        assert!(p.owned_by(&who("b", &[], false)));
-        assert!(p.owned_by(&who("c", &["x", "proj-42"], false)));
-        assert!(!p.owned_by(&who("c", &["proj-4"], false)));
-    }
-
-    #[test]
-    fn unknown_auth_values_are_kept_as_errors() {
-        let p = policy(json!({"auth": "everyone"})).unwrap();
-        assert_eq!(p.auth, Some(Err("\"everyone\"".into())));
-        let p = policy(json!({"auth": "public", "upstream_token": "s3"})).unwrap();
-        assert_eq!(p.auth, Some(Ok(Policy::Public)));
-        assert_eq!(p.upstream_token.unwrap(), "token s3");
+        let p = policy(json!({"auth": "owner", "users": ["a", "b"], "group": "proj-42"}));
+        assert!(owned_by(&p, &who("b", &[], false)));
+        assert!(owned_by(&p, &who("c", &["x", "proj-42"], false)));
+        assert!(!owned_by(&p, &who("c", &["proj-4"], false)));
     }
 }

@@ -20,7 +20,7 @@ use tokio::sync::OnceCell;
 
 use config::SessionConfig;
 
-use super::session::{SessionVerdict, satisfies};
+use super::session_record::{SessionVerdict, satisfies};
 use crate::redis_link::RedisLink;
 
 /// What Redis held under a key when last asked. The value itself is kept (not a verdict), so

@@ -8,7 +8,8 @@
 //!   program that embeds the proxy, such as `edgehub up`: no network, no cache, and a removed
 //!   session is refused on the next request.
 //!
-//! Both judge a record the same way ([`satisfies`]), so a configuration behaves alike on either.
+//! Both judge a record the same way ([`satisfies`](super::session_record::satisfies)), so a
+//! configuration behaves alike on either.
 
 use std::sync::Arc;
 
@@ -16,30 +17,9 @@ use serde_json::{Map, Value};
 
 use config::SessionConfig;
 
-use crate::admin_api::constant_time_eq;
-
 use super::local_sessions::LocalSessions;
 use super::redis_sessions::{RedisSessions, SessionMetrics};
-
-/// The outcome of a session check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SessionVerdict {
-    Live,
-    /// The key is missing or holds another value.
-    Revoked,
-    /// Redis cannot be asked and the session was not verified within the grace period.
-    Unavailable,
-}
-
-impl SessionVerdict {
-    pub(super) fn from_live(live: bool) -> Self {
-        if live {
-            SessionVerdict::Live
-        } else {
-            SessionVerdict::Revoked
-        }
-    }
-}
+pub use super::session_record::SessionVerdict;
 
 /// The key of a token's session and the value it must hold, rendered once per token.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,17 +122,6 @@ impl Sessions {
     }
 }
 
-/// Whether a stored record (`None`: no such key) passes for a token expecting `expected`
-/// (`None`: no `value` template, presence is enough). The comparison is constant-time: the
-/// expected value may be a secret such as the token's `jti`.
-pub(super) fn satisfies(value: Option<&[u8]>, expected: Option<&str>) -> bool {
-    match (value, expected) {
-        (None, _) => false,
-        (Some(_), None) => true,
-        (Some(v), Some(want)) => constant_time_eq(v, want.as_bytes()),
-    }
-}
-
 /// Fills `{claim}` placeholders from the claims: strings as they are, numbers in decimal.
 /// `None` when a claim is absent or not a string or number.
 ///
@@ -204,18 +173,6 @@ mod tests {
         assert_eq!(render("plain", claims).as_deref(), Some("plain"));
         assert_eq!(render("x:{missing}", claims), None);
         assert_eq!(render("x:{groups}", claims), None);
-    }
-
-    #[test]
-    fn records_are_judged_by_presence_then_value() {
-        assert!(!satisfies(None, None));
-        assert!(!satisfies(None, Some("j1")));
-        assert!(satisfies(Some(b""), None));
-        assert!(satisfies(Some(b"anything"), None));
-        assert!(satisfies(Some(b"j1"), Some("j1")));
-        assert!(!satisfies(Some(b"j2"), Some("j1")));
-        assert!(!satisfies(Some(b"j1x"), Some("j1")));
-        assert!(!satisfies(Some(b""), Some("j1")));
     }
 
     fn in_process(value: Option<&str>) -> Sessions {

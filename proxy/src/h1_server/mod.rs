@@ -1,9 +1,11 @@
 //! The public listener's HTTP/1.x server.
 //!
 //! One loop per connection, with no task, channel or header map between the socket and the
-//! request path: read a head, hand the request to [`pipeline::handle`], write the response, and
-//! go round again while both sides keep the connection alive. hyper still serves HTTP/2 (ALPN
-//! `h2`, or the h2c preface, which this loop spots and hands back) and the other listeners.
+//! service: read a head, call the service with the request, write its response, and go round
+//! again while both sides keep the connection alive. Like hyper's `serve_connection`, it knows
+//! nothing of what the service does (the proxy's is `pipeline::handle`, given by `server`).
+//! hyper still serves HTTP/2 (ALPN `h2`, or the h2c preface, which this loop spots and hands
+//! back) and the other listeners.
 //!
 //! - Heads are parsed straight off the read buffer (`request`); pipelined requests are served
 //!   in order from what is already buffered.
@@ -12,36 +14,34 @@
 //! - The keep-alive timeout bounds both the wait for a next request and a slow head, as it did
 //!   with hyper (`--keep-alive-timeout`); one timer per connection, reset only when waiting.
 //! - On shutdown, idle connections close at once and busy ones after their current response.
-//! - A `101` hands the socket, and whatever the client sent behind its head, to the WebSocket
-//!   tunnel through [`PendingUpgrade`].
+//! - A `101` hands the socket, and whatever the client sent behind its head, to whoever holds
+//!   the request's [`PendingUpgrade`](crate::upgrade::PendingUpgrade) (the WebSocket tunnel).
 
 mod date;
-mod io;
 mod request;
 mod request_body;
 mod response;
 
+use std::fmt::Display;
 use std::future::Future;
 use std::pin::{Pin, pin};
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::header::{EXPECT, UPGRADE};
-use http::{Method, Request, StatusCode, Version};
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body::Body;
+use http_body_util::Empty;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
-pub use io::ClientIo;
 pub use request_body::H1Body;
 
-use crate::Proxy;
-use crate::body::{ClientBody, ResponseBody};
-use crate::headers::forwarded::ClientInfo;
+use crate::client_io::ClientIo;
 use crate::http1::{Framing, READ_RESERVE, Rewind};
-use crate::pipeline;
+use crate::upgrade;
 use request::{HeadError, RequestHead, parse_request_head};
 use response::{ResponseContext, write_response};
 
@@ -60,38 +60,36 @@ impl Conn {
     }
 }
 
-/// The client side of an upgrade, put in the request's extensions by this server: it resolves to
-/// the client connection once the `101` has been written.
-#[derive(Clone)]
-pub struct PendingUpgrade(Arc<Mutex<Option<oneshot::Receiver<Rewind<ClientIo>>>>>);
-
-impl PendingUpgrade {
-    /// The connection, when the `101` has gone out (`None`: the exchange ended otherwise).
-    pub async fn connection(&self) -> Option<Rewind<ClientIo>> {
-        let rx = self.0.lock().ok()?.take()?;
-        rx.await.ok()
-    }
-}
-
 /// How a connection ended, when it is not simply closed.
 pub enum Handover {
     /// The client opened with the HTTP/2 preface: serve it with HTTP/2 (the preface included).
     H2c(Rewind<ClientIo>),
 }
 
-/// Serves HTTP/1.x requests on `io` until either side ends the connection.
-pub async fn serve(
+/// Serves HTTP/1.x requests on `io` with `service` until either side ends the connection, or
+/// the connection has been idle for `keep_alive`, or `stop` turns true.
+///
+/// The service answers each request; an `Err` ends the connection without a response (it is
+/// logged at debug level).
+pub async fn serve<S, F, B, E>(
     io: ClientIo,
-    proxy: Arc<Proxy>,
-    client: Arc<ClientInfo>,
+    service: S,
+    keep_alive: Duration,
     stop: watch::Receiver<bool>,
-) -> Option<Handover> {
+) -> Option<Handover>
+where
+    S: Fn(Request<H1Body>) -> F,
+    F: Future<Output = Result<Response<B>, E>>,
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Display,
+    E: Display,
+{
     let mut stop_wait = stop.clone();
     let stopping = pin!(async move {
         let _ = stop_wait.wait_for(|s| *s).await;
     });
     let mut reader = HeadReader {
-        idle: IdleTimer::new(proxy.settings.keep_alive_timeout),
+        idle: IdleTimer::new(keep_alive),
         stopping,
         first: true,
     };
@@ -111,20 +109,26 @@ pub async fn serve(
                 return None;
             }
         };
-        slot = exchange(conn, head, &proxy, &client, &stop, &mut out).await;
+        slot = exchange(conn, head, &service, &stop, &mut out).await;
     }
     None
 }
 
 /// One request and its response; the connection back when it may carry another.
-async fn exchange(
+async fn exchange<S, F, B, E>(
     conn: Conn,
     head: RequestHead,
-    proxy: &Arc<Proxy>,
-    client: &Arc<ClientInfo>,
+    service: &S,
     stop: &watch::Receiver<bool>,
     out: &mut Vec<u8>,
-) -> Option<Conn> {
+) -> Option<Conn>
+where
+    S: Fn(Request<H1Body>) -> F,
+    F: Future<Output = Result<Response<B>, E>>,
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Display,
+    E: Display,
+{
     let RequestHead {
         mut parts,
         framing,
@@ -138,18 +142,18 @@ async fn exchange(
         parts.headers.remove(EXPECT);
     }
     let upgrade = (version == Version::HTTP_11 && parts.headers.contains_key(UPGRADE)).then(|| {
-        let (tx, rx) = oneshot::channel();
-        parts.extensions.insert(PendingUpgrade(Arc::new(Mutex::new(Some(rx)))));
-        tx
+        let (handover, pending) = upgrade::pending();
+        parts.extensions.insert(pending);
+        handover
     });
     let (body, returned, kept) = if framing == Framing::Empty {
-        (ClientBody::Empty, None, Some(conn))
+        (H1Body::empty(), None, Some(conn))
     } else {
         let (body, returned) = H1Body::new(conn, framing, expect_continue);
-        (ClientBody::H1(body), Some(returned), None)
+        (body, Some(returned), None)
     };
 
-    let result = pipeline::handle(proxy.clone(), client.clone(), Request::from_parts(parts, body)).await;
+    let result = service(Request::from_parts(parts, body)).await;
 
     // The body is gone by now (forwarded or dropped), and with it went the connection home.
     let (mut conn, body_complete) = match (kept, returned) {
@@ -162,8 +166,8 @@ async fn exchange(
     };
     let resp = match result {
         Ok(resp) => resp,
-        Err(abort) => {
-            tracing::debug!("{abort}");
+        Err(e) => {
+            tracing::debug!("{e}");
             return None;
         }
     };
@@ -181,10 +185,10 @@ async fn exchange(
         }
     };
     if parts.status == StatusCode::SWITCHING_PROTOCOLS {
-        if let Some(tx) = upgrade {
+        if let Some(handover) = upgrade {
             // Copied, not frozen: the tunnel must not keep the whole read buffer alive.
             let leftover = Bytes::copy_from_slice(&conn.buf);
-            let _ = tx.send(Rewind::new(conn.io, leftover));
+            handover.complete(Rewind::new(conn.io, leftover));
         }
         return None;
     }
@@ -204,7 +208,7 @@ async fn refuse(mut conn: Conn, status: StatusCode, out: &mut Vec<u8>) {
         head_request: false,
         keep_alive: false,
     };
-    if write_response(&mut conn.io, out, &parts, ResponseBody::empty(), &cx)
+    if write_response(&mut conn.io, out, &parts, Empty::<Bytes>::new(), &cx)
         .await
         .is_ok()
     {

@@ -15,8 +15,7 @@ use tokio::io::AsyncWrite;
 use tokio::sync::oneshot;
 
 use super::Conn;
-use crate::body::BodyError;
-use crate::http1::{BodyDecoder, Decoded, Framing};
+use crate::http1::{BodyDecoder, BodyError, Decoded, Framing};
 
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -38,7 +37,17 @@ pub struct H1Body {
 }
 
 impl H1Body {
-    pub fn new(conn: Conn, framing: Framing, expect_continue: bool) -> (H1Body, oneshot::Receiver<Returned>) {
+    /// The body of a request that has none: the connection stays with the serving loop.
+    pub(super) fn empty() -> H1Body {
+        H1Body {
+            conn: None,
+            decoder: BodyDecoder::new(Framing::Empty),
+            continue_left: 0,
+            home: None,
+        }
+    }
+
+    pub(super) fn new(conn: Conn, framing: Framing, expect_continue: bool) -> (H1Body, oneshot::Receiver<Returned>) {
         let (tx, rx) = oneshot::channel();
         let body = H1Body {
             conn: Some(conn),

@@ -5,6 +5,8 @@ use std::io::Write;
 use std::pin::Pin;
 use std::task::Poll;
 
+use std::fmt::Display;
+
 use bytes::Bytes;
 use http::header::{CONNECTION, CONTENT_LENGTH, DATE, TRANSFER_ENCODING};
 use http::response::Parts;
@@ -14,10 +16,9 @@ use http_body_util::BodyExt;
 use tokio::io::AsyncWriteExt;
 
 use super::date::write_date_line;
-use super::io::ClientIo;
-use crate::body::ResponseBody;
+use crate::client_io::ClientIo;
+use crate::headers::raw::RawHeaders;
 use crate::http1::response_is_bodiless;
-use crate::upstream::RawHeaders;
 
 /// Data frames up to this size are copied behind their framing to go out in one write; larger
 /// ones are written where they are.
@@ -41,24 +42,30 @@ enum BodyFraming {
 }
 
 /// Writes the response; `Ok(true)` when the connection may serve another request.
-pub async fn write_response(
+///
+/// A body of known size (`size_hint().exact()`) goes out with a `Content-Length`, any other as
+/// chunks (HTTP/1.1) or until the connection closes (HTTP/1.0). Whatever the body yields at once
+/// leaves in the same write as the head.
+pub async fn write_response<B>(
     io: &mut ClientIo,
     out: &mut Vec<u8>,
     parts: &Parts,
-    mut body: ResponseBody,
+    mut body: B,
     cx: &ResponseContext,
-) -> std::io::Result<bool> {
+) -> std::io::Result<bool>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Display,
+{
     let status = parts.status;
     let switching = status == StatusCode::SWITCHING_PROTOCOLS;
     let bodiless = response_is_bodiless(status, cx.head_request);
-    let framing = match (&body, bodiless) {
-        (_, true) => BodyFraming::None,
-        (ResponseBody::Full(bytes), false) => BodyFraming::Length(bytes.as_ref().map_or(0, |b| b.len() as u64)),
-        (ResponseBody::Upstream(_), false) => match body.size_hint().exact() {
-            Some(n) => BodyFraming::Length(n),
-            None if cx.version == Version::HTTP_11 => BodyFraming::Chunked,
-            None => BodyFraming::UntilClose,
-        },
+    let size = body.size_hint().exact();
+    let framing = match size {
+        _ if bodiless => BodyFraming::None,
+        Some(n) => BodyFraming::Length(n),
+        None if cx.version == Version::HTTP_11 => BodyFraming::Chunked,
+        None => BodyFraming::UntilClose,
     };
     let mut keep_alive = cx.keep_alive && framing != BodyFraming::UntilClose;
 
@@ -95,8 +102,8 @@ pub async fn write_response(
         BodyFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         // A response to HEAD made here (an error page) states the length a GET would get.
         BodyFraming::None if cx.head_request && !has_length => {
-            if let ResponseBody::Full(Some(bytes)) = &body {
-                let _ = write!(out, "content-length: {}\r\n", bytes.len());
+            if let Some(n) = size.filter(|n| *n > 0) {
+                let _ = write!(out, "content-length: {n}\r\n");
             }
         }
         BodyFraming::None | BodyFraming::UntilClose => {}
@@ -111,18 +118,8 @@ pub async fn write_response(
     }
     out.extend_from_slice(b"\r\n");
 
-    match (framing, &mut body) {
-        (BodyFraming::None, _) => {}
-        (_, ResponseBody::Full(bytes)) => {
-            if let Some(bytes) = bytes.take() {
-                append_or_write(io, out, &bytes).await?;
-            }
-        }
-        (_, ResponseBody::Upstream(_)) => {
-            if !stream_body(io, out, &mut body, framing).await? {
-                return Ok(false);
-            }
-        }
+    if framing != BodyFraming::None && !stream_body(io, out, &mut body, framing).await? {
+        return Ok(false);
     }
     if !out.is_empty() {
         io.write_all(out).await?;
@@ -161,12 +158,16 @@ async fn append_or_write(io: &mut ClientIo, out: &mut Vec<u8>, data: &Bytes) -> 
 
 /// Relays a streamed body; `Ok(false)` when it ended early (the connection must then close,
 /// as the client cannot know where the message ends).
-async fn stream_body(
+async fn stream_body<B>(
     io: &mut ClientIo,
     out: &mut Vec<u8>,
-    body: &mut ResponseBody,
+    body: &mut B,
     framing: BodyFraming,
-) -> std::io::Result<bool> {
+) -> std::io::Result<bool>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Display,
+{
     loop {
         // Whatever is buffered goes out before waiting on the upstream.
         let polled = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *body).poll_frame(cx))).await;

@@ -1,5 +1,8 @@
-//! Header rules, one concern per module.
+//! Header rules and primitives, one concern per module. Nothing here knows the request path:
+//! every layer (server, upstream client, auth, admin API) may use them.
 
 pub mod forwarded;
 pub mod hop_by_hop;
 pub mod location;
+pub mod raw;
+pub mod secret;

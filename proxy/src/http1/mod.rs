@@ -32,6 +32,9 @@ pub fn response_is_bodiless(status: http::StatusCode, head_request: bool) -> boo
         || status == http::StatusCode::NOT_MODIFIED
 }
 
+/// The one error type message bodies yield; a server turns it into an aborted connection.
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Read buffers grow by this much when they run low.
 pub const READ_RESERVE: usize = 8 * 1024;
 

@@ -7,19 +7,16 @@ use std::io::{self, Write as _};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use http::request::Parts;
-use http_body::Body as _;
+use http_body::Body;
 use http_body_util::BodyExt as _;
 use tokio::io::AsyncWriteExt as _;
 
 use super::PoolLimits;
 use super::h1::{self, H1Error, HeaderForm, ResponseHead};
 use super::io::UpstreamIo;
-use crate::body::RequestBody;
-
-/// Space kept free in the read buffer before each read.
-use crate::http1::READ_RESERVE;
+use crate::http1::{BodyError, READ_RESERVE};
 
 pub struct Connection {
     pub(super) io: UpstreamIo,
@@ -56,13 +53,17 @@ impl Connection {
 
     /// Sends the encoded head and the body, then reads the response head (skipping `1xx`
     /// interim responses other than `101`).
-    pub(super) async fn exchange(
+    pub(super) async fn exchange<B>(
         &mut self,
-        body: RequestBody,
+        body: B,
         chunked: bool,
         head_request: bool,
         form: HeaderForm,
-    ) -> Result<ResponseHead, H1Error> {
+    ) -> Result<ResponseHead, H1Error>
+    where
+        B: Body<Data = Bytes> + Unpin,
+        B::Error: Into<BodyError>,
+    {
         let sent = self.write_request(body, chunked).await;
         if let Err(e @ H1Error::ClientBody(_)) = sent {
             return Err(e);
@@ -78,14 +79,18 @@ impl Connection {
         }
     }
 
-    async fn write_request(&mut self, mut body: RequestBody, chunked: bool) -> Result<(), H1Error> {
+    async fn write_request<B>(&mut self, mut body: B, chunked: bool) -> Result<(), H1Error>
+    where
+        B: Body<Data = Bytes> + Unpin,
+        B::Error: Into<BodyError>,
+    {
         if body.is_end_stream() {
             // A failed write is mapped by `exchange`, like every other.
             return Ok(self.io.write_all(&self.write_buf).await?);
         }
         // `write_buf` holds the head until the first data frame goes out with it.
         while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(H1Error::ClientBody)?;
+            let frame = frame.map_err(|e| H1Error::ClientBody(e.into()))?;
             let Ok(data) = frame.into_data() else { continue };
             if data.is_empty() {
                 continue;

@@ -16,6 +16,7 @@ use http::response;
 use http::{Response, StatusCode, Version};
 
 use crate::headers::hop_by_hop::{RawName, classify_raw, connection_names_others, is_hop_by_hop};
+use crate::headers::raw::RawHeaders;
 
 /// Response heads larger than this are refused (hyper's default read buffer limit is of the
 /// same order; real upstreams send a few hundred bytes).
@@ -30,7 +31,7 @@ pub enum H1Error {
     Io(#[from] std::io::Error),
     /// Reading the client's request body failed (the client went away mid-upload).
     #[error("reading the request body failed: {0}")]
-    ClientBody(crate::body::BodyError),
+    ClientBody(crate::http1::BodyError),
     #[error("connection closed before a response")]
     ClosedBeforeResponse,
     #[error("connection closed in the middle of the response head")]
@@ -67,40 +68,6 @@ pub enum HeaderForm {
     /// empty; what the forwarder asks for. Heads it must edit (a `Location` to rewrite, a
     /// `Connection` naming other headers) and `101`s still come as a map.
     Raw,
-}
-
-/// A response's header lines ready to relay to an HTTP/1 client (`name: value\r\n` each, as
-/// the upstream spelled them), hop-by-hop ones left out; the framing headers too unless the
-/// response has no body, whose `Content-Length` describes the representation. Building a
-/// `HeaderMap` only to write it out again was the largest cost left on the request path.
-#[derive(Debug, Clone)]
-pub struct RawHeaders {
-    pub lines: Bytes,
-    pub has_date: bool,
-}
-
-impl RawHeaders {
-    /// Adds the lines to `map`, for a client that needs a map (HTTP/2).
-    pub fn fill_map(&self, map: &mut HeaderMap) {
-        let mut at = 0;
-        for line in self.lines.split(|b| *b == b'\n') {
-            let start = at;
-            at += line.len() + 1;
-            let Some(colon) = line.iter().position(|b| *b == b':') else {
-                continue;
-            };
-            let value = self
-                .lines
-                .slice(start + colon + 1..start + line.len().saturating_sub(1));
-            let value = value.slice(value.len() - value.trim_ascii_start().len()..);
-            if let (Ok(name), Ok(value)) = (
-                HeaderName::from_bytes(&line[..colon]),
-                HeaderValue::from_maybe_shared(value),
-            ) {
-                map.append(name, value);
-            }
-        }
-    }
 }
 
 /// A parsed response head.

@@ -16,17 +16,19 @@ mod response_stream;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::header::CONTENT_LENGTH;
 use http::request::Parts;
 use http::{Method, Response};
-use http_body::Body as _;
+use http_body::Body;
+use http_body_util::Empty;
 use tokio::net::{TcpStream, UnixStream};
 
-use crate::body::RequestBody;
+use crate::http1::BodyError;
 use crate::target::{Scheme, Target};
 
 pub use connection::Connection;
-pub use h1::{H1Error, HeaderForm, RawHeaders};
+pub use h1::{H1Error, HeaderForm};
 pub use io::{Upgraded, UpstreamIo};
 pub use response_stream::ResponseStream;
 
@@ -81,14 +83,18 @@ impl Upstream {
     ///
     /// A pooled connection that the upstream closed while it sat idle fails before any answer;
     /// a request without a body is then sent once more on a fresh connection.
-    pub async fn send(
+    pub async fn send<B>(
         &self,
         target: &Target,
         parts: &Parts,
-        body: RequestBody,
+        body: B,
         extra_head: &[u8],
         form: HeaderForm,
-    ) -> Result<Response<ResponseStream>, UpstreamError> {
+    ) -> Result<Response<ResponseStream>, UpstreamError>
+    where
+        B: Body<Data = Bytes> + Unpin,
+        B::Error: Into<BodyError>,
+    {
         let head_request = parts.method == Method::HEAD;
         let bodiless = body.is_end_stream();
         let chunked = !bodiless && !parts.headers.contains_key(CONTENT_LENGTH);
@@ -116,7 +122,7 @@ impl Upstream {
         let mut conn = Box::pin(self.connect(target)).await?;
         conn.take_head_from(&mut pooled);
         let head = conn
-            .exchange(RequestBody::Empty, false, head_request, form)
+            .exchange(Empty::<Bytes>::new(), false, head_request, form)
             .await
             .map_err(http_err)?;
         Ok(respond(conn, head))
@@ -167,12 +173,16 @@ impl Upstream {
 impl Connection {
     /// Sends one request on this connection (not pooled first; used for upgrades and for
     /// one-off fetches) and returns the response.
-    pub async fn send(
+    pub async fn send<B>(
         mut self,
         parts: &Parts,
-        body: RequestBody,
+        body: B,
         extra_head: &[u8],
-    ) -> Result<Response<ResponseStream>, H1Error> {
+    ) -> Result<Response<ResponseStream>, H1Error>
+    where
+        B: Body<Data = Bytes> + Unpin,
+        B::Error: Into<BodyError>,
+    {
         let head_request = parts.method == Method::HEAD;
         let chunked = !body.is_end_stream() && !parts.headers.contains_key(CONTENT_LENGTH);
         self.encode_head(parts, extra_head, chunked);
