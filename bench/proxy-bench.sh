@@ -16,6 +16,8 @@ BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$BENCH_DIR/.." && pwd)
 LIB=$BENCH_DIR/lib
 PY=${PYTHON:-python3}
+# shellcheck source-path=SCRIPTDIR source=lib/common.sh
+source "$LIB/common.sh"
 export PYTHONDONTWRITEBYTECODE=1   # leave no __pycache__ in bench/lib
 CACHE=${EDGEHUB_CACHE:-$HOME/.cache/edgehub}
 CHP_VERSION=5.3.0
@@ -125,17 +127,6 @@ for p in "${ALL_PEERS[@]}"; do has "$ONLY" "$p" && PEERS+=("$p"); done
 # ------------------------------------------------------------------------------------------
 # prerequisites
 
-APT_UPDATED=0
-apt_install() {
-  if ((APT_UPDATED == 0)); then
-    log "apt-get update"
-    apt-get update -qq >&2 || die "apt-get update failed"
-    APT_UPDATED=1
-  fi
-  log "apt-get install $*"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2 || die "apt-get install $* failed"
-}
-
 ensure_tools() {
   local pkgs=()
   command -v taskset >/dev/null || pkgs+=(util-linux)
@@ -175,248 +166,52 @@ ensure_tools() {
 }
 
 # ------------------------------------------------------------------------------------------
-# process bookkeeping: everything we start is recorded and killed on exit, even on error
+# process bookkeeping (start_bg, run_fg, stop_bg, kill_tree, bench_cleanup), the configs of the
+# backend and the peers (peer_argv): bench/lib/common.sh
 
-STARTED=()
 WORKDIR=""
-LAST_PID=""
-
-kill_tree() {  # TERM the process and its descendants, KILL what is left after 5 s
-  local root=$1 pids
-  [[ -e /proc/$root ]] || { wait "$root" 2>/dev/null || true; return 0; }
-  pids=$("$PY" "$LIB/benchctl.py" pids "$root" 2>/dev/null || echo "$root")
-  pids=${pids//,/ }
-  # shellcheck disable=SC2086
-  kill -TERM $pids 2>/dev/null || true
-  local i alive
-  for ((i = 0; i < 50; i++)); do
-    alive=0
-    for p in $pids; do
-      if [[ -e /proc/$p ]] && ! grep -q '^State:.*Z' "/proc/$p/status" 2>/dev/null; then alive=1; fi
-    done
-    ((alive)) || break
-    sleep 0.1
-  done
-  # shellcheck disable=SC2086
-  ((alive == 0)) || kill -KILL $pids 2>/dev/null || true
-  wait "$root" 2>/dev/null || true
-}
-
-cleanup() {
-  local rc=$?
-  set +e
-  trap - EXIT INT TERM
-  local i
-  for ((i = ${#STARTED[@]} - 1; i >= 0; i--)); do
-    [[ -n ${STARTED[i]} ]] && kill_tree "${STARTED[i]}"
-  done
-  if [[ -n $WORKDIR && -d $WORKDIR ]]; then
-    if ((KEEP_WORKDIR)) || ((rc != 0 && rc != 130 && rc != 143)); then
-      log "work dir kept: $WORKDIR"
-    else
-      rm -rf "$WORKDIR"
-    fi
-  fi
-  ((rc == 0)) || log "FAILED (exit $rc); all started processes were stopped"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-start_bg() {  # start_bg NAME CORE CMD...   -> LAST_PID
-  local name=$1 core=$2
-  shift 2
-  taskset -c "$core" "$@" >"$WORKDIR/$name.log" 2>&1 &
-  LAST_PID=$!
-  STARTED+=("$LAST_PID")
-}
-
-run_fg() {  # run a foreground step as a tracked child, so that a signal interrupts it at once
-  "$@" &
-  local pid=$! rc=0 i
-  STARTED+=("$pid")
-  wait "$pid" || rc=$?
-  for i in "${!STARTED[@]}"; do [[ ${STARTED[i]} == "$pid" ]] && STARTED[i]=""; done
-  return "$rc"
-}
-
-stop_bg() {
-  local pid=$1 i
-  kill_tree "$pid"
-  for i in "${!STARTED[@]}"; do [[ ${STARTED[i]} == "$pid" ]] && STARTED[i]=""; done
-  return 0
-}
-
-freeports() { "$PY" "$LIB/benchctl.py" freeports "$1" --state "$WORKDIR/ports"; }
-
-log_tail() { [[ -f $WORKDIR/$1.log ]] && tail -n 30 "$WORKDIR/$1.log" | sed 's/^/    | /' >&2 || true; }
-
-wait_ready() {  # wait_ready NAME PID PORT...
-  local name=$1 pid=$2
-  shift 2
-  "$PY" "$LIB/benchctl.py" waitport "$@" --pid "$pid" --timeout 30 || { log_tail "$name"; die "$name did not start"; }
-}
-
-# ------------------------------------------------------------------------------------------
-# configs
-
-nginx_common() {  # nginx_common DIR -> common http-level lines
-  local d=$1
-  cat <<EOF
-    access_log off;
-    client_body_temp_path $d/tmp/body;
-    proxy_temp_path $d/tmp/proxy;
-    fastcgi_temp_path $d/tmp/fastcgi;
-    uwsgi_temp_path $d/tmp/uwsgi;
-    scgi_temp_path $d/tmp/scgi;
-    keepalive_timeout 75s;
-    keepalive_requests 1000000;
-EOF
-}
-
-write_backend_conf() {  # DIR PORT
-  local d=$1 port=$2
-  mkdir -p "$d/tmp"
-  cat >"$d/nginx.conf" <<EOF
-worker_processes 1;
-pid $d/nginx.pid;
-error_log $d/error.log warn;
-worker_rlimit_nofile $NOFILE;
-events { worker_connections 8192; }
-http {
-$(nginx_common "$d")
-    server {
-        listen 127.0.0.1:$port backlog=4096;
-        location / { default_type text/plain; return 200 "ok"; }
-    }
-}
-EOF
-}
-
-write_nginx_proxy_conf() {  # DIR PORT UPSTREAM(host:port)
-  local d=$1 port=$2 up=$3
-  mkdir -p "$d/tmp"
-  cat >"$d/nginx.conf" <<EOF
-worker_processes 1;
-pid $d/nginx.pid;
-error_log $d/error.log warn;
-worker_rlimit_nofile $NOFILE;
-# nginx starts closing idle/reusable connections once fewer than 1/16 of worker_connections
-# are free, so allow more connection slots than fds (the fd limit still applies)
-events { worker_connections $((NOFILE * 2)); }
-http {
-$(nginx_common "$d")
-    upstream backend {
-        server $up;
-        keepalive 64;
-        keepalive_requests 1000000;
-    }
-    map \$http_upgrade \$connection_upgrade { default upgrade; '' ''; }
-    server {
-        listen 127.0.0.1:$port backlog=4096;
-        location / {
-            proxy_pass http://backend;
-            proxy_http_version 1.1;
-            # "" for plain requests (upstream keep-alive), "upgrade" for WebSocket
-            proxy_set_header Connection \$connection_upgrade;
-            proxy_set_header Upgrade \$http_upgrade;
-            proxy_set_header Host \$http_host;
-            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto \$scheme;
-            proxy_set_header X-Forwarded-Host \$http_host;
-            proxy_set_header X-Forwarded-Port \$server_port;
-            proxy_read_timeout 3600s;
-            proxy_send_timeout 3600s;
-        }
-    }
-}
-EOF
-}
-
-write_haproxy_conf() {  # FILE PORT UPSTREAM(host:port)
-  local f=$1 port=$2 up=$3
-  cat >"$f" <<EOF
-global
-    nbthread 1
-    maxconn $(((NOFILE - 200) / 2))
-defaults
-    mode http
-    option http-keep-alive
-    http-reuse always
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
-    timeout http-keep-alive 75s
-    timeout tunnel 1h
-frontend fe
-    bind 127.0.0.1:$port
-    option forwardfor
-    http-request set-header X-Forwarded-Proto http
-    http-request set-header X-Forwarded-Host %[req.hdr(host)]
-    http-request set-header X-Forwarded-Port %[dst_port]
-    default_backend be
-backend be
-    server s1 $up
-EOF
-}
+bench_traps
 
 # ------------------------------------------------------------------------------------------
 # peers
 
 BACKEND_PID="" BACKEND_PIDS="" BACKEND_PORT=""
-start_backend() {
+where() { if [[ -n $1 ]]; then echo "core $1"; else echo "not pinned"; fi; }
+
+start_backend() {  # start_backend NAME CORE ("" = not pinned) WORKERS
+  local name=$1 core=$2 workers=$3
   BACKEND_PORT=$(freeports 1)
-  local d=$WORKDIR/backend
-  write_backend_conf "$d" "$BACKEND_PORT"
-  start_bg backend "$LOAD_CORE" nginx -e "$d/error.log" -p "$d" -c "$d/nginx.conf" -g 'daemon off;'
+  local d=$WORKDIR/$name
+  write_backend_conf "$d" "$BACKEND_PORT" "$workers"
+  start_bg "$name" "$core" nginx -e "$d/error.log" -p "$d" -c "$d/nginx.conf" -g 'daemon off;'
   BACKEND_PID=$LAST_PID
-  wait_ready backend "$BACKEND_PID" "$BACKEND_PORT"
+  wait_ready "$name" "$BACKEND_PID" "$BACKEND_PORT"
   "$PY" "$LIB/benchctl.py" httpcheck "http://127.0.0.1:$BACKEND_PORT/" || die "backend does not answer 200 ok"
   BACKEND_PIDS=$("$PY" "$LIB/benchctl.py" pids "$BACKEND_PID")
-  log "backend nginx on 127.0.0.1:$BACKEND_PORT (pids $BACKEND_PIDS, core $LOAD_CORE)"
+  log "backend nginx, $workers worker(s), on 127.0.0.1:$BACKEND_PORT (pids $BACKEND_PIDS, $(where "$core"))"
+}
+
+stop_backend() {
+  [[ -n $BACKEND_PID ]] && stop_bg "$BACKEND_PID"
+  BACKEND_PID="" BACKEND_PIDS="" BACKEND_PORT=""
 }
 
 PROXY_PID="" PROXY_PIDS="" PROXY_PORT="" API_PORT=""
-start_proxy() {  # start_proxy PEER TAG TARGET_URL
-  local peer=$1 tag=$2 target=$3 name="$1-$2" ports
-  local up=${target#http://}
-  up=${up%%/*}
+start_proxy() {  # start_proxy PEER TAG TARGET_URL [CORE ("" = not pinned)] [WORKERS]
+  local peer=$1 tag=$2 target=$3 core=${4-$PROXY_CORE} workers=${5:-1} name="$1-$2" ports
   ports=$(freeports 2)
   PROXY_PORT=${ports% *}
   API_PORT=${ports#* }
-  case $peer in
-    nginx)
-      local d=$WORKDIR/$name
-      write_nginx_proxy_conf "$d" "$PROXY_PORT" "$up"
-      start_bg "$name" "$PROXY_CORE" nginx -e "$d/error.log" -p "$d" -c "$d/nginx.conf" -g 'daemon off;'
-      API_PORT=""
-      ;;
-    haproxy)
-      write_haproxy_conf "$WORKDIR/$name.cfg" "$PROXY_PORT" "$up"
-      haproxy -c -q -f "$WORKDIR/$name.cfg" >&2 || die "haproxy config check failed"
-      start_bg "$name" "$PROXY_CORE" haproxy -db -f "$WORKDIR/$name.cfg"
-      API_PORT=""
-      ;;
-    chp)
-      CONFIGPROXY_AUTH_TOKEN=$TOKEN start_bg "$name" "$PROXY_CORE" "$CHP_BIN" \
-        --ip 127.0.0.1 --port "$PROXY_PORT" --api-ip 127.0.0.1 --api-port "$API_PORT" \
-        --default-target "$target" --log-level warn
-      ;;
-    edgeproxy)
-      CONFIGPROXY_AUTH_TOKEN=$TOKEN start_bg "$name" "$PROXY_CORE" "$EDGEPROXY_BIN" \
-        --ip 127.0.0.1 --port "$PROXY_PORT" --api-ip 127.0.0.1 --api-port "$API_PORT" \
-        --default-target "$target" --workers 1 --log-level warn
-      ;;
-    *) die "start_proxy: unknown peer $peer" ;;
-  esac
+  peer_argv "$peer" "$name" "$PROXY_PORT" "$API_PORT" "$target" "$workers"
+  [[ $peer == chp || $peer == edgeproxy ]] || API_PORT=""
+  CONFIGPROXY_AUTH_TOKEN=$TOKEN start_bg "$name" "$core" "${PEER_ARGV[@]}"
   PROXY_PID=$LAST_PID
   # shellcheck disable=SC2086
   wait_ready "$name" "$PROXY_PID" "$PROXY_PORT" $API_PORT
   "$PY" "$LIB/benchctl.py" httpcheck "http://127.0.0.1:$PROXY_PORT/" \
     || { log_tail "$name"; die "$peer does not proxy GET / to $target"; }
   PROXY_PIDS=$("$PY" "$LIB/benchctl.py" pids "$PROXY_PID")
-  log "$peer ($tag) on 127.0.0.1:$PROXY_PORT${API_PORT:+ api :$API_PORT} -> $target (pids $PROXY_PIDS, core $PROXY_CORE)"
+  log "$peer ($tag) on 127.0.0.1:$PROXY_PORT${API_PORT:+ api :$API_PORT} -> $target (pids $PROXY_PIDS, $(where "$core"), $workers worker(s))"
 }
 
 stop_proxy() {
@@ -630,13 +425,13 @@ meta getall_reps "$GETALL_REPS"
 
 log "edgehub proxy bench: peers ${PEERS[*]}; scenarios $SCENARIOS; work dir $WORKDIR"
 T0=$SECONDS
-start_backend
+start_backend backend "$LOAD_CORE" 1
 has "$SCENARIOS" throughput && scenario_throughput
 has "$SCENARIOS" fixedrate && scenario_fixedrate
 has "$SCENARIOS" fixedrate-edgeload && scenario_fixedrate_edgeload
 has "$SCENARIOS" routes && scenario_routes
 has "$SCENARIOS" ws && scenario_ws
-stop_bg "$BACKEND_PID"
+stop_backend
 
 meta loadavg_end "$(cut -d' ' -f1-3 /proc/loadavg)"
 meta elapsed "$((SECONDS - T0)) s"
