@@ -8,6 +8,7 @@
 #   bench/proxy-bench.sh --scenarios throughput --only edgeproxy,nginx
 #   bench/proxy-bench.sh --scenarios fixedrate --only nginx,edgeproxy --rates 5000,10000
 #   bench/proxy-bench.sh --scenarios fixedrate-edgeload --only nginx,haproxy,edgeproxy --rates 2000,10000
+#   bench/proxy-bench.sh --scenarios scale --only nginx,haproxy,edgeproxy   # both cores, 2 workers each
 #
 # Report (Markdown) on stdout and in bench/results/<timestamp>.md; progress on stderr.
 set -euo pipefail
@@ -33,6 +34,7 @@ ALL_PEERS=(direct nginx haproxy chp edgeproxy)   # canonical order in the report
 ONLY=direct,edgeproxy,nginx,haproxy,chp
 SCENARIOS=throughput,fixedrate-edgeload,routes,ws
 DURATION=10 WARMUP=2 CONNS=50 THREADS=1 ROUNDS=3
+SCALE_THREADS=2 SCALE_CONNS=100 SCALE_WORKERS=2
 RATES=2000,10000 HEY_CONNS=50
 ROUTES=100000 ADDS=1000 GETALL_REPS=5 LOAD_CONC=16
 WS_N=10000
@@ -47,9 +49,10 @@ usage() {
 usage: $0 [options]
   --only LIST         peers to run, comma-separated subset of: direct,edgeproxy,nginx,haproxy,chp
                       (default: all). Route-scale runs for edgeproxy/chp, WebSocket for all proxies.
-  --scenarios LIST    subset of throughput,fixedrate,fixedrate-edgeload,routes,ws (default: all but
-                      fixedrate, the older hey-based fixed-rate runs; fixedrate-edgeload needs
-                      target/release/edgeload: cargo build --release -p loadtest)
+  --scenarios LIST    subset of throughput,fixedrate,fixedrate-edgeload,routes,ws,scale (default:
+                      throughput,fixedrate-edgeload,routes,ws; fixedrate is the older hey-based
+                      fixed-rate run; fixedrate-edgeload needs target/release/edgeload: cargo build
+                      --release -p loadtest; scale runs both cores for everyone, nothing pinned)
   --quick             short run: 3s runs, warm-up 1s, 1 round, 10k routes, 200 adds, 1000 tunnels
   --duration S        wrk/hey duration per measurement (default $DURATION)
   --rounds N          rounds of the throughput and fixed-rate scenarios (peers interleaved) and of
@@ -64,6 +67,11 @@ usage: $0 [options]
                       bursts but a lower rate hey can sustain (see bench/README.md)
   --connections N     wrk -c (default $CONNS)
   --threads N         wrk -t (default $THREADS)
+  --scale-threads N   wrk -t in the scale scenario (default $SCALE_THREADS)
+  --scale-connections N
+                      wrk -c in the scale scenario (default $SCALE_CONNS)
+  --scale-workers N   scale scenario: edgeproxy --workers, nginx worker_processes (peer and backend),
+                      HAProxy nbthread (default $SCALE_WORKERS; CHP always runs one node process)
   --routes N          routes loaded in the route-scale scenario (default $ROUTES)
   --adds N            sequential POSTs timed at N routes (default $ADDS)
   --ws-tunnels N      idle WebSocket tunnels (default $WS_N; clamped to the fd limit)
@@ -94,6 +102,9 @@ while (($#)); do
     --warmup) WARMUP=$2; shift ;;
     --connections) CONNS=$2; shift ;;
     --threads) THREADS=$2; shift ;;
+    --scale-threads) SCALE_THREADS=$2; shift ;;
+    --scale-connections) SCALE_CONNS=$2; shift ;;
+    --scale-workers) SCALE_WORKERS=$2; shift ;;
     --routes) ROUTES=$2; shift ;;
     --adds) ADDS=$2; shift ;;
     --ws-tunnels) WS_N=$2; shift ;;
@@ -113,9 +124,12 @@ for p in ${ONLY//,/ }; do
   [[ " ${ALL_PEERS[*]} " == *" $p "* ]] || die "--only: unknown peer '$p' (known: ${ALL_PEERS[*]})"
 done
 for s in ${SCENARIOS//,/ }; do
-  [[ $s =~ ^(throughput|fixedrate|fixedrate-edgeload|routes|ws)$ ]] || die "--scenarios: unknown scenario '$s'"
+  [[ $s =~ ^(throughput|fixedrate|fixedrate-edgeload|routes|ws|scale)$ ]] || die "--scenarios: unknown scenario '$s'"
 done
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "--rounds must be a positive integer"
+[[ $SCALE_THREADS =~ ^[1-9][0-9]*$ ]] || die "--scale-threads must be a positive integer"
+[[ $SCALE_CONNS =~ ^[1-9][0-9]*$ ]] || die "--scale-connections must be a positive integer"
+[[ $SCALE_WORKERS =~ ^[1-9][0-9]*$ ]] || die "--scale-workers must be a positive integer"
 [[ $RATES =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]] || die "--rates: comma-separated positive integers (req/s), got '$RATES'"
 RATES=$(tr ',' '\n' <<<"$RATES" | sort -n -u | paste -sd, -)   # ascending, no duplicates
 [[ $HEY_CONNS =~ ^[1-9][0-9]*$ ]] || die "--hey-connections must be a positive integer"
@@ -222,9 +236,11 @@ stop_proxy() {
 # ------------------------------------------------------------------------------------------
 # scenarios
 
-wrk_warmup() {  # URL
+wrk_warmup() {  # URL [CORE ("" = not pinned) THREADS CONNECTIONS]
   ((WARMUP > 0)) || return 0
-  run_fg taskset -c "$LOAD_CORE" wrk -t"$THREADS" -c"$CONNS" -d"${WARMUP}s" "$1" >/dev/null \
+  local core=${2-$LOAD_CORE} pin=()
+  [[ -z $core ]] || pin=(taskset -c "$core")
+  run_fg "${pin[@]}" wrk -t"${3:-$THREADS}" -c"${4:-$CONNS}" -d"${WARMUP}s" "$1" >/dev/null \
     || die "wrk warm-up against $1 failed"
 }
 
@@ -292,6 +308,39 @@ scenario_fixedrate() {
 scenario_fixedrate_edgeload() {
   log "== fixed rate, open loop: edgeload http --rate <rate> -d ${DURATION}s -w ${WARMUP}s -t 1 --max-connections $EL_MAXCONN, GET /, rates $RATES req/s, $ROUNDS round(s)"
   fixed_rate_rounds edgeload fe --edgeload "$EDGELOAD_BIN" --max-connections "$EL_MAXCONN"
+}
+
+# Both cores for everyone: nothing pinned (proxy, wrk and backend alike), SCALE_WORKERS workers
+# for edgeproxy/nginx/HAProxy and for the backend, CHP as ever (node: one thread). Its own backend.
+scenario_scale() {
+  log "== scale: nothing pinned, wrk -t$SCALE_THREADS -c$SCALE_CONNS -d${DURATION}s --latency (warm-up" \
+    "${WARMUP}s), edgeproxy --workers $SCALE_WORKERS, nginx worker_processes $SCALE_WORKERS, HAProxy" \
+    "nbthread $SCALE_WORKERS, backend nginx worker_processes $SCALE_WORKERS; $ROUNDS round(s)"
+  start_backend backend-scale "" "$SCALE_WORKERS"
+  local peer url round workers
+  for ((round = 1; round <= ROUNDS; round++)); do
+    ((ROUNDS == 1)) || log "-- round $round/$ROUNDS"
+    for peer in "${PEERS[@]}"; do
+      local measure=("$PY" "$LIB/benchctl.py" wrk --peer "$peer" --scenario scale --round "$round"
+        --out "$RESULTS" --duration "$DURATION" --connections "$SCALE_CONNS" --threads "$SCALE_THREADS"
+        --core "" --backend-pids "$BACKEND_PIDS")
+      if [[ $peer == direct ]]; then
+        url="http://127.0.0.1:$BACKEND_PORT/"
+        wrk_warmup "$url" "" "$SCALE_THREADS" "$SCALE_CONNS"
+        run_fg "${measure[@]}" --url "$url" >/dev/null || die "wrk run against the backend failed"
+      else
+        workers=$SCALE_WORKERS
+        [[ $peer == chp ]] && workers=1   # not an option of CHP: node runs one thread
+        start_proxy "$peer" "sc$round" "http://127.0.0.1:$BACKEND_PORT" "" "$workers"
+        url="http://127.0.0.1:$PROXY_PORT/"
+        wrk_warmup "$url" "" "$SCALE_THREADS" "$SCALE_CONNS"
+        run_fg "${measure[@]}" --url "$url" --proxy-pids "$PROXY_PIDS" >/dev/null \
+          || { log_tail "$peer-sc$round"; die "wrk run through $peer failed"; }
+        stop_proxy
+      fi
+    done
+  done
+  stop_backend
 }
 
 scenario_routes() {
@@ -418,20 +467,25 @@ meta hey_conns "$HEY_CONNS"
 meta hey_args "-z ${DURATION}s -c $HEY_CONNS -q <rate/$HEY_CONNS> -t 5 -cpus 1 -disable-compression (warm-up ${WARMUP}s at the same rate)"
 meta load_core "$LOAD_CORE"
 meta proxy_core "$PROXY_CORE"
-meta cores "load (wrk, hey, backend nginx, Python clients) on core $LOAD_CORE; proxy under test on core $PROXY_CORE"
+meta cores "load (wrk, hey, backend nginx, Python clients) on core $LOAD_CORE; proxy under test on core $PROXY_CORE$(has "$SCENARIOS" scale && echo "; scale scenario: nothing pinned")"
+meta scale_args "-t$SCALE_THREADS -c$SCALE_CONNS -d${DURATION}s --latency (warm-up ${WARMUP}s)"
+meta scale_workers "$SCALE_WORKERS"
 meta routes "$ROUTES"
 meta adds "$ADDS"
 meta getall_reps "$GETALL_REPS"
 
 log "edgehub proxy bench: peers ${PEERS[*]}; scenarios $SCENARIOS; work dir $WORKDIR"
 T0=$SECONDS
-start_backend backend "$LOAD_CORE" 1
+if [[ ,$SCENARIOS, =~ ,(throughput|fixedrate|fixedrate-edgeload|routes), ]]; then
+  start_backend backend "$LOAD_CORE" 1
+fi
 has "$SCENARIOS" throughput && scenario_throughput
 has "$SCENARIOS" fixedrate && scenario_fixedrate
 has "$SCENARIOS" fixedrate-edgeload && scenario_fixedrate_edgeload
 has "$SCENARIOS" routes && scenario_routes
-has "$SCENARIOS" ws && scenario_ws
 stop_backend
+has "$SCENARIOS" ws && scenario_ws
+has "$SCENARIOS" scale && scenario_scale
 
 meta loadavg_end "$(cut -d' ' -f1-3 /proc/loadavg)"
 meta elapsed "$((SECONDS - T0)) s"

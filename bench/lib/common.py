@@ -308,9 +308,11 @@ def _per_request(res: dict, acc: dict, n: int, proxy_pids, backend_pids):
 
 def run_wrk(url: str, *, duration: float, connections: int, threads: int, core: str,
             proxy_pids=(), backend_pids=(), extra_timeout: float = 30.0) -> dict:
-    """Run one pinned wrk, measuring CPU of proxy/backend/wrk and per-core busy time."""
-    cmd = ["taskset", "-c", core, "wrk", "-t", str(threads), "-c", str(connections),
-           "-d", f"{int(duration)}s", "--latency", "--timeout", "5s", url]
+    """Run one wrk (pinned to core unless core is ""), measuring CPU of proxy/backend/wrk and
+    per-core busy and steal time."""
+    pin = ["taskset", "-c", core] if core else []   # core "" = not pinned (scale scenario)
+    cmd = pin + ["wrk", "-t", str(threads), "-c", str(connections),
+                 "-d", f"{int(duration)}s", "--latency", "--timeout", "5s", url]
     proc, acc = _measured(cmd, timeout=duration + extra_timeout, proxy_pids=proxy_pids,
                           backend_pids=backend_pids)
     if proc.returncode != 0:
