@@ -181,7 +181,7 @@ ensure_tools() {
 
 # ------------------------------------------------------------------------------------------
 # process bookkeeping (start_bg, run_fg, stop_bg, kill_tree, bench_cleanup), the configs of the
-# backend and the peers (peer_argv): bench/lib/common.sh
+# backend and the peers (peer_argv): bench/lib/common.sh, shared with bench/callgrind.sh
 
 WORKDIR=""
 bench_traps

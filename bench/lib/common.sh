@@ -27,7 +27,7 @@ steal_pct() {
 }
 
 # --------------------------------------------------------------------------------------------
-# Shared by the proxy benchmarks (proxy-bench.sh): installs, the processes a script starts, and the
+# Shared by proxy-bench.sh and callgrind.sh: installs, the processes a script starts, and the
 # configs of the backend and of the peers (so that both scripts run the peers identically).
 # The caller defines log and die, and sets PY (python), LIB (bench/lib), WORKDIR (created by the
 # caller), KEEP_WORKDIR (0/1), NOFILE (fd limit) and, for chp/edgeproxy, CHP_BIN, EDGEPROXY_BIN
