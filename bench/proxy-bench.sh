@@ -8,6 +8,7 @@
 #   bench/proxy-bench.sh --scenarios throughput --only edgeproxy,nginx
 #   bench/proxy-bench.sh --scenarios fixedrate --only nginx,edgeproxy --rates 5000,10000
 #   bench/proxy-bench.sh --scenarios fixedrate-edgeload --only nginx,haproxy,edgeproxy --rates 2000,10000
+#   bench/proxy-bench.sh --scenarios scale --only nginx,haproxy,edgeproxy   # both cores, 2 workers each
 #
 # Report (Markdown) on stdout and in bench/results/<timestamp>.md; progress on stderr.
 set -euo pipefail
@@ -16,6 +17,8 @@ BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$BENCH_DIR/.." && pwd)
 LIB=$BENCH_DIR/lib
 PY=${PYTHON:-python3}
+# shellcheck source-path=SCRIPTDIR source=lib/common.sh
+source "$LIB/common.sh"
 export PYTHONDONTWRITEBYTECODE=1   # leave no __pycache__ in bench/lib
 CACHE=${EDGEHUB_CACHE:-$HOME/.cache/edgehub}
 CHP_VERSION=5.3.0
@@ -31,6 +34,7 @@ ALL_PEERS=(direct nginx haproxy chp edgeproxy)   # canonical order in the report
 ONLY=direct,edgeproxy,nginx,haproxy,chp
 SCENARIOS=throughput,fixedrate-edgeload,routes,ws
 DURATION=10 WARMUP=2 CONNS=50 THREADS=1 ROUNDS=3
+SCALE_THREADS=2 SCALE_CONNS=100 SCALE_WORKERS=2
 RATES=2000,10000 HEY_CONNS=50
 ROUTES=100000 ADDS=1000 GETALL_REPS=5 LOAD_CONC=16
 WS_N=10000
@@ -45,9 +49,10 @@ usage() {
 usage: $0 [options]
   --only LIST         peers to run, comma-separated subset of: direct,edgeproxy,nginx,haproxy,chp
                       (default: all). Route-scale runs for edgeproxy/chp, WebSocket for all proxies.
-  --scenarios LIST    subset of throughput,fixedrate,fixedrate-edgeload,routes,ws (default: all but
-                      fixedrate, the older hey-based fixed-rate runs; fixedrate-edgeload needs
-                      target/release/edgeload: cargo build --release -p loadtest)
+  --scenarios LIST    subset of throughput,fixedrate,fixedrate-edgeload,routes,ws,scale (default:
+                      throughput,fixedrate-edgeload,routes,ws; fixedrate is the older hey-based
+                      fixed-rate run; fixedrate-edgeload needs target/release/edgeload: cargo build
+                      --release -p loadtest; scale runs both cores for everyone, nothing pinned)
   --quick             short run: 3s runs, warm-up 1s, 1 round, 10k routes, 200 adds, 1000 tunnels
   --duration S        wrk/hey duration per measurement (default $DURATION)
   --rounds N          rounds of the throughput and fixed-rate scenarios (peers interleaved) and of
@@ -62,6 +67,11 @@ usage: $0 [options]
                       bursts but a lower rate hey can sustain (see bench/README.md)
   --connections N     wrk -c (default $CONNS)
   --threads N         wrk -t (default $THREADS)
+  --scale-threads N   wrk -t in the scale scenario (default $SCALE_THREADS)
+  --scale-connections N
+                      wrk -c in the scale scenario (default $SCALE_CONNS)
+  --scale-workers N   scale scenario: edgeproxy --workers, nginx worker_processes (peer and backend),
+                      HAProxy nbthread (default $SCALE_WORKERS; CHP always runs one node process)
   --routes N          routes loaded in the route-scale scenario (default $ROUTES)
   --adds N            sequential POSTs timed at N routes (default $ADDS)
   --ws-tunnels N      idle WebSocket tunnels (default $WS_N; clamped to the fd limit)
@@ -92,6 +102,9 @@ while (($#)); do
     --warmup) WARMUP=$2; shift ;;
     --connections) CONNS=$2; shift ;;
     --threads) THREADS=$2; shift ;;
+    --scale-threads) SCALE_THREADS=$2; shift ;;
+    --scale-connections) SCALE_CONNS=$2; shift ;;
+    --scale-workers) SCALE_WORKERS=$2; shift ;;
     --routes) ROUTES=$2; shift ;;
     --adds) ADDS=$2; shift ;;
     --ws-tunnels) WS_N=$2; shift ;;
@@ -111,9 +124,12 @@ for p in ${ONLY//,/ }; do
   [[ " ${ALL_PEERS[*]} " == *" $p "* ]] || die "--only: unknown peer '$p' (known: ${ALL_PEERS[*]})"
 done
 for s in ${SCENARIOS//,/ }; do
-  [[ $s =~ ^(throughput|fixedrate|fixedrate-edgeload|routes|ws)$ ]] || die "--scenarios: unknown scenario '$s'"
+  [[ $s =~ ^(throughput|fixedrate|fixedrate-edgeload|routes|ws|scale)$ ]] || die "--scenarios: unknown scenario '$s'"
 done
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "--rounds must be a positive integer"
+[[ $SCALE_THREADS =~ ^[1-9][0-9]*$ ]] || die "--scale-threads must be a positive integer"
+[[ $SCALE_CONNS =~ ^[1-9][0-9]*$ ]] || die "--scale-connections must be a positive integer"
+[[ $SCALE_WORKERS =~ ^[1-9][0-9]*$ ]] || die "--scale-workers must be a positive integer"
 [[ $RATES =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]] || die "--rates: comma-separated positive integers (req/s), got '$RATES'"
 RATES=$(tr ',' '\n' <<<"$RATES" | sort -n -u | paste -sd, -)   # ascending, no duplicates
 [[ $HEY_CONNS =~ ^[1-9][0-9]*$ ]] || die "--hey-connections must be a positive integer"
@@ -124,17 +140,6 @@ for p in "${ALL_PEERS[@]}"; do has "$ONLY" "$p" && PEERS+=("$p"); done
 
 # ------------------------------------------------------------------------------------------
 # prerequisites
-
-APT_UPDATED=0
-apt_install() {
-  if ((APT_UPDATED == 0)); then
-    log "apt-get update"
-    apt-get update -qq >&2 || die "apt-get update failed"
-    APT_UPDATED=1
-  fi
-  log "apt-get install $*"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2 || die "apt-get install $* failed"
-}
 
 ensure_tools() {
   local pkgs=()
@@ -175,248 +180,52 @@ ensure_tools() {
 }
 
 # ------------------------------------------------------------------------------------------
-# process bookkeeping: everything we start is recorded and killed on exit, even on error
+# process bookkeeping (start_bg, run_fg, stop_bg, kill_tree, bench_cleanup), the configs of the
+# backend and the peers (peer_argv): bench/lib/common.sh, shared with bench/callgrind.sh
 
-STARTED=()
 WORKDIR=""
-LAST_PID=""
-
-kill_tree() {  # TERM the process and its descendants, KILL what is left after 5 s
-  local root=$1 pids
-  [[ -e /proc/$root ]] || { wait "$root" 2>/dev/null || true; return 0; }
-  pids=$("$PY" "$LIB/benchctl.py" pids "$root" 2>/dev/null || echo "$root")
-  pids=${pids//,/ }
-  # shellcheck disable=SC2086
-  kill -TERM $pids 2>/dev/null || true
-  local i alive
-  for ((i = 0; i < 50; i++)); do
-    alive=0
-    for p in $pids; do
-      if [[ -e /proc/$p ]] && ! grep -q '^State:.*Z' "/proc/$p/status" 2>/dev/null; then alive=1; fi
-    done
-    ((alive)) || break
-    sleep 0.1
-  done
-  # shellcheck disable=SC2086
-  ((alive == 0)) || kill -KILL $pids 2>/dev/null || true
-  wait "$root" 2>/dev/null || true
-}
-
-cleanup() {
-  local rc=$?
-  set +e
-  trap - EXIT INT TERM
-  local i
-  for ((i = ${#STARTED[@]} - 1; i >= 0; i--)); do
-    [[ -n ${STARTED[i]} ]] && kill_tree "${STARTED[i]}"
-  done
-  if [[ -n $WORKDIR && -d $WORKDIR ]]; then
-    if ((KEEP_WORKDIR)) || ((rc != 0 && rc != 130 && rc != 143)); then
-      log "work dir kept: $WORKDIR"
-    else
-      rm -rf "$WORKDIR"
-    fi
-  fi
-  ((rc == 0)) || log "FAILED (exit $rc); all started processes were stopped"
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-start_bg() {  # start_bg NAME CORE CMD...   -> LAST_PID
-  local name=$1 core=$2
-  shift 2
-  taskset -c "$core" "$@" >"$WORKDIR/$name.log" 2>&1 &
-  LAST_PID=$!
-  STARTED+=("$LAST_PID")
-}
-
-run_fg() {  # run a foreground step as a tracked child, so that a signal interrupts it at once
-  "$@" &
-  local pid=$! rc=0 i
-  STARTED+=("$pid")
-  wait "$pid" || rc=$?
-  for i in "${!STARTED[@]}"; do [[ ${STARTED[i]} == "$pid" ]] && STARTED[i]=""; done
-  return "$rc"
-}
-
-stop_bg() {
-  local pid=$1 i
-  kill_tree "$pid"
-  for i in "${!STARTED[@]}"; do [[ ${STARTED[i]} == "$pid" ]] && STARTED[i]=""; done
-  return 0
-}
-
-freeports() { "$PY" "$LIB/benchctl.py" freeports "$1" --state "$WORKDIR/ports"; }
-
-log_tail() { [[ -f $WORKDIR/$1.log ]] && tail -n 30 "$WORKDIR/$1.log" | sed 's/^/    | /' >&2 || true; }
-
-wait_ready() {  # wait_ready NAME PID PORT...
-  local name=$1 pid=$2
-  shift 2
-  "$PY" "$LIB/benchctl.py" waitport "$@" --pid "$pid" --timeout 30 || { log_tail "$name"; die "$name did not start"; }
-}
-
-# ------------------------------------------------------------------------------------------
-# configs
-
-nginx_common() {  # nginx_common DIR -> common http-level lines
-  local d=$1
-  cat <<EOF
-    access_log off;
-    client_body_temp_path $d/tmp/body;
-    proxy_temp_path $d/tmp/proxy;
-    fastcgi_temp_path $d/tmp/fastcgi;
-    uwsgi_temp_path $d/tmp/uwsgi;
-    scgi_temp_path $d/tmp/scgi;
-    keepalive_timeout 75s;
-    keepalive_requests 1000000;
-EOF
-}
-
-write_backend_conf() {  # DIR PORT
-  local d=$1 port=$2
-  mkdir -p "$d/tmp"
-  cat >"$d/nginx.conf" <<EOF
-worker_processes 1;
-pid $d/nginx.pid;
-error_log $d/error.log warn;
-worker_rlimit_nofile $NOFILE;
-events { worker_connections 8192; }
-http {
-$(nginx_common "$d")
-    server {
-        listen 127.0.0.1:$port backlog=4096;
-        location / { default_type text/plain; return 200 "ok"; }
-    }
-}
-EOF
-}
-
-write_nginx_proxy_conf() {  # DIR PORT UPSTREAM(host:port)
-  local d=$1 port=$2 up=$3
-  mkdir -p "$d/tmp"
-  cat >"$d/nginx.conf" <<EOF
-worker_processes 1;
-pid $d/nginx.pid;
-error_log $d/error.log warn;
-worker_rlimit_nofile $NOFILE;
-# nginx starts closing idle/reusable connections once fewer than 1/16 of worker_connections
-# are free, so allow more connection slots than fds (the fd limit still applies)
-events { worker_connections $((NOFILE * 2)); }
-http {
-$(nginx_common "$d")
-    upstream backend {
-        server $up;
-        keepalive 64;
-        keepalive_requests 1000000;
-    }
-    map \$http_upgrade \$connection_upgrade { default upgrade; '' ''; }
-    server {
-        listen 127.0.0.1:$port backlog=4096;
-        location / {
-            proxy_pass http://backend;
-            proxy_http_version 1.1;
-            # "" for plain requests (upstream keep-alive), "upgrade" for WebSocket
-            proxy_set_header Connection \$connection_upgrade;
-            proxy_set_header Upgrade \$http_upgrade;
-            proxy_set_header Host \$http_host;
-            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto \$scheme;
-            proxy_set_header X-Forwarded-Host \$http_host;
-            proxy_set_header X-Forwarded-Port \$server_port;
-            proxy_read_timeout 3600s;
-            proxy_send_timeout 3600s;
-        }
-    }
-}
-EOF
-}
-
-write_haproxy_conf() {  # FILE PORT UPSTREAM(host:port)
-  local f=$1 port=$2 up=$3
-  cat >"$f" <<EOF
-global
-    nbthread 1
-    maxconn $(((NOFILE - 200) / 2))
-defaults
-    mode http
-    option http-keep-alive
-    http-reuse always
-    timeout connect 5s
-    timeout client 60s
-    timeout server 60s
-    timeout http-keep-alive 75s
-    timeout tunnel 1h
-frontend fe
-    bind 127.0.0.1:$port
-    option forwardfor
-    http-request set-header X-Forwarded-Proto http
-    http-request set-header X-Forwarded-Host %[req.hdr(host)]
-    http-request set-header X-Forwarded-Port %[dst_port]
-    default_backend be
-backend be
-    server s1 $up
-EOF
-}
+bench_traps
 
 # ------------------------------------------------------------------------------------------
 # peers
 
 BACKEND_PID="" BACKEND_PIDS="" BACKEND_PORT=""
-start_backend() {
+where() { if [[ -n $1 ]]; then echo "core $1"; else echo "not pinned"; fi; }
+
+start_backend() {  # start_backend NAME CORE ("" = not pinned) WORKERS
+  local name=$1 core=$2 workers=$3
   BACKEND_PORT=$(freeports 1)
-  local d=$WORKDIR/backend
-  write_backend_conf "$d" "$BACKEND_PORT"
-  start_bg backend "$LOAD_CORE" nginx -e "$d/error.log" -p "$d" -c "$d/nginx.conf" -g 'daemon off;'
+  local d=$WORKDIR/$name
+  write_backend_conf "$d" "$BACKEND_PORT" "$workers"
+  start_bg "$name" "$core" nginx -e "$d/error.log" -p "$d" -c "$d/nginx.conf" -g 'daemon off;'
   BACKEND_PID=$LAST_PID
-  wait_ready backend "$BACKEND_PID" "$BACKEND_PORT"
+  wait_ready "$name" "$BACKEND_PID" "$BACKEND_PORT"
   "$PY" "$LIB/benchctl.py" httpcheck "http://127.0.0.1:$BACKEND_PORT/" || die "backend does not answer 200 ok"
   BACKEND_PIDS=$("$PY" "$LIB/benchctl.py" pids "$BACKEND_PID")
-  log "backend nginx on 127.0.0.1:$BACKEND_PORT (pids $BACKEND_PIDS, core $LOAD_CORE)"
+  log "backend nginx, $workers worker(s), on 127.0.0.1:$BACKEND_PORT (pids $BACKEND_PIDS, $(where "$core"))"
+}
+
+stop_backend() {
+  [[ -n $BACKEND_PID ]] && stop_bg "$BACKEND_PID"
+  BACKEND_PID="" BACKEND_PIDS="" BACKEND_PORT=""
 }
 
 PROXY_PID="" PROXY_PIDS="" PROXY_PORT="" API_PORT=""
-start_proxy() {  # start_proxy PEER TAG TARGET_URL
-  local peer=$1 tag=$2 target=$3 name="$1-$2" ports
-  local up=${target#http://}
-  up=${up%%/*}
+start_proxy() {  # start_proxy PEER TAG TARGET_URL [CORE ("" = not pinned)] [WORKERS]
+  local peer=$1 tag=$2 target=$3 core=${4-$PROXY_CORE} workers=${5:-1} name="$1-$2" ports
   ports=$(freeports 2)
   PROXY_PORT=${ports% *}
   API_PORT=${ports#* }
-  case $peer in
-    nginx)
-      local d=$WORKDIR/$name
-      write_nginx_proxy_conf "$d" "$PROXY_PORT" "$up"
-      start_bg "$name" "$PROXY_CORE" nginx -e "$d/error.log" -p "$d" -c "$d/nginx.conf" -g 'daemon off;'
-      API_PORT=""
-      ;;
-    haproxy)
-      write_haproxy_conf "$WORKDIR/$name.cfg" "$PROXY_PORT" "$up"
-      haproxy -c -q -f "$WORKDIR/$name.cfg" >&2 || die "haproxy config check failed"
-      start_bg "$name" "$PROXY_CORE" haproxy -db -f "$WORKDIR/$name.cfg"
-      API_PORT=""
-      ;;
-    chp)
-      CONFIGPROXY_AUTH_TOKEN=$TOKEN start_bg "$name" "$PROXY_CORE" "$CHP_BIN" \
-        --ip 127.0.0.1 --port "$PROXY_PORT" --api-ip 127.0.0.1 --api-port "$API_PORT" \
-        --default-target "$target" --log-level warn
-      ;;
-    edgeproxy)
-      CONFIGPROXY_AUTH_TOKEN=$TOKEN start_bg "$name" "$PROXY_CORE" "$EDGEPROXY_BIN" \
-        --ip 127.0.0.1 --port "$PROXY_PORT" --api-ip 127.0.0.1 --api-port "$API_PORT" \
-        --default-target "$target" --workers 1 --log-level warn
-      ;;
-    *) die "start_proxy: unknown peer $peer" ;;
-  esac
+  peer_argv "$peer" "$name" "$PROXY_PORT" "$API_PORT" "$target" "$workers"
+  [[ $peer == chp || $peer == edgeproxy ]] || API_PORT=""
+  CONFIGPROXY_AUTH_TOKEN=$TOKEN start_bg "$name" "$core" "${PEER_ARGV[@]}"
   PROXY_PID=$LAST_PID
   # shellcheck disable=SC2086
   wait_ready "$name" "$PROXY_PID" "$PROXY_PORT" $API_PORT
   "$PY" "$LIB/benchctl.py" httpcheck "http://127.0.0.1:$PROXY_PORT/" \
     || { log_tail "$name"; die "$peer does not proxy GET / to $target"; }
   PROXY_PIDS=$("$PY" "$LIB/benchctl.py" pids "$PROXY_PID")
-  log "$peer ($tag) on 127.0.0.1:$PROXY_PORT${API_PORT:+ api :$API_PORT} -> $target (pids $PROXY_PIDS, core $PROXY_CORE)"
+  log "$peer ($tag) on 127.0.0.1:$PROXY_PORT${API_PORT:+ api :$API_PORT} -> $target (pids $PROXY_PIDS, $(where "$core"), $workers worker(s))"
 }
 
 stop_proxy() {
@@ -427,9 +236,11 @@ stop_proxy() {
 # ------------------------------------------------------------------------------------------
 # scenarios
 
-wrk_warmup() {  # URL
+wrk_warmup() {  # URL [CORE ("" = not pinned) THREADS CONNECTIONS]
   ((WARMUP > 0)) || return 0
-  run_fg taskset -c "$LOAD_CORE" wrk -t"$THREADS" -c"$CONNS" -d"${WARMUP}s" "$1" >/dev/null \
+  local core=${2-$LOAD_CORE} pin=()
+  [[ -z $core ]] || pin=(taskset -c "$core")
+  run_fg "${pin[@]}" wrk -t"${3:-$THREADS}" -c"${4:-$CONNS}" -d"${WARMUP}s" "$1" >/dev/null \
     || die "wrk warm-up against $1 failed"
 }
 
@@ -497,6 +308,39 @@ scenario_fixedrate() {
 scenario_fixedrate_edgeload() {
   log "== fixed rate, open loop: edgeload http --rate <rate> -d ${DURATION}s -w ${WARMUP}s -t 1 --max-connections $EL_MAXCONN, GET /, rates $RATES req/s, $ROUNDS round(s)"
   fixed_rate_rounds edgeload fe --edgeload "$EDGELOAD_BIN" --max-connections "$EL_MAXCONN"
+}
+
+# Both cores for everyone: nothing pinned (proxy, wrk and backend alike), SCALE_WORKERS workers
+# for edgeproxy/nginx/HAProxy and for the backend, CHP as ever (node: one thread). Its own backend.
+scenario_scale() {
+  log "== scale: nothing pinned, wrk -t$SCALE_THREADS -c$SCALE_CONNS -d${DURATION}s --latency (warm-up" \
+    "${WARMUP}s), edgeproxy --workers $SCALE_WORKERS, nginx worker_processes $SCALE_WORKERS, HAProxy" \
+    "nbthread $SCALE_WORKERS, backend nginx worker_processes $SCALE_WORKERS; $ROUNDS round(s)"
+  start_backend backend-scale "" "$SCALE_WORKERS"
+  local peer url round workers
+  for ((round = 1; round <= ROUNDS; round++)); do
+    ((ROUNDS == 1)) || log "-- round $round/$ROUNDS"
+    for peer in "${PEERS[@]}"; do
+      local measure=("$PY" "$LIB/benchctl.py" wrk --peer "$peer" --scenario scale --round "$round"
+        --out "$RESULTS" --duration "$DURATION" --connections "$SCALE_CONNS" --threads "$SCALE_THREADS"
+        --core "" --backend-pids "$BACKEND_PIDS")
+      if [[ $peer == direct ]]; then
+        url="http://127.0.0.1:$BACKEND_PORT/"
+        wrk_warmup "$url" "" "$SCALE_THREADS" "$SCALE_CONNS"
+        run_fg "${measure[@]}" --url "$url" >/dev/null || die "wrk run against the backend failed"
+      else
+        workers=$SCALE_WORKERS
+        [[ $peer == chp ]] && workers=1   # not an option of CHP: node runs one thread
+        start_proxy "$peer" "sc$round" "http://127.0.0.1:$BACKEND_PORT" "" "$workers"
+        url="http://127.0.0.1:$PROXY_PORT/"
+        wrk_warmup "$url" "" "$SCALE_THREADS" "$SCALE_CONNS"
+        run_fg "${measure[@]}" --url "$url" --proxy-pids "$PROXY_PIDS" >/dev/null \
+          || { log_tail "$peer-sc$round"; die "wrk run through $peer failed"; }
+        stop_proxy
+      fi
+    done
+  done
+  stop_backend
 }
 
 scenario_routes() {
@@ -623,20 +467,25 @@ meta hey_conns "$HEY_CONNS"
 meta hey_args "-z ${DURATION}s -c $HEY_CONNS -q <rate/$HEY_CONNS> -t 5 -cpus 1 -disable-compression (warm-up ${WARMUP}s at the same rate)"
 meta load_core "$LOAD_CORE"
 meta proxy_core "$PROXY_CORE"
-meta cores "load (wrk, hey, backend nginx, Python clients) on core $LOAD_CORE; proxy under test on core $PROXY_CORE"
+meta cores "load (wrk, hey, backend nginx, Python clients) on core $LOAD_CORE; proxy under test on core $PROXY_CORE$(has "$SCENARIOS" scale && echo "; scale scenario: nothing pinned")"
+meta scale_args "-t$SCALE_THREADS -c$SCALE_CONNS -d${DURATION}s --latency (warm-up ${WARMUP}s)"
+meta scale_workers "$SCALE_WORKERS"
 meta routes "$ROUTES"
 meta adds "$ADDS"
 meta getall_reps "$GETALL_REPS"
 
 log "edgehub proxy bench: peers ${PEERS[*]}; scenarios $SCENARIOS; work dir $WORKDIR"
 T0=$SECONDS
-start_backend
+if [[ ,$SCENARIOS, =~ ,(throughput|fixedrate|fixedrate-edgeload|routes), ]]; then
+  start_backend backend "$LOAD_CORE" 1
+fi
 has "$SCENARIOS" throughput && scenario_throughput
 has "$SCENARIOS" fixedrate && scenario_fixedrate
 has "$SCENARIOS" fixedrate-edgeload && scenario_fixedrate_edgeload
 has "$SCENARIOS" routes && scenario_routes
+stop_backend
 has "$SCENARIOS" ws && scenario_ws
-stop_bg "$BACKEND_PID"
+has "$SCENARIOS" scale && scenario_scale
 
 meta loadavg_end "$(cut -d' ' -f1-3 /proc/loadavg)"
 meta elapsed "$((SECONDS - T0)) s"

@@ -69,6 +69,34 @@ def cpu_ticks(pids) -> int:
     return total
 
 
+def cpu_ticks_split(pids) -> tuple[int, int]:
+    """(utime, stime) of the given processes (all their threads), in clock ticks: user and kernel
+    CPU apart. Raises if a process vanished, like cpu_ticks."""
+    ut = st = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+        rest = data[data.rfind(b")") + 2:].split()
+        ut += int(rest[11])
+        st += int(rest[12])
+    return ut, st
+
+
+def sched_ns(pids) -> int:
+    """On-CPU time of every thread of the given processes, in ns (/proc/<pid>/task/*/schedstat,
+    first field): user + kernel together, at the scheduler's resolution rather than clock ticks.
+    A thread that exits takes its time with it."""
+    total = 0
+    for pid in pids:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                    total += int(f.read().split()[0])
+            except (OSError, ValueError, IndexError):
+                pass
+    return total
+
+
 def _status_kib(pid: int, key: str) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -308,9 +336,11 @@ def _per_request(res: dict, acc: dict, n: int, proxy_pids, backend_pids):
 
 def run_wrk(url: str, *, duration: float, connections: int, threads: int, core: str,
             proxy_pids=(), backend_pids=(), extra_timeout: float = 30.0) -> dict:
-    """Run one pinned wrk, measuring CPU of proxy/backend/wrk and per-core busy time."""
-    cmd = ["taskset", "-c", core, "wrk", "-t", str(threads), "-c", str(connections),
-           "-d", f"{int(duration)}s", "--latency", "--timeout", "5s", url]
+    """Run one wrk (pinned to core unless core is ""), measuring CPU of proxy/backend/wrk and
+    per-core busy and steal time."""
+    pin = ["taskset", "-c", core] if core else []   # core "" = not pinned (scale scenario)
+    cmd = pin + ["wrk", "-t", str(threads), "-c", str(connections),
+                 "-d", f"{int(duration)}s", "--latency", "--timeout", "5s", url]
     proc, acc = _measured(cmd, timeout=duration + extra_timeout, proxy_pids=proxy_pids,
                           backend_pids=backend_pids)
     if proc.returncode != 0:

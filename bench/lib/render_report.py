@@ -40,11 +40,11 @@ def by_peer(results, scenario):
 SUMMED = ("socket_errors", "non2xx", "requests")
 
 
-def throughput_medians(results):
+def throughput_medians(results, scenario="throughput"):
     """One row per peer: the median of each numeric figure over the rounds (errors summed)."""
     groups: dict[str, list[dict]] = {}
     for r in results:
-        if r.get("scenario") == "throughput":
+        if r.get("scenario") == scenario:
             groups.setdefault(r["peer"], []).append(r)
     out = []
     for p in ORDER:
@@ -116,6 +116,12 @@ def fixedrate_medians(results, scenario="fixedrate"):
     return out
 
 
+def steal_cell(r, cores) -> str:
+    """Hypervisor steal % of each core, 'a / b' (medians over the rounds)."""
+    vals = [r.get(f"cpu{c}_steal_pct") for c in cores]
+    return " / ".join(f(v, 1) for v in vals)
+
+
 def span(r, k, nd):
     """' (min–max)' when there was more than one round."""
     v = r.get(f"{k}_range")
@@ -178,7 +184,11 @@ def main():
     md.append(table(["setup", ""], [
         ["command", f"`{meta.get('command', '')}`"],
         ["pinning", meta.get("cores", "")],
-        ["load", f"wrk {meta.get('wrk_args', '')}"],
+        *([["load", f"wrk {meta.get('wrk_args', '')}"]]
+          if set(meta.get("scenarios", "").split(",")) - {"scale"} else []),
+        *([["load, scale scenario", f"wrk {meta.get('scale_args', '')}, nothing pinned, "
+            f"{meta.get('scale_workers', '2')} workers for edgeproxy, nginx, HAProxy and the backend"]]
+          if "scale" in meta.get("scenarios", "").split(",") else []),
         *([["fixed-rate load", f"hey {meta.get('hey_args', '')} at {meta.get('rates', '')} req/s"]]
           if "fixedrate" in meta.get("scenarios", "").split(",") else []),
         *([["open-loop fixed-rate load", f"edgeload {meta.get('edgeload_args', '')} at {meta.get('rates', '')} req/s"]]
@@ -228,6 +238,7 @@ def main():
                 f(r["rps"] / ng_rps, 2) if ng_rps else "—",
                 f(r.get("backend_cpu_us_per_req"), 1),
                 f(r.get(f"cpu{load_core}_busy_pct"), 0), f(r.get(f"cpu{proxy_core}_busy_pct"), 0),
+                steal_cell(r, (load_core, proxy_core)),
                 f(errs, 0) if errs else "0",
             ])
         md.append(f"## {sec}. Throughput and proxy CPU per request\n")
@@ -240,12 +251,78 @@ def main():
         md.append(table([
             "peer", "req/s", "p50 ms", "p99 ms", "proxy CPU µs/req", "proxy CPU % core",
             "CPU/req ÷ nginx", f"CPU/req ÷ best({best_name or 'nginx/HAProxy'})", "req/s ÷ nginx",
-            "backend CPU µs/req", f"core {load_core} busy %", f"core {proxy_core} busy %", "errors"], rows))
+            "backend CPU µs/req", f"core {load_core} busy %", f"core {proxy_core} busy %",
+            f"steal % core {load_core} / {proxy_core}", "errors"], rows))
         md.append("")
         md.append("*proxy CPU µs/req* = Δ(utime+stime) of all the proxy's processes (all threads) over the "
                   "wrk run ÷ requests wrk completed. It is the figure that survives a saturated "
                   f"load core: when *proxy CPU % core* is well below 100, core {load_core} (wrk + backend) "
-                  "limited req/s, not the proxy. For *backend direct* the backend's own cost is shown.\n")
+                  "limited req/s, not the proxy. For *backend direct* the backend's own cost is shown. "
+                  "*steal %*: time the hypervisor ran something else while that core wanted to run "
+                  "(from `/proc/stat`; counted in *busy*); runs with 5 % or more are listed under "
+                  "*Warnings*.\n")
+
+    # ---------------------------------------------------------------- scale (both cores, nothing pinned)
+    scale = throughput_medians(results, "scale")
+    if scale:
+        d = dict(scale)
+        ng = d.get("nginx", {}).get("proxy_cpu_us_per_req")
+        hp = d.get("haproxy", {}).get("proxy_cpu_us_per_req")
+        best = min([x for x in (ng, hp) if x], default=None)
+        best_name = None if best is None else ("nginx" if best == ng else "HAProxy")
+        ng_rps = d.get("nginx", {}).get("rps")
+        cores = sorted({k[3:-10] for _, r in scale for k in r
+                        if k.startswith("cpu") and k.endswith("_steal_pct") and k[3:-10].isdigit()}, key=int)
+        rows = []
+        for p, r in scale:
+            cpu = r.get("proxy_cpu_us_per_req")
+            errs = r.get("socket_errors", 0) + r.get("non2xx", 0)
+            if errs:
+                warnings.append(f"scale/{p}: {r.get('socket_errors', 0)} socket errors, "
+                                f"{r.get('non2xx', 0)} non-2xx responses")
+            busy = [r[f"cpu{c}_busy_pct"] for c in cores if f"cpu{c}_busy_pct" in r]
+            rng = r.get("cpu_range")
+            key_rows.setdefault(p, {}).update({
+                "sc_cpu_best": cpu / best if cpu and best else None,
+                "sc_rps_ng": r["rps"] / ng_rps if ng_rps else None, "sc_rps": r["rps"]})
+            rows.append([
+                NAMES[p], f(r["rps"], 0) + (f" ({f(r['rps_range'][0], 0)}–{f(r['rps_range'][1], 0)})"
+                                            if r["rounds"] > 1 else ""),
+                f(r.get("p50_ms"), 2), f(r.get("p99_ms"), 2),
+                (f"**{f(cpu, 1)}**" + (f" ({f(rng[0], 1)}–{f(rng[1], 1)})" if r["rounds"] > 1 else ""))
+                if cpu is not None else "—",
+                f(r.get("proxy_cpu_pct"), 0),
+                f(cpu / best, 2) if cpu and best else "—",
+                f(r["rps"] / ng_rps, 2) if ng_rps else "—",
+                f(r.get("backend_cpu_us_per_req"), 1),
+                f(sum(busy) / len(busy), 0) if busy else "—",
+                steal_cell(r, cores),
+                f(errs, 0) if errs else "0",
+            ])
+        nr = scale[0][1]["rounds"]
+        md.append(f"## {sec}. Both cores: throughput and CPU per request with {meta.get('scale_workers', '2')} "
+                  "workers (`scale`)\n")
+        sec += 1
+        md.append(f"`GET /` → nginx `return 200 \"ok\"` ({meta.get('scale_workers', '2')} workers), wrk "
+                  f"{meta.get('scale_args', '')}; **nothing pinned**: the proxy, wrk and the backend share "
+                  f"both cores, for every peer alike. edgeproxy `--workers {meta.get('scale_workers', '2')}`, "
+                  f"nginx `worker_processes {meta.get('scale_workers', '2')}`, HAProxy "
+                  f"`nbthread {meta.get('scale_workers', '2')}`, CHP unchanged (node runs one thread). "
+                  + (f"{nr} rounds, peers interleaved, a fresh proxy each time; medians, (min–max) in "
+                     "brackets." if nr > 1 else "One round.") + "\n")
+        md.append(table([
+            "peer", "req/s", "p50 ms", "p99 ms", "proxy CPU µs/req", "proxy CPU % of one core",
+            f"CPU/req ÷ best({best_name or 'nginx/HAProxy'})", "req/s ÷ nginx", "backend CPU µs/req",
+            "machine busy %", "steal % core " + " / ".join(cores), "errors"], rows))
+        md.append("")
+        md.append("*proxy CPU µs/req* as in the throughput table, over all the proxy's processes and threads "
+                  "(nginx: master + workers). Here the proxy competes with wrk and the backend for the same "
+                  "two cores, so req/s shows how well each peer turns two cores into throughput beside its "
+                  "load, and CPU/req what each request costs when work spreads over threads and cores "
+                  "(cross-core wake-ups, lock and cache traffic). *machine busy %*: both cores, mean; near "
+                  "100 the machine, not the proxy alone, is the limit. *steal %*: time the hypervisor ran "
+                  "something else while that core wanted to run (from `/proc/stat`, medians over the rounds); "
+                  "runs with 5 % or more are listed under *Warnings*.\n")
 
     # ---------------------------------------------------------------- fixed rate
     fr = fixedrate_medians(results)
@@ -490,6 +567,10 @@ def main():
             cols += [("proxy CPU µs/req", lambda p, k: f(k.get("cpu"), 1)),
                      ("÷ best(nginx,HAProxy)", lambda p, k: f(k.get("cpu_best"), 2)),
                      ("req/s", lambda p, k: f(k.get("rps"), 0))]
+        if scale:
+            cols += [("2 cores: req/s", lambda p, k: f(k.get("sc_rps"), 0)),
+                     ("2 cores: req/s ÷ nginx", lambda p, k: f(k.get("sc_rps_ng"), 2)),
+                     ("2 cores: CPU/req ÷ best(nginx,HAProxy)", lambda p, k: f(k.get("sc_cpu_best"), 2))]
         if rates:
             cols += [(f"fixed-rate p99 ÷ nginx @ {rate_label} req/s",
                       lambda p, k: " / ".join(k.get("fr_p99", {}).get(x, "—") for x in rates))]
@@ -515,8 +596,8 @@ def main():
     for r in results:
         sc = r.get("scenario")
         runs = []
-        if sc in ("throughput", "fixedrate", "fixedrate-edgeload"):
-            tag = f"{sc}/{r['peer']}" + (f" @{r['target_rps']:,}/s" if sc != "throughput" else "")
+        if sc in ("throughput", "scale", "fixedrate", "fixedrate-edgeload"):
+            tag = f"{sc}/{r['peer']}" + (f" @{r['target_rps']:,}/s" if "target_rps" in r else "")
             runs = [(f"{tag} r{r.get('round', 1)}", r)]
         elif sc == "routes":
             for t, label in (("1", "1 route"), ("n", "N routes")):
@@ -557,6 +638,12 @@ def main():
             "The edgeload fixed-rate runs are open-loop: latency counts from each request's intended "
             "send time, so a stall is measured in full. edgeload and the backend share the load core, "
             "and tokio's timer is 1 ms grained, so a few slots are sent late on any peer.")
+    if "scale" in ran:
+        caveats.append(
+            "In the scale scenario nothing is pinned: the scheduler places the proxy's workers, wrk's "
+            "threads and the backend's workers on the two cores as it likes, so every peer shares its "
+            "cores with its load. Its req/s is the most sensitive figure here to other load on the "
+            "machine; compare CPU/req first.")
     caveats.append("Any other load on the machine shows up in the *core busy* columns and in the load "
                    "averages above.")
     md.append("\n".join(f"- {c}" for c in caveats))
