@@ -18,6 +18,8 @@ use hyper::body::Incoming;
 use tokio::time::{Instant, Sleep};
 
 use crate::activity::Activity;
+use crate::h1_server::Outgoing;
+use crate::headers::raw::RawHeaders;
 use crate::http1::BodyError;
 use crate::upstream::ResponseStream;
 
@@ -95,19 +97,58 @@ impl Body for RequestBody {
     }
 }
 
-pub enum ResponseBody {
+/// A response on its way to the client: its body, and the upstream's header lines when they
+/// are relayed as they arrived (the response's `HeaderMap` then holds only what the proxy
+/// adds).
+pub struct ResponseBody {
+    data: ResponseData,
+    relayed: Option<RawHeaders>,
+}
+
+enum ResponseData {
     Full(Option<Bytes>),
     Upstream(Box<UpstreamBody>),
 }
 
 impl ResponseBody {
     pub fn empty() -> Self {
-        ResponseBody::Full(None)
+        ResponseBody {
+            data: ResponseData::Full(None),
+            relayed: None,
+        }
     }
 
     pub fn full(bytes: impl Into<Bytes>) -> Self {
         let bytes = bytes.into();
-        ResponseBody::Full((!bytes.is_empty()).then_some(bytes))
+        ResponseBody {
+            data: ResponseData::Full((!bytes.is_empty()).then_some(bytes)),
+            relayed: None,
+        }
+    }
+
+    /// An upstream's body, streamed through.
+    pub fn upstream(body: UpstreamBody) -> Self {
+        ResponseBody {
+            data: ResponseData::Upstream(Box::new(body)),
+            relayed: None,
+        }
+    }
+
+    /// The upstream's header lines go with the body (see `HeaderForm::Raw`).
+    pub fn relaying(mut self, lines: Option<RawHeaders>) -> Self {
+        self.relayed = lines;
+        self
+    }
+
+    /// The relayed header lines, for a server that writes headers from a map (hyper's HTTP/2).
+    pub fn take_relayed_headers(&mut self) -> Option<RawHeaders> {
+        self.relayed.take()
+    }
+}
+
+impl Outgoing for ResponseBody {
+    fn relayed_headers(&self) -> Option<&RawHeaders> {
+        self.relayed.as_ref()
     }
 }
 
@@ -116,24 +157,24 @@ impl Body for ResponseBody {
     type Error = BodyError;
 
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        match self.get_mut() {
-            ResponseBody::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            ResponseBody::Upstream(up) => Pin::new(up.as_mut()).poll_frame(cx),
+        match &mut self.get_mut().data {
+            ResponseData::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            ResponseData::Upstream(up) => Pin::new(up.as_mut()).poll_frame(cx),
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        match self {
-            ResponseBody::Full(bytes) => bytes.is_none(),
-            ResponseBody::Upstream(up) => up.body.is_end_stream(),
+        match &self.data {
+            ResponseData::Full(bytes) => bytes.is_none(),
+            ResponseData::Upstream(up) => up.body.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self {
-            ResponseBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
-            ResponseBody::Full(None) => SizeHint::with_exact(0),
-            ResponseBody::Upstream(up) => up.body.size_hint(),
+        match &self.data {
+            ResponseData::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            ResponseData::Full(None) => SizeHint::with_exact(0),
+            ResponseData::Upstream(up) => up.body.size_hint(),
         }
     }
 }

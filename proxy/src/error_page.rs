@@ -136,7 +136,7 @@ async fn fetch(
         .into_parts()
         .0;
     let resp = match upstream
-        .send(target, &req, RequestBody::Empty, &[], HeaderForm::Map)
+        .send(target, &req, RequestBody::Empty, &(), HeaderForm::Map)
         .await
     {
         Ok(r) => r,
@@ -146,7 +146,7 @@ async fn fetch(
         }
     };
     let (parts, body) = resp.into_parts();
-    let mut out = Response::new(ResponseBody::Upstream(Box::new(UpstreamBody::new(body, None, None))));
+    let mut out = Response::new(ResponseBody::upstream(UpstreamBody::new(body, None, None)));
     *out.status_mut() = code;
     for name in [CONTENT_TYPE, CONTENT_ENCODING] {
         if let Some(v) = parts.headers.get(&name) {

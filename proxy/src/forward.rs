@@ -11,7 +11,7 @@ use crate::Proxy;
 use crate::activity::Activity;
 use crate::body::{ClientBody, RequestBody, ResponseBody, UpstreamBody};
 use crate::deadline::{Deadline, Elapsed};
-use crate::headers::forwarded::{ClientInfo, add_forwarded, request_host};
+use crate::headers::forwarded::{ClientInfo, ForwardedLines, add_forwarded, request_host};
 use crate::headers::hop_by_hop::remove_hop_by_hop;
 use crate::headers::location::rewrite_location;
 use crate::request_path::{join_paths, strip_segments};
@@ -62,6 +62,7 @@ pub async fn forward_http(
     .map_err(|Elapsed| UpstreamError::ResponseTimeout(target.authority().to_owned()))??;
 
     let (mut parts, mut body) = resp.into_parts();
+    let relayed = body.take_raw_headers();
     remove_hop_by_hop(&mut parts.headers);
     let s = &proxy.settings;
     if let Some(location) = parts.headers.get(LOCATION).and_then(|v| v.to_str().ok())
@@ -87,17 +88,11 @@ pub async fn forward_http(
         }
         ResponseBody::full(whole)
     } else {
-        ResponseBody::Upstream(Box::new(UpstreamBody::new(
-            body,
-            activity,
-            proxy.settings.proxy_timeout,
-        )))
+        ResponseBody::upstream(UpstreamBody::new(body, activity, proxy.settings.proxy_timeout))
     };
+    let body = body.relaying(relayed);
     Ok(Response::from_parts(parts, body))
 }
-
-/// Room for the four `X-Forwarded-*` lines with a typical host, so rendering them allocates once.
-const FORWARDED_LINES_CAPACITY: usize = 160;
 
 /// Waits for an upstream's response head, at most `--proxy-timeout` when one is set.
 ///
@@ -111,7 +106,7 @@ pub struct UpstreamHead {
     /// The host the client named (`Host`, or `:authority` on HTTP/2).
     pub host: Option<HeaderValue>,
     /// Header lines to write after the head's own (see `add_forwarded`).
-    pub forwarded: Vec<u8>,
+    pub forwarded: Option<ForwardedLines>,
 }
 
 /// Turns the client's request head into the upstream's: path per prepend-path/include-prefix,
@@ -136,11 +131,10 @@ pub fn upstream_parts(
             .headers
             .insert(http::header::UPGRADE, HeaderValue::from_static("websocket"));
     }
-    let mut lines = Vec::new();
-    if s.x_forward {
-        lines.reserve(FORWARDED_LINES_CAPACITY);
-        add_forwarded(&mut parts.headers, client, host.as_ref(), websocket, &mut lines);
-    }
+    let forwarded = match s.x_forward {
+        true => add_forwarded(&mut parts.headers, client, host.as_ref(), websocket),
+        false => None,
+    };
     if s.change_origin {
         if let Ok(v) = HeaderValue::from_str(target.authority()) {
             parts.headers.insert(HOST, v);
@@ -156,7 +150,7 @@ pub fn upstream_parts(
     }
     parts.version = Version::HTTP_11;
     parts.uri = upstream_uri(s, &parts.uri, route, target, wire_path)?;
-    Ok(UpstreamHead { host, forwarded: lines })
+    Ok(UpstreamHead { host, forwarded })
 }
 
 /// The origin-form request-target sent upstream: CHP's `--prepend-path` and `--include-prefix`

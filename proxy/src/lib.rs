@@ -16,6 +16,7 @@ pub mod forward;
 pub mod h1_server;
 pub mod headers;
 pub mod http1;
+pub mod listener;
 pub mod metrics;
 pub mod pipeline;
 pub mod redirect;
@@ -30,6 +31,7 @@ pub mod timestamp;
 pub mod tls;
 pub mod upgrade;
 pub mod upstream;
+pub mod workers;
 pub mod ws_tunnel;
 
 use std::sync::Arc;

@@ -39,15 +39,15 @@ fn main() -> ExitCode {
     for w in &parsed.warnings {
         tracing::warn!("{w}");
     }
-    let config = parsed.config;
-    let runtime = match config.workers {
-        Some(1) => tokio::runtime::Builder::new_current_thread().enable_all().build(),
-        Some(n) => tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(n)
-            .enable_all()
-            .build(),
-        None => tokio::runtime::Builder::new_multi_thread().enable_all().build(),
-    };
+    let mut config = parsed.config;
+    // One event loop per worker, this thread's first (`proxy::workers`): measured against
+    // tokio's work-stealing runtime with the same threads, it served more requests per second
+    // with less CPU per request (docs/benchmarks.md, "Two cores").
+    let workers = config
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    config.workers = Some(workers);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
     let runtime = match runtime {
         Ok(rt) => rt,
         Err(e) => {

@@ -19,6 +19,7 @@ use http::{Request, Response, StatusCode};
 use crate::Proxy;
 use crate::admin_api::{READY_PATH, ready};
 use crate::body::{ClientBody, ResponseBody};
+use crate::deadline::{Deadline, Elapsed};
 use crate::error_page;
 use crate::forward::forward_http;
 use crate::headers::forwarded::{ClientInfo, request_host};
@@ -44,12 +45,11 @@ pub async fn handle(
     // The `Connection` header of the answer is the server's to write (`h1_server`): HTTP/2
     // has none.
     let upgrade = is_upgrade(&req);
-    match proxy.settings.timeout {
-        Some(limit) => tokio::time::timeout(limit, handle_request(&proxy, &client, req, upgrade))
-            .await
-            .map_err(|_| Abort("client inactive for longer than --timeout"))?,
-        None => handle_request(&proxy, &client, req, upgrade).await,
-    }
+    // One future whether or not a limit is set: a `match` between `timeout(f)` and `f` would lay
+    // the request's future out twice, and it is moved whole.
+    Deadline::new(proxy.settings.timeout, handle_request(&proxy, &client, req, upgrade))
+        .await
+        .map_err(|Elapsed| Abort("client inactive for longer than --timeout"))?
 }
 
 async fn handle_request(
@@ -115,7 +115,9 @@ async fn handle_request(
     let (mut req, admission) = match &proxy.auth {
         Some(auth) => {
             let (mut parts, body) = req.into_parts();
-            match auth.check(&mut parts, &route, upgrade).await {
+            // Boxed: checking a session can wait on Redis, and that future is larger than the
+            // rest of the request path together; inline, every request would move it.
+            match Box::pin(auth.check(&mut parts, &route, upgrade)).await {
                 Ok(admission) => (Request::from_parts(parts, body), Some(admission)),
                 Err(refusal) => {
                     proxy.metrics.proxy_status(refusal.status().as_u16());

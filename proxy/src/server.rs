@@ -8,8 +8,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::Path;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -21,24 +20,17 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpSocket, UnixListener};
 use tokio::sync::{Notify, Semaphore, watch};
 
 use crate::body::{ClientBody, ResponseBody};
 use crate::client_io::ClientIo;
 use crate::h1_server::{self, H1Body, Handover};
 use crate::headers::forwarded::ClientInfo;
-use crate::headers::raw::RawHeaders;
-use crate::{Proxy, StartError, admin_api, pipeline, redirect};
+pub use crate::listener::Listener;
+use crate::{Proxy, StartError, admin_api, pipeline, redirect, workers};
 
 /// How long a client may take to complete a TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Connections the kernel may hold completed but not yet accepted. A burst of new clients (a
-/// lecture's worth of browsers, a load generator opening its pool) beyond this has its handshakes
-/// dropped and retried a second later; Linux caps the value at `net.core.somaxconn` (4096 by
-/// default since 5.4), as it does for nginx's `backlog=`.
-const LISTEN_BACKLOG: u32 = 4096;
 
 /// What a listener serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,86 +39,6 @@ pub enum Role {
     Api,
     Metrics,
     Redirect,
-}
-
-pub enum Listener {
-    Tcp(TcpListener),
-    Unix(UnixListener, std::path::PathBuf),
-}
-
-impl Listener {
-    pub async fn bind(listen: &Listen) -> io::Result<Listener> {
-        match listen {
-            Listen::Tcp { host, port } => {
-                let addr = resolve(host, *port).await?;
-                let socket = if addr.is_ipv6() {
-                    TcpSocket::new_v6()?
-                } else {
-                    TcpSocket::new_v4()?
-                };
-                socket.set_reuseaddr(true)?;
-                socket.bind(addr)?;
-                Ok(Listener::Tcp(socket.listen(LISTEN_BACKLOG)?))
-            }
-            Listen::Unix(path) => {
-                remove_stale_socket(path);
-                Ok(Listener::Unix(UnixListener::bind(path)?, path.clone()))
-            }
-        }
-    }
-
-    /// A listener the caller bound (see [`Prebound`]).
-    pub fn from_std(listener: std::net::TcpListener) -> io::Result<Listener> {
-        listener.set_nonblocking(true)?;
-        Ok(Listener::Tcp(TcpListener::from_std(listener)?))
-    }
-
-    /// The bound TCP address (with the real port when 0 was asked for).
-    pub fn local_addr(&self) -> Option<SocketAddr> {
-        match self {
-            Listener::Tcp(l) => l.local_addr().ok(),
-            Listener::Unix(..) => None,
-        }
-    }
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        if let Listener::Unix(_, path) = self {
-            let _ = std::fs::remove_file(path);
-        }
-    }
-}
-
-/// `''`, `*` and `::` are every interface (one dual-stack socket); `localhost` is 127.0.0.1.
-async fn resolve(host: &str, port: u16) -> io::Result<SocketAddr> {
-    let host = host.trim_matches(['[', ']']);
-    let ip = match host {
-        "" | "*" | "::" => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
-        "localhost" => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        _ => match host.parse::<IpAddr>() {
-            Ok(ip) => ip,
-            Err(_) => {
-                return tokio::net::lookup_host((host, port))
-                    .await?
-                    .next()
-                    .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{host} does not resolve")));
-            }
-        },
-    };
-    Ok(SocketAddr::new(ip, port))
-}
-
-/// A socket file left by a process that died is removed; a live one is left alone (and the bind
-/// then fails with "address in use").
-fn remove_stale_socket(path: &Path) {
-    use std::os::unix::fs::FileTypeExt;
-    let is_socket = std::fs::metadata(path)
-        .map(|m| m.file_type().is_socket())
-        .unwrap_or(false);
-    if is_socket && std::os::unix::net::UnixStream::connect(path).is_err() {
-        let _ = std::fs::remove_file(path);
-    }
 }
 
 /// Shared by every accept loop: the stop signal, the open-connection count, and the cap.
@@ -379,7 +291,7 @@ async fn route_to_role(
 
 /// hyper writes headers from the map only: relayed raw header lines go into it.
 fn with_header_map(mut resp: Response<ResponseBody>) -> Response<ResponseBody> {
-    if let Some(raw) = resp.extensions_mut().remove::<RawHeaders>() {
+    if let Some(raw) = resp.body_mut().take_relayed_headers() {
         raw.fill_map(resp.headers_mut());
     }
     resp
@@ -423,6 +335,9 @@ pub struct Prebound {
 /// free one.
 pub struct Bound {
     public: Listener,
+    /// The public listener's copies for the other workers (`--workers`), served on threads of
+    /// their own.
+    public_for_workers: Vec<crate::listener::WorkerListener>,
     api: Listener,
     metrics: Option<Listener>,
     redirect: Option<Listener>,
@@ -457,10 +372,12 @@ pub async fn bind_with(config: &ProxyConfig, prebound: Prebound) -> Result<Bound
         )?)),
         false => None,
     };
+    // Several workers: the public listener lets each bind the address with its own socket.
+    let reuse_port = config.workers.is_some_and(|n| n > 1) && prebound.public.is_none();
     let bind = |listen: Listen, role: Role, prebound: Option<std::net::TcpListener>| async move {
         let bound = match prebound {
             Some(listener) => Listener::from_std(listener),
-            None => Listener::bind(&listen).await,
+            None => Listener::bind_with_reuse(&listen, reuse_port && role == Role::Public).await,
         };
         bound.map_err(|e| StartError::Bind {
             role,
@@ -498,8 +415,19 @@ pub async fn bind_with(config: &ProxyConfig, prebound: Prebound) -> Result<Bound
     if let Some(addr) = redirect.as_ref().and_then(Listener::local_addr) {
         config.redirect_port = Some(addr.port());
     }
+    // The other workers' listeners, now: an address that cannot be bound again fails the start.
+    let workers = config.workers.unwrap_or(1).saturating_sub(1);
+    let public_for_workers = (0..workers)
+        .map(|_| public.for_worker(reuse_port))
+        .collect::<io::Result<Vec<_>>>()
+        .map_err(|e| StartError::Bind {
+            role: Role::Public,
+            listen: config.public.to_string(),
+            source: e,
+        })?;
     Ok(Bound {
         public,
+        public_for_workers,
         api,
         metrics,
         redirect,
@@ -558,6 +486,7 @@ impl Bound {
     pub async fn serve(self, proxy: Arc<Proxy>, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
         let Bound {
             public,
+            public_for_workers,
             api,
             metrics,
             redirect,
@@ -599,6 +528,22 @@ impl Bound {
         }
         proxy.start_store();
         let life = Lifecycle::new(config.max_connections);
+        let serve_public = {
+            let (tls, proxy, life) = (public_tls.clone(), proxy.clone(), life.clone());
+            let keep_alive = config.keep_alive_timeout;
+            move |listener: Listener| {
+                let (tls, proxy, life) = (tls.clone(), proxy.clone(), life.clone());
+                async move {
+                    tokio::spawn(keep_timer_armed(keep_alive));
+                    accept_loop(listener, Role::Public, tls, proxy, life).await;
+                }
+            }
+        };
+        let workers = workers::start(public_for_workers, serve_public).map_err(|e| StartError::Bind {
+            role: Role::Public,
+            listen: config.public.to_string(),
+            source: e,
+        })?;
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(keep_timer_armed(config.keep_alive_timeout)));
         tasks.push(tokio::spawn(accept_loop(
@@ -644,6 +589,7 @@ impl Bound {
 
         shutdown.await;
         life.shutdown(config.shutdown_grace).await;
+        workers.stop().await;
         // Waited for, so that the listeners are closed when this returns.
         for t in tasks {
             t.abort();

@@ -78,7 +78,7 @@ pub async fn forward_upgrade(
     if resp_parts.status != StatusCode::SWITCHING_PROTOCOLS {
         // The upstream refused the upgrade: relay its answer, then close (as CHP does).
         resp_parts.headers.insert(CONNECTION, HeaderValue::from_static("close"));
-        let body = ResponseBody::Upstream(Box::new(UpstreamBody::without_pool(body)));
+        let body = ResponseBody::upstream(UpstreamBody::without_pool(body));
         return Ok(Response::from_parts(resp_parts, body));
     }
     let Some(upstream_io) = body.into_upgraded() else {

@@ -52,7 +52,7 @@ async fn fetch(url: &str, auth: &EdgeAuth) -> Result<Vec<u8>, KeyError> {
         .into_parts()
         .0;
     let resp = conn
-        .send(&req, RequestBody::Empty, &[])
+        .send(&req, RequestBody::Empty, &())
         .await
         .map_err(|e| err(e.to_string()))?;
     if !resp.status().is_success() {

@@ -31,13 +31,13 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use http::header::{EXPECT, UPGRADE};
 use http::{Method, Request, Response, StatusCode, Version};
-use http_body::Body;
 use http_body_util::Empty;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
 pub use request_body::H1Body;
+pub use response::Outgoing;
 
 use crate::client_io::ClientIo;
 use crate::http1::{Framing, READ_RESERVE, Rewind};
@@ -80,7 +80,7 @@ pub async fn serve<S, F, B, E>(
 where
     S: Fn(Request<H1Body>) -> F,
     F: Future<Output = Result<Response<B>, E>>,
-    B: Body<Data = Bytes> + Unpin,
+    B: Outgoing,
     B::Error: Display,
     E: Display,
 {
@@ -125,7 +125,7 @@ async fn exchange<S, F, B, E>(
 where
     S: Fn(Request<H1Body>) -> F,
     F: Future<Output = Result<Response<B>, E>>,
-    B: Body<Data = Bytes> + Unpin,
+    B: Outgoing,
     B::Error: Display,
     E: Display,
 {

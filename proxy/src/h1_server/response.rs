@@ -24,6 +24,16 @@ use crate::http1::response_is_bodiless;
 /// ones are written where they are.
 const COPY_LIMIT: usize = 16 * 1024;
 
+/// What the server writes a response's body from: its data, and the header lines it carries
+/// from where it came, written after the head's own as they are (see `RawHeaders`).
+pub trait Outgoing: Body<Data = Bytes> + Unpin {
+    fn relayed_headers(&self) -> Option<&RawHeaders> {
+        None
+    }
+}
+
+impl Outgoing for http_body_util::Empty<Bytes> {}
+
 /// What the request decided about its response.
 pub struct ResponseContext {
     pub version: Version,
@@ -54,7 +64,7 @@ pub async fn write_response<B>(
     cx: &ResponseContext,
 ) -> std::io::Result<bool>
 where
-    B: Body<Data = Bytes> + Unpin,
+    B: Outgoing,
     B::Error: Display,
 {
     let status = parts.status;
@@ -88,8 +98,8 @@ where
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    if let Some(raw) = parts.extensions.get::<RawHeaders>() {
-        out.extend_from_slice(&raw.lines);
+    if let Some(raw) = body.relayed_headers() {
+        raw.write_to(out);
         has_date |= raw.has_date;
     }
     if !has_date {

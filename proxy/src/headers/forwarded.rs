@@ -10,6 +10,8 @@ use std::net::IpAddr;
 use http::HeaderMap;
 use http::header::{HOST, HeaderName, HeaderValue};
 
+use super::lines::HeaderLines;
+
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -37,48 +39,74 @@ impl ClientInfo {
     }
 }
 
+/// The `X-Forwarded-*` lines of a request whose client sent none of them (the common case),
+/// rendered straight into the upstream request's head: inserting four custom names into the
+/// map grew and re-hashed it on every request, and rendering them into a buffer of their own
+/// cost an allocation.
+pub struct ForwardedLines {
+    forwarded_for: Option<HeaderValue>,
+    host: Option<HeaderValue>,
+    tls: bool,
+    websocket: bool,
+}
+
+impl HeaderLines for ForwardedLines {
+    fn write_to(&self, out: &mut Vec<u8>) {
+        let mut line = |name: &HeaderName, value: &[u8]| {
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value);
+            out.extend_from_slice(b"\r\n");
+        };
+        if let Some(value) = &self.forwarded_for {
+            line(&X_FORWARDED_FOR, value.as_bytes());
+        }
+        line(&X_FORWARDED_PORT, port(self.host.as_ref(), self.tls).as_bytes());
+        line(&X_FORWARDED_PROTO, proto(self.websocket, self.tls).as_bytes());
+        if !self.websocket {
+            line(&X_FORWARDED_HOST, self.host.as_ref().map_or(&b""[..], |h| h.as_bytes()));
+        }
+    }
+}
+
+fn port(host: Option<&HeaderValue>, tls: bool) -> &str {
+    let default_port = if tls { "443" } else { "80" };
+    host.and_then(|h| h.to_str().ok())
+        .and_then(host_port)
+        .unwrap_or(default_port)
+}
+
+fn proto(websocket: bool, tls: bool) -> &'static str {
+    match (websocket, tls) {
+        (false, false) => "http",
+        (false, true) => "https",
+        (true, false) => "ws",
+        (true, true) => "wss",
+    }
+}
+
 /// Adds the `X-Forwarded-*` headers for a request whose `Host` (or `:authority`) is `host`.
 ///
-/// When the client sent none of them (the common case) they are rendered as header lines
-/// (`name: value\r\n`) into `lines`, which the upstream connection writes after the request's
-/// other headers: inserting four custom names into the map grew and re-hashed it on every
-/// request. Otherwise they are merged into `headers`, joined with what the client sent.
+/// When the client sent none of them they come back as lines for the upstream connection to
+/// write after the request's other headers. Otherwise they are merged into `headers`, joined
+/// with what the client sent, and nothing comes back.
 pub fn add_forwarded(
     headers: &mut HeaderMap,
     client: &ClientInfo,
     host: Option<&HeaderValue>,
     websocket: bool,
-    lines: &mut Vec<u8>,
-) {
-    let default_port = if client.tls { "443" } else { "80" };
-    let port = host
-        .and_then(|h| h.to_str().ok())
-        .and_then(host_port)
-        .unwrap_or(default_port);
-    let proto = match (websocket, client.tls) {
-        (false, false) => "http",
-        (false, true) => "https",
-        (true, false) => "ws",
-        (true, true) => "wss",
-    };
+) -> Option<ForwardedLines> {
     let present = headers.keys().any(|k| k.as_str().starts_with("x-forwarded-"));
     if !present {
-        let mut line = |name: &HeaderName, value: &[u8]| {
-            lines.extend_from_slice(name.as_str().as_bytes());
-            lines.extend_from_slice(b": ");
-            lines.extend_from_slice(value);
-            lines.extend_from_slice(b"\r\n");
-        };
-        if let Some(value) = &client.forwarded_for {
-            line(&X_FORWARDED_FOR, value.as_bytes());
-        }
-        line(&X_FORWARDED_PORT, port.as_bytes());
-        line(&X_FORWARDED_PROTO, proto.as_bytes());
-        if !websocket {
-            line(&X_FORWARDED_HOST, host.map_or(&b""[..], |h| h.as_bytes()));
-        }
-        return;
+        return Some(ForwardedLines {
+            forwarded_for: client.forwarded_for.clone(),
+            host: host.cloned(),
+            tls: client.tls,
+            websocket,
+        });
     }
+    let port = port(host, client.tls);
+    let proto = proto(websocket, client.tls);
     if let Some(value) = &client.forwarded_for {
         append(headers, X_FORWARDED_FOR, value.clone());
     }
@@ -89,6 +117,7 @@ pub fn add_forwarded(
     if !websocket && !headers.contains_key(X_FORWARDED_HOST) {
         headers.insert(X_FORWARDED_HOST, host.cloned().unwrap_or(HeaderValue::from_static("")));
     }
+    None
 }
 
 /// The request's host as the client named it: `Host`, else the URI authority (HTTP/2).
@@ -143,7 +172,7 @@ mod tests {
     /// `add_forwarded`, with the rendered lines parsed back into the map: what the upstream sees.
     fn forwarded(h: &mut HeaderMap, client: &ClientInfo, host: Option<&HeaderValue>, websocket: bool) {
         let mut lines = Vec::new();
-        add_forwarded(h, client, host, websocket, &mut lines);
+        add_forwarded(h, client, host, websocket).write_to(&mut lines);
         for line in std::str::from_utf8(&lines).unwrap().split_terminator("\r\n") {
             let (name, value) = line.split_once(": ").unwrap();
             assert!(!h.contains_key(name), "{name} rendered although present");

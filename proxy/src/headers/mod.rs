@@ -3,6 +3,7 @@
 
 pub mod forwarded;
 pub mod hop_by_hop;
+pub mod lines;
 pub mod location;
 pub mod raw;
 pub mod secret;

@@ -16,6 +16,7 @@ use tokio::io::AsyncWriteExt as _;
 use super::PoolLimits;
 use super::h1::{self, H1Error, HeaderForm, ResponseHead};
 use super::io::UpstreamIo;
+use crate::headers::lines::HeaderLines;
 use crate::http1::{BodyError, READ_RESERVE};
 
 pub struct Connection {
@@ -41,7 +42,7 @@ impl Connection {
     }
 
     /// Serializes the request head; `chunked` frames a body of unknown length.
-    pub(super) fn encode_head(&mut self, parts: &Parts, extra_head: &[u8], chunked: bool) {
+    pub(super) fn encode_head(&mut self, parts: &Parts, extra_head: &(dyn HeaderLines + Sync), chunked: bool) {
         self.write_buf.clear();
         h1::encode_request_head(parts, extra_head, chunked, &mut self.write_buf);
     }

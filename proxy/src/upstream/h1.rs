@@ -16,7 +16,8 @@ use http::response;
 use http::{Response, StatusCode, Version};
 
 use crate::headers::hop_by_hop::{RawName, classify_raw, connection_names_others, is_hop_by_hop};
-use crate::headers::raw::RawHeaders;
+use crate::headers::lines::HeaderLines;
+use crate::headers::raw::{RawHeaders, RawHeadersBuilder};
 
 /// Response heads larger than this are refused (hyper's default read buffer limit is of the
 /// same order; real upstreams send a few hundred bytes).
@@ -83,7 +84,7 @@ pub struct ResponseHead {
 /// Appends the request line and headers for `parts`, which must be in origin form (the forwarder
 /// rewrites the target). `extra` holds header lines already rendered (`name: value\r\n`).
 /// `chunked` adds `Transfer-Encoding: chunked` for a body of unknown length.
-pub fn encode_request_head(parts: &Parts, extra: &[u8], chunked: bool, out: &mut Vec<u8>) {
+pub fn encode_request_head(parts: &Parts, extra: &(dyn HeaderLines + Sync), chunked: bool, out: &mut Vec<u8>) {
     let target = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
     out.extend_from_slice(parts.method.as_str().as_bytes());
     out.push(b' ');
@@ -95,7 +96,7 @@ pub fn encode_request_head(parts: &Parts, extra: &[u8], chunked: bool, out: &mut
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
     }
-    out.extend_from_slice(extra);
+    extra.write_to(out);
     if chunked {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
@@ -165,7 +166,7 @@ fn parse_with<const N: usize>(
     if form == HeaderForm::Raw && !upgrade {
         let bodiless = response_is_bodiless(code, head_request);
         let mut framing = FramingHeaders::default();
-        if let Some(raw) = raw_headers(&head, &spans[..count], bodiless, &mut framing)? {
+        if let Some(raw) = raw_headers(head.clone(), &spans[..count], bodiless, &mut framing)? {
             let (framing, reusable) = framing.decide(code, version, head_request);
             return Ok(Some(ResponseHead {
                 parts: response_parts(code, version, custom_reason, HeaderMap::new()),
@@ -225,17 +226,17 @@ fn response_parts(
 /// The relayable lines of a head, noting its framing on the way; `None` when the head needs a
 /// map after all (see `HeaderForm::Raw`).
 fn raw_headers(
-    head: &Bytes,
+    head: Bytes,
     spans: &[HeaderSpan],
     bodiless: bool,
     framing: &mut FramingHeaders,
 ) -> Result<Option<RawHeaders>, H1Error> {
-    let mut lines = Vec::with_capacity(head.len());
-    let mut has_date = false;
+    let mut lines = RawHeadersBuilder::new(head.clone());
     for (name_span, value_span) in spans {
         let name = &head[name_span.start as usize..name_span.end as usize];
         let value = &head[value_span.start as usize..value_span.end as usize];
-        let keep = match classify_raw(name) {
+        let class = classify_raw(name);
+        let keep = match class {
             RawName::ContentLength => {
                 framing.content_length(value).map_err(|_| H1Error::BadContentLength)?;
                 bodiless
@@ -251,23 +252,17 @@ fn raw_headers(
             }
             RawName::Location => return Ok(None),
             RawName::HopByHop => false,
-            RawName::Date => {
-                has_date = true;
-                true
-            }
-            RawName::Other => true,
+            RawName::Date | RawName::Other => true,
         };
         if keep {
-            lines.extend_from_slice(name);
-            lines.extend_from_slice(b": ");
-            lines.extend_from_slice(value);
-            lines.extend_from_slice(b"\r\n");
+            lines.keep(
+                name_span.start as usize,
+                value_span.end as usize,
+                class == RawName::Date,
+            );
         }
     }
-    Ok(Some(RawHeaders {
-        lines: Bytes::from(lines),
-        has_date,
-    }))
+    Ok(Some(lines.finish()))
 }
 
 impl FramingHeaders {
@@ -318,14 +313,14 @@ mod tests {
             .unwrap()
             .into_parts();
         let mut out = Vec::new();
-        encode_request_head(&parts, b"x-extra: 1\r\n", false, &mut out);
+        encode_request_head(&parts, &&b"x-extra: 1\r\n"[..], false, &mut out);
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "POST /user/a/api?x=1 HTTP/1.1\r\nhost: h:80\r\nx-forwarded-for: 127.0.0.1\r\nx-extra: 1\r\n\r\n"
         );
         parts.uri = "*".parse().unwrap();
         let mut out = Vec::new();
-        encode_request_head(&parts, b"", true, &mut out);
+        encode_request_head(&parts, &(), true, &mut out);
         assert!(
             String::from_utf8(out)
                 .unwrap()

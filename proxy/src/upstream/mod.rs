@@ -24,6 +24,7 @@ use http_body::Body;
 use http_body_util::Empty;
 use tokio::net::{TcpStream, UnixStream};
 
+use crate::headers::lines::HeaderLines;
 use crate::http1::BodyError;
 use crate::target::{Scheme, Target};
 
@@ -88,7 +89,7 @@ impl Upstream {
         target: &Target,
         parts: &Parts,
         body: B,
-        extra_head: &[u8],
+        extra_head: &(dyn HeaderLines + Sync),
         form: HeaderForm,
     ) -> Result<Response<ResponseStream>, UpstreamError>
     where
@@ -177,7 +178,7 @@ impl Connection {
         mut self,
         parts: &Parts,
         body: B,
-        extra_head: &[u8],
+        extra_head: &(dyn HeaderLines + Sync),
     ) -> Result<Response<ResponseStream>, H1Error>
     where
         B: Body<Data = Bytes> + Unpin,
@@ -193,10 +194,6 @@ impl Connection {
 
 fn respond(conn: Connection, head: h1::ResponseHead) -> Response<ResponseStream> {
     let upgrade = head.parts.status == http::StatusCode::SWITCHING_PROTOCOLS;
-    let body = ResponseStream::new(conn, head.framing, head.reusable, upgrade);
-    let mut parts = head.parts;
-    if let Some(raw) = head.raw {
-        parts.extensions.insert(raw);
-    }
-    Response::from_parts(parts, body)
+    let body = ResponseStream::new(conn, head.framing, head.reusable, upgrade, head.raw);
+    Response::from_parts(head.parts, body)
 }

@@ -15,21 +15,31 @@ use super::connection::Connection;
 use super::h1::H1Error;
 use super::io::Upgraded;
 use super::pool;
+use crate::headers::raw::RawHeaders;
 use crate::http1::{BodyDecoder, Decoded, Framing};
 
 pub struct ResponseStream {
     conn: Option<Connection>,
     decoder: BodyDecoder,
     reusable: bool,
+    /// The head's header lines, when they were kept raw (`HeaderForm::Raw`).
+    raw: Option<RawHeaders>,
 }
 
 impl ResponseStream {
-    pub(super) fn new(conn: Connection, framing: Framing, reusable: bool, upgrade: bool) -> Self {
+    pub(super) fn new(
+        conn: Connection,
+        framing: Framing,
+        reusable: bool,
+        upgrade: bool,
+        raw: Option<RawHeaders>,
+    ) -> Self {
         let decoder = BodyDecoder::new(framing);
         let mut stream = ResponseStream {
             conn: Some(conn),
             decoder,
             reusable,
+            raw,
         };
         // A body-less response frees its connection now, unless the connection is being
         // taken over by an upgrade.
@@ -37,6 +47,12 @@ impl ResponseStream {
             stream.finish();
         }
         stream
+    }
+
+    /// The response's header lines as the upstream wrote them, hop-by-hop ones left out, when
+    /// they were asked for raw (`HeaderForm::Raw`); the response's `HeaderMap` is then empty.
+    pub fn take_raw_headers(&mut self) -> Option<RawHeaders> {
+        self.raw.take()
     }
 
     /// Keeps the connection out of the pool (it will be closed when the body is done).
