@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use http::header::{HOST, HeaderValue, LOCATION};
 use http::request::Parts;
-use http::{Request, Response, StatusCode, Uri, Version};
+use http::{Response, StatusCode, Uri, Version};
 
 use crate::Proxy;
 use crate::activity::Activity;
@@ -42,13 +42,13 @@ impl ForwardError {
 /// Sends `req` to `target` and streams the response back.
 pub async fn forward_http(
     proxy: &Proxy,
-    req: Request<ClientBody>,
+    mut parts: Parts,
+    body: ClientBody,
     route: Arc<Route>,
     target: &Target,
     wire_path: &str,
     client: &ClientInfo,
 ) -> Result<Response<ResponseBody>, ForwardError> {
-    let (mut parts, body) = req.into_parts();
     let UpstreamHead { host, forwarded } = upstream_parts(proxy, &mut parts, &route, target, wire_path, client, false)?;
     let body = RequestBody::Client {
         body,

@@ -22,14 +22,8 @@ pub enum Listener {
 
 impl Listener {
     pub async fn bind(listen: &Listen) -> io::Result<Listener> {
-        Self::bind_with_reuse(listen, false).await
-    }
-
-    /// As [`bind`](Self::bind); with `reuse_port`, a TCP socket lets further ones bind the same
-    /// address ([`for_worker`](Self::for_worker)), each with its own accept queue.
-    pub async fn bind_with_reuse(listen: &Listen, reuse_port: bool) -> io::Result<Listener> {
         match listen {
-            Listen::Tcp { host, port } => Ok(Listener::Tcp(tcp_listener(resolve(host, *port).await?, reuse_port)?)),
+            Listen::Tcp { host, port } => Ok(Listener::Tcp(tcp_listener(resolve(host, *port).await?)?)),
             Listen::Unix(path) => {
                 remove_stale_socket(path);
                 Ok(Listener::Unix(UnixListener::bind(path)?, Some(path.clone())))
@@ -37,14 +31,11 @@ impl Listener {
         }
     }
 
-    /// A listener on the same address for another worker thread, to be registered there (see
-    /// [`crate::workers`]): a socket of its own when this one was bound with SO_REUSEPORT (the
-    /// kernel then spreads new connections over the workers' accept queues), else this socket
-    /// shared.
-    pub fn for_worker(&self, reuse_port: bool) -> io::Result<WorkerListener> {
+    /// This socket for another worker thread, to be registered there (see [`crate::workers`]):
+    /// every worker accepts from the one queue.
+    pub fn for_worker(&self) -> io::Result<WorkerListener> {
         use std::os::fd::AsFd;
         match self {
-            Listener::Tcp(l) if reuse_port => Ok(WorkerListener::Tcp(tcp_listener(l.local_addr()?, true)?.into_std()?)),
             Listener::Tcp(l) => Ok(WorkerListener::Tcp(l.as_fd().try_clone_to_owned()?.into())),
             Listener::Unix(l, _) => Ok(WorkerListener::Unix(l.as_fd().try_clone_to_owned()?.into())),
         }
@@ -92,16 +83,13 @@ impl WorkerListener {
     }
 }
 
-fn tcp_listener(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
+fn tcp_listener(addr: SocketAddr) -> io::Result<TcpListener> {
     let socket = if addr.is_ipv6() {
         TcpSocket::new_v6()?
     } else {
         TcpSocket::new_v4()?
     };
     socket.set_reuseaddr(true)?;
-    if reuse_port {
-        socket.set_reuseport(true)?;
-    }
     socket.bind(addr)?;
     socket.listen(LISTEN_BACKLOG)
 }

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::header::{CONTENT_TYPE, HeaderValue};
+use http::request::Parts;
 use http::{Request, Response, StatusCode};
 
 use crate::Proxy;
@@ -37,33 +38,39 @@ pub const HEALTH_PATH: &str = "/_chp_healthz";
 #[error("connection closed without response: {0}")]
 pub struct Abort(pub &'static str);
 
+/// The response to `req`, or [`Abort`]. The `Connection` header of the answer is the server's
+/// to write (`h1_server`): HTTP/2 has none.
+///
+/// The head and the body travel apart from here on: rebuilding a `Request` at each step kept a
+/// copy of it in each step's state, and every request's future is moved whole.
 pub async fn handle(
     proxy: Arc<Proxy>,
     client: Arc<ClientInfo>,
     req: Request<ClientBody>,
 ) -> Result<Response<ResponseBody>, Abort> {
-    // The `Connection` header of the answer is the server's to write (`h1_server`): HTTP/2
-    // has none.
-    let upgrade = is_upgrade(&req);
+    let (parts, body) = req.into_parts();
+    let limit = proxy.settings.timeout;
     // One future whether or not a limit is set: a `match` between `timeout(f)` and `f` would lay
-    // the request's future out twice, and it is moved whole.
-    Deadline::new(proxy.settings.timeout, handle_request(&proxy, &client, req, upgrade))
+    // the request's future out twice.
+    Deadline::new(limit, handle_request(proxy, client, parts, body))
         .await
         .map_err(|Elapsed| Abort("client inactive for longer than --timeout"))?
 }
 
 async fn handle_request(
-    proxy: &Arc<Proxy>,
-    client: &ClientInfo,
-    mut req: Request<ClientBody>,
-    upgrade: bool,
+    proxy: Arc<Proxy>,
+    client: Arc<ClientInfo>,
+    mut parts: Parts,
+    body: ClientBody,
 ) -> Result<Response<ResponseBody>, Abort> {
+    let (proxy, client) = (&proxy, &*client);
+    let upgrade = is_upgrade(&parts.headers);
     let started = proxy.metrics.is_enabled().then(Instant::now);
 
     // 1. Health checks: exact request-target, any method, not for upgrades. `/ready` only with
     // the Redis store: with the memory backend every path is routed, as in CHP.
     if !upgrade {
-        match req.uri().path_and_query().map(|pq| pq.as_str()) {
+        match parts.uri.path_and_query().map(|pq| pq.as_str()) {
             Some(HEALTH_PATH) => return Ok(health(proxy)),
             Some(READY_PATH) if !matches!(proxy.store, RouteStore::Memory) => return Ok(ready(proxy)),
             _ => {}
@@ -71,7 +78,7 @@ async fn handle_request(
     }
     // The client's side of an upgrade comes from the HTTP/1.1 server; HTTP/2 has none.
     let client_upgrade = match upgrade {
-        true if is_websocket(&req) => match req.extensions_mut().remove::<PendingUpgrade>() {
+        true if is_websocket(&parts) => match parts.extensions.remove::<PendingUpgrade>() {
             Some(pending) => Some(pending),
             None => return Err(Abort("WebSocket upgrades need HTTP/1.1")),
         },
@@ -85,11 +92,11 @@ async fn handle_request(
     }
     // The request is moved into the forwarder; keep its target (a cheap, shared clone) for
     // routing and for error pages.
-    let uri = req.uri().clone();
+    let uri = parts.uri.clone();
 
     // 2. Path.
     let wire_path = clean_wire_path(uri.path());
-    let Some(lookup_path) = lookup_path(proxy, &req, &wire_path) else {
+    let Some(lookup_path) = lookup_path(proxy, &parts, &wire_path) else {
         let why = "malformed percent-encoding in path";
         return Ok(Box::pin(error(proxy, StatusCode::INTERNAL_SERVER_ERROR, upgrade, &uri, why)).await);
     };
@@ -112,31 +119,28 @@ async fn handle_request(
     };
 
     // 4. Edge authentication and authorization (when configured).
-    let (mut req, admission) = match &proxy.auth {
-        Some(auth) => {
-            let (mut parts, body) = req.into_parts();
-            // Boxed: checking a session can wait on Redis, and that future is larger than the
-            // rest of the request path together; inline, every request would move it.
-            match Box::pin(auth.check(&mut parts, &route, upgrade)).await {
-                Ok(admission) => (Request::from_parts(parts, body), Some(admission)),
-                Err(refusal) => {
-                    proxy.metrics.proxy_status(refusal.status().as_u16());
-                    return Ok(refusal);
-                }
+    let admission = match &proxy.auth {
+        // Boxed: checking a session can wait on Redis, and that future is larger than the rest
+        // of the request path together; inline, every request would move it.
+        Some(auth) => match Box::pin(auth.check(&mut parts, &route, upgrade)).await {
+            Ok(admission) => Some(admission),
+            Err(refusal) => {
+                proxy.metrics.proxy_status(refusal.status().as_u16());
+                return Ok(refusal);
             }
-        }
-        None => (req, None),
+        },
+        None => None,
     };
     // When auth took the token out of the query, what is logged from here on is the URL without
     // it. Most requests have no query, and then nothing changed and nothing is copied.
-    let stripped = (req.uri().query() != uri.query()).then(|| req.uri().clone());
+    let stripped = (parts.uri.query() != uri.query()).then(|| parts.uri.clone());
     let uri = stripped.as_ref().unwrap_or(&uri);
 
     // 5. Hop-by-hop headers (RFC 9110 §7.6.1): those the client sent go first, so that a
     // `Connection` header naming what the proxy adds next cannot remove it.
-    remove_hop_by_hop(req.headers_mut());
+    remove_hop_by_hop(&mut parts.headers);
     if let (Some(auth), Some(admission)) = (&proxy.auth, admission) {
-        auth.admit(req.headers_mut(), admission);
+        auth.admit(&mut parts.headers, admission);
     }
 
     // 6. Forward.
@@ -150,7 +154,7 @@ async fn handle_request(
     let result = if let Some(client_upgrade) = client_upgrade {
         Box::pin(forward_upgrade(
             proxy,
-            req,
+            parts,
             client_upgrade,
             route.clone(),
             target,
@@ -159,7 +163,7 @@ async fn handle_request(
         ))
         .await
     } else {
-        forward_http(proxy, req, route.clone(), target, &wire_path, client).await
+        forward_http(proxy, parts, body, route.clone(), target, &wire_path, client).await
     };
     let resp = match result {
         Ok(resp) => resp,
@@ -175,13 +179,13 @@ async fn handle_request(
 }
 
 /// The decoded path the route table is searched with; `None` for malformed percent-encoding.
-fn lookup_path<'a>(proxy: &Proxy, req: &Request<ClientBody>, wire_path: &'a str) -> Option<Cow<'a, str>> {
+fn lookup_path<'a>(proxy: &Proxy, parts: &Parts, wire_path: &'a str) -> Option<Cow<'a, str>> {
     let decoded = percent_decode(wire_path).ok()?;
     if !proxy.settings.host_routing {
         return Some(decoded);
     }
     // CHP uses the Host up to its first `:`, case preserved, and `undefined` when absent.
-    let host = request_host(req.headers(), req.uri());
+    let host = request_host(&parts.headers, &parts.uri);
     let host = host
         .as_ref()
         .and_then(|h| h.to_str().ok())

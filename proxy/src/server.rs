@@ -372,12 +372,10 @@ pub async fn bind_with(config: &ProxyConfig, prebound: Prebound) -> Result<Bound
         )?)),
         false => None,
     };
-    // Several workers: the public listener lets each bind the address with its own socket.
-    let reuse_port = config.workers.is_some_and(|n| n > 1) && prebound.public.is_none();
     let bind = |listen: Listen, role: Role, prebound: Option<std::net::TcpListener>| async move {
         let bound = match prebound {
             Some(listener) => Listener::from_std(listener),
-            None => Listener::bind_with_reuse(&listen, reuse_port && role == Role::Public).await,
+            None => Listener::bind(&listen).await,
         };
         bound.map_err(|e| StartError::Bind {
             role,
@@ -415,10 +413,10 @@ pub async fn bind_with(config: &ProxyConfig, prebound: Prebound) -> Result<Bound
     if let Some(addr) = redirect.as_ref().and_then(Listener::local_addr) {
         config.redirect_port = Some(addr.port());
     }
-    // The other workers' listeners, now: an address that cannot be bound again fails the start.
+    // The other workers' handles on the public listener.
     let workers = config.workers.unwrap_or(1).saturating_sub(1);
     let public_for_workers = (0..workers)
-        .map(|_| public.for_worker(reuse_port))
+        .map(|_| public.for_worker())
         .collect::<io::Result<Vec<_>>>()
         .map_err(|e| StartError::Bind {
             role: Role::Public,

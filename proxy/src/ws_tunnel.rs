@@ -22,12 +22,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use http::header::CONNECTION;
-use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http::request::Parts;
+use http::{HeaderValue, Method, Response, StatusCode};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::Proxy;
 use crate::activity::Activity;
-use crate::body::{ClientBody, RequestBody, ResponseBody, UpstreamBody};
+use crate::body::{RequestBody, ResponseBody, UpstreamBody};
 use crate::deadline::Elapsed;
 use crate::forward::{ForwardError, upstream_parts, within_proxy_timeout};
 use crate::headers::forwarded::ClientInfo;
@@ -37,15 +38,15 @@ use crate::upgrade::PendingUpgrade;
 use crate::upstream::{H1Error, UpstreamError};
 
 /// Whether a request asks for a protocol upgrade at all (any `Upgrade` header).
-pub fn is_upgrade<B>(req: &Request<B>) -> bool {
-    req.headers().contains_key(http::header::UPGRADE)
+pub fn is_upgrade(headers: &http::HeaderMap) -> bool {
+    headers.contains_key(http::header::UPGRADE)
 }
 
 /// Only `GET` + `Upgrade: websocket` is proxied; CHP drops other upgrades without an answer.
-pub fn is_websocket<B>(req: &Request<B>) -> bool {
-    req.method() == Method::GET
-        && req
-            .headers()
+pub fn is_websocket(head: &Parts) -> bool {
+    head.method == Method::GET
+        && head
+            .headers
             .get(http::header::UPGRADE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"))
@@ -53,14 +54,13 @@ pub fn is_websocket<B>(req: &Request<B>) -> bool {
 
 pub async fn forward_upgrade(
     proxy: &Arc<Proxy>,
-    req: Request<ClientBody>,
+    mut parts: Parts,
     client_upgrade: PendingUpgrade,
     route: Arc<Route>,
     target: &Target,
     wire_path: &str,
     client: &ClientInfo,
 ) -> Result<Response<ResponseBody>, ForwardError> {
-    let (mut parts, _empty_body) = req.into_parts();
     let forwarded = upstream_parts(proxy, &mut parts, &route, target, wire_path, client, true)?.forwarded;
 
     // A tunnel holds its upstream connection for good, so it never comes from the pool.

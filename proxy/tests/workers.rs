@@ -67,24 +67,34 @@ fn every_worker_serves_connections_and_all_stop_on_sigterm() {
         "3 workers are the main thread and two more"
     );
 
-    // 60 connections: the kernel spreads them over the three listeners' accept queues.
-    let clients: Vec<_> = (0..60)
-        .map(|_| {
-            let addr = p.public();
-            std::thread::spawn(move || keep_alive_gets(addr, 20))
-        })
-        .collect();
-    let answered: usize = clients.into_iter().map(|c| c.join().unwrap()).sum();
-    assert_eq!(answered, 60 * 20);
-
-    let after = on_cpu_by_thread(p.pid());
-    for name in ["edgeproxy", "edgeproxy-w1", "edgeproxy-w2"] {
-        let ran = |threads: &[(String, u64)]| threads.iter().filter(|(n, _)| n == name).map(|(_, ns)| ns).sum::<u64>();
-        let busy = ran(&after) - ran(&before);
-        // An idle event loop runs for microseconds a second; serving its share of 1,200
-        // proxied requests takes milliseconds.
-        assert!(busy > 1_000_000, "{name} ran {busy} ns while serving: {after:?}");
+    // 60 connections at once: the three event loops race to accept each one. Which wins is up
+    // to the scheduler, so a machine busy with other tests gets a few rounds to spread them.
+    let workers = ["edgeproxy", "edgeproxy-w1", "edgeproxy-w2"];
+    let ran = |threads: &[(String, u64)], name: &str| -> u64 {
+        threads.iter().filter(|(n, _)| n == name).map(|(_, ns)| ns).sum()
+    };
+    let mut idle_workers = Vec::new();
+    for _round in 0..5 {
+        let clients: Vec<_> = (0..60)
+            .map(|_| {
+                let addr = p.public();
+                std::thread::spawn(move || keep_alive_gets(addr, 20))
+            })
+            .collect();
+        let answered: usize = clients.into_iter().map(|c| c.join().unwrap()).sum();
+        assert_eq!(answered, 60 * 20);
+        let after = on_cpu_by_thread(p.pid());
+        // An idle event loop runs for microseconds a second; serving a share of 1,200 proxied
+        // requests takes milliseconds.
+        idle_workers = workers
+            .iter()
+            .filter(|name| ran(&after, name) - ran(&before, name) < 1_000_000)
+            .collect();
+        if idle_workers.is_empty() {
+            break;
+        }
     }
+    assert!(idle_workers.is_empty(), "{idle_workers:?} served nothing");
 
     // Idle keep-alive connections on every worker do not hold the exit up.
     let idle: Vec<TcpStream> = (0..12).map(|_| TcpStream::connect(p.public()).unwrap()).collect();

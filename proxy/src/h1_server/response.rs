@@ -18,7 +18,7 @@ use tokio::io::AsyncWriteExt;
 use super::date::write_date_line;
 use crate::client_io::ClientIo;
 use crate::headers::raw::RawHeaders;
-use crate::http1::response_is_bodiless;
+use crate::http1::{push_decimal, response_is_bodiless};
 
 /// Data frames up to this size are copied behind their framing to go out in one write; larger
 /// ones are written where they are.
@@ -107,13 +107,17 @@ where
     }
     match framing {
         BodyFraming::Length(n) => {
-            let _ = write!(out, "content-length: {n}\r\n");
+            out.extend_from_slice(b"content-length: ");
+            push_decimal(out, n);
+            out.extend_from_slice(b"\r\n");
         }
         BodyFraming::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
         // A response to HEAD made here (an error page) states the length a GET would get.
         BodyFraming::None if cx.head_request && !has_length => {
             if let Some(n) = size.filter(|n| *n > 0) {
-                let _ = write!(out, "content-length: {n}\r\n");
+                out.extend_from_slice(b"content-length: ");
+                push_decimal(out, n);
+                out.extend_from_slice(b"\r\n");
             }
         }
         BodyFraming::None | BodyFraming::UntilClose => {}
