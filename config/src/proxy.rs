@@ -64,7 +64,8 @@ pub struct ProxyConfig {
     pub max_connections: usize,
     /// Time allowed to connect to an upstream. Default: 10 s.
     pub connect_timeout: Duration,
-    /// Idle keep-alive connections kept per upstream and worker. Default: 64.
+    /// Idle keep-alive connections kept per upstream and worker. Default: 1,024 (a burst's worth,
+    /// so the requests after it reuse them instead of opening new ones).
     pub upstream_idle_per_host: usize,
     /// How long an idle upstream connection is kept. Default: 60 s.
     pub upstream_idle_timeout: Duration,
@@ -189,7 +190,7 @@ impl Default for ProxyConfig {
             workers: None,
             max_connections: 50_000,
             connect_timeout: Duration::from_secs(10),
-            upstream_idle_per_host: 64,
+            upstream_idle_per_host: 1024,
             upstream_idle_timeout: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(10),
             auth: None,
