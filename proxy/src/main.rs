@@ -42,7 +42,7 @@ fn main() -> ExitCode {
     let mut config = parsed.config;
     // One event loop per worker, this thread's first (`proxy::workers`): measured against
     // tokio's work-stealing runtime with the same threads, it served more requests per second
-    // with less CPU per request (docs/benchmarks.md, "Two cores").
+    // with less CPU per request (docs/benchmarks.md, issue 19).
     let workers = config
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
