@@ -1,9 +1,8 @@
-//! An optional deadline around a future, for `--timeout` and `--proxy-timeout`.
+//! An optional deadline around a future: `--proxy-timeout` for a WebSocket handshake.
 //!
-//! `tokio::time::timeout` would do, but choosing between it and the bare future in an `async fn`
-//! (or passing the future into one) lays the future out twice in the caller's state machine, and
-//! every request's future is moved whole at least once. This wrapper keeps one copy, plus a
-//! pointer to a boxed timer that exists only when a limit is configured.
+//! The request path does not use it: there a `match` between the bare future and
+//! `tokio::time::timeout` measured some 1,000 user-space instructions a request cheaper (the
+//! wrapper's copies and polls), although it lays the future out in two variants.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};

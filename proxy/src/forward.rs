@@ -10,7 +10,7 @@ use http::{Response, StatusCode, Uri, Version};
 use crate::Proxy;
 use crate::activity::Activity;
 use crate::body::{ClientBody, RequestBody, ResponseBody, UpstreamBody};
-use crate::deadline::{Deadline, Elapsed};
+use crate::deadline::Deadline;
 use crate::headers::forwarded::{ClientInfo, ForwardedLines, add_forwarded, request_host};
 use crate::headers::hop_by_hop::remove_hop_by_hop;
 use crate::headers::location::rewrite_location;
@@ -54,12 +54,21 @@ pub async fn forward_http(
         body,
         activity: Some(Activity::new(route.clone(), &proxy.metrics)),
     };
-    let resp = within_proxy_timeout(
-        proxy,
-        proxy.upstream.send(target, &parts, body, &forwarded, HeaderForm::Raw),
-    )
-    .await
-    .map_err(|Elapsed| UpstreamError::ResponseTimeout(target.authority().to_owned()))??;
+    // As in `pipeline::handle`: without a limit (the default) the send is awaited as it is.
+    let resp = match proxy.settings.proxy_timeout {
+        None => {
+            proxy
+                .upstream
+                .send(target, &parts, body, &forwarded, HeaderForm::Raw)
+                .await?
+        }
+        Some(limit) => tokio::time::timeout(
+            limit,
+            proxy.upstream.send(target, &parts, body, &forwarded, HeaderForm::Raw),
+        )
+        .await
+        .map_err(|_| UpstreamError::ResponseTimeout(target.authority().to_owned()))??,
+    };
 
     let (mut parts, mut body) = resp.into_parts();
     let relayed = body.take_raw_headers();
