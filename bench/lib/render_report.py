@@ -138,6 +138,17 @@ def rng_keys(r, k, nd):
     return f" ({f(lo, nd)}–{f(hi, nd)})"
 
 
+def reference_peers(medians):
+    """nginx's CPU per request, the cheaper of nginx's and HAProxy's with its name, and nginx's
+    req/s, from one scenario's medians: what every peer's ratios are taken against."""
+    d = dict(medians)
+    ng = d.get("nginx", {}).get("proxy_cpu_us_per_req")
+    hp = d.get("haproxy", {}).get("proxy_cpu_us_per_req")
+    best = min([x for x in (ng, hp) if x], default=None)
+    best_name = None if best is None else ("nginx" if best == ng else "HAProxy")
+    return ng, best, best_name, d.get("nginx", {}).get("rps")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--meta", required=True)
@@ -203,12 +214,7 @@ def main():
     key_rows: dict[str, dict] = {}
     sec = 1   # section number
     if tp:
-        d = dict(tp)
-        ng = d.get("nginx", {}).get("proxy_cpu_us_per_req")
-        hp = d.get("haproxy", {}).get("proxy_cpu_us_per_req")
-        best = min([x for x in (ng, hp) if x], default=None)
-        best_name = None if best is None else ("nginx" if best == ng else "HAProxy")
-        ng_rps = d.get("nginx", {}).get("rps")
+        ng, best, best_name, ng_rps = reference_peers(tp)
         rows = []
         for p, r in tp:
             cpu = r.get("proxy_cpu_us_per_req")
@@ -222,16 +228,12 @@ def main():
             if errs:
                 warnings.append(f"throughput/{p}: {r.get('socket_errors', 0)} socket errors, "
                                 f"{r.get('non2xx', 0)} non-2xx responses")
-            rng = r.get("cpu_range")
             key_rows.setdefault(p, {}).update({
                 "cpu": cpu, "cpu_ng": cpu / ng if cpu and ng else None,
                 "cpu_best": cpu / best if cpu and best else None, "rps": r["rps"]})
             rows.append([
-                NAMES[p], f(r["rps"], 0) + (f" ({f(r['rps_range'][0], 0)}–{f(r['rps_range'][1], 0)})"
-                                            if r["rounds"] > 1 else ""),
-                f(r.get("p50_ms"), 2), f(r.get("p99_ms"), 2),
-                (f"**{f(cpu, 1)}**" + (f" ({f(rng[0], 1)}–{f(rng[1], 1)})" if r["rounds"] > 1 else ""))
-                if cpu is not None else "—",
+                NAMES[p], f(r["rps"], 0) + span(r, "rps", 0), f(r.get("p50_ms"), 2), f(r.get("p99_ms"), 2),
+                f"**{f(cpu, 1)}**{span(r, 'cpu', 1)}" if cpu is not None else "—",
                 f(r.get("proxy_cpu_pct"), 0),
                 f(cpu / ng, 2) if cpu and ng else "—",
                 f(cpu / best, 2) if cpu and best else "—",
@@ -265,12 +267,7 @@ def main():
     # ---------------------------------------------------------------- scale (both cores, nothing pinned)
     scale = throughput_medians(results, "scale")
     if scale:
-        d = dict(scale)
-        ng = d.get("nginx", {}).get("proxy_cpu_us_per_req")
-        hp = d.get("haproxy", {}).get("proxy_cpu_us_per_req")
-        best = min([x for x in (ng, hp) if x], default=None)
-        best_name = None if best is None else ("nginx" if best == ng else "HAProxy")
-        ng_rps = d.get("nginx", {}).get("rps")
+        ng, best, best_name, ng_rps = reference_peers(scale)
         cores = sorted({k[3:-10] for _, r in scale for k in r
                         if k.startswith("cpu") and k.endswith("_steal_pct") and k[3:-10].isdigit()}, key=int)
         rows = []
@@ -281,16 +278,12 @@ def main():
                 warnings.append(f"scale/{p}: {r.get('socket_errors', 0)} socket errors, "
                                 f"{r.get('non2xx', 0)} non-2xx responses")
             busy = [r[f"cpu{c}_busy_pct"] for c in cores if f"cpu{c}_busy_pct" in r]
-            rng = r.get("cpu_range")
             key_rows.setdefault(p, {}).update({
                 "sc_cpu_best": cpu / best if cpu and best else None,
                 "sc_rps_ng": r["rps"] / ng_rps if ng_rps else None, "sc_rps": r["rps"]})
             rows.append([
-                NAMES[p], f(r["rps"], 0) + (f" ({f(r['rps_range'][0], 0)}–{f(r['rps_range'][1], 0)})"
-                                            if r["rounds"] > 1 else ""),
-                f(r.get("p50_ms"), 2), f(r.get("p99_ms"), 2),
-                (f"**{f(cpu, 1)}**" + (f" ({f(rng[0], 1)}–{f(rng[1], 1)})" if r["rounds"] > 1 else ""))
-                if cpu is not None else "—",
+                NAMES[p], f(r["rps"], 0) + span(r, "rps", 0), f(r.get("p50_ms"), 2), f(r.get("p99_ms"), 2),
+                f"**{f(cpu, 1)}**{span(r, 'cpu', 1)}" if cpu is not None else "—",
                 f(r.get("proxy_cpu_pct"), 0),
                 f(cpu / best, 2) if cpu and best else "—",
                 f(r["rps"] / ng_rps, 2) if ng_rps else "—",
