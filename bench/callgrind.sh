@@ -68,10 +68,7 @@ done
 log() { printf '[callgrind %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { printf '\n[callgrind] ERROR: %s\n\n' "$*" >&2; exit 1; }
 
-has() { [[ ",$1," == *",$2,"* ]]; }
-for p in ${ONLY//,/ }; do
-  [[ " ${ALL_PEERS[*]} " == *" $p "* ]] || die "--only: unknown peer '$p' (known: ${ALL_PEERS[*]})"
-done
+check_peers "$ONLY" "${ALL_PEERS[@]}"
 [[ $REQUESTS =~ ^[1-9][0-9]*$ ]] || die "--requests must be a positive integer"
 [[ $CONNS =~ ^[1-9][0-9]*$ ]] || die "--connections must be a positive integer"
 [[ $WARMUP_REQ =~ ^[0-9]+$ ]] || die "--warmup-requests must be a non-negative integer"

@@ -119,10 +119,7 @@ done
 log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { printf '\n[bench] ERROR: %s\n\n' "$*" >&2; exit 1; }
 
-has() { [[ ",$1," == *",$2,"* ]]; }
-for p in ${ONLY//,/ }; do
-  [[ " ${ALL_PEERS[*]} " == *" $p "* ]] || die "--only: unknown peer '$p' (known: ${ALL_PEERS[*]})"
-done
+check_peers "$ONLY" "${ALL_PEERS[@]}"
 for s in ${SCENARIOS//,/ }; do
   [[ $s =~ ^(throughput|fixedrate|fixedrate-edgeload|routes|ws|scale)$ ]] || die "--scenarios: unknown scenario '$s'"
 done

@@ -12,6 +12,18 @@ wait_http() {
     return 1
 }
 
+# has LIST ITEM: whether the comma-separated LIST names ITEM.
+has() { [[ ",$1," == *",$2,"* ]]; }
+
+# check_peers LIST KNOWN...: every peer of --only's comma-separated LIST is one of KNOWN, or the
+# script stops with the caller's die.
+check_peers() {
+    local only=$1 p; shift
+    for p in ${only//,/ }; do
+        [[ " $* " == *" $p "* ]] || die "--only: unknown peer '$p' (known: $*)"
+    done
+}
+
 # The machine a result was measured on: CPU model and core count, on one line.
 cpu_line() {
     printf '%s, %s cores\n' "$(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)" "$(nproc)"
