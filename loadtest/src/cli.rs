@@ -45,7 +45,7 @@ pub enum Command {
 
 #[derive(Args, Debug)]
 pub struct HttpArgs {
-    /// URLs to load (http:// only); several are sent round-robin
+    /// URLs to load (http:// or https://); several are sent round-robin
     #[arg(value_name = "URL")]
     pub urls: Vec<String>,
     /// Read more URLs from FILE, one per line (blank lines and lines starting with # skipped)
@@ -100,9 +100,11 @@ pub struct LoadArgs {
     /// Open a new connection for every request (and ask the server to close it)
     #[arg(long)]
     pub no_keepalive: bool,
-    /// Speak HTTP/2 (prior knowledge, h2c) instead of HTTP/1.1
+    /// Speak HTTP/2 instead of HTTP/1.1: prior knowledge (h2c) on http://, ALPN h2 on https://
     #[arg(long)]
     pub http2: bool,
+    #[command(flatten)]
+    pub tls: crate::tls::TlsOptions,
     /// Request method
     #[arg(short, long, default_value = "GET")]
     pub method: String,
@@ -182,6 +184,12 @@ pub struct ServeArgs {
     /// Worker threads
     #[arg(short, long, value_name = "N", default_value_t = 1)]
     pub threads: usize,
+    /// Serve HTTPS (and WSS) with this PEM certificate chain (ALPN h2 and http/1.1)
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's PEM private key
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// A flag value that is well formed but not acceptable.
@@ -189,6 +197,10 @@ pub struct ServeArgs {
 pub enum ConfigError {
     #[error(transparent)]
     Plan(#[from] PlanError),
+    #[error(transparent)]
+    Endpoint(#[from] crate::endpoint::EndpointError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     #[error("{flag} {value}: {expected}")]
     Invalid {
         flag: &'static str,
@@ -333,6 +345,7 @@ impl LoadArgs {
                 HttpVersion::Http1
             },
             keep_alive: !self.no_keepalive,
+            tls: self.tls.clone(),
         };
         Ok(LoadPlan {
             requests: Arc::new(RequestPlan::new(&spec)?),
@@ -377,10 +390,15 @@ impl ServeArgs {
             Some(n) => Bytes::from(vec![b'x'; n]),
             None => Bytes::from_static(b"ok"),
         };
+        let tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(crate::tls::server_config(cert, key)?),
+            _ => None,
+        };
         Ok(ServeConfig {
             delay: self.delay,
             stall,
             body,
+            tls,
         })
     }
 }

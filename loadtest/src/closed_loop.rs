@@ -44,6 +44,7 @@ async fn connection_loop(worker: Rc<Worker>) {
     let timer = tokio::time::sleep(worker.timeout);
     tokio::pin!(timer);
     let mut timer_registered = false;
+    let on_tls_handshake = |at, took| worker.record_tls_handshake(at, took);
     loop {
         // Let the other connections read their responses first (see the module documentation).
         tokio::task::yield_now().await;
@@ -55,7 +56,7 @@ async fn connection_loop(worker: Rc<Worker>) {
         let slot = &mut slots[req.origin];
         let deadline = started + worker.timeout;
         let result = {
-            let work = exchange(slot, &plan.origins[req.origin], plan.version, plan.keep_alive, req);
+            let work = exchange(slot, plan, req, &on_tls_handshake);
             tokio::pin!(work);
             std::future::poll_fn(|cx| {
                 if let Poll::Ready(r) = work.as_mut().poll(cx) {

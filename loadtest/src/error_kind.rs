@@ -15,6 +15,8 @@ pub enum ErrorKind {
     ConnectRefused,
     /// Any other failure to open the connection (unreachable, address in use, …).
     ConnectFailed,
+    /// The TLS handshake was refused: a certificate not trusted, no protocol in common (ALPN).
+    Tls,
     /// No complete response within `--timeout` (connect included).
     Timeout,
     /// The peer reset the connection.
@@ -80,6 +82,7 @@ impl fmt::Display for ErrorKind {
         let name = match self {
             ErrorKind::ConnectRefused => "connect_refused",
             ErrorKind::ConnectFailed => "connect_failed",
+            ErrorKind::Tls => "tls",
             ErrorKind::Timeout => "timeout",
             ErrorKind::Reset => "reset",
             ErrorKind::Closed => "closed",
@@ -138,6 +141,7 @@ mod tests {
         let cases = [
             (ErrorKind::ConnectRefused, "connect_refused"),
             (ErrorKind::ConnectFailed, "connect_failed"),
+            (ErrorKind::Tls, "tls"),
             (ErrorKind::Timeout, "timeout"),
             (ErrorKind::Reset, "reset"),
             (ErrorKind::Closed, "closed"),

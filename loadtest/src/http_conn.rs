@@ -5,19 +5,22 @@
 //! sending is one `write` of shared bytes; the response head is parsed in place, keeping only the
 //! status and the framing fields, and its body is delimited and skipped ([`crate::h1_wire`]),
 //! never collected or moved. No allocation per request on an open connection, one task per
-//! connection. HTTP/2 (prior knowledge) goes through hyper's client connection, whose driver
-//! runs in a task of its own.
+//! connection. HTTP/2 (prior knowledge, or ALPN over TLS) goes through hyper's client connection,
+//! whose driver runs in a task of its own. `https://` origins add a TLS handshake when a
+//! connection opens ([`crate::tls`]), reported to the caller apart from the request.
+
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::error_kind::ErrorKind;
 use crate::h1_wire::{ChunkedDecoder, Framing, parse_head};
-use crate::request_plan::{HttpVersion, Origin, PreparedRequest};
+use crate::request_plan::{HttpVersion, PreparedRequest, RequestPlan};
+use crate::tls::Stream;
 
 /// Initial read buffer of an HTTP/1.1 connection, and the free space kept before each read.
 const READ_CHUNK: usize = 8 * 1024;
@@ -31,7 +34,7 @@ pub struct Connection {
 }
 
 enum Protocol {
-    H1 { stream: TcpStream, buf: Vec<u8> },
+    H1 { stream: Stream, buf: Vec<u8> },
     H2(http2::SendRequest<Full<Bytes>>),
 }
 
@@ -44,13 +47,22 @@ enum SendError {
 }
 
 impl Connection {
-    /// Connects (TCP_NODELAY on) and, for HTTP/2, performs the handshake.
-    pub async fn open(origin: &Origin, version: HttpVersion) -> Result<Connection, ErrorKind> {
-        let stream = TcpStream::connect(origin.addr)
-            .await
-            .map_err(|e| ErrorKind::from_connect(&e))?;
-        let _ = stream.set_nodelay(true);
-        let protocol = match version {
+    /// Connects to origin `origin` of `plan` (TCP_NODELAY on), with the TLS handshake of an
+    /// `https://` origin, and for HTTP/2 the HTTP/2 handshake. `on_tls_handshake` is told when
+    /// a TLS handshake started and how long it took.
+    pub async fn open(
+        plan: &RequestPlan,
+        origin: usize,
+        on_tls_handshake: &dyn Fn(Instant, Duration),
+    ) -> Result<Connection, ErrorKind> {
+        let origin = &plan.origins[origin];
+        let tls = plan.tls.as_ref().zip(origin.tls.as_ref());
+        let opened = crate::tls::open(origin.addr, tls).await?;
+        if let Some((started, took)) = opened.tls_handshake {
+            on_tls_handshake(started, took);
+        }
+        let stream = opened.stream;
+        let protocol = match plan.version {
             HttpVersion::Http1 => Protocol::H1 {
                 stream,
                 buf: Vec::with_capacity(READ_CHUNK),
@@ -83,15 +95,22 @@ impl Connection {
     }
 }
 
-async fn send_h1(stream: &mut TcpStream, buf: &mut Vec<u8>, req: &PreparedRequest) -> Result<(u16, bool), SendError> {
+async fn send_h1(stream: &mut Stream, buf: &mut Vec<u8>, req: &PreparedRequest) -> Result<(u16, bool), SendError> {
     let no_response = |e: std::io::Error| SendError::NoResponse(ErrorKind::from_io(&e));
-    // The send buffer nearly always has room: one non-blocking write, without a future.
     let head = req.head();
-    match stream.try_write(head) {
-        Ok(n) if n == head.len() => {}
-        Ok(n) => stream.write_all(&head[n..]).await.map_err(no_response)?,
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => stream.write_all(head).await.map_err(no_response)?,
-        Err(e) => return Err(no_response(e)),
+    match stream {
+        // The send buffer nearly always has room: one non-blocking write, without a future.
+        Stream::Plain(tcp) => match tcp.try_write(head) {
+            Ok(n) if n == head.len() => {}
+            Ok(n) => tcp.write_all(&head[n..]).await.map_err(no_response)?,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => tcp.write_all(head).await.map_err(no_response)?,
+            Err(e) => return Err(no_response(e)),
+        },
+        // Encrypted into the session's buffer, then flushed to the socket in one write.
+        Stream::Tls(_) => {
+            stream.write_all(head).await.map_err(no_response)?;
+            stream.flush().await.map_err(no_response)?;
+        }
     }
     buf.clear();
     let head = loop {
@@ -152,7 +171,7 @@ async fn send_h1(stream: &mut TcpStream, buf: &mut Vec<u8>, req: &PreparedReques
 
 /// Reads once into the free space of `buf`, keeping at least [`READ_CHUNK`] bytes free so that a
 /// large body is read in few calls.
-async fn read_more(stream: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+async fn read_more(stream: &mut Stream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
     if buf.capacity() - buf.len() < READ_CHUNK {
         buf.reserve(READ_CHUNK);
     }
@@ -182,13 +201,13 @@ async fn send_h2(
 /// One request on a connection slot: opens a connection when the slot is empty, sends, reads
 /// the response. On success the slot keeps the connection when `keep_alive` and the server
 /// allows it; on failure it is emptied. A reused connection that yields no response byte at all
-/// is replaced once, silently: servers close idle keep-alive connections.
+/// is replaced once, silently: servers close idle keep-alive connections. A TLS handshake of a
+/// new connection is reported to `on_tls_handshake` (its start and length).
 pub async fn exchange(
     slot: &mut Option<Connection>,
-    origin: &Origin,
-    version: HttpVersion,
-    keep_alive: bool,
+    plan: &RequestPlan,
     req: &PreparedRequest,
+    on_tls_handshake: &dyn Fn(Instant, Duration),
 ) -> Result<u16, ErrorKind> {
     loop {
         let conn = match slot {
@@ -196,12 +215,12 @@ pub async fn exchange(
             // Boxed: a connection is opened rarely (with keep-alive), and its future inlined here,
             // HTTP/2 handshake included, made the stack frame of every poll of the request path
             // 11 KB, probed page by page. One small allocation per connection instead.
-            None => slot.insert(Box::pin(Connection::open(origin, version)).await?),
+            None => slot.insert(Box::pin(Connection::open(plan, req.origin, on_tls_handshake)).await?),
         };
         let reused = conn.reused;
         match conn.send(req).await {
             Ok((status, reusable)) => {
-                if !(keep_alive && reusable) {
+                if !(plan.keep_alive && reusable) {
                     *slot = None;
                 }
                 return Ok(status);

@@ -39,6 +39,7 @@ pub const OPEN_LAYOUT: Layout = Layout {
     series: &[CORRECTED, SERVICE_TIME],
     counters: &["sent", "late", "missed"],
 };
+
 /// Requests sent (a response or a transport error followed).
 pub const SENT: CounterId = CounterId(0);
 /// Open mode: slots sent more than `late_after` after their intended time.
@@ -76,10 +77,16 @@ pub struct LoadPlan {
 }
 
 impl LoadPlan {
+    /// The series and counters of the run; `https://` targets add `tls_handshake`.
     pub fn layout(&self) -> Layout {
-        match self.model {
+        let layout = match self.model {
             LoadModel::Closed { .. } => CLOSED_LAYOUT,
             LoadModel::Open { .. } => OPEN_LAYOUT,
+        };
+        if self.requests.tls.is_some() {
+            layout.with_tls_handshake()
+        } else {
+            layout
         }
     }
 
@@ -150,6 +157,11 @@ impl Worker {
         self.recorder.borrow_mut().count(counter, 1, started, at);
     }
 
+    /// Records the TLS handshake of a new connection ([`Recorder::record_tls_handshake`]).
+    pub fn record_tls_handshake(&self, started: Instant, took: Duration) {
+        self.recorder.borrow_mut().record_tls_handshake(started, took);
+    }
+
     /// Records one exchange. `intended` is the scheduled send time (open mode), `started` the
     /// actual one. Responses of any status have their latency recorded; 4xx/5xx also count as
     /// errors. Transport errors and timeouts are errors only.
@@ -206,7 +218,9 @@ pub fn run(plan: &LoadPlan, mut progress: Progress) -> Result<Report, RunError> 
     report
         .environment_extra
         .insert("http_version".into(), plan.requests.version.label().into());
-    report.environment_extra.insert("tls".into(), false.into());
+    report
+        .environment_extra
+        .insert("tls".into(), plan.requests.tls.is_some().into());
     if let LoadModel::Open { .. } = plan.model {
         let missed = report.totals.counters[MISSED.0];
         if missed > 0 {
@@ -227,7 +241,10 @@ async fn drive(ctx: WorkerCtx, plan: Arc<LoadPlan>) {
         clock: ctx.clock,
         timeout: plan.timeout,
         recorder: ctx.recorder(),
-        service_series: SeriesId(plan.layout().series.len() - 1),
+        service_series: match plan.model {
+            LoadModel::Closed { .. } => SeriesId(0),
+            LoadModel::Open { .. } => SeriesId(1),
+        },
         next: Cell::new(ctx.index % plan.requests.requests.len()),
     });
     match plan.model {

@@ -106,7 +106,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
             .await
             .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
-        println!("edgeload serve: listening on http://{}", listener.local_addr()?);
+        let scheme = if config.tls.is_some() { "https" } else { "http" };
+        println!("edgeload serve: listening on {scheme}://{}", listener.local_addr()?);
         let counters = std::sync::Arc::new(serve::ServerCounters::default());
         serve::serve(listener, config, counters.clone(), async {
             let _ = tokio::signal::ctrl_c().await;

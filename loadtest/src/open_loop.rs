@@ -120,7 +120,7 @@ async fn request(worker: Rc<Worker>, pool: Rc<Pool>, req_index: usize, intended:
     let started = Instant::now();
     let result = tokio::time::timeout(
         worker.timeout,
-        exchange(&mut slot, &plan.origins[req.origin], plan.version, plan.keep_alive, req),
+        exchange(&mut slot, plan, req, &|at, took| worker.record_tls_handshake(at, took)),
     )
     .await
     .unwrap_or(Err(ErrorKind::Timeout));

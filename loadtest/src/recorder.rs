@@ -47,6 +47,27 @@ pub struct Series {
     pub description: &'static str,
 }
 
+/// The TLS handshake of each new connection to an `https://`/`wss://` target, a series every
+/// scenario appends to its layout when it has such targets ([`Layout::with_tls_handshake`]).
+pub const TLS_HANDSHAKE: Series = Series {
+    name: "tls_handshake",
+    description: "TLS handshake of each new connection, from the TCP connection being established to the end of \
+                  the handshake; warm-up included, since kept-alive connections open then",
+};
+
+impl Layout {
+    /// This layout with the [`TLS_HANDSHAKE`] series last. A run builds its layout once, so the
+    /// few bytes of the new series list are leaked rather than every layout made owned.
+    pub fn with_tls_handshake(self) -> Layout {
+        let mut series = self.series.to_vec();
+        series.push(TLS_HANDSHAKE);
+        Layout {
+            series: Vec::leak(series),
+            counters: self.counters,
+        }
+    }
+}
+
 /// Index of a series in its [`Layout`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SeriesId(pub usize);
@@ -174,6 +195,8 @@ pub struct Recorder {
     /// When the current interval ends; `None` for the last one, which takes every straggler.
     interval_end: Option<Instant>,
     sink: Option<Sender<IntervalSnapshot>>,
+    /// The [`TLS_HANDSHAKE`] series, when the layout has it.
+    tls_series: Option<SeriesId>,
 }
 
 impl Recorder {
@@ -198,6 +221,7 @@ impl Recorder {
             measured,
             interval_end: clock.interval_end(0),
             sink,
+            tls_series: layout.series.iter().position(|s| *s == TLS_HANDSHAKE).map(SeriesId),
         }
     }
 
@@ -214,6 +238,16 @@ impl Recorder {
             self.measured[series.0].saturating_record(us);
         } else {
             self.interval.histograms[series.0].saturating_record(us);
+        }
+    }
+
+    /// Records the TLS handshake of a new connection, which started at `started`, when the
+    /// layout has the [`TLS_HANDSHAKE`] series. Handshakes of the warm-up count too: with
+    /// keep-alive that is when the connections open, and they carry the measured requests.
+    pub fn record_tls_handshake(&mut self, started: Instant, took: Duration) {
+        if let Some(series) = self.tls_series {
+            let counted_from = started.max(self.clock.measure_from);
+            self.record(series, took, counted_from, started + took);
         }
     }
 

@@ -1,8 +1,9 @@
 //! The requests a load sends, prepared once: URLs parsed, host names resolved, header maps and
 //! bodies built, so that issuing a request costs a few reference-count increments.
 //!
-//! Several URLs are sent round-robin. Each distinct `host:port` is an [`Origin`] with its own
-//! connections. Names are resolved once, before the run, so DNS is never part of a latency.
+//! Several URLs are sent round-robin. Each distinct scheme and `host:port` is an [`Origin`] with
+//! its own connections. Names are resolved once, before the run, so DNS is never part of a
+//! latency. `https://` origins share one TLS client configuration, built here once.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 
@@ -10,12 +11,15 @@ use bytes::Bytes;
 use http::header::{CONNECTION, HOST, USER_AGENT};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Uri};
 use http_body_util::Full;
+use rustls::pki_types::ServerName;
+
+use crate::tls::{ALPN_H2, ALPN_HTTP1, TlsClient, TlsError, TlsOptions};
 
 /// HTTP version spoken on every connection of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HttpVersion {
     Http1,
-    /// HTTP/2 with prior knowledge (h2c) over plain TCP.
+    /// HTTP/2: with prior knowledge (h2c) over plain TCP, negotiated by ALPN over TLS.
     Http2,
 }
 
@@ -40,6 +44,8 @@ pub struct RequestSpec {
     /// Reuse connections (default); without it every request opens a new connection and asks
     /// the server to close it (`Connection: close` on HTTP/1.1).
     pub keep_alive: bool,
+    /// How `https://` servers are checked.
+    pub tls: TlsOptions,
 }
 
 /// Why the requests could not be prepared. Each message names the offending input.
@@ -49,8 +55,10 @@ pub enum PlanError {
     NoUrls,
     #[error("invalid URL {url:?}: {reason}")]
     BadUrl { url: String, reason: String },
-    #[error("URL {url:?}: only http:// is supported (TLS is not implemented yet)")]
+    #[error("URL {url:?}: only http:// and https:// are supported")]
     UnsupportedScheme { url: String },
+    #[error("URL {url:?}: {error}")]
+    Tls { url: String, error: TlsError },
     #[error("cannot resolve {host:?} (from URL {url:?}): {reason}")]
     Resolve { url: String, host: String, reason: String },
     #[error("invalid header {header:?}: {reason}; expected \"Name: value\"")]
@@ -65,6 +73,8 @@ pub struct Origin {
     /// `host:port` as written in the URL.
     pub authority: String,
     pub addr: SocketAddr,
+    /// For `https://`: the name the server's certificate must carry (and the SNI sent).
+    pub tls: Option<ServerName<'static>>,
 }
 
 /// One request, ready to send.
@@ -114,6 +124,8 @@ pub struct RequestPlan {
     pub version: HttpVersion,
     pub keep_alive: bool,
     pub method: String,
+    /// The TLS client of the `https://` origins (`None` when there is none).
+    pub tls: Option<TlsClient>,
 }
 
 impl RequestPlan {
@@ -143,12 +155,25 @@ impl RequestPlan {
         let mut requests = Vec::with_capacity(spec.urls.len());
         for url in &spec.urls {
             let (uri, authority) = parse_url(url)?;
-            let origin = match origins.iter().position(|o| o.authority == authority) {
+            let tls = match uri.scheme_str() {
+                Some("https") => Some(
+                    crate::tls::server_name(uri.host().unwrap_or_default()).map_err(|error| PlanError::Tls {
+                        url: url.clone(),
+                        error,
+                    })?,
+                ),
+                _ => None,
+            };
+            let origin = match origins
+                .iter()
+                .position(|o| o.authority == authority && o.tls.is_some() == tls.is_some())
+            {
                 Some(i) => i,
                 None => {
                     origins.push(Origin {
                         addr: resolve(url, &authority)?,
                         authority: authority.clone(),
+                        tls,
                     });
                     origins.len() - 1
                 }
@@ -182,12 +207,32 @@ impl RequestPlan {
                 head,
             });
         }
+        let tls = match origins.iter().position(|o| o.tls.is_some()) {
+            None => None,
+            Some(first) => {
+                // One protocol offered, the one asked for. A server that does not agree to h2
+                // fails the handshake instead of being measured on HTTP/1.1.
+                let (alpn, required) = match spec.version {
+                    HttpVersion::Http1 => (ALPN_HTTP1, false),
+                    HttpVersion::Http2 => (ALPN_H2, true),
+                };
+                let client = TlsClient::new(&spec.tls, &[alpn], required).map_err(|error| PlanError::Tls {
+                    url: requests
+                        .iter()
+                        .find(|r| r.origin == first)
+                        .map_or_else(String::new, |r| r.url.clone()),
+                    error,
+                })?;
+                Some(client)
+            }
+        };
         Ok(RequestPlan {
             origins,
             requests,
             version: spec.version,
             keep_alive: spec.keep_alive,
             method: method.to_string(),
+            tls,
         })
     }
 }
@@ -215,26 +260,28 @@ fn serialize_h1(method: &Method, uri: &Uri, headers: &HeaderMap, body: &Bytes) -
     Bytes::from(out)
 }
 
-/// Parses an absolute `http://` URL; returns it and its `host:port` (port 80 when absent).
+/// Parses an absolute `http://` or `https://` URL; returns it and its `host:port` (port 80 or
+/// 443 when absent).
 fn parse_url(url: &str) -> Result<(Uri, String), PlanError> {
     let bad = |reason: &str| PlanError::BadUrl {
         url: url.to_owned(),
         reason: reason.to_owned(),
     };
     let uri: Uri = url.parse().map_err(|e: http::uri::InvalidUri| bad(&e.to_string()))?;
-    match uri.scheme_str() {
-        Some("http") => {}
+    let (scheme, default_port) = match uri.scheme_str() {
+        Some("http") => ("http", 80),
+        Some("https") => ("https", 443),
         Some(_) => return Err(PlanError::UnsupportedScheme { url: url.to_owned() }),
         None => return Err(bad("expected an absolute URL such as http://127.0.0.1:8080/")),
-    }
+    };
     let auth = uri.authority().ok_or_else(|| bad("no host"))?;
     if auth.host().is_empty() {
         return Err(bad("no host"));
     }
-    let authority = format!("{}:{}", auth.host(), auth.port_u16().unwrap_or(80));
+    let authority = format!("{}:{}", auth.host(), auth.port_u16().unwrap_or(default_port));
     // Make sure the path is at least "/" so every request line is well formed.
     let uri = if uri.path_and_query().is_none_or(|p| p.as_str().is_empty()) {
-        format!("http://{authority}/")
+        format!("{scheme}://{authority}/")
             .parse()
             .map_err(|e: http::uri::InvalidUri| bad(&e.to_string()))?
     } else {
@@ -283,6 +330,7 @@ mod tests {
             body: Bytes::new(),
             version: HttpVersion::Http1,
             keep_alive: true,
+            tls: TlsOptions::default(),
         }
     }
 
@@ -336,7 +384,7 @@ mod tests {
     fn bad_input_is_named_in_the_error() {
         let cases: &[(&[&str], &str, &str)] = &[
             (&[], "", "no URL"),
-            (&["https://example.com/"], "", "only http://"),
+            (&["ftp://example.com/"], "", "only http:// and https://"),
             (&["/relative"], "", "\"/relative\""),
             (&["http://127.0.0.1:1/"], "Bad Header", "\"Bad Header\""),
             (&["http://127.0.0.1:1/"], "Name: \u{7}", "invalid header"),

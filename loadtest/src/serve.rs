@@ -5,7 +5,8 @@
 //! A stall models a GC pause or a blocked event loop: from every multiple of `stall_every` since
 //! the server started, for `stall_for`, no response leaves; requests arriving inside a stall are
 //! answered when it ends. `GET /status/<code>` answers with that status, to provoke errors.
-//! HTTP/1.1 and HTTP/2 (prior knowledge) are both served on the same port.
+//! HTTP/1.1 and HTTP/2 (prior knowledge) are both served on the same port; with a certificate,
+//! HTTPS instead (ALPN `h2` or `http/1.1`), WebSockets included.
 //!
 //! Any HTTP/1.1 request with `Upgrade: websocket` (on any path, `/ws` by convention) becomes a
 //! WebSocket that echoes every text and binary message back unchanged, for `edgeload ws`. Its
@@ -46,6 +47,8 @@ pub struct ServeConfig {
     pub stall: Option<Stall>,
     /// The body of every 200 response (default `ok`).
     pub body: Bytes,
+    /// Serve TLS with this configuration (`--tls-cert`, `--tls-key`).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Default for ServeConfig {
@@ -54,6 +57,7 @@ impl Default for ServeConfig {
             delay: Duration::ZERO,
             stall: None,
             body: Bytes::from_static(b"ok"),
+            tls: None,
         }
     }
 }
@@ -114,6 +118,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let started = Instant::now();
+    let acceptor = config.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     tokio::pin!(shutdown);
     loop {
         let stream = tokio::select! {
@@ -131,11 +136,23 @@ pub async fn serve(
         counters.connections.fetch_add(1, Ordering::Relaxed);
         let config = config.clone();
         let counters = counters.clone();
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
             let service = service_fn(move |req| respond(req, config.clone(), counters.clone(), started));
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .await;
+            let server = auto::Builder::new(TokioExecutor::new());
+            match acceptor {
+                None => {
+                    let _ = server
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .await;
+                }
+                // A failed handshake only ends this connection.
+                Some(acceptor) => {
+                    if let Ok(tls) = acceptor.accept(stream).await {
+                        let _ = server.serve_connection_with_upgrades(TokioIo::new(tls), service).await;
+                    }
+                }
+            }
         });
     }
 }
@@ -223,6 +240,7 @@ where
 /// A test server on its own thread and runtime, for tests in the same process; stopped on drop.
 pub struct TestServer {
     pub addr: SocketAddr,
+    tls: bool,
     pub counters: Arc<ServerCounters>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -235,6 +253,7 @@ impl TestServer {
         std_listener.set_nonblocking(true)?;
         let addr = std_listener.local_addr()?;
         let counters = Arc::new(ServerCounters::default());
+        let tls = config.tls.is_some();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let thread = {
@@ -254,15 +273,17 @@ impl TestServer {
         };
         Ok(TestServer {
             addr,
+            tls,
             counters,
             stop: Some(stop),
             thread: Some(thread),
         })
     }
 
-    /// `http://127.0.0.1:<port><path>`.
+    /// `http://127.0.0.1:<port><path>`, or `https://` when it serves TLS.
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}{path}", self.addr)
     }
 }
 

@@ -48,6 +48,11 @@ impl WorkerCtx {
             .record(series, done.saturating_duration_since(from), started, done);
     }
 
+    /// Records the TLS handshake of a new connection ([`Recorder::record_tls_handshake`]).
+    pub fn record_tls_handshake(&self, started: Instant, took: Duration) {
+        self.recorder.borrow_mut().record_tls_handshake(started, took);
+    }
+
     pub fn error(&self, kind: ErrorKind, started: Instant, at: Instant) {
         self.recorder.borrow_mut().record_error(kind, started, at);
     }

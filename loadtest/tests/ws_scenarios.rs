@@ -229,7 +229,11 @@ fn a_closed_port_counts_connect_errors() {
 fn bad_flags_are_named() {
     let cases: &[(&[&str], &str)] = &[
         (&["churn", "ws://127.0.0.1:1/"], "churn needs --rate"),
-        (&["echo", "wss://127.0.0.1:1/"], "not supported"),
+        (&["echo", "ftp://127.0.0.1:1/"], "expected a URL starting with ws://"),
+        (
+            &["echo", "wss://127.0.0.1:1/", "--cacert", "/nonexistent/ca.pem"],
+            "/nonexistent/ca.pem",
+        ),
         (
             &["large", "ws://127.0.0.1:1/", "--message-size", "4"],
             "--message-size 4",

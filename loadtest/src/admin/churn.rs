@@ -169,7 +169,7 @@ mod tests {
     #[test]
     fn the_routes_left_are_those_added_and_not_deleted() {
         let plan = ChurnPlan {
-            api: ApiTarget::new("http://127.0.0.1:1", None, "http://x").unwrap(),
+            api: ApiTarget::new("http://127.0.0.1:1", None, "http://x", &Default::default()).unwrap(),
             schedule: Schedule::new(ArrivalRate::Constant(1.0), Duration::ZERO, Duration::from_secs(1)),
             warmup: Duration::ZERO,
             duration: Duration::from_secs(1),

@@ -4,34 +4,35 @@
 //! `POST /api/batch` extension for loading many routes at once. One keep-alive HTTP/1.1
 //! connection (hyper) per concurrent caller.
 
-use std::net::{SocketAddr, ToSocketAddrs};
-
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue, USER_AGENT};
 use http::{Method, Request};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+use rustls::pki_types::ServerName;
 
+use crate::endpoint::{Endpoint, EndpointError};
 use crate::error_kind::ErrorKind;
+use crate::tls::{ALPN_HTTP1, TlsClient, TlsError, TlsOptions};
 
 /// A URL or token that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error("{0:?}: expected an http:// URL of the API, e.g. http://127.0.0.1:8001")]
-    Url(String),
-    #[error("cannot resolve {host}: {error}")]
-    Resolve { host: String, error: String },
+    #[error("{0} (the API's URL, e.g. http://127.0.0.1:8001)")]
+    Url(#[from] EndpointError),
     #[error("--token: not a valid header value")]
     Token,
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// The API's address, path prefix and credentials, prepared once.
 #[derive(Debug, Clone)]
 pub struct ApiTarget {
     pub url: String,
-    addr: SocketAddr,
+    endpoint: Endpoint,
+    tls: Option<(TlsClient, ServerName<'static>)>,
     host: HeaderValue,
     /// Path before `/api/…` (empty for CHP's own listener).
     prefix: String,
@@ -53,35 +54,30 @@ pub struct ApiResponse {
 }
 
 impl ApiTarget {
-    pub fn new(url: &str, token: Option<&str>, route_target: &str) -> Result<ApiTarget, ApiError> {
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or_else(|| ApiError::Url(url.to_owned()))?;
-        let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-        if authority.is_empty() {
-            return Err(ApiError::Url(url.to_owned()));
-        }
-        let uri: http::uri::Authority = authority.parse().map_err(|_| ApiError::Url(url.to_owned()))?;
-        let host = uri.host().trim_start_matches('[').trim_end_matches(']');
-        let addr = (host, uri.port_u16().unwrap_or(80))
-            .to_socket_addrs()
-            .map_err(|e| ApiError::Resolve {
-                host: host.to_owned(),
-                error: e.to_string(),
-            })?
-            .next()
-            .ok_or_else(|| ApiError::Resolve {
-                host: host.to_owned(),
-                error: "no address".into(),
-            })?;
+    /// The API at `url` (http:// or https://, with `tls` checking the latter).
+    pub fn new(url: &str, token: Option<&str>, route_target: &str, tls: &TlsOptions) -> Result<ApiTarget, ApiError> {
+        let endpoint = Endpoint::parse(url, crate::endpoint::HTTP)?;
         let auth = token
             .map(|t| HeaderValue::from_str(&format!("token {t}")).map_err(|_| ApiError::Token))
             .transpose()?;
+        let client = endpoint.tls_client(tls, &[ALPN_HTTP1])?;
         Ok(ApiTarget {
             url: url.to_owned(),
-            addr,
-            host: HeaderValue::from_str(authority).map_err(|_| ApiError::Url(url.to_owned()))?,
-            prefix: path.trim_end_matches('/').to_owned(),
+            host: HeaderValue::from_str(&endpoint.authority).map_err(|_| {
+                ApiError::Url(EndpointError::Url {
+                    url: url.to_owned(),
+                    reason: "not a valid Host header".into(),
+                })
+            })?,
+            prefix: endpoint
+                .path_and_query
+                .split('?')
+                .next()
+                .unwrap_or_default()
+                .trim_end_matches('/')
+                .to_owned(),
+            tls: client.zip(endpoint.tls.clone()),
+            endpoint,
             auth,
             route_body: Bytes::from(serde_json::json!({ "target": route_target }).to_string()),
             route_target: route_target.to_owned(),
@@ -89,11 +85,9 @@ impl ApiTarget {
     }
 
     pub async fn connect(&self) -> Result<ApiConn, ErrorKind> {
-        let tcp = TcpStream::connect(self.addr)
-            .await
-            .map_err(|e| ErrorKind::from_connect(&e))?;
-        let _ = tcp.set_nodelay(true);
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+        let tls = self.tls.as_ref().map(|(client, name)| (client, name));
+        let stream = crate::tls::open(self.endpoint.addr, tls).await?.stream;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| ErrorKind::from_hyper(&e))?;
         tokio::spawn(conn);
@@ -213,16 +207,30 @@ mod tests {
 
     #[test]
     fn urls_and_tokens() {
-        let t = ApiTarget::new("http://127.0.0.1:8001/", Some("secret"), "http://127.0.0.1:9").unwrap();
+        let t = ApiTarget::new(
+            "http://127.0.0.1:8001/",
+            Some("secret"),
+            "http://127.0.0.1:9",
+            &TlsOptions::default(),
+        )
+        .unwrap();
         assert_eq!(t.prefix, "");
         assert_eq!(t.auth.as_ref().unwrap(), "token secret");
         assert_eq!(&t.route_body[..], br#"{"target":"http://127.0.0.1:9"}"#);
-        let t = ApiTarget::new("http://127.0.0.1:8001/hub/", None, "http://x").unwrap();
+        let t = ApiTarget::new("http://127.0.0.1:8001/hub/", None, "http://x", &TlsOptions::default()).unwrap();
         assert_eq!(t.prefix, "/hub");
         assert!(t.auth.is_none());
-        assert!(ApiTarget::new("https://127.0.0.1:8001", None, "http://x").is_err());
-        assert!(ApiTarget::new("http:///api", None, "http://x").is_err());
-        assert!(ApiTarget::new("http://127.0.0.1:1", Some("bad\ntoken"), "http://x").is_err());
+        let plain = TlsOptions::default();
+        assert!(ApiTarget::new("ftp://127.0.0.1:8001", None, "http://x", &plain).is_err());
+        assert!(ApiTarget::new("http:///api", None, "http://x", &plain).is_err());
+        assert!(ApiTarget::new("http://127.0.0.1:1", Some("bad\ntoken"), "http://x", &plain).is_err());
+        let insecure = TlsOptions {
+            insecure: true,
+            cacert: None,
+        };
+        let t = ApiTarget::new("https://127.0.0.1/", None, "http://x", &insecure).unwrap();
+        assert_eq!(t.endpoint.addr.port(), 443);
+        assert!(t.tls.is_some());
     }
 
     #[test]

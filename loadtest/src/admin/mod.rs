@@ -44,9 +44,11 @@ pub enum AdminScenario {
 pub struct AdminArgs {
     #[arg(value_enum)]
     pub scenario: AdminScenario,
-    /// The API's URL, e.g. http://127.0.0.1:8001 (http:// only)
+    /// The API's URL, e.g. http://127.0.0.1:8001 (or https://)
     #[arg(value_name = "URL")]
     pub url: String,
+    #[command(flatten)]
+    pub tls: crate::tls::TlsOptions,
     /// API token, sent as "Authorization: token T"
     #[arg(long, value_name = "T", env = "CONFIGPROXY_AUTH_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
@@ -132,15 +134,12 @@ pub struct AdminPlan {
 
 impl AdminArgs {
     pub fn to_plan(&self) -> Result<AdminPlan, ConfigError> {
-        let api = ApiTarget::new(&self.url, self.token.as_deref(), &self.route_target).map_err(|e| match e {
-            client::ApiError::Token => invalid("--token", "(hidden)", "not a valid header value"),
-            client::ApiError::Resolve { host, .. } => invalid("URL", host, "its host does not resolve"),
-            client::ApiError::Url(u) => invalid(
-                "URL",
-                u,
-                "expected an http:// URL of the API, e.g. http://127.0.0.1:8001",
-            ),
-        })?;
+        let api =
+            ApiTarget::new(&self.url, self.token.as_deref(), &self.route_target, &self.tls).map_err(|e| match e {
+                client::ApiError::Token => invalid("--token", "(hidden)", "not a valid header value"),
+                client::ApiError::Url(e) => ConfigError::Endpoint(e),
+                client::ApiError::Tls(e) => ConfigError::Tls(e),
+            })?;
         if self.timeout.is_zero() {
             return Err(invalid("--timeout", "0s", "expected a duration above zero"));
         }
@@ -242,6 +241,7 @@ impl AdminArgs {
             timeout: self.timeout,
             no_keepalive: false,
             http2: false,
+            tls: self.tls.clone(),
             method: "GET".into(),
             headers: Vec::new(),
             body: None,

@@ -6,7 +6,6 @@
 //! reopened when the server closed it, and a request that found a stale keep-alive connection is
 //! sent again once, as browsers do.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -15,11 +14,13 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+use rustls::pki_types::ServerName;
 
 use super::cookies::CookieJar;
 use super::phase::Failure;
+use crate::endpoint::Endpoint;
 use crate::error_kind::ErrorKind;
+use crate::tls::{ALPN_HTTP1, Stream, TlsClient, TlsOptions};
 
 /// Bodies above this are cut (the journey reads small JSON documents and a login page).
 const MAX_BODY: usize = 1 << 20;
@@ -28,38 +29,40 @@ const MAX_BODY: usize = 1 << 20;
 /// `base_url`, without the trailing slash: `""` for `/`).
 #[derive(Debug, Clone)]
 pub struct Hub {
-    pub addr: SocketAddr,
-    /// `host:port` as written in the URL, for `Host` and WebSocket URLs.
+    pub endpoint: Endpoint,
+    /// `host[:port]` as written in the URL, for `Host` and WebSocket URLs.
     pub authority: String,
     pub prefix: String,
+    /// For an `https://` hub: the TLS client and the hub's name.
+    tls: Option<(TlsClient, ServerName<'static>)>,
 }
 
 impl Hub {
-    /// Parses `http://host[:port][/prefix/]`, resolving the host once.
-    pub fn parse(url: &str) -> Result<Hub, String> {
-        let uri: http::Uri = url.parse().map_err(|e| format!("{url:?} is not a URL: {e}"))?;
-        if uri.scheme_str() != Some("http") {
-            return Err(format!("{url:?}: only http:// hub URLs are supported"));
-        }
-        let authority = uri
-            .authority()
-            .ok_or_else(|| format!("{url:?} has no host"))?
-            .as_str()
-            .to_owned();
-        let host_port = if uri.port().is_some() {
-            authority.clone()
-        } else {
-            format!("{authority}:80")
-        };
-        let addr = std::net::ToSocketAddrs::to_socket_addrs(&host_port)
-            .map_err(|e| format!("cannot resolve {authority}: {e}"))?
-            .next()
-            .ok_or_else(|| format!("{authority} resolves to no address"))?;
+    /// Parses `http[s]://host[:port][/prefix/]`, resolving the host once; `tls` checks an
+    /// `https://` hub's certificate.
+    pub fn parse(url: &str, tls: &TlsOptions) -> Result<Hub, String> {
+        let endpoint = Endpoint::parse(url, crate::endpoint::HTTP).map_err(|e| e.to_string())?;
+        let client = endpoint
+            .tls_client(tls, &[ALPN_HTTP1])
+            .map_err(|e| format!("{url:?}: {e}"))?;
+        let prefix = endpoint.path_and_query.split('?').next().unwrap_or_default();
         Ok(Hub {
-            addr,
-            authority,
-            prefix: uri.path().trim_end_matches('/').to_owned(),
+            authority: endpoint.authority.clone(),
+            prefix: prefix.trim_end_matches('/').to_owned(),
+            tls: client.zip(endpoint.tls.clone()),
+            endpoint,
         })
+    }
+
+    /// Whether the hub is `https://` (its WebSockets are then `wss://`).
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Opens a connection to the hub, with the TLS handshake of an `https://` hub.
+    pub async fn connect(&self) -> Result<Stream, ErrorKind> {
+        let tls = self.tls.as_ref().map(|(client, name)| (client, name));
+        Ok(crate::tls::open(self.endpoint.addr, tls).await?.stream)
     }
 
     /// `path` (starting with `/`) under the hub's prefix.
@@ -241,7 +244,7 @@ impl Client {
             for attempt in 0..2 {
                 let reused = self.sender.as_ref().is_some_and(|s| !s.is_closed());
                 if !reused {
-                    self.sender = Some(connect(self.hub.addr).await?);
+                    self.sender = Some(connect(&self.hub).await?);
                 }
                 let sender = self.sender.as_mut().expect("connected above");
                 if sender.ready().await.is_err() {
@@ -274,11 +277,8 @@ impl Client {
     }
 }
 
-async fn connect(addr: SocketAddr) -> Result<http1::SendRequest<Full<Bytes>>, Failure> {
-    let stream = TcpStream::connect(addr)
-        .await
-        .map_err(|e| Failure::Http(ErrorKind::from_connect(&e)))?;
-    let _ = stream.set_nodelay(true);
+async fn connect(hub: &Hub) -> Result<http1::SendRequest<Full<Bytes>>, Failure> {
+    let stream = hub.connect().await.map_err(Failure::Http)?;
     let (sender, conn) = http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| Failure::Http(ErrorKind::from_hyper(&e)))?;
@@ -329,13 +329,27 @@ mod tests {
 
     #[test]
     fn hub_urls_split_into_origin_and_prefix() {
-        let h = Hub::parse("http://127.0.0.1:8000/").unwrap();
+        let plain = TlsOptions::default();
+        let h = Hub::parse("http://127.0.0.1:8000/", &plain).unwrap();
         assert_eq!((h.authority.as_str(), h.prefix.as_str()), ("127.0.0.1:8000", ""));
         assert_eq!(h.path("/hub/login"), "/hub/login");
-        let h = Hub::parse("http://127.0.0.1:8000/jhub/").unwrap();
+        let h = Hub::parse("http://127.0.0.1:8000/jhub/", &plain).unwrap();
         assert_eq!(h.path("/hub/login"), "/jhub/hub/login");
-        assert_eq!(Hub::parse("http://127.0.0.1/").unwrap().addr.port(), 80);
-        assert!(Hub::parse("https://127.0.0.1/").unwrap_err().contains("only http://"));
+        assert_eq!(
+            Hub::parse("http://127.0.0.1/", &plain).unwrap().endpoint.addr.port(),
+            80
+        );
+        assert!(
+            Hub::parse("ftp://127.0.0.1/", &plain)
+                .unwrap_err()
+                .contains("http:// or https://")
+        );
+        let insecure = TlsOptions {
+            insecure: true,
+            cacert: None,
+        };
+        let h = Hub::parse("https://127.0.0.1/", &insecure).unwrap();
+        assert!(h.is_tls() && h.endpoint.addr.port() == 443);
     }
 
     #[test]

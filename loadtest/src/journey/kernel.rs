@@ -12,15 +12,16 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
+use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use super::client::Hub;
 use super::dates::iso8601_now;
 use super::phase::Failure;
 use crate::error_kind::ErrorKind;
+use crate::tls::Stream;
 
 /// A kernel's messages are small; bounded buffers keep many users cheap.
 fn ws_config() -> WebSocketConfig {
@@ -122,15 +123,17 @@ pub fn execute_request(msg_id: &str, session: &str, username: &str, code: &str) 
 }
 
 pub struct KernelSocket {
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    ws: WebSocketStream<Stream>,
     session: String,
     username: String,
     sent: u64,
 }
 
 impl KernelSocket {
-    /// Opens the channels WebSocket at `url` (`ws://…`) with the given headers.
+    /// Opens the channels WebSocket at `url` (`ws://…` or `wss://…` on `hub`) with the given
+    /// headers.
     pub async fn connect(
+        hub: &Hub,
         url: &str,
         headers: Vec<(http::header::HeaderName, String)>,
         session: String,
@@ -141,7 +144,8 @@ impl KernelSocket {
             let v = http::HeaderValue::from_str(&v).map_err(|_| Failure::BadResponse)?;
             req.headers_mut().insert(k, v);
         }
-        let (ws, _) = tokio_tungstenite::connect_async_with_config(req, Some(ws_config()), true)
+        let stream = hub.connect().await.map_err(Failure::Http)?;
+        let (ws, _) = tokio_tungstenite::client_async_with_config(req, stream, Some(ws_config()))
             .await
             .map_err(ws_failure)?;
         Ok(KernelSocket {

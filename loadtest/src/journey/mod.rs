@@ -45,9 +45,11 @@ pub use phase::{Failure, FailureTable, LAYOUT, Phase};
 
 #[derive(Args, Debug, Clone)]
 pub struct JourneyArgs {
-    /// The hub's public URL, e.g. http://127.0.0.1:8000/ (a base_url prefix is kept)
+    /// The hub's public URL, e.g. http://127.0.0.1:8000/ or https://… (a base_url prefix is kept)
     #[arg(value_name = "HUB_URL")]
     pub hub_url: String,
+    #[command(flatten)]
+    pub tls: crate::tls::TlsOptions,
     /// Users arriving per second (open model)
     #[arg(short = 'r', long, value_name = "USERS/S", default_value_t = 1.0)]
     pub users_per_second: f64,
@@ -187,10 +189,10 @@ impl JourneyArgs {
                 "expected a non-empty name without / ? # % or spaces",
             ));
         }
-        let hub = Hub::parse(&self.hub_url).map_err(|e| ConfigError::Invalid {
+        let hub = Hub::parse(&self.hub_url, &self.tls).map_err(|e| ConfigError::Invalid {
             flag: "HUB_URL",
             value: e,
-            expected: "expected http://host[:port][/prefix/]",
+            expected: "expected http[s]://host[:port][/prefix/]",
         })?;
         let auth = match &self.token {
             Some(t) => Auth::Token { admin_token: t.clone() },
@@ -332,7 +334,7 @@ pub fn run(plan: &JourneyPlan, mut progress: Progress) -> Result<JourneyReport, 
     report
         .environment_extra
         .insert("http_version".into(), "HTTP/1.1".into());
-    report.environment_extra.insert("tls".into(), false.into());
+    report.environment_extra.insert("tls".into(), plan.hub.is_tls().into());
     let unfinished = plan.users - report.counter("users_completed").unwrap_or(0);
     if unfinished > 0 {
         report.warnings.push(format!(

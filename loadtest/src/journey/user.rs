@@ -374,10 +374,14 @@ impl User {
 
     async fn connect_ws(&mut self, kernel_id: &str) -> Result<KernelSocket, Failure> {
         let path = self.server_path(&format!("api/kernels/{kernel_id}/channels"));
-        let url = format!("ws://{}{path}?session_id={}", self.client.hub.authority, self.session);
+        let scheme = if self.client.hub.is_tls() { "wss" } else { "ws" };
+        let url = format!(
+            "{scheme}://{}{path}?session_id={}",
+            self.client.hub.authority, self.session
+        );
         let headers = self.client.auth_headers(&path);
         let timeout = self.plan().timeout;
-        let connect = KernelSocket::connect(&url, headers, self.session.clone(), self.name.clone());
+        let connect = KernelSocket::connect(&self.client.hub, &url, headers, self.session.clone(), self.name.clone());
         tokio::time::timeout(timeout, connect)
             .await
             .map_err(|_| Failure::Http(ErrorKind::Timeout))?
@@ -470,7 +474,8 @@ impl User {
 fn same_origin_path(hub: &client::Hub, current: &str, location: &str) -> Option<String> {
     if location.starts_with("http://") || location.starts_with("https://") {
         let uri: http::Uri = location.parse().ok()?;
-        if uri.scheme_str() != Some("http") || uri.authority()?.as_str() != hub.authority {
+        let scheme = if hub.is_tls() { "https" } else { "http" };
+        if uri.scheme_str() != Some(scheme) || uri.authority()?.as_str() != hub.authority {
             return None;
         }
         return Some(uri.path_and_query().map_or("/".to_owned(), |p| p.as_str().to_owned()));
@@ -492,7 +497,7 @@ mod tests {
 
     #[test]
     fn redirects_stay_on_the_hub_origin() {
-        let hub = client::Hub::parse("http://127.0.0.1:8000/").unwrap();
+        let hub = client::Hub::parse("http://127.0.0.1:8000/", &Default::default()).unwrap();
         let cases = [
             (
                 "/user/a/",

@@ -41,9 +41,11 @@ impl WsScenario {
 pub struct WsArgs {
     #[arg(value_enum)]
     pub scenario: WsScenario,
-    /// ws:// URL (http:// means the same); `edgeload serve` echoes on any path
+    /// ws:// or wss:// URL (http://, https:// mean the same); `edgeload serve` echoes on any path
     #[arg(value_name = "URL")]
     pub url: String,
+    #[command(flatten)]
+    pub tls: crate::tls::TlsOptions,
     /// Sockets: idle tunnels [1000], echo/large sockets [10/1], handshake closed-model
     /// connections [10]
     #[arg(short, long, value_name = "N")]
@@ -200,15 +202,10 @@ impl WsArgs {
             None => cpus.min(connections),
         };
         let config = client_config(read_buffer, message_size.max(1 << 20));
-        let target = WsTarget::new(&self.url, &self.headers, config).map_err(|e| match e {
+        let target = WsTarget::new(&self.url, &self.headers, config, &self.tls).map_err(|e| match e {
             TargetError::Header(h) => invalid("--header", h, "expected \"Name: value\""),
-            TargetError::Tls(u) => invalid("URL", u, "wss:// (TLS) is not supported yet; use ws://"),
-            TargetError::Resolve { host, .. } => invalid("URL", host, "its host does not resolve"),
-            TargetError::Url(u) => invalid(
-                "URL",
-                u,
-                "expected a ws:// (or http://) URL, e.g. ws://127.0.0.1:8080/ws",
-            ),
+            TargetError::Tls(e) => ConfigError::Tls(e),
+            TargetError::Url(e) => ConfigError::Endpoint(e),
         })?;
         Ok(WsPlan {
             scenario: s,

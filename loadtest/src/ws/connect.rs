@@ -1,5 +1,5 @@
-//! Opening a WebSocket: TCP connect and the HTTP/1.1 upgrade (RFC 6455 §4.1), through
-//! tokio-tungstenite with a reduced [`WebSocketConfig`].
+//! Opening a WebSocket: TCP connect, the TLS handshake for `wss://`, and the HTTP/1.1 upgrade
+//! (RFC 6455 §4.1), through tokio-tungstenite with a reduced [`WebSocketConfig`].
 //!
 //! tungstenite allocates a 128 KiB read buffer per socket by default and lets its write buffer
 //! grow to 128 KiB before writing; 10,000 sockets would then need about 2.5 GB. edgeload sizes
@@ -12,12 +12,12 @@
 //! appends a fresh `Sec-WebSocket-Key`, checks the `101` answer and its `Sec-WebSocket-Accept`,
 //! and gives the socket (and any bytes that followed the answer) to tungstenite.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
-use http::Uri;
 use http::header::{HeaderName, HeaderValue};
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::tungstenite::error::ProtocolError;
@@ -25,20 +25,20 @@ use tokio_tungstenite::tungstenite::handshake::client::generate_key;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
+use crate::endpoint::{Endpoint, EndpointError};
 use crate::error_kind::ErrorKind;
+use crate::tls::{ALPN_HTTP1, Stream, TlsClient, TlsError, TlsOptions};
 
-/// A client WebSocket over plain TCP.
-pub type WsStream = WebSocketStream<TcpStream>;
+/// A client WebSocket, over TCP or TLS.
+pub type WsStream = WebSocketStream<Stream>;
 
 /// A URL or header that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
-    #[error("{0:?}: expected a ws:// (or http://) URL, e.g. ws://127.0.0.1:8080/ws")]
-    Url(String),
-    #[error("{0:?}: wss:// (TLS) is not supported yet; put a TLS terminator in front or use ws://")]
-    Tls(String),
-    #[error("cannot resolve {host}: {error}")]
-    Resolve { host: String, error: String },
+    #[error("{0} (e.g. ws://127.0.0.1:8080/ws)")]
+    Url(#[from] EndpointError),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     #[error("--header {0:?}: expected \"Name: value\"")]
     Header(String),
 }
@@ -48,6 +48,8 @@ pub enum TargetError {
 pub struct WsTarget {
     pub url: String,
     pub addr: SocketAddr,
+    /// For `wss://`: the TLS client and the server's name.
+    tls: Option<(TlsClient, ServerName<'static>)>,
     /// The upgrade request up to the value of `Sec-WebSocket-Key`.
     head: Vec<u8>,
     pub config: WebSocketConfig,
@@ -67,38 +69,18 @@ pub fn client_config(read_buffer: usize, max_message: usize) -> WebSocketConfig 
 }
 
 impl WsTarget {
-    /// Parses `url` (ws:// or http://), resolves its host once and prepares the upgrade request
-    /// with the extra `headers` ("Name: value").
-    pub fn new(url: &str, headers: &[String], config: WebSocketConfig) -> Result<WsTarget, TargetError> {
-        let rest = if let Some(r) = url.strip_prefix("ws://").or_else(|| url.strip_prefix("http://")) {
-            r
-        } else if url.starts_with("wss://") || url.starts_with("https://") {
-            return Err(TargetError::Tls(url.to_owned()));
-        } else {
-            return Err(TargetError::Url(url.to_owned()));
-        };
-        let uri: Uri = format!("ws://{rest}")
-            .parse()
-            .map_err(|_| TargetError::Url(url.to_owned()))?;
-        let authority = uri.authority().ok_or_else(|| TargetError::Url(url.to_owned()))?.clone();
-        let port = authority.port_u16().unwrap_or(80);
-        let host = authority
-            .host()
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
-        let addr = (host.as_str(), port)
-            .to_socket_addrs()
-            .map_err(|e| TargetError::Resolve {
-                host: host.clone(),
-                error: e.to_string(),
-            })?
-            .next()
-            .ok_or_else(|| TargetError::Resolve {
-                host: host.clone(),
-                error: "no address".into(),
-            })?;
-        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    /// Parses `url` (ws://, wss://, or http://, https:// meaning the same), resolves its host
+    /// once and prepares the upgrade request with the extra `headers` ("Name: value").
+    pub fn new(
+        url: &str,
+        headers: &[String],
+        config: WebSocketConfig,
+        tls: &TlsOptions,
+    ) -> Result<WsTarget, TargetError> {
+        let endpoint = Endpoint::parse(url, crate::endpoint::WEBSOCKET)?;
+        let client = endpoint.tls_client(tls, &[ALPN_HTTP1])?;
+        let path = &endpoint.path_and_query;
+        let authority = &endpoint.authority;
         let mut head = format!(
             "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
              Sec-WebSocket-Version: 13\r\n"
@@ -122,25 +104,32 @@ impl WsTarget {
         head.extend_from_slice(b"Sec-WebSocket-Key: ");
         Ok(WsTarget {
             url: url.to_owned(),
-            addr,
+            addr: endpoint.addr,
+            tls: client.zip(endpoint.tls),
             head,
             config,
         })
     }
 
-    /// Opens a WebSocket: TCP connect (with `TCP_NODELAY`) and the upgrade. The caller bounds
-    /// the time it may take.
-    pub async fn connect(&self) -> Result<WsStream, ErrorKind> {
-        let mut tcp = TcpStream::connect(self.addr)
-            .await
-            .map_err(|e| ErrorKind::from_connect(&e))?;
-        let _ = tcp.set_nodelay(true);
+    /// Whether the target is `wss://`.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Opens a WebSocket: TCP connect (with `TCP_NODELAY`), the TLS handshake for `wss://`, and
+    /// the upgrade; returns the socket and the TLS handshake's start and length. The caller
+    /// bounds the time it may take.
+    pub async fn connect(&self) -> Result<(WsStream, Option<(Instant, Duration)>), ErrorKind> {
+        let tls = self.tls.as_ref().map(|(client, name)| (client, name));
+        let opened = crate::tls::open(self.addr, tls).await?;
+        let mut tcp = opened.stream;
         let key = generate_key();
         let mut request = Vec::with_capacity(self.head.len() + key.len() + 4);
         request.extend_from_slice(&self.head);
         request.extend_from_slice(key.as_bytes());
         request.extend_from_slice(b"\r\n\r\n");
         tcp.write_all(&request).await.map_err(|e| ErrorKind::from_io(&e))?;
+        tcp.flush().await.map_err(|e| ErrorKind::from_io(&e))?;
         drop(request);
         let mut buf = Vec::with_capacity(1024);
         let head_len = loop {
@@ -155,7 +144,7 @@ impl WsTarget {
             }
             buf.reserve(1024);
         };
-        Ok(if head_len == buf.len() {
+        let ws = if head_len == buf.len() {
             drop(buf);
             WebSocketStream::from_raw_socket(tcp, Role::Client, Some(self.config)).await
         } else {
@@ -163,7 +152,8 @@ impl WsTarget {
             let tail = buf[head_len..].to_vec();
             drop(buf);
             WebSocketStream::from_partially_read(tcp, tail, Role::Client, Some(self.config)).await
-        })
+        };
+        Ok((ws, opened.tls_handshake))
     }
 }
 
@@ -217,7 +207,8 @@ mod tests {
     #[test]
     fn urls_are_checked() {
         let cfg = client_config(512, 1 << 20);
-        let t = WsTarget::new("ws://127.0.0.1:9/ws?x=1", &["X-A: b".into()], cfg).unwrap();
+        let plain = TlsOptions::default();
+        let t = WsTarget::new("ws://127.0.0.1:9/ws?x=1", &["X-A: b".into()], cfg, &plain).unwrap();
         assert_eq!(t.addr, "127.0.0.1:9".parse().unwrap());
         let head = String::from_utf8(t.head.clone()).unwrap();
         assert!(
@@ -226,19 +217,31 @@ mod tests {
         );
         assert!(head.contains("\r\nx-a: b\r\n"), "{head}");
         assert!(head.ends_with("\r\nSec-WebSocket-Key: "), "{head}");
-        assert!(WsTarget::new("http://127.0.0.1/", &[], cfg).unwrap().addr.port() == 80);
+        assert!(
+            WsTarget::new("http://127.0.0.1/", &[], cfg, &plain)
+                .unwrap()
+                .addr
+                .port()
+                == 80
+        );
+        let insecure = TlsOptions {
+            insecure: true,
+            cacert: None,
+        };
+        let t = WsTarget::new("wss://127.0.0.1/ws", &[], cfg, &insecure).unwrap();
+        assert!(t.is_tls() && t.addr.port() == 443);
         let cases = [
-            ("wss://h/", "not supported"),
-            ("ftp://h/", "expected a ws://"),
+            ("ftp://h/", "starting with ws://"),
+            ("ws:///x", "expected a URL"),
             ("ws://127.0.0.1:1/", ""),
         ];
         for (url, want) in cases {
-            match WsTarget::new(url, &[], cfg) {
+            match WsTarget::new(url, &[], cfg, &plain) {
                 Ok(_) => assert!(want.is_empty(), "{url} should fail"),
                 Err(e) => assert!(e.to_string().contains(want), "{url}: {e}"),
             }
         }
-        assert!(WsTarget::new("ws://127.0.0.1/", &["nocolon".into()], cfg).is_err());
+        assert!(WsTarget::new("ws://127.0.0.1/", &["nocolon".into()], cfg, &plain).is_err());
     }
 
     #[test]

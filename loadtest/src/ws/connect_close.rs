@@ -73,11 +73,16 @@ pub struct Lifecycle {
     pub measure_close: bool,
 }
 
-/// Opens a WebSocket within `timeout`.
-pub async fn connect(target: &WsTarget, timeout: Duration) -> Result<WsStream, ErrorKind> {
-    tokio::time::timeout(timeout, target.connect())
+/// Opens a WebSocket within `timeout`; its TLS handshake, if any, goes to `ctx`'s
+/// `tls_handshake` series.
+pub async fn connect(ctx: &WorkerCtx, target: &WsTarget, timeout: Duration) -> Result<WsStream, ErrorKind> {
+    let (ws, tls) = tokio::time::timeout(timeout, target.connect())
         .await
-        .unwrap_or(Err(ErrorKind::Timeout))
+        .unwrap_or(Err(ErrorKind::Timeout))?;
+    if let Some((started, took)) = tls {
+        ctx.record_tls_handshake(started, took);
+    }
+    Ok(ws)
 }
 
 /// Sends Close and reads until the server has answered and the connection ended (RFC 6455 §7).
@@ -124,7 +129,7 @@ pub async fn closed(ctx: WorkerCtx, life: Arc<Lifecycle>, connections: usize) {
 async fn closed_connection(ctx: WorkerCtx, life: Arc<Lifecycle>) {
     while Instant::now() < ctx.clock.end {
         let started = Instant::now();
-        let result = connect(&life.target, life.timeout).await;
+        let result = connect(&ctx, &life.target, life.timeout).await;
         let done = Instant::now();
         ctx.count(SENT, 1, started, done);
         match result {
@@ -195,7 +200,7 @@ pub async fn open(
 
 async fn open_lifecycle(ctx: &WorkerCtx, life: &Lifecycle, intended: Instant) {
     let started = Instant::now();
-    let result = connect(&life.target, life.timeout).await;
+    let result = connect(ctx, &life.target, life.timeout).await;
     let done = Instant::now();
     ctx.count(SENT, 1, intended, done);
     let mut ws = match result {

@@ -112,7 +112,7 @@ async fn closed_socket(ctx: WorkerCtx, plan: Arc<EchoPlan>) {
     let mut seq = 0u64;
     while Instant::now() < ctx.clock.end {
         let started = Instant::now();
-        let mut ws = match connect(&plan.target, plan.timeout).await {
+        let mut ws = match connect(&ctx, &plan.target, plan.timeout).await {
             Ok(ws) => ws,
             Err(kind) => {
                 ctx.error(kind, started, Instant::now());
@@ -180,7 +180,7 @@ async fn open_socket(ctx: WorkerCtx, plan: Arc<EchoPlan>, socket: usize, rate: f
         }
     };
     let started = Instant::now();
-    let ws = match connect(&plan.target, plan.timeout).await {
+    let ws = match connect(&ctx, &plan.target, plan.timeout).await {
         Ok(ws) => ws,
         Err(kind) => {
             ctx.error(kind, started, Instant::now());

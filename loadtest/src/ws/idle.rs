@@ -72,7 +72,7 @@ pub async fn worker(ctx: WorkerCtx, target: Arc<WsTarget>, tunnels: usize, timeo
                     let opened = loop {
                         attempts += 1;
                         let started = Instant::now();
-                        let result = connect(&target, timeout).await;
+                        let result = connect(&ctx, &target, timeout).await;
                         let done = Instant::now();
                         ctx.count(SENT, 1, started, done);
                         match result {

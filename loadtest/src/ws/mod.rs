@@ -56,11 +56,14 @@ pub fn run(plan: &WsPlan, mut progress: Progress) -> Result<Outcome, RunError> {
                 measure_close: churn,
             });
             let (max, late_after) = (plan.max_connections, plan.late_after);
-            let layout = match (churn, plan.rate) {
-                (true, _) => connect_close::CHURN,
-                (false, Some(_)) => connect_close::STORM_OPEN,
-                (false, None) => connect_close::STORM_CLOSED,
-            };
+            let layout = with_tls(
+                plan,
+                match (churn, plan.rate) {
+                    (true, _) => connect_close::CHURN,
+                    (false, Some(_)) => connect_close::STORM_OPEN,
+                    (false, None) => connect_close::STORM_CLOSED,
+                },
+            );
             let finished = match plan.rate {
                 Some(rate) => {
                     let schedule = Schedule::new(ArrivalRate::Constant(rate), plan.warmup, plan.duration);
@@ -76,12 +79,18 @@ pub fn run(plan: &WsPlan, mut progress: Progress) -> Result<Outcome, RunError> {
                     })?
                 }
             };
-            let opened = finished.totals.histograms[layout.series.len() - 1 - usize::from(churn)].len();
+            // Storms: the last series before any `tls_handshake`; churn: the one before `close`.
+            let handshake = layout
+                .series
+                .iter()
+                .position(|s| *s == connect_close::HANDSHAKE)
+                .unwrap_or(0);
+            let opened = finished.totals.histograms[handshake].len();
             extra.insert("handshakes_per_s".into(), json!(per_second(opened, plan.duration)));
             (layout, finished)
         }
         WsScenario::Echo | WsScenario::Large => {
-            let layout = if plan.rate.is_some() { echo::OPEN } else { echo::CLOSED };
+            let layout = with_tls(plan, if plan.rate.is_some() { echo::OPEN } else { echo::CLOSED });
             let echo_plan = Arc::new(EchoPlan {
                 target: plan.target.clone(),
                 sockets: plan.connections,
@@ -119,7 +128,8 @@ pub fn run(plan: &WsPlan, mut progress: Progress) -> Result<Outcome, RunError> {
             };
             let (target, tunnels, timeout) = (Arc::new(plan.target.clone()), plan.connections, plan.timeout);
             let worker_shared = shared.clone();
-            let finished = run_workers(idle::LAYOUT, clock, threads, &mut progress, move |ctx| {
+            let layout = with_tls(plan, idle::LAYOUT);
+            let finished = run_workers(layout, clock, threads, &mut progress, move |ctx| {
                 idle::worker(ctx, target.clone(), tunnels, timeout, worker_shared.clone())
             })?;
             let _ = sampler.join();
@@ -138,7 +148,7 @@ pub fn run(plan: &WsPlan, mut progress: Progress) -> Result<Outcome, RunError> {
             }
             lines.extend(figures.lines);
             warnings.extend(figures.warnings);
-            (idle::LAYOUT, finished)
+            (layout, finished)
         }
     };
     let mut report = build_report(plan, layout, &clock, finished);
@@ -154,6 +164,15 @@ pub fn run(plan: &WsPlan, mut progress: Progress) -> Result<Outcome, RunError> {
         extra: Value::Object(ws),
         lines,
     })
+}
+
+/// `layout`, with the `tls_handshake` series for a `wss://` target.
+fn with_tls(plan: &WsPlan, layout: Layout) -> Layout {
+    if plan.target.is_tls() {
+        layout.with_tls_handshake()
+    } else {
+        layout
+    }
 }
 
 fn build_report(plan: &WsPlan, layout: Layout, clock: &RunClock, f: Finished<()>) -> Report {
@@ -196,7 +215,9 @@ fn build_report(plan: &WsPlan, layout: Layout, clock: &RunClock, f: Finished<()>
     p.insert("threads".into(), plan.threads.into());
     p.insert("timeout_ms".into(), json!(plan.timeout.as_secs_f64() * 1e3));
     report.targets = vec![plan.target.url.clone()];
-    report.environment_extra.insert("tls".into(), false.into());
+    report
+        .environment_extra
+        .insert("tls".into(), plan.target.is_tls().into());
     report.environment_extra.insert("websocket".into(), true.into());
     if let Some(missed) = report.counter("missed")
         && missed > 0
