@@ -15,7 +15,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http2;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use crate::error_kind::ErrorKind;
 use crate::h1_wire::{ChunkedDecoder, Framing, parse_head};
@@ -132,18 +132,15 @@ async fn send_h1(stream: &mut Stream, buf: &mut Vec<u8>, req: &PreparedRequest) 
     let failed = |e: std::io::Error| SendError::Failed(ErrorKind::from_io(&e));
     match head.framing {
         Framing::Empty => {}
-        Framing::Length(mut left) => loop {
-            let have = left.min((buf.len() - at) as u64);
-            left -= have;
-            if left == 0 {
-                break;
+        Framing::Length(length) => {
+            let mut left = length - length.min((buf.len() - at) as u64);
+            while left > 0 {
+                match discard(stream, left).await.map_err(failed)? {
+                    0 => return Err(SendError::Failed(ErrorKind::Closed)),
+                    n => left -= n as u64,
+                }
             }
-            buf.clear();
-            at = 0;
-            if read_more(stream, buf).await.map_err(failed)? == 0 {
-                return Err(SendError::Failed(ErrorKind::Closed));
-            }
-        },
+        }
         Framing::Chunked => {
             let mut decoder = ChunkedDecoder::default();
             loop {
@@ -159,14 +156,33 @@ async fn send_h1(stream: &mut Stream, buf: &mut Vec<u8>, req: &PreparedRequest) 
                 }
             }
         }
-        Framing::UntilClose => loop {
-            buf.clear();
-            if read_more(stream, buf).await.map_err(failed)? == 0 {
-                break;
-            }
-        },
+        Framing::UntilClose => while discard(stream, u64::MAX).await.map_err(failed)? > 0 {},
     }
     Ok((head.status, !head.close))
+}
+
+/// The most body bytes read (and dropped) at once.
+const DISCARD_CHUNK: usize = 256 * 1024;
+
+thread_local! {
+    /// Where body bytes are read to be dropped: one buffer per worker thread, borrowed for the
+    /// length of one read only (never across an await), shared by all of its connections. A large
+    /// body then takes few system calls, whatever the size of each connection's own buffer.
+    static DISCARD: std::cell::RefCell<Box<[u8]>> = std::cell::RefCell::new(vec![0; DISCARD_CHUNK].into_boxed_slice());
+}
+
+/// Reads at most `max` bytes of a body and drops them; returns how many were read (0 at the
+/// end of the stream).
+async fn discard(stream: &mut Stream, max: u64) -> std::io::Result<usize> {
+    std::future::poll_fn(|cx| {
+        DISCARD.with_borrow_mut(|scratch| {
+            let len = scratch.len().min(usize::try_from(max).unwrap_or(usize::MAX));
+            let mut out = tokio::io::ReadBuf::new(&mut scratch[..len]);
+            std::task::ready!(std::pin::Pin::new(&mut *stream).poll_read(cx, &mut out))?;
+            std::task::Poll::Ready(Ok(out.filled().len()))
+        })
+    })
+    .await
 }
 
 /// Reads once into the free space of `buf`, keeping at least [`READ_CHUNK`] bytes free so that a

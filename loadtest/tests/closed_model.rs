@@ -137,3 +137,23 @@ fn closed_mode_times_out_slow_responses_and_only_those() {
     assert_eq!(r["latency"]["service_time"]["count"], 0);
     assert_eq!(counter(&r, "sent"), timeouts);
 }
+
+#[test]
+fn large_bodies_are_delimited_exactly_on_kept_connections() {
+    // Larger than the per-thread discard buffer and not a multiple of any read size: a body
+    // delimited one byte wrong would show as a protocol error or a lost connection.
+    let body = bytes::Bytes::from(vec![b'x'; 600 * 1024 + 7]);
+    let srv = server(ServeConfig {
+        body,
+        ..ServeConfig::default()
+    });
+    let r = run_http(
+        "large-bodies",
+        &[&srv.url("/"), "-c", "3", "-t", "1", "-d", "1s", "-w", "0s"],
+    );
+    let sent = counter(&r, "sent");
+    assert!(sent > 20, "{r:#}");
+    assert_eq!(r["errors"]["total"], 0, "{r:#}");
+    assert_eq!(sent, srv.counters.requests());
+    assert_eq!(srv.counters.connections(), 3, "every connection stayed usable");
+}
