@@ -22,6 +22,7 @@
 #   bench/edgeload-vs-wrk.sh                       # 5 rounds of 10 s, -c 50 -t 1, cap 50%
 #   bench/edgeload-vs-wrk.sh --duration 5 --rounds 7 --connections 10,50,200 --cpu-limit 25
 #   bench/edgeload-vs-wrk.sh --cpu-limit 0         # free runs only
+#   bench/edgeload-vs-wrk.sh --cpu-limit 0 --body-sizes 2,4096,262144   # CPU per request by body size
 #   EDGELOAD_BIN=/path/to/edgeload bench/edgeload-vs-wrk.sh --backend edgeload
 #
 # Needs wrk, nginx (unless --backend edgeload), taskset and python3; the capped mode needs root
@@ -31,7 +32,7 @@ set -euo pipefail
 
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 EDGELOAD_BIN=${EDGELOAD_BIN:-${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/edgeload}
-DURATION=10 ROUNDS=5 CONNS=50 THREADS=1 BACKEND=nginx CPU_LIMIT=50 MAX_STEAL=5 NICE=
+DURATION=10 ROUNDS=5 CONNS=50 THREADS=1 BACKEND=nginx CPU_LIMIT=50 MAX_STEAL=5 NICE= BODY_SIZES=2
 ((EUID == 0)) && NICE=-10 || NICE=0
 LOAD_CORE=${BENCH_LOAD_CORE:-0}
 BACKEND_CORE=${BENCH_BACKEND_CORE:-1}
@@ -67,6 +68,7 @@ while (($#)); do
     --nice) NICE=$2; shift ;;
     --max-steal) MAX_STEAL=$2; shift ;;
     --backend) BACKEND=$2; shift ;;
+    --body-sizes) BODY_SIZES=$2; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown option: $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -83,6 +85,8 @@ done
 [[ $NICE =~ ^-?[0-9]+$ ]] || die "--nice must be an integer, got '$NICE'"
 [[ $MAX_STEAL =~ ^[0-9]+$ ]] || die "--max-steal must be a percentage, got '$MAX_STEAL'"
 [[ $BACKEND =~ ^(nginx|edgeload)$ ]] || die "--backend must be nginx or edgeload, got '$BACKEND'"
+[[ $BODY_SIZES =~ ^[0-9]+(,[0-9]+)*$ ]] || die "--body-sizes must be N or N,M,..., got '$BODY_SIZES'"
+[[ $BACKEND == nginx || $BODY_SIZES == 2 ]] || die "--body-sizes other than 2 need the nginx backend"
 for t in wrk taskset nice python3; do command -v "$t" >/dev/null || die "$t is not installed"; done
 [[ $BACKEND == edgeload ]] || command -v nginx >/dev/null || die "nginx is not installed (or use --backend edgeload)"
 [[ -x $EDGELOAD_BIN ]] || die "no edgeload binary at $EDGELOAD_BIN: run cargo build --release -p loadtest"
@@ -140,9 +144,14 @@ http {
     server {
         listen 127.0.0.1:$PORT backlog=4096;
         location / { default_type text/plain; return 200 "ok"; }
+        location /body/ { root $WORKDIR; default_type application/octet-stream; }
     }
 }
 CONF
+  mkdir -p "$WORKDIR/body"
+  for size in ${BODY_SIZES//,/ }; do head -c "$size" /dev/zero >"$WORKDIR/body/$size"; done
+  # nginx's worker runs as nobody when started as root: the files must be readable by it.
+  chmod 755 "$WORKDIR" "$WORKDIR/body" && chmod 644 "$WORKDIR"/body/*
   nice -n "$NICE" taskset -c "$BACKEND_CORE" nginx -e "$WORKDIR/error.log" -p "$WORKDIR" -c "$WORKDIR/nginx.conf" -g 'daemon off;' \
     >"$WORKDIR/backend.log" 2>&1 &
 else
@@ -155,17 +164,19 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 log "backend $BACKEND on $URL (core $BACKEND_CORE); load on core $LOAD_CORE; -c $CONNS -t $THREADS;" \
-  "${DURATION}s x $ROUNDS rounds; cap ${CPU_LIMIT}% of a core${CGROUP:+ ($CGROUP)}; nice $NICE"
+  "bodies of $BODY_SIZES bytes; ${DURATION}s x $ROUNDS rounds; cap ${CPU_LIMIT}% of a core${CGROUP:+ ($CGROUP)}; nice $NICE"
+log "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) CPUs usable"
 
 # The rounds. Per run: the generator's requests/s and requests (from its own report), its CPU
 # time (getrusage of the child), and the backend's CPU time over the same interval (utime +
 # stime of the backend process and its children, from /proc).
 python3 - "$DURATION" "$ROUNDS" "$CONNS" "$THREADS" "$LOAD_CORE" "$URL" "$EDGELOAD_BIN" "$BACKEND_PID" \
-  "$CGROUP" "$CPU_LIMIT" "$WORKDIR" "$NICE" "$BACKEND_CORE" "$MAX_STEAL" <<'PY'
+  "$CGROUP" "$CPU_LIMIT" "$WORKDIR" "$NICE" "$BACKEND_CORE" "$MAX_STEAL" "$BODY_SIZES" <<'PY'
 import json, os, resource, statistics, subprocess, sys, time
 
 (duration, rounds, conns_list, threads, core, url, edgeload, backend_pid, cgroup, cap, workdir, nice,
- backend_core, max_steal) = sys.argv[1:]
+ backend_core, max_steal, body_sizes) = sys.argv[1:]
+body_sizes = body_sizes.split(",")
 max_steal = int(max_steal) / 100
 rounds, cap = int(rounds), int(cap)
 conns_list = conns_list.split(",")
@@ -208,14 +219,15 @@ def enter_cgroup():
         f.write(str(os.getpid()))
 
 
-def run(generator, capped, conns):
+def run(generator, capped, conns, size):
     """-> requests/s, requests, generator CPU s, generator busy fraction (of its core or quota),
     backend busy fraction, largest share of the run stolen by the hypervisor from either core"""
     out = os.path.join(workdir, "out")
+    target = url if size == "2" else f"{url}body/{size}"
     if generator == "wrk":
-        cmd = ["wrk", "-t", threads, "-c", conns, "-d", f"{duration}s", url]
+        cmd = ["wrk", "-t", threads, "-c", conns, "-d", f"{duration}s", target]
     else:
-        cmd = [edgeload, "http", url, "-c", conns, "-t", threads, "-d", f"{duration}s", "-w", "0s",
+        cmd = [edgeload, "http", target, "-c", conns, "-t", threads, "-d", f"{duration}s", "-w", "0s",
                "--quiet", "--json", out + ".json"]
     cmd = ["timeout", str(limit), "nice", "-n", nice, "taskset", "-c", core] + cmd
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -227,12 +239,17 @@ def run(generator, capped, conns):
     if rc != 0:
         sys.exit(f"{generator} exited with {rc}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    # A run that measured error responses measured something else: stop.
     if generator == "wrk":
         text = open(out).read()
+        if "Non-2xx" in text or "Socket errors" in text:
+            sys.exit(f"wrk saw errors against {target}:\n{text}")
         n = int(text.split(" requests in ")[0].split()[-1])
         rps = float(text.split("Requests/sec:")[1].split()[0])
     else:
         r = json.load(open(out + ".json"))
+        if r["errors"]["total"]:
+            sys.exit(f"edgeload saw errors against {target}: {r['errors']['by_kind']}")
         n, rps = r["counters"]["sent"], r["throughput_rps"]
     share = cap / 100 if capped else 1
     stolen = max(b - a for a, b in zip(s0, s1)) / tick / (t1 - t0)
@@ -240,36 +257,36 @@ def run(generator, capped, conns):
 
 
 modes = ["free"] + (["capped"] if cap else [])
-rows = {(c, m): [] for c in conns_list for m in modes}
+rows = {(b, c, m): [] for b in body_sizes for c in conns_list for m in modes}
 excluded = {key: 0 for key in rows}
-print("| round | -c | mode | wrk req/s | edgeload req/s | req/s ratio | wrk CPU µs/req | edgeload CPU µs/req "
+print("| round | body | -c | mode | wrk req/s | edgeload req/s | req/s ratio | wrk CPU µs/req | edgeload CPU µs/req "
       "| CPU ratio wrk/edgeload | generator busy (wrk, edgeload) | backend busy (wrk, edgeload) | steal (wrk, edgeload) |")
-print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 for rnd in range(1, rounds + 1):
-    for conns, mode in rows:
+    for size, conns, mode in rows:
         # wrk first in odd rounds, edgeload first in even ones, so that neither always runs
         # on the heels of the other.
         if rnd % 2:
-            w = run("wrk", mode == "capped", conns)
-            e = run("edgeload", mode == "capped", conns)
+            w = run("wrk", mode == "capped", conns, size)
+            e = run("edgeload", mode == "capped", conns, size)
         else:
-            e = run("edgeload", mode == "capped", conns)
-            w = run("wrk", mode == "capped", conns)
+            e = run("edgeload", mode == "capped", conns, size)
+            w = run("wrk", mode == "capped", conns, size)
         w_us, e_us = w[2] / w[1] * 1e6, e[2] / e[1] * 1e6
         row = (e[0] / w[0], w_us / e_us, w[3], e[3], w[4], e[4])
         disturbed = max(w[5], e[5]) > max_steal
         if disturbed:
-            excluded[conns, mode] += 1
+            excluded[size, conns, mode] += 1
         else:
-            rows[conns, mode].append(row)
-        print(f"| {rnd}{' (left out: steal)' if disturbed else ''} | {conns} | {mode} | {w[0]:.0f} | {e[0]:.0f} | {row[0]:.3f} | {w_us:.2f} | {e_us:.2f} "
+            rows[size, conns, mode].append(row)
+        print(f"| {rnd}{' (left out: steal)' if disturbed else ''} | {size} B | {conns} | {mode} | {w[0]:.0f} | {e[0]:.0f} | {row[0]:.3f} | {w_us:.2f} | {e_us:.2f} "
               f"| {row[1]:.3f} | {w[3]:.0%}, {e[3]:.0%} | {w[4]:.0%}, {e[4]:.0%} | {w[5]:.0%}, {e[5]:.0%} |", flush=True)
 
 print()
-for (conns, mode), r in rows.items():
+for (size, conns, mode), r in rows.items():
     col = lambda i: [x[i] for x in r]
-    label = f"-c {conns}, " + (f"capped at {cap}% of a core" if mode == "capped" else "free")
-    label += f", {len(r)} rounds" + (f" ({excluded[conns, mode]} left out for steal)" if excluded[conns, mode] else "")
+    label = f"{size} B bodies, -c {conns}, " + (f"capped at {cap}% of a core" if mode == "capped" else "free")
+    label += f", {len(r)} rounds" + (f" ({excluded[size, conns, mode]} left out for steal)" if excluded[size, conns, mode] else "")
     if not r:
         print(f"{label}: no undisturbed round")
         continue
@@ -277,12 +294,13 @@ for (conns, mode), r in rows.items():
     print(f"{label}: median edgeload/wrk requests/s {statistics.median(col(0)):.3f} "
           f"(min {min(col(0)):.3f}, max {max(col(0)):.3f}; edgeload ahead in {ahead} of {len(r)}); "
           f"median CPU per request wrk/edgeload {statistics.median(col(1)):.3f} "
-          f"(min {min(col(1)):.3f}, max {max(col(1)):.3f}); "
+          f"(min {min(col(1)):.3f}, max {max(col(1)):.3f}; edgeload's CPU per request "
+          f"{1 / statistics.median(col(1)):.2f}x wrk's); "
           f"generator busy median {statistics.median(col(2)):.0%} (wrk), {statistics.median(col(3)):.0%} (edgeload); "
           f"backend busy median {statistics.median(col(4)):.0%} (wrk runs), {statistics.median(col(5)):.0%} (edgeload runs)")
 if len(conns_list) > 1:
     for mode in modes:
-        r = [x[0] for (c, m), v in rows.items() if m == mode for x in v]
+        r = [x[0] for (b, c, m), v in rows.items() if m == mode for x in v]
         if r:
             print(f"all counts, {mode}: median edgeload/wrk requests/s {statistics.median(r):.3f} over {len(r)} pairs "
                   f"(min {min(r):.3f}, max {max(r):.3f}; edgeload ahead in {sum(x > 1 for x in r)})")
