@@ -30,6 +30,7 @@ pub mod report;
 pub mod request_plan;
 pub mod schedule;
 pub mod serve;
+pub mod threshold;
 pub mod timeline;
 pub mod workers;
 pub mod ws;

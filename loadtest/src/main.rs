@@ -1,7 +1,8 @@
 //! `edgeload`: parse the command line, run the subcommand, print and write reports.
 //!
 //! Exit codes: 0 after a run (whatever the server answered: read the report), 1 when the run
-//! could not take place or a report could not be written, 2 for bad usage.
+//! could not take place or a report could not be written, 2 for bad usage, 99 when a
+//! `--threshold` failed (the reports are written first).
 
 use std::process::ExitCode;
 
@@ -45,7 +46,13 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("edgeload: {e:#}");
-            ExitCode::from(if e.is::<loadtest::cli::ConfigError>() { 2 } else { 1 })
+            ExitCode::from(if e.is::<loadtest::cli::ConfigError>() {
+                2
+            } else if e.is::<loadtest::threshold::ThresholdsFailed>() {
+                loadtest::threshold::EXIT_CODE
+            } else {
+                1
+            })
         }
     }
 }
@@ -61,10 +68,11 @@ fn http(args: HttpArgs) -> anyhow::Result<()> {
     let urls = args.all_urls()?;
     let plan = args.load.to_plan(urls)?;
     let progress = Progress::new(!args.load.quiet, model_kind(&plan.model));
-    let report = http_load::run(&plan, progress).context("load run failed")?;
+    let mut report = http_load::run(&plan, progress).context("load run failed")?;
+    args.output.check(&mut report);
     print!("{}", text::render(&report));
     args.output.files().write(&report)?;
-    Ok(())
+    Ok(loadtest::threshold::verdict(&report)?)
 }
 
 fn compare(args: CompareArgs) -> anyhow::Result<()> {

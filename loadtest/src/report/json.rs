@@ -49,6 +49,7 @@ pub fn to_json(r: &Report) -> Value {
         },
         "environment": environment,
         "warnings": r.warnings,
+        "thresholds": r.thresholds.iter().map(|t| t.to_json()).collect::<Vec<_>>(),
     })
 }
 

@@ -19,6 +19,7 @@ use serde_json::{Map, Value};
 use crate::environment::Environment;
 use crate::process_stats::GeneratorUsage;
 use crate::recorder::{Layout, RunClock, Totals};
+use crate::threshold::ThresholdOutcome;
 use crate::timeline::IntervalRow;
 
 /// The load model, stated in every output because it decides what the latencies mean.
@@ -109,6 +110,8 @@ pub struct Report {
     /// Run facts that belong beside the machine's (keep-alive, HTTP version, TLS).
     pub environment_extra: Map<String, Value>,
     pub warnings: Vec<String>,
+    /// `--threshold` outcomes, judged after the run ([`crate::threshold::check`]).
+    pub thresholds: Vec<ThresholdOutcome>,
 }
 
 impl Report {
@@ -138,6 +141,7 @@ impl Report {
             environment: Environment::detect(),
             environment_extra: Map::new(),
             warnings,
+            thresholds: Vec::new(),
         }
     }
 

@@ -66,5 +66,8 @@ pub fn render(r: &Report) -> String {
     for w in &r.warnings {
         let _ = writeln!(s, "warning: {w}");
     }
+    for t in &r.thresholds {
+        let _ = writeln!(s, "threshold {}", t.line());
+    }
     s
 }
