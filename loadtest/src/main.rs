@@ -46,13 +46,15 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("edgeload: {e:#}");
-            ExitCode::from(if e.is::<loadtest::cli::ConfigError>() {
-                2
-            } else if e.is::<loadtest::threshold::ThresholdsFailed>() {
-                loadtest::threshold::EXIT_CODE
-            } else {
-                1
-            })
+            ExitCode::from(
+                if e.is::<loadtest::cli::ConfigError>() || e.is::<loadtest::threshold::ThresholdError>() {
+                    2
+                } else if e.is::<loadtest::threshold::ThresholdsFailed>() {
+                    loadtest::threshold::EXIT_CODE
+                } else {
+                    1
+                },
+            )
         }
     }
 }
@@ -67,6 +69,9 @@ fn model_kind(model: &LoadModel) -> LoadModelKind {
 fn http(args: HttpArgs) -> anyhow::Result<()> {
     let urls = args.all_urls()?;
     let plan = args.load.to_plan(urls)?;
+    for t in &args.output.thresholds {
+        t.check_layout(plan.layout())?;
+    }
     let progress = Progress::new(!args.load.quiet, model_kind(&plan.model));
     let mut report = http_load::run(&plan, progress).context("load run failed")?;
     args.output.check(&mut report);

@@ -14,6 +14,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::duration_arg::parse_duration;
+use crate::recorder::Layout;
 use crate::report::{Report, ms, per_second};
 
 /// The exit code of a run whose thresholds failed (k6 uses the same).
@@ -124,9 +125,7 @@ pub struct Threshold {
 
 /// An expression that cannot be read; the message shows an example of the accepted form.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "threshold {expression:?}: {problem} (e.g. p99<50ms, corrected.p99.9<=1s, errors<0.1%, errors<5, rps>1000, late<1%)"
-)]
+#[error("threshold {expression:?}: {problem}")]
 pub struct ThresholdError {
     pub expression: String,
     pub problem: String,
@@ -137,7 +136,9 @@ impl Threshold {
     pub fn parse(text: &str) -> Result<Threshold, ThresholdError> {
         let err = |problem: &str| ThresholdError {
             expression: text.to_owned(),
-            problem: problem.to_owned(),
+            problem: format!(
+                "{problem} (e.g. p99<50ms, service_time.p99.9<=1s, errors<0.1%, errors<5, rps>1000, late<1%)"
+            ),
         };
         let at = text
             .find(['<', '>'])
@@ -191,6 +192,28 @@ impl Threshold {
             op,
             limit,
             unit,
+        })
+    }
+
+    /// Refuses, before a run, a series or counter that `layout` does not have (the same check
+    /// [`Threshold::evaluate`] makes afterwards, for scenarios whose layout is known only then).
+    pub fn check_layout(&self, layout: Layout) -> Result<(), ThresholdError> {
+        let problem = match (&self.metric, &self.series) {
+            (Metric::Counter(name), _) if !layout.counters.contains(&name.as_str()) => {
+                format!(
+                    "no counter {name:?} in this scenario (counters: {})",
+                    layout.counters.join(", ")
+                )
+            }
+            (_, Some(name)) if !layout.series.iter().any(|s| s.name == name) => {
+                let names: Vec<&str> = layout.series.iter().map(|s| s.name).collect();
+                format!("no series {name:?} in this scenario (series: {})", names.join(", "))
+            }
+            _ => return Ok(()),
+        };
+        Err(ThresholdError {
+            expression: self.expression.clone(),
+            problem,
         })
     }
 

@@ -79,3 +79,154 @@ fn count_mode_and_duration_exclude_each_other() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("--requests 0"), "{}", text(&out));
 }
+
+/// Runs `edgeload <args> --json --html` in `dir` and returns the process output.
+fn run_with_reports(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    edgeload()
+        .args(args)
+        .arg("--json")
+        .arg(dir.join("r.json"))
+        .arg("--html")
+        .arg(dir.join("r.html"))
+        .output()
+        .expect("run edgeload")
+}
+
+#[test]
+fn thresholds_that_hold_pass_with_exit_code_0_and_are_reported() {
+    let srv = server(ServeConfig::default());
+    let dir = scratch_dir("thresholds-pass");
+    let url = srv.url("/");
+    let out = run_with_reports(
+        &dir,
+        &[
+            "http",
+            &url,
+            "-n",
+            "300",
+            "-c",
+            "2",
+            "-t",
+            "1",
+            "-q",
+            "--threshold",
+            "p99<5s",
+            "--threshold",
+            "service_time.max<=1m",
+            "--threshold",
+            "errors<1%",
+            "--threshold",
+            "rps>1",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    for line in [
+        "threshold p99<5s: passed, service_time p99 ",
+        "threshold service_time.max<=1m: passed, service_time max ",
+        "threshold errors<1%: passed, errors 0% (limit < 1%)",
+        "threshold rps>1: passed, throughput ",
+    ] {
+        assert!(stdout.contains(line), "no {line:?} in:\n{stdout}");
+    }
+    let r = read_json(&dir.join("r.json"));
+    let t = r["thresholds"].as_array().unwrap();
+    assert_eq!(t.len(), 4);
+    assert!(t.iter().all(|t| t["passed"] == true), "{t:#?}");
+    assert_eq!(t[0]["metric"], "p99");
+    assert_eq!(t[0]["unit"], "us");
+    assert_eq!(t[0]["limit"], 5e6);
+    assert_eq!(
+        t[0]["observed"].as_f64().unwrap() as u64,
+        r["latency"]["service_time"]["p99_us"].as_u64().unwrap()
+    );
+    assert_eq!(t[1]["series"], "service_time");
+    assert_eq!(t[2]["observed"], 0.0);
+    let html = std::fs::read_to_string(dir.join("r.html")).unwrap();
+    assert!(
+        html.contains("<h2>Thresholds</h2>") && html.matches("<tr class=\"pass\">").count() == 4,
+        "{html}"
+    );
+}
+
+#[test]
+fn a_failing_threshold_exits_99_with_a_line_naming_it_and_still_writes_the_reports() {
+    let srv = server(ServeConfig::default());
+    let dir = scratch_dir("thresholds-fail");
+    let url = srv.url("/status/503");
+    let out = run_with_reports(
+        &dir,
+        &[
+            "http",
+            &url,
+            "-n",
+            "50",
+            "-c",
+            "2",
+            "-t",
+            "1",
+            "-q",
+            "--threshold",
+            "errors<0.1%",
+            "--threshold",
+            "p99<5s",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(99), "{}", text(&out));
+    assert!(
+        stdout.contains("threshold errors<0.1%: FAILED, errors 100% (limit < 0.1%)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("threshold p99<5s: passed"), "{stdout}");
+    assert!(stderr.contains("1 of 2 thresholds failed: errors<0.1%"), "{stderr}");
+    let r = read_json(&dir.join("r.json"));
+    assert_eq!(r["thresholds"][0]["passed"], false);
+    assert_eq!(r["thresholds"][0]["observed"], 100.0);
+    assert_eq!(r["thresholds"][1]["passed"], true);
+    let html = std::fs::read_to_string(dir.join("r.html")).unwrap();
+    assert_eq!(html.matches("<tr class=\"fail\">").count(), 1, "{html}");
+}
+
+#[test]
+fn a_bad_threshold_stops_the_run_before_it_starts_with_exit_code_2() {
+    let srv = server(ServeConfig::default());
+    let url = srv.url("/");
+    for (threshold, want) in [
+        ("p99<50", "a latency limit needs a unit"),
+        ("p99>>5ms", "invalid duration"),
+        ("latency", "expected a comparison"),
+        (
+            "corrected.p99<5ms",
+            "no series \"corrected\" in this scenario (series: service_time)",
+        ),
+        ("late<1%", "no counter \"late\""),
+    ] {
+        let out = edgeload()
+            .args(["http", &url, "-n", "10", "-q", "--threshold", threshold])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{threshold}: {}", text(&out));
+        assert!(text(&out).contains(want), "{threshold}: {}", text(&out));
+    }
+    assert_eq!(srv.counters.requests(), 0, "nothing was sent");
+}
+
+/// Thresholds judge every scenario's report: here a WebSocket echo run's counter.
+#[test]
+fn thresholds_apply_to_websocket_runs_too() {
+    let srv = server(ServeConfig::default());
+    let url = srv.url("/ws").replacen("http://", "ws://", 1);
+    let out = edgeload()
+        .args([
+            "ws", "echo", &url, "-c", "2", "--rate", "20", "-d", "0.5s", "-w", "0s", "-q",
+        ])
+        .args(["--threshold", "received>=1", "--threshold", "received<1"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(99), "{}", text(&out));
+    assert!(stdout.contains("threshold received>=1: passed"), "{stdout}");
+    assert!(stdout.contains("threshold received<1: FAILED, received "), "{stdout}");
+}
