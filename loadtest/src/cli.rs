@@ -52,6 +52,10 @@ pub struct HttpArgs {
     /// Read more URLs from FILE, one per line (blank lines and lines starting with # skipped)
     #[arg(long, value_name = "FILE")]
     pub urls_file: Option<PathBuf>,
+    /// Read the load options and thresholds from a TOML file (keys: the long flag names);
+    /// flags on the command line win
+    #[arg(long, value_name = "FILE")]
+    pub scenario: Option<PathBuf>,
     #[command(flatten)]
     pub load: LoadArgs,
     #[command(flatten)]

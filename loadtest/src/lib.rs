@@ -28,6 +28,7 @@ pub mod progress;
 pub mod recorder;
 pub mod report;
 pub mod request_plan;
+pub mod scenario;
 pub mod schedule;
 pub mod serve;
 pub mod threshold;

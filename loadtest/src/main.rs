@@ -7,7 +7,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use loadtest::cli::{Cli, Command, CompareArgs, HttpArgs, ServeArgs, parse_target};
 use loadtest::compare::{self, Target};
 use loadtest::http_load::{self, LoadModel};
@@ -21,8 +21,13 @@ use loadtest::serve;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    // The matches say which flags were on the command line, which a scenario file must not
+    // override.
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m).map(|cli| (cli, m)));
+    let (cli, matches) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) => {
             let _ = e.print();
             return if e.use_stderr() {
@@ -35,7 +40,7 @@ fn main() -> ExitCode {
     // Thousands of sockets need thousands of descriptors; the soft limit is often 1024.
     let _ = loadtest::ws::fd_limit::raise_open_file_limit();
     let result = match cli.command {
-        Command::Http(args) => http(args),
+        Command::Http(args) => http(args, matches.subcommand_matches("http")),
         Command::Compare(args) => compare(args),
         Command::Serve(args) => serve(args),
         Command::Journey(args) => loadtest::journey::command(args),
@@ -46,16 +51,22 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("edgeload: {e:#}");
-            ExitCode::from(
-                if e.is::<loadtest::cli::ConfigError>() || e.is::<loadtest::threshold::ThresholdError>() {
-                    2
-                } else if e.is::<loadtest::threshold::ThresholdsFailed>() {
-                    loadtest::threshold::EXIT_CODE
-                } else {
-                    1
-                },
-            )
+            ExitCode::from(exit_code(&e))
         }
+    }
+}
+
+/// 2 for a value refused before the run, 99 for failed thresholds, 1 otherwise.
+fn exit_code(e: &anyhow::Error) -> u8 {
+    if e.is::<loadtest::cli::ConfigError>()
+        || e.is::<loadtest::threshold::ThresholdError>()
+        || e.is::<loadtest::scenario::ScenarioError>()
+    {
+        2
+    } else if e.is::<loadtest::threshold::ThresholdsFailed>() {
+        loadtest::threshold::EXIT_CODE
+    } else {
+        1
     }
 }
 
@@ -66,7 +77,10 @@ fn model_kind(model: &LoadModel) -> LoadModelKind {
     }
 }
 
-fn http(args: HttpArgs) -> anyhow::Result<()> {
+fn http(mut args: HttpArgs, matches: Option<&clap::ArgMatches>) -> anyhow::Result<()> {
+    if let Some(m) = matches {
+        loadtest::scenario::apply(&mut args, m)?;
+    }
     let urls = args.all_urls()?;
     let plan = args.load.to_plan(urls)?;
     for t in &args.output.thresholds {

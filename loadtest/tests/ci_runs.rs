@@ -230,3 +230,65 @@ fn thresholds_apply_to_websocket_runs_too() {
     assert!(stdout.contains("threshold received>=1: passed"), "{stdout}");
     assert!(stdout.contains("threshold received<1: FAILED, received "), "{stdout}");
 }
+
+/// A scenario file holds the options and thresholds; flags on the command line win over it.
+#[test]
+fn a_scenario_file_sets_the_run_and_flags_override_it() {
+    let srv = server(ServeConfig::default());
+    let dir = scratch_dir("scenario-file");
+    let file = dir.join("run.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "urls = [\"{}\"]\nrate = 2000\nrequests = 500\nthreads = 1\nmax-connections = 20\n\
+             headers = [\"X-From: scenario\"]\nthresholds = [\"errors<1%\", \"rps>100000000\"]\n",
+            srv.url("/")
+        ),
+    )
+    .unwrap();
+    let scenario = file.to_str().unwrap();
+    let out = run_with_reports(&dir, &["http", "--scenario", scenario, "-q"]);
+    assert_eq!(out.status.code(), Some(99), "{}", text(&out));
+    let r = read_json(&dir.join("r.json"));
+    assert_eq!(r["load_model"], "open");
+    assert_eq!(r["parameters"]["requests"], 500);
+    assert_eq!(r["parameters"]["max_connections"], 20);
+    assert_eq!(counter(&r, "sent"), 500);
+    assert_eq!(srv.counters.requests(), 500);
+    let passed: Vec<_> = r["thresholds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["passed"].clone())
+        .collect();
+    assert_eq!(passed, [true, false]);
+
+    // The command line's model, length and thresholds replace the file's.
+    let out = run_with_reports(
+        &dir,
+        &[
+            "http",
+            "--scenario",
+            scenario,
+            "-q",
+            "-c",
+            "3",
+            "-n",
+            "100",
+            "--threshold",
+            "errors<1%",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let r = read_json(&dir.join("r.json"));
+    assert_eq!(r["load_model"], "closed");
+    assert_eq!(r["parameters"]["connections"], 3);
+    assert_eq!(counter(&r, "sent"), 100);
+    assert_eq!(srv.counters.requests(), 600);
+    assert_eq!(r["thresholds"].as_array().unwrap().len(), 1);
+
+    std::fs::write(&file, "rat = 5\n").unwrap();
+    let out = edgeload().args(["http", "--scenario", scenario]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("unknown field `rat`"), "{}", text(&out));
+}
