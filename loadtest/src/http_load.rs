@@ -38,7 +38,7 @@ pub const CLOSED_LAYOUT: Layout = Layout {
 /// Open mode: corrected latency first (the one to quote), service time beside it.
 pub const OPEN_LAYOUT: Layout = Layout {
     series: &[CORRECTED, SERVICE_TIME],
-    counters: &["sent", "late", "missed"],
+    counters: &["sent", "late", "missed", "late_pool_full"],
 };
 /// Requests sent (a response or a transport error followed).
 pub const SENT: CounterId = CounterId(0);
@@ -46,6 +46,10 @@ pub const SENT: CounterId = CounterId(0);
 pub const LATE: CounterId = CounterId(1);
 /// Open mode: slots intended before the end of the run but never sent.
 pub const MISSED: CounterId = CounterId(2);
+/// Open mode: late slots that had to wait for a connection, every one being busy and the pool at
+/// its limit (or that came after such a wait, before the schedule was caught up): lateness the
+/// target's slow answers cause, not the generator.
+pub const LATE_POOL_FULL: CounterId = CounterId(3);
 
 /// How load is applied.
 #[derive(Debug, Clone, Copy, PartialEq)]

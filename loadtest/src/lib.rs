@@ -12,6 +12,7 @@
 //! with injected delays and stalls that the tests and benchmarks load.
 
 pub mod admin;
+pub mod bottleneck;
 pub mod cli;
 pub mod closed_loop;
 pub mod compare;

@@ -417,7 +417,9 @@ mod tests {
 
     #[test]
     fn expressions_are_read() {
-        let cases: &[(&str, Option<&str>, Metric, Op, f64, Unit)] = &[
+        // (expression, series, metric, op, limit, unit)
+        type Case = (&'static str, Option<&'static str>, Metric, Op, f64, Unit);
+        let cases: &[Case] = &[
             (
                 "p99<50ms",
                 None,

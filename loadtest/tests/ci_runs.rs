@@ -4,6 +4,8 @@
 
 mod support;
 
+use std::time::Duration;
+
 use support::*;
 
 /// Count mode in both load models, with N not divisible by the connections nor the threads: the
@@ -291,4 +293,81 @@ fn a_scenario_file_sets_the_run_and_flags_override_it() {
     let out = edgeload().args(["http", "--scenario", scenario]).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("unknown field `rat`"), "{}", text(&out));
+}
+
+fn schedstat_available() -> bool {
+    std::path::Path::new("/proc/thread-self/schedstat").exists()
+}
+
+/// An arrival rate no generator can offer, against a port that refuses at once (the target does
+/// no work at all): the generator, busy the whole run, says it was the bottleneck.
+#[test]
+fn a_generator_that_cannot_keep_up_says_it_is_the_bottleneck() {
+    if !schedstat_available() {
+        eprintln!("skipped: no /proc/thread-self/schedstat on this kernel");
+        return;
+    }
+    let url = format!("http://127.0.0.1:{}/", refused_port());
+    let dir = scratch_dir("bottleneck-cpu");
+    let out = run_with_reports(
+        &dir,
+        &[
+            "http", &url, "--rate", "1000000", "-d", "0.5s", "-w", "0s", "-t", "1", "-q",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let r = read_json(&dir.join("r.json"));
+    let g = &r["generator"];
+    assert_eq!(g["bottleneck"], "cpu", "{g:#}");
+    assert!(g["runnable_fraction"].as_f64().unwrap() >= 0.9, "{g:#}");
+    assert!(
+        g["bottleneck_reason"]
+            .as_str()
+            .unwrap()
+            .contains("more about the generator than about the target"),
+        "{g:#}"
+    );
+    assert!(
+        stdout.contains("BOTTLENECK (cpu): the load generator was the bottleneck"),
+        "{stdout}"
+    );
+    let html = std::fs::read_to_string(dir.join("r.html")).unwrap();
+    assert!(html.contains("Bottleneck: the load generator (cpu)."), "{html}");
+}
+
+/// A slow target behind a small pool makes sends late too, but the generator is idle: the
+/// report puts that lateness on the target and gives no generator verdict.
+#[test]
+fn late_sends_behind_a_slow_target_are_not_blamed_on_the_generator() {
+    let srv = server(ServeConfig {
+        delay: Duration::from_millis(300),
+        ..ServeConfig::default()
+    });
+    let r = run_http(
+        "bottleneck-target",
+        &[
+            &srv.url("/"),
+            "--rate",
+            "200",
+            "-d",
+            "1s",
+            "-w",
+            "0s",
+            "-t",
+            "1",
+            "--max-connections",
+            "4",
+            "--late-after",
+            "20ms",
+        ],
+    );
+    let g = &r["generator"];
+    assert_eq!(g["bottleneck"], serde_json::Value::Null, "{r:#}");
+    assert!(counter(&r, "late_pool_full") >= 10, "{r:#}");
+    let warnings = r["warnings"].to_string();
+    assert!(
+        warnings.contains("left late because every connection was busy with the pool at --max-connections"),
+        "{warnings}"
+    );
 }

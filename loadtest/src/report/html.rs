@@ -18,7 +18,7 @@ pub fn render(r: &Report) -> String {
          body{{font-family:sans-serif;margin:2em;max-width:960px}}table{{border-collapse:collapse}}\
          td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}th:first-child,td:first-child{{text-align:left}}\
          .note{{color:#555}}.warn{{color:#a00}}\
-         tr.pass td{{background:#e6f4e6}}tr.fail td{{background:#f9dcdc;font-weight:bold}}</style></head><body>\n",
+         .bottleneck{{border:2px solid #a00;padding:6px}}tr.pass td{{background:#e6f4e6}}tr.fail td{{background:#f9dcdc;font-weight:bold}}</style></head><body>\n",
         escape(&title)
     );
     let _ = writeln!(h, "<h1>{}</h1>", escape(&title));
@@ -32,6 +32,14 @@ pub fn render(r: &Report) -> String {
         r.throughput_per_second(),
         r.totals.errors.total()
     );
+    if let Some(b) = &r.bottleneck {
+        let _ = writeln!(
+            h,
+            "<p class=\"warn bottleneck\"><strong>Bottleneck: the load generator ({}).</strong> {}</p>",
+            b.kind,
+            escape(&b.reason)
+        );
+    }
     for w in &r.warnings {
         let _ = writeln!(h, "<p class=\"warn\">Warning: {}</p>", escape(w));
     }

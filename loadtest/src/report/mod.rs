@@ -16,6 +16,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde_json::{Map, Value};
 
+use crate::bottleneck::{self, Bottleneck, LateSends};
 use crate::environment::Environment;
 use crate::process_stats::GeneratorUsage;
 use crate::recorder::{Layout, RunClock, Totals};
@@ -112,6 +113,8 @@ pub struct Report {
     pub warnings: Vec<String>,
     /// `--threshold` outcomes, judged after the run ([`crate::threshold::check`]).
     pub thresholds: Vec<ThresholdOutcome>,
+    /// Set when the generator, not the target, limited the run.
+    pub bottleneck: Option<Bottleneck>,
 }
 
 impl Report {
@@ -125,7 +128,21 @@ impl Report {
         intervals: Vec<IntervalRow>,
         generator: GeneratorUsage,
     ) -> Report {
-        let warnings = generator.warning().into_iter().collect();
+        let mut warnings: Vec<String> = generator.warning().into_iter().collect();
+        let counter = |name| {
+            let i = layout.counters.iter().position(|c| *c == name)?;
+            totals.counters.get(i).copied()
+        };
+        let late = match (counter("sent"), counter("late"), counter("late_pool_full")) {
+            (Some(sent), Some(late), Some(late_pool_full)) => Some(LateSends {
+                sent,
+                late,
+                late_pool_full,
+            }),
+            _ => None,
+        };
+        let judgement = bottleneck::judge(&generator, late);
+        warnings.extend(judgement.target_note);
         Report {
             scenario: scenario.to_owned(),
             model,
@@ -142,6 +159,7 @@ impl Report {
             environment_extra: Map::new(),
             warnings,
             thresholds: Vec::new(),
+            bottleneck: judgement.generator,
         }
     }
 

@@ -63,6 +63,9 @@ pub fn render(r: &Report) -> String {
         g.threads.min(g.cpus_usable),
         g.peak_rss_bytes as f64 / 1048576.0
     );
+    if let Some(b) = &r.bottleneck {
+        let _ = writeln!(s, "BOTTLENECK ({}): {}", b.kind, b.reason);
+    }
     for w in &r.warnings {
         let _ = writeln!(s, "warning: {w}");
     }
