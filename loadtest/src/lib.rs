@@ -10,6 +10,10 @@
 //! Scenario wiring: [`http_load`] runs an HTTP load from a [`http_load::LoadPlan`] built by
 //! [`cli`]; [`compare`] runs it against several targets in turn; [`serve`] is the test server
 //! with injected delays and stalls that the tests and benchmarks load.
+//!
+//! For CI: [`threshold`] judges a finished run (`--threshold 'p99<50ms'`, exit code 99),
+//! [`scenario`] reads a run's options from a TOML file, and [`bottleneck`] says when the
+//! generator, not the target, limited the run.
 
 pub mod admin;
 pub mod bottleneck;

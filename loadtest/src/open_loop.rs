@@ -3,7 +3,10 @@
 //! busy the worker opens another, up to its share of `--max-connections`; beyond that, slots wait
 //! for a free connection and go out late, and their waiting counts in the corrected latency
 //! (this is the coordinated-omission correction, as in wrk2). Slots that could not be sent before
-//! the end of the run are counted as missed, like k6's `dropped_iterations`.
+//! the end of the run are counted as missed, like k6's `dropped_iterations`; a counted run
+//! (`--requests`) has no end to miss, so its slots all leave, however late. Late slots that
+//! waited for a connection with the pool full are counted apart (`late_pool_full`): that lateness
+//! is the target's, the rest the generator's (see [`crate::bottleneck`]).
 //!
 //! Worker `w` of `n` takes slots `w, w+n, w+2n, …`, so the workers interleave evenly.
 //! Timer resolution is 1 ms (tokio), so a slot may leave up to about 1 ms after its intended time

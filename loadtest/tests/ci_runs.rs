@@ -341,7 +341,7 @@ fn a_generator_that_cannot_keep_up_says_it_is_the_bottleneck() {
 #[test]
 fn late_sends_behind_a_slow_target_are_not_blamed_on_the_generator() {
     let srv = server(ServeConfig {
-        delay: Duration::from_millis(300),
+        delay: Duration::from_millis(100),
         ..ServeConfig::default()
     });
     let r = run_http(

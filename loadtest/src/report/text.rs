@@ -54,9 +54,13 @@ pub fn render(r: &Report) -> String {
         let _ = writeln!(s, "errors: {} ({})", r.totals.errors.total(), kinds.join(", "));
     }
     let g = &r.generator;
+    let runnable = g
+        .runnable_fraction
+        .map(|f| format!(", workers runnable {:.0}%", f * 100.0))
+        .unwrap_or_default();
     let _ = writeln!(
         s,
-        "generator: {:.2} CPU s in {:.1} s, {:.0}% of {} core(s); peak RSS {:.1} MiB",
+        "generator: {:.2} CPU s in {:.1} s, {:.0}% of {} core(s){runnable}; peak RSS {:.1} MiB",
         g.cpu_seconds,
         g.wall_seconds,
         g.busy_fraction * 100.0,
