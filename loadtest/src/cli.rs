@@ -10,10 +10,11 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::duration_arg::parse_duration;
 use crate::http_load::{LoadModel, LoadPlan};
-use crate::report::OutputFiles;
+use crate::report::{OutputFiles, Report};
 use crate::request_plan::{HttpVersion, PlanError, RequestPlan, RequestSpec};
 use crate::schedule::ArrivalRate;
 use crate::serve::{ServeConfig, Stall};
+use crate::threshold::Threshold;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -51,6 +52,10 @@ pub struct HttpArgs {
     /// Read more URLs from FILE, one per line (blank lines and lines starting with # skipped)
     #[arg(long, value_name = "FILE")]
     pub urls_file: Option<PathBuf>,
+    /// Read the load options and thresholds from a TOML file (keys: the long flag names);
+    /// flags on the command line win
+    #[arg(long, value_name = "FILE")]
+    pub scenario: Option<PathBuf>,
     #[command(flatten)]
     pub load: LoadArgs,
     #[command(flatten)]
@@ -91,9 +96,14 @@ pub struct LoadArgs {
     /// Measured window
     #[arg(short, long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub duration: Duration,
-    /// Warm-up before the measured window; its requests are sent but not counted
-    #[arg(short, long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
-    pub warmup: Duration,
+    /// Count mode (ab's -n): send exactly N measured requests instead of running for --duration
+    /// (closed: the connections share the N; open: the schedule has N slots, about N/rate seconds)
+    #[arg(short = 'n', long, value_name = "N", conflicts_with = "duration")]
+    pub requests: Option<u64>,
+    /// Warm-up before the measured window; its requests are sent but not counted [default: 1s;
+    /// 0s with --requests]
+    #[arg(short, long, value_name = "DURATION", value_parser = parse_duration)]
+    pub warmup: Option<Duration>,
     /// Per-request timeout, connect included
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub timeout: Duration,
@@ -134,6 +144,10 @@ pub struct OutputArgs {
     /// Write a self-contained HTML report with inline SVG charts to FILE
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
+    /// Pass/fail condition on the run, e.g. 'p99<50ms', 'errors<0.1%', 'rps>1000' (repeatable);
+    /// when one fails, edgeload exits with code 99
+    #[arg(long = "threshold", value_name = "EXPR", value_parser = Threshold::parse)]
+    pub thresholds: Vec<Threshold>,
 }
 
 impl OutputArgs {
@@ -143,6 +157,11 @@ impl OutputArgs {
             hdr: self.hdr.clone(),
             html: self.html.clone(),
         }
+    }
+
+    /// Judges the thresholds on `report` (before it is printed and written).
+    pub fn check(&self, report: &mut Report) {
+        crate::threshold::check(report, &self.thresholds);
     }
 }
 
@@ -257,6 +276,8 @@ impl HttpArgs {
 
 /// Default connections of the closed model (wrk's default).
 pub const DEFAULT_CONNECTIONS: usize = 10;
+/// Default warm-up of a timed run (`--duration`); a counted run (`--requests`) has none.
+pub const DEFAULT_WARMUP: Duration = Duration::from_secs(1);
 
 impl LoadArgs {
     /// Validates the flags and prepares the requests to `urls`.
@@ -308,6 +329,9 @@ impl LoadArgs {
         if self.duration.is_zero() {
             return Err(invalid("--duration", "0s", "expected a duration above zero"));
         }
+        if self.requests == Some(0) {
+            return Err(invalid("--requests", 0, "expected at least 1"));
+        }
         if self.timeout.is_zero() {
             return Err(invalid("--timeout", "0s", "expected a duration above zero"));
         }
@@ -351,8 +375,12 @@ impl LoadArgs {
             requests: Arc::new(RequestPlan::new(&spec)?),
             model,
             threads,
-            warmup: self.warmup,
+            warmup: self.warmup.unwrap_or(match self.requests {
+                Some(_) => Duration::ZERO,
+                None => DEFAULT_WARMUP,
+            }),
             duration: self.duration,
+            count: self.requests,
             timeout: self.timeout,
         })
     }

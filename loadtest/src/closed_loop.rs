@@ -49,7 +49,7 @@ async fn connection_loop(worker: Rc<Worker>) {
         // Let the other connections read their responses first (see the module documentation).
         tokio::task::yield_now().await;
         let started = Instant::now();
-        if started >= end {
+        if started >= end || !worker.may_send(started) {
             break;
         }
         let req = worker.next_request();

@@ -5,6 +5,7 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
@@ -37,7 +38,7 @@ pub const CLOSED_LAYOUT: Layout = Layout {
 /// Open mode: corrected latency first (the one to quote), service time beside it.
 pub const OPEN_LAYOUT: Layout = Layout {
     series: &[CORRECTED, SERVICE_TIME],
-    counters: &["sent", "late", "missed"],
+    counters: &["sent", "late", "missed", "late_pool_full"],
 };
 
 /// Requests sent (a response or a transport error followed).
@@ -46,6 +47,10 @@ pub const SENT: CounterId = CounterId(0);
 pub const LATE: CounterId = CounterId(1);
 /// Open mode: slots intended before the end of the run but never sent.
 pub const MISSED: CounterId = CounterId(2);
+/// Open mode: late slots that had to wait for a connection, every one being busy and the pool at
+/// its limit (or that came after such a wait, before the schedule was caught up): lateness the
+/// target's slow answers cause, not the generator.
+pub const LATE_POOL_FULL: CounterId = CounterId(3);
 
 /// How load is applied.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -70,8 +75,10 @@ pub struct LoadPlan {
     pub threads: usize,
     /// Discarded from the totals (still shown in the time series).
     pub warmup: Duration,
-    /// The measured window.
+    /// The measured window (ignored in count mode).
     pub duration: Duration,
+    /// Count mode: exactly this many measured requests, however long they take.
+    pub count: Option<u64>,
     /// Per request, connect included.
     pub timeout: Duration,
 }
@@ -112,6 +119,9 @@ impl LoadPlan {
                 p.insert("late_after_ms".into(), json!(late_after.as_secs_f64() * 1e3));
             }
         }
+        if let Some(n) = self.count {
+            p.insert("requests".into(), n.into());
+        }
         p.insert("threads".into(), self.threads.into());
         p.insert("timeout_ms".into(), json!(self.timeout.as_secs_f64() * 1e3));
         p.insert("method".into(), self.requests.method.clone().into());
@@ -139,6 +149,8 @@ pub struct Worker {
     recorder: Rc<RefCell<Recorder>>,
     service_series: SeriesId,
     next: Cell<usize>,
+    /// Count mode: the measured requests all workers may still send.
+    budget: Option<Arc<AtomicU64>>,
 }
 
 impl Worker {
@@ -151,6 +163,17 @@ impl Worker {
         let i = self.next.get();
         self.next.set((i + 1) % self.plan.requests.len());
         i
+    }
+
+    /// Whether a request starting at `started` may go: always in a timed run and in the warm-up;
+    /// in count mode, while the shared budget lasts (then it takes one).
+    pub fn may_send(&self, started: Instant) -> bool {
+        match &self.budget {
+            Some(budget) if self.clock.is_measured(started) => budget
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok(),
+            _ => true,
+        }
     }
 
     pub fn count(&self, counter: CounterId, started: Instant, at: Instant) {
@@ -194,21 +217,31 @@ impl Worker {
 /// run is over: warm-up + duration + at most one `timeout` for requests in flight.
 pub fn run(plan: &LoadPlan, mut progress: Progress) -> Result<Report, RunError> {
     let layout = plan.layout();
-    let clock = RunClock::starting_now(plan.warmup, plan.duration);
+    // A counted run has no planned end: its clock's end is only a bound that it never reaches.
+    let clock = RunClock::starting_now(plan.warmup, plan.count.map_or(plan.duration, |_| COUNTED_RUN_BOUND));
     let shared = Arc::new(plan.clone());
+    let budget = plan.count.map(|n| Arc::new(AtomicU64::new(n)));
+    if let Some(n) = plan.count {
+        progress.counting(n);
+    }
     let Finished {
         totals,
         rows,
         generator,
-        ..
+        outputs,
     } = run_workers(layout, clock, plan.threads, &mut progress, move |ctx| {
-        drive(ctx, shared.clone())
+        drive(ctx, shared.clone(), budget.clone())
     })?;
     let model = match plan.model {
         LoadModel::Closed { .. } => LoadModelKind::Closed,
         LoadModel::Open { .. } => LoadModelKind::Open,
     };
     let mut report = Report::new("http", model, layout, &clock, totals, rows, generator);
+    if plan.count.is_some() {
+        // The measured window of a counted run: until its last response.
+        let ended = outputs.into_iter().max().unwrap_or(clock.measure_from);
+        report.duration = ended.saturating_duration_since(clock.measure_from);
+    }
     report.parameters = plan.parameters();
     report.targets = plan.requests.requests.iter().map(|r| r.url.clone()).collect();
     report.targets.dedup();
@@ -233,8 +266,13 @@ pub fn run(plan: &LoadPlan, mut progress: Progress) -> Result<Report, RunError> 
     Ok(report)
 }
 
-/// One worker's part of the run: its share of the connections, closed or open model.
-async fn drive(ctx: WorkerCtx, plan: Arc<LoadPlan>) {
+/// The clock's end in count mode, which no counted run is meant to reach (a day, as for the
+/// admin API's counted phases).
+const COUNTED_RUN_BOUND: Duration = Duration::from_secs(24 * 3600);
+
+/// One worker's part of the run: its share of the connections, closed or open model. Returns
+/// when its last request finished.
+async fn drive(ctx: WorkerCtx, plan: Arc<LoadPlan>, budget: Option<Arc<AtomicU64>>) -> Instant {
     let worker = Rc::new(Worker {
         index: ctx.index,
         plan: plan.requests.clone(),
@@ -246,6 +284,7 @@ async fn drive(ctx: WorkerCtx, plan: Arc<LoadPlan>) {
             LoadModel::Open { .. } => SeriesId(1),
         },
         next: Cell::new(ctx.index % plan.requests.requests.len()),
+        budget,
     });
     match plan.model {
         LoadModel::Closed { connections } => closed_loop::run(worker, ctx.share_of(connections)).await,
@@ -254,9 +293,13 @@ async fn drive(ctx: WorkerCtx, plan: Arc<LoadPlan>) {
             max_connections,
             late_after,
         } => {
-            let schedule = Schedule::new(rate, plan.warmup, plan.duration);
+            let schedule = match plan.count {
+                Some(n) => Schedule::counted(rate, plan.warmup, n),
+                None => Schedule::new(rate, plan.warmup, plan.duration),
+            };
             let share = ctx.share_of(max_connections).max(1);
             open_loop::run(worker, schedule, ctx.threads, share, late_after).await;
         }
     }
+    Instant::now()
 }

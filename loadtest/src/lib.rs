@@ -10,8 +10,13 @@
 //! Scenario wiring: [`http_load`] runs an HTTP load from a [`http_load::LoadPlan`] built by
 //! [`cli`]; [`compare`] runs it against several targets in turn; [`serve`] is the test server
 //! with injected delays and stalls that the tests and benchmarks load.
+//!
+//! For CI: [`threshold`] judges a finished run (`--threshold 'p99<50ms'`, exit code 99),
+//! [`scenario`] reads a run's options from a TOML file, and [`bottleneck`] says when the
+//! generator, not the target, limited the run.
 
 pub mod admin;
+pub mod bottleneck;
 pub mod cli;
 pub mod closed_loop;
 pub mod compare;
@@ -29,8 +34,10 @@ pub mod progress;
 pub mod recorder;
 pub mod report;
 pub mod request_plan;
+pub mod scenario;
 pub mod schedule;
 pub mod serve;
+pub mod threshold;
 pub mod timeline;
 pub mod tls;
 pub mod workers;

@@ -1,12 +1,13 @@
 //! `edgeload`: parse the command line, run the subcommand, print and write reports.
 //!
 //! Exit codes: 0 after a run (whatever the server answered: read the report), 1 when the run
-//! could not take place or a report could not be written, 2 for bad usage.
+//! could not take place or a report could not be written, 2 for bad usage, 99 when a
+//! `--threshold` failed (the reports are written first).
 
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 use loadtest::cli::{Cli, Command, CompareArgs, HttpArgs, ServeArgs, parse_target};
 use loadtest::compare::{self, Target};
 use loadtest::http_load::{self, LoadModel};
@@ -20,8 +21,13 @@ use loadtest::serve;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    // The matches say which flags were on the command line, which a scenario file must not
+    // override.
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m).map(|cli| (cli, m)));
+    let (cli, matches) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) => {
             let _ = e.print();
             return if e.use_stderr() {
@@ -34,7 +40,7 @@ fn main() -> ExitCode {
     // Thousands of sockets need thousands of descriptors; the soft limit is often 1024.
     let _ = loadtest::ws::fd_limit::raise_open_file_limit();
     let result = match cli.command {
-        Command::Http(args) => http(args),
+        Command::Http(args) => http(args, matches.subcommand_matches("http")),
         Command::Compare(args) => compare(args),
         Command::Serve(args) => serve(args),
         Command::Journey(args) => loadtest::journey::command(args),
@@ -45,8 +51,22 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("edgeload: {e:#}");
-            ExitCode::from(if e.is::<loadtest::cli::ConfigError>() { 2 } else { 1 })
+            ExitCode::from(exit_code(&e))
         }
+    }
+}
+
+/// 2 for a value refused before the run, 99 for failed thresholds, 1 otherwise.
+fn exit_code(e: &anyhow::Error) -> u8 {
+    if e.is::<loadtest::cli::ConfigError>()
+        || e.is::<loadtest::threshold::ThresholdError>()
+        || e.is::<loadtest::scenario::ScenarioError>()
+    {
+        2
+    } else if e.is::<loadtest::threshold::ThresholdsFailed>() {
+        loadtest::threshold::EXIT_CODE
+    } else {
+        1
     }
 }
 
@@ -57,14 +77,21 @@ fn model_kind(model: &LoadModel) -> LoadModelKind {
     }
 }
 
-fn http(args: HttpArgs) -> anyhow::Result<()> {
+fn http(mut args: HttpArgs, matches: Option<&clap::ArgMatches>) -> anyhow::Result<()> {
+    if let Some(m) = matches {
+        loadtest::scenario::apply(&mut args, m)?;
+    }
     let urls = args.all_urls()?;
     let plan = args.load.to_plan(urls)?;
+    for t in &args.output.thresholds {
+        t.check_layout(plan.layout())?;
+    }
     let progress = Progress::new(!args.load.quiet, model_kind(&plan.model));
-    let report = http_load::run(&plan, progress).context("load run failed")?;
+    let mut report = http_load::run(&plan, progress).context("load run failed")?;
+    args.output.check(&mut report);
     print!("{}", text::render(&report));
     args.output.files().write(&report)?;
-    Ok(())
+    Ok(loadtest::threshold::verdict(&report)?)
 }
 
 fn compare(args: CompareArgs) -> anyhow::Result<()> {

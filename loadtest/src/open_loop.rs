@@ -3,7 +3,10 @@
 //! busy the worker opens another, up to its share of `--max-connections`; beyond that, slots wait
 //! for a free connection and go out late, and their waiting counts in the corrected latency
 //! (this is the coordinated-omission correction, as in wrk2). Slots that could not be sent before
-//! the end of the run are counted as missed, like k6's `dropped_iterations`.
+//! the end of the run are counted as missed, like k6's `dropped_iterations`; a counted run
+//! (`--requests`) has no end to miss, so its slots all leave, however late. Late slots that
+//! waited for a connection with the pool full are counted apart (`late_pool_full`): that lateness
+//! is the target's, the rest the generator's (see [`crate::bottleneck`]).
 //!
 //! Worker `w` of `n` takes slots `w, w+n, w+2n, …`, so the workers interleave evenly.
 //! Timer resolution is 1 ms (tokio), so a slot may leave up to about 1 ms after its intended time
@@ -17,7 +20,7 @@ use tokio::sync::Notify;
 
 use crate::error_kind::ErrorKind;
 use crate::http_conn::{Connection, exchange};
-use crate::http_load::{LATE, MISSED, Worker};
+use crate::http_load::{LATE, LATE_POOL_FULL, MISSED, Worker};
 use crate::schedule::Schedule;
 
 /// Idle connections per origin and the number open; shared by the dispatcher and its requests.
@@ -73,6 +76,9 @@ pub async fn run(worker: Rc<Worker>, schedule: Schedule, workers: usize, max_con
     let clock = worker.clock;
     let mut k = worker.index as u64;
     let step = workers as u64;
+    // Since the dispatcher last had to wait for a connection, it has not been on time again: its
+    // late slots are late because of that wait (see LATE_POOL_FULL).
+    let mut behind_a_full_pool = false;
     'slots: while let Some(offset) = schedule.intended_offset(k) {
         let intended = clock.start + offset;
         if intended > Instant::now() {
@@ -84,6 +90,7 @@ pub async fn run(worker: Rc<Worker>, schedule: Schedule, workers: usize, max_con
             if let Some(c) = pool.acquire(origin) {
                 break c;
             }
+            behind_a_full_pool = true;
             tokio::select! {
                 _ = pool.released.notified() => {}
                 _ = tokio::time::sleep_until(clock.end.into()) => break 'slots,
@@ -97,6 +104,11 @@ pub async fn run(worker: Rc<Worker>, schedule: Schedule, workers: usize, max_con
         }
         if sent_at.saturating_duration_since(intended) > late_after {
             worker.count(LATE, intended, sent_at);
+            if behind_a_full_pool {
+                worker.count(LATE_POOL_FULL, intended, sent_at);
+            }
+        } else {
+            behind_a_full_pool = false;
         }
         pool.in_flight.set(pool.in_flight.get() + 1);
         tokio::task::spawn_local(request(worker.clone(), pool.clone(), req_index, intended, conn));

@@ -33,6 +33,40 @@ pub fn parse_cpu_ticks(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
+/// Time the calling thread has spent on a CPU and runnable but waiting for one, from
+/// `/proc/thread-self/schedstat` (nanoseconds). `None` where the kernel does not keep it.
+pub fn thread_sched() -> Option<ThreadSched> {
+    parse_schedstat(&std::fs::read_to_string("/proc/thread-self/schedstat").ok()?)
+}
+
+/// The first two fields of a `schedstat` line: time on a CPU and time waiting in a run queue.
+pub fn parse_schedstat(text: &str) -> Option<ThreadSched> {
+    let mut fields = text.split_whitespace();
+    let on_cpu_ns = fields.next()?.parse().ok()?;
+    let waiting_ns = fields.next()?.parse().ok()?;
+    Some(ThreadSched { on_cpu_ns, waiting_ns })
+}
+
+/// A thread's scheduling times over its life, and how long it lived.
+pub type ThreadLife = (ThreadSched, Duration);
+
+/// A thread's scheduling times, or their growth over an interval.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ThreadSched {
+    pub on_cpu_ns: u64,
+    /// Runnable but not running: another thread or process had the CPU.
+    pub waiting_ns: u64,
+}
+
+impl ThreadSched {
+    pub fn since(self, earlier: ThreadSched) -> ThreadSched {
+        ThreadSched {
+            on_cpu_ns: self.on_cpu_ns.saturating_sub(earlier.on_cpu_ns),
+            waiting_ns: self.waiting_ns.saturating_sub(earlier.waiting_ns),
+        }
+    }
+}
+
 /// Resident set size and its peak, in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Memory {
@@ -90,6 +124,18 @@ mod tests {
     }
 
     #[test]
+    fn schedstat_gives_cpu_and_run_queue_time() {
+        assert_eq!(
+            parse_schedstat("1200 300 7\n"),
+            Some(ThreadSched {
+                on_cpu_ns: 1200,
+                waiting_ns: 300
+            })
+        );
+        assert_eq!(parse_schedstat("x"), None);
+    }
+
+    #[test]
     fn this_process_can_be_measured() {
         assert!(memory("self").unwrap().rss_bytes > 0);
         cpu_time("self").unwrap();
@@ -110,6 +156,13 @@ pub struct GeneratorUsage {
     /// generator could use was busy.
     pub busy_fraction: f64,
     pub peak_rss_bytes: u64,
+    /// Over the worker threads, the mean share of their lifetime they were runnable: on a CPU or
+    /// waiting for one. Near 1.0 the workers never waited for the target: they had more work
+    /// than CPU, whether their own CPU use was high or other processes took the cores.
+    /// `None` without `/proc/thread-self/schedstat`.
+    pub runnable_fraction: Option<f64>,
+    /// The part of `runnable_fraction` spent waiting for a CPU another thread or process had.
+    pub cpu_wait_fraction: Option<f64>,
 }
 
 /// Above this busy fraction the generator may be what limits the measured throughput.
@@ -163,6 +216,31 @@ impl CpuMeter {
                 0.0
             },
             peak_rss_bytes: memory("self").map_or(0, |m| m.peak_rss_bytes),
+            runnable_fraction: None,
+            cpu_wait_fraction: None,
         }
+    }
+}
+
+impl GeneratorUsage {
+    /// Adds the worker threads' scheduling times: each thread's times over its lifetime.
+    pub fn with_worker_sched(mut self, workers: &[ThreadLife]) -> GeneratorUsage {
+        let shares: Vec<(f64, f64)> = workers
+            .iter()
+            .filter(|(_, wall)| !wall.is_zero())
+            .map(|(s, wall)| {
+                let wall = wall.as_nanos() as f64;
+                (
+                    ((s.on_cpu_ns + s.waiting_ns) as f64 / wall).min(1.0),
+                    (s.waiting_ns as f64 / wall).min(1.0),
+                )
+            })
+            .collect();
+        if !shares.is_empty() && shares.len() == workers.len() {
+            let n = shares.len() as f64;
+            self.runnable_fraction = Some(shares.iter().map(|s| s.0).sum::<f64>() / n);
+            self.cpu_wait_fraction = Some(shares.iter().map(|s| s.1).sum::<f64>() / n);
+        }
+        self
     }
 }

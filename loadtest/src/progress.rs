@@ -18,6 +18,8 @@ pub struct Progress {
     layout: Option<Layout>,
     total_s: u64,
     drew: bool,
+    /// Count mode: the requests to send, and those sent so far (counter 0, measured seconds).
+    counting: Option<(u64, u64)>,
 }
 
 impl Progress {
@@ -30,7 +32,14 @@ impl Progress {
             layout: None,
             total_s: 0,
             drew: false,
+            counting: None,
         }
+    }
+
+    /// A counted run (`--requests N`): lines show requests sent of N instead of seconds of a
+    /// planned length, which a counted run does not have.
+    pub fn counting(&mut self, requests: u64) {
+        self.counting = Some((requests, 0));
     }
 
     pub fn start(&mut self, layout: Layout, clock: RunClock) {
@@ -40,6 +49,13 @@ impl Progress {
 
     /// Shows the newest of `rows` (newly finalized seconds).
     pub fn show(&mut self, rows: &[IntervalRow]) {
+        if let Some((_, sent)) = &mut self.counting {
+            *sent += rows
+                .iter()
+                .filter(|r| !r.warmup)
+                .map(|r| r.counters.first().copied().unwrap_or(0))
+                .sum::<u64>();
+        }
         let (Some(row), Some(layout), true) = (rows.last(), self.layout, self.enabled) else {
             return;
         };
@@ -70,10 +86,13 @@ impl Progress {
                 .filter(|(k, _)| !matches!(k, crate::error_kind::ErrorKind::Status(_)))
                 .map(|(_, n)| n)
                 .sum::<u64>();
+        let of = match self.counting {
+            Some((n, sent)) => format!("s, sent {sent}/{n}"),
+            None => format!("s/{}s", self.total_s),
+        };
         format!(
-            "[{:>4}s/{}s] {} {}rate {}/s  p99 {} ms ({})  errors {}",
+            "[{:>4}{of}] {} {}rate {}/s  p99 {} ms ({})  errors {}",
             row.index + 1,
-            self.total_s,
             self.model.label(),
             if row.warmup { "warm-up " } else { "" },
             rate,

@@ -19,12 +19,15 @@ pub enum ArrivalRate {
     Ramp { from: f64, to: f64 },
 }
 
-/// Intended send times for a run of `warmup` followed by `duration`.
+/// Intended send times for a run of `warmup` followed by `duration`, or of `warmup` followed by
+/// exactly N slots ([`Schedule::counted`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Schedule {
     rate: ArrivalRate,
     warmup: f64,
     duration: f64,
+    /// Counted schedules: no slot from this one on, whatever its time.
+    slot_limit: Option<u64>,
 }
 
 impl Schedule {
@@ -34,7 +37,47 @@ impl Schedule {
             rate,
             warmup: warmup.as_secs_f64(),
             duration: duration.as_secs_f64(),
+            slot_limit: None,
         }
+    }
+
+    /// The warm-up's slots, then exactly `requests` slots intended from the end of the warm-up
+    /// on (ab's count mode in the open model). The measured window is as long as those slots
+    /// take at `rate`: `requests / rate`, or for a ramp the time over which its average rate
+    /// gives `requests`, so a ramp still ends at its `to` rate. Rates as for [`Schedule::new`].
+    pub fn counted(rate: ArrivalRate, warmup: Duration, requests: u64) -> Schedule {
+        let n = requests as f64;
+        let duration = match rate {
+            ArrivalRate::Constant(r) => n / r,
+            ArrivalRate::Ramp { from, to } => 2.0 * n / (from + to),
+        };
+        let mut s = Schedule {
+            rate,
+            warmup: warmup.as_secs_f64(),
+            duration,
+            slot_limit: None,
+        };
+        // The slot limit, not the window's end, bounds the schedule, so that rounding at the end
+        // of the window can neither add nor drop a slot. The warm-up's slots are found with the
+        // same arithmetic that dates them.
+        s.slot_limit = Some(u64::MAX);
+        let mut first_measured = match rate {
+            ArrivalRate::Constant(r) | ArrivalRate::Ramp { from: r, .. } => (r * s.warmup).floor() as u64,
+        };
+        let in_warmup = |k| s.intended_offset(k).is_some_and(|t| t.as_secs_f64() < s.warmup);
+        while in_warmup(first_measured) {
+            first_measured += 1;
+        }
+        while first_measured > 0 && !in_warmup(first_measured - 1) {
+            first_measured -= 1;
+        }
+        s.slot_limit = Some(first_measured + requests);
+        s
+    }
+
+    /// The measured window: as given, or as long as a counted schedule's slots take.
+    pub fn duration(&self) -> Duration {
+        Duration::from_secs_f64(self.duration)
     }
 
     pub fn rate(&self) -> ArrivalRate {
@@ -71,6 +114,9 @@ impl Schedule {
     /// The intended send time of slot `k` (0-based) as an offset from the run start, or `None`
     /// when the slot falls after the end of the run (or the rate is zero from there on).
     pub fn intended_offset(&self, k: u64) -> Option<Duration> {
+        if self.slot_limit.is_some_and(|limit| k >= limit) {
+            return None;
+        }
         let k = k as f64;
         let t = match self.rate {
             ArrivalRate::Constant(r) => {
@@ -88,7 +134,8 @@ impl Schedule {
                     // when to == from and does not divide by a zero `from`.
                     let m = k - in_warmup;
                     if m == 0.0 {
-                        return (self.duration > 0.0).then(|| Duration::from_secs_f64(self.warmup));
+                        return (self.duration > 0.0 || self.slot_limit.is_some())
+                            .then(|| Duration::from_secs_f64(self.warmup));
                     }
                     let slope = if self.duration > 0.0 {
                         (to - from) / self.duration
@@ -107,7 +154,7 @@ impl Schedule {
                 }
             }
         };
-        (t < self.warmup + self.duration).then(|| Duration::from_secs_f64(t))
+        (self.slot_limit.is_some() || t < self.warmup + self.duration).then(|| Duration::from_secs_f64(t))
     }
 }
 
@@ -127,6 +174,36 @@ mod tests {
         assert!((secs(s.intended_offset(1999)) - 1.999).abs() < 1e-9);
         assert_eq!(s.intended_offset(2000), None);
         assert_eq!(s.arrivals_before(2.0), 2000.0);
+    }
+
+    #[test]
+    fn a_counted_schedule_has_exactly_the_requested_measured_slots() {
+        let cases = [
+            (ArrivalRate::Constant(1000.0), 0.0, 1001),
+            (ArrivalRate::Constant(333.0), 1.0, 7),
+            (ArrivalRate::Constant(3.0), 0.5, 10),
+            (ArrivalRate::Ramp { from: 100.0, to: 300.0 }, 1.0, 999),
+            (ArrivalRate::Ramp { from: 0.0, to: 500.0 }, 0.0, 250),
+        ];
+        for (rate, warmup, n) in cases {
+            let s = Schedule::counted(rate, Duration::from_secs_f64(warmup), n);
+            let times: Vec<f64> = (0..)
+                .map_while(|k| s.intended_offset(k))
+                .map(|d| d.as_secs_f64())
+                .collect();
+            let measured = times.iter().filter(|t| **t >= warmup).count() as u64;
+            assert_eq!(measured, n, "{rate:?} warm-up {warmup}");
+            let last = *times.last().unwrap();
+            let end = warmup + s.duration().as_secs_f64();
+            assert!(
+                last < end && end - last <= 0.34,
+                "{rate:?}: last slot {last} for a window ending at {end}"
+            );
+        }
+        assert_eq!(
+            Schedule::counted(ArrivalRate::Constant(4.0), Duration::ZERO, 10).duration(),
+            Duration::from_millis(2500)
+        );
     }
 
     #[test]

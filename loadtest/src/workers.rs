@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::error_kind::ErrorKind;
 use crate::http_load::RunError;
-use crate::process_stats::{CpuMeter, GeneratorUsage};
+use crate::process_stats::{CpuMeter, GeneratorUsage, ThreadLife, thread_sched};
 use crate::progress::Progress;
 use crate::recorder::{CounterId, IntervalSnapshot, Layout, Recorder, RunClock, SeriesId, Totals};
 use crate::timeline::{IntervalRow, Timeline};
@@ -122,18 +122,20 @@ where
     progress.finish();
     let mut totals = Totals::empty(layout);
     let mut outputs = Vec::with_capacity(threads);
+    let mut scheds = Vec::with_capacity(threads);
     for (index, h) in handles.into_iter().enumerate() {
-        let (worker_totals, output) = h
+        let (worker_totals, output, sched) = h
             .join()
             .map_err(|_| RunError::WorkerPanicked { index })?
             .map_err(|error| RunError::Worker { index, error })?;
         totals.merge(&worker_totals);
         outputs.push(output);
+        scheds.extend(sched);
     }
     Ok(Finished {
         totals,
         rows: timeline.into_rows(),
-        generator: cpu.finish(threads),
+        generator: cpu.finish(threads).with_worker_sched(&scheds),
         outputs,
     })
 }
@@ -145,11 +147,13 @@ fn worker_thread<T, F, Fut>(
     clock: RunClock,
     tx: mpsc::Sender<IntervalSnapshot>,
     body: &F,
-) -> std::io::Result<(Totals, T)>
+) -> std::io::Result<(Totals, T, Option<ThreadLife>)>
 where
     F: Fn(WorkerCtx) -> Fut,
     Fut: Future<Output = T>,
 {
+    // The thread's own scheduling times over its life, for the generator's bottleneck verdict.
+    let (sched_start, born) = (thread_sched(), Instant::now());
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let recorder = Rc::new(RefCell::new(Recorder::new(index, layout, clock, Some(tx))));
     let ctx = WorkerCtx {
@@ -174,6 +178,9 @@ where
         output
     });
     drop(local);
+    let sched = sched_start
+        .zip(thread_sched())
+        .map(|(a, b)| (b.since(a), born.elapsed()));
     let totals = recorder.borrow_mut().finish();
-    Ok((totals, output))
+    Ok((totals, output, sched))
 }

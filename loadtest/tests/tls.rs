@@ -88,8 +88,23 @@ fn https_closed_model_verifies_with_cacert_and_reports_handshakes_apart() {
     assert!(url.starts_with("https://"), "{url}");
     let report = run_http(
         "tls-closed-run",
-        &[&url, "--cacert", ca.ca(), "-c", "4", "-t", "1", "-d", "1s", "-w", "0"],
+        &[
+            &url,
+            "--cacert",
+            ca.ca(),
+            "-c",
+            "4",
+            "-t",
+            "1",
+            "-d",
+            "1s",
+            "-w",
+            "0",
+            "--threshold",
+            "tls_handshake.p99<10s",
+        ],
     );
+    assert_eq!(report["thresholds"][0]["passed"], true, "{report:#}");
     assert_eq!(errors_total(&report), 0, "{report:#}");
     let sent = counter(&report, "sent");
     assert!(sent > 100, "only {sent} requests over HTTPS in 1 s");

@@ -237,7 +237,8 @@ impl AdminArgs {
             max_connections: self.http_max_connections,
             late_after: self.late_after,
             duration: self.duration,
-            warmup: self.warmup,
+            requests: None,
+            warmup: Some(self.warmup),
             timeout: self.timeout,
             no_keepalive: false,
             http2: false,
@@ -484,8 +485,9 @@ pub fn command(args: AdminArgs) -> anyhow::Result<()> {
         AdminScenario::Methods => LoadModelKind::Closed,
         AdminScenario::Churn => LoadModelKind::Open,
     };
-    let outcome = run(&plan, Progress::new(!args.quiet, model)).context("admin API run failed")?;
+    let mut outcome = run(&plan, Progress::new(!args.quiet, model)).context("admin API run failed")?;
+    args.output.check(&mut outcome.report);
     print!("{}", outcome.render_text());
     outcome.write(&args.output.files())?;
-    Ok(())
+    Ok(crate::threshold::verdict(&outcome.report)?)
 }

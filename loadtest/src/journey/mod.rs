@@ -370,7 +370,9 @@ async fn run_users(plan: Arc<JourneyPlan>, ctx: WorkerCtx) -> FailureTable {
 pub fn command(args: JourneyArgs) -> anyhow::Result<()> {
     let plan = args.to_plan()?;
     let progress = Progress::new(!args.quiet, LoadModelKind::Open);
-    let result = run(&plan, progress).context("journey run failed")?;
+    let mut result = run(&plan, progress).context("journey run failed")?;
+    args.output.check(&mut result.report);
     print!("{}", result.render_text());
-    result.write(&args.output.files())
+    result.write(&args.output.files())?;
+    Ok(crate::threshold::verdict(&result.report)?)
 }

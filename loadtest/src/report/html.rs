@@ -17,7 +17,8 @@ pub fn render(r: &Report) -> String {
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title>\n<style>\
          body{{font-family:sans-serif;margin:2em;max-width:960px}}table{{border-collapse:collapse}}\
          td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}th:first-child,td:first-child{{text-align:left}}\
-         .note{{color:#555}}.warn{{color:#a00}}</style></head><body>\n",
+         .note{{color:#555}}.warn{{color:#a00}}\
+         .bottleneck{{border:2px solid #a00;padding:6px}}tr.pass td{{background:#e6f4e6}}tr.fail td{{background:#f9dcdc;font-weight:bold}}</style></head><body>\n",
         escape(&title)
     );
     let _ = writeln!(h, "<h1>{}</h1>", escape(&title));
@@ -31,6 +32,14 @@ pub fn render(r: &Report) -> String {
         r.throughput_per_second(),
         r.totals.errors.total()
     );
+    if let Some(b) = &r.bottleneck {
+        let _ = writeln!(
+            h,
+            "<p class=\"warn bottleneck\"><strong>Bottleneck: the load generator ({}).</strong> {}</p>",
+            b.kind,
+            escape(&b.reason)
+        );
+    }
     for w in &r.warnings {
         let _ = writeln!(h, "<p class=\"warn\">Warning: {}</p>", escape(w));
     }
@@ -51,6 +60,25 @@ pub fn render(r: &Report) -> String {
         );
     }
     h.push_str("</table>\n");
+    if !r.thresholds.is_empty() {
+        h.push_str("<h2>Thresholds</h2>\n<table><tr><th>threshold</th><th>observed</th><th>result</th></tr>\n");
+        for t in &r.thresholds {
+            let observed = t.line();
+            let observed = observed.split_once(", ").map_or("", |(_, rest)| rest);
+            let (class, verdict) = if t.passed {
+                ("pass", "passed")
+            } else {
+                ("fail", "FAILED")
+            };
+            let _ = writeln!(
+                h,
+                "<tr class=\"{class}\"><td>{}</td><td>{}</td><td>{verdict}</td></tr>",
+                escape(&t.threshold.expression),
+                escape(observed)
+            );
+        }
+        h.push_str("</table>\n");
+    }
     if !r.totals.errors.is_empty() {
         h.push_str("<table><tr><th>error</th><th>count</th></tr>\n");
         for (kind, n) in r.totals.errors.iter() {

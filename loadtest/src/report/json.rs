@@ -45,10 +45,15 @@ pub fn to_json(r: &Report) -> Value {
             "cpus_usable": g.cpus_usable,
             "busy_fraction": g.busy_fraction,
             "peak_rss_bytes": g.peak_rss_bytes,
+            "runnable_fraction": g.runnable_fraction,
+            "cpu_wait_fraction": g.cpu_wait_fraction,
             "warning": g.warning(),
+            "bottleneck": r.bottleneck.as_ref().map(|b| b.kind),
+            "bottleneck_reason": r.bottleneck.as_ref().map(|b| b.reason.as_str()),
         },
         "environment": environment,
         "warnings": r.warnings,
+        "thresholds": r.thresholds.iter().map(|t| t.to_json()).collect::<Vec<_>>(),
     })
 }
 

@@ -16,9 +16,11 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde_json::{Map, Value};
 
+use crate::bottleneck::{self, Bottleneck, LateSends};
 use crate::environment::Environment;
 use crate::process_stats::GeneratorUsage;
 use crate::recorder::{Layout, RunClock, Totals};
+use crate::threshold::ThresholdOutcome;
 use crate::timeline::IntervalRow;
 
 /// The load model, stated in every output because it decides what the latencies mean.
@@ -109,6 +111,10 @@ pub struct Report {
     /// Run facts that belong beside the machine's (keep-alive, HTTP version, TLS).
     pub environment_extra: Map<String, Value>,
     pub warnings: Vec<String>,
+    /// `--threshold` outcomes, judged after the run ([`crate::threshold::check`]).
+    pub thresholds: Vec<ThresholdOutcome>,
+    /// Set when the generator, not the target, limited the run.
+    pub bottleneck: Option<Bottleneck>,
 }
 
 impl Report {
@@ -122,7 +128,21 @@ impl Report {
         intervals: Vec<IntervalRow>,
         generator: GeneratorUsage,
     ) -> Report {
-        let warnings = generator.warning().into_iter().collect();
+        let mut warnings: Vec<String> = generator.warning().into_iter().collect();
+        let counter = |name| {
+            let i = layout.counters.iter().position(|c| *c == name)?;
+            totals.counters.get(i).copied()
+        };
+        let late = match (counter("sent"), counter("late"), counter("late_pool_full")) {
+            (Some(sent), Some(late), Some(late_pool_full)) => Some(LateSends {
+                sent,
+                late,
+                late_pool_full,
+            }),
+            _ => None,
+        };
+        let judgement = bottleneck::judge(&generator, late);
+        warnings.extend(judgement.target_note);
         Report {
             scenario: scenario.to_owned(),
             model,
@@ -138,6 +158,8 @@ impl Report {
             environment: Environment::detect(),
             environment_extra: Map::new(),
             warnings,
+            thresholds: Vec::new(),
+            bottleneck: judgement.generator,
         }
     }
 

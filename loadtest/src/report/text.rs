@@ -54,17 +54,27 @@ pub fn render(r: &Report) -> String {
         let _ = writeln!(s, "errors: {} ({})", r.totals.errors.total(), kinds.join(", "));
     }
     let g = &r.generator;
+    let runnable = g
+        .runnable_fraction
+        .map(|f| format!(", workers runnable {:.0}%", f * 100.0))
+        .unwrap_or_default();
     let _ = writeln!(
         s,
-        "generator: {:.2} CPU s in {:.1} s, {:.0}% of {} core(s); peak RSS {:.1} MiB",
+        "generator: {:.2} CPU s in {:.1} s, {:.0}% of {} core(s){runnable}; peak RSS {:.1} MiB",
         g.cpu_seconds,
         g.wall_seconds,
         g.busy_fraction * 100.0,
         g.threads.min(g.cpus_usable),
         g.peak_rss_bytes as f64 / 1048576.0
     );
+    if let Some(b) = &r.bottleneck {
+        let _ = writeln!(s, "BOTTLENECK ({}): {}", b.kind, b.reason);
+    }
     for w in &r.warnings {
         let _ = writeln!(s, "warning: {w}");
+    }
+    for t in &r.thresholds {
+        let _ = writeln!(s, "threshold {}", t.line());
     }
     s
 }

@@ -235,8 +235,9 @@ pub fn command(args: args::WsArgs) -> anyhow::Result<()> {
     use anyhow::Context;
     let plan = args.to_plan()?;
     let progress = Progress::new(!args.quiet, model(&plan));
-    let outcome = run(&plan, progress).context("WebSocket run failed")?;
+    let mut outcome = run(&plan, progress).context("WebSocket run failed")?;
+    args.output.check(&mut outcome.report);
     print!("{}", outcome.render_text());
     outcome.write(&args.output.files())?;
-    Ok(())
+    Ok(crate::threshold::verdict(&outcome.report)?)
 }
