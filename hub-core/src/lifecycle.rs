@@ -128,6 +128,7 @@ pub fn request_start(hub: &Arc<Hub>, user: &str, server: &str, options: Value) -
                 s.record.user_options = options;
                 s.record.url = None;
                 s.record.started_ms = None;
+                s.record.last_activity_ms = Some(proxy::timestamp::now_ms());
                 s.record.spawner_state = json!({});
                 s.progress = Some(log);
                 s.last_failure = None;
@@ -143,6 +144,11 @@ pub fn request_start(hub: &Arc<Hub>, user: &str, server: &str, options: Value) -
                 )),
             };
         }
+    }
+    // A spawn is activity, as in JupyterHub (`User.spawn`): the user's and the server's
+    // `last_activity` are set now, not at the first reconcile after the server is ready.
+    if let Err(e) = hub.note_activity(user, None, proxy::timestamp::now_ms()) {
+        tracing::warn!("noting {user}'s activity at the start of their server: {e}");
     }
     launch(hub, user, server, publishing(hub, user, server, sink));
     Ok(())
