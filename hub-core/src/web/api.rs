@@ -347,7 +347,8 @@ async fn user_routes(hub: &Arc<Hub>, req: &Req, auth: &Authenticated, name: &str
     // Every call but the one that makes the user is about a user who must exist: 404 before
     // the body is read (JupyterHub's order), and nothing reaches the database for a stranger.
     // JupyterHub answers a token request for a stranger with 403.
-    if !(req.method == Method::POST && tail.is_empty()) && !hub.users().contains_key(name) {
+    let makes_the_user = req.method == Method::POST && tail.is_empty();
+    if !makes_the_user && !hub.users().contains_key(name) {
         if req.method == Method::POST && tail == ["tokens"] {
             return json_error(
                 StatusCode::FORBIDDEN,
