@@ -284,13 +284,7 @@ async fn login(hub: &Arc<Hub>, req: &Req) -> Resp {
     let groups = match recorded {
         Ok(groups) => groups,
         Err(e) => {
-            return error_page(
-                hub,
-                req,
-                None,
-                500,
-                &format!("The hub could not record your sign-in: {e}"),
-            );
+            return error_page(hub, req, None, 500, &logged("The hub could not record your sign-in", e));
         }
     };
     let token = match hub
@@ -397,7 +391,7 @@ async fn accept_share(hub: &Arc<Hub>, req: &Req, auth: &Authenticated) -> Resp {
             req,
             Some(auth),
             503,
-            &format!("The state database cannot be reached: {e}"),
+            &logged("The state database cannot be reached", e),
         )
     };
     if req.method == Method::POST {
@@ -442,7 +436,7 @@ fn admin_page(hub: &Hub, req: &Req, auth: &Authenticated) -> Resp {
                 req,
                 Some(auth),
                 503,
-                &format!("The state database cannot be read: {e}"),
+                &logged("The state database cannot be read", e),
             );
         }
     };
@@ -652,4 +646,11 @@ async fn user_redirect(hub: &Arc<Hub>, req: &Req, auth: &Authenticated, user: &s
             )
         }),
     }
+}
+
+/// What a page says of a failure of the hub's own: `what`, while the error itself, which may
+/// hold SQL, goes to the log only.
+fn logged(what: &str, error: impl std::fmt::Display) -> String {
+    tracing::error!("{what}: {error}");
+    what.to_owned()
 }

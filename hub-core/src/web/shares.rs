@@ -186,8 +186,12 @@ fn grantee_of(body: &Value) -> Result<(Grantee, Option<Vec<String>>), String> {
     {
         return Err(format!("Unexpected field {unknown:?}"));
     }
-    let text = |key: &str| fields.get(key).and_then(Value::as_str).map(str::to_owned);
-    let grantee = match (text("user"), text("group")) {
+    let text = |key: &str| match fields.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(name)) => Ok(Some(name.clone())),
+        Some(other) => Err(crate::web::input::must_be(key, "a string", other).message),
+    };
+    let grantee = match (text("user")?, text("group")?) {
         (Some(user), None) => Grantee::User(user),
         (None, Some(group)) => Grantee::Group(group),
         (Some(_), Some(_)) => return Err("Expected exactly one of `user` or `group`, not both.".into()),
