@@ -83,6 +83,27 @@ fn servers() -> Vec<Case> {
             400,
             "Body must be a JSON object",
         ),
+        case(
+            M::POST,
+            "/users/alice/server",
+            Some(r#"{"user_options": 5}"#),
+            400,
+            "user_options must be an object",
+        ),
+        case(
+            M::POST,
+            "/users/alice/server",
+            Some(r#"{"user_options": [1]}"#),
+            400,
+            "user_options must be an object",
+        ),
+        case(
+            M::POST,
+            "/users/alice/server",
+            Some(r#"{"display_name": 5}"#),
+            400,
+            "display_name must be a string",
+        ),
         case(M::POST, "/users/ghost/server", Some("{}"), 404, "No such user: ghost"),
         case(M::POST, "/users/alice/servers/a%20b", None, 400, "Invalid server name"),
         case(
@@ -524,5 +545,23 @@ async fn last_activity_is_set_when_the_spawn_starts() {
         assert!(ms as u64 + 1000 >= asked, "{model}");
     }
     follow_progress(&mut admin, "/hub/api/users/alice/server/progress").await;
+    hub.stop().await;
+}
+
+/// JupyterHub 6's start body, `{"user_options": {…}, "display_name"?}`, gives the options
+/// inside it; without either key the body itself is the options, as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_options_in_either_shape() {
+    let (hub, mut admin) = hub_with_alice_and_bob("bad-input-user-options").await;
+    for (user, body) in [
+        ("alice", json!({"user_options": {"colour": "blue"}, "display_name": "Blue"})),
+        ("bob", json!({"colour": "blue"})),
+    ] {
+        let r = admin.api(Method::POST, &format!("/users/{user}/server"), Some(body)).await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+        let model = admin.api(Method::GET, &format!("/users/{user}"), None).await.json();
+        assert_eq!(model["servers"][""]["user_options"], json!({"colour": "blue"}), "{model}");
+        follow_progress(&mut admin, &format!("/hub/api/users/{user}/server/progress")).await;
+    }
     hub.stop().await;
 }

@@ -577,9 +577,8 @@ async fn server_action(hub: &Arc<Hub>, req: &Req, user: &str, server: &str) -> R
     }
     match req.method {
         Method::POST => {
-            // The body is the user options, as JupyterHub took them before `user_options`.
-            let options = match input::object(req) {
-                Ok(fields) => fields.into_value(),
+            let options = match input::object(req).and_then(user_options) {
+                Ok(options) => options,
                 Err(refusal) => return refusal.response(),
             };
             match lifecycle::request_start(hub, user, server, options) {
@@ -619,6 +618,16 @@ async fn server_action(hub: &Arc<Hub>, req: &Req, user: &str, server: &str) -> R
         }
         _ => json_error(StatusCode::METHOD_NOT_ALLOWED, "Use POST to start, DELETE to stop"),
     }
+}
+
+/// The user options of a start: JupyterHub 6's `{"user_options": {…} | null, "display_name"?}`,
+/// or, without either key, the body itself (as JupyterHub took them before).
+fn user_options(body: input::Fields) -> Result<Value, Refusal> {
+    if !body.has("user_options") && !body.has("display_name") {
+        return Ok(body.into_value());
+    }
+    body.string("display_name")?;
+    Ok(Value::Object(body.object("user_options")?.cloned().unwrap_or_default()))
 }
 
 fn start_refused(refused: StartRefused) -> Resp {

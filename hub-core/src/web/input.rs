@@ -87,6 +87,11 @@ impl Fields {
         self.0.get(key).filter(|v| !v.is_null())
     }
 
+    /// Whether the body names `key`, even as `null`.
+    pub fn has(&self, key: &str) -> bool {
+        self.0.contains_key(key)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
