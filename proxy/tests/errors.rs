@@ -76,8 +76,8 @@ fn error_target_renders_pages_with_our_status() {
         "/hub/error/404?url=%2Fnope%2Fx%3Fa%3D1%26b%3D%252F"
     );
     let r = p.get("/%");
-    assert_eq!((r.status, r.text().as_str()), (500, "/%"));
-    assert_eq!(errors.requests().last().unwrap().url, "/hub/error/500?url=%2F%25");
+    assert_eq!((r.status, r.text().as_str()), (400, "/%"));
+    assert_eq!(errors.requests().last().unwrap().url, "/hub/error/400?url=%2F%25");
 
     p.add_route("/missing", &dead_target());
     assert_eq!(p.get("/missing/x").status, 503);
