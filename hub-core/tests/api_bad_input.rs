@@ -506,6 +506,11 @@ async fn malformed_escapes_are_400_never_500() {
             "through the proxy: {path}: {}",
             r.text()
         );
+        assert!(
+            r.text().contains("The address is not valid."),
+            "the hub's page: {}",
+            r.text()
+        );
         let r = direct.get(path).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "at the hub: {path}: {}", r.text());
         assert!(
@@ -554,13 +559,22 @@ async fn last_activity_is_set_when_the_spawn_starts() {
 async fn user_options_in_either_shape() {
     let (hub, mut admin) = hub_with_alice_and_bob("bad-input-user-options").await;
     for (user, body) in [
-        ("alice", json!({"user_options": {"colour": "blue"}, "display_name": "Blue"})),
+        (
+            "alice",
+            json!({"user_options": {"colour": "blue"}, "display_name": "Blue"}),
+        ),
         ("bob", json!({"colour": "blue"})),
     ] {
-        let r = admin.api(Method::POST, &format!("/users/{user}/server"), Some(body)).await;
+        let r = admin
+            .api(Method::POST, &format!("/users/{user}/server"), Some(body))
+            .await;
         assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
         let model = admin.api(Method::GET, &format!("/users/{user}"), None).await.json();
-        assert_eq!(model["servers"][""]["user_options"], json!({"colour": "blue"}), "{model}");
+        assert_eq!(
+            model["servers"][""]["user_options"],
+            json!({"colour": "blue"}),
+            "{model}"
+        );
         follow_progress(&mut admin, &format!("/hub/api/users/{user}/server/progress")).await;
     }
     hub.stop().await;

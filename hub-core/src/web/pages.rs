@@ -116,6 +116,8 @@ pub async fn handle(hub: &Arc<Hub>, req: &Req) -> Resp {
             let code: u16 = code.parse().unwrap_or(500);
             let auth = caller::identify(hub, req).await;
             let message = match code {
+                // The proxy's answer to an address it cannot decode (`%ZZ`).
+                400 => "The address is not valid.",
                 404 => "This page does not exist.",
                 503 => "The server is not reachable right now.",
                 _ => "Something went wrong.",
