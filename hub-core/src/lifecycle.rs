@@ -35,6 +35,9 @@ pub enum StartRefused {
     BadOptions(String),
     /// Too many servers active; retry after this many seconds.
     TooManyServers(u64),
+    /// Another replica changed the server between the read and the claim.
+    Changed,
+    /// The state database failed; the text is for the log, not for the client.
     Store(String),
 }
 
@@ -50,6 +53,7 @@ impl std::fmt::Display for StartRefused {
             StartRefused::Throttled(_) => f.write_str("Too many users trying to log in right now. Try again soon."),
             StartRefused::BadOptions(why) => write!(f, "Invalid server options: {why}"),
             StartRefused::TooManyServers(_) => f.write_str("Active user limit exceeded. Try again in a few minutes."),
+            StartRefused::Changed => f.write_str("The server changed meanwhile; try again"),
             StartRefused::Store(e) => write!(f, "The hub could not record the spawn: {e}"),
         }
     }
@@ -139,9 +143,7 @@ pub fn request_start(hub: &Arc<Hub>, user: &str, server: &str, options: Value) -
                 Some(Phase::Pending) => Ok(()),
                 Some(Phase::Running) => Err(StartRefused::AlreadyRunning),
                 Some(Phase::Stopping) => Err(StartRefused::Stopping),
-                _ => Err(StartRefused::Store(
-                    "the server changed meanwhile; try again".to_owned(),
-                )),
+                _ => Err(StartRefused::Changed),
             };
         }
     }

@@ -639,6 +639,7 @@ fn start_refused(refused: StartRefused) -> Resp {
             r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
             r
         }
+        StartRefused::Changed => json_error(StatusCode::CONFLICT, &message),
         StartRefused::Store(e) => internal_error("starting a server", e),
         _ => json_error(StatusCode::BAD_REQUEST, &message),
     }

@@ -540,6 +540,10 @@ async fn start_and_follow(hub: &Arc<Hub>, req: &Req, auth: &Authenticated, user:
             r
         }
         Err(StartRefused::NoSuchUser) => error_page(hub, req, Some(auth), 404, "No such user."),
+        Err(StartRefused::Store(e)) => {
+            let message = logged("The hub could not record the spawn", e);
+            error_page(hub, req, Some(auth), 500, &message)
+        }
         Err(other) => error_page(hub, req, Some(auth), 400, &other.to_string()),
     }
 }
