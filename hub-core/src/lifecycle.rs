@@ -35,6 +35,9 @@ pub enum StartRefused {
     BadOptions(String),
     /// Too many servers active; retry after this many seconds.
     TooManyServers(u64),
+    /// Another replica changed the server between the read and the claim.
+    Changed,
+    /// The state database failed; the text is for the log, not for the client.
     Store(String),
 }
 
@@ -50,6 +53,7 @@ impl std::fmt::Display for StartRefused {
             StartRefused::Throttled(_) => f.write_str("Too many users trying to log in right now. Try again soon."),
             StartRefused::BadOptions(why) => write!(f, "Invalid server options: {why}"),
             StartRefused::TooManyServers(_) => f.write_str("Active user limit exceeded. Try again in a few minutes."),
+            StartRefused::Changed => f.write_str("The server changed meanwhile; try again"),
             StartRefused::Store(e) => write!(f, "The hub could not record the spawn: {e}"),
         }
     }
@@ -128,6 +132,7 @@ pub fn request_start(hub: &Arc<Hub>, user: &str, server: &str, options: Value) -
                 s.record.user_options = options;
                 s.record.url = None;
                 s.record.started_ms = None;
+                s.record.last_activity_ms = Some(proxy::timestamp::now_ms());
                 s.record.spawner_state = json!({});
                 s.progress = Some(log);
                 s.last_failure = None;
@@ -138,11 +143,14 @@ pub fn request_start(hub: &Arc<Hub>, user: &str, server: &str, options: Value) -
                 Some(Phase::Pending) => Ok(()),
                 Some(Phase::Running) => Err(StartRefused::AlreadyRunning),
                 Some(Phase::Stopping) => Err(StartRefused::Stopping),
-                _ => Err(StartRefused::Store(
-                    "the server changed meanwhile; try again".to_owned(),
-                )),
+                _ => Err(StartRefused::Changed),
             };
         }
+    }
+    // A spawn is activity, as in JupyterHub (`User.spawn`): the user's and the server's
+    // `last_activity` are set now, not at the first reconcile after the server is ready.
+    if let Err(e) = hub.note_activity(user, None, proxy::timestamp::now_ms()) {
+        tracing::warn!("noting {user}'s activity at the start of their server: {e}");
     }
     launch(hub, user, server, publishing(hub, user, server, sink));
     Ok(())

@@ -1,4 +1,5 @@
-//! The REST API issue 18 added, as JupyterHub has it: groups, shares and tokens with scopes.
+//! The REST API issue 18 added, as JupyterHub has it: groups, shares and tokens with scopes, and
+//! the refusals of bad input (issue 21).
 //! The same calls made on edgehub and on a stock JupyterHub 6 must get the same status codes and
 //! the same models. Then what groups are for: a user's groups in their user model and in their
 //! session token, where the edge's group policy reads them, and who may see and change them.
@@ -139,6 +140,37 @@ fn calls() -> Vec<Call> {
             Some(json!({"scopes": ["servers!user=bob"]})),
             false,
         ),
+        // Bad input (issue 21): the same refusals, and nothing made or started.
+        (
+            Method::POST,
+            "/users/alice/tokens",
+            Some(json!({"expires_in": "soon"})),
+            false,
+        ),
+        (Method::POST, "/users/alice/tokens", Some(json!([1])), false),
+        (Method::POST, "/users/ghost/tokens", Some(json!({})), false),
+        (Method::GET, "/users/ghost/tokens", None, false),
+        (Method::GET, "/users/ghost", None, false),
+        (Method::PATCH, "/users/ghost", Some(json!({"admin": true})), false),
+        (Method::DELETE, "/users/ghost", None, false),
+        (
+            Method::POST,
+            "/users/ghost/activity",
+            Some(json!({"last_activity": "2026-01-01T00:00:00Z"})),
+            false,
+        ),
+        (Method::POST, "/users/alice/activity", Some(json!({})), false),
+        (
+            Method::POST,
+            "/users/alice/activity",
+            Some(json!({"servers": "x"})),
+            false,
+        ),
+        (Method::POST, "/users", Some(json!({"usernames": []})), false),
+        (Method::GET, "/users?limit=many", None, false),
+        (Method::GET, "/users?offset=x", None, false),
+        (Method::POST, "/users/alice/server", Some(json!([1, 2])), false),
+        (Method::POST, "/users/alice/server", Some(json!("text")), false),
         (Method::DELETE, "/groups/ta", None, false),
         (Method::DELETE, "/groups/ta", None, false),
         (Method::POST, "/groups", Some(json!({})), false),

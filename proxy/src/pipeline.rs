@@ -98,8 +98,9 @@ async fn handle_request(
     // 2. Path.
     let wire_path = clean_wire_path(uri.path());
     let Some(lookup_path) = lookup_path(proxy, &parts, &wire_path) else {
+        // The client's mistake, not ours: 400 (RFC 9110 §15.5.1), where CHP answers 500.
         let why = "malformed percent-encoding in path";
-        return Ok(Box::pin(error(proxy, StatusCode::INTERNAL_SERVER_ERROR, upgrade, &uri, why)).await);
+        return Ok(Box::pin(error(proxy, StatusCode::BAD_REQUEST, upgrade, &uri, why)).await);
     };
 
     // 3. Route lookup.

@@ -17,15 +17,17 @@ use crate::model::{Phase, valid_name};
 use crate::scopes::{Scopes, Target};
 use crate::tokens::{Caller, CallerKind};
 use crate::web::caller::{self, Authenticated};
+use crate::web::input::{self, Refusal, internal_error};
 use crate::web::pagination::{self, Page};
-use crate::web::{Body, Req, empty, json, json_error, oauth, progress_stream, segments};
+use crate::web::{Body, Req, empty, json, json_error, oauth, progress_stream};
 use crate::web::{groups, share_codes, shares};
 
 type Resp = http::Response<Body>;
 
 pub async fn handle(hub: &Arc<Hub>, req: &Req, rest: &str) -> Resp {
-    let Some(seg) = segments(rest) else {
-        return json_error(StatusCode::BAD_REQUEST, "Path is not valid UTF-8");
+    let seg = match input::path_segments(rest) {
+        Ok(seg) => seg,
+        Err(refusal) => return refusal.response(),
     };
     let seg: Vec<&str> = seg.iter().map(String::as_str).collect();
     // The version is public: clients read it before authenticating.
@@ -167,7 +169,7 @@ fn whoami(hub: &Hub, who: &Caller) -> Resp {
         let servers: Vec<String> = user.servers.keys().cloned().collect();
         (user.to_json(&hub.base, false, false), servers)
     }) else {
-        return json_error(StatusCode::NOT_FOUND, "No such user");
+        return Refusal::no_such_user(&who.name).response();
     };
     let mut model = with_groups(hub, model);
     let scopes = if who.admin {
@@ -230,7 +232,7 @@ fn whoami(hub: &Hub, who: &Caller) -> Resp {
 fn list_users(hub: &Hub, req: &Req) -> Resp {
     let Page { offset, limit } = match Page::of(req) {
         Ok(page) => page,
-        Err(bad) => return json_error(StatusCode::BAD_REQUEST, &bad),
+        Err(bad) => return bad.response(),
     };
     let state = req.query_param("state");
     let include_stopped = req.query_param("include_stopped_servers").is_some();
@@ -283,30 +285,39 @@ fn list_users(hub: &Hub, req: &Req) -> Resp {
     pagination::respond(hub, req, Page { offset, limit }, items, total)
 }
 
+/// `POST /users` `{"usernames": [...], "admin"?}`: every name is checked before any user is
+/// made.
 fn create_users(hub: &Hub, req: &Req) -> Resp {
-    let body = match req.json() {
-        Ok(v) => v,
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, &e),
-    };
-    let Some(names) = body["usernames"].as_array() else {
-        return json_error(StatusCode::BAD_REQUEST, "Expected {\"usernames\": [...]}");
-    };
-    let admin = body["admin"].as_bool().unwrap_or(false);
-    let mut created = Vec::new();
-    for name in names.iter().filter_map(Value::as_str) {
-        if !valid_name(name) {
-            return json_error(StatusCode::BAD_REQUEST, &format!("Invalid username: {name:?}"));
+    let parsed = input::object(req).and_then(|body| {
+        let names = body.strings("usernames")?.unwrap_or_default();
+        if names.is_empty() {
+            return Err(Refusal::bad("Must specify at least one user to create"));
         }
+        let admin = body.boolean("admin")?.unwrap_or(false);
+        if let Some(bad) = names.iter().find(|n| !valid_name(n)) {
+            return Err(Refusal::bad(format!("Invalid username: {bad:?}")));
+        }
+        Ok((names, admin))
+    });
+    let (names, admin) = match parsed {
+        Ok(parsed) => parsed,
+        Err(refusal) => return refusal.response(),
+    };
+    let mut created = Vec::new();
+    for name in &names {
         if hub.users().contains_key(name) {
             continue;
         }
         if let Err(e) = hub.ensure_user(name, admin) {
-            return json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string());
+            return internal_error(&format!("creating user {name}"), e);
         }
-        created.push(name.to_owned());
+        created.push(name.clone());
     }
-    if created.is_empty() && !names.is_empty() {
-        return json_error(StatusCode::CONFLICT, "All those users already exist");
+    if created.is_empty() {
+        return json_error(
+            StatusCode::CONFLICT,
+            &format!("All {} users already exist", names.len()),
+        );
     }
     let users = hub.users();
     let models: Vec<Value> = created
@@ -323,17 +334,28 @@ async fn user_routes(hub: &Arc<Hub>, req: &Req, auth: &Authenticated, name: &str
         // Another replica may have changed this user a moment ago (made them, started their
         // server): what is read, and a user this copy has not seen yet, come from the database,
         // not from a copy that may lag it. Changes need no such read: they are claimed there.
-        let (hub, name) = (hub.clone(), name.to_owned());
-        let fresh = tokio::task::spawn_blocking(move || hub.refresh_user(&name, hub.store.as_ref())).await;
+        let (hub, user) = (hub.clone(), name.to_owned());
+        let fresh = tokio::task::spawn_blocking(move || hub.refresh_user(&user, hub.store.as_ref())).await;
         if let Ok(Err(e)) = fresh {
-            let mut r = json_error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &format!("the hub's state database: {e}"),
-            );
+            tracing::error!("reading user {name} from the state database: {e}");
+            let mut r = json_error(StatusCode::SERVICE_UNAVAILABLE, "The state database cannot be reached");
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             return r;
         }
+    }
+    // Every call but the one that makes the user is about a user who must exist: 404 before
+    // the body is read (JupyterHub's order), and nothing reaches the database for a stranger.
+    // JupyterHub answers a token request for a stranger with 403.
+    let makes_the_user = req.method == Method::POST && tail.is_empty();
+    if !makes_the_user && !hub.users().contains_key(name) {
+        if req.method == Method::POST && tail == ["tokens"] {
+            return json_error(
+                StatusCode::FORBIDDEN,
+                &format!("User {name} not found or no permissions to generate tokens"),
+            );
+        }
+        return Refusal::no_such_user(name).response();
     }
     match (&req.method, tail) {
         (&Method::GET, []) => {
@@ -344,22 +366,25 @@ async fn user_routes(hub: &Arc<Hub>, req: &Req, auth: &Authenticated, name: &str
                 .map(|u| u.to_json(&hub.base, include_stopped, who.admin));
             match model {
                 Some(model) => json(StatusCode::OK, &with_groups(hub, model)),
-                None => json_error(StatusCode::NOT_FOUND, "No such user"),
+                None => Refusal::no_such_user(name).response(),
             }
         }
         (&Method::POST, []) => {
             if !who.admin {
                 return json_error(StatusCode::FORBIDDEN, "Action requires admin rights");
             }
-            if !valid_name(name) {
-                return json_error(StatusCode::BAD_REQUEST, &format!("Invalid username: {name:?}"));
-            }
+            let admin = match input::object(req).and_then(|body| body.boolean("admin")) {
+                Ok(admin) => admin.unwrap_or(false),
+                Err(refusal) => return refusal.response(),
+            };
             if hub.users().contains_key(name) {
                 return json_error(StatusCode::CONFLICT, &format!("User {name} already exists"));
             }
-            let admin = req.json().ok().and_then(|b| b["admin"].as_bool()).unwrap_or(false);
+            if !valid_name(name) {
+                return json_error(StatusCode::BAD_REQUEST, &format!("Invalid username: {name:?}"));
+            }
             if let Err(e) = hub.ensure_user(name, admin) {
-                return json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string());
+                return internal_error(&format!("creating user {name}"), e);
             }
             let model = hub.users().get(name).map(|u| u.to_json(&hub.base, false, false));
             json(StatusCode::CREATED, &model.unwrap_or(Value::Null))
@@ -368,19 +393,19 @@ async fn user_routes(hub: &Arc<Hub>, req: &Req, auth: &Authenticated, name: &str
             if !who.admin {
                 return json_error(StatusCode::FORBIDDEN, "Action requires admin rights");
             }
-            let body = match req.json() {
-                Ok(v) => v,
-                Err(e) => return json_error(StatusCode::BAD_REQUEST, &e),
+            let admin = match patch_of(req, name) {
+                Ok(admin) => admin,
+                Err(refusal) => return refusal.response(),
             };
             let mut users = hub.users();
             let Some(u) = users.get_mut(name) else {
-                return json_error(StatusCode::NOT_FOUND, "No such user");
+                return Refusal::no_such_user(name).response();
             };
-            if let Some(admin) = body["admin"].as_bool() {
+            if let Some(admin) = admin {
                 u.record.admin = admin;
             }
             if let Err(e) = hub.store.put_user(&u.record) {
-                return json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string());
+                return internal_error(&format!("changing user {name}"), e);
             }
             json(StatusCode::OK, &u.to_json(&hub.base, false, false))
         }
@@ -398,20 +423,21 @@ async fn user_routes(hub: &Arc<Hub>, req: &Req, auth: &Authenticated, name: &str
             if who.server.is_some() {
                 return json_error(StatusCode::FORBIDDEN, "A server's token cannot make tokens");
             }
-            let body = req.json().unwrap_or(Value::Null);
-            let note = body["note"].as_str().unwrap_or("Requested via api");
-            let expires = body["expires_in"].as_u64().filter(|s| *s > 0);
+            let (note, expires, body) = match token_request(req) {
+                Ok(asked) => asked,
+                Err(refusal) => return refusal.response(),
+            };
             let scopes = match requested_scopes(hub, who, name, &body) {
                 Ok(scopes) => scopes,
                 Err((status, why)) => return json_error(status, &why),
             };
-            match hub.issue_token(name, None, note, expires, scopes) {
+            match hub.issue_token(name, None, &note, expires, scopes) {
                 Ok((token, record)) => {
                     let mut model = token_json(&record);
                     model["token"] = json!(token);
                     json(StatusCode::CREATED, &model)
                 }
-                Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+                Err(e) => internal_error(&format!("issuing a token for {name}"), e),
             }
         }
         (&Method::GET, ["tokens", id]) => match hub.tokens.of_user(name).iter().find(|t| token_id(t) == *id) {
@@ -425,7 +451,7 @@ async fn user_routes(hub: &Arc<Hub>, req: &Req, auth: &Authenticated, name: &str
             hub.tokens.remove_id(t.id);
             match hub.store.delete_token(t.id) {
                 Ok(()) => empty(StatusCode::NO_CONTENT),
-                Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+                Err(e) => internal_error(&format!("deleting token {id} of {name}"), e),
             }
         }
         _ => json_error(StatusCode::NOT_FOUND, "No such API endpoint"),
@@ -438,7 +464,7 @@ async fn delete_user(hub: &Arc<Hub>, who: &Caller, name: &str) -> Resp {
     }
     let servers: Vec<String> = match hub.users().get(name) {
         Some(u) => u.servers.keys().cloned().collect(),
-        None => return json_error(StatusCode::NOT_FOUND, "No such user"),
+        None => return Refusal::no_such_user(name).response(),
     };
     for server in servers {
         if let Ok(StopOutcome::Stopping) = lifecycle::stop(hub, name, &server).await {
@@ -451,7 +477,7 @@ async fn delete_user(hub: &Arc<Hub>, who: &Caller, name: &str) -> Resp {
     hub.users().remove(name);
     hub.tokens.remove_user(name);
     if let Err(e) = hub.store.delete_user(name) {
-        return json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string());
+        return internal_error(&format!("deleting user {name}"), e);
     }
     hub.update_gauges();
     empty(StatusCode::NO_CONTENT)
@@ -551,10 +577,9 @@ async fn server_action(hub: &Arc<Hub>, req: &Req, user: &str, server: &str) -> R
     }
     match req.method {
         Method::POST => {
-            let options = match req.json() {
-                Ok(Value::Null) => json!({}),
-                Ok(v) => v,
-                Err(e) => return json_error(StatusCode::BAD_REQUEST, &e),
+            let options = match input::object(req).and_then(user_options) {
+                Ok(options) => options,
+                Err(refusal) => return refusal.response(),
             };
             match lifecycle::request_start(hub, user, server, options) {
                 Ok(()) => {
@@ -568,7 +593,10 @@ async fn server_action(hub: &Arc<Hub>, req: &Req, user: &str, server: &str) -> R
             }
         }
         Method::DELETE => {
-            let remove = req.json().ok().and_then(|b| b["remove"].as_bool()).unwrap_or(false);
+            let remove = match input::object(req).and_then(|body| body.boolean("remove")) {
+                Ok(remove) => remove.unwrap_or(false),
+                Err(refusal) => return refusal.response(),
+            };
             if !server.is_empty() && hub.server(user, server).is_none() {
                 return json_error(StatusCode::NOT_FOUND, &format!("{user} has no server named {server:?}"));
             }
@@ -579,7 +607,7 @@ async fn server_action(hub: &Arc<Hub>, req: &Req, user: &str, server: &str) -> R
                             u.servers.remove(server);
                         }
                         if let Err(e) = hub.store.delete_server(user, server) {
-                            return json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string());
+                            return internal_error(&format!("forgetting server {user}/{server}"), e);
                         }
                     }
                     empty(StatusCode::NO_CONTENT)
@@ -592,6 +620,16 @@ async fn server_action(hub: &Arc<Hub>, req: &Req, user: &str, server: &str) -> R
     }
 }
 
+/// The user options of a start: JupyterHub 6's `{"user_options": {…} | null, "display_name"?}`,
+/// or, without either key, the body itself (as JupyterHub took them before).
+fn user_options(body: input::Fields) -> Result<Value, Refusal> {
+    if !body.has("user_options") && !body.has("display_name") {
+        return Ok(body.into_value());
+    }
+    body.string("display_name")?;
+    Ok(Value::Object(body.object("user_options")?.cloned().unwrap_or_default()))
+}
+
 fn start_refused(refused: StartRefused) -> Resp {
     let message = refused.to_string();
     match refused {
@@ -601,56 +639,102 @@ fn start_refused(refused: StartRefused) -> Resp {
             r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
             r
         }
-        StartRefused::Store(_) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &message),
+        StartRefused::Changed => json_error(StatusCode::CONFLICT, &message),
+        StartRefused::Store(e) => internal_error("starting a server", e),
         _ => json_error(StatusCode::BAD_REQUEST, &message),
     }
 }
 
-/// `POST /users/{name}/activity`: `{last_activity?, servers: {name: {last_activity}}}`.
+/// `POST /users/{name}/activity`: `{last_activity?, servers?: {name: {last_activity}}}`, at
+/// least one of them. Everything is checked, as JupyterHub checks it, before anything is noted.
 fn activity(hub: &Hub, req: &Req, user: &str) -> Resp {
-    let body = match req.json() {
-        Ok(v) => v,
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, &e),
+    let parsed = input::object(req).and_then(|body| activity_of(hub, user, &body));
+    let (user_level, servers) = match parsed {
+        Ok(parsed) => parsed,
+        Err(refusal) => return refusal.response(),
     };
-    let parse = |v: &Value| -> Result<Option<u64>, String> {
-        match v {
-            Value::Null => Ok(None),
-            Value::String(s) => proxy::timestamp::parse_iso(s)
-                .and_then(|ms| u64::try_from(ms).ok())
-                .map(Some)
-                .ok_or_else(|| format!("Invalid timestamp {s:?}")),
-            _ => Err("last_activity must be an ISO 8601 string".to_owned()),
-        }
-    };
-    let user_level = match parse(&body["last_activity"]) {
-        Ok(t) => t,
-        Err(e) => return json_error(StatusCode::BAD_REQUEST, &e),
-    };
-    if let Some(servers) = body["servers"].as_object() {
-        for (server, info) in servers {
-            if hub.server(user, server).is_none() {
-                return json_error(
-                    StatusCode::BAD_REQUEST,
-                    &format!("No such server {server:?} for {user}"),
-                );
-            }
-            match parse(&info["last_activity"]) {
-                Ok(Some(at)) => {
-                    if let Err(e) = hub.note_activity(user, Some(server), at) {
-                        return json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string());
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => return json_error(StatusCode::BAD_REQUEST, &e),
-            }
+    for (server, at) in servers {
+        if let Err(e) = hub.note_activity(user, Some(&server), at) {
+            return internal_error(&format!("noting the activity of {user}/{server}"), e);
         }
     }
     if let Some(at) = user_level
         && let Err(e) = hub.note_activity(user, None, at)
     {
-        return json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string());
+        return internal_error(&format!("noting the activity of {user}"), e);
     }
     empty(StatusCode::OK)
+}
+
+/// The timestamps of an activity report: the user's, and each named server's.
+type Activity = (Option<u64>, Vec<(String, u64)>);
+
+fn activity_of(hub: &Hub, user: &str, body: &input::Fields) -> Result<Activity, Refusal> {
+    const SHAPE: &str = "servers must be a dict of the form {server_name: {last_activity: timestamp}}";
+    let user_level = body.get("last_activity").map(timestamp).transpose()?;
+    let servers = match body.get("servers") {
+        None => None,
+        Some(Value::Object(servers)) => Some(servers),
+        Some(_) => return Err(Refusal::bad(SHAPE)),
+    };
+    if user_level.is_none() && servers.is_none_or(|s| s.is_empty()) {
+        return Err(Refusal::bad(
+            "body must contain at least one of `last_activity` or `servers`",
+        ));
+    }
+    let mut noted = Vec::new();
+    for (server, info) in servers.into_iter().flatten() {
+        if !shares::server_exists(hub, user, server) {
+            return Err(Refusal::bad(format!("No such server '{server}' for user {user}")));
+        }
+        match info.get("last_activity") {
+            Some(at) => noted.push((server.clone(), timestamp(at)?)),
+            None => return Err(Refusal::bad(SHAPE)),
+        }
+    }
+    Ok((user_level, noted))
+}
+
+/// An activity timestamp: ISO 8601, and not more than an hour ahead (JupyterHub's rule).
+fn timestamp(value: &Value) -> Result<u64, Refusal> {
+    let Some(text) = value.as_str() else {
+        return Err(input::must_be("last_activity", "an ISO 8601 timestamp", value));
+    };
+    let ms = proxy::timestamp::parse_iso(text)
+        .and_then(|ms| u64::try_from(ms).ok())
+        .ok_or_else(|| input::must_be("last_activity", "an ISO 8601 timestamp", value))?;
+    if ms > proxy::timestamp::now_ms() + 59 * 60 * 1000 {
+        return Err(Refusal::bad(format!(
+            "Rejecting activity from more than an hour in the future: {text}"
+        )));
+    }
+    Ok(ms)
+}
+
+/// `PATCH /users/{name}`: `{"admin"?}`; a new `name` (JupyterHub renames) is refused rather
+/// than ignored.
+fn patch_of(req: &Req, name: &str) -> Result<Option<bool>, Refusal> {
+    let body = input::object(req)?;
+    if body.string("name")?.is_some_and(|new| new != name) {
+        return Err(Refusal::bad("Renaming users is not supported by this hub"));
+    }
+    body.boolean("admin")
+}
+
+/// `POST /users/{name}/tokens`: the note, the lifetime in seconds (`None` or 0: it never
+/// expires) and the body, for its `scopes` and `roles`.
+fn token_request(req: &Req) -> Result<(String, Option<u64>, Value), Refusal> {
+    let body = input::object(req)?;
+    let note = body
+        .string("note")?
+        .filter(|n| !n.is_empty())
+        .unwrap_or("Requested via api")
+        .to_owned();
+    let expires = body.count("expires_in")?.filter(|s| *s > 0);
+    // Checked here for their type; `requested_scopes` checks what they name.
+    body.strings("scopes")?;
+    body.strings("roles")?;
+    Ok((note, expires, body.into_value()))
 }
 
 fn routes_json(routes: &std::collections::BTreeMap<String, crate::proxy_api::ProxyRoute>) -> Value {

@@ -121,10 +121,12 @@ fn answer(hub: &Hub, req: &Req, tail: &[&str]) -> Result<Resp, StoreError> {
         (&Method::POST, [name, "users"]) => change_members(hub, req, name, true)?,
         (&Method::DELETE, [name, "users"]) => change_members(hub, req, name, false)?,
         (&Method::PUT, [name, "properties"]) => {
-            let properties = match req.json() {
-                Ok(v @ Value::Object(_)) => v,
-                Ok(_) => return Ok(json_error(StatusCode::BAD_REQUEST, "Must specify properties")),
-                Err(e) => return Ok(json_error(StatusCode::BAD_REQUEST, &e)),
+            let properties = match crate::web::input::object(req) {
+                Ok(_) if req.json() == Ok(Value::Null) => {
+                    return Ok(json_error(StatusCode::BAD_REQUEST, "Must specify properties"));
+                }
+                Ok(fields) => fields.into_value(),
+                Err(refusal) => return Ok(refusal.response()),
             };
             if !hub.store.set_group_properties(name, &properties)? {
                 return Ok(no_such_group(name));
@@ -138,7 +140,7 @@ fn answer(hub: &Hub, req: &Req, tail: &[&str]) -> Result<Resp, StoreError> {
 fn list(hub: &Hub, req: &Req) -> Result<Resp, StoreError> {
     let page = match Page::of(req) {
         Ok(page) => page,
-        Err(bad) => return Ok(bad_request(&bad)),
+        Err(bad) => return Ok(bad.response()),
     };
     let groups = hub.store.groups()?;
     let total = groups.len();
@@ -148,9 +150,9 @@ fn list(hub: &Hub, req: &Req) -> Result<Resp, StoreError> {
 
 /// `POST /groups` `{"groups": [...], "users": [...]}`: all or nothing.
 fn create_many(hub: &Hub, req: &Req) -> Result<Resp, StoreError> {
-    let body = match req.json() {
-        Ok(v) => v,
-        Err(e) => return Ok(json_error(StatusCode::BAD_REQUEST, &e)),
+    let body = match crate::web::input::object(req) {
+        Ok(fields) => fields.into_value(),
+        Err(refusal) => return Ok(refusal.response()),
     };
     let names = match names_in(&body, "groups") {
         Ok(names) if !names.is_empty() => names,
@@ -189,9 +191,9 @@ fn create_many(hub: &Hub, req: &Req) -> Result<Resp, StoreError> {
 
 /// `POST /groups/{name}` with an optional `{"users": [...]}`.
 fn create_one(hub: &Hub, req: &Req, name: &str) -> Result<Resp, StoreError> {
-    let body = match req.json() {
-        Ok(v) => v,
-        Err(e) => return Ok(json_error(StatusCode::BAD_REQUEST, &e)),
+    let body = match crate::web::input::object(req) {
+        Ok(fields) => fields.into_value(),
+        Err(refusal) => return Ok(refusal.response()),
     };
     if let Some(bad) = invalid_group_name(name) {
         return Ok(bad);
@@ -212,9 +214,9 @@ fn create_one(hub: &Hub, req: &Req, name: &str) -> Result<Resp, StoreError> {
 }
 
 fn change_members(hub: &Hub, req: &Req, name: &str, add: bool) -> Result<Resp, StoreError> {
-    let body = match req.json() {
-        Ok(v) => v,
-        Err(e) => return Ok(json_error(StatusCode::BAD_REQUEST, &e)),
+    let body = match crate::web::input::object(req) {
+        Ok(fields) => fields.into_value(),
+        Err(refusal) => return Ok(refusal.response()),
     };
     if body.get("users").is_none() {
         let verb = if add { "add" } else { "delete" };

@@ -8,6 +8,7 @@ pub mod api;
 pub mod caller;
 pub mod cookies;
 pub mod groups;
+pub mod input;
 pub mod oauth;
 pub mod pages;
 pub mod pagination;
@@ -124,13 +125,23 @@ pub fn optional_strings(body: &Value, key: &str) -> Result<Option<Vec<String>>, 
 #[derive(Debug)]
 pub struct NotStrings;
 
-/// JupyterHub's error body: `{"status": 404, "message": "…"}`.
+/// JupyterHub's error body: `{"status": 404, "message": "…"}`. A client error carries its
+/// message for the dispatcher to log ([`Refused`]).
 pub fn json_error(status: StatusCode, message: &str) -> Response<Body> {
-    json(
+    let mut r = json(
         status,
         &serde_json::json!({"status": status.as_u16(), "message": message}),
-    )
+    );
+    if status.is_client_error() {
+        r.extensions_mut().insert(Refused(message.to_owned()));
+    }
+    r
 }
+
+/// The message of a refused request, kept on its response so that [`handle`] logs each refusal
+/// once, in one place, whichever handler refused it.
+#[derive(Clone)]
+struct Refused(String);
 
 pub fn html(status: StatusCode, page: String) -> Response<Body> {
     let mut r = Response::new(full(page));
@@ -227,6 +238,15 @@ async fn handle(hub: Arc<Hub>, request: Request<Incoming>) -> Response<Body> {
         body,
     };
     let (handler, mut response) = route(&hub, &req).await;
+    if let Some(Refused(why)) = response.extensions_mut().remove::<Refused>() {
+        // The path only: a query may hold a token or a share code.
+        tracing::info!(
+            "refused {} /{}: {} {why}",
+            req.method,
+            req.path,
+            response.status().as_u16()
+        );
+    }
     // Servers (jupyterhub-singleuser) read the hub's version from every answer.
     response.headers_mut().insert(
         "x-jupyterhub-version",
@@ -253,15 +273,8 @@ async fn route(hub: &Arc<Hub>, req: &Req) -> (&'static str, Response<Body>) {
     ("pages", pages::handle(hub, req).await)
 }
 
-/// Splits a path into percent-decoded segments; `None` if a segment is not UTF-8.
+/// Splits a path into percent-decoded segments; `None` if an escape does not decode
+/// ([`input::path_segments`] says why).
 pub fn segments(path: &str) -> Option<Vec<String>> {
-    path.split('/')
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            percent_encoding::percent_decode_str(s)
-                .decode_utf8()
-                .ok()
-                .map(|c| c.into_owned())
-        })
-        .collect()
+    input::path_segments(path).ok()
 }

@@ -107,10 +107,8 @@ pub fn authorize(hub: &Hub, req: &Req, auth: &Authenticated) -> http::Response<B
         expires_ms: proxy::timestamp::now_ms() + CODE_LIFETIME.as_millis() as u64,
     };
     if let Err(e) = hub.oauth.put(hub.store.as_ref(), &code, grant) {
-        return json_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &format!("cannot record the login: {e}"),
-        );
+        tracing::error!("recording an OAuth code: {e}");
+        return json_error(StatusCode::SERVICE_UNAVAILABLE, "cannot record the login");
     }
     let mut query = form_urlencoded::Serializer::new(String::new());
     query.append_pair("code", &code);
@@ -131,7 +129,10 @@ pub fn token(hub: &Arc<Hub>, req: &Req) -> http::Response<Body> {
     let grant = match hub.oauth.take(hub.store.as_ref(), field("code")) {
         Ok(Some(grant)) => grant,
         Ok(None) => return json_error(StatusCode::BAD_REQUEST, "invalid or used code"),
-        Err(e) => return json_error(StatusCode::SERVICE_UNAVAILABLE, &format!("cannot check the code: {e}")),
+        Err(e) => {
+            tracing::error!("checking an OAuth code: {e}");
+            return json_error(StatusCode::SERVICE_UNAVAILABLE, "cannot check the code");
+        }
     };
     if grant.expires_ms <= proxy::timestamp::now_ms()
         || grant.client_id != field("client_id")
@@ -167,6 +168,6 @@ pub fn token(hub: &Arc<Hub>, req: &Req) -> http::Response<Body> {
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             r
         }
-        Err(e) => json_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        Err(e) => crate::web::input::internal_error("issuing an OAuth token", e),
     }
 }

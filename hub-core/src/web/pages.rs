@@ -116,6 +116,8 @@ pub async fn handle(hub: &Arc<Hub>, req: &Req) -> Resp {
             let code: u16 = code.parse().unwrap_or(500);
             let auth = caller::identify(hub, req).await;
             let message = match code {
+                // The proxy's answer to an address it cannot decode (`%ZZ`).
+                400 => "The address is not valid.",
                 404 => "This page does not exist.",
                 503 => "The server is not reachable right now.",
                 _ => "Something went wrong.",
@@ -284,13 +286,7 @@ async fn login(hub: &Arc<Hub>, req: &Req) -> Resp {
     let groups = match recorded {
         Ok(groups) => groups,
         Err(e) => {
-            return error_page(
-                hub,
-                req,
-                None,
-                500,
-                &format!("The hub could not record your sign-in: {e}"),
-            );
+            return error_page(hub, req, None, 500, &logged("The hub could not record your sign-in", e));
         }
     };
     let token = match hub
@@ -397,7 +393,7 @@ async fn accept_share(hub: &Arc<Hub>, req: &Req, auth: &Authenticated) -> Resp {
             req,
             Some(auth),
             503,
-            &format!("The state database cannot be reached: {e}"),
+            &logged("The state database cannot be reached", e),
         )
     };
     if req.method == Method::POST {
@@ -442,7 +438,7 @@ fn admin_page(hub: &Hub, req: &Req, auth: &Authenticated) -> Resp {
                 req,
                 Some(auth),
                 503,
-                &format!("The state database cannot be read: {e}"),
+                &logged("The state database cannot be read", e),
             );
         }
     };
@@ -544,6 +540,10 @@ async fn start_and_follow(hub: &Arc<Hub>, req: &Req, auth: &Authenticated, user:
             r
         }
         Err(StartRefused::NoSuchUser) => error_page(hub, req, Some(auth), 404, "No such user."),
+        Err(StartRefused::Store(e)) => {
+            let message = logged("The hub could not record the spawn", e);
+            error_page(hub, req, Some(auth), 500, &message)
+        }
         Err(other) => error_page(hub, req, Some(auth), 400, &other.to_string()),
     }
 }
@@ -652,4 +652,11 @@ async fn user_redirect(hub: &Arc<Hub>, req: &Req, auth: &Authenticated, user: &s
             )
         }),
     }
+}
+
+/// What a page says of a failure of the hub's own: `what`, while the error itself, which may
+/// hold SQL, goes to the log only.
+fn logged(what: &str, error: impl std::fmt::Display) -> String {
+    tracing::error!("{what}: {error}");
+    what.to_owned()
 }

@@ -7,6 +7,7 @@ use http::{HeaderValue, StatusCode, header};
 use serde_json::{Value, json};
 
 use crate::hub::Hub;
+use crate::web::input::Refusal;
 use crate::web::{Body, Req, json};
 
 /// The most items one page holds (JupyterHub's `api_page_max_limit` default).
@@ -21,15 +22,19 @@ pub struct Page {
 }
 
 impl Page {
-    /// The page a request asks for. A limit outside 1..=200 is brought inside it, as
-    /// JupyterHub does; a value that is no number is a 400 (`Err` holds its message).
-    pub fn of(req: &Req) -> Result<Page, String> {
+    /// The page a request asks for. A limit outside 1..=200 is brought inside it, and a
+    /// negative number taken as its absolute value, as JupyterHub does; a value that is no
+    /// integer is a 400, with JupyterHub's message.
+    pub fn of(req: &Req) -> Result<Page, Refusal> {
         let number = |name: &str, default: usize| match req.query_param(name) {
             None => Ok(default),
-            Some(v) => v
-                .trim_start_matches('-')
-                .parse::<usize>()
-                .map_err(|_| "Invalid argument type, offset and limit must be integers".to_owned()),
+            Some(v) => {
+                let v = v.trim();
+                v.strip_prefix('-')
+                    .unwrap_or(v)
+                    .parse::<usize>()
+                    .map_err(|_| Refusal::bad("Invalid argument type, offset and limit must be integers"))
+            }
         };
         Ok(Page {
             offset: number("offset", 0)?,

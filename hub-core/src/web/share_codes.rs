@@ -55,7 +55,7 @@ fn model(hub: &Hub, code: &ShareCodeRecord) -> Value {
 fn list(hub: &Hub, req: &Req, owner: &str, server: Option<&str>) -> Result<Resp, StoreError> {
     let page = match Page::of(req) {
         Ok(page) => page,
-        Err(bad) => return Ok(json_error(StatusCode::BAD_REQUEST, &bad)),
+        Err(bad) => return Ok(bad.response()),
     };
     if let Some(server) = server
         && !server_exists(hub, owner, server)
@@ -79,11 +79,9 @@ fn list(hub: &Hub, req: &Req, owner: &str, server: Option<&str>) -> Result<Resp,
 }
 
 fn create(hub: &Hub, req: &Req, who: &Caller, owner: &str, server: &str) -> Result<Resp, StoreError> {
-    let body = match req.json() {
-        Ok(Value::Null) => json!({}),
-        Ok(v @ Value::Object(_)) => v,
-        Ok(_) => return Ok(json_error(StatusCode::BAD_REQUEST, "Expected a JSON object")),
-        Err(e) => return Ok(json_error(StatusCode::BAD_REQUEST, &e)),
+    let body = match crate::web::input::object(req) {
+        Ok(fields) => fields.into_value(),
+        Err(refusal) => return Ok(refusal.response()),
     };
     if let Some(unknown) = body
         .as_object()

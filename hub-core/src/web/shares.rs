@@ -33,12 +33,7 @@ pub enum Target<'a> {
 /// The target of `/hub/api/shares/…`, from the raw path below `shares/`: a trailing slash
 /// names the default server (`/shares/alice/`), none means every server (`/shares/alice`).
 pub fn owner_target(raw_tail: &str) -> Option<(String, Option<String>)> {
-    let decode = |s: &str| {
-        percent_encoding::percent_decode_str(s)
-            .decode_utf8()
-            .ok()
-            .map(|c| c.into_owned())
-    };
+    let decode = |s: &str| proxy::request_path::percent_decode(s).ok().map(|c| c.into_owned());
     match raw_tail.split_once('/') {
         None if !raw_tail.is_empty() => Some((decode(raw_tail)?, None)),
         Some((owner, server)) if !owner.is_empty() && !server.contains('/') => {
@@ -142,7 +137,7 @@ fn model(hub: &Hub, share: &ShareRecord) -> Value {
 fn list(hub: &Hub, req: &Req, target: &Target<'_>) -> Result<Resp, StoreError> {
     let page = match Page::of(req) {
         Ok(page) => page,
-        Err(bad) => return Ok(json_error(StatusCode::BAD_REQUEST, &bad)),
+        Err(bad) => return Ok(bad.response()),
     };
     if let Target::Owner {
         owner,
@@ -191,8 +186,12 @@ fn grantee_of(body: &Value) -> Result<(Grantee, Option<Vec<String>>), String> {
     {
         return Err(format!("Unexpected field {unknown:?}"));
     }
-    let text = |key: &str| fields.get(key).and_then(Value::as_str).map(str::to_owned);
-    let grantee = match (text("user"), text("group")) {
+    let text = |key: &str| match fields.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(name)) => Ok(Some(name.clone())),
+        Some(other) => Err(crate::web::input::must_be(key, "a string", other).message),
+    };
+    let grantee = match (text("user")?, text("group")?) {
         (Some(user), None) => Grantee::User(user),
         (None, Some(group)) => Grantee::Group(group),
         (Some(_), Some(_)) => return Err("Expected exactly one of `user` or `group`, not both.".into()),
@@ -203,10 +202,9 @@ fn grantee_of(body: &Value) -> Result<(Grantee, Option<Vec<String>>), String> {
 }
 
 async fn grant(hub: &Hub, req: &Req, who: &Caller, owner: &str, server: &str) -> Result<Resp, StoreError> {
-    let body = match req.json() {
-        Ok(Value::Null) => json!({}),
-        Ok(v) => v,
-        Err(e) => return Ok(json_error(StatusCode::BAD_REQUEST, &e)),
+    let body = match crate::web::input::object(req) {
+        Ok(fields) => fields.into_value(),
+        Err(refusal) => return Ok(refusal.response()),
     };
     let (grantee, scopes) = match grantee_of(&body) {
         Ok(parsed) => parsed,
@@ -281,9 +279,9 @@ pub(super) fn grantable_scopes(
 /// `PATCH`: revokes one share. The share has one scope, so revoking any of it ends it; the
 /// answer is `{}`, as JupyterHub's for a share that is gone.
 async fn revoke(hub: &Hub, req: &Req, owner: &str, server: &str) -> Result<Resp, StoreError> {
-    let body = match req.json() {
-        Ok(v) => v,
-        Err(e) => return Ok(json_error(StatusCode::BAD_REQUEST, &e)),
+    let body = match crate::web::input::object(req) {
+        Ok(fields) => fields.into_value(),
+        Err(refusal) => return Ok(refusal.response()),
     };
     let (grantee, _) = match grantee_of(&body) {
         Ok(parsed) => parsed,
