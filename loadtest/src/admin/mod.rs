@@ -242,6 +242,7 @@ impl AdminArgs {
             timeout: self.timeout,
             no_keepalive: false,
             http2: false,
+            pin_urls: false,
             method: "GET".into(),
             headers: Vec::new(),
             body: None,
