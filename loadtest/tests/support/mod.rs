@@ -107,3 +107,35 @@ pub fn wait(child: Child, limit: Duration) -> Output {
     let _ = child.kill();
     child.wait_with_output().unwrap()
 }
+
+/// The test venv (scripts/ensure-pyenv.sh): EDGEHUB_PYENV, else its default place.
+pub fn pyenv() -> PathBuf {
+    match std::env::var_os("EDGEHUB_PYENV") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(std::env::var_os("HOME").expect("HOME or EDGEHUB_PYENV")).join(".cache/edgehub/pyenv"),
+    }
+}
+
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Builds binary `bin` of workspace package `package` (a no-op when it is up to date) and
+/// returns its path.
+pub fn workspace_binary(package: &str, bin: &str) -> PathBuf {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(cargo)
+        .args(["build", "-p", package, "--bin", bin])
+        .current_dir(workspace_root())
+        .output()
+        .unwrap_or_else(|e| panic!("run cargo build -p {package}: {e}"));
+    assert!(
+        out.status.success(),
+        "cargo build -p {package} --bin {bin} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), PathBuf::from);
+    let exe = target.join("debug").join(bin);
+    assert!(exe.exists(), "no {bin} at {} after the build", exe.display());
+    exe
+}
