@@ -87,7 +87,7 @@ has "$ONLY" edgehub && { [[ -x $EDGEHUB_BIN ]] || die "no edgehub at $EDGEHUB_BI
 if [[ -n $DURATION ]]; then
   LENGTH_ARGS=(-d "$DURATION" -w 0s)
 else
-  "$EDGELOAD_BIN" http --help | grep -q -- '--requests' \
+  [[ $("$EDGELOAD_BIN" http --help) == *--requests* ]] \
     || die "this edgeload has no -n/--requests (exactly N requests, ab's count mode); build one that has, or run by time with --duration D"
   LENGTH_ARGS=(-n "$REQUESTS")
 fi

@@ -180,7 +180,7 @@ fn per_user_door() -> String {
 #[test]
 fn each_url_of_a_list_carries_its_own_headers() {
     let door = per_user_door();
-    let dir = scratch_dir("per-url-headers");
+    let dir = scratch_dir("per-url-headers-list");
     let list = dir.join("urls.txt");
     // alice and bob with their own cookies (bob's replacing the common one); carol's line has
     // none, so she sends the common cookie, which is nobody's: every one of hers is refused.
@@ -211,10 +211,18 @@ fn each_url_of_a_list_carries_its_own_headers() {
     let sent = counter(&r, "sent");
     let refused = error_count(&r, "status_403");
     // One connection, strict round-robin: a third of the requests are carol's.
-    assert!(sent > 30 && refused.abs_diff(sent / 3) <= 1, "{sent} sent, {refused} 403s: {r:#}");
+    assert!(
+        sent > 30 && refused.abs_diff(sent / 3) <= 1,
+        "{sent} sent, {refused} 403s: {r:#}"
+    );
     assert_eq!(r["errors"]["total"].as_u64(), Some(refused), "{r:#}");
     // The report names the URLs without their headers (cookies stay out of reports).
-    let targets: Vec<&str> = r["targets"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    let targets: Vec<&str> = r["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
     assert_eq!(
         targets,
         [

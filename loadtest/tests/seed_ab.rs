@@ -99,10 +99,11 @@ fn the_quick_seed_ab_runs_on_both_front_doors() {
         assert_eq!(cells[4], "0", "{front_door}: no errors\n{report}\n{log}");
         let rps: f64 = cells[5].parse().unwrap_or(0.0);
         assert!(rps > 0.0, "{front_door}: a throughput\n{report}");
-        let json = std::fs::read_dir(&results)
-            .unwrap()
-            .flatten()
-            .any(|e| e.file_name().to_string_lossy().ends_with(&format!("-{front_door}.json")));
+        let json = std::fs::read_dir(&results).unwrap().flatten().any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .ends_with(&format!("-{front_door}.json"))
+        });
         assert!(json, "{front_door}: no JSON report in {}", results.display());
     }
     assert!(report.contains("| edgehub ÷ monolith |"), "{report}");
