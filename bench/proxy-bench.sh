@@ -20,10 +20,6 @@ PY=${PYTHON:-python3}
 # shellcheck source-path=SCRIPTDIR source=lib/common.sh
 source "$LIB/common.sh"
 export PYTHONDONTWRITEBYTECODE=1   # leave no __pycache__ in bench/lib
-CACHE=${EDGEHUB_CACHE:-$HOME/.cache/edgehub}
-CHP_VERSION=5.3.0
-CHP_DIR=$CACHE/chp
-CHP_BIN=$CHP_DIR/node_modules/.bin/configurable-http-proxy
 EDGEPROXY_BIN=${EDGEPROXY_BIN:-target/release/edgeproxy}
 [[ $EDGEPROXY_BIN = /* ]] || EDGEPROXY_BIN=$REPO_ROOT/$EDGEPROXY_BIN
 EDGELOAD_BIN=${EDGELOAD_BIN:-target/release/edgeload}
@@ -152,16 +148,7 @@ ensure_tools() {
   if has "$ONLY" haproxy; then command -v haproxy >/dev/null || die "haproxy missing after install"; fi
   if has "$SCENARIOS" fixedrate; then command -v hey >/dev/null || die "hey missing after install"; fi
 
-  if has "$ONLY" chp; then
-    if [[ ! -x $CHP_BIN ]] || [[ $("$CHP_BIN" --version 2>/dev/null) != "$CHP_VERSION" ]]; then
-      command -v npm >/dev/null || apt_install npm
-      log "npm install configurable-http-proxy@$CHP_VERSION into $CHP_DIR"
-      mkdir -p "$CHP_DIR"
-      npm install --prefix "$CHP_DIR" --no-audit --no-fund "configurable-http-proxy@$CHP_VERSION" >&2 \
-        || die "npm install configurable-http-proxy@$CHP_VERSION failed"
-      [[ $("$CHP_BIN" --version 2>/dev/null) == "$CHP_VERSION" ]] || die "CHP $CHP_VERSION not runnable at $CHP_BIN"
-    fi
-  fi
+  if has "$ONLY" chp; then ensure_chp; fi
 
   if has "$SCENARIOS" fixedrate-edgeload && [[ ! -x $EDGELOAD_BIN ]]; then
     die "edgeload binary not found at $EDGELOAD_BIN.

@@ -24,6 +24,12 @@ step "Python environment for JupyterHub 6's own proxy test suite"
 EDGEHUB_PYENV_JH6="$(bash scripts/ensure-pyenv.sh jupyterhub6 | tail -n1)"
 export EDGEHUB_PYENV_JH6
 
+step "configurable-http-proxy (the monolith of bench/seed-ab.sh, whose quick run is a test)"
+# The pinned version, installed with npm into ~/.cache/edgehub/chp when missing (bench/lib/common.sh).
+EDGEHUB_CHP="$(bash -c 'set -euo pipefail; log() { echo "$*" >&2; }; die() { echo "error: $*" >&2; exit 1; }
+    . bench/lib/common.sh; ensure_chp; echo "$CHP_BIN"')"
+export EDGEHUB_CHP
+
 if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
     step "Installing redis-server (the edge-auth tests start real ones)"
     if [ "$(id -u)" -ne 0 ]; then

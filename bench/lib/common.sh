@@ -56,6 +56,23 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2 || die "apt-get install $* failed"
 }
 
+# configurable-http-proxy, pinned: the one proxy-bench.sh, seed-ab.sh and the test command
+# (scripts/test.sh, for the seed-ab test) use, in the cache of edgehub's tools.
+CHP_VERSION=5.3.0
+CHP_DIR=${EDGEHUB_CACHE:-$HOME/.cache/edgehub}/chp
+CHP_BIN=${CHP_BIN:-$CHP_DIR/node_modules/.bin/configurable-http-proxy}
+ensure_chp() {  # installs CHP_VERSION into CHP_DIR with npm unless CHP_BIN runs it (idempotent)
+  [[ $("$CHP_BIN" --version 2>/dev/null) == "$CHP_VERSION" ]] && return 0
+  CHP_BIN=$CHP_DIR/node_modules/.bin/configurable-http-proxy
+  [[ $("$CHP_BIN" --version 2>/dev/null) == "$CHP_VERSION" ]] && return 0
+  { command -v node && command -v npm; } >/dev/null || apt_install nodejs npm
+  log "npm install configurable-http-proxy@$CHP_VERSION into $CHP_DIR"
+  mkdir -p "$CHP_DIR"
+  npm install --prefix "$CHP_DIR" --no-audit --no-fund "configurable-http-proxy@$CHP_VERSION" >&2 \
+    || die "npm install configurable-http-proxy@$CHP_VERSION failed"
+  [[ $("$CHP_BIN" --version 2>/dev/null) == "$CHP_VERSION" ]] || die "CHP $CHP_VERSION not runnable at $CHP_BIN"
+}
+
 # Process bookkeeping: everything started through start_bg/run_fg is recorded and stopped by
 # bench_cleanup, which bench_traps installs for EXIT, INT and TERM (so also on an error).
 STARTED=()

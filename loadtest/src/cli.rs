@@ -49,7 +49,8 @@ pub struct HttpArgs {
     /// URLs to load (http:// or https://); several are sent round-robin
     #[arg(value_name = "URL")]
     pub urls: Vec<String>,
-    /// Read more URLs from FILE, one per line (blank lines and lines starting with # skipped)
+    /// Read more URLs from FILE, one per line (blank lines and lines starting with # skipped); a
+    /// line may add headers for its URL alone after it, tab-separated: URL<TAB>Name: value<TAB>…
     #[arg(long, value_name = "FILE")]
     pub urls_file: Option<PathBuf>,
     /// Read the load options and thresholds from a TOML file (keys: the long flag names);
@@ -107,6 +108,10 @@ pub struct LoadArgs {
     /// Per-request timeout, connect included
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     pub timeout: Duration,
+    /// Closed model: connection i sends only URL i mod N (with -c equal to the URLs, one client
+    /// per URL, e.g. per user), instead of each taking the next URL of the round-robin
+    #[arg(long, conflicts_with_all = ["rate", "rate_from"])]
+    pub pin_urls: bool,
     /// Open a new connection for every request (and ask the server to close it)
     #[arg(long)]
     pub no_keepalive: bool,
@@ -252,7 +257,8 @@ fn read_file(flag: &'static str, path: &PathBuf) -> Result<Vec<u8>, ConfigError>
     })
 }
 
-/// Reads a URL list: one per line, `#` comments and blank lines skipped.
+/// Reads a URL list: one per line, `#` comments and blank lines skipped. A line may carry headers
+/// after its URL, tab-separated (`request_plan::split_url_line`).
 pub fn read_urls_file(path: &PathBuf) -> Result<Vec<String>, ConfigError> {
     let bytes = read_file("--urls-file", path)?;
     Ok(String::from_utf8_lossy(&bytes)
@@ -353,6 +359,16 @@ impl LoadArgs {
                 "expected at most --connections (each thread needs a connection)",
             ));
         }
+        if let LoadModel::Closed { connections } = model
+            && self.pin_urls
+            && connections < urls.len()
+        {
+            return Err(invalid(
+                "--pin-urls",
+                format!("{connections} connections for {} URLs", urls.len()),
+                "expected at least as many --connections as URLs (each URL needs a connection)",
+            ));
+        }
         let body = match (&self.body, &self.body_file) {
             (Some(text), _) => Bytes::from(text.clone().into_bytes()),
             (None, Some(path)) => Bytes::from(read_file("--body-file", path)?),
@@ -382,6 +398,7 @@ impl LoadArgs {
             duration: self.duration,
             count: self.requests,
             timeout: self.timeout,
+            pin_urls: self.pin_urls,
         })
     }
 }

@@ -23,17 +23,23 @@ use crate::http_load::Worker;
 /// is counted without spinning a core.
 const CONNECT_RETRY_PAUSE: Duration = Duration::from_millis(10);
 
-/// Runs `connections` connection loops on this worker's runtime until the end of the run.
-pub async fn run(worker: Rc<Worker>, connections: usize) {
+/// Runs `connections` connection loops on this worker's runtime until the end of the run. With
+/// `pinned_from`, the place of this worker's first connection among all of the run's, connection
+/// *i* of the run sends only URL *i* mod N; otherwise each takes the next of the round-robin.
+pub async fn run(worker: Rc<Worker>, connections: usize, pinned_from: Option<usize>) {
+    let urls = worker.plan.requests.len();
     let loops: Vec<_> = (0..connections)
-        .map(|_| tokio::task::spawn_local(connection_loop(worker.clone())))
+        .map(|k| {
+            let pinned = pinned_from.map(|first| (first + k) % urls);
+            tokio::task::spawn_local(connection_loop(worker.clone(), pinned))
+        })
         .collect();
     for l in loops {
         let _ = l.await;
     }
 }
 
-async fn connection_loop(worker: Rc<Worker>) {
+async fn connection_loop(worker: Rc<Worker>, pinned: Option<usize>) {
     let plan = &worker.plan;
     let end = worker.clock.end;
     let mut slots: Vec<Option<Connection>> = plan.origins.iter().map(|_| None).collect();
@@ -52,7 +58,10 @@ async fn connection_loop(worker: Rc<Worker>) {
         if started >= end || !worker.may_send(started) {
             break;
         }
-        let req = worker.next_request();
+        let req = match pinned {
+            Some(i) => &plan.requests[i],
+            None => worker.next_request(),
+        };
         let slot = &mut slots[req.origin];
         let deadline = started + worker.timeout;
         let result = {

@@ -81,6 +81,10 @@ pub struct LoadPlan {
     pub count: Option<u64>,
     /// Per request, connect included.
     pub timeout: Duration,
+    /// Closed model: connection *i* of all sends only URL *i* mod N, instead of every connection
+    /// taking the next URL of the round-robin (`--pin-urls`). With as many connections as URLs,
+    /// each URL is one client's, as each user of ab-style tests has one connection of their own.
+    pub pin_urls: bool,
 }
 
 impl LoadPlan {
@@ -103,6 +107,7 @@ impl LoadPlan {
         match self.model {
             LoadModel::Closed { connections } => {
                 p.insert("connections".into(), connections.into());
+                p.insert("pin_urls".into(), self.pin_urls.into());
             }
             LoadModel::Open {
                 rate,
@@ -287,7 +292,10 @@ async fn drive(ctx: WorkerCtx, plan: Arc<LoadPlan>, budget: Option<Arc<AtomicU64
         budget,
     });
     match plan.model {
-        LoadModel::Closed { connections } => closed_loop::run(worker, ctx.share_of(connections)).await,
+        LoadModel::Closed { connections } => {
+            let first = plan.pin_urls.then(|| ctx.first_of(connections));
+            closed_loop::run(worker, ctx.share_of(connections), first).await
+        }
         LoadModel::Open {
             rate,
             max_connections,

@@ -4,6 +4,10 @@
 //! Several URLs are sent round-robin. Each distinct scheme and `host:port` is an [`Origin`] with
 //! its own connections. Names are resolved once, before the run, so DNS is never part of a
 //! latency. `https://` origins share one TLS client configuration, built here once.
+//!
+//! A URL may carry headers of its own (a `--urls-file` line `URL<TAB>Name: value<TAB>…`), such
+//! as each user's cookie when every URL is a different user's server: they are part of that
+//! URL's prepared request, so they cost nothing per request either.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 
@@ -35,6 +39,8 @@ impl HttpVersion {
 /// What to send, as given on the command line.
 #[derive(Debug, Clone)]
 pub struct RequestSpec {
+    /// Each a URL, optionally followed by tab-separated `Name: value` headers for that URL
+    /// alone (see [`split_url_line`]).
     pub urls: Vec<String>,
     pub method: String,
     /// `Name: value` lines.
@@ -65,6 +71,15 @@ pub enum PlanError {
     BadHeader { header: String, reason: String },
     #[error("invalid method {method:?}: {reason}")]
     BadMethod { method: String, reason: String },
+}
+
+/// Splits a URL entry into the URL and the headers that follow it, tab-separated:
+/// `http://h/user/alice/\tCookie: s=1\tX-Name: alice`. A URL cannot hold a raw tab (RFC 3986),
+/// so an entry without one is just a URL. Blank fields (a trailing tab) are ignored.
+pub fn split_url_line(entry: &str) -> (&str, impl Iterator<Item = &str>) {
+    let mut fields = entry.split('\t');
+    let url = fields.next().unwrap_or_default().trim();
+    (url, fields.map(str::trim).filter(|f| !f.is_empty()))
 }
 
 /// A server address that connections are opened to.
@@ -153,7 +168,9 @@ impl RequestPlan {
         }
         let mut origins: Vec<Origin> = Vec::new();
         let mut requests = Vec::with_capacity(spec.urls.len());
-        for url in &spec.urls {
+        for entry in &spec.urls {
+            let (url, own_headers) = split_url_line(entry);
+            let url = &url.to_owned();
             let (uri, authority) = parse_url(url)?;
             let tls = match uri.scheme_str() {
                 Some("https") => Some(
@@ -179,6 +196,19 @@ impl RequestPlan {
                 }
             };
             let mut headers = common.clone();
+            // The URL's own headers replace common ones of the same name (a per-user Cookie
+            // over a -H Cookie), and repeat among themselves as given.
+            let mut own = HeaderMap::new();
+            for line in own_headers {
+                let (name, value) = parse_header(line)?;
+                own.append(name, value);
+            }
+            for name in own.keys() {
+                headers.remove(name);
+            }
+            for (name, value) in &own {
+                headers.append(name.clone(), value.clone());
+            }
             let uri = match spec.version {
                 HttpVersion::Http2 => uri,
                 HttpVersion::Http1 => {
@@ -355,6 +385,38 @@ mod tests {
             head,
             "GET /a?x=1 HTTP/1.1\r\nx-test: 1\r\nuser-agent: edgeload/0.1.0\r\nhost: 127.0.0.1:9000\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn a_url_carries_its_own_headers_over_the_common_ones() {
+        let mut s = spec(&[
+            "http://127.0.0.1:9000/user/alice/\tCookie: s=alice\tX-Test: 2\tX-Test: 3\t",
+            "http://127.0.0.1:9000/user/bob/ \t Cookie: s=bob",
+            "http://127.0.0.1:9000/plain",
+        ]);
+        s.headers.push("Cookie: common".into());
+        let plan = RequestPlan::new(&s).unwrap();
+        assert_eq!(plan.origins.len(), 1);
+        let urls: Vec<_> = plan.requests.iter().map(|r| r.url.as_str()).collect();
+        assert_eq!(
+            urls,
+            [
+                "http://127.0.0.1:9000/user/alice/",
+                "http://127.0.0.1:9000/user/bob/",
+                "http://127.0.0.1:9000/plain"
+            ]
+        );
+        let alice = String::from_utf8(plan.requests[0].head().to_vec()).unwrap();
+        assert!(alice.starts_with("GET /user/alice/ HTTP/1.1\r\n"), "{alice}");
+        assert!(alice.contains("cookie: s=alice\r\n"), "{alice}");
+        assert!(alice.contains("x-test: 2\r\nx-test: 3\r\n"), "{alice}");
+        assert!(!alice.contains("common") && !alice.contains("x-test: 1"), "{alice}");
+        let bob = plan.requests[1].build();
+        assert_eq!(bob.headers()["cookie"], "s=bob");
+        assert_eq!(bob.headers()["x-test"], "1");
+        assert_eq!(plan.requests[2].build().headers()["cookie"], "common");
+        let e = RequestPlan::new(&spec(&["http://127.0.0.1:9000/\tno colon"])).unwrap_err();
+        assert!(e.to_string().contains("\"no colon\""), "{e}");
     }
 
     #[test]

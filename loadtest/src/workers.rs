@@ -71,6 +71,12 @@ impl WorkerCtx {
     pub fn share_of(&self, total: usize) -> usize {
         total / self.threads + usize::from(self.index < total % self.threads)
     }
+
+    /// The place, among all `total` items, of this worker's first one when they are split as
+    /// [`share_of`](Self::share_of) splits them (worker 0 takes the first share, and so on).
+    pub fn first_of(&self, total: usize) -> usize {
+        total / self.threads * self.index + self.index.min(total % self.threads)
+    }
 }
 
 /// The merged result of all workers.

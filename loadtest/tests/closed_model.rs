@@ -157,3 +157,128 @@ fn large_bodies_are_delimited_exactly_on_kept_connections() {
     assert_eq!(sent, srv.counters.requests());
     assert_eq!(srv.counters.connections(), 3, "every connection stayed usable");
 }
+
+/// A keep-alive HTTP/1.1 server that lets `/user/NAME/…` through only with `Cookie: user=NAME`
+/// and `X-Common: yes`, as a front door that checks each user's own credentials would: 200 for
+/// those, 403 for anything else. Returns its address; it serves until the test process ends.
+fn per_user_door() -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut out = stream.try_clone().unwrap();
+                let mut lines = BufReader::new(stream);
+                loop {
+                    let mut head = Vec::new();
+                    loop {
+                        let mut line = String::new();
+                        if lines.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        head.push(line.trim_end().to_owned());
+                    }
+                    let user = head[0].split('/').nth(2).unwrap_or_default().to_owned();
+                    let has = |want: &str| head.iter().any(|h| h.eq_ignore_ascii_case(want));
+                    let ok = has(&format!("cookie: user={user}")) && has("x-common: yes");
+                    let status = if ok { "200 OK" } else { "403 Forbidden" };
+                    let answer = format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\n\r\n");
+                    if out.write_all(answer.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[test]
+fn each_url_of_a_list_carries_its_own_headers() {
+    let door = per_user_door();
+    let dir = scratch_dir("per-url-headers-list");
+    let list = dir.join("urls.txt");
+    // alice and bob with their own cookies (bob's replacing the common one); carol's line has
+    // none, so she sends the common cookie, which is nobody's: every one of hers is refused.
+    std::fs::write(
+        &list,
+        format!(
+            "{door}/user/alice/api\tCookie: user=alice\n{door}/user/bob/api\tCookie: user=bob\t\n{door}/user/carol/api\n"
+        ),
+    )
+    .unwrap();
+    let r = run_http(
+        "per-url-headers",
+        &[
+            "--urls-file",
+            list.to_str().unwrap(),
+            "-c",
+            "1",
+            "-d",
+            "0.5s",
+            "-w",
+            "0s",
+            "-H",
+            "X-Common: yes",
+            "-H",
+            "Cookie: user=nobody",
+        ],
+    );
+    let sent = counter(&r, "sent");
+    let refused = error_count(&r, "status_403");
+    // One connection, strict round-robin: a third of the requests are carol's.
+    assert!(
+        sent > 30 && refused.abs_diff(sent / 3) <= 1,
+        "{sent} sent, {refused} 403s: {r:#}"
+    );
+    assert_eq!(r["errors"]["total"].as_u64(), Some(refused), "{r:#}");
+    // The report names the URLs without their headers (cookies stay out of reports).
+    let targets: Vec<&str> = r["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        targets,
+        [
+            format!("{door}/user/alice/api"),
+            format!("{door}/user/bob/api"),
+            format!("{door}/user/carol/api")
+        ]
+    );
+}
+
+#[test]
+fn pinned_urls_give_each_connection_one_url_of_its_own() {
+    // Four servers, a URL each, four connections over two threads: pinned, each server sees one
+    // connection, its URL's own (round-robin, each connection would visit every server).
+    let servers: Vec<_> = (0..4).map(|_| server(ServeConfig::default())).collect();
+    let urls: Vec<String> = servers.iter().map(|s| s.url("/")).collect();
+    let mut args: Vec<&str> = urls.iter().map(String::as_str).collect();
+    args.extend(["--pin-urls", "-c", "4", "-t", "2", "-d", "0.5s", "-w", "0s"]);
+    let r = run_http("pinned", &args);
+    assert_eq!(r["parameters"]["pin_urls"], true);
+    assert_eq!(r["errors"]["total"], 0, "{r:#}");
+    let mut total = 0;
+    for (i, s) in servers.iter().enumerate() {
+        assert_eq!(s.counters.connections(), 1, "server {i}: {r:#}");
+        assert!(s.counters.requests() > 10, "server {i}: {r:#}");
+        total += s.counters.requests();
+    }
+    assert_eq!(total, counter(&r, "sent"));
+
+    // Fewer connections than URLs would leave URLs unsent: refused, naming the flag.
+    let out = edgeload()
+        .arg("http")
+        .args(&args[..4])
+        .args(["--pin-urls", "-c", "2", "-d", "0.2s"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out).contains("--pin-urls"), "{}", text(&out));
+}

@@ -25,14 +25,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod support;
-use support::workspace_binary;
-
-fn pyenv() -> PathBuf {
-    match std::env::var_os("EDGEHUB_PYENV") {
-        Some(p) => PathBuf::from(p),
-        None => PathBuf::from(std::env::var_os("HOME").expect("HOME or EDGEHUB_PYENV")).join(".cache/edgehub/pyenv"),
-    }
-}
+use support::{pyenv, workspace_binary};
 
 /// A running hub (loadtest/tests/journey_hub.py); closing its stdin shuts it down.
 struct Hub {

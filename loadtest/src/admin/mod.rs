@@ -243,6 +243,7 @@ impl AdminArgs {
             no_keepalive: false,
             http2: false,
             tls: self.tls.clone(),
+            pin_urls: false,
             method: "GET".into(),
             headers: Vec::new(),
             body: None,

@@ -108,6 +108,14 @@ pub fn wait(child: Child, limit: Duration) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// The test venv (scripts/ensure-pyenv.sh): EDGEHUB_PYENV, else its default place.
+pub fn pyenv() -> PathBuf {
+    match std::env::var_os("EDGEHUB_PYENV") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(std::env::var_os("HOME").expect("HOME or EDGEHUB_PYENV")).join(".cache/edgehub/pyenv"),
+    }
+}
+
 pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
