@@ -82,8 +82,8 @@ fi
 has "$ONLY" edgehub && { [[ -x $EDGEHUB_BIN ]] || die "no edgehub at $EDGEHUB_BIN"; }
 
 # THE COUNT FLAG: the one place where the run's length is given to edgeload. ab's -n is
-# edgeload's -n/--requests (exactly N requests, then stop; branch edgeload-count). --duration
-# replaces it with a timed run.
+# edgeload's -n/--requests (exactly N measured requests shared by the connections, no warm-up of
+# its own; from branch edgeload-count). --duration replaces it with a timed run.
 if [[ -n $DURATION ]]; then
   LENGTH_ARGS=(-d "$DURATION" -w 0s)
 else
