@@ -38,6 +38,11 @@ struct Hub {
 
 impl Hub {
     fn start() -> Hub {
+        Hub::start_with(&[])
+    }
+
+    /// A hub started with more arguments for journey_hub.py (e.g. `--ssl-cert`).
+    fn start_with(extra: &[&str]) -> Hub {
         let python = pyenv().join("bin/python");
         assert!(
             python.exists(),
@@ -50,6 +55,7 @@ impl Hub {
             .arg(&script)
             .arg("--proxy-command")
             .arg(&proxy)
+            .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -461,6 +467,54 @@ impl Drop for Edgehub {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+#[test]
+fn a_whole_journey_over_https_and_wss() {
+    // The same stock JupyterHub with its public port on TLS (a test CA's certificate, which
+    // edgeproxy, as its proxy, serves): the form login, the OAuth redirects, the REST calls and
+    // the kernel's WebSocket (wss://) all go through TLS, trusted through --cacert.
+    let dir = std::env::temp_dir().join(format!("edgeload-journey-tls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = support::test_ca::TestCa::new(&dir);
+    let hub = Hub::start_with(&[
+        "--ssl-cert",
+        ca.cert.to_str().unwrap(),
+        "--ssl-key",
+        ca.key.to_str().unwrap(),
+        "--ssl-ca",
+        ca.ca(),
+    ]);
+    assert!(hub.url.starts_with("https://"), "{}", hub.url);
+    let (r, text) = journey(
+        "https",
+        &hub.url,
+        &[
+            "--cacert",
+            ca.ca(),
+            "--users",
+            "1",
+            "--password",
+            &hub.password,
+            "--executes",
+            "1",
+            "--spawn-timeout",
+            "60s",
+        ],
+    );
+    assert_whole_journey(&r, &text, 1, 1);
+    assert_eq!(r["environment"]["tls"], true, "{text}");
+    // Trusting another CA, the hub's certificate is refused at the first request: a tls error.
+    let other = dir.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let other = support::test_ca::TestCa::new(&other);
+    let (r, text) = journey(
+        "https-untrusted",
+        &hub.url,
+        &["--cacert", other.ca(), "--users", "1", "--password", &hub.password],
+    );
+    assert_eq!(r["failures"]["login"]["tls"], 1, "{text}");
 }
 
 #[test]

@@ -18,6 +18,7 @@ import os
 import secrets
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -60,6 +61,14 @@ def write_config(config, workdir, public_port, api_port, hub_port, token, args):
             # The same server command edgehub runs, for a like-for-like comparison; JupyterHub
             # passes --ip and --port itself.
             f.write(f"c.Spawner.cmd = {args.spawner_cmd!r}\nc.Spawner.args = []\n")
+        if args.ssl_cert:
+            # The public port speaks TLS (JupyterHub hands the files to its proxy as --ssl-key and
+            # --ssl-cert); bind_url is set again so that its scheme follows.
+            f.write(
+                f"c.JupyterHub.ssl_cert = {args.ssl_cert!r}\n"
+                f"c.JupyterHub.ssl_key = {args.ssl_key!r}\n"
+                f"c.JupyterHub.bind_url = 'https://{compat.LOOPBACK}:{public_port}'\n"
+            )
         if args.extra_config:
             f.write("\n" + Path(args.extra_config).read_text() + "\n")
 
@@ -90,9 +99,15 @@ def main():
     p.add_argument("--extra-config", metavar="FILE",
                    help="jupyterhub_config.py lines appended last, e.g. another spawner "
                         "(bench/k8s-storm.sh: KubeSpawner against the simulator)")
+    p.add_argument("--ssl-cert", metavar="FILE", help="serve the public port over TLS with this certificate")
+    p.add_argument("--ssl-key", metavar="FILE", help="the certificate's key (with --ssl-cert)")
+    p.add_argument("--ssl-ca", metavar="FILE", help="the CA that signed it, for the readiness check")
     p.add_argument("--log", metavar="FILE",
                    help="where to copy JupyterHub's log when it stops (it is deleted with the work dir)")
     args = p.parse_args()
+    if bool(args.ssl_cert) != bool(args.ssl_key):
+        p.error("--ssl-cert and --ssl-key go together")
+    tls_context = ssl.create_default_context(cafile=args.ssl_ca) if args.ssl_cert else None
 
     compat.set_child_subreaper()
     stop = {"now": False}
@@ -126,11 +141,11 @@ def main():
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        url = f"http://{compat.LOOPBACK}:{public_port}"
+        url = f"{'https' if args.ssl_cert else 'http'}://{compat.LOOPBACK}:{public_port}"
         up = False
         while time.monotonic() < deadline and hub.poll() is None and not stop["now"]:
             try:
-                with urllib.request.urlopen(f"{url}/hub/api", timeout=2) as r:
+                with urllib.request.urlopen(f"{url}/hub/api", timeout=2, context=tls_context) as r:
                     up = r.status == 200
             except Exception:
                 pass

@@ -7,60 +7,12 @@ mod support;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use serde_json::Value;
+use support::test_ca::TestCa;
 use support::*;
-
-/// A throwaway CA and a server certificate for `localhost` and `127.0.0.1`, as PEM files.
-struct TestCa {
-    ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-impl TestCa {
-    fn new(dir: &Path) -> TestCa {
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "edgeload test CA");
-        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
-        let ca_key = KeyPair::generate().unwrap();
-        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-        let issuer = Issuer::new(ca_params, ca_key);
-        let mut params = CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()]).unwrap();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "edgeload test server");
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &issuer).unwrap();
-        let write = |name: &str, pem: String| {
-            let path = dir.join(name);
-            std::fs::write(&path, pem).unwrap();
-            path
-        };
-        TestCa {
-            ca: write("ca.pem", ca_cert.pem()),
-            cert: write("server.crt", cert.pem()),
-            key: write("server.key", key.serialize_pem()),
-        }
-    }
-
-    fn ca(&self) -> &str {
-        self.ca.to_str().unwrap()
-    }
-
-    /// `edgeload serve`'s TLS configuration with this certificate.
-    fn serve_config(&self) -> Arc<rustls::ServerConfig> {
-        loadtest::tls::server_config(&self.cert, &self.key).unwrap()
-    }
-}
 
 fn tls_server(ca: &TestCa) -> TestServer {
     server(ServeConfig {

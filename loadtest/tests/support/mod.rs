@@ -3,6 +3,8 @@
 //! read the JSON report the binary writes.
 #![allow(dead_code, unused_imports)]
 
+pub mod test_ca;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
