@@ -10,7 +10,6 @@ use http::{Response, StatusCode, Uri, Version};
 use crate::Proxy;
 use crate::activity::Activity;
 use crate::body::{ClientBody, RequestBody, ResponseBody, UpstreamBody};
-use crate::deadline::Deadline;
 use crate::headers::forwarded::{ClientInfo, ForwardedLines, add_forwarded, request_host};
 use crate::headers::hop_by_hop::remove_hop_by_hop;
 use crate::headers::location::rewrite_location;
@@ -101,13 +100,6 @@ pub async fn forward_http(
     };
     let body = body.relaying(relayed);
     Ok(Response::from_parts(parts, body))
-}
-
-/// Waits for an upstream's response head, at most `--proxy-timeout` when one is set.
-///
-/// A plain function returning the combinator, not an `async fn`: that would hold `waiting` twice.
-pub fn within_proxy_timeout<F: Future>(proxy: &Proxy, waiting: F) -> Deadline<F> {
-    Deadline::new(proxy.settings.proxy_timeout, waiting)
 }
 
 /// What `upstream_parts` leaves beside the edited head.

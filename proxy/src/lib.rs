@@ -10,7 +10,6 @@ pub mod auth;
 pub mod body;
 pub mod cli;
 pub mod client_io;
-pub mod deadline;
 pub mod error_page;
 pub mod forward;
 pub mod h1_server;

@@ -29,8 +29,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use crate::Proxy;
 use crate::activity::Activity;
 use crate::body::{RequestBody, ResponseBody, UpstreamBody};
-use crate::deadline::Elapsed;
-use crate::forward::{ForwardError, upstream_parts, within_proxy_timeout};
+use crate::forward::{ForwardError, upstream_parts};
 use crate::headers::forwarded::ClientInfo;
 use crate::route_table::Route;
 use crate::target::Target;
@@ -70,9 +69,13 @@ pub async fn forward_upgrade(
             .await
             .map_err(|e| UpstreamError::Http(target.authority().to_owned(), e))
     };
-    let resp = within_proxy_timeout(proxy, answered)
-        .await
-        .map_err(|Elapsed| UpstreamError::ResponseTimeout(target.authority().to_owned()))??;
+    // As for a request (`forward::forward_http`): without a limit the answer is awaited as it is.
+    let resp = match proxy.settings.proxy_timeout {
+        None => answered.await?,
+        Some(limit) => tokio::time::timeout(limit, answered)
+            .await
+            .map_err(|_| UpstreamError::ResponseTimeout(target.authority().to_owned()))??,
+    };
 
     let (mut resp_parts, body) = resp.into_parts();
     if resp_parts.status != StatusCode::SWITCHING_PROTOCOLS {

@@ -179,6 +179,20 @@ fn proxy_timeout_is_503_and_client_timeout_closes() {
         "{:?}",
         started.elapsed()
     );
+    // A WebSocket handshake waits for the upstream's answer no longer either.
+    let started = Instant::now();
+    let r = raw(
+        p.public(),
+        b"GET /slow HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .expect("an answer to the upgrade");
+    assert_eq!(r.status, 503);
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
 
     let p = Edgeproxy::start(&["--default-target", &up.target, "--timeout", "500"]);
     let started = Instant::now();
