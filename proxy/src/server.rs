@@ -418,11 +418,7 @@ pub async fn bind_with(config: &ProxyConfig, prebound: Prebound) -> Result<Bound
     let public_for_workers = (0..workers)
         .map(|_| public.for_worker())
         .collect::<io::Result<Vec<_>>>()
-        .map_err(|e| StartError::Bind {
-            role: Role::Public,
-            listen: config.public.to_string(),
-            source: e,
-        })?;
+        .map_err(public_listener_error(&config))?;
     Ok(Bound {
         public,
         public_for_workers,
@@ -437,6 +433,16 @@ pub async fn bind_with(config: &ProxyConfig, prebound: Prebound) -> Result<Bound
 
 /// The configured address with the port the system chose; for a listener the embedder bound,
 /// its own address.
+/// The error of a public listener that could be bound but not shared with the worker event
+/// loops (a duplicated descriptor, a thread that would not start): named like a bind error.
+fn public_listener_error(config: &ProxyConfig) -> impl FnOnce(io::Error) -> StartError + '_ {
+    move |source| StartError::Bind {
+        role: Role::Public,
+        listen: config.public.to_string(),
+        source,
+    }
+}
+
 fn as_bound(configured: &Listen, listener: &Listener, prebound: bool) -> Listen {
     match (configured, listener.local_addr()) {
         (Listen::Tcp { host, .. }, Some(addr)) if !prebound => Listen::Tcp {
@@ -537,11 +543,7 @@ impl Bound {
                 }
             }
         };
-        let workers = workers::start(public_for_workers, serve_public).map_err(|e| StartError::Bind {
-            role: Role::Public,
-            listen: config.public.to_string(),
-            source: e,
-        })?;
+        let workers = workers::start(public_for_workers, serve_public).map_err(public_listener_error(&config))?;
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(keep_timer_armed(config.keep_alive_timeout)));
         tasks.push(tokio::spawn(accept_loop(
