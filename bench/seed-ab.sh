@@ -130,13 +130,13 @@ users() {
 
 # --- edgehub up ---------------------------------------------------------------------------------
 run_edgehub() {
-  local d=$WORKDIR/edgehub port token url
+  local d=$WORKDIR/edgehub token url=
   mkdir -p "$d"
-  port=$(free_port)
   token=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
-  url=http://127.0.0.1:$port
+  # Port 0: the system picks a free port when edgehub binds it, and edgehub prints its URL. A
+  # port found free beforehand could be taken before edgehub bound it.
   cat >"$d/edgehub.toml" <<TOML
-bind = "127.0.0.1:$port"
+bind = "127.0.0.1:0"
 db = "$d/edgehub.sqlite"
 api_tokens = ["$token"]
 
@@ -153,9 +153,17 @@ PATH = "$PYENV/bin:/usr/bin:/bin"
 [cull]
 timeout_secs = 0
 TOML
-  log "edgehub: edgehub up on $url"
   start_bg edgehub "" env NO_COLOR=1 "$EDGEHUB_BIN" up --config "$d/edgehub.toml" --log-level warn
-  local hub=$LAST_PID
+  local hub=$LAST_PID i
+  for ((i = 0; i < 300; i++)); do
+    url=$(sed -n 's|.*edgehub is up: open \(http://[^ ]*\).*|\1|p' "$WORKDIR/edgehub.log" | head -n1)
+    [[ -n $url ]] && break
+    kill -0 "$hub" 2>/dev/null || { log_tail edgehub; die "edgehub up exited before it was up"; }
+    sleep 0.1
+  done
+  [[ -n $url ]] || { log_tail edgehub; die "edgehub up did not print its URL within 30 s"; }
+  url=${url%/}
+  log "edgehub: edgehub up on $url"
   wait_http "$url/hub/health" 30 || { log_tail edgehub; die "edgehub up did not come up"; }
   users edgehub setup "$url" "$token" --login form --out "$WORKDIR/edgehub.urls" \
     || { log_tail edgehub; die "edgehub: the users' servers could not be set up"; }
