@@ -7,6 +7,7 @@ mod support;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,11 +15,16 @@ use serde_json::Value;
 use support::test_ca::TestCa;
 use support::*;
 
-fn tls_server(ca: &TestCa) -> TestServer {
-    server(ServeConfig {
+/// A scratch directory named `name`, a test CA written into it, and `edgeload serve` with a
+/// certificate of that CA.
+fn tls_server(name: &str) -> (PathBuf, TestCa, TestServer) {
+    let dir = scratch_dir(name);
+    let ca = TestCa::new(&dir);
+    let srv = server(ServeConfig {
         tls: Some(ca.serve_config()),
         ..ServeConfig::default()
-    })
+    });
+    (dir, ca, srv)
 }
 
 fn errors_total(report: &Value) -> u64 {
@@ -33,9 +39,7 @@ fn series_count(report: &Value, series: &str) -> u64 {
 
 #[test]
 fn https_closed_model_verifies_with_cacert_and_reports_handshakes_apart() {
-    let dir = scratch_dir("tls-closed");
-    let ca = TestCa::new(&dir);
-    let srv = tls_server(&ca);
+    let (_, ca, srv) = tls_server("tls-closed");
     let url = srv.url("/");
     assert!(url.starts_with("https://"), "{url}");
     let report = run_http(
@@ -71,9 +75,7 @@ fn https_closed_model_verifies_with_cacert_and_reports_handshakes_apart() {
 
 #[test]
 fn https_without_keepalive_handshakes_for_every_request_in_the_open_model() {
-    let dir = scratch_dir("tls-open");
-    let ca = TestCa::new(&dir);
-    let srv = tls_server(&ca);
+    let (_, ca, srv) = tls_server("tls-open");
     let report = run_http(
         "tls-open-run",
         &[
@@ -99,9 +101,7 @@ fn https_without_keepalive_handshakes_for_every_request_in_the_open_model() {
 
 #[test]
 fn an_untrusted_certificate_is_a_tls_error_unless_insecure() {
-    let dir = scratch_dir("tls-untrusted");
-    let ca = TestCa::new(&dir);
-    let srv = tls_server(&ca);
+    let (dir, _, srv) = tls_server("tls-untrusted");
     // The system's roots do not know the test CA (and a machine without any roots says so).
     let json = dir.join("system-roots.json");
     let out = edgeload()
@@ -170,9 +170,7 @@ fn an_untrusted_certificate_is_a_tls_error_unless_insecure() {
 
 #[test]
 fn http2_over_tls_is_negotiated_by_alpn() {
-    let dir = scratch_dir("tls-h2");
-    let ca = TestCa::new(&dir);
-    let srv = tls_server(&ca);
+    let (_, ca, srv) = tls_server("tls-h2");
     let report = run_http(
         "tls-h2-run",
         &[
@@ -216,9 +214,7 @@ fn a_missing_cacert_file_is_a_clear_error_before_the_run() {
 
 #[test]
 fn wss_echo_round_trips_through_tls() {
-    let dir = scratch_dir("tls-wss");
-    let ca = TestCa::new(&dir);
-    let srv = tls_server(&ca);
+    let (dir, ca, srv) = tls_server("tls-wss");
     let url = format!("wss://127.0.0.1:{}/ws", srv.addr.port());
     let json = dir.join("ws.json");
     let out = edgeload()
