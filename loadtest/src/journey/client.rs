@@ -29,9 +29,9 @@ const MAX_BODY: usize = 1 << 20;
 /// `base_url`, without the trailing slash: `""` for `/`).
 #[derive(Debug, Clone)]
 pub struct Hub {
+    /// Its address, and `host[:port]` as written in the URL (`authority`), for `Host` and
+    /// WebSocket URLs.
     pub endpoint: Endpoint,
-    /// `host[:port]` as written in the URL, for `Host` and WebSocket URLs.
-    pub authority: String,
     pub prefix: String,
     /// For an `https://` hub: the TLS client and the hub's name.
     tls: Option<(TlsClient, ServerName<'static>)>,
@@ -47,7 +47,6 @@ impl Hub {
             .map_err(|e| format!("{url:?}: {e}"))?;
         let prefix = endpoint.path_and_query.split('?').next().unwrap_or_default();
         Ok(Hub {
-            authority: endpoint.authority.clone(),
             prefix: prefix.trim_end_matches('/').to_owned(),
             tls: client.zip(endpoint.tls.clone()),
             endpoint,
@@ -216,7 +215,7 @@ impl Client {
     ) -> Result<(http::response::Parts, Incoming), Failure> {
         let path = path_and_query.split('?').next().unwrap_or("/").to_owned();
         let auth = self.auth_headers(&path);
-        let authority = self.hub.authority.clone();
+        let authority = self.hub.endpoint.authority.clone();
         let build = || {
             let mut b = Request::builder()
                 .method(method.clone())
@@ -331,7 +330,10 @@ mod tests {
     fn hub_urls_split_into_origin_and_prefix() {
         let plain = TlsOptions::default();
         let h = Hub::parse("http://127.0.0.1:8000/", &plain).unwrap();
-        assert_eq!((h.authority.as_str(), h.prefix.as_str()), ("127.0.0.1:8000", ""));
+        assert_eq!(
+            (h.endpoint.authority.as_str(), h.prefix.as_str()),
+            ("127.0.0.1:8000", "")
+        );
         assert_eq!(h.path("/hub/login"), "/hub/login");
         let h = Hub::parse("http://127.0.0.1:8000/jhub/", &plain).unwrap();
         assert_eq!(h.path("/hub/login"), "/jhub/hub/login");

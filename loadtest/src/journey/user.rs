@@ -377,7 +377,7 @@ impl User {
         let scheme = if self.client.hub.is_tls() { "wss" } else { "ws" };
         let url = format!(
             "{scheme}://{}{path}?session_id={}",
-            self.client.hub.authority, self.session
+            self.client.hub.endpoint.authority, self.session
         );
         let headers = self.client.auth_headers(&path);
         let timeout = self.plan().timeout;
@@ -475,7 +475,7 @@ fn same_origin_path(hub: &client::Hub, current: &str, location: &str) -> Option<
     if location.starts_with("http://") || location.starts_with("https://") {
         let uri: http::Uri = location.parse().ok()?;
         let scheme = if hub.is_tls() { "https" } else { "http" };
-        if uri.scheme_str() != Some(scheme) || uri.authority()?.as_str() != hub.authority {
+        if uri.scheme_str() != Some(scheme) || uri.authority()?.as_str() != hub.endpoint.authority {
             return None;
         }
         return Some(uri.path_and_query().map_or("/".to_owned(), |p| p.as_str().to_owned()));
