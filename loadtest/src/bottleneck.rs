@@ -6,8 +6,9 @@
 //! - **cpu**: the worker threads were runnable (on a CPU or waiting for one) nearly all the run
 //!   ([`RUNNABLE_SATURATED`]). A generator waiting for the target spends time blocked on its
 //!   sockets; one that never blocks had more work than CPU, whether it used the cores itself or
-//!   other processes took them (`cpu_wait_fraction`). Without `schedstat`, its own CPU use
-//!   (`busy_fraction`) stands in.
+//!   other processes took them (`cpu_wait_fraction`, from `schedstat`). Runnable time is the
+//!   larger of the kernel's figure and the runtime's unparked time (see
+//!   `process_stats::ThreadLife`); with neither, its own CPU use (`busy_fraction`) stands in.
 //! - **late_sends** (open model): at least [`LATE_SHARE`] of the requests left late although a
 //!   connection was free. Slots that waited for a connection because every one was busy with
 //!   the pool at `--max-connections` are not counted against the generator: there the target
@@ -73,7 +74,11 @@ pub fn judge(g: &GeneratorUsage, late: Option<LateSends>) -> Judgement {
                 }
             ),
         ),
-        _ => (
+        (Some(r), None) => (
+            r >= RUNNABLE_SATURATED,
+            format!("its worker threads were runnable {} of the run", pct(r)),
+        ),
+        (None, _) => (
             g.busy_fraction >= RUNNABLE_SATURATED,
             format!(
                 "it used {} of the {} core(s) it can use",
@@ -187,6 +192,16 @@ mod tests {
                 false,
             ),
             ("no schedstat, busy", usage(0.93, None), None, Some("cpu"), false),
+            (
+                "no schedstat, never parked, half a core",
+                GeneratorUsage {
+                    runnable_fraction: Some(0.97),
+                    ..usage(0.5, None)
+                },
+                None,
+                Some("cpu"),
+                false,
+            ),
             (
                 "own late sends",
                 usage(0.4, Some((0.5, 0.1))),

@@ -128,20 +128,20 @@ where
     progress.finish();
     let mut totals = Totals::empty(layout);
     let mut outputs = Vec::with_capacity(threads);
-    let mut scheds = Vec::with_capacity(threads);
+    let mut lives = Vec::with_capacity(threads);
     for (index, h) in handles.into_iter().enumerate() {
-        let (worker_totals, output, sched) = h
+        let (worker_totals, output, life) = h
             .join()
             .map_err(|_| RunError::WorkerPanicked { index })?
             .map_err(|error| RunError::Worker { index, error })?;
         totals.merge(&worker_totals);
         outputs.push(output);
-        scheds.extend(sched);
+        lives.push(life);
     }
     Ok(Finished {
         totals,
         rows: timeline.into_rows(),
-        generator: cpu.finish(threads).with_worker_sched(&scheds),
+        generator: cpu.finish(threads).with_worker_lives(&lives),
         outputs,
     })
 }
@@ -153,12 +153,12 @@ fn worker_thread<T, F, Fut>(
     clock: RunClock,
     tx: mpsc::Sender<IntervalSnapshot>,
     body: &F,
-) -> std::io::Result<(Totals, T, Option<ThreadLife>)>
+) -> std::io::Result<(Totals, T, ThreadLife)>
 where
     F: Fn(WorkerCtx) -> Fut,
     Fut: Future<Output = T>,
 {
-    // The thread's own scheduling times over its life, for the generator's bottleneck verdict.
+    // What the thread did over its life, for the generator's bottleneck verdict.
     let (sched_start, born) = (thread_sched(), Instant::now());
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let recorder = Rc::new(RefCell::new(Recorder::new(index, layout, clock, Some(tx))));
@@ -184,9 +184,11 @@ where
         output
     });
     drop(local);
-    let sched = sched_start
-        .zip(thread_sched())
-        .map(|(a, b)| (b.since(a), born.elapsed()));
+    let life = ThreadLife {
+        sched: sched_start.zip(thread_sched()).map(|(a, b)| b.since(a)),
+        unparked: runtime.metrics().worker_total_busy_duration(0),
+        lived: born.elapsed(),
+    };
     let totals = recorder.borrow_mut().finish();
-    Ok((totals, output, sched))
+    Ok((totals, output, life))
 }
