@@ -10,9 +10,11 @@ use http::{Response, StatusCode, Uri, Version};
 use crate::Proxy;
 use crate::activity::Activity;
 use crate::body::{ClientBody, RequestBody, ResponseBody, UpstreamBody};
-use crate::headers::forwarded::{ClientInfo, ForwardedLines, add_forwarded, request_host};
+use crate::headers::forwarded::{ClientInfo, ForwardedLines, add_forwarded, host_or_authority, request_host};
 use crate::headers::hop_by_hop::remove_hop_by_hop;
 use crate::headers::location::rewrite_location;
+use crate::headers::raw::RawHeaders;
+use crate::headers::request_lines::{Forwarding, RequestLines};
 use crate::request_path::{join_paths, strip_segments};
 use crate::route_table::Route;
 use crate::target::Target;
@@ -38,32 +40,46 @@ impl ForwardError {
     }
 }
 
-/// Sends `req` to `target` and streams the response back.
+/// Sends the request to `target` and streams the response back. Its headers are `lines`, as
+/// the client sent them, or else `parts.headers` (see `pipeline::handle`).
+#[allow(clippy::too_many_arguments)]
 pub async fn forward_http(
     proxy: &Proxy,
     mut parts: Parts,
+    lines: Option<RequestLines>,
     body: ClientBody,
     route: Arc<Route>,
     target: &Target,
     wire_path: &str,
     client: &ClientInfo,
 ) -> Result<Response<ResponseBody>, ForwardError> {
-    let UpstreamHead { host, forwarded } = upstream_parts(proxy, &mut parts, &route, target, wire_path, client, false)?;
+    let UpstreamHead { host, forwarded } = upstream_parts(
+        proxy,
+        &mut parts,
+        lines.as_ref(),
+        &route,
+        target,
+        wire_path,
+        client,
+        false,
+    )?;
     let body = RequestBody::Client {
         body,
         activity: Some(Activity::new(route.clone(), &proxy.metrics)),
     };
+    let no_lines = RawHeaders::default();
+    let extra = Forwarding(lines.as_ref().map_or(&no_lines, RequestLines::end_to_end), &forwarded);
     // As in `pipeline::handle`: without a limit (the default) the send is awaited as it is.
     let resp = match proxy.settings.proxy_timeout {
         None => {
             proxy
                 .upstream
-                .send(target, &parts, body, &forwarded, HeaderForm::Raw)
+                .send(target, &parts, body, &extra, HeaderForm::Raw)
                 .await?
         }
         Some(limit) => tokio::time::timeout(
             limit,
-            proxy.upstream.send(target, &parts, body, &forwarded, HeaderForm::Raw),
+            proxy.upstream.send(target, &parts, body, &extra, HeaderForm::Raw),
         )
         .await
         .map_err(|_| UpstreamError::ResponseTimeout(target.authority().to_owned()))??,
@@ -112,10 +128,14 @@ pub struct UpstreamHead {
 
 /// Turns the client's request head into the upstream's: path per prepend-path/include-prefix,
 /// `X-Forwarded-*`, `Host`, custom headers, HTTP/1.1. The pipeline has removed the client's
-/// hop-by-hop headers already (before adding the identity headers, which must stay).
+/// hop-by-hop headers already (before adding the identity headers, which must stay). With
+/// `lines`, the client's headers are those lines, to be forwarded as they are, and the map
+/// gets only what the proxy adds.
+#[allow(clippy::too_many_arguments)]
 pub fn upstream_parts(
     proxy: &Proxy,
     parts: &mut Parts,
+    lines: Option<&RequestLines>,
     route: &Route,
     target: &Target,
     wire_path: &str,
@@ -123,7 +143,7 @@ pub fn upstream_parts(
     websocket: bool,
 ) -> Result<UpstreamHead, ForwardError> {
     let s = &proxy.settings;
-    let host = request_host(&parts.headers, &parts.uri);
+    let host = client_host(parts, lines);
     if websocket {
         parts
             .headers
@@ -140,7 +160,7 @@ pub fn upstream_parts(
         if let Ok(v) = HeaderValue::from_str(target.authority()) {
             parts.headers.insert(HOST, v);
         }
-    } else if !parts.headers.contains_key(HOST)
+    } else if !lines.map_or_else(|| parts.headers.contains_key(HOST), RequestLines::has_host)
         && let Some(h) = &host
     {
         // HTTP/2 clients name the host in :authority; HTTP/1.1 upstreams need it as Host.
@@ -152,6 +172,14 @@ pub fn upstream_parts(
     parts.version = Version::HTTP_11;
     parts.uri = upstream_uri(s, &parts.uri, route, target, wire_path)?;
     Ok(UpstreamHead { host, forwarded })
+}
+
+/// The host the client named: `Host`, else the target's authority (absolute-form, HTTP/2).
+pub fn client_host(parts: &Parts, lines: Option<&RequestLines>) -> Option<HeaderValue> {
+    match lines {
+        Some(lines) => host_or_authority(lines.host(), &parts.uri),
+        None => request_host(&parts.headers, &parts.uri),
+    }
 }
 
 /// The origin-form request-target sent upstream: CHP's `--prepend-path` and `--include-prefix`

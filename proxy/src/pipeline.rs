@@ -21,9 +21,10 @@ use crate::Proxy;
 use crate::admin_api::{READY_PATH, ready};
 use crate::body::{ClientBody, ResponseBody};
 use crate::error_page;
-use crate::forward::forward_http;
-use crate::headers::forwarded::{ClientInfo, request_host};
+use crate::forward::{client_host, forward_http};
+use crate::headers::forwarded::ClientInfo;
 use crate::headers::hop_by_hop::remove_hop_by_hop;
+use crate::headers::request_lines::RequestLines;
 use crate::request_path::{clean_wire_path, percent_decode};
 use crate::route_store::RouteStore;
 use crate::upgrade::PendingUpgrade;
@@ -40,31 +41,52 @@ pub struct Abort(pub &'static str);
 /// The response to `req`, or [`Abort`]. The `Connection` header of the answer is the server's
 /// to write (`h1_server`): HTTP/2 has none.
 ///
+/// An HTTP/1 request comes with its header `lines` as received and an empty header map. It is
+/// forwarded from those lines when nothing on the way reads or edits its headers; otherwise the
+/// map is filled here, and every step works on the map (as for HTTP/2, whose `lines` are `None`).
+///
 /// The head and the body travel apart from here on: rebuilding a `Request` at each step kept a
 /// copy of it in each step's state, and every request's future is moved whole.
 pub async fn handle(
     proxy: Arc<Proxy>,
     client: Arc<ClientInfo>,
     req: Request<ClientBody>,
+    lines: Option<RequestLines>,
 ) -> Result<Response<ResponseBody>, Abort> {
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    let lines = match lines {
+        Some(lines) if needs_map(&proxy, &lines) => {
+            lines.fill_map(&mut parts.headers);
+            None
+        }
+        lines => lines,
+    };
     // A `match`, not a wrapper that holds an optional timer around the future: measured, the
     // wrapper cost some 270 instructions a request in copies and polls (docs/benchmarks.md).
     match proxy.settings.timeout {
-        None => handle_request(proxy, client, parts, body).await,
-        Some(limit) => tokio::time::timeout(limit, handle_request(proxy, client, parts, body))
+        None => handle_request(proxy, client, parts, lines, body).await,
+        Some(limit) => tokio::time::timeout(limit, handle_request(proxy, client, parts, lines, body))
             .await
             .map_err(|_| Abort("client inactive for longer than --timeout"))?,
     }
+}
+
+/// Whether a request's headers must be a map on its way: something reads or edits them beyond
+/// `Host`, or its lines cannot be forwarded as they are.
+fn needs_map(proxy: &Proxy, lines: &RequestLines) -> bool {
+    let s = &proxy.settings;
+    lines.needs_map || lines.upgrade || proxy.auth.is_some() || s.change_origin || !s.custom_headers.is_empty()
 }
 
 async fn handle_request(
     proxy: Arc<Proxy>,
     client: Arc<ClientInfo>,
     mut parts: Parts,
+    lines: Option<RequestLines>,
     body: ClientBody,
 ) -> Result<Response<ResponseBody>, Abort> {
     let (proxy, client) = (&proxy, &*client);
+    // With `lines`, the map is empty and the request is no upgrade (see `needs_map`).
     let upgrade = is_upgrade(&parts.headers);
     let started = proxy.metrics.is_enabled().then(Instant::now);
 
@@ -97,7 +119,7 @@ async fn handle_request(
 
     // 2. Path.
     let wire_path = clean_wire_path(uri.path());
-    let Some(lookup_path) = lookup_path(proxy, &parts, &wire_path) else {
+    let Some(lookup_path) = lookup_path(proxy, &parts, lines.as_ref(), &wire_path) else {
         // The client's mistake, not ours: 400 (RFC 9110 §15.5.1), where CHP answers 500.
         let why = "malformed percent-encoding in path";
         return Ok(Box::pin(error(proxy, StatusCode::BAD_REQUEST, upgrade, &uri, why)).await);
@@ -165,7 +187,7 @@ async fn handle_request(
         ))
         .await
     } else {
-        forward_http(proxy, parts, body, route.clone(), target, &wire_path, client).await
+        forward_http(proxy, parts, lines, body, route.clone(), target, &wire_path, client).await
     };
     let resp = match result {
         Ok(resp) => resp,
@@ -181,13 +203,18 @@ async fn handle_request(
 }
 
 /// The decoded path the route table is searched with; `None` for malformed percent-encoding.
-fn lookup_path<'a>(proxy: &Proxy, parts: &Parts, wire_path: &'a str) -> Option<Cow<'a, str>> {
+fn lookup_path<'a>(
+    proxy: &Proxy,
+    parts: &Parts,
+    lines: Option<&RequestLines>,
+    wire_path: &'a str,
+) -> Option<Cow<'a, str>> {
     let decoded = percent_decode(wire_path).ok()?;
     if !proxy.settings.host_routing {
         return Some(decoded);
     }
     // CHP uses the Host up to its first `:`, case preserved, and `undefined` when absent.
-    let host = request_host(&parts.headers, &parts.uri);
+    let host = client_host(parts, lines);
     let host = host
         .as_ref()
         .and_then(|h| h.to_str().ok())

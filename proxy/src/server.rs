@@ -182,7 +182,9 @@ async fn serve_public(
     if io.negotiated_h2() {
         return serve(io, client, Role::Public, proxy, life).await;
     }
-    let service = |req: Request<H1Body>| pipeline::handle(proxy.clone(), client.clone(), req.map(ClientBody::H1));
+    let service = |req: Request<H1Body>, lines| {
+        pipeline::handle(proxy.clone(), client.clone(), req.map(ClientBody::H1), Some(lines))
+    };
     let keep_alive = proxy.settings.keep_alive_timeout;
     match h1_server::serve(io, service, keep_alive, life.stop.subscribe()).await {
         Some(Handover::H2c(io)) => serve(io, client, Role::Public, proxy, life).await,
@@ -280,7 +282,7 @@ async fn route_to_role(
     req: Request<Incoming>,
 ) -> ServiceResult {
     match role {
-        Role::Public => pipeline::handle(proxy, client, req.map(ClientBody::Hyper))
+        Role::Public => pipeline::handle(proxy, client, req.map(ClientBody::Hyper), None)
             .await
             .map(with_header_map),
         Role::Api => Ok(unwrap_infallible(admin_api::handle(proxy, req).await)),

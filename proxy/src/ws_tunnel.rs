@@ -60,7 +60,7 @@ pub async fn forward_upgrade(
     wire_path: &str,
     client: &ClientInfo,
 ) -> Result<Response<ResponseBody>, ForwardError> {
-    let forwarded = upstream_parts(proxy, &mut parts, &route, target, wire_path, client, true)?.forwarded;
+    let forwarded = upstream_parts(proxy, &mut parts, None, &route, target, wire_path, client, true)?.forwarded;
 
     // A tunnel holds its upstream connection for good, so it never comes from the pool.
     let conn = proxy.upstream.connect(target).await?;

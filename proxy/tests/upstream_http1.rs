@@ -84,8 +84,9 @@ fn serve(mut stream: TcpStream, conn: usize, script: &Script, seen: &Mutex<Vec<S
         let body_len = head
             .lines()
             .find_map(|l| {
-                l.strip_prefix("content-length: ")
-                    .map(|v| v.trim().parse::<usize>().unwrap())
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse::<usize>().unwrap())
             })
             .unwrap_or(0);
         while buf.len() < end + body_len {
@@ -353,13 +354,62 @@ fn reason_phrases_and_request_heads_are_kept() {
     let head = &up.heads()[0];
     assert!(head.starts_with("GET /r?q=1 HTTP/1.1\r\n"), "{head}");
     assert!(
-        head.contains("\r\nhost: h\r\n") && head.contains("\r\nx-forwarded-for: 127.0.0.1\r\n"),
+        head.contains("\r\nHost: h\r\n") && head.contains("\r\nx-forwarded-for: 127.0.0.1\r\n"),
         "{head}"
     );
     assert!(
         !head.to_ascii_lowercase().contains("connection: close"),
         "hop-by-hop: {head}"
     );
+}
+
+/// A request's own lines reach the upstream as the client wrote them, in order; the lines about
+/// the client's connection do not, and the body's framing is the proxy's to state, once.
+#[test]
+fn request_heads_are_forwarded_as_the_client_spelled_them_without_hop_by_hop_lines() {
+    let up = Scripted::start(|_, _, _| (b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".to_vec(), Then::KeepOpen));
+    let p = proxy_to(&up);
+    let mut s = TcpStream::connect(p.public()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let ok = |s: &mut TcpStream| {
+        let resp = read_until(s, |b| b.ends_with(b"\r\n\r\n"));
+        assert!(
+            resp.starts_with(b"HTTP/1.1 200 OK\r\n"),
+            "{}",
+            String::from_utf8_lossy(&resp)
+        );
+    };
+    s.write_all(
+        b"POST /f HTTP/1.1\r\nHost: h\r\nX-Mixed-Case: A  b\r\nTE: trailers\r\nKeep-Alive: timeout=5\r\n\
+          Content-Length: 5\r\nConnection: keep-alive\r\nAccept:*/*\r\n\r\nhello",
+    )
+    .unwrap();
+    ok(&mut s);
+    s.write_all(b"PUT /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nUpgrade-Insecure-Requests: 1\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+        .unwrap();
+    ok(&mut s);
+
+    let heads = up.heads();
+    let lengths = heads[0].to_ascii_lowercase().matches("content-length").count();
+    assert!(
+        heads[0]
+            .starts_with("POST /f HTTP/1.1\r\nHost: h\r\nX-Mixed-Case: A  b\r\nContent-Length: 5\r\nAccept:*/*\r\n"),
+        "{}",
+        heads[0]
+    );
+    assert_eq!(lengths, 1, "{}", heads[0]);
+    for hop in ["te:", "keep-alive", "connection", "transfer-encoding"] {
+        assert!(!heads[0].to_ascii_lowercase().contains(hop), "{hop}: {}", heads[0]);
+    }
+    assert!(heads[0].contains("\r\nx-forwarded-for: 127.0.0.1\r\n"), "{}", heads[0]);
+    let chunked = heads[1].to_ascii_lowercase();
+    assert!(
+        chunked.starts_with("put /c http/1.1\r\nhost: h\r\nupgrade-insecure-requests: 1\r\n"),
+        "{}",
+        heads[1]
+    );
+    assert_eq!(chunked.matches("transfer-encoding: chunked").count(), 1, "{}", heads[1]);
+    assert!(!chunked.contains("content-length"), "{}", heads[1]);
 }
 
 // ---------------------------------------------------------------------------------------------

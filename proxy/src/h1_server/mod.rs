@@ -29,7 +29,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{EXPECT, UPGRADE};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::Empty;
 use tokio::io::AsyncWriteExt;
@@ -40,6 +39,7 @@ pub use request_body::H1Body;
 pub use response::Outgoing;
 
 use crate::client_io::ClientIo;
+use crate::headers::request_lines::RequestLines;
 use crate::http1::{Framing, READ_RESERVE, Rewind};
 use crate::upgrade;
 use request::{HeadError, RequestHead, parse_request_head};
@@ -70,7 +70,9 @@ pub enum Handover {
 /// the connection has been idle for `keep_alive`, or `stop` turns true.
 ///
 /// The service answers each request; an `Err` ends the connection without a response (it is
-/// logged at debug level).
+/// logged at debug level). A request comes with its header lines as received, and an empty
+/// `HeaderMap`: most requests are forwarded without one, and a service that needs it builds it
+/// with `RequestLines::fill_map`.
 pub async fn serve<S, F, B, E>(
     io: ClientIo,
     service: S,
@@ -78,7 +80,7 @@ pub async fn serve<S, F, B, E>(
     stop: watch::Receiver<bool>,
 ) -> Option<Handover>
 where
-    S: Fn(Request<H1Body>) -> F,
+    S: Fn(Request<H1Body>, RequestLines) -> F,
     F: Future<Output = Result<Response<B>, E>>,
     B: Outgoing,
     B::Error: Display,
@@ -123,25 +125,24 @@ async fn exchange<S, F, B, E>(
     out: &mut Vec<u8>,
 ) -> Option<Conn>
 where
-    S: Fn(Request<H1Body>) -> F,
+    S: Fn(Request<H1Body>, RequestLines) -> F,
     F: Future<Output = Result<Response<B>, E>>,
     B: Outgoing,
     B::Error: Display,
     E: Display,
 {
+    // An `Expect: 100-continue` is answered here when the body is first read, and its line is
+    // not among the request's lines: the upstream gets the body at once.
     let RequestHead {
         mut parts,
+        lines,
         framing,
         keep_alive,
         expect_continue,
     } = head;
     let version = parts.version;
     let head_request = parts.method == Method::HEAD;
-    if expect_continue {
-        // Answered here when the body is first read; the upstream gets the body at once.
-        parts.headers.remove(EXPECT);
-    }
-    let upgrade = (version == Version::HTTP_11 && parts.headers.contains_key(UPGRADE)).then(|| {
+    let upgrade = (version == Version::HTTP_11 && lines.upgrade).then(|| {
         let (handover, pending) = upgrade::pending();
         parts.extensions.insert(pending);
         handover
@@ -153,7 +154,7 @@ where
         (body, Some(returned), None)
     };
 
-    let result = service(Request::from_parts(parts, body)).await;
+    let result = service(Request::from_parts(parts, body), lines).await;
 
     // The body is gone by now (forwarded or dropped), and with it went the connection home.
     let (mut conn, body_complete) = match (kept, returned) {

@@ -3,10 +3,11 @@
 use std::mem::MaybeUninit;
 
 use bytes::BytesMut;
-use http::header::{EXPECT, HeaderMap, HeaderName, HeaderValue};
 use http::request::Parts;
 use http::{Method, Request, StatusCode, Uri, Version};
 
+use crate::headers::hop_by_hop::{RawName, classify_raw};
+use crate::headers::request_lines::{RequestLines, RequestLinesBuilder};
 use crate::http1::{Framing, FramingHeaders};
 
 /// Request heads larger than this get `431` (Node, so CHP, allows 16 KiB; nginx 8–32 KiB).
@@ -18,7 +19,10 @@ const MAX_HEADERS: usize = 100;
 const FAST_HEADERS: usize = 32;
 
 pub struct RequestHead {
+    /// Method, target and version; the header map is left empty (see `lines`).
     pub parts: Parts,
+    /// The header lines, as received.
+    pub lines: RequestLines,
     pub framing: Framing,
     /// The client lets the connection carry another request after this one.
     pub keep_alive: bool,
@@ -96,21 +100,22 @@ fn parse_with<const N: usize>(buf: &mut BytesMut) -> Result<Option<RequestHead>,
     let head = buf.split_to(len).freeze();
     let uri = Uri::from_maybe_shared(head.slice(target)).map_err(|_| HeadError::Bad("invalid request-target"))?;
 
-    let mut map = HeaderMap::with_capacity(count);
+    let mut lines = RequestLinesBuilder::new(head.clone());
     let mut framing = FramingHeaders::default();
     let mut expect_continue = false;
     for &[name_start, name_end, value_start, value_end] in &spans[..count] {
-        let name = HeaderName::from_bytes(&head[name_start as usize..name_end as usize])
-            .map_err(|_| HeadError::Bad("invalid header name"))?;
-        let value = HeaderValue::from_maybe_shared(head.slice(value_start as usize..value_end as usize))
-            .map_err(|_| HeadError::Bad("invalid header value"))?;
-        framing
-            .note(&name, &value)
-            .map_err(|_| HeadError::Bad("invalid Content-Length"))?;
-        if name == EXPECT {
-            expect_continue = value.as_bytes().eq_ignore_ascii_case(b"100-continue");
+        let class = classify_raw(&head[name_start as usize..name_end as usize]);
+        let value = &head[value_start as usize..value_end as usize];
+        match class {
+            RawName::ContentLength => framing
+                .content_length(value)
+                .map_err(|_| HeadError::Bad("invalid Content-Length"))?,
+            RawName::TransferEncoding => framing.transfer_encoding(value),
+            RawName::Connection => framing.connection(value),
+            RawName::Expect => expect_continue = value.eq_ignore_ascii_case(b"100-continue"),
+            _ => {}
         }
-        map.append(name, value);
+        lines.header(class, name_start as usize, (value_start as usize, value_end as usize));
     }
     let body = request_framing(&framing)?;
 
@@ -122,12 +127,13 @@ fn parse_with<const N: usize>(buf: &mut BytesMut) -> Result<Option<RequestHead>,
     parts.method = method;
     parts.uri = uri;
     parts.version = version;
-    parts.headers = map;
+    let expect_continue = expect_continue && version == Version::HTTP_11 && body != Framing::Empty;
     Ok(Some(RequestHead {
         parts,
+        lines: lines.finish(expect_continue),
         framing: body,
         keep_alive,
-        expect_continue: expect_continue && version == Version::HTTP_11 && body != Framing::Empty,
+        expect_continue,
     }))
 }
 
@@ -153,6 +159,7 @@ fn request_framing(f: &FramingHeaders) -> Result<Framing, HeadError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderMap;
 
     fn parse(raw: &[u8]) -> Result<Option<(RequestHead, BytesMut)>, HeadError> {
         let mut buf = BytesMut::from(raw);
@@ -166,7 +173,7 @@ mod tests {
             .unwrap();
         assert_eq!(head.parts.method, Method::POST);
         assert_eq!(head.parts.uri.path_and_query().unwrap().as_str(), "/a?b=1");
-        assert_eq!(head.parts.headers["host"], "x");
+        assert_eq!(head.lines.host().unwrap(), "x");
         assert_eq!(head.framing, Framing::Length(3));
         assert!(head.keep_alive && !head.expect_continue);
         assert_eq!(&rest[..], b"abcGET");
@@ -227,6 +234,63 @@ mod tests {
                 String::from_utf8_lossy(raw)
             );
         }
+    }
+
+    fn end_to_end(head: &RequestHead) -> String {
+        let mut out = Vec::new();
+        head.lines.end_to_end().write_to(&mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn lines_are_kept_as_sent_and_a_map_gets_every_one() {
+        let (head, _) = parse(b"GET / HTTP/1.1\r\nHost: x:1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nX-A:  1 \r\nte: trailers\r\nX-A: 2\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(head.parts.headers.is_empty(), "no map is built");
+        assert_eq!(end_to_end(&head), "Host: x:1\r\nX-A:  1 \r\nX-A: 2\r\n");
+        assert_eq!(head.lines.host().unwrap(), "x:1");
+        assert!(head.lines.upgrade && !head.lines.needs_map);
+        let mut map = HeaderMap::new();
+        head.lines.fill_map(&mut map);
+        assert_eq!(map.len(), 6);
+        assert_eq!(map["upgrade"], "websocket");
+        let a: Vec<_> = map.get_all("x-a").iter().collect();
+        assert_eq!(a, ["1", "2"]);
+
+        let (head, _) = parse(b"GET / HTTP/1.1\r\n\r\n").unwrap().unwrap();
+        assert_eq!(end_to_end(&head), "");
+        assert!(head.lines.host().is_none());
+        let mut map = HeaderMap::new();
+        head.lines.fill_map(&mut map);
+        assert!(map.is_empty());
+    }
+
+    #[test]
+    fn lines_that_cannot_be_forwarded_as_they_are_ask_for_a_map() {
+        for raw in [
+            &b"GET / HTTP/1.1\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nX-Forwarded-For: 10.0.0.1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        ] {
+            let (head, _) = parse(raw).unwrap().unwrap();
+            assert!(head.lines.needs_map, "{}", String::from_utf8_lossy(raw));
+        }
+        let (head, _) = parse(b"GET / HTTP/1.1\r\nConnection: close, keep-alive\r\nX-Forwarded: no\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(!head.lines.needs_map);
+    }
+
+    #[test]
+    fn an_answered_expect_is_not_among_the_lines() {
+        let (head, _) = parse(b"PUT / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert_eq!(end_to_end(&head), "Host: x\r\nContent-Length: 5\r\n");
+        let mut map = HeaderMap::new();
+        head.lines.fill_map(&mut map);
+        assert!(map.get("expect").is_none() && map.len() == 2, "{map:?}");
     }
 
     #[test]

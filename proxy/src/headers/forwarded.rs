@@ -122,10 +122,12 @@ pub fn add_forwarded(
 
 /// The request's host as the client named it: `Host`, else the URI authority (HTTP/2).
 pub fn request_host(headers: &HeaderMap, uri: &http::Uri) -> Option<HeaderValue> {
-    match headers.get(HOST) {
-        Some(h) => Some(h.clone()),
-        None => uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
-    }
+    host_or_authority(headers.get(HOST).cloned(), uri)
+}
+
+/// The `Host` value `host`, else the URI authority.
+pub fn host_or_authority(host: Option<HeaderValue>, uri: &http::Uri) -> Option<HeaderValue> {
+    host.or_else(|| uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()))
 }
 
 /// The port part of a `Host` value, if any (`example.com:8443` → `8443`, `[::1]:80` → `80`).

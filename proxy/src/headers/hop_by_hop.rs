@@ -62,16 +62,22 @@ pub fn is_hop_by_hop(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(name)
 }
 
-/// A response header name, as the relay of a raw response head needs to know it.
+/// A header name as the relay of a raw head (a response's, or a request's) needs to know it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RawName {
     ContentLength,
     TransferEncoding,
     Connection,
+    Upgrade,
     /// Another of `HOP_BY_HOP`.
     HopByHop,
     Date,
     Location,
+    Host,
+    Expect,
+    /// `X-Forwarded-*`: the proxy writes `-For`, `-Port`, `-Proto` and `-Host` itself, joined with
+    /// what the client sent (see `forwarded::add_forwarded`, which looks for the same prefix).
+    XForwarded,
     Other,
 }
 
@@ -82,13 +88,17 @@ pub fn classify_raw(name: &[u8]) -> RawName {
     match name.len() {
         2 if is(b"te") => RawName::HopByHop,
         4 if is(b"date") => RawName::Date,
-        7 if is(b"trailer") || is(b"upgrade") => RawName::HopByHop,
+        4 if is(b"host") => RawName::Host,
+        6 if is(b"expect") => RawName::Expect,
+        7 if is(b"upgrade") => RawName::Upgrade,
+        7 if is(b"trailer") => RawName::HopByHop,
         8 if is(b"location") => RawName::Location,
         10 if is(b"connection") => RawName::Connection,
         10 if is(b"keep-alive") => RawName::HopByHop,
         14 if is(b"content-length") => RawName::ContentLength,
         16 if is(b"proxy-connection") => RawName::HopByHop,
         17 if is(b"transfer-encoding") => RawName::TransferEncoding,
+        n if n > 12 && name[..12].eq_ignore_ascii_case(b"x-forwarded-") => RawName::XForwarded,
         _ => RawName::Other,
     }
 }
@@ -183,5 +193,18 @@ mod tests {
         assert_eq!(classify_raw(b"Content-Type"), RawName::Other);
         assert_eq!(classify_raw(b"X-Connection"), RawName::Other);
         assert_eq!(classify_raw(b"LOCATION"), RawName::Location);
+        for name in [
+            "X-Forwarded-For",
+            "x-forwarded-port",
+            "X-FORWARDED-PROTO",
+            "x-forwarded-host",
+        ] {
+            assert_eq!(classify_raw(name.as_bytes()), RawName::XForwarded, "{name}");
+        }
+        for name in ["x-forwarded-", "x-forwardedfor", "forwarded"] {
+            assert_eq!(classify_raw(name.as_bytes()), RawName::Other, "{name}");
+        }
+        assert_eq!(classify_raw(b"Host"), RawName::Host);
+        assert_eq!(classify_raw(b"upgrade"), RawName::Upgrade);
     }
 }

@@ -6,4 +6,5 @@ pub mod hop_by_hop;
 pub mod lines;
 pub mod location;
 pub mod raw;
+pub mod request_lines;
 pub mod secret;

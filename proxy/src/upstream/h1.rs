@@ -251,8 +251,8 @@ fn raw_headers(
                 false
             }
             RawName::Location => return Ok(None),
-            RawName::HopByHop => false,
-            RawName::Date | RawName::Other => true,
+            RawName::Upgrade | RawName::HopByHop => false,
+            RawName::Date | RawName::Host | RawName::Expect | RawName::XForwarded | RawName::Other => true,
         };
         if keep {
             lines.keep(

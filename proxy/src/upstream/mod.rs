@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::CONTENT_LENGTH;
 use http::request::Parts;
 use http::{Method, Response};
 use http_body::Body;
@@ -98,7 +97,7 @@ impl Upstream {
     {
         let head_request = parts.method == Method::HEAD;
         let bodiless = body.is_end_stream();
-        let chunked = !bodiless && !parts.headers.contains_key(CONTENT_LENGTH);
+        let chunked = needs_chunked(&body);
         let http_err = |e| UpstreamError::Http(target.authority().to_owned(), e);
 
         let key = target.pool_key();
@@ -185,11 +184,17 @@ impl Connection {
         B::Error: Into<BodyError>,
     {
         let head_request = parts.method == Method::HEAD;
-        let chunked = !body.is_end_stream() && !parts.headers.contains_key(CONTENT_LENGTH);
+        let chunked = needs_chunked(&body);
         self.encode_head(parts, extra_head, chunked);
         let head = self.exchange(body, chunked, head_request, HeaderForm::Map).await?;
         Ok(respond(self, head))
     }
+}
+
+/// A body of unknown length goes chunked. A known one has its `Content-Length` in the head
+/// already: lengths come from that header, in the map or among the relayed lines.
+fn needs_chunked<B: Body>(body: &B) -> bool {
+    !body.is_end_stream() && body.size_hint().exact().is_none()
 }
 
 fn respond(conn: Connection, head: h1::ResponseHead) -> Response<ResponseStream> {
