@@ -130,13 +130,12 @@ pub fn host_or_authority(host: Option<HeaderValue>, uri: &http::Uri) -> Option<H
     host.or_else(|| uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()))
 }
 
-/// The port part of a `Host` value, if any (`example.com:8443` → `8443`, `[::1]:80` → `80`).
+/// The port part of a `Host` value, if any (`example.com:8443` → `8443`, `[::1]:80` → `80`):
+/// the digits after the last `:`, when nothing else (such as an IPv6 literal's `]`) follows it.
 fn host_port(host: &str) -> Option<&str> {
-    let after_bracket = host.rfind(']').map_or(host, |i| &host[i..]);
-    after_bracket
-        .rsplit_once(':')
-        .map(|(_, p)| p)
-        .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    let digits = host.bytes().rev().take_while(u8::is_ascii_digit).count();
+    let colon = host.len().checked_sub(digits + 1)?;
+    (digits > 0 && host.as_bytes()[colon] == b':').then(|| &host[colon + 1..])
 }
 
 fn append(headers: &mut HeaderMap, name: HeaderName, value: HeaderValue) {
@@ -214,6 +213,25 @@ mod tests {
         assert_eq!(get(&h, "x-forwarded-port"), Some("443,18000"));
         assert_eq!(get(&h, "x-forwarded-proto"), Some("https,http"));
         assert_eq!(get(&h, "x-forwarded-host"), Some("orig.example"));
+    }
+
+    #[test]
+    fn the_port_is_the_digits_after_the_last_colon() {
+        let cases = [
+            ("example.com:8443", Some("8443")),
+            ("[::1]:80", Some("80")),
+            ("a:b:81", Some("81")),
+            ("example.com", None),
+            ("example.com:", None),
+            ("[::1]", None),
+            ("[::1]5", None),
+            ("1234", None),
+            ("host:12a", None),
+            ("", None),
+        ];
+        for (host, port) in cases {
+            assert_eq!(host_port(host), port, "{host}");
+        }
     }
 
     #[test]

@@ -119,10 +119,10 @@ fn connection_tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
 fn named_by_connection(token: &[u8]) -> Option<HeaderName> {
     let known = token.is_empty()
         || token.eq_ignore_ascii_case(b"close")
-        || token.eq_ignore_ascii_case(b"host")
-        || HOP_BY_HOP
-            .iter()
-            .any(|h| token.eq_ignore_ascii_case(h.as_str().as_bytes()));
+        || matches!(
+            classify_raw(token),
+            RawName::Connection | RawName::Upgrade | RawName::TransferEncoding | RawName::HopByHop | RawName::Host
+        );
     if known {
         None
     } else {

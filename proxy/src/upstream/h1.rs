@@ -7,7 +7,7 @@
 //! that is needed instead: the head is serialized once into a reused buffer, and the response
 //! head is parsed in place, its header values sharing the read buffer's memory.
 
-use std::ops::Range;
+use std::mem::MaybeUninit;
 
 use bytes::{Bytes, BytesMut};
 use http::header::{CONNECTION, HeaderMap, HeaderName, HeaderValue};
@@ -117,24 +117,27 @@ pub fn parse_response_head(
     }
 }
 
-/// Where a header's name and value sit in the head.
-type HeaderSpan = (Range<u32>, Range<u32>);
+/// Where a header's name and value sit in the head: name start and end, value start and end.
+type HeaderSpan = [u32; 4];
 
 fn parse_with<const N: usize>(
     buf: &mut BytesMut,
     head_request: bool,
     form: HeaderForm,
 ) -> Result<Option<ResponseHead>, H1Error> {
-    let mut headers = [httparse::EMPTY_HEADER; N];
-    let mut spans: [HeaderSpan; N] = std::array::from_fn(|_| (0..0, 0..0));
+    // Left uninitialised (httparse fills what it parses), and the spans zeroed rather than built
+    // element by element: initialising both arrays cost more than parsing a short head.
+    let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; N];
+    let mut spans: [HeaderSpan; N] = [[0; 4]; N];
     let (len, code, version, custom_reason, count) = {
-        let mut resp = httparse::Response::new(&mut headers);
-        let len = match resp.parse(buf) {
-            Ok(httparse::Status::Complete(len)) => len,
-            Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD_BYTES => return Err(H1Error::HeadTooLarge),
-            Ok(httparse::Status::Partial) => return Ok(None),
-            Err(e) => return Err(H1Error::Malformed(e)),
-        };
+        let mut resp = httparse::Response::new(&mut []);
+        let len =
+            match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut resp, buf, &mut headers) {
+                Ok(httparse::Status::Complete(len)) => len,
+                Ok(httparse::Status::Partial) if buf.len() >= MAX_HEAD_BYTES => return Err(H1Error::HeadTooLarge),
+                Ok(httparse::Status::Partial) => return Ok(None),
+                Err(e) => return Err(H1Error::Malformed(e)),
+            };
         let code = resp.code.unwrap_or_default();
         let version = if resp.version == Some(0) {
             Version::HTTP_10
@@ -151,16 +154,17 @@ fn parse_with<const N: usize>(
         let base = buf.as_ptr() as usize;
         let offset = |s: &[u8]| {
             let start = (s.as_ptr() as usize - base) as u32;
-            start..start + s.len() as u32
+            (start, start + s.len() as u32)
         };
         let count = resp.headers.len();
         for (span, h) in spans.iter_mut().zip(resp.headers.iter()) {
-            *span = (offset(h.name.as_bytes()), offset(h.value));
+            let (name, value) = (offset(h.name.as_bytes()), offset(h.value));
+            *span = [name.0, name.1, value.0, value.1];
         }
         (len, status, version, custom_reason, count)
     };
     let head = buf.split_to(len).freeze();
-    let slice = |r: &Range<u32>| head.slice(r.start as usize..r.end as usize);
+    let slice = |start: u32, end: u32| head.slice(start as usize..end as usize);
 
     let upgrade = code == StatusCode::SWITCHING_PROTOCOLS;
     if form == HeaderForm::Raw && !upgrade {
@@ -183,10 +187,10 @@ fn parse_with<const N: usize>(
     // them only to remove them again; except on a `101`, which relays `Upgrade`, and a
     // `Connection` that names further headers: it stays for the forwarder's `remove_hop_by_hop`,
     // which takes those out with it.
-    for (name_span, value_span) in &spans[..count] {
-        let name = HeaderName::from_bytes(&head[name_span.start as usize..name_span.end as usize])
+    for &[name_start, name_end, value_start, value_end] in &spans[..count] {
+        let name = HeaderName::from_bytes(&head[name_start as usize..name_end as usize])
             .map_err(|_| H1Error::BadHeader("invalid header name"))?;
-        let value = HeaderValue::from_maybe_shared(slice(value_span))
+        let value = HeaderValue::from_maybe_shared(slice(value_start, value_end))
             .map_err(|_| H1Error::BadHeader("invalid header value"))?;
         framing.note(&name, &value).map_err(|_| H1Error::BadContentLength)?;
         let dropped =
@@ -232,9 +236,9 @@ fn raw_headers(
     framing: &mut FramingHeaders,
 ) -> Result<Option<RawHeaders>, H1Error> {
     let mut lines = RawHeadersBuilder::new(head.clone());
-    for (name_span, value_span) in spans {
-        let name = &head[name_span.start as usize..name_span.end as usize];
-        let value = &head[value_span.start as usize..value_span.end as usize];
+    for &[name_start, name_end, value_start, value_end] in spans {
+        let name = &head[name_start as usize..name_end as usize];
+        let value = &head[value_start as usize..value_end as usize];
         let class = classify_raw(name);
         let keep = match class {
             RawName::ContentLength => {
@@ -255,11 +259,7 @@ fn raw_headers(
             RawName::Date | RawName::Host | RawName::Expect | RawName::XForwarded | RawName::Other => true,
         };
         if keep {
-            lines.keep(
-                name_span.start as usize,
-                value_span.end as usize,
-                class == RawName::Date,
-            );
+            lines.keep(name_start as usize, value_end as usize, class == RawName::Date);
         }
     }
     Ok(Some(lines.finish()))
