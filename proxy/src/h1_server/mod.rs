@@ -119,7 +119,7 @@ where
 /// One request and its response; the connection back when it may carry another.
 async fn exchange<S, F, B, E>(
     conn: Conn,
-    head: RequestHead,
+    head: Box<RequestHead>,
     service: &S,
     stop: &watch::Receiver<bool>,
     out: &mut Vec<u8>,
@@ -139,7 +139,7 @@ where
         framing,
         keep_alive,
         expect_continue,
-    } = head;
+    } = *head;
     let version = parts.version;
     let head_request = parts.method == Method::HEAD;
     let upgrade = (version == Version::HTTP_11 && lines.upgrade).then(|| {
@@ -217,10 +217,10 @@ async fn refuse(mut conn: Conn, status: StatusCode, out: &mut Vec<u8>) {
     }
 }
 
-// Made once per request and taken apart at once: boxing the head would cost an allocation each.
-#[allow(clippy::large_enum_variant)]
+/// A head is boxed: moved by value from the parser to the exchange (some 380 bytes, copied at
+/// each step), it cost more instructions than the allocation (docs/benchmarks.md).
 enum Read {
-    Head(RequestHead),
+    Head(Box<RequestHead>),
     H2c,
     Closed,
 }
@@ -252,7 +252,7 @@ impl<S: std::ops::DerefMut<Target: Future<Output = ()>>> HeadReader<S> {
                 if !self.first
                     && let Some(head) = parse_request_head(&mut conn.buf)?
                 {
-                    return Ok(Read::Head(head));
+                    return Ok(Read::Head(Box::new(head)));
                 }
             }
             let filled = std::future::poll_fn(|cx| {
