@@ -60,7 +60,7 @@ impl Connection {
         chunked: bool,
         head_request: bool,
         form: HeaderForm,
-    ) -> Result<ResponseHead, H1Error>
+    ) -> Result<Box<ResponseHead>, H1Error>
     where
         B: Body<Data = Bytes> + Unpin,
         B::Error: Into<BodyError>,
@@ -125,7 +125,9 @@ impl Connection {
         Ok(())
     }
 
-    async fn read_head(&mut self, head_request: bool, form: HeaderForm) -> Result<ResponseHead, H1Error> {
+    /// The head is boxed for the same reason as a request's (`h1_server`): it is moved up
+    /// through every level of the request path.
+    async fn read_head(&mut self, head_request: bool, form: HeaderForm) -> Result<Box<ResponseHead>, H1Error> {
         loop {
             if !self.buf.is_empty()
                 && let Some(head) = h1::parse_response_head(&mut self.buf, head_request, form)?
@@ -133,7 +135,7 @@ impl Connection {
                 if head.parts.status.is_informational() && head.parts.status != http::StatusCode::SWITCHING_PROTOCOLS {
                     continue;
                 }
-                return Ok(head);
+                return Ok(Box::new(head));
             }
             let nothing_yet = self.buf.is_empty();
             match std::future::poll_fn(|cx| self.poll_fill(cx)).await {

@@ -197,7 +197,7 @@ fn needs_chunked<B: Body>(body: &B) -> bool {
     !body.is_end_stream() && body.size_hint().exact().is_none()
 }
 
-fn respond(conn: Connection, head: h1::ResponseHead) -> Response<ResponseStream> {
+fn respond(conn: Connection, head: Box<h1::ResponseHead>) -> Response<ResponseStream> {
     let upgrade = head.parts.status == http::StatusCode::SWITCHING_PROTOCOLS;
     let body = ResponseStream::new(conn, head.framing, head.reusable, upgrade, head.raw);
     Response::from_parts(head.parts, body)
