@@ -117,7 +117,10 @@ fn connection_tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
 /// fixed hop-by-hop name, which goes anyway, or `Host`: every HTTP/1.1 request carries one
 /// (RFC 9112 §3.2), so the proxy keeps the client's rather than forward a request without it.
 fn named_by_connection(token: &[u8]) -> Option<HeaderName> {
+    // `keep-alive` first: upstreams answer with it, so it is the token seen on nearly every
+    // response.
     let known = token.is_empty()
+        || token.eq_ignore_ascii_case(b"keep-alive")
         || token.eq_ignore_ascii_case(b"close")
         || matches!(
             classify_raw(token),

@@ -24,9 +24,8 @@ struct IdlePool {
 }
 
 impl IdlePool {
-    /// Drops expired connections, at most once a second.
-    fn sweep(&mut self, idle_timeout: Duration) {
-        let now = Instant::now();
+    /// Drops connections expired at `now`, at most once a second.
+    fn sweep(&mut self, now: Instant, idle_timeout: Duration) {
         if self
             .last_sweep
             .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
@@ -67,8 +66,8 @@ pub fn put(conn: Connection) {
     // `try_with`: a body dropped while the thread's locals are torn down just closes.
     let _ = IDLE.try_with(|idle| {
         let mut idle = idle.borrow_mut();
-        idle.sweep(limits.idle_timeout);
         let since = Instant::now();
+        idle.sweep(since, limits.idle_timeout);
         match idle.by_key.get_mut(&*conn.key) {
             Some(slot) if slot.len() < limits.idle_per_host => slot.push(IdleConnection { conn, since }),
             Some(_) => {}
