@@ -105,7 +105,7 @@ impl Upstream {
             // Boxed: the connect future (TCP, TLS) is many times the size of the rest, and inline
             // it would be moved around with every request's future although pooled requests
             // never run it.
-            let mut conn = Box::pin(self.connect(target)).await?;
+            let mut conn = Box::new(Box::pin(self.connect(target)).await?);
             conn.encode_head(parts, extra_head, chunked);
             let head = conn
                 .exchange(body, chunked, head_request, form)
@@ -119,7 +119,7 @@ impl Upstream {
             Err(H1Error::ClosedBeforeResponse) if bodiless => {}
             Err(e) => return Err(http_err(e)),
         }
-        let mut conn = Box::pin(self.connect(target)).await?;
+        let mut conn = Box::new(Box::pin(self.connect(target)).await?);
         conn.take_head_from(&mut pooled);
         let head = conn
             .exchange(Empty::<Bytes>::new(), false, head_request, form)
@@ -187,7 +187,7 @@ impl Connection {
         let chunked = needs_chunked(&body);
         self.encode_head(parts, extra_head, chunked);
         let head = self.exchange(body, chunked, head_request, HeaderForm::Map).await?;
-        Ok(respond(self, head))
+        Ok(respond(Box::new(self), head))
     }
 }
 
@@ -197,7 +197,7 @@ fn needs_chunked<B: Body>(body: &B) -> bool {
     !body.is_end_stream() && body.size_hint().exact().is_none()
 }
 
-fn respond(conn: Connection, head: Box<h1::ResponseHead>) -> Response<ResponseStream> {
+fn respond(conn: Box<Connection>, head: Box<h1::ResponseHead>) -> Response<ResponseStream> {
     let upgrade = head.parts.status == http::StatusCode::SWITCHING_PROTOCOLS;
     let body = ResponseStream::new(conn, head.framing, head.reusable, upgrade, head.raw);
     Response::from_parts(head.parts, body)

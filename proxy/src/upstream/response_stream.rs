@@ -19,7 +19,7 @@ use crate::headers::raw::RawHeaders;
 use crate::http1::{BodyDecoder, Decoded, Framing};
 
 pub struct ResponseStream {
-    conn: Option<Connection>,
+    conn: Option<Box<Connection>>,
     decoder: BodyDecoder,
     reusable: bool,
     /// The head's header lines, when they were kept raw (`HeaderForm::Raw`).
@@ -28,7 +28,7 @@ pub struct ResponseStream {
 
 impl ResponseStream {
     pub(super) fn new(
-        conn: Connection,
+        conn: Box<Connection>,
         framing: Framing,
         reusable: bool,
         upgrade: bool,
