@@ -45,7 +45,7 @@ impl ForwardError {
 #[allow(clippy::too_many_arguments)]
 pub async fn forward_http(
     proxy: &Proxy,
-    mut parts: Parts,
+    mut parts: Box<Parts>,
     lines: Option<RequestLines>,
     body: ClientBody,
     route: Arc<Route>,

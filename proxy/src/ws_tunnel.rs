@@ -53,7 +53,7 @@ pub fn is_websocket(head: &Parts) -> bool {
 
 pub async fn forward_upgrade(
     proxy: &Arc<Proxy>,
-    mut parts: Parts,
+    mut parts: Box<Parts>,
     client_upgrade: PendingUpgrade,
     route: Arc<Route>,
     target: &Target,
