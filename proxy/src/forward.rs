@@ -4,12 +4,12 @@
 use std::sync::Arc;
 
 use http::header::{HOST, HeaderValue, LOCATION};
-use http::request::Parts;
 use http::{Response, StatusCode, Uri, Version};
 
 use crate::Proxy;
 use crate::activity::Activity;
 use crate::body::{ClientBody, RequestBody, ResponseBody, UpstreamBody};
+use crate::client_head::ClientHead;
 use crate::headers::forwarded::{ClientInfo, ForwardedLines, add_forwarded, host_or_authority, request_host};
 use crate::headers::hop_by_hop::remove_hop_by_hop;
 use crate::headers::location::rewrite_location;
@@ -40,29 +40,19 @@ impl ForwardError {
     }
 }
 
-/// Sends the request to `target` and streams the response back. Its headers are `lines`, as
-/// the client sent them, or else `parts.headers` (see `pipeline::handle`).
-#[allow(clippy::too_many_arguments)]
+/// Sends the request to `target` and streams the response back. Its headers are the head's
+/// lines, as the client sent them, or else its map (see `pipeline::handle`).
 pub async fn forward_http(
     proxy: &Proxy,
-    mut parts: Box<Parts>,
-    lines: Option<RequestLines>,
+    mut head: Box<ClientHead>,
     body: ClientBody,
     route: Arc<Route>,
     target: &Target,
     wire_path: &str,
     client: &ClientInfo,
 ) -> Result<Response<ResponseBody>, ForwardError> {
-    let UpstreamHead { host, forwarded } = upstream_parts(
-        proxy,
-        &mut parts,
-        lines.as_ref(),
-        &route,
-        target,
-        wire_path,
-        client,
-        false,
-    )?;
+    let UpstreamHead { host, forwarded } = upstream_parts(proxy, &mut head, &route, target, wire_path, client, false)?;
+    let ClientHead { parts, lines } = &*head;
     let body = RequestBody::Client {
         body,
         activity: Some(Activity::new(route.clone(), &proxy.metrics)),
@@ -74,15 +64,12 @@ pub async fn forward_http(
         None => {
             proxy
                 .upstream
-                .send(target, &parts, body, &extra, HeaderForm::Raw)
+                .send(target, parts, body, &extra, HeaderForm::Raw)
                 .await?
         }
-        Some(limit) => tokio::time::timeout(
-            limit,
-            proxy.upstream.send(target, &parts, body, &extra, HeaderForm::Raw),
-        )
-        .await
-        .map_err(|_| UpstreamError::ResponseTimeout(target.authority().to_owned()))??,
+        Some(limit) => tokio::time::timeout(limit, proxy.upstream.send(target, parts, body, &extra, HeaderForm::Raw))
+            .await
+            .map_err(|_| UpstreamError::ResponseTimeout(target.authority().to_owned()))??,
     };
 
     let (mut parts, mut body) = resp.into_parts();
@@ -131,11 +118,9 @@ pub struct UpstreamHead {
 /// hop-by-hop headers already (before adding the identity headers, which must stay). With
 /// `lines`, the client's headers are those lines, to be forwarded as they are, and the map
 /// gets only what the proxy adds.
-#[allow(clippy::too_many_arguments)]
 pub fn upstream_parts(
     proxy: &Proxy,
-    parts: &mut Parts,
-    lines: Option<&RequestLines>,
+    head: &mut ClientHead,
     route: &Route,
     target: &Target,
     wire_path: &str,
@@ -143,7 +128,8 @@ pub fn upstream_parts(
     websocket: bool,
 ) -> Result<UpstreamHead, ForwardError> {
     let s = &proxy.settings;
-    let host = client_host(parts, lines);
+    let host = client_host(head);
+    let ClientHead { parts, lines } = head;
     if websocket {
         parts
             .headers
@@ -160,7 +146,9 @@ pub fn upstream_parts(
         if let Ok(v) = HeaderValue::from_str(target.authority()) {
             parts.headers.insert(HOST, v);
         }
-    } else if !lines.map_or_else(|| parts.headers.contains_key(HOST), RequestLines::has_host)
+    } else if !lines
+        .as_ref()
+        .map_or_else(|| parts.headers.contains_key(HOST), RequestLines::has_host)
         && let Some(h) = &host
     {
         // HTTP/2 clients name the host in :authority; HTTP/1.1 upstreams need it as Host.
@@ -175,10 +163,10 @@ pub fn upstream_parts(
 }
 
 /// The host the client named: `Host`, else the target's authority (absolute-form, HTTP/2).
-pub fn client_host(parts: &Parts, lines: Option<&RequestLines>) -> Option<HeaderValue> {
-    match lines {
-        Some(lines) => host_or_authority(lines.host(), &parts.uri),
-        None => request_host(&parts.headers, &parts.uri),
+pub fn client_host(head: &ClientHead) -> Option<HeaderValue> {
+    match &head.lines {
+        Some(lines) => host_or_authority(lines.host(), &head.parts.uri),
+        None => request_host(&head.parts.headers, &head.parts.uri),
     }
 }
 

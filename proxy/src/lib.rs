@@ -9,6 +9,7 @@ pub mod admin_api;
 pub mod auth;
 pub mod body;
 pub mod cli;
+pub mod client_head;
 pub mod client_io;
 pub mod error_page;
 pub mod forward;

@@ -14,12 +14,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::header::{CONTENT_TYPE, HeaderValue};
-use http::request::Parts;
-use http::{Request, Response, StatusCode};
+use http::{Response, StatusCode};
 
 use crate::Proxy;
 use crate::admin_api::{READY_PATH, ready};
 use crate::body::{ClientBody, ResponseBody};
+use crate::client_head::ClientHead;
 use crate::error_page;
 use crate::forward::{client_host, forward_http};
 use crate::headers::forwarded::ClientInfo;
@@ -41,34 +41,26 @@ pub struct Abort(pub &'static str);
 /// The response to `req`, or [`Abort`]. The `Connection` header of the answer is the server's
 /// to write (`h1_server`): HTTP/2 has none.
 ///
-/// An HTTP/1 request comes with its header `lines` as received and an empty header map. It is
+/// An HTTP/1 request comes with its header lines as received and an empty header map. It is
 /// forwarded from those lines when nothing on the way reads or edits its headers; otherwise the
-/// map is filled here, and every step works on the map (as for HTTP/2, whose `lines` are `None`).
+/// map is filled here, and every step works on the map (as for HTTP/2, which has no lines).
 ///
 /// The head and the body travel apart from here on: rebuilding a `Request` at each step kept a
 /// copy of it in each step's state, and every request's future is moved whole.
 pub async fn handle(
     proxy: Arc<Proxy>,
     client: Arc<ClientInfo>,
-    req: Request<ClientBody>,
-    lines: Option<RequestLines>,
+    mut head: Box<ClientHead>,
+    body: ClientBody,
 ) -> Result<Response<ResponseBody>, Abort> {
-    let (parts, body) = req.into_parts();
-    // Boxed: the head is handed down every level of the request path, and by value it was
-    // copied (224 bytes) at each.
-    let mut parts = Box::new(parts);
-    let lines = match lines {
-        Some(lines) if needs_map(&proxy, &lines) => {
-            lines.fill_map(&mut parts.headers);
-            None
-        }
-        lines => lines,
-    };
+    if let Some(lines) = head.lines.take_if(|lines| needs_map(&proxy, lines)) {
+        lines.fill_map(&mut head.parts.headers);
+    }
     // A `match`, not a wrapper that holds an optional timer around the future: measured, the
     // wrapper cost some 270 instructions a request in copies and polls (docs/benchmarks.md).
     match proxy.settings.timeout {
-        None => handle_request(proxy, client, parts, lines, body).await,
-        Some(limit) => tokio::time::timeout(limit, handle_request(proxy, client, parts, lines, body))
+        None => handle_request(proxy, client, head, body).await,
+        Some(limit) => tokio::time::timeout(limit, handle_request(proxy, client, head, body))
             .await
             .map_err(|_| Abort("client inactive for longer than --timeout"))?,
     }
@@ -84,11 +76,11 @@ fn needs_map(proxy: &Proxy, lines: &RequestLines) -> bool {
 async fn handle_request(
     proxy: Arc<Proxy>,
     client: Arc<ClientInfo>,
-    mut parts: Box<Parts>,
-    lines: Option<RequestLines>,
+    mut head: Box<ClientHead>,
     body: ClientBody,
 ) -> Result<Response<ResponseBody>, Abort> {
     let (proxy, client) = (&proxy, &*client);
+    let parts = &mut head.parts;
     // With `lines`, the map is empty and the request is no upgrade (see `needs_map`).
     let upgrade = is_upgrade(&parts.headers);
     let started = proxy.metrics.is_enabled().then(Instant::now);
@@ -104,7 +96,7 @@ async fn handle_request(
     }
     // The client's side of an upgrade comes from the HTTP/1.1 server; HTTP/2 has none.
     let client_upgrade = match upgrade {
-        true if is_websocket(&parts) => match parts.extensions.remove::<PendingUpgrade>() {
+        true if is_websocket(parts) => match parts.extensions.remove::<PendingUpgrade>() {
             Some(pending) => Some(pending),
             None => return Err(Abort("WebSocket upgrades need HTTP/1.1")),
         },
@@ -122,7 +114,7 @@ async fn handle_request(
 
     // 2. Path.
     let wire_path = clean_wire_path(uri.path());
-    let Some(lookup_path) = lookup_path(proxy, &parts, lines.as_ref(), &wire_path) else {
+    let Some(lookup_path) = lookup_path(proxy, &head, &wire_path) else {
         // The client's mistake, not ours: 400 (RFC 9110 §15.5.1), where CHP answers 500.
         let why = "malformed percent-encoding in path";
         return Ok(Box::pin(error(proxy, StatusCode::BAD_REQUEST, upgrade, &uri, why)).await);
@@ -149,7 +141,7 @@ async fn handle_request(
     let admission = match &proxy.auth {
         // Boxed: checking a session can wait on Redis, and that future is larger than the rest
         // of the request path together; inline, every request would move it.
-        Some(auth) => match Box::pin(auth.check(&mut parts, &route, upgrade)).await {
+        Some(auth) => match Box::pin(auth.check(&mut head.parts, &route, upgrade)).await {
             Ok(admission) => Some(admission),
             Err(refusal) => {
                 proxy.metrics.proxy_status(refusal.status().as_u16());
@@ -160,6 +152,7 @@ async fn handle_request(
     };
     // When auth took the token out of the query, what is logged from here on is the URL without
     // it. Most requests have no query, and then nothing changed and nothing is copied.
+    let parts = &mut head.parts;
     let stripped = (parts.uri.query() != uri.query()).then(|| parts.uri.clone());
     let uri = stripped.as_ref().unwrap_or(&uri);
 
@@ -181,7 +174,7 @@ async fn handle_request(
     let result = if let Some(client_upgrade) = client_upgrade {
         Box::pin(forward_upgrade(
             proxy,
-            parts,
+            head,
             client_upgrade,
             route.clone(),
             target,
@@ -190,7 +183,7 @@ async fn handle_request(
         ))
         .await
     } else {
-        forward_http(proxy, parts, lines, body, route.clone(), target, &wire_path, client).await
+        forward_http(proxy, head, body, route.clone(), target, &wire_path, client).await
     };
     let resp = match result {
         Ok(resp) => resp,
@@ -206,18 +199,13 @@ async fn handle_request(
 }
 
 /// The decoded path the route table is searched with; `None` for malformed percent-encoding.
-fn lookup_path<'a>(
-    proxy: &Proxy,
-    parts: &Parts,
-    lines: Option<&RequestLines>,
-    wire_path: &'a str,
-) -> Option<Cow<'a, str>> {
+fn lookup_path<'a>(proxy: &Proxy, head: &ClientHead, wire_path: &'a str) -> Option<Cow<'a, str>> {
     let decoded = percent_decode(wire_path).ok()?;
     if !proxy.settings.host_routing {
         return Some(decoded);
     }
     // CHP uses the Host up to its first `:`, case preserved, and `undefined` when absent.
-    let host = client_host(parts, lines);
+    let host = client_host(head);
     let host = host
         .as_ref()
         .and_then(|h| h.to_str().ok())

@@ -23,8 +23,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Notify, Semaphore, watch};
 
 use crate::body::{ClientBody, ResponseBody};
+use crate::client_head::ClientHead;
 use crate::client_io::ClientIo;
-use crate::h1_server::{self, H1Body, Handover};
+use crate::h1_server::{self, Handover};
 use crate::headers::forwarded::ClientInfo;
 pub use crate::listener::Listener;
 use crate::{Proxy, StartError, admin_api, pipeline, redirect, workers};
@@ -182,9 +183,7 @@ async fn serve_public(
     if io.negotiated_h2() {
         return serve(io, client, Role::Public, proxy, life).await;
     }
-    let service = |req: Request<H1Body>, lines| {
-        pipeline::handle(proxy.clone(), client.clone(), req.map(ClientBody::H1), Some(lines))
-    };
+    let service = |head, body| pipeline::handle(proxy.clone(), client.clone(), head, ClientBody::H1(body));
     let keep_alive = proxy.settings.keep_alive_timeout;
     match h1_server::serve(io, service, keep_alive, life.stop.subscribe()).await {
         Some(Handover::H2c(io)) => serve(io, client, Role::Public, proxy, life).await,
@@ -282,9 +281,12 @@ async fn route_to_role(
     req: Request<Incoming>,
 ) -> ServiceResult {
     match role {
-        Role::Public => pipeline::handle(proxy, client, req.map(ClientBody::Hyper), None)
-            .await
-            .map(with_header_map),
+        Role::Public => {
+            let (parts, body) = req.into_parts();
+            pipeline::handle(proxy, client, ClientHead::from_parts(parts), ClientBody::Hyper(body))
+        }
+        .await
+        .map(with_header_map),
         Role::Api => Ok(unwrap_infallible(admin_api::handle(proxy, req).await)),
         Role::Metrics => Ok(metrics_response(&proxy, &req)),
         Role::Redirect => Ok(redirect::respond(&proxy.settings, &req)),

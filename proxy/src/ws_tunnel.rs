@@ -29,6 +29,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use crate::Proxy;
 use crate::activity::Activity;
 use crate::body::{RequestBody, ResponseBody, UpstreamBody};
+use crate::client_head::ClientHead;
 use crate::forward::{ForwardError, upstream_parts};
 use crate::headers::forwarded::ClientInfo;
 use crate::route_table::Route;
@@ -53,19 +54,20 @@ pub fn is_websocket(head: &Parts) -> bool {
 
 pub async fn forward_upgrade(
     proxy: &Arc<Proxy>,
-    mut parts: Box<Parts>,
+    mut head: Box<ClientHead>,
     client_upgrade: PendingUpgrade,
     route: Arc<Route>,
     target: &Target,
     wire_path: &str,
     client: &ClientInfo,
 ) -> Result<Response<ResponseBody>, ForwardError> {
-    let forwarded = upstream_parts(proxy, &mut parts, None, &route, target, wire_path, client, true)?.forwarded;
+    let forwarded = upstream_parts(proxy, &mut head, &route, target, wire_path, client, true)?.forwarded;
+    let parts = &head.parts;
 
     // A tunnel holds its upstream connection for good, so it never comes from the pool.
     let conn = proxy.upstream.connect(target).await?;
     let answered = async {
-        conn.send(&parts, RequestBody::Empty, &forwarded)
+        conn.send(parts, RequestBody::Empty, &forwarded)
             .await
             .map_err(|e| UpstreamError::Http(target.authority().to_owned(), e))
     };

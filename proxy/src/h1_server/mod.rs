@@ -29,7 +29,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::{Method, Request, Response, StatusCode, Version};
+use http::{Method, Response, StatusCode, Version};
 use http_body_util::Empty;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::watch;
@@ -38,8 +38,8 @@ use tokio::time::{Instant, Sleep};
 pub use request_body::H1Body;
 pub use response::Outgoing;
 
+use crate::client_head::ClientHead;
 use crate::client_io::ClientIo;
-use crate::headers::request_lines::RequestLines;
 use crate::http1::{Framing, READ_RESERVE, Rewind};
 use crate::upgrade;
 use request::{HeadError, RequestHead, parse_request_head};
@@ -70,9 +70,8 @@ pub enum Handover {
 /// the connection has been idle for `keep_alive`, or `stop` turns true.
 ///
 /// The service answers each request; an `Err` ends the connection without a response (it is
-/// logged at debug level). A request comes with its header lines as received, and an empty
-/// `HeaderMap`: most requests are forwarded without one, and a service that needs it builds it
-/// with `RequestLines::fill_map`.
+/// logged at debug level). A request comes as its head, boxed, with its header lines as
+/// received and an empty `HeaderMap` (see `ClientHead`), and its body.
 pub async fn serve<S, F, B, E>(
     io: ClientIo,
     service: S,
@@ -80,7 +79,7 @@ pub async fn serve<S, F, B, E>(
     stop: watch::Receiver<bool>,
 ) -> Option<Handover>
 where
-    S: Fn(Request<H1Body>, RequestLines) -> F,
+    S: Fn(Box<ClientHead>, H1Body) -> F,
     F: Future<Output = Result<Response<B>, E>>,
     B: Outgoing,
     B::Error: Display,
@@ -119,13 +118,13 @@ where
 /// One request and its response; the connection back when it may carry another.
 async fn exchange<S, F, B, E>(
     conn: Conn,
-    head: Box<RequestHead>,
+    head: RequestHead,
     service: &S,
     stop: &watch::Receiver<bool>,
     out: &mut Vec<u8>,
 ) -> Option<Conn>
 where
-    S: Fn(Request<H1Body>, RequestLines) -> F,
+    S: Fn(Box<ClientHead>, H1Body) -> F,
     F: Future<Output = Result<Response<B>, E>>,
     B: Outgoing,
     B::Error: Display,
@@ -134,17 +133,17 @@ where
     // An `Expect: 100-continue` is answered here when the body is first read, and its line is
     // not among the request's lines: the upstream gets the body at once.
     let RequestHead {
-        mut parts,
-        lines,
+        mut head,
         framing,
         keep_alive,
         expect_continue,
-    } = *head;
-    let version = parts.version;
-    let head_request = parts.method == Method::HEAD;
-    let upgrade = (version == Version::HTTP_11 && lines.upgrade).then(|| {
+    } = head;
+    let version = head.parts.version;
+    let head_request = head.parts.method == Method::HEAD;
+    let upgrade = head.lines.as_ref().is_some_and(|l| l.upgrade);
+    let upgrade = (version == Version::HTTP_11 && upgrade).then(|| {
         let (handover, pending) = upgrade::pending();
-        parts.extensions.insert(pending);
+        head.parts.extensions.insert(pending);
         handover
     });
     let (body, returned, kept) = if framing == Framing::Empty {
@@ -154,7 +153,7 @@ where
         (body, Some(returned), None)
     };
 
-    let result = service(Request::from_parts(parts, body), lines).await;
+    let result = service(head, body).await;
 
     // The body is gone by now (forwarded or dropped), and with it went the connection home.
     let (mut conn, body_complete) = match (kept, returned) {
@@ -217,10 +216,8 @@ async fn refuse(mut conn: Conn, status: StatusCode, out: &mut Vec<u8>) {
     }
 }
 
-/// A head is boxed: moved by value from the parser to the exchange (some 380 bytes, copied at
-/// each step), it cost more instructions than the allocation (docs/benchmarks.md).
 enum Read {
-    Head(Box<RequestHead>),
+    Head(RequestHead),
     H2c,
     Closed,
 }
@@ -252,7 +249,7 @@ impl<S: std::ops::DerefMut<Target: Future<Output = ()>>> HeadReader<S> {
                 if !self.first
                     && let Some(head) = parse_request_head(&mut conn.buf)?
                 {
-                    return Ok(Read::Head(Box::new(head)));
+                    return Ok(Read::Head(head));
                 }
             }
             let filled = std::future::poll_fn(|cx| {

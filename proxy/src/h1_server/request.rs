@@ -3,11 +3,11 @@
 use std::mem::MaybeUninit;
 
 use bytes::BytesMut;
-use http::request::Parts;
 use http::{Method, Request, StatusCode, Uri, Version};
 
+use crate::client_head::ClientHead;
 use crate::headers::hop_by_hop::{RawName, classify_raw};
-use crate::headers::request_lines::{RequestLines, RequestLinesBuilder};
+use crate::headers::request_lines::RequestLinesBuilder;
 use crate::http1::{Framing, FramingHeaders};
 
 /// Request heads larger than this get `431` (Node, so CHP, allows 16 KiB; nginx 8–32 KiB).
@@ -19,10 +19,8 @@ const MAX_HEADERS: usize = 100;
 const FAST_HEADERS: usize = 32;
 
 pub struct RequestHead {
-    /// Method, target and version; the header map is left empty (see `lines`).
-    pub parts: Parts,
-    /// The header lines, as received.
-    pub lines: RequestLines,
+    /// Method, target and version, and the header lines as received (the map left empty).
+    pub head: Box<ClientHead>,
     pub framing: Framing,
     /// The client lets the connection carry another request after this one.
     pub keep_alive: bool,
@@ -129,8 +127,10 @@ fn parse_with<const N: usize>(buf: &mut BytesMut) -> Result<Option<RequestHead>,
     parts.version = version;
     let expect_continue = expect_continue && version == Version::HTTP_11 && body != Framing::Empty;
     Ok(Some(RequestHead {
-        parts,
-        lines: lines.finish(expect_continue),
+        head: Box::new(ClientHead {
+            parts,
+            lines: Some(lines.finish(expect_continue)),
+        }),
         framing: body,
         keep_alive,
         expect_continue,
@@ -159,6 +159,7 @@ fn request_framing(f: &FramingHeaders) -> Result<Framing, HeadError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::headers::request_lines::RequestLines;
     use http::HeaderMap;
 
     fn parse(raw: &[u8]) -> Result<Option<(RequestHead, BytesMut)>, HeadError> {
@@ -171,9 +172,9 @@ mod tests {
         let (head, rest) = parse(b"POST /a?b=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabcGET")
             .unwrap()
             .unwrap();
-        assert_eq!(head.parts.method, Method::POST);
-        assert_eq!(head.parts.uri.path_and_query().unwrap().as_str(), "/a?b=1");
-        assert_eq!(head.lines.host().unwrap(), "x");
+        assert_eq!(head.head.parts.method, Method::POST);
+        assert_eq!(head.head.parts.uri.path_and_query().unwrap().as_str(), "/a?b=1");
+        assert_eq!(lines(&head).host().unwrap(), "x");
         assert_eq!(head.framing, Framing::Length(3));
         assert!(head.keep_alive && !head.expect_continue);
         assert_eq!(&rest[..], b"abcGET");
@@ -236,9 +237,13 @@ mod tests {
         }
     }
 
+    fn lines(head: &RequestHead) -> &RequestLines {
+        head.head.lines.as_ref().unwrap()
+    }
+
     fn end_to_end(head: &RequestHead) -> String {
         let mut out = Vec::new();
-        head.lines.end_to_end().write_to(&mut out);
+        lines(head).end_to_end().write_to(&mut out);
         String::from_utf8(out).unwrap()
     }
 
@@ -247,12 +252,12 @@ mod tests {
         let (head, _) = parse(b"GET / HTTP/1.1\r\nHost: x:1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nX-A:  1 \r\nte: trailers\r\nX-A: 2\r\n\r\n")
             .unwrap()
             .unwrap();
-        assert!(head.parts.headers.is_empty(), "no map is built");
+        assert!(head.head.parts.headers.is_empty(), "no map is built");
         assert_eq!(end_to_end(&head), "Host: x:1\r\nX-A:  1 \r\nX-A: 2\r\n");
-        assert_eq!(head.lines.host().unwrap(), "x:1");
-        assert!(head.lines.upgrade && !head.lines.needs_map);
+        assert_eq!(lines(&head).host().unwrap(), "x:1");
+        assert!(lines(&head).upgrade && !lines(&head).needs_map);
         let mut map = HeaderMap::new();
-        head.lines.fill_map(&mut map);
+        lines(&head).fill_map(&mut map);
         assert_eq!(map.len(), 6);
         assert_eq!(map["upgrade"], "websocket");
         let a: Vec<_> = map.get_all("x-a").iter().collect();
@@ -260,9 +265,9 @@ mod tests {
 
         let (head, _) = parse(b"GET / HTTP/1.1\r\n\r\n").unwrap().unwrap();
         assert_eq!(end_to_end(&head), "");
-        assert!(head.lines.host().is_none());
+        assert!(lines(&head).host().is_none());
         let mut map = HeaderMap::new();
-        head.lines.fill_map(&mut map);
+        lines(&head).fill_map(&mut map);
         assert!(map.is_empty());
     }
 
@@ -274,12 +279,12 @@ mod tests {
             b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
         ] {
             let (head, _) = parse(raw).unwrap().unwrap();
-            assert!(head.lines.needs_map, "{}", String::from_utf8_lossy(raw));
+            assert!(lines(&head).needs_map, "{}", String::from_utf8_lossy(raw));
         }
         let (head, _) = parse(b"GET / HTTP/1.1\r\nConnection: close, keep-alive\r\nX-Forwarded: no\r\n\r\n")
             .unwrap()
             .unwrap();
-        assert!(!head.lines.needs_map);
+        assert!(!lines(&head).needs_map);
     }
 
     #[test]
@@ -289,7 +294,7 @@ mod tests {
             .unwrap();
         assert_eq!(end_to_end(&head), "Host: x\r\nContent-Length: 5\r\n");
         let mut map = HeaderMap::new();
-        head.lines.fill_map(&mut map);
+        lines(&head).fill_map(&mut map);
         assert!(map.get("expect").is_none() && map.len() == 2, "{map:?}");
     }
 
