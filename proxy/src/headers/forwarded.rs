@@ -52,19 +52,19 @@ pub struct ForwardedLines {
 
 impl HeaderLines for ForwardedLines {
     fn write_to(&self, out: &mut Vec<u8>) {
-        let mut line = |name: &HeaderName, value: &[u8]| {
-            out.extend_from_slice(name.as_str().as_bytes());
-            out.extend_from_slice(b": ");
+        // Each name with its `: ` is one constant: written apart they were two more copies a line.
+        let mut line = |name_colon: &[u8], value: &[u8]| {
+            out.extend_from_slice(name_colon);
             out.extend_from_slice(value);
             out.extend_from_slice(b"\r\n");
         };
         if let Some(value) = &self.forwarded_for {
-            line(&X_FORWARDED_FOR, value.as_bytes());
+            line(b"x-forwarded-for: ", value.as_bytes());
         }
-        line(&X_FORWARDED_PORT, port(self.host.as_ref(), self.tls).as_bytes());
-        line(&X_FORWARDED_PROTO, proto(self.websocket, self.tls).as_bytes());
+        line(b"x-forwarded-port: ", port(self.host.as_ref(), self.tls).as_bytes());
+        line(b"x-forwarded-proto: ", proto(self.websocket, self.tls).as_bytes());
         if !self.websocket {
-            line(&X_FORWARDED_HOST, self.host.as_ref().map_or(&b""[..], |h| h.as_bytes()));
+            line(b"x-forwarded-host: ", self.host.as_ref().map_or(&b""[..], |h| h.as_bytes()));
         }
     }
 }
