@@ -61,7 +61,7 @@ impl HeaderLines for ForwardedLines {
         if let Some(value) = &self.forwarded_for {
             line(b"x-forwarded-for: ", value.as_bytes());
         }
-        line(b"x-forwarded-port: ", port(self.host.as_ref(), self.tls).as_bytes());
+        line(b"x-forwarded-port: ", port(self.host.as_ref(), self.tls));
         line(b"x-forwarded-proto: ", proto(self.websocket, self.tls).as_bytes());
         if !self.websocket {
             line(b"x-forwarded-host: ", self.host.as_ref().map_or(&b""[..], |h| h.as_bytes()));
@@ -69,11 +69,9 @@ impl HeaderLines for ForwardedLines {
     }
 }
 
-fn port(host: Option<&HeaderValue>, tls: bool) -> &str {
-    let default_port = if tls { "443" } else { "80" };
-    host.and_then(|h| h.to_str().ok())
-        .and_then(host_port)
-        .unwrap_or(default_port)
+fn port(host: Option<&HeaderValue>, tls: bool) -> &[u8] {
+    let default_port: &[u8] = if tls { b"443" } else { b"80" };
+    host.and_then(|h| host_port(h.as_bytes())).unwrap_or(default_port)
 }
 
 fn proto(websocket: bool, tls: bool) -> &'static str {
@@ -110,7 +108,7 @@ pub fn add_forwarded(
     if let Some(value) = &client.forwarded_for {
         append(headers, X_FORWARDED_FOR, value.clone());
     }
-    if let Ok(port) = HeaderValue::from_str(port) {
+    if let Ok(port) = HeaderValue::from_bytes(port) {
         append(headers, X_FORWARDED_PORT, port);
     }
     append(headers, X_FORWARDED_PROTO, HeaderValue::from_static(proto));
@@ -132,10 +130,10 @@ pub fn host_or_authority(host: Option<HeaderValue>, uri: &http::Uri) -> Option<H
 
 /// The port part of a `Host` value, if any (`example.com:8443` → `8443`, `[::1]:80` → `80`):
 /// the digits after the last `:`, when nothing else (such as an IPv6 literal's `]`) follows it.
-fn host_port(host: &str) -> Option<&str> {
-    let digits = host.bytes().rev().take_while(u8::is_ascii_digit).count();
+fn host_port(host: &[u8]) -> Option<&[u8]> {
+    let digits = host.iter().rev().take_while(|b| b.is_ascii_digit()).count();
     let colon = host.len().checked_sub(digits + 1)?;
-    (digits > 0 && host.as_bytes()[colon] == b':').then(|| &host[colon + 1..])
+    (digits > 0 && host[colon] == b':').then(|| &host[colon + 1..])
 }
 
 fn append(headers: &mut HeaderMap, name: HeaderName, value: HeaderValue) {
@@ -230,7 +228,7 @@ mod tests {
             ("", None),
         ];
         for (host, port) in cases {
-            assert_eq!(host_port(host), port, "{host}");
+            assert_eq!(host_port(host.as_bytes()), port.map(str::as_bytes), "{host}");
         }
     }
 
