@@ -106,6 +106,10 @@ pub fn classify_raw(name: &[u8]) -> RawName {
 /// Whether a `Connection` value names headers besides the fixed hop-by-hop ones (which must then
 /// be removed too).
 pub fn connection_names_others(value: &[u8]) -> bool {
+    // The value nearly every message carries, without splitting it.
+    if value.eq_ignore_ascii_case(b"keep-alive") {
+        return false;
+    }
     connection_tokens(value).any(|t| named_by_connection(t).is_some())
 }
 
