@@ -38,7 +38,7 @@ pub const HEALTH_PATH: &str = "/_chp_healthz";
 #[error("connection closed without response: {0}")]
 pub struct Abort(pub &'static str);
 
-/// The response to `req`, or [`Abort`]. The `Connection` header of the answer is the server's
+/// The response to the request `head` and `body`, or [`Abort`]. The `Connection` header of the answer is the server's
 /// to write (`h1_server`): HTTP/2 has none.
 ///
 /// An HTTP/1 request comes with its header lines as received and an empty header map. It is
@@ -81,7 +81,7 @@ async fn handle_request(
 ) -> Result<Response<ResponseBody>, Abort> {
     let (proxy, client) = (&proxy, &*client);
     let parts = &mut head.parts;
-    // With `lines`, the map is empty and the request is no upgrade (see `needs_map`).
+    // With lines, the map is empty and the request is no upgrade (see `needs_map`).
     let upgrade = is_upgrade(&parts.headers);
     let started = proxy.metrics.is_enabled().then(Instant::now);
 
