@@ -64,7 +64,10 @@ impl HeaderLines for ForwardedLines {
         line(b"x-forwarded-port: ", port(self.host.as_ref(), self.tls));
         line(b"x-forwarded-proto: ", proto(self.websocket, self.tls).as_bytes());
         if !self.websocket {
-            line(b"x-forwarded-host: ", self.host.as_ref().map_or(&b""[..], |h| h.as_bytes()));
+            line(
+                b"x-forwarded-host: ",
+                self.host.as_ref().map_or(&b""[..], |h| h.as_bytes()),
+            );
         }
     }
 }
