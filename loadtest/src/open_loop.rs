@@ -21,7 +21,7 @@ use tokio::sync::Notify;
 use crate::error_kind::ErrorKind;
 use crate::http_conn::{Connection, exchange};
 use crate::http_load::{LATE, LATE_POOL_FULL, MISSED, Worker};
-use crate::schedule::Schedule;
+use crate::schedule::{Lateness, Schedule, Sent};
 
 /// Idle connections per origin and the number open; shared by the dispatcher and its requests.
 struct Pool {
@@ -76,9 +76,7 @@ pub async fn run(worker: Rc<Worker>, schedule: Schedule, workers: usize, max_con
     let clock = worker.clock;
     let mut k = worker.index as u64;
     let step = workers as u64;
-    // Since the dispatcher last had to wait for a connection, it has not been on time again: its
-    // late slots are late because of that wait (see LATE_POOL_FULL).
-    let mut behind_a_full_pool = false;
+    let mut lateness = Lateness::new(late_after);
     'slots: while let Some(offset) = schedule.intended_offset(k) {
         let intended = clock.start + offset;
         if intended > Instant::now() {
@@ -90,7 +88,7 @@ pub async fn run(worker: Rc<Worker>, schedule: Schedule, workers: usize, max_con
             if let Some(c) = pool.acquire(origin) {
                 break c;
             }
-            behind_a_full_pool = true;
+            lateness.waited_for_room();
             tokio::select! {
                 _ = pool.released.notified() => {}
                 _ = tokio::time::sleep_until(clock.end.into()) => break 'slots,
@@ -102,13 +100,13 @@ pub async fn run(worker: Rc<Worker>, schedule: Schedule, workers: usize, max_con
             pool.give_back(origin, conn);
             break;
         }
-        if sent_at.saturating_duration_since(intended) > late_after {
-            worker.count(LATE, intended, sent_at);
-            if behind_a_full_pool {
+        match lateness.of(intended, sent_at) {
+            Sent::OnTime => {}
+            Sent::Late => worker.count(LATE, intended, sent_at),
+            Sent::LateBehindFullLimit => {
+                worker.count(LATE, intended, sent_at);
                 worker.count(LATE_POOL_FULL, intended, sent_at);
             }
-        } else {
-            behind_a_full_pool = false;
         }
         pool.in_flight.set(pool.in_flight.get() + 1);
         tokio::task::spawn_local(request(worker.clone(), pool.clone(), req_index, intended, conn));

@@ -158,9 +158,70 @@ impl Schedule {
     }
 }
 
+/// How late a dispatcher's sends were, and why. A slot sent later than `late_after` after its
+/// intended time is late. It is late *behind a full limit* when the dispatcher had to wait for
+/// room (every connection busy, the limit reached), or when it came after such a wait before
+/// the schedule was caught up: that lateness is the target's slow answers, not the generator's
+/// (see `bottleneck`). Every open-model dispatcher keeps one.
+#[derive(Debug, Clone, Copy)]
+pub struct Lateness {
+    late_after: Duration,
+    behind_a_full_limit: bool,
+}
+
+/// What [`Lateness::of`] says of one send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    OnTime,
+    Late,
+    /// Late, and the wait for room at the limit is why.
+    LateBehindFullLimit,
+}
+
+impl Lateness {
+    pub fn new(late_after: Duration) -> Self {
+        Lateness {
+            late_after,
+            behind_a_full_limit: false,
+        }
+    }
+
+    /// The dispatcher had to wait for room before its next send.
+    pub fn waited_for_room(&mut self) {
+        self.behind_a_full_limit = true;
+    }
+
+    /// Judges a send intended at `intended` that left at `sent`.
+    pub fn of(&mut self, intended: std::time::Instant, sent: std::time::Instant) -> Sent {
+        if sent.saturating_duration_since(intended) <= self.late_after {
+            // On time again: later lateness has another cause.
+            self.behind_a_full_limit = false;
+            return Sent::OnTime;
+        }
+        if self.behind_a_full_limit {
+            Sent::LateBehindFullLimit
+        } else {
+            Sent::Late
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lateness_behind_a_full_limit_lasts_until_a_send_is_on_time() {
+        let t0 = std::time::Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let mut l = Lateness::new(Duration::from_millis(1));
+        assert_eq!(l.of(ms(0), ms(5)), Sent::Late);
+        l.waited_for_room();
+        assert_eq!(l.of(ms(1), ms(9)), Sent::LateBehindFullLimit);
+        assert_eq!(l.of(ms(2), ms(9)), Sent::LateBehindFullLimit, "still catching up");
+        assert_eq!(l.of(ms(10), ms(10)), Sent::OnTime);
+        assert_eq!(l.of(ms(11), ms(20)), Sent::Late, "the wait is over");
+    }
 
     fn secs(d: Option<Duration>) -> f64 {
         d.expect("inside the run").as_secs_f64()

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use crate::error_kind::ErrorKind;
 use crate::http_load::RunError;
 use crate::process_stats::{CpuMeter, GeneratorUsage, ThreadLife, thread_sched};
+use crate::schedule::Sent;
 use crate::progress::Progress;
 use crate::recorder::{CounterId, IntervalSnapshot, Layout, Recorder, RunClock, SeriesId, Totals};
 use crate::timeline::{IntervalRow, Timeline};
@@ -59,6 +60,17 @@ impl WorkerCtx {
 
     pub fn count(&self, counter: CounterId, n: u64, started: Instant, at: Instant) {
         self.recorder.borrow_mut().count(counter, n, started, at);
+    }
+
+    /// Counts a send [`Lateness`](crate::schedule::Lateness) judged: in `late` when it was late,
+    /// and in `late_pool_full` as well when the wait for room at the limit made it so.
+    pub fn count_lateness(&self, sent: Sent, [late, late_pool_full]: [CounterId; 2], intended: Instant, at: Instant) {
+        if sent != Sent::OnTime {
+            self.count(late, 1, intended, at);
+        }
+        if sent == Sent::LateBehindFullLimit {
+            self.count(late_pool_full, 1, intended, at);
+        }
     }
 
     /// The worker's recorder, for a body that records on its hot path without going through

@@ -177,6 +177,44 @@ fn handshake_storm_reaches_its_rate_and_every_upgrade_succeeds() {
     assert!(srv.counters.websockets() >= counter(&r, "sent"));
 }
 
+/// Handshakes the server answers slowly, behind a small connection limit, make the storm's sends
+/// late: the report puts that on the target (`late_pool_full` and a warning) and gives no
+/// verdict against the generator.
+#[test]
+fn late_handshakes_behind_a_full_limit_are_put_on_the_target() {
+    let srv = server(ServeConfig {
+        delay: std::time::Duration::from_millis(100),
+        ..ServeConfig::default()
+    });
+    let r = run_ws(
+        "handshake-slow",
+        &[
+            "handshake",
+            &ws_url(&srv),
+            "--rate",
+            "200",
+            "--max-connections",
+            "4",
+            "--late-after",
+            "20ms",
+            "-d",
+            "1s",
+            "-w",
+            "0s",
+            "-t",
+            "1",
+        ],
+    );
+    assert!(counter(&r, "late_pool_full") >= 10, "{r:#}");
+    assert!(counter(&r, "late") >= counter(&r, "late_pool_full"), "{r:#}");
+    assert_eq!(r["generator"]["bottleneck"], Value::Null, "{r:#}");
+    let warnings = r["warnings"].to_string();
+    assert!(
+        warnings.contains("left late because every connection was busy with the pool at --max-connections"),
+        "{warnings}"
+    );
+}
+
 #[test]
 fn churn_opens_and_closes_at_its_rate() {
     let srv = server(ServeConfig::default());

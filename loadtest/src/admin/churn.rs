@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 use crate::admin::client::{ApiConn, ApiTarget, expect_status};
 use crate::error_kind::ErrorKind;
 use crate::recorder::{CounterId, Layout, Series, SeriesId};
-use crate::schedule::Schedule;
+use crate::schedule::{Lateness, Schedule};
 use crate::workers::WorkerCtx;
 
 pub const LAYOUT: Layout = Layout {
@@ -35,11 +35,13 @@ pub const LAYOUT: Layout = Layout {
             description: "DELETE /api/routes/…, from the actual send time to the end of the response",
         },
     ],
-    counters: &["sent", "late", "missed"],
+    counters: &["sent", "late", "missed", "late_pool_full"],
 };
 const SENT: CounterId = CounterId(0);
 const LATE: CounterId = CounterId(1);
 const MISSED: CounterId = CounterId(2);
+/// Late slots that waited for room at `--max-connections` (see `schedule::Lateness`).
+const LATE_POOL_FULL: CounterId = CounterId(3);
 
 /// A validated churn run.
 #[derive(Debug)]
@@ -69,6 +71,7 @@ pub async fn worker(ctx: WorkerCtx, plan: Arc<ChurnPlan>) -> u64 {
     let idle: Rc<RefCell<Vec<ApiConn>>> = Rc::default();
     let in_flight = Rc::new(Cell::new(0usize));
     let released = Rc::new(Notify::new());
+    let mut lateness = Lateness::new(plan.late_after);
     let mut k = 0u64;
     'slots: while let Some(offset) = plan.schedule.intended_offset(k) {
         let intended = clock.start + offset;
@@ -76,6 +79,7 @@ pub async fn worker(ctx: WorkerCtx, plan: Arc<ChurnPlan>) -> u64 {
             tokio::time::sleep_until(intended.into()).await;
         }
         while in_flight.get() >= plan.max_connections.max(1) {
+            lateness.waited_for_room();
             tokio::select! {
                 _ = released.notified() => {}
                 _ = tokio::time::sleep_until(clock.end.into()) => break 'slots,
@@ -85,9 +89,7 @@ pub async fn worker(ctx: WorkerCtx, plan: Arc<ChurnPlan>) -> u64 {
         if started >= clock.end {
             break;
         }
-        if started.saturating_duration_since(intended) > plan.late_after {
-            ctx.count(LATE, 1, intended, started);
-        }
+        ctx.count_lateness(lateness.of(intended, started), [LATE, LATE_POOL_FULL], intended, started);
         in_flight.set(in_flight.get() + 1);
         let (ctx2, plan2, idle2, in_flight2, released2) = (
             ctx.clone(),

@@ -18,7 +18,7 @@ use tokio::sync::Notify;
 
 use crate::error_kind::ErrorKind;
 use crate::recorder::{CounterId, Layout, Series, SeriesId};
-use crate::schedule::Schedule;
+use crate::schedule::{Lateness, Schedule};
 use crate::workers::WorkerCtx;
 use crate::ws::connect::{WsStream, WsTarget, classify};
 
@@ -43,19 +43,21 @@ pub const STORM_CLOSED: Layout = Layout {
 /// Storm, open model.
 pub const STORM_OPEN: Layout = Layout {
     series: &[CORRECTED, HANDSHAKE],
-    counters: &["sent", "late", "missed"],
+    counters: &["sent", "late", "missed", "late_pool_full"],
 };
 /// Churn (open model only).
 pub const CHURN: Layout = Layout {
     series: &[CORRECTED, HANDSHAKE, CLOSE],
-    counters: &["sent", "late", "missed", "closed"],
+    counters: &["sent", "late", "missed", "late_pool_full", "closed"],
 };
 
 /// Connection attempts (each got a 101 or an error).
 pub const SENT: CounterId = CounterId(0);
 const LATE: CounterId = CounterId(1);
 const MISSED: CounterId = CounterId(2);
-const CLOSED: CounterId = CounterId(3);
+/// Late slots that waited for room at `--max-connections` (see `schedule::Lateness`).
+const LATE_POOL_FULL: CounterId = CounterId(3);
+const CLOSED: CounterId = CounterId(4);
 
 /// After a failed connect a closed-model connection waits this long before trying again, so a
 /// refused port is counted without spinning a core.
@@ -159,6 +161,7 @@ pub async fn open(
     let clock = ctx.clock;
     let in_flight = Rc::new(Cell::new(0usize));
     let released = Rc::new(Notify::new());
+    let mut lateness = Lateness::new(late_after);
     let mut k = ctx.index as u64;
     let step = ctx.threads as u64;
     'slots: while let Some(offset) = schedule.intended_offset(k) {
@@ -167,6 +170,7 @@ pub async fn open(
             tokio::time::sleep_until(intended.into()).await;
         }
         while in_flight.get() >= max_in_flight.max(1) {
+            lateness.waited_for_room();
             tokio::select! {
                 _ = released.notified() => {}
                 _ = tokio::time::sleep_until(clock.end.into()) => break 'slots,
@@ -176,9 +180,7 @@ pub async fn open(
         if started >= clock.end {
             break;
         }
-        if started.saturating_duration_since(intended) > late_after {
-            ctx.count(LATE, 1, intended, started);
-        }
+        ctx.count_lateness(lateness.of(intended, started), [LATE, LATE_POOL_FULL], intended, started);
         in_flight.set(in_flight.get() + 1);
         let (ctx2, life2, in_flight2, released2) = (ctx.clone(), life.clone(), in_flight.clone(), released.clone());
         tokio::task::spawn_local(async move {
