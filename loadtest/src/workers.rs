@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 use crate::error_kind::ErrorKind;
 use crate::http_load::RunError;
 use crate::process_stats::{CpuMeter, GeneratorUsage, ThreadLife, thread_sched};
-use crate::schedule::Sent;
 use crate::progress::Progress;
 use crate::recorder::{CounterId, IntervalSnapshot, Layout, Recorder, RunClock, SeriesId, Totals};
+use crate::schedule::Sent;
 use crate::timeline::{IntervalRow, Timeline};
 
 /// How often workers hand over their interval even when idle.

@@ -89,7 +89,12 @@ pub async fn worker(ctx: WorkerCtx, plan: Arc<ChurnPlan>) -> u64 {
         if started >= clock.end {
             break;
         }
-        ctx.count_lateness(lateness.of(intended, started), [LATE, LATE_POOL_FULL], intended, started);
+        ctx.count_lateness(
+            lateness.of(intended, started),
+            [LATE, LATE_POOL_FULL],
+            intended,
+            started,
+        );
         in_flight.set(in_flight.get() + 1);
         let (ctx2, plan2, idle2, in_flight2, released2) = (
             ctx.clone(),

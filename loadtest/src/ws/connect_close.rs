@@ -180,7 +180,12 @@ pub async fn open(
         if started >= clock.end {
             break;
         }
-        ctx.count_lateness(lateness.of(intended, started), [LATE, LATE_POOL_FULL], intended, started);
+        ctx.count_lateness(
+            lateness.of(intended, started),
+            [LATE, LATE_POOL_FULL],
+            intended,
+            started,
+        );
         in_flight.set(in_flight.get() + 1);
         let (ctx2, life2, in_flight2, released2) = (ctx.clone(), life.clone(), in_flight.clone(), released.clone());
         tokio::task::spawn_local(async move {
