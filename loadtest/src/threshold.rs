@@ -107,11 +107,16 @@ fn trim_float(v: f64) -> String {
     s.to_owned()
 }
 
+const NO_HTTP_LOAD: &str = "no HTTP load beside this run (http.… thresholds judge the load of admin churn --with-http)";
+
 /// One parsed threshold expression.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Threshold {
     /// As written, for messages and reports.
     pub expression: String,
+    /// Written `http.…`: judged on the HTTP load that `admin churn --with-http` runs beside the
+    /// churn, not on the run's own figures.
+    pub on_http_load: bool,
     /// Latency metrics: the series (`corrected.p99<…`); `None` is the primary series.
     pub series: Option<String>,
     pub metric: Metric,
@@ -137,7 +142,7 @@ impl Threshold {
         let err = |problem: &str| ThresholdError {
             expression: text.to_owned(),
             problem: format!(
-                "{problem} (e.g. p99<50ms, service_time.p99.9<=1s, errors<0.1%, errors<5, rps>1000, late<1%)"
+                "{problem} (e.g. p99<50ms, service_time.p99.9<=1s, errors<0.1%, errors<5, rps>1000, late<1%, http.p99<50ms)"
             ),
         };
         let at = text
@@ -151,6 +156,10 @@ impl Threshold {
             _ => (Op::Greater, &rest[1..]),
         };
         let (left, right) = (left.trim(), right.trim());
+        let (on_http_load, left) = match left.strip_prefix("http.") {
+            Some(rest) => (true, rest),
+            None => (false, left),
+        };
         let (series, metric_name) = match metric_of(left) {
             Some(_) => (None, left),
             None => match left.split_once('.') {
@@ -186,6 +195,7 @@ impl Threshold {
         };
         Ok(Threshold {
             expression: text.to_owned(),
+            on_http_load,
             series,
             metric,
             metric_name: metric_name.to_owned(),
@@ -198,6 +208,12 @@ impl Threshold {
     /// Refuses, before a run, a series or counter that `layout` does not have (the same check
     /// [`Threshold::evaluate`] makes afterwards, for scenarios whose layout is known only then).
     pub fn check_layout(&self, layout: Layout) -> Result<(), ThresholdError> {
+        if self.on_http_load {
+            return Err(ThresholdError {
+                expression: self.expression.clone(),
+                problem: NO_HTTP_LOAD.into(),
+            });
+        }
         let problem = match (&self.metric, &self.series) {
             (Metric::Counter(name), _) if !layout.counters.contains(&name.as_str()) => {
                 format!(
@@ -217,8 +233,23 @@ impl Threshold {
         })
     }
 
-    /// Judges this threshold on a finished run.
+    /// Judges this threshold on a finished run (an `http.…` one fails: the run has no HTTP load
+    /// beside it; `admin churn` judges those with [`Threshold::evaluate_on`]).
     pub fn evaluate(&self, r: &Report) -> ThresholdOutcome {
+        if self.on_http_load {
+            return ThresholdOutcome {
+                threshold: self.clone(),
+                observed: None,
+                passed: false,
+                subject: NO_HTTP_LOAD.into(),
+            };
+        }
+        self.evaluate_on(r)
+    }
+
+    /// Judges this threshold on `r`, whichever part of the run it names: `admin churn` passes
+    /// its `--with-http` load's report for the `http.…` ones.
+    pub fn evaluate_on(&self, r: &Report) -> ThresholdOutcome {
         let (observed, subject) = match self.observe(r) {
             Ok(v) => v,
             Err(problem) => {
@@ -370,6 +401,7 @@ impl ThresholdOutcome {
             "expression": t.expression,
             "metric": t.metric_name,
             "series": t.series,
+            "on_http_load": t.on_http_load,
             "op": t.op.symbol(),
             "limit": t.limit,
             "unit": t.unit.label(),
@@ -489,6 +521,28 @@ mod tests {
             assert_eq!((t.op, t.unit), (*op, *unit), "{text}");
             assert!((t.limit - limit).abs() < 1e-6, "{text}: {}", t.limit);
         }
+    }
+
+    #[test]
+    fn an_http_prefix_names_the_load_beside_an_admin_churn() {
+        for (text, series, metric) in [
+            ("http.p99<50ms", None, Metric::Percentile(99.0)),
+            ("http.errors<1%", None, Metric::Errors),
+            ("http.corrected.p99.9<5ms", Some("corrected"), Metric::Percentile(99.9)),
+            ("http.rps>100", None, Metric::Rps),
+        ] {
+            let t = Threshold::parse(text).unwrap();
+            assert!(t.on_http_load, "{text}");
+            assert_eq!((t.series.as_deref(), &t.metric), (series, &metric), "{text}");
+            assert_eq!(t.expression, text);
+        }
+        assert!(!Threshold::parse("p99<50ms").unwrap().on_http_load);
+        let layout = crate::http_load::OPEN_LAYOUT;
+        let refused = Threshold::parse("http.p99<50ms")
+            .unwrap()
+            .check_layout(layout)
+            .unwrap_err();
+        assert!(refused.problem.contains("admin churn --with-http"), "{refused}");
     }
 
     #[test]

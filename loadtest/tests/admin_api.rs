@@ -262,3 +262,69 @@ fn churn_reaches_its_rate_beside_an_http_load_through_the_proxy() {
     assert!(backend.counters.requests() >= 400);
     assert_eq!(proxy.routes().len(), 1, "the churned routes are removed at the end");
 }
+
+/// Thresholds written `http.…` judge the HTTP load beside the churn: one that holds and one that
+/// cannot are both reported, and the failing one sets the exit code; without `--with-http` they
+/// are refused before the run.
+#[test]
+fn http_thresholds_judge_the_load_beside_the_churn() {
+    let backend = server(ServeConfig::default());
+    let proxy = Proxy::start(&backend.url(""));
+    let dir = scratch_dir("churn-thresholds");
+    let json = dir.join("report.json");
+    let http_url = format!("http://127.0.0.1:{}/", proxy.port);
+    let churn = |extra: &[&str]| {
+        edgeload()
+            .args([
+                "admin",
+                "churn",
+                &proxy.api(),
+                "--token",
+                TOKEN,
+                "--rate",
+                "50",
+                "--window",
+                "5",
+            ])
+            .args(["-d", "1s", "-w", "0s", "--quiet"])
+            .args(extra)
+            .env_remove("CONFIGPROXY_AUTH_TOKEN")
+            .output()
+            .expect("run edgeload")
+    };
+    let out = churn(&[
+        "--with-http",
+        &http_url,
+        "--http-rate",
+        "100",
+        "--threshold",
+        "http.rps>10",
+        "--threshold",
+        "http.p99<1us",
+        "--threshold",
+        "errors<1%",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(99), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("http.rps>10: passed"), "{stdout}");
+    assert!(stdout.contains("http.p99<1us: FAILED, corrected p99"), "{stdout}");
+    assert!(stdout.contains("errors<1%: passed"), "{stdout}");
+    let r = read_json(&json);
+    let judged: Vec<(&str, bool)> = r["thresholds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["expression"].as_str().unwrap(), t["passed"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(
+        judged,
+        [("errors<1%", true), ("http.rps>10", true), ("http.p99<1us", false)],
+        "{r:#}"
+    );
+
+    let out = churn(&["--threshold", "http.p99<50ms"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("--with-http"), "{}", text(&out));
+}

@@ -24,6 +24,7 @@ use crate::progress::Progress;
 use crate::recorder::RunClock;
 use crate::report::{LoadModelKind, Report, json as report_json, ms, text};
 use crate::schedule::{ArrivalRate, Schedule};
+use crate::threshold::{Threshold, ThresholdError};
 use crate::workers::run_workers;
 use crate::ws::outcome::Outcome;
 use bulk::BulkResult;
@@ -111,6 +112,23 @@ pub struct AdminArgs {
     pub output: OutputArgs,
 }
 
+/// Splits the thresholds into those on the `--with-http` load (`http.…`) and those on the admin
+/// run itself; `http.…` ones without `--with-http` are refused before the run.
+fn split_http_thresholds(
+    thresholds: &[Threshold],
+    with_http: bool,
+) -> Result<(Vec<Threshold>, Vec<Threshold>), ThresholdError> {
+    let (on_http, on_admin): (Vec<Threshold>, Vec<Threshold>) =
+        thresholds.iter().cloned().partition(|t| t.on_http_load);
+    if let Some(t) = on_http.first().filter(|_| !with_http) {
+        return Err(ThresholdError {
+            expression: t.expression.clone(),
+            problem: "http.… thresholds judge the load of --with-http, which this run has not".into(),
+        });
+    }
+    Ok((on_http, on_admin))
+}
+
 fn invalid(flag: &'static str, value: impl ToString, expected: &'static str) -> ConfigError {
     ConfigError::Invalid {
         flag,
@@ -129,6 +147,8 @@ pub struct AdminPlan {
     pub methods: Option<Arc<MethodsPlan>>,
     pub churn: Option<Arc<ChurnPlan>>,
     pub http: Option<LoadPlan>,
+    /// Thresholds on the `--with-http` load (`http.p99<50ms` written, `p99<50ms` judged).
+    pub http_thresholds: Vec<Threshold>,
     pub quiet: bool,
 }
 
@@ -159,6 +179,7 @@ impl AdminArgs {
             methods: None,
             churn: None,
             http: None,
+            http_thresholds: Vec::new(),
             quiet: self.quiet,
         };
         match self.scenario {
@@ -309,7 +330,14 @@ pub fn run(plan: &AdminPlan, progress: Progress) -> Result<Outcome, AdminError> 
     let mut lines = Vec::new();
     let (mut report, leftover) = match (&plan.methods, &plan.churn) {
         (Some(m), _) => run_methods(m, plan.quiet, &mut extra, &mut lines)?,
-        (None, Some(c)) => run_churn(c, plan.http.as_ref(), progress, &mut extra, &mut lines)?,
+        (None, Some(c)) => run_churn(
+            c,
+            plan.http.as_ref(),
+            &plan.http_thresholds,
+            progress,
+            &mut extra,
+            &mut lines,
+        )?,
         (None, None) => unreachable!("to_plan sets one scenario"),
     };
     let mut remove = leftover;
@@ -420,9 +448,12 @@ fn run_methods(
     Ok((report, leftover))
 }
 
+/// The churn's report; with `--with-http`, the HTTP load's thresholds are judged on its own
+/// report and their outcomes left in the churn report's (the command adds its own after them).
 fn run_churn(
     plan: &Arc<ChurnPlan>,
     http: Option<&LoadPlan>,
+    http_thresholds: &[Threshold],
     mut progress: Progress,
     extra: &mut Map<String, Value>,
     lines: &mut Vec<String>,
@@ -473,6 +504,7 @@ fn run_churn(
         lines.push("--- HTTP load beside the churn ---".into());
         lines.extend(text::render(&http_report).lines().map(str::to_owned));
         with_http = report_json::to_json(&http_report);
+        report.thresholds = http_thresholds.iter().map(|t| t.evaluate_on(&http_report)).collect();
     }
     extra.insert("with_http".into(), with_http);
     Ok((report, churn::remaining_keys(plan, sent)))
@@ -481,13 +513,17 @@ fn run_churn(
 /// `edgeload admin …`: validates, runs, prints the summary and writes the files asked for.
 pub fn command(args: AdminArgs) -> anyhow::Result<()> {
     use anyhow::Context;
-    let plan = args.to_plan()?;
+    let mut plan = args.to_plan()?;
+    let (http_thresholds, thresholds) = split_http_thresholds(&args.output.thresholds, plan.http.is_some())?;
+    plan.http_thresholds = http_thresholds;
     let model = match plan.scenario {
         AdminScenario::Methods => LoadModelKind::Closed,
         AdminScenario::Churn => LoadModelKind::Open,
     };
     let mut outcome = run(&plan, Progress::new(!args.quiet, model)).context("admin API run failed")?;
-    args.output.check(&mut outcome.report);
+    let on_http = std::mem::take(&mut outcome.report.thresholds);
+    crate::threshold::check(&mut outcome.report, &thresholds);
+    outcome.report.thresholds.extend(on_http);
     print!("{}", outcome.render_text());
     outcome.write(&args.output.files())?;
     Ok(crate::threshold::verdict(&outcome.report)?)
