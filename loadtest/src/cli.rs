@@ -14,7 +14,7 @@ use crate::report::{OutputFiles, Report};
 use crate::request_plan::{HttpVersion, PlanError, RequestPlan, RequestSpec};
 use crate::schedule::ArrivalRate;
 use crate::serve::{ServeConfig, Stall};
-use crate::threshold::Threshold;
+use crate::threshold::{Threshold, ThresholdError};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -161,6 +161,17 @@ impl OutputArgs {
             json: self.json.clone(),
             hdr: self.hdr.clone(),
             html: self.html.clone(),
+        }
+    }
+
+    /// Refuses, before a run that has no HTTP load beside it, a threshold written `http.…`.
+    pub fn refuse_http_load_thresholds(&self) -> Result<(), ThresholdError> {
+        match self.thresholds.iter().find(|t| t.on_http_load) {
+            Some(t) => Err(ThresholdError {
+                expression: t.expression.clone(),
+                problem: "http.… thresholds judge the load beside admin churn --with-http; this run has none".into(),
+            }),
+            None => Ok(()),
         }
     }
 

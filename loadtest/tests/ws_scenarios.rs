@@ -277,6 +277,10 @@ fn bad_flags_are_named() {
             "--message-size 4",
         ),
         (&["idle", "ws://127.0.0.1:1/", "--rate", "5"], "--rate"),
+        (
+            &["echo", "ws://127.0.0.1:1/", "--threshold", "http.p99<5ms"],
+            "admin churn --with-http",
+        ),
     ];
     for (args, want) in cases {
         let out = edgeload().arg("ws").args(*args).output().unwrap();

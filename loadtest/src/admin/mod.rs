@@ -24,7 +24,7 @@ use crate::progress::Progress;
 use crate::recorder::RunClock;
 use crate::report::{LoadModelKind, Report, json as report_json, ms, text};
 use crate::schedule::{ArrivalRate, Schedule};
-use crate::threshold::{Threshold, ThresholdError};
+use crate::threshold::Threshold;
 use crate::workers::run_workers;
 use crate::ws::outcome::Outcome;
 use bulk::BulkResult;
@@ -110,23 +110,6 @@ pub struct AdminArgs {
     pub quiet: bool,
     #[command(flatten)]
     pub output: OutputArgs,
-}
-
-/// Splits the thresholds into those on the `--with-http` load (`http.…`) and those on the admin
-/// run itself; `http.…` ones without `--with-http` are refused before the run.
-fn split_http_thresholds(
-    thresholds: &[Threshold],
-    with_http: bool,
-) -> Result<(Vec<Threshold>, Vec<Threshold>), ThresholdError> {
-    let (on_http, on_admin): (Vec<Threshold>, Vec<Threshold>) =
-        thresholds.iter().cloned().partition(|t| t.on_http_load);
-    if let Some(t) = on_http.first().filter(|_| !with_http) {
-        return Err(ThresholdError {
-            expression: t.expression.clone(),
-            problem: "http.… thresholds judge the load of --with-http, which this run has not".into(),
-        });
-    }
-    Ok((on_http, on_admin))
 }
 
 fn invalid(flag: &'static str, value: impl ToString, expected: &'static str) -> ConfigError {
@@ -514,7 +497,12 @@ fn run_churn(
 pub fn command(args: AdminArgs) -> anyhow::Result<()> {
     use anyhow::Context;
     let mut plan = args.to_plan()?;
-    let (http_thresholds, thresholds) = split_http_thresholds(&args.output.thresholds, plan.http.is_some())?;
+    if plan.http.is_none() {
+        args.output.refuse_http_load_thresholds()?;
+    }
+    // `http.…` thresholds are judged on the `--with-http` load's report, the others on the churn's.
+    let (http_thresholds, thresholds): (Vec<Threshold>, Vec<Threshold>) =
+        args.output.thresholds.iter().cloned().partition(|t| t.on_http_load);
     plan.http_thresholds = http_thresholds;
     let model = match plan.scenario {
         AdminScenario::Methods => LoadModelKind::Closed,

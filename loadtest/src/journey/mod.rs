@@ -368,6 +368,7 @@ async fn run_users(plan: Arc<JourneyPlan>, ctx: WorkerCtx) -> FailureTable {
 
 /// `edgeload journey`: run, print, write the report files.
 pub fn command(args: JourneyArgs) -> anyhow::Result<()> {
+    args.output.refuse_http_load_thresholds()?;
     let plan = args.to_plan()?;
     let progress = Progress::new(!args.quiet, LoadModelKind::Open);
     let mut result = run(&plan, progress).context("journey run failed")?;

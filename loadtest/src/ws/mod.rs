@@ -233,6 +233,7 @@ fn build_report(plan: &WsPlan, layout: Layout, clock: &RunClock, f: Finished<()>
 /// `edgeload ws …`: validates, runs, prints the summary and writes the files asked for.
 pub fn command(args: args::WsArgs) -> anyhow::Result<()> {
     use anyhow::Context;
+    args.output.refuse_http_load_thresholds()?;
     let plan = args.to_plan()?;
     let progress = Progress::new(!args.quiet, model(&plan));
     let mut outcome = run(&plan, progress).context("WebSocket run failed")?;
