@@ -328,6 +328,41 @@ fn a_generator_that_cannot_keep_up_says_it_is_the_bottleneck() {
     assert!(html.contains("Bottleneck: the load generator (cpu)."), "{html}");
 }
 
+/// A schedule kept more finely than the generator's timer can keep it (tokio's timer has 1 ms
+/// ticks, `--late-after 100us`): sends leave late with connections free and the generator idle,
+/// and the report says the lateness is the generator's own.
+#[test]
+fn sends_late_with_connections_free_are_put_on_the_generator() {
+    let srv = server(ServeConfig::default());
+    let r = run_http(
+        "bottleneck-late-sends",
+        &[
+            &srv.url("/"),
+            "--rate",
+            "500",
+            "-d",
+            "1s",
+            "-w",
+            "0s",
+            "-t",
+            "1",
+            "--late-after",
+            "100us",
+        ],
+    );
+    let g = &r["generator"];
+    assert_eq!(g["bottleneck"], "late_sends", "{r:#}");
+    assert!(counter(&r, "late") >= 25, "{r:#}");
+    assert_eq!(counter(&r, "late_pool_full"), 0, "{r:#}");
+    assert!(
+        g["bottleneck_reason"]
+            .as_str()
+            .unwrap()
+            .contains("although a connection was free"),
+        "{g:#}"
+    );
+}
+
 /// A slow target behind a small pool makes sends late too, but the generator is idle: the
 /// report puts that lateness on the target and gives no generator verdict.
 #[test]
