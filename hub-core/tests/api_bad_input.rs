@@ -172,6 +172,27 @@ fn users() -> Vec<Case> {
             400,
             "admin must be true or false",
         ),
+        case(
+            M::POST,
+            "/users",
+            Some(r#"{"usernames": ["carol"], "admn": true}"#),
+            400,
+            "Invalid JSON keys: admn",
+        ),
+        case(
+            M::POST,
+            "/users/carol",
+            Some(r#"{"admn": true}"#),
+            400,
+            "Invalid JSON keys: admn",
+        ),
+        case(
+            M::PATCH,
+            "/users/alice",
+            Some(r#"{"admn": true}"#),
+            400,
+            "Invalid JSON keys: admn",
+        ),
         case(M::POST, "/users", Some("[1]"), 400, "Body must be a JSON object"),
         case(M::POST, "/users", Some("{not json"), 400, "Invalid JSON"),
         case(

@@ -289,6 +289,7 @@ fn list_users(hub: &Hub, req: &Req) -> Resp {
 /// made.
 fn create_users(hub: &Hub, req: &Req) -> Resp {
     let parsed = input::object(req).and_then(|body| {
+        body.only(&[&["usernames"], input::USER_MODEL_KEYS].concat())?;
         let names = body.strings("usernames")?.unwrap_or_default();
         if names.is_empty() {
             return Err(Refusal::bad("Must specify at least one user to create"));
@@ -373,13 +374,19 @@ async fn user_routes(hub: &Arc<Hub>, req: &Req, auth: &Authenticated, name: &str
             if !who.admin {
                 return json_error(StatusCode::FORBIDDEN, "Action requires admin rights");
             }
-            let admin = match input::object(req).and_then(|body| body.boolean("admin")) {
-                Ok(admin) => admin.unwrap_or(false),
+            // As JupyterHub: a body that is not JSON first, then an existing user, then the model.
+            let body = match input::object(req) {
+                Ok(body) => body,
                 Err(refusal) => return refusal.response(),
             };
             if hub.users().contains_key(name) {
                 return json_error(StatusCode::CONFLICT, &format!("User {name} already exists"));
             }
+            let admin = body.only(input::USER_MODEL_KEYS).and_then(|()| body.boolean("admin"));
+            let admin = match admin {
+                Ok(admin) => admin.unwrap_or(false),
+                Err(refusal) => return refusal.response(),
+            };
             if !valid_name(name) {
                 return json_error(StatusCode::BAD_REQUEST, &format!("Invalid username: {name:?}"));
             }
@@ -715,6 +722,7 @@ fn timestamp(value: &Value) -> Result<u64, Refusal> {
 /// than ignored.
 fn patch_of(req: &Req, name: &str) -> Result<Option<bool>, Refusal> {
     let body = input::object(req)?;
+    body.only(input::USER_MODEL_KEYS)?;
     if body.string("name")?.is_some_and(|new| new != name) {
         return Err(Refusal::bad("Renaming users is not supported by this hub"));
     }

@@ -77,6 +77,9 @@ pub fn object(req: &Req) -> Result<Fields, Refusal> {
     }
 }
 
+/// JupyterHub's user model: the keys a body that creates or changes a user may hold.
+pub const USER_MODEL_KEYS: &[&str] = &["name", "admin", "groups", "roles", "auth_state"];
+
 /// The fields of a JSON object body, read by type: absent and `null` are `None`; a value of
 /// another type is a 400 that names the field and what it must be.
 #[derive(Debug, Clone, Default)]
@@ -120,6 +123,21 @@ impl Fields {
     pub fn strings(&self, key: &str) -> Result<Option<Vec<String>>, Refusal> {
         crate::web::optional_strings(&Value::Object(self.0.clone()), key)
             .map_err(|_| must_be(key, "null or a list of strings", &self.0[key]))
+    }
+
+    /// Refuses a key outside `allowed`, as JupyterHub's model checks do: a misspelt key
+    /// (`admn`) must not be ignored while the call reports success.
+    pub fn only(&self, allowed: &[&str]) -> Result<(), Refusal> {
+        let unknown: Vec<&str> = self
+            .0
+            .keys()
+            .map(String::as_str)
+            .filter(|k| !allowed.contains(k))
+            .collect();
+        match unknown.is_empty() {
+            true => Ok(()),
+            false => Err(Refusal::bad(format!("Invalid JSON keys: {}", unknown.join(", ")))),
+        }
     }
 
     fn typed<'a, T>(
