@@ -15,7 +15,7 @@ use crate::progress::Progress;
 use crate::recorder::{CounterId, Layout, Recorder, RunClock, Series, SeriesId};
 use crate::report::{LoadModelKind, Report};
 use crate::request_plan::{PreparedRequest, RequestPlan};
-use crate::schedule::{ArrivalRate, Schedule};
+use crate::schedule::{ArrivalRate, Schedule, Sent};
 use crate::workers::{Finished, WorkerCtx, run_workers};
 use crate::{closed_loop, open_loop};
 
@@ -183,6 +183,13 @@ impl Worker {
 
     pub fn count(&self, counter: CounterId, started: Instant, at: Instant) {
         self.recorder.borrow_mut().count(counter, 1, started, at);
+    }
+
+    /// Counts a send [`Lateness`](crate::schedule::Lateness) judged ([`Recorder::count_lateness`]).
+    pub fn count_lateness(&self, sent: Sent, intended: Instant, at: Instant) {
+        self.recorder
+            .borrow_mut()
+            .count_lateness(sent, [LATE, LATE_POOL_FULL], intended, at);
     }
 
     /// Records the TLS handshake of a new connection ([`Recorder::record_tls_handshake`]).

@@ -20,8 +20,8 @@ use tokio::sync::Notify;
 
 use crate::error_kind::ErrorKind;
 use crate::http_conn::{Connection, exchange};
-use crate::http_load::{LATE, LATE_POOL_FULL, MISSED, Worker};
-use crate::schedule::{Lateness, Schedule, Sent};
+use crate::http_load::{MISSED, Worker};
+use crate::schedule::{Lateness, Schedule};
 
 /// Idle connections per origin and the number open; shared by the dispatcher and its requests.
 struct Pool {
@@ -100,14 +100,7 @@ pub async fn run(worker: Rc<Worker>, schedule: Schedule, workers: usize, max_con
             pool.give_back(origin, conn);
             break;
         }
-        match lateness.of(intended, sent_at) {
-            Sent::OnTime => {}
-            Sent::Late => worker.count(LATE, intended, sent_at),
-            Sent::LateBehindFullLimit => {
-                worker.count(LATE, intended, sent_at);
-                worker.count(LATE_POOL_FULL, intended, sent_at);
-            }
-        }
+        worker.count_lateness(lateness.of(intended, sent_at), intended, sent_at);
         pool.in_flight.set(pool.in_flight.get() + 1);
         tokio::task::spawn_local(request(worker.clone(), pool.clone(), req_index, intended, conn));
         k += step;

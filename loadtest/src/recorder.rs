@@ -16,6 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use hdrhistogram::Histogram;
 
 use crate::error_kind::{ErrorCounts, ErrorKind};
+use crate::schedule::Sent;
 
 /// Histogram values are microseconds.
 pub const UNIT: &str = "us";
@@ -266,6 +267,23 @@ impl Recorder {
         self.interval.counters[counter.0] += n;
         if self.clock.is_measured(started) {
             self.totals.counters[counter.0] += n;
+        }
+    }
+
+    /// Counts a send [`Lateness`](crate::schedule::Lateness) judged: in `late` when it was late,
+    /// and in `late_pool_full` as well when the wait for room at the limit made it so.
+    pub fn count_lateness(
+        &mut self,
+        sent: Sent,
+        [late, late_pool_full]: [CounterId; 2],
+        intended: Instant,
+        at: Instant,
+    ) {
+        if sent != Sent::OnTime {
+            self.count(late, 1, intended, at);
+        }
+        if sent == Sent::LateBehindFullLimit {
+            self.count(late_pool_full, 1, intended, at);
         }
     }
 

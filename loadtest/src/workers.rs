@@ -62,15 +62,9 @@ impl WorkerCtx {
         self.recorder.borrow_mut().count(counter, n, started, at);
     }
 
-    /// Counts a send [`Lateness`](crate::schedule::Lateness) judged: in `late` when it was late,
-    /// and in `late_pool_full` as well when the wait for room at the limit made it so.
-    pub fn count_lateness(&self, sent: Sent, [late, late_pool_full]: [CounterId; 2], intended: Instant, at: Instant) {
-        if sent != Sent::OnTime {
-            self.count(late, 1, intended, at);
-        }
-        if sent == Sent::LateBehindFullLimit {
-            self.count(late_pool_full, 1, intended, at);
-        }
+    /// Counts a send [`Lateness`](crate::schedule::Lateness) judged ([`Recorder::count_lateness`]).
+    pub fn count_lateness(&self, sent: Sent, counters: [CounterId; 2], intended: Instant, at: Instant) {
+        self.recorder.borrow_mut().count_lateness(sent, counters, intended, at);
     }
 
     /// The worker's recorder, for a body that records on its hot path without going through

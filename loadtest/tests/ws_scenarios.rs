@@ -205,14 +205,7 @@ fn late_handshakes_behind_a_full_limit_are_put_on_the_target() {
             "1",
         ],
     );
-    assert!(counter(&r, "late_pool_full") >= 10, "{r:#}");
-    assert!(counter(&r, "late") >= counter(&r, "late_pool_full"), "{r:#}");
-    assert_eq!(r["generator"]["bottleneck"], Value::Null, "{r:#}");
-    let warnings = r["warnings"].to_string();
-    assert!(
-        warnings.contains("left late because every connection was busy with the pool at --max-connections"),
-        "{warnings}"
-    );
+    assert_lateness_put_on_the_target(&r);
 }
 
 #[test]

@@ -85,6 +85,22 @@ pub fn counter(report: &Value, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no counters.{name} in {report:#}"))
 }
 
+/// The report put its open-model lateness on the target: sends waited for room at
+/// `--max-connections` (`late_pool_full`), a warning says so, and no generator verdict.
+pub fn assert_lateness_put_on_the_target(report: &Value) {
+    assert!(counter(report, "late_pool_full") >= 10, "{report:#}");
+    assert!(
+        counter(report, "late") >= counter(report, "late_pool_full"),
+        "{report:#}"
+    );
+    assert_eq!(report["generator"]["bottleneck"], Value::Null, "{report:#}");
+    let warnings = report["warnings"].to_string();
+    assert!(
+        warnings.contains("left late because every connection was busy with the pool at --max-connections"),
+        "{warnings}"
+    );
+}
+
 pub fn error_count(report: &Value, kind: &str) -> u64 {
     report["errors"]["by_kind"][kind].as_u64().unwrap_or(0)
 }
