@@ -23,8 +23,6 @@ use super::raw::{RawHeaders, RawHeadersBuilder};
 pub struct RequestLines {
     /// The whole head, request line included.
     head: Bytes,
-    /// The header block in `head`: from the first header line to the end of the last one.
-    block: (u32, u32),
     /// The `Host` value, where it is in `head`.
     host: Option<(u32, u32)>,
     /// The end-to-end lines: all but the hop-by-hop ones (and an answered `Expect`).
@@ -51,7 +49,6 @@ impl RequestLinesBuilder {
             end_to_end: RawHeadersBuilder::new(head.clone()),
             lines: RequestLines {
                 head,
-                block: (0, 0),
                 host: None,
                 end_to_end: RawHeaders::default(),
                 upgrade: false,
@@ -65,9 +62,6 @@ impl RequestLinesBuilder {
     /// `value_start..value_end` in the head, classified as `class`.
     pub fn header(&mut self, class: RawName, name_start: usize, value: (usize, usize)) {
         let l = &mut self.lines;
-        if l.block.0 == 0 {
-            l.block.0 = name_start as u32;
-        }
         match class {
             RawName::Connection => l.needs_map |= connection_names_others(&l.head[value.0..value.1]),
             RawName::Upgrade => l.upgrade = true,
@@ -86,11 +80,6 @@ impl RequestLinesBuilder {
     /// The lines; `expect_answered` when the server answers `Expect: 100-continue` itself.
     pub fn finish(self, expect_answered: bool) -> RequestLines {
         let mut lines = self.lines;
-        if lines.block.0 != 0 {
-            // The block ends where the empty line that ends the head starts.
-            let empty_line = if lines.head.ends_with(b"\r\n") { 2 } else { 1 };
-            lines.block.1 = (lines.head.len() - empty_line) as u32;
-        }
         lines.expect_answered = expect_answered;
         lines.end_to_end = if expect_answered {
             // Rare: an upload asking to continue. Its lines are gathered again without it.
@@ -111,10 +100,13 @@ fn end_to_end(class: RawName) -> bool {
     )
 }
 
-/// Each header line of a block: the offset of its name, the name, and the value's range (in
-/// `head`), the value trimmed as httparse trims it.
-fn each_line(head: &Bytes, block: (u32, u32)) -> impl Iterator<Item = (usize, &[u8], (usize, usize))> {
-    let (start, end) = (block.0 as usize, block.1 as usize);
+/// Each header line of a request head: the offset of its name, the name, and the value's range
+/// (in `head`), the value trimmed as httparse trims it. The lines run from after the request
+/// line to where the empty line that ends the head starts.
+fn each_line(head: &Bytes) -> impl Iterator<Item = (usize, &[u8], (usize, usize))> {
+    let start = head.iter().position(|b| *b == b'\n').map_or(head.len(), |i| i + 1);
+    let end = head.len().saturating_sub(if head.ends_with(b"\r\n") { 2 } else { 1 });
+    let end = end.max(start);
     head[start..end]
         .split_inclusive(|b| *b == b'\n')
         .scan(start, |at, line| {
@@ -150,7 +142,7 @@ impl RequestLines {
     /// reads or edits the headers.
     pub fn fill_map(&self, map: &mut HeaderMap) {
         map.reserve(16);
-        for (_, name, (start, end)) in each_line(&self.head, self.block) {
+        for (_, name, (start, end)) in each_line(&self.head) {
             if self.expect_answered && classify_raw(name) == RawName::Expect {
                 continue;
             }
@@ -167,7 +159,7 @@ impl RequestLines {
     /// The end-to-end lines gathered again, the `Expect` line left out.
     fn without_expect(&self) -> RawHeaders {
         let mut kept = RawHeadersBuilder::new(self.head.clone());
-        for (name_start, name, (_, value_end)) in each_line(&self.head, self.block) {
+        for (name_start, name, (_, value_end)) in each_line(&self.head) {
             let class = classify_raw(name);
             if end_to_end(class) && class != RawName::Expect {
                 kept.keep(name_start, value_end, false);
