@@ -166,13 +166,7 @@ impl OutputArgs {
 
     /// Refuses, before a run that has no HTTP load beside it, a threshold written `http.…`.
     pub fn refuse_http_load_thresholds(&self) -> Result<(), ThresholdError> {
-        match self.thresholds.iter().find(|t| t.on_http_load) {
-            Some(t) => Err(ThresholdError {
-                expression: t.expression.clone(),
-                problem: "http.… thresholds judge the load beside admin churn --with-http; this run has none".into(),
-            }),
-            None => Ok(()),
-        }
+        self.thresholds.iter().try_for_each(Threshold::refuse_on_http_load)
     }
 
     /// Judges the thresholds on `report` (before it is printed and written).

@@ -208,12 +208,7 @@ impl Threshold {
     /// Refuses, before a run, a series or counter that `layout` does not have (the same check
     /// [`Threshold::evaluate`] makes afterwards, for scenarios whose layout is known only then).
     pub fn check_layout(&self, layout: Layout) -> Result<(), ThresholdError> {
-        if self.on_http_load {
-            return Err(ThresholdError {
-                expression: self.expression.clone(),
-                problem: NO_HTTP_LOAD.into(),
-            });
-        }
+        self.refuse_on_http_load()?;
         let problem = match (&self.metric, &self.series) {
             (Metric::Counter(name), _) if !layout.counters.contains(&name.as_str()) => {
                 format!(
@@ -231,6 +226,17 @@ impl Threshold {
             expression: self.expression.clone(),
             problem,
         })
+    }
+
+    /// Refuses an `http.…` threshold, for a run with no HTTP load beside it.
+    pub fn refuse_on_http_load(&self) -> Result<(), ThresholdError> {
+        match self.on_http_load {
+            true => Err(ThresholdError {
+                expression: self.expression.clone(),
+                problem: NO_HTTP_LOAD.into(),
+            }),
+            false => Ok(()),
+        }
     }
 
     /// Judges this threshold on a finished run (an `http.…` one fails: the run has no HTTP load
