@@ -64,6 +64,9 @@ pub struct AuthConfig {
     pub issuers: Vec<IssuerConfig>,
     /// Session check, in Redis or in process. Default: none (a valid token is enough).
     pub session: Option<SessionConfig>,
+    /// JupyterHub API tokens (`Authorization: token …`), checked by asking the hub. Default:
+    /// none, so such a request is refused on a route that needs a token.
+    pub hub_tokens: Option<HubTokens>,
 }
 
 impl Default for AuthConfig {
@@ -81,7 +84,75 @@ impl Default for AuthConfig {
             identity: IdentityHeaders::default(),
             issuers: Vec::new(),
             session: None,
+            hub_tokens: None,
         }
+    }
+}
+
+/// `[hub_tokens]`: API tokens the hub issued (`Authorization: token <t>`, or `Bearer <t>` when
+/// `<t>` is not a JWT) are accepted when the hub's `GET …/hub/api/user` says whose they are, as
+/// jupyterhub-singleuser checks them. The token is left in the request for the server.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HubTokens {
+    /// The hub's "who owns this token" endpoint, e.g. `http://127.0.0.1:8081/hub/api/user`.
+    /// Required.
+    pub url: String,
+    /// How long an answer is reused before the hub is asked again (a revoked token keeps working
+    /// this long at most). Default: 60; at most 300 (jupyterhub-singleuser's own cache age).
+    #[serde(default = "HubTokens::default_cache_secs")]
+    pub cache_secs: u64,
+    /// How long one question to the hub may take before the request is answered 503. Default: 5.
+    #[serde(default = "HubTokens::default_timeout_secs")]
+    pub timeout_secs: u64,
+}
+
+impl HubTokens {
+    fn default_cache_secs() -> u64 {
+        60
+    }
+
+    fn default_timeout_secs() -> u64 {
+        5
+    }
+
+    /// Settings for the hub at `url` with every other setting at its default.
+    pub fn at(url: impl Into<String>) -> HubTokens {
+        HubTokens {
+            url: url.into(),
+            cache_secs: Self::default_cache_secs(),
+            timeout_secs: Self::default_timeout_secs(),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |setting: &'static str, value: String, expected: &'static str| ConfigError::Invalid {
+            setting,
+            value,
+            expected,
+        };
+        if !self.url.starts_with("http://") && !self.url.starts_with("https://") {
+            return Err(invalid(
+                "auth.hub_tokens.url",
+                self.url.clone(),
+                "an http:// or https:// URL of the hub's /hub/api/user",
+            ));
+        }
+        if self.cache_secs > 300 {
+            return Err(invalid(
+                "auth.hub_tokens.cache_secs",
+                self.cache_secs.to_string(),
+                "at most 300",
+            ));
+        }
+        if !(1..=60).contains(&self.timeout_secs) {
+            return Err(invalid(
+                "auth.hub_tokens.timeout_secs",
+                self.timeout_secs.to_string(),
+                "1 to 60",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -311,6 +382,9 @@ impl AuthConfig {
         }
         if self.leeway_secs > 300 {
             return Err(invalid("auth.leeway_secs", self.leeway_secs.to_string(), "at most 300"));
+        }
+        if let Some(hub_tokens) = &self.hub_tokens {
+            hub_tokens.validate()?;
         }
         for issuer in &self.issuers {
             if issuer.key_sources() != 1 {

@@ -309,12 +309,14 @@ pub fn restore_local(live: &LocalSessions, db: &dyn StateStore) -> Result<usize,
 /// The edge-auth configuration that makes a proxy accept exactly what the hub accepts: the
 /// hub's sessions (its key and issuer, the record check, and the platform session a session is
 /// bound to) and, when the hub takes platform tokens, those tokens with the platform's session
-/// check. With the owner check on user routes and the login page.
+/// check. With the owner check on user routes and the login page, and the hub's API tokens,
+/// checked with the hub at `hub_api_url` (`…/hub/api`), as jupyterhub-singleuser checks them.
 pub fn edge_auth_config(
     secret_hex: &str,
     cookie: &str,
     session_store_url: &str,
     login_url: &str,
+    hub_api_url: &str,
     platform: &config::HubAuth,
 ) -> config::AuthConfig {
     let mut hub_sessions = vec![config::SessionConfig {
@@ -360,6 +362,7 @@ pub fn edge_auth_config(
             ..Default::default()
         },
         issuers,
+        hub_tokens: Some(config::HubTokens::at(format!("{hub_api_url}/user"))),
         ..Default::default()
     }
 }

@@ -170,6 +170,7 @@ pub async fn start(
                     &config.session.cookie,
                     &session_url,
                     &format!("{base}hub/login"),
+                    &format!("{hub_url}{base}hub/api"),
                     &config.auth,
                 )),
                 storage: config.proxy.route_storage()?,

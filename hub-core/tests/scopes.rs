@@ -175,3 +175,47 @@ async fn a_scoped_token_gets_403_outside_its_scopes() {
     );
     hub.stop().await;
 }
+
+/// Through the front door, a JupyterHub API token reaches the servers its scopes name, as
+/// jupyterhub-singleuser would let it: the edge asks the hub whose token it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_tokens_reach_through_the_proxy_the_servers_their_scopes_name() {
+    let dir = temp_dir("edge-api-tokens");
+    let hub = TestHub::start(test_config(&dir)).await;
+    let mut admin = hub.admin();
+    let r = admin
+        .api(Method::POST, "/users", Some(json!({"usernames": ["alice", "bob"]})))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    start_server(&mut admin, "alice").await;
+    let mut alice = hub.login("alice").await;
+    let mut bob = hub.login("bob").await;
+    let token = |r: Reply| {
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+        r.json()["token"].as_str().unwrap().to_owned()
+    };
+    let full = token(token_for(&mut alice, "alice", Value::Null).await);
+    let server_only = token(token_for(&mut alice, "alice", json!(["access:servers!server=alice/"])).await);
+    let read_only = token(token_for(&mut alice, "alice", json!(["read:users!user=alice"])).await);
+    let bobs = token(token_for(&mut bob, "bob", Value::Null).await);
+
+    for (who, token, expected) in [
+        ("alice's own token", full.as_str(), StatusCode::OK),
+        ("a token for her server alone", &server_only, StatusCode::OK),
+        ("a read-only token", &read_only, StatusCode::FORBIDDEN),
+        ("bob's token", &bobs, StatusCode::FORBIDDEN),
+        ("a made-up token", "0123456789abcdef", StatusCode::UNAUTHORIZED),
+        ("the hub's admin token", ADMIN_TOKEN, StatusCode::OK),
+    ] {
+        let r = with_token(&hub, token).get("/user/alice/api").await;
+        assert_eq!(r.status, expected, "{who}: {}", r.text());
+        if expected == StatusCode::OK {
+            assert!(
+                r.json()["version"].is_string(),
+                "{who}: alice's server answered: {}",
+                r.text()
+            );
+        }
+    }
+    hub.stop().await;
+}

@@ -16,6 +16,9 @@ pub struct RoutePolicy {
     /// everyone (fail closed) rather than guessed at.
     pub auth: Option<Result<Policy, String>>,
     pub user: Option<Box<str>>,
+    /// The server's name under `user` (JupyterHub's `server_name`; `""` for the default server),
+    /// which a JupyterHub token's `access:servers!server=user/name` scope names. Only with `user`.
+    pub server_name: Option<Box<str>>,
     pub users: Box<[Box<str>]>,
     pub groups: Box<[Box<str>]>,
     /// `Authorization: token <upstream_token>` sent to the upstream instead of the client's.
@@ -38,13 +41,17 @@ impl RoutePolicy {
         });
         let mut groups = strings("group").into_vec();
         groups.extend(strings("groups"));
+        let user: Option<Box<str>> = data
+            .get("user")
+            .and_then(Value::as_str)
+            .filter(|u| !u.is_empty())
+            .map(Into::into);
         let policy = RoutePolicy {
             auth,
-            user: data
-                .get("user")
-                .and_then(Value::as_str)
-                .filter(|u| !u.is_empty())
-                .map(Into::into),
+            server_name: user
+                .as_ref()
+                .map(|_| data.get("server_name").and_then(Value::as_str).unwrap_or("").into()),
+            user,
             users: strings("users"),
             groups: groups.into_boxed_slice(),
             upstream_token: data

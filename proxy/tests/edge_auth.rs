@@ -689,6 +689,119 @@ fn empty_and_short_hmac_keys_stop_the_start_naming_the_issuer_and_key() {
     }
 }
 
+/// A hub's `GET /hub/api/user`, as JupyterHub answers it: alice's full token reaches her servers,
+/// her read-only token nothing, bob's token his own; anything else is unknown (403). `mode`
+/// turns the hub into one that has revoked everything (`refusing`) or fails (`broken`).
+fn fake_hub_api(mode: std::sync::Arc<std::sync::Mutex<&'static str>>) -> Upstream {
+    Upstream::with(move |seen| {
+        let model = |name: &str, scopes: Value| {
+            json!({"kind": "user", "name": name, "admin": false, "groups": [], "scopes": scopes}).to_string()
+        };
+        match (*mode.lock().unwrap(), seen.header("authorization")) {
+            ("broken", _) => Reply::new(500, "{}"),
+            ("refusing", _) => Reply::new(403, "{}"),
+            (_, Some("token alice-token")) => Reply::new(
+                200,
+                model(
+                    "alice",
+                    json!(["self", "access:servers!user=alice", "read:users!user=alice"]),
+                ),
+            ),
+            (_, Some("token alice-read")) => Reply::new(200, model("alice", json!(["read:users!user=alice"]))),
+            (_, Some("token bob-token")) => Reply::new(200, model("bob", json!(["access:servers!server=bob/"]))),
+            _ => Reply::new(403, r#"{"status": 403, "message": "Forbidden"}"#),
+        }
+        .header("Content-Type", "application/json")
+    })
+}
+
+#[test]
+fn jupyterhub_api_tokens_are_checked_with_the_hub_and_reach_only_what_their_scopes_say() {
+    let mode = std::sync::Arc::new(std::sync::Mutex::new("serving"));
+    let hub = fake_hub_api(mode.clone());
+    let extra = format!("[hub_tokens]\nurl = \"{}/hub/api/user\"\ncache_secs = 1\n", hub.target);
+    let s = site(&auth_config("hub-tokens", &hs_config(None, &extra)));
+    let json_accept = ("Accept", "application/json");
+
+    // Alice's token, in either scheme, reaches her server and stays in the request for it.
+    for credential in ["token alice-token", "Bearer alice-token"] {
+        let r = send(
+            &s.proxy,
+            "/user/alice/api/kernels",
+            &[("Authorization", credential), json_accept],
+        );
+        assert_eq!(r.status, 200, "{credential}: {}", r.text());
+        let seen = s.alice.requests().pop().unwrap();
+        assert_eq!(seen.header("x-forwarded-user"), Some("alice"));
+        assert_eq!(
+            seen.header("authorization"),
+            Some(credential),
+            "the server checks it too"
+        );
+    }
+    let asked = |token: &str| {
+        let wanted = format!("token {token}");
+        hub.requests()
+            .iter()
+            .filter(|r| r.url == "/hub/api/user" && r.header("authorization") == Some(wanted.as_str()))
+            .count()
+    };
+    assert_eq!(asked("alice-token"), 1, "the hub's answer is reused");
+
+    // The scopes decide: not bob's server, not with a read-only token; bob reaches his own.
+    let status = |path: &str, token: &str| {
+        send(
+            &s.proxy,
+            path,
+            &[("Authorization", &format!("token {token}")), json_accept],
+        )
+        .status
+    };
+    assert_eq!(status("/user/bob/", "alice-token"), 403);
+    assert_eq!(status("/user/alice/", "alice-read"), 403);
+    assert_eq!(status("/user/bob/", "bob-token"), 200);
+    assert_eq!(status("/user/alice/", "bob-token"), 403);
+    let r = send(
+        &s.proxy,
+        "/user/alice/",
+        &[("Authorization", "token forged"), json_accept],
+    );
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert!(r.text().contains("API token"), "{}", r.text());
+    assert!(
+        s.bob
+            .requests()
+            .iter()
+            .all(|r| r.header("authorization") == Some("token bob-token"))
+    );
+
+    // A browser's session cookie wins over a stale token sent beside it: the hub is not asked.
+    let cookie = format!("edgehub-token={}", hs(&claims("alice")));
+    let r = send(
+        &s.proxy,
+        "/user/alice/",
+        &[("Cookie", &cookie), ("Authorization", "token stale")],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(asked("stale"), 0);
+
+    // Revoked at the hub: refused once the cached answer has aged out (cache_secs = 1).
+    *mode.lock().unwrap() = "refusing";
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(status("/user/alice/", "alice-token"), 401);
+
+    // A hub that fails, or is gone, is a 503: the request is never let through unchecked.
+    *mode.lock().unwrap() = "broken";
+    let r = send(
+        &s.proxy,
+        "/user/alice/",
+        &[("Authorization", "token alice-token"), json_accept],
+    );
+    assert_eq!(r.status, 503, "{}", r.text());
+    drop(hub);
+    assert_eq!(status("/user/alice/", "alice-token"), 503);
+}
+
 #[test]
 fn jwks_from_a_url_is_fetched_at_start_and_refreshed_on_an_unknown_kid() {
     let served = std::sync::Arc::new(std::sync::Mutex::new(

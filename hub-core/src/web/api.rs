@@ -162,7 +162,7 @@ fn whoami(hub: &Hub, who: &Caller) -> Resp {
     if who.kind == CallerKind::Service {
         return json(
             StatusCode::OK,
-            &json!({"kind": "service", "name": who.name, "admin": true, "roles": ["admin"], "scopes": ["admin-ui", "admin:users", "admin:servers", "list:users", "read:users:activity", "read:servers", "delete:servers"]}),
+            &json!({"kind": "service", "name": who.name, "admin": true, "roles": ["admin"], "scopes": ["admin-ui", "admin:users", "admin:servers", "list:users", "read:users:activity", "read:servers", "delete:servers", "access:servers"]}),
         );
     }
     let Some((model, servers)) = hub.users().get(&who.name).map(|user| {
@@ -181,7 +181,8 @@ fn whoami(hub: &Hub, who: &Caller) -> Resp {
             "read:users",
             "read:servers",
             "delete:servers",
-            "servers"
+            "servers",
+            "access:servers"
         ])
     } else if let Some(server) = &who.server {
         json!([

@@ -1,12 +1,14 @@
 //! Edge authentication and authorization: step 4 of the request path.
 //!
 //! For each request to a route that is not public: find the token ([`token_source`]), verify it
-//! locally ([`jwt`]), check its session ([`session`]: in Redis, cached, or in process), check that
+//! locally ([`jwt`]) or, for a JupyterHub API token, by asking the hub ([`hub_tokens`]), check its
+//! session ([`session`]: in Redis, cached, or in process), check that
 //! the user may reach this route ([`policy`]) and, for WebSocket handshakes, that the `Origin` is
 //! allowed. Then pass the verified identity upstream ([`identity`]) and take the token out.
 //! Every refusal is a clear status: 302 to the login page for a browser, 401, 403 or 503, never a
 //! request let through because something could not be checked.
 
+pub mod hub_tokens;
 pub mod identity;
 pub mod jwks_fetch;
 pub mod jwt;
@@ -29,13 +31,16 @@ use config::{AuthConfig, Policy};
 
 use crate::body::ResponseBody;
 use crate::metrics::Metrics;
+use crate::route_policy;
 use crate::route_table::Route;
 use crate::upstream::Upstream;
 
+use self::hub_tokens::{HubTokenError, HubTokens};
 use self::jwt::{TokenError, Verifier};
 use self::local_sessions::LocalSessions;
 use self::redis_sessions::SessionMetrics;
 use self::session::{SessionVerdict, Sessions};
+use self::token_source::Found;
 use self::verified_tokens::Verified;
 
 /// What an admitted request gets from the proxy on its way upstream ([`EdgeAuth::admit`]).
@@ -53,6 +58,8 @@ pub enum AuthSetupError {
     Keys(#[from] jwt::KeyError),
     #[error("edge auth session store: {0}")]
     Redis(#[from] redis::RedisError),
+    #[error("edge auth hub_tokens.url: {0}")]
+    HubTokens(#[from] crate::target::TargetError),
 }
 
 /// Every outcome label of `edgeproxy_auth_requests_total`.
@@ -76,6 +83,8 @@ const OUTCOMES: &[&str] = &[
     "wrong_issuer",
     "wrong_audience",
     "missing_claim",
+    "hub_token_refused",
+    "hub_unavailable",
 ];
 
 pub struct EdgeAuth {
@@ -91,6 +100,8 @@ pub struct EdgeAuth {
     /// Fetches JWKS URLs (its own pool, so key refreshes never queue behind user traffic).
     fetcher: Upstream,
     verified: verified_tokens::VerifiedTokens,
+    /// JupyterHub API tokens, checked with the hub (`[hub_tokens]`).
+    hub_tokens: Option<HubTokens>,
 }
 
 impl EdgeAuth {
@@ -149,6 +160,7 @@ impl EdgeAuth {
             config: config.clone(),
             fetcher,
             verified: Default::default(),
+            hub_tokens: config.hub_tokens.as_ref().map(HubTokens::new).transpose()?,
         })
     }
 
@@ -210,19 +222,49 @@ impl EdgeAuth {
             self.count("public");
             return Ok(Admission::default());
         }
-        let Some((token, _)) = token_source::find(parts, &self.config.token, websocket) else {
-            self.count("no_token");
-            return Err(self.unauthenticated(parts, websocket, "no token"));
+        let found = token_source::find(parts, &self.config.token, websocket);
+        // A JupyterHub API token is asked about only when no JWT came with it: a browser's
+        // session cookie wins over a stale token a page script may also send.
+        let jwt_found = found
+            .as_ref()
+            .is_some_and(|(token, how)| *how != Found::Bearer || token_source::bare_jwt(token.as_bytes()).is_some());
+        let hub_token = match &self.hub_tokens {
+            Some(hub) if !jwt_found => hub_tokens::find(parts).map(|token| (hub, token)),
+            _ => None,
         };
-        let verified = match self.verify(&token).await {
-            Ok(v) => v,
-            Err(e) => {
-                self.count(e.reason());
-                tracing::debug!("token refused: {}", e.reason());
-                return Err(self.unauthenticated(parts, websocket, e.reason()));
+        let verified = if let Some((hub, token)) = hub_token {
+            let token = token.to_owned();
+            drop(found);
+            match self.verify_hub_token(hub, &token).await {
+                Ok(v) => v,
+                Err(HubTokenError::Refused) => {
+                    self.count("hub_token_refused");
+                    return Err(self.unauthenticated(parts, websocket, "the hub does not know this API token"));
+                }
+                Err(e @ HubTokenError::Unavailable(_)) => {
+                    self.count("hub_unavailable");
+                    tracing::warn!("{e}");
+                    return Err(json(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "the hub could not check the API token; try again shortly",
+                    ));
+                }
+            }
+        } else {
+            let Some((token, _)) = found else {
+                self.count("no_token");
+                return Err(self.unauthenticated(parts, websocket, "no token"));
+            };
+            match self.verify(&token).await {
+                Ok(v) => v,
+                Err(e) => {
+                    self.count(e.reason());
+                    tracing::debug!("token refused: {}", e.reason());
+                    return Err(self.unauthenticated(parts, websocket, e.reason()));
+                }
             }
         };
-        drop(token);
+        let hub_vouched = verified.who.issuer == hub_tokens::HUB_ISSUER;
         let who = &verified.who;
         for (store, key) in &verified.sessions {
             let Ok(key) = key else {
@@ -244,7 +286,12 @@ impl EdgeAuth {
                 }
             }
         }
-        if effective == Policy::Owner && !policy.is_some_and(|p| policy::owned_by(p, who)) {
+        let reaches = |p: &route_policy::RoutePolicy| match hub_tokens::scopes(who) {
+            // The hub listed what the token may do: its `access:servers` scopes decide.
+            Some(scopes) => hub_tokens::scopes_reach(p, scopes),
+            None => policy::owned_by(p, who),
+        };
+        if effective == Policy::Owner && !policy.is_some_and(reaches) {
             self.count("forbidden");
             return Err(json(StatusCode::FORBIDDEN, "this server belongs to someone else"));
         }
@@ -253,7 +300,12 @@ impl EdgeAuth {
             return Err(json(StatusCode::FORBIDDEN, "WebSocket origin not allowed"));
         }
         self.count("allowed");
-        token_source::strip(parts, &self.config.token);
+        if hub_vouched {
+            // The API token is the server's to check too (jupyterhub-singleuser asks the hub).
+            token_source::strip_query_token(parts, &self.config.token);
+        } else {
+            token_source::strip(parts, &self.config.token);
+        }
         Ok(Admission {
             upstream_token: policy.and_then(|p| p.upstream_token.clone()),
             verified: Some(verified),
@@ -307,6 +359,23 @@ impl EdgeAuth {
             who,
         });
         self.verified.insert(token, verified.clone(), self.config.leeway_secs);
+        Ok(verified)
+    }
+
+    /// The hub's answer about an API token: from the cache, or asked now and remembered.
+    async fn verify_hub_token(&self, hub: &HubTokens, token: &str) -> Result<Arc<Verified>, HubTokenError> {
+        if let Some(verified) = hub.cached(token) {
+            return Ok(verified);
+        }
+        let who = hub.ask(token, &self.fetcher).await?;
+        let (user_header, groups_header) = self.identity.values(&who);
+        let verified = Arc::new(Verified {
+            sessions: Vec::new(),
+            user_header,
+            groups_header,
+            who,
+        });
+        hub.remember(token, verified.clone());
         Ok(verified)
     }
 

@@ -68,7 +68,18 @@ impl VerifiedTokens {
         None
     }
 
+    /// Keeps a verified JWT until its `exp` plus `leeway_secs`, or `MAX_AGE`.
     pub fn insert(&self, token: &str, verified: Arc<Verified>, leeway_secs: u64) {
+        let Some(exp) = verified.who.claims.get("exp").and_then(Value::as_u64) else {
+            return;
+        };
+        let now_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let left = Duration::from_secs((exp + leeway_secs).saturating_sub(now_unix));
+        self.insert_for(token, verified, left.min(MAX_AGE));
+    }
+
+    /// Keeps an answer for `ttl` (a hub's answer about an API token, which has no `exp`).
+    pub fn insert_for(&self, token: &str, verified: Arc<Verified>, ttl: Duration) {
         if self.map.len() >= MAX_ENTRIES {
             let now = Instant::now();
             let due = self.last_sweep.lock().is_ok_and(|mut last| {
@@ -85,12 +96,7 @@ impl VerifiedTokens {
                 return;
             }
         }
-        let Some(exp) = verified.who.claims.get("exp").and_then(Value::as_u64) else {
-            return;
-        };
-        let now_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let left = Duration::from_secs((exp + leeway_secs).saturating_sub(now_unix));
-        let until = Instant::now() + left.min(MAX_AGE);
+        let until = Instant::now() + ttl;
         self.map.insert(token.into(), Entry { verified, until });
     }
 }

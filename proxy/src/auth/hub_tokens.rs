@@ -1,0 +1,259 @@
+//! JupyterHub API tokens at the edge (`[hub_tokens]`).
+//!
+//! A script that reaches its own notebook server with the token from the hub's token page sends
+//! `Authorization: token <t>`. Such a token is an opaque string the hub looks up in its database,
+//! not a JWT, so the edge cannot check it alone: it asks the hub's `GET /hub/api/user` with the
+//! token, as jupyterhub-singleuser does, and reuses the answer for `cache_secs`. The hub's answer
+//! names the owner and, since JupyterHub 2, the token's scopes; which servers those scopes reach
+//! is [`scopes_reach`]'s to say. A hub that cannot be asked is a 503, never a request let through.
+//!
+//! The token stays in the request: the server behind checks it again, as it would without us.
+
+use std::time::Duration;
+
+use http::header::{ACCEPT, AUTHORIZATION, HOST, HeaderValue};
+use http::request::Parts;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use serde_json::{Map, Value};
+
+use super::jwt::Identity;
+use super::token_source::{MAX_TOKEN_LEN, bare_jwt};
+use super::verified_tokens::{Verified, VerifiedTokens};
+use crate::body::RequestBody;
+use crate::route_policy::RoutePolicy;
+use crate::target::{Target, TargetError};
+use crate::upstream::Upstream;
+
+/// A user model is a few hundred bytes; a hub answering more is not answering this question.
+const MAX_ANSWER_BYTES: usize = 256 * 1024;
+
+/// The `issuer` of identities the hub vouched for: no configured JWT issuer has this position.
+pub const HUB_ISSUER: usize = usize::MAX;
+
+/// Why a token was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum HubTokenError {
+    /// The hub does not know the token (401 or 403): unknown, expired or revoked.
+    #[error("the hub refused the API token")]
+    Refused,
+    /// The hub could not be asked, or answered something else: the request is refused with 503.
+    #[error("the hub could not check the API token: {0}")]
+    Unavailable(String),
+}
+
+/// The hub's token check and the answers it gave.
+pub struct HubTokens {
+    target: Target,
+    cache_for: Duration,
+    timeout: Duration,
+    answers: VerifiedTokens,
+}
+
+impl HubTokens {
+    pub fn new(config: &config::HubTokens) -> Result<HubTokens, TargetError> {
+        Ok(HubTokens {
+            target: Target::parse(&config.url)?,
+            cache_for: Duration::from_secs(config.cache_secs),
+            timeout: Duration::from_secs(config.timeout_secs),
+            answers: VerifiedTokens::default(),
+        })
+    }
+
+    /// The hub's earlier answer for `token`, while it may still be used.
+    pub fn cached(&self, token: &str) -> Option<std::sync::Arc<Verified>> {
+        self.answers.get(token)
+    }
+
+    pub fn remember(&self, token: &str, verified: std::sync::Arc<Verified>) {
+        if !self.cache_for.is_zero() {
+            self.answers.insert_for(token, verified, self.cache_for);
+        }
+    }
+
+    /// Asks the hub whose `token` is. `Ok` holds the owner with the hub's whole answer as claims
+    /// (`scopes` among them).
+    pub async fn ask(&self, token: &str, fetcher: &Upstream) -> Result<Identity, HubTokenError> {
+        tokio::time::timeout(self.timeout, self.ask_once(token, fetcher))
+            .await
+            .map_err(|_| HubTokenError::Unavailable(format!("no answer within {:?}", self.timeout)))?
+    }
+
+    async fn ask_once(&self, token: &str, fetcher: &Upstream) -> Result<Identity, HubTokenError> {
+        let unavailable = |e: &dyn std::fmt::Display| HubTokenError::Unavailable(e.to_string());
+        // `find` took only header-safe tokens, so this fails only for a token it did not give.
+        let credential = HeaderValue::from_str(&format!("token {token}")).map_err(|_| HubTokenError::Refused)?;
+        let conn = fetcher.connect(&self.target).await.map_err(|e| unavailable(&e))?;
+        let req = Request::builder()
+            .method(Method::GET)
+            .uri(self.target.path_and_query())
+            .header(HOST, self.target.authority())
+            .header(ACCEPT, "application/json")
+            .header(AUTHORIZATION, credential)
+            .body(())
+            .map_err(|e| unavailable(&e))?
+            .into_parts()
+            .0;
+        let resp = conn
+            .send(&req, RequestBody::Empty, &())
+            .await
+            .map_err(|e| unavailable(&e))?;
+        match resp.status() {
+            StatusCode::OK => {}
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => return Err(HubTokenError::Refused),
+            other => return Err(HubTokenError::Unavailable(format!("the hub answered {other}"))),
+        }
+        let body = Limited::new(resp.into_body(), MAX_ANSWER_BYTES)
+            .collect()
+            .await
+            .map_err(|e| unavailable(&e))?
+            .to_bytes();
+        let model: Map<String, Value> = serde_json::from_slice(&body)
+            .map_err(|e| unavailable(&format!("the hub's answer is not a JSON object: {e}")))?;
+        owner_of(model)
+    }
+}
+
+/// The API token in `Authorization`: `token <t>`, or `Bearer <t>` when `<t>` is not a JWT (a
+/// JWT is the issuers' to verify). Only tokens that can be sent back in a header are taken.
+pub fn find(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    let taken = if scheme.eq_ignore_ascii_case("token") {
+        true
+    } else {
+        scheme.eq_ignore_ascii_case("bearer") && bare_jwt(token.as_bytes()).is_none()
+    };
+    (taken && !token.is_empty() && token.len() <= MAX_TOKEN_LEN && !token.contains(char::is_whitespace))
+        .then_some(token)
+}
+
+/// The identity in the hub's user model (`name`, `groups`, `admin`); the model stays as claims.
+fn owner_of(model: Map<String, Value>) -> Result<Identity, HubTokenError> {
+    let Some(name) = model.get("name").and_then(Value::as_str).filter(|n| !n.is_empty()) else {
+        return Err(HubTokenError::Unavailable("the hub's answer names no user".into()));
+    };
+    let is_user = model.get("kind").and_then(Value::as_str).is_none_or(|k| k == "user");
+    Ok(Identity {
+        user: name.to_owned(),
+        groups: model
+            .get("groups")
+            .and_then(Value::as_array)
+            .map(|g| g.iter().filter_map(|g| g.as_str().map(str::to_owned)).collect())
+            .unwrap_or_default(),
+        // A service's token is never an admin's, whatever else its model says.
+        admin: is_user && model.get("admin").and_then(Value::as_bool).unwrap_or(false),
+        claims: model,
+        issuer: HUB_ISSUER,
+    })
+}
+
+/// The scopes the hub listed for the token, when it listed them (JupyterHub 2 and later).
+pub fn scopes(who: &Identity) -> Option<impl Iterator<Item = &str>> {
+    if who.issuer != HUB_ISSUER {
+        return None;
+    }
+    let list = who.claims.get("scopes")?.as_array()?;
+    Some(list.iter().filter_map(Value::as_str))
+}
+
+/// Whether a token holding `scopes` may reach the route's server, by JupyterHub's rule for
+/// `access:servers`: unfiltered, filtered to the server's user (`!user=`), or to the server
+/// itself (`!server=user/name`). Group filters are not followed: the edge does not know the
+/// owner's groups, so such a token is refused (fail closed).
+pub fn scopes_reach<'a>(policy: &RoutePolicy, mut scopes: impl Iterator<Item = &'a str>) -> bool {
+    let owners = || policy.user.iter().chain(policy.users.iter()).map(|u| &**u);
+    scopes.any(|scope| match scope.split_once('!') {
+        None => scope == "access:servers",
+        Some(("access:servers", filter)) => match filter.split_once('=') {
+            Some(("user", user)) => owners().any(|o| o == user),
+            Some(("server", server)) => match (&policy.user, &policy.server_name) {
+                (Some(user), Some(name)) => server.split_once('/') == Some((&**user, &**name)),
+                _ => false,
+            },
+            _ => false,
+        },
+        Some(_) => false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn parts(authorization: &str) -> Parts {
+        http::Request::builder()
+            .header(AUTHORIZATION, authorization)
+            .body(())
+            .unwrap()
+            .into_parts()
+            .0
+    }
+
+    #[test]
+    fn api_tokens_are_found_in_either_scheme_but_jwts_are_left_to_the_issuers() {
+        assert_eq!(find(&parts("token abc123")), Some("abc123"));
+        assert_eq!(find(&parts("Token  abc123 ")), Some("abc123"));
+        assert_eq!(find(&parts("Bearer abc123")), Some("abc123"));
+        assert_eq!(find(&parts("Bearer eyJh.eyJz.c2ln")), None, "a JWT");
+        assert_eq!(find(&parts("Basic YWxhZGRpbjpvcGVu")), None);
+        assert_eq!(find(&parts("token ")), None);
+        assert_eq!(find(&parts("token a b")), None);
+        assert_eq!(find(&parts(&format!("token {}", "x".repeat(MAX_TOKEN_LEN + 1)))), None);
+    }
+
+    fn route(data: Value) -> Box<RoutePolicy> {
+        RoutePolicy::from_data(data.as_object().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn access_scopes_reach_the_server_they_name_and_no_other() {
+        let alices = route(json!({"user": "alice", "server_name": ""}));
+        let alices_gpu = route(json!({"user": "alice", "server_name": "gpu"}));
+        let reach = |p: &RoutePolicy, scopes: &[&str]| scopes_reach(p, scopes.iter().copied());
+        assert!(reach(&alices, &["access:servers"]));
+        assert!(reach(&alices, &["read:users", "access:servers!user=alice"]));
+        assert!(reach(&alices, &["access:servers!server=alice/"]));
+        assert!(!reach(&alices, &["access:servers!server=alice/gpu"]));
+        assert!(reach(&alices_gpu, &["access:servers!server=alice/gpu"]));
+        assert!(!reach(
+            &alices,
+            &["access:servers!user=bob", "access:servers!server=bob/"]
+        ));
+        assert!(!reach(&alices, &["access:servers!user=alic"]));
+        assert!(
+            !reach(&alices, &["access:servers!group=team"]),
+            "group filters fail closed"
+        );
+        assert!(!reach(
+            &alices,
+            &["read:users!user=alice", "servers!user=alice", "self"]
+        ));
+        assert!(!reach(&alices, &[]));
+    }
+
+    #[test]
+    fn the_hubs_answer_names_the_owner() {
+        let model = |v: Value| v.as_object().unwrap().clone();
+        let who = owner_of(model(json!({
+            "kind": "user", "name": "alice", "admin": false, "groups": ["team"],
+            "scopes": ["access:servers!user=alice"]
+        })))
+        .unwrap();
+        assert_eq!(
+            (who.user.as_str(), who.groups.as_slice(), who.admin),
+            ("alice", &["team".to_owned()][..], false)
+        );
+        assert_eq!(scopes(&who).unwrap().collect::<Vec<_>>(), ["access:servers!user=alice"]);
+        let service = owner_of(model(json!({"kind": "service", "name": "grader", "admin": true}))).unwrap();
+        assert!(!service.admin, "a service is never taken for an admin");
+        assert!(scopes(&service).is_none(), "no scopes listed");
+        assert!(matches!(
+            owner_of(model(json!({"kind": "user"}))),
+            Err(HubTokenError::Unavailable(_))
+        ));
+    }
+}
