@@ -293,6 +293,15 @@ fn the_proxies_share_one_route_table_in_redis_and_are_ready_once_it_is_loaded() 
     let (api_host, port) = host_port(hub.proxy.api_url.as_deref().expect("api_url"));
     assert_eq!(api_host, "edgeproxy-api");
     assert_service_reaches(&proxy_docs, &api_host, port, pod, u64::from(api_port));
+
+    // API tokens are checked with the hub, through the Service the hub's servers use.
+    let hub_tokens = proxy
+        .auth
+        .as_ref()
+        .and_then(|a| a.hub_tokens.as_ref())
+        .expect("auth.toml has [hub_tokens]");
+    let hub_url = hub.hub_connect_url.as_deref().expect("hub_connect_url");
+    assert_eq!(hub_tokens.url, format!("{hub_url}/hub/api/user"));
 }
 
 #[test]
