@@ -53,10 +53,8 @@ pub struct HttpArgs {
     /// line may add headers for its URL alone after it, tab-separated: URL<TAB>Name: value<TAB>…
     #[arg(long, value_name = "FILE")]
     pub urls_file: Option<PathBuf>,
-    /// Read the load options and thresholds from a TOML file (keys: the long flag names);
-    /// flags on the command line win
-    #[arg(long, value_name = "FILE")]
-    pub scenario: Option<PathBuf>,
+    #[command(flatten)]
+    pub scenario_file: crate::scenario::ScenarioArg,
     #[command(flatten)]
     pub load: LoadArgs,
     #[command(flatten)]
@@ -67,7 +65,7 @@ pub struct HttpArgs {
 #[derive(Args, Debug, Clone)]
 pub struct LoadArgs {
     /// Closed model: connections sending back to back [default: 10]
-    #[arg(short, long, value_name = "N", conflicts_with_all = ["rate", "rate_from"])]
+    #[arg(short, long, value_name = "N", conflicts_with_all = ["rate", "rate_from", "rate_to"])]
     pub connections: Option<usize>,
     /// Worker threads, each with its own event loop [default: CPUs usable, at most the connections]
     #[arg(short, long, value_name = "N")]
@@ -77,7 +75,7 @@ pub struct LoadArgs {
         short,
         long,
         value_name = "REQ/S",
-        conflicts_with = "rate_from",
+        conflicts_with_all = ["rate_from", "rate_to"],
         allow_negative_numbers = true
     )]
     pub rate: Option<f64>,
@@ -110,7 +108,7 @@ pub struct LoadArgs {
     pub timeout: Duration,
     /// Closed model: connection i sends only URL i mod N (with -c equal to the URLs, one client
     /// per URL, e.g. per user), instead of each taking the next URL of the round-robin
-    #[arg(long, conflicts_with_all = ["rate", "rate_from"])]
+    #[arg(long, conflicts_with_all = ["rate", "rate_from", "rate_to"])]
     pub pin_urls: bool,
     /// Open a new connection for every request (and ask the server to close it)
     #[arg(long)]

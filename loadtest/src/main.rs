@@ -21,26 +21,14 @@ use loadtest::serve;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    // The matches say which flags were on the command line, which a scenario file must not
-    // override.
-    let parsed = Cli::command()
-        .try_get_matches()
-        .and_then(|m| Cli::from_arg_matches(&m).map(|cli| (cli, m)));
-    let (cli, matches) = match parsed {
-        Ok(parsed) => parsed,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::SUCCESS
-            };
-        }
+    let cli = match parse(std::env::args_os().collect()) {
+        Ok(cli) => cli,
+        Err(code) => return code,
     };
     // Thousands of sockets need thousands of descriptors; the soft limit is often 1024.
     let _ = loadtest::ws::fd_limit::raise_open_file_limit();
     let result = match cli.command {
-        Command::Http(args) => http(args, matches.subcommand_matches("http")),
+        Command::Http(args) => http(args),
         Command::Compare(args) => compare(args),
         Command::Serve(args) => serve(args),
         Command::Journey(args) => loadtest::journey::command(args),
@@ -54,6 +42,53 @@ fn main() -> ExitCode {
             ExitCode::from(exit_code(&e))
         }
     }
+}
+
+/// Parses the command line and, with `--scenario FILE`, parses it again with the file's
+/// arguments added (the flags already there win: [`loadtest::scenario`]). Errors are printed;
+/// the exit code is 2 for bad usage, 0 for `--help` and `--version`.
+fn parse(mut argv: Vec<std::ffi::OsString>) -> Result<Cli, ExitCode> {
+    let printed = |e: clap::Error| {
+        let _ = e.print();
+        if e.use_stderr() {
+            ExitCode::from(2)
+        } else {
+            ExitCode::SUCCESS
+        }
+    };
+    let command = Cli::command();
+    let matches = command.clone().try_get_matches_from(&argv).map_err(printed)?;
+    let from_file = match matches.subcommand() {
+        Some((name, sub)) => command
+            .find_subcommand(name)
+            .map_or(Ok(Vec::new()), |c| loadtest::scenario::file_arguments(c, sub)),
+        None => Ok(Vec::new()),
+    };
+    let from_file = from_file.map_err(|e| {
+        eprintln!("edgeload: {e}");
+        ExitCode::from(2)
+    })?;
+    if from_file.is_empty() {
+        return Cli::from_arg_matches(&matches).map_err(printed);
+    }
+    // Before a `--` of the command line's own, after which everything is a URL.
+    let end_of_flags = argv.iter().position(|a| a == "--").unwrap_or(argv.len());
+    argv.splice(end_of_flags..end_of_flags, from_file);
+    command
+        .try_get_matches_from(&argv)
+        .and_then(|m| Cli::from_arg_matches(&m))
+        .map_err(|e| {
+            // The command line alone parsed, so what is wrong came from the file.
+            let path = matches
+                .subcommand()
+                .and_then(|(_, m)| loadtest::scenario::file_path(m))
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            let rendered = e.render().to_string();
+            let first = rendered.lines().next().unwrap_or_default();
+            eprintln!("edgeload: --scenario {path}: {}", first.trim_start_matches("error: "));
+            ExitCode::from(2)
+        })
 }
 
 /// 2 for a value refused before the run, 99 for failed thresholds, 1 otherwise.
@@ -77,10 +112,7 @@ fn model_kind(model: &LoadModel) -> LoadModelKind {
     }
 }
 
-fn http(mut args: HttpArgs, matches: Option<&clap::ArgMatches>) -> anyhow::Result<()> {
-    if let Some(m) = matches {
-        loadtest::scenario::apply(&mut args, m)?;
-    }
+fn http(args: HttpArgs) -> anyhow::Result<()> {
     let urls = args.all_urls()?;
     let plan = args.load.to_plan(urls)?;
     for t in &args.output.thresholds {

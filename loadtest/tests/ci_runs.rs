@@ -227,10 +227,55 @@ fn thresholds_apply_to_websocket_runs_too() {
         .args(["--threshold", "received>=1", "--threshold", "received<1"])
         .output()
         .unwrap();
+    assert_one_of_two_received_thresholds_failed(&out);
+}
+
+/// The verdict of an echo run judged by `received>=1` (passes) and `received<1` (fails).
+fn assert_one_of_two_received_thresholds_failed(out: &std::process::Output) {
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(99), "{}", text(&out));
+    assert_eq!(out.status.code(), Some(99), "{}", text(out));
     assert!(stdout.contains("threshold received>=1: passed"), "{stdout}");
     assert!(stdout.contains("threshold received<1: FAILED, received "), "{stdout}");
+}
+
+/// A WebSocket run reads its options and thresholds from a scenario file as an HTTP run does,
+/// and a bad value in the file is a usage error naming the file.
+#[test]
+fn a_websocket_run_takes_its_thresholds_from_a_scenario_file() {
+    let srv = server(ServeConfig::default());
+    let url = srv.url("/ws").replacen("http://", "ws://", 1);
+    let dir = scratch_dir("ws-scenario-file");
+    let file = dir.join("ws.toml");
+    std::fs::write(
+        &file,
+        "connections = 2\nrate = 20\nduration = \"0.5s\"\nwarmup = \"0s\"\nquiet = true\n\
+         thresholds = [\"received>=1\", \"received<1\"]\n",
+    )
+    .unwrap();
+    let scenario = file.to_str().unwrap();
+    let out = edgeload()
+        .args(["ws", "echo", &url, "--scenario", scenario])
+        .output()
+        .unwrap();
+    assert_one_of_two_received_thresholds_failed(&out);
+    // The command line's thresholds replace the file's.
+    let out = edgeload()
+        .args(["ws", "echo", &url, "--scenario", scenario, "--threshold", "received>=1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    std::fs::write(&file, "rate = \"fast\"\n").unwrap();
+    let out = edgeload()
+        .args(["ws", "echo", &url, "--scenario", scenario])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("--scenario {scenario}: invalid value 'fast' for '--rate")),
+        "{}",
+        text(&out)
+    );
 }
 
 /// A scenario file holds the options and thresholds; flags on the command line win over it.

@@ -110,6 +110,8 @@ pub struct AdminArgs {
     pub quiet: bool,
     #[command(flatten)]
     pub output: OutputArgs,
+    #[command(flatten)]
+    pub scenario_file: crate::scenario::ScenarioArg,
 }
 
 fn invalid(flag: &'static str, value: impl ToString, expected: &'static str) -> ConfigError {

@@ -108,6 +108,8 @@ pub struct JourneyArgs {
     pub quiet: bool,
     #[command(flatten)]
     pub output: OutputArgs,
+    #[command(flatten)]
+    pub scenario_file: crate::scenario::ScenarioArg,
 }
 
 /// How users log in.

@@ -94,6 +94,8 @@ pub struct WsArgs {
     pub quiet: bool,
     #[command(flatten)]
     pub output: OutputArgs,
+    #[command(flatten)]
+    pub scenario_file: crate::scenario::ScenarioArg,
 }
 
 /// Largest message: tungstenite's default frame limit on the receiving side (16 MiB); every
