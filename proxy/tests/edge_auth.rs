@@ -691,7 +691,7 @@ fn empty_and_short_hmac_keys_stop_the_start_naming_the_issuer_and_key() {
 
 /// A hub's `GET /hub/api/user`, as JupyterHub answers it: alice's full token reaches her servers,
 /// her read-only token nothing, bob's token his own; anything else is unknown (403). `mode`
-/// turns the hub into one that has revoked everything (`refusing`) or fails (`broken`).
+/// turns the hub into one whose users are gone (`refusing`: 404) or that fails (`broken`).
 fn fake_hub_api(mode: std::sync::Arc<std::sync::Mutex<&'static str>>) -> Upstream {
     Upstream::with(move |seen| {
         let model = |name: &str, scopes: Value| {
@@ -699,7 +699,7 @@ fn fake_hub_api(mode: std::sync::Arc<std::sync::Mutex<&'static str>>) -> Upstrea
         };
         match (*mode.lock().unwrap(), seen.header("authorization")) {
             ("broken", _) => Reply::new(500, "{}"),
-            ("refusing", _) => Reply::new(403, "{}"),
+            ("refusing", _) => Reply::new(404, r#"{"status": 404, "message": "No such user"}"#),
             (_, Some("token alice-token")) => Reply::new(
                 200,
                 model(
@@ -785,7 +785,7 @@ fn jupyterhub_api_tokens_are_checked_with_the_hub_and_reach_only_what_their_scop
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(asked("stale"), 0);
 
-    // Revoked at the hub: refused once the cached answer has aged out (cache_secs = 1).
+    // Gone at the hub: refused once the cached answer has aged out (cache_secs = 1).
     *mode.lock().unwrap() = "refusing";
     std::thread::sleep(Duration::from_millis(1100));
     assert_eq!(status("/user/alice/", "alice-token"), 401);

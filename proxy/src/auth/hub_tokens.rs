@@ -34,7 +34,7 @@ pub const HUB_ISSUER: usize = usize::MAX;
 /// Why a token was not accepted.
 #[derive(Debug, thiserror::Error)]
 pub enum HubTokenError {
-    /// The hub does not know the token (401 or 403): unknown, expired or revoked.
+    /// The hub does not know the token (401 or 403) or its user (404): unknown, expired, revoked.
     #[error("the hub refused the API token")]
     Refused,
     /// The hub could not be asked, or answered something else: the request is refused with 503.
@@ -100,7 +100,10 @@ impl HubTokens {
             .map_err(|e| unavailable(&e))?;
         match resp.status() {
             StatusCode::OK => {}
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => return Err(HubTokenError::Refused),
+            // 404: the token's user is gone (JupyterHub's "no such user").
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::NOT_FOUND => {
+                return Err(HubTokenError::Refused);
+            }
             other => return Err(HubTokenError::Unavailable(format!("the hub answered {other}"))),
         }
         let body = Limited::new(resp.into_body(), MAX_ANSWER_BYTES)
