@@ -1,6 +1,6 @@
 //! A stock `jupyterhub-singleuser` (JupyterHub 5.5.4 from pip) as the spawned server: it starts
 //! with edgehub's environment contract, logs the browser in through the hub's OAuth flow, and its
-//! API answers through the proxy.
+//! API answers through the proxy, to the browser and to a script holding an API token.
 
 mod support;
 
@@ -94,6 +94,44 @@ async fn jupyterhub_singleuser_logs_in_through_the_hub_and_serves_through_the_pr
         "the hub refuses bob a code: {}",
         r.text()
     );
+
+    // A script with alice's API token reaches her server's API through the front door: the edge
+    // asks the hub whose token it is, and jupyterhub-singleuser, seeing the same token, asks too.
+    let token = |r: Reply| {
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+        r.json()["token"].as_str().unwrap().to_owned()
+    };
+    let full = token(
+        alice
+            .api(Method::POST, "/users/alice/tokens", Some(serde_json::json!({})))
+            .await,
+    );
+    let read_only = token(
+        alice
+            .api(
+                Method::POST,
+                "/users/alice/tokens",
+                Some(serde_json::json!({"scopes": ["read:users!user=alice"]})),
+            )
+            .await,
+    );
+    let with_token = |t: &str| {
+        let mut c = hub.client();
+        c.token = Some(t.to_owned());
+        c
+    };
+    let r = with_token(&full).get("/user/alice/api/contents").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["type"], "directory", "{}", r.text());
+    let r = with_token(&read_only).get("/user/alice/api/contents").await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "a read-only token: {}", r.text());
+    let bobs = token(
+        bob.api(Method::POST, "/users/bob/tokens", Some(serde_json::json!({})))
+            .await,
+    );
+    let r = with_token(&bobs).get("/user/alice/api/contents").await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "bob's token: {}", r.text());
+
     let mut admin = hub.admin();
     assert_eq!(
         admin.api(Method::DELETE, "/users/alice/server", None).await.status,
