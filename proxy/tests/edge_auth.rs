@@ -707,6 +707,9 @@ fn fake_hub_api(mode: std::sync::Arc<std::sync::Mutex<&'static str>>) -> Upstrea
                     json!(["self", "access:servers!user=alice", "read:users!user=alice"]),
                 ),
             ),
+            (_, Some("token alice-slow")) => {
+                Reply::new(200, model("alice", json!(["access:servers"]))).after(Duration::from_millis(300))
+            }
             (_, Some("token alice-read")) => Reply::new(200, model("alice", json!(["read:users!user=alice"]))),
             (_, Some("token bob-token")) => Reply::new(200, model("bob", json!(["access:servers!server=bob/"]))),
             _ => Reply::new(403, r#"{"status": 403, "message": "Forbidden"}"#),
@@ -747,6 +750,16 @@ fn jupyterhub_api_tokens_are_checked_with_the_hub_and_reach_only_what_their_scop
             .count()
     };
     assert_eq!(asked("alice-token"), 1, "the hub's answer is reused");
+    // A script's parallel calls with a token not yet known share one question to the hub.
+    std::thread::scope(|threads| {
+        let calls: Vec<_> = (0..8)
+            .map(|_| threads.spawn(|| send(&s.proxy, "/user/alice/", &[("Authorization", "token alice-slow")]).status))
+            .collect();
+        for call in calls {
+            assert_eq!(call.join().unwrap(), 200);
+        }
+    });
+    assert_eq!(asked("alice-slow"), 1, "one question for eight parallel calls");
 
     // The scopes decide: not bob's server, not with a read-only token; bob reaches his own.
     let status = |path: &str, token: &str| {

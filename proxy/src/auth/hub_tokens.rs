@@ -3,19 +3,27 @@
 //! A script that reaches its own notebook server with the token from the hub's token page sends
 //! `Authorization: token <t>`. Such a token is an opaque string the hub looks up in its database,
 //! not a JWT, so the edge cannot check it alone: it asks the hub's `GET /hub/api/user` with the
-//! token, as jupyterhub-singleuser does, and reuses the answer for `cache_secs`. The hub's answer
+//! token, as jupyterhub-singleuser does, and reuses the answer for `cache_secs`. Parallel requests
+//! with one new token share one question, and at most `MAX_QUESTIONS_AT_ONCE` are asked at a
+//! time, so made-up tokens cannot flood the hub. The hub's answer
 //! names the owner and, since JupyterHub 2, the token's scopes; which servers those scopes reach
 //! is [`scopes_reach`]'s to say. A hub that cannot be asked is a 503, never a request let through.
 //!
 //! The token stays in the request: the server behind checks it again, as it would without us.
 
+use std::hash::BuildHasher;
+use std::sync::Arc;
 use std::time::Duration;
+
+use dashmap::DashMap;
+use foldhash::fast::FixedState;
 
 use http::header::{ACCEPT, AUTHORIZATION, HOST, HeaderValue};
 use http::request::Parts;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use serde_json::{Map, Value};
+use tokio::sync::{OnceCell, Semaphore};
 
 use super::jwt::Identity;
 use super::token_source::{MAX_TOKEN_LEN, bare_jwt};
@@ -31,8 +39,13 @@ const MAX_ANSWER_BYTES: usize = 256 * 1024;
 /// The `issuer` of identities the hub vouched for: no configured JWT issuer has this position.
 pub const HUB_ISSUER: usize = usize::MAX;
 
+/// Most questions to the hub at once, all tokens together. A client spraying made-up tokens
+/// (each one a cache miss) queues behind this many instead of flooding the hub; its requests
+/// get 503 when their turn does not come within `timeout_secs`.
+const MAX_QUESTIONS_AT_ONCE: usize = 64;
+
 /// Why a token was not accepted.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum HubTokenError {
     /// The hub does not know the token (401 or 403) or its user (404): unknown, expired, revoked.
     #[error("the hub refused the API token")]
@@ -48,6 +61,11 @@ pub struct HubTokens {
     cache_for: Duration,
     timeout: Duration,
     answers: VerifiedTokens,
+    /// The question being asked for each token, so that concurrent requests with one uncached
+    /// token (a script's parallel calls) share one answer. Keyed by client-chosen strings, so
+    /// hashed with a per-process random seed.
+    asking: DashMap<Box<str>, Arc<OnceCell<Result<Identity, HubTokenError>>>, FixedState>,
+    questions: Semaphore,
 }
 
 impl HubTokens {
@@ -57,15 +75,19 @@ impl HubTokens {
             cache_for: Duration::from_secs(config.cache_secs),
             timeout: Duration::from_secs(config.timeout_secs),
             answers: VerifiedTokens::default(),
+            asking: DashMap::with_hasher(FixedState::with_seed(
+                std::collections::hash_map::RandomState::new().hash_one(0x4b7d_u64),
+            )),
+            questions: Semaphore::new(MAX_QUESTIONS_AT_ONCE),
         })
     }
 
     /// The hub's earlier answer for `token`, while it may still be used.
-    pub fn cached(&self, token: &str) -> Option<std::sync::Arc<Verified>> {
+    pub fn cached(&self, token: &str) -> Option<Arc<Verified>> {
         self.answers.get(token)
     }
 
-    pub fn remember(&self, token: &str, verified: std::sync::Arc<Verified>) {
+    pub fn remember(&self, token: &str, verified: Arc<Verified>) {
         if !self.cache_for.is_zero() {
             self.answers.insert_for(token, verified, self.cache_for);
         }
@@ -74,9 +96,25 @@ impl HubTokens {
     /// Asks the hub whose `token` is. `Ok` holds the owner with the hub's whole answer as claims
     /// (`scopes` among them).
     pub async fn ask(&self, token: &str, fetcher: &Upstream) -> Result<Identity, HubTokenError> {
-        tokio::time::timeout(self.timeout, self.ask_once(token, fetcher))
+        let cell = self.asking.entry(token.into()).or_default().clone();
+        let answer = cell
+            .get_or_init(|| async {
+                tokio::time::timeout(self.timeout, async {
+                    let _turn = self.questions.acquire().await;
+                    self.ask_once(token, fetcher).await
+                })
+                .await
+                .unwrap_or_else(|_| {
+                    Err(HubTokenError::Unavailable(format!(
+                        "no answer within {:?}",
+                        self.timeout
+                    )))
+                })
+            })
             .await
-            .map_err(|_| HubTokenError::Unavailable(format!("no answer within {:?}", self.timeout)))?
+            .clone();
+        self.asking.remove_if(token, |_, c| Arc::ptr_eq(c, &cell));
+        answer
     }
 
     async fn ask_once(&self, token: &str, fetcher: &Upstream) -> Result<Identity, HubTokenError> {
