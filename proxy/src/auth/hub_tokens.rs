@@ -55,6 +55,9 @@ pub enum HubTokenError {
     Unavailable(String),
 }
 
+/// One question to the hub about one token; every request waiting for it gets its answer.
+type Question = OnceCell<Result<Identity, HubTokenError>>;
+
 /// The hub's token check and the answers it gave.
 pub struct HubTokens {
     target: Target,
@@ -64,7 +67,7 @@ pub struct HubTokens {
     /// The question being asked for each token, so that concurrent requests with one uncached
     /// token (a script's parallel calls) share one answer. Keyed by client-chosen strings, so
     /// hashed with a per-process random seed.
-    asking: DashMap<Box<str>, Arc<OnceCell<Result<Identity, HubTokenError>>>, FixedState>,
+    asking: DashMap<Box<str>, Arc<Question>, FixedState>,
     questions: Semaphore,
 }
 
