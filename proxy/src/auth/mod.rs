@@ -225,11 +225,13 @@ impl EdgeAuth {
         let found = token_source::find(parts, &self.config.token, websocket);
         // A JupyterHub API token is asked about only when no JWT came with it: a browser's
         // session cookie wins over a stale token a page script may also send.
-        let jwt_found = found
-            .as_ref()
-            .is_some_and(|(token, how)| *how != Found::Bearer || token_source::bare_jwt(token.as_bytes()).is_some());
+        let jwt_found = || {
+            found
+                .as_ref()
+                .is_some_and(|(token, how)| *how != Found::Bearer || token_source::bare_jwt(token.as_bytes()).is_some())
+        };
         let hub_token = match &self.hub_tokens {
-            Some(hub) if !jwt_found => hub_tokens::find(parts).map(|token| (hub, token)),
+            Some(hub) if !jwt_found() => hub_tokens::find(parts).map(|token| (hub, token)),
             _ => None,
         };
         let verified = if let Some((hub, token)) = hub_token {
