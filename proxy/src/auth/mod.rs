@@ -222,50 +222,7 @@ impl EdgeAuth {
             self.count("public");
             return Ok(Admission::default());
         }
-        let found = token_source::find(parts, &self.config.token, websocket);
-        // A JupyterHub API token is asked about only when no JWT came with it: a browser's
-        // session cookie wins over a stale token a page script may also send.
-        let jwt_found = || {
-            found
-                .as_ref()
-                .is_some_and(|(token, how)| *how != Found::Bearer || token_source::bare_jwt(token.as_bytes()).is_some())
-        };
-        let hub_token = match &self.hub_tokens {
-            Some(hub) if !jwt_found() => hub_tokens::find(parts).map(|token| (hub, token)),
-            _ => None,
-        };
-        let verified = if let Some((hub, token)) = hub_token {
-            let token = token.to_owned();
-            drop(found);
-            match self.verify_hub_token(hub, &token).await {
-                Ok(v) => v,
-                Err(HubTokenError::Refused) => {
-                    self.count("hub_token_refused");
-                    return Err(self.unauthenticated(parts, websocket, "the hub does not know this API token"));
-                }
-                Err(e @ HubTokenError::Unavailable(_)) => {
-                    self.count("hub_unavailable");
-                    tracing::warn!("{e}");
-                    return Err(json(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "the hub could not check the API token; try again shortly",
-                    ));
-                }
-            }
-        } else {
-            let Some((token, _)) = found else {
-                self.count("no_token");
-                return Err(self.unauthenticated(parts, websocket, "no token"));
-            };
-            match self.verify(&token).await {
-                Ok(v) => v,
-                Err(e) => {
-                    self.count(e.reason());
-                    tracing::debug!("token refused: {}", e.reason());
-                    return Err(self.unauthenticated(parts, websocket, e.reason()));
-                }
-            }
-        };
+        let verified = self.identify(parts, websocket).await?;
         let hub_vouched = verified.who.issuer == hub_tokens::HUB_ISSUER;
         let who = &verified.who;
         for (store, key) in &verified.sessions {
@@ -311,6 +268,50 @@ impl EdgeAuth {
         Ok(Admission {
             upstream_token: policy.and_then(|p| p.upstream_token.clone()),
             verified: Some(verified),
+        })
+    }
+
+    /// Who the request's token says the caller is: a JWT verified here, or a JupyterHub API token
+    /// the hub vouched for. `Err` is the answer to send instead (401/302, or 503).
+    async fn identify(&self, parts: &Parts, websocket: bool) -> Result<Arc<Verified>, Response<ResponseBody>> {
+        let found = token_source::find(parts, &self.config.token, websocket);
+        // A JupyterHub API token is asked about only when no JWT came with it: a browser's
+        // session cookie wins over a stale token a page script may also send.
+        let jwt_found = || {
+            found
+                .as_ref()
+                .is_some_and(|(token, how)| *how != Found::Bearer || token_source::bare_jwt(token.as_bytes()).is_some())
+        };
+        let hub_token = match &self.hub_tokens {
+            Some(hub) if !jwt_found() => hub_tokens::find(parts).map(|token| (hub, token)),
+            _ => None,
+        };
+        if let Some((hub, token)) = hub_token {
+            let token = token.to_owned();
+            drop(found);
+            return self.verify_hub_token(hub, &token).await.map_err(|e| match e {
+                HubTokenError::Refused => {
+                    self.count("hub_token_refused");
+                    self.unauthenticated(parts, websocket, "the hub does not know this API token")
+                }
+                HubTokenError::Unavailable(_) => {
+                    self.count("hub_unavailable");
+                    tracing::warn!("{e}");
+                    json(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "the hub could not check the API token; try again shortly",
+                    )
+                }
+            });
+        }
+        let Some((token, _)) = found else {
+            self.count("no_token");
+            return Err(self.unauthenticated(parts, websocket, "no token"));
+        };
+        self.verify(&token).await.map_err(|e| {
+            self.count(e.reason());
+            tracing::debug!("token refused: {}", e.reason());
+            self.unauthenticated(parts, websocket, e.reason())
         })
     }
 
