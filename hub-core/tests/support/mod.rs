@@ -220,6 +220,24 @@ impl TestHub {
     }
 }
 
+impl Drop for TestHub {
+    /// A test that failed before `stop` would leave its local servers running (they are made to
+    /// outlive the hub, for restarts): end them, so a failing test leaves no process behind.
+    fn drop(&mut self) {
+        if self.stop.is_none() {
+            return;
+        }
+        for user in self.running.hub.users().values() {
+            for server in user.servers.values().filter(|s| s.phase().is_active()) {
+                if let Some(pid) = server.record.spawner_state["pid"].as_i64().filter(|p| *p > 1) {
+                    // SAFETY: kill has no memory-safety preconditions.
+                    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+                }
+            }
+        }
+    }
+}
+
 pub struct Reply {
     pub status: StatusCode,
     pub headers: http::HeaderMap,
