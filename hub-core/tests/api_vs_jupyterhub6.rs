@@ -7,6 +7,7 @@
 mod support;
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use base64::Engine;
 use http::{Method, StatusCode, header};
@@ -349,4 +350,78 @@ async fn a_users_groups_reach_their_session_and_only_admins_change_them() {
     let r = admin.api(Method::GET, "/groups?offset=x", None).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
     hub.stop().await;
+}
+
+/// edgeproxy as a stock JupyterHub 6's proxy, with edge auth checking API tokens against that
+/// hub (`[hub_tokens]`): the answers of the real `/hub/api/user` decide, by their scopes, which
+/// user server a token reaches.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jupyterhub_6_api_tokens_pass_the_edge_by_their_scopes() {
+    let dir = temp_dir("edge-tokens-vs-jupyterhub");
+    let template = r#"
+[[issuers]]
+algorithms = ["HS256"]
+secret = "an-issuer-no-token-here-is-signed-by-0123456789"
+
+[hub_tokens]
+url = "{hub_api}/user"
+cache_secs = 0
+"#;
+    let jupyterhub_dir = dir.clone();
+    let jupyterhub = tokio::task::spawn_blocking(move || {
+        support::jupyterhub6::JupyterHub6::start_with_edge_auth(&jupyterhub_dir, Some(template))
+    })
+    .await
+    .unwrap();
+    let client = |token: &str| Client {
+        base: jupyterhub.url.clone(),
+        cookies: Default::default(),
+        token: Some(token.to_owned()),
+    };
+    let mut admin = client(&jupyterhub.token);
+    let r = admin
+        .api(Method::POST, "/users", Some(json!({"usernames": ["alice", "bob"]})))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let mut token_for = async |user: &str, body: Value| {
+        let r = admin
+            .api(Method::POST, &format!("/users/{user}/tokens"), Some(body))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+        r.json()["token"].as_str().unwrap().to_owned()
+    };
+    let full = token_for("alice", json!({})).await;
+    let read_only = token_for("alice", json!({"scopes": ["read:users!user=alice"]})).await;
+    let bobs = token_for("bob", json!({})).await;
+    // This hub (slow_spawn_timeout = 0) may answer the start with a 500 while the spawn goes on:
+    // readiness is what counts.
+    admin.api(Method::POST, "/users/alice/server", None).await;
+    eventually(Duration::from_secs(60), "alice's server is ready", || {
+        let mut admin = client(&jupyterhub.token);
+        async move { admin.api(Method::GET, "/users/alice", None).await.json()["servers"][""]["ready"] == true }
+    })
+    .await;
+
+    for (who, token, expected) in [
+        ("alice's token", full.as_str(), StatusCode::OK),
+        ("her read-only token", &read_only, StatusCode::FORBIDDEN),
+        ("bob's token", &bobs, StatusCode::FORBIDDEN),
+        (
+            "a made-up token",
+            "0123456789abcdef0123456789abcdef",
+            StatusCode::UNAUTHORIZED,
+        ),
+    ] {
+        let r = client(token).get("/user/alice/api/status").await;
+        assert_eq!(r.status, expected, "{who}: {}", r.text());
+        if expected == StatusCode::OK {
+            assert!(
+                r.json()["version"].is_string(),
+                "{who}: the server answered: {}",
+                r.text()
+            );
+        }
+    }
+    let r = admin.api(Method::DELETE, "/users/alice/server", None).await;
+    assert!(r.status.is_success(), "{}", r.text());
 }

@@ -102,6 +102,9 @@ def main():
     p.add_argument("--ssl-cert", metavar="FILE", help="serve the public port over TLS with this certificate")
     p.add_argument("--ssl-key", metavar="FILE", help="the certificate's key (with --ssl-cert)")
     p.add_argument("--ssl-ca", metavar="FILE", help="the CA that signed it, for the readiness check")
+    p.add_argument("--edge-auth", metavar="TEMPLATE",
+                   help="run the proxy with edge auth: this TOML, '{hub_api}' replaced by the hub's "
+                        "API URL (given to the proxy as EDGEPROXY_AUTH_CONFIG)")
     p.add_argument("--log", metavar="FILE",
                    help="where to copy JupyterHub's log when it stops (it is deleted with the work dir)")
     args = p.parse_args()
@@ -131,6 +134,12 @@ def main():
     for attempt in range(1, compat.START_ATTEMPTS + 1):
         public_port, api_port, hub_port = compat.free_ports(3)
         write_config(config, workdir, public_port, api_port, hub_port, token, args)
+        if args.edge_auth:
+            # JupyterHub starts its proxy with its own environment.
+            edge_auth = workdir / "edge-auth.toml"
+            hub_api = f"http://{compat.LOOPBACK}:{hub_port}/hub/api"
+            edge_auth.write_text(Path(args.edge_auth).read_text().replace("{hub_api}", hub_api))
+            env["EDGEPROXY_AUTH_CONFIG"] = str(edge_auth)
         log = open(log_path, "wb")
         hub = subprocess.Popen(
             [str(venv_bin / "jupyterhub"), "-f", str(config)],

@@ -69,15 +69,33 @@ c.JupyterHub.load_roles.append({
 impl JupyterHub6 {
     /// Starts a hub in `dir`, its admin token an admin of users, servers, tokens and groups.
     pub fn start(dir: &std::path::Path) -> JupyterHub6 {
+        Self::start_with_edge_auth(dir, None)
+    }
+
+    /// As [`JupyterHub6::start`], with edgeproxy's edge auth: `template` is its TOML, where
+    /// `{hub_api}` stands for the hub's API URL (known once the ports are chosen). User servers
+    /// are then edgehub's built-in one (this venv has no jupyter_server), which trusts the edge.
+    pub fn start_with_edge_auth(dir: &std::path::Path, template: Option<&str>) -> JupyterHub6 {
         let script = workspace_root().join("loadtest/tests/journey_hub.py");
         let extra = dir.join("jupyterhub6_extra_config.py");
         std::fs::write(&extra, ADMIN_SCOPES).expect("write the extra JupyterHub config");
-        let mut child = Command::new(venv_python())
+        let mut command = Command::new(venv_python());
+        command
             .arg(&script)
             .arg("--proxy-command")
             .arg(edgeproxy())
             .arg("--extra-config")
-            .arg(&extra)
+            .arg(&extra);
+        if let Some(template) = template {
+            let path = dir.join("edge-auth-template.toml");
+            std::fs::write(&path, template).expect("write the edge auth template");
+            command.arg("--edge-auth").arg(path);
+            command
+                .arg("--spawner-cmd")
+                .arg(env!("CARGO_BIN_EXE_edgehub"))
+                .arg("singleuser");
+        }
+        let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
