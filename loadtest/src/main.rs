@@ -115,8 +115,9 @@ fn model_kind(model: &LoadModel) -> LoadModelKind {
 fn http(args: HttpArgs) -> anyhow::Result<()> {
     let urls = args.all_urls()?;
     let plan = args.load.to_plan(urls)?;
+    let layout = plan.layout();
     for t in &args.output.thresholds {
-        t.check_layout(plan.layout())?;
+        t.check_layout(layout)?;
     }
     let progress = Progress::new(!args.load.quiet, model_kind(&plan.model));
     let mut report = http_load::run(&plan, progress).context("load run failed")?;
