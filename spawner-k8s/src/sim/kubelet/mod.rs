@@ -95,8 +95,13 @@ impl KubeletShared {
     }
 }
 
-/// Loopback addresses: a random second octet per simulator (so simulators in parallel test
-/// processes rarely meet), then counting up; 127.0.0.0/16 is never used.
+/// Loopback addresses: a random second octet and a random starting point within it per
+/// simulator, then counting up; 127.0.0.0/16 is never used. Simulators in parallel test
+/// processes each probe an address before giving it out, but two that probe the same one at
+/// the same moment would both get it, so their sequences must not meet. With only the octet
+/// random and every simulator starting at .0.1, two simulator tests running at once with the
+/// same octet (1 in 224) gave their first pods one address, and a pod's server failed with
+/// "address in use" (seen in a CI run).
 struct IpPool {
     second: u8,
     next: u32,
@@ -104,9 +109,10 @@ struct IpPool {
 
 impl IpPool {
     fn new() -> Self {
+        let random = object::random_u64();
         Self {
-            second: 16 + (object::random_u64() % 224) as u8,
-            next: 0,
+            second: 16 + (random % 224) as u8,
+            next: ((random >> 8) % (254 * 256)) as u32,
         }
     }
 
@@ -244,5 +250,27 @@ impl Kubelet {
         for (_, handle) in self.lock_workers().drain() {
             handle.task.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pod_addresses_stay_valid_hosts_from_any_starting_point() {
+        let mut pool = IpPool {
+            second: 239,
+            next: 254 * 256 - 1,
+        };
+        assert_eq!(pool.next(), Ipv4Addr::new(127, 239, 255, 254));
+        assert_eq!(pool.next(), Ipv4Addr::new(127, 240, 0, 1), "on into the next /16");
+        let starts: std::collections::HashSet<Ipv4Addr> = (0..50).map(|_| IpPool::new().next()).collect();
+        assert!(
+            starts.len() >= 49,
+            "simulators start apart: {} distinct of 50",
+            starts.len()
+        );
+        assert!(starts.iter().all(|ip| ip.octets()[1] >= 16 && ip.octets()[3] != 0));
     }
 }
