@@ -11,21 +11,18 @@
 //!
 //! The token stays in the request: the server behind checks it again, as it would without us.
 
-use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::Duration;
-
-use dashmap::DashMap;
-use foldhash::fast::FixedState;
 
 use http::header::{ACCEPT, AUTHORIZATION, HOST, HeaderValue};
 use http::request::Parts;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use serde_json::{Map, Value};
-use tokio::sync::{OnceCell, Semaphore};
+use tokio::sync::Semaphore;
 
 use super::jwt::Identity;
+use super::shared_lookups::SharedLookups;
 use super::token_source::{MAX_TOKEN_LEN, bare_jwt};
 use super::verified_tokens::{Verified, VerifiedTokens};
 use crate::body::RequestBody;
@@ -55,9 +52,6 @@ pub enum HubTokenError {
     Unavailable(String),
 }
 
-/// One question to the hub about one token; every request waiting for it gets its answer.
-type Question = OnceCell<Result<Identity, HubTokenError>>;
-
 /// The hub's token check and the answers it gave.
 pub struct HubTokens {
     target: Target,
@@ -65,9 +59,8 @@ pub struct HubTokens {
     timeout: Duration,
     answers: VerifiedTokens,
     /// The question being asked for each token, so that concurrent requests with one uncached
-    /// token (a script's parallel calls) share one answer. Keyed by client-chosen strings, so
-    /// hashed with a per-process random seed.
-    asking: DashMap<Box<str>, Arc<Question>, FixedState>,
+    /// token (a script's parallel calls) share one answer.
+    asking: SharedLookups<Result<Identity, HubTokenError>>,
     questions: Semaphore,
 }
 
@@ -78,9 +71,7 @@ impl HubTokens {
             cache_for: Duration::from_secs(config.cache_secs),
             timeout: Duration::from_secs(config.timeout_secs),
             answers: VerifiedTokens::default(),
-            asking: DashMap::with_hasher(FixedState::with_seed(
-                std::collections::hash_map::RandomState::new().hash_one(0x4b7d_u64),
-            )),
+            asking: SharedLookups::default(),
             questions: Semaphore::new(MAX_QUESTIONS_AT_ONCE),
         })
     }
@@ -99,9 +90,8 @@ impl HubTokens {
     /// Asks the hub whose `token` is. `Ok` holds the owner with the hub's whole answer as claims
     /// (`scopes` among them).
     pub async fn ask(&self, token: &str, fetcher: &Upstream) -> Result<Identity, HubTokenError> {
-        let cell = self.asking.entry(token.into()).or_default().clone();
-        let answer = cell
-            .get_or_init(|| async {
+        self.asking
+            .run(token, || async {
                 tokio::time::timeout(self.timeout, async {
                     let _turn = self.questions.acquire().await;
                     self.ask_once(token, fetcher).await
@@ -115,9 +105,6 @@ impl HubTokens {
                 })
             })
             .await
-            .clone();
-        self.asking.remove_if(token, |_, c| Arc::ptr_eq(c, &cell));
-        answer
     }
 
     async fn ask_once(&self, token: &str, fetcher: &Upstream) -> Result<Identity, HubTokenError> {

@@ -18,6 +18,7 @@ pub mod policy;
 pub mod redis_sessions;
 pub mod session;
 pub mod session_record;
+pub mod shared_lookups;
 pub mod token_source;
 pub mod verified_tokens;
 

@@ -16,11 +16,11 @@ use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use futures_util::StreamExt;
-use tokio::sync::OnceCell;
 
 use config::SessionConfig;
 
 use super::session_record::{SessionVerdict, satisfies};
+use super::shared_lookups::SharedLookups;
 use crate::redis_link::RedisLink;
 
 /// What Redis held under a key when last asked. The value itself is kept (not a verdict), so
@@ -52,7 +52,7 @@ pub struct RedisSessions {
     link: Arc<RedisLink>,
     // Keys come from verified tokens only, so a fixed-seed fast hash cannot be flooded.
     cache: DashMap<String, Cached, foldhash::fast::FixedState>,
-    loading: DashMap<String, Arc<OnceCell<Result<Cached, ()>>>, foldhash::fast::FixedState>,
+    loading: SharedLookups<Result<Cached, ()>>,
     metrics: SessionMetrics,
 }
 
@@ -69,7 +69,7 @@ impl RedisSessions {
             config,
             link,
             cache: DashMap::default(),
-            loading: DashMap::default(),
+            loading: SharedLookups::default(),
             metrics,
         }))
     }
@@ -99,9 +99,7 @@ impl RedisSessions {
         }
         self.metrics.cache_miss.increment(1);
         // One lookup per key at a time: later callers wait for the first one's answer.
-        let cell = self.loading.entry(key.to_owned()).or_default().clone();
-        let answer = cell.get_or_init(|| self.lookup(key)).await.clone();
-        self.loading.remove_if(key, |_, c| Arc::ptr_eq(c, &cell));
+        let answer = self.loading.run(key, || self.lookup(key)).await;
         match answer {
             Ok(c) => SessionVerdict::from_live(c.satisfies(expected)),
             Err(()) => {

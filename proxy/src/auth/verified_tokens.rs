@@ -6,7 +6,6 @@
 //! `MAX_AGE`, whichever comes first: a key withdrawn from a JWKS stops being honoured within
 //! `MAX_AGE`. Session revocation is not cached here; it is checked on every request.
 
-use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -49,9 +48,8 @@ pub struct VerifiedTokens {
 
 impl Default for VerifiedTokens {
     fn default() -> Self {
-        let seed = std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64);
         VerifiedTokens {
-            map: DashMap::with_hasher(FixedState::with_seed(seed)),
+            map: DashMap::with_hasher(super::shared_lookups::unpredictable_hasher()),
             last_sweep: std::sync::Mutex::new(None),
         }
     }
