@@ -14,18 +14,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::header::{ACCEPT, AUTHORIZATION, HOST, HeaderValue};
+use http::StatusCode;
+use http::header::{AUTHORIZATION, HeaderValue};
 use http::request::Parts;
-use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Limited};
 use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
 
+use super::document_fetch;
 use super::jwt::Identity;
 use super::shared_lookups::SharedLookups;
 use super::token_source::{MAX_TOKEN_LEN, bare_jwt};
 use super::verified_tokens::{Verified, VerifiedTokens};
-use crate::body::RequestBody;
 use crate::route_policy::RoutePolicy;
 use crate::target::{Target, TargetError};
 use crate::upstream::Upstream;
@@ -108,25 +107,12 @@ impl HubTokens {
     }
 
     async fn ask_once(&self, token: &str, fetcher: &Upstream) -> Result<Identity, HubTokenError> {
-        let unavailable = |e: &dyn std::fmt::Display| HubTokenError::Unavailable(e.to_string());
         // `find` took only header-safe tokens, so this fails only for a token it did not give.
         let credential = HeaderValue::from_str(&format!("token {token}")).map_err(|_| HubTokenError::Refused)?;
-        let conn = fetcher.connect(&self.target).await.map_err(|e| unavailable(&e))?;
-        let req = Request::builder()
-            .method(Method::GET)
-            .uri(self.target.path_and_query())
-            .header(HOST, self.target.authority())
-            .header(ACCEPT, "application/json")
-            .header(AUTHORIZATION, credential)
-            .body(())
-            .map_err(|e| unavailable(&e))?
-            .into_parts()
-            .0;
-        let resp = conn
-            .send(&req, RequestBody::Empty, &())
+        let (status, body) = document_fetch::get(fetcher, &self.target, Some(credential), MAX_ANSWER_BYTES)
             .await
-            .map_err(|e| unavailable(&e))?;
-        match resp.status() {
+            .map_err(HubTokenError::Unavailable)?;
+        match status {
             StatusCode::OK => {}
             // 404: the token's user is gone (JupyterHub's "no such user").
             StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::NOT_FOUND => {
@@ -134,13 +120,8 @@ impl HubTokens {
             }
             other => return Err(HubTokenError::Unavailable(format!("the hub answered {other}"))),
         }
-        let body = Limited::new(resp.into_body(), MAX_ANSWER_BYTES)
-            .collect()
-            .await
-            .map_err(|e| unavailable(&e))?
-            .to_bytes();
         let model: Map<String, Value> = serde_json::from_slice(&body)
-            .map_err(|e| unavailable(&format!("the hub's answer is not a JSON object: {e}")))?;
+            .map_err(|e| HubTokenError::Unavailable(format!("the hub's answer is not a JSON object: {e}")))?;
         owner_of(model)
     }
 }

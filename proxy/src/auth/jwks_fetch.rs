@@ -4,12 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Method, Request};
-use http_body_util::{BodyExt, Limited};
-
 use super::EdgeAuth;
+use super::document_fetch;
 use super::jwt::{JwksKeys, JwksSource, KeyError};
-use crate::body::RequestBody;
 use crate::target::Target;
 
 /// Larger documents are refused: a JWKS holds a handful of keys.
@@ -41,26 +38,11 @@ pub async fn refresh(jwks: &JwksKeys, auth: &EdgeAuth) -> Result<usize, KeyError
 async fn fetch(url: &str, auth: &EdgeAuth) -> Result<Vec<u8>, KeyError> {
     let err = |m: String| KeyError::Jwks(url.to_owned(), m);
     let target = Target::parse(url).map_err(|e| err(e.to_string()))?;
-    let conn = auth.fetcher().connect(&target).await.map_err(|e| err(e.to_string()))?;
-    let req = Request::builder()
-        .method(Method::GET)
-        .uri(target.path_and_query())
-        .header(http::header::HOST, target.authority())
-        .header(http::header::ACCEPT, "application/json")
-        .body(())
-        .map_err(|e| err(e.to_string()))?
-        .into_parts()
-        .0;
-    let resp = conn
-        .send(&req, RequestBody::Empty, &())
+    let (status, body) = document_fetch::get(auth.fetcher(), &target, None, MAX_JWKS_BYTES)
         .await
-        .map_err(|e| err(e.to_string()))?;
-    if !resp.status().is_success() {
-        return Err(err(format!("answered {}", resp.status())));
+        .map_err(err)?;
+    if !status.is_success() {
+        return Err(err(format!("answered {status}")));
     }
-    let body = Limited::new(resp.into_body(), MAX_JWKS_BYTES)
-        .collect()
-        .await
-        .map_err(|e| err(e.to_string()))?;
-    Ok(body.to_bytes().to_vec())
+    Ok(body.to_vec())
 }

@@ -8,6 +8,7 @@
 //! Every refusal is a clear status: 302 to the login page for a browser, 401, 403 or 503, never a
 //! request let through because something could not be checked.
 
+pub mod document_fetch;
 pub mod hub_tokens;
 pub mod identity;
 pub mod jwks_fetch;
