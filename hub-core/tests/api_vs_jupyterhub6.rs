@@ -384,11 +384,11 @@ cache_secs = 0
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
     let mut token_for = async |user: &str, body: Value| {
-        let r = admin
-            .api(Method::POST, &format!("/users/{user}/tokens"), Some(body))
-            .await;
-        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
-        r.json()["token"].as_str().unwrap().to_owned()
+        created_token(
+            admin
+                .api(Method::POST, &format!("/users/{user}/tokens"), Some(body))
+                .await,
+        )
     };
     let full = token_for("alice", json!({})).await;
     let read_only = token_for("alice", json!({"scopes": ["read:users!user=alice"]})).await;

@@ -8,13 +8,6 @@ use http::{Method, StatusCode};
 use serde_json::{Value, json};
 use support::*;
 
-/// A client holding `token`.
-fn with_token(hub: &TestHub, token: &str) -> Client {
-    let mut c = hub.client();
-    c.token = Some(token.to_owned());
-    c
-}
-
 /// Makes a token for `owner` through `client`; returns the reply.
 async fn token_for(client: &mut Client, owner: &str, scopes: Value) -> Reply {
     client
@@ -60,7 +53,7 @@ async fn a_scoped_token_gets_403_outside_its_scopes() {
             "read:users:name!user=alice"
         ])
     );
-    let mut reader = with_token(&hub, r.json()["token"].as_str().unwrap());
+    let mut reader = hub.with_token(r.json()["token"].as_str().unwrap());
     assert_eq!(
         reader.api(Method::GET, "/users/alice", None).await.status,
         StatusCode::OK
@@ -104,7 +97,7 @@ async fn a_scoped_token_gets_403_outside_its_scopes() {
     // A server filter: this token may start and stop alice's default server, nothing else.
     let r = token_for(&mut alice, "alice", json!(["servers!server=alice/"])).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
-    let mut starter = with_token(&hub, r.json()["token"].as_str().unwrap());
+    let mut starter = hub.with_token(r.json()["token"].as_str().unwrap());
     let r = starter.api(Method::POST, "/users/alice/server", Some(json!({}))).await;
     assert!(r.status.is_success(), "{}", r.text());
     let events = follow_progress(&mut starter, "/hub/api/users/alice/server/progress").await;
@@ -122,7 +115,7 @@ async fn a_scoped_token_gets_403_outside_its_scopes() {
     // A group filter, on an admin's token: the members of proj, no one else.
     let r = token_for(&mut admin, "root", json!(["read:users!group=proj"])).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
-    let mut proj_reader = with_token(&hub, r.json()["token"].as_str().unwrap());
+    let mut proj_reader = hub.with_token(r.json()["token"].as_str().unwrap());
     assert_eq!(
         proj_reader.api(Method::GET, "/users/carol", None).await.status,
         StatusCode::OK
@@ -140,7 +133,7 @@ async fn a_scoped_token_gets_403_outside_its_scopes() {
         .api(Method::POST, "/users/alice/tokens", Some(roles(json!(["server"]))))
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
-    let mut server_like = with_token(&hub, r.json()["token"].as_str().unwrap());
+    let mut server_like = hub.with_token(r.json()["token"].as_str().unwrap());
     let r = server_like
         .api(
             Method::POST,
@@ -164,7 +157,7 @@ async fn a_scoped_token_gets_403_outside_its_scopes() {
     // Tokens without scopes are unchanged: all their owner holds.
     let r = token_for(&mut alice, "alice", Value::Null).await;
     assert_eq!(r.json()["scopes"], json!(["inherit"]), "{}", r.text());
-    let mut full = with_token(&hub, r.json()["token"].as_str().unwrap());
+    let mut full = hub.with_token(r.json()["token"].as_str().unwrap());
     assert_eq!(
         full.api(Method::GET, "/users/alice/tokens", None).await.status,
         StatusCode::OK
@@ -190,14 +183,10 @@ async fn api_tokens_reach_through_the_proxy_the_servers_their_scopes_name() {
     start_server(&mut admin, "alice").await;
     let mut alice = hub.login("alice").await;
     let mut bob = hub.login("bob").await;
-    let token = |r: Reply| {
-        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
-        r.json()["token"].as_str().unwrap().to_owned()
-    };
-    let full = token(token_for(&mut alice, "alice", Value::Null).await);
-    let server_only = token(token_for(&mut alice, "alice", json!(["access:servers!server=alice/"])).await);
-    let read_only = token(token_for(&mut alice, "alice", json!(["read:users!user=alice"])).await);
-    let bobs = token(token_for(&mut bob, "bob", Value::Null).await);
+    let full = created_token(token_for(&mut alice, "alice", Value::Null).await);
+    let server_only = created_token(token_for(&mut alice, "alice", json!(["access:servers!server=alice/"])).await);
+    let read_only = created_token(token_for(&mut alice, "alice", json!(["read:users!user=alice"])).await);
+    let bobs = created_token(token_for(&mut bob, "bob", Value::Null).await);
 
     for (who, token, expected) in [
         ("alice's own token", full.as_str(), StatusCode::OK),
@@ -207,7 +196,7 @@ async fn api_tokens_reach_through_the_proxy_the_servers_their_scopes_name() {
         ("a made-up token", "0123456789abcdef", StatusCode::UNAUTHORIZED),
         ("the hub's admin token", ADMIN_TOKEN, StatusCode::OK),
     ] {
-        let r = with_token(&hub, token).get("/user/alice/api").await;
+        let r = hub.with_token(token).get("/user/alice/api").await;
         assert_eq!(r.status, expected, "{who}: {}", r.text());
         if expected == StatusCode::OK {
             assert!(

@@ -97,16 +97,12 @@ async fn jupyterhub_singleuser_logs_in_through_the_hub_and_serves_through_the_pr
 
     // A script with alice's API token reaches her server's API through the front door: the edge
     // asks the hub whose token it is, and jupyterhub-singleuser, seeing the same token, asks too.
-    let token = |r: Reply| {
-        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
-        r.json()["token"].as_str().unwrap().to_owned()
-    };
-    let full = token(
+    let full = created_token(
         alice
             .api(Method::POST, "/users/alice/tokens", Some(serde_json::json!({})))
             .await,
     );
-    let read_only = token(
+    let read_only = created_token(
         alice
             .api(
                 Method::POST,
@@ -115,21 +111,16 @@ async fn jupyterhub_singleuser_logs_in_through_the_hub_and_serves_through_the_pr
             )
             .await,
     );
-    let with_token = |t: &str| {
-        let mut c = hub.client();
-        c.token = Some(t.to_owned());
-        c
-    };
-    let r = with_token(&full).get("/user/alice/api/contents").await;
+    let r = hub.with_token(&full).get("/user/alice/api/contents").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert_eq!(r.json()["type"], "directory", "{}", r.text());
-    let r = with_token(&read_only).get("/user/alice/api/contents").await;
+    let r = hub.with_token(&read_only).get("/user/alice/api/contents").await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "a read-only token: {}", r.text());
-    let bobs = token(
+    let bobs = created_token(
         bob.api(Method::POST, "/users/bob/tokens", Some(serde_json::json!({})))
             .await,
     );
-    let r = with_token(&bobs).get("/user/alice/api/contents").await;
+    let r = hub.with_token(&bobs).get("/user/alice/api/contents").await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "bob's token: {}", r.text());
 
     let mut admin = hub.admin();

@@ -172,8 +172,13 @@ impl TestHub {
     }
 
     pub fn admin(&self) -> Client {
+        self.with_token(ADMIN_TOKEN)
+    }
+
+    /// A client sending `Authorization: token <token>` on every request.
+    pub fn with_token(&self, token: &str) -> Client {
         let mut c = self.client();
-        c.token = Some(ADMIN_TOKEN.to_owned());
+        c.token = Some(token.to_owned());
         c
     }
 
@@ -236,6 +241,12 @@ impl Drop for TestHub {
             }
         }
     }
+}
+
+/// The token in the answer to `POST /hub/api/users/{name}/tokens`, which must be 201.
+pub fn created_token(r: Reply) -> String {
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    r.json()["token"].as_str().expect("the new token").to_owned()
 }
 
 pub struct Reply {
