@@ -126,11 +126,7 @@ impl HubTokens {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |setting: &'static str, value: String, expected: &'static str| ConfigError::Invalid {
-            setting,
-            value,
-            expected,
-        };
+        let invalid = ConfigError::invalid;
         if !self.url.starts_with("http://") && !self.url.starts_with("https://") {
             return Err(invalid(
                 "auth.hub_tokens.url",
@@ -372,11 +368,7 @@ impl AuthConfig {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |setting: &'static str, value: String, expected: &'static str| ConfigError::Invalid {
-            setting,
-            value,
-            expected,
-        };
+        let invalid = ConfigError::invalid;
         if self.issuers.is_empty() {
             return Err(invalid("auth.issuers", "[]".into(), "at least one [[issuers]] table"));
         }

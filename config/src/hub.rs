@@ -352,11 +352,7 @@ impl HubConfig {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |setting: &'static str, value: String, expected: &'static str| ConfigError::Invalid {
-            setting,
-            value,
-            expected,
-        };
+        let invalid = ConfigError::invalid;
         for (setting, addr) in [("bind", &self.bind), ("hub_bind", &self.hub_bind)] {
             if addr.parse::<std::net::SocketAddr>().is_err() {
                 return Err(invalid(

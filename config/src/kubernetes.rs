@@ -286,11 +286,7 @@ impl KubernetesConfig {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |setting: &'static str, value: String, expected: &'static str| ConfigError::Invalid {
-            setting,
-            value,
-            expected,
-        };
+        let invalid = ConfigError::invalid;
         if !is_dns_label(&self.namespace) {
             return Err(invalid(
                 "kubernetes.namespace",
@@ -394,11 +390,7 @@ impl KubernetesConfig {
 
 /// Checks the parts of a pod Kubernetes would refuse, so the mistake shows at start-up.
 fn validate_pod(pod: &PodConfig, table: &'static str) -> Result<(), ConfigError> {
-    let invalid = |setting: &'static str, value: String, expected: &'static str| ConfigError::Invalid {
-        setting,
-        value,
-        expected,
-    };
+    let invalid = ConfigError::invalid;
     // `table` is one of two statics; the keys below are spelled out for each so that the error
     // names the full key without allocating a 'static string.
     let base = table == "kubernetes.pod";

@@ -36,6 +36,17 @@ pub enum ConfigError {
     Unsupported { setting: &'static str, why: &'static str },
 }
 
+impl ConfigError {
+    /// `setting` holds `value`, which is not what it must be (`expected`).
+    pub fn invalid(setting: &'static str, value: String, expected: &'static str) -> ConfigError {
+        ConfigError::Invalid {
+            setting,
+            value,
+            expected,
+        }
+    }
+}
+
 /// Where a listener binds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Listen {
