@@ -3,11 +3,13 @@
 //! It is made once, boxed, where the head is read (the HTTP/1 server, or the HTTP/2 one), and
 //! handed down every level of the request path as that box: carried by value, the head (some
 //! 350 bytes with its lines) was copied again at each level, which measured more instructions
-//! per request than the allocation (docs/benchmarks.md).
+//! per request than the allocation (docs/benchmarks.md). The box is [`Recycled`]: the next
+//! request on the thread reuses it, so a keep-alive request allocates nothing for its head.
 
 use http::request::Parts;
 
 use crate::headers::request_lines::RequestLines;
+use crate::recycle::Recycled;
 
 pub struct ClientHead {
     /// Method, target, version, extensions; and the headers, unless `lines` holds them.
@@ -20,7 +22,9 @@ pub struct ClientHead {
 
 impl ClientHead {
     /// A head whose headers are in `parts` already (HTTP/2).
-    pub fn from_parts(parts: Parts) -> Box<ClientHead> {
-        Box::new(ClientHead { parts, lines: None })
+    pub fn from_parts(parts: Parts) -> Recycled<ClientHead> {
+        Recycled::new(ClientHead { parts, lines: None })
     }
 }
+
+crate::recycled!(ClientHead);

@@ -15,6 +15,7 @@ use crate::headers::hop_by_hop::remove_hop_by_hop;
 use crate::headers::location::rewrite_location;
 use crate::headers::raw::RawHeaders;
 use crate::headers::request_lines::{Forwarding, RequestLines};
+use crate::recycle::Recycled;
 use crate::request_path::{join_paths, strip_segments};
 use crate::route_table::Route;
 use crate::target::Target;
@@ -44,7 +45,7 @@ impl ForwardError {
 /// lines, as the client sent them, or else its map (see `pipeline::handle`).
 pub async fn forward_http(
     proxy: &Proxy,
-    mut head: Box<ClientHead>,
+    mut head: Recycled<ClientHead>,
     body: ClientBody,
     route: Arc<Route>,
     target: &Target,

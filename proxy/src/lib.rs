@@ -19,6 +19,7 @@ pub mod http1;
 pub mod listener;
 pub mod metrics;
 pub mod pipeline;
+pub mod recycle;
 pub mod redirect;
 pub mod redis_link;
 pub mod request_path;

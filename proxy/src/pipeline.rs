@@ -25,6 +25,7 @@ use crate::forward::{client_host, forward_http};
 use crate::headers::forwarded::ClientInfo;
 use crate::headers::hop_by_hop::remove_hop_by_hop;
 use crate::headers::request_lines::RequestLines;
+use crate::recycle::Recycled;
 use crate::request_path::{clean_wire_path, percent_decode};
 use crate::route_store::RouteStore;
 use crate::upgrade::PendingUpgrade;
@@ -50,7 +51,7 @@ pub struct Abort(pub &'static str);
 pub async fn handle(
     proxy: Arc<Proxy>,
     client: Arc<ClientInfo>,
-    mut head: Box<ClientHead>,
+    mut head: Recycled<ClientHead>,
     body: ClientBody,
 ) -> Result<Response<ResponseBody>, Abort> {
     if let Some(lines) = head.lines.take_if(|lines| needs_map(&proxy, lines)) {
@@ -76,7 +77,7 @@ fn needs_map(proxy: &Proxy, lines: &RequestLines) -> bool {
 async fn handle_request(
     proxy: Arc<Proxy>,
     client: Arc<ClientInfo>,
-    mut head: Box<ClientHead>,
+    mut head: Recycled<ClientHead>,
     body: ClientBody,
 ) -> Result<Response<ResponseBody>, Abort> {
     let (proxy, client) = (&proxy, &*client);

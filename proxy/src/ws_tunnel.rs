@@ -32,6 +32,7 @@ use crate::body::{RequestBody, ResponseBody, UpstreamBody};
 use crate::client_head::ClientHead;
 use crate::forward::{ForwardError, upstream_parts};
 use crate::headers::forwarded::ClientInfo;
+use crate::recycle::Recycled;
 use crate::route_table::Route;
 use crate::target::Target;
 use crate::upgrade::PendingUpgrade;
@@ -54,7 +55,7 @@ pub fn is_websocket(head: &Parts) -> bool {
 
 pub async fn forward_upgrade(
     proxy: &Arc<Proxy>,
-    mut head: Box<ClientHead>,
+    mut head: Recycled<ClientHead>,
     client_upgrade: PendingUpgrade,
     route: Arc<Route>,
     target: &Target,

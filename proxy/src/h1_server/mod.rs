@@ -41,6 +41,7 @@ pub use response::Outgoing;
 use crate::client_head::ClientHead;
 use crate::client_io::ClientIo;
 use crate::http1::{Framing, READ_RESERVE, Rewind};
+use crate::recycle::Recycled;
 use crate::upgrade;
 use request::{HeadError, RequestHead, parse_request_head};
 use response::{ResponseContext, write_response};
@@ -79,7 +80,7 @@ pub async fn serve<S, F, B, E>(
     stop: watch::Receiver<bool>,
 ) -> Option<Handover>
 where
-    S: Fn(Box<ClientHead>, H1Body) -> F,
+    S: Fn(Recycled<ClientHead>, H1Body) -> F,
     F: Future<Output = Result<Response<B>, E>>,
     B: Outgoing,
     B::Error: Display,
@@ -124,7 +125,7 @@ async fn exchange<S, F, B, E>(
     out: &mut Vec<u8>,
 ) -> Option<Conn>
 where
-    S: Fn(Box<ClientHead>, H1Body) -> F,
+    S: Fn(Recycled<ClientHead>, H1Body) -> F,
     F: Future<Output = Result<Response<B>, E>>,
     B: Outgoing,
     B::Error: Display,

@@ -9,6 +9,7 @@ use crate::client_head::ClientHead;
 use crate::headers::hop_by_hop::{RawName, classify_raw};
 use crate::headers::request_lines::RequestLinesBuilder;
 use crate::http1::{Framing, FramingHeaders};
+use crate::recycle::Recycled;
 
 /// Request heads larger than this get `431` (Node, so CHP, allows 16 KiB; nginx 8–32 KiB).
 pub const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -20,7 +21,7 @@ const FAST_HEADERS: usize = 32;
 
 pub struct RequestHead {
     /// Method, target and version, and the header lines as received (the map left empty).
-    pub head: Box<ClientHead>,
+    pub head: Recycled<ClientHead>,
     pub framing: Framing,
     /// The client lets the connection carry another request after this one.
     pub keep_alive: bool,
@@ -127,7 +128,7 @@ fn parse_with<const N: usize>(buf: &mut BytesMut) -> Result<Option<RequestHead>,
     parts.version = version;
     let expect_continue = expect_continue && version == Version::HTTP_11 && body != Framing::Empty;
     Ok(Some(RequestHead {
-        head: Box::new(ClientHead {
+        head: Recycled::new(ClientHead {
             parts,
             lines: Some(lines.finish(expect_continue)),
         }),

@@ -18,6 +18,7 @@ use super::h1::{self, H1Error, HeaderForm, ResponseHead};
 use super::io::UpstreamIo;
 use crate::headers::lines::HeaderLines;
 use crate::http1::{BodyError, READ_RESERVE};
+use crate::recycle::Recycled;
 
 pub struct Connection {
     pub(super) io: UpstreamIo,
@@ -60,7 +61,7 @@ impl Connection {
         chunked: bool,
         head_request: bool,
         form: HeaderForm,
-    ) -> Result<Box<ResponseHead>, H1Error>
+    ) -> Result<Recycled<ResponseHead>, H1Error>
     where
         B: Body<Data = Bytes> + Unpin,
         B::Error: Into<BodyError>,
@@ -125,9 +126,9 @@ impl Connection {
         Ok(())
     }
 
-    /// The head is boxed for the same reason as a request's (`h1_server`): it is moved up
-    /// through every level of the request path.
-    async fn read_head(&mut self, head_request: bool, form: HeaderForm) -> Result<Box<ResponseHead>, H1Error> {
+    /// The head is boxed, in a recycled box, for the same reason as a request's (`client_head`):
+    /// it is moved up through every level of the request path.
+    async fn read_head(&mut self, head_request: bool, form: HeaderForm) -> Result<Recycled<ResponseHead>, H1Error> {
         loop {
             if !self.buf.is_empty()
                 && let Some(head) = h1::parse_response_head(&mut self.buf, head_request, form)?
@@ -135,7 +136,7 @@ impl Connection {
                 if head.parts.status.is_informational() && head.parts.status != http::StatusCode::SWITCHING_PROTOCOLS {
                     continue;
                 }
-                return Ok(Box::new(head));
+                return Ok(Recycled::new(head));
             }
             let nothing_yet = self.buf.is_empty();
             match std::future::poll_fn(|cx| self.poll_fill(cx)).await {

@@ -81,6 +81,8 @@ pub struct ResponseHead {
     pub reusable: bool,
 }
 
+crate::recycled!(ResponseHead);
+
 /// Appends the request line and headers for `parts`, which must be in origin form (the forwarder
 /// rewrites the target). `extra` holds header lines already rendered (`name: value\r\n`).
 /// `chunked` adds `Transfer-Encoding: chunked` for a body of unknown length.

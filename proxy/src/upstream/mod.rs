@@ -25,6 +25,7 @@ use tokio::net::{TcpStream, UnixStream};
 
 use crate::headers::lines::HeaderLines;
 use crate::http1::BodyError;
+use crate::recycle::Recycled;
 use crate::target::{Scheme, Target};
 
 pub use connection::Connection;
@@ -197,7 +198,8 @@ fn needs_chunked<B: Body>(body: &B) -> bool {
     !body.is_end_stream() && body.size_hint().exact().is_none()
 }
 
-fn respond(conn: Box<Connection>, head: Box<h1::ResponseHead>) -> Response<ResponseStream> {
+fn respond(conn: Box<Connection>, head: Recycled<h1::ResponseHead>) -> Response<ResponseStream> {
+    let head = Recycled::into_inner(head);
     let upgrade = head.parts.status == http::StatusCode::SWITCHING_PROTOCOLS;
     let body = ResponseStream::new(conn, head.framing, head.reusable, upgrade, head.raw);
     Response::from_parts(head.parts, body)
