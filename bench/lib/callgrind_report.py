@@ -47,8 +47,47 @@ def dump_ir(path: str) -> tuple[int, dict]:
     return ir, head
 
 
+# The allocators' entry points: glibc's (nginx, HAProxy) and mimalloc's (edgeproxy). A call to
+# one of them from outside the allocator is one allocation.
+ALLOC_ENTRIES = {
+    "malloc", "calloc", "realloc", "posix_memalign", "aligned_alloc", "memalign", "valloc",
+    "__libc_malloc", "__libc_calloc", "__libc_realloc", "__libc_memalign",
+    "mi_malloc", "mi_zalloc", "mi_calloc", "mi_realloc", "mi_malloc_aligned", "mi_zalloc_aligned",
+    "mi_realloc_aligned", "mi_malloc_aligned_at", "mi_zalloc_aligned_at", "mi_realloc_aligned_at",
+}
+FN_RE = re.compile(r"^(c?fn)=\((\d+)\)(?: (.*))?$")
+
+
+def dump_allocations(path: str) -> int:
+    """Calls into an allocator entry point (ALLOC_ENTRIES) from outside the allocator, in one
+    callgrind dump (its `cfn=` / `calls=` lines)."""
+    names: dict[str, str] = {}
+    caller = callee = None
+    n = 0
+    with open(path, errors="replace") as fh:
+        for line in fh:
+            m = FN_RE.match(line.rstrip("\n"))
+            if m:
+                kind, ident, name = m.groups()
+                if name:
+                    names[ident] = name
+                name = names.get(ident, ident)
+                if kind == "fn":
+                    caller = name
+                else:
+                    callee = name
+                continue
+            if callee is not None and line.startswith("calls="):
+                inside = caller in ALLOC_ENTRIES or caller.startswith(("mi_", "_mi_", "_int_"))
+                if callee in ALLOC_ENTRIES and not inside:
+                    n += int(line[6:].split()[0])
+                callee = None
+    return n
+
+
 def cmd_result(a):
     ir, head = dump_ir(a.dump)
+    allocations = dump_allocations(a.dump)
     cg = json.load(open(a.callgrind_json))
     cpu = json.load(open(a.cpu_json))
     for what, d in (("callgrind", cg), ("CPU", cpu)):
@@ -56,12 +95,14 @@ def cmd_result(a):
             raise SystemExit(f"{a.peer}: the {what} run answered {d.get('ok')} of {a.requests} requests")
     res = {
         "peer": a.peer, "requests": a.requests, "ir": ir, "ir_per_req": ir / a.requests,
+        "allocations_per_req": allocations / a.requests,
         "dump_trigger": head.get("trigger"), "dump_cmd": head.get("cmd"),
         "callgrind": cg, "cpu": cpu,
     }
     with open(a.out, "a") as f:
         f.write(json.dumps(res, sort_keys=True) + "\n")
     print(f"  {a.peer:<10} {res['ir_per_req']:>10,.0f} instr/req (callgrind: {cg['rps']:,.0f} req/s)  "
+          f"{res['allocations_per_req']:.2f} allocations/req  "
           f"{cpu.get('syscalls_per_req', float('nan')):.2f} syscalls/req ({cpu.get('syscall_tool')})  "
           f"user {cpu['user_us_per_req']:.1f} µs/req  kernel {cpu['kernel_us_per_req']:.1f} µs/req  "
           f"(on-CPU {cpu['sched_us_per_req']:.1f})  "
@@ -171,13 +212,14 @@ def cmd_render(a):
         cg, cpu = r["callgrind"], r["cpu"]
         rows.append([
             NAMES[p], f"**{f(r['ir_per_req'], 0)}**", f(r["ir_per_req"] / ng, 2) if ng else "—",
+            f(r.get("allocations_per_req"), 2),
             f(cpu.get("syscalls_per_req"), 2), f(cpu.get("user_us_per_req"), 2),
             f(cpu.get("kernel_us_per_req"), 2), f(cpu.get("sched_us_per_req"), 2),
             f"{f(cg.get('steal_pct'), 1)} / {f(cpu.get('steal_pct'), 1)} / "
             f"{f(cpu.get('syscall_pass_steal_pct'), 1)}",
             f"{f(cg.get('rps'), 0)} / {f(cpu.get('rps'), 0)}",
         ])
-    head = ["peer", "user instr/req", "÷ nginx", "syscalls/req", "user µs/req", "kernel µs/req",
+    head = ["peer", "user instr/req", "÷ nginx", "allocations/req", "syscalls/req", "user µs/req", "kernel µs/req",
             "on-CPU µs/req (schedstat)", "steal % (callgrind / CPU / syscall pass)", "req/s (callgrind / CPU pass)"]
     md.append("| " + " | ".join(head) + " |")
     md.append("|" + "|".join(" --- " for _ in head) + "|")
@@ -191,6 +233,10 @@ def cmd_render(a):
         "scheduling: it does not move with the machine's load. For nginx, the process is the worker "
         "alone (`master_process off`), which is all nginx runs per request.\n"
         "- *÷ nginx*: the peer's instructions per request relative to nginx's.\n"
+        "- *allocations/req*: calls into the allocator (`malloc`, `calloc`, `realloc`, the aligned "
+        "forms, mimalloc's `mi_*alloc*`) from outside it in the same interval, ÷ requests. nginx "
+        "counts the pools it takes per request and connection from `malloc`, not what it carves "
+        "out of them.\n"
         f"- *syscalls/req*: system calls of all the proxy's processes and threads over another {n:,} "
         f"requests, counted with {' / '.join(tools) or '—'} (perf: `raw_syscalls:sys_enter`; strace: "
         "`-f -c`), ÷ requests. It depends on batching: the more requests are ready per `epoll_wait`, "
