@@ -577,6 +577,51 @@ fn users_go_through_the_whole_journey_on_edgehub_up() {
     let paths: Vec<&String> = routes.as_object().into_iter().flat_map(|m| m.keys()).collect();
     assert_eq!(paths, ["/"], "only the hub's own route is left: {routes:#}");
 
+    // Token mode: the admin token creates a user and a token for it, and the kernel phases
+    // carry that token (`Authorization: token …`) through edgehub's edge proxy, which asks the
+    // hub what the token may reach before letting it into the user's server.
+    let (r, text) = journey(
+        "edgehub-token",
+        &hub.url,
+        &[
+            "--users",
+            "1",
+            "--token",
+            &hub.token,
+            "--user-prefix",
+            "edgeload-token-",
+            "--executes",
+            "2",
+            "--code",
+            "6*7",
+            "--expect",
+            "42",
+            "--spawn-timeout",
+            "60s",
+        ],
+    );
+    println!("{text}");
+    assert_eq!(r["failures"], serde_json::json!({}), "{text}");
+    assert_eq!(r["errors"]["total"], 0, "{text}");
+    for series in [
+        "login",
+        "spawn_request",
+        "spawn_ready",
+        "kernel_start",
+        "ws_connect",
+        "stop",
+    ] {
+        assert_eq!(count(&r, series), 1, "{series}: {text}");
+    }
+    assert_eq!(count(&r, "server_auth"), 0, "token users need no OAuth cookie: {text}");
+    assert_eq!(counter(&r, "executes_checked"), 2, "{text}");
+    assert_eq!(counter(&r, "users_completed"), 1, "{text}");
+    assert_eq!(
+        hub.active_users(),
+        Some(vec![]),
+        "the token journey left a server running"
+    );
+
     // A wrong password with `auth.shared_password` set: edgehub renders the form again with
     // 403, and every login counts as that at once, not after a time-out.
     let (r, text) = journey(

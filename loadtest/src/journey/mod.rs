@@ -34,6 +34,7 @@ use serde_json::{Map, Value, json};
 
 use crate::cli::{ConfigError, OutputArgs};
 use crate::duration_arg::parse_duration;
+use crate::error_kind::ErrorKind;
 use crate::http_load::RunError;
 use crate::progress::Progress;
 use crate::recorder::RunClock;
@@ -344,7 +345,23 @@ pub fn run(plan: &JourneyPlan, mut progress: Progress) -> Result<JourneyReport, 
             plan.users
         ));
     }
+    if let Some(hint) = no_kernels_hint(&failures) {
+        report.warnings.push(hint);
+    }
     Ok(JourneyReport { report, failures })
+}
+
+/// A 404 from `POST …/api/kernels` means the user's server has no kernels API (edgehub's
+/// built-in server is one such), not that the platform failed: say so, and what to do.
+fn no_kernels_hint(failures: &FailureTable) -> Option<String> {
+    let n = failures.count(Phase::KernelStart, Failure::Http(ErrorKind::Status(404)));
+    (n > 0).then(|| {
+        format!(
+            "kernel_start answered 404 for {n} user(s): their servers have no Jupyter kernels API \
+             (edgehub's built-in server has none); run jupyterhub-singleuser or jupyter-server as \
+             the user servers, or pass --spawn-only to stop the journey once servers are ready"
+        )
+    })
 }
 
 /// One worker's share of the users: user *k* goes to worker *k* mod threads and arrives at its
@@ -378,4 +395,22 @@ pub fn command(args: JourneyArgs) -> anyhow::Result<()> {
     print!("{}", result.render_text());
     result.write(&args.output.files())?;
     Ok(crate::threshold::verdict(&result.report)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_404_at_kernel_start_is_explained_as_a_server_without_kernels() {
+        let mut failures = FailureTable::default();
+        failures.add(Phase::Login, Failure::Http(ErrorKind::Status(404)));
+        failures.add(Phase::KernelStart, Failure::Http(ErrorKind::Status(503)));
+        assert_eq!(no_kernels_hint(&failures), None, "only kernel_start's 404 says so");
+        failures.add(Phase::KernelStart, Failure::Http(ErrorKind::Status(404)));
+        failures.add(Phase::KernelStart, Failure::Http(ErrorKind::Status(404)));
+        let hint = no_kernels_hint(&failures).expect("a hint");
+        assert!(hint.starts_with("kernel_start answered 404 for 2 user(s)"), "{hint}");
+        assert!(hint.contains("--spawn-only"), "{hint}");
+    }
 }

@@ -192,6 +192,11 @@ impl FailureTable {
         *self.0.entry((phase, failure)).or_insert(0) += 1;
     }
 
+    /// How many times `phase` failed for `failure`.
+    pub fn count(&self, phase: Phase, failure: Failure) -> u64 {
+        self.0.get(&(phase, failure)).copied().unwrap_or(0)
+    }
+
     pub fn merge(&mut self, other: &FailureTable) {
         for (&key, &n) in &other.0 {
             *self.0.entry(key).or_insert(0) += n;
