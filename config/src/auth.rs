@@ -98,8 +98,9 @@ pub struct HubTokens {
     /// The hub's "who owns this token" endpoint, e.g. `http://127.0.0.1:8081/hub/api/user`.
     /// Required.
     pub url: String,
-    /// How long an answer is reused before the hub is asked again (a revoked token keeps working
-    /// this long at most). Default: 60; at most 300 (jupyterhub-singleuser's own cache age).
+    /// How long an answer, or a refusal, is reused before the hub is asked again (a revoked
+    /// token keeps working this long at most). Default: 60; at most 300 (jupyterhub-singleuser's
+    /// own cache age).
     #[serde(default = "HubTokens::default_cache_secs")]
     pub cache_secs: u64,
     /// How long one question to the hub may take before the request is answered 503. Default: 5.

@@ -798,19 +798,28 @@ fn jupyterhub_api_tokens_are_checked_with_the_hub_and_reach_only_what_their_scop
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(asked("stale"), 0);
 
-    // Gone at the hub: refused once the cached answer has aged out (cache_secs = 1).
+    // Gone at the hub: refused once the cached answer has aged out (cache_secs = 1). The
+    // refusal is reused as an answer is: a script retrying with it does not ask the hub each time.
     *mode.lock().unwrap() = "refusing";
     std::thread::sleep(Duration::from_millis(1100));
-    assert_eq!(status("/user/alice/", "alice-token"), 401);
+    let before = asked("alice-token");
+    for _ in 0..3 {
+        assert_eq!(status("/user/alice/", "alice-token"), 401);
+    }
+    assert_eq!(asked("alice-token"), before + 1, "the refusal is reused");
 
-    // A hub that fails, or is gone, is a 503: the request is never let through unchecked.
+    // A hub that fails, or is gone, is a 503: the request is never let through unchecked, and
+    // the failure is not remembered. Alice's refusal has aged out by then: the hub is asked.
     *mode.lock().unwrap() = "broken";
+    std::thread::sleep(Duration::from_millis(1100));
     let r = send(
         &s.proxy,
         "/user/alice/",
         &[("Authorization", "token alice-token"), json_accept],
     );
     assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(status("/user/alice/", "alice-token"), 503, "not a cached answer");
+    assert_eq!(asked("alice-token"), before + 3);
     drop(hub);
     assert_eq!(status("/user/alice/", "alice-token"), 503);
 }

@@ -3,7 +3,8 @@
 //! A script that reaches its own notebook server with the token from the hub's token page sends
 //! `Authorization: token <t>`. Such a token is an opaque string the hub looks up in its database,
 //! not a JWT, so the edge cannot check it alone: it asks the hub's `GET /hub/api/user` with the
-//! token, as jupyterhub-singleuser does, and reuses the answer for `cache_secs`. Parallel requests
+//! token, as jupyterhub-singleuser does, and reuses the answer, yes or no, for `cache_secs` (as
+//! jupyterhub-singleuser's `HubAuth` cache does). Parallel requests
 //! with one new token share one question, and at most `MAX_QUESTIONS_AT_ONCE` are asked at a
 //! time, so made-up tokens cannot flood the hub. The hub's answer
 //! names the owner and, since JupyterHub 2, the token's scopes; which servers those scopes reach
@@ -40,6 +41,11 @@ pub const HUB_ISSUER: usize = usize::MAX;
 /// get 503 when their turn does not come within `timeout_secs`.
 const MAX_QUESTIONS_AT_ONCE: usize = 64;
 
+/// Most refusals remembered at once. They are kept apart from the answers, and fewer, so that
+/// made-up tokens cannot push real ones' answers out; a token refused again after this many
+/// others is simply asked about again.
+const MAX_REFUSALS: usize = 10_000;
+
 /// Why a token was not accepted.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum HubTokenError {
@@ -57,6 +63,9 @@ pub struct HubTokens {
     cache_for: Duration,
     timeout: Duration,
     answers: VerifiedTokens,
+    /// Tokens the hub refused (a script retrying with a revoked token asks once per `cache_for`).
+    /// Only refusals: a hub that could not answer is asked again at the next request.
+    refusals: VerifiedTokens<()>,
     /// The question being asked for each token, so that concurrent requests with one uncached
     /// token (a script's parallel calls) share one answer.
     asking: SharedLookups<Result<Identity, HubTokenError>>,
@@ -70,19 +79,30 @@ impl HubTokens {
             cache_for: Duration::from_secs(config.cache_secs),
             timeout: Duration::from_secs(config.timeout_secs),
             answers: VerifiedTokens::default(),
+            refusals: VerifiedTokens::bounded(MAX_REFUSALS),
             asking: SharedLookups::default(),
             questions: Semaphore::new(MAX_QUESTIONS_AT_ONCE),
         })
     }
 
-    /// The hub's earlier answer for `token`, while it may still be used.
-    pub fn cached(&self, token: &str) -> Option<Arc<Verified>> {
-        self.answers.get(token)
+    /// The hub's earlier answer for `token`, or its refusal, while it may still be used.
+    pub fn cached(&self, token: &str) -> Option<Result<Arc<Verified>, HubTokenError>> {
+        if let Some(verified) = self.answers.get(token) {
+            return Some(Ok(verified));
+        }
+        self.refusals.get(token).map(|()| Err(HubTokenError::Refused))
     }
 
-    pub fn remember(&self, token: &str, verified: Arc<Verified>) {
-        if !self.cache_for.is_zero() {
-            self.answers.insert_for(token, verified, self.cache_for);
+    /// Keeps the hub's answer for `token` for `cache_secs`: the owner it vouched for, or its
+    /// refusal. A hub that could not answer (`Unavailable`) is not remembered.
+    pub fn remember(&self, token: &str, answer: &Result<Arc<Verified>, HubTokenError>) {
+        if self.cache_for.is_zero() {
+            return;
+        }
+        match answer {
+            Ok(verified) => self.answers.insert_for(token, verified.clone(), self.cache_for),
+            Err(HubTokenError::Refused) => self.refusals.insert_for(token, (), self.cache_for),
+            Err(HubTokenError::Unavailable(_)) => {}
         }
     }
 

@@ -369,19 +369,20 @@ impl EdgeAuth {
 
     /// The hub's answer about an API token: from the cache, or asked now and remembered.
     async fn verify_hub_token(&self, hub: &HubTokens, token: &str) -> Result<Arc<Verified>, HubTokenError> {
-        if let Some(verified) = hub.cached(token) {
-            return Ok(verified);
+        if let Some(answer) = hub.cached(token) {
+            return answer;
         }
-        let who = hub.ask(token, &self.fetcher).await?;
-        let (user_header, groups_header) = self.identity.values(&who);
-        let verified = Arc::new(Verified {
-            sessions: Vec::new(),
-            user_header,
-            groups_header,
-            who,
+        let answer = hub.ask(token, &self.fetcher).await.map(|who| {
+            let (user_header, groups_header) = self.identity.values(&who);
+            Arc::new(Verified {
+                sessions: Vec::new(),
+                user_header,
+                groups_header,
+                who,
+            })
         });
-        hub.remember(token, verified.clone());
-        Ok(verified)
+        hub.remember(token, &answer);
+        answer
     }
 
     /// Browsers are sent to log in; everything else gets 401 with a JSON body.
