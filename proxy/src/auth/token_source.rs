@@ -153,18 +153,23 @@ fn strip_cookie(headers: &mut http::HeaderMap, name: &str) {
     {
         return;
     }
-    let kept: Vec<String> = headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|s| s.split(';'))
-        .map(str::trim)
-        .filter(|pair| !pair.is_empty() && pair.split('=').next() != Some(name))
-        .map(str::to_owned)
-        .collect();
+    // The other cookies, in order, in one value (several `Cookie` fields, as HTTP/2 sends them,
+    // are joined as RFC 9113 §8.2.3 says): built in one string, not a string per cookie.
+    let mut kept = String::new();
+    for value in headers.get_all(COOKIE).iter().filter_map(|v| v.to_str().ok()) {
+        for pair in value.split(';').map(str::trim) {
+            if pair.is_empty() || pair.split('=').next() == Some(name) {
+                continue;
+            }
+            if !kept.is_empty() {
+                kept.push_str("; ");
+            }
+            kept.push_str(pair);
+        }
+    }
     headers.remove(COOKIE);
     if !kept.is_empty()
-        && let Ok(v) = HeaderValue::from_str(&kept.join("; "))
+        && let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(kept))
     {
         headers.insert(COOKIE, v);
     }
