@@ -39,7 +39,7 @@ pub fn find<'a>(parts: &'a Parts, sources: &TokenSources, websocket: bool) -> Op
             .headers
             .get_all(COOKIE)
             .iter()
-            .find_map(|v| cookie(v.to_str().ok()?, name))
+            .find_map(|v| cookie(v.as_bytes(), name))
     {
         return Some((Cow::Borrowed(token), Found::Cookie));
     }
@@ -75,11 +75,48 @@ pub fn bare_jwt(value: &[u8]) -> Option<&str> {
     shaped.then_some(text)
 }
 
-fn cookie<'a>(header: &'a str, name: &str) -> Option<&'a str> {
-    header.split(';').find_map(|pair| {
-        let (k, v) = pair.trim().split_once('=')?;
-        (k == name).then(|| v.trim_matches('"')).filter(|v| !v.is_empty())
+/// The value of the cookie `name` in one `Cookie` field, without the quotes it may have had.
+fn cookie<'a>(field: &'a [u8], name: &str) -> Option<&'a str> {
+    cookie_pairs(field).find_map(|pair| {
+        let (k, v) = split_pair(pair);
+        if k != name.as_bytes() {
+            return None;
+        }
+        let v = v?;
+        let start = v.iter().position(|b| *b != b'"')?;
+        let end = v.iter().rposition(|b| *b != b'"')? + 1;
+        std::str::from_utf8(&v[start..end]).ok()
     })
+}
+
+/// The `name=value` pairs of one `Cookie` field (`; `-separated, RFC 6265 §5.4), each trimmed,
+/// empty ones left out. Read as bytes with `memchr`: a browser's field of a few cookies and a
+/// JWT was several thousand instructions a request when each byte was first checked as text
+/// (`to_str`) and then split as a string (docs/benchmarks.md).
+fn cookie_pairs(field: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(field);
+    std::iter::from_fn(move || {
+        loop {
+            let field = rest?;
+            let (pair, after) = match memchr::memchr(b';', field) {
+                Some(i) => (&field[..i], Some(&field[i + 1..])),
+                None => (field, None),
+            };
+            rest = after;
+            let pair = pair.trim_ascii();
+            if !pair.is_empty() {
+                return Some(pair);
+            }
+        }
+    })
+}
+
+/// A pair's name (before its first `=`, or all of it) and its value, when it has an `=`.
+fn split_pair(pair: &[u8]) -> (&[u8], Option<&[u8]>) {
+    match memchr::memchr(b'=', pair) {
+        Some(i) => (&pair[..i], Some(&pair[i + 1..])),
+        None => (pair, None),
+    }
 }
 
 fn query_param(query: &str, name: &str) -> Option<String> {
@@ -146,25 +183,23 @@ pub fn strip_query_token(parts: &mut Parts, sources: &TokenSources) {
 }
 
 fn strip_cookie(headers: &mut http::HeaderMap, name: &str) {
+    let is_token = |pair: &&[u8]| split_pair(pair).0 == name.as_bytes();
     if !headers
         .get_all(COOKIE)
         .iter()
-        .any(|v| v.to_str().is_ok_and(|s| cookie(s, name).is_some()))
+        .any(|v| cookie_pairs(v.as_bytes()).any(|pair| is_token(&pair)))
     {
         return;
     }
     // The other cookies, in order, in one value (several `Cookie` fields, as HTTP/2 sends them,
-    // are joined as RFC 9113 §8.2.3 says): built in one string, not a string per cookie.
-    let mut kept = String::new();
-    for value in headers.get_all(COOKIE).iter().filter_map(|v| v.to_str().ok()) {
-        for pair in value.split(';').map(str::trim) {
-            if pair.is_empty() || pair.split('=').next() == Some(name) {
-                continue;
-            }
+    // are joined as RFC 9113 §8.2.3 says).
+    let mut kept = Vec::new();
+    for value in headers.get_all(COOKIE) {
+        for pair in cookie_pairs(value.as_bytes()).filter(|pair| !is_token(pair)) {
             if !kept.is_empty() {
-                kept.push_str("; ");
+                kept.extend_from_slice(b"; ");
             }
-            kept.push_str(pair);
+            kept.extend_from_slice(pair);
         }
     }
     headers.remove(COOKIE);
@@ -251,6 +286,49 @@ mod tests {
         strip(&mut p, &s);
         assert_eq!(p.uri.to_string(), "/x");
         assert_eq!(p.headers.get(AUTHORIZATION).unwrap(), "token keep-me");
+    }
+
+    #[test]
+    fn cookies_are_read_and_stripped_by_name_whatever_their_spacing_or_quotes() {
+        let s = TokenSources::default();
+        for (field, token) in [
+            ("edgehub-token=c", Some("c")),
+            ("  a=1 ;edgehub-token=\"c\";b", Some("c")),
+            (";;edgehub-token=c=d; ", Some("c=d")),
+            ("edgehub-token=; edgehub-token=second", Some("second")),
+            ("edgehub-token=\"\"", None),
+            ("edgehub-token", None),
+            ("edgehub-token =c; Edgehub-Token=c; xedgehub-token=c", None),
+        ] {
+            let p = parts("/x", &[("cookie", field)]);
+            assert_eq!(
+                find(&p, &s, false).map(|(t, _)| t.into_owned()).as_deref(),
+                token,
+                "{field}"
+            );
+        }
+        // Every pair named like the token goes, empty or not; the rest stay, in order, joined
+        // into one field when they came in several.
+        let mut p = parts(
+            "/x",
+            &[
+                ("cookie", "a=1; edgehub-token=c ;edgehub-token"),
+                ("cookie", "b=\"2\";; edgehub-token=; c"),
+            ],
+        );
+        strip(&mut p, &s);
+        let left: Vec<_> = p.headers.get_all(COOKIE).iter().collect();
+        assert_eq!(left, ["a=1; b=\"2\"; c"]);
+        let mut p = parts("/x", &[("cookie", " edgehub-token=c ")]);
+        strip(&mut p, &s);
+        assert!(p.headers.get(COOKIE).is_none(), "no field is left empty");
+        let mut p = parts("/x", &[("cookie", "a=1;b=2")]);
+        strip(&mut p, &s);
+        assert_eq!(
+            p.headers.get(COOKIE).unwrap(),
+            "a=1;b=2",
+            "a field without the token is untouched"
+        );
     }
 
     #[test]
