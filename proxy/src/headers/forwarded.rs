@@ -90,14 +90,18 @@ fn proto(websocket: bool, tls: bool) -> &'static str {
 ///
 /// When the client sent none of them they come back as lines for the upstream connection to
 /// write after the request's other headers. Otherwise they are merged into `headers`, joined
-/// with what the client sent, and nothing comes back.
+/// with what the client sent, and nothing comes back. Other `X-Forwarded-` names, such as the
+/// identity headers edge auth has just set, need no merging and leave the lines alone.
 pub fn add_forwarded(
     headers: &mut HeaderMap,
     client: &ClientInfo,
     host: Option<&HeaderValue>,
     websocket: bool,
 ) -> Option<ForwardedLines> {
-    let present = headers.keys().any(|k| k.as_str().starts_with("x-forwarded-"));
+    let present = !headers.is_empty()
+        && [X_FORWARDED_FOR, X_FORWARDED_PORT, X_FORWARDED_PROTO, X_FORWARDED_HOST]
+            .iter()
+            .any(|name| headers.contains_key(name));
     if !present {
         return Some(ForwardedLines {
             forwarded_for: client.forwarded_for.clone(),
@@ -195,6 +199,23 @@ mod tests {
         assert_eq!(get(&h, "x-forwarded-port"), Some("18000"));
         assert_eq!(get(&h, "x-forwarded-proto"), Some("http"));
         assert_eq!(get(&h, "x-forwarded-host"), Some("hub.example:18000"));
+    }
+
+    #[test]
+    fn other_x_forwarded_names_leave_the_four_to_be_written_as_lines() {
+        // Edge auth's identity headers are set before forwarding; they need no merging, and
+        // the four come back as lines, the map untouched.
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-user", "alice".parse().unwrap());
+        let lines = add_forwarded(&mut h, &client("127.0.0.1", false), Some(&hv("hub:80")), false);
+        assert!(lines.is_some());
+        assert_eq!(h.len(), 1);
+        // One of the four sent by the client is merged into the map, the rest added there.
+        h.insert("x-forwarded-proto", "https".parse().unwrap());
+        forwarded(&mut h, &client("127.0.0.1", false), Some(&hv("hub:80")), false);
+        assert_eq!(get(&h, "x-forwarded-proto"), Some("https,http"));
+        assert_eq!(get(&h, "x-forwarded-for"), Some("127.0.0.1"));
+        assert_eq!(get(&h, "x-forwarded-user"), Some("alice"));
     }
 
     #[test]
