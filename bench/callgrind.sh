@@ -6,6 +6,7 @@
 #   bench/callgrind.sh                              # 20,000 requests per peer and measurement
 #   bench/callgrind.sh --requests 5000 --only edgeproxy,nginx
 #   EDGEPROXY_BIN=/path/to/edgeproxy bench/callgrind.sh
+#   bench/callgrind.sh --only edgeproxy --edge-auth   # the request path of `edgehub up`
 #
 # For each peer: (1) the proxy under valgrind --tool=callgrind, warmed up, its counters zeroed,
 # exactly N requests, a dump: user-space instructions per request = Ir of that interval / N;
@@ -32,6 +33,7 @@ LOAD_CORE=${BENCH_LOAD_CORE:-0}
 PROXY_CORE=${BENCH_PROXY_CORE:-1}
 RESULTS_DIR=$BENCH_DIR/results
 KEEP_WORKDIR=0
+EDGE_AUTH=0
 CMDLINE="$0 $*"
 
 usage() {
@@ -45,6 +47,9 @@ usage: $0 [options]
   --syscalls TOOL      perf, strace or auto (default $SYSCALLS: perf if it can count a process here)
   --results-dir DIR    where callgrind-<timestamp>.{md,jsonl} go (default bench/results)
   --keep-workdir       keep the temp dir (configs, logs, every callgrind dump)
+  --edge-auth          edgeproxy with edge auth, as \`edgehub up\` runs it: an HS384 JWT issuer,
+                       requests for /user/bench/ (a route bench owns) with a browser's cookies,
+                       the JWT among them; edgeproxy only (nginx and HAProxy check no JWTs)
 env: EDGEPROXY_BIN (default target/release/edgeproxy), BENCH_LOAD_CORE (0), BENCH_PROXY_CORE (1),
      PYTHON (python3)
 EOF
@@ -59,6 +64,7 @@ while (($#)); do
     --syscalls) SYSCALLS=$2; shift ;;
     --results-dir) RESULTS_DIR=$2; shift ;;
     --keep-workdir) KEEP_WORKDIR=1 ;;
+    --edge-auth) EDGE_AUTH=1 ;;
     -h|--help) usage; exit 0 ;;
     *) echo "unknown option: $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -77,6 +83,9 @@ check_peers "$ONLY" "${ALL_PEERS[@]}"
 PEERS=()
 for p in "${ALL_PEERS[@]}"; do has "$ONLY" "$p" && PEERS+=("$p"); done
 ((${#PEERS[@]})) || die "--only selects no peer"
+if ((EDGE_AUTH)) && [[ $ONLY != edgeproxy ]]; then
+  die "--edge-auth measures edgeproxy alone: add --only edgeproxy (nginx and HAProxy check no JWTs)"
+fi
 
 # ------------------------------------------------------------------------------------------
 # prerequisites
@@ -134,6 +143,7 @@ start_peer() {
   PROXY_PORT=${ports% *}
   api=${ports#* }
   peer_argv "$peer" "$name" "$PROXY_PORT" "$api" "http://127.0.0.1:$BACKEND_PORT" 1
+  ((EDGE_AUTH)) && PEER_ARGV+=(--auth-config "$WORKDIR/auth.toml")
   CONFIGPROXY_AUTH_TOKEN=$TOKEN start_bg "$name" "$PROXY_CORE" "$@" "${PEER_ARGV[@]}"
   PROXY_PID=$LAST_PID
   [[ $peer == edgeproxy ]] || api=""
@@ -141,6 +151,11 @@ start_peer() {
   BENCH_READY_TIMEOUT=${READY_TIMEOUT:-30} wait_ready "$name" "$PROXY_PID" "$PROXY_PORT" $api
   "$PY" "$LIB/benchctl.py" httpcheck "http://127.0.0.1:$PROXY_PORT/" --timeout "${READY_TIMEOUT:-30}" \
     || { log_tail "$name"; die "$peer does not proxy GET / to the backend"; }
+  if ((EDGE_AUTH)); then
+    curl -fsS -o /dev/null -X POST -H "Authorization: token $TOKEN" \
+      -d "{\"target\": \"http://127.0.0.1:$BACKEND_PORT\", \"user\": \"bench\"}" \
+      "http://127.0.0.1:$api/api/routes/user/bench" || die "cannot add the route /user/bench"
+  fi
   log "$peer ($tag) on 127.0.0.1:$PROXY_PORT (pid $PROXY_PID, core $PROXY_CORE)"
 }
 
@@ -152,9 +167,9 @@ stop_peer() {
 nrequests() {  # nrequests NAME ARGS...: the exact-count client on the load core, JSON to NAME.json
   local name=$1
   shift
-  run_fg taskset -c "$LOAD_CORE" "$PY" "$LIB/nrequests.py" --url "http://127.0.0.1:$PROXY_PORT/" \
+  run_fg taskset -c "$LOAD_CORE" "$PY" "$LIB/nrequests.py" --url "http://127.0.0.1:$PROXY_PORT$REQUEST_PATH" \
     --requests "$REQUESTS" --connections "$CONNS" --warmup "$WARMUP_REQ" --workdir "$WORKDIR" \
-    --json "$WORKDIR/$name.json" "$@" >/dev/null
+    --json "$WORKDIR/$name.json" "${REQUEST_HEADERS[@]}" "$@" >/dev/null
 }
 
 # a shell hook for nrequests: callgrind_control -z|-d PID, failing unless it answers OK within
@@ -213,6 +228,27 @@ STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 RESULTS=$WORKDIR/results.jsonl   # copied to $RESULTS_DIR only when the run succeeds
 : >"$RESULTS"
 TOKEN=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
+REQUEST_PATH=/ REQUEST_HEADERS=()
+if ((EDGE_AUTH)); then
+  # An issuer's key, its auth config, and a JWT for bench, sent as a browser sends its session
+  # cookie: beside the cookies a notebook page also carries.
+  JWT=$("$PY" - "$WORKDIR/auth.toml" <<'EOPY'
+import base64, hashlib, hmac, json, secrets, sys, time
+b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+key = secrets.token_hex(32)
+with open(sys.argv[1], "w") as f:
+    f.write('login_url = "/hub/login"\n[[issuers]]\nissuer = "https://login.bench"\n'
+            f'audiences = ["notebooks"]\nalgorithms = ["HS384"]\nsecret = "{key}"\n')
+head = b64(json.dumps({"alg": "HS384", "typ": "JWT"}).encode())
+body = b64(json.dumps({"sub": "bench", "iss": "https://login.bench", "aud": "notebooks",
+                       "exp": int(time.time()) + 86400, "groups": []}).encode())
+sig = b64(hmac.new(key.encode(), f"{head}.{body}".encode(), hashlib.sha384).digest())
+print(f"{head}.{body}.{sig}")
+EOPY
+  ) || die "cannot make the edge-auth config"
+  REQUEST_PATH=/user/bench/
+  REQUEST_HEADERS=(--header "Cookie: _xsrf=2|8e1f0a3c|a9c3b0d2e1f45b6c|1733480000; jupyterhub-session-id=0f4c2a9e8b7d4e1f; edgehub-token=$JWT; theme=dark")
+fi
 export BENCH_CLK_TCK
 BENCH_CLK_TCK=$(getconf CLK_TCK)
 
@@ -228,6 +264,8 @@ meta clk_tck "$BENCH_CLK_TCK"
 meta requests "$REQUESTS"
 meta connections "$CONNS"
 meta warmup "$WARMUP_REQ"
+meta request_path "$REQUEST_PATH"
+((EDGE_AUTH)) && meta edge_auth "an HS384 JWT in a Cookie field of four cookies, checked against a route its subject owns"
 meta cores "client (bench/lib/nrequests.py) and backend nginx on core $LOAD_CORE; proxy under test on core $PROXY_CORE"
 meta v_valgrind "$(valgrind --version)"
 meta v_nginx "$(ver nginx -v)"

@@ -198,11 +198,13 @@ def cmd_render(a):
           f"took {meta.get('elapsed', '')}\n",
           f"`{meta.get('command', '')}` · git {meta.get('git', '')} · {meta.get('v_valgrind', '')} · "
           + " · ".join(meta[k] for k in ("v_nginx", "v_haproxy", "v_edgeproxy") if k in meta) + "\n",
-          f"Each measurement: exactly {n:,} `GET /` over {meta.get('connections')} keep-alive "
+          f"Each measurement: exactly {n:,} `GET {meta.get('request_path', '/')}` over {meta.get('connections')} keep-alive "
           f"connections (one request in flight on each), after {int(meta.get('warmup', 0)):,} "
           "warm-up requests on the same connections, through the proxy to nginx `return 200 \"ok\"`. "
           "The proxies as in `bench/proxy-bench.sh`: one worker / one thread. "
           f"{meta.get('cores', '')}.\n"]
+    if "edge_auth" in meta:
+        md.append(f"**Edge auth on** (`--edge-auth`): {meta['edge_auth']}.\n")
     ng = results.get("nginx", {}).get("ir_per_req")
     rows = []
     for p in ORDER:

@@ -4,6 +4,7 @@
 
   nrequests.py --url http://127.0.0.1:P/ --requests N --connections C --warmup W
                [--before CMD] [--after CMD]            # shell hooks around the measured pass
+               [--header 'NAME: VALUE']...             # extra request headers
                [--cpu-pid PID]                         # Δutime/Δstime of PID and its descendants
                [--syscalls perf|strace|auto]           # a second pass of N, system calls counted
                [--json FILE]
@@ -65,9 +66,11 @@ class Client:
     """C non-blocking keep-alive connections driven by one epoll loop, one request in flight on
     each. Parses Content-Length and chunked responses; checks status 200 and body `ok`."""
 
-    def __init__(self, host: str, port: int, path: str, conns: int, timeout: float):
+    def __init__(self, host: str, port: int, path: str, conns: int, timeout: float,
+                 headers: list[str] = ()):
+        extra = "".join(f"{h}\r\n" for h in headers)
         self.req = (f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: nrequests\r\n"
-                    "Accept: */*\r\n\r\n").encode()
+                    f"Accept: */*\r\n{extra}\r\n").encode()
         self.timeout = timeout
         self.sel = selectors.DefaultSelector()
         self.socks = []
@@ -368,6 +371,8 @@ def main():
                     help="second pass of N requests with system calls counted (needs --cpu-pid)")
     ap.add_argument("--timeout", type=float, default=60, help="longest wait for any response (s)")
     ap.add_argument("--workdir", default=None, help="for the tracer's files (default: a temp dir)")
+    ap.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'",
+                    help="an extra request header (repeatable)")
     ap.add_argument("--json")
     a = ap.parse_args()
     if a.requests < 1 or a.connections < 1 or a.warmup < 0:
@@ -389,7 +394,7 @@ def main():
     client = None
     tracer = None
     try:
-        client = Client(u.hostname, u.port, u.path or "/", a.connections, a.timeout)
+        client = Client(u.hostname, u.port, u.path or "/", a.connections, a.timeout, a.header)
         if a.warmup:
             res["warmup_seconds"] = client.run(a.warmup)
         pids = common.descendants(a.cpu_pid) if a.cpu_pid else []

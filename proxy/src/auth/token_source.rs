@@ -183,24 +183,30 @@ pub fn strip_query_token(parts: &mut Parts, sources: &TokenSources) {
 }
 
 fn strip_cookie(headers: &mut http::HeaderMap, name: &str) {
-    let is_token = |pair: &&[u8]| split_pair(pair).0 == name.as_bytes();
-    if !headers
-        .get_all(COOKIE)
-        .iter()
-        .any(|v| cookie_pairs(v.as_bytes()).any(|pair| is_token(&pair)))
-    {
+    let is_token = |pair: &[u8]| split_pair(pair).0 == name.as_bytes();
+    // One pass to see whether the token is there and how long the rest is, so that the value
+    // without it is made in one allocation of the exact size (which `Bytes` then takes as is).
+    let (mut found, mut kept_len) = (false, 0);
+    for pair in headers.get_all(COOKIE).iter().flat_map(|v| cookie_pairs(v.as_bytes())) {
+        match is_token(pair) {
+            true => found = true,
+            false => kept_len += pair.len() + 2,
+        }
+    }
+    if !found {
         return;
     }
     // The other cookies, in order, in one value (several `Cookie` fields, as HTTP/2 sends them,
     // are joined as RFC 9113 §8.2.3 says).
-    let mut kept = Vec::new();
-    for value in headers.get_all(COOKIE) {
-        for pair in cookie_pairs(value.as_bytes()).filter(|pair| !is_token(pair)) {
-            if !kept.is_empty() {
-                kept.extend_from_slice(b"; ");
-            }
-            kept.extend_from_slice(pair);
+    let mut kept = Vec::with_capacity(kept_len.saturating_sub(2));
+    for pair in headers.get_all(COOKIE).iter().flat_map(|v| cookie_pairs(v.as_bytes())) {
+        if is_token(pair) {
+            continue;
         }
+        if !kept.is_empty() {
+            kept.extend_from_slice(b"; ");
+        }
+        kept.extend_from_slice(pair);
     }
     headers.remove(COOKIE);
     if !kept.is_empty()
