@@ -10,6 +10,7 @@
 //! lists stay warm; a box dropped on another thread simply joins that thread's list.
 
 use std::cell::RefCell;
+use std::marker::PhantomData;
 use std::mem::{ManuallyDrop, MaybeUninit};
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
@@ -49,6 +50,8 @@ macro_rules! recycled {
 pub struct Recycled<T: Recyclable> {
     /// Always points at an initialised `T` in memory allocated as a `Box<MaybeUninit<T>>`.
     ptr: NonNull<T>,
+    /// Owns a `T`, as `Box<T>` does (for the drop checker and auto traits).
+    _owns: PhantomData<T>,
 }
 
 impl<T: Recyclable> Recycled<T> {
@@ -58,8 +61,9 @@ impl<T: Recyclable> Recycled<T> {
         let slot = take_spare::<T>().unwrap_or_else(Box::new_uninit);
         let boxed: Box<T> = Box::write(slot, value);
         Recycled {
-            // SAFETY: `Box::into_raw` never returns null.
-            ptr: unsafe { NonNull::new_unchecked(Box::into_raw(boxed)) },
+            // Given back as a box by `into_inner` or `drop`.
+            ptr: NonNull::from(Box::leak(boxed)),
+            _owns: PhantomData,
         }
     }
 
