@@ -184,6 +184,22 @@ fn assert_whole_journey(r: &Value, text: &str, users: u64, executes: u64) {
     assert_eq!(counter(r, "users_completed"), users, "{text}");
 }
 
+/// One token-mode user went through every phase once, without the server's OAuth login: the
+/// token is the credential there.
+fn assert_token_user_went_through_every_phase(r: &Value, text: &str) {
+    for series in [
+        "login",
+        "spawn_request",
+        "spawn_ready",
+        "kernel_start",
+        "ws_connect",
+        "stop",
+    ] {
+        assert_eq!(count(r, series), 1, "{series}: {text}");
+    }
+    assert_eq!(count(r, "server_auth"), 0, "token users need no OAuth cookie: {text}");
+}
+
 #[test]
 fn users_go_through_the_whole_journey_on_a_stock_jupyterhub() {
     let hub = Hub::start();
@@ -246,17 +262,7 @@ fn users_go_through_the_whole_journey_on_a_stock_jupyterhub() {
         ],
     );
     println!("{text}");
-    for series in [
-        "login",
-        "spawn_request",
-        "spawn_ready",
-        "kernel_start",
-        "ws_connect",
-        "stop",
-    ] {
-        assert_eq!(count(&r, series), 1, "{series}: {text}");
-    }
-    assert_eq!(count(&r, "server_auth"), 0, "token users need no OAuth cookie");
+    assert_token_user_went_through_every_phase(&r, &text);
     assert_eq!(count(&r, "execute"), 0);
     assert_eq!(r["failures"]["execute"]["wrong_output"], 2, "{text}");
     assert_eq!(counter(&r, "execute_failed"), 2);
@@ -603,17 +609,7 @@ fn users_go_through_the_whole_journey_on_edgehub_up() {
     println!("{text}");
     assert_eq!(r["failures"], serde_json::json!({}), "{text}");
     assert_eq!(r["errors"]["total"], 0, "{text}");
-    for series in [
-        "login",
-        "spawn_request",
-        "spawn_ready",
-        "kernel_start",
-        "ws_connect",
-        "stop",
-    ] {
-        assert_eq!(count(&r, series), 1, "{series}: {text}");
-    }
-    assert_eq!(count(&r, "server_auth"), 0, "token users need no OAuth cookie: {text}");
+    assert_token_user_went_through_every_phase(&r, &text);
     assert_eq!(counter(&r, "executes_checked"), 2, "{text}");
     assert_eq!(counter(&r, "users_completed"), 1, "{text}");
     assert_eq!(
