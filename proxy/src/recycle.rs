@@ -123,8 +123,9 @@ impl<T: Recyclable + std::fmt::Debug> std::fmt::Debug for Recycled<T> {
 
 #[inline(always)]
 fn take_spare<T: Recyclable>() -> Option<Box<MaybeUninit<T>>> {
-    // The list is busy only when a drop it runs drops another box of its type; the list is gone
-    // only while the thread ends. An allocation is the right answer either way.
+    // The list holds no values, so nothing runs while it is borrowed and the borrow cannot be
+    // refused; `try_` only keeps that from ever being a panic. The list is gone only while the
+    // thread ends. An allocation is the right answer either way.
     T::with_spares(|spares| spares.try_borrow_mut().ok()?.pop()).flatten()
 }
 
