@@ -250,17 +250,25 @@ const FEED_WAKE: Duration = Duration::from_millis(500);
 /// Follows the other replicas' changes (`LISTEN edgehub_state`) on a thread and a connection of
 /// its own, until the hub is gone or `stop` is set. After every (re)connection everything is
 /// read again, since changes made meanwhile were announced to no one.
-pub fn follow_changes(hub: Weak<Hub>, store: Arc<dyn StateStore>, config: ::postgres::Config, stop: Arc<AtomicBool>) {
+pub fn follow_changes(
+    hub: Weak<Hub>,
+    store: Arc<dyn StateStore>,
+    endpoint: crate::store::postgres::Endpoint,
+    stop: Arc<AtomicBool>,
+) {
     let mut failing = false;
     while !stop.load(Ordering::Acquire) {
         let Some(me) = hub.upgrade().map(|h| h.replica.clone()) else {
             return;
         };
-        let mut client = match config.connect(::postgres::NoTls) {
+        let mut client = match endpoint.connect() {
             Ok(c) => c,
             Err(e) => {
                 if !failing {
-                    tracing::warn!("cannot follow the other hubs' changes: {e}; retrying every second");
+                    tracing::warn!(
+                        "cannot follow the other hubs' changes: {}; retrying every second",
+                        crate::store::postgres::describe(&e)
+                    );
                 }
                 failing = true;
                 std::thread::sleep(Duration::from_secs(1));
@@ -268,7 +276,7 @@ pub fn follow_changes(hub: Weak<Hub>, store: Arc<dyn StateStore>, config: ::post
             }
         };
         if let Err(e) = client.batch_execute(&format!("LISTEN {CHANNEL}")) {
-            tracing::warn!("LISTEN {CHANNEL}: {e}");
+            tracing::warn!("LISTEN {CHANNEL}: {}", crate::store::postgres::describe(&e));
             std::thread::sleep(Duration::from_secs(1));
             continue;
         }
@@ -292,7 +300,10 @@ pub fn follow_changes(hub: Weak<Hub>, store: Arc<dyn StateStore>, config: ::post
                 Ok(None) if client.is_closed() => break,
                 Ok(None) => continue,
                 Err(e) => {
-                    tracing::warn!("the change feed broke: {e}; reconnecting");
+                    tracing::warn!(
+                        "the change feed broke: {}; reconnecting",
+                        crate::store::postgres::describe(&e)
+                    );
                     break;
                 }
             }

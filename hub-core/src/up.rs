@@ -312,7 +312,7 @@ pub async fn start(
                     "state.url is shared, but this hub's embedded proxy keeps its routes to itself: with several hub replicas, give them one route store (proxy.storage_backend = \"redis\") or an external proxy (proxy.api_url)"
                 );
             }
-            let (feed_config, _) = crate::store::postgres::connection_config(url, &hub.replica)?;
+            let (feed_endpoint, _) = crate::store::postgres::connection_config(url, &hub.replica)?;
             let (url, replica) = (url.clone(), hub.replica.clone());
             let feed_store: Arc<dyn StateStore> = Arc::new(
                 tokio::task::spawn_blocking(move || crate::store::postgres::PostgresStore::open(&url, &replica))
@@ -323,7 +323,7 @@ pub async fn start(
                 let (hub, store, stop_feed) = (Arc::downgrade(&hub), feed_store.clone(), stop_feed.clone());
                 std::thread::Builder::new()
                     .name("edgehub-changes".into())
-                    .spawn(move || crate::replicas::follow_changes(hub, store, feed_config, stop_feed))?;
+                    .spawn(move || crate::replicas::follow_changes(hub, store, feed_endpoint, stop_feed))?;
             }
             background.push(tokio::spawn(crate::replicas::keep_leases(hub.clone(), feed_store)));
             let (hub, stopping) = (hub.clone(), stopped());

@@ -301,11 +301,79 @@ fn an_unreachable_database_is_named_without_its_password() {
     assert!(err.contains(&format!("127.0.0.1:{port}/hub")), "{err}");
     assert!(!err.contains("s3cret-pw"), "the password stays out of messages: {err}");
 
-    let err = PostgresStore::open("postgres://a@b/c?sslmode=require", "r")
+    let err = PostgresStore::open("postgres://a@b/c?sslmode=verify_full", "r")
         .err()
         .unwrap()
         .to_string();
-    assert!(err.contains("sslmode=require"), "{err}");
+    assert!(
+        err.contains("state.url") && err.contains("sslmode=verify_full"),
+        "{err}"
+    );
+    let err = PostgresStore::open("postgres://a@b/c?sslcrl=/x.crl", "r")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("unknown option") && err.contains("sslcrl"), "{err}");
+}
+
+/// Opens a store at `url` and writes a user through it, or says why not.
+fn open_and_write(url: &str, name: &str) -> Result<(), String> {
+    let store = PostgresStore::open(url, "r").map_err(|e| e.to_string())?;
+    store.put_user(&user(name)).map_err(|e| e.to_string())
+}
+
+#[test]
+fn the_database_is_reached_over_tls_as_libpq_s_sslmode_says() {
+    let dir = support::temp_dir("postgres-tls");
+    // The certificate names `localhost` only, so that 127.0.0.1 is an address it does not name.
+    let pki = support::pki::Pki::for_names(&dir.join("pki"), &["localhost"]);
+    let stranger = support::pki::Pki::new(&dir.join("other-ca"));
+    let pg = Postgres::start_with_tls(&pki);
+    let by_address = pg.database();
+    let db = by_address.rsplit('/').next().unwrap().to_owned();
+    let by_name = format!("postgres://edgehub@localhost:{}/{db}", pg.port);
+    let (ca, other_ca) = (pki.ca.display().to_string(), stranger.ca.display().to_string());
+
+    // The server refuses plain text: TLS is what lets the others in.
+    let err = open_and_write(&format!("{by_address}?sslmode=disable"), "plain").unwrap_err();
+    assert!(err.contains("no encryption"), "the server's reason is told: {err}");
+    // prefer (the default) and require encrypt without checking the certificate, as libpq does.
+    open_and_write(&by_address, "preferred").unwrap();
+    open_and_write(&format!("{by_address}?sslmode=require"), "required").unwrap();
+    // verify-ca: the chain, not the name.
+    open_and_write(&format!("{by_address}?sslmode=verify-ca&sslrootcert={ca}"), "chained").unwrap();
+    // verify-full: the chain and the name.
+    let err = open_and_write(&format!("{by_address}?sslmode=verify-full&sslrootcert={ca}"), "x").unwrap_err();
+    assert!(err.contains("certificate not valid for name"), "{err}");
+    open_and_write(&format!("{by_name}?sslmode=verify-full&sslrootcert={ca}"), "named").unwrap();
+    // A certificate from another CA is refused whenever a root certificate is given, even with
+    // require (libpq's rule).
+    for mode in ["verify-ca", "verify-full", "require"] {
+        let url = format!("{by_name}?sslmode={mode}&sslrootcert={other_ca}");
+        let err = open_and_write(&url, "x").unwrap_err();
+        // (BadSignature: the other CA has the same name, and did not sign it.)
+        assert!(err.contains("invalid peer certificate: BadSignature"), "{mode}: {err}");
+    }
+    // The public CAs do not vouch for this one either.
+    let err = open_and_write(&format!("{by_name}?sslrootcert=system"), "x").unwrap_err();
+    assert!(err.contains("UnknownIssuer"), "{err}");
+
+    // A database that wants a client certificate (`cert` in pg_hba.conf).
+    let certdb = format!(
+        "postgres://edgehub@localhost:{}/certdb?sslmode=verify-full&sslrootcert={ca}",
+        pg.port
+    );
+    let err = open_and_write(&certdb, "x").unwrap_err();
+    assert!(err.contains("certificate"), "refused without one: {err}");
+    let (cert, key) = (pki.client_cert.display(), pki.client_key.display());
+    open_and_write(&format!("{certdb}&sslcert={cert}&sslkey={key}"), "certified").unwrap();
+
+    let store = PostgresStore::open(&by_address, "reader").unwrap();
+    for name in ["preferred", "required", "chained", "named"] {
+        assert!(store.load_user(name).unwrap().is_some(), "{name} was written");
+    }
+    assert!(store.load_user("plain").unwrap().is_none());
+    assert!(store.load_user("x").unwrap().is_none());
 }
 
 #[test]

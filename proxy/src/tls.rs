@@ -153,6 +153,79 @@ pub fn client_config(tls: &ClientTls, v: TlsVersions) -> Result<Arc<rustls::Clie
     Ok(Arc::new(config))
 }
 
+/// Like [`client_config`], but the server's certificate is checked against `tls.ca` (or the
+/// system's roots) without its name: what libpq calls `sslmode=verify-ca`, for servers reached at
+/// an address their certificate does not name. `tls.insecure` is not read.
+pub fn client_config_any_name(tls: &ClientTls, v: TlsVersions) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+    let store = match &tls.ca {
+        Some(ca) => roots(ca)?,
+        None => {
+            let mut store = RootCertStore::empty();
+            store.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+            store
+        }
+    };
+    let chain = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider())
+        .build()
+        .map_err(|e| TlsError::Verifier(e.to_string()))?;
+    let strict = ClientTls {
+        insecure: false,
+        ..tls.clone()
+    };
+    let mut config = Arc::unwrap_or_clone(client_config(&strict, v)?);
+    config.dangerous().set_certificate_verifier(Arc::new(AnyName(chain)));
+    Ok(Arc::new(config))
+}
+
+/// The chain and the signatures checked, the name not: [`client_config_any_name`].
+#[derive(Debug)]
+struct AnyName(Arc<rustls::client::WebPkiServerVerifier>);
+
+impl ServerCertVerifier for AnyName {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        // The name is checked last, once the chain is known good: a name error means a trusted
+        // certificate issued for another name.
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName | rustls::CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
 /// `--insecure`: accept any upstream certificate (signatures are still checked for form).
 #[derive(Debug)]
 struct NoVerification(Arc<CryptoProvider>);

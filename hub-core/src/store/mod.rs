@@ -13,6 +13,7 @@
 //! what the hub shows never runs ahead of what the database has.
 
 pub mod postgres;
+pub mod postgres_tls;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -40,7 +41,7 @@ pub enum StoreError {
     Lock { path: String, source: std::io::Error },
     #[error("state database: {0}")]
     Sql(#[from] rusqlite::Error),
-    #[error("state database {place}: {source}")]
+    #[error("state database {place}: {}", postgres::describe(source))]
     Postgres { place: String, source: ::postgres::Error },
     #[error("state database {place}: {why}")]
     Unavailable { place: String, why: String },

@@ -16,9 +16,10 @@
 use std::sync::mpsc;
 use std::time::Duration;
 
-use ::postgres::{Client, Config, NoTls, Row};
+use ::postgres::{Client, Config, Row};
 use serde_json::Value;
 
+use super::postgres_tls::{PgTls, split_url};
 use super::{
     Cas, Expect, Grantee, GroupRecord, Loaded, LoadedUser, OAuthCode, ShareCodeRecord, ShareRecord, StateStore,
     StoreError, parse_json, phase_names, scopes_of,
@@ -197,14 +198,14 @@ type Job = Box<dyn FnOnce(&mut Link) + Send>;
 
 /// The connection a store's thread owns, opened again when found closed.
 pub struct Link {
-    config: Config,
+    endpoint: Endpoint,
     client: Option<Client>,
 }
 
 impl Link {
     fn client(&mut self) -> Result<&mut Client, ::postgres::Error> {
         if self.client.as_ref().is_none_or(Client::is_closed) {
-            self.client = Some(self.config.connect(NoTls)?);
+            self.client = Some(self.endpoint.connect()?);
         }
         Ok(self.client.as_mut().expect("connected just above"))
     }
@@ -216,7 +217,7 @@ impl Link {
             let client = self.client()?;
             match work(client) {
                 Err(StoreFailure::Postgres(e)) if client.is_closed() && !retried => {
-                    tracing::warn!("state database connection lost ({e}); reconnecting");
+                    tracing::warn!("state database connection lost ({}); reconnecting", describe(&e));
                     self.client = None;
                     retried = true;
                 }
@@ -232,17 +233,43 @@ pub struct PostgresStore {
     place: String,
 }
 
+/// The client library's error with its causes: alone it says only "db error" or "error
+/// performing TLS handshake", and what the operator needs is the server's message or the
+/// certificate's problem behind it.
+pub fn describe(e: &::postgres::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
+/// A database to connect to: the client library's settings and the TLS that goes with them.
+#[derive(Clone)]
+pub struct Endpoint {
+    config: Config,
+    tls: PgTls,
+}
+
+impl Endpoint {
+    pub fn connect(&self) -> Result<Client, ::postgres::Error> {
+        self.config.connect(self.tls.clone())
+    }
+}
+
 /// Reads `state.url`, naming this replica on the connection (the change feed's second field).
-pub fn connection_config(url: &str, replica: &str) -> Result<(Config, String), StoreError> {
+/// TLS follows libpq's `sslmode` and `sslrootcert` ([`super::postgres_tls`]).
+pub fn connection_config(url: &str, replica: &str) -> Result<(Endpoint, String), StoreError> {
+    let (url, tls) = split_url(url).map_err(StoreError::BadUrl)?;
     let mut config: Config = url
         .parse()
-        .map_err(|e: ::postgres::Error| StoreError::BadUrl(format!("not a PostgreSQL URL ({e})")))?;
-    if config.get_ssl_mode() == ::postgres::config::SslMode::Require {
-        return Err(StoreError::BadUrl(
-            "sslmode=require is not supported by this edgehub: reach PostgreSQL on a private network, or through a TLS sidecar".to_owned(),
-        ));
-    }
+        .map_err(|e: ::postgres::Error| StoreError::BadUrl(format!("not a PostgreSQL URL ({})", describe(&e))))?;
+    let (mode, tls) = tls.connector(config.get_ssl_mode()).map_err(StoreError::BadUrl)?;
     config
+        .ssl_mode(mode.wire())
         .connect_timeout(CONNECT_WITHIN)
         .keepalives(true)
         .keepalives_idle(Duration::from_secs(10))
@@ -258,14 +285,14 @@ pub fn connection_config(url: &str, replica: &str) -> Result<(Config, String), S
         .unwrap_or_else(|| "localhost".to_owned());
     let port = config.get_ports().first().copied().unwrap_or(5432);
     let db = config.get_dbname().unwrap_or("(the user's database)").to_owned();
-    Ok((config, format!("postgres://{host}:{port}/{db}")))
+    Ok((Endpoint { config, tls }, format!("postgres://{host}:{port}/{db}")))
 }
 
 impl PostgresStore {
     /// Connects, migrates, and starts the thread that owns the connection.
     pub fn open(url: &str, replica: &str) -> Result<PostgresStore, StoreError> {
-        let (config, place) = connection_config(url, replica)?;
-        let mut link = Link { config, client: None };
+        let (endpoint, place) = connection_config(url, replica)?;
+        let mut link = Link { endpoint, client: None };
         // The connection is opened (and used) on the store's own thread: the client runs a
         // small runtime of its own, which may not start inside the hub's.
         let (jobs, queue) = mpsc::channel::<Job>();

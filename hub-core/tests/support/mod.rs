@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod jupyterhub6;
+pub mod pki;
 pub mod postgres;
 pub mod slapd;
 pub mod webdriver;

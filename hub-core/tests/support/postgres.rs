@@ -21,6 +21,8 @@ pub struct Postgres {
     run_as: Option<(u32, u32)>,
     /// While killed: the port, held so no other test's server takes it before `start_again`.
     held: Mutex<Option<PortHold>>,
+    /// Settings given to the server at each start (`-c name=value`).
+    settings: Vec<String>,
 }
 
 /// A port kept while its server is down: each connection is closed at once, as a stopped
@@ -126,6 +128,43 @@ fn chown_tree(path: &Path, uid: u32, gid: u32) {
 impl Postgres {
     /// A new cluster, started and accepting connections.
     pub fn start() -> Postgres {
+        Postgres::start_with(|_| Vec::new())
+    }
+
+    /// A new cluster that takes TCP connections over TLS only, with `pki`'s certificate: a
+    /// plain-text connection is refused by its `pg_hba.conf`. The database `certdb` (made here)
+    /// also wants a client certificate from `pki`'s CA naming the user.
+    pub fn start_with_tls(pki: &super::pki::Pki) -> Postgres {
+        let pg = Postgres::start_with(|pg| {
+            for (from, to) in [(&pki.cert, "server.crt"), (&pki.key, "server.key"), (&pki.ca, "ca.pem")] {
+                let to = pg.data().join(to);
+                std::fs::copy(from, &to).expect("copy the server's certificate");
+                // The server refuses a key others can read.
+                std::fs::set_permissions(&to, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+                if let Some((uid, gid)) = pg.run_as {
+                    chown_tree(&to, uid, gid);
+                }
+            }
+            let hba = "local all all trust\n\
+                       hostssl certdb all 127.0.0.1/32 cert\n\
+                       hostssl all all 127.0.0.1/32 trust\n\
+                       host all all 127.0.0.1/32 reject\n";
+            std::fs::write(pg.data().join("pg_hba.conf"), hba).expect("write pg_hba.conf");
+            [
+                "ssl=on",
+                "ssl_cert_file=server.crt",
+                "ssl_key_file=server.key",
+                "ssl_ca_file=ca.pem",
+            ]
+            .map(str::to_owned)
+            .to_vec()
+        });
+        pg.psql("postgres", "CREATE DATABASE certdb").expect("create certdb");
+        pg
+    }
+
+    /// A new cluster; `prepare` runs after `initdb` and returns settings for the server.
+    fn start_with(prepare: impl FnOnce(&Postgres) -> Vec<String>) -> Postgres {
         static STARTED: AtomicUsize = AtomicUsize::new(0);
         remove_clusters_of_ended_tests();
         let dir = super::scratch_dir(&format!("postgres-{}", STARTED.fetch_add(1, Ordering::Relaxed)));
@@ -150,6 +189,7 @@ impl Postgres {
             child: Mutex::new(None),
             run_as,
             held: Mutex::new(None),
+            settings: Vec::new(),
         };
         let status = pg
             .command("initdb")
@@ -166,6 +206,7 @@ impl Postgres {
             String::from_utf8_lossy(&status.stderr)
         );
         let mut pg = pg;
+        pg.settings = prepare(&pg);
         for _ in 0..5 {
             pg.port = super::free_port();
             if pg.spawn() {
@@ -201,6 +242,7 @@ impl Postgres {
             // fsync off: a killed server still has what it acknowledged (the kernel has it), only
             // a machine crash would lose it, and the tests do not crash machines.
             .args(["-c", "fsync=off", "-c", "max_connections=200"])
+            .args(self.settings.iter().flat_map(|s| ["-c", s.as_str()]))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(self.dir.join("server.log")).map_or(Stdio::null(), Stdio::from));
         let child =
