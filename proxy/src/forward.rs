@@ -15,11 +15,12 @@ use crate::headers::hop_by_hop::remove_hop_by_hop;
 use crate::headers::location::rewrite_location;
 use crate::headers::raw::RawHeaders;
 use crate::headers::request_lines::{Forwarding, RequestLines};
+use crate::http1::BadChunk;
 use crate::recycle::Recycled;
 use crate::request_path::{join_paths, strip_segments};
 use crate::route_table::Route;
 use crate::target::Target;
-use crate::upstream::{HeaderForm, UpstreamError};
+use crate::upstream::{H1Error, HeaderForm, UpstreamError};
 
 /// Why a request could not be forwarded; the pipeline turns it into an error page.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +36,10 @@ pub enum ForwardError {
 impl ForwardError {
     pub fn status(&self) -> StatusCode {
         match self {
+            // The client's chunked body broke its framing on the way: the client's mistake.
+            ForwardError::Unavailable(UpstreamError::Http(_, H1Error::ClientBody(e))) if e.is::<BadChunk>() => {
+                StatusCode::BAD_REQUEST
+            }
             ForwardError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ForwardError::BadPath(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -290,6 +290,34 @@ fn malformed_or_ambiguous_responses_become_503_and_are_never_reused() {
 }
 
 #[test]
+fn responses_with_transfer_codings_besides_chunked_are_not_relayed_garbled() {
+    // Relayed, the proxy would frame the body again as plain chunked and the client would get
+    // gzip bytes it is not told of; nginx refuses these too.
+    let up = Scripted::start(|_, _, head| {
+        let reply: &[u8] = if head.contains("/gzip-chunked") {
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+        } else if head.contains("/gzip") {
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nabc"
+        } else {
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
+        };
+        (reply.to_vec(), Then::Close)
+    });
+    let p = proxy_to(&up);
+    for path in ["/gzip-chunked", "/gzip"] {
+        let r = get(p.public(), path);
+        assert_eq!(r.status, 503, "{path}: {}", r.text());
+        assert!(!r.text().contains("abc"), "{path}: no garbled body reaches the client");
+    }
+    assert_eq!(get(p.public(), "/chunked").text(), "ok");
+    assert!(
+        p.log_text().contains("unsupported Transfer-Encoding in response"),
+        "{}",
+        p.log_text()
+    );
+}
+
+#[test]
 fn large_bodies_stream_through_intact_both_ways_of_framing() {
     let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
     let expected = big.clone();
@@ -545,4 +573,49 @@ fn requests_that_could_smuggle_are_refused_and_never_forwarded() {
         assert_eq!(r.header("connection"), Some("close"));
     }
     assert!(up.heads().is_empty(), "nothing reached the upstream: {:?}", up.heads());
+
+    // A coding before the final chunked frames the body, but the proxy could pass the body on
+    // only without it: 501, as nginx answers (RFC 9112 §6.1).
+    for req in [
+        &b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"[..],
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    ] {
+        let r = raw(p.public(), req).expect("an answer");
+        assert_eq!(r.status, 501, "{}", String::from_utf8_lossy(req));
+        assert_eq!(r.header("connection"), Some("close"));
+    }
+    assert!(up.heads().is_empty(), "nothing reached the upstream: {:?}", up.heads());
+}
+
+#[test]
+fn a_chunked_body_that_breaks_its_framing_is_the_clients_400_and_ends_the_connection() {
+    let up = Scripted::start(|_, _, _| {
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(),
+            Then::KeepOpen,
+        )
+    });
+    let p = proxy_to(&up);
+    for body in [&b"zz\r\nabc\r\n"[..], b"ffffffffffffffffffff\r\n", b"3\r\nabcXY"] {
+        let req = [
+            &b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+            body,
+            b"GET /after HTTP/1.1\r\nHost: x\r\n\r\n",
+        ]
+        .concat();
+        let r = raw(p.public(), &req).expect("an answer");
+        assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(body));
+        assert_eq!(r.header("connection"), Some("close"));
+    }
+    assert!(
+        !up.heads().iter().any(|h| h.contains("/after")),
+        "nothing after a broken body is read as a request: {:?}",
+        up.heads()
+    );
+    assert!(
+        !p.log_text().contains("ERROR"),
+        "a client's mistake is not logged as an error: {}",
+        p.log_text()
+    );
+    assert_eq!(get(p.public(), "/fine").text(), "ok");
 }

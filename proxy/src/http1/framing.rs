@@ -15,6 +15,10 @@ pub struct FramingHeaders {
     pub transfer_encoding: bool,
     /// The last transfer coding seen is `chunked`.
     pub chunked_last: bool,
+    /// Codings besides one final `chunked` were seen (`gzip, chunked`, `chunked, chunked`).
+    pub other_codings: bool,
+    /// How many codings were listed.
+    codings: u8,
     pub close: bool,
     pub keep_alive: bool,
 }
@@ -45,9 +49,24 @@ impl FramingHeaders {
 
     pub fn transfer_encoding(&mut self, value: &[u8]) {
         self.transfer_encoding = true;
-        if let Some(last) = value.rsplit(|b| *b == b',').next() {
-            self.chunked_last = last.trim_ascii().eq_ignore_ascii_case(b"chunked");
+        // The codings of every `Transfer-Encoding` line, in order, as one list (RFC 9110 §5.3).
+        for coding in value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
+            if coding.is_empty() {
+                continue;
+            }
+            // Whatever came before this one is a coding besides the final `chunked`.
+            self.other_codings |= self.codings > 0;
+            self.codings = self.codings.saturating_add(1);
+            self.chunked_last = coding.eq_ignore_ascii_case(b"chunked");
         }
+        self.other_codings |= !self.chunked_last;
+    }
+
+    /// `Transfer-Encoding` is there and is exactly `chunked`: the only transfer coding the
+    /// proxy can relay. It decodes `chunked` and frames the body again for the next hop, so
+    /// any other coding (`gzip, chunked`) would reach it undeclared, and the body be garbled.
+    pub fn only_chunked(&self) -> bool {
+        self.transfer_encoding && self.chunked_last && !self.other_codings
     }
 
     pub fn connection(&mut self, value: &[u8]) {

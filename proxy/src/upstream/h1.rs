@@ -49,6 +49,10 @@ pub enum H1Error {
     BadChunk,
     #[error("invalid header in response: {0}")]
     BadHeader(&'static str),
+    /// `Transfer-Encoding` other than `chunked`: relayed, the body would reach the client with
+    /// a coding it is not told of (nginx refuses these too).
+    #[error("unsupported Transfer-Encoding in response")]
+    TransferCoding,
 }
 
 pub use crate::http1::Framing;
@@ -173,7 +177,7 @@ fn parse_with<const N: usize>(
         let bodiless = response_is_bodiless(code, head_request);
         let mut framing = FramingHeaders::default();
         if let Some(raw) = raw_headers(head.clone(), &spans[..count], bodiless, &mut framing)? {
-            let (framing, reusable) = framing.decide(code, version, head_request);
+            let (framing, reusable) = framing.decide(code, version, head_request)?;
             return Ok(Some(ResponseHead {
                 parts: response_parts(code, version, custom_reason, HeaderMap::new()),
                 raw: Some(raw),
@@ -202,7 +206,7 @@ fn parse_with<const N: usize>(
         }
     }
 
-    let (framing, reusable) = framing.decide(code, version, head_request);
+    let (framing, reusable) = framing.decide(code, version, head_request)?;
     Ok(Some(ResponseHead {
         parts: response_parts(code, version, custom_reason, map),
         raw: None,
@@ -268,30 +272,28 @@ fn raw_headers(
 }
 
 impl FramingHeaders {
-    fn decide(self, status: StatusCode, version: Version, head_request: bool) -> (Framing, bool) {
+    fn decide(self, status: StatusCode, version: Version, head_request: bool) -> Result<(Framing, bool), H1Error> {
         let persistent = if version == Version::HTTP_10 {
             self.keep_alive && !self.close
         } else {
             !self.close
         };
         if response_is_bodiless(status, head_request) {
-            return (Framing::Empty, persistent && status != StatusCode::SWITCHING_PROTOCOLS);
+            return Ok((Framing::Empty, persistent && status != StatusCode::SWITCHING_PROTOCOLS));
         }
         if self.transfer_encoding {
+            if !self.only_chunked() {
+                return Err(H1Error::TransferCoding);
+            }
             // Both Transfer-Encoding and Content-Length: the length is ignored, and the
             // connection is not trusted with another request (RFC 9112 §6.3, smuggling).
-            let persistent = persistent && self.content_length.is_none();
-            return if self.chunked_last {
-                (Framing::Chunked, persistent)
-            } else {
-                (Framing::UntilClose, false)
-            };
+            return Ok((Framing::Chunked, persistent && self.content_length.is_none()));
         }
-        match self.content_length {
+        Ok(match self.content_length {
             Some(0) => (Framing::Empty, persistent),
             Some(n) => (Framing::Length(n), persistent),
             None => (Framing::UntilClose, false),
-        }
+        })
     }
 }
 
@@ -365,18 +367,6 @@ mod tests {
                 true,
             ),
             (
-                "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
-                false,
-                Framing::Chunked,
-                true,
-            ),
-            (
-                "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
-                false,
-                Framing::UntilClose,
-                false,
-            ),
-            (
                 "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
                 false,
                 Framing::Chunked,
@@ -434,6 +424,26 @@ mod tests {
         assert!(parse("HTTP/1.1 200 OK\r\nContent-Le", false).unwrap().is_none());
         let huge = format!("HTTP/1.1 200 OK\r\nx: {}", "a".repeat(MAX_HEAD_BYTES));
         assert!(matches!(parse(&huge, false), Err(H1Error::HeadTooLarge)));
+    }
+
+    #[test]
+    fn transfer_codings_besides_chunked_are_refused_in_either_form() {
+        for raw in [
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n",
+        ] {
+            for form in [HeaderForm::Map, HeaderForm::Raw] {
+                let mut buf = BytesMut::from(raw.as_bytes());
+                let head = parse_response_head(&mut buf, false, form);
+                assert!(matches!(head, Err(H1Error::TransferCoding)), "{raw:?}");
+            }
+        }
+        // A bodiless answer has no body to garble.
+        let (head, _) = parse("HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: gzip\r\n\r\n", false)
+            .unwrap()
+            .unwrap();
+        assert_eq!(head.framing, Framing::Empty);
     }
 
     #[test]
