@@ -82,7 +82,20 @@ pub enum RecordStore {
         live: Arc<LocalSessions>,
         db: Arc<dyn StateStore>,
     },
-    Redis(redis::aio::ConnectionManager),
+    /// Redis, which the proxies read; the database keeps which user each session is of, so
+    /// that all of a user's sessions can be ended ([`Sessions::end_all_of`]).
+    Redis {
+        conn: redis::aio::ConnectionManager,
+        db: Arc<dyn StateStore>,
+    },
+}
+
+impl RecordStore {
+    fn db(&self) -> &dyn StateStore {
+        match self {
+            RecordStore::Local { db, .. } | RecordStore::Redis { db, .. } => db.as_ref(),
+        }
+    }
 }
 
 pub struct Sessions {
@@ -150,7 +163,8 @@ impl Sessions {
                 db.put_session(&claims.jti, user, claims.exp * 1000)?;
                 live.insert(&key, user);
             }
-            RecordStore::Redis(conn) => {
+            RecordStore::Redis { conn, db } => {
+                db.put_session(&claims.jti, user, claims.exp * 1000)?;
                 let mut conn = conn.clone();
                 redis::cmd("SET")
                     .arg(&key)
@@ -185,7 +199,7 @@ impl Sessions {
                 }
             }
             RecordStore::Local { live, .. } => live.contains(&key),
-            RecordStore::Redis(conn) => {
+            RecordStore::Redis { conn, .. } => {
                 let mut conn = conn.clone();
                 redis::cmd("EXISTS")
                     .arg(&key)
@@ -228,7 +242,7 @@ impl Sessions {
                 live.remove(&key);
                 db.delete_session(jti)?;
             }
-            RecordStore::Redis(conn) => {
+            RecordStore::Redis { conn, db } => {
                 let mut conn = conn.clone();
                 redis::pipe()
                     .cmd("DEL")
@@ -241,9 +255,23 @@ impl Sessions {
                     .query_async::<()>(&mut conn)
                     .await
                     .map_err(|e| SessionError::Unavailable(e.to_string()))?;
+                db.delete_session(jti)?;
             }
         }
         Ok(())
+    }
+
+    /// Ends every session of `user`, on every proxy: for when what their tokens say about them
+    /// stops being true (removed from a group, no longer an admin, deleted). The edge reads a
+    /// token's `groups` and `admin` claims, not the hub's current state, so a token minted
+    /// before the change would otherwise keep what it grants until it expires. The user signs in
+    /// again, and the new token says what is true now. Returns how many sessions ended.
+    pub async fn end_all_of(&self, user: &str) -> Result<usize, SessionError> {
+        let sessions = self.records.db().sessions_of(user)?;
+        for jti in &sessions {
+            self.end(jti).await?;
+        }
+        Ok(sessions.len())
     }
 
     /// Brings one session of the in-process store in line with the database, after another
@@ -264,14 +292,14 @@ impl Sessions {
 
     /// Forgets the sessions that expired: their tokens are refused already (the signed `exp`),
     /// but their records would stay in memory and in the database until a restart, one per login
-    /// since. Redis expires its records itself (`EX`). Returns how many went.
+    /// since. Redis expires its records itself (`EX`); the database's note of whose they were
+    /// goes here. Returns how many went.
     pub fn sweep_expired(&self) -> Result<usize, SessionError> {
-        let RecordStore::Local { live, db } = &self.records else {
-            return Ok(0);
-        };
-        let expired = db.take_expired_sessions(proxy::timestamp::now_ms())?;
-        for jti in &expired {
-            live.remove(&record_key(jti));
+        let expired = self.records.db().take_expired_sessions(proxy::timestamp::now_ms())?;
+        if let RecordStore::Local { live, .. } = &self.records {
+            for jti in &expired {
+                live.remove(&record_key(jti));
+            }
         }
         Ok(expired.len())
     }
@@ -424,6 +452,23 @@ mod tests {
             0,
             "ended sessions stay ended"
         );
+    }
+
+    #[tokio::test]
+    async fn every_session_of_one_user_is_ended_and_no_one_elses() {
+        let (sessions, live, db) = make("end-all", KEY);
+        let laptop = sessions.create("alice", false, &["proj".into()], None).await.unwrap();
+        let phone = sessions.create("alice", false, &["proj".into()], None).await.unwrap();
+        let bob = sessions.create("bob", false, &["proj".into()], None).await.unwrap();
+        assert_eq!(sessions.end_all_of("alice").await.unwrap(), 2);
+        for token in [&laptop, &phone] {
+            assert!(sessions.check(token).await.unwrap().is_none(), "alice's are ended");
+        }
+        assert!(sessions.check(&bob).await.unwrap().is_some(), "bob's stays");
+        assert_eq!(live.len(), 1);
+        assert_eq!(restore_local(&LocalSessions::default(), db.as_ref()).unwrap(), 1);
+        assert_eq!(sessions.end_all_of("alice").await.unwrap(), 0);
+        assert_eq!(sessions.end_all_of("nobody").await.unwrap(), 0);
     }
 
     #[tokio::test]

@@ -212,7 +212,10 @@ pub async fn start(
                     }
                 }
                 (None, None) => bail!("the embedded proxy has no in-process session store"),
-                (Some(url), _) => RecordStore::Redis(redis_store(url).await?),
+                (Some(url), _) => RecordStore::Redis {
+                    conn: redis_store(url).await?,
+                    db: store.clone(),
+                },
             };
             let serve_stop = stopped();
             listeners.push(tokio::spawn(async move {
@@ -244,7 +247,10 @@ pub async fn start(
             };
             (
                 api,
-                RecordStore::Redis(redis_store(redis_url).await?),
+                RecordStore::Redis {
+                    conn: redis_store(redis_url).await?,
+                    db: store.clone(),
+                },
                 None,
                 format!("http://{}{base}", config.bind),
             )

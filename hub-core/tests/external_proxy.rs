@@ -171,7 +171,26 @@ async fn a_restarted_external_proxy_is_repaired_and_logins_live_in_redis() {
         StatusCode::FORBIDDEN
     );
 
-    hub.admin().api(Method::DELETE, "/users/alice/server", None).await;
+    // A change to bob that his token's claims no longer match (here: he is deleted) ends his
+    // sessions in Redis too: the hub noted whose they were.
+    let mut bob = hub.login("bob").await;
+    assert_eq!(bob.api(Method::GET, "/user", None).await.json()["name"], "bob");
+    let records = || redis.cli(&["KEYS", "edgehub:session:*"]);
+    assert_eq!(
+        records().lines().filter(|k| !k.is_empty()).count(),
+        1,
+        "bob's: {}",
+        records()
+    );
+    let mut admin = hub.admin();
+    assert_eq!(
+        admin.api(Method::DELETE, "/users/bob", None).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(bob.api(Method::GET, "/user", None).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(records().trim(), "", "no session record left");
+
+    admin.api(Method::DELETE, "/users/alice/server", None).await;
     external.stop().await;
     hub.stop().await;
 }

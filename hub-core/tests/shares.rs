@@ -136,6 +136,115 @@ async fn a_shared_server_admits_its_grantees_until_the_share_is_revoked() {
     hub.stop().await;
 }
 
+/// Polls `client` on alice's server until its answer is no longer 200, for at most a second,
+/// and returns that answer's status.
+async fn refused_within_a_second(client: &mut Client, what: &str) -> StatusCode {
+    let began = Instant::now();
+    loop {
+        let got = client.get("/user/alice/api/status").await.status;
+        if got != StatusCode::OK {
+            return got;
+        }
+        assert!(
+            began.elapsed() < Duration::from_secs(1),
+            "{what}: still let in a second later"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leaving_a_group_losing_admin_or_being_deleted_ends_what_the_session_token_said() {
+    // The edge admits by the session token's `groups` and `admin` claims, written at login: a
+    // change that makes them untrue must end the sessions, or a token would keep what it
+    // granted for a whole session lifetime.
+    let dir = temp_dir("stale-claims");
+    let hub = TestHub::start(test_config(&dir)).await;
+    let mut admin = hub.admin();
+    let r = admin
+        .api(
+            Method::POST,
+            "/users",
+            Some(json!({"usernames": ["alice", "carol", "dave", "frank", "gina"]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let r = admin
+        .api(
+            Method::POST,
+            "/groups/proj",
+            Some(json!({"users": ["carol", "dave", "gina"]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let r = admin
+        .api(Method::PATCH, "/users/frank", Some(json!({"admin": true})))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    start_server(&mut admin, "alice").await;
+    let mut alice = hub.login("alice").await;
+    let r = alice
+        .api(Method::POST, "/shares/alice/", Some(json!({"group": "proj"})))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+
+    let mut carol = hub.login("carol").await;
+    let mut dave = hub.login("dave").await;
+    let mut frank = hub.login("frank").await;
+    let mut gina = hub.login("gina").await;
+    for (who, client) in [
+        ("carol", &mut carol),
+        ("dave", &mut dave),
+        ("frank", &mut frank),
+        ("gina", &mut gina),
+    ] {
+        within_a_second(client, StatusCode::OK, who).await;
+    }
+
+    // Carol leaves the group: her token still names it, so her session ends.
+    let r = admin
+        .api(Method::DELETE, "/groups/proj/users", Some(json!({"users": ["carol"]})))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let status = refused_within_a_second(&mut carol, "carol, out of the group").await;
+    assert!(
+        [StatusCode::FOUND, StatusCode::UNAUTHORIZED].contains(&status),
+        "sent to log in again, not forbidden: {status}"
+    );
+    assert_eq!(
+        carol.api(Method::GET, "/user", None).await.status,
+        StatusCode::FORBIDDEN,
+        "the hub no longer knows her session either"
+    );
+    // Logged in again, her token says what is true now: the group's share no longer applies.
+    let mut carol = hub.login("carol").await;
+    assert_eq!(carol.get("/user/alice/api/status").await.status, StatusCode::FORBIDDEN);
+    // Dave, still in the group, was not logged out.
+    assert_eq!(dave.get("/user/alice/api/status").await.status, StatusCode::OK);
+
+    // Frank is an admin no more: his token's admin claim goes with his session.
+    let r = admin
+        .api(Method::PATCH, "/users/frank", Some(json!({"admin": false})))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    refused_within_a_second(&mut frank, "frank, no longer an admin").await;
+    let mut frank = hub.login("frank").await;
+    assert_eq!(frank.get("/user/alice/api/status").await.status, StatusCode::FORBIDDEN);
+
+    // Dave is deleted: his session ends with him.
+    let r = admin.api(Method::DELETE, "/users/dave", None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
+    refused_within_a_second(&mut dave, "dave, deleted").await;
+
+    // The group is deleted: every member's session ends.
+    let r = admin.api(Method::DELETE, "/groups/proj", None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
+    refused_within_a_second(&mut gina, "gina, whose group is gone").await;
+    // Alice, who is in no group and changed nothing, is still signed in.
+    assert_eq!(alice.get("/user/alice/api/status").await.status, StatusCode::OK);
+    hub.stop().await;
+}
+
 /// A project server: one account's server shared with a group with `servers` as well as
 /// `access:servers`, so every member can start it, open it and stop it; no one else can.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -229,6 +229,13 @@ fn replicas_share_one_signing_key_sessions_progress_and_single_use_codes() {
 
         let (a, b) = (&stores[0], &stores[1]);
         a.put_session("j1", "alice", 10_000).unwrap();
+        a.put_session("j2", "alice", 10_000).unwrap();
+        a.put_session("j3", "bob", 10_000).unwrap();
+        let mut of_alice = b.sessions_of("alice").unwrap();
+        of_alice.sort();
+        assert_eq!(of_alice, ["j1", "j2"], "{backend}: a user's sessions");
+        a.delete_session("j2").unwrap();
+        a.delete_session("j3").unwrap();
         assert_eq!(
             b.session_live("j1", 5_000).unwrap().as_deref(),
             Some("alice"),

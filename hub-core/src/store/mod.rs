@@ -219,6 +219,8 @@ pub trait StateStore: Send + Sync {
     fn session_live(&self, jti: &str, now_ms: u64) -> Result<Option<String>, StoreError>;
     /// Deletes the sessions expired at `now_ms` and returns their ids.
     fn take_expired_sessions(&self, now_ms: u64) -> Result<Vec<String>, StoreError>;
+    /// The ids of `user`'s sessions (expired ones too, until they are swept).
+    fn sessions_of(&self, user: &str) -> Result<Vec<String>, StoreError>;
     /// Sessions still valid at `now_ms` as `(jti, user)`; expired ones are deleted.
     fn live_sessions(&self, now_ms: u64) -> Result<Vec<(String, String)>, StoreError>;
 

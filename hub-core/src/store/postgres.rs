@@ -726,6 +726,16 @@ impl StateStore for PostgresStore {
         })
     }
 
+    fn sessions_of(&self, user: &str) -> Result<Vec<String>, StoreError> {
+        let user = user.to_owned();
+        self.call(move |c| {
+            Ok(c.query(r#"SELECT jti FROM sessions WHERE "user" = $1"#, &[&user])?
+                .iter()
+                .map(|r| r.get(0))
+                .collect())
+        })
+    }
+
     fn live_sessions(&self, now_ms: u64) -> Result<Vec<(String, String)>, StoreError> {
         self.call(move |c| {
             c.execute("DELETE FROM sessions WHERE expires_ms <= $1", &[&ms(now_ms)])?;

@@ -490,6 +490,14 @@ impl StateStore for SqliteStore {
         })
     }
 
+    fn sessions_of(&self, user: &str) -> Result<Vec<String>, StoreError> {
+        self.with(|c| {
+            Ok(c.prepare("SELECT jti FROM sessions WHERE user = ?1")?
+                .query_map(params![user], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
     fn live_sessions(&self, now_ms: u64) -> Result<Vec<(String, String)>, StoreError> {
         self.with(|c| {
             c.execute("DELETE FROM sessions WHERE expires_ms <= ?1", params![now_ms])?;

@@ -405,6 +405,16 @@ async fn user_routes(hub: &Arc<Hub>, req: &Req, auth: &Authenticated, name: &str
                 Ok(admin) => admin,
                 Err(refusal) => return refusal.response(),
             };
+            let Some(was_admin) = hub.users().get(name).map(|u| u.record.admin) else {
+                return Refusal::no_such_user(name).response();
+            };
+            // Their session tokens say admin, and the edge believes them: they go first.
+            if was_admin
+                && admin == Some(false)
+                && let Some(refusal) = end_sessions(hub, name, "is no longer an admin").await
+            {
+                return refusal;
+            }
             let mut users = hub.users();
             let Some(u) = users.get_mut(name) else {
                 return Refusal::no_such_user(name).response();
@@ -482,6 +492,9 @@ async fn delete_user(hub: &Arc<Hub>, who: &Caller, name: &str) -> Resp {
             );
         }
     }
+    if let Some(refusal) = end_sessions(hub, name, "is deleted").await {
+        return refusal;
+    }
     hub.users().remove(name);
     hub.tokens.remove_user(name);
     if let Err(e) = hub.store.delete_user(name) {
@@ -489,6 +502,26 @@ async fn delete_user(hub: &Arc<Hub>, who: &Caller, name: &str) -> Resp {
     }
     hub.update_gauges();
     empty(StatusCode::NO_CONTENT)
+}
+
+/// Ends `user`'s login sessions before a change that makes what their tokens say untrue
+/// ([`crate::session::Sessions::end_all_of`]); `Some(503)` if they could not all be ended, and
+/// then the change must not be made (fail closed).
+pub async fn end_sessions(hub: &Hub, user: &str, because: &str) -> Option<Resp> {
+    match hub.sessions.end_all_of(user).await {
+        Ok(0) => None,
+        Ok(n) => {
+            tracing::info!("{user} {because}: {n} login session(s) ended");
+            None
+        }
+        Err(e) => {
+            tracing::error!("{user} {because}, but their login sessions cannot be ended: {e}");
+            Some(json_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &format!("{user}'s login sessions cannot be ended ({e}); nothing was changed"),
+            ))
+        }
+    }
 }
 
 pub fn token_id(t: &crate::model::TokenRecord) -> String {

@@ -111,6 +111,10 @@ fn answer(hub: &Hub, req: &Req, tail: &[&str]) -> Result<Resp, StoreError> {
         },
         (&Method::POST, [name]) => create_one(hub, req, name)?,
         (&Method::DELETE, [name]) => {
+            let members = hub.store.group(name)?.map(|g| g.users).unwrap_or_default();
+            if let Some(refusal) = end_sessions(hub, &members, name) {
+                return Ok(refusal);
+            }
             if hub.store.delete_group(name)? {
                 tracing::info!("group {name} deleted");
                 empty(StatusCode::NO_CONTENT)
@@ -225,15 +229,31 @@ fn change_members(hub: &Hub, req: &Req, name: &str, add: bool) -> Result<Resp, S
             &format!("Must specify users to {verb}"),
         ));
     }
-    if hub.store.group(name)?.is_none() {
+    let Some(group) = hub.store.group(name)? else {
         return Ok(no_such_group(name));
-    }
+    };
     let users = match existing_users(hub, &body) {
         Ok(users) => users,
         Err(bad) => return Ok(bad_request(&bad)),
     };
+    if !add {
+        let leaving: Vec<String> = users.iter().filter(|u| group.users.contains(u)).cloned().collect();
+        if let Some(refusal) = end_sessions(hub, &leaving, name) {
+            return Ok(refusal);
+        }
+    }
     hub.store.set_group_members(name, &users, add)?;
     group_reply(hub, name, StatusCode::OK)
+}
+
+/// Ends the login sessions of `users`, who are leaving the group `group`: their tokens name it,
+/// and the edge admits by the token. On the blocking pool, as the rest of this API.
+fn end_sessions(hub: &Hub, users: &[String], group: &str) -> Option<Resp> {
+    let handle = tokio::runtime::Handle::current();
+    let because = format!("is leaving group {group}");
+    users
+        .iter()
+        .find_map(|user| handle.block_on(crate::web::api::end_sessions(hub, user, &because)))
 }
 
 fn group_reply(hub: &Hub, name: &str, status: StatusCode) -> Result<Resp, StoreError> {
