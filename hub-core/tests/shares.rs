@@ -13,15 +13,21 @@ use support::*;
 
 /// Polls `client` on alice's server until it gets `want`, for at most a second.
 async fn within_a_second(client: &mut Client, want: StatusCode, what: &str) {
+    first_within_a_second(client, |got| got == want, what).await;
+}
+
+/// Polls `client` on alice's server until its answer's status is `wanted`, for at most a
+/// second, and returns that status.
+async fn first_within_a_second(client: &mut Client, wanted: impl Fn(StatusCode) -> bool, what: &str) -> StatusCode {
     let began = Instant::now();
     loop {
         let got = client.get("/user/alice/api/status").await.status;
-        if got == want {
-            return;
+        if wanted(got) {
+            return got;
         }
         assert!(
             began.elapsed() < Duration::from_secs(1),
-            "{what}: still {got} a second later, wanted {want}"
+            "{what}: still {got} a second later"
         );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
@@ -136,21 +142,9 @@ async fn a_shared_server_admits_its_grantees_until_the_share_is_revoked() {
     hub.stop().await;
 }
 
-/// Polls `client` on alice's server until its answer is no longer 200, for at most a second,
-/// and returns that answer's status.
+/// Polls `client` on alice's server until it is no longer let in, for at most a second.
 async fn refused_within_a_second(client: &mut Client, what: &str) -> StatusCode {
-    let began = Instant::now();
-    loop {
-        let got = client.get("/user/alice/api/status").await.status;
-        if got != StatusCode::OK {
-            return got;
-        }
-        assert!(
-            began.elapsed() < Duration::from_secs(1),
-            "{what}: still let in a second later"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    first_within_a_second(client, |got| got != StatusCode::OK, what).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
