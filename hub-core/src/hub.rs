@@ -147,8 +147,13 @@ impl Hub {
         let mut users = self.users();
         if let Some(user) = users.get_mut(name) {
             if admin && !user.record.admin {
-                user.record.admin = true;
-                self.store.put_user(&user.record)?;
+                // Written first: a failed write leaves memory as the database has it.
+                let record = UserRecord {
+                    admin: true,
+                    ..user.record.clone()
+                };
+                self.store.put_user(&record)?;
+                user.record = record;
             }
             return Ok(());
         }
@@ -186,9 +191,16 @@ impl Hub {
         let Some(u) = users.get_mut(user) else {
             return Ok(None);
         };
-        let s = u.servers.get_or_insert_with(server, || Server::new(user, server));
-        let out = change(s);
-        self.store.put_server(&s.record)?;
+        // Changed on a copy, kept once written: a failed write leaves memory as the database
+        // has it.
+        let mut next = u
+            .servers
+            .get(server)
+            .cloned()
+            .unwrap_or_else(|| Server::new(user, server));
+        let out = change(&mut next);
+        self.store.put_server(&next.record)?;
+        u.servers.insert(next);
         Ok(Some(out))
     }
 
@@ -432,16 +444,20 @@ impl Hub {
         let mut users = self.users();
         let Some(u) = users.get_mut(user) else { return Ok(()) };
         if newer(u.record.last_activity_ms) {
-            u.record.last_activity_ms = Some(at_ms);
-            self.store.put_user(&u.record)?;
+            let record = UserRecord {
+                last_activity_ms: Some(at_ms),
+                ..u.record.clone()
+            };
+            self.store.put_user(&record)?;
+            u.record = record;
         }
         if let Some(s) = server.and_then(|name| u.servers.get_mut(name))
             && s.record.phase.is_active()
             && newer(s.record.last_activity_ms)
         {
-            s.record.last_activity_ms = Some(at_ms);
             // The column alone: the rest of the row may be another replica's to change.
             self.store.touch_server(user, &s.record.name, at_ms)?;
+            s.record.last_activity_ms = Some(at_ms);
         }
         Ok(())
     }

@@ -54,6 +54,20 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// The database could not be written for want of space: SQLite's "database or disk is
+    /// full", PostgreSQL's `disk_full` (53100). What failed was not written.
+    pub fn is_full(&self) -> bool {
+        match self {
+            StoreError::Sql(e) | StoreError::Open { source: e, .. } => {
+                e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
+            }
+            StoreError::Postgres { source, .. } => source.code() == Some(&::postgres::error::SqlState::DISK_FULL),
+            _ => false,
+        }
+    }
+}
+
 /// Everything read back at start-up.
 pub struct Loaded {
     pub users: Vec<UserRecord>,

@@ -419,12 +419,15 @@ async fn user_routes(hub: &Arc<Hub>, req: &Req, auth: &Authenticated, name: &str
             let Some(u) = users.get_mut(name) else {
                 return Refusal::no_such_user(name).response();
             };
-            if let Some(admin) = admin {
-                u.record.admin = admin;
-            }
-            if let Err(e) = hub.store.put_user(&u.record) {
+            // Written first: a failed write leaves memory as the database has it.
+            let record = crate::model::UserRecord {
+                admin: admin.unwrap_or(u.record.admin),
+                ..u.record.clone()
+            };
+            if let Err(e) = hub.store.put_user(&record) {
                 return internal_error(&format!("changing user {name}"), e);
             }
+            u.record = record;
             json(StatusCode::OK, &u.to_json(&hub.base, false, false))
         }
         (&Method::DELETE, []) => delete_user(hub, who, name).await,
@@ -466,11 +469,12 @@ async fn user_routes(hub: &Arc<Hub>, req: &Req, auth: &Authenticated, name: &str
             let Some(t) = hub.tokens.of_user(name).into_iter().find(|t| token_id(t) == *id) else {
                 return json_error(StatusCode::NOT_FOUND, "No such token");
             };
-            hub.tokens.remove_id(t.id);
-            match hub.store.delete_token(t.id) {
-                Ok(()) => empty(StatusCode::NO_CONTENT),
-                Err(e) => internal_error(&format!("deleting token {id} of {name}"), e),
+            // The database first: if it fails, the token still works everywhere, as it says.
+            if let Err(e) = hub.store.delete_token(t.id) {
+                return internal_error(&format!("deleting token {id} of {name}"), e);
             }
+            hub.tokens.remove_id(t.id);
+            empty(StatusCode::NO_CONTENT)
         }
         _ => json_error(StatusCode::NOT_FOUND, "No such API endpoint"),
     }
@@ -495,11 +499,12 @@ async fn delete_user(hub: &Arc<Hub>, who: &Caller, name: &str) -> Resp {
     if let Some(refusal) = end_sessions(hub, name, "is deleted").await {
         return refusal;
     }
-    hub.users().remove(name);
-    hub.tokens.remove_user(name);
+    // The database first: if it fails, the user is still there, everywhere.
     if let Err(e) = hub.store.delete_user(name) {
         return internal_error(&format!("deleting user {name}"), e);
     }
+    hub.users().remove(name);
+    hub.tokens.remove_user(name);
     hub.update_gauges();
     empty(StatusCode::NO_CONTENT)
 }
@@ -644,11 +649,11 @@ async fn server_action(hub: &Arc<Hub>, req: &Req, user: &str, server: &str) -> R
             match lifecycle::stop(hub, user, server).await {
                 Ok(StopOutcome::Stopped) => {
                     if remove && !server.is_empty() {
-                        if let Some(u) = hub.users().get_mut(user) {
-                            u.servers.remove(server);
-                        }
                         if let Err(e) = hub.store.delete_server(user, server) {
                             return internal_error(&format!("forgetting server {user}/{server}"), e);
+                        }
+                        if let Some(u) = hub.users().get_mut(user) {
+                            u.servers.remove(server);
                         }
                     }
                     empty(StatusCode::NO_CONTENT)

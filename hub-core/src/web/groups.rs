@@ -82,7 +82,7 @@ pub async fn handle(hub: &Arc<Hub>, req: &Req, who: &Caller, tail: &[&str]) -> R
             Ok(resp) => resp,
             Err(e) => {
                 tracing::error!("groups API: {e}");
-                json_error(StatusCode::SERVICE_UNAVAILABLE, "The state database cannot be reached")
+                crate::web::input::store_failed(&e)
             }
         }
     })

@@ -16,6 +16,7 @@ use std::fmt::Display;
 use http::StatusCode;
 use serde_json::{Map, Value};
 
+use crate::store::StoreError;
 use crate::web::{Body, Req, json_error};
 
 /// An input the hub will not act on: the status and the message the client gets.
@@ -166,13 +167,44 @@ pub fn must_be(key: &str, what: &str, value: &Value) -> Refusal {
 }
 
 /// The answer to a failure of the hub itself (its state database): 500 with a generic message;
-/// the details go to the log, never to the client.
-pub fn internal_error(what: &str, error: impl Display) -> http::Response<Body> {
+/// the details go to the log, never to the client. A database that is full gets 507 and says
+/// so, since that is what the operator must act on, and nothing of it is secret.
+pub fn internal_error(what: &str, error: impl Display + 'static) -> http::Response<Body> {
     tracing::error!("{what}: {error}");
+    if is_storage_full(&error) {
+        return storage_full();
+    }
     json_error(
         StatusCode::INTERNAL_SERVER_ERROR,
         "The hub could not complete the request; its log says why",
     )
+}
+
+/// The answer when the state database failed a request: 507 when it is full, else 503.
+pub fn store_failed(e: &StoreError) -> http::Response<Body> {
+    match e.is_full() {
+        true => storage_full(),
+        false => json_error(StatusCode::SERVICE_UNAVAILABLE, "The state database cannot be reached"),
+    }
+}
+
+/// 507: the state database has no room; nothing of the request was written.
+pub fn storage_full() -> http::Response<Body> {
+    json_error(
+        StatusCode::INSUFFICIENT_STORAGE,
+        "The hub's state database is full (no space left on its disk); nothing was changed",
+    )
+}
+
+/// Whether `error` is, or carries, a [`StoreError`] that [`StoreError::is_full`].
+fn is_storage_full(error: &dyn std::any::Any) -> bool {
+    if let Some(e) = error.downcast_ref::<StoreError>() {
+        return e.is_full();
+    }
+    error
+        .downcast_ref::<anyhow::Error>()
+        .and_then(|e| e.downcast_ref::<StoreError>())
+        .is_some_and(StoreError::is_full)
 }
 
 #[cfg(test)]

@@ -302,13 +302,17 @@ async fn login(hub: &Arc<Hub>, req: &Req) -> Resp {
         Ok(t) => t,
         Err(e) => {
             tracing::error!("login of {}: {e}", who.name);
-            return error_page(
-                hub,
-                req,
-                None,
-                503,
-                "Signing in is not possible right now: the session store cannot be reached. Try again in a minute.",
-            );
+            let (status, why) = match &e {
+                crate::session::SessionError::Store(store) if store.is_full() => (
+                    507,
+                    "Signing in is not possible right now: the hub's state database is full. Tell the hub's operator.",
+                ),
+                _ => (
+                    503,
+                    "Signing in is not possible right now: the session store cannot be reached. Try again in a minute.",
+                ),
+            };
+            return error_page(hub, req, None, status, why);
         }
     };
     hub.metrics.login(true).record(began.elapsed().as_secs_f64());

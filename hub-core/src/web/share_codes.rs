@@ -36,7 +36,7 @@ pub async fn handle(hub: &Hub, req: &Req, who: &Caller, owner: &str, server: Opt
     };
     result.unwrap_or_else(|e| {
         tracing::error!("share codes API: {e}");
-        json_error(StatusCode::SERVICE_UNAVAILABLE, "The state database cannot be reached")
+        crate::web::input::store_failed(&e)
     })
 }
 

@@ -78,7 +78,7 @@ pub async fn handle(hub: &Arc<Hub>, req: &Req, who: &Caller, target: Target<'_>)
     };
     result.unwrap_or_else(|e| {
         tracing::error!("shares API: {e}");
-        json_error(StatusCode::SERVICE_UNAVAILABLE, "The state database cannot be reached")
+        crate::web::input::store_failed(&e)
     })
 }
 
