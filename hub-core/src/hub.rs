@@ -193,11 +193,7 @@ impl Hub {
         };
         // Changed on a copy, kept once written: a failed write leaves memory as the database
         // has it.
-        let mut next = u
-            .servers
-            .get(server)
-            .cloned()
-            .unwrap_or_else(|| Server::new(user, server));
+        let mut next = u.servers.copy_or_new(user, server);
         let out = change(&mut next);
         self.store.put_server(&next.record)?;
         u.servers.insert(next);
@@ -232,11 +228,7 @@ impl Hub {
         let Some(u) = users.get_mut(user) else {
             return Ok(Claimed::Refused(None));
         };
-        let mut next = u
-            .servers
-            .get(server)
-            .cloned()
-            .unwrap_or_else(|| Server::new(user, server));
+        let mut next = u.servers.copy_or_new(user, server);
         let out = change(&mut next);
         match self.store.set_server(&next.record, Expect { phases, owner })? {
             Cas::Written => {

@@ -170,6 +170,12 @@ impl ServerMap {
         self.position(name).is_ok()
     }
 
+    /// A copy of `user`'s server called `name`, or a new stopped one: what a change is made on
+    /// before it is written, so that memory keeps the old one if the write fails.
+    pub fn copy_or_new(&self, user: &str, name: &str) -> Server {
+        self.get(name).cloned().unwrap_or_else(|| Server::new(user, name))
+    }
+
     /// The server called `name`, made by `new` if there is none.
     pub fn get_or_insert_with(&mut self, name: &str, new: impl FnOnce() -> Server) -> &mut Server {
         let i = match self.position(name) {
