@@ -289,6 +289,18 @@ mod tests {
         let a: Vec<_> = map.get_all("x-a").iter().collect();
         assert_eq!(a, ["1", "2"]);
 
+        // Bare LF line ends, an empty value, colons within a value, a long line.
+        let cookie = format!("a=1; t={}", "x".repeat(600));
+        let raw = format!("GET / HTTP/1.1\nHost: h\nX-Empty:\nX-Url: http://a:1/b\nCookie: {cookie}\n\n");
+        let (head, _) = parse(raw.as_bytes()).unwrap().unwrap();
+        let mut map = HeaderMap::new();
+        lines(&head).fill_map(&mut map);
+        assert_eq!(map.len(), 4, "{map:?}");
+        assert_eq!(map["host"], "h");
+        assert_eq!(map["x-empty"], "");
+        assert_eq!(map["x-url"], "http://a:1/b");
+        assert_eq!(map["cookie"], cookie.as_str());
+
         let (head, _) = parse(b"GET / HTTP/1.1\r\n\r\n").unwrap().unwrap();
         assert_eq!(end_to_end(&head), "");
         assert!(lines(&head).host().is_none());
