@@ -41,8 +41,10 @@ pub enum StoreError {
     Lock { path: String, source: std::io::Error },
     #[error("state database: {0}")]
     Sql(#[from] rusqlite::Error),
-    #[error("state database {place}: {}", postgres::describe(source))]
-    Postgres { place: String, source: ::postgres::Error },
+    /// The message carries the client library's error with its causes (`describe`), so the
+    /// error is not also given as a source: a report would list the causes twice.
+    #[error("state database {place}: {}", postgres::describe(error))]
+    Postgres { place: String, error: ::postgres::Error },
     #[error("state database {place}: {why}")]
     Unavailable { place: String, why: String },
     #[error("state.url: {0}")]
@@ -62,7 +64,7 @@ impl StoreError {
             StoreError::Sql(e) | StoreError::Open { source: e, .. } => {
                 e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
             }
-            StoreError::Postgres { source, .. } => source.code() == Some(&::postgres::error::SqlState::DISK_FULL),
+            StoreError::Postgres { error, .. } => error.code() == Some(&::postgres::error::SqlState::DISK_FULL),
             _ => false,
         }
     }

@@ -330,9 +330,9 @@ impl PostgresStore {
             .map_err(|_| unavailable("its connection thread has stopped".to_owned()))?;
         match answered.recv_timeout(ANSWER_WITHIN) {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(StoreFailure::Postgres(source))) => Err(StoreError::Postgres {
+            Ok(Err(StoreFailure::Postgres(error))) => Err(StoreError::Postgres {
                 place: self.place.clone(),
-                source,
+                error,
             }),
             Ok(Err(StoreFailure::Other(e))) => Err(e),
             Err(_) => Err(unavailable(format!("no answer within {} s", ANSWER_WITHIN.as_secs()))),
