@@ -140,9 +140,10 @@ async fn handle_request(
 
     // 4. Edge authentication and authorization (when configured).
     let admission = match &proxy.auth {
-        // Boxed: checking a session can wait on Redis, and that future is larger than the rest
-        // of the request path together; inline, every request would move it.
-        Some(auth) => match Box::pin(auth.check(&mut head.parts, &route, upgrade)).await {
+        // Inline: what can wait long (a Redis lookup, a question to the hub, a JWKS refetch) is
+        // boxed inside, where it runs on a cache miss only, so this future is small (376 bytes,
+        // against 2,384 with them inline) and takes no allocation on the common path.
+        Some(auth) => match auth.check(&mut head.parts, &route, upgrade).await {
             Ok(admission) => Some(admission),
             Err(refusal) => {
                 proxy.metrics.proxy_status(refusal.status().as_u16());

@@ -340,7 +340,8 @@ impl EdgeAuth {
                 let mut refreshed = false;
                 for jwks in self.verifier.jwks() {
                     if jwks.may_refetch() {
-                        refreshed |= jwks_fetch::refresh(jwks, self).await.is_ok();
+                        // Boxed, as the hub's answer below: rare, and large.
+                        refreshed |= Box::pin(jwks_fetch::refresh(jwks, self)).await.is_ok();
                     }
                 }
                 if refreshed {
@@ -372,7 +373,9 @@ impl EdgeAuth {
         if let Some(answer) = hub.cached(token) {
             return answer;
         }
-        let answer = hub.ask(token, &self.fetcher).await.map(|who| {
+        // Boxed: an HTTP exchange with the hub is most of this future's size, and it runs only
+        // when the answer is not cached.
+        let answer = Box::pin(hub.ask(token, &self.fetcher)).await.map(|who| {
             let (user_header, groups_header) = self.identity.values(&who);
             Arc::new(Verified {
                 sessions: Vec::new(),

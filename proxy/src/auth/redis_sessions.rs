@@ -99,7 +99,9 @@ impl RedisSessions {
         }
         self.metrics.cache_miss.increment(1);
         // One lookup per key at a time: later callers wait for the first one's answer.
-        let answer = self.loading.run(key, || self.lookup(key)).await;
+        // Boxed: the lookup (a Redis round trip) is most of this future's size, and it runs
+        // only on a cache miss; inline, every request's check would carry and move it.
+        let answer = Box::pin(self.loading.run(key, || self.lookup(key))).await;
         match answer {
             Ok(c) => SessionVerdict::from_live(c.satisfies(expected)),
             Err(()) => {
