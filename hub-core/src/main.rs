@@ -145,6 +145,9 @@ fn main() -> anyhow::Result<()> {
                 .with_max_level(args.log_level)
                 .init();
             let config = hub_config(args)?;
+            // The embedded proxy holds two descriptors a user connection, the hub more for
+            // each local server: the soft limit goes up to the hard one.
+            proxy::open_files::raise_and_report(config::ProxyConfig::default().max_connections);
             runtime.block_on(async {
                 let (tx, rx) = tokio::sync::oneshot::channel::<()>();
                 let running = hub_core::up::start(config, Default::default(), async {

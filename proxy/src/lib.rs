@@ -18,6 +18,7 @@ pub mod headers;
 pub mod http1;
 pub mod listener;
 pub mod metrics;
+pub mod open_files;
 pub mod pipeline;
 pub mod recycle;
 pub mod redirect;

@@ -40,6 +40,7 @@ fn main() -> ExitCode {
         tracing::warn!("{w}");
     }
     let mut config = parsed.config;
+    proxy::open_files::raise_and_report(config.max_connections);
     // One event loop per worker, this thread's first (`proxy::workers`): measured against
     // tokio's work-stealing runtime with the same threads, it served more requests per second
     // with less CPU per request (docs/benchmarks.md, issue 19).

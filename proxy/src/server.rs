@@ -11,7 +11,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use config::{Listen, ProxyConfig};
 use http::{Request, Response};
@@ -92,6 +92,50 @@ impl Drop for OpenGuard<'_> {
     }
 }
 
+/// How long the accept loop waits after a failed accept before it tries again.
+const ACCEPT_RETRY: Duration = Duration::from_millis(50);
+/// While accepting keeps failing, how often the log says so.
+const ACCEPT_FAILURE_REPORT_EVERY: Duration = Duration::from_secs(10);
+
+/// A failing accept (EMFILE: out of file descriptors) fails again at every retry, 20 times a
+/// second: the first failure is logged, then one line every [`ACCEPT_FAILURE_REPORT_EVERY`]
+/// with how many there were, then one when accepting works again. Else an overloaded proxy
+/// would flood its log when it can least afford to.
+#[derive(Default)]
+struct AcceptFailures {
+    /// When the last failure line was written; `None` while accepting works.
+    reported: Option<Instant>,
+    /// Failures since that line.
+    unreported: u64,
+}
+
+impl AcceptFailures {
+    fn failed(&mut self, role: Role, e: &io::Error) {
+        match self.reported {
+            Some(at) if at.elapsed() < ACCEPT_FAILURE_REPORT_EVERY => self.unreported += 1,
+            None => {
+                tracing::error!(
+                    "accept on {role:?} listener failed: {e}; retrying every {} ms",
+                    ACCEPT_RETRY.as_millis()
+                );
+                self.reported = Some(Instant::now());
+            }
+            Some(_) => {
+                let n = self.unreported + 1;
+                tracing::error!("accept on {role:?} listener still failing: {e} ({n} times since the last report)");
+                (self.reported, self.unreported) = (Some(Instant::now()), 0);
+            }
+        }
+    }
+
+    fn ended(&mut self, role: Role) {
+        if self.reported.take().is_some() {
+            tracing::info!("accept on {role:?} listener works again");
+            self.unreported = 0;
+        }
+    }
+}
+
 /// Accepts connections on `listener` until shutdown and serves each as `role`.
 pub async fn accept_loop(
     listener: Listener,
@@ -101,6 +145,7 @@ pub async fn accept_loop(
     life: Arc<Lifecycle>,
 ) {
     let mut stop = life.stop.subscribe();
+    let mut failures = AcceptFailures::default();
     loop {
         // Only the public listener is capped: the admin API must stay reachable under load.
         let permit = if role == Role::Public {
@@ -116,11 +161,14 @@ pub async fn accept_loop(
             _ = stop.changed() => return,
         };
         let (io, addr) = match accepted {
-            Ok(pair) => pair,
+            Ok(pair) => {
+                failures.ended(role);
+                pair
+            }
             Err(e) => {
                 // EMFILE and friends: back off briefly instead of spinning.
-                tracing::error!("accept on {role:?} listener failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                failures.failed(role, &e);
+                tokio::time::sleep(ACCEPT_RETRY).await;
                 continue;
             }
         };

@@ -255,6 +255,77 @@ fn connection_cap_queues_the_excess() {
     );
 }
 
+/// The soft and hard open-files limits of process `pid`, from `/proc/<pid>/limits`.
+fn open_files_limits(pid: u32) -> (u64, u64) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
+    let n: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| {
+            if w == "unlimited" {
+                Some(u64::MAX)
+            } else {
+                w.parse().ok()
+            }
+        })
+        .collect();
+    (n[0], n[1])
+}
+
+#[test]
+fn the_open_files_soft_limit_is_raised_to_the_hard_limit_at_start() {
+    // This test's own process (nextest runs each test in one) takes a soft limit of 256, as a
+    // shell's 1024 would be; the proxy it starts inherits it.
+    let me = std::process::id().to_string();
+    let (_, hard) = open_files_limits(std::process::id());
+    let status = std::process::Command::new("prlimit")
+        .args(["--pid", &me, "--nofile=256:"])
+        .status()
+        .expect("run prlimit (util-linux)");
+    assert!(status.success());
+    assert_eq!(open_files_limits(std::process::id()).0, 256);
+    let up = Upstream::echo("/");
+    let p = Edgeproxy::start(&["--default-target", &up.target]);
+    assert_eq!(open_files_limits(p.pid()), (hard, hard));
+    assert!(
+        p.log_text()
+            .contains(&format!("open-files limit raised from 256 to {hard}")),
+        "{}",
+        p.log_text()
+    );
+}
+
+#[test]
+fn running_out_of_file_descriptors_is_logged_once_not_twenty_times_a_second() {
+    let up = Upstream::echo("/");
+    // One worker: each worker's accept loop reports for itself.
+    let p = Edgeproxy::start(&["--default-target", &up.target, "--workers", "1"]);
+    let open_now = std::fs::read_dir(format!("/proc/{}/fd", p.pid())).unwrap().count();
+    let limit = format!("--nofile={}", open_now + 4);
+    let status = std::process::Command::new("prlimit")
+        .args(["--pid", &p.pid().to_string(), &limit])
+        .status()
+        .expect("run prlimit (util-linux)");
+    assert!(status.success());
+    // More connections than descriptors left: accepting fails, and is retried every 50 ms.
+    let held: Vec<TcpStream> = (0..20).map(|_| TcpStream::connect(p.public()).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    let failures = |log: &str| log.matches("accept on Public listener").count();
+    let log = p.log_text();
+    assert!(log.contains("Too many open files"), "{log}");
+    assert_eq!(failures(&log), 1, "one line for 30 failures: {log}");
+    drop(held);
+    // Room again: the queued connections are served, and the log says accepting works.
+    let limit = format!("--nofile={}", open_now + 64);
+    std::process::Command::new("prlimit")
+        .args(["--pid", &p.pid().to_string(), &limit])
+        .status()
+        .unwrap();
+    assert_eq!(get(p.public(), "/").status, 200);
+    let log = p.log_text();
+    assert!(log.contains("accept on Public listener works again"), "{log}");
+}
+
 #[test]
 fn api_clients_that_connect_and_leave_are_harmless() {
     let up = Upstream::echo("/");
