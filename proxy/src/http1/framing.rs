@@ -51,7 +51,8 @@ impl FramingHeaders {
         self.transfer_encoding = true;
         // The codings of every `Transfer-Encoding` line, in order, as one list (RFC 9110 §5.3).
         for coding in value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
-            if coding.is_empty() {
+            // `identity` is no coding at all (RFC 2616's; old servers still send it).
+            if coding.is_empty() || coding.eq_ignore_ascii_case(b"identity") {
                 continue;
             }
             // Whatever came before this one is a coding besides the final `chunked`.
@@ -59,7 +60,12 @@ impl FramingHeaders {
             self.codings = self.codings.saturating_add(1);
             self.chunked_last = coding.eq_ignore_ascii_case(b"chunked");
         }
-        self.other_codings |= !self.chunked_last;
+        self.other_codings |= self.codings > 0 && !self.chunked_last;
+    }
+
+    /// `Transfer-Encoding` names a coding (`identity` is none).
+    pub fn has_codings(&self) -> bool {
+        self.codings > 0
     }
 
     /// `Transfer-Encoding` is there and is exactly `chunked`: the only transfer coding the

@@ -289,6 +289,10 @@ impl FramingHeaders {
             return Some((Framing::Empty, persistent && status != StatusCode::SWITCHING_PROTOCOLS));
         }
         if self.transfer_encoding {
+            if !self.has_codings() {
+                // `identity` only: no coding to lose, so read until close, as before chunked.
+                return Some((Framing::UntilClose, false));
+            }
             if !self.only_chunked() {
                 return None;
             }
@@ -446,6 +450,15 @@ mod tests {
                 assert!(matches!(head, Err(H1Error::TransferCoding)), "{raw:?}");
             }
         }
+        // `identity` is no coding: the body is read until close, as it always was.
+        let (head, _) = parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\n\r\n", false)
+            .unwrap()
+            .unwrap();
+        assert_eq!((head.framing, head.reusable), (Framing::UntilClose, false));
+        let (head, _) = parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: identity, chunked\r\n\r\n", false)
+            .unwrap()
+            .unwrap();
+        assert_eq!(head.framing, Framing::Chunked);
         // A bodiless answer has no body to garble.
         let (head, _) = parse("HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: gzip\r\n\r\n", false)
             .unwrap()

@@ -277,7 +277,12 @@ c.JupyterHub.spawner_class = 'simple'
 c.SimpleLocalProcessSpawner.home_dir_template = {str(workdir / 'home' / '{username}')!r}
 c.Spawner.cmd = [{singleuser!r}]
 # the test may run as root (CI); jupyter_server refuses root without this.
-c.Spawner.args = ['--allow-root']
+# Kernels talk to their server over IPC sockets, not TCP: jupyter_client picks TCP ports by
+# binding port 0 and letting go, and a test running beside this one can take such a port in
+# between (a kernel died with "Address already in use" in a CI run). A socket's path must fit
+# in 107 bytes, so the runtime directory is the short one below, not under the home directory.
+c.Spawner.args = ['--allow-root', '--KernelManager.transport=ipc']
+c.Spawner.environment = {{'JUPYTER_RUNTIME_DIR': {str(workdir / 'rt')!r}}}
 c.Spawner.ip = {LOOPBACK!r}
 c.Spawner.start_timeout = 45
 c.Spawner.http_timeout = 45
