@@ -29,6 +29,7 @@ use ::postgres::Socket;
 use ::postgres::config::SslMode as WireMode;
 use ::postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect, TlsStream};
 use config::{ClientTls, TlsVersions};
+use proxy::request_path::percent_decode;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_rustls::TlsConnector;
@@ -98,7 +99,11 @@ pub fn split_url(url: &str) -> Result<(String, TlsParams), String> {
     let mut kept = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let value = || percent_decode(value).ok_or_else(|| format!("{key}: malformed percent-encoding"));
+        let value = || {
+            percent_decode(value)
+                .map(|v| v.into_owned())
+                .map_err(|_| format!("{key}: malformed percent-encoding"))
+        };
         match key {
             "sslmode" => params.mode = Some(SslMode::parse(&value()?)?),
             "sslrootcert" => {
@@ -117,26 +122,6 @@ pub fn split_url(url: &str) -> Result<(String, TlsParams), String> {
         false => format!("{base}?{}", kept.join("&")),
     };
     Ok((rest, params))
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// libpq's default root certificate, used when it exists and none is named.
