@@ -141,14 +141,18 @@ db = "$d/edgehub.sqlite"
 api_tokens = ["$token"]
 
 [spawner]
-command = ["$SINGLEUSER", "--ip=127.0.0.1", "--port={port}", "--ServerApp.root_dir=$d", "--allow-root"]
+command = ["$SINGLEUSER", "--ip=127.0.0.1", "--port={port}", "--ServerApp.root_dir=$d", "--allow-root",
+           "--KernelManager.transport=ipc"]
 working_dir = "$d"
 start_timeout_secs = 120
 http_timeout_secs = 120
 
+# Kernels talk over Unix sockets, as the monolith's do (run_hub_test.py): TCP ports picked by
+# binding port 0 and letting go can be taken by another server's kernel before they are bound.
 [spawner.environment]
 HOME = "$d"
 PATH = "$PYENV/bin:/usr/bin:/bin"
+JUPYTER_RUNTIME_DIR = "$d/rt"
 
 [cull]
 timeout_secs = 0

@@ -330,12 +330,14 @@ api_tokens = [{token:?}]
 shared_password = {EDGEHUB_PASSWORD:?}
 
 [spawner]
-command = [{singleuser:?}, "--ip=127.0.0.1", "--port={{port}}", {root_dir:?}, "--allow-root"]
+command = [{singleuser:?}, "--ip=127.0.0.1", "--port={{port}}", {root_dir:?}, "--allow-root",
+           "--KernelManager.transport=ipc"]
 working_dir = {dir:?}
 
 [spawner.environment]
 HOME = {dir:?}
 PATH = {path:?}
+JUPYTER_RUNTIME_DIR = {runtime_dir:?}
 
 [cull]
 timeout_secs = 0
@@ -345,6 +347,9 @@ timeout_secs = 0
             singleuser = singleuser.display().to_string(),
             root_dir = format!("--ServerApp.root_dir={}", dir.display()),
             dir = dir.display().to_string(),
+            // Kernels on Unix sockets: a TCP port jupyter_client picked (bind port 0, let go)
+            // could be taken by another kernel before it is bound. Paths stay under 107 bytes.
+            runtime_dir = dir.join("rt").display().to_string(),
             path = format!("{venv_bin}:/usr/bin:/bin"),
         );
         let config_file = dir.join("edgehub.toml");

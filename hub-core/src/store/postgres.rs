@@ -165,6 +165,8 @@ const MIGRATIONS: &[&str] = &[
         exchange_count BIGINT NOT NULL DEFAULT 0,
         last_exchanged_ms BIGINT
     );"#,
+    // 8: a user's login sessions found without a scan (ended on a group or admin change).
+    r#"CREATE INDEX sessions_user ON sessions ("user");"#,
 ];
 
 /// Groups with their members: all of them, or the one named.

@@ -128,6 +128,8 @@ const MIGRATIONS: &[&str] = &[
         exchange_count INTEGER NOT NULL DEFAULT 0,
         last_exchanged_ms INTEGER
     );",
+    // 8: a user's login sessions found without a scan (ended on a group or admin change).
+    "CREATE INDEX sessions_user ON sessions (user);",
 ];
 
 pub struct SqliteStore {
