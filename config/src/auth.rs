@@ -253,6 +253,13 @@ pub struct IssuerConfig {
     /// (checked in its Redis) and the hub's own sessions (checked in the hub's store) at once.
     /// Default: empty (the top-level `[session]`, if any).
     pub sessions: Vec<SessionConfig>,
+    /// When a token of this issuer does not reach an owned route by its claims, ask the hub
+    /// (`[hub_tokens] url`, the token sent as the `[token] cookie`) what its user may reach now,
+    /// and go by that answer, reused for `hub_tokens.cache_secs`. For the hub's own session
+    /// tokens, whose claims were written at login: a user added to a group reaches the servers
+    /// shared with it without signing in again. Needs `[hub_tokens]` and `[token] cookie`.
+    /// Default: false.
+    pub recheck_with_hub: bool,
 }
 
 impl IssuerConfig {
@@ -417,6 +424,14 @@ impl AuthConfig {
                     "a secret for HS* algorithms, a public key or JWKS for the others",
                 ));
             }
+            let no_cookie = self.token.cookie.as_deref().is_none_or(str::is_empty);
+            if issuer.recheck_with_hub && (self.hub_tokens.is_none() || no_cookie) {
+                return Err(invalid(
+                    "auth.issuers.recheck_with_hub",
+                    "true".into(),
+                    "[hub_tokens] (the hub to ask) and [token] cookie (how the token is sent to it)",
+                ));
+            }
             if let Some(url) = &issuer.jwks_url
                 && !(url.starts_with("http://") || url.starts_with("https://"))
             {
@@ -565,6 +580,15 @@ mod tests {
             (
                 "[[issuers]]\nalgorithms=[\"HS256\"]\nsecret=\"x\"\n[session]\nkey = \"k:{sub\"",
                 "auth.session.key",
+            ),
+            (
+                "[[issuers]]\nalgorithms=[\"HS256\"]\nsecret=\"x\"\nrecheck_with_hub = true",
+                "recheck_with_hub",
+            ),
+            (
+                "[token]\ncookie = \"\"\n[hub_tokens]\nurl = \"http://hub/hub/api/user\"\n\
+                 [[issuers]]\nalgorithms=[\"HS256\"]\nsecret=\"x\"\nrecheck_with_hub = true",
+                "[token] cookie",
             ),
         ];
         for (text, needle) in cases {

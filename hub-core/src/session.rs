@@ -371,6 +371,8 @@ pub fn edge_auth_config(
         groups_claim: Some("groups".to_owned()),
         admin_claim: Some("admin".to_owned()),
         sessions: hub_sessions,
+        // Its `groups` claim was written at login: the hub knows who joined a group since.
+        recheck_with_hub: true,
         ..Default::default()
     }];
     // The platform's own tokens, as the hub's login takes them: its claims, its session check.

@@ -242,6 +242,63 @@ async fn leaving_a_group_losing_admin_or_being_deleted_ends_what_the_session_tok
 /// A project server: one account's server shared with a group with `servers` as well as
 /// `access:servers`, so every member can start it, open it and stop it; no one else can.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joining_a_group_reaches_its_shared_servers_without_signing_in_again() {
+    // The session token's `groups` claim was written at login; the edge asks the hub what is
+    // true now before it refuses, so a user added to a group gets in at once.
+    let dir = temp_dir("join-group");
+    let hub = TestHub::start(test_config(&dir)).await;
+    let mut admin = hub.admin();
+    let r = admin
+        .api(
+            Method::POST,
+            "/users",
+            Some(json!({"usernames": ["alice", "carol", "dave"]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let r = admin
+        .api(Method::POST, "/groups/proj", Some(json!({"users": []})))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    start_server(&mut admin, "alice").await;
+    let mut alice = hub.login("alice").await;
+    let r = alice
+        .api(Method::POST, "/shares/alice/", Some(json!({"group": "proj"})))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+
+    let mut carol = hub.login("carol").await;
+    let mut dave = hub.login("dave").await;
+    assert_eq!(carol.get("/user/alice/api/status").await.status, StatusCode::FORBIDDEN);
+
+    // Carol joins the group after she signed in: her next request gets in, no new login.
+    let r = admin
+        .api(Method::POST, "/groups/proj/users", Some(json!({"users": ["carol"]})))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(carol.get("/user/alice/api/status").await.status, StatusCode::OK);
+    // Dave, not in the group, is still refused, however often he asks.
+    for _ in 0..5 {
+        assert_eq!(dave.get("/user/alice/api/status").await.status, StatusCode::FORBIDDEN);
+    }
+
+    // The share is revoked: the hub's earlier answer (carol is in proj) does not outlive it.
+    let r = alice
+        .api(Method::PATCH, "/shares/alice/", Some(json!({"group": "proj"})))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    within_a_second(&mut carol, StatusCode::FORBIDDEN, "carol after the group's share went").await;
+
+    // Dave made an admin after signing in reaches every server at once too.
+    let r = admin
+        .api(Method::PATCH, "/users/dave", Some(json!({"admin": true})))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(dave.get("/user/alice/api/status").await.status, StatusCode::OK);
+    hub.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn any_member_of_a_project_group_starts_opens_and_stops_its_server() {
     let dir = temp_dir("project-server");
     let hub = TestHub::start(test_config(&dir)).await;

@@ -825,6 +825,78 @@ fn jupyterhub_api_tokens_are_checked_with_the_hub_and_reach_only_what_their_scop
 }
 
 #[test]
+fn a_session_refused_by_its_claims_is_asked_about_again_with_the_hub() {
+    // The hub's answer about dave's session, as its `GET /hub/api/user` gives it for the
+    // session cookie: his groups and admin flag of now (`None`: the hub is failing).
+    let answer: std::sync::Arc<std::sync::Mutex<Option<Value>>> = Default::default();
+    let now = answer.clone();
+    let hub = Upstream::with(move |seen| {
+        let Some(model) = now.lock().unwrap().clone() else {
+            return Reply::new(500, "{}");
+        };
+        if seen.header("cookie").is_none_or(|c| !c.starts_with("edgehub-token=ey")) {
+            return Reply::new(403, r#"{"status": 403, "message": "Missing or invalid credentials"}"#);
+        }
+        Reply::new(200, model.to_string()).header("Content-Type", "application/json")
+    });
+    let dave_now = |groups: Value, admin: bool| {
+        // The scopes a hub lists for a session's user; only the groups and admin flag count.
+        Some(json!({"kind": "user", "name": "dave", "admin": admin, "groups": groups,
+                    "scopes": ["self", "access:servers!user=dave"]}))
+    };
+    let extra = format!("[hub_tokens]\nurl = \"{}/hub/api/user\"\ncache_secs = 60\n", hub.target);
+    let config = hs_config(None, &extra) + "recheck_with_hub = true\n";
+    let s = site(&auth_config("recheck", &config));
+    let dave = format!("edgehub-token={}", hs(&claims("dave")));
+    let json_accept = ("Accept", "application/json");
+    let status = |path: &str| send(&s.proxy, path, &[("Cookie", &dave), json_accept]).status;
+    let asked = || hub.requests().iter().filter(|r| r.url == "/hub/api/user").count();
+
+    // Not in the group when he signed in, nor now: refused, and each refusal asks again.
+    *answer.lock().unwrap() = dave_now(json!([]), false);
+    assert_eq!(status("/user/proj/"), 403);
+    assert_eq!(status("/user/proj/"), 403);
+    assert_eq!(asked(), 2, "an answer that grants nothing is not reused");
+    assert!(s.project.requests().is_empty());
+
+    // He joins proj-42: his old token gets in, and the server hears his groups of now.
+    *answer.lock().unwrap() = dave_now(json!(["proj-42"]), false);
+    let r = send(&s.proxy, "/user/proj/api", &[("Cookie", &dave), json_accept]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let seen = s.project.requests().pop().unwrap();
+    assert_eq!(seen.header("x-forwarded-user"), Some("dave"));
+    assert_eq!(seen.header("x-forwarded-groups"), Some("proj-42"));
+    assert_eq!(seen.header("authorization"), Some("token srv-secret"));
+    assert_eq!(seen.header("cookie"), None, "the session token is taken out as always");
+    assert_eq!(status("/user/proj/"), 200);
+    assert_eq!(asked(), 3, "an answer that grants the route is reused");
+    // The answer's scopes are not taken for access: alice's server stays closed to him.
+    assert_eq!(status("/user/alice/"), 403);
+
+    // The route's policy still decides: with the group's grant gone, the reused answer does
+    // not open it.
+    add_route(
+        &s.proxy,
+        "/user/proj",
+        json!({"target": s.project.target, "auth": "owner", "users": ["carol"]}),
+    );
+    assert_eq!(status("/user/proj/"), 403);
+
+    // Made an admin since: every server.
+    *answer.lock().unwrap() = dave_now(json!([]), true);
+    assert_eq!(status("/user/bob/"), 200);
+
+    // An answer about someone else, or a failing hub, leaves the refusal standing (403).
+    let erin = format!("edgehub-token={}", hs(&claims("erin")));
+    let erin_status = || send(&s.proxy, "/user/bob/", &[("Cookie", &erin), json_accept]).status;
+    assert_eq!(erin_status(), 403, "the hub answered for dave, not erin");
+    *answer.lock().unwrap() = None;
+    assert_eq!(erin_status(), 403);
+    drop(hub);
+    assert_eq!(erin_status(), 403);
+}
+
+#[test]
 fn jwks_from_a_url_is_fetched_at_start_and_refreshed_on_an_unknown_kid() {
     let served = std::sync::Arc::new(std::sync::Mutex::new(
         std::fs::read(Path::new(FIXTURES).join("jwks1.json")).unwrap(),

@@ -2,7 +2,7 @@
 //! ([`super::jwks_fetch`]), the hub's answer about an API token ([`super::hub_tokens`]).
 
 use bytes::Bytes;
-use http::header::{ACCEPT, AUTHORIZATION, HOST, HeaderValue};
+use http::header::{ACCEPT, HOST, HeaderName, HeaderValue};
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Limited};
 
@@ -11,11 +11,12 @@ use crate::target::Target;
 use crate::upstream::Upstream;
 
 /// The answer's status and, for a success, its body (at most `max_bytes`; more is an error).
-/// `Err` says why no answer came.
+/// `credential` is a header sent with the request (`Authorization`, or a `Cookie`). `Err` says
+/// why no answer came.
 pub async fn get(
     fetcher: &Upstream,
     target: &Target,
-    authorization: Option<HeaderValue>,
+    credential: Option<(HeaderName, HeaderValue)>,
     max_bytes: usize,
 ) -> Result<(StatusCode, Bytes), String> {
     let conn = fetcher.connect(target).await.map_err(|e| e.to_string())?;
@@ -24,8 +25,8 @@ pub async fn get(
         .uri(target.path_and_query())
         .header(HOST, target.authority())
         .header(ACCEPT, "application/json");
-    if let Some(credential) = authorization {
-        req = req.header(AUTHORIZATION, credential);
+    if let Some((name, value)) = credential {
+        req = req.header(name, value);
     }
     let req = req.body(()).map_err(|e| e.to_string())?.into_parts().0;
     let resp = conn

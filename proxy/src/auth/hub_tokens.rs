@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::StatusCode;
-use http::header::{AUTHORIZATION, HeaderValue};
+use http::header::{AUTHORIZATION, COOKIE, HeaderName, HeaderValue};
 use http::request::Parts;
 use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
@@ -57,6 +57,37 @@ pub enum HubTokenError {
     Unavailable(String),
 }
 
+/// A token as it is shown to the hub.
+#[derive(Clone, Copy)]
+pub enum Credential<'a> {
+    /// A JupyterHub API token: `Authorization: token <t>`.
+    ApiToken(&'a str),
+    /// One of the hub's own session tokens, sent as its login cookie `name` (the hub's `GET
+    /// /hub/api/user` then answers for the session's user, with the scopes they hold now).
+    SessionCookie { name: &'a str, token: &'a str },
+}
+
+impl Credential<'_> {
+    /// Under which the hub's answer is kept. API tokens hold no whitespace ([`find`]), so a
+    /// session's key never equals one: a script sending `token <someone's JWT>` cannot plant
+    /// a refusal where that session's answer is looked up.
+    fn key(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            Credential::ApiToken(token) => (*token).into(),
+            Credential::SessionCookie { token, .. } => format!("session {token}").into(),
+        }
+    }
+
+    /// The header that carries it; `None` for one that cannot be sent in a header.
+    fn header(&self) -> Option<(HeaderName, HeaderValue)> {
+        let (name, value) = match self {
+            Credential::ApiToken(token) => (AUTHORIZATION, format!("token {token}")),
+            Credential::SessionCookie { name, token } => (COOKIE, format!("{name}={token}")),
+        };
+        Some((name, HeaderValue::from_str(&value).ok()?))
+    }
+}
+
 /// The hub's token check and the answers it gave.
 pub struct HubTokens {
     target: Target,
@@ -85,35 +116,37 @@ impl HubTokens {
         })
     }
 
-    /// The hub's earlier answer for `token`, or its refusal, while it may still be used.
-    pub fn cached(&self, token: &str) -> Option<Result<Arc<Verified>, HubTokenError>> {
-        if let Some(verified) = self.answers.get(token) {
+    /// The hub's earlier answer for `credential`, or its refusal, while it may still be used.
+    pub fn cached(&self, credential: Credential<'_>) -> Option<Result<Arc<Verified>, HubTokenError>> {
+        let key = credential.key();
+        if let Some(verified) = self.answers.get(&key) {
             return Some(Ok(verified));
         }
-        self.refusals.get(token).map(|()| Err(HubTokenError::Refused))
+        self.refusals.get(&key).map(|()| Err(HubTokenError::Refused))
     }
 
-    /// Keeps the hub's answer for `token` for `cache_secs`: the owner it vouched for, or its
-    /// refusal. A hub that could not answer (`Unavailable`) is not remembered.
-    pub fn remember(&self, token: &str, answer: &Result<Arc<Verified>, HubTokenError>) {
+    /// Keeps the hub's answer for `credential` for `cache_secs`: the owner it vouched for, or
+    /// its refusal. A hub that could not answer (`Unavailable`) is not remembered.
+    pub fn remember(&self, credential: Credential<'_>, answer: &Result<Arc<Verified>, HubTokenError>) {
         if self.cache_for.is_zero() {
             return;
         }
+        let key = credential.key();
         match answer {
-            Ok(verified) => self.answers.insert_for(token, verified.clone(), self.cache_for),
-            Err(HubTokenError::Refused) => self.refusals.insert_for(token, (), self.cache_for),
+            Ok(verified) => self.answers.insert_for(&key, verified.clone(), self.cache_for),
+            Err(HubTokenError::Refused) => self.refusals.insert_for(&key, (), self.cache_for),
             Err(HubTokenError::Unavailable(_)) => {}
         }
     }
 
-    /// Asks the hub whose `token` is. `Ok` holds the owner with the hub's whole answer as claims
-    /// (`scopes` among them).
-    pub async fn ask(&self, token: &str, fetcher: &Upstream) -> Result<Identity, HubTokenError> {
+    /// Asks the hub whose `credential` is. `Ok` holds the owner with the hub's whole answer as
+    /// claims (`scopes` among them).
+    pub async fn ask(&self, credential: Credential<'_>, fetcher: &Upstream) -> Result<Identity, HubTokenError> {
         self.asking
-            .run(token, || async {
+            .run(&credential.key(), || async {
                 tokio::time::timeout(self.timeout, async {
                     let _turn = self.questions.acquire().await;
-                    self.ask_once(token, fetcher).await
+                    self.ask_once(credential, fetcher).await
                 })
                 .await
                 .unwrap_or_else(|_| {
@@ -126,10 +159,10 @@ impl HubTokens {
             .await
     }
 
-    async fn ask_once(&self, token: &str, fetcher: &Upstream) -> Result<Identity, HubTokenError> {
+    async fn ask_once(&self, credential: Credential<'_>, fetcher: &Upstream) -> Result<Identity, HubTokenError> {
         // `find` took only header-safe tokens, so this fails only for a token it did not give.
-        let credential = HeaderValue::from_str(&format!("token {token}")).map_err(|_| HubTokenError::Refused)?;
-        let (status, body) = document_fetch::get(fetcher, &self.target, Some(credential), MAX_ANSWER_BYTES)
+        let header = credential.header().ok_or(HubTokenError::Refused)?;
+        let (status, body) = document_fetch::get(fetcher, &self.target, Some(header), MAX_ANSWER_BYTES)
             .await
             .map_err(HubTokenError::Unavailable)?;
         match status {

@@ -37,7 +37,7 @@ use crate::route_policy;
 use crate::route_table::Route;
 use crate::upstream::Upstream;
 
-use self::hub_tokens::{HubTokenError, HubTokens};
+use self::hub_tokens::{Credential, HubTokenError, HubTokens};
 use self::jwt::{TokenError, Verifier};
 use self::local_sessions::LocalSessions;
 use self::redis_sessions::SessionMetrics;
@@ -51,6 +51,15 @@ use self::verified_tokens::Verified;
 pub struct Admission {
     verified: Option<Arc<Verified>>,
     upstream_token: Option<HeaderValue>,
+}
+
+/// Whether `who` may reach the route: by the `access:servers` scopes the hub listed
+/// for a token it vouched for, else by the route's owners, users and groups.
+fn reaches(route: &route_policy::RoutePolicy, who: &jwt::Identity) -> bool {
+    match hub_tokens::scopes(who) {
+        Some(scopes) => hub_tokens::scopes_reach(route, scopes),
+        None => policy::owned_by(route, who),
+    }
 }
 
 /// Why edge auth could not be set up; the binary prints it and exits 1.
@@ -224,9 +233,8 @@ impl EdgeAuth {
             self.count("public");
             return Ok(Admission::default());
         }
-        let verified = self.identify(parts, websocket).await?;
+        let mut verified = self.identify(parts, websocket).await?;
         let hub_vouched = verified.who.issuer == hub_tokens::HUB_ISSUER;
-        let who = &verified.who;
         for (store, key) in &verified.sessions {
             let Ok(key) = key else {
                 self.count("session_missing_claim");
@@ -247,14 +255,17 @@ impl EdgeAuth {
                 }
             }
         }
-        let reaches = |p: &route_policy::RoutePolicy| match hub_tokens::scopes(who) {
-            // The hub listed what the token may do: its `access:servers` scopes decide.
-            Some(scopes) => hub_tokens::scopes_reach(p, scopes),
-            None => policy::owned_by(p, who),
-        };
-        if effective == Policy::Owner && !policy.is_some_and(reaches) {
-            self.count("forbidden");
-            return Err(json(StatusCode::FORBIDDEN, "this server belongs to someone else"));
+        if effective == Policy::Owner && !policy.is_some_and(|p| reaches(p, &verified.who)) {
+            // Boxed: rare, and it may ask the hub.
+            let now = match policy {
+                Some(p) => Box::pin(self.recheck_with_hub(parts, websocket, &verified, p)).await,
+                None => None,
+            };
+            let Some(now) = now else {
+                self.count("forbidden");
+                return Err(json(StatusCode::FORBIDDEN, "this server belongs to someone else"));
+            };
+            verified = now;
         }
         if websocket && !self.origin_allowed(parts) {
             self.count("origin_refused");
@@ -291,20 +302,23 @@ impl EdgeAuth {
         if let Some((hub, token)) = hub_token {
             let token = token.to_owned();
             drop(found);
-            return self.verify_hub_token(hub, &token).await.map_err(|e| match e {
-                HubTokenError::Refused => {
-                    self.count("hub_token_refused");
-                    self.unauthenticated(parts, websocket, "the hub does not know this API token")
-                }
-                HubTokenError::Unavailable(_) => {
-                    self.count("hub_unavailable");
-                    tracing::warn!("{e}");
-                    json(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "the hub could not check the API token; try again shortly",
-                    )
-                }
-            });
+            return self
+                .verify_hub_token(hub, Credential::ApiToken(&token))
+                .await
+                .map_err(|e| match e {
+                    HubTokenError::Refused => {
+                        self.count("hub_token_refused");
+                        self.unauthenticated(parts, websocket, "the hub does not know this API token")
+                    }
+                    HubTokenError::Unavailable(_) => {
+                        self.count("hub_unavailable");
+                        tracing::warn!("{e}");
+                        json(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "the hub could not check the API token; try again shortly",
+                        )
+                    }
+                });
         }
         let Some((token, _)) = found else {
             self.count("no_token");
@@ -368,14 +382,88 @@ impl EdgeAuth {
         Ok(verified)
     }
 
-    /// The hub's answer about an API token: from the cache, or asked now and remembered.
-    async fn verify_hub_token(&self, hub: &HubTokens, token: &str) -> Result<Arc<Verified>, HubTokenError> {
-        if let Some(answer) = hub.cached(token) {
-            return answer;
+    /// A token whose claims do not reach an owned route, asked about again where its issuer
+    /// says the hub knows better (`recheck_with_hub`): the claims of the hub's session tokens
+    /// were written at login, and the user may have joined a group (or become an admin) since.
+    /// The hub's answer gives only the groups and admin flag of now; the route's own policy
+    /// still decides, so a share revoked a moment ago is not reached through an answer given
+    /// before. An answer that grants the route is reused for `hub_tokens.cache_secs` (leaving a
+    /// group or losing admin ends the user's sessions, which are checked first); one that does
+    /// not is asked again, so access follows a join at once. `Some` is the token with the
+    /// groups and admin flag of now, when they reach the route; `None` leaves the refusal
+    /// standing, also when the hub cannot be asked (the claims' answer holds: fail closed).
+    async fn recheck_with_hub(
+        &self,
+        parts: &Parts,
+        websocket: bool,
+        verified: &Verified,
+        route: &route_policy::RoutePolicy,
+    ) -> Option<Arc<Verified>> {
+        let hub = self.hub_tokens.as_ref()?;
+        let cookie = self.config.token.cookie.as_deref().filter(|c| !c.is_empty())?;
+        if !self.config.issuers.get(verified.who.issuer)?.recheck_with_hub {
+            return None;
         }
+        let (token, _) = token_source::find(parts, &self.config.token, websocket)?;
+        let credential = Credential::SessionCookie {
+            name: cookie,
+            token: &token,
+        };
+        // The token's identity with what the hub says of its user now; `None` for an answer
+        // about someone else (the hub answers for the session's user, no one else).
+        let now = |answer: &Verified| {
+            (answer.who.user == verified.who.user).then(|| jwt::Identity {
+                groups: answer.who.groups.clone(),
+                admin: answer.who.admin,
+                ..verified.who.clone()
+            })
+        };
+        let granted = |who: &Option<jwt::Identity>| who.as_ref().is_some_and(|who| policy::owned_by(route, who));
+        let mut who = match hub.cached(credential) {
+            Some(Ok(answer)) => now(&answer),
+            _ => None,
+        };
+        if !granted(&who) {
+            who = match self.ask_hub(hub, credential).await {
+                Ok(answer) => now(&answer),
+                Err(HubTokenError::Refused) => None,
+                Err(HubTokenError::Unavailable(e)) => {
+                    tracing::warn!("asking the hub what {} may reach now: {e}", verified.who.user);
+                    None
+                }
+            };
+        }
+        if !granted(&who) {
+            return None;
+        }
+        let who = who?;
+        let (user_header, groups_header) = self.identity.values(&who);
+        Some(Arc::new(Verified {
+            // Its session checks were passed before the policy was.
+            sessions: Vec::new(),
+            user_header,
+            groups_header,
+            who,
+        }))
+    }
+
+    /// The hub's answer about a token: from the cache, or asked now and remembered.
+    async fn verify_hub_token(
+        &self,
+        hub: &HubTokens,
+        credential: Credential<'_>,
+    ) -> Result<Arc<Verified>, HubTokenError> {
+        match hub.cached(credential) {
+            Some(answer) => answer,
+            None => self.ask_hub(hub, credential).await,
+        }
+    }
+
+    /// The hub's answer about a token, asked now and remembered.
+    async fn ask_hub(&self, hub: &HubTokens, credential: Credential<'_>) -> Result<Arc<Verified>, HubTokenError> {
         // Boxed: an HTTP exchange with the hub is most of this future's size, and it runs only
         // when the answer is not cached.
-        let answer = Box::pin(hub.ask(token, &self.fetcher)).await.map(|who| {
+        let answer = Box::pin(hub.ask(credential, &self.fetcher)).await.map(|who| {
             let (user_header, groups_header) = self.identity.values(&who);
             Arc::new(Verified {
                 sessions: Vec::new(),
@@ -384,7 +472,7 @@ impl EdgeAuth {
                 who,
             })
         });
-        hub.remember(token, &answer);
+        hub.remember(credential, &answer);
         answer
     }
 
