@@ -281,6 +281,22 @@ async fn joining_a_group_reaches_its_shared_servers_without_signing_in_again() {
     for _ in 0..5 {
         assert_eq!(dave.get("/user/alice/api/status").await.status, StatusCode::FORBIDDEN);
     }
+    // In a browser he is told so on the hub's page, not in JSON.
+    let page = dave
+        .send(
+            Method::GET,
+            "/user/alice/lab",
+            None,
+            &[(http::header::ACCEPT, "text/html,*/*;q=0.8".to_owned())],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    assert!(
+        page.text()
+            .contains("it is not yours, and it has not been shared with you"),
+        "{}",
+        page.text()
+    );
 
     // The share is revoked: the hub's earlier answer (carol is in proj) does not outlive it.
     let r = alice

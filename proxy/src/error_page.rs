@@ -1,5 +1,6 @@
 //! What a client gets when the proxy itself cannot serve a request, as in CHP: no route (404),
-//! an unreachable upstream (503), or a request or target we cannot handle (500).
+//! an unreachable upstream (503), or a request or target we cannot handle (500). A browser that
+//! edge auth refuses (403) gets a page too, where an API client gets JSON.
 //!
 //! In order of preference: the `--error-target` server's page for the code (status forced to our
 //! code), a page from `--error-path`, the built-in page, or the bare reason phrase. WebSocket
@@ -17,6 +18,7 @@ use crate::request_path::encode_uri_component;
 use crate::target::Target;
 use crate::upstream::{HeaderForm, Upstream};
 
+const BUILTIN_403: &str = include_str!("error_pages/403.html");
 const BUILTIN_404: &str = include_str!("error_pages/404.html");
 const BUILTIN_503: &str = include_str!("error_pages/503.html");
 const BUILTIN_ERROR: &str = include_str!("error_pages/error.html");
@@ -35,6 +37,7 @@ impl ErrorPages {
     pub fn builtin() -> Self {
         ErrorPages::Pages {
             by_code: HashMap::from([
+                (403, Bytes::from_static(BUILTIN_403.as_bytes())),
                 (404, Bytes::from_static(BUILTIN_404.as_bytes())),
                 (503, Bytes::from_static(BUILTIN_503.as_bytes())),
             ]),
@@ -52,7 +55,7 @@ impl ErrorPages {
             ));
         }
         let read = |name: &str| std::fs::read(dir.join(name)).ok().map(Bytes::from);
-        let by_code = [404, 500, 503]
+        let by_code = [403, 404, 500, 503]
             .into_iter()
             .filter_map(|code| Some((code, read(&format!("{code}.html"))?)))
             .collect();

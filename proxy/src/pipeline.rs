@@ -147,6 +147,15 @@ async fn handle_request(
             Ok(admission) => Some(admission),
             Err(refusal) => {
                 proxy.metrics.proxy_status(refusal.status().as_u16());
+                if refusal.status() == StatusCode::FORBIDDEN && crate::auth::navigation(&head.parts, upgrade) {
+                    // A person, not a script: the error page says it in words (the hub's own,
+                    // with `--error-target`), with the same status.
+                    let original_url = uri.path_and_query().map_or("/", |pq| pq.as_str());
+                    let page = proxy
+                        .errors
+                        .respond(&proxy.upstream, StatusCode::FORBIDDEN, original_url);
+                    return Ok(Box::pin(page).await);
+                }
                 return Ok(refusal);
             }
         },

@@ -719,6 +719,40 @@ fn fake_hub_api(mode: std::sync::Arc<std::sync::Mutex<&'static str>>) -> Upstrea
 }
 
 #[test]
+fn a_browser_refused_anothers_server_gets_a_page_and_a_script_gets_json() {
+    let s = site(&auth_config("forbidden-page", &hs_config(None, "")));
+    let alice = format!("edgehub-token={}", hs(&claims("alice")));
+    let html = ("Accept", "text/html,application/xhtml+xml,*/*;q=0.8");
+
+    // Alice's browser on bob's server: a page that says why, with the same 403.
+    let r = send(&s.proxy, "/user/bob/lab", &[("Cookie", &alice), html]);
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.header("content-type"), Some("text/html"));
+    assert!(r.text().contains("it is not yours"), "{}", r.text());
+    // A script gets JSON, as before.
+    let r = send(&s.proxy, "/user/bob/api/contents", &[("Cookie", &alice)]);
+    assert_eq!(
+        (r.status, r.json()["message"].as_str()),
+        (403, Some("this server belongs to someone else"))
+    );
+    assert!(s.bob.requests().is_empty());
+
+    // With --error-target (JupyterHub's /hub/error), the page is the hub's, asked for 403.
+    let errors = Upstream::with(|_| Reply::new(200, "the hub's page").header("content-type", "text/html"));
+    let config = auth_config("forbidden-target", &hs_config(None, ""));
+    let error_target = format!("{}/hub/error", errors.target);
+    let p = Edgeproxy::start(&["--auth-config", &config, "--error-target", &error_target]);
+    add_route(&p, "/user/bob", json!({"target": s.bob.target, "user": "bob"}));
+    let r = send(&p, "/user/bob/tree", &[("Cookie", &alice), html]);
+    assert_eq!((r.status, r.text().as_str()), (403, "the hub's page"));
+    assert_eq!(
+        errors.requests().last().unwrap().url,
+        "/hub/error/403?url=%2Fuser%2Fbob%2Ftree"
+    );
+    assert!(s.bob.requests().is_empty());
+}
+
+#[test]
 fn jupyterhub_api_tokens_are_checked_with_the_hub_and_reach_only_what_their_scopes_say() {
     let mode = std::sync::Arc::new(std::sync::Mutex::new("serving"));
     let hub = fake_hub_api(mode.clone());

@@ -118,6 +118,8 @@ pub async fn handle(hub: &Arc<Hub>, req: &Req) -> Resp {
             let message = match code {
                 // The proxy's answer to an address it cannot decode (`%ZZ`).
                 400 => "The address is not valid.",
+                // The proxy's edge auth refusing a signed-in user another's server.
+                403 => "You may not open this server: it is not yours, and it has not been shared with you.",
                 404 => "This page does not exist.",
                 503 => "The server is not reachable right now.",
                 _ => "Something went wrong.",

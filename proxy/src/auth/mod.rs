@@ -478,14 +478,9 @@ impl EdgeAuth {
 
     /// Browsers are sent to log in; everything else gets 401 with a JSON body.
     fn unauthenticated(&self, parts: &Parts, websocket: bool, why: &str) -> Response<ResponseBody> {
-        let browser = !websocket
-            && parts.method == Method::GET
-            && parts
-                .headers
-                .get(ACCEPT)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|a| a.contains("text/html"));
-        if browser && let Some(login) = &self.config.login_url {
+        if navigation(parts, websocket)
+            && let Some(login) = &self.config.login_url
+        {
             let location = login_redirect::location(login, parts.uri.path_and_query().map(|pq| pq.as_str()));
             if let Ok(v) = HeaderValue::from_str(&location) {
                 let mut resp = Response::new(ResponseBody::empty());
@@ -516,6 +511,18 @@ impl EdgeAuth {
             .or_else(|| parts.uri.authority().map(|a| a.as_str()));
         host.is_some_and(|h| h.eq_ignore_ascii_case(origin_host))
     }
+}
+
+/// Whether the request is a browser's page load (a GET that accepts HTML, not a WebSocket
+/// handshake): such a client is sent to log in, or shown a page, where others get JSON.
+pub fn navigation(parts: &Parts, websocket: bool) -> bool {
+    !websocket
+        && parts.method == Method::GET
+        && parts
+            .headers
+            .get(ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("text/html"))
 }
 
 fn json(status: StatusCode, message: &str) -> Response<ResponseBody> {
