@@ -292,6 +292,12 @@ pub struct SpawnLimits {
     pub active_server_limit: u32,
     /// `Retry-After` of a 429 is drawn from this range, seconds. Default: [30, 60].
     pub retry_after_secs: [u64; 2],
+    /// Spawns that may fail in a row (no spawn succeeding between them) before the hub stops
+    /// with exit status 1, so that whatever supervises it (Kubernetes, systemd) starts it afresh:
+    /// JupyterHub's `Spawner.consecutive_failure_limit`, for a hub whose connection to the
+    /// cluster went bad. User servers keep running and are adopted at the next start. 0: never.
+    /// Default: 0.
+    pub consecutive_failure_limit: u32,
 }
 
 impl Default for SpawnLimits {
@@ -300,6 +306,7 @@ impl Default for SpawnLimits {
             concurrent_spawn_limit: 100,
             active_server_limit: 0,
             retry_after_secs: [30, 60],
+            consecutive_failure_limit: 0,
         }
     }
 }
@@ -520,6 +527,7 @@ mod tests {
         assert_eq!(c.bind, "127.0.0.1:8000");
         assert_eq!(c.base_prefix(), "/");
         assert_eq!(c.limits.concurrent_spawn_limit, 100);
+        assert_eq!(c.limits.consecutive_failure_limit, 0, "off unless asked for");
         assert_eq!(c.cull.timeout_secs, 3600);
         assert_eq!(c.spawner.start_timeout_secs, 60);
         assert_eq!(c.session.cookie, "edgehub-token");

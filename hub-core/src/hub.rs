@@ -56,6 +56,8 @@ pub struct Hub {
     mirrors: Mutex<HashMap<(String, String), ProgressSink>>,
     /// JupyterHub's `admin` role, expanded once.
     pub admin_scopes: crate::scopes::Scopes,
+    /// Spawns failed in a row, against `limits.consecutive_failure_limit`.
+    pub spawn_failures: crate::failure_limit::ConsecutiveFailures,
 }
 
 /// What came of a change to a server that must find its row as this replica last saw it.
@@ -108,6 +110,8 @@ impl Hub {
         {
             api_tokens.push(token);
         }
+        let spawn_failures =
+            crate::failure_limit::ConsecutiveFailures::new(parts.config.limits.consecutive_failure_limit);
         let hub = Hub {
             base: parts.config.base_prefix(),
             tokens: Tokens::new(&api_tokens, tokens),
@@ -128,6 +132,7 @@ impl Hub {
             replica: parts.replica,
             mirrors: Mutex::new(HashMap::new()),
             admin_scopes: crate::scopes::Scopes::admin(),
+            spawn_failures,
         };
         for name in hub.config.auth.admin_users.clone() {
             hub.ensure_user(&name, true)?;

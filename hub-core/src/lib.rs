@@ -8,6 +8,7 @@
 
 pub mod builtin_server;
 pub mod cull;
+pub mod failure_limit;
 pub mod http_client;
 pub mod hub;
 pub mod ldap;

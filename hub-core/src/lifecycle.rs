@@ -300,6 +300,7 @@ async fn run_spawn(hub: Arc<Hub>, user: String, server: String, progress: Progre
     let prefix = hub.prefix(&user, &server);
     match outcome {
         Ok(()) => {
+            hub.spawn_failures.success();
             hub.metrics
                 .spawn(SpawnStatus::Success)
                 .record(began.elapsed().as_secs_f64());
@@ -331,6 +332,7 @@ async fn run_spawn(hub: Arc<Hub>, user: String, server: String, progress: Progre
             let mut failed = ProgressEvent::message(100, format!("Spawn failed: {why}"));
             failed.failed = true;
             progress.finish(failed);
+            hub.spawn_failures.failure();
         }
         Err(SpawnFailure::Lost { started }) => {
             // Another replica stopped this server or took the spawn over: it is theirs now.

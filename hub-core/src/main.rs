@@ -150,18 +150,28 @@ fn main() -> anyhow::Result<()> {
             proxy::open_files::raise_and_report(config::ProxyConfig::default().max_connections);
             runtime.block_on(async {
                 let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-                let running = hub_core::up::start(config, Default::default(), async {
+                let mut running = hub_core::up::start(config, Default::default(), async {
                     let _ = rx.await;
                 })
                 .await?;
                 println!("\n  edgehub is up: open {}\n  Ctrl-C stops the hub and proxy; user servers keep running and are adopted at the next start.\n", running.public_url);
-                shutdown_signal().await;
+                let given_up = tokio::select! {
+                    _ = shutdown_signal() => None,
+                    why = running.hub.spawn_failures.given_up() => Some(why),
+                };
                 let _ = tx.send(());
-                let running = running.hub.counts().running;
-                if running > 0 {
-                    println!("edgehub stopped; {running} user server(s) left running for the next start.");
+                let servers = running.hub.counts().running;
+                if servers > 0 {
+                    println!("edgehub stopped; {servers} user server(s) left running for the next start.");
                 }
-                Ok(())
+                match given_up {
+                    // Exit status 1: the supervisor's cue to start the hub afresh.
+                    Some(why) => {
+                        running.closed().await;
+                        Err(anyhow::anyhow!(why))
+                    }
+                    None => Ok(()),
+                }
             })
         }
     }

@@ -226,3 +226,114 @@ async fn edgehub_state_url_puts_the_state_in_postgresql() {
     assert!(err.contains("state.url") && err.contains("postgres://"), "{err}");
     assert!(!err.contains("hunter2"), "the password stays out of the message: {err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spawns_failing_in_a_row_stop_the_hub_for_its_supervisor_to_start_afresh() {
+    // `limits.consecutive_failure_limit` (JupyterHub's, set to 5 by z2jh): a hub whose spawns
+    // keep failing exits with status 1, so that Kubernetes or systemd restarts it; a spawn
+    // that succeeds ends the run, and user servers keep running for the next start.
+    let dir = temp_dir("failure-limit");
+    let edgehub = env!("CARGO_BIN_EXE_edgehub");
+    let token = "failure-limit-admin-token-0123456789abcdef";
+    let config = format!(
+        r#"api_tokens = ["{token}"]
+[spawner]
+command = ["/bin/sh", "-c", "case $JUPYTERHUB_USER in bad*) exit 3;; esac; exec {edgehub} singleuser --port {{port}}"]
+[limits]
+consecutive_failure_limit = 2
+[cull]
+timeout_secs = 0
+"#
+    );
+    std::fs::write(dir.join("edgehub.toml"), config).unwrap();
+    let log = dir.join("edgehub.log");
+    let mut up = Command::new(edgehub);
+    up.args(["up", "--bind", "127.0.0.1:0", "--config"])
+        .arg(dir.join("edgehub.toml"))
+        .arg("--db")
+        .arg(dir.join("edgehub.sqlite"))
+        .current_dir(&dir)
+        .env("NO_COLOR", "1")
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::options().append(true).open(&log).unwrap());
+    // Killed with the test process if the test fails while the hub still runs.
+    let mut child = spawn_tied_to_test(up, libc::SIGKILL).expect("run edgehub up");
+    let printed = || std::fs::read_to_string(&log).unwrap_or_default();
+    let mut url = None;
+    for _ in 0..200 {
+        if let Some((_, rest)) = printed().split_once("edgehub is up: open ") {
+            url = rest.split_whitespace().next().map(str::to_owned);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let url = url.unwrap_or_else(|| panic!("edgehub up printed no URL:\n{}", printed()));
+    let mut admin = Client {
+        base: url.trim_end_matches('/').to_owned(),
+        cookies: Default::default(),
+        token: Some(token.to_owned()),
+    };
+    let r = admin
+        .api(
+            Method::POST,
+            "/users",
+            Some(serde_json::json!({"usernames": ["bad1", "good", "bad2", "bad3"]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let exited = |child: &mut std::process::Child| child.try_wait().unwrap();
+
+    // A failure, a success, a failure: never two in a row, the hub stays.
+    assert_eq!(spawn(&mut admin, "bad1").await["failed"], true);
+    assert_eq!(spawn(&mut admin, "good").await["ready"], true);
+    let r = admin.api(Method::GET, "/users/good", None).await;
+    let good_pid = r.json()["servers"][""]["state"]["pid"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no pid in {}", r.text()));
+    assert_eq!(spawn(&mut admin, "bad2").await["failed"], true);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        exited(&mut child),
+        None,
+        "one failure since the last success:\n{}",
+        printed()
+    );
+
+    // A second failure in a row: the hub stops, with status 1 and the reason.
+    assert_eq!(spawn(&mut admin, "bad3").await["failed"], true);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = exited(&mut child) {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "still running:\n{}", printed());
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(1), "{}", printed());
+    let out = printed();
+    assert!(
+        out.contains("2 spawns failed in a row (limits.consecutive_failure_limit = 2)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("1 user server(s) left running for the next start"),
+        "{out}"
+    );
+    // Good's server outlives the hub, for the next start to adopt; this test stops it.
+    assert!(pid_alive(good_pid), "good's server {good_pid} went with the hub");
+    unsafe { libc::kill(good_pid as i32, libc::SIGTERM) };
+}
+
+/// Starts `user`'s default server and follows its progress to the end: the last event.
+async fn spawn(admin: &mut Client, user: &str) -> serde_json::Value {
+    let r = admin
+        .api(
+            Method::POST,
+            &format!("/users/{user}/server"),
+            Some(serde_json::json!({})),
+        )
+        .await;
+    assert!(r.status.is_success(), "starting {user}'s server: {}", r.text());
+    let events = follow_progress(admin, &format!("/hub/api/users/{user}/server/progress")).await;
+    events.last().cloned().unwrap_or_default()
+}
