@@ -527,6 +527,24 @@ impl Hub {
         self.metrics.total_users.set(c.users as f64);
     }
 
+    /// JupyterHub's `active_users{period}`: the users active (themselves, or through one of
+    /// their servers) within each period before `now_ms`. Counted when the metrics are read.
+    pub fn update_active_users(&self, now_ms: u64) {
+        let users = self.users();
+        let last_active: Vec<u64> = users
+            .values()
+            .filter_map(|u| {
+                let servers = u.servers.values().filter_map(|s| s.record.last_activity_ms);
+                u.record.last_activity_ms.into_iter().chain(servers).max()
+            })
+            .collect();
+        drop(users);
+        for (period, gauge) in &self.metrics.active_users {
+            let since = now_ms.saturating_sub(period.as_millis() as u64);
+            gauge.set(last_active.iter().filter(|t| **t >= since).count() as f64);
+        }
+    }
+
     /// `/hub/api/info`'s spawner and authenticator description.
     pub fn info(&self) -> Value {
         serde_json::json!({

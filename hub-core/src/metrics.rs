@@ -22,7 +22,12 @@ pub struct HubMetrics {
     pub logout_duration: Histogram,
     /// 1 while this replica holds the background lease (reconcile, culling, takeovers).
     pub background_leader: Gauge,
+    /// `jupyterhub_active_users{period}`: each period's length and its gauge.
+    pub active_users: Vec<(std::time::Duration, Gauge)>,
 }
+
+/// The periods of `jupyterhub_active_users`, as JupyterHub's `ActiveUserPeriods`.
+const ACTIVE_USER_PERIODS: [(&str, u64); 3] = [("24h", 86_400), ("7d", 7 * 86_400), ("30d", 30 * 86_400)];
 
 /// Outcome labels of a spawn, as JupyterHub's `server_spawn_duration_seconds{status}`.
 #[derive(Debug, Clone, Copy)]
@@ -73,6 +78,19 @@ impl HubMetrics {
             proxy_poll_duration: histogram("jupyterhub_proxy_poll_duration_seconds"),
             logout_duration: histogram("jupyterhub_logout_duration_seconds"),
             background_leader: gauge("edgehub_background_leader"),
+            active_users: ACTIVE_USER_PERIODS
+                .iter()
+                .map(|(label, secs)| {
+                    let key = Key::from_parts(
+                        "jupyterhub_active_users",
+                        vec![Label::from_static_parts("period", label)],
+                    );
+                    (
+                        std::time::Duration::from_secs(*secs),
+                        recorder.register_gauge(&key, &META),
+                    )
+                })
+                .collect(),
             recorder,
             handle,
         };

@@ -181,6 +181,11 @@ async fn the_api_follows_jupyterhub() {
     assert_eq!(routes["/user/u1/"]["data"]["user"], "u1", "{routes}");
     assert_eq!(admin.api(Method::POST, "/proxy", None).await.status, StatusCode::OK);
 
+    // u3 was last active three days ago (u1 is active now).
+    let body = json!({"last_activity": iso(-3 * 86_400_000)});
+    let r = admin.api(Method::POST, "/users/u3/activity", Some(body)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+
     // Health needs nothing; metrics need an admin and use JupyterHub's names.
     assert_eq!(hub.client().get("/hub/health").await.status, StatusCode::OK);
     assert_eq!(hub.client().get("/hub/metrics").await.status, StatusCode::FORBIDDEN);
@@ -193,6 +198,19 @@ async fn the_api_follows_jupyterhub() {
     ] {
         assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
     }
+    // Active users by period, counted when the metrics are read: u3 counts for a week and a
+    // month, not for the last day.
+    let active = |period: &str| -> u64 {
+        let line = format!("jupyterhub_active_users{{period=\"{period}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&line))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {line} in:\n{metrics}"))
+    };
+    let day = active("24h");
+    assert!(day >= 1, "u1 is active now:\n{metrics}");
+    assert_eq!((active("7d"), active("30d")), (day + 1, day + 1), "{metrics}");
 
     // Named servers: start, stop, remove.
     let r = admin.api(Method::POST, "/users/u3/servers/lab", None).await;

@@ -805,6 +805,7 @@ fn routes_json(routes: &std::collections::BTreeMap<String, crate::proxy_api::Pro
 pub async fn metrics(hub: &Arc<Hub>, req: &Req) -> Resp {
     match caller::identify(hub, req).await {
         Some(a) if a.caller.admin => {
+            hub.update_active_users(proxy::timestamp::now_ms());
             let mut r = http::Response::new(crate::web::full(hub.metrics.render()));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
