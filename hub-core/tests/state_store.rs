@@ -375,6 +375,24 @@ fn the_database_is_reached_over_tls_as_libpq_s_sslmode_says() {
     let (cert, key) = (pki.client_cert.display(), pki.client_key.display());
     open_and_write(&format!("{certdb}&sslcert={cert}&sslkey={key}"), "certified").unwrap();
 
+    // A password login (SCRAM) is bound to the server's certificate when both sides can
+    // (SCRAM-SHA-256-PLUS, libpq's channel_binding): `require` insists, and gets it.
+    let password = support::postgres::SCRAM_PASSWORD;
+    let scramdb = format!("postgres://scrammer:{password}@localhost:{}/scramdb", pg.port);
+    for binding in ["require", "prefer", "disable"] {
+        let url = format!("{scramdb}?sslmode=require&channel_binding={binding}");
+        open_and_write(&url, &format!("scram-{binding}")).unwrap_or_else(|e| panic!("{binding}: {e}"));
+    }
+    let err = open_and_write(
+        &format!(
+            "postgres://scrammer:wrong@localhost:{}/scramdb?sslmode=require",
+            pg.port
+        ),
+        "x",
+    )
+    .unwrap_err();
+    assert!(err.contains("password authentication failed"), "{err}");
+
     let store = PostgresStore::open(&by_address, "reader").unwrap();
     for name in ["preferred", "required", "chained", "named"] {
         assert!(store.load_user(name).unwrap().is_some(), "{name} was written");

@@ -235,11 +235,87 @@ impl TlsConnect<Socket> for PgHandshake {
 pub struct PgTlsStream(tokio_rustls::client::TlsStream<Socket>);
 
 impl TlsStream for PgTlsStream {
-    /// None: SCRAM authenticates without channel binding (`SCRAM-SHA-256`, not `-PLUS`), as
-    /// with libpq's default `channel_binding=prefer` against a server that does not insist.
+    /// `tls-server-end-point` (RFC 5929): a hash of the server's certificate, to which a password
+    /// login (`SCRAM-SHA-256-PLUS`) is then bound, so that a man in the middle holding another
+    /// certificate cannot relay it. Used as libpq uses it: `channel_binding=prefer` (the default)
+    /// when the server offers it, `require` in the URL to insist, `disable` never. None when the
+    /// certificate's signature names no hash this knows (RSA-PSS, Ed25519): SCRAM then goes
+    /// unbound, as PostgreSQL cannot bind those either.
     fn channel_binding(&self) -> ChannelBinding {
-        ChannelBinding::none()
+        let (_, session) = self.0.get_ref();
+        match session
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .and_then(|cert| server_end_point(cert.as_ref()))
+        {
+            Some(hash) => ChannelBinding::tls_server_end_point(hash),
+            None => ChannelBinding::none(),
+        }
     }
+}
+
+/// RFC 5929 §4.1: the certificate hashed with its signature's hash function, SHA-256 in place of
+/// MD5 and SHA-1; `None` for a signature whose hash is not named by its algorithm.
+fn server_end_point(der: &[u8]) -> Option<Vec<u8>> {
+    // The DER content bytes of the signature algorithms' object identifiers.
+    const RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01]; // 1.2.840.113549.1.1
+    const ECDSA_SHA1: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x01]; // 1.2.840.10045.4.1
+    const ECDSA_SHA2: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03]; // 1.2.840.10045.4.3
+    let oid = signature_algorithm(der)?;
+    let hash = if oid == ECDSA_SHA1 {
+        &ring::digest::SHA256
+    } else if let Some(&[last]) = oid.strip_prefix(RSA) {
+        match last {
+            4 | 5 | 11 => &ring::digest::SHA256, // MD5, SHA-1, SHA-256 with RSA
+            12 => &ring::digest::SHA384,
+            13 => &ring::digest::SHA512,
+            _ => return None, // RSA-PSS (10) carries its hash in parameters
+        }
+    } else if let Some(&[last]) = oid.strip_prefix(ECDSA_SHA2) {
+        match last {
+            2 => &ring::digest::SHA256,
+            3 => &ring::digest::SHA384,
+            4 => &ring::digest::SHA512,
+            _ => return None,
+        }
+    } else {
+        return None;
+    };
+    Some(ring::digest::digest(hash, der).as_ref().to_vec())
+}
+
+/// The object identifier of a certificate's `signatureAlgorithm` (RFC 5280 §4.1:
+/// `Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm AlgorithmIdentifier,
+/// signatureValue }`), as its DER content bytes.
+fn signature_algorithm(der: &[u8]) -> Option<&[u8]> {
+    const SEQUENCE: u8 = 0x30;
+    const OID: u8 = 0x06;
+    let (certificate, _) = der_element(der, SEQUENCE)?;
+    let (_tbs, rest) = der_element(certificate, SEQUENCE)?;
+    let (algorithm, _) = der_element(rest, SEQUENCE)?;
+    let (oid, _) = der_element(algorithm, OID)?;
+    Some(oid)
+}
+
+/// The DER element with `tag` at the start of `input`: its content, and what follows it.
+fn der_element(input: &[u8], tag: u8) -> Option<(&[u8], &[u8])> {
+    let (&found, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    if found != tag {
+        return None;
+    }
+    let (len, rest) = match first {
+        short @ 0..0x80 => (short as usize, rest),
+        long => {
+            let bytes = usize::from(long & 0x7f);
+            if bytes == 0 || bytes > 4 || rest.len() < bytes {
+                return None;
+            }
+            let (len, rest) = rest.split_at(bytes);
+            (len.iter().fold(0usize, |n, b| n << 8 | usize::from(*b)), rest)
+        }
+    };
+    (rest.len() >= len).then(|| rest.split_at(len))
 }
 
 impl AsyncRead for PgTlsStream {
@@ -277,6 +353,26 @@ impl AsyncWrite for PgTlsStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_server_end_point_is_the_certificate_hashed_as_it_was_signed() {
+        let certificate = |algorithm: &'static rcgen::SignatureAlgorithm| {
+            let key = rcgen::KeyPair::generate_for(algorithm).unwrap();
+            let params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+            params.self_signed(&key).unwrap().der().to_vec()
+        };
+        let p256 = certificate(&rcgen::PKCS_ECDSA_P256_SHA256);
+        let expected = ring::digest::digest(&ring::digest::SHA256, &p256);
+        assert_eq!(server_end_point(&p256).as_deref(), Some(expected.as_ref()));
+        let p384 = certificate(&rcgen::PKCS_ECDSA_P384_SHA384);
+        let expected = ring::digest::digest(&ring::digest::SHA384, &p384);
+        assert_eq!(server_end_point(&p384).as_deref(), Some(expected.as_ref()));
+        // Ed25519 names no hash: no binding rather than a wrong one.
+        assert_eq!(server_end_point(&certificate(&rcgen::PKCS_ED25519)), None);
+        for garbage in [&[][..], &[0x30], &[0x30, 0x84, 0xff, 0xff, 0xff, 0xff], &p256[..40]] {
+            assert_eq!(server_end_point(garbage), None, "{garbage:?}");
+        }
+    }
 
     #[test]
     fn tls_parameters_leave_the_url_and_the_others_stay() {

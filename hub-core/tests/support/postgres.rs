@@ -125,6 +125,9 @@ fn chown_tree(path: &Path, uid: u32, gid: u32) {
     std::os::unix::fs::chown(path, Some(uid), Some(gid)).expect("chown the PostgreSQL directory");
 }
 
+/// The password of `scrammer`, of the clusters [`Postgres::start_with_tls`] makes.
+pub const SCRAM_PASSWORD: &str = "a-password-for-scram";
+
 impl Postgres {
     /// A new cluster, started and accepting connections.
     pub fn start() -> Postgres {
@@ -133,7 +136,8 @@ impl Postgres {
 
     /// A new cluster that takes TCP connections over TLS only, with `pki`'s certificate: a
     /// plain-text connection is refused by its `pg_hba.conf`. The database `certdb` (made here)
-    /// also wants a client certificate from `pki`'s CA naming the user.
+    /// also wants a client certificate from `pki`'s CA naming the user, and `scramdb` a password
+    /// login (SCRAM) of its owner `scrammer`, whose password is [`SCRAM_PASSWORD`].
     pub fn start_with_tls(pki: &super::pki::Pki) -> Postgres {
         let pg = Postgres::start_with(|pg| {
             for (from, to) in [(&pki.cert, "server.crt"), (&pki.key, "server.key"), (&pki.ca, "ca.pem")] {
@@ -147,6 +151,7 @@ impl Postgres {
             }
             let hba = "local all all trust\n\
                        hostssl certdb all 127.0.0.1/32 cert\n\
+                       hostssl scramdb all 127.0.0.1/32 scram-sha-256\n\
                        hostssl all all 127.0.0.1/32 trust\n\
                        host all all 127.0.0.1/32 reject\n";
             std::fs::write(pg.data().join("pg_hba.conf"), hba).expect("write pg_hba.conf");
@@ -160,6 +165,13 @@ impl Postgres {
             .to_vec()
         });
         pg.psql("postgres", "CREATE DATABASE certdb").expect("create certdb");
+        pg.psql(
+            "postgres",
+            &format!("CREATE ROLE scrammer LOGIN PASSWORD '{SCRAM_PASSWORD}'"),
+        )
+        .expect("create the password user");
+        pg.psql("postgres", "CREATE DATABASE scramdb OWNER scrammer")
+            .expect("create scramdb");
         pg
     }
 
