@@ -211,6 +211,29 @@ async fn the_api_follows_jupyterhub() {
     let day = active("24h");
     assert!(day >= 1, "u1 is active now:\n{metrics}");
     assert_eq!((active("7d"), active("30d")), (day + 1, day + 1), "{metrics}");
+    // A scraper's token needs read:metrics (JupyterHub 3+), not all an admin can do; an
+    // admin's token made for something else is refused.
+    let r = admin
+        .api(
+            Method::POST,
+            "/users",
+            Some(json!({"usernames": ["ops"], "admin": true})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let mut scraper = hub.client();
+    for (scopes, status) in [
+        (json!(["read:metrics"]), StatusCode::OK),
+        (json!(["read:users"]), StatusCode::FORBIDDEN),
+    ] {
+        let r = admin
+            .api(Method::POST, "/users/ops/tokens", Some(json!({"scopes": scopes})))
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+        scraper.token = Some(r.json()["token"].as_str().unwrap().to_owned());
+        let r = scraper.get("/hub/metrics").await;
+        assert_eq!(r.status, status, "{scopes}: {}", r.text());
+    }
 
     // Named servers: start, stop, remove.
     let r = admin.api(Method::POST, "/users/u3/servers/lab", None).await;

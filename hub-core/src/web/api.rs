@@ -801,10 +801,11 @@ fn routes_json(routes: &std::collections::BTreeMap<String, crate::proxy_api::Pro
     Value::Object(out)
 }
 
-/// `GET /hub/metrics`: Prometheus text, for admins (as JupyterHub's `authenticate_prometheus`).
+/// `GET /hub/metrics`: Prometheus text, for holders of `read:metrics` (as JupyterHub 3+ with
+/// `authenticate_prometheus`): admins, and tokens made with that scope, such as a scraper's.
 pub async fn metrics(hub: &Arc<Hub>, req: &Req) -> Resp {
     match caller::identify(hub, req).await {
-        Some(a) if a.caller.admin => {
+        Some(a) if caller::allowed(hub, &a.caller, "read:metrics", crate::scopes::Target::hub()) => {
             hub.update_active_users(proxy::timestamp::now_ms());
             let mut r = http::Response::new(crate::web::full(hub.metrics.render()));
             r.headers_mut().insert(
@@ -813,6 +814,9 @@ pub async fn metrics(hub: &Arc<Hub>, req: &Req) -> Resp {
             );
             r
         }
-        _ => json_error(StatusCode::FORBIDDEN, "Metrics need an admin token"),
+        _ => json_error(
+            StatusCode::FORBIDDEN,
+            "Metrics need a token with the read:metrics scope (an admin's holds it)",
+        ),
     }
 }
