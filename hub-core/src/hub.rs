@@ -58,6 +58,8 @@ pub struct Hub {
     pub admin_scopes: crate::scopes::Scopes,
     /// Spawns failed in a row, against `limits.consecutive_failure_limit`.
     pub spawn_failures: crate::failure_limit::ConsecutiveFailures,
+    /// Asks the program running the hub to end it (`POST /hub/api/shutdown`, the failure limit).
+    pub shutdown: crate::shutdown::Requests,
 }
 
 /// What came of a change to a server that must find its row as this replica last saw it.
@@ -133,6 +135,7 @@ impl Hub {
             mirrors: Mutex::new(HashMap::new()),
             admin_scopes: crate::scopes::Scopes::admin(),
             spawn_failures,
+            shutdown: Default::default(),
         };
         for name in hub.config.auth.admin_users.clone() {
             hub.ensure_user(&name, true)?;

@@ -24,6 +24,7 @@ pub mod replicas;
 pub mod scopes;
 pub mod session;
 pub mod shares;
+pub mod shutdown;
 pub mod spawner;
 pub mod store;
 pub mod tokens;

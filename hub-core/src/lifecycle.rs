@@ -332,7 +332,10 @@ async fn run_spawn(hub: Arc<Hub>, user: String, server: String, progress: Progre
             let mut failed = ProgressEvent::message(100, format!("Spawn failed: {why}"));
             failed.failed = true;
             progress.finish(failed);
-            hub.spawn_failures.failure();
+            if let Some(why) = hub.spawn_failures.failure() {
+                tracing::error!("{why}");
+                hub.shutdown.request(crate::shutdown::Shutdown { why, failed: true });
+            }
         }
         Err(SpawnFailure::Lost { started }) => {
             // Another replica stopped this server or took the spawn over: it is theirs now.
@@ -585,6 +588,38 @@ pub async fn stop(hub: &Arc<Hub>, user: &str, server: &str) -> Result<StopOutcom
     match tokio::time::timeout(SLOW_STOP, task).await {
         Ok(_) => Ok(StopOutcome::Stopped),
         Err(_) => Ok(StopOutcome::Stopping),
+    }
+}
+
+/// Stops every server that is not stopped, all at once, and waits until each has (the hub is
+/// about to end: `POST /hub/api/shutdown` with `servers`).
+pub async fn stop_all(hub: &Arc<Hub>) {
+    let active: Vec<(String, String)> = hub
+        .users()
+        .values()
+        .flat_map(|u| u.servers.values())
+        .filter(|s| s.phase().is_active())
+        .map(|s| (s.record.user.clone(), s.record.name.clone()))
+        .collect();
+    let stops: Vec<_> = active
+        .into_iter()
+        .map(|(user, server)| {
+            let hub = hub.clone();
+            tokio::spawn(async move {
+                if let Err(e) = stop(&hub, &user, &server).await {
+                    tracing::warn!("stopping {user}'s server {server:?}: {e:?}");
+                }
+                // `stop` returns after SLOW_STOP; what it began goes on until `Stopped`, which
+                // is waited for a minute more at most.
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while hub.server(&user, &server).is_some_and(|s| s.phase().is_active()) && Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            })
+        })
+        .collect();
+    for stopping in stops {
+        let _ = stopping.await;
     }
 }
 

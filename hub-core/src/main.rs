@@ -155,20 +155,25 @@ fn main() -> anyhow::Result<()> {
                 })
                 .await?;
                 println!("\n  edgehub is up: open {}\n  Ctrl-C stops the hub and proxy; user servers keep running and are adopted at the next start.\n", running.public_url);
-                let given_up = tokio::select! {
+                let asked = tokio::select! {
                     _ = shutdown_signal() => None,
-                    why = running.hub.spawn_failures.given_up() => Some(why),
+                    asked = running.hub.shutdown.requested() => Some(asked),
                 };
                 let _ = tx.send(());
                 let servers = running.hub.counts().running;
                 if servers > 0 {
                     println!("edgehub stopped; {servers} user server(s) left running for the next start.");
                 }
-                match given_up {
+                match asked {
                     // Exit status 1: the supervisor's cue to start the hub afresh.
-                    Some(why) => {
+                    Some(asked) if asked.failed => {
                         running.closed().await;
-                        Err(anyhow::anyhow!(why))
+                        Err(anyhow::anyhow!(asked.why))
+                    }
+                    Some(asked) => {
+                        running.closed().await;
+                        println!("edgehub stopped: {}", asked.why);
+                        Ok(())
                     }
                     None => Ok(()),
                 }

@@ -245,34 +245,8 @@ consecutive_failure_limit = 2
 timeout_secs = 0
 "#
     );
-    std::fs::write(dir.join("edgehub.toml"), config).unwrap();
-    let log = dir.join("edgehub.log");
-    let mut up = Command::new(edgehub);
-    up.args(["up", "--bind", "127.0.0.1:0", "--config"])
-        .arg(dir.join("edgehub.toml"))
-        .arg("--db")
-        .arg(dir.join("edgehub.sqlite"))
-        .current_dir(&dir)
-        .env("NO_COLOR", "1")
-        .stdout(std::fs::File::create(&log).unwrap())
-        .stderr(std::fs::File::options().append(true).open(&log).unwrap());
-    // Killed with the test process if the test fails while the hub still runs.
-    let mut child = spawn_tied_to_test(up, libc::SIGKILL).expect("run edgehub up");
+    let (mut child, mut admin, log) = up_with_log(&dir, &config, token);
     let printed = || std::fs::read_to_string(&log).unwrap_or_default();
-    let mut url = None;
-    for _ in 0..200 {
-        if let Some((_, rest)) = printed().split_once("edgehub is up: open ") {
-            url = rest.split_whitespace().next().map(str::to_owned);
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let url = url.unwrap_or_else(|| panic!("edgehub up printed no URL:\n{}", printed()));
-    let mut admin = Client {
-        base: url.trim_end_matches('/').to_owned(),
-        cookies: Default::default(),
-        token: Some(token.to_owned()),
-    };
     let r = admin
         .api(
             Method::POST,
@@ -301,14 +275,7 @@ timeout_secs = 0
 
     // A second failure in a row: the hub stops, with status 1 and the reason.
     assert_eq!(spawn(&mut admin, "bad3").await["failed"], true);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = exited(&mut child) {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "still running:\n{}", printed());
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = exit_within(&mut child, Duration::from_secs(10), &log);
     assert_eq!(status.code(), Some(1), "{}", printed());
     let out = printed();
     assert!(
@@ -336,4 +303,117 @@ async fn spawn(admin: &mut Client, user: &str) -> serde_json::Value {
     assert!(r.status.is_success(), "starting {user}'s server: {}", r.text());
     let events = follow_progress(admin, &format!("/hub/api/users/{user}/server/progress")).await;
     events.last().cloned().unwrap_or_default()
+}
+
+/// Runs `edgehub up` with `config` in `dir`, its output in `dir/edgehub.log`, until it prints
+/// its URL; returns it with a client holding `token` and the log's path. The process is killed
+/// with the test process if a test fails while it runs.
+fn up_with_log(dir: &std::path::Path, config: &str, token: &str) -> (std::process::Child, Client, std::path::PathBuf) {
+    std::fs::write(dir.join("edgehub.toml"), config).unwrap();
+    let log = dir.join("edgehub.log");
+    let mut up = Command::new(env!("CARGO_BIN_EXE_edgehub"));
+    up.args(["up", "--bind", "127.0.0.1:0", "--config"])
+        .arg(dir.join("edgehub.toml"))
+        .arg("--db")
+        .arg(dir.join("edgehub.sqlite"))
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::options().append(true).open(&log).unwrap());
+    let child = spawn_tied_to_test(up, libc::SIGKILL).expect("run edgehub up");
+    let printed = || std::fs::read_to_string(&log).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let url = loop {
+        if let Some((_, rest)) = printed().split_once("edgehub is up: open ") {
+            break rest.split_whitespace().next().unwrap_or_default().to_owned();
+        }
+        assert!(Instant::now() < deadline, "edgehub up printed no URL:\n{}", printed());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let client = Client {
+        base: url.trim_end_matches('/').to_owned(),
+        cookies: Default::default(),
+        token: Some(token.to_owned()),
+    };
+    (child, client, log)
+}
+
+/// Waits up to `limit` for `child` to exit.
+fn exit_within(child: &mut std::process::Child, limit: Duration, log: &std::path::Path) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still running after {limit:?}:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_shuts_the_hub_down_through_the_api() {
+    // JupyterHub's `POST /hub/api/shutdown`: 202, then the process ends with status 0; with
+    // `"servers": true` every user server is stopped first.
+    let dir = temp_dir("api-shutdown");
+    let token = "api-shutdown-admin-token-0123456789abcdef";
+    let edgehub = env!("CARGO_BIN_EXE_edgehub");
+    let config = format!(
+        r#"api_tokens = ["{token}"]
+[spawner]
+command = ["{edgehub}", "singleuser", "--port", "{{port}}"]
+[cull]
+timeout_secs = 0
+"#
+    );
+    let (mut child, mut admin, log) = up_with_log(&dir, &config, token);
+    let r = admin
+        .api(
+            Method::POST,
+            "/users",
+            Some(serde_json::json!({"usernames": ["alice"]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    assert_eq!(spawn(&mut admin, "alice").await["ready"], true);
+    let r = admin.api(Method::GET, "/users/alice", None).await;
+    let pid = r.json()["servers"][""]["state"]["pid"].as_i64().expect("a pid");
+
+    // Not for a user's token, and not with a body it cannot honour.
+    let r = admin
+        .api(Method::POST, "/users/alice/tokens", Some(serde_json::json!({})))
+        .await;
+    let mut alice = Client {
+        base: admin.base.clone(),
+        cookies: Default::default(),
+        token: r.json()["token"].as_str().map(str::to_owned),
+    };
+    let r = alice.api(Method::POST, "/shutdown", None).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
+    for bad in [
+        serde_json::json!({"servers": "yes"}),
+        serde_json::json!({"server": true}),
+    ] {
+        let r = admin.api(Method::POST, "/shutdown", Some(bad.clone())).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}: {}", r.text());
+    }
+    assert_eq!(child.try_wait().unwrap(), None, "refused calls stop nothing");
+
+    let r = admin
+        .api(
+            Method::POST,
+            "/shutdown",
+            Some(serde_json::json!({"servers": true, "proxy": true})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text());
+    assert_eq!(r.json()["message"], "Shutting down Hub");
+    let status = exit_within(&mut child, Duration::from_secs(30), &log);
+    let printed = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(status.code(), Some(0), "{printed}");
+    assert!(printed.contains("asked for it (POST /hub/api/shutdown)"), "{printed}");
+    assert!(!pid_alive(pid), "alice's server {pid} was stopped first");
 }

@@ -120,8 +120,43 @@ pub async fn handle(hub: &Arc<Hub>, req: &Req, rest: &str) -> Resp {
                 Err(e) => json_error(StatusCode::BAD_GATEWAY, &e.to_string()),
             },
         },
+        (&Method::POST, ["shutdown"]) => match need(hub, who, "shutdown", Target::hub()) {
+            Some(denied) => denied,
+            None => shutdown(hub, req, who),
+        },
         _ => json_error(StatusCode::NOT_FOUND, "No such API endpoint"),
     }
+}
+
+/// `POST /hub/api/shutdown` (JupyterHub's): 202, then the hub ends. With `"servers": true` every
+/// user server is stopped first; by default they keep running, for the next start to adopt
+/// (edgehub never stops them on its own, as z2jh's `cleanup_servers = False`). `proxy` is taken
+/// and changes nothing: the embedded proxy ends with the hub, and an external one is not the
+/// hub's to stop.
+fn shutdown(hub: &Arc<Hub>, req: &Req, who: &Caller) -> Resp {
+    let parsed = input::object(req).and_then(|body| {
+        body.only(&["servers", "proxy"])?;
+        body.boolean("proxy")?;
+        Ok(body.boolean("servers")?.unwrap_or(false))
+    });
+    let servers = match parsed {
+        Ok(servers) => servers,
+        Err(refusal) => return refusal.response(),
+    };
+    tracing::warn!(
+        "{} asked the hub to shut down{}",
+        who.name,
+        if servers { ", stopping every server" } else { "" }
+    );
+    let hub = hub.clone();
+    let why = format!("{} asked for it (POST /hub/api/shutdown)", who.name);
+    tokio::spawn(async move {
+        if servers {
+            crate::lifecycle::stop_all(&hub).await;
+        }
+        hub.shutdown.request(crate::shutdown::Shutdown { why, failed: false });
+    });
+    json(StatusCode::ACCEPTED, &json!({"message": "Shutting down Hub"}))
 }
 
 /// A user model with the user's groups filled in from the database.
