@@ -258,13 +258,13 @@ timeout_secs = 0
     let exited = |child: &mut std::process::Child| child.try_wait().unwrap();
 
     // A failure, a success, a failure: never two in a row, the hub stays.
-    assert_eq!(spawn(&mut admin, "bad1").await["failed"], true);
-    assert_eq!(spawn(&mut admin, "good").await["ready"], true);
+    assert_eq!(spawn_to_the_end(&mut admin, "bad1").await["failed"], true);
+    assert_eq!(spawn_to_the_end(&mut admin, "good").await["ready"], true);
     let r = admin.api(Method::GET, "/users/good", None).await;
     let good_pid = r.json()["servers"][""]["state"]["pid"]
         .as_i64()
         .unwrap_or_else(|| panic!("no pid in {}", r.text()));
-    assert_eq!(spawn(&mut admin, "bad2").await["failed"], true);
+    assert_eq!(spawn_to_the_end(&mut admin, "bad2").await["failed"], true);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(
         exited(&mut child),
@@ -274,7 +274,7 @@ timeout_secs = 0
     );
 
     // A second failure in a row: the hub stops, with status 1 and the reason.
-    assert_eq!(spawn(&mut admin, "bad3").await["failed"], true);
+    assert_eq!(spawn_to_the_end(&mut admin, "bad3").await["failed"], true);
     let status = exit_within(&mut child, Duration::from_secs(10), &log);
     assert_eq!(status.code(), Some(1), "{}", printed());
     let out = printed();
@@ -289,20 +289,6 @@ timeout_secs = 0
     // Good's server outlives the hub, for the next start to adopt; this test stops it.
     assert!(pid_alive(good_pid), "good's server {good_pid} went with the hub");
     unsafe { libc::kill(good_pid as i32, libc::SIGTERM) };
-}
-
-/// Starts `user`'s default server and follows its progress to the end: the last event.
-async fn spawn(admin: &mut Client, user: &str) -> serde_json::Value {
-    let r = admin
-        .api(
-            Method::POST,
-            &format!("/users/{user}/server"),
-            Some(serde_json::json!({})),
-        )
-        .await;
-    assert!(r.status.is_success(), "starting {user}'s server: {}", r.text());
-    let events = follow_progress(admin, &format!("/hub/api/users/{user}/server/progress")).await;
-    events.last().cloned().unwrap_or_default()
 }
 
 /// Runs `edgehub up` with `config` in `dir`, its output in `dir/edgehub.log`, until it prints
@@ -378,7 +364,7 @@ timeout_secs = 0
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
-    assert_eq!(spawn(&mut admin, "alice").await["ready"], true);
+    assert_eq!(spawn_to_the_end(&mut admin, "alice").await["ready"], true);
     let r = admin.api(Method::GET, "/users/alice", None).await;
     let pid = r.json()["servers"][""]["state"]["pid"].as_i64().expect("a pid");
 

@@ -199,18 +199,7 @@ impl TestHub {
 
     /// Stops every user server, then the hub and its proxy: a test leaves nothing running.
     pub async fn stop(self) {
-        let active: Vec<(String, String)> = self
-            .running
-            .hub
-            .users()
-            .values()
-            .flat_map(|u| u.servers.values())
-            .filter(|s| s.phase().is_active())
-            .map(|s| (s.record.user.clone(), s.record.name.clone()))
-            .collect();
-        for (user, server) in active {
-            let _ = hub_core::lifecycle::stop(&self.running.hub, &user, &server).await;
-        }
+        hub_core::lifecycle::stop_all(&self.running.hub).await;
         self.stop_keeping_servers().await;
     }
 
@@ -353,6 +342,13 @@ impl Client {
 /// Starts `user`'s default server through `client` (an admin's, or one the API lets start it)
 /// and follows its progress until it is ready.
 pub async fn start_server(client: &mut Client, user: &str) {
+    let last = spawn_to_the_end(client, user).await;
+    assert_eq!(last["ready"], serde_json::Value::Bool(true), "{user}'s server: {last}");
+}
+
+/// Starts `user`'s default server through `client` and follows its progress to the end: its
+/// last event, `ready` or `failed`.
+pub async fn spawn_to_the_end(client: &mut Client, user: &str) -> serde_json::Value {
     let r = client
         .api(
             Method::POST,
@@ -362,11 +358,7 @@ pub async fn start_server(client: &mut Client, user: &str) {
         .await;
     assert!(r.status.is_success(), "starting {user}'s server: {}", r.text());
     let events = follow_progress(client, &format!("/hub/api/users/{user}/server/progress")).await;
-    assert_eq!(
-        events.last().map(|e| e["ready"].clone()),
-        Some(serde_json::Value::Bool(true)),
-        "{user}'s server: {events:?}"
-    );
+    events.last().cloned().unwrap_or_default()
 }
 
 /// Reads a progress stream to its end and returns its events.
