@@ -181,9 +181,15 @@ pub async fn start(
                 api: None,
             };
             // Bound before anything is served: connections wait in the backlog until then.
-            let bound = proxy::server::bind_with(&proxy_config, prebound)
-                .await
-                .context("the embedded proxy could not start")?;
+            let bound = proxy::server::bind_with(&proxy_config, prebound).await.map_err(|e| {
+                let taken = matches!(&e, proxy::StartError::Bind { role: proxy::server::Role::Public, error, .. }
+                    if error.kind() == std::io::ErrorKind::AddrInUse);
+                let hint = match taken {
+                    true => " (another edgehub, or another program, has it: `--bind 127.0.0.1:8001`, or `bind` in the configuration, picks another)",
+                    false => "",
+                };
+                anyhow::anyhow!("the embedded proxy could not start: {e}{hint}")
+            })?;
             let (Some(public_addr), Some(api_addr)) = (bound.public_addr(), bound.api_addr()) else {
                 bail!("the embedded proxy listens on TCP");
             };

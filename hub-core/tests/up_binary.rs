@@ -403,3 +403,28 @@ timeout_secs = 0
     assert!(printed.contains("asked for it (POST /hub/api/shutdown)"), "{printed}");
     assert!(!pid_alive(pid), "alice's server {pid} was stopped first");
 }
+
+#[test]
+fn a_taken_port_stops_edgehub_up_with_a_way_out() {
+    let dir = temp_dir("port-taken");
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = holder.local_addr().unwrap().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_edgehub"))
+        .args(["up", "--bind", &taken, "--db"])
+        .arg(dir.join("edgehub.sqlite"))
+        .current_dir(&dir)
+        .env("RUST_BACKTRACE", "0")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run edgehub up");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "cannot bind the public listener on {taken}: Address already in use"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("--bind 127.0.0.1:8001"), "the way out is named: {err}");
+    assert_eq!(err.matches("Address already in use").count(), 1, "said once: {err}");
+}

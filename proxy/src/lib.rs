@@ -57,11 +57,13 @@ pub enum StartError {
     Config(#[from] config::ConfigError),
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
-    #[error("cannot bind the {role:?} listener on {listen}: {source}")]
+    // Not a `source`: the reason is in the message already, and a report that follows the
+    // chain (anyhow's) would print it twice.
+    #[error("cannot bind the {role} listener on {listen}: {error}")]
     Bind {
         role: server::Role,
         listen: String,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("cannot read --error-path: {0}")]
     ErrorPath(std::io::Error),

@@ -42,6 +42,18 @@ pub enum Role {
     Redirect,
 }
 
+impl std::fmt::Display for Role {
+    /// As the flags name them (`--port`, `--api-port`, `--metrics-port`, `--redirect-port`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Role::Public => "public",
+            Role::Api => "admin API",
+            Role::Metrics => "metrics",
+            Role::Redirect => "redirect",
+        })
+    }
+}
+
 /// Shared by every accept loop: the stop signal, the open-connection count, and the cap.
 pub struct Lifecycle {
     stop: watch::Sender<bool>,
@@ -429,10 +441,10 @@ pub async fn bind_with(config: &ProxyConfig, prebound: Prebound) -> Result<Bound
             Some(listener) => Listener::from_std(listener),
             None => Listener::bind(&listen).await,
         };
-        bound.map_err(|e| StartError::Bind {
+        bound.map_err(|error| StartError::Bind {
             role,
             listen: listen.to_string(),
-            source: e,
+            error,
         })
     };
     let prebound_roles = (prebound.public.is_some(), prebound.api.is_some());
@@ -488,10 +500,10 @@ pub async fn bind_with(config: &ProxyConfig, prebound: Prebound) -> Result<Bound
 /// The error of a public listener that could be bound but not shared with the worker event
 /// loops (a duplicated descriptor, a thread that would not start): named like a bind error.
 fn public_listener_error(config: &ProxyConfig) -> impl FnOnce(io::Error) -> StartError + '_ {
-    move |source| StartError::Bind {
+    move |error| StartError::Bind {
         role: Role::Public,
         listen: config.public.to_string(),
-        source,
+        error,
     }
 }
 

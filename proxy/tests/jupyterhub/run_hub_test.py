@@ -214,7 +214,7 @@ def free_ports(n):
 
 def lost_port_race(log_path):
     """Whether the hub's log says a port chosen by free_ports was taken before it was bound: the
-    proxy's `cannot bind the Public listener on ...: Address already in use`, or the hub's own
+    proxy's `cannot bind the public listener on ...: Address already in use`, or the hub's own
     `OSError: [Errno 98] Address already in use`."""
     try:
         text = Path(log_path).read_text(errors="replace")
