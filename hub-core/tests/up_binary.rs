@@ -428,3 +428,34 @@ fn a_taken_port_stops_edgehub_up_with_a_way_out() {
     assert!(err.contains("--bind 127.0.0.1:8001"), "the way out is named: {err}");
     assert_eq!(err.matches("Address already in use").count(), 1, "said once: {err}");
 }
+
+#[test]
+fn a_state_file_that_is_not_a_database_is_named_and_left_alone() {
+    let dir = temp_dir("not-a-database");
+    let db = dir.join("edgehub.sqlite");
+    let garbage = "this is a text file, not anybody's SQLite database\n".repeat(100);
+    std::fs::write(&db, &garbage).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_edgehub"))
+        .args(["up", "--bind", "127.0.0.1:0", "--db"])
+        .arg(&db)
+        .current_dir(&dir)
+        .env("RUST_BACKTRACE", "0")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run edgehub up");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "cannot open the state database {}: file is not a database",
+            db.display()
+        )),
+        "{err}"
+    );
+    assert_eq!(err.matches("not a database").count(), 1, "said once: {err}");
+    assert_eq!(
+        std::fs::read_to_string(&db).unwrap(),
+        garbage,
+        "the file is not touched"
+    );
+}

@@ -27,8 +27,10 @@ pub use sqlite::{SqliteStore, StateLock};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot open the state database {path}: {source}")]
-    Open { path: String, source: rusqlite::Error },
+    // `error`, not a `source`: the message holds it, and a report that follows the chain
+    // (anyhow's) would print it again (as for `Lock`).
+    #[error("cannot open the state database {path}: {error}")]
+    Open { path: String, error: rusqlite::Error },
     #[error(
         "the state database {path} has schema version {found}, newer than this edgehub knows ({known}); use a newer edgehub"
     )]
@@ -37,8 +39,8 @@ pub enum StoreError {
         "the state database {path} is in use by another edgehub ({holder}); stop it first: SQLite state is for one hub at a time (set state.url to a PostgreSQL database to run several)"
     )]
     InUse { path: String, holder: String },
-    #[error("cannot lock the state database {path}: {source}")]
-    Lock { path: String, source: std::io::Error },
+    #[error("cannot lock the state database {path}: {error}")]
+    Lock { path: String, error: std::io::Error },
     #[error("state database: {0}")]
     Sql(#[from] rusqlite::Error),
     /// The message carries the client library's error with its causes (`describe`), so the
@@ -61,7 +63,7 @@ impl StoreError {
     /// full", PostgreSQL's `disk_full` (53100). What failed was not written.
     pub fn is_full(&self) -> bool {
         match self {
-            StoreError::Sql(e) | StoreError::Open { source: e, .. } => {
+            StoreError::Sql(e) | StoreError::Open { error: e, .. } => {
                 e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull)
             }
             StoreError::Postgres { error, .. } => error.code() == Some(&::postgres::error::SqlState::DISK_FULL),

@@ -157,9 +157,9 @@ impl StateLock {
 
 fn lock_for_one_hub(db: &Path) -> Result<File, StoreError> {
     let path = format!("{}.lock", db.display());
-    let lock_err = |source| StoreError::Lock {
+    let lock_err = |error| StoreError::Lock {
         path: path.clone(),
-        source,
+        error,
     };
     let mut file = File::options()
         .create(true)
@@ -268,9 +268,9 @@ fn servers_where(c: &Connection, filter: &str, args: impl rusqlite::Params) -> R
 impl SqliteStore {
     /// Opens (creating if needed) and migrates the database at `path`.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
-        let open_err = |source| StoreError::Open {
+        let open_err = |error| StoreError::Open {
             path: path.display().to_string(),
-            source,
+            error,
         };
         let mut conn = Connection::open(path).map_err(open_err)?;
         // The hub holds its state in memory and reads the database only at start-up, so a page
