@@ -256,9 +256,14 @@ impl EdgeAuth {
             }
         }
         if effective == Policy::Owner && !policy.is_some_and(|p| reaches(p, &verified.who)) {
-            // Boxed: rare, and it may ask the hub.
+            // Boxed, and behind a `dyn` so that its code stays out of this function's: rare, and
+            // it may ask the hub.
             let now = match policy {
-                Some(p) => Box::pin(self.recheck_with_hub(parts, websocket, &verified, p)).await,
+                Some(p) => {
+                    let recheck: std::pin::Pin<Box<dyn Future<Output = _> + Send + '_>> =
+                        Box::pin(self.recheck_with_hub(parts, websocket, &verified, p));
+                    recheck.await
+                }
                 None => None,
             };
             let Some(now) = now else {
