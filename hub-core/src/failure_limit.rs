@@ -6,12 +6,11 @@
 //! A failure of one user's bad image counts too, as in JupyterHub, which is why the limit is off
 //! by default and z2jh sets 5: any spawn that succeeds ends the run.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 pub struct ConsecutiveFailures {
     limit: u32,
     in_a_row: AtomicU32,
-    given_up: AtomicBool,
 }
 
 impl ConsecutiveFailures {
@@ -20,7 +19,6 @@ impl ConsecutiveFailures {
         ConsecutiveFailures {
             limit,
             in_a_row: AtomicU32::new(0),
-            given_up: AtomicBool::new(false),
         }
     }
 
@@ -29,10 +27,10 @@ impl ConsecutiveFailures {
         self.in_a_row.store(0, Ordering::Relaxed);
     }
 
-    /// A spawn failed. At the limit, the first time, why the hub gives up.
+    /// A spawn failed. At the limit (reached once per run of failures), why the hub gives up.
     pub fn failure(&self) -> Option<String> {
         let in_a_row = self.in_a_row.fetch_add(1, Ordering::Relaxed).saturating_add(1);
-        if self.limit == 0 || in_a_row < self.limit || self.given_up.swap(true, Ordering::Relaxed) {
+        if self.limit == 0 || in_a_row != self.limit {
             return None;
         }
         Some(format!(

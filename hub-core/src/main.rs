@@ -164,19 +164,16 @@ fn main() -> anyhow::Result<()> {
                 if servers > 0 {
                     println!("edgehub stopped; {servers} user server(s) left running for the next start.");
                 }
-                match asked {
+                let Some(asked) = asked else {
+                    return Ok(());
+                };
+                running.closed().await;
+                if asked.failed {
                     // Exit status 1: the supervisor's cue to start the hub afresh.
-                    Some(asked) if asked.failed => {
-                        running.closed().await;
-                        Err(anyhow::anyhow!(asked.why))
-                    }
-                    Some(asked) => {
-                        running.closed().await;
-                        println!("edgehub stopped: {}", asked.why);
-                        Ok(())
-                    }
-                    None => Ok(()),
+                    return Err(anyhow::anyhow!(asked.why));
                 }
+                println!("edgehub stopped: {}", asked.why);
+                Ok(())
             })
         }
     }

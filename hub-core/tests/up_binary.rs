@@ -435,16 +435,8 @@ fn a_state_file_that_is_not_a_database_is_named_and_left_alone() {
     let db = dir.join("edgehub.sqlite");
     let garbage = "this is a text file, not anybody's SQLite database\n".repeat(100);
     std::fs::write(&db, &garbage).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_edgehub"))
-        .args(["up", "--bind", "127.0.0.1:0", "--db"])
-        .arg(&db)
-        .current_dir(&dir)
-        .env("RUST_BACKTRACE", "0")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run edgehub up");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let (code, err) = up_refused(&dir, None, &[("RUST_BACKTRACE", "0")]);
+    assert_eq!(code, Some(1), "{err}");
     assert!(
         err.contains(&format!(
             "cannot open the state database {}: file is not a database",
