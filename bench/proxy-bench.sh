@@ -9,6 +9,7 @@
 #   bench/proxy-bench.sh --scenarios fixedrate --only nginx,edgeproxy --rates 5000,10000
 #   bench/proxy-bench.sh --scenarios fixedrate-edgeload --only nginx,haproxy,edgeproxy --rates 2000,10000
 #   bench/proxy-bench.sh --scenarios scale --only nginx,haproxy,edgeproxy   # both cores, 2 workers each
+#   bench/proxy-bench.sh --scenarios throughput --only nginx,haproxy,edgeproxy,floor-epoll,floor-uring
 #
 # Report (Markdown) on stdout and in bench/results/<timestamp>.md; progress on stderr.
 set -euo pipefail
@@ -26,7 +27,7 @@ EDGELOAD_BIN=${EDGELOAD_BIN:-target/release/edgeload}
 [[ $EDGELOAD_BIN = /* ]] || EDGELOAD_BIN=$REPO_ROOT/$EDGELOAD_BIN
 EL_MAXCONN=1000
 
-ALL_PEERS=(direct nginx haproxy chp edgeproxy)   # canonical order in the report
+ALL_PEERS=(direct nginx haproxy chp edgeproxy floor-epoll floor-uring)   # canonical order in the report
 ONLY=direct,edgeproxy,nginx,haproxy,chp
 SCENARIOS=throughput,fixedrate-edgeload,routes,ws
 DURATION=10 WARMUP=2 CONNS=50 THREADS=1 ROUNDS=3
@@ -43,8 +44,12 @@ CMDLINE="$0 $*"
 usage() {
   cat <<EOF
 usage: $0 [options]
-  --only LIST         peers to run, comma-separated subset of: direct,edgeproxy,nginx,haproxy,chp
-                      (default: all). Route-scale runs for edgeproxy/chp, WebSocket for all proxies.
+  --only LIST         peers to run, comma-separated subset of: direct,edgeproxy,nginx,haproxy,chp,
+                      floor-epoll,floor-uring (default: direct,edgeproxy,nginx,haproxy,chp).
+                      Route-scale runs for edgeproxy/chp, WebSocket for all proxies. floor-epoll
+                      and floor-uring are bench/lib/relay_floor.c, a byte relay with no user-space
+                      work (epoll, or io_uring): the kernel's share of a request, which no proxy
+                      over loopback TCP goes below (built with cc and liburing-dev)
   --scenarios LIST    subset of throughput,fixedrate,fixedrate-edgeload,routes,ws,scale (default:
                       throughput,fixedrate-edgeload,routes,ws; fixedrate is the older hey-based
                       fixed-rate run; fixedrate-edgeload needs target/release/edgeload: cargo build
@@ -149,6 +154,12 @@ ensure_tools() {
   if has "$SCENARIOS" fixedrate; then command -v hey >/dev/null || die "hey missing after install"; fi
 
   if has "$ONLY" chp; then ensure_chp; fi
+  if has "$ONLY" floor-epoll || has "$ONLY" floor-uring; then
+    pkgs=()
+    command -v cc >/dev/null || pkgs+=(gcc libc6-dev)
+    [[ -e /usr/include/liburing.h ]] || pkgs+=(liburing-dev)
+    ((${#pkgs[@]} == 0)) || apt_install "${pkgs[@]}"
+  fi
 
   if has "$SCENARIOS" fixedrate-edgeload && [[ ! -x $EDGELOAD_BIN ]]; then
     die "edgeload binary not found at $EDGELOAD_BIN.
@@ -314,7 +325,7 @@ scenario_scale() {
         run_fg "${measure[@]}" --url "$url" >/dev/null || die "wrk run against the backend failed"
       else
         workers=$SCALE_WORKERS
-        [[ $peer == chp ]] && workers=1   # not an option of CHP: node runs one thread
+        [[ $peer == chp || $peer == floor-* ]] && workers=1   # node, and the floor relay, run one thread
         start_proxy "$peer" "sc$round" "http://127.0.0.1:$BACKEND_PORT" "" "$workers"
         url="http://127.0.0.1:$PROXY_PORT/"
         wrk_warmup "$url" "" "$SCALE_THREADS" "$SCALE_CONNS"
@@ -409,6 +420,10 @@ STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 RESULTS=$WORKDIR/results.jsonl   # copied to $RESULTS_DIR only when the run succeeds
 REPORT=$RESULTS_DIR/$STAMP.md
 : >"$RESULTS"
+if has "$ONLY" floor-epoll || has "$ONLY" floor-uring; then
+  RELAY_FLOOR_BIN=$WORKDIR/relay_floor
+  cc -O2 -o "$RELAY_FLOOR_BIN" "$LIB/relay_floor.c" -luring || die "cannot build $LIB/relay_floor.c"
+fi
 TOKEN=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')
 export BENCH_CLK_TCK
 BENCH_CLK_TCK=$(getconf CLK_TCK)

@@ -297,6 +297,9 @@ peer_argv() {
       PEER_ARGV=("$EDGEPROXY_BIN" --ip 127.0.0.1 --port "$port" --api-ip 127.0.0.1 --api-port "$api"
         --default-target "$target" --workers "$workers" --log-level warn)
       ;;
+    floor-epoll | floor-uring)   # proxy-bench.sh builds RELAY_FLOOR_BIN from relay_floor.c
+      PEER_ARGV=("$RELAY_FLOOR_BIN" "${peer#floor-}" "$port" "${up##*:}")
+      ;;
     *) die "peer_argv: unknown peer $peer" ;;
   esac
 }

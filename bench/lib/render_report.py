@@ -13,9 +13,10 @@ import json
 import math
 import statistics
 
-ORDER = ["direct", "nginx", "haproxy", "chp", "edgeproxy"]
+ORDER = ["direct", "nginx", "haproxy", "chp", "edgeproxy", "floor-epoll", "floor-uring"]
 NAMES = {"direct": "backend direct", "nginx": "nginx", "haproxy": "HAProxy", "chp": "CHP",
-         "edgeproxy": "edgeproxy"}
+         "edgeproxy": "edgeproxy", "floor-epoll": "floor: byte relay, epoll",
+         "floor-uring": "floor: byte relay, io_uring"}
 
 
 def f(x, nd=1, unit=""):
