@@ -30,6 +30,10 @@ pub struct HubConfig {
     /// Admin API tokens accepted in `Authorization: token …`, for services such as
     /// jupyterhub-idle-culler. Default: none. The environment variable `EDGEHUB_API_TOKEN` adds one.
     pub api_tokens: Vec<String>,
+    /// JupyterHub services (`[[services]]`): programs with API tokens of their own, started by
+    /// the hub when they have a `command`, served at `services/{name}/` when they have a `url`
+    /// (docs/services.md). Default: none.
+    pub services: Vec<crate::ServiceConfig>,
     pub proxy: ProxyLink,
     pub auth: HubAuth,
     pub session: SessionStore,
@@ -66,6 +70,7 @@ impl Default for HubConfig {
             db: PathBuf::from("edgehub.sqlite"),
             state: StateConfig::default(),
             api_tokens: Vec::new(),
+            services: Vec::new(),
             proxy: ProxyLink::default(),
             auth: HubAuth::default(),
             session: SessionStore::default(),
@@ -480,6 +485,7 @@ impl HubConfig {
         if self.spawner.command.as_ref().is_some_and(|c| c.is_empty()) {
             return Err(invalid("spawner.command", "[]".into(), "a program and its arguments"));
         }
+        crate::services::validate(&self.services)?;
         if self.reconcile_interval_secs == 0 {
             return Err(invalid("reconcile_interval_secs", "0".into(), "at least 1"));
         }

@@ -14,10 +14,12 @@ mod hub;
 pub mod kubernetes;
 mod ldap;
 mod proxy;
+mod services;
 pub use auth::*;
 pub use hub::*;
 pub use ldap::LdapConfig;
 pub use proxy::*;
+pub use services::ServiceConfig;
 
 /// A configuration mistake, reported before anything starts listening.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -60,6 +60,8 @@ pub struct Hub {
     pub spawn_failures: crate::failure_limit::ConsecutiveFailures,
     /// Asks the program running the hub to end it (`POST /hub/api/shutdown`, the failure limit).
     pub shutdown: crate::shutdown::Requests,
+    /// The configured `[[services]]`.
+    pub services: crate::services::Services,
 }
 
 /// What came of a change to a server that must find its row as this replica last saw it.
@@ -72,6 +74,8 @@ pub enum Claimed<T> {
 
 pub struct HubParts {
     pub config: HubConfig,
+    /// The configured services, read with their tokens (`Services::from_config`).
+    pub services: crate::services::Services,
     pub store: Arc<dyn StateStore>,
     pub spawner: Arc<dyn Spawner>,
     pub proxy: ProxyApi,
@@ -116,7 +120,7 @@ impl Hub {
             crate::failure_limit::ConsecutiveFailures::new(parts.config.limits.consecutive_failure_limit);
         let hub = Hub {
             base: parts.config.base_prefix(),
-            tokens: Tokens::new(&api_tokens, tokens),
+            tokens: Tokens::new(&api_tokens, &parts.services.tokens(), tokens),
             config: parts.config,
             store: parts.store,
             users: Mutex::new(users),
@@ -136,6 +140,7 @@ impl Hub {
             admin_scopes: crate::scopes::Scopes::admin(),
             spawn_failures,
             shutdown: Default::default(),
+            services: parts.services,
         };
         for name in hub.config.auth.admin_users.clone() {
             hub.ensure_user(&name, true)?;

@@ -22,6 +22,7 @@ pub mod proxy_api;
 pub mod reconcile;
 pub mod replicas;
 pub mod scopes;
+pub mod services;
 pub mod session;
 pub mod shares;
 pub mod shutdown;

@@ -46,6 +46,19 @@ fn desired_routes(hub: &Hub) -> (Vec<Wanted>, Vec<String>) {
         target: hub.hub_url.clone(),
         data: hub_data,
     });
+    for service in hub.services.iter() {
+        if let Some(url) = &service.config.url {
+            let routespec = format!("{}{}", hub.base, service.config.prefix_under_base());
+            let mut data = Map::new();
+            data.insert("service".into(), Value::String(service.config.name.clone()));
+            want.push(Wanted {
+                key: route_key(&routespec),
+                routespec,
+                target: url.clone(),
+                data,
+            });
+        }
+    }
     let shares = hub.store.shares().unwrap_or_else(|e| {
         tracing::warn!("reconcile: shares cannot be read; routes name their owners only: {e}");
         Vec::new()

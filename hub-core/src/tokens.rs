@@ -1,6 +1,6 @@
 //! API tokens (`Authorization: token …`): made from 32 random bytes, stored only as their
-//! SHA-256, looked up in memory. Admin tokens for services (such as jupyterhub-idle-culler) come
-//! from the configuration; user tokens from `POST /hub/api/users/{name}/tokens`; each server gets
+//! SHA-256, looked up in memory. Admin tokens and the tokens of `[[services]]` come from the
+//! configuration; user tokens from `POST /hub/api/users/{name}/tokens`; each server gets
 //! one at spawn (`JUPYTERHUB_API_TOKEN`), revoked when it stops.
 
 use std::collections::HashMap;
@@ -56,6 +56,8 @@ pub enum CallerKind {
 #[derive(Default)]
 pub struct Tokens {
     admin: Vec<String>,
+    /// `(hash, name)` of each configured service's token.
+    services: Vec<(String, String)>,
     index: Mutex<Index>,
 }
 
@@ -97,13 +99,18 @@ impl Index {
 }
 
 impl Tokens {
-    pub fn new(admin_tokens: &[String], records: Vec<TokenRecord>) -> Tokens {
+    /// `services` are `(name, token)` of the configured services.
+    pub fn new(admin_tokens: &[String], services: &[(String, String)], records: Vec<TokenRecord>) -> Tokens {
         let mut index = Index::default();
         for record in records {
             index.insert(record);
         }
         Tokens {
             admin: admin_tokens.iter().filter(|t| !t.is_empty()).map(|t| hash(t)).collect(),
+            services: services
+                .iter()
+                .map(|(name, token)| (hash(token), name.clone()))
+                .collect(),
             index: Mutex::new(index),
         }
     }
@@ -122,6 +129,13 @@ impl Tokens {
             .any(|a| proxy::headers::secret::constant_time_eq(a.as_bytes(), h.as_bytes()))
         {
             return Some(TokenRecordOrAdmin::Admin);
+        }
+        if let Some((_, name)) = self
+            .services
+            .iter()
+            .find(|(s, _)| proxy::headers::secret::constant_time_eq(s.as_bytes(), h.as_bytes()))
+        {
+            return Some(TokenRecordOrAdmin::Service(name.clone()));
         }
         let index = self.index();
         let record = index.by_hash.get(&h)?;
@@ -179,6 +193,8 @@ impl Tokens {
 
 pub enum TokenRecordOrAdmin {
     Admin,
+    /// A configured service's token: the service's name.
+    Service(String),
     Record(TokenRecord),
 }
 
@@ -203,6 +219,7 @@ mod tests {
     fn lookups() {
         let tokens = Tokens::new(
             &["adm".into(), "".into()],
+            &[("culler".into(), "svc-token".into())],
             vec![
                 record(1, "t1", "alice", None, None),
                 record(2, "t2", "bob", Some(""), Some(100)),
@@ -210,6 +227,7 @@ mod tests {
         );
         assert!(matches!(tokens.lookup("adm", 0), Some(TokenRecordOrAdmin::Admin)));
         assert!(tokens.lookup("", 0).is_none(), "an empty admin token is never accepted");
+        assert!(matches!(tokens.lookup("svc-token", 0), Some(TokenRecordOrAdmin::Service(n)) if n == "culler"));
         assert!(matches!(tokens.lookup("t1", 0), Some(TokenRecordOrAdmin::Record(r)) if r.user == "alice"));
         assert!(tokens.lookup("t2", 99).is_some());
         assert!(tokens.lookup("t2", 100).is_none(), "expired");
@@ -221,6 +239,7 @@ mod tests {
     #[test]
     fn a_users_tokens_are_replaced_and_nobody_elses() {
         let tokens = Tokens::new(
+            &[],
             &[],
             vec![
                 record(1, "a1", "alice", None, None),

@@ -290,7 +290,10 @@ pub async fn start(
         records,
     )
     .bound_to(auth.platform_sessions());
+    let services = crate::services::Services::from_config(&config.services, secret_hex.as_bytes())?;
+    let log_dir = state_dir(&config.db).join("logs");
     let hub = Hub::new(HubParts {
+        services,
         config,
         store,
         spawner,
@@ -302,6 +305,12 @@ pub async fn start(
     })?;
 
     listeners.push(tokio::spawn(crate::web::serve(hub.clone(), hub_listener, stopped())));
+    // Awaited like the listeners, so that `closed` returns once the services' processes are gone.
+    listeners.push(tokio::spawn(crate::services::run_managed(
+        hub.clone(),
+        log_dir,
+        stopped(),
+    )));
     let mut background = Vec::new();
     match &hub.config.state.url {
         // Alone on its SQLite file: whatever the database says is in flight, the last run of

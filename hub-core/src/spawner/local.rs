@@ -42,7 +42,7 @@ const LOG_TAIL_BYTES: u64 = 2048;
 /// What servers inherit from the hub's environment; the rest is dropped so that the hub's own
 /// secrets (the proxy's token, signing keys) do not show up in every notebook's `os.environ`.
 /// JupyterHub's `Spawner.env_keep`, plus the login basics it sets from the user's passwd entry.
-const KEPT_ENV: &[&str] = &[
+pub(crate) const KEPT_ENV: &[&str] = &[
     "PATH",
     "HOME",
     "USER",
@@ -687,6 +687,8 @@ impl ProcessRecord {
     }
 }
 
+pub(crate) use process::signal_group;
+
 /// Asking the kernel about a pid. Linux's `/proc` gives the start time that tells a server from
 /// a later process with the same pid; without `/proc` (macOS) the pid alone is trusted.
 mod process {
@@ -865,7 +867,7 @@ mod process {
 
     /// Sends `signal` to the process group the server leads; to the process alone if it left
     /// that group. The caller has just checked the pid with `probe`.
-    pub(super) fn signal_group(pid: u32, signal: libc::c_int) -> std::io::Result<()> {
+    pub(crate) fn signal_group(pid: u32, signal: libc::c_int) -> std::io::Result<()> {
         let pid = i32::try_from(pid).map_err(|_| std::io::Error::from_raw_os_error(libc::ESRCH))?;
         // SAFETY: plain syscalls; pid > 1 and not the hub's own pid or group (ProcessRecord).
         let rc = unsafe { libc::kill(-pid, signal) };

@@ -120,6 +120,28 @@ pub async fn handle(hub: &Arc<Hub>, req: &Req, rest: &str) -> Resp {
                 Err(e) => json_error(StatusCode::BAD_GATEWAY, &e.to_string()),
             },
         },
+        (&Method::GET, ["services"]) => match need(hub, who, "list:services", Target::hub()) {
+            Some(denied) => denied,
+            None => {
+                let full = caller::allowed(hub, who, "read:services", Target::hub());
+                let models: serde_json::Map<String, Value> = hub
+                    .services
+                    .iter()
+                    .map(|s| (s.config.name.clone(), s.model(&hub.base, full)))
+                    .collect();
+                json(StatusCode::OK, &Value::Object(models))
+            }
+        },
+        (&Method::GET, ["services", name]) => match need(hub, who, "read:services:name", Target::hub()) {
+            Some(denied) => denied,
+            None => match hub.services.get(name) {
+                Some(s) => {
+                    let full = caller::allowed(hub, who, "read:services", Target::hub());
+                    json(StatusCode::OK, &s.model(&hub.base, full))
+                }
+                None => json_error(StatusCode::NOT_FOUND, &format!("No such service: {name}")),
+            },
+        },
         (&Method::POST, ["shutdown"]) => match need(hub, who, "shutdown", Target::hub()) {
             Some(denied) => denied,
             None => shutdown(hub, req, who),
@@ -194,6 +216,14 @@ fn user_scope(method: &Method, tail: &[&str]) -> &'static str {
 }
 
 fn whoami(hub: &Hub, who: &Caller) -> Resp {
+    if let Some(service) = hub.services.get(&who.name).filter(|_| who.kind == CallerKind::Service) {
+        let mut model = service.model(&hub.base, true);
+        model["scopes"] = match who.admin {
+            true => json!(hub.admin_scopes.to_strings()),
+            false => json!(service.scope_names()),
+        };
+        return json(StatusCode::OK, &model);
+    }
     if who.kind == CallerKind::Service {
         return json(
             StatusCode::OK,

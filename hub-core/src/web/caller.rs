@@ -109,6 +109,17 @@ async fn platform_caller(hub: &Hub, jwt: &str) -> Option<Authenticated> {
 
 fn token_caller(hub: &Hub, found: TokenRecordOrAdmin) -> Caller {
     match found {
+        TokenRecordOrAdmin::Service(name) => match hub.services.get(&name) {
+            Some(service) => service.caller(),
+            // Not reachable (the token table is made from the services), but never an admin.
+            None => Caller {
+                name,
+                kind: CallerKind::Service,
+                admin: false,
+                server: None,
+                scopes: Some(Default::default()),
+            },
+        },
         TokenRecordOrAdmin::Admin => Caller {
             name: "admin-token".to_owned(),
             kind: CallerKind::Service,
@@ -145,11 +156,16 @@ pub fn allowed(hub: &Hub, who: &Caller, scope: &str, target: Target<'_>) -> bool
     let role_allows = if who.admin {
         hub.admin_scopes.allows(scope, target, &groups_of)
     } else {
-        who.kind == CallerKind::User
-            && (Scopes::own(&who.name).allows(scope, target, &groups_of)
-                // Then what servers shared with them grant (a project server's group may start
-                // and stop it). Read only when their own role does not answer.
-                || crate::shares::granted_to(hub, &who.name).is_ok_and(|s| s.allows(scope, target, &groups_of)))
+        match who.kind {
+            CallerKind::User => {
+                Scopes::own(&who.name).allows(scope, target, &groups_of)
+                    // Then what servers shared with them grant (a project server's group may
+                    // start and stop it). Read only when their own role does not answer.
+                    || crate::shares::granted_to(hub, &who.name).is_ok_and(|s| s.allows(scope, target, &groups_of))
+            }
+            // A service's role is its configured scopes, checked below; without them, nothing.
+            CallerKind::Service => who.scopes.is_some(),
+        }
     };
     role_allows && who.scopes.as_ref().is_none_or(|s| s.allows(scope, target, &groups_of))
 }

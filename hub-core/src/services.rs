@@ -1,0 +1,343 @@
+//! JupyterHub services (`[[services]]`): programs that call the hub's REST API with a token of
+//! their own, holding the scopes configured for them (or an admin's, with `admin = true`).
+//!
+//! A service with a `command` is managed: the hub starts it with JupyterHub's environment
+//! contract (`JUPYTERHUB_API_TOKEN`, `JUPYTERHUB_API_URL`, `JUPYTERHUB_SERVICE_NAME`…), starts it
+//! again whenever it exits (waiting 1 s, doubling to a minute while it keeps failing), and
+//! stops it when the hub stops. A service with a `url` gets the route `services/{name}/`, kept by
+//! the reconcile like every route the hub owns.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use config::ServiceConfig;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use crate::hub::Hub;
+use crate::scopes::Scopes;
+use crate::tokens::{Caller, CallerKind};
+
+/// The first wait before a managed service that exited is started again, and the longest.
+const RESTART_FIRST: Duration = Duration::from_secs(1);
+const RESTART_LONGEST: Duration = Duration::from_secs(60);
+/// A run at least this long counts as healthy: the next restart waits `RESTART_FIRST` again.
+const HEALTHY_RUN: Duration = Duration::from_secs(60);
+
+/// One configured service.
+#[derive(Debug)]
+pub struct Service {
+    pub config: ServiceConfig,
+    /// What its token may do; everything, for an admin service.
+    scopes: Arc<Scopes>,
+    /// The token it calls the API with, if it has one.
+    token: Option<String>,
+    /// The managed process now running, 0 when none (the API's `pid`).
+    pid: AtomicU32,
+}
+
+/// Every configured service, by name.
+#[derive(Debug, Default)]
+pub struct Services(BTreeMap<String, Arc<Service>>);
+
+impl Services {
+    /// Reads the configured services. A managed service with no `api_token` gets one derived
+    /// from `key` (the session signing key): every replica, and every restart, derives the same,
+    /// so any replica recognises the token of a service another replica started.
+    pub fn from_config(configs: &[ServiceConfig], key: &[u8]) -> anyhow::Result<Services> {
+        let mut services = BTreeMap::new();
+        for config in configs {
+            let scopes = match Scopes::requested(&config.scopes, &config.name) {
+                Ok(Some(scopes)) => scopes,
+                Ok(None) => Scopes::default(),
+                Err(e) => anyhow::bail!("services: the scopes of {}: {e}", config.name),
+            };
+            let token = config
+                .api_token
+                .clone()
+                .or_else(|| config.managed().then(|| derived_token(key, &config.name)));
+            let service = Service {
+                config: config.clone(),
+                scopes: Arc::new(scopes),
+                token,
+                pid: AtomicU32::new(0),
+            };
+            services.insert(config.name.clone(), Arc::new(service));
+        }
+        Ok(Services(services))
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<Service>> {
+        self.0.get(name)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Service>> {
+        self.0.values()
+    }
+
+    /// `(name, token)` of every service that has a token, for the token table.
+    pub fn tokens(&self) -> Vec<(String, String)> {
+        self.iter()
+            .filter_map(|s| s.token.clone().map(|t| (s.config.name.clone(), t)))
+            .collect()
+    }
+}
+
+/// HMAC-SHA256 of the service's name under the session signing key, hex: secret as long as the
+/// key is, and stable without being stored.
+fn derived_token(key: &[u8], name: &str) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key);
+    let tag = ring::hmac::sign(&key, format!("edgehub service token\0{name}").as_bytes());
+    crate::tokens::hex(tag.as_ref())
+}
+
+impl Service {
+    /// The caller its token makes: an admin, or exactly its scopes.
+    pub fn caller(&self) -> Caller {
+        Caller {
+            name: self.config.name.clone(),
+            kind: CallerKind::Service,
+            admin: self.config.admin,
+            server: None,
+            scopes: (!self.config.admin).then(|| self.scopes.clone()),
+        }
+    }
+
+    /// The scopes it holds, as `GET /hub/api/user` lists them.
+    pub fn scope_names(&self) -> Vec<String> {
+        self.scopes.to_strings()
+    }
+
+    /// JupyterHub's service model; `full: false` is what `read:services:name` may see.
+    pub fn model(&self, base: &str, full: bool) -> Value {
+        let c = &self.config;
+        if !full {
+            return json!({"kind": "service", "name": c.name});
+        }
+        json!({
+            "kind": "service",
+            "name": c.name,
+            "roles": if c.admin { json!(["admin"]) } else { json!([]) },
+            "admin": c.admin,
+            "url": c.url.clone().unwrap_or_default(),
+            "prefix": if c.url.is_some() { format!("{base}{}", c.prefix_under_base()) } else { String::new() },
+            "command": c.command,
+            "pid": self.pid.load(Ordering::Relaxed),
+            "info": {},
+            "display": c.url.is_some(),
+        })
+    }
+}
+
+/// Keeps every managed service running until `stop` resolves, then stops them (SIGTERM to the
+/// process group, SIGKILL after `spawner.stop_grace_secs`) and returns once they are gone.
+pub async fn run_managed(hub: Arc<Hub>, log_dir: PathBuf, stop: impl std::future::Future<Output = ()>) {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let running: Vec<_> = hub
+        .services
+        .iter()
+        .filter(|s| s.config.managed())
+        .map(|s| tokio::spawn(keep_running(hub.clone(), s.clone(), log_dir.clone(), stop_rx.clone())))
+        .collect();
+    if running.is_empty() {
+        return;
+    }
+    stop.await;
+    let _ = stop_tx.send(true);
+    for task in running {
+        let _ = task.await;
+    }
+}
+
+async fn keep_running(hub: Arc<Hub>, service: Arc<Service>, log_dir: PathBuf, mut stop: watch::Receiver<bool>) {
+    let name = &service.config.name;
+    let grace = Duration::from_secs(hub.config.spawner.stop_grace_secs);
+    let mut wait = RESTART_FIRST;
+    loop {
+        let began = Instant::now();
+        match launch(&hub, &service, &log_dir) {
+            Ok(mut child) => {
+                let pid = child.id().unwrap_or(0);
+                service.pid.store(pid, Ordering::Relaxed);
+                tracing::info!("service {name} started (pid {pid})");
+                tokio::select! {
+                    status = child.wait() => {
+                        service.pid.store(0, Ordering::Relaxed);
+                        if began.elapsed() >= HEALTHY_RUN {
+                            wait = RESTART_FIRST;
+                        }
+                        let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
+                        tracing::warn!(
+                            "service {name} exited ({status}); starting it again in {} s (its log: {})",
+                            wait.as_secs(),
+                            log_path(&log_dir, name).display()
+                        );
+                    }
+                    () = stopped(&mut stop) => {
+                        terminate(&mut child, pid, grace, name).await;
+                        service.pid.store(0, Ordering::Relaxed);
+                        return;
+                    }
+                }
+            }
+            Err(e) => tracing::error!(
+                "service {name} cannot start {}: {e}; trying again in {} s",
+                service.config.command[0],
+                wait.as_secs()
+            ),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            () = stopped(&mut stop) => return,
+        }
+        wait = (wait * 2).min(RESTART_LONGEST);
+    }
+}
+
+/// Resolves once the hub stops (the guard `wait_for` returns is not `Send`: dropped here).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+fn log_path(dir: &Path, name: &str) -> PathBuf {
+    // Service names are letters, digits, '-', '_' and '.' (checked with the configuration).
+    dir.join(format!("service-{name}.log"))
+}
+
+/// Starts the service's command in a process group of its own, its output appended to
+/// `service-{name}.log`.
+fn launch(hub: &Hub, service: &Service, log_dir: &Path) -> std::io::Result<tokio::process::Child> {
+    use std::io::Write;
+    let c = &service.config;
+    std::fs::create_dir_all(log_dir)?;
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path(log_dir, &c.name))?;
+    writeln!(
+        log,
+        "[edgehub {}] starting: {}",
+        proxy::timestamp::format_iso(proxy::timestamp::now_ms()),
+        c.command.join(" ")
+    )?;
+    let mut command = tokio::process::Command::new(&c.command[0]);
+    command
+        .args(&c.command[1..])
+        .env_clear()
+        .envs(service_env(hub, service, std::env::vars()))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some(dir) = &hub.config.spawner.working_dir {
+        command.current_dir(dir);
+    }
+    command.spawn()
+}
+
+/// A managed service's environment, later entries winning: what servers keep of the hub's, the
+/// configured `environment`, then JupyterHub's contract for services.
+fn service_env(
+    hub: &Hub,
+    service: &Service,
+    inherited: impl Iterator<Item = (String, String)>,
+) -> BTreeMap<String, String> {
+    let c = &service.config;
+    let mut env: BTreeMap<String, String> = inherited
+        .filter(|(k, _)| crate::spawner::local::KEPT_ENV.contains(&k.as_str()))
+        .collect();
+    env.extend(c.environment.clone());
+    let mut contract = vec![
+        ("JUPYTERHUB_SERVICE_NAME", c.name.clone()),
+        ("JUPYTERHUB_API_URL", hub.api_url()),
+        ("JUPYTERHUB_BASE_URL", hub.base.clone()),
+        (
+            "JUPYTERHUB_SERVICE_PREFIX",
+            format!("{}{}", hub.base, c.prefix_under_base()),
+        ),
+    ];
+    if let Some(token) = &service.token {
+        contract.push(("JUPYTERHUB_API_TOKEN", token.clone()));
+    }
+    if let Some(url) = &c.url {
+        contract.push(("JUPYTERHUB_SERVICE_URL", url.clone()));
+    }
+    env.extend(contract.into_iter().map(|(k, v)| (k.to_owned(), v)));
+    env
+}
+
+/// SIGTERM to the service's process group, SIGKILL to it after `grace`.
+async fn terminate(child: &mut tokio::process::Child, pid: u32, grace: Duration, name: &str) {
+    if pid == 0 {
+        let _ = child.kill().await;
+        return;
+    }
+    if let Err(e) = crate::spawner::local::signal_group(pid, libc::SIGTERM) {
+        tracing::warn!("service {name}: SIGTERM: {e}");
+    }
+    if tokio::time::timeout(grace, child.wait()).await.is_err() {
+        tracing::warn!("service {name} ignored SIGTERM; sending SIGKILL");
+        let _ = crate::spawner::local::signal_group(pid, libc::SIGKILL);
+        let _ = child.wait().await;
+    }
+    tracing::info!("service {name} stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Vec<ServiceConfig> {
+        #[derive(serde::Deserialize)]
+        struct File {
+            services: Vec<ServiceConfig>,
+        }
+        toml::from_str::<File>(text).unwrap().services
+    }
+
+    #[test]
+    fn managed_services_get_a_token_that_every_replica_derives_alike() {
+        let configs = config(
+            "[[services]]\nname = \"culler\"\ncommand = [\"true\"]\n\
+             [[services]]\nname = \"other\"\ncommand = [\"true\"]\n\
+             [[services]]\nname = \"given\"\napi_token = \"given-token\"\n\
+             [[services]]\nname = \"tokenless\"\nurl = \"http://127.0.0.1:1\"",
+        );
+        let one = Services::from_config(&configs, b"key one").unwrap();
+        let again = Services::from_config(&configs, b"key one").unwrap();
+        let other_key = Services::from_config(&configs, b"key two").unwrap();
+        let tokens = |s: &Services| s.tokens().into_iter().collect::<BTreeMap<_, _>>();
+        assert_eq!(tokens(&one), tokens(&again));
+        assert_ne!(tokens(&one)["culler"], tokens(&other_key)["culler"]);
+        assert_ne!(tokens(&one)["culler"], tokens(&one)["other"]);
+        assert_eq!(tokens(&one)["given"], "given-token");
+        assert!(!tokens(&one).contains_key("tokenless"));
+        assert_eq!(tokens(&one)["culler"].len(), 64);
+    }
+
+    #[test]
+    fn a_service_holds_its_scopes_or_an_admins_rights() {
+        let configs = config(
+            "[[services]]\nname = \"culler\"\nscopes = [\"list:users\", \"delete:servers\"]\n\
+             [[services]]\nname = \"root\"\nadmin = true\n\
+             [[services]]\nname = \"nothing\"",
+        );
+        let services = Services::from_config(&configs, b"k").unwrap();
+        let culler = services.get("culler").unwrap().caller();
+        assert!(!culler.admin && culler.kind == CallerKind::Service);
+        let held = culler.scopes.unwrap().to_strings();
+        assert!(held.contains(&"list:users".to_owned()) && held.contains(&"delete:servers".to_owned()));
+        let root = services.get("root").unwrap().caller();
+        assert!(root.admin && root.scopes.is_none());
+        let nothing = services.get("nothing").unwrap().caller();
+        assert!(nothing.scopes.is_some_and(|s| s.to_strings().is_empty()));
+        let bad = config("[[services]]\nname = \"x\"\nscopes = [\"fly:planes\"]");
+        let e = Services::from_config(&bad, b"k").unwrap_err().to_string();
+        assert!(e.contains("the scopes of x"), "{e}");
+    }
+}
