@@ -39,6 +39,14 @@ pub struct ServiceConfig {
     /// Extra environment of a managed service. Default: none.
     #[serde(default)]
     pub environment: BTreeMap<String, String>,
+    /// Whether signed-in users see a link to it (its `url` is needed) in the pages' "Services"
+    /// menu. Default: true.
+    #[serde(default = "shown")]
+    pub display: bool,
+}
+
+fn shown() -> bool {
+    true
 }
 
 impl ServiceConfig {
@@ -154,6 +162,7 @@ mod tests {
         assert!(services[0].managed() && !services[1].managed());
         assert_eq!(services[1].prefix_under_base(), "services/grafana/");
         assert!(!services[0].admin && services[0].api_token.is_none());
+        assert!(services[1].display, "shown unless said otherwise");
     }
 
     #[test]

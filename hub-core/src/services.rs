@@ -107,6 +107,12 @@ impl Service {
         }
     }
 
+    /// Where the pages' "Services" menu links to, for a service with a `url` to be shown.
+    pub fn menu_link(&self, base: &str) -> Option<String> {
+        let c = &self.config;
+        (c.display && c.url.is_some()).then(|| format!("{base}{}", c.prefix_under_base()))
+    }
+
     /// The scopes it holds, as `GET /hub/api/user` lists them.
     pub fn scope_names(&self) -> Vec<String> {
         self.scopes.to_strings()
@@ -128,7 +134,7 @@ impl Service {
             "command": c.command,
             "pid": self.pid.load(Ordering::Relaxed),
             "info": {},
-            "display": c.url.is_some(),
+            "display": c.display,
         })
     }
 }

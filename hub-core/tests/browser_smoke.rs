@@ -161,6 +161,8 @@ fn ctx(user: Option<&str>) -> PageContext {
         base: "/".into(),
         user: user.map(Into::into),
         admin: false,
+        // What a hub with one service behind the proxy shows signed-in users.
+        services: vec![("usage-dashboard".into(), "/services/usage-dashboard/".into())],
         xsrf: XSRF.into(),
     }
 }
@@ -665,6 +667,44 @@ async fn spawn_pending_reloads_once_when_the_stream_ends_early() {
         "{:?}",
         site.calls()
     );
+}
+
+/// The "Services" menu opens without a script, fits a narrow screen open, and its link goes to
+/// the service.
+#[tokio::test]
+async fn the_services_menu_opens_and_leads_to_the_service() {
+    let site = Site::start(|seen| match (&seen.method, seen.path.as_str()) {
+        (&Method::GET, "/hub/home") => html(home_page(&[server("", ServerPhase::Stopped, None)])),
+        (&Method::GET, "/services/usage-dashboard/") => html("<!DOCTYPE html><title>usage</title>".into()),
+        _ => None,
+    })
+    .await;
+    let browser = Browser::start().await.unwrap();
+    browser.set_window_size(320, 720).await.unwrap();
+    browser.goto(&site.url("/hub/home")).await.unwrap();
+    let link_shown = "document.querySelector('.services a').checkVisibility()";
+    assert_eq!(
+        browser.execute(&format!("return {link_shown};"), &[]).await.unwrap(),
+        false,
+        "closed at first"
+    );
+    browser.find(".services summary").await.unwrap().click().await.unwrap();
+    until(&browser, link_shown).await;
+    let fits = "return document.documentElement.scrollWidth <= window.innerWidth;";
+    assert_eq!(
+        browser.execute(fits, &[]).await.unwrap(),
+        true,
+        "the open menu is wider than the screen"
+    );
+    shot(&browser, "services-menu").await;
+    let link = browser.find(".services a").await.unwrap();
+    assert_eq!(link.text().await.unwrap(), "usage-dashboard");
+    link.click().await.unwrap();
+    browser
+        .wait_until_url(|u| u.ends_with("/services/usage-dashboard/"), WAIT)
+        .await
+        .unwrap();
+    assert_eq!(site.requests(Method::GET, "/services/usage-dashboard/").len(), 1);
 }
 
 /// Every page at 320 CSS pixels: nothing wider than the screen. Screenshots for a look by eye.

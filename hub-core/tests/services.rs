@@ -55,6 +55,7 @@ fn service(name: &str) -> ServiceConfig {
         url: None,
         command: Vec::new(),
         environment: Default::default(),
+        display: true,
     }
 }
 
@@ -177,6 +178,16 @@ async fn services_run_with_their_own_tokens_scopes_and_routes() {
     assert_eq!(
         user.api(Method::GET, "/services", None).await.status,
         StatusCode::FORBIDDEN
+    );
+    // Signed-in users find the services with a web page in the pages' "Services" menu.
+    let home = user.get("/hub/home").await.text();
+    assert!(
+        home.contains(r#"<li><a href="/services/probe/">probe</a></li>"#),
+        "{home}"
+    );
+    assert!(
+        !home.contains(">dashboard<"),
+        "a service without a url has no page to link"
     );
 
     // An admin service may do what an admin may.

@@ -213,6 +213,7 @@ mod tests {
             base: "/".into(),
             user: Some("root".into()),
             admin: true,
+            services: Vec::new(),
             xsrf: "x".into(),
         };
         let html = admin(

@@ -252,6 +252,7 @@ mod tests {
             base: "/".into(),
             user: Some("alice".into()),
             admin: false,
+            services: Vec::new(),
             xsrf: "xsrf-1".into(),
         }
     }

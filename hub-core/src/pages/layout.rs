@@ -46,11 +46,12 @@ pub(super) fn page(ctx: &PageContext, title: &str, head: &str, main: &str) -> St
             html,
             r#"<nav class="account" aria-label="Account">
 <span class="who">Signed in as <strong>{user}</strong></span>
-<a href="{token}">Token</a>
+{services}<a href="{token}">Token</a>
 {admin}<a href="{logout}">Log out</a>
 </nav>
 "#,
             user = escape(user),
+            services = services_menu(&ctx.services),
             token = escape(&urls::token_page(base)),
             admin = if ctx.admin {
                 format!("<a href=\"{}\">Admin</a>\n", escape(&urls::admin(base)))
@@ -64,6 +65,19 @@ pub(super) fn page(ctx: &PageContext, title: &str, head: &str, main: &str) -> St
     html
 }
 
+/// JupyterHub's "Services" menu: a disclosure (no script needed) listing the services to link.
+fn services_menu(services: &[(String, String)]) -> String {
+    if services.is_empty() {
+        return String::new();
+    }
+    let mut html = String::from("<details class=\"services\"><summary>Services</summary>\n<ul>\n");
+    for (name, href) in services {
+        let _ = writeln!(html, r#"<li><a href="{}">{}</a></li>"#, escape(href), escape(name));
+    }
+    html.push_str("</ul>\n</details>\n");
+    html
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,6 +87,7 @@ mod tests {
             base: "/jhub/".into(),
             user: user.map(Into::into),
             admin: false,
+            services: Vec::new(),
             xsrf: "tok".into(),
         }
     }
@@ -101,6 +116,36 @@ mod tests {
         let signed_in = page(&ctx(Some("alice")), "t", "", "");
         assert!(signed_in.contains("Signed in as <strong>alice</strong>"));
         assert!(signed_in.contains(r#"<a href="/jhub/hub/logout">Log out</a>"#));
+        assert!(!signed_in.contains("Services"), "no menu without services to show");
+    }
+
+    #[test]
+    fn services_menu_for_signed_in_users() {
+        let services = vec![("usage".to_owned(), "/jhub/services/usage/".to_owned())];
+        let anonymous = page(
+            &PageContext {
+                services: services.clone(),
+                ..ctx(None)
+            },
+            "t",
+            "",
+            "",
+        );
+        assert!(!anonymous.contains("Services"));
+        let html = page(
+            &PageContext {
+                services,
+                ..ctx(Some("alice"))
+            },
+            "t",
+            "",
+            "",
+        );
+        assert!(html.contains("<summary>Services</summary>"), "{html}");
+        assert!(
+            html.contains(r#"<li><a href="/jhub/services/usage/">usage</a></li>"#),
+            "{html}"
+        );
     }
 
     #[test]

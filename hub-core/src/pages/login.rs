@@ -89,6 +89,7 @@ mod tests {
             base: "/jhub/".into(),
             user: None,
             admin: false,
+            services: Vec::new(),
             xsrf: "xsrf-1".into(),
         }
     }

@@ -35,6 +35,8 @@ pub struct PageContext {
     /// The logged-in user, if any.
     pub user: Option<String>,
     pub admin: bool,
+    /// The services signed-in users see in the "Services" menu: `(name, href)`.
+    pub services: Vec<(String, String)>,
     /// Value for the `_xsrf` form field and the `X-XSRFToken` header of API calls from pages.
     pub xsrf: String,
 }
@@ -75,6 +77,7 @@ mod tests {
             base: "/".into(),
             user: Some(HOSTILE.into()),
             admin: true,
+            services: vec![(HOSTILE.into(), HOSTILE.into())],
             xsrf: HOSTILE.into(),
         };
         let server = |name: &str, phase| ServerView {
@@ -147,6 +150,7 @@ mod tests {
             base: "/".into(),
             user: Some("alice".into()),
             admin: false,
+            services: Vec::new(),
             xsrf: "t".into(),
         };
         let server = |name: &str, phase| ServerView {

@@ -130,6 +130,7 @@ mod tests {
             base: "/".into(),
             user: Some("alice".into()),
             admin: false,
+            services: Vec::new(),
             xsrf: "xsrf-1".into(),
         }
     }

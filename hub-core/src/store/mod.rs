@@ -41,8 +41,9 @@ pub enum StoreError {
     InUse { path: String, holder: String },
     #[error("cannot lock the state database {path}: {error}")]
     Lock { path: String, error: std::io::Error },
+    // Not `#[from]`, which would make it a source too: see `Open`.
     #[error("state database: {0}")]
-    Sql(#[from] rusqlite::Error),
+    Sql(rusqlite::Error),
     /// The message carries the client library's error with its causes (`describe`), so the
     /// error is not also given as a source: a report would list the causes twice.
     #[error("state database {place}: {}", postgres::describe(error))]
@@ -51,11 +52,17 @@ pub enum StoreError {
     Unavailable { place: String, why: String },
     #[error("state.url: {0}")]
     BadUrl(String),
-    #[error("state database holds unreadable JSON in {what}: {source}")]
+    #[error("state database holds unreadable JSON in {what}: {error}")]
     Json {
         what: &'static str,
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> StoreError {
+        StoreError::Sql(error)
+    }
 }
 
 impl StoreError {
@@ -312,18 +319,42 @@ pub fn open(config: &config::HubConfig, replica: &str) -> Result<(Arc<dyn StateS
 }
 
 pub(crate) fn parse_json(what: &'static str, text: &str) -> Result<Value, StoreError> {
-    serde_json::from_str(text).map_err(|source| StoreError::Json { what, source })
+    serde_json::from_str(text).map_err(|error| StoreError::Json { what, error })
 }
 
 /// A share's scopes as stored (a JSON list of strings).
 pub(crate) fn scopes_of(text: &str) -> Result<Vec<String>, StoreError> {
-    serde_json::from_str(text).map_err(|source| StoreError::Json {
+    serde_json::from_str(text).map_err(|error| StoreError::Json {
         what: "shares.scopes",
-        source,
+        error,
     })
 }
 
 /// The phases as the database spells them, for `phase IN (…)`.
 pub(crate) fn phase_names(phases: &[Phase]) -> Vec<&'static str> {
     phases.iter().map(|p| p.as_db()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A report that follows the chain (anyhow's `{:#}` and `{:?}`) says each cause once: the
+    /// messages carry the library's error, so it must not be a source as well.
+    #[test]
+    fn a_database_error_is_said_once() {
+        let errors = [
+            StoreError::from(rusqlite::Error::InvalidQuery),
+            parse_json("servers.state", "{").unwrap_err(),
+        ];
+        for e in errors {
+            let cause = match &e {
+                StoreError::Sql(inner) => inner.to_string(),
+                StoreError::Json { error, .. } => error.to_string(),
+                _ => unreachable!(),
+            };
+            let report = format!("{:#}", anyhow::Error::from(e));
+            assert_eq!(report.matches(&cause).count(), 1, "{report}");
+        }
+    }
 }

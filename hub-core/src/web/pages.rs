@@ -29,6 +29,11 @@ pub fn context(hub: &Hub, auth: Option<&Authenticated>, xsrf: &str) -> PageConte
         base: hub.base.clone(),
         user: auth.map(|a| a.caller.name.clone()),
         admin: auth.is_some_and(|a| a.caller.admin),
+        services: hub
+            .services
+            .iter()
+            .filter_map(|s| Some((s.config.name.clone(), s.menu_link(&hub.base)?)))
+            .collect(),
         xsrf: xsrf.to_owned(),
     }
 }
