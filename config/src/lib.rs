@@ -19,7 +19,7 @@ pub use auth::*;
 pub use hub::*;
 pub use ldap::LdapConfig;
 pub use proxy::*;
-pub use services::ServiceConfig;
+pub use services::{ServiceAccess, ServiceConfig};
 
 /// A configuration mistake, reported before anything starts listening.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

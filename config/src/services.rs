@@ -39,6 +39,15 @@ pub struct ServiceConfig {
     /// Extra environment of a managed service. Default: none.
     #[serde(default)]
     pub environment: BTreeMap<String, String>,
+    /// Who the edge lets through to its `url` (edge authentication, on under `edgehub up`):
+    /// `public` (everyone: the service decides, as JupyterHub's services do), `users` (anyone
+    /// signed in, named to the service in `X-Forwarded-User`), or `admins` (admins, and members
+    /// of `groups`). Default: `public`.
+    #[serde(default)]
+    pub access: ServiceAccess,
+    /// With `access = "admins"`: groups whose members may reach it too. Default: none.
+    #[serde(default)]
+    pub groups: Vec<String>,
     /// Whether signed-in users see a link to it (its `url` is needed) in the pages' "Services"
     /// menu. Default: true.
     #[serde(default = "shown")]
@@ -47,6 +56,16 @@ pub struct ServiceConfig {
 
 fn shown() -> bool {
     true
+}
+
+/// Who may reach a service's web pages through the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceAccess {
+    #[default]
+    Public,
+    Users,
+    Admins,
 }
 
 impl ServiceConfig {
@@ -120,6 +139,20 @@ pub fn validate(services: &[ServiceConfig]) -> Result<(), ConfigError> {
                 "a command too: the environment is that of the process the hub starts",
             ));
         }
+        if s.access != ServiceAccess::Public && s.url.is_none() {
+            return Err(invalid(
+                "services.access",
+                s.name.clone(),
+                "a url too: access says who reaches the service's pages",
+            ));
+        }
+        if !s.groups.is_empty() && s.access != ServiceAccess::Admins {
+            return Err(invalid(
+                "services.groups",
+                s.name.clone(),
+                "access = \"admins\": the groups whose members may reach it beside the admins",
+            ));
+        }
         if let Some(scope) = s.scopes.iter().find(|t| *t == "self" || *t == "inherit") {
             return Err(invalid(
                 "services.scopes",
@@ -163,6 +196,7 @@ mod tests {
         assert_eq!(services[1].prefix_under_base(), "services/grafana/");
         assert!(!services[0].admin && services[0].api_token.is_none());
         assert!(services[1].display, "shown unless said otherwise");
+        assert_eq!(services[1].access, ServiceAccess::Public);
     }
 
     #[test]
@@ -189,6 +223,15 @@ mod tests {
             "a command too",
         );
         refused("[[services]]\nname = \"x\"\nscopes = [\"self\"]", "services.scopes");
+        refused("[[services]]\nname = \"x\"\naccess = \"users\"", "a url too");
+        refused(
+            "[[services]]\nname = \"x\"\nurl = \"http://h:1\"\naccess = \"users\"\ngroups = [\"g\"]",
+            "services.groups",
+        );
+        refused(
+            "[[services]]\nname = \"x\"\nurl = \"http://h:1\"\naccess = \"friends\"",
+            "unknown variant",
+        );
         refused("[[services]]\nname = \"x\"\nadmn = true", "unknown field");
     }
 }

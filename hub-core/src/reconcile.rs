@@ -49,13 +49,11 @@ fn desired_routes(hub: &Hub) -> (Vec<Wanted>, Vec<String>) {
     for service in hub.services.iter() {
         if let Some(url) = &service.config.url {
             let routespec = format!("{}{}", hub.base, service.config.prefix_under_base());
-            let mut data = Map::new();
-            data.insert("service".into(), Value::String(service.config.name.clone()));
             want.push(Wanted {
                 key: route_key(&routespec),
                 routespec,
                 target: url.clone(),
-                data,
+                data: service.route_data(),
             });
         }
     }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use config::ServiceConfig;
+use config::{ServiceAccess, ServiceConfig};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
@@ -111,6 +111,28 @@ impl Service {
     pub fn menu_link(&self, base: &str) -> Option<String> {
         let c = &self.config;
         (c.display && c.url.is_some()).then(|| format!("{base}{}", c.prefix_under_base()))
+    }
+
+    /// The data of its route (`{base_url}services/{name}/`): its name, and for the edge who may
+    /// pass (route policies, docs/auth.md).
+    pub fn route_data(&self) -> serde_json::Map<String, Value> {
+        let c = &self.config;
+        let mut data = serde_json::Map::new();
+        data.insert("service".into(), json!(c.name));
+        match c.access {
+            ServiceAccess::Public => {}
+            ServiceAccess::Users => {
+                data.insert("auth".into(), json!("user"));
+            }
+            // An owner route that names no user: admins, and the members of its groups.
+            ServiceAccess::Admins => {
+                data.insert("auth".into(), json!("owner"));
+                if !c.groups.is_empty() {
+                    data.insert("groups".into(), json!(c.groups));
+                }
+            }
+        }
+        data
     }
 
     /// The scopes it holds, as `GET /hub/api/user` lists them.
@@ -324,6 +346,33 @@ mod tests {
         assert_eq!(tokens(&one)["given"], "given-token");
         assert!(!tokens(&one).contains_key("tokenless"));
         assert_eq!(tokens(&one)["culler"].len(), 64);
+    }
+
+    #[test]
+    fn the_route_says_who_the_edge_lets_through() {
+        let configs = config(
+            "[[services]]\nname = \"open\"\nurl = \"http://h:1\"\n\
+             [[services]]\nname = \"signed-in\"\nurl = \"http://h:1\"\naccess = \"users\"\n\
+             [[services]]\nname = \"staff\"\nurl = \"http://h:1\"\naccess = \"admins\"\ngroups = [\"staff\"]\n\
+             [[services]]\nname = \"root\"\nurl = \"http://h:1\"\naccess = \"admins\"",
+        );
+        let services = Services::from_config(&configs, b"k").unwrap();
+        let data = |name: &str| Value::Object(services.get(name).unwrap().route_data());
+        assert_eq!(data("open"), json!({"service": "open"}));
+        assert_eq!(data("signed-in"), json!({"service": "signed-in", "auth": "user"}));
+        assert_eq!(
+            data("staff"),
+            json!({"service": "staff", "auth": "owner", "groups": ["staff"]})
+        );
+        assert_eq!(data("root"), json!({"service": "root", "auth": "owner"}));
+        // The edge reads them as it reads every route's data.
+        let policy = |name: &str| {
+            let Value::Object(d) = data(name) else { unreachable!() };
+            proxy::route_policy::RoutePolicy::from_data(&d)
+        };
+        assert!(policy("open").is_none(), "no policy: the edge's default");
+        let staff = policy("staff").unwrap();
+        assert!(staff.user.is_none() && staff.groups.len() == 1);
     }
 
     #[test]

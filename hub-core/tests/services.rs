@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use config::ServiceConfig;
+use config::{ServiceAccess, ServiceConfig};
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 use support::*;
@@ -34,7 +34,8 @@ if sum(1 for _ in open(out)) == 1:
     sys.exit(3)
 class Answer(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
-        body = json.dumps({"service": os.environ["JUPYTERHUB_SERVICE_NAME"], "path": self.path}).encode()
+        body = json.dumps({"service": os.environ["JUPYTERHUB_SERVICE_NAME"], "path": self.path,
+                           "user": self.headers.get("X-Forwarded-User")}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -55,6 +56,8 @@ fn service(name: &str) -> ServiceConfig {
         url: None,
         command: Vec::new(),
         environment: Default::default(),
+        access: ServiceAccess::Public,
+        groups: Vec::new(),
         display: true,
     }
 }
@@ -83,6 +86,7 @@ async fn services_run_with_their_own_tokens_scopes_and_routes() {
                 out.display().to_string(),
             ],
             url: Some(format!("http://127.0.0.1:{port}")),
+            access: ServiceAccess::Users,
             scopes: vec!["read:users:name".to_owned()],
             environment: [("PROBE_COLOUR".to_owned(), "teal".to_owned())].into(),
             ..service("probe")
@@ -131,15 +135,21 @@ async fn services_run_with_their_own_tokens_scopes_and_routes() {
     assert_ne!(seen[1]["pid"], first["pid"], "a new process");
     let pid = seen[1]["pid"].as_i64().unwrap();
 
-    // Its web server is behind the proxy at its prefix, the path passed on whole.
+    // Its web server is behind the proxy at its prefix, the path passed on whole; with
+    // `access = "users"` the edge lets signed-in users through, named in X-Forwarded-User.
+    let mut user = hub.login("alice").await;
     eventually(Duration::from_secs(10), "the probe answers at /services/probe/", || {
-        let mut browser = hub.client();
+        let mut alice = hub.client();
+        alice.cookies = user.cookies.clone();
         async move {
-            let r = browser.get("/services/probe/hello?x=1").await;
-            r.status == StatusCode::OK && r.json() == json!({"service": "probe", "path": "/services/probe/hello?x=1"})
+            let r = alice.get("/services/probe/hello?x=1").await;
+            r.status == StatusCode::OK
+                && r.json() == json!({"service": "probe", "path": "/services/probe/hello?x=1", "user": "alice"})
         }
     })
     .await;
+    let anonymous = hub.client().get("/services/probe/hello").await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED, "{}", anonymous.text());
 
     // A service's token holds its scopes and nothing more.
     let mut dashboard = hub.with_token("dashboard-token-0123");
@@ -174,7 +184,6 @@ async fn services_run_with_their_own_tokens_scopes_and_routes() {
         dashboard.api(Method::GET, "/services/nope", None).await.status,
         StatusCode::NOT_FOUND
     );
-    let mut user = hub.login("alice").await;
     assert_eq!(
         user.api(Method::GET, "/services", None).await.status,
         StatusCode::FORBIDDEN
