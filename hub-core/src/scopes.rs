@@ -125,8 +125,13 @@ pub fn role(name: &str, owner: &str) -> Option<Vec<String>> {
 pub enum Filter {
     All,
     User(String),
-    Server { user: String, server: String },
+    Server {
+        user: String,
+        server: String,
+    },
     Group(String),
+    /// `!service=name`: one service (`access:services!service=grafana`).
+    Service(String),
 }
 
 /// One scope, its name known and its filter parsed.
@@ -143,6 +148,7 @@ impl std::fmt::Display for Scope {
             Filter::User(u) => write!(f, "{}!user={u}", self.name),
             Filter::Server { user, server } => write!(f, "{}!server={user}/{server}", self.name),
             Filter::Group(g) => write!(f, "{}!group={g}", self.name),
+            Filter::Service(s) => write!(f, "{}!service={s}", self.name),
         }
     }
 }
@@ -229,6 +235,7 @@ pub fn parse(text: &str) -> Result<Scope, ScopeError> {
             let filter = match kind {
                 "user" => Filter::User(value.to_owned()),
                 "group" => Filter::Group(value.to_owned()),
+                "service" => Filter::Service(value.to_owned()),
                 "server" => {
                     let (user, server) = value.split_once('/').ok_or_else(bad)?;
                     Filter::Server {
@@ -316,6 +323,9 @@ impl Scopes {
                             .any(|mine| mine == g)
                     })
             }
+            // No call of the REST API is about one service's resources; the service's own pages
+            // read this filter from `GET /hub/api/user`.
+            Filter::Service(_) => false,
         })
     }
 
@@ -329,6 +339,7 @@ impl Scopes {
                 Filter::User(u) => Some(Target::user(u)),
                 Filter::Server { user, server } => Some(Target::server(user, server)),
                 Filter::Group(g) => Some(Target::group(g)),
+                Filter::Service(_) => None,
             };
             let held = match target {
                 Some(target) => self.allows(scope.name, target, groups_of),
@@ -415,5 +426,34 @@ mod tests {
             .unwrap();
         assert_eq!(alice.covers(&bobs, &none), Err("read:users!user=bob".into()));
         assert!(Scopes::admin().covers(&everyones, &none).is_ok());
+        let a_service = Scopes::requested(&["access:services!service=grades".into()], "alice")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            alice.covers(&a_service, &none),
+            Err("access:services!service=grades".into()),
+            "a user holds no service's access of their own"
+        );
+    }
+
+    #[test]
+    fn one_services_access() {
+        let s = parse("access:services!service=grades").unwrap();
+        assert_eq!(s.filter, Filter::Service("grades".into()));
+        assert_eq!(
+            s.to_string(),
+            "access:services!service=grades",
+            "listed as JupyterHub lists it"
+        );
+        let held = Scopes::requested(&[s.to_string()], "x").unwrap().unwrap();
+        assert_eq!(held.to_strings(), ["access:services!service=grades"]);
+        assert!(
+            !held.allows("access:services", Target::hub(), &none),
+            "not every service's"
+        );
+        assert!(matches!(
+            parse("access:services!service="),
+            Err(ScopeError::BadFilter(_))
+        ));
     }
 }

@@ -135,6 +135,30 @@ impl Service {
         data
     }
 
+    /// Whether `who` may sign in to it through the hub's OAuth (and so holds
+    /// `access:services!service={name}`): admins always; otherwise whoever its `access` lets
+    /// through the edge, a signed-in user for `public` and `users`.
+    pub fn usable_by(&self, hub: &Hub, who: &Caller) -> bool {
+        if who.admin {
+            return true;
+        }
+        if who.kind != CallerKind::User {
+            return false;
+        }
+        match self.config.access {
+            ServiceAccess::Public | ServiceAccess::Users => true,
+            ServiceAccess::Admins => {
+                let groups = hub.store.user_groups(&who.name).unwrap_or_default();
+                self.config.groups.iter().any(|g| groups.contains(g))
+            }
+        }
+    }
+
+    /// The scope its pages ask of a user (`JUPYTERHUB_OAUTH_ACCESS_SCOPES`).
+    pub fn access_scope(&self) -> String {
+        format!("access:services!service={}", self.config.name)
+    }
+
     /// The scopes it holds, as `GET /hub/api/user` lists them.
     pub fn scope_names(&self) -> Vec<String> {
         self.scopes.to_strings()
@@ -293,7 +317,16 @@ fn service_env(
         contract.push(("JUPYTERHUB_API_TOKEN", token.clone()));
     }
     if let Some(url) = &c.url {
-        contract.push(("JUPYTERHUB_SERVICE_URL", url.clone()));
+        // Its pages sign users in through the hub (JupyterHub's `HubOAuth`).
+        let prefix = format!("{}{}", hub.base, c.prefix_under_base());
+        let access = json!([service.access_scope()]).to_string();
+        contract.extend([
+            ("JUPYTERHUB_SERVICE_URL", url.clone()),
+            ("JUPYTERHUB_CLIENT_ID", crate::web::oauth::service_client_id(&c.name)),
+            ("JUPYTERHUB_OAUTH_CALLBACK_URL", format!("{prefix}oauth_callback")),
+            ("JUPYTERHUB_OAUTH_ACCESS_SCOPES", access.clone()),
+            ("JUPYTERHUB_OAUTH_SCOPES", access),
+        ]);
     }
     env.extend(contract.into_iter().map(|(k, v)| (k.to_owned(), v)));
     env

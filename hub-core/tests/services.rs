@@ -271,3 +271,136 @@ async fn jupyterhub_idle_culler_runs_as_a_managed_service_with_only_its_scopes()
     );
     hub.stop().await;
 }
+
+/// A service's page written with JupyterHub's own `HubOAuth` (pip's jupyterhub, unchanged): it
+/// sends the browser to the hub to sign in, and shows who signed in and the scopes it was given.
+const WHOAMI_OAUTH: &str = r#"
+import json, os
+from urllib.parse import urlparse
+from tornado import ioloop, web
+from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
+from jupyterhub.utils import url_path_join
+class WhoAmI(HubOAuthenticated, web.RequestHandler):
+    @web.authenticated
+    def get(self):
+        user = self.get_current_user()
+        self.set_header("Content-Type", "application/json")
+        self.write(json.dumps({"name": user["name"], "scopes": sorted(user.get("scopes", []))}))
+prefix = os.environ["JUPYTERHUB_SERVICE_PREFIX"]
+app = web.Application(
+    [(prefix, WhoAmI), (url_path_join(prefix, "oauth_callback"), HubOAuthCallbackHandler)],
+    cookie_secret=os.urandom(32),
+)
+app.listen(urlparse(os.environ["JUPYTERHUB_SERVICE_URL"]).port, "127.0.0.1")
+ioloop.IOLoop.current().start()
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_signs_users_in_through_the_hubs_oauth() {
+    let dir = temp_dir("service-oauth");
+    let script = dir.join("whoami.py");
+    std::fs::write(&script, WHOAMI_OAUTH).unwrap();
+    let mut config = test_config(&dir);
+    config.services = vec![
+        ServiceConfig {
+            command: vec![pyenv_bin("python").display().to_string(), script.display().to_string()],
+            url: Some(format!("http://127.0.0.1:{}", free_port())),
+            ..service("whoami")
+        },
+        ServiceConfig {
+            url: Some("http://127.0.0.1:9".to_owned()),
+            access: ServiceAccess::Admins,
+            groups: vec!["staff".to_owned()],
+            ..service("staff-only")
+        },
+    ];
+    let hub = TestHub::start(config).await;
+    let alice = hub.login("alice").await;
+
+    // Signed in to the hub, alice opens the service: it sends her to the hub's OAuth endpoint,
+    // which sends her back to its callback with a code that it trades for a token.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let (body, visited) = loop {
+        let mut browser = hub.client();
+        browser.cookies = alice.cookies.clone();
+        let (reply, visited) = follow(&mut browser, "/services/whoami/", 8).await;
+        if reply.status == StatusCode::OK {
+            break (reply.text(), visited);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the service did not sign alice in: {visited:?} ended in {} {}",
+            reply.status,
+            reply.text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        visited.iter().any(|p| p.starts_with("/hub/api/oauth2/authorize?")),
+        "{visited:?}"
+    );
+    assert!(
+        visited
+            .iter()
+            .any(|p| p.starts_with("/services/whoami/oauth_callback?")),
+        "{visited:?}"
+    );
+    let seen: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(seen["name"], "alice");
+    // The token the service holds tells it who she is and that she may use it, and no more: it
+    // cannot act as alice (her own tokens hold `servers!user=alice`, `tokens!user=alice`…).
+    let scopes: Vec<&str> = seen["scopes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert!(scopes.contains(&"access:services!service=whoami"), "{scopes:?}");
+    assert!(
+        !scopes
+            .iter()
+            .any(|s| s.starts_with("servers") || s.starts_with("tokens")),
+        "{scopes:?}"
+    );
+
+    // A service for admins and staff: alice, in neither, gets no code; a callback of another
+    // client is refused.
+    let mut alice_api = hub.client();
+    alice_api.cookies = alice.cookies.clone();
+    let authorize = |client: &str, callback: &str| {
+        format!("/hub/api/oauth2/authorize?client_id={client}&redirect_uri={callback}&response_type=code")
+    };
+    let r = alice_api
+        .get(&authorize(
+            "service-staff-only",
+            "%2Fservices%2Fstaff-only%2Foauth_callback",
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
+    let r = alice_api
+        .get(&authorize(
+            "service-whoami",
+            "%2Fservices%2Fstaff-only%2Foauth_callback",
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    // Once in the group, she may.
+    let mut admin = hub.admin();
+    let r = admin
+        .api(Method::POST, "/groups/staff", Some(json!({"users": ["alice"]})))
+        .await;
+    assert!(r.status.is_success(), "{}", r.text());
+    let r = alice_api
+        .get(&authorize(
+            "service-staff-only",
+            "%2Fservices%2Fstaff-only%2Foauth_callback",
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::FOUND, "{}", r.text());
+    assert!(
+        r.location().starts_with("/services/staff-only/oauth_callback?code="),
+        "{}",
+        r.location()
+    );
+    hub.stop().await;
+}

@@ -7,26 +7,6 @@ mod support;
 use http::{Method, StatusCode};
 use support::*;
 
-/// Follows redirects (same origin only) and returns the last reply and the paths visited.
-async fn follow(client: &mut Client, path: &str, hops: usize) -> (Reply, Vec<String>) {
-    let mut path = path.to_owned();
-    let mut visited = vec![path.clone()];
-    for _ in 0..hops {
-        let r = client.get(&path).await;
-        if r.status != StatusCode::FOUND && r.status != StatusCode::SEE_OTHER {
-            return (r, visited);
-        }
-        let location = r.location();
-        path = match location.strip_prefix(&client.base) {
-            Some(rest) => rest.to_owned(),
-            None => location,
-        };
-        assert!(path.starts_with('/'), "redirected off site: {path}");
-        visited.push(path.clone());
-    }
-    panic!("more than {hops} redirects: {visited:?}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jupyterhub_singleuser_logs_in_through_the_hub_and_serves_through_the_proxy() {
     let singleuser = pyenv_bin("jupyterhub-singleuser");

@@ -273,6 +273,13 @@ fn whoami(hub: &Hub, who: &Caller) -> Resp {
         for server in &servers {
             list.push(json!(crate::shares::access_scope(&who.name, server)));
         }
+        // The services whose pages they may sign in to, as JupyterHub lists `access:services`.
+        list.extend(
+            hub.services
+                .iter()
+                .filter(|s| s.config.url.is_some() && s.usable_by(hub, who))
+                .map(|s| json!(s.access_scope())),
+        );
         match crate::shares::shared_with(hub, &who.name) {
             Ok(shared) => list.extend(
                 shared

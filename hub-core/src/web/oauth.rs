@@ -4,8 +4,11 @@
 //!
 //! Each server is a client whose id (`JUPYTERHUB_CLIENT_ID`), callback
 //! (`JUPYTERHUB_OAUTH_CALLBACK_URL`) and secret (its `JUPYTERHUB_API_TOKEN`) the hub gave it at
-//! spawn, so nothing needs registering: a client id names its server. Codes are single-use and
-//! live 60 s; the access token issued is a user token that expires with the login session.
+//! spawn, so nothing needs registering: a client id names its server. A configured service with a
+//! `url` is a client too (`service-{name}`, its callback under `services/{name}/`, its token as
+//! the secret), so services written with JupyterHub's `HubOAuth` sign users in unchanged. Codes
+//! are single-use and live 60 s; the access token issued is a user token that expires with the
+//! login session.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -65,15 +68,72 @@ pub fn client_id(user: &str, server: &str) -> String {
     }
 }
 
-/// The active server a client id belongs to: `(user, server)`.
-fn client(hub: &Hub, id: &str) -> Option<(String, String)> {
+/// The client id of a service (`JUPYTERHUB_CLIENT_ID`, JupyterHub's default for services).
+pub fn service_client_id(name: &str) -> String {
+    format!("service-{name}")
+}
+
+/// Who asks for codes.
+enum Client {
+    /// An active server: `user`'s `server`.
+    Server { user: String, server: String },
+    /// A service with a web page of its own.
+    Service(Arc<crate::services::Service>),
+}
+
+fn client(hub: &Hub, id: &str) -> Option<Client> {
+    if let Some(service) = id
+        .strip_prefix("service-")
+        .and_then(|name| hub.services.get(name))
+        .filter(|s| s.config.url.is_some())
+    {
+        return Some(Client::Service(service.clone()));
+    }
     hub.users().values().find_map(|u| {
         u.servers
             .values()
             .filter(|s| s.phase() != Phase::Stopped)
             .find(|s| client_id(&s.record.user, &s.record.name) == id)
-            .map(|s| (s.record.user.clone(), s.record.name.clone()))
+            .map(|s| Client::Server {
+                user: s.record.user.clone(),
+                server: s.record.name.clone(),
+            })
     })
+}
+
+impl Client {
+    /// The one callback the client's codes may be sent to.
+    fn callback(&self, hub: &Hub) -> String {
+        match self {
+            Client::Server { user, server } => format!("{}oauth_callback", hub.prefix(user, server)),
+            Client::Service(s) => format!("{}{}oauth_callback", hub.base, s.config.prefix_under_base()),
+        }
+    }
+
+    /// Why `who` may not sign in to it, if they may not.
+    fn refuses(&self, hub: &Hub, who: &crate::tokens::Caller) -> Option<String> {
+        match self {
+            Client::Server { user, .. } if who.name != *user && !who.admin => {
+                Some(format!("{} may not use {user}'s server", who.name))
+            }
+            Client::Server { .. } => None,
+            Client::Service(s) if !s.usable_by(hub, who) => {
+                Some(format!("{} may not use the service {}", who.name, s.config.name))
+            }
+            Client::Service(_) => None,
+        }
+    }
+
+    /// Whether `secret` is the client's own token.
+    fn secret_is(&self, hub: &Hub, secret: &str) -> bool {
+        match (self, hub.lookup_token(secret)) {
+            (Client::Server { user, server }, Some(TokenRecordOrAdmin::Record(r))) => {
+                r.user == *user && r.server.as_deref() == Some(server.as_str())
+            }
+            (Client::Service(s), Some(TokenRecordOrAdmin::Service(name))) => name == s.config.name,
+            _ => false,
+        }
+    }
 }
 
 /// `GET /hub/api/oauth2/authorize`: a logged-in user who may use the server is sent back to its
@@ -85,19 +145,15 @@ pub fn authorize(hub: &Hub, req: &Req, auth: &Authenticated) -> http::Response<B
     if req.query_param("response_type").as_deref().is_some_and(|t| t != "code") {
         return json_error(StatusCode::BAD_REQUEST, "only response_type=code is supported");
     }
-    let Some((user, server)) = client(hub, &id) else {
+    let Some(client) = client(hub, &id) else {
         return json_error(StatusCode::BAD_REQUEST, &format!("No such client: {id}"));
     };
-    // The callback must be the server's own, or a code could be sent anywhere.
-    let prefix = hub.prefix(&user, &server);
-    if redirect_uri != format!("{prefix}oauth_callback") {
+    // The callback must be the client's own, or a code could be sent anywhere.
+    if redirect_uri != client.callback(hub) {
         return json_error(StatusCode::BAD_REQUEST, "redirect_uri does not match the client's");
     }
-    if auth.caller.name != user && !auth.caller.admin {
-        return json_error(
-            StatusCode::FORBIDDEN,
-            &format!("{} may not use {user}'s server", auth.caller.name),
-        );
+    if let Some(why) = client.refuses(hub, &auth.caller) {
+        return json_error(StatusCode::FORBIDDEN, &why);
     }
     let code = crate::tokens::generate();
     let grant = OAuthCode {
@@ -140,24 +196,30 @@ pub fn token(hub: &Arc<Hub>, req: &Req) -> http::Response<Body> {
     {
         return json_error(StatusCode::BAD_REQUEST, "the code does not match this client");
     }
-    // The client secret is the server's own API token.
-    let Some((owner, server)) = client(hub, &grant.client_id) else {
+    // The client secret is the server's, or the service's, own API token.
+    let Some(client) = client(hub, &grant.client_id) else {
         return json_error(StatusCode::BAD_REQUEST, "the client's server is gone");
     };
-    let secret_ok = matches!(
-        hub.lookup_token(field("client_secret")),
-        Some(TokenRecordOrAdmin::Record(r)) if r.user == owner && r.server.as_deref() == Some(server.as_str())
-    );
-    if !secret_ok {
+    if !client.secret_is(hub, field("client_secret")) {
         return json_error(StatusCode::FORBIDDEN, "bad client_secret");
     }
     let lifetime = hub.config.session.lifetime_secs;
+    // A server gets a token of its own user's; a service only what tells it who signed in and
+    // that they may use it (JupyterHub's `identify` and the access scope), never the user's rights.
+    let scopes = match &client {
+        Client::Server { .. } => None,
+        Client::Service(s) => Some(vec![
+            s.access_scope(),
+            format!("read:users:name!user={}", grant.user),
+            format!("read:users:groups!user={}", grant.user),
+        ]),
+    };
     match hub.issue_token(
         &grant.user,
         None,
         &format!("oauth: {}", grant.client_id),
         Some(lifetime),
-        None,
+        scopes,
     ) {
         Ok((token, _)) => {
             let mut r = json(

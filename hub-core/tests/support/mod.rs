@@ -339,6 +339,26 @@ impl Client {
     }
 }
 
+/// Follows redirects (same origin only) and returns the last reply and the paths visited.
+pub async fn follow(client: &mut Client, path: &str, hops: usize) -> (Reply, Vec<String>) {
+    let mut path = path.to_owned();
+    let mut visited = vec![path.clone()];
+    for _ in 0..hops {
+        let r = client.get(&path).await;
+        if r.status != StatusCode::FOUND && r.status != StatusCode::SEE_OTHER {
+            return (r, visited);
+        }
+        let location = r.location();
+        path = match location.strip_prefix(&client.base) {
+            Some(rest) => rest.to_owned(),
+            None => location,
+        };
+        assert!(path.starts_with('/'), "redirected off site: {path}");
+        visited.push(path.clone());
+    }
+    panic!("more than {hops} redirects: {visited:?}");
+}
+
 /// Starts `user`'s default server through `client` (an admin's, or one the API lets start it)
 /// and follows its progress until it is ready.
 pub async fn start_server(client: &mut Client, user: &str) {
