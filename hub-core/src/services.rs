@@ -4,7 +4,8 @@
 //! A service with a `command` is managed: the hub starts it with JupyterHub's environment
 //! contract (`JUPYTERHUB_API_TOKEN`, `JUPYTERHUB_API_URL`, `JUPYTERHUB_SERVICE_NAME`…), starts it
 //! again whenever it exits (waiting 1 s, doubling to a minute while it keeps failing), and
-//! stops it when the hub stops. A service with a `url` gets the route `services/{name}/`, kept by
+//! stops it when the hub stops. Of several hub replicas, the one holding the background lease
+//! runs it, so there is one copy, which moves when the lease does. A service with a `url` gets the route `services/{name}/`, kept by
 //! the reconcile like every route the hub owns.
 
 use std::collections::BTreeMap;
@@ -27,6 +28,9 @@ const RESTART_FIRST: Duration = Duration::from_secs(1);
 const RESTART_LONGEST: Duration = Duration::from_secs(60);
 /// A run at least this long counts as healthy: the next restart waits `RESTART_FIRST` again.
 const HEALTHY_RUN: Duration = Duration::from_secs(60);
+/// How often a replica looks at whether it holds the background lease (the lease is renewed
+/// every second and lapses after three).
+const LEASE_CHECK: Duration = Duration::from_secs(1);
 
 /// One configured service.
 #[derive(Debug)]
@@ -210,6 +214,16 @@ async fn keep_running(hub: Arc<Hub>, service: Arc<Service>, log_dir: PathBuf, mu
     let grace = Duration::from_secs(hub.config.spawner.stop_grace_secs);
     let mut wait = RESTART_FIRST;
     loop {
+        // One copy for all the hub's replicas, as JupyterHub (one hub) runs one: the replica
+        // holding the background lease runs it. A hub alone always holds it.
+        if !hub.leader.held() {
+            tokio::select! {
+                _ = hub.leader.gained() => {}
+                _ = tokio::time::sleep(LEASE_CHECK) => {}
+                () = stopped(&mut stop) => return,
+            }
+            continue;
+        }
         let began = Instant::now();
         match launch(&hub, &service, &log_dir) {
             Ok(mut child) => {
@@ -234,6 +248,13 @@ async fn keep_running(hub: Arc<Hub>, service: Arc<Service>, log_dir: PathBuf, mu
                         service.pid.store(0, Ordering::Relaxed);
                         return;
                     }
+                    () = lease_lost(&hub) => {
+                        tracing::info!("service {name}: another hub replica holds the background lease now and runs it");
+                        terminate(&mut child, pid, grace, name).await;
+                        service.pid.store(0, Ordering::Relaxed);
+                        wait = RESTART_FIRST;
+                        continue;
+                    }
                 }
             }
             Err(e) => tracing::error!(
@@ -247,6 +268,13 @@ async fn keep_running(hub: Arc<Hub>, service: Arc<Service>, log_dir: PathBuf, mu
             () = stopped(&mut stop) => return,
         }
         wait = (wait * 2).min(RESTART_LONGEST);
+    }
+}
+
+/// Resolves once this replica no longer holds the background lease.
+async fn lease_lost(hub: &Hub) {
+    while hub.leader.held() {
+        tokio::time::sleep(LEASE_CHECK).await;
     }
 }
 

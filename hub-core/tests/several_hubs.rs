@@ -42,6 +42,12 @@ fn direct(hub: &TestHub, token: Option<&str>) -> Client {
 
 /// Server processes of `user` that either hub started (known by the environment the hub gives).
 fn server_processes(user: &str, api_urls: &[String]) -> Vec<u32> {
+    processes_with(&format!("JUPYTERHUB_USER={user}"), api_urls)
+}
+
+/// Live processes whose environment holds `marker` (`NAME=value`) and names one of `api_urls`
+/// as `JUPYTERHUB_API_URL`: what one of these hubs started.
+fn processes_with(marker: &str, api_urls: &[String]) -> Vec<u32> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
@@ -52,7 +58,7 @@ fn server_processes(user: &str, api_urls: &[String]) -> Vec<u32> {
         };
         let vars: Vec<&[u8]> = environ.split(|b| *b == 0).collect();
         let has = |kv: &str| vars.contains(&kv.as_bytes());
-        if has(&format!("JUPYTERHUB_USER={user}"))
+        if has(marker)
             && api_urls.iter().any(|api| has(&format!("JUPYTERHUB_API_URL={api}")))
             && std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
         {
@@ -818,4 +824,47 @@ command = ["{exe}", "singleuser", "--port", "{{port}}"]
     }
     drop(service);
     let _ = (pg, &mut a, &mut b);
+}
+
+/// A managed service runs once across the hubs, on the one holding the background lease, and
+/// moves to the other when that hub stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_managed_service_runs_once_across_hubs_and_moves_with_the_lease() {
+    let pg = support::postgres::shared();
+    let url = pg.database();
+    let redis = RedisServer::start();
+    let with_service = |name: &str| {
+        let mut config = replica_config(&temp_dir(name), &url, &redis);
+        config.services = vec![toml::from_str("name = \"keeper\"\ncommand = [\"sleep\", \"600\"]").unwrap()];
+        config
+    };
+    let a = TestHub::start(with_service("service-a")).await;
+    let b = TestHub::start(with_service("service-b")).await;
+    let api = |hub: &TestHub| vec![format!("http://{}/hub/api", hub.running.hub_addr)];
+    let (api_a, api_b) = (api(&a), api(&b));
+    let copies = |apis: &[String]| processes_with("JUPYTERHUB_SERVICE_NAME=keeper", apis).len();
+
+    eventually(Duration::from_secs(10), "one hub runs the service", || {
+        let n = copies(&api_a) + copies(&api_b);
+        async move { n == 1 }
+    })
+    .await;
+    // Longer than a lease: still one copy, not one per hub.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(copies(&api_a) + copies(&api_b), 1);
+
+    let (holder, holder_api, other, other_api) = if copies(&api_a) == 1 {
+        (a, api_a, b, api_b)
+    } else {
+        (b, api_b, a, api_a)
+    };
+    holder.stop().await;
+    assert_eq!(copies(&holder_api), 0, "the stopped hub's copy is gone");
+    eventually(Duration::from_secs(15), "the other hub runs the service", || {
+        let n = copies(&other_api);
+        async move { n == 1 }
+    })
+    .await;
+    other.stop().await;
+    assert_eq!(copies(&other_api), 0);
 }
