@@ -48,7 +48,7 @@ fn desired_routes(hub: &Hub) -> (Vec<Wanted>, Vec<String>) {
     });
     for service in hub.services.iter() {
         if let Some(url) = &service.config.url {
-            let routespec = format!("{}{}", hub.base, service.config.prefix_under_base());
+            let routespec = service.prefix(&hub.base);
             want.push(Wanted {
                 key: route_key(&routespec),
                 routespec,

@@ -111,10 +111,21 @@ impl Service {
         }
     }
 
+    /// Its path on the hub's site, `{base_url}services/{name}/`: its route, its
+    /// `JUPYTERHUB_SERVICE_PREFIX`, its link.
+    pub fn prefix(&self, base: &str) -> String {
+        format!("{base}{}", self.config.prefix_under_base())
+    }
+
+    /// The one callback the hub sends its OAuth codes to.
+    pub fn oauth_callback(&self, base: &str) -> String {
+        format!("{}oauth_callback", self.prefix(base))
+    }
+
     /// Where the pages' "Services" menu links to, for a service with a `url` to be shown.
     pub fn menu_link(&self, base: &str) -> Option<String> {
         let c = &self.config;
-        (c.display && c.url.is_some()).then(|| format!("{base}{}", c.prefix_under_base()))
+        (c.display && c.url.is_some()).then(|| self.prefix(base))
     }
 
     /// The data of its route (`{base_url}services/{name}/`): its name, and for the edge who may
@@ -141,8 +152,9 @@ impl Service {
 
     /// Whether `who` may sign in to it through the hub's OAuth (and so holds
     /// `access:services!service={name}`): admins always; otherwise whoever its `access` lets
-    /// through the edge, a signed-in user for `public` and `users`.
-    pub fn usable_by(&self, hub: &Hub, who: &Caller) -> bool {
+    /// through the edge, a signed-in user for `public` and `users`. `groups` gives `who`'s
+    /// groups, read only for a service for admins and groups.
+    pub fn usable_by(&self, who: &Caller, groups: impl FnOnce() -> Vec<String>) -> bool {
         if who.admin {
             return true;
         }
@@ -152,7 +164,7 @@ impl Service {
         match self.config.access {
             ServiceAccess::Public | ServiceAccess::Users => true,
             ServiceAccess::Admins => {
-                let groups = hub.store.user_groups(&who.name).unwrap_or_default();
+                let groups = groups();
                 self.config.groups.iter().any(|g| groups.contains(g))
             }
         }
@@ -180,7 +192,7 @@ impl Service {
             "roles": if c.admin { json!(["admin"]) } else { json!([]) },
             "admin": c.admin,
             "url": c.url.clone().unwrap_or_default(),
-            "prefix": if c.url.is_some() { format!("{base}{}", c.prefix_under_base()) } else { String::new() },
+            "prefix": if c.url.is_some() { self.prefix(base) } else { String::new() },
             "command": c.command,
             "pid": self.pid.load(Ordering::Relaxed),
             "info": {},
@@ -298,12 +310,7 @@ fn launch(hub: &Hub, service: &Service, log_dir: &Path) -> std::io::Result<tokio
         .create(true)
         .append(true)
         .open(log_path(log_dir, &c.name))?;
-    writeln!(
-        log,
-        "[edgehub {}] starting: {}",
-        proxy::timestamp::format_iso(proxy::timestamp::now_ms()),
-        c.command.join(" ")
-    )?;
+    log.write_all(crate::spawner::local::run_header(&c.command).as_bytes())?;
     let mut command = tokio::process::Command::new(&c.command[0]);
     command
         .args(&c.command[1..])
@@ -328,30 +335,24 @@ fn service_env(
     inherited: impl Iterator<Item = (String, String)>,
 ) -> BTreeMap<String, String> {
     let c = &service.config;
-    let mut env: BTreeMap<String, String> = inherited
-        .filter(|(k, _)| crate::spawner::local::KEPT_ENV.contains(&k.as_str()))
-        .collect();
+    let mut env = crate::spawner::local::kept_env(inherited);
     env.extend(c.environment.clone());
     let mut contract = vec![
         ("JUPYTERHUB_SERVICE_NAME", c.name.clone()),
         ("JUPYTERHUB_API_URL", hub.api_url()),
         ("JUPYTERHUB_BASE_URL", hub.base.clone()),
-        (
-            "JUPYTERHUB_SERVICE_PREFIX",
-            format!("{}{}", hub.base, c.prefix_under_base()),
-        ),
+        ("JUPYTERHUB_SERVICE_PREFIX", service.prefix(&hub.base)),
     ];
     if let Some(token) = &service.token {
         contract.push(("JUPYTERHUB_API_TOKEN", token.clone()));
     }
     if let Some(url) = &c.url {
         // Its pages sign users in through the hub (JupyterHub's `HubOAuth`).
-        let prefix = format!("{}{}", hub.base, c.prefix_under_base());
         let access = json!([service.access_scope()]).to_string();
         contract.extend([
             ("JUPYTERHUB_SERVICE_URL", url.clone()),
             ("JUPYTERHUB_CLIENT_ID", crate::web::oauth::service_client_id(&c.name)),
-            ("JUPYTERHUB_OAUTH_CALLBACK_URL", format!("{prefix}oauth_callback")),
+            ("JUPYTERHUB_OAUTH_CALLBACK_URL", service.oauth_callback(&hub.base)),
             ("JUPYTERHUB_OAUTH_ACCESS_SCOPES", access.clone()),
             ("JUPYTERHUB_OAUTH_SCOPES", access),
         ]);

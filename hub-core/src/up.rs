@@ -263,6 +263,8 @@ pub async fn start(
         }
     };
 
+    // Server logs and managed services' logs, beside the state database.
+    let log_dir = state_dir(&config.db).join("logs");
     let spawner = match overrides.spawner {
         Some(s) => s,
         None => match (&config.spawner_class, &config.kubernetes) {
@@ -277,7 +279,7 @@ pub async fn start(
             }
             _ => {
                 let exe = std::env::current_exe().context("cannot find the edgehub executable")?;
-                let local = LocalSpawner::new(&config.spawner, exe).with_log_dir(state_dir(&config.db).join("logs"));
+                let local = LocalSpawner::new(&config.spawner, exe).with_log_dir(log_dir.clone());
                 tracing::info!("local spawner: {}", local.describe());
                 Arc::new(local)
             }
@@ -291,7 +293,6 @@ pub async fn start(
     )
     .bound_to(auth.platform_sessions());
     let services = crate::services::Services::from_config(&config.services, secret_hex.as_bytes())?;
-    let log_dir = state_dir(&config.db).join("logs");
     let hub = Hub::new(HubParts {
         services,
         config,

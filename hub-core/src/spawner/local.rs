@@ -42,7 +42,7 @@ const LOG_TAIL_BYTES: u64 = 2048;
 /// What servers inherit from the hub's environment; the rest is dropped so that the hub's own
 /// secrets (the proxy's token, signing keys) do not show up in every notebook's `os.environ`.
 /// JupyterHub's `Spawner.env_keep`, plus the login basics it sets from the user's passwd entry.
-pub(crate) const KEPT_ENV: &[&str] = &[
+const KEPT_ENV: &[&str] = &[
     "PATH",
     "HOME",
     "USER",
@@ -548,7 +548,7 @@ fn server_env(
     request: &SpawnRequest,
     port: u16,
 ) -> BTreeMap<String, String> {
-    let mut env: BTreeMap<String, String> = inherited.filter(|(k, _)| KEPT_ENV.contains(&k.as_str())).collect();
+    let mut env = kept_env(inherited);
     env.extend(configured.iter().map(|(k, v)| (k.clone(), v.clone())));
     env.extend(request.env.iter().map(|(k, v)| (k.clone(), v.clone())));
     // The hub sets these; filled in from the request if it did not, since servers need them.
@@ -565,6 +565,20 @@ fn server_env(
         format!("http://127.0.0.1:{port}{prefix}"),
     );
     env
+}
+
+/// What a process the hub starts (a server, a managed service) keeps of the hub's environment.
+pub(crate) fn kept_env(inherited: impl Iterator<Item = (String, String)>) -> BTreeMap<String, String> {
+    inherited.filter(|(k, _)| KEPT_ENV.contains(&k.as_str())).collect()
+}
+
+/// The line a log file gets before each run of the process writing to it.
+pub(crate) fn run_header(argv: &[String]) -> String {
+    format!(
+        "[edgehub {}] starting: {}\n",
+        proxy::timestamp::format_iso(proxy::timestamp::now_ms()),
+        argv.join(" ")
+    )
 }
 
 /// One server's log file, appended to across its runs.
@@ -586,12 +600,7 @@ impl ServerLog {
             .open(&path)
             .await
             .map_err(failed)?;
-        let header = format!(
-            "[edgehub {}] starting: {}\n",
-            proxy::timestamp::format_iso(proxy::timestamp::now_ms()),
-            argv.join(" ")
-        );
-        file.write_all(header.as_bytes()).await.map_err(failed)?;
+        file.write_all(run_header(argv).as_bytes()).await.map_err(failed)?;
         // tokio writes in the background; the length below must include the header.
         file.flush().await.map_err(failed)?;
         let start = file.metadata().await.map_err(failed)?.len();

@@ -265,6 +265,11 @@ fn whoami(hub: &Hub, who: &Caller) -> Resp {
         ])
     };
     model["scopes"] = scopes;
+    // Read with the model above: the services' access below needs them, not another read.
+    let groups: Vec<String> = model["groups"]
+        .as_array()
+        .map(|names| names.iter().filter_map(|g| g.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default();
     if who.server.is_none()
         && let Some(list) = model["scopes"].as_array_mut()
     {
@@ -277,7 +282,7 @@ fn whoami(hub: &Hub, who: &Caller) -> Resp {
         list.extend(
             hub.services
                 .iter()
-                .filter(|s| s.config.url.is_some() && s.usable_by(hub, who))
+                .filter(|s| s.config.url.is_some() && s.usable_by(who, || groups.clone()))
                 .map(|s| json!(s.access_scope())),
         );
         match crate::shares::shared_with(hub, &who.name) {

@@ -106,7 +106,7 @@ impl Client {
     fn callback(&self, hub: &Hub) -> String {
         match self {
             Client::Server { user, server } => format!("{}oauth_callback", hub.prefix(user, server)),
-            Client::Service(s) => format!("{}{}oauth_callback", hub.base, s.config.prefix_under_base()),
+            Client::Service(s) => s.oauth_callback(&hub.base),
         }
     }
 
@@ -117,7 +117,7 @@ impl Client {
                 Some(format!("{} may not use {user}'s server", who.name))
             }
             Client::Server { .. } => None,
-            Client::Service(s) if !s.usable_by(hub, who) => {
+            Client::Service(s) if !s.usable_by(who, || hub.store.user_groups(&who.name).unwrap_or_default()) => {
                 Some(format!("{} may not use the service {}", who.name, s.config.name))
             }
             Client::Service(_) => None,
