@@ -14,9 +14,10 @@ use support::*;
 
 /// A service in Python: asks the hub who it is and for the user list with its token, appends
 /// what it saw and its environment to OUT, exits on its first run, and on later runs serves
-/// its URL, answering with its name and the path it was asked for.
+/// its URL (on the listener it inherits, `LISTEN_FD`), answering with its name and the path it
+/// was asked for.
 const PROBE: &str = r#"
-import http.server, json, os, sys, urllib.error, urllib.request
+import http.server, json, os, socket, sys, urllib.error, urllib.request
 out = sys.argv[1]
 def call(path):
     req = urllib.request.Request(os.environ["JUPYTERHUB_API_URL"] + path,
@@ -43,9 +44,24 @@ class Answer(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
     def log_message(self, *args):
         pass
-port = int(os.environ["JUPYTERHUB_SERVICE_URL"].rsplit(":", 1)[1])
-http.server.HTTPServer(("127.0.0.1", port), Answer).serve_forever()
+server = http.server.HTTPServer(("127.0.0.1", 0), Answer, bind_and_activate=False)
+server.socket = socket.socket(fileno=int(os.environ["LISTEN_FD"]))
+server.serve_forever()
 "#;
+
+/// A listener on a free port, bound now and left open across `exec` in the processes the hub
+/// starts, as the service's `environment` tells them (`LISTEN_FD`): the service serves on it, so
+/// the port of its `url` cannot be taken between being chosen and being served.
+/// Returns the listener (to keep open), its URL and the environment entry.
+fn inherited_listener() -> (std::net::TcpListener, String, (String, String)) {
+    use std::os::fd::AsRawFd;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let fd = listener.as_raw_fd();
+    // SAFETY: clears FD_CLOEXEC on a descriptor `listener` owns and keeps open.
+    assert_eq!(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) }, 0, "clear FD_CLOEXEC");
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    (listener, url, ("LISTEN_FD".to_owned(), fd.to_string()))
+}
 
 fn service(name: &str) -> ServiceConfig {
     ServiceConfig {
@@ -76,7 +92,7 @@ async fn services_run_with_their_own_tokens_scopes_and_routes() {
     let out = dir.join("probe-runs.jsonl");
     let script = dir.join("probe.py");
     std::fs::write(&script, PROBE).unwrap();
-    let port = free_port();
+    let (_listener, url, listen_fd) = inherited_listener();
     let mut config = test_config(&dir);
     config.services = vec![
         ServiceConfig {
@@ -85,10 +101,10 @@ async fn services_run_with_their_own_tokens_scopes_and_routes() {
                 script.display().to_string(),
                 out.display().to_string(),
             ],
-            url: Some(format!("http://127.0.0.1:{port}")),
+            url: Some(url.clone()),
             access: ServiceAccess::Users,
             scopes: vec!["read:users:name".to_owned()],
-            environment: [("PROBE_COLOUR".to_owned(), "teal".to_owned())].into(),
+            environment: [("PROBE_COLOUR".to_owned(), "teal".to_owned()), listen_fd].into(),
             ..service("probe")
         },
         ServiceConfig {
@@ -125,7 +141,7 @@ async fn services_run_with_their_own_tokens_scopes_and_routes() {
     let env = &first["env"];
     assert_eq!(env["JUPYTERHUB_SERVICE_NAME"], "probe");
     assert_eq!(env["JUPYTERHUB_SERVICE_PREFIX"], "/services/probe/");
-    assert_eq!(env["JUPYTERHUB_SERVICE_URL"], format!("http://127.0.0.1:{port}"));
+    assert_eq!(env["JUPYTERHUB_SERVICE_URL"], url);
     assert_eq!(env["JUPYTERHUB_BASE_URL"], "/");
     assert_eq!(env["PROBE_COLOUR"], "teal");
     assert!(
@@ -175,7 +191,7 @@ async fn services_run_with_their_own_tokens_scopes_and_routes() {
     let listed = listed.json();
     assert_eq!(listed["probe"]["pid"].as_i64(), Some(pid), "{listed}");
     assert_eq!(listed["probe"]["prefix"], "/services/probe/");
-    assert_eq!(listed["probe"]["url"], format!("http://127.0.0.1:{port}"));
+    assert_eq!(listed["probe"]["url"], url);
     assert_eq!(listed["ops"]["admin"], true);
     assert_eq!(listed["dashboard"]["command"], json!([]));
     let one = dashboard.api(Method::GET, "/services/probe", None).await.json();
@@ -210,7 +226,7 @@ async fn services_run_with_their_own_tokens_scopes_and_routes() {
     // The service's route is the hub's: tagged, and put back if the proxy loses it.
     let routes = hub.running.hub.proxy.routes().await.unwrap();
     let route = &routes["/services/probe"];
-    assert_eq!(route.target, format!("http://127.0.0.1:{port}"));
+    assert_eq!(route.target, url);
     assert_eq!(route.data["service"], "probe");
     hub.running.hub.proxy.delete_route("/services/probe/").await.unwrap();
     eventually(
@@ -275,9 +291,9 @@ async fn jupyterhub_idle_culler_runs_as_a_managed_service_with_only_its_scopes()
 /// A service's page written with JupyterHub's own `HubOAuth` (pip's jupyterhub, unchanged): it
 /// sends the browser to the hub to sign in, and shows who signed in and the scopes it was given.
 const WHOAMI_OAUTH: &str = r#"
-import json, os
-from urllib.parse import urlparse
+import json, os, socket
 from tornado import ioloop, web
+from tornado.httpserver import HTTPServer
 from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
 from jupyterhub.utils import url_path_join
 class WhoAmI(HubOAuthenticated, web.RequestHandler):
@@ -291,7 +307,9 @@ app = web.Application(
     [(prefix, WhoAmI), (url_path_join(prefix, "oauth_callback"), HubOAuthCallbackHandler)],
     cookie_secret=os.urandom(32),
 )
-app.listen(urlparse(os.environ["JUPYTERHUB_SERVICE_URL"]).port, "127.0.0.1")
+listener = socket.socket(fileno=int(os.environ["LISTEN_FD"]))
+listener.setblocking(False)
+HTTPServer(app).add_sockets([listener])
 ioloop.IOLoop.current().start()
 "#;
 
@@ -300,11 +318,13 @@ async fn a_service_signs_users_in_through_the_hubs_oauth() {
     let dir = temp_dir("service-oauth");
     let script = dir.join("whoami.py");
     std::fs::write(&script, WHOAMI_OAUTH).unwrap();
+    let (_listener, url, listen_fd) = inherited_listener();
     let mut config = test_config(&dir);
     config.services = vec![
         ServiceConfig {
             command: vec![pyenv_bin("python").display().to_string(), script.display().to_string()],
-            url: Some(format!("http://127.0.0.1:{}", free_port())),
+            url: Some(url),
+            environment: [listen_fd].into(),
             ..service("whoami")
         },
         ServiceConfig {
