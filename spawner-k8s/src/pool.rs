@@ -23,7 +23,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::api::{Patch, PatchParams, PostParams};
 
-use crate::api::is_conflict;
+use crate::api::{is_conflict, is_not_found};
 use crate::cache::Cache;
 use crate::error::KubeSpawnError;
 use crate::names;
@@ -200,8 +200,9 @@ impl Pool {
                     tracing::info!("{}'s server {:?} claimed the warm pod {name}", owner.user, owner.server);
                     return Ok(Some(pod));
                 }
-                Err(e) if is_conflict(&e) => {
-                    // Claimed by someone else meanwhile: try the next one.
+                Err(e) if is_conflict(&e) || is_not_found(&e) => {
+                    // Claimed by someone else meanwhile, or deleted since the cache saw it (the
+                    // pool trimmed by another hub replica): try the next one.
                     lock(&self.claiming).remove(&name);
                 }
                 Err(e) => {
