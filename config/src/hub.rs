@@ -34,6 +34,9 @@ pub struct HubConfig {
     /// the hub when they have a `command`, served at `services/{name}/` when they have a `url`
     /// (docs/services.md). Default: none.
     pub services: Vec<crate::ServiceConfig>,
+    /// Roles (`[[roles]]`, JupyterHub's `load_roles`): scopes given to users, to the members of
+    /// groups and to services, beyond what each holds by default (docs/roles.md). Default: none.
+    pub roles: Vec<crate::RoleConfig>,
     pub proxy: ProxyLink,
     pub auth: HubAuth,
     pub session: SessionStore,
@@ -71,6 +74,7 @@ impl Default for HubConfig {
             state: StateConfig::default(),
             api_tokens: Vec::new(),
             services: Vec::new(),
+            roles: Vec::new(),
             proxy: ProxyLink::default(),
             auth: HubAuth::default(),
             session: SessionStore::default(),
@@ -486,6 +490,7 @@ impl HubConfig {
             return Err(invalid("spawner.command", "[]".into(), "a program and its arguments"));
         }
         crate::services::validate(&self.services)?;
+        crate::roles::validate(&self.roles, &self.services)?;
         if self.reconcile_interval_secs == 0 {
             return Err(invalid("reconcile_interval_secs", "0".into(), "at least 1"));
         }

@@ -14,11 +14,13 @@ mod hub;
 pub mod kubernetes;
 mod ldap;
 mod proxy;
+mod roles;
 mod services;
 pub use auth::*;
 pub use hub::*;
 pub use ldap::LdapConfig;
 pub use proxy::*;
+pub use roles::RoleConfig;
 pub use services::{ServiceAccess, ServiceConfig};
 
 /// A configuration mistake, reported before anything starts listening.

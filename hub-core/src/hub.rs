@@ -62,6 +62,8 @@ pub struct Hub {
     pub shutdown: crate::shutdown::Requests,
     /// The configured `[[services]]`.
     pub services: crate::services::Services,
+    /// The configured `[[roles]]`.
+    pub roles: crate::roles::Roles,
 }
 
 /// What came of a change to a server that must find its row as this replica last saw it.
@@ -76,6 +78,8 @@ pub struct HubParts {
     pub config: HubConfig,
     /// The configured services, read with their tokens (`Services::from_config`).
     pub services: crate::services::Services,
+    /// The configured roles (`Roles::from_config`).
+    pub roles: crate::roles::Roles,
     pub store: Arc<dyn StateStore>,
     pub spawner: Arc<dyn Spawner>,
     pub proxy: ProxyApi,
@@ -141,6 +145,7 @@ impl Hub {
             spawn_failures,
             shutdown: Default::default(),
             services: parts.services,
+            roles: parts.roles,
         };
         for name in hub.config.auth.admin_users.clone() {
             hub.ensure_user(&name, true)?;

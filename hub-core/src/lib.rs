@@ -21,6 +21,7 @@ pub mod progress;
 pub mod proxy_api;
 pub mod reconcile;
 pub mod replicas;
+pub mod roles;
 pub mod scopes;
 pub mod services;
 pub mod session;

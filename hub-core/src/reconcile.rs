@@ -13,7 +13,6 @@ use futures_util::future::join_all;
 use serde_json::{Map, Value};
 
 use crate::hub::Hub;
-use crate::lifecycle::route_data;
 use crate::model::Phase;
 use crate::proxy_api::{ProxyApiError, ProxyEndpoint, route_key};
 
@@ -68,11 +67,7 @@ fn desired_routes(hub: &Hub) -> (Vec<Wanted>, Vec<String>) {
                 key: route_key(&prefix),
                 routespec: prefix,
                 target: url.clone(),
-                data: route_data(
-                    &s.record.user,
-                    &s.record.name,
-                    &crate::shares::grantees(&shares, &s.record.user, &s.record.name),
-                ),
+                data: crate::shares::route_data_with(hub, &shares, &s.record.user, &s.record.name),
             }),
             (Phase::Pending, _) => pending.push(route_key(&prefix)),
             _ => {}
@@ -145,7 +140,7 @@ async fn check_replica(hub: &Hub, replica: &ProxyEndpoint) -> Result<ReconcileRe
     } in &want
     {
         match table.get(key) {
-            Some(have) if have.target == *target && have.is_hubs() => continue,
+            Some(have) if have.target == *target && have.is_hubs() && admits_the_same(&have.data, data) => continue,
             Some(_) => report.fixed += 1,
             None => report.added += 1,
         }
@@ -161,6 +156,15 @@ async fn check_replica(hub: &Hub, replica: &ProxyEndpoint) -> Result<ReconcileRe
         }
     }
     Ok(report)
+}
+
+/// The route data the edge decides by: the owner, whom else it lets in, and how. A route that
+/// differs in these is written again, so a change of groups or roles reaches the edge within a
+/// reconcile even where nothing wrote the route at the time.
+const EDGE_POLICY_KEYS: &[&str] = &["user", "users", "groups", "auth"];
+
+fn admits_the_same(have: &Map<String, Value>, want: &Map<String, Value>) -> bool {
+    EDGE_POLICY_KEYS.iter().all(|k| have.get(*k) == want.get(*k))
 }
 
 /// Reconciles every `reconcile_interval_secs`, and polls servers every `poll_interval_secs`.

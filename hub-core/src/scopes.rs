@@ -264,6 +264,11 @@ impl Scopes {
         }
     }
 
+    /// Adds every scope of `other` (a user's own and their roles' together).
+    pub fn union(&mut self, other: &Scopes) {
+        self.0.extend(other.0.iter().cloned());
+    }
+
     /// JupyterHub's `admin` role.
     pub fn admin() -> Scopes {
         let mut s = Scopes::default();

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use config::{ServiceAccess, ServiceConfig};
+use config::{RoleConfig, ServiceAccess, ServiceConfig};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
@@ -40,6 +40,8 @@ pub struct Service {
     scopes: Arc<Scopes>,
     /// The token it calls the API with, if it has one.
     token: Option<String>,
+    /// The configured roles naming it (their scopes are in `scopes`).
+    roles: Vec<String>,
     /// The managed process now running, 0 when none (the API's `pid`).
     pid: AtomicU32,
 }
@@ -49,13 +51,24 @@ pub struct Service {
 pub struct Services(BTreeMap<String, Arc<Service>>);
 
 impl Services {
-    /// Reads the configured services. A managed service with no `api_token` gets one derived
-    /// from `key` (the session signing key): every replica, and every restart, derives the same,
-    /// so any replica recognises the token of a service another replica started.
-    pub fn from_config(configs: &[ServiceConfig], key: &[u8]) -> anyhow::Result<Services> {
+    /// Reads the configured services; each holds its own scopes and those of the `roles` naming
+    /// it. A managed service with no `api_token` gets one derived from `key` (the session signing
+    /// key): every replica, and every restart, derives the same, so any replica recognises the
+    /// token of a service another replica started.
+    pub fn from_config(configs: &[ServiceConfig], roles: &[RoleConfig], key: &[u8]) -> anyhow::Result<Services> {
         let mut services = BTreeMap::new();
         for config in configs {
-            let scopes = match Scopes::requested(&config.scopes, &config.name) {
+            let named: Vec<&RoleConfig> = roles
+                .iter()
+                .filter(|r| r.services.contains(&config.name))
+                .collect();
+            let texts: Vec<String> = config
+                .scopes
+                .iter()
+                .chain(named.iter().flat_map(|r| r.scopes.iter()))
+                .cloned()
+                .collect();
+            let scopes = match Scopes::requested(&texts, &config.name) {
                 Ok(Some(scopes)) => scopes,
                 Ok(None) => Scopes::default(),
                 Err(e) => anyhow::bail!("services: the scopes of {}: {e}", config.name),
@@ -68,6 +81,7 @@ impl Services {
                 config: config.clone(),
                 scopes: Arc::new(scopes),
                 token,
+                roles: named.iter().map(|r| r.name.clone()).collect(),
                 pid: AtomicU32::new(0),
             };
             services.insert(config.name.clone(), Arc::new(service));
@@ -189,7 +203,7 @@ impl Service {
         json!({
             "kind": "service",
             "name": c.name,
-            "roles": if c.admin { json!(["admin"]) } else { json!([]) },
+            "roles": if c.admin { json!(["admin"]) } else { json!(self.roles) },
             "admin": c.admin,
             "url": c.url.clone().unwrap_or_default(),
             "prefix": if c.url.is_some() { self.prefix(base) } else { String::new() },
@@ -398,9 +412,9 @@ mod tests {
              [[services]]\nname = \"given\"\napi_token = \"given-token\"\n\
              [[services]]\nname = \"tokenless\"\nurl = \"http://127.0.0.1:1\"",
         );
-        let one = Services::from_config(&configs, b"key one").unwrap();
-        let again = Services::from_config(&configs, b"key one").unwrap();
-        let other_key = Services::from_config(&configs, b"key two").unwrap();
+        let one = Services::from_config(&configs, &[], b"key one").unwrap();
+        let again = Services::from_config(&configs, &[], b"key one").unwrap();
+        let other_key = Services::from_config(&configs, &[], b"key two").unwrap();
         let tokens = |s: &Services| s.tokens().into_iter().collect::<BTreeMap<_, _>>();
         assert_eq!(tokens(&one), tokens(&again));
         assert_ne!(tokens(&one)["culler"], tokens(&other_key)["culler"]);
@@ -418,7 +432,7 @@ mod tests {
              [[services]]\nname = \"staff\"\nurl = \"http://h:1\"\naccess = \"admins\"\ngroups = [\"staff\"]\n\
              [[services]]\nname = \"root\"\nurl = \"http://h:1\"\naccess = \"admins\"",
         );
-        let services = Services::from_config(&configs, b"k").unwrap();
+        let services = Services::from_config(&configs, &[], b"k").unwrap();
         let data = |name: &str| Value::Object(services.get(name).unwrap().route_data());
         assert_eq!(data("open"), json!({"service": "open"}));
         assert_eq!(data("signed-in"), json!({"service": "signed-in", "auth": "user"}));
@@ -444,7 +458,7 @@ mod tests {
              [[services]]\nname = \"root\"\nadmin = true\n\
              [[services]]\nname = \"nothing\"",
         );
-        let services = Services::from_config(&configs, b"k").unwrap();
+        let services = Services::from_config(&configs, &[], b"k").unwrap();
         let culler = services.get("culler").unwrap().caller();
         assert!(!culler.admin && culler.kind == CallerKind::Service);
         let held = culler.scopes.unwrap().to_strings();
@@ -454,7 +468,33 @@ mod tests {
         let nothing = services.get("nothing").unwrap().caller();
         assert!(nothing.scopes.is_some_and(|s| s.to_strings().is_empty()));
         let bad = config("[[services]]\nname = \"x\"\nscopes = [\"fly:planes\"]");
-        let e = Services::from_config(&bad, b"k").unwrap_err().to_string();
+        let e = Services::from_config(&bad, &[], b"k").unwrap_err().to_string();
         assert!(e.contains("the scopes of x"), "{e}");
+    }
+
+    #[test]
+    fn a_role_naming_a_service_adds_its_scopes_and_its_name() {
+        let configs =
+            config("[[services]]\nname = \"grader\"\nscopes = [\"list:users\"]\n[[services]]\nname = \"other\"");
+        let role = RoleConfig {
+            name: "grading".into(),
+            description: String::new(),
+            scopes: vec!["read:users!group=students".into()],
+            users: vec![],
+            groups: vec![],
+            services: vec!["grader".into()],
+        };
+        let services = Services::from_config(&configs, &[role], b"k").unwrap();
+        let grader = services.get("grader").unwrap();
+        let held = grader.caller().scopes.unwrap().to_strings();
+        assert!(held.contains(&"list:users".to_owned()), "its own: {held:?}");
+        assert!(
+            held.contains(&"read:users!group=students".to_owned()),
+            "the role's: {held:?}"
+        );
+        assert_eq!(grader.model("/", true)["roles"], json!(["grading"]));
+        let other = services.get("other").unwrap();
+        assert!(other.caller().scopes.unwrap().to_strings().is_empty(), "not named");
+        assert_eq!(other.model("/", true)["roles"], json!([]));
     }
 }

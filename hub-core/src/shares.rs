@@ -101,7 +101,32 @@ pub fn route_data_now(hub: &Hub, owner: &str, server: &str) -> Map<String, Value
         tracing::warn!("the shares of {owner}/{server} cannot be read; its route names its owner only: {e}");
         Vec::new()
     });
-    route_data(owner, server, &grantees(&shares, owner, server))
+    route_data_with(hub, &shares, owner, server)
+}
+
+/// A server's route data: its owner, whom `shares` (every share, read once by the caller) let
+/// in, and whom the configured roles let in (`access:servers` reaching it; a `!group=` filter
+/// counts the owner's groups of now, and none if they cannot be read: fail closed).
+pub fn route_data_with(hub: &Hub, shares: &[ShareRecord], owner: &str, server: &str) -> Map<String, Value> {
+    let from_roles = if hub.roles.is_empty() {
+        Vec::new()
+    } else {
+        hub.roles.server_grantees(owner, server, &|user| {
+            hub.store.user_groups(user).unwrap_or_else(|e| {
+                tracing::warn!(
+                    "the groups of {user} cannot be read; roles for their groups let no one into {owner}/{server}: {e}"
+                );
+                Vec::new()
+            })
+        })
+    };
+    let mut all = grantees(shares, owner, server);
+    for grantee in &from_roles {
+        if !all.contains(&grantee) {
+            all.push(grantee);
+        }
+    }
+    route_data(owner, server, &all)
 }
 
 /// Writes a running server's route again after its shares changed. A server that is not

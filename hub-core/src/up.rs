@@ -292,9 +292,11 @@ pub async fn start(
         records,
     )
     .bound_to(auth.platform_sessions());
-    let services = crate::services::Services::from_config(&config.services, secret_hex.as_bytes())?;
+    let services = crate::services::Services::from_config(&config.services, &config.roles, secret_hex.as_bytes())?;
+    let roles = crate::roles::Roles::from_config(&config.roles)?;
     let hub = Hub::new(HubParts {
         services,
+        roles,
         config,
         store,
         spawner,

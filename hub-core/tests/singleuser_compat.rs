@@ -75,6 +75,27 @@ async fn jupyterhub_singleuser_logs_in_through_the_hub_and_serves_through_the_pr
         r.text()
     );
 
+    // Once alice shares her server with him, bob signs in to it through the same OAuth flow:
+    // the hub gives him a code, and jupyterhub-singleuser finds the access scope it checks
+    // (`access:servers!server=alice/`) in his token, which holds nothing of his own rights.
+    let r = alice
+        .api(Method::POST, "/shares/alice/", Some(serde_json::json!({"user": "bob"})))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let (last, visited) = follow(&mut bob, "/user/alice/files/notes.txt", 8).await;
+    assert!(
+        visited.iter().any(|p| p.starts_with("/user/alice/oauth_callback")),
+        "bob did not come back with a code: {visited:?}, ending in {} {}",
+        last.status,
+        last.text().chars().take(600).collect::<String>()
+    );
+    let r = bob.get("/user/alice/api/status").await;
+    assert_eq!(r.status, StatusCode::OK, "bob in alice's shared server: {}", r.text());
+    let r = alice.api(Method::DELETE, "/shares/alice/", None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
+    let r = bob.get("/user/alice/api/status").await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "the share is revoked: {}", r.text());
+
     // A script with alice's API token reaches her server's API through the front door: the edge
     // asks the hub whose token it is, and jupyterhub-singleuser, seeing the same token, asks too.
     let full = created_token(

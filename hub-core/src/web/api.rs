@@ -187,10 +187,28 @@ fn with_groups(hub: &Hub, mut model: Value) -> Value {
         return model;
     };
     match hub.store.user_groups(name) {
-        Ok(names) => model["groups"] = json!(names),
+        Ok(names) => {
+            with_roles(hub, &mut model, &names);
+            model["groups"] = json!(names);
+        }
         Err(e) => tracing::warn!("the groups of {name}: {e}"),
     }
     model
+}
+
+/// Adds to a user model's `roles` the configured roles its user holds, as a member of `groups`.
+fn with_roles(hub: &Hub, model: &mut Value, groups: &[String]) {
+    let (Some(name), false) = (model["name"].as_str(), hub.roles.is_empty()) else {
+        return;
+    };
+    let held: Vec<Value> = hub
+        .roles
+        .of_user(name, &|_| groups.to_vec())
+        .map(|r| json!(r.config.name))
+        .collect();
+    if let Some(roles) = model["roles"].as_array_mut() {
+        roles.extend(held);
+    }
 }
 
 /// `None` if the caller may do `scope` on `target`, else JupyterHub's 403.
@@ -265,11 +283,19 @@ fn whoami(hub: &Hub, who: &Caller) -> Resp {
         ])
     };
     model["scopes"] = scopes;
-    // Read with the model above: the services' access below needs them, not another read.
+    // Read with the model above: the roles' and services' access below need them, not another read.
     let groups: Vec<String> = model["groups"]
         .as_array()
         .map(|names| names.iter().filter_map(|g| g.as_str().map(str::to_owned)).collect())
         .unwrap_or_default();
+    if !who.admin
+        && who.server.is_none()
+        && let Some(list) = model["scopes"].as_array_mut()
+    {
+        // What their configured roles give them, expanded as JupyterHub lists a role's scopes.
+        let from_roles = hub.roles.scopes_of_user(&who.name, &|_| groups.clone());
+        list.extend(from_roles.to_strings().into_iter().map(Value::String));
+    }
     if who.server.is_none()
         && let Some(list) = model["scopes"].as_array_mut()
     {
@@ -349,7 +375,9 @@ fn list_users(hub: &Hub, req: &Req) -> Resp {
         .take(limit)
         .map(|u| {
             let mut m = u.to_json(&hub.base, include_stopped, false);
-            if let Some(names) = groups.get(&u.record.name) {
+            let names = groups.get(&u.record.name).cloned().unwrap_or_default();
+            with_roles(hub, &mut m, &names);
+            if !names.is_empty() {
                 m["groups"] = json!(names);
             }
             if state_filter.as_deref() == Some("ready")
@@ -649,7 +677,9 @@ fn requested_scopes(
     let owner_holds = if hub.is_admin(owner) {
         hub.admin_scopes.clone()
     } else {
-        Scopes::own(owner)
+        let mut holds = Scopes::own(owner);
+        holds.union(&hub.roles.scopes_of_user(owner, &groups_of));
+        holds
     };
     let mut holders = vec![(owner.to_owned(), owner_holds)];
     if let Some(asker) = &who.scopes {

@@ -150,7 +150,8 @@ fn token_caller(hub: &Hub, found: TokenRecordOrAdmin) -> Caller {
 }
 
 /// Whether the caller may do `scope` on `target`: their role allows it (an admin everything, a
-/// user their own resources) and, for a token made with scopes, so do those.
+/// user their own resources and what their configured roles and the servers shared with them
+/// grant) and, for a token made with scopes, so do those.
 pub fn allowed(hub: &Hub, who: &Caller, scope: &str, target: Target<'_>) -> bool {
     let groups_of = |user: &str| hub.store.user_groups(user).unwrap_or_default();
     let role_allows = if who.admin {
@@ -159,6 +160,7 @@ pub fn allowed(hub: &Hub, who: &Caller, scope: &str, target: Target<'_>) -> bool
         match who.kind {
             CallerKind::User => {
                 Scopes::own(&who.name).allows(scope, target, &groups_of)
+                    || hub.roles.allow_user(&who.name, scope, target, &groups_of)
                     // Then what servers shared with them grant (a project server's group may
                     // start and stop it). Read only when their own role does not answer.
                     || crate::shares::granted_to(hub, &who.name).is_ok_and(|s| s.allows(scope, target, &groups_of))

@@ -71,23 +71,36 @@ pub async fn handle(hub: &Arc<Hub>, req: &Req, who: &Caller, tail: &[&str]) -> R
     if !caller::allowed(hub, who, scope, target) {
         return caller::forbidden(scope);
     }
+    let changes = req.method != Method::GET;
     let (hub, req, tail) = (
         hub.clone(),
         req.clone(),
         tail.iter().map(|s| (*s).to_owned()).collect::<Vec<String>>(),
     );
-    tokio::task::spawn_blocking(move || {
-        let tail: Vec<&str> = tail.iter().map(String::as_str).collect();
-        match answer(&hub, &req, &tail) {
-            Ok(resp) => resp,
-            Err(e) => {
-                tracing::error!("groups API: {e}");
-                crate::web::input::store_failed(&e)
+    let resp = {
+        let hub = hub.clone();
+        tokio::task::spawn_blocking(move || {
+            let tail: Vec<&str> = tail.iter().map(String::as_str).collect();
+            match answer(&hub, &req, &tail) {
+                Ok(resp) => resp,
+                Err(e) => {
+                    tracing::error!("groups API: {e}");
+                    crate::web::input::store_failed(&e)
+                }
             }
+        })
+        .await
+        .unwrap_or_else(|_| json_error(StatusCode::INTERNAL_SERVER_ERROR, "The groups request failed"))
+    };
+    if changes && resp.status().is_success() && !hub.roles.is_empty() {
+        // A role's `!group=` filter lets people into the servers of the group's members, so a
+        // change of members changes who those routes admit: written again before the answer,
+        // so that one who left is refused as soon as it is given.
+        if let Err(e) = crate::reconcile::check_routes(&hub).await {
+            tracing::warn!("writing routes again after a change of group members: {e}");
         }
-    })
-    .await
-    .unwrap_or_else(|_| json_error(StatusCode::INTERNAL_SERVER_ERROR, "The groups request failed"))
+    }
+    resp
 }
 
 /// The scope each call needs, as JupyterHub's group handlers ask for it.

@@ -113,10 +113,12 @@ impl Client {
     /// Why `who` may not sign in to it, if they may not.
     fn refuses(&self, hub: &Hub, who: &crate::tokens::Caller) -> Option<String> {
         match self {
-            Client::Server { user, .. } if who.name != *user && !who.admin => {
-                Some(format!("{} may not use {user}'s server", who.name))
+            // Its owner, an admin, and whoever a share or a role gives access to it.
+            Client::Server { user, server } => {
+                let target = crate::scopes::Target::server(user, server);
+                (!crate::web::caller::allowed(hub, who, "access:servers", target))
+                    .then(|| format!("{} may not use {user}'s server", who.name))
             }
-            Client::Server { .. } => None,
             Client::Service(s) if !s.usable_by(who, || hub.store.user_groups(&who.name).unwrap_or_default()) => {
                 Some(format!("{} may not use the service {}", who.name, s.config.name))
             }
@@ -204,15 +206,20 @@ pub fn token(hub: &Arc<Hub>, req: &Req) -> http::Response<Body> {
         return json_error(StatusCode::FORBIDDEN, "bad client_secret");
     }
     let lifetime = hub.config.session.lifetime_secs;
-    // A server gets a token of its own user's; a service only what tells it who signed in and
-    // that they may use it (JupyterHub's `identify` and the access scope), never the user's rights.
-    let scopes = match &client {
-        Client::Server { .. } => None,
-        Client::Service(s) => Some(vec![
-            s.access_scope(),
+    // A server gets a token of its own user's. Another user's server, and a service, get only
+    // what tells them who signed in and that they may use it (JupyterHub's `identify` and the
+    // access scope, named exactly as the server or service checks it), never the user's rights.
+    let identify = |access: String| {
+        Some(vec![
+            access,
             format!("read:users:name!user={}", grant.user),
             format!("read:users:groups!user={}", grant.user),
-        ]),
+        ])
+    };
+    let scopes = match &client {
+        Client::Server { user, .. } if *user == grant.user => None,
+        Client::Server { user, server } => identify(crate::shares::access_scope(user, server)),
+        Client::Service(s) => identify(s.access_scope()),
     };
     match hub.issue_token(
         &grant.user,
