@@ -192,6 +192,17 @@ pub struct HubAuth {
     pub users_file: Option<PathBuf>,
     /// Users who are admins (see every user, start and stop anyone's server). Default: none.
     pub admin_users: Vec<String>,
+    /// Who may sign in, beyond the admins: with names here, only these (and, by default, users
+    /// the hub already knows), whatever the authenticator accepts. Default: none, anyone the
+    /// authenticator accepts.
+    pub allowed_users: Vec<String>,
+    /// Users who may not sign in or use the hub at all, whatever the authenticator says: their
+    /// sessions are ended at start, and their cookies and API tokens are refused. Default: none.
+    pub blocked_users: Vec<String>,
+    /// With `allowed_users`: whether users the hub already knows (added through the API, or
+    /// signed in before) may sign in too, as JupyterHub's `allow_existing_users`. Default: true
+    /// when `allowed_users` is set.
+    pub allow_existing_users: Option<bool>,
     /// Externally issued tokens accepted as a login, with any authenticator (same keys as the
     /// edge-auth `[[issuers]]`). Default: none.
     pub issuers: Vec<IssuerConfig>,
@@ -218,6 +229,9 @@ impl Default for HubAuth {
             shared_password: None,
             users_file: None,
             admin_users: Vec::new(),
+            allowed_users: Vec::new(),
+            blocked_users: Vec::new(),
+            allow_existing_users: None,
             issuers: Vec::new(),
             user_claim: "sub".to_owned(),
             admin_claim: None,
@@ -432,6 +446,27 @@ impl HubConfig {
             }
             _ => {}
         }
+        // Blocking wins over everything else in JupyterHub; a name on both sides is a mistake
+        // worth saying rather than a silent choice.
+        if let Some(both) = self
+            .auth
+            .blocked_users
+            .iter()
+            .find(|b| self.auth.allowed_users.contains(b) || self.auth.admin_users.contains(b))
+        {
+            return Err(invalid(
+                "auth.blocked_users",
+                both.clone(),
+                "names not also in allowed_users or admin_users",
+            ));
+        }
+        if self.auth.allow_existing_users.is_some() && self.auth.allowed_users.is_empty() {
+            return Err(invalid(
+                "auth.allow_existing_users",
+                format!("{:?}", self.auth.allow_existing_users),
+                "allowed_users too: without it everyone the authenticator accepts may sign in",
+            ));
+        }
         if let Some(ldap) = &self.auth.ldap {
             ldap.validate()?;
         }
@@ -588,6 +623,12 @@ mod tests {
             ),
             ("spawner_class = \"kubernetes\"", "kubernetes"),
             ("[auth]\nauthenticator = \"ldap\"", "auth.ldap"),
+            (
+                "[auth]\nallowed_users = [\"a\"]\nblocked_users = [\"a\"]",
+                "auth.blocked_users",
+            ),
+            ("[auth]\nadmin_users = [\"a\"]\nblocked_users = [\"a\"]", "admin_users"),
+            ("[auth]\nallow_existing_users = false", "allowed_users too"),
         ];
         for (text, needle) in cases {
             let err = parse(text).unwrap_err().to_string();

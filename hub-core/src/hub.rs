@@ -198,6 +198,27 @@ impl Hub {
         self.users().get(name).is_some_and(|u| u.record.admin)
     }
 
+    /// Whether `auth.blocked_users` names `name`: they may not sign in, and their cookies and
+    /// tokens are refused.
+    pub fn is_blocked(&self, name: &str) -> bool {
+        self.config.auth.blocked_users.iter().any(|b| b == name)
+    }
+
+    /// Whether someone the authenticator accepted as `name` (an admin by its word if `admin`)
+    /// may sign in: not blocked, and, with `auth.allowed_users`, named there, an admin, or (unless
+    /// `allow_existing_users = false`) a user the hub already knows, as JupyterHub decides.
+    pub fn may_sign_in(&self, name: &str, admin: bool) -> bool {
+        let auth = &self.config.auth;
+        if self.is_blocked(name) {
+            return false;
+        }
+        auth.allowed_users.is_empty()
+            || auth.allowed_users.iter().any(|a| a == name)
+            || admin
+            || self.is_admin(name)
+            || (auth.allow_existing_users.unwrap_or(true) && self.users().contains_key(name))
+    }
+
     /// Applies `change` to one server (created as stopped if new) and writes it through.
     pub fn update_server<T>(
         &self,

@@ -41,6 +41,8 @@ pub enum LoginError {
     BadName(String),
     #[error("{0} is not in a group allowed to sign in to this hub")]
     NotInAllowedGroup(String),
+    #[error("{0} is not allowed to sign in to this hub")]
+    NotAllowed(String),
     #[error("This hub accepts sign-in tokens only")]
     TokenOnly,
     #[error("The sign-in token was not accepted: {0}")]

@@ -58,10 +58,7 @@ impl Services {
     pub fn from_config(configs: &[ServiceConfig], roles: &[RoleConfig], key: &[u8]) -> anyhow::Result<Services> {
         let mut services = BTreeMap::new();
         for config in configs {
-            let named: Vec<&RoleConfig> = roles
-                .iter()
-                .filter(|r| r.services.contains(&config.name))
-                .collect();
+            let named: Vec<&RoleConfig> = roles.iter().filter(|r| r.services.contains(&config.name)).collect();
             let texts: Vec<String> = config
                 .scopes
                 .iter()

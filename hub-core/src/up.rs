@@ -306,6 +306,12 @@ pub async fn start(
         hub_url,
         replica,
     })?;
+    // Their sessions are ended in the store the edge checks, so a user blocked since their
+    // sign-in loses the edge's access too, not only the hub's.
+    for user in &hub.config.auth.blocked_users {
+        // A failure is logged there; the hub still refuses the sessions' cookies.
+        let _ = crate::web::api::end_sessions(&hub, user, "is blocked (auth.blocked_users)").await;
+    }
 
     listeners.push(tokio::spawn(crate::web::serve(hub.clone(), hub_listener, stopped())));
     // Awaited like the listeners, so that `closed` returns once the services' processes are gone.

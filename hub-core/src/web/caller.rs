@@ -53,8 +53,14 @@ pub async fn identify(hub: &Hub, req: &Req) -> Option<Authenticated> {
         let credential = credential.trim();
         if scheme.eq_ignore_ascii_case("token") || scheme.eq_ignore_ascii_case("bearer") {
             if let Some(found) = hub.lookup_token(credential) {
+                let caller = token_caller(hub, found);
+                // A blocked user's tokens stay in the database (unblocking restores them) but
+                // are refused, here and so at the edge, which asks the hub about them.
+                if caller.kind == CallerKind::User && hub.is_blocked(&caller.name) {
+                    return None;
+                }
                 return Some(Authenticated {
-                    caller: token_caller(hub, found),
+                    caller,
                     via: Via::Token,
                 });
             }
@@ -66,16 +72,18 @@ pub async fn identify(hub: &Hub, req: &Req) -> Option<Authenticated> {
     }
     let token = cookies::get(&req.headers, &hub.config.session.cookie)?;
     match hub.sessions.check(token).await {
-        Ok(Some(claims)) if hub.users().contains_key(&claims.sub) => Some(Authenticated {
-            caller: Caller {
-                admin: hub.is_admin(&claims.sub),
-                name: claims.sub,
-                kind: CallerKind::User,
-                server: None,
-                scopes: None,
-            },
-            via: Via::Cookie { jti: claims.jti },
-        }),
+        Ok(Some(claims)) if hub.users().contains_key(&claims.sub) && !hub.is_blocked(&claims.sub) => {
+            Some(Authenticated {
+                caller: Caller {
+                    admin: hub.is_admin(&claims.sub),
+                    name: claims.sub,
+                    kind: CallerKind::User,
+                    server: None,
+                    scopes: None,
+                },
+                via: Via::Cookie { jti: claims.jti },
+            })
+        }
         Ok(_) => None,
         Err(e) => {
             tracing::warn!("session check: {e}");
@@ -94,6 +102,10 @@ async fn platform_caller(hub: &Hub, jwt: &str) -> Option<Authenticated> {
             return None;
         }
     };
+    if !hub.may_sign_in(&who.name, who.admin) {
+        tracing::debug!("platform token of {}, who may not sign in, refused", who.name);
+        return None;
+    }
     hub.ensure_user(&who.name, who.admin).ok()?;
     Some(Authenticated {
         caller: Caller {

@@ -280,6 +280,10 @@ async fn login(hub: &Arc<Hub>, req: &Req) -> Resp {
         return login_page(hub, req, StatusCode::OK, None, None);
     };
     let who = match who {
+        Ok(who) if !hub.may_sign_in(&who.name, who.admin) => Err(crate::login::LoginError::NotAllowed(who.name)),
+        other => other,
+    };
+    let who = match who {
         Ok(who) => who,
         Err(e) => {
             hub.metrics.login(false).record(began.elapsed().as_secs_f64());
