@@ -280,6 +280,14 @@ pub struct LocalSpawnerConfig {
     pub environment: std::collections::BTreeMap<String, String>,
     /// Working directory of servers. Default: the hub's.
     pub working_dir: Option<PathBuf>,
+    /// Where a server opens, under its prefix (`/lab` for JupyterLab, `/tree/home/{username}`),
+    /// passed as `JUPYTERHUB_DEFAULT_URL` as JupyterHub's `Spawner.default_url`; `{username}` is
+    /// replaced. Every spawner. Default: none, the server's own choice.
+    pub default_url: Option<String>,
+    /// The directory a server serves files from (`JUPYTERHUB_ROOT_DIR`, JupyterHub's
+    /// `Spawner.notebook_dir`); `{username}` is replaced. Every spawner. Default: none, the
+    /// server's working directory.
+    pub notebook_dir: Option<String>,
     /// Time allowed from start to a running process, seconds. Default: 60.
     pub start_timeout_secs: u64,
     /// Time allowed for the server to answer HTTP once started, seconds. Default: 30.
@@ -296,6 +304,8 @@ impl Default for LocalSpawnerConfig {
             command: None,
             environment: Default::default(),
             working_dir: None,
+            default_url: None,
+            notebook_dir: None,
             start_timeout_secs: 60,
             http_timeout_secs: 30,
             stop_grace_secs: 5,
@@ -524,6 +534,13 @@ impl HubConfig {
         if self.spawner.command.as_ref().is_some_and(|c| c.is_empty()) {
             return Err(invalid("spawner.command", "[]".into(), "a program and its arguments"));
         }
+        if let Some(url) = self.spawner.default_url.as_ref().filter(|u| !u.starts_with('/')) {
+            return Err(invalid(
+                "spawner.default_url",
+                url.clone(),
+                "a path under the server's prefix, starting with '/' (\"/lab\")",
+            ));
+        }
         crate::services::validate(&self.services)?;
         crate::roles::validate(&self.roles, &self.services)?;
         if self.reconcile_interval_secs == 0 {
@@ -629,6 +646,7 @@ mod tests {
             ),
             ("[auth]\nadmin_users = [\"a\"]\nblocked_users = [\"a\"]", "admin_users"),
             ("[auth]\nallow_existing_users = false", "allowed_users too"),
+            ("[spawner]\ndefault_url = \"lab\"", "spawner.default_url"),
         ];
         for (text, needle) in cases {
             let err = parse(text).unwrap_err().to_string();

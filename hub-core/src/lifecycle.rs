@@ -286,8 +286,21 @@ fn server_env(hub: &Hub, user: &str, server: &str, token: &str) -> std::collecti
         ("JUPYTERHUB_ADMIN_ACCESS", String::new()),
     ]
     .into_iter()
+    .chain(where_it_opens(hub, user))
     .map(|(k, v)| (k.to_owned(), v))
     .collect()
+}
+
+/// `spawner.default_url` and `notebook_dir`, with `{username}` replaced, as JupyterHub passes
+/// them: only those configured.
+fn where_it_opens(hub: &Hub, user: &str) -> impl Iterator<Item = (&'static str, String)> {
+    let spawner = &hub.config.spawner;
+    [
+        ("JUPYTERHUB_DEFAULT_URL", &spawner.default_url),
+        ("JUPYTERHUB_ROOT_DIR", &spawner.notebook_dir),
+    ]
+    .into_iter()
+    .filter_map(move |(name, value)| Some((name, value.as_ref()?.replace("{username}", user))))
 }
 
 async fn run_spawn(hub: Arc<Hub>, user: String, server: String, progress: ProgressSink) {

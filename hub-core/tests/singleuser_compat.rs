@@ -17,9 +17,14 @@ async fn jupyterhub_singleuser_logs_in_through_the_hub_and_serves_through_the_pr
         singleuser.display().to_string(),
         "--ip=127.0.0.1".into(),
         "--port={port}".into(),
-        format!("--ServerApp.root_dir={}", dir.display()),
         "--allow-root".into(),
     ]);
+    // Where the server opens and what it serves, as JupyterHub's `default_url` and
+    // `notebook_dir`: `/` sends the browser to the status API, and the files are alice's own.
+    config.spawner.default_url = Some("/api/status".into());
+    config.spawner.notebook_dir = Some(format!("{}/home-{{username}}", dir.display()));
+    std::fs::create_dir_all(dir.join("home-alice")).unwrap();
+    std::fs::write(dir.join("home-alice/marker.txt"), "alice's").unwrap();
     config.spawner.working_dir = Some(dir.clone());
     config
         .spawner
@@ -59,6 +64,21 @@ async fn jupyterhub_singleuser_logs_in_through_the_hub_and_serves_through_the_pr
     let status = alice.get("/user/alice/api/status").await;
     assert_eq!(status.status, StatusCode::OK, "{}", status.text());
     assert!(status.json()["started"].is_string(), "{}", status.text());
+    let (opened, visited) = follow(&mut alice, "/user/alice/", 4).await;
+    assert!(
+        opened.status == StatusCode::OK && opened.json()["started"].is_string(),
+        "/user/alice/ did not open at the default_url: {visited:?}, ending in {} {}",
+        opened.status,
+        opened.text()
+    );
+    let files = alice.get("/user/alice/api/contents").await;
+    assert!(
+        files.json()["content"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|f| f["name"] == "marker.txt")),
+        "not serving notebook_dir: {}",
+        files.text()
+    );
 
     // Bob cannot get into alice's server, even through OAuth.
     let mut bob = hub.login("bob").await;
