@@ -61,6 +61,24 @@ pub struct HubConfig {
     /// without `next`) to their default server, starting it if it is stopped, as JupyterHub's
     /// `redirect_to_server` does. `false` sends them to the home page instead. Default: true.
     pub redirect_to_server: bool,
+    /// Notices shown on the hub's pages (`[announcements]`), as JupyterHub's `announcement*`
+    /// template variables.
+    pub announcements: Announcements,
+}
+
+/// Notices at the top of the hub's pages, HTML written by the operator (a link to a status page,
+/// a maintenance window), as JupyterHub's `template_vars`. Each default: none.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Announcements {
+    /// On every page.
+    pub all: Option<String>,
+    /// On the sign-in page, under `all`.
+    pub login: Option<String>,
+    /// On the home page (the user's servers).
+    pub home: Option<String>,
+    /// On the pages of a server's start: the options form and the progress page.
+    pub spawn: Option<String>,
 }
 
 impl Default for HubConfig {
@@ -87,6 +105,7 @@ impl Default for HubConfig {
             allow_named_servers: true,
             named_server_limit_per_user: 0,
             redirect_to_server: true,
+            announcements: Announcements::default(),
         }
     }
 }

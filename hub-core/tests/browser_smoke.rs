@@ -164,6 +164,8 @@ fn ctx(user: Option<&str>) -> PageContext {
         // What a hub with one service behind the proxy shows signed-in users.
         services: vec![("usage-dashboard".into(), "/services/usage-dashboard/".into())],
         xsrf: XSRF.into(),
+        // An operator's notice, as `[announcements] all` puts on every page.
+        announcements: vec![r#"Maintenance on Friday: see <a href="/status">the status page</a>."#.into()],
     }
 }
 

@@ -428,6 +428,45 @@ async fn pages_outside_the_hub_leave_the_xsrf_cookie_alone() {
     hub.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn announcements_show_on_their_pages() {
+    let dir = temp_dir("announcements");
+    let mut config = test_config(&dir);
+    config.redirect_to_server = false;
+    config.announcements = config::Announcements {
+        all: Some(r#"Maintenance on <a href="/status">Friday</a>"#.into()),
+        login: Some("Use your university account".into()),
+        home: Some("New: GPU servers".into()),
+        spawn: Some("Starting takes a minute".into()),
+    };
+    let hub = TestHub::start(config).await;
+    let notice =
+        |html: &str, text: &str| html.contains(&format!(r#"<div class="announcement" role="note">{text}</div>"#));
+    let login = hub.client().get("/hub/login").await.text();
+    assert!(
+        notice(&login, r#"Maintenance on <a href="/status">Friday</a>"#),
+        "{login}"
+    );
+    assert!(
+        notice(&login, "Use your university account") && !login.contains("GPU"),
+        "{login}"
+    );
+    let mut alice = hub.login("alice").await;
+    let home = alice.get("/hub/home").await.text();
+    assert!(notice(&home, "New: GPU servers") && notice(&home, r#"Maintenance on <a href="/status">Friday</a>"#));
+    assert!(
+        !home.contains("university account") && !home.contains("Starting takes"),
+        "{home}"
+    );
+    let r = alice
+        .post_form("/hub/spawn/alice", &[("_xsrf", &alice.cookies["_xsrf"].clone())])
+        .await;
+    assert_eq!(r.status, StatusCode::FOUND, "{}", r.text());
+    let pending = alice.get("/hub/spawn-pending/alice").await.text();
+    assert!(notice(&pending, "Starting takes a minute"), "{pending}");
+    hub.stop().await;
+}
+
 /// The sign-in form's POST as `hub.login` sends it, returning the redirect it answers.
 async fn sign_in_redirect(hub: &TestHub, user: &str) -> (Client, String) {
     sign_in_with(hub, user, "").await

@@ -215,6 +215,7 @@ mod tests {
             admin: true,
             services: Vec::new(),
             xsrf: "x".into(),
+            announcements: Vec::new(),
         };
         let html = admin(
             &ctx,

@@ -254,6 +254,7 @@ mod tests {
             admin: false,
             services: Vec::new(),
             xsrf: "xsrf-1".into(),
+            announcements: Vec::new(),
         }
     }
 

@@ -61,7 +61,12 @@ pub(super) fn page(ctx: &PageContext, title: &str, head: &str, main: &str) -> St
             logout = escape(&urls::logout(base)),
         );
     }
-    let _ = write!(html, "</header>\n<main id=\"main\">\n{main}</main>\n</body>\n</html>\n");
+    html.push_str("</header>\n<main id=\"main\">\n");
+    for notice in &ctx.announcements {
+        // The operator's own HTML (links, emphasis), as JupyterHub's templates take it.
+        let _ = writeln!(html, r#"<div class="announcement" role="note">{notice}</div>"#);
+    }
+    let _ = write!(html, "{main}</main>\n</body>\n</html>\n");
     html
 }
 
@@ -89,6 +94,7 @@ mod tests {
             admin: false,
             services: Vec::new(),
             xsrf: "tok".into(),
+            announcements: Vec::new(),
         }
     }
 
@@ -117,6 +123,28 @@ mod tests {
         assert!(signed_in.contains("Signed in as <strong>alice</strong>"));
         assert!(signed_in.contains(r#"<a href="/jhub/hub/logout">Log out</a>"#));
         assert!(!signed_in.contains("Services"), "no menu without services to show");
+    }
+
+    #[test]
+    fn notices_come_first_in_main_as_the_operator_wrote_them() {
+        let notices = vec!["<b>Down</b> on Friday".to_owned(), "Welcome".to_owned()];
+        let html = page(
+            &PageContext {
+                announcements: notices,
+                ..ctx(None)
+            },
+            "t",
+            "",
+            "<p>page</p>\n",
+        );
+        let main = html.split("<main id=\"main\">\n").nth(1).unwrap();
+        assert!(main.starts_with(
+            "<div class=\"announcement\" role=\"note\"><b>Down</b> on Friday</div>\n<div class=\"announcement\" role=\"note\">Welcome</div>\n<p>page</p>"
+        ));
+        assert!(
+            !page(&ctx(None), "t", "", "").contains("announcement"),
+            "none configured"
+        );
     }
 
     #[test]

@@ -91,6 +91,7 @@ mod tests {
             admin: false,
             services: Vec::new(),
             xsrf: "xsrf-1".into(),
+            announcements: Vec::new(),
         }
     }
 

@@ -39,6 +39,8 @@ pub struct PageContext {
     pub services: Vec<(String, String)>,
     /// Value for the `_xsrf` form field and the `X-XSRFToken` header of API calls from pages.
     pub xsrf: String,
+    /// The operator's notices for this page (`[announcements]`), HTML, shown first in `<main>`.
+    pub announcements: Vec<String>,
 }
 
 /// The state of one server as the home page shows it.
@@ -79,6 +81,7 @@ mod tests {
             admin: true,
             services: vec![(HOSTILE.into(), HOSTILE.into())],
             xsrf: HOSTILE.into(),
+            announcements: Vec::new(),
         };
         let server = |name: &str, phase| ServerView {
             name: name.into(),
@@ -152,6 +155,7 @@ mod tests {
             admin: false,
             services: Vec::new(),
             xsrf: "t".into(),
+            announcements: Vec::new(),
         };
         let server = |name: &str, phase| ServerView {
             name: name.into(),

@@ -35,7 +35,15 @@ pub fn context(hub: &Hub, auth: Option<&Authenticated>, xsrf: &str) -> PageConte
             .filter_map(|s| Some((s.config.name.clone(), s.menu_link(&hub.base)?)))
             .collect(),
         xsrf: xsrf.to_owned(),
+        announcements: hub.config.announcements.all.iter().cloned().collect(),
     }
+}
+
+/// [`context`] with the page's own notice (`[announcements]` `login`, `home`, `spawn`) after the
+/// one on every page.
+fn announced(mut ctx: PageContext, notice: &Option<String>) -> PageContext {
+    ctx.announcements.extend(notice.iter().cloned());
+    ctx
 }
 
 /// The request's `_xsrf` cookie, or a new one to set. The cookie lives under `hub/` (a user's
@@ -233,7 +241,7 @@ fn login_page(hub: &Hub, req: &Req, status: StatusCode, error: Option<String>, u
     let next = safe_next(hub, req);
     page(hub, req, status, |x| {
         render::login(
-            &context(hub, None, x),
+            &announced(context(hub, None, x), &hub.config.announcements.login),
             &LoginOptions {
                 error,
                 next,
@@ -524,7 +532,11 @@ fn home(hub: &Hub, req: &Req, auth: &Authenticated) -> Resp {
         limit: hub.config.named_server_limit_per_user,
     };
     page(hub, req, StatusCode::OK, |x| {
-        render::home(&context(hub, Some(auth), x), &servers, named)
+        render::home(
+            &announced(context(hub, Some(auth), x), &hub.config.announcements.home),
+            &servers,
+            named,
+        )
     })
 }
 
@@ -570,7 +582,7 @@ fn options_page(hub: &Hub, req: &Req, auth: &Authenticated, user: &str, server: 
     }
     page(hub, req, StatusCode::OK, |x| {
         render::spawn_options(
-            &context(hub, Some(auth), x),
+            &announced(context(hub, Some(auth), x), &hub.config.announcements.spawn),
             user,
             server,
             hub.spawner.profiles(),
@@ -585,7 +597,7 @@ fn pending(hub: &Hub, req: &Req, auth: &Authenticated, user: &str, server: &str)
         Some(s) if s.phase() == Phase::Running => redirect(&prefix),
         Some(s) if s.phase() == Phase::Pending || s.spawn_failed() => page(hub, req, StatusCode::OK, |x| {
             render::spawn_pending(
-                &context(hub, Some(auth), x),
+                &announced(context(hub, Some(auth), x), &hub.config.announcements.spawn),
                 user,
                 server,
                 &progress_url(&hub.base, user, server),
