@@ -1,6 +1,6 @@
 //! Configured roles (`[[roles]]`, JupyterHub's `load_roles`) on a teaching hub: the members of
-//! `instructors` may read, use, stop and start their students' servers, through the REST API and
-//! through the front door; nobody else's. A change of groups counts within a second, for the
+//! `instructors` may list and read their students, use, stop and start their servers, through
+//! the REST API, the admin page and the front door; nobody else's. A change of groups counts within a second, for the
 //! visitor (who joins the instructors) and for the owner (who joins or leaves the students).
 
 mod support;
@@ -19,7 +19,8 @@ fn instructor_role() -> config::RoleConfig {
             "access:servers!group=students".into(),
             "servers!group=students".into(),
             "read:users!group=students".into(),
-            "list:users".into(),
+            "list:users!group=students".into(),
+            "admin-ui".into(),
         ],
         users: vec!["prof".into()],
         groups: vec!["instructors".into()],
@@ -79,7 +80,7 @@ async fn instructors_reach_their_students_servers_and_no_one_elses() {
     for held in [
         "access:servers!group=students",
         "read:users:name!group=students",
-        "list:users",
+        "admin-ui",
     ] {
         assert!(scopes.contains(&json!(held)), "{held} missing from {me}");
     }
@@ -94,8 +95,27 @@ async fn instructors_reach_their_students_servers_and_no_one_elses() {
         prof.api(Method::GET, "/users/bob", None).await.status,
         StatusCode::FORBIDDEN
     );
+    // `list:users!group=students` lists the students only; the admin page shows them, not bob.
     let listed = prof.api(Method::GET, "/users", None).await;
-    assert_eq!(listed.status, StatusCode::OK, "list:users: {}", listed.text());
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.text());
+    let models = listed.json();
+    let names: Vec<&str> = models
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|u| u["name"].as_str())
+        .collect();
+    assert_eq!(names, ["alice"], "{}", listed.text());
+    let admin_page = prof.get("/hub/admin").await;
+    assert_eq!(admin_page.status, StatusCode::OK, "admin-ui: {}", admin_page.text());
+    let html = admin_page.text();
+    assert!(html.contains("alice") && !html.contains("bob"), "{html}");
+    assert!(html.contains(">Admin</a>"), "the header links the admin page");
+    assert_eq!(
+        tina.api(Method::GET, "/users", None).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(tina.get("/hub/admin").await.status, StatusCode::FORBIDDEN);
 
     // The front door: alice's server admits prof, bob's does not; tina is no instructor.
     let r = prof.get("/user/alice/api/status").await;

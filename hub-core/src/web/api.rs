@@ -3,9 +3,11 @@
 //! <https://jupyterhub.readthedocs.io/en/stable/reference/rest-api.html>), so tools written for
 //! JupyterHub, such as jupyterhub-idle-culler, work unchanged.
 //!
-//! Permissions are JupyterHub's default roles, simplified: an admin (admin user or admin token)
-//! may do everything; a user may act on themself; a server's token acts for its user.
+//! Permissions are JupyterHub's scopes (`scopes`, `web::caller::allowed`): an admin (admin user
+//! or admin token) may do everything; a user may act on themself, and on what configured roles
+//! and servers shared with them reach; a server's token acts for its user.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use http::{HeaderValue, Method, StatusCode, header};
@@ -88,9 +90,10 @@ pub async fn handle(hub: &Arc<Hub>, req: &Req, rest: &str) -> Resp {
             need(hub, who, "read:hub", Target::hub()).unwrap_or_else(|| json(StatusCode::OK, &hub.info()))
         }
         (&Method::GET, ["user"]) => whoami(hub, who),
-        (&Method::GET, ["users"]) => {
-            need(hub, who, "list:users", Target::hub()).unwrap_or_else(|| list_users(hub, req))
-        }
+        (&Method::GET, ["users"]) => match visible_users(hub, who) {
+            Some(visible) => list_users(hub, req, visible.as_ref()),
+            None => caller::forbidden("list:users"),
+        },
         (&Method::POST, ["users"]) => {
             need(hub, who, "admin:users", Target::hub()).unwrap_or_else(|| create_users(hub, req))
         }
@@ -331,9 +334,26 @@ fn whoami(hub: &Hub, who: &Caller) -> Resp {
     json(StatusCode::OK, &model)
 }
 
+/// Whom `GET /users` lists for `who`: `Some(None)` everyone (`list:users` on all), `Some(names)`
+/// those a filtered `list:users` reaches (an instructor's `list:users!group=students`: the
+/// students), as JupyterHub narrows the query; `None` (403) when it reaches no one.
+fn visible_users(hub: &Hub, who: &Caller) -> Option<Option<BTreeSet<String>>> {
+    if caller::allowed(hub, who, "list:users", Target::hub()) {
+        return Some(None);
+    }
+    // Decided outside the users' lock: a role's or share's check may read the state database.
+    let names: Vec<String> = hub.users().keys().cloned().collect();
+    let visible: BTreeSet<String> = names
+        .into_iter()
+        .filter(|name| caller::allowed(hub, who, "list:users", Target::user(name)))
+        .collect();
+    (!visible.is_empty()).then_some(Some(visible))
+}
+
 /// `GET /users`: `offset`, `limit`, `state` (`active`, `ready`, `inactive`),
-/// `include_stopped_servers`; paginated JSON when asked with JupyterHub's media type.
-fn list_users(hub: &Hub, req: &Req) -> Resp {
+/// `include_stopped_servers`; paginated JSON when asked with JupyterHub's media type. `visible`
+/// narrows it to those users (`None`: everyone).
+fn list_users(hub: &Hub, req: &Req, visible: Option<&BTreeSet<String>>) -> Resp {
     let Page { offset, limit } = match Page::of(req) {
         Ok(page) => page,
         Err(bad) => return bad.response(),
@@ -357,6 +377,7 @@ fn list_users(hub: &Hub, req: &Req) -> Resp {
     let users = hub.users();
     let matching: Vec<_> = users
         .values()
+        .filter(|u| visible.is_none_or(|names| names.contains(&u.record.name)))
         .filter(|u| {
             let active = u.servers.values().any(|s| s.phase().is_active());
             let ready = u.servers.values().any(|s| s.phase() == Phase::Running);

@@ -28,7 +28,9 @@ pub fn context(hub: &Hub, auth: Option<&Authenticated>, xsrf: &str) -> PageConte
     PageContext {
         base: hub.base.clone(),
         user: auth.map(|a| a.caller.name.clone()),
-        admin: auth.is_some_and(|a| a.caller.admin),
+        // The Admin link, for whoever may open the page: admins, and holders of a role with
+        // `admin-ui`.
+        admin: auth.is_some_and(|a| caller::allowed(hub, &a.caller, "admin-ui", crate::scopes::Target::hub())),
         services: hub
             .services
             .iter()
@@ -465,9 +467,19 @@ fn admin_page(hub: &Hub, req: &Req, auth: &Authenticated) -> Resp {
             );
         }
     };
+    // A role's holder with `admin-ui` sees the users and groups their scopes let them list
+    // (an instructor: the students), as JupyterHub's admin page shows what its API calls return;
+    // the buttons call the API, which checks each action again.
+    let who = &auth.caller;
+    let lists_user = |name: &str| caller::allowed(hub, who, "list:users", crate::scopes::Target::user(name));
+    let lists_group = |name: &str| caller::allowed(hub, who, "list:groups", crate::scopes::Target::group(name));
+    // Decided outside the users' lock: a role's check may read the state database.
+    let all: Vec<String> = hub.users().keys().cloned().collect();
+    let names: std::collections::BTreeSet<String> = all.into_iter().filter(|n| lists_user(n)).collect();
     let users: Vec<render::AdminUser> = hub
         .users()
         .values()
+        .filter(|u| names.contains(&u.record.name))
         .map(|u| {
             let default = u.servers.get("").map(|s| view(hub, s));
             render::AdminUser {
@@ -481,6 +493,7 @@ fn admin_page(hub: &Hub, req: &Req, auth: &Authenticated) -> Resp {
         .collect();
     let groups: Vec<render::AdminGroup> = groups
         .into_iter()
+        .filter(|g| lists_group(&g.name))
         .map(|g| render::AdminGroup {
             name: g.name,
             users: g.users,
