@@ -357,6 +357,12 @@ impl Scopes {
         Ok(())
     }
 
+    /// Whether `name` is held on anything at all, whatever its filter: what JupyterHub checks
+    /// before it narrows a listing to the filters' resources.
+    pub fn holds_any(&self, name: &str) -> bool {
+        self.0.iter().any(|s| s.name == name)
+    }
+
     /// The scopes as JupyterHub lists them (expanded, sorted).
     pub fn to_strings(&self) -> Vec<String> {
         self.0.iter().map(Scope::to_string).collect()

@@ -45,7 +45,16 @@ async fn eventually(client: &mut Client, path: &str, want: StatusCode, limit: Du
 async fn instructors_reach_their_students_servers_and_no_one_elses() {
     let dir = temp_dir("roles");
     let mut config = test_config(&dir);
-    config.roles = vec![instructor_role()];
+    // tina tutors a group with no members yet: her `list:users` reaches no one, so far.
+    let tutor = config::RoleConfig {
+        name: "tutor".into(),
+        description: String::new(),
+        scopes: vec!["list:users!group=tutees".into()],
+        users: vec!["tina".into()],
+        groups: vec![],
+        services: vec![],
+    };
+    config.roles = vec![instructor_role(), tutor];
     let hub = TestHub::start(config).await;
     let mut admin = hub.admin();
     let r = admin
@@ -111,10 +120,15 @@ async fn instructors_reach_their_students_servers_and_no_one_elses() {
     let html = admin_page.text();
     assert!(html.contains("alice") && !html.contains("bob"), "{html}");
     assert!(html.contains(">Admin</a>"), "the header links the admin page");
+    let r = tina.api(Method::GET, "/users", None).await;
     assert_eq!(
-        tina.api(Method::GET, "/users", None).await.status,
-        StatusCode::FORBIDDEN
+        (r.status, r.json()),
+        (StatusCode::OK, json!([])),
+        "a filter that reaches no one yet"
     );
+    let mut bob_client = hub.login("bob").await;
+    let r = bob_client.api(Method::GET, "/users", None).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "no list:users at all: {}", r.text());
     assert_eq!(tina.get("/hub/admin").await.status, StatusCode::FORBIDDEN);
 
     // The front door: alice's server admits prof, bob's does not; tina is no instructor.

@@ -336,10 +336,22 @@ fn whoami(hub: &Hub, who: &Caller) -> Resp {
 
 /// Whom `GET /users` lists for `who`: `Some(None)` everyone (`list:users` on all), `Some(names)`
 /// those a filtered `list:users` reaches (an instructor's `list:users!group=students`: the
-/// students), as JupyterHub narrows the query; `None` (403) when it reaches no one.
+/// students, maybe none yet), as JupyterHub narrows the query; `None` (403) without any
+/// `list:users`.
 fn visible_users(hub: &Hub, who: &Caller) -> Option<Option<BTreeSet<String>>> {
     if caller::allowed(hub, who, "list:users", Target::hub()) {
         return Some(None);
+    }
+    // Of a user's rights only their roles hold a filtered `list:users` (their own role and
+    // shares do not); a service holds its scopes, checked with the token's below.
+    let groups_of = |user: &str| hub.store.user_groups(user).unwrap_or_default();
+    let role_lists = match who.kind {
+        CallerKind::User => hub.roles.scopes_of_user(&who.name, &groups_of).holds_any("list:users"),
+        CallerKind::Service => true,
+    };
+    let token_lists = who.scopes.as_ref().is_none_or(|s| s.holds_any("list:users"));
+    if !(role_lists && token_lists) {
+        return None;
     }
     // Decided outside the users' lock: a role's or share's check may read the state database.
     let names: Vec<String> = hub.users().keys().cloned().collect();
@@ -347,7 +359,7 @@ fn visible_users(hub: &Hub, who: &Caller) -> Option<Option<BTreeSet<String>>> {
         .into_iter()
         .filter(|name| caller::allowed(hub, who, "list:users", Target::user(name)))
         .collect();
-    (!visible.is_empty()).then_some(Some(visible))
+    Some(Some(visible))
 }
 
 /// `GET /users`: `offset`, `limit`, `state` (`active`, `ready`, `inactive`),
