@@ -516,16 +516,42 @@ fn is_dns_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
+/// The suffixes of a Kubernetes quantity and what each multiplies by, binary ones first so that
+/// `Mi` is not read as `M` followed by garbage.
+const QUANTITY_SUFFIXES: [(&str, f64); 15] = [
+    ("Ki", 1024.0),
+    ("Mi", 1_048_576.0),
+    ("Gi", 1_073_741_824.0),
+    ("Ti", 1_099_511_627_776.0),
+    ("Pi", 1_125_899_906_842_624.0),
+    ("Ei", 1_152_921_504_606_846_976.0),
+    ("n", 1e-9),
+    ("u", 1e-6),
+    ("m", 1e-3),
+    ("k", 1e3),
+    ("M", 1e6),
+    ("G", 1e9),
+    ("T", 1e12),
+    ("P", 1e15),
+    ("E", 1e18),
+];
+
 /// A Kubernetes resource quantity: a decimal number and an optional SI or binary suffix.
 pub fn is_quantity(s: &str) -> bool {
-    const SUFFIXES: [&str; 15] = [
-        "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "n", "u", "m", "k", "M", "G", "T", "P", "E",
-    ];
-    let number = SUFFIXES.iter().find_map(|suffix| s.strip_suffix(suffix)).unwrap_or(s);
-    !number.is_empty()
-        && number.bytes().filter(|b| *b == b'.').count() <= 1
+    quantity_value(s).is_some()
+}
+
+/// The quantity's value in base units (bytes for memory): `512Mi` is 536,870,912.
+pub fn quantity_value(s: &str) -> Option<f64> {
+    let (number, scale) = QUANTITY_SUFFIXES
+        .iter()
+        .find_map(|(suffix, scale)| Some((s.strip_suffix(suffix)?, *scale)))
+        .unwrap_or((s, 1.0));
+    let well_formed = number.bytes().filter(|b| *b == b'.').count() <= 1
         && number.bytes().all(|b| b.is_ascii_digit() || b == b'.')
-        && number.bytes().any(|b| b.is_ascii_digit())
+        && number.bytes().any(|b| b.is_ascii_digit());
+    let value: f64 = number.parse().ok().filter(|_| well_formed)?;
+    Some(value * scale)
 }
 
 #[cfg(test)]
@@ -654,8 +680,13 @@ storage = { enabled = false }
         for ok in ["1", "0.5", "512Mi", "1G", "100m", "10Gi", "1.5Gi"] {
             assert!(is_quantity(ok), "{ok}");
         }
-        for bad in ["", "Gi", "1 Gi", "1GB", "-1", "1..2", "one"] {
+        for bad in ["", "Gi", "1 Gi", "1GB", "-1", "1..2", "one", "inf", "1e9", "."] {
             assert!(!is_quantity(bad), "{bad}");
         }
+        assert_eq!(quantity_value("512Mi"), Some(536_870_912.0));
+        assert_eq!(quantity_value("1.5Gi"), Some(1_610_612_736.0));
+        assert_eq!(quantity_value("2G"), Some(2e9));
+        assert_eq!(quantity_value("250m"), Some(0.25));
+        assert_eq!(quantity_value("7"), Some(7.0));
     }
 }

@@ -155,6 +155,26 @@ pub fn cpu_quantity(cores: f64) -> String {
     }
 }
 
+/// JupyterHub's `MEM_LIMIT` and `MEM_GUARANTEE` (bytes) and `CPU_LIMIT` and `CPU_GUARANTEE`
+/// (cores) for what the pod is given, as its spawners set them: jupyter-resource-usage shows the
+/// user their memory against `MEM_LIMIT`.
+fn resource_env(pod: &PodConfig) -> Vec<(String, String)> {
+    let bytes = |q: &Option<String>| {
+        let value = config::kubernetes::quantity_value(q.as_deref()?)?;
+        Some((value.round() as u64).to_string())
+    };
+    let cores = |c: Option<f64>| c.map(|c| c.to_string());
+    [
+        ("MEM_LIMIT", bytes(&pod.mem_limit)),
+        ("MEM_GUARANTEE", bytes(&pod.mem_guarantee)),
+        ("CPU_LIMIT", cores(pod.cpu_limit)),
+        ("CPU_GUARANTEE", cores(pod.cpu_guarantee)),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| Some((name.to_owned(), value?)))
+    .collect()
+}
+
 fn resources(pod: &PodConfig) -> Value {
     let mut requests = Map::new();
     let mut limits = Map::new();
@@ -221,8 +241,9 @@ pub fn pod(input: &PodInput<'_>) -> Result<Pod, RenderError> {
     }
 
     // Environment, in the order Kubernetes expands `$(VAR)` (a reference sees earlier variables
-    // only): POD_IP, the hub's variables, the operator's (which may refer to both; the hub's win
-    // on a clash), and last JUPYTERHUB_SERVICE_URL, made from POD_IP.
+    // only): POD_IP, the hub's variables, the pod's resources as JupyterHub names them, the
+    // operator's (which may refer to the others; the hub's win on a clash, the operator's over
+    // the resources'), and last JUPYTERHUB_SERVICE_URL, made from POD_IP.
     let mut env = vec![json!({"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}})];
     let mut hub = if input.owner.is_some() {
         user_env(input.hub_env, input.prefix, port)
@@ -237,8 +258,13 @@ pub fn pod(input: &PodInput<'_>) -> Result<Pod, RenderError> {
         .flatten()
         .filter(|(k, _)| !hub.contains_key(*k) && k.as_str() != "POD_IP" && k.as_str() != "JUPYTERHUB_SERVICE_URL");
     let operator: Vec<(String, String)> = operator.map(|(k, v)| (k.clone(), v.clone())).collect();
+    let given: Vec<(String, String)> = resource_env(p)
+        .into_iter()
+        .filter(|(k, _)| !hub.contains_key(k) && !operator.iter().any(|(o, _)| o == k))
+        .collect();
     env.extend(
         hub.into_iter()
+            .chain(given)
             .chain(operator)
             .map(|(name, value)| json!({"name": name, "value": value})),
     );

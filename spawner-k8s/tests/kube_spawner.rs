@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use config::kubernetes::KubernetesConfig;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
 use kube::Api;
-use serde_json::Value;
+use serde_json::{Value, json};
 use spawner_k8s::sim::{Fault, SimConfig, Simulator, Verb};
 use spawner_k8s::{KubeSpawnError, KubeSpawner, PodPoll, PodRequest, ProgressFn};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -159,7 +159,9 @@ async fn spawn_answers_http_reports_progress_and_stops() {
     })
     .await
     .unwrap();
-    let spawner = KubeSpawner::connect(&config(&sim, "")).await.unwrap();
+    // Resources, which the server also sees as JupyterHub's MEM_LIMIT, CPU_LIMIT…
+    let resources = "[pod]\nmem_limit = \"1Gi\"\nmem_guarantee = \"512M\"\ncpu_limit = 0.5";
+    let spawner = KubeSpawner::connect(&config(&sim, resources)).await.unwrap();
     let before = sim.stats();
     let (progress, seen) = recorder();
     let started = spawner.start(request("alice", "", None), progress).await.unwrap();
@@ -187,6 +189,12 @@ async fn spawn_answers_http_reports_progress_and_stops() {
     assert_eq!(env["JUPYTERHUB_API_TOKEN"], "token-of-alice");
     let ip = started.url.trim_start_matches("http://").split(':').next().unwrap();
     assert_eq!(env["JUPYTERHUB_SERVICE_URL"], format!("http://{ip}:8888/user/alice/"));
+    assert_eq!(
+        (&env["MEM_LIMIT"], &env["MEM_GUARANTEE"], &env["CPU_LIMIT"]),
+        (&json!("1073741824"), &json!("512000000"), &json!("0.5")),
+        "{env}"
+    );
+    assert!(env.get("CPU_GUARANTEE").is_none(), "none configured: {env}");
 
     let messages: Vec<String> = seen.lock().unwrap().iter().map(|(_, m)| m.clone()).collect();
     let text = messages.join("\n");
