@@ -1,10 +1,12 @@
 //! Configured roles (`[[roles]]`, JupyterHub's `load_roles`) as the hub applies them: the scopes
 //! a user holds through a role given to them or to one of their groups, those a service holds
-//! through a role naming it (`Services::from_config` adds those), and whom a role's `access:servers` lets into a server, which is
-//! written into the server's route so the edge admits them (as it admits a share's grantees).
+//! through a role naming it (`Services::from_config` adds those), and whom a role's
+//! `access:servers` lets into a server, which is written into the server's route so the edge
+//! admits them (as it admits a share's grantees).
 //!
 //! Group membership is read when it matters, so joining or leaving a group changes what a user
-//! may do at once in the API, and at the edge within a reconcile (the routes carry the grantees).
+//! may do in the API at once; the routes that carry a role's grantees are written again by the
+//! groups API before it answers, and by every reconcile.
 
 use config::RoleConfig;
 
@@ -19,6 +21,11 @@ pub struct Role {
 }
 
 impl Role {
+    /// What its holders hold, expanded.
+    pub fn scopes(&self) -> &Scopes {
+        &self.scopes
+    }
+
     /// Whether `user`, a member of `groups`, holds it.
     fn held_by(&self, user: &str, groups: &[String]) -> bool {
         self.config.users.iter().any(|u| u == user) || self.config.groups.iter().any(|g| groups.contains(g))
@@ -51,33 +58,24 @@ impl Roles {
         self.0.is_empty()
     }
 
-    /// Whether any role is given to groups: only then does a user's membership matter.
-    fn any_for_groups(&self) -> bool {
-        self.0.iter().any(|r| !r.config.groups.is_empty())
-    }
-
-    /// The groups of `user` if a role could be held through one, else none (no read).
-    fn groups_that_matter(&self, user: &str, groups_of: &dyn Fn(&str) -> Vec<String>) -> Vec<String> {
-        if self.any_for_groups() {
-            groups_of(user)
-        } else {
-            Vec::new()
-        }
-    }
-
-    /// The roles `user` holds, directly or through `groups_of(user)`.
+    /// The roles `user` holds, directly or through `groups_of(user)`, which is read only when
+    /// some role is given to groups.
     pub fn of_user<'r>(
         &'r self,
         user: &str,
         groups_of: &dyn Fn(&str) -> Vec<String>,
     ) -> impl Iterator<Item = &'r Role> + use<'r> {
-        let groups = if self.is_empty() {
-            Vec::new()
-        } else {
-            self.groups_that_matter(user, groups_of)
-        };
+        let for_groups = self.0.iter().any(|r| !r.config.groups.is_empty());
+        let groups = if for_groups { groups_of(user) } else { Vec::new() };
         let user = user.to_owned();
         self.0.iter().filter(move |r| r.held_by(&user, &groups))
+    }
+
+    /// The roles naming the service `name`.
+    pub fn of_service<'r>(&'r self, name: &'r str) -> impl Iterator<Item = &'r Role> {
+        self.0
+            .iter()
+            .filter(move |r| r.config.services.iter().any(|s| s == name))
     }
 
     /// All the scopes `user`'s roles give them (none without roles).

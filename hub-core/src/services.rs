@@ -5,8 +5,8 @@
 //! contract (`JUPYTERHUB_API_TOKEN`, `JUPYTERHUB_API_URL`, `JUPYTERHUB_SERVICE_NAME`…), starts it
 //! again whenever it exits (waiting 1 s, doubling to a minute while it keeps failing), and
 //! stops it when the hub stops. Of several hub replicas, the one holding the background lease
-//! runs it, so there is one copy, which moves when the lease does. A service with a `url` gets the route `services/{name}/`, kept by
-//! the reconcile like every route the hub owns.
+//! runs it, so there is one copy, which moves when the lease does. A service with a `url` gets
+//! the route `services/{name}/`, kept by the reconcile like every route the hub owns.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,11 +15,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use config::{RoleConfig, ServiceAccess, ServiceConfig};
+use config::{ServiceAccess, ServiceConfig};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::hub::Hub;
+use crate::roles::Roles;
 use crate::scopes::Scopes;
 use crate::tokens::{Caller, CallerKind};
 
@@ -55,21 +56,17 @@ impl Services {
     /// it. A managed service with no `api_token` gets one derived from `key` (the session signing
     /// key): every replica, and every restart, derives the same, so any replica recognises the
     /// token of a service another replica started.
-    pub fn from_config(configs: &[ServiceConfig], roles: &[RoleConfig], key: &[u8]) -> anyhow::Result<Services> {
+    pub fn from_config(configs: &[ServiceConfig], roles: &Roles, key: &[u8]) -> anyhow::Result<Services> {
         let mut services = BTreeMap::new();
         for config in configs {
-            let named: Vec<&RoleConfig> = roles.iter().filter(|r| r.services.contains(&config.name)).collect();
-            let texts: Vec<String> = config
-                .scopes
-                .iter()
-                .chain(named.iter().flat_map(|r| r.scopes.iter()))
-                .cloned()
-                .collect();
-            let scopes = match Scopes::requested(&texts, &config.name) {
+            let mut scopes = match Scopes::requested(&config.scopes, &config.name) {
                 Ok(Some(scopes)) => scopes,
                 Ok(None) => Scopes::default(),
                 Err(e) => anyhow::bail!("services: the scopes of {}: {e}", config.name),
             };
+            for role in roles.of_service(&config.name) {
+                scopes.union(role.scopes());
+            }
             let token = config
                 .api_token
                 .clone()
@@ -78,7 +75,7 @@ impl Services {
                 config: config.clone(),
                 scopes: Arc::new(scopes),
                 token,
-                roles: named.iter().map(|r| r.name.clone()).collect(),
+                roles: roles.of_service(&config.name).map(|r| r.config.name.clone()).collect(),
                 pid: AtomicU32::new(0),
             };
             services.insert(config.name.clone(), Arc::new(service));
@@ -409,9 +406,9 @@ mod tests {
              [[services]]\nname = \"given\"\napi_token = \"given-token\"\n\
              [[services]]\nname = \"tokenless\"\nurl = \"http://127.0.0.1:1\"",
         );
-        let one = Services::from_config(&configs, &[], b"key one").unwrap();
-        let again = Services::from_config(&configs, &[], b"key one").unwrap();
-        let other_key = Services::from_config(&configs, &[], b"key two").unwrap();
+        let one = Services::from_config(&configs, &Roles::default(), b"key one").unwrap();
+        let again = Services::from_config(&configs, &Roles::default(), b"key one").unwrap();
+        let other_key = Services::from_config(&configs, &Roles::default(), b"key two").unwrap();
         let tokens = |s: &Services| s.tokens().into_iter().collect::<BTreeMap<_, _>>();
         assert_eq!(tokens(&one), tokens(&again));
         assert_ne!(tokens(&one)["culler"], tokens(&other_key)["culler"]);
@@ -429,7 +426,7 @@ mod tests {
              [[services]]\nname = \"staff\"\nurl = \"http://h:1\"\naccess = \"admins\"\ngroups = [\"staff\"]\n\
              [[services]]\nname = \"root\"\nurl = \"http://h:1\"\naccess = \"admins\"",
         );
-        let services = Services::from_config(&configs, &[], b"k").unwrap();
+        let services = Services::from_config(&configs, &Roles::default(), b"k").unwrap();
         let data = |name: &str| Value::Object(services.get(name).unwrap().route_data());
         assert_eq!(data("open"), json!({"service": "open"}));
         assert_eq!(data("signed-in"), json!({"service": "signed-in", "auth": "user"}));
@@ -455,7 +452,7 @@ mod tests {
              [[services]]\nname = \"root\"\nadmin = true\n\
              [[services]]\nname = \"nothing\"",
         );
-        let services = Services::from_config(&configs, &[], b"k").unwrap();
+        let services = Services::from_config(&configs, &Roles::default(), b"k").unwrap();
         let culler = services.get("culler").unwrap().caller();
         assert!(!culler.admin && culler.kind == CallerKind::Service);
         let held = culler.scopes.unwrap().to_strings();
@@ -465,7 +462,9 @@ mod tests {
         let nothing = services.get("nothing").unwrap().caller();
         assert!(nothing.scopes.is_some_and(|s| s.to_strings().is_empty()));
         let bad = config("[[services]]\nname = \"x\"\nscopes = [\"fly:planes\"]");
-        let e = Services::from_config(&bad, &[], b"k").unwrap_err().to_string();
+        let e = Services::from_config(&bad, &Roles::default(), b"k")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("the scopes of x"), "{e}");
     }
 
@@ -473,7 +472,7 @@ mod tests {
     fn a_role_naming_a_service_adds_its_scopes_and_its_name() {
         let configs =
             config("[[services]]\nname = \"grader\"\nscopes = [\"list:users\"]\n[[services]]\nname = \"other\"");
-        let role = RoleConfig {
+        let role = config::RoleConfig {
             name: "grading".into(),
             description: String::new(),
             scopes: vec!["read:users!group=students".into()],
@@ -481,7 +480,8 @@ mod tests {
             groups: vec![],
             services: vec!["grader".into()],
         };
-        let services = Services::from_config(&configs, &[role], b"k").unwrap();
+        let roles = Roles::from_config(&[role]).unwrap();
+        let services = Services::from_config(&configs, &roles, b"k").unwrap();
         let grader = services.get("grader").unwrap();
         let held = grader.caller().scopes.unwrap().to_strings();
         assert!(held.contains(&"list:users".to_owned()), "its own: {held:?}");

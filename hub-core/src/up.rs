@@ -292,8 +292,8 @@ pub async fn start(
         records,
     )
     .bound_to(auth.platform_sessions());
-    let services = crate::services::Services::from_config(&config.services, &config.roles, secret_hex.as_bytes())?;
     let roles = crate::roles::Roles::from_config(&config.roles)?;
+    let services = crate::services::Services::from_config(&config.services, &roles, secret_hex.as_bytes())?;
     let hub = Hub::new(HubParts {
         services,
         roles,

@@ -353,13 +353,7 @@ fn visible_users(hub: &Hub, who: &Caller) -> Option<Option<BTreeSet<String>>> {
     if !(role_lists && token_lists) {
         return None;
     }
-    // Decided outside the users' lock: a role's or share's check may read the state database.
-    let names: Vec<String> = hub.users().keys().cloned().collect();
-    let visible: BTreeSet<String> = names
-        .into_iter()
-        .filter(|name| caller::allowed(hub, who, "list:users", Target::user(name)))
-        .collect();
-    Some(Some(visible))
+    Some(Some(caller::listable_users(hub, who)))
 }
 
 /// `GET /users`: `offset`, `limit`, `state` (`active`, `ready`, `inactive`),

@@ -184,6 +184,17 @@ pub fn allowed(hub: &Hub, who: &Caller, scope: &str, target: Target<'_>) -> bool
     role_allows && who.scopes.as_ref().is_none_or(|s| s.allows(scope, target, &groups_of))
 }
 
+/// The users `who` may list (`list:users` on each: everyone for an admin, an instructor's
+/// students), for `GET /hub/api/users` and the admin page. Decided outside the users' lock: a
+/// role's or share's check may read the state database.
+pub fn listable_users(hub: &Hub, who: &Caller) -> std::collections::BTreeSet<String> {
+    let names: Vec<String> = hub.users().keys().cloned().collect();
+    names
+        .into_iter()
+        .filter(|name| allowed(hub, who, "list:users", Target::user(name)))
+        .collect()
+}
+
 /// The 403 JupyterHub answers when a scope is missing.
 pub fn forbidden(scope: &str) -> http::Response<crate::web::Body> {
     crate::web::json_error(

@@ -471,11 +471,8 @@ fn admin_page(hub: &Hub, req: &Req, auth: &Authenticated) -> Resp {
     // (an instructor: the students), as JupyterHub's admin page shows what its API calls return;
     // the buttons call the API, which checks each action again.
     let who = &auth.caller;
-    let lists_user = |name: &str| caller::allowed(hub, who, "list:users", crate::scopes::Target::user(name));
     let lists_group = |name: &str| caller::allowed(hub, who, "list:groups", crate::scopes::Target::group(name));
-    // Decided outside the users' lock: a role's check may read the state database.
-    let all: Vec<String> = hub.users().keys().cloned().collect();
-    let names: std::collections::BTreeSet<String> = all.into_iter().filter(|n| lists_user(n)).collect();
+    let names = caller::listable_users(hub, who);
     let users: Vec<render::AdminUser> = hub
         .users()
         .values()
