@@ -162,3 +162,58 @@ fn malformed_requests_get_400_and_the_proxy_survives() {
     }
     assert_eq!(p.get("/still/alive").status, 200);
 }
+
+/// Heads the server behind could read otherwise than the proxy are refused before they reach
+/// it: an HTTP/1.1 request without `Host` or any with two (RFC 9112 §3.2), a `Content-Length`
+/// given twice or as a list (the line goes upstream as received), and `CONNECT`, which would
+/// open a tunnel.
+#[test]
+fn ambiguous_heads_and_connect_are_refused_before_they_reach_a_server() {
+    let up = Upstream::echo("/");
+    let p = Edgeproxy::start(&["--default-target", &up.target]);
+    let refused: [(&[u8], u16); 6] = [
+        (b"GET /no-host HTTP/1.1\r\nConnection: close\r\n\r\n", 400),
+        (
+            b"GET /two-hosts HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\nConnection: close\r\n\r\n",
+            400,
+        ),
+        (
+            b"GET /two-hosts HTTP/1.0\r\nHost: a.example\r\nhost: a.example\r\n\r\n",
+            400,
+        ),
+        (
+            b"POST /cl HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello",
+            400,
+        ),
+        (
+            b"POST /cl HTTP/1.1\r\nHost: x\r\nContent-Length: 5, 5\r\n\r\nhello",
+            400,
+        ),
+        (
+            b"CONNECT example.org:443 HTTP/1.1\r\nHost: example.org:443\r\n\r\n",
+            501,
+        ),
+    ];
+    for (req, status) in refused {
+        let r = raw(p.public(), req).expect("an answer");
+        assert_eq!(r.status, status, "{:?}", String::from_utf8_lossy(req));
+    }
+    assert!(
+        up.requests().is_empty(),
+        "reached the server: {:?}",
+        up.requests().len()
+    );
+
+    // HTTP/1.0 may leave Host out; one Content-Length is fine.
+    let r = raw(p.public(), b"GET /old-client HTTP/1.0\r\n\r\n").expect("an answer");
+    assert_eq!(r.status, 200);
+    let r = raw(
+        p.public(),
+        b"POST /cl HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+    )
+    .expect("an answer");
+    assert_eq!(r.status, 200);
+    let seen = up.requests();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[1].body, b"hello");
+}

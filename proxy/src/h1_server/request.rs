@@ -88,6 +88,11 @@ fn parse_with<const N: usize>(buf: &mut BytesMut) -> Result<Option<RequestHead>,
         };
         let method = Method::from_bytes(req.method.unwrap_or_default().as_bytes())
             .map_err(|_| HeadError::Bad("invalid method"))?;
+        // A reverse proxy opens no tunnels to where a client names (RFC 9110 §9.3.6 is for
+        // forward proxies); WebSockets arrive as `Upgrade`.
+        if method == Method::CONNECT {
+            return Err(HeadError::NotImplemented("CONNECT"));
+        }
         let target = offset(req.path.unwrap_or_default().as_bytes());
         let version = match req.version {
             Some(0) => Version::HTTP_10,
@@ -106,20 +111,29 @@ fn parse_with<const N: usize>(buf: &mut BytesMut) -> Result<Option<RequestHead>,
     let mut lines = RequestLinesBuilder::new(head.clone());
     let mut framing = FramingHeaders::default();
     let mut expect_continue = false;
+    let mut hosts = 0u32;
     for &[name_start, name_end, value_start, value_end] in &spans[..count] {
         let class = classify_raw(&head[name_start as usize..name_end as usize]);
         let value = &head[value_start as usize..value_end as usize];
         match class {
+            // The line goes upstream as received, so it must be one plain number: a list or a
+            // second line, even of the same value, could be read otherwise by the server
+            // behind (RFC 9110 §8.6 lets a recipient refuse them; nginx and Node do).
+            RawName::ContentLength if framing.content_length.is_some() || value.contains(&b',') => {
+                return Err(HeadError::Bad("repeated Content-Length"));
+            }
             RawName::ContentLength => framing
                 .content_length(value)
                 .map_err(|_| HeadError::Bad("invalid Content-Length"))?,
             RawName::TransferEncoding => framing.transfer_encoding(value),
             RawName::Connection => framing.connection(value),
             RawName::Expect => expect_continue = value.eq_ignore_ascii_case(b"100-continue"),
+            RawName::Host => hosts += 1,
             _ => {}
         }
         lines.header(class, name_start as usize, (value_start as usize, value_end as usize));
     }
+    check_host(version, hosts)?;
     let body = request_framing(&framing)?;
 
     let keep_alive = match version {
@@ -140,6 +154,17 @@ fn parse_with<const N: usize>(buf: &mut BytesMut) -> Result<Option<RequestHead>,
         keep_alive,
         expect_continue,
     }))
+}
+
+/// RFC 9112 §3.2: an HTTP/1.1 request without `Host`, or any request with two, gets 400. With
+/// two, the proxy and the server behind it could each read a different one (nginx and Node, so
+/// CHP, refuse a missing one too).
+fn check_host(version: Version, hosts: u32) -> Result<(), HeadError> {
+    match hosts {
+        0 if version == Version::HTTP_11 => Err(HeadError::Bad("missing Host header")),
+        0 | 1 => Ok(()),
+        _ => Err(HeadError::Bad("more than one Host header")),
+    }
 }
 
 /// A request body is chunked or has a length; anything else is refused (RFC 9112 §6.3): a
@@ -193,18 +218,26 @@ mod tests {
     #[test]
     fn partial_heads_wait_and_oversized_ones_are_refused() {
         assert!(parse(b"GET / HTTP/1.1\r\nHost: x\r\n").unwrap().is_none());
-        let big = [b"GET / HTTP/1.1\r\nX: ".as_slice(), &vec![b'a'; MAX_HEAD_BYTES]].concat();
+        let big = [
+            b"GET / HTTP/1.1\r\nHost: x\r\nX: ".as_slice(),
+            &vec![b'a'; MAX_HEAD_BYTES],
+        ]
+        .concat();
         assert_eq!(parse(&big).err(), Some(HeadError::TooLarge));
         let many: String = (0..=MAX_HEADERS).map(|i| format!("X-{i}: 1\r\n")).collect();
-        let many = format!("GET / HTTP/1.1\r\n{many}\r\n");
+        let many = format!("GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n");
         assert_eq!(parse(many.as_bytes()).err(), Some(HeadError::TooLarge));
     }
 
     #[test]
     fn framing_and_persistence_follow_rfc_9112() {
         let cases: &[(&[u8], Framing, bool)] = &[
-            (b"GET / HTTP/1.1\r\n\r\n", Framing::Empty, true),
-            (b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n", Framing::Empty, false),
+            (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", Framing::Empty, true),
+            (
+                b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+                Framing::Empty,
+                false,
+            ),
             (b"GET / HTTP/1.0\r\n\r\n", Framing::Empty, false),
             (
                 b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
@@ -212,11 +245,15 @@ mod tests {
                 true,
             ),
             (
-                b"POST / HTTP/1.1\r\nTransfer-Encoding: Chunked \r\n\r\n",
+                b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked \r\n\r\n",
                 Framing::Chunked,
                 true,
             ),
-            (b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n", Framing::Empty, true),
+            (
+                b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+                Framing::Empty,
+                true,
+            ),
         ];
         for (raw, framing, keep_alive) in cases {
             let (head, _) = parse(raw).unwrap().unwrap();
@@ -230,11 +267,12 @@ mod tests {
     }
 
     #[test]
-    fn transfer_codings_besides_chunked_are_not_implemented() {
+    fn transfer_codings_besides_chunked_and_connect_are_not_implemented() {
         for raw in [
-            &b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"[..],
-            b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n",
-            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+            &b"CONNECT example.org:443 HTTP/1.1\r\nHost: example.org:443\r\n\r\n"[..],
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
         ] {
             assert_eq!(
                 parse(raw).err().map(HeadError::status),
@@ -248,10 +286,12 @@ mod tests {
     #[test]
     fn smuggling_shapes_and_junk_are_bad_requests() {
         for raw in [
-            &b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"[..],
-            b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
-            b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
-            b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
+            &b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"[..],
+            b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3, 3\r\n\r\n",
             b"GET /a b HTTP/1.1\r\n\r\n",
             b"NONSENSE\r\n\r\n",
         ] {
@@ -260,6 +300,26 @@ mod tests {
                 "{}",
                 String::from_utf8_lossy(raw)
             );
+        }
+    }
+
+    #[test]
+    fn host_is_required_once_in_http_1_1_and_at_most_once_in_1_0() {
+        for raw in [
+            &b"GET / HTTP/1.1\r\n\r\n"[..],
+            b"GET http://x/ HTTP/1.1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nhost: a\r\n\r\n",
+            b"GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n",
+        ] {
+            assert!(
+                matches!(parse(raw), Err(HeadError::Bad(_))),
+                "{}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+        for raw in [&b"GET / HTTP/1.0\r\n\r\n"[..], b"GET / HTTP/1.1\r\nHost: \r\n\r\n"] {
+            assert!(parse(raw).unwrap().is_some(), "{}", String::from_utf8_lossy(raw));
         }
     }
 
@@ -301,7 +361,7 @@ mod tests {
         assert_eq!(map["x-url"], "http://a:1/b");
         assert_eq!(map["cookie"], cookie.as_str());
 
-        let (head, _) = parse(b"GET / HTTP/1.1\r\n\r\n").unwrap().unwrap();
+        let (head, _) = parse(b"GET / HTTP/1.0\r\n\r\n").unwrap().unwrap();
         assert_eq!(end_to_end(&head), "");
         assert!(lines(&head).host().is_none());
         let mut map = HeaderMap::new();
@@ -312,14 +372,13 @@ mod tests {
     #[test]
     fn lines_that_cannot_be_forwarded_as_they_are_ask_for_a_map() {
         for raw in [
-            &b"GET / HTTP/1.1\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\n\r\n"[..],
-            b"GET / HTTP/1.1\r\nX-Forwarded-For: 10.0.0.1\r\n\r\n",
-            b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            &b"GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 10.0.0.1\r\n\r\n",
         ] {
             let (head, _) = parse(raw).unwrap().unwrap();
             assert!(lines(&head).needs_map, "{}", String::from_utf8_lossy(raw));
         }
-        let (head, _) = parse(b"GET / HTTP/1.1\r\nConnection: close, keep-alive\r\nX-Forwarded: no\r\n\r\n")
+        let (head, _) = parse(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close, keep-alive\r\nX-Forwarded: no\r\n\r\n")
             .unwrap()
             .unwrap();
         assert!(!lines(&head).needs_map);
@@ -338,11 +397,11 @@ mod tests {
 
     #[test]
     fn expect_continue_only_matters_with_a_body() {
-        let (head, _) = parse(b"PUT / HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 5\r\n\r\n")
+        let (head, _) = parse(b"PUT / HTTP/1.1\r\nHost: x\r\nExpect: 100-Continue\r\nContent-Length: 5\r\n\r\n")
             .unwrap()
             .unwrap();
         assert!(head.expect_continue);
-        let (head, _) = parse(b"GET / HTTP/1.1\r\nExpect: 100-continue\r\n\r\n")
+        let (head, _) = parse(b"GET / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\r\n")
             .unwrap()
             .unwrap();
         assert!(!head.expect_continue);

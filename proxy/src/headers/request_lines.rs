@@ -65,10 +65,8 @@ impl RequestLinesBuilder {
         match class {
             RawName::Connection => l.needs_map |= connection_names_others(&l.head[value.0..value.1]),
             RawName::Upgrade => l.upgrade = true,
-            RawName::Host => {
-                l.needs_map |= l.host.is_some();
-                l.host = Some((value.0 as u32, value.1 as u32));
-            }
+            // One at most: the parser refuses a second (RFC 9112 §3.2).
+            RawName::Host => l.host = Some((value.0 as u32, value.1 as u32)),
             RawName::XForwarded => l.needs_map = true,
             _ => {}
         }
