@@ -467,6 +467,91 @@ async fn announcements_show_on_their_pages() {
     hub.stop().await;
 }
 
+/// `next` may only lead to a page of this hub: an address a browser would read as another host
+/// (`//host`, `/\\host`, or `/<TAB>/host`, from which browsers drop the tab) is ignored, on the
+/// sign-in form and for a user already signed in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn next_never_leads_off_the_hub() {
+    let dir = temp_dir("next-off-hub");
+    let mut config = test_config(&dir);
+    config.redirect_to_server = false;
+    let hub = TestHub::start(config).await;
+    let off_hub = [
+        "https://evil.example/",
+        "//evil.example/",
+        "/\\evil.example/",
+        "/\t/evil.example/",
+        "/\r\n/evil.example/",
+    ];
+    for next in off_hub {
+        let mut c = hub.client();
+        c.get("/hub/login").await;
+        let xsrf = c.cookies.get("_xsrf").cloned().expect("the login page sets _xsrf");
+        let r = c
+            .post_form(
+                "/hub/login",
+                &[
+                    ("username", "alice"),
+                    ("password", ""),
+                    ("_xsrf", &xsrf),
+                    ("next", next),
+                ],
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.location()),
+            (StatusCode::FOUND, "/hub/home".into()),
+            "{next:?}"
+        );
+
+        let query: String = form_urlencoded::byte_serialize(next.as_bytes()).collect();
+        let r = c.get(&format!("/hub/login?next={query}")).await;
+        assert_eq!(
+            (r.status, r.location()),
+            (StatusCode::FOUND, "/hub/home".into()),
+            "{next:?}"
+        );
+    }
+    let mut alice = hub.login("alice").await;
+    let r = alice.get("/hub/login?next=%2Fhub%2Ftoken").await;
+    assert_eq!(r.location(), "/hub/token", "a page of the hub is still followed");
+    hub.stop().await;
+}
+
+/// JupyterHub's `/hub/user-redirect/<path>`, the link course material and nbgitpuller hand out:
+/// whoever follows it lands on `<path>` in their own server, after signing in if need be.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_redirect_links_open_the_followers_own_server() {
+    let dir = temp_dir("user-redirect");
+    let hub = TestHub::start(test_config(&dir)).await;
+    let link = "/hub/user-redirect/git-pull?repo=https%3A%2F%2Fexample.org%2Fcourse&urlpath=lab";
+
+    let mut visitor = hub.client();
+    let r = visitor.get(link).await;
+    assert_eq!(r.status, StatusCode::FOUND);
+    let login = r.location();
+    assert!(login.starts_with("/hub/login?next="), "{login}");
+    let next: String = form_urlencoded::parse(login.split_once('?').unwrap().1.as_bytes())
+        .find(|(k, _)| k == "next")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    assert_eq!(next, link);
+
+    for (user, mut client) in [("alice", hub.login("alice").await), ("bob", hub.login("bob").await)] {
+        let r = client.get(link).await;
+        assert_eq!(
+            (r.status, r.location()),
+            (
+                StatusCode::FOUND,
+                format!("/user/{user}/git-pull?repo=https%3A%2F%2Fexample.org%2Fcourse&urlpath=lab")
+            )
+        );
+        let r = client.get("/hub/user-redirect/").await;
+        assert_eq!(r.location(), format!("/user/{user}/"));
+    }
+    hub.stop().await;
+}
+
 /// The sign-in form's POST as `hub.login` sends it, returning the redirect it answers.
 async fn sign_in_redirect(hub: &TestHub, user: &str) -> (Client, String) {
     sign_in_with(hub, user, "").await

@@ -96,12 +96,20 @@ fn error_page(hub: &Hub, req: &Req, auth: Option<&Authenticated>, code: u16, mes
     })
 }
 
-/// Where to go after signing in: the `next` of the query or the form, if it stays on this hub (a
-/// path under the base, not `//host`).
+/// Where to go after signing in: the `next` of the query or the form, if it stays on this hub.
 fn safe_next(hub: &Hub, req: &Req) -> Option<String> {
     req.query_param("next")
         .or_else(|| req.form_field("next"))
-        .filter(|n| n.starts_with(hub.base.as_str()) && !n.starts_with("//") && !n.contains('\\'))
+        .filter(|n| stays_on_hub(&hub.base, n))
+}
+
+/// A path under the base that a browser cannot read as another host: not `//host`, no `\`
+/// (browsers take it for `/`), and no control characters or spaces, which browsers drop from
+/// an address before reading it, so that `/<TAB>/evil.example` becomes `//evil.example`.
+fn stays_on_hub(base: &str, next: &str) -> bool {
+    next.starts_with(base)
+        && !next.starts_with("//")
+        && !next.bytes().any(|b| b == b'\\' || b == b' ' || b.is_ascii_control())
 }
 
 /// Where a signed-in user goes when they asked for no page in particular. With
@@ -207,6 +215,17 @@ async fn logged_in_pages(hub: &Arc<Hub>, req: &Req, seg: &[&str]) -> Resp {
         ["hub", "spawn", user, server] if may(user) => start_and_follow(hub, req, &auth, user, server).await,
         ["hub", "spawn-pending", user] if may(user) => pending(hub, req, &auth, user, ""),
         ["hub", "spawn-pending", user, server] if may(user) => pending(hub, req, &auth, user, server),
+        ["hub", "user-redirect", ..] => {
+            // JupyterHub's links into whoever follows them's own server (nbgitpuller, course
+            // material): `/hub/user-redirect/lab/tree/x.ipynb` opens `/user/<me>/lab/tree/x.ipynb`.
+            let rest = req.path.strip_prefix("hub/user-redirect").unwrap_or("");
+            let query = req.query.as_deref().map(|q| format!("?{q}")).unwrap_or_default();
+            redirect(&format!(
+                "{}{}{query}",
+                hub.prefix(&me, ""),
+                rest.trim_start_matches('/')
+            ))
+        }
         ["hub", "user", user, rest @ ..] => {
             if !may(user) {
                 return error_page(
@@ -696,4 +715,32 @@ async fn user_redirect(hub: &Arc<Hub>, req: &Req, auth: &Authenticated, user: &s
 fn logged(what: &str, error: impl std::fmt::Display) -> String {
     tracing::error!("{what}: {error}");
     what.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stays_on_hub;
+
+    #[test]
+    fn next_must_stay_on_the_hub() {
+        for next in ["/hub/home", "/user/alice/lab?x=1", "/hub/spawn/alice/gpu"] {
+            assert!(stays_on_hub("/", next), "{next}");
+        }
+        for next in [
+            "https://evil.example/",
+            "//evil.example/",
+            "/\\evil.example/",
+            "\\\\evil.example",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\r/evil.example",
+            "/ /evil.example",
+            "/\u{0}/evil.example",
+            "",
+        ] {
+            assert!(!stays_on_hub("/", next), "{next:?}");
+        }
+        assert!(stays_on_hub("/jh/", "/jh/hub/home"));
+        assert!(!stays_on_hub("/jh/", "/hub/home"));
+    }
 }
