@@ -197,6 +197,13 @@ async fn handle_request(
         forward_http(proxy, head, body, route.clone(), target, &wire_path, client).await
     };
     let resp = match result {
+        // A server may switch protocols only when asked (RFC 9110 §15.2.2); relayed, the 101
+        // would leave the client reading a stream it never asked for. The upstream connection
+        // is dropped with the response, never pooled.
+        Ok(resp) if !upgrade && resp.status() == StatusCode::SWITCHING_PROTOCOLS => {
+            let why = "the server switched protocols without being asked";
+            return Ok(Box::pin(error(proxy, StatusCode::SERVICE_UNAVAILABLE, upgrade, uri, why)).await);
+        }
         Ok(resp) => resp,
         Err(e) => return Ok(Box::pin(error(proxy, e.status(), upgrade, uri, &e.to_string())).await),
     };

@@ -217,3 +217,27 @@ fn ambiguous_heads_and_connect_are_refused_before_they_reach_a_server() {
     assert_eq!(seen.len(), 2);
     assert_eq!(seen[1].body, b"hello");
 }
+
+/// A server that answers a plain request with `101 Switching Protocols` (which it may do only
+/// when asked) gets the client a 503, not a switch to a stream the client never asked for.
+#[test]
+fn an_unasked_protocol_switch_is_an_upstream_error() {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            let _ = conn
+                .write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: other\r\nConnection: Upgrade\r\n\r\nstream");
+        }
+    });
+    let p = Edgeproxy::start(&["--default-target", &target]);
+    let r = raw(
+        p.public(),
+        b"GET /plain HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .expect("an answer");
+    assert_eq!(r.status, 503, "{}", r.text());
+}
