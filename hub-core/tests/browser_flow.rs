@@ -96,3 +96,27 @@ async fn from_the_front_page_signing_in_starts_your_server() {
     drop(browser);
     hub.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_into_a_stopped_server_opens_its_page_once_started() {
+    // A link handed out in a course (nbgitpuller's are of this shape): the follower signs in,
+    // their server starts, and the browser ends on the page linked, not the server's front page.
+    let dir = temp_dir("browser-user-redirect");
+    let hub = TestHub::start(test_config(&dir)).await;
+    let browser = Browser::start().await.expect("chromium and chromedriver start");
+    browser
+        .sign_in(
+            &hub.url("/hub/user-redirect/lab/tree/week1.ipynb?from=course"),
+            "dave",
+            WAIT,
+        )
+        .await
+        .expect("the link leads to the login page");
+    let url = browser
+        .wait_until_url(|u| u.contains("/user/dave/lab"), WAIT)
+        .await
+        .expect("signed in, the browser lands on the linked page in dave's server");
+    assert_eq!(url, hub.url("/user/dave/lab/tree/week1.ipynb?from=course"));
+    drop(browser);
+    hub.stop().await;
+}

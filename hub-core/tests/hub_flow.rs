@@ -549,6 +549,29 @@ async fn user_redirect_links_open_the_followers_own_server() {
         let r = client.get("/hub/user-redirect/").await;
         assert_eq!(r.location(), format!("/user/{user}/"));
     }
+
+    // Alice's server is off: the proxy hands `/user/alice/git-pull?…` to the hub, which starts
+    // it and, once it is up, opens that page, not just the server's front page.
+    let mut alice = hub.login("alice").await;
+    let asked_for = "/user/alice/git-pull?repo=https%3A%2F%2Fexample.org%2Fcourse&urlpath=lab";
+    let r = alice.get(&format!("/hub{asked_for}")).await;
+    assert_eq!(r.status, StatusCode::FOUND, "{}", r.text());
+    let pending = r.location();
+    let next: String = form_urlencoded::byte_serialize(asked_for.as_bytes()).collect();
+    assert_eq!(pending, format!("/hub/spawn-pending/alice?next={next}"));
+    let page = alice.get(&pending).await;
+    let server_url = asked_for.replace('&', "&amp;");
+    assert!(
+        page.status == StatusCode::FOUND && page.location() == asked_for
+            || page.text().contains(&format!(r#"data-server-url="{server_url}""#)),
+        "{} {}",
+        page.status,
+        page.text()
+    );
+    let events = follow_progress(&mut alice, "/hub/api/users/alice/server/progress").await;
+    assert_eq!(events.last().unwrap()["ready"], true, "{events:?}");
+    let r = alice.get(&pending).await;
+    assert_eq!((r.status, r.location()), (StatusCode::FOUND, asked_for.to_owned()));
     hub.stop().await;
 }
 

@@ -57,7 +57,7 @@ pub fn spawn_options(
 }
 
 /// Follows the spawn of `user`'s server `server_name` through the event stream at
-/// `progress_url`, then goes to `server_url` (or the URL the ready event names, if same-origin).
+/// `progress_url`, then goes to `server_url`: the server, or the page in it that was asked for.
 pub fn spawn_pending(ctx: &PageContext, user: &str, server_name: &str, progress_url: &str, server_url: &str) -> String {
     let mut main = String::with_capacity(2048);
     let _ = write!(

@@ -210,9 +210,11 @@ async fn logged_in_pages(hub: &Arc<Hub>, req: &Req, seg: &[&str]) -> Resp {
         ["hub", "admin"] => admin_page(hub, req, &auth),
         ["hub", "accept-share"] => accept_share(hub, req, &auth).await,
         ["hub", "token"] => token_page(hub, req, &auth),
-        ["hub", "spawn"] => start_and_follow(hub, req, &auth, &me, "").await,
-        ["hub", "spawn", user] if may(user) => start_and_follow(hub, req, &auth, user, "").await,
-        ["hub", "spawn", user, server] if may(user) => start_and_follow(hub, req, &auth, user, server).await,
+        ["hub", "spawn"] => start_and_follow(hub, req, &auth, &me, "", safe_next(hub, req)).await,
+        ["hub", "spawn", user] if may(user) => start_and_follow(hub, req, &auth, user, "", safe_next(hub, req)).await,
+        ["hub", "spawn", user, server] if may(user) => {
+            start_and_follow(hub, req, &auth, user, server, safe_next(hub, req)).await
+        }
         ["hub", "spawn-pending", user] if may(user) => pending(hub, req, &auth, user, ""),
         ["hub", "spawn-pending", user, server] if may(user) => pending(hub, req, &auth, user, server),
         ["hub", "user-redirect", ..] => {
@@ -572,7 +574,17 @@ fn home(hub: &Hub, req: &Req, auth: &Authenticated) -> Resp {
 /// Starts the server and sends the browser to its pending page. When the spawner offers
 /// profiles, a request that chose none (a link, the implicit start from `/user/…`) gets the
 /// options page first, as JupyterHub's options form does; its POST carries `profile`.
-async fn start_and_follow(hub: &Arc<Hub>, req: &Req, auth: &Authenticated, user: &str, server: &str) -> Resp {
+/// Starts a server, after its options form when it has profiles, and sends the browser to its
+/// progress page, which opens `next` (a page in the server that was asked for), or the server's
+/// own address, once it is ready.
+async fn start_and_follow(
+    hub: &Arc<Hub>,
+    req: &Req,
+    auth: &Authenticated,
+    user: &str,
+    server: &str,
+    next: Option<String>,
+) -> Resp {
     let profiles = hub.spawner.profiles();
     let mut options = serde_json::Map::new();
     if !profiles.is_empty() {
@@ -583,12 +595,15 @@ async fn start_and_follow(hub: &Arc<Hub>, req: &Req, auth: &Authenticated, user:
             Some(slug) => {
                 options.insert("profile".into(), slug.into());
             }
-            None => return options_page(hub, req, auth, user, server),
+            None => return options_page(hub, req, auth, user, server, next.as_deref()),
         }
     }
     match lifecycle::request_start(hub, user, server, options.into()) {
-        Ok(()) => redirect(&render::urls::spawn_pending(&hub.base, user, server)),
-        Err(StartRefused::AlreadyRunning) => redirect(&hub.prefix(user, server)),
+        Ok(()) => redirect(&with_next(
+            render::urls::spawn_pending(&hub.base, user, server),
+            next.as_deref(),
+        )),
+        Err(StartRefused::AlreadyRunning) => redirect(&next.unwrap_or_else(|| hub.prefix(user, server))),
         Err(refused @ (StartRefused::Throttled(_) | StartRefused::TooManyServers(_))) => {
             let secs = refused.retry_after().unwrap_or_default();
             let mut r = error_page(hub, req, Some(auth), 429, &format!("{refused} (retry in {secs} s)"));
@@ -604,10 +619,10 @@ async fn start_and_follow(hub: &Arc<Hub>, req: &Req, auth: &Authenticated, user:
     }
 }
 
-fn options_page(hub: &Hub, req: &Req, auth: &Authenticated, user: &str, server: &str) -> Resp {
+fn options_page(hub: &Hub, req: &Req, auth: &Authenticated, user: &str, server: &str, next: Option<&str>) -> Resp {
     if hub.server(user, server).is_some_and(|s| s.phase() != Phase::Stopped) {
         // Already starting or running: nothing to choose.
-        return redirect(&render::urls::spawn_pending(&hub.base, user, server));
+        return redirect(&with_next(render::urls::spawn_pending(&hub.base, user, server), next));
     }
     page(hub, req, StatusCode::OK, |x| {
         render::spawn_options(
@@ -615,13 +630,14 @@ fn options_page(hub: &Hub, req: &Req, auth: &Authenticated, user: &str, server: 
             user,
             server,
             hub.spawner.profiles(),
-            &render::urls::spawn(&hub.base, user, server),
+            &with_next(render::urls::spawn(&hub.base, user, server), next),
         )
     })
 }
 
 fn pending(hub: &Hub, req: &Req, auth: &Authenticated, user: &str, server: &str) -> Resp {
-    let prefix = hub.prefix(user, server);
+    let next = safe_next(hub, req);
+    let prefix = next.clone().unwrap_or_else(|| hub.prefix(user, server));
     match hub.server(user, server) {
         Some(s) if s.phase() == Phase::Running => redirect(&prefix),
         Some(s) if s.phase() == Phase::Pending || s.spawn_failed() => page(hub, req, StatusCode::OK, |x| {
@@ -638,9 +654,26 @@ fn pending(hub: &Hub, req: &Req, auth: &Authenticated, user: &str, server: &str)
                 &context(hub, Some(auth), x),
                 user,
                 server,
-                &render::urls::spawn(&hub.base, user, server),
+                &with_next(render::urls::spawn(&hub.base, user, server), next.as_deref()),
             )
         }),
+    }
+}
+
+fn encode_query(pairs: &[(String, String)]) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
+}
+
+/// `url` with `?next=` the address to open afterwards, when there is one.
+fn with_next(url: String, next: Option<&str>) -> String {
+    match next {
+        Some(next) => format!(
+            "{url}?next={}",
+            form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
+        ),
+        None => url,
     }
 }
 
@@ -653,6 +686,27 @@ async fn user_redirect(hub: &Arc<Hub>, req: &Req, auth: &Authenticated, user: &s
         .filter(|first| hub.server(user, first).is_some())
         .map_or("", |s| *s);
     let phase = hub.server(user, server).map(|s| (s.phase(), s.last_failure.is_some()));
+    // The address the browser asked for (`/user/alice/lab?x=1`), without the count of redirects
+    // through here: opened once the server is up.
+    let path = req.path.strip_prefix("hub/").unwrap_or(&req.path);
+    let mut query: Vec<(String, String)> = req
+        .query
+        .as_deref()
+        .map(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .into_owned()
+                .filter(|(k, _)| k != "redirects")
+                .collect()
+        })
+        .unwrap_or_default();
+    let asked_for = match query.is_empty() {
+        true => format!("{}{path}", hub.base),
+        false => format!("{}{path}?{}", hub.base, encode_query(&query)),
+    };
+    // The server's own address is where the browser goes anyway.
+    let prefix = hub.prefix(user, server);
+    let asked_for =
+        Some(asked_for).filter(|a| *a != prefix && *a != prefix.trim_end_matches('/') && stays_on_hub(&hub.base, a));
     let api_request = rest.get(usize::from(!server.is_empty())) == Some(&"api") || req.wants_json();
     match phase {
         Some((Phase::Running, _)) => {
@@ -666,45 +720,29 @@ async fn user_redirect(hub: &Arc<Hub>, req: &Req, auth: &Authenticated, user: &s
                     "Your server is running but cannot be reached through the proxy. Try again in a moment.",
                 );
             }
-            let path = req.path.strip_prefix("hub/").unwrap_or(&req.path);
-            let mut query: Vec<(String, String)> = req
-                .query
-                .as_deref()
-                .map(|q| {
-                    form_urlencoded::parse(q.as_bytes())
-                        .into_owned()
-                        .filter(|(k, _)| k != "redirects")
-                        .collect()
-                })
-                .unwrap_or_default();
             query.push(("redirects".into(), (redirects + 1).to_string()));
-            let query = form_urlencoded::Serializer::new(String::new())
-                .extend_pairs(query)
-                .finish();
+            let query = encode_query(&query);
             // Give the proxy a moment to take a route just added.
             tokio::time::sleep(std::time::Duration::from_millis(100 * u64::from(redirects))).await;
             redirect(&format!("{}{path}?{query}", hub.base))
         }
-        Some((Phase::Pending, _)) => redirect(&render::urls::spawn_pending(&hub.base, user, server)),
+        Some((Phase::Pending, _)) => redirect(&with_next(
+            render::urls::spawn_pending(&hub.base, user, server),
+            asked_for.as_deref(),
+        )),
         _ if api_request => crate::web::json_error(
             StatusCode::from_u16(424).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
             &format!("{user}'s server is not running"),
         ),
-        Some((_, true)) => page(hub, req, StatusCode::from_u16(424).unwrap_or(StatusCode::OK), |x| {
-            render::not_running(
-                &context(hub, Some(auth), x),
-                user,
-                server,
-                &render::urls::spawn(&hub.base, user, server),
-            )
-        }),
-        _ if user == auth.caller.name => start_and_follow(hub, req, auth, user, server).await,
+        Some((_, false)) | None if user == auth.caller.name => {
+            start_and_follow(hub, req, auth, user, server, asked_for).await
+        }
         _ => page(hub, req, StatusCode::from_u16(424).unwrap_or(StatusCode::OK), |x| {
             render::not_running(
                 &context(hub, Some(auth), x),
                 user,
                 server,
-                &render::urls::spawn(&hub.base, user, server),
+                &with_next(render::urls::spawn(&hub.base, user, server), asked_for.as_deref()),
             )
         }),
     }

@@ -232,7 +232,9 @@
         finished = true;
         source.close();
         storage.set(false);
-        window.location.replace(sameOrigin(evt.url) || root.dataset.serverUrl);
+        // The page names where to go: the server, or the page in it that was asked for (a
+        // link such as /hub/user-redirect/git-pull?repo=…, followed while the server was off).
+        window.location.replace(root.dataset.serverUrl || sameOrigin(evt.url));
       }
     });
 
