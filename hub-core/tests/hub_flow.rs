@@ -484,25 +484,8 @@ async fn next_never_leads_off_the_hub() {
         "/\r\n/evil.example/",
     ];
     for next in off_hub {
-        let mut c = hub.client();
-        c.get("/hub/login").await;
-        let xsrf = c.cookies.get("_xsrf").cloned().expect("the login page sets _xsrf");
-        let r = c
-            .post_form(
-                "/hub/login",
-                &[
-                    ("username", "alice"),
-                    ("password", ""),
-                    ("_xsrf", &xsrf),
-                    ("next", next),
-                ],
-            )
-            .await;
-        assert_eq!(
-            (r.status, r.location()),
-            (StatusCode::FOUND, "/hub/home".into()),
-            "{next:?}"
-        );
+        let (mut c, landed) = sign_in_form(&hub, &[("username", "alice"), ("password", ""), ("next", next)]).await;
+        assert_eq!(landed, "/hub/home", "{next:?}");
 
         let query: String = form_urlencoded::byte_serialize(next.as_bytes()).collect();
         let r = c.get(&format!("/hub/login?next={query}")).await;
@@ -581,15 +564,17 @@ async fn sign_in_redirect(hub: &TestHub, user: &str) -> (Client, String) {
 }
 
 async fn sign_in_with(hub: &TestHub, user: &str, password: &str) -> (Client, String) {
+    sign_in_form(hub, &[("username", user), ("password", password)]).await
+}
+
+/// The sign-in form posted with `fields` and the `_xsrf` its page set; the redirect it answers.
+async fn sign_in_form(hub: &TestHub, fields: &[(&str, &str)]) -> (Client, String) {
     let mut c = hub.client();
     c.get("/hub/login").await;
     let xsrf = c.cookies.get("_xsrf").cloned().expect("the login page sets _xsrf");
-    let r = c
-        .post_form(
-            "/hub/login",
-            &[("username", user), ("password", password), ("_xsrf", &xsrf)],
-        )
-        .await;
+    let mut form = fields.to_vec();
+    form.push(("_xsrf", &xsrf));
+    let r = c.post_form("/hub/login", &form).await;
     assert_eq!(r.status, StatusCode::FOUND, "{}", r.text());
     let location = r.location();
     (c, location)
