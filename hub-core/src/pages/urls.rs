@@ -13,6 +13,17 @@ pub fn login(base: &str) -> String {
     format!("{base}hub/login")
 }
 
+/// `url` with `?next=` the address to go on to afterwards, when there is one.
+pub fn with_next(url: String, next: Option<&str>) -> String {
+    match next {
+        Some(next) => format!(
+            "{url}?next={}",
+            form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
+        ),
+        None => url,
+    }
+}
+
 pub fn logout(base: &str) -> String {
     format!("{base}hub/logout")
 }

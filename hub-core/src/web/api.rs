@@ -48,8 +48,10 @@ pub async fn handle(hub: &Arc<Hub>, req: &Req, rest: &str) -> Resp {
                 hub.base,
                 req.query.as_deref().unwrap_or("")
             );
-            let next: String = form_urlencoded::byte_serialize(here.as_bytes()).collect();
-            return crate::web::redirect(&format!("{}hub/login?next={next}", hub.base));
+            return crate::web::redirect(&crate::pages::urls::with_next(
+                crate::pages::urls::login(&hub.base),
+                Some(&here),
+            ));
         }
         return json_error(StatusCode::FORBIDDEN, "Missing or invalid credentials");
     };

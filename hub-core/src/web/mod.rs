@@ -50,6 +50,11 @@ pub struct Req {
 }
 
 impl Req {
+    /// The query as it came, with its `?`, or "" without one.
+    pub fn query_suffix(&self) -> String {
+        self.query.as_deref().map(|q| format!("?{q}")).unwrap_or_default()
+    }
+
     pub fn query_param(&self, name: &str) -> Option<String> {
         let q = self.query.as_deref()?;
         form_urlencoded::parse(q.as_bytes())

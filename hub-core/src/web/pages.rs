@@ -154,8 +154,7 @@ pub async fn handle(hub: &Arc<Hub>, req: &Req) -> Resp {
         ["user", rest @ ..] if !rest.is_empty() => {
             // The proxy had no route for this server: over to the hub's handler for it.
             let path = req.path.strip_prefix("user/").unwrap_or("");
-            let query = req.query.as_deref().map(|q| format!("?{q}")).unwrap_or_default();
-            redirect(&format!("{}hub/user/{path}{query}", hub.base))
+            redirect(&format!("{}hub/user/{path}{}", hub.base, req.query_suffix()))
         }
         [] | ["hub"] => match caller::identify(hub, req).await {
             Some(auth) => redirect(&landing(hub, &auth.caller.name)),
@@ -167,14 +166,8 @@ pub async fn handle(hub: &Arc<Hub>, req: &Req) -> Resp {
 
 async fn logged_in_pages(hub: &Arc<Hub>, req: &Req, seg: &[&str]) -> Resp {
     let Some(auth) = caller::identify(hub, req).await else {
-        let here = format!(
-            "/{}{}",
-            req.path,
-            req.query.as_deref().map(|q| format!("?{q}")).unwrap_or_default()
-        );
-        let next = format!("{}{}", hub.base.trim_end_matches('/'), here);
-        let next: String = form_urlencoded::byte_serialize(next.as_bytes()).collect();
-        return redirect(&format!("{}?next={next}", render::urls::login(&hub.base)));
+        let here = format!("{}/{}{}", hub.base.trim_end_matches('/'), req.path, req.query_suffix());
+        return redirect(&render::urls::with_next(render::urls::login(&hub.base), Some(&here)));
     };
     if !caller::xsrf_ok(req, &auth.via) {
         return error_page(
@@ -221,11 +214,11 @@ async fn logged_in_pages(hub: &Arc<Hub>, req: &Req, seg: &[&str]) -> Resp {
             // JupyterHub's links into whoever follows them's own server (nbgitpuller, course
             // material): `/hub/user-redirect/lab/tree/x.ipynb` opens `/user/<me>/lab/tree/x.ipynb`.
             let rest = req.path.strip_prefix("hub/user-redirect").unwrap_or("");
-            let query = req.query.as_deref().map(|q| format!("?{q}")).unwrap_or_default();
             redirect(&format!(
-                "{}{}{query}",
+                "{}{}{}",
                 hub.prefix(&me, ""),
-                rest.trim_start_matches('/')
+                rest.trim_start_matches('/'),
+                req.query_suffix()
             ))
         }
         ["hub", "user", user, rest @ ..] => {
@@ -571,12 +564,11 @@ fn home(hub: &Hub, req: &Req, auth: &Authenticated) -> Resp {
     })
 }
 
-/// Starts the server and sends the browser to its pending page. When the spawner offers
-/// profiles, a request that chose none (a link, the implicit start from `/user/…`) gets the
-/// options page first, as JupyterHub's options form does; its POST carries `profile`.
-/// Starts a server, after its options form when it has profiles, and sends the browser to its
-/// progress page, which opens `next` (a page in the server that was asked for), or the server's
-/// own address, once it is ready.
+/// Starts the server and sends the browser to its pending page, which opens `next` (the page in
+/// the server that was asked for), or else the server's own address, once it is ready. When the
+/// spawner offers profiles, a request that chose none (a link, the implicit start from
+/// `/user/…`) gets the options page first, as JupyterHub's options form does; its POST carries
+/// `profile`, and the form's address keeps `next`.
 async fn start_and_follow(
     hub: &Arc<Hub>,
     req: &Req,
@@ -599,7 +591,7 @@ async fn start_and_follow(
         }
     }
     match lifecycle::request_start(hub, user, server, options.into()) {
-        Ok(()) => redirect(&with_next(
+        Ok(()) => redirect(&render::urls::with_next(
             render::urls::spawn_pending(&hub.base, user, server),
             next.as_deref(),
         )),
@@ -622,7 +614,10 @@ async fn start_and_follow(
 fn options_page(hub: &Hub, req: &Req, auth: &Authenticated, user: &str, server: &str, next: Option<&str>) -> Resp {
     if hub.server(user, server).is_some_and(|s| s.phase() != Phase::Stopped) {
         // Already starting or running: nothing to choose.
-        return redirect(&with_next(render::urls::spawn_pending(&hub.base, user, server), next));
+        return redirect(&render::urls::with_next(
+            render::urls::spawn_pending(&hub.base, user, server),
+            next,
+        ));
     }
     page(hub, req, StatusCode::OK, |x| {
         render::spawn_options(
@@ -630,7 +625,7 @@ fn options_page(hub: &Hub, req: &Req, auth: &Authenticated, user: &str, server: 
             user,
             server,
             hub.spawner.profiles(),
-            &with_next(render::urls::spawn(&hub.base, user, server), next),
+            &render::urls::with_next(render::urls::spawn(&hub.base, user, server), next),
         )
     })
 }
@@ -654,27 +649,17 @@ fn pending(hub: &Hub, req: &Req, auth: &Authenticated, user: &str, server: &str)
                 &context(hub, Some(auth), x),
                 user,
                 server,
-                &with_next(render::urls::spawn(&hub.base, user, server), next.as_deref()),
+                &render::urls::with_next(render::urls::spawn(&hub.base, user, server), next.as_deref()),
             )
         }),
     }
 }
 
+/// Query pairs as `a=1&b=2`.
 fn encode_query(pairs: &[(String, String)]) -> String {
     form_urlencoded::Serializer::new(String::new())
         .extend_pairs(pairs)
         .finish()
-}
-
-/// `url` with `?next=` the address to open afterwards, when there is one.
-fn with_next(url: String, next: Option<&str>) -> String {
-    match next {
-        Some(next) => format!(
-            "{url}?next={}",
-            form_urlencoded::byte_serialize(next.as_bytes()).collect::<String>()
-        ),
-        None => url,
-    }
 }
 
 /// `/hub/user/{user}[/{server}]/…`: the proxy had no route. Start the server (once), or send the
@@ -726,7 +711,7 @@ async fn user_redirect(hub: &Arc<Hub>, req: &Req, auth: &Authenticated, user: &s
             tokio::time::sleep(std::time::Duration::from_millis(100 * u64::from(redirects))).await;
             redirect(&format!("{}{path}?{query}", hub.base))
         }
-        Some((Phase::Pending, _)) => redirect(&with_next(
+        Some((Phase::Pending, _)) => redirect(&render::urls::with_next(
             render::urls::spawn_pending(&hub.base, user, server),
             asked_for.as_deref(),
         )),
@@ -742,7 +727,7 @@ async fn user_redirect(hub: &Arc<Hub>, req: &Req, auth: &Authenticated, user: &s
                 &context(hub, Some(auth), x),
                 user,
                 server,
-                &with_next(render::urls::spawn(&hub.base, user, server), asked_for.as_deref()),
+                &render::urls::with_next(render::urls::spawn(&hub.base, user, server), asked_for.as_deref()),
             )
         }),
     }
